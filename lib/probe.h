@@ -1,0 +1,88 @@
+/* probe: the contract between the scheduler and the probe types, and the
+ * registry of types. A probe runs as an async job on the main loop (or
+ * hands work to its own thread, as the load engine does) and ends by
+ * calling probe_finish() exactly once. Each type lives in its own
+ * probe_<type>.c and publishes named metrics (docs/spec.md lists them).
+ *
+ * Probes must not touch the store or the API: they fill p->metrics and
+ * p->details and report progress; the scheduler persists and announces.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "http.h"
+#include "spec.h"
+
+enum probe_state {
+	PROBE_QUEUED = 0,
+	PROBE_RUNNING,
+	PROBE_PASSED,
+	PROBE_FAILED,
+	PROBE_ERRORED,
+	PROBE_CANCELLED,
+	PROBE_INTERRUPTED,
+};
+
+const char *probe_state_to_string(enum probe_state s); /* "queued" ... */
+
+struct probe;
+typedef void (*probe_done_cb)(struct probe *p);
+
+/* What a probe knows of the world. Embedded in the scheduler's run. */
+struct probe {
+	uv_loop_t *loop;
+	struct http_client *http;
+	const struct spec *spec;        /* borrowed for the probe's life */
+	const struct spec_probe *sp;    /* borrowed */
+
+	enum probe_state state;
+	int64_t started_at, finished_at; /* ms since epoch */
+	json_t *metrics;  /* object name -> number; owned; set by the probe */
+	json_t *details;  /* any JSON or NULL; owned */
+	char *error;      /* owned; set by probe_finish() for errors */
+
+	/* Live progress, read by the scheduler for GET /v1/runs/{id}. */
+	int percent;       /* -1: unknown */
+	int64_t requests;  /* -1: not a request-counting probe */
+
+	/* Set by the scheduler. */
+	probe_done_cb done;
+	void *userdata;
+
+	/* Owned by the type's implementation. */
+	const struct probe_ops *ops;
+	void *impl;
+	bool finishing;
+};
+
+struct probe_ops {
+	enum probe_type type;
+	/* Starts the probe. Returns 0, or -errno (then the probe is an error
+	 * with that reason, and done is not called). */
+	int (*start)(struct probe *p);
+	/* Asks the probe to stop; it must still call probe_finish(), possibly
+	 * later (from a close callback). */
+	void (*cancel)(struct probe *p);
+};
+
+/* The ops for a type, or NULL when the type is not implemented yet. */
+const struct probe_ops *probe_ops_find(enum probe_type t);
+
+/* Sets a numeric metric (replacing a previous value). -ENOMEM only. */
+int probe_set_metric(struct probe *p, const char *name, double value);
+
+/* Ends the probe: state must be final. For PROBE_ERRORED/PROBE_FAILED a
+ * reason (printf format) is kept in p->error. Calls p->done. Once only;
+ * later calls are ignored. */
+void probe_finish(struct probe *p, enum probe_state state, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* JSON of the probe in the shape store_probe_save() takes. New ref. */
+json_t *probe_to_json(const struct probe *p);
+
+/* Known probe type implementations (probe_<type>.c). */
+extern const struct probe_ops probe_http_ops;

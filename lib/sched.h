@@ -1,0 +1,68 @@
+/* sched: the run/probe state machine and job queue on the libuv loop.
+ * Runs move queued -> running -> passed | failed | error | cancelled |
+ * interrupted; each run's probes execute as async jobs, one after the
+ * other in spec order (docs/ARCHITECTURE.md says why), with a deadline per
+ * probe and per run. Load probes are exclusive per daemon
+ * (max_concurrent_load). Every transition is written to the store before
+ * it is announced to watchers.
+ *
+ * Main loop thread only.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "http.h"
+#include "spec.h"
+#include "store.h"
+
+struct sched;
+struct sched_watch;
+
+struct sched_config {
+	int max_concurrent_runs; /* default 4 */
+	int max_concurrent_load; /* default 1 */
+	int max_queued;          /* default 100; submit beyond it is -EAGAIN */
+};
+
+int sched_new(uv_loop_t *loop, struct store *st, struct http_client *http,
+	      const struct sched_config *cfg, struct sched **ret_sched);
+
+/* Frees the scheduler; there must be no active run (see sched_shutdown).
+ * NULL is fine. */
+void sched_free(struct sched *s);
+
+void sched_set_config(struct sched *s, const struct sched_config *cfg);
+
+/* Stores and queues a new run. Steals spec (also on error). With an
+ * idempotency key seen before, returns that run's id with *ret_existing
+ * set and queues nothing. -EAGAIN when the queue is full. */
+int sched_submit(struct sched *s, struct spec *spec, const char *submitted_by,
+		 const char *idempotency_key, int64_t *ret_id, bool *ret_existing);
+
+/* Cancels a queued or running run. -ENOENT: no active run with that id
+ * (it may exist finished: callers check the store). */
+int sched_cancel(struct sched *s, int64_t id);
+
+/* Live progress of an active run: {probes_done, probes_total, current:
+ * {probe, percent, requests} | null, eta_s | null}. -ENOENT if not
+ * active. New reference. */
+int sched_progress(struct sched *s, int64_t id, json_t **ret_progress);
+
+/* Number of active (queued + running) runs. */
+int sched_active(struct sched *s);
+
+/* Called after every stored transition of run id (state, probe start or
+ * end), and once more with the final state. Watches of runs that are not
+ * active are never called: check the store first. */
+typedef void (*sched_watch_cb)(void *userdata, int64_t run_id, const char *state);
+int sched_watch(struct sched *s, int64_t run_id, sched_watch_cb cb, void *userdata,
+		struct sched_watch **ret_watch);
+void sched_unwatch(struct sched_watch *w);
+
+/* Cancels every active run (recording them as cancelled, or as
+ * interrupted with interrupt=true) and calls cb once none is active. */
+void sched_shutdown(struct sched *s, bool interrupt, void (*cb)(void *userdata), void *userdata);

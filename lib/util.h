@@ -1,0 +1,45 @@
+/* util: the few helpers that belong to the whole project (prefix rd_):
+ * wall-clock time in RFC 3339, duration and number parsing, container_of.
+ * Nothing here allocates behind the caller's back or has process-wide state.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define rd_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#define RD_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* "2026-11-26T13:40:02.114Z" plus NUL. */
+#define RD_TIME_LEN 25
+
+/* Milliseconds since the Unix epoch, wall clock. */
+int64_t rd_now_ms(void);
+
+/* Formats ms since the epoch as RFC 3339 UTC with milliseconds into buf. */
+void rd_time_format(int64_t ms, char buf[RD_TIME_LEN]);
+
+/* Parses RFC 3339 ("2026-11-26T13:40:02.114Z", offsets allowed) or a plain
+ * date ("2026-11-20", taken as midnight UTC). Returns 0 or -EINVAL. */
+int rd_time_parse(const char *s, int64_t *ret_ms);
+
+/* Parses a duration: a non-negative decimal number followed by a unit,
+ * one of us, ms, s, m, h, d ("500ms", "1.5s", "5m", "90d"). The result is
+ * rounded to whole milliseconds; "100us" and larger non-zero values that
+ * round to 0 ms are rejected. Returns 0, -EINVAL (syntax) or -ERANGE
+ * (over ~292 million years). */
+int rd_parse_duration(const char *s, int64_t *ret_ms);
+
+/* Formats a duration compactly ("1.5s", "500ms", "5m"), for messages. */
+void rd_format_duration(int64_t ms, char *buf, size_t len);
+
+/* Strict whole-string integer parse within [min, max]: no sign surprises,
+ * no trailing garbage. Returns 0, -EINVAL or -ERANGE. */
+int rd_parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret);
+
+/* Strict whole-string finite double parse. Returns 0, -EINVAL or -ERANGE. */
+int rd_parse_double(const char *s, double *ret);
+
+/* True if a and b are equal, in time independent of where they differ. */
+bool rd_memeq_ct(const void *a, const void *b, size_t len);
