@@ -31,7 +31,7 @@ enum gate_rhs {
 };
 
 struct gate_expr {
-	char probe[GATE_NAME_MAX + 1];  /* "" for SLO conditions (metric only) */
+	char probe[GATE_NAME_MAX + 1]; /* "" for SLO conditions (metric only) */
 	char metric[GATE_NAME_MAX + 1];
 	enum gate_op op;
 	enum gate_rhs rhs;
@@ -70,10 +70,11 @@ bool gate_compare(double value, enum gate_op op, double threshold);
 
 /* What a gate needs to be judged, gathered by the caller. */
 struct gate_input {
-	bool has_value;       /* the probe published the metric */
+	bool has_value; /* the probe published the metric */
 	double value;
-	int64_t samples;      /* requests behind the value, -1 if not a sample metric */
-	const char *probe_state; /* "passed", "failed", "error", "cancelled", NULL if no such probe */
+	int64_t samples; /* requests behind the value, -1 if not a sample metric */
+	const char
+	        *probe_state; /* "passed", "failed", "error", "cancelled", NULL if no such probe */
 	const char *probe_error; /* the probe's error message, or NULL */
 	bool has_baseline;
 	double baseline;
@@ -85,8 +86,8 @@ struct gate_input {
  * samples, baseline, baseline_run, advisory, min_samples, outcome,
  * reason) and writes the outcome. -ENOMEM only. */
 int gate_judge(const char *expr_text, const struct gate_expr *ex, bool advisory,
-	       int64_t min_samples, const struct gate_input *in, json_t **ret_result,
-	       enum gate_outcome *ret_outcome);
+               int64_t min_samples, const struct gate_input *in, json_t **ret_result,
+               enum gate_outcome *ret_outcome);
 
 /* Combines outcomes into a verdict: ERROR if any probe errored or any
  * blocking gate is an error; else FAIL if any probe failed, any blocking
@@ -94,8 +95,8 @@ int gate_judge(const char *expr_text, const struct gate_expr *ex, bool advisory,
 struct verdict_input {
 	int probes_error;
 	int probes_failed;
-	int gates_error;   /* blocking gates only */
-	int gates_failed;  /* blocking gates only */
+	int gates_error;  /* blocking gates only */
+	int gates_failed; /* blocking gates only */
 	int checklist_failed;
 };
 enum verdict gate_verdict(const struct verdict_input *in);

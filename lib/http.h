@@ -35,13 +35,13 @@ struct http_options {
 };
 
 struct http_response {
-	int err;            /* 0, or -errno-like class: -ECONNREFUSED, -ETIMEDOUT,
-			     * -EPROTO, -EFBIG (body over the cap), -EIO */
-	const char *error;  /* curl's message when err != 0, else NULL */
-	long status;        /* HTTP status, 0 if none */
-	const char *body;   /* NUL-terminated (body_len excludes the NUL) */
+	int err;           /* 0, or -errno-like class: -ECONNREFUSED, -ETIMEDOUT,
+	                    * -EPROTO, -EFBIG (body over the cap), -EIO */
+	const char *error; /* curl's message when err != 0, else NULL */
+	long status;       /* HTTP status, 0 if none */
+	const char *body;  /* NUL-terminated (body_len excludes the NUL) */
 	size_t body_len;
-	double total_ms;    /* whole request as measured by libcurl */
+	double total_ms;          /* whole request as measured by libcurl */
 	const char *content_type; /* or NULL */
 	const char *retry_after;  /* Retry-After header value or NULL */
 	const char *effective_url;
@@ -68,7 +68,7 @@ void http_client_set_policy(struct http_client *c, http_policy_cb cb, void *user
 /* Starts a request. All of opt is copied. On success *ret_req (optional)
  * identifies it for http_request_cancel() until cb is called. */
 int http_request_start(struct http_client *c, const struct http_options *opt, http_done_cb cb,
-		       void *userdata, struct http_request **ret_req);
+                       void *userdata, struct http_request **ret_req);
 
 /* Aborts a request; its callback will not be called. */
 void http_request_cancel(struct http_request *req);

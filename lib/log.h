@@ -24,9 +24,9 @@ int rd_log_level_parse(const char *s, enum rd_log_level *ret_level);
 /* Logs msg (printf format) at level; extra logfmt fields may follow in
  * fields (already formatted, e.g. "run=42 probe=latency"), or NULL. */
 void rd_log(enum rd_log_level level, const char *fields, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 #define log_error(...) rd_log(RD_LOG_ERROR, NULL, __VA_ARGS__)
-#define log_warn(...) rd_log(RD_LOG_WARN, NULL, __VA_ARGS__)
-#define log_info(...) rd_log(RD_LOG_INFO, NULL, __VA_ARGS__)
+#define log_warn(...)  rd_log(RD_LOG_WARN, NULL, __VA_ARGS__)
+#define log_info(...)  rd_log(RD_LOG_INFO, NULL, __VA_ARGS__)
 #define log_debug(...) rd_log(RD_LOG_DEBUG, NULL, __VA_ARGS__)

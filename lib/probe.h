@@ -36,18 +36,18 @@ typedef void (*probe_done_cb)(struct probe *p);
 struct probe {
 	uv_loop_t *loop;
 	struct http_client *http;
-	const struct spec *spec;        /* borrowed for the probe's life */
-	const struct spec_probe *sp;    /* borrowed */
+	const struct spec *spec;     /* borrowed for the probe's life */
+	const struct spec_probe *sp; /* borrowed */
 
 	enum probe_state state;
 	int64_t started_at, finished_at; /* ms since epoch */
-	json_t *metrics;  /* object name -> number; owned; set by the probe */
-	json_t *details;  /* any JSON or NULL; owned */
-	char *error;      /* owned; set by probe_finish() for errors */
+	json_t *metrics;                 /* object name -> number; owned; set by the probe */
+	json_t *details;                 /* any JSON or NULL; owned */
+	char *error;                     /* owned; set by probe_finish() for errors */
 
 	/* Live progress, read by the scheduler for GET /v1/runs/{id}. */
-	int percent;       /* -1: unknown */
-	int64_t requests;  /* -1: not a request-counting probe */
+	int percent;      /* -1: unknown */
+	int64_t requests; /* -1: not a request-counting probe */
 
 	/* Set by the scheduler. */
 	probe_done_cb done;
@@ -67,6 +67,8 @@ struct probe_ops {
 	/* Asks the probe to stop; it must still call probe_finish(), possibly
 	 * later (from a close callback). */
 	void (*cancel)(struct probe *p);
+	/* Releases p->impl once the probe has finished (after done ran). */
+	void (*free)(struct probe *p);
 };
 
 /* The ops for a type, or NULL when the type is not implemented yet. */
@@ -79,7 +81,7 @@ int probe_set_metric(struct probe *p, const char *name, double value);
  * reason (printf format) is kept in p->error. Calls p->done. Once only;
  * later calls are ignored. */
 void probe_finish(struct probe *p, enum probe_state state, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 /* JSON of the probe in the shape store_probe_save() takes. New ref. */
 json_t *probe_to_json(const struct probe *p);

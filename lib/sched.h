@@ -29,7 +29,7 @@ struct sched_config {
 };
 
 int sched_new(uv_loop_t *loop, struct store *st, struct http_client *http,
-	      const struct sched_config *cfg, struct sched **ret_sched);
+              const struct sched_config *cfg, struct sched **ret_sched);
 
 /* Frees the scheduler; there must be no active run (see sched_shutdown).
  * NULL is fine. */
@@ -41,7 +41,7 @@ void sched_set_config(struct sched *s, const struct sched_config *cfg);
  * idempotency key seen before, returns that run's id with *ret_existing
  * set and queues nothing. -EAGAIN when the queue is full. */
 int sched_submit(struct sched *s, struct spec *spec, const char *submitted_by,
-		 const char *idempotency_key, int64_t *ret_id, bool *ret_existing);
+                 const char *idempotency_key, int64_t *ret_id, bool *ret_existing);
 
 /* Cancels a queued or running run. -ENOENT: no active run with that id
  * (it may exist finished: callers check the store). */
@@ -56,11 +56,13 @@ int sched_progress(struct sched *s, int64_t id, json_t **ret_progress);
 int sched_active(struct sched *s);
 
 /* Called after every stored transition of run id (state, probe start or
- * end), and once more with the final state. Watches of runs that are not
- * active are never called: check the store first. */
-typedef void (*sched_watch_cb)(void *userdata, int64_t run_id, const char *state);
+ * end). The last call has final set: the run has ended and the watch is
+ * freed right after the callback returns (do not unwatch it then).
+ * A watch may unwatch itself from its callback, but no other watch. */
+typedef void (*sched_watch_cb)(void *userdata, int64_t run_id, const char *state, bool final);
+/* -ENOENT if the run is not active (it is unknown or has ended). */
 int sched_watch(struct sched *s, int64_t run_id, sched_watch_cb cb, void *userdata,
-		struct sched_watch **ret_watch);
+                struct sched_watch **ret_watch);
 void sched_unwatch(struct sched_watch *w);
 
 /* Cancels every active run (recording them as cancelled, or as

@@ -17,17 +17,17 @@
 #include "gate.h"
 
 /* Caps on what a user controls (STYLE.md). */
-#define SPEC_MAX_BYTES (1024 * 1024)
-#define SPEC_MAX_PROBES 64
-#define SPEC_MAX_GATES 256
-#define SPEC_MAX_HEADERS 64
-#define SPEC_MAX_LIST 256 /* require: lists, rule_files, checklist items */
-#define SPEC_MAX_DEPTH 32 /* nesting of YAML/JSON containers */
-#define SPEC_MAX_STRING (64 * 1024)
-#define SPEC_MAX_NAME 64          /* probe names: [A-Za-z0-9_-]{1,64} */
+#define SPEC_MAX_BYTES       (1024 * 1024)
+#define SPEC_MAX_PROBES      64
+#define SPEC_MAX_GATES       256
+#define SPEC_MAX_HEADERS     64
+#define SPEC_MAX_LIST        256 /* require: lists, rule_files, checklist items */
+#define SPEC_MAX_DEPTH       32  /* nesting of YAML/JSON containers */
+#define SPEC_MAX_STRING      (64 * 1024)
+#define SPEC_MAX_NAME        64 /* probe names: [A-Za-z0-9_-]{1,64} */
 #define SPEC_MAX_CONNECTIONS 10000
-#define SPEC_MAX_RATE 1000000.0
-#define SPEC_MAX_THREADS 64
+#define SPEC_MAX_RATE        1000000.0
+#define SPEC_MAX_THREADS     64
 #define SPEC_MAX_DURATION_MS (24LL * 3600 * 1000) /* any probe or run duration */
 
 enum spec_format {
@@ -71,9 +71,9 @@ struct spec_request {
 	char *url;    /* http:// or https:// */
 	struct spec_header *headers;
 	size_t n_headers;
-	char *body;            /* NULL: no body */
+	char *body; /* NULL: no body */
 	size_t body_len;
-	int64_t timeout_ms;    /* 0: the probe's or a default */
+	int64_t timeout_ms; /* 0: the probe's or a default */
 };
 
 /* One probe. Flat on purpose: each type's schema (spec.c) names which of
@@ -87,17 +87,17 @@ struct spec_probe {
 
 	/* load, capacity */
 	enum load_mode mode;
-	double rate;            /* rate mode: requests per second */
-	int64_t connections;    /* default 16 (load), 64 (capacity) */
-	int64_t threads;        /* default 1 */
-	int64_t duration_ms;    /* load default 30s when requests unset */
-	int64_t requests;       /* alternative to duration */
+	double rate;         /* rate mode: requests per second */
+	int64_t connections; /* default 16 (load), 64 (capacity) */
+	int64_t threads;     /* default 1 */
+	int64_t duration_ms; /* load default 30s when requests unset */
+	int64_t requests;    /* alternative to duration */
 	int64_t warmup_ms;
-	char *slo;              /* capacity: "p95_ms < 100 and error_rate < 0.01" */
-	double max_rate;        /* capacity upper bound */
-	double min_rate;        /* capacity lower bound, default 1 */
-	double required_rate;   /* capacity: headroom reference, 0 = unset */
-	int64_t step_ms;        /* capacity: duration of each step, default 10s */
+	char *slo;            /* capacity: "p95_ms < 100 and error_rate < 0.01" */
+	double max_rate;      /* capacity upper bound */
+	double min_rate;      /* capacity lower bound, default 1 */
+	double required_rate; /* capacity: headroom reference, 0 = unset */
+	int64_t step_ms;      /* capacity: duration of each step, default 10s */
 
 	/* http-ish: http, prometheus-scrape, tls, auth, rate-limit; load may
 	 * override the target's request with `request`. */
@@ -107,24 +107,24 @@ struct spec_probe {
 	size_t n_headers;
 	char *body;
 	size_t body_len;
-	int64_t expect_status;        /* http: default 200 */
+	int64_t expect_status; /* http: default 200 */
 	char *expect_body_contains;
-	char *expect_body_regex;      /* POSIX extended regex */
-	json_t *expect_json;          /* http: {"$.path": value, ...}; owned */
-	bool insecure;                /* skip TLS verification */
+	char *expect_body_regex; /* POSIX extended regex */
+	json_t *expect_json;     /* http: {"$.path": value, ...}; owned */
+	bool insecure;           /* skip TLS verification */
 	char *ca_file;
-	char *min_version;            /* tls: "1.2", "1.3" */
-	char *servername;             /* tls: SNI/hostname to check */
+	char *min_version; /* tls: "1.2", "1.3" */
+	char *servername;  /* tls: SNI/hostname to check */
 
 	/* prometheus-* and alert-drill */
-	char *prometheus;             /* base URL of a Prometheus server */
-	char **require;               /* families (scrape) or alert names (rules) */
+	char *prometheus; /* base URL of a Prometheus server */
+	char **require;   /* families (scrape) or alert names (rules) */
 	size_t n_require;
 	char **rule_files;
 	size_t n_rule_files;
 	char *query;
-	int64_t range_ms;             /* prometheus-query: range window, 0 = instant */
-	char *function;               /* min | max | avg | last (range queries) */
+	int64_t range_ms; /* prometheus-query: range window, 0 = instant */
+	char *function;   /* min | max | avg | last (range queries) */
 	char *alert;
 
 	/* drills */
@@ -132,21 +132,21 @@ struct spec_probe {
 	struct spec_request *clear;   /* alert-drill */
 	struct spec_request *restore; /* rollback-drill */
 	int64_t within_ms;
-	int64_t wait_resolve_ms;      /* alert-drill: 0 = do not wait */
-	int64_t poll_interval_ms;     /* default 1s */
+	int64_t wait_resolve_ms;  /* alert-drill: 0 = do not wait */
+	int64_t poll_interval_ms; /* default 1s */
 	char *version_url;
 	char *expect_version;
 
 	/* auth, rate-limit */
-	int64_t burst;                /* rate-limit: max requests, default 100 */
-	int64_t *expect_statuses;     /* auth: accepted rejections, default 401,403 */
+	int64_t burst;            /* rate-limit: max requests, default 100 */
+	int64_t *expect_statuses; /* auth: accepted rejections, default 401,403 */
 	size_t n_expect_statuses;
 
 	/* resources */
 	int64_t pid;
 	char *pid_file;
 	char *cgroup;
-	int64_t interval_ms;          /* sampling, default 1s */
+	int64_t interval_ms; /* sampling, default 1s */
 	bool gpu_required;
 };
 
@@ -160,10 +160,10 @@ struct spec_gate {
 
 struct spec_check_item {
 	char *item;
-	char *evidence;      /* NULL: none given */
-	int64_t tested_ms;   /* 0: not given */
-	int64_t max_age_ms;  /* 0: no limit */
-	int passed;          /* -1 not given, 0 false, 1 true */
+	char *evidence;     /* NULL: none given */
+	int64_t tested_ms;  /* 0: not given */
+	int64_t max_age_ms; /* 0: no limit */
+	int passed;         /* -1 not given, 0 false, 1 true */
 };
 
 struct spec_checklist {
@@ -174,7 +174,7 @@ struct spec_checklist {
 };
 
 struct spec {
-	char *service;      /* [A-Za-z0-9._-]{1,128} */
+	char *service; /* [A-Za-z0-9._-]{1,128} */
 	char *version;
 	char *environment;  /* default "default" */
 	int64_t timeout_ms; /* run deadline, default 30m */
@@ -201,7 +201,7 @@ struct spec_error {
  * Returns 0; -EINVAL with *err filled for any invalid input; -ENOMEM;
  * -E2BIG when len exceeds SPEC_MAX_BYTES. Any thread. */
 int spec_parse(const char *buf, size_t len, enum spec_format fmt, struct spec **ret_spec,
-	       struct spec_error *err);
+               struct spec_error *err);
 
 void spec_free(struct spec *s);
 

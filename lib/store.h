@@ -40,26 +40,29 @@ struct store_run_new {
 	const char *service;
 	const char *version;
 	const char *environment;
-	const char *submitted_by;    /* NULL: anonymous */
-	const char *idempotency_key; /* NULL: none */
-	const char *spec_json;       /* redacted spec, serialized */
+	const char *submitted_by;       /* NULL: anonymous */
+	const char *idempotency_key;    /* NULL: none */
+	const char *spec_json;          /* redacted spec, serialized */
 	const char *const *probe_names; /* n_probes entries */
 	const char *const *probe_types;
 	size_t n_probes;
-	int64_t created_at;          /* ms */
+	int64_t created_at; /* ms */
 };
 
 /* Inserts a run in state "queued" with one "queued" probe row per probe.
  * With an idempotency key that already exists, inserts nothing, returns
  * the existing run's id and sets *ret_existing. Returns 0 or -errno. */
 int store_run_create(struct store *st, const struct store_run_new *rn, int64_t *ret_id,
-		     bool *ret_existing);
+                     bool *ret_existing);
+
+/* The run created with this idempotency key: 0 and its id, or -ENOENT. */
+int store_run_find_by_key(struct store *st, const char *key, int64_t *ret_id);
 
 /* Sets a run's state (and verdict, error: NULL leaves them NULL/unchanged
  * as documented below). started_at/finished_at of 0 leave the stored
  * value unchanged. verdict NULL keeps NULL. error NULL clears. */
 int store_run_update(struct store *st, int64_t id, const char *state, const char *verdict,
-		     int64_t started_at, int64_t finished_at, const char *error);
+                     int64_t started_at, int64_t finished_at, const char *error);
 
 /* Saves probe idx of run id from a probe object shaped like the run
  * resource's probes[] entry: name, type, state, started_at, finished_at
@@ -96,7 +99,7 @@ struct store_filter {
 	int limit;
 };
 int store_runs_list(struct store *st, const struct store_filter *f, json_t **ret_items,
-		    char **ret_next_cursor);
+                    char **ret_next_cursor);
 
 /* At start-up: every run left "running" or "queued" by a previous process
  * becomes "interrupted" (finished_at now, error says why), its running or

@@ -23,9 +23,14 @@ void rd_time_format(int64_t ms, char buf[RD_TIME_LEN])
 	int frac = (int)(ms - (int64_t)secs * 1000);
 	struct tm tm;
 
+	char tmp[64];
+
 	gmtime_r(&secs, &tm);
-	snprintf(buf, RD_TIME_LEN, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+	/* Through a roomy buffer: the compiler cannot know tm's fields are small. */
+	snprintf(tmp, sizeof(tmp), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+	memcpy(buf, tmp, RD_TIME_LEN - 1);
+	buf[RD_TIME_LEN - 1] = '\0';
 }
 
 static int parse_digits(const char **p, int n, int *ret)
@@ -125,7 +130,7 @@ static const struct {
 	const char *suffix;
 	double ms;
 } duration_units[] = {
-	{"us", 0.001}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000},
+        {"us", 0.001}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000},
 };
 
 int rd_parse_duration(const char *s, int64_t *ret_ms)
@@ -209,4 +214,13 @@ bool rd_memeq_ct(const void *a, const void *b, size_t len)
 	for (size_t i = 0; i < len; i++)
 		diff |= x[i] ^ y[i];
 	return diff == 0;
+}
+
+json_t *rd_json_number(double v)
+{
+	if (!isfinite(v))
+		return json_null();
+	if (v == floor(v) && fabs(v) < 9007199254740992.0)
+		return json_integer((json_int_t)v);
+	return json_real(v);
 }

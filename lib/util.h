@@ -8,8 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #define rd_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-#define RD_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define RD_ARRAY_SIZE(a)                   (sizeof(a) / sizeof((a)[0]))
 
 /* "2026-11-26T13:40:02.114Z" plus NUL. */
 #define RD_TIME_LEN 25
@@ -43,3 +45,8 @@ int rd_parse_double(const char *s, double *ret);
 
 /* True if a and b are equal, in time independent of where they differ. */
 bool rd_memeq_ct(const void *a, const void *b, size_t len);
+
+/* A JSON number for v: an integer when v is integral (so a status is 200,
+ * not 200.0), a real otherwise, null when v is NaN or infinite (JSON has
+ * neither). New reference. */
+json_t *rd_json_number(double v);

@@ -15,7 +15,9 @@ CREATE TABLE runs (
     error           TEXT,
     created_at      INTEGER NOT NULL,
     started_at      INTEGER,
-    finished_at     INTEGER
+    finished_at     INTEGER,
+    invalidated_at  INTEGER,                -- excluded from baselines and trends
+    invalid_reason  TEXT
 );
 CREATE INDEX runs_by_service ON runs (service, environment, id);
 CREATE INDEX runs_by_state ON runs (state, id);
@@ -25,7 +27,8 @@ CREATE TABLE probe_results (
     idx         INTEGER NOT NULL,
     name        TEXT NOT NULL,
     type        TEXT NOT NULL,
-    state       TEXT NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('queued', 'running', 'passed',
+                    'failed', 'error', 'cancelled', 'interrupted')),
     started_at  INTEGER,
     finished_at INTEGER,
     metrics     TEXT NOT NULL DEFAULT '{}', -- JSON object name -> number

@@ -1,1 +1,347 @@
-int main(void) { return 77; }
+/* Unit tests for lib/sched: the run state machine on a private loop, with
+ * a real store (":memory:"), a real HTTP client, and a local "silent"
+ * server that accepts connections and never answers, so a probe can be
+ * held in `running` for as long as a test needs. Every test ends with all
+ * handles closed and uv_loop_close() == 0. */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "sched.h"
+#include "spec.h"
+#include "store.h"
+
+struct silent_conn {
+	uv_tcp_t tcp;
+	struct silent_conn *next;
+};
+
+static uv_loop_t loop;
+static struct store *st;
+static struct http_client *http;
+static struct sched *sched;
+static uv_tcp_t server;
+static uv_timer_t guard; /* keeps UV_RUN_ONCE from blocking in run_until_* */
+static int server_port;
+static struct silent_conn *conns;
+static int shutdown_called;
+
+static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
+{
+	static char scratch[4096];
+
+	*buf = uv_buf_init(scratch, sizeof(scratch));
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	/* Swallow requests; never answer. */
+}
+
+static void on_connection(uv_stream_t *srv, int status)
+{
+	struct silent_conn *c = calloc(1, sizeof(*c));
+
+	ck_assert_ptr_nonnull(c);
+	uv_tcp_init(&loop, &c->tcp);
+	ck_assert_int_eq(uv_accept(srv, (uv_stream_t *)&c->tcp), 0);
+	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	c->next = conns;
+	conns = c;
+}
+
+static void start_silent_server(void)
+{
+	struct sockaddr_in sa;
+	struct sockaddr_storage bound;
+	int len = sizeof(bound);
+
+	uv_ip4_addr("127.0.0.1", 0, &sa);
+	uv_tcp_init(&loop, &server);
+	ck_assert_int_eq(uv_tcp_bind(&server, (struct sockaddr *)&sa, 0), 0);
+	ck_assert_int_eq(uv_listen((uv_stream_t *)&server, 16, on_connection), 0);
+	uv_tcp_getsockname(&server, (struct sockaddr *)&bound, &len);
+	server_port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+}
+
+static void setup(void)
+{
+	char err[256];
+	struct sched_config cfg = {.max_concurrent_runs = 1, .max_queued = 3};
+
+	ck_assert_int_eq(uv_loop_init(&loop), 0);
+	ck_assert_int_eq(store_open(":memory:", &st, err, sizeof(err)), 0);
+	ck_assert_int_eq(http_client_new(&loop, &http), 0);
+	ck_assert_int_eq(sched_new(&loop, st, http, &cfg, &sched), 0);
+	start_silent_server();
+	uv_timer_init(&loop, &guard);
+	conns = NULL;
+	shutdown_called = 0;
+}
+
+static void on_shutdown(void *userdata)
+{
+	shutdown_called++;
+}
+
+static void free_conn(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void teardown(void)
+{
+	sched_shutdown(sched, false, on_shutdown, NULL);
+	http_client_free(http);
+	for (struct silent_conn *c = conns, *next; c; c = next) {
+		next = c->next;
+		c->tcp.data = c;
+		uv_close((uv_handle_t *)&c->tcp, free_conn);
+	}
+	uv_close((uv_handle_t *)&server, NULL);
+	uv_close((uv_handle_t *)&guard, NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	ck_assert_int_eq(uv_loop_close(&loop), 0);
+	ck_assert_int_eq(shutdown_called, 1);
+	sched_free(sched);
+	store_free(st);
+}
+
+static struct spec *parse(const char *fmt, ...)
+{
+	char buf[4096];
+	struct spec_error err;
+	struct spec *s;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	ck_assert_msg(spec_parse(buf, strlen(buf), SPEC_FORMAT_YAML, &s, &err) == 0, "%s: %s",
+	              err.path, err.message);
+	return s;
+}
+
+/* A run whose only probe hangs on the silent server until cancelled. */
+static struct spec *hanging_spec(const char *timeout)
+{
+	/* No probe timeout: the http probe's own default (10 s) is far longer
+	 * than any test waits, so only cancel or the run deadline end it. */
+	return parse("apiVersion: readyd/v1\nservice: s\nversion: '1'\ntimeout: %s\n"
+	             "probes:\n  - name: hang\n    type: http\n"
+	             "    url: http://127.0.0.1:%d/\n",
+	             timeout, server_port);
+}
+
+static const char *state_of(int64_t id)
+{
+	static char state[32];
+	json_t *run;
+
+	ck_assert_int_eq(store_run_get(st, id, &run), 0);
+	snprintf(state, sizeof(state), "%s", json_string_value(json_object_get(run, "state")));
+	json_decref(run);
+	return state;
+}
+
+static const char *probe_field(int64_t id, size_t idx, const char *field)
+{
+	static char value[256];
+	json_t *run, *v;
+
+	ck_assert_int_eq(store_run_get(st, id, &run), 0);
+	v = json_object_get(json_array_get(json_object_get(run, "probes"), idx), field);
+	snprintf(value, sizeof(value), "%s", json_is_string(v) ? json_string_value(v) : "(null)");
+	json_decref(run);
+	return value;
+}
+
+/* Runs the loop until the run's stored state is `want` (or fails the test
+ * after many iterations: the guard timer keeps the loop from blocking). */
+static void on_guard(uv_timer_t *t)
+{
+}
+
+static void run_until_state(int64_t id, const char *want)
+{
+	uv_timer_start(&guard, on_guard, 10, 10);
+	for (int i = 0; i < 2000 && strcmp(state_of(id), want) != 0; i++)
+		uv_run(&loop, UV_RUN_ONCE);
+	uv_timer_stop(&guard);
+	ck_assert_str_eq(state_of(id), want);
+}
+
+static void run_until_probe_running(int64_t id)
+{
+	uv_timer_start(&guard, on_guard, 10, 10);
+	for (int i = 0; i < 2000 && !conns; i++)
+		uv_run(&loop, UV_RUN_ONCE);
+	uv_timer_stop(&guard);
+	ck_assert_str_eq(probe_field(id, 0, "state"), "running");
+	ck_assert_ptr_nonnull(conns); /* the probe really connected */
+}
+
+START_TEST(test_unimplemented_probe_errors)
+{
+	int64_t id;
+	bool existing;
+	struct spec *s =
+	        parse("apiVersion: readyd/v1\nservice: s\nversion: '1'\n"
+	              "probes:\n  - name: t\n    type: tls\n    url: https://127.0.0.1:1/\n"
+	              "gates:\n  - t.version >= 1.3\n");
+
+	ck_assert_int_eq(sched_submit(sched, s, NULL, NULL, &id, &existing), 0);
+	ck_assert(!existing);
+	run_until_state(id, "error");
+	ck_assert_str_eq(probe_field(id, 0, "state"), "error");
+	ck_assert_ptr_nonnull(strstr(probe_field(id, 0, "error"), "not implemented"));
+	ck_assert_int_eq(sched_active(sched), 0);
+}
+END_TEST
+
+START_TEST(test_cancel_running_then_queued_starts)
+{
+	int64_t a, b;
+	bool existing;
+
+	ck_assert_int_eq(sched_submit(sched, hanging_spec("10m"), NULL, NULL, &a, &existing), 0);
+	ck_assert_int_eq(sched_submit(sched, hanging_spec("10m"), NULL, NULL, &b, &existing), 0);
+	run_until_probe_running(a);
+	/* max_concurrent_runs = 1: the second waits. */
+	ck_assert_str_eq(state_of(a), "running");
+	ck_assert_str_eq(state_of(b), "queued");
+	ck_assert_int_eq(sched_active(sched), 2);
+	ck_assert_int_eq(sched_cancel(sched, a), 0);
+	run_until_state(a, "cancelled");
+	ck_assert_str_eq(probe_field(a, 0, "state"), "cancelled");
+	run_until_state(b, "running");
+	ck_assert_int_eq(sched_cancel(sched, a), -ENOENT); /* no longer active */
+	ck_assert_int_eq(sched_cancel(sched, b), 0);
+	run_until_state(b, "cancelled");
+}
+END_TEST
+
+START_TEST(test_cancel_queued)
+{
+	int64_t a, b;
+	bool existing;
+
+	ck_assert_int_eq(sched_submit(sched, hanging_spec("10m"), NULL, NULL, &a, &existing), 0);
+	ck_assert_int_eq(sched_submit(sched, hanging_spec("10m"), NULL, NULL, &b, &existing), 0);
+	ck_assert_int_eq(sched_cancel(sched, b), 0);
+	ck_assert_str_eq(state_of(b), "cancelled");
+	ck_assert_str_eq(probe_field(b, 0, "state"), "cancelled");
+	ck_assert_str_eq(probe_field(b, 0, "started_at"), "(null)");
+}
+END_TEST
+
+START_TEST(test_run_deadline)
+{
+	int64_t id;
+	bool existing;
+	json_t *run;
+
+	ck_assert_int_eq(sched_submit(sched, hanging_spec("1s"), NULL, NULL, &id, &existing), 0);
+	run_until_state(id, "error");
+	ck_assert_int_eq(store_run_get(st, id, &run), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(run, "verdict")), "ERROR");
+	ck_assert_ptr_nonnull(
+	        strstr(json_string_value(json_object_get(run, "error")), "timeout of 1s"));
+	json_decref(run);
+}
+END_TEST
+
+START_TEST(test_queue_limit_and_idempotency)
+{
+	int64_t ids[4], again;
+	bool existing;
+
+	for (int i = 0; i < 4; i++) {
+		char key[8];
+
+		snprintf(key, sizeof(key), "k%d", i);
+		ck_assert_int_eq(
+		        sched_submit(sched, hanging_spec("10m"), NULL, key, &ids[i], &existing), 0);
+	}
+	/* One running, three queued: the queue (max_queued = 3) is full. */
+	ck_assert_int_eq(sched_submit(sched, hanging_spec("10m"), NULL, NULL, &again, &existing),
+	                 -EAGAIN);
+	ck_assert_int_eq(sched_submit(sched, hanging_spec("10m"), NULL, "k2", &again, &existing),
+	                 0);
+	ck_assert(existing);
+	ck_assert_int_eq(again, ids[2]);
+}
+END_TEST
+
+struct watch_log {
+	int calls, finals;
+	char last[32];
+};
+
+static void on_watch(void *userdata, int64_t run_id, const char *state, bool final)
+{
+	struct watch_log *log = userdata;
+
+	log->calls++;
+	log->finals += final;
+	snprintf(log->last, sizeof(log->last), "%s", state);
+}
+
+START_TEST(test_watch_and_shutdown_interrupts)
+{
+	struct watch_log log = {0};
+	struct sched_watch *w;
+	int64_t id;
+	bool existing;
+	json_t *progress;
+
+	ck_assert_int_eq(sched_submit(sched, hanging_spec("10m"), NULL, NULL, &id, &existing), 0);
+	ck_assert_int_eq(sched_watch(sched, id, on_watch, &log, &w), 0);
+	run_until_probe_running(id);
+	ck_assert_int_eq(sched_progress(sched, id, &progress), 0);
+	ck_assert_int_eq(json_integer_value(json_object_get(progress, "probes_total")), 1);
+	ck_assert_str_eq(
+	        json_string_value(json_object_get(json_object_get(progress, "current"), "probe")),
+	        "hang");
+	json_decref(progress);
+	sched_shutdown(sched, true, on_shutdown, NULL);
+	ck_assert_int_eq(shutdown_called, 1);
+	ck_assert_str_eq(state_of(id), "interrupted");
+	ck_assert_str_eq(probe_field(id, 0, "state"), "interrupted");
+	ck_assert_int_eq(log.finals, 1);
+	ck_assert_str_eq(log.last, "interrupted");
+	ck_assert_int_ge(log.calls, 2); /* probe start, then the end */
+	ck_assert_int_eq(sched_watch(sched, id, on_watch, &log, &w), -ENOENT);
+	shutdown_called = 0; /* teardown's shutdown must call back once more */
+}
+END_TEST
+
+static Suite *sched_suite(void)
+{
+	Suite *s = suite_create("sched");
+	TCase *tc = tcase_create("runs");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_unimplemented_probe_errors);
+	tcase_add_test(tc, test_cancel_running_then_queued_starts);
+	tcase_add_test(tc, test_cancel_queued);
+	tcase_add_test(tc, test_run_deadline);
+	tcase_add_test(tc, test_queue_limit_and_idempotency);
+	tcase_add_test(tc, test_watch_and_shutdown_interrupts);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(sched_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,1 +1,172 @@
-int main(void) { return 77; }
+/* Unit tests for lib/util: durations, times, strict number parsing. */
+#include <check.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static const struct {
+	const char *text;
+	int ret;
+	int64_t ms;
+} durations[] = {
+        {"500ms", 0, 500},      {"30s", 0, 30000},     {"5m", 0, 300000},     {"1h", 0, 3600000},
+        {"90d", 0, 7776000000}, {"1.5s", 0, 1500},     {"0s", 0, 0},          {"1500us", 0, 2},
+        {".5s", 0, 500},        {"100us", -EINVAL, 0}, {"10", -EINVAL, 0},    {"s", -EINVAL, 0},
+        {"-1s", -EINVAL, 0},    {"1x", -EINVAL, 0},    {"1 s", -EINVAL, 0},   {"", -EINVAL, 0},
+        {"nans", -EINVAL, 0},   {"infs", -EINVAL, 0},  {"1e30d", -ERANGE, 0}, {"5ms ", -EINVAL, 0},
+};
+
+START_TEST(test_duration)
+{
+	int64_t ms = -1;
+
+	ck_assert_int_eq(rd_parse_duration(durations[_i].text, &ms), durations[_i].ret);
+	if (durations[_i].ret == 0)
+		ck_assert_int_eq(ms, durations[_i].ms);
+	else
+		ck_assert_int_eq(ms, -1); /* untouched on error */
+}
+END_TEST
+
+START_TEST(test_format_duration)
+{
+	char buf[32];
+
+	rd_format_duration(500, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "500ms");
+	rd_format_duration(1500, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "1.5s");
+	rd_format_duration(300000, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "5m");
+	rd_format_duration(7200000, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "2h");
+	rd_format_duration(90LL * 86400000, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "90d");
+}
+END_TEST
+
+START_TEST(test_time_roundtrip)
+{
+	char buf[RD_TIME_LEN];
+	int64_t ms;
+
+	rd_time_format(1795700402114LL, buf);
+	ck_assert_str_eq(buf, "2026-11-26T13:40:02.114Z");
+	ck_assert_int_eq(rd_time_parse(buf, &ms), 0);
+	ck_assert_int_eq(ms, 1795700402114LL);
+	ck_assert_int_eq(rd_time_parse("2026-11-26T14:40:02.114+01:00", &ms), 0);
+	ck_assert_int_eq(ms, 1795700402114LL);
+	ck_assert_int_eq(rd_time_parse("2026-11-20", &ms), 0);
+	rd_time_format(ms, buf);
+	ck_assert_str_eq(buf, "2026-11-20T00:00:00.000Z");
+	rd_time_format(0, buf);
+	ck_assert_str_eq(buf, "1970-01-01T00:00:00.000Z");
+}
+END_TEST
+
+static const char *const bad_times[] = {
+        "",
+        "2026",
+        "2026-13-01",
+        "2026-02-30",
+        "2026-11-26T25:00:00Z",
+        "2026-11-26T13:40:02",
+        "2026-11-26T13:40:02.Z",
+        "2026-11-26X13:40:02Z",
+        "2026-11-26T13:40:02Zjunk",
+        "26-11-2026",
+};
+
+START_TEST(test_time_invalid)
+{
+	int64_t ms = 42;
+
+	ck_assert_int_eq(rd_time_parse(bad_times[_i], &ms), -EINVAL);
+	ck_assert_int_eq(ms, 42);
+}
+END_TEST
+
+START_TEST(test_leap_day)
+{
+	int64_t ms;
+
+	ck_assert_int_eq(rd_time_parse("2028-02-29", &ms), 0);
+	ck_assert_int_eq(rd_time_parse("2026-02-29", &ms), -EINVAL);
+	ck_assert_int_eq(rd_time_parse("2100-02-29", &ms), -EINVAL);
+	ck_assert_int_eq(rd_time_parse("2000-02-29", &ms), 0);
+}
+END_TEST
+
+START_TEST(test_int64)
+{
+	int64_t v = 7;
+
+	ck_assert_int_eq(rd_parse_int64("42", 0, 100, &v), 0);
+	ck_assert_int_eq(v, 42);
+	ck_assert_int_eq(rd_parse_int64("-5", -10, 10, &v), 0);
+	ck_assert_int_eq(v, -5);
+	ck_assert_int_eq(rd_parse_int64("101", 0, 100, &v), -ERANGE);
+	ck_assert_int_eq(rd_parse_int64("99999999999999999999", 0, INT64_MAX, &v), -ERANGE);
+	ck_assert_int_eq(rd_parse_int64("", 0, 100, &v), -EINVAL);
+	ck_assert_int_eq(rd_parse_int64("4x", 0, 100, &v), -EINVAL);
+	ck_assert_int_eq(rd_parse_int64(" 4", 0, 100, &v), -EINVAL);
+	ck_assert_int_eq(rd_parse_int64("+4", 0, 100, &v), -EINVAL);
+	ck_assert_int_eq(rd_parse_int64(NULL, 0, 100, &v), -EINVAL);
+	ck_assert_int_eq(v, -5);
+}
+END_TEST
+
+START_TEST(test_double)
+{
+	double v = 0;
+
+	ck_assert_int_eq(rd_parse_double("0.05", &v), 0);
+	ck_assert_double_eq(v, 0.05);
+	ck_assert_int_eq(rd_parse_double("1e3", &v), 0);
+	ck_assert_double_eq(v, 1000);
+	ck_assert_int_eq(rd_parse_double("nan", &v), -ERANGE);
+	ck_assert_int_eq(rd_parse_double("inf", &v), -ERANGE);
+	ck_assert_int_eq(rd_parse_double("1e999", &v), -ERANGE);
+	ck_assert_int_eq(rd_parse_double("1.5x", &v), -EINVAL);
+	ck_assert_int_eq(rd_parse_double("", &v), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_memeq_ct)
+{
+	ck_assert(rd_memeq_ct("abcdef", "abcdef", 6));
+	ck_assert(!rd_memeq_ct("abcdef", "abcdeg", 6));
+	ck_assert(!rd_memeq_ct("xbcdef", "abcdef", 6));
+	ck_assert(rd_memeq_ct("", "", 0));
+}
+END_TEST
+
+static Suite *util_suite(void)
+{
+	Suite *s = suite_create("util");
+	TCase *tc = tcase_create("parse");
+
+	tcase_add_loop_test(tc, test_duration, 0, sizeof(durations) / sizeof(durations[0]));
+	tcase_add_test(tc, test_format_duration);
+	tcase_add_test(tc, test_time_roundtrip);
+	tcase_add_loop_test(tc, test_time_invalid, 0, sizeof(bad_times) / sizeof(bad_times[0]));
+	tcase_add_test(tc, test_leap_day);
+	tcase_add_test(tc, test_int64);
+	tcase_add_test(tc, test_double);
+	tcase_add_test(tc, test_memeq_ct);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(util_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

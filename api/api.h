@@ -1,0 +1,105 @@
+/* api: readyd's HTTP API: libmicrohttpd driven from the main libuv loop
+ * (no MHD thread), a router with one file per resource, problem+json
+ * errors. The only code that knows HTTP (STYLE.md); handlers call into
+ * lib/ (store, sched, report) and turn results into responses.
+ *
+ * Main loop thread only.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "sched.h"
+#include "store.h"
+
+#define API_DEFAULT_MAX_BODY (1024 * 1024)
+#define API_MAX_WAIT_MS      (120 * 1000) /* cap of ?wait= long-polls */
+
+struct api_server;
+struct api_req;
+
+/* What handlers may use. Borrowed for the server's life. */
+struct api_app {
+	struct store *store;
+	struct sched *sched;
+};
+
+struct api_config {
+	const char *listen;       /* "HOST:PORT" ("[::1]:0" for IPv6); port 0 = ephemeral */
+	int listen_fd;            /* >= 0: an inherited listening socket instead */
+	size_t max_body;          /* request body cap; 0: API_DEFAULT_MAX_BODY */
+	unsigned max_connections; /* 0: 1024 */
+	size_t connection_memory; /* per-connection memory; 0: MHD's default */
+};
+
+/* Starts listening. On failure returns -errno and writes a sentence to err. */
+int api_server_new(uv_loop_t *loop, const struct api_config *cfg, struct api_app *app,
+                   struct api_server **ret_srv, char *err, size_t errlen);
+
+/* The bound address, for the "listening on" line and --port-file. */
+int api_server_port(struct api_server *srv);
+const char *api_server_host(struct api_server *srv);
+
+/* Stops the server: suspended requests are answered 503, the listening
+ * socket and all connections are closed, handles are closed (memory freed
+ * from their close callbacks: run the loop once more). NULL is fine. */
+void api_server_free(struct api_server *srv);
+
+/* --- for handlers (api/routes_*.c) --- */
+
+typedef void (*api_handler)(struct api_req *req);
+
+/* Route table entry: pattern segments "{id}" capture a positive integer. */
+struct api_route {
+	const char *method; /* "GET" also serves HEAD */
+	const char *pattern;
+	api_handler handler;
+};
+
+extern const struct api_route api_routes_health[];
+extern const struct api_route api_routes_runs[];
+
+struct api_app *api_req_app(struct api_req *req);
+uv_loop_t *api_req_loop(struct api_req *req);
+const char *api_req_method(struct api_req *req);
+const char *api_req_path(struct api_req *req);
+int64_t api_req_id(struct api_req *req);                           /* the {id} of the route */
+const char *api_req_query(struct api_req *req, const char *key);   /* or NULL */
+const char *api_req_header(struct api_req *req, const char *name); /* or NULL */
+const char *api_req_body(struct api_req *req, size_t *ret_len);
+
+/* Responses: exactly one per request, now or after api_req_suspend().
+ * json is stolen. */
+void api_reply_json(struct api_req *req, unsigned status, json_t *json);
+void api_reply_text(struct api_req *req, unsigned status, const char *content_type,
+                    const char *body, size_t len);
+void api_reply_header(struct api_req *req, const char *name, const char *value);
+
+/* problem+json (RFC 9457): title from the status; detail says what to
+ * fix; extra (stolen, may be NULL) is merged into the object (e.g.
+ * "errors": [{path, message}]). */
+void api_problem(struct api_req *req, unsigned status, json_t *extra, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
+/* Maps a -errno from lib/ onto a problem (404 for -ENOENT, 503 for
+ * -EAGAIN/-EBUSY, 507 for -ENOSPC, else 500) with what as context. */
+void api_problem_errno(struct api_req *req, int err, const char *what);
+
+/* Parks the request until a later api_reply_*; the handler returns. A
+ * cleanup callback runs when the request ends in any way (replied, or the
+ * server stops), to release timers and watches. */
+typedef void (*api_cleanup_cb)(struct api_req *req, void *userdata);
+void api_req_suspend(struct api_req *req, api_cleanup_cb cleanup, void *userdata);
+
+/* --- router (api/router.c) --- */
+
+/* Finds the handler for method and path. Returns 0 and the handler (and
+ * the captured id), -ENOENT if no route matches the path, -EPERM if the
+ * path matches but not the method (allow lists the methods). */
+int api_route(const char *method, const char *path, api_handler *ret_handler, int64_t *ret_id,
+              char *allow, size_t allowlen);

@@ -1,0 +1,108 @@
+/* help: the text of `readyctl --help` and `readyctl help CMD`. Kept apart
+ * from the code so the commands stay short; docs/readyctl.md says the same
+ * at length. It must stay in step with the options each cmd_*.c accepts.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char overview[] =
+        "Usage: readyctl [GLOBAL OPTIONS] COMMAND [OPTIONS] [ARGS]\n"
+        "\n"
+        "The client of readyd, the deployment-readiness daemon.\n"
+        "\n"
+        "Commands:\n"
+        "  submit [--wait] FILE   submit a readiness spec (FILE '-' reads stdin)\n"
+        "  status [--wait] ID     show a run; --wait follows it to its verdict\n"
+        "  report ID              fetch a run's report (json, md, html, junit)\n"
+        "  cancel ID              cancel a queued or running run\n"
+        "  runs                   list runs, newest first\n"
+        "  help [COMMAND]         show help\n"
+        "\n"
+        "Global options (also accepted after the command):\n"
+        "  --url URL        server (default $READYD_URL, else " CTL_DEFAULT_URL ")\n"
+        "  --token TOKEN    bearer token (default $READYD_TOKEN; prefer the variable,\n"
+        "                   flags are visible to other users in ps)\n"
+        "  --cacert FILE    CA certificate(s) to verify an https server\n"
+        "  --json           print the raw JSON response\n"
+        "  -h, --help       show help\n"
+        "  -V, --version    show the version\n"
+        "\n"
+        "Exit status: 0 PASS or success, 1 FAIL, 2 ERROR (also cancelled or\n"
+        "interrupted runs, and --timeout), 3 usage, connection or HTTP error.\n"
+        "NO_COLOR disables colour.\n";
+
+static const char submit_help[] =
+        "Usage: readyctl submit [--wait] [--timeout DURATION] [--idempotency-key KEY]\n"
+        "                       [--format yaml|json] FILE\n"
+        "\n"
+        "Submits the spec in FILE ('-' for stdin) as a new run and prints its id.\n"
+        "\n"
+        "  --wait                 follow the run: progress on stderr, then the verdict\n"
+        "                         and gate table on stdout; exit by verdict\n"
+        "  --timeout DURATION     with --wait: stop waiting after DURATION (e.g. 30m)\n"
+        "                         and exit 2; the run continues on the server\n"
+        "  --idempotency-key KEY  makes a retried submit return the same run\n"
+        "  --format yaml|json     body type (default: json for *.json, else yaml)\n"
+        "\n"
+        "While waiting, lost connections are retried with backoff for up to 60s.\n";
+
+static const char status_help[] =
+        "Usage: readyctl status [--wait [--timeout DURATION]] [--json] ID\n"
+        "\n"
+        "Shows run ID: state, verdict, progress, probes, gates and checklist.\n"
+        "Exits 0 when the run was shown, whatever its verdict.\n"
+        "\n"
+        "  --wait               follow the run to its end and exit by verdict\n"
+        "  --timeout DURATION   with --wait: stop waiting after DURATION (exit 2)\n";
+
+static const char report_help[] =
+        "Usage: readyctl report [--format json|md|html|junit] [-o FILE] ID\n"
+        "\n"
+        "Fetches the report of run ID (default: the server's default format,\n"
+        "JSON) to stdout or FILE.\n"
+        "FILE is replaced atomically, so a CI never reads half a report.\n"
+        "\n"
+        "  --format FORMAT   json, md (markdown), html or junit\n"
+        "  -o, --output FILE write to FILE instead of stdout\n";
+
+static const char cancel_help[] =
+        "Usage: readyctl cancel [--json] ID\n"
+        "\n"
+        "Cancels run ID. A run that has already finished cannot be cancelled\n"
+        "(the server answers 409; exit 3).\n";
+
+static const char runs_help[] =
+        "Usage: readyctl runs [--service S] [--state S] [--limit N] [--cursor C]\n"
+        "\n"
+        "Lists runs, newest first. When more exist, the cursor of the next page is\n"
+        "printed on stderr.\n"
+        "\n"
+        "  --service S   only runs of service S\n"
+        "  --state S     queued, running, passed, failed, error, cancelled, interrupted\n"
+        "  --limit N     at most N runs (1-1000)\n"
+        "  --cursor C    the page after cursor C\n";
+
+static const struct {
+	const char *cmd;
+	const char *text;
+} pages[] = {
+        {"submit", submit_help}, {"status", status_help}, {"report", report_help},
+        {"cancel", cancel_help}, {"runs", runs_help},     {"help", overview},
+};
+
+int help_print(FILE *f, const char *cmd)
+{
+	if (!cmd) {
+		fputs(overview, f);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(pages) / sizeof(pages[0]); i++) {
+		if (strcmp(cmd, pages[i].cmd) == 0) {
+			fputs(pages[i].text, f);
+			return 0;
+		}
+	}
+	return -ENOENT;
+}

@@ -1,0 +1,36 @@
+/* config: readyd.yaml -> struct rd_config. Strict like the spec: unknown
+ * keys and wrong types are errors with the path. The full reference is
+ * docs/operations.md; examples/readyd.yaml is a commented example.
+ */
+#pragma once
+
+#include <stddef.h>
+
+#include "log.h"
+#include "sched.h"
+
+#define RD_DEFAULT_LISTEN "127.0.0.1:7411"
+#define RD_DEFAULT_DB     "./var/readyd.db"
+
+struct rd_config {
+	char *listen;
+	char *database;
+	enum rd_log_level log_level;
+	size_t max_body;
+	unsigned max_connections;
+	struct sched_config sched;
+	int64_t shutdown_timeout_ms;
+};
+
+/* Fills cfg with defaults. */
+void config_init(struct rd_config *cfg);
+
+/* Reads path into cfg (over the defaults already there). Returns 0, or
+ * -errno with a sentence in err ("readyd.yaml: scheduler.max_queued: must
+ * be an integer from 1 to 100000"). */
+int config_load(struct rd_config *cfg, const char *path, char *err, size_t errlen);
+
+/* Sets a string field, replacing the old value. -ENOMEM only. */
+int config_set_string(char **field, const char *value);
+
+void config_deinit(struct rd_config *cfg);

@@ -1,0 +1,148 @@
+/* judge: gates + checklist + probe outcomes -> verdict (see judge.h). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "judge.h"
+#include "util.h"
+
+static const struct judge_probe *find_probe(const struct judge_probe *probes, size_t n,
+                                            const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(probes[i].name, name) == 0)
+			return &probes[i];
+	return NULL;
+}
+
+static void gather_input(const struct spec_gate *g, const struct judge_probe *jp,
+                         judge_baseline_cb baseline, void *userdata, struct gate_input *in)
+{
+	json_t *v;
+
+	memset(in, 0, sizeof(*in));
+	in->samples = -1;
+	if (!jp)
+		return;
+	in->probe_state = jp->state;
+	in->probe_error = jp->error;
+	v = jp->metrics ? json_object_get(jp->metrics, g->ex.metric) : NULL;
+	if (json_is_number(v)) {
+		in->has_value = true;
+		in->value = json_number_value(v);
+	} else if (json_is_null(v)) {
+		/* Published but not computable (NaN): judged as NaN, an error. */
+		in->has_value = true;
+		in->value = NAN;
+	}
+	v = jp->metrics ? json_object_get(jp->metrics, "requests") : NULL;
+	if (json_is_number(v))
+		in->samples = (int64_t)json_number_value(v);
+	if (g->ex.rhs != GATE_RHS_NUMBER && baseline &&
+	    baseline(userdata, g->ex.probe, g->ex.metric, &in->baseline, &in->baseline_run) == 0)
+		in->has_baseline = true;
+}
+
+static int judge_gates(const struct spec *spec, const struct judge_probe *probes, size_t n,
+                       judge_baseline_cb baseline, void *userdata, json_t *out,
+                       struct verdict_input *vi)
+{
+	for (size_t i = 0; i < spec->n_gates; i++) {
+		const struct spec_gate *g = &spec->gates[i];
+		struct gate_input in;
+		enum gate_outcome o;
+		json_t *res;
+
+		gather_input(g, find_probe(probes, n, g->ex.probe), baseline, userdata, &in);
+		if (gate_judge(g->expr, &g->ex, g->advisory, g->min_samples, &in, &res, &o) < 0)
+			return -ENOMEM;
+		if (json_array_append_new(out, res) < 0)
+			return -ENOMEM;
+		if (g->advisory)
+			continue;
+		vi->gates_error += o == GATE_ERROR;
+		vi->gates_failed += o == GATE_FAIL;
+	}
+	return 0;
+}
+
+static bool is_required(const struct spec_checklist *cl, const char *item)
+{
+	for (size_t i = 0; i < cl->n_required; i++)
+		if (strcmp(cl->required[i], item) == 0)
+			return true;
+	return false;
+}
+
+/* Returns NULL if the item's evidence holds, else why not (in buf). */
+static const char *check_item(const struct spec_check_item *it, int64_t now_ms, char *buf,
+                              size_t len)
+{
+	char when[RD_TIME_LEN], age[32];
+
+	if (!it->evidence || !*it->evidence)
+		return "no evidence given";
+	if (it->passed == 0)
+		return "evidence says it did not pass";
+	if (it->tested_ms > now_ms + 24LL * 3600 * 1000)
+		return "tested date is in the future";
+	if (it->max_age_ms > 0 && it->tested_ms == 0)
+		return "max_age is set but no tested date is given";
+	if (it->max_age_ms > 0 && now_ms - it->tested_ms > it->max_age_ms) {
+		rd_time_format(it->tested_ms, when);
+		rd_format_duration(it->max_age_ms, age, sizeof(age));
+		snprintf(buf, len, "evidence is stale: tested %.10s, more than %s ago", when, age);
+		return buf;
+	}
+	return NULL;
+}
+
+static int judge_checklist(const struct spec_checklist *cl, int64_t now_ms, json_t *out,
+                           struct verdict_input *vi)
+{
+	for (size_t i = 0; i < cl->n_items; i++) {
+		const struct spec_check_item *it = &cl->items[i];
+		bool required = is_required(cl, it->item);
+		char buf[256];
+		const char *why = check_item(it, now_ms, buf, sizeof(buf));
+		json_t *o;
+
+		o = json_pack("{s:s, s:b, s:s?, s:s, s:s}", "item", it->item, "required", required,
+		              "evidence", it->evidence, "outcome", why ? "fail" : "pass", "reason",
+		              why ? why : "evidence given");
+		if (!o || json_array_append_new(out, o) < 0)
+			return -ENOMEM;
+		if (why && required)
+			vi->checklist_failed++;
+	}
+	return 0;
+}
+
+int judge_run(const struct spec *spec, const struct judge_probe *probes, size_t n,
+              judge_baseline_cb baseline, void *userdata, int64_t now_ms, json_t **ret_gates,
+              json_t **ret_checklist, enum verdict *ret_verdict)
+{
+	struct verdict_input vi = {0};
+	json_t *gates = json_array(), *checklist = json_array();
+
+	if (!gates || !checklist)
+		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		vi.probes_error += strcmp(probes[i].state, "error") == 0 ||
+		                   strcmp(probes[i].state, "cancelled") == 0 ||
+		                   strcmp(probes[i].state, "interrupted") == 0;
+		vi.probes_failed += strcmp(probes[i].state, "failed") == 0;
+	}
+	if (judge_gates(spec, probes, n, baseline, userdata, gates, &vi) < 0 ||
+	    judge_checklist(&spec->checklist, now_ms, checklist, &vi) < 0)
+		goto fail;
+	*ret_gates = gates;
+	*ret_checklist = checklist;
+	*ret_verdict = gate_verdict(&vi);
+	return 0;
+fail:
+	json_decref(gates);
+	json_decref(checklist);
+	return -ENOMEM;
+}

@@ -1,0 +1,37 @@
+/* judge: decide a run. Gathers each gate's inputs from the probes'
+ * published metrics (and a baseline from the caller), judges the gates
+ * (lib/gate), checks the checklist evidence, and combines everything into
+ * the verdict. Used when a run ends and when a stored run is re-judged.
+ *
+ * No store access of its own: baselines come through a callback. Any
+ * thread (it touches only what it is given).
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "gate.h"
+#include "spec.h"
+
+/* A probe's outcome as the judge sees it. Borrowed. */
+struct judge_probe {
+	const char *name;
+	const char *state; /* "passed", "failed", "error", "cancelled", ... */
+	const char *error; /* or NULL */
+	json_t *metrics;   /* object name -> number|null, or NULL */
+};
+
+/* Finds the baseline of probe.metric: the same metric of the newest
+ * passed, non-invalidated run of the same service and environment.
+ * Returns 0 with the value and run id, -ENOENT if there is none. */
+typedef int (*judge_baseline_cb)(void *userdata, const char *probe, const char *metric,
+                                 double *ret_value, int64_t *ret_run);
+
+/* Judges spec's gates and checklist against probes (n of them) at time
+ * now_ms. ret_gates and ret_checklist are new arrays shaped like the run
+ * resource's gates[] and checklist[]. baseline may be NULL (no baselines).
+ * Returns 0 or -ENOMEM. */
+int judge_run(const struct spec *spec, const struct judge_probe *probes, size_t n,
+              judge_baseline_cb baseline, void *userdata, int64_t now_ms, json_t **ret_gates,
+              json_t **ret_checklist, enum verdict *ret_verdict);

@@ -1,0 +1,238 @@
+"""Helpers for readyd's integration tests: start the real readyd and the
+demo target on 127.0.0.1 with ephemeral ports and temporary databases, and
+speak HTTP to them. Standard library only.
+
+Binaries come from the environment meson sets (READYD_BIN, DEMO_TARGET_BIN,
+READYCTL_BIN); each process's stderr goes to a log file that is printed
+when a test fails, so a failure says what the daemon said.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+READYD_BIN = os.environ.get('READYD_BIN', 'build/daemon/readyd')
+DEMO_TARGET_BIN = os.environ.get('DEMO_TARGET_BIN', 'build/tests/demo-target/demo-target')
+READYCTL_BIN = os.environ.get('READYCTL_BIN', 'build/cli/readyctl')
+
+FINAL_STATES = ('passed', 'failed', 'error', 'cancelled', 'interrupted')
+
+
+def wait_for_file(path, proc, timeout=15.0):
+    """Wait until path exists and is non-empty; fail if proc dies first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(path) and os.path.getsize(path) > 0:
+            with open(path, encoding='ascii') as f:
+                text = f.read().strip()
+            if text:
+                return text
+        if proc.poll() is not None:
+            raise RuntimeError('process exited with %s before it was ready' % proc.returncode)
+        time.sleep(0.02)
+    raise TimeoutError('%s did not appear within %ss' % (path, timeout))
+
+
+class Process:
+    """A child process with its stderr in a log file under a temp dir."""
+
+    def __init__(self, name, tmpdir):
+        self.name = name
+        self.tmpdir = tmpdir
+        self.log_path = os.path.join(tmpdir, name + '.log')
+        self.proc = None
+
+    def spawn(self, argv):
+        log = open(self.log_path, 'ab')
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        log.close()
+
+    def log(self):
+        try:
+            with open(self.log_path, encoding='utf-8', errors='replace') as f:
+                return f.read()
+        except OSError:
+            return ''
+
+    def send_signal(self, sig):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout=15.0):
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self, sig=signal.SIGTERM, timeout=15.0):
+        if not self.proc or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+
+class DemoTarget(Process):
+    """tests/demo-target on 127.0.0.1:0; keyword flags become --flag value
+    (underscores to dashes; True for a bare flag)."""
+
+    def __init__(self, tmpdir=None, **flags):
+        self.own_tmp = tmpdir is None
+        tmpdir = tmpdir or tempfile.mkdtemp(prefix='readyd-demo-')
+        super().__init__('demo-target-%d' % id(self), tmpdir)
+        self.flags = flags
+        self.url = None
+
+    def __enter__(self):
+        port_file = os.path.join(self.tmpdir, 'demo-%d.port' % id(self))
+        argv = [DEMO_TARGET_BIN, '--listen', '127.0.0.1:0', '--port-file', port_file]
+        for k, v in self.flags.items():
+            argv.append('--' + k.replace('_', '-'))
+            if v is not True:
+                argv.append(str(v))
+        self.spawn(argv)
+        self.port = int(wait_for_file(port_file, self.proc))
+        self.url = 'http://127.0.0.1:%d' % self.port
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        if self.own_tmp:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def post(self, path):
+        return http('POST', self.url + path, b'')
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    @property
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return 'Response(%d, %r)' % (self.status, self.body[:500])
+
+
+def http(method, url, body=None, headers=None, timeout=60.0):
+    """One HTTP request; any status comes back as a Response (no raising)."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return Response(r.status, r.headers, r.read())
+    except urllib.error.HTTPError as e:
+        return Response(e.code, e.headers, e.read())
+
+
+class Daemon(Process):
+    """The real readyd on 127.0.0.1:0 with a database in a temp dir.
+    restart() keeps the database; kill() is SIGKILL."""
+
+    def __init__(self, tmpdir=None, config=None, args=()):
+        self.own_tmp = tmpdir is None
+        tmpdir = tmpdir or tempfile.mkdtemp(prefix='readyd-test-')
+        super().__init__('readyd', tmpdir)
+        self.db = os.path.join(tmpdir, 'readyd.db')
+        self.config = config
+        self.args = list(args)
+        self.url = None
+
+    def start(self):
+        port_file = os.path.join(self.tmpdir, 'readyd.port')
+        if os.path.exists(port_file):
+            os.unlink(port_file)
+        argv = [READYD_BIN, '--listen', '127.0.0.1:0', '--db', self.db,
+                '--port-file', port_file, '--log-level', 'debug'] + self.args
+        if self.config is not None:
+            cfg = os.path.join(self.tmpdir, 'readyd.yaml')
+            with open(cfg, 'w', encoding='utf-8') as f:
+                f.write(self.config)
+            argv += ['--config', cfg]
+        self.spawn(argv)
+        self.port = int(wait_for_file(port_file, self.proc))
+        self.url = 'http://127.0.0.1:%d' % self.port
+        return self
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        try:
+            self.stop()
+        finally:
+            if self.own_tmp:
+                shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def request(self, method, path, body=None, headers=None, timeout=60.0):
+        if isinstance(body, str):
+            body = body.encode('utf-8')
+        return http(method, self.url + path, body, headers, timeout)
+
+    def get(self, path, **kw):
+        return self.request('GET', path, **kw)
+
+    def submit(self, spec, content_type='application/yaml', headers=None):
+        h = {'Content-Type': content_type}
+        h.update(headers or {})
+        return self.request('POST', '/v1/runs', spec, h)
+
+    def wait_run(self, run_id, timeout=60.0):
+        """Long-polls until the run is final; returns the run JSON."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = self.get('/v1/runs/%d?wait=10s' % run_id)
+            if r.status != 200:
+                raise AssertionError('GET run %d: %r' % (run_id, r))
+            run = r.json
+            if run['state'] in FINAL_STATES:
+                return run
+        raise TimeoutError('run %d did not finish within %ss' % (run_id, timeout))
+
+    def run_spec(self, spec, timeout=60.0):
+        r = self.submit(spec)
+        if r.status != 201:
+            raise AssertionError('submit: %r' % r)
+        return self.wait_run(r.json['id'], timeout)
+
+
+class TestCase(unittest.TestCase):
+    """Prints the logs of the processes a test registered when it fails."""
+
+    def setUp(self):
+        self.processes = []
+
+    def track(self, proc):
+        self.processes.append(proc)
+        return proc
+
+    def run(self, result=None):
+        result = result or self.defaultTestResult()
+        failures = len(result.failures) + len(result.errors)
+        super().run(result)
+        if len(result.failures) + len(result.errors) > failures:
+            for p in getattr(self, 'processes', []):
+                print('----- %s log -----\n%s' % (p.name, p.log()[-8000:]))
+        return result
+
+
+def main():
+    unittest.main(verbosity=2)

@@ -1,0 +1,313 @@
+"""Integration: readyctl against the real readyd and demo target. The exit
+code is the pipeline's contract (0 PASS, 1 FAIL, 2 ERROR/cancelled/timeout,
+3 usage, connection or HTTP error), so every test asserts it, along with
+what a human reads on stdout/stderr."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lib  # noqa: E402
+
+READYCTL = os.environ.get('READYCTL_BIN', lib.READYCTL_BIN)
+
+
+def http_spec(url, gate, service='ctl-api', timeout='20m'):
+    return f"""apiVersion: readyd/v1
+service: {service}
+version: 2.4.0
+environment: test
+timeout: {timeout}
+probes:
+  - name: health
+    type: http
+    url: {url}
+gates:
+  - {gate}
+"""
+
+
+def free_port():
+    """A loopback port nothing listens on (bound, noted, closed)."""
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class ReadyctlTest(lib.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix='readyctl-test-')
+        cls.demo = lib.DemoTarget(latency='1ms').__enter__()
+        cls.slow = lib.DemoTarget(latency='3s').__enter__()
+        cls.d = lib.Daemon().__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.__exit__(None, None, None)
+        cls.demo.__exit__(None, None, None)
+        cls.slow.__exit__(None, None, None)
+        cls.tmp.cleanup()
+
+    def setUp(self):
+        super().setUp()
+        self.track(self.d)
+
+    def ctl(self, *args, url=True, stdin=None, env=None, timeout=120):
+        """Runs readyctl with a clean environment; --url the daemon unless
+        url is False. Returns the CompletedProcess (text)."""
+        e = {k: v for k, v in os.environ.items()
+             if k not in ('READYD_URL', 'READYD_TOKEN', 'NO_COLOR')}
+        e.update(env or {})
+        argv = [READYCTL] + (['--url', self.d.url] if url else []) + list(args)
+        return subprocess.run(argv, input=stdin, env=e, capture_output=True, text=True,
+                              timeout=timeout)
+
+    def spec_file(self, text, name='spec.yaml'):
+        fd, path = tempfile.mkstemp(suffix='-' + name, dir=self.tmp.name)
+        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+            f.write(text)
+        return path
+
+    def assertExit(self, p, code):
+        self.assertEqual(p.returncode, code,
+                         'exit %d, want %d\nstdout:\n%s\nstderr:\n%s'
+                         % (p.returncode, code, p.stdout, p.stderr))
+
+    def submit_id(self, spec, *flags):
+        p = self.ctl('submit', *flags, self.spec_file(spec))
+        self.assertExit(p, 0)
+        return int(p.stdout.strip())
+
+    def wait_running(self, run_id):
+        for _ in range(250):
+            run = self.d.get('/v1/runs/%d' % run_id).json
+            if run['state'] == 'running':
+                return run
+            time.sleep(0.02)
+        self.fail('run %d never started' % run_id)
+
+    # submit --wait: exit code is the verdict
+
+    def test_submit_wait_pass_exits_0(self):
+        spec = http_spec(self.demo.url + '/healthz', 'health.status == 200')
+        p = self.ctl('submit', '--wait', self.spec_file(spec))
+        self.assertExit(p, 0)
+        first = p.stdout.splitlines()[0]
+        self.assertRegex(first, r'^run \d+ ctl-api 2\.4\.0 \(test\): PASS$')
+        self.assertRegex(p.stdout, r'health\.status == 200\s+200\s+200\s+pass')
+        # Not a TTY: progress as plain lines on stderr, never on stdout.
+        self.assertRegex(p.stderr, r'run \d+: (queued|running|passed)')
+        self.assertNotIn('\r', p.stderr)
+        self.assertNotIn('\033[', p.stdout)
+
+    def test_submit_wait_fail_exits_1(self):
+        spec = http_spec(self.demo.url + '/healthz', 'health.status == 500')
+        p = self.ctl('submit', '--wait', self.spec_file(spec))
+        self.assertExit(p, 1)
+        self.assertIn(': FAIL', p.stdout.splitlines()[0])
+        self.assertRegex(p.stdout, r'health\.status == 500\s+200\s+500\s+fail\s+200 is not == 500')
+
+    def test_submit_wait_error_exits_2(self):
+        url = 'http://127.0.0.1:%d/' % free_port()
+        p = self.ctl('submit', '--wait', self.spec_file(http_spec(url, 'health.status == 200')))
+        self.assertExit(p, 2)
+        self.assertIn(': ERROR', p.stdout.splitlines()[0])
+        self.assertRegex(p.stdout, r'probe health: .+')
+
+    def test_submit_wait_json_prints_final_run(self):
+        spec = http_spec(self.demo.url + '/healthz', 'health.status == 200')
+        p = self.ctl('--json', 'submit', '--wait', self.spec_file(spec))
+        self.assertExit(p, 0)
+        run = json.loads(p.stdout)
+        self.assertEqual((run['state'], run['verdict']), ('passed', 'PASS'))
+
+    def test_bad_spec_exits_3_with_path(self):
+        spec = http_spec(self.demo.url + '/healthz', 'health.status == 200').replace(
+            'url:', 'rul:')
+        p = self.ctl('submit', '--wait', self.spec_file(spec))
+        self.assertExit(p, 3)
+        self.assertRegex(p.stderr, r'^readyctl: [^:\n]+: .+')
+        self.assertRegex(p.stderr, r'\n  probes\[0\]\.rul: ')
+        self.assertEqual(p.stdout, '')
+
+    def test_unparsable_spec_exits_3(self):
+        p = self.ctl('submit', self.spec_file('apiVersion: [unclosed\n'))
+        self.assertExit(p, 3)
+        self.assertTrue(p.stderr.startswith('readyctl: '), p.stderr)
+
+    # submit variants
+
+    def test_submit_stdin_and_json_file(self):
+        spec = http_spec(self.demo.url + '/healthz', 'health.status == 200')
+        p = self.ctl('submit', '--wait', '-', stdin=spec)
+        self.assertExit(p, 0)
+        doc = json.dumps({'apiVersion': 'readyd/v1', 'service': 'ctl-json', 'version': '1',
+                          'probes': [{'name': 'h', 'type': 'http',
+                                      'url': self.demo.url + '/healthz'}],
+                          'gates': ['h.ok == 1']})
+        p = self.ctl('submit', '--wait', self.spec_file(doc, 'spec.json'))
+        self.assertExit(p, 0)
+        # --format overrides the file name.
+        p = self.ctl('submit', '--format', 'json', '-', stdin=doc)
+        self.assertExit(p, 0)
+        self.assertRegex(p.stdout, r'^\d+\n$')
+
+    def test_idempotency_key_returns_same_run(self):
+        spec = http_spec(self.demo.url + '/healthz', 'health.status == 200')
+        a = self.submit_id(spec, '--idempotency-key', 'ctl-deploy-1')
+        b = self.submit_id(spec, '--idempotency-key', 'ctl-deploy-1')
+        self.assertEqual(a, b)
+
+    def test_wait_timeout_exits_2_and_run_continues(self):
+        spec = http_spec(self.slow.url + '/v1/predict', 'health.status == 200')
+        p = self.ctl('submit', '--wait', '--timeout', '1s', self.spec_file(spec))
+        self.assertExit(p, 2)
+        self.assertIn('continues on the server', p.stderr)
+        run_id = int(p.stderr.split('readyctl status ')[-1].split()[0])
+        run = self.d.wait_run(run_id)
+        self.assertEqual(run['verdict'], 'PASS', run)
+
+    # status, report, runs, cancel
+
+    def test_status_report_runs(self):
+        spec = http_spec(self.demo.url + '/healthz', 'health.status == 200',
+                         service='ctl-listed')
+        run_id = self.submit_id(spec)
+        p = self.ctl('status', '--wait', str(run_id))
+        self.assertExit(p, 0)
+        self.assertIn('PASS', p.stdout)
+
+        p = self.ctl('status', str(run_id))
+        self.assertExit(p, 0)
+        self.assertIn('run %d ctl-listed 2.4.0 (test)' % run_id, p.stdout)
+        self.assertRegex(p.stdout, r'state\s+passed')
+        self.assertRegex(p.stdout, r'verdict\s+PASS')
+        self.assertRegex(p.stdout, r'health\s+http\s+passed')
+
+        p = self.ctl('status', '--json', str(run_id))
+        self.assertExit(p, 0)
+        self.assertEqual(json.loads(p.stdout)['id'], run_id)
+
+        p = self.ctl('report', '--format', 'json', str(run_id))
+        self.assertExit(p, 0)
+        self.assertEqual(json.loads(p.stdout)['verdict'], 'PASS')
+
+        p = self.ctl('report', str(run_id))  # the server's default format
+        self.assertExit(p, 0)
+        self.assertTrue(p.stdout)
+
+        out = os.path.join(self.tmp.name, 'report-%d.json' % run_id)
+        p = self.ctl('report', '--json', '-o', out, str(run_id))
+        self.assertExit(p, 0)
+        self.assertEqual(p.stdout, '')
+        with open(out, encoding='utf-8') as f:
+            self.assertEqual(json.load(f)['verdict'], 'PASS')
+        name = 'report-%d.json' % run_id  # and no temporary name.json.XXXXXX left behind
+        self.assertEqual([n for n in os.listdir(self.tmp.name) if n.startswith(name)], [name])
+
+        p = self.ctl('runs', '--service', 'ctl-listed')
+        self.assertExit(p, 0)
+        self.assertRegex(p.stdout, r'(?m)^ID\s+SERVICE')
+        self.assertRegex(p.stdout, r'(?m)^%d\s+ctl-listed\s+2\.4\.0\s+test\s+passed\s+PASS'
+                         % run_id)
+
+        p = self.ctl('--json', 'runs', '--service', 'ctl-listed', '--limit', '5')
+        self.assertExit(p, 0)
+        self.assertIn(run_id, [r['id'] for r in json.loads(p.stdout)['items']])
+
+    def test_report_formats(self):
+        spec = http_spec(self.demo.url + '/healthz', 'health.status == 500')
+        run_id = self.submit_id(spec)
+        self.d.wait_run(run_id)
+        checks = {'junit': '<testsuite', 'md': 'FAIL', 'html': '<html'}
+        for fmt, marker in checks.items():
+            query = 'markdown' if fmt == 'md' else fmt
+            if self.d.get('/v1/runs/%d/report?format=%s' % (run_id, query)).status == 400:
+                continue  # this readyd does not render it yet; the API test covers that
+            out = os.path.join(self.tmp.name, 'report-%d.%s' % (run_id, fmt))
+            p = self.ctl('report', '--format', fmt, '-o', out, str(run_id))
+            self.assertExit(p, 0)
+            with open(out, encoding='utf-8') as f:
+                self.assertIn(marker, f.read())
+        p = self.ctl('report', '--format', 'junit', '999999')
+        self.assertExit(p, 3)
+
+    def test_runs_pagination_hint(self):
+        spec = http_spec(self.demo.url + '/healthz', 'health.status == 200',
+                         service='ctl-paged')
+        ids = [self.submit_id(spec) for _ in range(2)]
+        p = self.ctl('runs', '--service', 'ctl-paged', '--limit', '1')
+        self.assertExit(p, 0)
+        self.assertRegex(p.stdout, r'(?m)^%d\s' % ids[1])
+        cursor = p.stderr.split("--cursor '")[1].split("'")[0]
+        p = self.ctl('runs', '--service', 'ctl-paged', '--limit', '1', '--cursor', cursor)
+        self.assertExit(p, 0)
+        self.assertRegex(p.stdout, r'(?m)^%d\s' % ids[0])
+
+    def test_cancel(self):
+        spec = http_spec(self.slow.url + '/v1/predict', 'health.status == 200')
+        run_id = self.submit_id(spec)
+        self.wait_running(run_id)
+        p = self.ctl('cancel', str(run_id))
+        self.assertExit(p, 0)
+        self.assertEqual(p.stdout.strip().split(': ')[0], 'run %d' % run_id)
+        p = self.ctl('status', '--wait', str(run_id))
+        self.assertExit(p, 2)
+        self.assertIn('cancelled', p.stdout)
+        p = self.ctl('cancel', str(run_id))  # already finished: 409
+        self.assertExit(p, 3)
+        self.assertTrue(p.stderr.startswith('readyctl: '), p.stderr)
+
+    def test_unknown_run_exits_3(self):
+        for args in (['status', '999999'], ['report', '999999'], ['cancel', '999999']):
+            p = self.ctl(*args)
+            self.assertExit(p, 3)
+            self.assertTrue(p.stderr.startswith('readyctl: '), p.stderr)
+
+    # errors that never reach a run
+
+    def test_connection_refused_exits_3(self):
+        url = 'http://127.0.0.1:%d' % free_port()
+        for args in (['status', '1'], ['submit', self.spec_file('x: 1\n')], ['runs']):
+            p = self.ctl('--url', url, *args, url=False)
+            self.assertExit(p, 3)
+            self.assertIn('readyctl: cannot connect to %s: Connection refused' % url, p.stderr)
+        p = self.ctl('runs', url=False, env={'READYD_URL': url})
+        self.assertExit(p, 3)
+        self.assertIn(url, p.stderr)
+
+    def test_env_url(self):
+        p = self.ctl('runs', url=False, env={'READYD_URL': self.d.url})
+        self.assertExit(p, 0)
+
+    def test_usage_errors_exit_3(self):
+        for args in ([], ['bogus'], ['status'], ['status', 'abc'], ['status', '0'],
+                     ['status', '1', '2'], ['submit', '--nope', 'x.yaml'],
+                     ['submit', '--timeout', '5s', 'x.yaml'], ['submit', '--wait'],
+                     ['report', '--format', 'pdf', '1'], ['runs', '--limit', '0']):
+            p = self.ctl(*args)
+            self.assertExit(p, 3)
+            self.assertTrue(p.stderr.startswith('readyctl: ') or p.stderr.startswith('Usage'),
+                            (args, p.stderr))
+
+    def test_help(self):
+        p = self.ctl('--help', url=False)
+        self.assertExit(p, 0)
+        self.assertIn('submit', p.stdout)
+        p = self.ctl('help', 'submit', url=False)
+        self.assertExit(p, 0)
+        self.assertIn('--idempotency-key', p.stdout)
+        p = self.ctl('report', '--help', url=False)
+        self.assertExit(p, 0)
+        self.assertIn('--format', p.stdout)
+
+
+if __name__ == '__main__':
+    lib.main()
