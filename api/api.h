@@ -54,11 +54,22 @@ void api_server_free(struct api_server *srv);
 
 typedef void (*api_handler)(struct api_req *req);
 
-/* Route table entry: pattern segments "{id}" capture a positive integer. */
+/* Who may call a route, once tokens are configured (docs/security.md):
+ * viewer < submitter < admin; API_ROLE_ANYONE needs no token. */
+enum api_role {
+	API_ROLE_ANYONE = 0,
+	API_ROLE_VIEWER,
+	API_ROLE_SUBMITTER,
+	API_ROLE_ADMIN,
+};
+
+/* Route table entry: pattern segments "{id}" capture a positive integer;
+ * "{name}" captures a non-empty segment of [A-Za-z0-9._-] (api_req_name). */
 struct api_route {
 	const char *method; /* "GET" also serves HEAD */
 	const char *pattern;
 	api_handler handler;
+	enum api_role role;
 };
 
 extern const struct api_route api_routes_health[];
@@ -68,7 +79,9 @@ struct api_app *api_req_app(struct api_req *req);
 uv_loop_t *api_req_loop(struct api_req *req);
 const char *api_req_method(struct api_req *req);
 const char *api_req_path(struct api_req *req);
-int64_t api_req_id(struct api_req *req);                           /* the {id} of the route */
+int64_t api_req_id(struct api_req *req);         /* the {id} of the route */
+const char *api_req_name(struct api_req *req);   /* the {name} of the route, or "" */
+enum api_role api_req_role(struct api_req *req); /* the route's role */
 const char *api_req_query(struct api_req *req, const char *key);   /* or NULL */
 const char *api_req_header(struct api_req *req, const char *name); /* or NULL */
 const char *api_req_body(struct api_req *req, size_t *ret_len);
@@ -98,8 +111,17 @@ void api_req_suspend(struct api_req *req, api_cleanup_cb cleanup, void *userdata
 
 /* --- router (api/router.c) --- */
 
-/* Finds the handler for method and path. Returns 0 and the handler (and
- * the captured id), -ENOENT if no route matches the path, -EPERM if the
- * path matches but not the method (allow lists the methods). */
-int api_route(const char *method, const char *path, api_handler *ret_handler, int64_t *ret_id,
-              char *allow, size_t allowlen);
+#define API_NAME_MAX 128
+
+struct api_match {
+	const struct api_route *route;
+	int64_t id;
+	char name[API_NAME_MAX + 1];
+};
+
+/* Finds the route for method and path. Returns 0 and the match, -ENOENT
+ * if no route matches the path, -EPERM if the path matches but not the
+ * method (allow lists the methods). Each resource file's table must be
+ * listed in router.c's tables[]. */
+int api_route(const char *method, const char *path, struct api_match *ret, char *allow,
+              size_t allowlen);

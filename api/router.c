@@ -1,7 +1,8 @@
-/* router: method + path -> handler, over the route tables of the resource
+/* router: method + path -> route, over the route tables of the resource
  * files. Paths are matched segment by segment; "{id}" captures a positive
  * decimal integer (anything else there is no match, so /v1/runs/abc is a
- * 404 rather than a 400 about a number). */
+ * 404 rather than a 400 about a number); "{name}" a segment of
+ * [A-Za-z0-9._-]{1,128} (service names). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,24 +15,50 @@ static const struct api_route *const tables[] = {
         api_routes_runs,
 };
 
-/* Matches one path against a pattern; writes the captured id. */
-static bool match(const char *pattern, const char *path, int64_t *ret_id)
+static bool name_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '.' || c == '_' || c == '-';
+}
+
+/* Matches "{id}" or "{name}" at *pattern against the segment at *path. */
+static bool match_capture(const char **pattern, const char **path, struct api_match *m)
+{
+	size_t n = strcspn(*path, "/");
+
+	if (strncmp(*pattern, "{id}", 4) == 0) {
+		char num[21];
+
+		if (n == 0 || n >= sizeof(num))
+			return false;
+		memcpy(num, *path, n);
+		num[n] = '\0';
+		if (rd_parse_int64(num, 1, INT64_MAX, &m->id) < 0)
+			return false;
+		*pattern += 4;
+	} else if (strncmp(*pattern, "{name}", 6) == 0) {
+		if (n == 0 || n > API_NAME_MAX)
+			return false;
+		for (size_t i = 0; i < n; i++)
+			if (!name_char((*path)[i]))
+				return false;
+		memcpy(m->name, *path, n);
+		m->name[n] = '\0';
+		*pattern += 6;
+	} else {
+		return false;
+	}
+	*path += n;
+	return true;
+}
+
+/* Matches one path against a pattern, filling the captures. */
+static bool match(const char *pattern, const char *path, struct api_match *m)
 {
 	while (*pattern && *path) {
-		if (strncmp(pattern, "{id}", 4) == 0) {
-			char num[21];
-			size_t n = strcspn(path, "/");
-			int64_t id;
-
-			if (n == 0 || n >= sizeof(num))
+		if (*pattern == '{') {
+			if (!match_capture(&pattern, &path, m))
 				return false;
-			memcpy(num, path, n);
-			num[n] = '\0';
-			if (rd_parse_int64(num, 1, INT64_MAX, &id) < 0)
-				return false;
-			*ret_id = id;
-			pattern += 4;
-			path += n;
 			continue;
 		}
 		if (*pattern != *path)
@@ -51,20 +78,21 @@ static void add_allow(char *allow, size_t len, const char *method)
 	snprintf(allow + used, len - used, "%s%s", used ? ", " : "", method);
 }
 
-int api_route(const char *method, const char *path, api_handler *ret_handler, int64_t *ret_id,
-              char *allow, size_t allowlen)
+int api_route(const char *method, const char *path, struct api_match *ret, char *allow,
+              size_t allowlen)
 {
 	bool path_matched = false;
-	int64_t id = 0;
+	struct api_match m;
 
 	allow[0] = '\0';
 	for (size_t t = 0; t < RD_ARRAY_SIZE(tables); t++) {
 		for (const struct api_route *r = tables[t]; r->pattern; r++) {
-			if (!match(r->pattern, path, &id))
+			memset(&m, 0, sizeof(m));
+			if (!match(r->pattern, path, &m))
 				continue;
 			if (strcmp(r->method, method) == 0) {
-				*ret_handler = r->handler;
-				*ret_id = id;
+				m.route = r;
+				*ret = m;
 				return 0;
 			}
 			path_matched = true;

@@ -43,7 +43,7 @@ struct api_req {
 	struct MHD_Connection *conn;
 	char method[16];
 	char *path;
-	int64_t id;
+	struct api_match match;
 	char *body;
 	size_t body_len, body_cap;
 	bool too_large;
@@ -83,7 +83,17 @@ const char *api_req_path(struct api_req *req)
 
 int64_t api_req_id(struct api_req *req)
 {
-	return req->id;
+	return req->match.id;
+}
+
+const char *api_req_name(struct api_req *req)
+{
+	return req->match.name;
+}
+
+enum api_role api_req_role(struct api_req *req)
+{
+	return req->match.route ? req->match.route->role : API_ROLE_ANYONE;
 }
 
 const char *api_req_query(struct api_req *req, const char *key)
@@ -290,10 +300,9 @@ static int append_body(struct api_req *req, const char *data, size_t len)
 
 static void dispatch(struct api_req *req)
 {
-	api_handler handler;
 	char allow[64];
 	const char *method = strcmp(req->method, "HEAD") == 0 ? "GET" : req->method;
-	int r = api_route(method, req->path, &handler, &req->id, allow, sizeof(allow));
+	int r = api_route(method, req->path, &req->match, allow, sizeof(allow));
 
 	if (r == -ENOENT) {
 		api_problem(req, 404, NULL, "no resource at %s; see docs/openapi.yaml", req->path);
@@ -305,7 +314,7 @@ static void dispatch(struct api_req *req)
 		api_problem(req, 413, NULL, "request body is larger than the limit of %zu bytes",
 		            req->srv->max_body);
 	} else {
-		handler(req);
+		req->match.route->handler(req);
 	}
 }
 

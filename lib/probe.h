@@ -86,5 +86,17 @@ void probe_finish(struct probe *p, enum probe_state state, const char *fmt, ...)
 /* JSON of the probe in the shape store_probe_save() takes. New ref. */
 json_t *probe_to_json(const struct probe *p);
 
-/* Known probe type implementations (probe_<type>.c). */
+/* Probe type implementations, one per probe_<type>.c. A type whose ops
+ * have no start function is not implemented yet. */
 extern const struct probe_ops probe_http_ops;
+extern const struct probe_ops probe_load_ops;
+extern const struct probe_ops probe_capacity_ops;
+extern const struct probe_ops probe_prom_scrape_ops;
+extern const struct probe_ops probe_prom_rules_ops;
+extern const struct probe_ops probe_prom_query_ops;
+extern const struct probe_ops probe_alert_drill_ops;
+extern const struct probe_ops probe_tls_ops;
+extern const struct probe_ops probe_auth_ops;
+extern const struct probe_ops probe_rate_limit_ops;
+extern const struct probe_ops probe_resources_ops;
+extern const struct probe_ops probe_rollback_drill_ops;

@@ -1,0 +1,7 @@
+/* probe_alert_drill: not implemented yet; the registry reports such a type as
+ * "not implemented" at run time (see probe_ops_find). */
+#include "probe.h"
+
+const struct probe_ops probe_alert_drill_ops = {
+	.type = PROBE_ALERT_DRILL,
+};

@@ -1,0 +1,7 @@
+/* probe_capacity: not implemented yet; the registry reports such a type as
+ * "not implemented" at run time (see probe_ops_find). */
+#include "probe.h"
+
+const struct probe_ops probe_capacity_ops = {
+	.type = PROBE_CAPACITY,
+};
