@@ -23,10 +23,21 @@
 struct api_server;
 struct api_req;
 
+struct auth;
+struct policy;
+struct policy_limits;
+
 /* What handlers may use. Borrowed for the server's life. */
 struct api_app {
 	struct store *store;
 	struct sched *sched;
+	/* Operations (issue 6), owned by daemon/ and swapped on SIGHUP: auth
+	 * NULL or without tokens lets everyone in; policy NULL allows every
+	 * target; limits NULL: no operator caps. draining: SIGTERM came. */
+	struct auth *auth;
+	struct policy *policy;
+	const struct policy_limits *limits;
+	bool draining;
 };
 
 struct api_config {
@@ -35,6 +46,8 @@ struct api_config {
 	size_t max_body;          /* request body cap; 0: API_DEFAULT_MAX_BODY */
 	unsigned max_connections; /* 0: 1024 */
 	size_t connection_memory; /* per-connection memory; 0: MHD's default */
+	const char *tls_cert_pem; /* both set: serve HTTPS (PEM text, borrowed) */
+	const char *tls_key_pem;
 };
 
 /* Starts listening. On failure returns -errno and writes a sentence to err. */
@@ -74,6 +87,10 @@ struct api_route {
 
 extern const struct api_route api_routes_health[];
 extern const struct api_route api_routes_runs[];
+extern const struct api_route api_routes_services[]; /* routes_services.c */
+extern const struct api_route api_routes_gates[];    /* routes_gates.c */
+extern const struct api_route api_routes_events[];   /* routes_events.c */
+extern const struct api_route api_routes_metrics[];  /* routes_metrics.c */
 
 struct api_app *api_req_app(struct api_req *req);
 uv_loop_t *api_req_loop(struct api_req *req);
@@ -82,6 +99,7 @@ const char *api_req_path(struct api_req *req);
 int64_t api_req_id(struct api_req *req);         /* the {id} of the route */
 const char *api_req_name(struct api_req *req);   /* the {name} of the route, or "" */
 enum api_role api_req_role(struct api_req *req); /* the route's role */
+const char *api_req_principal(struct api_req *req); /* token name, or NULL */
 const char *api_req_query(struct api_req *req, const char *key);   /* or NULL */
 const char *api_req_header(struct api_req *req, const char *name); /* or NULL */
 const char *api_req_body(struct api_req *req, size_t *ret_len);
@@ -109,6 +127,25 @@ void api_problem_errno(struct api_req *req, int err, const char *what);
 typedef void (*api_cleanup_cb)(struct api_req *req, void *userdata);
 void api_req_suspend(struct api_req *req, api_cleanup_cb cleanup, void *userdata);
 
+/* A streaming response (Server-Sent Events): answers req 200 with
+ * content_type and a body written piece by piece; the handler returns
+ * and writes later from the loop. Call from the handler, instead of an
+ * api_reply_*. NULL on ENOMEM or if req was already answered (answer it
+ * with a problem then). cleanup runs once when the request ends in any
+ * way (api_stream_end drained, client gone, server stopping); after it,
+ * the stream must not be used. While nothing is buffered the connection
+ * is suspended (no polling); a client that went away is noticed at the
+ * next write, so streams should write a heartbeat now and then. */
+#define API_STREAM_MAX_BUFFER (1024 * 1024) /* unsent bytes; beyond: -ENOBUFS */
+struct api_stream;
+struct api_stream *api_stream_start(struct api_req *req, const char *content_type,
+                                    api_cleanup_cb cleanup, void *userdata);
+/* Queues len bytes. -EPIPE after the request ended or the stream was
+ * ended, -ENOBUFS when the client reads too slowly, -ENOMEM. */
+int api_stream_write(struct api_stream *s, const char *data, size_t len);
+/* Ends the body once the queued bytes are sent. */
+void api_stream_end(struct api_stream *s);
+
 /* --- router (api/router.c) --- */
 
 #define API_NAME_MAX 128
@@ -125,3 +162,8 @@ struct api_match {
  * listed in router.c's tables[]. */
 int api_route(const char *method, const char *path, struct api_match *ret, char *allow,
               size_t allowlen);
+
+/* Every route of every table, in order, for `readyd --list-routes` and
+ * the auth matrix test. Calls cb once per route. */
+void api_routes_foreach(void (*cb)(const struct api_route *route, void *userdata),
+                        void *userdata);

@@ -13,6 +13,10 @@ static void get_readyz(struct api_req *req)
 	struct api_app *app = api_req_app(req);
 	int v = store_schema_version(app->store);
 
+	if (app->draining) {
+		api_problem(req, 503, NULL, "readyd is shutting down");
+		return;
+	}
 	if (v <= 0) {
 		api_problem(req, 503, NULL, "the database does not answer: %s",
 		            store_errmsg(app->store));
@@ -24,7 +28,7 @@ static void get_readyz(struct api_req *req)
 }
 
 const struct api_route api_routes_health[] = {
-        {"GET", "/healthz", get_healthz},
-        {"GET", "/readyz", get_readyz},
+        {"GET", "/healthz", get_healthz, API_ROLE_ANYONE},
+        {"GET", "/readyz", get_readyz, API_ROLE_ANYONE},
         {NULL, NULL, NULL},
 };

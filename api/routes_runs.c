@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "api.h"
+#include "policy.h"
 #include "report.h"
 #include "spec.h"
 #include "util.h"
@@ -117,13 +118,13 @@ static void problem_spec(struct api_req *req, int r, const struct spec_error *er
 	e = json_pack("{s:s, s:s}", "path", err->path, "message", err->message);
 	if (e && err->line > 0)
 		json_object_set_new(e, "line", json_integer(err->line));
-	if (err->path[0])
-		api_problem(req, 422, json_pack("{s:[o]}", "errors", e), "%s: %s", err->path,
-		            err->message);
+	if (err->syntax)
+		api_problem(req, 400, json_pack("{s:[o]}", "errors", e),
+			    "the spec does not parse%s%.0d: %s",
+			    err->line > 0 ? " at line " : "", err->line, err->message);
 	else
-		api_problem(req, 400, json_pack("{s:[o]}", "errors", e), "%s%s%.0d: %s",
-		            err->line > 0 ? "spec syntax error at line " : "spec", "", err->line,
-		            err->message);
+		api_problem(req, 422, json_pack("{s:[o]}", "errors", e), "%s: %s",
+			    err->path[0] ? err->path : "spec", err->message);
 }
 
 static bool valid_idempotency_key(const char *k)
@@ -138,6 +139,107 @@ static bool valid_idempotency_key(const char *k)
 	return true;
 }
 
+/* Queues spec (stolen) as a run submitted by the caller's token. */
+static void submit(struct api_req *req, struct spec *spec, const char *key)
+{
+	struct api_app *app = api_req_app(req);
+	char loc[48];
+	bool existing;
+	int64_t id;
+	int r;
+
+	r = sched_submit(app->sched, spec, api_req_principal(req), key, &id, &existing);
+	if (r < 0) {
+		api_problem_errno(req, r, "cannot queue the run");
+		return;
+	}
+	snprintf(loc, sizeof(loc), "/v1/runs/%lld", (long long)id);
+	api_reply_header(req, "Location", loc);
+	reply_run(req, existing ? 200 : 201, id);
+}
+
+/* A submission waiting for the allowlist check of its URLs (names are
+ * resolved off the loop, lib/policy.h). */
+struct pending_submit {
+	struct api_req *req;
+	struct spec *spec;
+	char *key;
+	struct policy_check *check;
+	bool starting, have_result; /* the check may answer before it returns */
+	int err;
+	struct spec_error se;
+};
+
+static void pending_cleanup(struct api_req *req, void *userdata)
+{
+	struct pending_submit *ps = userdata;
+
+	if (ps->check)
+		policy_check_cancel(ps->check);
+	spec_free(ps->spec);
+	free(ps->key);
+	free(ps);
+}
+
+/* Answers the submission; a suspended request's reply runs
+ * pending_cleanup, which frees ps. */
+static void pending_answer(struct pending_submit *ps)
+{
+	struct spec *spec = ps->spec;
+
+	if (ps->err == 0) {
+		ps->spec = NULL;
+		submit(ps->req, spec, ps->key);
+	} else if (ps->err != -EPERM) {
+		api_problem_errno(ps->req, ps->err, "cannot check the spec's targets");
+	} else {
+		problem_spec(ps->req, -EINVAL, &ps->se);
+	}
+}
+
+static void on_targets_checked(void *userdata, int err, const char *path, const char *message)
+{
+	struct pending_submit *ps = userdata;
+
+	ps->check = NULL;
+	ps->err = err;
+	snprintf(ps->se.path, sizeof(ps->se.path), "%s", path);
+	snprintf(ps->se.message, sizeof(ps->se.message), "%s", message);
+	if (ps->starting)
+		ps->have_result = true; /* answered by check_targets, not suspended */
+	else
+		pending_answer(ps);
+}
+
+static void check_targets(struct api_req *req, struct spec *spec, const char *key)
+{
+	struct api_app *app = api_req_app(req);
+	struct pending_submit *ps = calloc(1, sizeof(*ps));
+
+	if (!ps || (key && !(ps->key = strdup(key)))) {
+		free(ps);
+		spec_free(spec);
+		api_problem_errno(req, -ENOMEM, "spec");
+		return;
+	}
+	ps->req = req;
+	ps->spec = spec;
+	ps->starting = true;
+	if (policy_check_spec(api_req_loop(req), app->policy, spec, on_targets_checked, ps,
+	                      &ps->check) < 0) {
+		ps->have_result = true;
+		ps->err = -ENOMEM;
+		ps->check = NULL;
+	}
+	ps->starting = false;
+	if (!ps->have_result) {
+		api_req_suspend(req, pending_cleanup, ps);
+		return;
+	}
+	pending_answer(ps);
+	pending_cleanup(req, ps);
+}
+
 static void post_runs(struct api_req *req)
 {
 	struct api_app *app = api_req_app(req);
@@ -145,9 +247,6 @@ static void post_runs(struct api_req *req)
 	enum spec_format fmt;
 	struct spec_error err = {0};
 	struct spec *spec;
-	char loc[48];
-	bool existing;
-	int64_t id;
 	size_t len;
 	const char *body = api_req_body(req, &len);
 	int r;
@@ -164,19 +263,26 @@ static void post_runs(struct api_req *req)
 		        IDEMPOTENCY_KEY_MAX);
 		return;
 	}
+	if (app->limits && app->limits->max_spec_bytes && (int64_t)len > app->limits->max_spec_bytes) {
+		api_problem(req, 413, NULL, "the spec is larger than this server's limit of %lld bytes",
+		            (long long)app->limits->max_spec_bytes);
+		return;
+	}
 	r = spec_parse(body, len, fmt, &spec, &err);
 	if (r < 0) {
 		problem_spec(req, r, &err);
 		return;
 	}
-	r = sched_submit(app->sched, spec, NULL, key, &id, &existing);
-	if (r < 0) {
-		api_problem_errno(req, r, "cannot queue the run");
+	if (app->limits && policy_check_limits(app->limits, spec, &err) < 0) {
+		spec_free(spec);
+		problem_spec(req, -EINVAL, &err);
 		return;
 	}
-	snprintf(loc, sizeof(loc), "/v1/runs/%lld", (long long)id);
-	api_reply_header(req, "Location", loc);
-	reply_run(req, existing ? 200 : 201, id);
+	if (app->policy) {
+		check_targets(req, spec, key); /* submits once every URL is allowed */
+		return;
+	}
+	submit(req, spec, key);
 }
 
 static bool valid_state(const char *s)
@@ -282,8 +388,15 @@ static void get_run(struct api_req *req)
 	int64_t id = api_req_id(req), wait_ms;
 	struct wait *w;
 	json_t *run;
-	int r = load_run(app, id, &run);
+	int r;
 
+	/* issue 7 (bad-input test): a bad ?wait= is a 400 whatever the run's
+	 * state; it used to be ignored (200) once the run had ended. */
+	if (wait_s && (rd_parse_duration(wait_s, &wait_ms) < 0 || wait_ms > API_MAX_WAIT_MS)) {
+		api_problem(req, 400, NULL, "wait must be a duration up to 120s, e.g. wait=30s");
+		return;
+	}
+	r = load_run(app, id, &run);
 	if (r < 0 || !wait_s || state_is_final(json_string_value(json_object_get(run, "state")))) {
 		if (r < 0)
 			reply_run(req, 200, id);
@@ -292,10 +405,6 @@ static void get_run(struct api_req *req)
 		return;
 	}
 	json_decref(run);
-	if (rd_parse_duration(wait_s, &wait_ms) < 0 || wait_ms > API_MAX_WAIT_MS) {
-		api_problem(req, 400, NULL, "wait must be a duration up to 120s, e.g. wait=30s");
-		return;
-	}
 	w = calloc(1, sizeof(*w));
 	if (w)
 		w->timer = malloc(sizeof(*w->timer));
@@ -336,16 +445,189 @@ static void post_cancel(struct api_req *req)
 	json_decref(run);
 }
 
+/* Report formats: the ?format= names, and the media types Accept may ask
+ * for (first listed is the Content-Type we answer with). */
+enum report_format { REPORT_JSON, REPORT_MARKDOWN, REPORT_HTML, REPORT_JUNIT };
+
+static const struct {
+	const char *name, *alias;
+	enum report_format fmt;
+	const char *content_type;
+	const char *media[3];
+} report_formats[] = {
+        /* clang-format off */
+        {"json", NULL, REPORT_JSON, "application/json", {"application/json", NULL, NULL}},
+        {"markdown", "md", REPORT_MARKDOWN, "text/markdown; charset=utf-8",
+         {"text/markdown", "text/x-markdown", NULL}},
+        {"html", NULL, REPORT_HTML, "text/html; charset=utf-8", {"text/html", NULL, NULL}},
+        {"junit", NULL, REPORT_JUNIT, "application/xml; charset=utf-8",
+         {"application/xml", "application/junit+xml", "text/xml"}},
+        /* clang-format on */
+};
+
+#define REPORT_TRENDS_MAX   8  /* gated metrics with a sparkline */
+#define REPORT_TREND_POINTS 30 /* runs per sparkline */
+
+static int report_format_by_name(const char *s)
+{
+	for (size_t i = 0; i < RD_ARRAY_SIZE(report_formats); i++)
+		if (strcmp(s, report_formats[i].name) == 0 ||
+		    (report_formats[i].alias && strcmp(s, report_formats[i].alias) == 0))
+			return (int)i;
+	return -1;
+}
+
+/* One media range of Accept ("text/html;q=0.9") -> format index, -1 for
+ * none; wildcards pick JSON (the complete report); *ret_q its weight. */
+static int report_format_by_media(const char *range, size_t len, double *ret_q)
+{
+	char type[64];
+	const char *semi = memchr(range, ';', len), *q;
+	size_t tl = semi ? (size_t)(semi - range) : len;
+
+	*ret_q = 1;
+	/* strtod, not rd_parse_double: the number ends at ',' or ';'. */
+	if (semi && (q = strstr(semi, "q=")) && q < range + len)
+		*ret_q = strtod(q + 2, NULL);
+	while (tl > 0 && range[tl - 1] == ' ')
+		tl--;
+	if (tl >= sizeof(type))
+		return -1;
+	memcpy(type, range, tl);
+	type[tl] = '\0';
+	if (strcmp(type, "*/*") == 0 || strcasecmp(type, "application/*") == 0)
+		return 0;
+	if (strcasecmp(type, "text/*") == 0)
+		return 1;
+	for (size_t i = 0; i < RD_ARRAY_SIZE(report_formats); i++)
+		for (size_t m = 0; m < 3 && report_formats[i].media[m]; m++)
+			if (strcasecmp(type, report_formats[i].media[m]) == 0)
+				return (int)i;
+	return -1;
+}
+
+/* The best format Accept allows (highest q, then first listed); JSON
+ * without Accept; -1 when nothing acceptable is on offer. */
+static int report_format_by_accept(const char *accept)
+{
+	int best = -1;
+	double best_q = 0;
+
+	if (!accept || !*accept)
+		return 0;
+	while (*accept) {
+		size_t len = strcspn(accept, ",");
+		double q;
+		int f;
+
+		while (len > 0 && *accept == ' ')
+			accept++, len--;
+		f = report_format_by_media(accept, len, &q);
+		if (f >= 0 && q > best_q)
+			best = f, best_q = q;
+		accept += len;
+		if (*accept == ',')
+			accept++;
+	}
+	return best;
+}
+
+/* Sparkline data for the HTML report: the last runs' values of each
+ * metric the run gates on, same service and environment. Best effort: a
+ * failing query leaves that metric out, never the report. */
+static json_t *report_trends(struct store *st, json_t *run)
+{
+	json_t *out = json_array(), *g;
+	size_t i;
+
+	json_array_foreach(json_object_get(run, "gates"), i, g)
+	{
+		const char *metric = json_string_value(json_object_get(g, "metric"));
+		const char *dot = metric ? strchr(metric, '.') : NULL;
+		char probe[128];
+		struct store_trend_query q = {
+		        .service = json_string_value(json_object_get(run, "service")),
+		        .environment = json_string_value(json_object_get(run, "environment")),
+		        .since_ms = 0,
+		        .until_ms = INT64_MAX,
+		        .limit = REPORT_TREND_POINTS,
+		};
+		json_t *points, *dup = NULL;
+		bool truncated;
+		size_t k;
+
+		if (!out || json_array_size(out) >= REPORT_TRENDS_MAX)
+			break;
+		if (!dot || (size_t)(dot - metric) >= sizeof(probe))
+			continue;
+		json_array_foreach(out, k, dup)
+		{
+			if (strcmp(json_string_value(json_object_get(dup, "metric")), metric) == 0)
+				break;
+		}
+		if (k < json_array_size(out))
+			continue;
+		memcpy(probe, metric, (size_t)(dot - metric));
+		probe[dot - metric] = '\0';
+		q.probe = probe;
+		q.metric = dot + 1;
+		if (store_trend(st, &q, &points, &truncated) < 0)
+			continue;
+		json_array_append_new(out,
+		                      json_pack("{s:s, s:o}", "metric", metric, "points", points));
+	}
+	return out;
+}
+
+static char *render_report(struct api_app *app, enum report_format fmt, json_t *run, json_t *spec,
+                           size_t *ret_len)
+{
+	json_t *trends, *rep;
+	char *text = NULL;
+
+	switch (fmt) {
+	case REPORT_MARKDOWN:
+		return report_markdown(run, spec, ret_len);
+	case REPORT_JUNIT:
+		return report_junit(run, spec, ret_len);
+	case REPORT_HTML:
+		trends = report_trends(app->store, run);
+		text = report_html(run, spec, trends, ret_len);
+		json_decref(trends);
+		return text;
+	case REPORT_JSON:
+	default:
+		rep = report_json(run, spec);
+		text = rep ? json_dumps(rep, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+		json_decref(rep);
+		if (text)
+			*ret_len = strlen(text);
+		return text;
+	}
+}
+
 static void get_report(struct api_req *req)
 {
 	struct api_app *app = api_req_app(req);
 	const char *format = api_req_query(req, "format");
 	int64_t id = api_req_id(req);
-	json_t *run, *spec = NULL, *rep;
-	int r;
+	json_t *run, *spec = NULL;
+	size_t len = 0;
+	char *text;
+	int f, r;
 
-	if (format && strcmp(format, "json") != 0) {
-		api_problem(req, 400, NULL, "format must be json");
+	f = format ? report_format_by_name(format)
+	           : report_format_by_accept(api_req_header(req, "Accept"));
+	if (f < 0 && format) {
+		api_problem(req, 400, NULL,
+		            "format must be one of json, markdown (or md), html, junit");
+		return;
+	}
+	if (f < 0) {
+		api_problem(
+		        req, 406, NULL,
+		        "cannot answer with what Accept asks for; reports are application/json, "
+		        "text/markdown, text/html or application/xml (JUnit); or use ?format=");
 		return;
 	}
 	r = load_run(app, id, &run);
@@ -355,21 +637,23 @@ static void get_report(struct api_req *req)
 	}
 	if (store_run_spec(app->store, id, &spec) < 0)
 		spec = NULL;
-	rep = report_json(run, spec);
+	text = render_report(app, report_formats[f].fmt, run, spec, &len);
 	json_decref(run);
 	json_decref(spec);
-	if (!rep) {
+	if (!text) {
 		api_problem_errno(req, -ENOMEM, "report");
 		return;
 	}
-	api_reply_json(req, 200, rep);
+	api_reply_header(req, "Vary", "Accept");
+	api_reply_text(req, 200, report_formats[f].content_type, text, len);
+	free(text);
 }
 
 const struct api_route api_routes_runs[] = {
-        {"POST", "/v1/runs", post_runs},
-        {"GET", "/v1/runs", get_runs},
-        {"GET", "/v1/runs/{id}", get_run},
-        {"POST", "/v1/runs/{id}/cancel", post_cancel},
-        {"GET", "/v1/runs/{id}/report", get_report},
+        {"POST", "/v1/runs", post_runs, API_ROLE_SUBMITTER},
+        {"GET", "/v1/runs", get_runs, API_ROLE_VIEWER},
+        {"GET", "/v1/runs/{id}", get_run, API_ROLE_VIEWER},
+        {"POST", "/v1/runs/{id}/cancel", post_cancel, API_ROLE_SUBMITTER},
+        {"GET", "/v1/runs/{id}/report", get_report, API_ROLE_VIEWER},
         {NULL, NULL, NULL},
 };

@@ -18,7 +18,9 @@
 #include <string.h>
 
 #include "api.h"
+#include "auth.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 #define MAX_EXTRA_HEADERS 8
@@ -34,6 +36,8 @@ struct api_server {
 	int port;
 	char host[INET6_ADDRSTRLEN];
 	struct api_req *suspended; /* doubly linked through next/prev */
+	/* live streaming responses */
+	struct api_stream *streams;
 	bool in_run, run_again;
 	uint64_t next_request_id;
 };
@@ -54,12 +58,16 @@ struct api_req {
 	api_cleanup_cb cleanup;
 	void *cleanup_userdata;
 	struct api_req *next, *prev;
-	char request_id[24];
+	char request_id[65];
+	char principal[AUTH_NAME_MAX + 1]; /* token name; "" when none */
+	uint64_t start_ms;                 /* uv_now at arrival, for the log */
 	size_t n_headers;
 	char *headers[MAX_EXTRA_HEADERS][2];
+	struct api_stream *stream; /* api_stream_start() */
 };
 
 static void server_run(struct api_server *srv);
+static void on_timer(uv_timer_t *t);
 
 struct api_app *api_req_app(struct api_req *req)
 {
@@ -94,6 +102,11 @@ const char *api_req_name(struct api_req *req)
 enum api_role api_req_role(struct api_req *req)
 {
 	return req->match.route ? req->match.route->role : API_ROLE_ANYONE;
+}
+
+const char *api_req_principal(struct api_req *req)
+{
+	return req->principal[0] ? req->principal : NULL;
 }
 
 const char *api_req_query(struct api_req *req, const char *key)
@@ -230,11 +243,177 @@ void api_req_suspend(struct api_req *req, api_cleanup_cb cleanup, void *userdata
 	req->srv->suspended = req;
 }
 
+/* --- streaming responses (api_stream_*, for Server-Sent Events) ---
+ *
+ * The body comes from a buffer the handler fills over time. When MHD asks
+ * for data and the buffer is empty, the content reader suspends the
+ * connection (MHD then neither polls nor times it out: no busy loop) and
+ * a later write resumes it. The stream is shared by the request and the
+ * MHD response, whichever goes last frees it; after the request ended
+ * (client gone, server stopping) writes fail with -EPIPE.
+ */
+struct api_stream {
+	struct api_req *req; /* NULL once the request has ended */
+	struct api_server *srv;
+	char *buf;
+	size_t len, off, cap;
+	bool ended, paused;
+	int refs;
+	struct api_stream *next, *prev; /* srv->streams */
+};
+
+static void stream_unref(struct api_stream *s)
+{
+	if (--s->refs > 0)
+		return;
+	free(s->buf);
+	free(s);
+}
+
+static void stream_unref_cb(void *cls)
+{
+	stream_unref(cls);
+}
+
+/* Resumes a paused stream. MHD runs on the next loop iteration, never
+ * from here: a write may come from deep inside a scheduler callback, and
+ * running MHD there could end the request (client gone) and free the
+ * writer's state under its feet. */
+static void stream_wake(struct api_stream *s)
+{
+	if (!s->paused || !s->req)
+		return;
+	s->paused = false;
+	MHD_resume_connection(s->req->conn);
+	if (s->srv->in_run)
+		s->srv->run_again = true;
+	else
+		uv_timer_start(&s->srv->timer, on_timer, 0, 0);
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+	struct api_stream *s = cls;
+	size_t n;
+
+	if (!s->req)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	if (s->off == s->len) {
+		s->off = s->len = 0;
+		if (s->ended)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		s->paused = true;
+		MHD_suspend_connection(s->req->conn);
+		return 0;
+	}
+	n = s->len - s->off < max ? s->len - s->off : max;
+	memcpy(out, s->buf + s->off, n);
+	s->off += n;
+	return (ssize_t)n;
+}
+
+/* The request ended: the stream outlives it only for the MHD response. */
+static void stream_detach(struct api_req *req)
+{
+	struct api_stream *s = req->stream;
+
+	if (!s)
+		return;
+	req->stream = NULL;
+	s->req = NULL;
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		s->srv->streams = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	stream_unref(s);
+}
+
+struct api_stream *api_stream_start(struct api_req *req, const char *content_type,
+                                    api_cleanup_cb cleanup, void *userdata)
+{
+	struct api_stream *s;
+	struct MHD_Response *resp;
+
+	if (req->resp || req->suspended || req->stream)
+		return NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, s,
+	                                         stream_unref_cb);
+	if (!resp) {
+		free(s);
+		return NULL;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	MHD_add_response_header(resp, "X-Request-Id", req->request_id);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	MHD_add_response_header(resp, "X-Accel-Buffering", "no"); /* proxies: do not batch */
+	for (size_t i = 0; i < req->n_headers; i++)
+		MHD_add_response_header(resp, req->headers[i][0], req->headers[i][1]);
+	s->req = req;
+	s->srv = req->srv;
+	s->refs = 2; /* the request and the response */
+	s->next = req->srv->streams;
+	if (s->next)
+		s->next->prev = s;
+	req->srv->streams = s;
+	req->stream = s;
+	req->resp = resp;
+	req->status = 200;
+	req->cleanup = cleanup;
+	req->cleanup_userdata = userdata;
+	return s;
+}
+
+int api_stream_write(struct api_stream *s, const char *data, size_t len)
+{
+	size_t pending;
+
+	if (!s->req || s->ended)
+		return -EPIPE;
+	pending = s->len - s->off;
+	if (len > API_STREAM_MAX_BUFFER - pending)
+		return -ENOBUFS;
+	if (s->off > 0) { /* keep the unsent bytes at the front */
+		memmove(s->buf, s->buf + s->off, pending);
+		s->len = pending;
+		s->off = 0;
+	}
+	if (s->len + len > s->cap) {
+		size_t cap = s->cap ? s->cap : 4096;
+		char *b;
+
+		while (cap < s->len + len)
+			cap *= 2;
+		b = realloc(s->buf, cap);
+		if (!b)
+			return -ENOMEM;
+		s->buf = b;
+		s->cap = cap;
+	}
+	memcpy(s->buf + s->len, data, len);
+	s->len += len;
+	stream_wake(s);
+	return 0;
+}
+
+void api_stream_end(struct api_stream *s)
+{
+	if (!s->req || s->ended)
+		return;
+	s->ended = true;
+	stream_wake(s);
+}
+
 static void req_free(struct api_req *req)
 {
 	if (req->suspended)
 		unlink_suspended(req);
 	run_cleanup(req);
+	stream_detach(req);
 	if (req->resp)
 		MHD_destroy_response(req->resp);
 	for (size_t i = 0; i < req->n_headers; i++) {
@@ -244,6 +423,26 @@ static void req_free(struct api_req *req)
 	free(req->path);
 	free(req->body);
 	free(req);
+}
+
+/* The client's X-Request-Id when it is sane (1-64 of [A-Za-z0-9._:-]),
+ * so a pipeline can follow its request through our log; else our own. */
+static void set_request_id(struct api_req *req, const char *client)
+{
+	size_t n = client ? strlen(client) : 0;
+	bool ok = n > 0 && n < sizeof(req->request_id);
+
+	for (size_t i = 0; ok && i < n; i++) {
+		char c = client[i];
+
+		ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		     c == '.' || c == '_' || c == ':' || c == '-';
+	}
+	if (ok)
+		snprintf(req->request_id, sizeof(req->request_id), "%s", client);
+	else
+		snprintf(req->request_id, sizeof(req->request_id), "%016llx",
+		         (unsigned long long)++req->srv->next_request_id);
 }
 
 static struct api_req *req_new(struct api_server *srv, struct MHD_Connection *conn,
@@ -262,8 +461,8 @@ static struct api_req *req_new(struct api_server *srv, struct MHD_Connection *co
 		free(req);
 		return NULL;
 	}
-	snprintf(req->request_id, sizeof(req->request_id), "%016llx",
-	         (unsigned long long)++srv->next_request_id);
+	set_request_id(req, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id"));
+	req->start_ms = uv_now(srv->loop);
 	cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	if (cl) {
 		int64_t n;
@@ -298,6 +497,40 @@ static int append_body(struct api_req *req, const char *data, size_t len)
 	return 0;
 }
 
+/* The route's role against the caller's token (api/auth.h). GET
+ * /metrics may be public by configuration. False when answered. */
+static bool authorize(struct api_req *req)
+{
+	struct auth *a = req->srv->app->auth;
+	enum api_role need = api_req_role(req);
+	const char *name = NULL;
+	char retry[16];
+	int retry_s = 1, r;
+
+	if (need != API_ROLE_ANYONE && strcmp(req->path, "/metrics") == 0 && auth_public_metrics(a))
+		need = API_ROLE_ANYONE;
+	r = auth_check(a, api_req_header(req, MHD_HTTP_HEADER_AUTHORIZATION), need,
+	               uv_now(req->srv->loop), &name, &retry_s);
+	if (r == 0) {
+		snprintf(req->principal, sizeof(req->principal), "%s", name ? name : "");
+		return true;
+	}
+	if (r == -EACCES) {
+		api_reply_header(req, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"readyd\"");
+		api_problem(req, 401, NULL, "send Authorization: Bearer TOKEN with a token "
+		                            "from readyd.yaml (see readyd hash-token)");
+	} else if (r == -EPERM) {
+		api_problem(req, 403, NULL, "%s %s needs the %s role", req->method, req->path,
+		            auth_role_to_string(need));
+	} else {
+		snprintf(retry, sizeof(retry), "%d", retry_s);
+		api_reply_header(req, "Retry-After", retry);
+		api_problem(req, 429, NULL, "this token is over its request rate; retry in %d s",
+		            retry_s);
+	}
+	return false;
+}
+
 static void dispatch(struct api_req *req)
 {
 	char allow[64];
@@ -310,6 +543,8 @@ static void dispatch(struct api_req *req)
 		api_reply_header(req, "Allow", allow);
 		api_problem(req, 405, NULL, "%s is not allowed on %s; allowed: %s", req->method,
 		            req->path, allow);
+	} else if (!authorize(req)) {
+		return; /* answered 401, 403 or 429 */
 	} else if (req->too_large) {
 		api_problem(req, 413, NULL, "request body is larger than the limit of %zu bytes",
 		            req->srv->max_body);
@@ -363,13 +598,33 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 	return MHD_YES;
 }
 
+/* One line per request: method and path in the quoted message (the path
+ * is the client's), the rest as fields. Never headers or bodies. */
+static void log_request(struct api_req *req, enum MHD_RequestTerminationCode toe)
+{
+	char fields[256];
+
+	snprintf(fields, sizeof(fields), "request_id=%s status=%u duration_ms=%llu token=%s%s",
+	         req->request_id, req->status,
+	         (unsigned long long)(uv_now(req->srv->loop) - req->start_ms),
+	         req->principal[0] ? req->principal : "-",
+	         toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");
+	rd_log(RD_LOG_INFO, fields, "%s %s", req->method, req->path);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
 	struct api_req *req = *con_cls;
 
-	if (req)
+	if (req) {
+		log_request(req, toe);
+		if (req->dispatched) /* the route pattern, never the path: bounded labels */
+			metrics_http_request(req->method,
+			                     req->match.route ? req->match.route->pattern : NULL,
+			                     req->status);
 		req_free(req);
+	}
 	*con_cls = NULL;
 }
 
@@ -407,10 +662,14 @@ static void server_run(struct api_server *srv)
 		MHD_run(srv->d);
 	} while (srv->run_again);
 	srv->in_run = false;
-	if (MHD_get_timeout(srv->d, &to) == MHD_YES)
-		uv_timer_start(&srv->timer, on_timer, (uint64_t)to, 0);
-	else
-		uv_timer_stop(&srv->timer);
+	/* issue 7 (bad-input test): libmicrohttpd 0.9.75 can leave a
+	 * connection with work to do and no event to come (a query string
+	 * with more arguments than the connection's memory holds: it logs a
+	 * 431 and waits), which held the client until the 60 s connection
+	 * timeout. Running MHD at least once a second bounds that to 1 s. */
+	if (MHD_get_timeout(srv->d, &to) != MHD_YES || to > 1000)
+		to = 1000;
+	uv_timer_start(&srv->timer, on_timer, (uint64_t)to, 0);
 }
 
 static void on_poll(uv_poll_t *h, int status, int events)
@@ -460,7 +719,7 @@ static int start_daemon(struct api_server *srv, const struct api_config *cfg,
                         const struct sockaddr_storage *sa, char *err, size_t errlen)
 {
 	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-	struct MHD_OptionItem opts[8];
+	struct MHD_OptionItem opts[10];
 	size_t n = 0;
 
 	if (cfg->listen_fd >= 0) {
@@ -477,6 +736,13 @@ static int start_daemon(struct api_server *srv, const struct api_config *cfg,
 		opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 		                                    (intptr_t)cfg->connection_memory, NULL};
 	opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, 60, NULL};
+	if (cfg->tls_cert_pem && cfg->tls_key_pem) {
+		flags |= MHD_USE_TLS;
+		opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0,
+		                                    (void *)cfg->tls_cert_pem};
+		opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0,
+		                                    (void *)cfg->tls_key_pem};
+	}
 	opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 	srv->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, srv, MHD_OPTION_NOTIFY_COMPLETED,
 	                          on_completed, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
@@ -534,6 +800,12 @@ int api_server_new(uv_loop_t *loop, const struct api_config *cfg, struct api_app
 		free(srv);
 		return r;
 	}
+	if (cfg->listen_fd >= 0) { /* socket activation: name the inherited address */
+		socklen_t sl = sizeof(sa);
+
+		if (getsockname(cfg->listen_fd, (struct sockaddr *)&sa, &sl) < 0)
+			sa.ss_family = AF_UNSPEC;
+	}
 	record_address(srv, &sa);
 	info = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_EPOLL_FD);
 	uv_timer_init(loop, &srv->timer);
@@ -571,6 +843,14 @@ void api_server_free(struct api_server *srv)
 	/* MHD refuses to stop with suspended connections: answer them first. */
 	while (srv->suspended)
 		api_problem(srv->suspended, 503, NULL, "readyd is shutting down; retry later");
+	/* Streams end (their handlers' cleanups run when MHD closes them). */
+	for (struct api_stream *s = srv->streams; s; s = s->next) {
+		s->ended = true;
+		if (s->paused) {
+			s->paused = false;
+			MHD_resume_connection(s->req->conn);
+		}
+	}
 	uv_poll_stop(&srv->poll);
 	uv_timer_stop(&srv->timer);
 	MHD_stop_daemon(srv->d);

@@ -183,3 +183,12 @@ int cmd_status(struct ctl *ctl, int argc, char **argv);
 int cmd_report(struct ctl *ctl, int argc, char **argv);
 int cmd_cancel(struct ctl *ctl, int argc, char **argv);
 int cmd_runs(struct ctl *ctl, int argc, char **argv);
+/* cmd_history.c: decisions and history (issue 5). */
+int cmd_gates(struct ctl *ctl, int argc, char **argv);
+int cmd_history(struct ctl *ctl, int argc, char **argv);
+int cmd_trends(struct ctl *ctl, int argc, char **argv);
+int cmd_rejudge(struct ctl *ctl, int argc, char **argv);
+int cmd_invalidate(struct ctl *ctl, int argc, char **argv);
+int cmd_waive(struct ctl *ctl, int argc, char **argv);
+/* Help of those commands; -ENOENT for another command. */
+int history_help_print(FILE *f, const char *cmd);

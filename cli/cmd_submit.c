@@ -2,7 +2,9 @@
  * Reads the spec (capped at the server's SPEC_MAX_BYTES, so an oversized
  * file fails here with a clear message instead of a 413), POSTs it to
  * /v1/runs with its content type and optional Idempotency-Key, and prints
- * the run id or follows the run to its verdict.
+ * the run id or follows the run to its verdict. After --wait it can save
+ * the JUnit XML (--junit FILE) and a report (--report FILE, --format
+ * md|html) through `readyctl report`, so a pipeline needs one command.
  *
  * It does not validate the spec: the server is the authority and answers
  * with every invalid path at once. The POST itself is not retried: without
@@ -23,6 +25,9 @@ enum {
 	OPT_TIMEOUT,
 	OPT_KEY,
 	OPT_FORMAT,
+	OPT_JUNIT,
+	OPT_REPORT,
+	OPT_REPORT_FORMAT,
 };
 
 struct submit_args {
@@ -31,7 +36,34 @@ struct submit_args {
 	const char *key;
 	const char *content_type; /* NULL: from the file name */
 	const char *file;
+	const char *junit;         /* --junit FILE */
+	const char *report;        /* --report FILE */
+	const char *report_format; /* md, html, junit, json; NULL: from the name */
 };
+
+/* --format names a report format when it is not a spec format: md and
+ * html cannot be specs, and json stays the spec's for compatibility. */
+static bool is_report_format(const char *s)
+{
+	return strcmp(s, "md") == 0 || strcmp(s, "markdown") == 0 || strcmp(s, "html") == 0 ||
+	       strcmp(s, "junit") == 0;
+}
+
+/* The report format a file name suggests; markdown when it says nothing. */
+static const char *report_format_for(const char *file)
+{
+	static const char *const ext[][2] = {
+	        {".html", "html"}, {".htm", "html"}, {".xml", "junit"}, {".json", "json"}};
+	size_t n = strlen(file);
+
+	for (size_t i = 0; i < sizeof(ext) / sizeof(ext[0]); i++) {
+		size_t e = strlen(ext[i][0]);
+
+		if (n > e && strcasecmp(file + n - e, ext[i][0]) == 0)
+			return ext[i][1];
+	}
+	return "md";
+}
 
 static int parse_format(const char *s, const char **ret_type)
 {
@@ -69,11 +101,33 @@ static int parse_local(struct submit_args *a, int opt, const char *arg)
 		a->key = arg;
 		return 0;
 	case OPT_FORMAT:
+		if (is_report_format(arg)) {
+			a->report_format = arg;
+			return 0;
+		}
 		if (parse_format(arg, &a->content_type) < 0) {
-			ctl_usage_error("submit", "invalid --format '%s': expected yaml or json",
+			ctl_usage_error("submit",
+			                "invalid --format '%s': expected yaml or json (the spec), "
+			                "or md or html (the --report)",
 			                arg);
 			return -EINVAL;
 		}
+		return 0;
+	case OPT_REPORT_FORMAT:
+		if (!is_report_format(arg) && strcmp(arg, "json") != 0) {
+			ctl_usage_error("submit",
+			                "invalid --report-format '%s': expected md, html, junit or "
+			                "json",
+			                arg);
+			return -EINVAL;
+		}
+		a->report_format = arg;
+		return 0;
+	case OPT_JUNIT:
+		a->junit = arg;
+		return 0;
+	case OPT_REPORT:
+		a->report = arg;
 		return 0;
 	default:
 		return -ENOENT;
@@ -89,6 +143,9 @@ static int parse_args(struct ctl *ctl, struct submit_args *a, int argc, char **a
 	        {"timeout", required_argument, NULL, OPT_TIMEOUT},
 	        {"idempotency-key", required_argument, NULL, OPT_KEY},
 	        {"format", required_argument, NULL, OPT_FORMAT},
+	        {"junit", required_argument, NULL, OPT_JUNIT},
+	        {"report", required_argument, NULL, OPT_REPORT},
+	        {"report-format", required_argument, NULL, OPT_REPORT_FORMAT},
 	        {0},
 	};
 	int c, r;
@@ -110,6 +167,14 @@ static int parse_args(struct ctl *ctl, struct submit_args *a, int argc, char **a
 	}
 	if (a->timeout_ms && !a->wait) {
 		ctl_usage_error("submit", "--timeout needs --wait");
+		return CTL_EXIT_USAGE;
+	}
+	if ((a->junit || a->report) && !a->wait) {
+		ctl_usage_error("submit", "--junit and --report need --wait");
+		return CTL_EXIT_USAGE;
+	}
+	if (a->report_format && !a->report) {
+		ctl_usage_error("submit", "--format %s needs --report FILE", a->report_format);
 		return CTL_EXIT_USAGE;
 	}
 	a->file = argv[optind];
@@ -192,6 +257,47 @@ static int64_t created_id(const json_t *run, const struct response *r)
 	return id;
 }
 
+/* `readyctl report --format FMT -o FILE ID`: the same atomic write and
+ * error messages as the command. */
+static int save_report(struct ctl *ctl, int64_t id, const char *fmt, const char *file)
+{
+	char idbuf[24], fmtbuf[16], out[4096];
+	char *argv[] = {"report", "--format", fmtbuf, "-o", out, idbuf, NULL};
+	bool json = ctl->json;
+	int code;
+
+	snprintf(idbuf, sizeof(idbuf), "%lld", (long long)id);
+	snprintf(fmtbuf, sizeof(fmtbuf), "%s", fmt);
+	if (snprintf(out, sizeof(out), "%s", file) >= (int)sizeof(out)) {
+		fprintf(stderr, "readyctl: '%s': file name too long\n", file);
+		return CTL_EXIT_USAGE;
+	}
+	ctl->json = false; /* --json shapes stdout; the artifact has its own format */
+	optind = 0;        /* a fresh getopt scan */
+	code = cmd_report(ctl, 6, argv);
+	ctl->json = json;
+	return code;
+}
+
+/* Saves what --junit/--report asked for once waiting ended with a verdict
+ * (or a timeout: the report then shows where the run was). The verdict's
+ * exit code wins; a failed save turns a PASS into a usage error, because
+ * a pipeline that expects the artifact must not go green without it. */
+static int save_artifacts(struct ctl *ctl, const struct submit_args *a, int64_t id, int code)
+{
+	int saved = CTL_EXIT_PASS;
+
+	if (code != CTL_EXIT_PASS && code != CTL_EXIT_FAIL && code != CTL_EXIT_ERROR)
+		return code;
+	if (a->junit && save_report(ctl, id, "junit", a->junit) != CTL_EXIT_PASS)
+		saved = CTL_EXIT_USAGE;
+	if (a->report &&
+	    save_report(ctl, id, a->report_format ? a->report_format : report_format_for(a->report),
+	                a->report) != CTL_EXIT_PASS)
+		saved = CTL_EXIT_USAGE;
+	return code != CTL_EXIT_PASS ? code : saved;
+}
+
 static int after_created(struct ctl *ctl, const struct submit_args *a, const struct response *r)
 {
 	json_t *run = response_json(&ctl->client, r);
@@ -219,7 +325,7 @@ static int after_created(struct ctl *ctl, const struct submit_args *a, const str
 	}
 	code = follow_run(ctl, id, run, a->timeout_ms);
 	json_decref(run);
-	return code;
+	return save_artifacts(ctl, a, id, code);
 }
 
 int cmd_submit(struct ctl *ctl, int argc, char **argv)

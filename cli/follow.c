@@ -1,9 +1,9 @@
-/* follow: waits for a run to finish by long-polling GET /v1/runs/{id}?wait=,
- * shows progress on stderr (one line redrawn in place on a terminal, one
- * plain line per change otherwise, for CI logs) and ends with the verdict
- * and gate table on stdout. Connection failures while waiting are retried
- * with exponential backoff for up to CTL_RETRY_WINDOW_MS, because a daemon
- * restart must not fail a pipeline whose run survives it.
+/* follow: waits for a run to finish by following its event stream (GET
+ * /v1/runs/{id}/events), or by long-polling GET /v1/runs/{id}?wait= when
+ * the stream is not available or breaks, shows progress on stderr (one line redrawn in place on a
+ * terminal, one plain line per change otherwise, for CI logs) and ends with the verdict and gate
+ * table on stdout. Connection failures while waiting are retried with exponential backoff for up to
+ * CTL_RETRY_WINDOW_MS, because a daemon restart must not fail a pipeline whose run survives it.
  *
  * It must never report a run as passed unless the server said PASS; on
  * timeout, interruption or lost connection it says the run continues on
@@ -159,6 +159,237 @@ static long poll_wait_s(const struct follow *fw)
 	return remain < 1 ? 1 : remain > CTL_POLL_WAIT_S ? CTL_POLL_WAIT_S : (long)remain;
 }
 
+/* --- Server-Sent Events (GET /v1/runs/{id}/events) ---
+ *
+ * The preferred way to wait: the server pushes state, probe and progress
+ * events and ends with the final run, so progress is live and nothing
+ * polls. Anything short of an `end` event (an older server without
+ * /events, a proxy that buffers, a dropped connection) falls back to the
+ * long-poll loop, which has the retries and the final say.
+ */
+#define SSE_LINE_MAX  (CTL_MAX_BODY)
+#define SSE_STALL_S   45L /* the server pings every 15 s */
+#define SSE_EVENT_MAX 32
+
+struct sse {
+	struct follow *fw;
+	CURL *curl;
+	char *buf; /* the line (or data) being collected */
+	size_t len, cap;
+	char *data; /* data: lines of the current event */
+	size_t data_len, data_cap;
+	char event[SSE_EVENT_MAX];
+	json_t *run;   /* the run as the events describe it; owned */
+	json_t *final; /* the `end` event's run; owned */
+	bool checked;  /* status and content type looked at */
+	bool refused;  /* not an event stream: fall back */
+};
+
+static int sse_append(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
+{
+	if (n > SSE_LINE_MAX - *len)
+		return -E2BIG;
+	if (*len + n + 1 > *cap) {
+		size_t c = *cap ? *cap : 1024;
+		char *b;
+
+		while (c < *len + n + 1)
+			c *= 2;
+		b = realloc(*buf, c);
+		if (!b)
+			return -ENOMEM;
+		*buf = b;
+		*cap = c;
+	}
+	memcpy(*buf + *len, s, n);
+	*len += n;
+	(*buf)[*len] = '\0';
+	return 0;
+}
+
+/* With --json, every event is one JSON line on stderr; stdout stays the
+ * final run, as with long-polling. */
+static void sse_print_json(const char *event, json_t *data)
+{
+	json_t *line = json_pack("{s:s, s:O}", "event", event, "data", data);
+	char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
+
+	if (text) {
+		fprintf(stderr, "%s\n", text);
+		fflush(stderr);
+	}
+	free(text);
+	json_decref(line);
+}
+
+/* Folds one event into the run view and shows it. */
+static void sse_apply(struct sse *s, const char *event, json_t *data)
+{
+	json_t *probes = json_object_get(s->run, "probes");
+
+	if (s->fw->ctl->json)
+		sse_print_json(event, data);
+	if (strcmp(event, "end") == 0) {
+		json_decref(s->final);
+		s->final = json_incref(data);
+		return;
+	}
+	if (strcmp(event, "state") == 0)
+		json_object_set(s->run, "state", json_object_get(data, "state"));
+	else if (strcmp(event, "progress") == 0)
+		json_object_set(s->run, "progress", data);
+	else if (strcmp(event, "probe") == 0 && json_is_array(probes)) {
+		size_t i = (size_t)json_integer_value(json_object_get(data, "index"));
+		json_t *p = json_object_get(data, "probe");
+
+		if (p && i < json_array_size(probes))
+			json_array_set(probes, i, p);
+		else if (p && i == json_array_size(probes))
+			json_array_append(probes, p);
+	} else {
+		return; /* an event type from a newer server */
+	}
+	if (!s->fw->ctl->json)
+		show_progress(s->fw, s->run);
+}
+
+static void sse_dispatch(struct sse *s)
+{
+	json_t *data;
+
+	if (s->data_len > 0 && s->event[0]) {
+		data = json_loadb(s->data, s->data_len, 0, NULL);
+		if (data)
+			sse_apply(s, s->event, data);
+		json_decref(data);
+	}
+	s->data_len = 0;
+	s->event[0] = '\0';
+}
+
+static int sse_line(struct sse *s, const char *line, size_t n)
+{
+	if (n == 0) {
+		sse_dispatch(s);
+		return 0;
+	}
+	if (line[0] == ':') /* a comment: the server's heartbeat */
+		return 0;
+	if (n > 7 && strncmp(line, "event: ", 7) == 0) {
+		snprintf(s->event, sizeof(s->event), "%.*s", (int)(n - 7), line + 7);
+		return 0;
+	}
+	if (n >= 5 && strncmp(line, "data:", 5) == 0) {
+		size_t skip = n > 5 && line[5] == ' ' ? 6 : 5;
+
+		if (s->data_len > 0 &&
+		    sse_append(&s->data, &s->data_len, &s->data_cap, "\n", 1) < 0)
+			return -ENOMEM;
+		return sse_append(&s->data, &s->data_len, &s->data_cap, line + skip, n - skip);
+	}
+	return 0; /* id:, retry: and unknown fields */
+}
+
+static bool sse_accepted(struct sse *s)
+{
+	long status = 0;
+	char *ct = NULL;
+
+	s->checked = true;
+	curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(s->curl, CURLINFO_CONTENT_TYPE, &ct);
+	s->refused = status != 200 || !ct || strncmp(ct, "text/event-stream", 17) != 0;
+	return !s->refused;
+}
+
+static size_t sse_on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	struct sse *s = userdata;
+	size_t n = size * nmemb;
+
+	if (!s->checked && !sse_accepted(s))
+		return 0; /* abort: long-poll instead */
+	for (size_t i = 0; i < n; i++) {
+		if (ptr[i] == '\n') {
+			size_t l = s->len;
+
+			if (l > 0 && s->buf[l - 1] == '\r')
+				l--;
+			if (sse_line(s, s->buf ? s->buf : "", l) < 0)
+				return 0;
+			s->len = 0;
+		} else if (sse_append(&s->buf, &s->len, &s->cap, ptr + i, 1) < 0) {
+			return 0;
+		}
+	}
+	return n;
+}
+
+static int sse_on_xfer(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+	struct sse *s = userdata;
+
+	return interrupted || s->final || (s->fw->deadline && mono_ms() >= s->fw->deadline);
+}
+
+static int sse_setup(struct sse *s, struct curl_slist **ret_headers)
+{
+	struct client *c = &s->fw->ctl->client;
+	struct curl_slist *h = curl_slist_append(NULL, "Accept: text/event-stream"), *t;
+	char url[CTL_MAX_URL + 64];
+	CURLcode rc = CURLE_OK;
+
+	if (h && c->auth_header && (t = curl_slist_append(h, c->auth_header)))
+		h = t;
+	else if (h && c->auth_header) {
+		curl_slist_free_all(h);
+		h = NULL;
+	}
+	s->curl = curl_easy_init();
+	if (!h || !s->curl) {
+		curl_slist_free_all(h);
+		return -ENOMEM;
+	}
+	snprintf(url, sizeof(url), "%s/v1/runs/%lld/events", c->base_url, (long long)s->fw->id);
+	rc |= curl_easy_setopt(s->curl, CURLOPT_URL, url);
+	rc |= curl_easy_setopt(s->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	rc |= curl_easy_setopt(s->curl, CURLOPT_NOSIGNAL, 1L);
+	rc |= curl_easy_setopt(s->curl, CURLOPT_USERAGENT, "readyctl/" READYD_VERSION);
+	rc |= curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, h);
+	rc |= curl_easy_setopt(s->curl, CURLOPT_CONNECTTIMEOUT, CTL_CONNECT_TIMEOUT_S);
+	rc |= curl_easy_setopt(s->curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	rc |= curl_easy_setopt(s->curl, CURLOPT_LOW_SPEED_TIME, SSE_STALL_S);
+	rc |= curl_easy_setopt(s->curl, CURLOPT_WRITEFUNCTION, sse_on_body);
+	rc |= curl_easy_setopt(s->curl, CURLOPT_WRITEDATA, s);
+	rc |= curl_easy_setopt(s->curl, CURLOPT_XFERINFOFUNCTION, sse_on_xfer);
+	rc |= curl_easy_setopt(s->curl, CURLOPT_XFERINFODATA, s);
+	rc |= curl_easy_setopt(s->curl, CURLOPT_NOPROGRESS, 0L);
+	if (c->cacert)
+		rc |= curl_easy_setopt(s->curl, CURLOPT_CAINFO, c->cacert);
+	*ret_headers = h;
+	return rc == CURLE_OK ? 0 : -EINVAL;
+}
+
+/* Follows the event stream. Returns the final run (new reference) when
+ * an `end` arrived, else NULL: the caller long-polls (or stops, if
+ * interrupted or past the deadline). run is the last known state. */
+static json_t *sse_follow(struct follow *fw, const json_t *run)
+{
+	struct sse s = {.fw = fw};
+	struct curl_slist *h = NULL;
+
+	s.run = run ? json_deep_copy(run) : json_pack("{s:s, s:[]}", "state", "queued", "probes");
+	if (s.run && sse_setup(&s, &h) == 0)
+		curl_easy_perform(s.curl);
+	curl_easy_cleanup(s.curl);
+	curl_slist_free_all(h);
+	free(s.buf);
+	free(s.data);
+	json_decref(s.run);
+	return s.final;
+}
+
 /* One long poll. Returns 0 with *ret_run, -EAGAIN after a retryable
  * failure (already waited), or another -errno after printing why. */
 static int poll_once(struct follow *fw, json_t **ret_run)
@@ -291,9 +522,15 @@ int follow_run(struct ctl *ctl, int64_t id, const json_t *run, int64_t timeout_m
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, &old);
 	ctl->client.abort_flag = &interrupted;
-	if (run)
+	if (run && !ctl->json)
 		show_progress(&fw, run);
-	final = wait_loop(&fw, json_incref((json_t *)run), &code);
+	final = sse_follow(&fw, run);
+	if (!final && interrupted)
+		code = stop_waiting(&fw, -EINTR);
+	else if (!final && fw.deadline && mono_ms() >= fw.deadline)
+		code = stop_waiting(&fw, -ETIMEDOUT);
+	else if (!final)
+		final = wait_loop(&fw, json_incref((json_t *)run), &code);
 	ctl->client.abort_flag = NULL;
 	sigaction(SIGINT, &old, NULL);
 	if (!final)

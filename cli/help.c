@@ -18,6 +18,12 @@ static const char overview[] =
         "  report ID              fetch a run's report (json, md, html, junit)\n"
         "  cancel ID              cancel a queued or running run\n"
         "  runs                   list runs, newest first\n"
+        "  gates                  latest verdict per service and environment\n"
+        "  history SERVICE        a service's decisions, newest first\n"
+        "  trends SERVICE METRIC  one metric across runs (PROBE.METRIC)\n"
+        "  rejudge ID GATE...     re-decide a stored run with new gates\n"
+        "  invalidate ID          take a run out of baselines, trends, gates\n"
+        "  waive SERVICE EXPR     waive a failing gate until an expiry\n"
         "  help [COMMAND]         show help\n"
         "\n"
         "Global options (also accepted after the command):\n"
@@ -35,7 +41,8 @@ static const char overview[] =
 
 static const char submit_help[] =
         "Usage: readyctl submit [--wait] [--timeout DURATION] [--idempotency-key KEY]\n"
-        "                       [--format yaml|json] FILE\n"
+        "                       [--format yaml|json] [--junit FILE]\n"
+        "                       [--report FILE [--format md|html]] FILE\n"
         "\n"
         "Submits the spec in FILE ('-' for stdin) as a new run and prints its id.\n"
         "\n"
@@ -45,8 +52,15 @@ static const char submit_help[] =
         "                         and exit 2; the run continues on the server\n"
         "  --idempotency-key KEY  makes a retried submit return the same run\n"
         "  --format yaml|json     body type (default: json for *.json, else yaml)\n"
+        "  --junit FILE           with --wait: save the JUnit XML report to FILE\n"
+        "  --report FILE          with --wait: save a report to FILE\n"
+        "  --format md|html       the --report's format (--report-format also takes\n"
+        "                         junit and json; default from FILE's extension)\n"
+        "  --json                 with --wait: progress as one JSON event per line on\n"
+        "                         stderr, the final run as JSON on stdout\n"
         "\n"
-        "While waiting, lost connections are retried with backoff for up to 60s.\n";
+        "While waiting, readyctl follows the run's event stream (/events) and falls\n"
+        "back to long-polling; lost connections are retried with backoff for up to 60s.\n";
 
 static const char status_help[] =
         "Usage: readyctl status [--wait [--timeout DURATION]] [--json] ID\n"
@@ -104,5 +118,5 @@ int help_print(FILE *f, const char *cmd)
 			return 0;
 		}
 	}
-	return -ENOENT;
+	return history_help_print(f, cmd); /* cmd_history.c */
 }

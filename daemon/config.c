@@ -27,12 +27,26 @@ void config_init(struct rd_config *cfg)
 	cfg->sched.max_concurrent_load = 1;
 	cfg->sched.max_queued = 100;
 	cfg->shutdown_timeout_ms = 10000;
+	cfg->limits = (struct policy_limits){
+	        .max_spec_bytes = 256 * 1024,
+	        .max_probes = 32,
+	        .max_run_duration_ms = 2 * 3600 * 1000,
+	        .max_load_connections = 1000,
+	        .max_load_rate = 10000,
+	        .max_probe_duration_ms = 30 * 60 * 1000,
+	};
 }
 
 void config_deinit(struct rd_config *cfg)
 {
 	free(cfg->listen);
 	free(cfg->database);
+	free(cfg->tls_cert);
+	free(cfg->tls_key);
+	json_decref(cfg->allowed_targets);
+	if (cfg->tokens)
+		memset(cfg->tokens, 0, cfg->n_tokens * sizeof(*cfg->tokens));
+	free(cfg->tokens);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -140,15 +154,19 @@ static int load_scheduler(struct rd_config *cfg, json_t *o, char *err, size_t er
 
 static int load_api(struct rd_config *cfg, json_t *o, char *err, size_t errlen)
 {
-	static const char *const keys[] = {"max_body", "max_connections", NULL};
-	int64_t body = (int64_t)cfg->max_body, conns = cfg->max_connections;
+	static const char *const keys[] = {"max_body", "max_connections", "connection_memory",
+	                                   NULL};
+	int64_t body = (int64_t)cfg->max_body, conns = cfg->max_connections,
+	        mem = (int64_t)cfg->connection_memory;
 
 	if (!o)
 		return 0;
 	if (check_keys(o, "api.", keys, err, errlen) < 0 ||
 	    get_int(o, "max_body", "api.", 1024, 64 * 1024 * 1024, &body, err, errlen) < 0 ||
-	    get_int(o, "max_connections", "api.", 1, 65536, &conns, err, errlen) < 0)
+	    get_int(o, "max_connections", "api.", 1, 65536, &conns, err, errlen) < 0 ||
+	    get_int(o, "connection_memory", "api.", 8192, 16 * 1024 * 1024, &mem, err, errlen) < 0)
 		return -EINVAL;
+	cfg->connection_memory = (size_t)mem;
 	cfg->max_body = (size_t)body;
 	cfg->max_connections = (unsigned)conns;
 	return 0;
@@ -182,10 +200,236 @@ bad_listen:
 	return -EINVAL;
 }
 
+static int get_bool(json_t *obj, const char *key, bool *ret, char *err, size_t errlen)
+{
+	json_t *v = json_object_get(obj, key);
+
+	if (!v)
+		return 0;
+	if (!json_is_boolean(v)) {
+		snprintf(err, errlen, "%s: must be true or false", key);
+		return -EINVAL;
+	}
+	*ret = json_is_true(v);
+	return 0;
+}
+
+static int get_duration(json_t *obj, const char *key, const char *path, int64_t max_ms,
+                        int64_t *ret, char *err, size_t errlen)
+{
+	json_t *v = json_object_get(obj, key);
+	int64_t ms;
+
+	if (!v)
+		return 0;
+	if (!json_is_string(v) || rd_parse_duration(json_string_value(v), &ms) < 0 || ms > max_ms) {
+		snprintf(err, errlen, "%s%s: must be a duration like 30s, at most %lld s", path,
+		         key, (long long)(max_ms / 1000));
+		return -EINVAL;
+	}
+	*ret = ms;
+	return 0;
+}
+
+/* One tokens[] entry: {name, hash (sha256 hex), role}. */
+static int load_token(json_t *o, size_t i, struct auth_token *t, char *err, size_t errlen)
+{
+	static const char *const keys[] = {"name", "hash", "role", NULL};
+	const char *name = json_string_value(json_object_get(o, "name"));
+	const char *hash = json_string_value(json_object_get(o, "hash"));
+	const char *role = json_string_value(json_object_get(o, "role"));
+	char path[32];
+
+	snprintf(path, sizeof(path), "tokens[%zu].", i);
+	if (check_keys(o, path, keys, err, errlen) < 0)
+		return -EINVAL;
+	if (!name || !*name || strlen(name) > AUTH_NAME_MAX ||
+	    strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+	            strlen(name)) {
+		snprintf(err, errlen, "%sname: must be 1-%d of [A-Za-z0-9._-]", path,
+		         AUTH_NAME_MAX);
+		return -EINVAL;
+	}
+	if (!hash || auth_parse_hash(hash, t->hash) < 0) {
+		snprintf(err, errlen,
+		         "%shash: must be the 64 hex digits `readyd hash-token` prints", path);
+		return -EINVAL;
+	}
+	if (!role || auth_role_from_string(role, &t->role) < 0) {
+		snprintf(err, errlen, "%srole: must be viewer, submitter or admin", path);
+		return -EINVAL;
+	}
+	snprintf(t->name, sizeof(t->name), "%s", name);
+	return 0;
+}
+
+static int load_tokens(struct rd_config *cfg, json_t *list, char *err, size_t errlen)
+{
+	size_t i, n = json_array_size(list);
+	json_t *o;
+
+	if (!list)
+		return 0;
+	if (!json_is_array(list) || n > AUTH_MAX_TOKENS) {
+		snprintf(err, errlen, "tokens: must be a list of at most %d {name, hash, role}",
+		         AUTH_MAX_TOKENS);
+		return -EINVAL;
+	}
+	cfg->tokens = calloc(n + 1, sizeof(*cfg->tokens));
+	if (!cfg->tokens)
+		return -ENOMEM;
+	json_array_foreach(list, i, o)
+	{
+		if (load_token(o, i, &cfg->tokens[i], err, errlen) < 0)
+			return -EINVAL;
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(cfg->tokens[j].name, cfg->tokens[i].name) == 0) {
+				snprintf(err, errlen, "tokens[%zu].name: '%s' is used twice", i,
+				         cfg->tokens[i].name);
+				return -EINVAL;
+			}
+		cfg->n_tokens = i + 1;
+	}
+	return 0;
+}
+
+static int load_limits(struct rd_config *cfg, json_t *o, char *err, size_t errlen)
+{
+	static const char *const keys[] = {"max_spec_bytes",
+	                                   "max_probes",
+	                                   "max_run_duration",
+	                                   "max_load_connections",
+	                                   "max_load_rate",
+	                                   "max_load_duration",
+	                                   NULL};
+	struct policy_limits *l = &cfg->limits;
+	int64_t rate = (int64_t)l->max_load_rate;
+
+	if (!o)
+		return 0;
+	if (check_keys(o, "limits.", keys, err, errlen) < 0 ||
+	    get_int(o, "max_spec_bytes", "limits.", 1024, SPEC_MAX_BYTES, &l->max_spec_bytes, err,
+	            errlen) < 0 ||
+	    get_int(o, "max_probes", "limits.", 1, SPEC_MAX_PROBES, &l->max_probes, err, errlen) <
+	            0 ||
+	    get_duration(o, "max_run_duration", "limits.", SPEC_MAX_DURATION_MS,
+	                 &l->max_run_duration_ms, err, errlen) < 0 ||
+	    get_int(o, "max_load_connections", "limits.", 1, SPEC_MAX_CONNECTIONS,
+	            &l->max_load_connections, err, errlen) < 0 ||
+	    get_int(o, "max_load_rate", "limits.", 1, (int64_t)SPEC_MAX_RATE, &rate, err, errlen) <
+	            0 ||
+	    get_duration(o, "max_load_duration", "limits.", SPEC_MAX_DURATION_MS,
+	                 &l->max_probe_duration_ms, err, errlen) < 0)
+		return -EINVAL;
+	l->max_load_rate = (double)rate;
+	return 0;
+}
+
+static int load_tls(struct rd_config *cfg, json_t *o, char *err, size_t errlen)
+{
+	static const char *const keys[] = {"cert", "key", NULL};
+	json_t *cert = json_object_get(o, "cert"), *key = json_object_get(o, "key");
+
+	if (!o)
+		return 0;
+	if (check_keys(o, "tls.", keys, err, errlen) < 0)
+		return -EINVAL;
+	if (!json_is_string(cert) || !json_is_string(key)) {
+		snprintf(err, errlen, "tls: needs cert and key, both PEM file paths");
+		return -EINVAL;
+	}
+	if (config_set_string(&cfg->tls_cert, json_string_value(cert)) < 0 ||
+	    config_set_string(&cfg->tls_key, json_string_value(key)) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+static int load_shutdown(struct rd_config *cfg, json_t *o, char *err, size_t errlen)
+{
+	static const char *const keys[] = {"runs", "timeout", NULL};
+	json_t *runs = json_object_get(o, "runs");
+
+	if (!o)
+		return 0;
+	if (check_keys(o, "shutdown.", keys, err, errlen) < 0 ||
+	    get_duration(o, "timeout", "shutdown.", 3600 * 1000, &cfg->shutdown_timeout_ms, err,
+	                 errlen) < 0)
+		return -EINVAL;
+	if (runs &&
+	    (!json_is_string(runs) || (strcmp(json_string_value(runs), "finish") != 0 &&
+	                               strcmp(json_string_value(runs), "interrupt") != 0))) {
+		snprintf(err, errlen, "shutdown.runs: must be interrupt or finish");
+		return -EINVAL;
+	}
+	if (runs)
+		cfg->shutdown_finish = strcmp(json_string_value(runs), "finish") == 0;
+	return 0;
+}
+
+static int load_rate_limit(struct rd_config *cfg, json_t *o, char *err, size_t errlen)
+{
+	static const char *const keys[] = {"requests_per_second", "burst", NULL};
+	int64_t rate = 0, burst = 0;
+
+	if (!o)
+		return 0;
+	if (check_keys(o, "rate_limit.", keys, err, errlen) < 0 ||
+	    get_int(o, "requests_per_second", "rate_limit.", 1, 1000000, &rate, err, errlen) < 0 ||
+	    get_int(o, "burst", "rate_limit.", 1, 1000000, &burst, err, errlen) < 0)
+		return -EINVAL;
+	cfg->rate_limit = (double)rate;
+	cfg->rate_burst = (double)burst;
+	return 0;
+}
+
+/* The issue-6 settings: who may call, where probes may go, caps. */
+static int load_ops(struct rd_config *cfg, json_t *doc, char *err, size_t errlen)
+{
+	json_t *retention = json_object_get(doc, "retention");
+	static const char *const rkeys[] = {"raw_days", NULL};
+	json_t *targets = json_object_get(doc, "allowed_targets");
+	struct policy *p;
+
+	if (load_tokens(cfg, json_object_get(doc, "tokens"), err, errlen) < 0 ||
+	    get_bool(doc, "allow_unauthenticated", &cfg->allow_unauthenticated, err, errlen) < 0 ||
+	    get_bool(doc, "public_metrics", &cfg->public_metrics, err, errlen) < 0 ||
+	    load_rate_limit(cfg, json_object_get(doc, "rate_limit"), err, errlen) < 0 ||
+	    load_limits(cfg, json_object_get(doc, "limits"), err, errlen) < 0 ||
+	    load_tls(cfg, json_object_get(doc, "tls"), err, errlen) < 0 ||
+	    load_shutdown(cfg, json_object_get(doc, "shutdown"), err, errlen) < 0)
+		return -EINVAL;
+	if (retention && (check_keys(retention, "retention.", rkeys, err, errlen) < 0 ||
+	                  get_int(retention, "raw_days", "retention.", 0, 36500,
+	                          &cfg->retention_raw_days, err, errlen) < 0))
+		return -EINVAL;
+	if (targets) {
+		/* Validated now, so a bad list fails the load (and a reload). */
+		if (policy_new(targets, &p, err, errlen) < 0)
+			return -EINVAL;
+		policy_unref(p);
+		cfg->allowed_targets = json_incref(targets);
+	}
+	return 0;
+}
+
 static int load_doc(struct rd_config *cfg, json_t *doc, char *err, size_t errlen)
 {
-	static const char *const keys[] = {"listen", "database",         "log_level", "scheduler",
-	                                   "api",    "shutdown_timeout", NULL};
+	static const char *const keys[] = {"listen",
+	                                   "database",
+	                                   "log_level",
+	                                   "scheduler",
+	                                   "api",
+	                                   "shutdown_timeout",
+	                                   "tokens",
+	                                   "allow_unauthenticated",
+	                                   "public_metrics",
+	                                   "rate_limit",
+	                                   "allowed_targets",
+	                                   "tls",
+	                                   "limits",
+	                                   "shutdown",
+	                                   "retention",
+	                                   NULL};
 	json_t *v;
 	int64_t ms;
 
@@ -193,7 +437,8 @@ static int load_doc(struct rd_config *cfg, json_t *doc, char *err, size_t errlen
 		return 0; /* an empty file: all defaults */
 	if (check_keys(doc, "", keys, err, errlen) < 0 || load_strings(cfg, doc, err, errlen) < 0 ||
 	    load_scheduler(cfg, json_object_get(doc, "scheduler"), err, errlen) < 0 ||
-	    load_api(cfg, json_object_get(doc, "api"), err, errlen) < 0)
+	    load_api(cfg, json_object_get(doc, "api"), err, errlen) < 0 ||
+	    load_ops(cfg, doc, err, errlen) < 0)
 		return -EINVAL;
 	if ((v = json_object_get(doc, "shutdown_timeout"))) {
 		if (!json_is_string(v) || rd_parse_duration(json_string_value(v), &ms) < 0 ||

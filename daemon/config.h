@@ -6,7 +6,11 @@
 
 #include <stddef.h>
 
+#include <jansson.h>
+
+#include "auth.h"
 #include "log.h"
+#include "policy.h"
 #include "sched.h"
 
 #define RD_DEFAULT_LISTEN "127.0.0.1:7411"
@@ -18,8 +22,21 @@ struct rd_config {
 	enum rd_log_level log_level;
 	size_t max_body;
 	unsigned max_connections;
+	size_t connection_memory;
 	struct sched_config sched;
 	int64_t shutdown_timeout_ms;
+	bool shutdown_finish; /* shutdown.runs: finish (else interrupt) */
+
+	/* operations and security (docs/security.md) */
+	struct auth_token *tokens;
+	size_t n_tokens;
+	bool allow_unauthenticated; /* tokenless on a non-loopback address */
+	bool public_metrics;        /* GET /metrics without a token */
+	double rate_limit, rate_burst;
+	json_t *allowed_targets;  /* the YAML list, for policy_new(); owned */
+	char *tls_cert, *tls_key; /* PEM file paths, or NULL */
+	struct policy_limits limits;
+	int64_t retention_raw_days; /* 0: keep raw data forever */
 };
 
 /* Fills cfg with defaults. */

@@ -11,14 +11,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "api.h"
+#include "auth.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
 #include "notify.h"
+#include "policy.h"
 #include "sched.h"
 #include "store.h"
 #include "util.h"
@@ -32,27 +38,105 @@ struct daemon {
 	struct api_server *api;
 	struct api_app app;
 	uv_signal_t sigint, sigterm, sighup;
-	uv_timer_t shutdown_timer;
+	uv_timer_t shutdown_timer, drain_timer, watchdog_timer, retention_timer;
 	const char *port_file;
+	const char *config_path; /* for SIGHUP */
+	bool log_level_flag;     /* --log-level wins over the config, also on reload */
+	char *tls_cert_pem, *tls_key_pem;
 	bool stopping;
 	int exit_code;
 };
 
+#define TLS_FILE_MAX (1024 * 1024)
+
+#define SWAP_CFG(a, b)                                                                             \
+	do {                                                                                       \
+		struct rd_config tmp_ = (a);                                                       \
+		(a) = (b);                                                                         \
+		(b) = tmp_;                                                                        \
+	} while (0)
+
+/* Retention: a small batch per tick keeps every DELETE short; a full
+ * batch means more is due, so the next comes soon. */
+#define RETENTION_BATCH     500
+#define RETENTION_FIRST_MS  1000
+#define RETENTION_PERIOD_MS (60 * 1000)
+#define RETENTION_AGAIN_MS  50
+
+#define SWAP_STR(a, b)                                                                             \
+	do {                                                                                       \
+		char *tmp_ = (a);                                                                  \
+		(a) = (b);                                                                         \
+		(b) = tmp_;                                                                        \
+	} while (0)
+
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: readyd [OPTIONS]\n"
-	           "\n"
-	           "The deployment-readiness daemon: runs readiness specs, stores verdicts,\n"
-	           "serves them over a JSON API.\n"
-	           "\n"
-	           "  -c, --config FILE      readyd.yaml (flags below override it)\n"
-	           "  -l, --listen HOST:PORT listen address (default " RD_DEFAULT_LISTEN
-	           "; port 0 = any)\n"
-	           "  -d, --db PATH          SQLite database (default " RD_DEFAULT_DB ")\n"
-	           "      --log-level LEVEL  error, warn, info or debug\n"
-	           "      --port-file FILE   write the bound port there once listening\n"
-	           "  -V, --version          print the version and exit\n"
-	           "  -h, --help             this text\n");
+	fprintf(f,
+	        "Usage: readyd [OPTIONS]\n"
+	        "\n"
+	        "The deployment-readiness daemon: runs readiness specs, stores verdicts,\n"
+	        "serves them over a JSON API.\n"
+	        "\n"
+	        "  -c, --config FILE      readyd.yaml (flags below override it)\n"
+	        "  -l, --listen HOST:PORT listen address (default " RD_DEFAULT_LISTEN
+	        "; port 0 = any)\n"
+	        "  -d, --db PATH          SQLite database (default " RD_DEFAULT_DB ")\n"
+	        "      --log-level LEVEL  error, warn, info or debug\n"
+	        "      --port-file FILE   write the bound port there once listening\n"
+	        "      --list-routes      print the API's routes and roles as JSON and exit\n"
+	        "  -V, --version          print the version and exit\n"
+	        "  -h, --help             this text\n"
+	        "\n"
+	        "  readyd hash-token      read a token on stdin, print its SHA-256 for tokens:\n");
+}
+
+static void add_route(const struct api_route *route, void *userdata)
+{
+	json_array_append_new(userdata,
+	                      json_pack("{s:s, s:s, s:s}", "method", route->method, "path",
+	                                route->pattern, "role", auth_role_to_string(route->role)));
+}
+
+/* The compiled route tables: the auth matrix test iterates these, so a
+ * route someone adds is covered without editing the test. */
+static int list_routes(void)
+{
+	json_t *list = json_array();
+
+	if (!list)
+		return 1;
+	api_routes_foreach(add_route, list);
+	if (json_dumpf(list, stdout, JSON_INDENT(1)) < 0)
+		return 1;
+	putchar('\n');
+	json_decref(list);
+	return 0;
+}
+
+/* `readyd hash-token`: the token on stdin (one line; a trailing newline
+ * is not part of it), its hash on stdout. The token never is an argument,
+ * so it stays out of shell history and ps. */
+static int hash_token(void)
+{
+	char buf[AUTH_TOKEN_MAX + 2], hex[2 * AUTH_HASH_LEN + 1];
+	size_t n = fread(buf, 1, sizeof(buf) - 1, stdin);
+
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	if (n == 0 || n > AUTH_TOKEN_MAX || memchr(buf, '\n', n) || memchr(buf, ' ', n)) {
+		fprintf(stderr,
+		        "readyd hash-token: give one token (1-%d bytes, no spaces) on "
+		        "stdin, e.g.\n  head -c 32 /dev/urandom | base64 | tr -d '=+/' | tee "
+		        "token | readyd hash-token\n",
+		        AUTH_TOKEN_MAX);
+		return 2;
+	}
+	if (auth_hash_hex(buf, n, hex) < 0)
+		return 1;
+	memset(buf, 0, sizeof(buf));
+	printf("%s\n", hex);
+	return 0;
 }
 
 /* Flags are applied after the config file, so they win. */
@@ -68,6 +152,7 @@ static int parse_flags(int argc, char **argv, struct flags *f)
 	        {"db", required_argument, NULL, 'd'},
 	        {"log-level", required_argument, NULL, 'L'},
 	        {"port-file", required_argument, NULL, 'p'},
+	        {"list-routes", no_argument, NULL, 'R'},
 	        {"version", no_argument, NULL, 'V'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
@@ -94,6 +179,8 @@ static int parse_flags(int argc, char **argv, struct flags *f)
 		case 'V':
 			printf("readyd %s\n", READYD_VERSION);
 			exit(0);
+		case 'R':
+			exit(list_routes());
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -124,6 +211,8 @@ static int configure(struct daemon *d, int argc, char **argv)
 	if ((f.listen && config_set_string(&d->cfg.listen, f.listen) < 0) ||
 	    (f.db && config_set_string(&d->cfg.database, f.db) < 0))
 		return -ENOMEM;
+	d->config_path = f.config;
+	d->log_level_flag = f.log_level != NULL;
 	if (f.log_level && rd_log_level_parse(f.log_level, &d->cfg.log_level) < 0) {
 		log_error("Failed to parse '--log-level %s': use error, warn, info or debug",
 		          f.log_level);
@@ -188,15 +277,20 @@ static void on_closed_free_nothing(uv_handle_t *h)
 static void finish_shutdown(void *userdata)
 {
 	struct daemon *d = userdata;
+	uv_handle_t *handles[] = {
+	        (uv_handle_t *)&d->sigint,          (uv_handle_t *)&d->sigterm,
+	        (uv_handle_t *)&d->sighup,          (uv_handle_t *)&d->shutdown_timer,
+	        (uv_handle_t *)&d->drain_timer,     (uv_handle_t *)&d->watchdog_timer,
+	        (uv_handle_t *)&d->retention_timer,
+	};
 
 	api_server_free(d->api);
 	d->api = NULL;
 	http_client_free(d->http);
 	d->http = NULL;
-	uv_close((uv_handle_t *)&d->sigint, on_closed_free_nothing);
-	uv_close((uv_handle_t *)&d->sigterm, on_closed_free_nothing);
-	uv_close((uv_handle_t *)&d->sighup, on_closed_free_nothing);
-	uv_close((uv_handle_t *)&d->shutdown_timer, on_closed_free_nothing);
+	for (size_t i = 0; i < RD_ARRAY_SIZE(handles); i++)
+		if (!uv_is_closing(handles[i]))
+			uv_close(handles[i], on_closed_free_nothing);
 }
 
 static void on_shutdown_timeout(uv_timer_t *t)
@@ -205,24 +299,159 @@ static void on_shutdown_timeout(uv_timer_t *t)
 	exit(1);
 }
 
+/* shutdown.runs: finish ran out of time: what still runs is interrupted. */
+static void on_drain_timeout(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+
+	log_warn("runs still active after the drain timeout: interrupting them");
+	sched_shutdown(d->sched, true, finish_shutdown, d);
+}
+
+static void begin_shutdown(struct daemon *d, int signum)
+{
+	d->stopping = true;
+	d->app.draining = true;
+	notify_stopping();
+	/* The hard stop leaves the drain its whole timeout plus time to
+	 * record the interrupted runs and close. */
+	uv_timer_start(&d->shutdown_timer, on_shutdown_timeout,
+	               (uint64_t)d->cfg.shutdown_timeout_ms + 5000, 0);
+	uv_unref((uv_handle_t *)&d->shutdown_timer);
+	if (d->cfg.shutdown_finish) {
+		log_info(
+		        "received %s: draining (no new runs; active runs may finish within %lld ms)",
+		        strsignal(signum), (long long)d->cfg.shutdown_timeout_ms);
+		d->drain_timer.data = d;
+		uv_timer_start(&d->drain_timer, on_drain_timeout,
+		               (uint64_t)d->cfg.shutdown_timeout_ms, 0);
+		sched_drain(d->sched, finish_shutdown, d);
+		return;
+	}
+	log_info("received %s: stopping (active runs are recorded as interrupted)",
+	         strsignal(signum));
+	sched_shutdown(d->sched, true, finish_shutdown, d);
+}
+
+/* Reads a PEM file whole (for MHD, which takes certificates in memory). */
+static int read_pem(const char *path, char **ret)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	char *buf;
+	ssize_t n;
+	size_t len = 0;
+
+	if (fd < 0)
+		return -errno;
+	buf = malloc(TLS_FILE_MAX + 1);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while ((n = read(fd, buf + len, TLS_FILE_MAX - len)) > 0)
+		len += (size_t)n;
+	close(fd);
+	if (n < 0 || len == 0 || len >= TLS_FILE_MAX) {
+		free(buf);
+		return n < 0 ? -EIO : -EINVAL;
+	}
+	buf[len] = '\0';
+	*ret = buf;
+	return 0;
+}
+
+/* Builds what a config means at run time; on success swaps it in and
+ * releases the old (a reload), else leaves everything as it was. */
+static int apply_security(struct daemon *d, const struct rd_config *cfg)
+{
+	struct auth_config ac = {
+	        .tokens = cfg->tokens,
+	        .n_tokens = cfg->n_tokens,
+	        .public_metrics = cfg->public_metrics,
+	        .rate = cfg->rate_limit,
+	        .burst = cfg->rate_burst,
+	};
+	struct auth *auth;
+	struct policy *policy;
+	char err[512];
+	int r = auth_new(&ac, &auth);
+
+	if (r < 0)
+		return r;
+	r = policy_new(cfg->allowed_targets, &policy, err, sizeof(err));
+	if (r < 0) {
+		log_error("Failed to apply allowed_targets: %s", err);
+		auth_free(auth);
+		return r;
+	}
+	auth_free(d->app.auth);
+	policy_unref(d->app.policy);
+	d->app.auth = auth;
+	d->app.policy = policy;
+	d->app.limits = &d->cfg.limits;
+	return 0;
+}
+
+/* SIGHUP: tokens, limits, allowed targets, scheduler caps and the log
+ * level from the same file; a config that does not load changes nothing.
+ * Connections and runs are untouched. */
+static void reload(struct daemon *d)
+{
+	struct rd_config cfg;
+	char err[512];
+
+	notify_reloading();
+	config_init(&cfg);
+	if (!d->config_path) {
+		log_info("SIGHUP: no --config file to reload, ignoring");
+		goto out;
+	}
+	if (config_load(&cfg, d->config_path, err, sizeof(err)) < 0) {
+		log_error("Failed to reload the config: %s; keeping the old one", err);
+		goto out;
+	}
+	/* listen and database may come from flags; only tls is compared. */
+	if (!!cfg.tls_cert != !!d->cfg.tls_cert ||
+	    (cfg.tls_cert && (strcmp(cfg.tls_cert, d->cfg.tls_cert) != 0 ||
+	                      strcmp(cfg.tls_key, d->cfg.tls_key) != 0)))
+		log_warn("tls changes take effect at the next restart, ignoring");
+	/* auth and policy copy what they keep, so they are built from cfg
+	 * before it replaces the running config. */
+	if (apply_security(d, &cfg) < 0) {
+		log_error("Failed to reload the config: out of memory; keeping the old one");
+		goto out;
+	}
+	/* Keep what only a restart changes; swap in the rest. */
+	SWAP_STR(cfg.listen, d->cfg.listen);
+	SWAP_STR(cfg.database, d->cfg.database);
+	SWAP_STR(cfg.tls_cert, d->cfg.tls_cert);
+	SWAP_STR(cfg.tls_key, d->cfg.tls_key);
+	if (d->log_level_flag)
+		cfg.log_level = d->cfg.log_level;
+	SWAP_CFG(cfg, d->cfg); /* the old one is freed below */
+	rd_log_set_level(d->cfg.log_level);
+	sched_set_config(d->sched, &d->cfg.sched);
+	log_info("reloaded %s: %zu token(s), %zu allowed target(s)", d->config_path,
+	         d->cfg.n_tokens, json_array_size(d->cfg.allowed_targets));
+out:
+	config_deinit(&cfg);
+	notify_status("running");
+	/* READY=1 ends RELOADING=1 for systemd. */
+	notify_ready("running");
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
 	struct daemon *d = h->data;
 
 	if (signum == SIGHUP) {
-		log_info("SIGHUP: nothing to reload yet, ignoring");
+		if (!d->stopping)
+			reload(d);
 		return;
 	}
 	if (d->stopping)
 		return;
-	d->stopping = true;
-	log_info("received %s: stopping (active runs are recorded as interrupted)",
-	         strsignal(signum));
-	notify_stopping();
-	uv_timer_start(&d->shutdown_timer, on_shutdown_timeout,
-	               (uint64_t)d->cfg.shutdown_timeout_ms, 0);
-	uv_unref((uv_handle_t *)&d->shutdown_timer);
-	sched_shutdown(d->sched, true, finish_shutdown, d);
+	begin_shutdown(d, signum);
 }
 
 static int start_signals(struct daemon *d)
@@ -236,42 +465,186 @@ static int start_signals(struct daemon *d)
 		uv_signal_start(sigs[i], on_signal, nums[i]);
 	}
 	uv_timer_init(&d->loop, &d->shutdown_timer);
+	uv_timer_init(&d->loop, &d->drain_timer);
+	uv_timer_init(&d->loop, &d->watchdog_timer);
+	uv_timer_init(&d->loop, &d->retention_timer);
 	return 0;
+}
+
+static void on_retention(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	int64_t days = d->cfg.retention_raw_days;
+	int n;
+
+	if (d->stopping)
+		return;
+	if (days <= 0) {
+		uv_timer_start(t, on_retention, RETENTION_PERIOD_MS, 0);
+		return;
+	}
+	n = store_prune_raw(d->store, rd_now_ms() - days * 24 * 3600 * 1000, RETENTION_BATCH);
+	if (n < 0)
+		log_warn("Failed to prune raw data: %s, ignoring", store_errmsg(d->store));
+	else if (n > 0)
+		log_info("retention: pruned %d raw row(s) older than %lld day(s)", n,
+		         (long long)days);
+	uv_timer_start(t, on_retention,
+	               n == RETENTION_BATCH ? RETENTION_AGAIN_MS : RETENTION_PERIOD_MS, 0);
+}
+
+/* Always armed (raw_days may come with a reload); idle without it. */
+static void start_retention(struct daemon *d)
+{
+	d->retention_timer.data = d;
+	uv_timer_start(&d->retention_timer, on_retention, RETENTION_FIRST_MS, 0);
+	uv_unref((uv_handle_t *)&d->retention_timer);
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+	notify_watchdog();
+}
+
+/* WATCHDOG=1 from the loop itself, so a stuck loop stops the pings and
+ * systemd restarts readyd. */
+static void start_watchdog(struct daemon *d)
+{
+	uint64_t ms = notify_watchdog_ms();
+
+	if (ms == 0)
+		return;
+	uv_timer_start(&d->watchdog_timer, on_watchdog, ms / 2 ? ms / 2 : 1, ms / 2 ? ms / 2 : 1);
+	uv_unref((uv_handle_t *)&d->watchdog_timer);
+	log_info("watchdog: pinging every %llu ms", (unsigned long long)(ms / 2));
+}
+
+/* The http policy hook: every outgoing connection of every probe,
+ * redirects included, against the current allowlist. */
+static int on_http_policy(void *userdata, const struct sockaddr *addr, const char *host)
+{
+	struct daemon *d = userdata;
+	int r = d->app.policy ? policy_check_addr(d->app.policy, addr, host) : 0;
+
+	if (r < 0)
+		log_warn("refused a probe connection to host '%s': not in allowed_targets", host);
+	return r;
+}
+
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+	if (ss->ss_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+	return ss->ss_family == AF_UNIX;
+}
+
+/* Tokenless is for the quick start on loopback only, unless the operator
+ * says otherwise (allow_unauthenticated: true). */
+static int check_exposure(struct daemon *d, int listen_fd)
+{
+	struct sockaddr_storage ss = {0};
+	socklen_t len = sizeof(ss);
+	const char *host = api_server_host(d->api);
+
+	if (d->cfg.n_tokens > 0 || d->cfg.allow_unauthenticated)
+		return 0;
+	if (listen_fd >= 0) {
+		if (getsockname(listen_fd, (struct sockaddr *)&ss, &len) < 0)
+			return -errno;
+	} else if (inet_pton(AF_INET, host, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+		ss.ss_family = AF_INET;
+	} else if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+		ss.ss_family = AF_INET6;
+	}
+	if (is_loopback(&ss))
+		return 0;
+	log_error("Failed to start: no tokens are configured and the API listens on a "
+	          "non-loopback address; add tokens: (see readyd hash-token) or set "
+	          "allow_unauthenticated: true");
+	return -EACCES;
+}
+
+static int load_tls(struct daemon *d, struct api_config *ac)
+{
+	int r;
+
+	if (!d->cfg.tls_cert)
+		return 0;
+	if ((r = read_pem(d->cfg.tls_cert, &d->tls_cert_pem)) < 0 ||
+	    (r = read_pem(d->cfg.tls_key, &d->tls_key_pem)) < 0) {
+		log_error("Failed to read the TLS certificate or key '%s': %s",
+		          d->tls_cert_pem ? d->cfg.tls_key : d->cfg.tls_cert, strerror(-r));
+		return r;
+	}
+	ac->tls_cert_pem = d->tls_cert_pem;
+	ac->tls_key_pem = d->tls_key_pem;
+	return 0;
+}
+
+static void announce(struct daemon *d)
+{
+	char status[128];
+	const char *scheme = d->tls_cert_pem ? "https" : "http";
+
+	if (strchr(api_server_host(d->api), ':'))
+		snprintf(status, sizeof(status), "listening on %s://[%s]:%d", scheme,
+		         api_server_host(d->api), api_server_port(d->api));
+	else
+		snprintf(status, sizeof(status), "listening on %s://%s:%d", scheme,
+		         api_server_host(d->api), api_server_port(d->api));
+	log_info("%s (%zu token(s)%s)", status, d->cfg.n_tokens,
+	         d->cfg.n_tokens ? "" : ": every request is allowed");
+	if (d->port_file)
+		write_port_file(d->port_file, api_server_port(d->api));
+	notify_ready(status);
 }
 
 static int start(struct daemon *d)
 {
 	struct api_config ac = {
 	        .listen = d->cfg.listen,
-	        .listen_fd = -1,
+	        .listen_fd = notify_listen_fd(),
 	        .max_body = d->cfg.max_body,
 	        .max_connections = d->cfg.max_connections,
+	        .connection_memory = d->cfg.connection_memory,
 	};
-	char err[512], status[128];
+	char err[512];
 	int r;
 
+	if ((r = apply_security(d, &d->cfg)) < 0 || (r = load_tls(d, &ac)) < 0)
+		return r;
 	r = http_client_new(&d->loop, &d->http);
 	if (r < 0 || (r = sched_new(&d->loop, d->store, d->http, &d->cfg.sched, &d->sched)) < 0) {
 		log_error("Failed to start the scheduler: %s", strerror(-r));
 		return r;
 	}
-	d->app = (struct api_app){.store = d->store, .sched = d->sched};
+	http_client_set_policy(d->http, on_http_policy, d);
+	d->app.store = d->store;
+	d->app.sched = d->sched;
 	r = api_server_new(&d->loop, &ac, &d->app, &d->api, err, sizeof(err));
 	if (r < 0) {
 		log_error("Failed to start the API server: %s", err);
 		return r;
 	}
-	if (strchr(api_server_host(d->api), ':'))
-		snprintf(status, sizeof(status), "listening on [%s]:%d", api_server_host(d->api),
-		         api_server_port(d->api));
-	else
-		snprintf(status, sizeof(status), "listening on %s:%d", api_server_host(d->api),
-		         api_server_port(d->api));
-	log_info("%s", status);
-	if (d->port_file)
-		write_port_file(d->port_file, api_server_port(d->api));
-	notify_ready(status);
+	if ((r = check_exposure(d, ac.listen_fd)) < 0)
+		return r;
+	announce(d);
+	start_watchdog(d);
+	start_retention(d);
 	return 0;
+}
+
+static void cleanup(struct daemon *d)
+{
+	sched_free(d->sched);
+	store_free(d->store);
+	auth_free(d->app.auth);
+	policy_unref(d->app.policy);
+	free(d->tls_cert_pem);
+	free(d->tls_key_pem);
+	config_deinit(&d->cfg);
 }
 
 int main(int argc, char **argv)
@@ -280,6 +653,8 @@ int main(int argc, char **argv)
 	int r;
 
 	signal(SIGPIPE, SIG_IGN);
+	if (argc == 2 && strcmp(argv[1], "hash-token") == 0)
+		return hash_token();
 	if (configure(&d, argc, argv) < 0) {
 		config_deinit(&d.cfg);
 		return 2;
@@ -288,6 +663,7 @@ int main(int argc, char **argv)
 	start_signals(&d);
 	if (open_store(&d) < 0 || start(&d) < 0) {
 		d.exit_code = 1;
+		d.stopping = true;
 		if (d.sched)
 			sched_shutdown(d.sched, true, finish_shutdown, &d);
 		else
@@ -297,9 +673,7 @@ int main(int argc, char **argv)
 	r = uv_loop_close(&d.loop);
 	if (r < 0)
 		log_error("Failed to close the event loop cleanly: %s", uv_strerror(r));
-	sched_free(d.sched);
-	store_free(d.store);
-	config_deinit(&d.cfg);
+	cleanup(&d);
 	if (d.exit_code == 0)
 		log_info("stopped");
 	return d.exit_code;

@@ -18,6 +18,21 @@ const char *gate_op_to_string(enum gate_op op)
 	return op_names[op];
 }
 
+void gate_format(const struct gate_expr *ex, char *buf, size_t len)
+{
+	const char *op = gate_op_to_string(ex->op);
+	const char *dot = ex->probe[0] ? "." : "";
+
+	if (ex->rhs == GATE_RHS_BASELINE_MUL)
+		snprintf(buf, len, "%s%s%s %s baseline * %.15g", ex->probe, dot, ex->metric, op,
+		         ex->number);
+	else if (ex->rhs == GATE_RHS_BASELINE_ADD)
+		snprintf(buf, len, "%s%s%s %s baseline %c %.15g", ex->probe, dot, ex->metric, op,
+		         ex->number < 0 ? '-' : '+', fabs(ex->number));
+	else
+		snprintf(buf, len, "%s%s%s %s %.15g", ex->probe, dot, ex->metric, op, ex->number);
+}
+
 const char *gate_outcome_to_string(enum gate_outcome o)
 {
 	return outcome_names[o];

@@ -65,6 +65,11 @@ int gate_parse(const char *s, bool want_probe, struct gate_expr *ret, char *err,
  * Returns the count, or -EINVAL with err filled. */
 int gate_parse_slo(const char *s, struct gate_expr *ret, int max, char *err, size_t errlen);
 
+/* The canonical text of a parsed expression ("latency.p95_ms <= baseline
+ * * 1.1"): equal expressions give equal text however they were spaced or
+ * their numbers written, so waivers can match gates by text. */
+void gate_format(const struct gate_expr *ex, char *buf, size_t len);
+
 /* Holds `value OP threshold`? NaN never holds. */
 bool gate_compare(double value, enum gate_op op, double threshold);
 

@@ -766,6 +766,11 @@ void http_client_set_policy(struct http_client *c, http_policy_cb cb, void *user
 	c->policy_data = userdata;
 }
 
+int http_client_check_addr(struct http_client *c, const struct sockaddr *addr, const char *host)
+{
+	return c && c->policy ? c->policy(c->policy_data, addr, host) : 0;
+}
+
 int http_request_start(struct http_client *c, const struct http_options *opt, http_done_cb cb,
                        void *userdata, struct http_request **ret_req)
 {
@@ -801,4 +806,10 @@ void http_request_cancel(struct http_request *req)
 	LIST_REMOVE(req, link);
 	curl_multi_remove_handle(req->client->multi, req->easy);
 	request_free(req);
+}
+
+void http_client_get_policy(struct http_client *c, http_policy_cb *ret_cb, void **ret_userdata)
+{
+	*ret_cb = c ? c->policy : NULL;
+	*ret_userdata = c ? c->policy_data : NULL;
 }

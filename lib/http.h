@@ -65,6 +65,14 @@ void http_client_free(struct http_client *c);
 
 void http_client_set_policy(struct http_client *c, http_policy_cb cb, void *userdata);
 
+/* The policy set above (NULLs if none), for engines that connect on their
+ * own (lib/loadgen) and must apply the same allowlist. */
+void http_client_get_policy(struct http_client *c, http_policy_cb *ret_cb, void **ret_userdata);
+
+/* Asks the client's policy about a connection a probe opens itself (the
+ * tls probe's raw socket): 0 to allow, -EPERM to refuse. */
+int http_client_check_addr(struct http_client *c, const struct sockaddr *addr, const char *host);
+
 /* Starts a request. All of opt is copied. On success *ret_req (optional)
  * identifies it for http_request_cancel() until cb is called. */
 int http_request_start(struct http_client *c, const struct http_options *opt, http_done_cb cb,

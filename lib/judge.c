@@ -44,10 +44,40 @@ static void gather_input(const struct spec_gate *g, const struct judge_probe *jp
 		in->has_baseline = true;
 }
 
-static int judge_gates(const struct spec *spec, const struct judge_probe *probes, size_t n,
-                       judge_baseline_cb baseline, void *userdata, json_t *out,
-                       struct verdict_input *vi)
+/* A failing gate with an active waiver becomes "waived": the reason
+ * still says what failed underneath, and the waiver is recorded. */
+static int apply_waiver(const struct spec_gate *g, const struct judge_lookup *lk, json_t *res,
+                        enum gate_outcome *o)
 {
+	char expr[2 * GATE_NAME_MAX + 96], reason[512];
+	const char *was = json_string_value(json_object_get(res, "reason"));
+	json_t *w = NULL;
+
+	if (*o != GATE_FAIL || !lk || !lk->waiver)
+		return json_object_set_new(res, "waiver", json_null()) < 0 ? -ENOMEM : 0;
+	gate_format(&g->ex, expr, sizeof(expr));
+	if (lk->waiver(lk->userdata, expr, &w) < 0)
+		return json_object_set_new(res, "waiver", json_null()) < 0 ? -ENOMEM : 0;
+	snprintf(reason, sizeof(reason), "waived by %s until %s (waiver %" JSON_INTEGER_FORMAT
+	         ": %s); underneath it fails: %s",
+	         json_string_value(json_object_get(w, "approver")),
+	         json_string_value(json_object_get(w, "expires_at")),
+	         json_integer_value(json_object_get(w, "id")),
+	         json_string_value(json_object_get(w, "reason")), was ? was : "");
+	*o = GATE_WAIVED;
+	if (json_object_set_new(res, "waiver", w) < 0 ||
+	    json_object_set_new(res, "outcome", json_string("waived")) < 0 ||
+	    json_object_set_new(res, "reason", json_string(reason)) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+static int judge_gates(const struct spec *spec, const struct judge_probe *probes, size_t n,
+                       const struct judge_lookup *lk, json_t *out, struct verdict_input *vi)
+{
+	judge_baseline_cb baseline = lk ? lk->baseline : NULL;
+	void *userdata = lk ? lk->userdata : NULL;
+
 	for (size_t i = 0; i < spec->n_gates; i++) {
 		const struct spec_gate *g = &spec->gates[i];
 		struct gate_input in;
@@ -57,6 +87,10 @@ static int judge_gates(const struct spec *spec, const struct judge_probe *probes
 		gather_input(g, find_probe(probes, n, g->ex.probe), baseline, userdata, &in);
 		if (gate_judge(g->expr, &g->ex, g->advisory, g->min_samples, &in, &res, &o) < 0)
 			return -ENOMEM;
+		if (apply_waiver(g, lk, res, &o) < 0) {
+			json_decref(res);
+			return -ENOMEM;
+		}
 		if (json_array_append_new(out, res) < 0)
 			return -ENOMEM;
 		if (g->advisory)
@@ -123,6 +157,16 @@ int judge_run(const struct spec *spec, const struct judge_probe *probes, size_t 
               judge_baseline_cb baseline, void *userdata, int64_t now_ms, json_t **ret_gates,
               json_t **ret_checklist, enum verdict *ret_verdict)
 {
+	struct judge_lookup lk = {.baseline = baseline, .userdata = userdata};
+
+	return judge_run_with(spec, probes, n, &lk, now_ms, ret_gates, ret_checklist,
+	                      ret_verdict);
+}
+
+int judge_run_with(const struct spec *spec, const struct judge_probe *probes, size_t n,
+                   const struct judge_lookup *lk, int64_t now_ms, json_t **ret_gates,
+                   json_t **ret_checklist, enum verdict *ret_verdict)
+{
 	struct verdict_input vi = {0};
 	json_t *gates = json_array(), *checklist = json_array();
 
@@ -134,7 +178,7 @@ int judge_run(const struct spec *spec, const struct judge_probe *probes, size_t 
 		                   strcmp(probes[i].state, "interrupted") == 0;
 		vi.probes_failed += strcmp(probes[i].state, "failed") == 0;
 	}
-	if (judge_gates(spec, probes, n, baseline, userdata, gates, &vi) < 0 ||
+	if (judge_gates(spec, probes, n, lk, gates, &vi) < 0 ||
 	    judge_checklist(&spec->checklist, now_ms, checklist, &vi) < 0)
 		goto fail;
 	*ret_gates = gates;

@@ -28,6 +28,26 @@ struct judge_probe {
 typedef int (*judge_baseline_cb)(void *userdata, const char *probe, const char *metric,
                                  double *ret_value, int64_t *ret_run);
 
+/* Finds an active waiver for a failing gate by its canonical expression
+ * (gate_format()). Returns 0 and a new object {id, reason, approver,
+ * expires_at} that the gate result keeps as "waiver", -ENOENT if none. */
+typedef int (*judge_waiver_cb)(void *userdata, const char *expr, json_t **ret_waiver);
+
+/* The judge's view of history: either callback may be NULL. */
+struct judge_lookup {
+	judge_baseline_cb baseline;
+	judge_waiver_cb waiver;
+	void *userdata;
+};
+
+/* judge_run() with waivers: a failing (not erroring) gate with an active
+ * waiver becomes "waived", keeps its value and threshold, records the
+ * waiver, and no longer blocks. Every gate result has "waiver" (null when
+ * none was used). lk may be NULL. */
+int judge_run_with(const struct spec *spec, const struct judge_probe *probes, size_t n,
+                   const struct judge_lookup *lk, int64_t now_ms, json_t **ret_gates,
+                   json_t **ret_checklist, enum verdict *ret_verdict);
+
 /* Judges spec's gates and checklist against probes (n of them) at time
  * now_ms. ret_gates and ret_checklist are new arrays shaped like the run
  * resource's gates[] and checklist[]. baseline may be NULL (no baselines).

@@ -19,13 +19,17 @@ const char *probe_state_to_string(enum probe_state s)
 }
 
 static const struct probe_ops *const registry[] = {
-        &probe_http_ops,
+        &probe_http_ops,        &probe_load_ops,        &probe_capacity_ops,
+        &probe_prom_scrape_ops, &probe_prom_rules_ops,  &probe_prom_query_ops,
+        &probe_alert_drill_ops, &probe_tls_ops,         &probe_auth_ops,
+        &probe_rate_limit_ops,  &probe_resources_ops,   &probe_rollback_drill_ops,
 };
 
 const struct probe_ops *probe_ops_find(enum probe_type t)
 {
+	/* Stubs (no start) are listed too: they are "not implemented". */
 	for (size_t i = 0; i < RD_ARRAY_SIZE(registry); i++)
-		if (registry[i]->type == t)
+		if (registry[i]->type == t && registry[i]->start)
 			return registry[i];
 	return NULL;
 }

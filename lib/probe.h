@@ -50,6 +50,9 @@ struct probe {
 	int64_t requests; /* -1: not a request-counting probe */
 
 	/* Set by the scheduler. */
+	/* The run's earlier load probes ran in [start, end] (ms since the
+	 * epoch); 0: none ran. For {{window}} in prometheus-query. */
+	int64_t window_start_ms, window_end_ms;
 	probe_done_cb done;
 	void *userdata;
 
@@ -57,6 +60,7 @@ struct probe {
 	const struct probe_ops *ops;
 	void *impl;
 	bool finishing;
+	bool background; /* set by the scheduler: running beside later probes */
 };
 
 struct probe_ops {
@@ -69,6 +73,12 @@ struct probe_ops {
 	void (*cancel)(struct probe *p);
 	/* Releases p->impl once the probe has finished (after done ran). */
 	void (*free)(struct probe *p);
+	/* Background types only (resources), NULL for the others: the
+	 * scheduler starts such a probe and moves on to the next without
+	 * waiting; once every later probe of the run has ended it calls stop,
+	 * and the probe finishes with what it measured (possibly later). The
+	 * run is final only after it finished. */
+	void (*stop)(struct probe *p);
 };
 
 /* The ops for a type, or NULL when the type is not implemented yet. */

@@ -1,7 +1,287 @@
-/* probe_capacity: not implemented yet; the registry reports such a type as
- * "not implemented" at run time (see probe_ops_find). */
+/* probe_capacity: the `capacity` probe: the highest request rate at which
+ * the SLO still holds. Each step is a short rate-mode run of the load
+ * engine (lib/loadgen) at one rate; the SLO's conditions (gate_parse_slo)
+ * are checked on that step's metrics, and a step whose rate the engine
+ * could not keep fails too (the rate was not offered, so it cannot be
+ * claimed). The search ramps up from min_rate by doubling until a step
+ * fails or max_rate passes, then bisects between the last pass and the
+ * first failure until they are within 3% (or 24 steps in all). A failing
+ * step is run once more before it counts: one noisy second on a shared
+ * host must not halve the answer, while a real limit fails twice.
+ *
+ * Steps run one after another on the engine's threads; this file stays on
+ * the main loop and never touches the store.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loadgen.h"
 #include "probe.h"
 
+#define CAP_MAX_CONDS    8
+#define CAP_MAX_STEPS    24
+#define CAP_PRECISION    0.03
+#define CAP_PROGRESS_MS  250
+#define CAP_DEFAULT_STEP 10000
+
+struct cap_probe {
+	struct probe *p;
+	struct gate_expr slo[CAP_MAX_CONDS];
+	int n_slo;
+	struct loadgen *lg;
+	uv_timer_t progress;
+	bool cancelled;
+	bool confirming; /* the step running repeats a failure */
+	int steps;
+	double rate;      /* of the step running */
+	double good, bad; /* highest pass (0: none), lowest failure (0: none) */
+	json_t *points;
+	enum probe_state state;
+	char why[256];
+};
+
+static void cap_config(const struct cap_probe *cp, double rate, struct loadgen_config *c)
+{
+	const struct probe *p = cp->p;
+	const struct spec_probe *sp = p->sp;
+
+	*c = (struct loadgen_config){
+	        .url = sp->url,
+	        .method = sp->method,
+	        .headers = sp->headers,
+	        .n_headers = sp->n_headers,
+	        .body = sp->body,
+	        .body_len = sp->body_len,
+	        .mode = LOAD_MODE_RATE,
+	        .rate = rate,
+	        .connections = sp->connections > 0 ? (int)sp->connections : 64,
+	        .threads = sp->threads > 0 ? (int)sp->threads : 1,
+	        .duration_ms = sp->step_ms > 0 ? sp->step_ms : CAP_DEFAULT_STEP,
+	        .timeout_ms = p->spec->target.timeout_ms,
+	        .insecure = sp->insecure,
+	        .ca_file = sp->ca_file,
+	};
+	http_client_get_policy(p->http, &c->policy, &c->policy_data); /* allowed_targets */
+}
+
+/* Does the step meet every SLO condition? A missing figure never does. */
+static bool step_passes(const struct cap_probe *cp, json_t *m, const char **ret_failed)
+{
+	for (int i = 0; i < cp->n_slo; i++) {
+		json_t *v = json_object_get(m, cp->slo[i].metric);
+
+		if (!json_is_number(v) ||
+		    !gate_compare(json_number_value(v), cp->slo[i].op, cp->slo[i].number)) {
+			*ret_failed = cp->slo[i].metric;
+			return false;
+		}
+	}
+	return json_number_value(json_object_get(m, "rate_kept")) == 1;
+}
+
+static void add_point(struct cap_probe *cp, json_t *m, bool pass, const char *failed)
+{
+	static const char *const keep[] = {"p50_ms",     "p95_ms",         "p99_ms",
+	                                   "error_rate", "throughput_rps", "schedule_lag_ms",
+	                                   "rate_kept",  "requests"};
+	json_t *pt = json_pack("{s:f, s:b, s:s?}", "rate", cp->rate, "pass", pass, "failed_on",
+	                       pass ? NULL : failed);
+
+	for (size_t i = 0; pt && i < sizeof(keep) / sizeof(keep[0]); i++) {
+		json_t *v = json_object_get(m, keep[i]);
+
+		if (v)
+			json_object_set(pt, keep[i], v);
+	}
+	if (pt)
+		json_array_append_new(cp->points, pt);
+}
+
+/* The next rate to try, or 0 when the search is over. */
+static double next_rate(const struct cap_probe *cp)
+{
+	const struct spec_probe *sp = cp->p->sp;
+	double next;
+
+	if (cp->steps >= CAP_MAX_STEPS)
+		return 0;
+	if (cp->bad == 0) {
+		/* Ramp: every step so far passed; the last one was cp->rate. */
+		if (cp->rate >= sp->max_rate)
+			return 0;
+		next = cp->rate * 2;
+		return next > sp->max_rate ? sp->max_rate : next;
+	}
+	if (cp->good == 0)
+		return 0; /* even min_rate fails: the answer is 0 */
+	if (cp->bad - cp->good <= CAP_PRECISION * cp->good)
+		return 0;
+	return (cp->good + cp->bad) / 2;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+	struct cap_probe *cp = h->data;
+
+	if (cp->state == PROBE_ERRORED)
+		probe_finish(cp->p, PROBE_ERRORED, "%s", cp->why);
+	else
+		probe_finish(cp->p, cp->state, NULL);
+}
+
+static void finish(struct cap_probe *cp, enum probe_state state)
+{
+	struct probe *p = cp->p;
+	const struct spec_probe *sp = p->sp;
+
+	cp->state = state;
+	if (state == PROBE_PASSED) {
+		probe_set_metric(p, "rate", cp->good);
+		probe_set_metric(p, "steps", cp->steps);
+		if (sp->required_rate > 0)
+			probe_set_metric(p, "headroom", cp->good / sp->required_rate);
+		p->percent = 100;
+	}
+	json_decref(p->details);
+	p->details = json_pack("{s:O, s:s, s:f, s:f}", "points", cp->points, "slo", sp->slo,
+	                       "min_rate", sp->min_rate, "max_rate", sp->max_rate);
+	uv_close((uv_handle_t *)&cp->progress, on_timer_closed);
+}
+
+static int start_step(struct cap_probe *cp, double rate);
+
+static void on_step_done(struct loadgen *lg, void *userdata)
+{
+	struct cap_probe *cp = userdata;
+	const struct loadgen_result *r = loadgen_result(lg);
+	const char *failed = "rate_kept";
+	json_t *m = NULL;
+	bool pass;
+	double next;
+
+	cp->lg = NULL;
+	if (r->cancelled || cp->cancelled || loadgen_result_metrics(r, &m) < 0) {
+		loadgen_free(lg);
+		finish(cp, PROBE_CANCELLED);
+		return;
+	}
+	loadgen_free(lg);
+	cp->steps++;
+	pass = step_passes(cp, m, &failed);
+	add_point(cp, m, pass, failed);
+	json_decref(m);
+	if (!pass && !cp->confirming && cp->steps < CAP_MAX_STEPS) {
+		cp->confirming = true;
+		if (start_step(cp, cp->rate) < 0)
+			finish(cp, PROBE_ERRORED);
+		return;
+	}
+	cp->confirming = false;
+	if (pass)
+		cp->good = cp->rate;
+	else
+		cp->bad = cp->rate;
+	next = next_rate(cp);
+	if (next <= 0) {
+		finish(cp, PROBE_PASSED);
+		return;
+	}
+	if (start_step(cp, next) < 0)
+		finish(cp, PROBE_ERRORED);
+}
+
+static int start_step(struct cap_probe *cp, double rate)
+{
+	struct loadgen_config cfg;
+	int r;
+
+	cp->rate = rate;
+	cap_config(cp, rate, &cfg);
+	r = loadgen_new(&cfg, cp->p->loop, on_step_done, cp, &cp->lg, cp->why, sizeof(cp->why));
+	if (r == 0)
+		r = loadgen_start(cp->lg);
+	if (r < 0) {
+		loadgen_free(cp->lg);
+		cp->lg = NULL;
+		if (!cp->why[0])
+			snprintf(cp->why, sizeof(cp->why), "cannot start a step: %s", strerror(-r));
+	}
+	return r;
+}
+
+static void on_progress(uv_timer_t *t)
+{
+	struct cap_probe *cp = t->data;
+	int64_t n = 0;
+	int pct = 0;
+
+	if (cp->lg)
+		loadgen_progress(cp->lg, &n, &pct);
+	cp->p->requests = n;
+	cp->p->percent = (cp->steps * 100 + pct) / CAP_MAX_STEPS;
+}
+
+static int cap_probe_start(struct probe *p)
+{
+	struct cap_probe *cp = calloc(1, sizeof(*cp));
+	char err[256];
+
+	if (!cp)
+		return -ENOMEM;
+	cp->p = p;
+	p->impl = cp;
+	cp->n_slo = gate_parse_slo(p->sp->slo, cp->slo, CAP_MAX_CONDS, err, sizeof(err));
+	cp->points = json_array();
+	if (cp->n_slo < 0 || !cp->points) {
+		int r = cp->n_slo < 0 ? -EINVAL : -ENOMEM;
+
+		json_decref(cp->points);
+		free(cp);
+		p->impl = NULL;
+		return r;
+	}
+	uv_timer_init(p->loop, &cp->progress);
+	cp->progress.data = cp;
+	p->percent = 0;
+	p->requests = 0;
+	if (start_step(cp, p->sp->min_rate > 0 ? p->sp->min_rate : 1) < 0) {
+		finish(cp, PROBE_ERRORED);
+		return 0;
+	}
+	uv_timer_start(&cp->progress, on_progress, CAP_PROGRESS_MS, CAP_PROGRESS_MS);
+	return 0;
+}
+
+static void cap_probe_cancel(struct probe *p)
+{
+	struct cap_probe *cp = p->impl;
+
+	if (!cp) {
+		probe_finish(p, PROBE_CANCELLED, NULL);
+		return;
+	}
+	cp->cancelled = true;
+	if (cp->lg)
+		loadgen_cancel(cp->lg);
+}
+
+static void cap_probe_free(struct probe *p)
+{
+	struct cap_probe *cp = p->impl;
+
+	if (!cp)
+		return;
+	loadgen_free(cp->lg);
+	json_decref(cp->points);
+	free(cp);
+	p->impl = NULL;
+}
+
 const struct probe_ops probe_capacity_ops = {
-	.type = PROBE_CAPACITY,
+        .type = PROBE_CAPACITY,
+        .start = cap_probe_start,
+        .cancel = cap_probe_cancel,
+        .free = cap_probe_free,
 };

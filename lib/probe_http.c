@@ -1,13 +1,18 @@
 /* probe_http: the generic `http` check: one request, expectations on the
- * status and the body, publishes status, latency_ms and ok. A transport
- * failure is an error (nothing was measured); an answer that misses an
- * expectation is a failure (something was measured and it is wrong). */
+ * status and the body (text, regex, JSON paths), publishes status,
+ * latency_ms and ok. A transport failure is an error (nothing was
+ * measured); an answer that misses an expectation is a failure (something
+ * was measured and it is wrong). A JSON answer shaped like Alertmanager's
+ * /api/v2/status (cluster.status and uptime) also publishes cluster_status
+ * and uptime_s. It must not judge anything else: gates do. */
 #include <errno.h>
 #include <regex.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonpath.h"
 #include "probe.h"
+#include "util.h"
 
 #define HTTP_PROBE_DEFAULT_TIMEOUT_MS 10000
 
@@ -47,6 +52,71 @@ static const char *check_body(const struct spec_probe *sp, const struct http_res
 	return NULL;
 }
 
+/* One expect_json entry against the document. NULL when it holds. */
+static const char *check_json_entry(json_t *doc, const char *path, const json_t *want, char *why,
+                                    size_t len)
+{
+	char msg[256] = "";
+	json_t *got = NULL;
+	char *g, *w;
+	int r = jsonpath_get(doc, path, &got, msg, sizeof(msg));
+
+	if (r == -EINVAL) {
+		snprintf(why, len, "expect_json path '%s' is invalid: %s", path, msg);
+		return why;
+	}
+	if (r < 0) {
+		snprintf(why, len, "%s: %s", path, msg);
+		return why;
+	}
+	if (jsonpath_equal(got, want))
+		return NULL;
+	g = json_dumps(got, JSON_COMPACT | JSON_ENCODE_ANY);
+	w = json_dumps(want, JSON_COMPACT | JSON_ENCODE_ANY);
+	snprintf(why, len, "%s is %.120s, expected %.120s", path, g ? g : "?", w ? w : "?");
+	free(g);
+	free(w);
+	return why;
+}
+
+static const char *check_json(const struct spec_probe *sp, json_t *doc, char *why, size_t len)
+{
+	const char *path;
+	json_t *want;
+
+	if (!sp->expect_json)
+		return NULL;
+	if (!doc) {
+		snprintf(why, len, "body is not JSON (expect_json needs it)");
+		return why;
+	}
+	json_object_foreach(sp->expect_json, path, want)
+	{
+		if (check_json_entry(doc, path, want, why, len))
+			return why;
+	}
+	return NULL;
+}
+
+/* Alertmanager's /api/v2/status, or anything shaped like it: the cluster
+ * is healthy when "ready" or when clustering is "disabled" (a single
+ * instance); "settling" and anything else is 0. uptime_s is from the
+ * server's start (its `uptime` timestamp) to now. */
+static void publish_cluster(struct probe *p, json_t *doc)
+{
+	json_t *cluster = json_object_get(doc, "cluster");
+	const char *st = json_string_value(json_object_get(cluster, "status"));
+	const char *up = json_string_value(json_object_get(doc, "uptime"));
+	int64_t since;
+
+	if (!st || !up)
+		return;
+	probe_set_metric(p, "cluster_status",
+	                 strcmp(st, "ready") == 0 || strcmp(st, "disabled") == 0 ? 1 : 0);
+	if (rd_time_parse(up, &since) == 0)
+		probe_set_metric(p, "uptime_s", (double)(rd_now_ms() - since) / 1000.0);
+}
+
 static void on_response(void *userdata, const struct http_response *r)
 {
 	struct http_probe *hp = userdata;
@@ -54,6 +124,7 @@ static void on_response(void *userdata, const struct http_response *r)
 	const struct spec_probe *sp = p->sp;
 	int64_t want = sp->expect_status ? sp->expect_status : 200;
 	const char *why = NULL;
+	json_t *doc;
 	char buf[512];
 
 	hp->req = NULL;
@@ -68,9 +139,15 @@ static void on_response(void *userdata, const struct http_response *r)
 		snprintf(buf, sizeof(buf), "expected status %lld, got %ld", (long long)want,
 		         r->status);
 		why = buf;
-	} else {
-		why = check_body(sp, r, buf, sizeof(buf));
 	}
+	doc = json_loadb(r->body, r->body_len, 0, NULL);
+	if (json_is_object(doc))
+		publish_cluster(p, doc);
+	if (!why)
+		why = check_body(sp, r, buf, sizeof(buf));
+	if (!why)
+		why = check_json(sp, doc, buf, sizeof(buf));
+	json_decref(doc);
 	probe_set_metric(p, "ok", why ? 0 : 1);
 	if (why)
 		probe_finish(p, PROBE_FAILED, "%s", why);

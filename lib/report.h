@@ -11,3 +11,36 @@
  * checklist outcomes, and when it was generated. run and spec borrowed;
  * spec may be NULL. New reference, NULL on ENOMEM. */
 json_t *report_json(json_t *run, json_t *spec);
+
+/* The human and CI renderings. Each returns a new NUL-terminated string
+ * the caller frees (and its length in *ret_len when not NULL), or NULL on
+ * ENOMEM. run and spec borrowed; spec may be NULL. All text from the run
+ * is escaped for the output format: a spec or an error message holding
+ * markup renders as text.
+ *
+ * Markdown: the readiness_report.md shape: verdict first, then sections
+ * Performance, Monitoring, Incident response, Rollback, Security,
+ * Checklist (and Waivers when the run used any). */
+char *report_markdown(json_t *run, json_t *spec, size_t *ret_len);
+
+/* HTML: one self-contained page (inline CSS and SVG, no script, no
+ * external reference): verdict banner, gate table, latency percentile
+ * and per-second timeline charts of load probes, trend sparklines.
+ * trends (borrowed, may be NULL) is an array of {metric, points: [{run_id,
+ * version, value, at}]} oldest first, as store_report_trends() gives. */
+char *report_html(json_t *run, json_t *spec, json_t *trends, size_t *ret_len);
+
+/* JUnit XML: one <testsuite>, one <testcase> per gate and per checklist
+ * item; failing and erroring ones carry value vs threshold and reason. */
+char *report_junit(json_t *run, json_t *spec, size_t *ret_len);
+
+/* The report section a probe type belongs to ("Performance",
+ * "Monitoring", "Rollback", "Security"), and the section of a gate (by
+ * the type of the probe it names in run). Static strings. */
+const char *report_section_of_type(const char *probe_type);
+const char *report_gate_section(json_t *run, json_t *gate);
+
+/* The waivers a run's judgement used: [{expr, id, reason, approver,
+ * expires_at}] from its gates' `waiver` objects, in gate order. New
+ * reference (an empty array when none), NULL on ENOMEM. */
+json_t *report_waivers_used(json_t *run);

@@ -13,7 +13,9 @@
 #include <string.h>
 
 #include "judge.h"
+#include "loadgen.h"
 #include "log.h"
+#include "metrics.h"
 #include "probe.h"
 #include "sched.h"
 #include "util.h"
@@ -58,6 +60,8 @@ struct run {
 	bool probe_deadline_hit;
 	bool advancing, again;
 	bool finalized;
+	int n_background;     /* background probes still running (probe_ops.stop) */
+	bool background_stop; /* they were asked to stop */
 	int64_t started_at;
 	uv_timer_t deadline;
 	uv_timer_t probe_timer;
@@ -237,14 +241,67 @@ static void on_probe_deadline(uv_timer_t *t)
 		p->ops->cancel(p);
 }
 
+/* A background probe ended (stopped, cancelled or on its own). */
+static void complete_background(struct run *r, struct probe *p)
+{
+	size_t idx = (size_t)(p - r->probes);
+
+	if (p->state == PROBE_CANCELLED && r->interrupt)
+		p->state = PROBE_INTERRUPTED;
+	save_probe(r, idx);
+	if (p->ops && p->ops->free)
+		p->ops->free(p);
+	r->n_background--;
+	notify(r, false);
+}
+
 static void on_probe_done(struct probe *p)
 {
 	struct run *r = p->userdata;
 
+	if (p->finished_at >= p->started_at && p->started_at > 0) /* for GET /metrics */
+		metrics_probe_observe(probe_type_to_string(p->sp->type),
+		                      (double)(p->finished_at - p->started_at) / 1000.0);
+	if (p->background)
+		complete_background(r, p);
 	run_advance(r);
 }
 
+/* Asks the run's background probes to stop (once) or, on cancel, cancels
+ * them; their done callbacks advance the run. */
+static void stop_background(struct run *r, bool cancel)
+{
+	if (!cancel && r->background_stop)
+		return;
+	r->background_stop = true;
+	for (size_t i = 0; i < r->n_probes; i++) {
+		struct probe *p = &r->probes[i];
+
+		if (p->background && p->state == PROBE_RUNNING)
+			cancel ? p->ops->cancel(p) : p->ops->stop(p);
+	}
+}
+
 /* Starts the current probe. Returns false when it must wait for a load slot. */
+/* The window of the load probes that ran before probe i in this run, for
+ * queries that compare client-side and server-side numbers ({{window}}). */
+static void set_load_window(struct run *r, size_t i)
+{
+	struct probe *p = &r->probes[i];
+
+	p->window_start_ms = p->window_end_ms = 0;
+	for (size_t k = 0; k < i; k++) {
+		const struct probe *q = &r->probes[k];
+
+		if (!is_load_type(q->sp->type) || q->started_at <= 0 || q->finished_at <= 0)
+			continue;
+		if (!p->window_start_ms || q->started_at < p->window_start_ms)
+			p->window_start_ms = q->started_at;
+		if (q->finished_at > p->window_end_ms)
+			p->window_end_ms = q->finished_at;
+	}
+}
+
 static bool start_probe(struct run *r)
 {
 	struct probe *p = &r->probes[r->cur];
@@ -269,10 +326,48 @@ static bool start_probe(struct run *r)
 	}
 	uv_timer_start(&r->probe_timer, on_probe_deadline, (uint64_t)probe_deadline_ms(r, p->sp),
 	               0);
+	set_load_window(r, r->cur);
 	e = p->ops->start(p);
 	if (e < 0)
 		probe_finish(p, PROBE_ERRORED, "cannot start probe: %s", strerror(-e));
 	return true;
+}
+
+/* Load probes hand over their serialized histograms (base64 in
+ * details.histograms) and timeline (details.timeline); they are stored as
+ * rows of migrations/0002_load.sql, where rejudging finds them, and the
+ * base64 is kept out of the run resource. Failures are logged, not fatal:
+ * the metrics are saved either way. */
+static void save_load_measurements(struct run *r, size_t idx)
+{
+	struct probe *p = &r->probes[idx];
+	json_t *hists = json_object_get(p->details, "histograms");
+	json_t *tl = json_object_get(p->details, "timeline");
+	const char *name;
+	json_t *v;
+	int e = 0;
+
+	if (!is_load_type(p->sp->type) || !json_is_object(p->details))
+		return;
+	json_object_foreach(hists, name, v)
+	{
+		uint8_t *buf = NULL;
+		size_t len = 0;
+
+		e = loadgen_base64_decode(json_string_value(v), &buf, &len);
+		if (e == 0)
+			e = store_probe_blob_save(r->s->store, r->id, idx, name, buf, len);
+		free(buf);
+		if (e < 0)
+			break;
+	}
+	if (e == 0 && json_is_array(tl))
+		e = store_probe_timeline_save(r->s->store, r->id, idx, tl);
+	if (e < 0)
+		rd_log(RD_LOG_DEBUG, NULL, "Failed to save the measurements of probe %zu of run %lld: %s",
+		       idx, (long long)r->id, strerror(-e));
+	else
+		json_object_del(p->details, "histograms");
 }
 
 /* Records the end of the current probe and moves past it. */
@@ -295,6 +390,7 @@ static void complete_probe(struct run *r)
 		r->holds_load = false;
 		r->s->load_running--;
 	}
+	save_load_measurements(r, r->cur);
 	save_probe(r, r->cur);
 	if (p->ops && p->ops->free)
 		p->ops->free(p);
@@ -346,8 +442,13 @@ static void judge(struct run *r, enum verdict *ret_verdict)
 		jp[i].error = r->probes[i].error;
 		jp[i].metrics = r->probes[i].metrics;
 	}
-	if (judge_run(r->spec, jp, r->n_probes, NULL, NULL, rd_now_ms(), &gates, &checklist,
-	              ret_verdict) == 0)
+	/* Baselines and waivers come from the store (issue 5). */
+	struct store_judge_ctx ctx = {r->s->store, r->spec->service, r->spec->environment, r->id,
+	                              rd_now_ms()};
+	struct judge_lookup lk = {store_judge_baseline, store_judge_waiver, &ctx};
+
+	if (judge_run_with(r->spec, jp, r->n_probes, &lk, ctx.now_ms, &gates, &checklist,
+	                   ret_verdict) == 0)
 		store_judgement_save(r->s->store, r->id, gates, checklist);
 	json_decref(gates);
 	json_decref(checklist);
@@ -407,17 +508,32 @@ static void step(struct run *r)
 		if (r->finalized)
 			return;
 		if (r->cur == r->n_probes) {
+			if (r->n_background > 0) {
+				stop_background(r, false);
+				return; /* their done callbacks advance the run */
+			}
 			finalize(r);
 			return;
 		}
 		p = &r->probes[r->cur];
 		if (p->state == PROBE_QUEUED) {
 			if (r->cancel_requested) {
+				if (r->n_background > 0)
+					return; /* cancelled; waits for them */
 				finalize(r);
 				return;
 			}
 			if (!start_probe(r))
 				return; /* waits for a load slot */
+		}
+		if (p->state == PROBE_RUNNING && p->ops->stop && !p->background) {
+			/* Runs beside the later probes, bounded by the run's deadline. */
+			uv_timer_stop(&r->probe_timer);
+			p->background = true;
+			r->n_background++;
+			r->cur++;
+			notify(r, false);
+			continue;
 		}
 		if (p->state == PROBE_RUNNING)
 			return; /* its done callback advances the run */
@@ -640,6 +756,8 @@ int sched_cancel(struct sched *s, int64_t id)
 	if (r->cancel_requested)
 		return 0;
 	r->cancel_requested = true;
+	if (r->n_background > 0)
+		stop_background(r, true);
 	p = r->cur < r->n_probes ? &r->probes[r->cur] : NULL;
 	if (p && p->state == PROBE_RUNNING && p->ops)
 		p->ops->cancel(p); /* its done callback finalizes the run */
@@ -680,6 +798,22 @@ void sched_shutdown(struct sched *s, bool interrupt, void (*cb)(void *userdata),
 	for (r = s->head; r; r = next) {
 		next = r->next;
 		r->interrupt = interrupt;
+		sched_cancel(s, r->id);
+	}
+	pump(s);
+}
+
+void sched_drain(struct sched *s, void (*cb)(void *userdata), void *userdata)
+{
+	struct run *r, *next;
+
+	s->shutdown_cb = cb;
+	s->shutdown_userdata = userdata;
+	for (r = s->head; r; r = next) {
+		next = r->next;
+		if (r->state != RUN_QUEUED)
+			continue;
+		r->interrupt = true;
 		sched_cancel(s, r->id);
 	}
 	pump(s);

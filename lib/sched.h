@@ -68,3 +68,9 @@ void sched_unwatch(struct sched_watch *w);
 /* Cancels every active run (recording them as cancelled, or as
  * interrupted with interrupt=true) and calls cb once none is active. */
 void sched_shutdown(struct sched *s, bool interrupt, void (*cb)(void *userdata), void *userdata);
+
+/* Drains for a graceful stop (shutdown.runs: finish): submits fail with
+ * -ESHUTDOWN, queued runs are recorded as interrupted, running runs go
+ * on; cb is called once none is active. A later sched_shutdown() (the
+ * drain timeout) cancels what is still running. */
+void sched_drain(struct sched *s, void (*cb)(void *userdata), void *userdata);

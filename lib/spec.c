@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "jsonpath.h"
 #include "spec.h"
 #include "spec_yaml.h"
 #include "util.h"
@@ -810,11 +811,15 @@ static int read_headers(struct vctx *v, const struct field *f, json_t *val, cons
 	return 0;
 }
 
+/* expect_json: JSONPath -> expected value. The paths are parsed now
+ * (against null: only their syntax is checked) so a typo fails the spec,
+ * not the run. */
 static int read_json(struct vctx *v, const struct field *f, json_t *val, const char *path,
                      void *base)
 {
 	const char *key;
-	json_t *it, *copy;
+	json_t *it, *copy, *found;
+	char kpath[sizeof(v->err->path)], why[160];
 
 	if (!json_is_object(val) || json_object_size(val) == 0 ||
 	    json_object_size(val) > SPEC_MAX_LIST)
@@ -822,12 +827,13 @@ static int read_json(struct vctx *v, const struct field *f, json_t *val, const c
 		            SPEC_MAX_LIST);
 	json_object_foreach(val, key, it)
 	{
-		char kpath[sizeof(v->err->path)];
-
 		spec_path_key(kpath, sizeof(kpath), path, key);
 		if (key[0] != '$')
 			return fail(v, it, kpath,
 			            "keys must be JSONPath expressions starting with '$'");
+		if (jsonpath_get(json_null(), key, &found, why, sizeof(why)) == -EINVAL)
+			return fail(v, it, kpath, "is not a valid path such as $.data.items[0]: %s",
+			            why);
 	}
 	copy = json_deep_copy(val);
 	if (!copy)
@@ -1781,6 +1787,7 @@ static int doc_error(struct spec_error *err, int line, const char *fmt, ...)
 	va_list ap;
 
 	err->path[0] = '\0';
+	err->syntax = true;
 	va_start(ap, fmt);
 	vsnprintf(err->message, sizeof(err->message), fmt, ap);
 	va_end(ap);

@@ -1,7 +1,7 @@
 /* spec_yaml: YAML text -> jansson tree for the spec validator (see
  * spec_yaml.h). Built on libyaml's event parser rather than its document
  * loader so that anchors, aliases and merge keys are refused before they
- * can expand (a "billion laughs" document never gets built), and so that
+ * can expand (a "billion laughs" document is never built), and so that
  * depth and size caps hold while parsing, not after.
  *
  * Scalars are resolved by a deliberately small rule set (docs/spec.md):
@@ -258,6 +258,7 @@ static int next_event(struct conv *c, yaml_event_t *ev)
 		return 0;
 	if (p->error == YAML_MEMORY_ERROR)
 		return -ENOMEM;
+	c->err->syntax = true;
 	if (p->context)
 		return conv_fail(c, p->problem_mark.line, "YAML syntax error: %s %s", p->context,
 		                 p->problem ? p->problem : "");

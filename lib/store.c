@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "store.h"
+#include "store_internal.h"
 #include "store_migrations.h"
 #include "util.h"
 
@@ -59,7 +60,7 @@ enum stmt_id {
 	"started_at, finished_at, error"
 #define GATE_COLS                                                                                  \
 	"expr, metric, op, threshold, value, samples, baseline, baseline_run, advisory, outcome, " \
-	"reason"
+	"reason, waiver"
 #define CHECK_COLS "item, required, evidence, outcome, reason"
 
 static const char *const stmt_sql[_ST_MAX] = {
@@ -85,7 +86,7 @@ static const char *const stmt_sql[_ST_MAX] = {
                              "value, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         [ST_GATES_DELETE] = "DELETE FROM gate_results WHERE run_id = ?1",
         [ST_GATE_INSERT] = "INSERT INTO gate_results (run_id, idx, " GATE_COLS ") "
-                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         [ST_CHECKLIST_DELETE] = "DELETE FROM checklist_results WHERE run_id = ?1",
         [ST_CHECK_INSERT] = "INSERT INTO checklist_results (run_id, " CHECK_COLS ") "
                             "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -171,7 +172,7 @@ static const struct col gate_cols[] = {
         {"value", COL_REAL, false},    {"samples", COL_INT, false},
         {"baseline", COL_REAL, false}, {"baseline_run", COL_INT, false},
         {"advisory", COL_BOOL, false}, {"outcome", COL_TEXT, true},
-        {"reason", COL_TEXT, true},
+        {"reason", COL_TEXT, true},    {"waiver", COL_JSON, false}, /* 0003 */
 };
 
 static const struct col check_cols[] = {
@@ -559,6 +560,10 @@ int store_open(const char *path, struct store **ret_store, char *err, size_t err
 	if (!st)
 		return -ENOMEM;
 	r = db_open(st, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+	/* Effective only on a new, empty database (SQLite switches an existing
+	 * one only with a VACUUM): lets retention give pages back in steps. */
+	if (r == 0)
+		r = exec_sql(st, "PRAGMA auto_vacuum = INCREMENTAL", "set auto_vacuum");
 	if (r == 0 && !path_is_memory(path))
 		r = db_enable_wal(st, path);
 	/* FULL: a verdict reported to a pipeline must survive power loss. */
@@ -856,6 +861,14 @@ static int cols_validate(struct store *st, json_t *obj, const struct col *cols, 
 	return 0;
 }
 
+/* Binds v serialized; SQLite frees the text (also on failure). */
+static int bind_json(sqlite3_stmt *s, int idx, json_t *v)
+{
+	char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+
+	return text ? sqlite3_bind_text(s, idx, text, -1, free) : SQLITE_NOMEM;
+}
+
 /* Binds obj's fields (validated) to parameters first, first + 1, ... */
 static int cols_bind(sqlite3_stmt *s, int first, json_t *obj, const struct col *cols, size_t n)
 {
@@ -874,6 +887,8 @@ static int cols_bind(sqlite3_stmt *s, int first, json_t *obj, const struct col *
 			                       (int)json_string_length(v), SQLITE_STATIC);
 		else if (cols[i].kind == COL_REAL)
 			rc = sqlite3_bind_double(s, idx, json_number_value(v));
+		else if (cols[i].kind == COL_JSON)
+			rc = bind_json(s, idx, v);
 		else
 			rc = sqlite3_bind_int64(s, idx, json_integer_value(v));
 		if (rc != SQLITE_OK)
@@ -1387,6 +1402,8 @@ int store_run_get(struct store *st, int64_t id, json_t **ret_run)
 	r = run_row(st, id, &run);
 	if (r == 0)
 		r = run_add_children(st, id, run);
+	if (r == 0)
+		r = store_history_decorate(st, id, run); /* store_history.c */
 	r = tx_end(st, r);
 	if (r < 0) {
 		json_decref(run);
@@ -1554,4 +1571,35 @@ int store_runs_interrupt_stale(struct store *st, int64_t now_ms)
 	}
 	r = tx_end(st, r);
 	return r < 0 ? r : count;
+}
+
+/* ---- For sibling store files (store_internal.h) --------------------- */
+
+sqlite3 *store_db(struct store *st)
+{
+	return st->db;
+}
+
+void store_set_errf(struct store *st, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(st->errmsg, sizeof(st->errmsg), fmt, ap);
+	va_end(ap);
+}
+
+int store_db_fail(struct store *st, int rc, const char *what)
+{
+	return db_fail(st, rc, what);
+}
+
+int store_tx_begin(struct store *st, bool write)
+{
+	return tx_begin(st, write);
+}
+
+int store_tx_end(struct store *st, int r)
+{
+	return tx_end(st, r);
 }

@@ -106,5 +106,154 @@ int store_runs_list(struct store *st, const struct store_filter *f, json_t **ret
  * queued probes too; what was measured stays. Returns the count. */
 int store_runs_interrupt_stale(struct store *st, int64_t now_ms);
 
+/* Retention (store_retention.c): deletes up to batch rows of raw per-run
+ * data (tables named raw_* with a run_id column) of runs that finished
+ * before before_ms, then gives free pages back (incremental vacuum).
+ * Returns the number of rows deleted (batch means: call again soon) or
+ * -errno. Summaries, metrics and verdicts are kept. Main thread. */
+int store_prune_raw(struct store *st, int64_t before_ms, int batch);
+
 /* Writes a sentence describing the last SQLite error of this connection. */
 const char *store_errmsg(struct store *st);
+
+/* ---- History (lib/store_history.c, issue 5) ---- */
+
+/* Latest decided (passed, failed, error), non-invalidated run per service
+ * and environment: items [{service, environment, verdict, run_id,
+ * version, finished_at}] ordered by service, environment. One index walk:
+ * cheap enough to poll every second. New reference. */
+int store_gates_latest(struct store *st, json_t **ret_items);
+
+/* The baseline of probe.metric: its value in the newest passed,
+ * non-invalidated run of service and environment other than
+ * exclude_run_id that published it as a number. -ENOENT if none. */
+int store_baseline(struct store *st, const char *service, const char *environment,
+                   const char *probe, const char *metric, int64_t exclude_run_id,
+                   double *ret_value, int64_t *ret_run_id);
+
+/* A waiver; expr is the canonical gate expression (gate_format()).
+ * environment NULL: any. All borrowed. */
+struct store_waiver_new {
+	const char *service;
+	const char *environment;
+	const char *expr;
+	const char *reason;
+	const char *approver;
+	const char *created_by; /* token name, or NULL */
+	int64_t created_at;     /* ms */
+	int64_t expires_at;     /* ms, > created_at */
+};
+int store_waiver_create(struct store *st, const struct store_waiver_new *w, int64_t *ret_id);
+
+/* Waivers of a service, newest first: {id, service, environment, expr,
+ * reason, approver, created_by, created_at, expires_at, revoked_at,
+ * active, expired} (active/expired as of now_ms). New reference. */
+int store_waivers_list(struct store *st, const char *service, int64_t now_ms, json_t **ret_items);
+int store_waiver_get(struct store *st, const char *service, int64_t id, int64_t now_ms,
+                     json_t **ret_waiver);
+
+/* Revokes (keeps the row, sets revoked_at). -ENOENT if the service has no
+ * such waiver; revoking twice keeps the first time. */
+int store_waiver_revoke(struct store *st, const char *service, int64_t id, int64_t now_ms);
+
+/* The newest waiver active at now_ms for expr of service in environment
+ * (or any environment): {id, reason, approver, expires_at}. -ENOENT. */
+int store_waiver_find(struct store *st, const char *service, const char *environment,
+                      const char *expr, int64_t now_ms, json_t **ret_waiver);
+
+/* What the judge's lookups need (judge_baseline_cb, judge_waiver_cb):
+ * pass &ctx as userdata to store_judge_baseline / store_judge_waiver. */
+struct store_judge_ctx {
+	struct store *store;
+	const char *service;
+	const char *environment;
+	int64_t run_id; /* the run being judged: never its own baseline */
+	int64_t now_ms; /* waivers active at this time */
+};
+int store_judge_baseline(void *userdata, const char *probe, const char *metric,
+                         double *ret_value, int64_t *ret_run);
+int store_judge_waiver(void *userdata, const char *expr, json_t **ret_waiver);
+
+/* Marks an ended run invalid (excluded from baselines, trends and
+ * gates; still readable; the run resource shows invalidated {at, reason}).
+ * -ENOENT, -EINPROGRESS (not ended), -EALREADY, -EINVAL (no reason). */
+int store_run_invalidate(struct store *st, int64_t id, const char *reason, int64_t now_ms);
+
+/* Stores a re-decision of an ended run beside its verdict (the run
+ * resource lists them as rejudgements [{seq, created_at, requested_by,
+ * verdict, gates}]). -ENOENT, -EINPROGRESS. */
+int store_rejudgement_add(struct store *st, int64_t run_id, json_t *gates, const char *verdict,
+                          const char *requested_by, int64_t now_ms, int64_t *ret_seq);
+
+/* Services seen: [{service, environments [..], runs, last_run_at}]. */
+int store_services_list(struct store *st, json_t **ret_items);
+
+/* Decided runs of a service, newest first: [{run_id, version,
+ * environment, state, verdict, created_at, finished_at, invalidated_at}].
+ * Cursor and limit as store_runs_list(). */
+struct store_history_filter {
+	const char *service;
+	const char *environment; /* NULL: any */
+	const char *verdict;     /* "PASS" "FAIL" "ERROR", NULL: any */
+	const char *cursor;
+	int limit;
+};
+int store_history(struct store *st, const struct store_history_filter *f, json_t **ret_items,
+                  char **ret_next_cursor);
+
+/* One point per non-invalidated run that published probe.metric between
+ * since and until (ms, inclusive), oldest first: [{run_id, time, version,
+ * value, verdict, environment}]; the newest limit (1..10000) points, and
+ * *ret_truncated when older ones were left out. */
+struct store_trend_query {
+	const char *service;
+	const char *probe;
+	const char *metric;
+	const char *environment; /* NULL: any */
+	int64_t since_ms, until_ms;
+	int limit;
+};
+int store_trend(struct store *st, const struct store_trend_query *q, json_t **ret_points,
+                bool *ret_truncated);
+
+/* A percentile metric ("p95_ms", "p75_ms", "p999_ms") of probe idx of a
+ * run, recomputed from its stored latency histogram (store_probe_blob_*),
+ * in ms. -EINVAL for a metric that is not a percentile, -ENOENT without a
+ * histogram (or an empty one). For rejudging with new percentiles. */
+int store_probe_percentile(struct store *st, int64_t run_id, size_t idx, const char *metric,
+                           double *ret_ms);
+
+/* The SQL of store_trend and store_gates_latest (for EXPLAIN QUERY PLAN
+ * in tests). */
+const char *store_trend_sql(bool with_environment);
+const char *store_gates_latest_sql(void);
+
+/* ---- Reports and /metrics (lib/store_report.c, issue 5) ---- */
+
+/* What GET /metrics shows from the store: {runs_by_state: {state: n},
+ * db_size_bytes, gates: store_gates_latest() items (at most 1000) each
+ * with values: {PROBE.METRIC: last measured value of its gates}}. New
+ * reference. Main thread (or a read-only connection). */
+int store_metrics_snapshot(struct store *st, json_t **ret_snap);
+
+/* ---- Load engine measurements (lib/store_load.c, issue 3) ---- */
+
+/* Saves (replacing) the serialized histogram `name` ("latency",
+ * "latency_uncorrected" or "failed": hist_serialize() bytes, borrowed) of
+ * probe idx of run id, so percentiles can be recomputed exactly later.
+ * Returns 0, -EINVAL (bad name or arguments), or -errno. Main thread. */
+int store_probe_blob_save(struct store *st, int64_t run_id, size_t idx, const char *name,
+                          const void *data, size_t len);
+
+/* The bytes saved above: *ret_data is a new malloc'd buffer the caller
+ * frees. -ENOENT when there is none. */
+int store_probe_blob_get(struct store *st, int64_t run_id, size_t idx, const char *name,
+                         void **ret_data, size_t *ret_len);
+
+/* Saves a load probe's per-second timeline: an array (borrowed) of
+ * {second, requests, errors, p50_ms, p99_ms} with p50/p99 null for a
+ * second without successful answers. */
+int store_probe_timeline_save(struct store *st, int64_t run_id, size_t idx, json_t *timeline);
+
+/* The timeline saved above, ordered by second (empty if none). New reference. */
+int store_probe_timeline_get(struct store *st, int64_t run_id, size_t idx, json_t **ret_timeline);

@@ -10,11 +10,13 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
 import unittest
 import urllib.error
+import urllib.parse
 import urllib.request
 
 READYD_BIN = os.environ.get('READYD_BIN', 'build/daemon/readyd')
@@ -182,9 +184,13 @@ class Daemon(Process):
         self.proc.kill()
         self.proc.wait()
 
+    token = None  # a bearer token the helpers send when a test sets one
+
     def request(self, method, path, body=None, headers=None, timeout=60.0):
         if isinstance(body, str):
             body = body.encode('utf-8')
+        if self.token and 'Authorization' not in (headers or {}):
+            headers = dict(headers or {}, Authorization='Bearer ' + self.token)
         return http(method, self.url + path, body, headers, timeout)
 
     def get(self, path, **kw):
@@ -212,6 +218,152 @@ class Daemon(Process):
         if r.status != 201:
             raise AssertionError('submit: %r' % r)
         return self.wait_run(r.json['id'], timeout)
+
+
+def free_port():
+    """A port that was free a moment ago (bind to 0, close). Racy by nature:
+    the Prometheus helpers retry on 'address already in use'."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+class _PromServer(Process):
+    """Common part of Prometheus and Alertmanager: a Debian binary on
+    127.0.0.1 with an ephemeral port, started from a temp config and
+    waited for until /-/ready answers 200."""
+
+    binary = None
+    attempts = 3
+
+    def __init__(self, name, tmpdir=None):
+        self.own_tmp = tmpdir is None
+        tmpdir = tmpdir or tempfile.mkdtemp(prefix='readyd-%s-' % name)
+        super().__init__(name, tmpdir)
+        self.url = None
+
+    def argv(self, port):
+        raise NotImplementedError
+
+    def write(self, name, text):
+        path = os.path.join(self.tmpdir, name)
+        with open(path, 'w', encoding='utf-8') as f:
+            f.write(text)
+        return path
+
+    def __enter__(self):
+        for _ in range(self.attempts):
+            port = free_port()
+            self.spawn(self.argv(port))
+            self.url = 'http://127.0.0.1:%d' % port
+            if self._wait_ready():
+                return self
+            self.stop()
+        raise RuntimeError('%s did not become ready:\n%s' % (self.name, self.log()[-4000:]))
+
+    def _wait_ready(self, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False  # e.g. the port was taken meanwhile: retry
+            try:
+                if http('GET', self.url + '/-/ready', timeout=2.0).status == 200:
+                    return True
+            except OSError:
+                pass
+            time.sleep(0.1)
+        return False
+
+    def __exit__(self, *exc):
+        try:
+            self.stop()
+        finally:
+            if self.own_tmp:
+                shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def api(self, path):
+        """GET an API path; returns the JSON body (any status)."""
+        return http('GET', self.url + path, timeout=10.0).json
+
+
+class Prometheus(_PromServer):
+    """The Debian `prometheus` on 127.0.0.1, scraping scrape_targets
+    ('host:port' or URLs) every second and evaluating `rules` (the text of
+    one rule file, or None) every second.
+
+        with Prometheus(rules=RULES, scrape_targets=[demo.url]) as prom:
+            prom.wait_for(lambda: prom.query('up') == 1.0)
+    """
+
+    binary = os.environ.get('PROMETHEUS_BIN', 'prometheus')
+
+    def __init__(self, rules=None, scrape_targets=(), tmpdir=None):
+        super().__init__('prometheus', tmpdir)
+        self.rules = rules
+        self.targets = [t.split('://', 1)[-1].rstrip('/') for t in scrape_targets]
+
+    def config(self):
+        lines = ['global:', '  scrape_interval: 1s', '  scrape_timeout: 1s',
+                 '  evaluation_interval: 1s']
+        if self.rules is not None:
+            self.rules_path = self.write('rules.yml', self.rules)
+            lines += ['rule_files:', '  - %s' % json.dumps(self.rules_path)]
+        lines += ['scrape_configs:', '  - job_name: demo',
+                  '    static_configs:', '      - targets: %s' % json.dumps(self.targets)]
+        return '\n'.join(lines) + '\n'
+
+    def argv(self, port):
+        cfg = self.write('prometheus.yml', self.config())
+        return [self.binary, '--config.file=' + cfg,
+                '--web.listen-address=127.0.0.1:%d' % port,
+                '--storage.tsdb.path=' + os.path.join(self.tmpdir, 'data-%d' % port),
+                '--log.level=warn']
+
+    def query(self, expr):
+        """An instant query's single value as a float, or None."""
+        q = urllib.parse.quote(expr)
+        body = self.api('/api/v1/query?query=' + q)
+        result = body.get('data', {}).get('result', [])
+        if body.get('status') != 'success' or len(result) != 1:
+            return None
+        return float(result[0]['value'][1])
+
+    def rules_evaluated(self):
+        """True once every loaded rule has been evaluated at least once."""
+        groups = self.api('/api/v1/rules').get('data', {}).get('groups', [])
+        rules = [r for g in groups for r in g['rules']]
+        return bool(rules) and all(r.get('health') != 'unknown' for r in rules)
+
+    @staticmethod
+    def wait_for(cond, timeout=30.0, what='condition'):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if cond():
+                return
+            time.sleep(0.2)
+        raise TimeoutError('%s did not hold within %ss' % (what, timeout))
+
+
+class Alertmanager(_PromServer):
+    """The Debian `prometheus-alertmanager` on 127.0.0.1, clustering off,
+    one receiver that sends nothing."""
+
+    binary = os.environ.get('ALERTMANAGER_BIN', 'prometheus-alertmanager')
+
+    def __init__(self, tmpdir=None):
+        super().__init__('alertmanager', tmpdir)
+
+    def argv(self, port):
+        cfg = self.write('alertmanager.yml',
+                         'route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n')
+        return [self.binary, '--config.file=' + cfg,
+                '--web.listen-address=127.0.0.1:%d' % port,
+                '--cluster.listen-address=',
+                '--storage.path=' + os.path.join(self.tmpdir, 'am-%d' % port),
+                '--log.level=warn']
 
 
 class TestCase(unittest.TestCase):

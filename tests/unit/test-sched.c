@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "http.h"
 #include "sched.h"
@@ -188,6 +189,7 @@ START_TEST(test_unimplemented_probe_errors)
 {
 	int64_t id;
 	bool existing;
+	/* (tls is implemented now: a refused handshake is an error too.) */
 	struct spec *s =
 	        parse("apiVersion: readyd/v1\nservice: s\nversion: '1'\n"
 	              "probes:\n  - name: t\n    type: tls\n    url: https://127.0.0.1:1/\n"
@@ -197,7 +199,68 @@ START_TEST(test_unimplemented_probe_errors)
 	ck_assert(!existing);
 	run_until_state(id, "error");
 	ck_assert_str_eq(probe_field(id, 0, "state"), "error");
-	ck_assert_ptr_nonnull(strstr(probe_field(id, 0, "error"), "not implemented"));
+	ck_assert_msg(strstr(probe_field(id, 0, "error"), "refused"), "%s",
+	              probe_field(id, 0, "error"));
+	ck_assert_int_eq(sched_active(sched), 0);
+}
+END_TEST
+
+/* A background probe (resources) runs beside the later probes: both are
+ * running at once; it is stopped after the last one and the run ends
+ * after it. */
+static struct spec *background_spec(const char *probe_timeout)
+{
+	return parse("apiVersion: readyd/v1\nservice: s\nversion: '1'\ntimeout: 10m\n"
+	             "probes:\n  - name: res\n    type: resources\n    pid: %d\n"
+	             "    interval: 10ms\n"
+	             "  - name: hang\n    type: http\n    url: http://127.0.0.1:%d/\n"
+	             "    timeout: %s\n",
+	             (int)getpid(), server_port, probe_timeout);
+}
+
+/* Closes the silent server's connections: a hanging http probe then gets
+ * an empty reply and ends as an error, without waiting for any clock. */
+static void drop_conns(void)
+{
+	for (struct silent_conn *c = conns, *next; c; c = next) {
+		next = c->next;
+		c->tcp.data = c;
+		uv_close((uv_handle_t *)&c->tcp, free_conn);
+	}
+	conns = NULL;
+}
+
+START_TEST(test_background_probe_stopped_after_last)
+{
+	int64_t id;
+	bool existing;
+
+	ck_assert_int_eq(sched_submit(sched, background_spec("10m"), NULL, NULL, &id, &existing),
+	                 0);
+	run_until_probe_running(id);
+	ck_assert_str_eq(probe_field(id, 1, "state"), "running");
+	ck_assert_str_eq(probe_field(id, 0, "state"), "running"); /* beside it */
+	drop_conns();
+	run_until_state(id, "error"); /* the hanging probe got an empty reply */
+	ck_assert_str_eq(probe_field(id, 1, "state"), "error");
+	ck_assert_str_eq(probe_field(id, 0, "state"), "passed");
+	ck_assert_int_eq(sched_active(sched), 0);
+}
+END_TEST
+
+START_TEST(test_background_probe_cancelled_with_run)
+{
+	int64_t id;
+	bool existing;
+
+	ck_assert_int_eq(sched_submit(sched, background_spec("10m"), NULL, NULL, &id, &existing),
+	                 0);
+	run_until_probe_running(id);
+	ck_assert_str_eq(probe_field(id, 0, "state"), "running");
+	ck_assert_int_eq(sched_cancel(sched, id), 0);
+	run_until_state(id, "cancelled");
+	ck_assert_str_eq(probe_field(id, 0, "state"), "cancelled");
+	ck_assert_str_eq(probe_field(id, 1, "state"), "cancelled");
 	ck_assert_int_eq(sched_active(sched), 0);
 }
 END_TEST
@@ -331,6 +394,8 @@ static Suite *sched_suite(void)
 	tcase_add_test(tc, test_run_deadline);
 	tcase_add_test(tc, test_queue_limit_and_idempotency);
 	tcase_add_test(tc, test_watch_and_shutdown_interrupts);
+	tcase_add_test(tc, test_background_probe_stopped_after_last);
+	tcase_add_test(tc, test_background_probe_cancelled_with_run);
 	suite_add_tcase(s, tc);
 	return s;
 }

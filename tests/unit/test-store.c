@@ -325,7 +325,8 @@ END_TEST
 
 /* The run resource of test_run_roundtrip, before and after its life. */
 static const char roundtrip_queued[] =
-        "{\"service\": \"sentiment-api\", \"version\": \"2.4.0\", "
+        "{\"invalidated\": null, \"rejudgements\": [], "  /* 0003 */
+        "\"service\": \"sentiment-api\", \"version\": \"2.4.0\", "
         "\"environment\": \"staging\", \"state\": \"queued\", \"verdict\": null, "
         "\"submitted_by\": \"ci-pipeline\", "
         "\"created_at\": \"2026-11-26T13:40:02.114Z\", \"started_at\": null, "
@@ -374,7 +375,8 @@ static const char roundtrip_checklist[] =
         "\"reason\": \"no evidence given\"}]";
 
 static const char roundtrip_final[] =
-        "{\"service\": \"sentiment-api\", \"version\": \"2.4.0\", "
+        "{\"invalidated\": null, \"rejudgements\": [], "  /* 0003 */
+        "\"service\": \"sentiment-api\", \"version\": \"2.4.0\", "
         "\"environment\": \"staging\", \"state\": \"failed\", \"verdict\": \"FAIL\", "
         "\"submitted_by\": \"ci-pipeline\", "
         "\"created_at\": \"2026-11-26T13:40:02.114Z\", "
@@ -396,12 +398,13 @@ static const char roundtrip_final[] =
         " {\"expr\": \"latency.p95_ms < 100\", \"metric\": \"latency.p95_ms\", "
         "  \"op\": \"<\", \"threshold\": 100.0, \"value\": 40.33, \"samples\": 12000, "
         "  \"baseline\": null, \"baseline_run\": null, \"advisory\": false, "
-        "  \"outcome\": \"pass\", \"reason\": \"40.33 < 100\"},"
+        "  \"outcome\": \"pass\", \"reason\": \"40.33 < 100\", \"waiver\": null},"
         " {\"expr\": \"latency.p95_ms <= baseline * 1.10\", "
         "  \"metric\": \"latency.p95_ms\", \"op\": \"<=\", \"threshold\": 41.8, "
         "  \"value\": 40.33, \"samples\": 12000, \"baseline\": 38.0, "
         "  \"baseline_run\": 7, \"advisory\": true, \"outcome\": \"pass\", "
-        "  \"reason\": \"40.33 <= 41.8 (baseline 38 from run 7 * 1.10)\"}], "
+        "  \"reason\": \"40.33 <= 41.8 (baseline 38 from run 7 * 1.10)\", "
+        "  \"waiver\": null}], "
         "\"checklist\": ["
         " {\"item\": \"runbook\", \"required\": true, "
         "  \"evidence\": \"https://wiki.example/runbooks/sentiment-api\", "
@@ -843,7 +846,8 @@ START_TEST(test_judgement_replace)
 	               "[{\"expr\": \"a.z >= 3\", \"metric\": \"a.z\", \"op\": \">=\", "
 	               "\"threshold\": 3.0, \"value\": 2.0, \"samples\": null, "
 	               "\"baseline\": null, \"baseline_run\": null, \"advisory\": false, "
-	               "\"outcome\": \"fail\", \"reason\": \"2 >= 3 does not hold\"}]");
+	               "\"outcome\": \"fail\", \"reason\": \"2 >= 3 does not hold\", "
+	               "\"waiver\": null}]");
 	assert_json_eq(json_object_get(run, "checklist"),
 	               "[{\"item\": \"runbook\", \"required\": true, \"evidence\": "
 	               "\"https://x\", \"outcome\": \"pass\", \"reason\": \"evidence given\"}]");
@@ -870,7 +874,8 @@ END_TEST
 
 /* The running run of test_interrupt_stale after start-up recovery. */
 static const char interrupted_run[] =
-        "{\"service\": \"svc\", \"version\": \"2.4.0\", \"environment\": "
+        "{\"invalidated\": null, \"rejudgements\": [], "  /* 0003 */
+        "\"service\": \"svc\", \"version\": \"2.4.0\", \"environment\": "
         "\"staging\", \"state\": \"interrupted\", \"verdict\": null, "
         "\"submitted_by\": \"ci-pipeline\", "
         "\"created_at\": \"2026-11-26T13:40:02.114Z\", "

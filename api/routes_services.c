@@ -1,0 +1,339 @@
+/* routes_services: services and what readyd remembers of them: the list
+ * of services, a service's decisions over time (history), one metric
+ * across runs (trends) and waivers (create, list, revoke). Reads and
+ * writes go through lib/store (store_history.c); this file only parses
+ * and validates requests and shapes replies.
+ *
+ * It must not judge gates (lib/judge applies waivers) nor query SQLite.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "gate.h"
+#include "util.h"
+
+#define HISTORY_DEFAULT_LIMIT 50
+#define TREND_DEFAULT_LIMIT   500
+#define TREND_MAX_LIMIT       10000
+#define WAIVER_TEXT_MAX       1024
+#define WAIVER_NAME_MAX       128
+#define WAIVER_MAX_MS         (366LL * 24 * 3600 * 1000) /* a waiver is temporary */
+
+/* A query parameter, NULL when absent or empty. */
+static const char *query(struct api_req *req, const char *key)
+{
+	const char *v = api_req_query(req, key);
+
+	return v && *v ? v : NULL;
+}
+
+static bool name_ok(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (n == 0 || n > WAIVER_NAME_MAX)
+		return false;
+	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+}
+
+/* 422 with one {path, message}. */
+static void problem_field(struct api_req *req, const char *path, const char *message)
+{
+	api_problem(req, 422,
+	            json_pack("{s:[{s:s, s:s}]}", "errors", "path", path, "message", message),
+	            "%s: %s", path, message);
+}
+
+static void get_services(struct api_req *req)
+{
+	json_t *items = NULL;
+	int r = store_services_list(api_req_app(req)->store, &items);
+
+	if (r < 0) {
+		api_problem_errno(req, r, "cannot list services");
+		return;
+	}
+	api_reply_json(req, 200, json_pack("{s:o}", "items", items));
+}
+
+static bool verdict_ok(const char *v)
+{
+	return !strcmp(v, "PASS") || !strcmp(v, "FAIL") || !strcmp(v, "ERROR");
+}
+
+static void get_history(struct api_req *req)
+{
+	struct store_history_filter f = {
+	        .service = api_req_name(req),
+	        .environment = query(req, "environment"),
+	        .verdict = query(req, "verdict"),
+	        .cursor = query(req, "cursor"),
+	        .limit = HISTORY_DEFAULT_LIMIT,
+	};
+	const char *limit = query(req, "limit");
+	char *next = NULL;
+	json_t *items = NULL;
+	int64_t n;
+	int r;
+
+	if (limit && rd_parse_int64(limit, 1, 1000, &n) < 0) {
+		api_problem(req, 400, NULL, "limit must be an integer from 1 to 1000");
+		return;
+	}
+	f.limit = limit ? (int)n : f.limit;
+	if (f.verdict && !verdict_ok(f.verdict)) {
+		api_problem(req, 400, NULL, "verdict must be one of PASS, FAIL, ERROR");
+		return;
+	}
+	r = store_history(api_req_app(req)->store, &f, &items, &next);
+	if (r == -EINVAL) {
+		api_problem(req, 400, NULL, "%s", store_errmsg(api_req_app(req)->store));
+		return;
+	}
+	if (r < 0) {
+		api_problem_errno(req, r, "cannot read the history");
+		return;
+	}
+	api_reply_json(req, 200,
+	               json_pack("{s:s, s:o, s:s?}", "service", f.service, "items", items,
+	                         "next_cursor", next));
+	free(next);
+}
+
+/* A time bound: RFC 3339, or a duration meaning that long before now. */
+static int parse_bound(const char *s, int64_t now_ms, int64_t *ret)
+{
+	int64_t d;
+
+	if (rd_time_parse(s, ret) == 0)
+		return 0;
+	if (rd_parse_duration(s, &d) < 0 || d > now_ms)
+		return -EINVAL;
+	*ret = now_ms - d;
+	return 0;
+}
+
+/* "PROBE.METRIC" into q's probe and metric (pointing into buf). */
+static int parse_metric(const char *s, char *buf, size_t len, struct store_trend_query *q)
+{
+	char *dot;
+
+	if (!s || strlen(s) >= len)
+		return -EINVAL;
+	snprintf(buf, len, "%s", s);
+	dot = strchr(buf, '.');
+	if (!dot || dot == buf || !dot[1] || strlen(dot + 1) > GATE_NAME_MAX ||
+	    (size_t)(dot - buf) > GATE_NAME_MAX)
+		return -EINVAL;
+	*dot = '\0';
+	q->probe = buf;
+	q->metric = dot + 1;
+	return 0;
+}
+
+/* Fills q from the query string; on error replies and returns -EINVAL. */
+static int trend_query(struct api_req *req, char *buf, size_t len, struct store_trend_query *q)
+{
+	const char *since = query(req, "since"), *until = query(req, "until");
+	const char *limit = query(req, "limit");
+	int64_t now = rd_now_ms(), n;
+
+	q->service = api_req_name(req);
+	q->environment = query(req, "environment");
+	q->until_ms = INT64_MAX;
+	q->limit = TREND_DEFAULT_LIMIT;
+	if (parse_metric(query(req, "metric"), buf, len, q) < 0) {
+		api_problem(req, 400, NULL, "metric must be PROBE.METRIC, e.g. latency.p95_ms");
+		return -EINVAL;
+	}
+	if ((since && parse_bound(since, now, &q->since_ms) < 0) ||
+	    (until && parse_bound(until, now, &q->until_ms) < 0) || q->since_ms > q->until_ms) {
+		api_problem(req, 400, NULL,
+		            "since and until must be RFC 3339 times or durations before now "
+		            "(\"30d\"), with since <= until");
+		return -EINVAL;
+	}
+	if (limit && rd_parse_int64(limit, 1, TREND_MAX_LIMIT, &n) < 0) {
+		api_problem(req, 400, NULL, "limit must be an integer from 1 to %d",
+		            TREND_MAX_LIMIT);
+		return -EINVAL;
+	}
+	q->limit = limit ? (int)n : q->limit;
+	return 0;
+}
+
+static void get_trends(struct api_req *req)
+{
+	struct store_trend_query q = {0};
+	char buf[2 * GATE_NAME_MAX + 2];
+	json_t *points = NULL;
+	bool truncated = false;
+	int r;
+
+	if (trend_query(req, buf, sizeof(buf), &q) < 0)
+		return;
+	r = store_trend(api_req_app(req)->store, &q, &points, &truncated);
+	if (r < 0) {
+		api_problem_errno(req, r, "cannot read the trend");
+		return;
+	}
+	api_reply_json(req, 200,
+	               json_pack("{s:s, s:s, s:s, s:s?, s:o, s:b}", "service", q.service, "metric",
+	                         query(req, "metric"), "probe", q.probe, "environment",
+	                         q.environment, "points", points, "truncated", truncated));
+}
+
+/* ---- Waivers -------------------------------------------------------- */
+
+/* A text field: required, 1..max bytes. Returns the value or NULL after
+ * replying. */
+static const char *waiver_text(struct api_req *req, json_t *body, const char *key, size_t max)
+{
+	json_t *v = json_object_get(body, key);
+	char msg[96];
+
+	if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) <= max)
+		return json_string_value(v);
+	snprintf(msg, sizeof(msg), "required: a string of 1 to %zu bytes", max);
+	problem_field(req, key, msg);
+	return NULL;
+}
+
+/* expires: RFC 3339 in the future, or a duration from now ("7d"). */
+static int waiver_expires(struct api_req *req, json_t *body, int64_t now, int64_t *ret)
+{
+	const char *s = json_string_value(json_object_get(body, "expires"));
+	int64_t d;
+
+	if (s && rd_time_parse(s, ret) == 0) {
+		if (*ret > now && *ret - now <= WAIVER_MAX_MS)
+			return 0;
+	} else if (s && rd_parse_duration(s, &d) == 0 && d > 0 && d <= WAIVER_MAX_MS) {
+		*ret = now + d;
+		return 0;
+	}
+	problem_field(req, "expires",
+	              "required: a future RFC 3339 time or a duration such as \"7d\", "
+	              "at most 366 days ahead");
+	return -EINVAL;
+}
+
+/* The canonical expression of body.expr into buf; replies on error. */
+static int waiver_expr(struct api_req *req, json_t *body, char *buf, size_t len)
+{
+	const char *s = waiver_text(req, body, "expr", WAIVER_TEXT_MAX);
+	struct gate_expr ex;
+	char why[200], msg[240];
+
+	if (!s)
+		return -EINVAL;
+	if (gate_parse(s, true, &ex, why, sizeof(why)) < 0) {
+		snprintf(msg, sizeof(msg), "not a gate expression: %s", why);
+		problem_field(req, "expr", msg);
+		return -EINVAL;
+	}
+	gate_format(&ex, buf, len);
+	return 0;
+}
+
+/* Validates body into w (pointing into body and expr); replies on error. */
+static int waiver_parse(struct api_req *req, json_t *body, char *expr, size_t len,
+                        struct store_waiver_new *w)
+{
+	json_t *env = json_object_get(body, "environment");
+
+	w->service = api_req_name(req);
+	w->created_by = api_req_principal(req);
+	w->created_at = rd_now_ms();
+	if (waiver_expr(req, body, expr, len) < 0)
+		return -EINVAL;
+	w->expr = expr;
+	if (!(w->reason = waiver_text(req, body, "reason", WAIVER_TEXT_MAX)) ||
+	    !(w->approver = waiver_text(req, body, "approver", WAIVER_NAME_MAX)) ||
+	    waiver_expires(req, body, w->created_at, &w->expires_at) < 0)
+		return -EINVAL;
+	if (env && !json_is_null(env) && !name_ok(json_string_value(env))) {
+		problem_field(req, "environment",
+		              "must be an environment name ([A-Za-z0-9._-], 1 to 128) or null");
+		return -EINVAL;
+	}
+	w->environment = json_string_value(env);
+	return 0;
+}
+
+static void post_waiver(struct api_req *req)
+{
+	struct api_app *app = api_req_app(req);
+	struct store_waiver_new w = {0};
+	char expr[2 * GATE_NAME_MAX + 96], loc[192];
+	json_t *body, *created = NULL;
+	size_t len;
+	const char *buf = api_req_body(req, &len);
+	int64_t id;
+	int r;
+
+	body = json_loadb(buf ? buf : "", len, JSON_REJECT_DUPLICATES, NULL);
+	if (!json_is_object(body)) {
+		json_decref(body);
+		api_problem(req, 400, NULL,
+		            "the body must be a JSON object: {expr, reason, approver, expires, "
+		            "environment?}");
+		return;
+	}
+	r = waiver_parse(req, body, expr, sizeof(expr), &w);
+	if (r == 0) {
+		r = store_waiver_create(app->store, &w, &id);
+		if (r == 0)
+			r = store_waiver_get(app->store, w.service, id, rd_now_ms(), &created);
+		if (r < 0) {
+			api_problem_errno(req, r, "cannot save the waiver");
+		} else {
+			snprintf(loc, sizeof(loc), "/v1/services/%s/waivers/%lld", w.service,
+			         (long long)id);
+			api_reply_header(req, "Location", loc);
+			api_reply_json(req, 201, created);
+		}
+	}
+	json_decref(body);
+}
+
+static void get_waivers(struct api_req *req)
+{
+	json_t *items = NULL;
+	int r = store_waivers_list(api_req_app(req)->store, api_req_name(req), rd_now_ms(), &items);
+
+	if (r < 0) {
+		api_problem_errno(req, r, "cannot list waivers");
+		return;
+	}
+	api_reply_json(req, 200, json_pack("{s:o}", "items", items));
+}
+
+static void delete_waiver(struct api_req *req)
+{
+	struct api_app *app = api_req_app(req);
+	json_t *w = NULL;
+	int r = store_waiver_revoke(app->store, api_req_name(req), api_req_id(req), rd_now_ms());
+
+	if (r == 0)
+		r = store_waiver_get(app->store, api_req_name(req), api_req_id(req), rd_now_ms(),
+		                     &w);
+	if (r < 0) {
+		api_problem_errno(req, r, "cannot revoke the waiver");
+		return;
+	}
+	api_reply_json(req, 200, w);
+}
+
+const struct api_route api_routes_services[] = {
+        {"GET", "/v1/services", get_services, API_ROLE_VIEWER},
+        {"GET", "/v1/services/{name}/history", get_history, API_ROLE_VIEWER},
+        {"GET", "/v1/services/{name}/trends", get_trends, API_ROLE_VIEWER},
+        {"GET", "/v1/services/{name}/waivers", get_waivers, API_ROLE_VIEWER},
+        {"POST", "/v1/services/{name}/waivers", post_waiver, API_ROLE_ADMIN},
+        {"DELETE", "/v1/services/{name}/waivers/{id}", delete_waiver, API_ROLE_ADMIN},
+        {NULL, NULL, NULL},
+};

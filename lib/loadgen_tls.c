@@ -1,0 +1,165 @@
+/* loadgen_tls: https for the engine, as wrk does it: OpenSSL on a pair of
+ * memory BIOs, so libuv keeps owning the socket. Ciphertext read from the
+ * socket goes into the read BIO; whatever OpenSSL wants to send comes out
+ * of the write BIO and is written with lg_conn_write_raw().
+ *
+ * It verifies the peer (system store or ca_file, and the host name) unless
+ * the spec says insecure; it never logs: failures are connect errors.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loadgen_int.h"
+
+int lg_tls_ctx_new(bool insecure, const char *ca_file, SSL_CTX **ret_ctx, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	int ok;
+
+	if (!ctx)
+		return -ENOMEM;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	if (insecure) {
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	} else {
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+		ok = ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
+		             : SSL_CTX_set_default_verify_paths(ctx);
+		if (ok != 1) {
+			snprintf(err, errlen, "cannot load CA certificates from '%s'",
+			         ca_file ? ca_file : "the system store");
+			SSL_CTX_free(ctx);
+			return -EPROTO;
+		}
+	}
+	*ret_ctx = ctx;
+	return 0;
+}
+
+static bool is_ip(const char *host)
+{
+	unsigned char buf[16];
+
+	return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+/* Sends what OpenSSL queued in the write BIO. */
+static int flush(struct lg_conn *c)
+{
+	int n, r;
+
+	while ((n = BIO_read(c->wbio, c->tls_out, LG_TLS_BUF)) > 0) {
+		r = lg_conn_write_raw(c, c->tls_out, (size_t)n);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int setup_verify(struct lg_conn *c)
+{
+	const struct loadgen *lg = c->t->lg;
+	const char *host = lg->url.host;
+
+	if (!is_ip(host) && SSL_set_tlsext_host_name(c->ssl, host) != 1)
+		return -EPROTO;
+	if (lg->cfg.insecure)
+		return 0;
+	if (is_ip(host))
+		return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), host) == 1 ? 0
+		                                                                        : -EPROTO;
+	return SSL_set1_host(c->ssl, host) == 1 ? 0 : -EPROTO;
+}
+
+int lg_tls_conn_start(struct lg_conn *c)
+{
+	int r;
+
+	if (!c->tls_out) {
+		c->tls_out = malloc(LG_TLS_BUF);
+		if (!c->tls_out)
+			return -ENOMEM;
+	}
+	c->ssl = SSL_new(c->t->lg->ssl_ctx);
+	c->rbio = BIO_new(BIO_s_mem());
+	c->wbio = BIO_new(BIO_s_mem());
+	if (!c->ssl || !c->rbio || !c->wbio) {
+		BIO_free(c->rbio);
+		BIO_free(c->wbio);
+		c->rbio = c->wbio = NULL;
+		return -ENOMEM;
+	}
+	SSL_set_bio(c->ssl, c->rbio, c->wbio);
+	SSL_set_connect_state(c->ssl);
+	if (setup_verify(c) < 0)
+		return -EPROTO;
+	r = SSL_do_handshake(c->ssl);
+	if (r != 1 && SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ)
+		return -EPROTO;
+	return flush(c);
+}
+
+/* Decrypts everything readable into the parser. */
+static int drain(struct lg_conn *c)
+{
+	char plain[LG_READ_BUF];
+	int n;
+
+	for (;;) {
+		n = SSL_read(c->ssl, plain, sizeof(plain));
+		if (n <= 0)
+			break;
+		if (lg_conn_parse(c, plain, (size_t)n) < 0)
+			return -1; /* closed already */
+	}
+	switch (SSL_get_error(c->ssl, n)) {
+	case SSL_ERROR_WANT_READ:
+		return flush(c) < 0 ? LOADGEN_ERR_IO : -1;
+	case SSL_ERROR_ZERO_RETURN:
+		return LOADGEN_ERR_IO;
+	default:
+		return LOADGEN_ERR_PROTOCOL;
+	}
+}
+
+int lg_tls_feed(struct lg_conn *c, const char *buf, size_t len)
+{
+	int r;
+
+	if (BIO_write(c->rbio, buf, (int)len) != (int)len)
+		return LOADGEN_ERR_IO;
+	if (!SSL_is_init_finished(c->ssl)) {
+		r = SSL_do_handshake(c->ssl);
+		if (flush(c) < 0)
+			return LOADGEN_ERR_CONNECT;
+		if (r != 1)
+			return SSL_get_error(c->ssl, r) == SSL_ERROR_WANT_READ
+			               ? -1
+			               : LOADGEN_ERR_CONNECT;
+		lg_conn_ready(c);
+		if (c->state == LG_CLOSING || c->state == LG_CLOSED)
+			return -1;
+	}
+	return drain(c);
+}
+
+int lg_tls_send(struct lg_conn *c, const char *buf, size_t len)
+{
+	if (SSL_write(c->ssl, buf, (int)len) != (int)len)
+		return -EIO;
+	return flush(c);
+}
+
+void lg_tls_conn_free(struct lg_conn *c)
+{
+	if (c->ssl) {
+		SSL_free(c->ssl); /* frees both BIOs */
+		c->ssl = NULL;
+		c->rbio = c->wbio = NULL;
+	}
+	ERR_clear_error();
+}

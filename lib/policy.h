@@ -1,0 +1,92 @@
+/* policy: where probes may send traffic (SSRF control) and the operator's
+ * caps on what a spec may ask for. The allowlist (`allowed_targets` in
+ * readyd.yaml) holds host names ("models.internal", "*.svc.local"),
+ * addresses and CIDRs ("127.0.0.1", "10.0.0.0/8", "[fd00::/8]"), each
+ * optionally with a port or port range (":8000-8100"). It is checked at
+ * submit time for every URL of a spec (after resolving names, on the
+ * libuv threadpool) and at run time for every connection, redirects
+ * included (lib/http's policy hook).
+ *
+ * Link-local (169.254.0.0/16, fe80::/10), cloud metadata (fd00:ec2::254,
+ * 100.100.100.200) and unspecified (0.0.0.0/8, ::) addresses are refused
+ * unless an address or CIDR entry lists them: a host name entry never
+ * unlocks them, so DNS cannot point an allowed name at a metadata service.
+ * With no entries at all, every other address is allowed (the tokenless
+ * quick start); docs/security.md says why production should list them.
+ *
+ * This module never opens a connection; it only answers questions.
+ * Policies are immutable and reference counted, so a SIGHUP can swap in a
+ * new one while checks against the old one finish. Main loop thread only
+ * (policy_check_addr may be called from any thread on a live reference).
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "spec.h"
+
+#define POLICY_MAX_ENTRIES 1024
+
+struct policy;
+struct policy_check;
+
+/* Builds a policy from entries, a JSON array of strings (borrowed; NULL
+ * or [] allows every address but the refused ranges above). Returns 0, or
+ * -EINVAL with a sentence naming the bad entry in err ("allowed_targets[2]:
+ * ..."), or -ENOMEM. The new policy has one reference. */
+int policy_new(json_t *entries, struct policy **ret_policy, char *err, size_t errlen);
+
+/* Reference counting; unref of NULL is fine. */
+struct policy *policy_ref(struct policy *p);
+void policy_unref(struct policy *p);
+
+/* True if the policy has no entries (allows all but the refused ranges). */
+bool policy_is_open(const struct policy *p);
+
+/* May a connection go to addr (port included)? host is the URL's host as
+ * written (a name or an address literal), or NULL. 0 or -EPERM. */
+int policy_check_addr(const struct policy *p, const struct sockaddr *addr, const char *host);
+
+/* Splits an http(s) URL into host and port (default 80/443). 0, -EPROTO
+ * for any other scheme, -EINVAL for a URL that does not parse. */
+int policy_url_host_port(const char *url, char *host, size_t hostlen, int *ret_port);
+
+/* The outcome of a spec check: err 0 (every URL allowed), -EPERM (path is
+ * the offending field, e.g. "probes[2].url", message says why), or another
+ * -errno. path and message are borrowed for the call. */
+typedef void (*policy_check_cb)(void *userdata, int err, const char *path, const char *message);
+
+/* Checks every URL of spec (target, probe urls, prometheus, trigger,
+ * clear, restore, version_url) asynchronously: names are resolved with
+ * uv_getaddrinfo, never on the loop. cb is called exactly once, unless the
+ * check is cancelled first; it may run before this returns (a spec without
+ * host names). spec and p are borrowed until then (p is referenced).
+ * *ret_check (optional) identifies the check for policy_check_cancel until
+ * cb runs. Returns 0 or -ENOMEM. */
+int policy_check_spec(uv_loop_t *loop, struct policy *p, const struct spec *spec,
+                      policy_check_cb cb, void *userdata, struct policy_check **ret_check);
+
+/* Stops a check: its callback will not run. Memory is released once a
+ * pending resolution returns (run the loop). */
+void policy_check_cancel(struct policy_check *c);
+
+/* Operator caps on a spec (readyd.yaml `limits:`); 0 means "no cap
+ * beyond the spec module's own". */
+struct policy_limits {
+	int64_t max_spec_bytes;
+	int64_t max_probes;
+	int64_t max_run_duration_ms;   /* the spec's timeout */
+	int64_t max_load_connections;  /* per load/capacity probe */
+	double max_load_rate;          /* per load/capacity probe, req/s */
+	int64_t max_probe_duration_ms; /* load/capacity duration */
+};
+
+/* Checks spec against limits. 0, or -EPERM with err's path and message
+ * set (the field path, e.g. "probes[0].connections"). */
+int policy_check_limits(const struct policy_limits *l, const struct spec *spec,
+                        struct spec_error *err);

@@ -1,0 +1,33 @@
+/* store_internal: what store.c shares with its sibling files in lib/
+ * (store_history.c) and nobody else: the connection, error reporting and
+ * transactions. Not for api/ or the scheduler: they use store.h. Same
+ * rules as store.c: main thread for the write connection, every SQLite
+ * code turned into -errno with a message kept for store_errmsg().
+ */
+#pragma once
+
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store.h"
+
+/* The connection; statements prepared on it must be finalized or reset
+ * before returning (a pending SELECT pins a WAL snapshot). */
+sqlite3 *store_db(struct store *st);
+
+/* Sets the sentence store_errmsg() returns. */
+void store_set_errf(struct store *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Keeps SQLite's message for a failed call and maps rc onto -errno. */
+int store_db_fail(struct store *st, int rc, const char *what);
+
+/* BEGIN (IMMEDIATE when write) / COMMIT when r is 0, else ROLLBACK;
+ * store_tx_end returns r or COMMIT's error. */
+int store_tx_begin(struct store *st, bool write);
+int store_tx_end(struct store *st, int r);
+
+/* Adds the history parts of a run resource (invalidated, rejudgements)
+ * inside store_run_get's read transaction. store_history.c. */
+int store_history_decorate(struct store *st, int64_t id, json_t *run);

@@ -1,0 +1,219 @@
+"""Integration: the load engine through the real readyd (load and capacity
+probes) and through readyd-load, against the demo target. Every expected
+number comes from the demo target's own record of the delays it applied
+(GET /admin/delays) or from arithmetic on its configuration, never from
+timings of this machine. Runs are a few seconds each."""
+import json
+import math
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lib  # noqa: E402
+
+READYD_LOAD_BIN = os.environ.get('READYD_LOAD_BIN', 'build/cli/readyd-load')
+
+
+def spec(url, probe, gates='', timeout='5m'):
+    return f"""apiVersion: readyd/v1
+service: load-test
+version: 1.0.0
+environment: test
+timeout: {timeout}
+target:
+  url: {url}/v1/predict
+  timeout: 5s
+probes:
+{probe}
+{gates}"""
+
+
+def nearest_rank(sorted_values, p):
+    """The nearest-rank percentile, as lib/hist defines it."""
+    rank = max(1, math.ceil(round(p / 100.0 * len(sorted_values), 6)))
+    return sorted_values[rank - 1]
+
+
+def probe_of(run, name):
+    return next(p for p in run['probes'] if p['name'] == name)
+
+
+class LoadTest(lib.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = lib.Daemon().__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.__exit__(None, None, None)
+
+    def setUp(self):
+        super().setUp()
+        self.track(self.d)
+
+    def demo(self, **flags):
+        t = lib.DemoTarget(**flags).__enter__()
+        self.addCleanup(t.__exit__, None, None, None)
+        self.track(t)
+        return t
+
+    def transport_floor_ms(self, connections):
+        """p50 of answers with no applied delay: what loopback, the demo
+        target's HTTP stack and thread wake-ups add on this machine right
+        now, which the server's own record of delays cannot include."""
+        z = self.demo()
+        out = subprocess.run([READYD_LOAD_BIN, '--json', '-c', str(connections), '-n', '2000',
+                              z.url + '/v1/predict'], capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return json.loads(out.stdout)['p50_ms']
+
+    def test_closed_mode_matches_server_record_and_passes_gates(self):
+        floor = self.transport_floor_ms(4)
+        t = self.demo(latency='10ms:90,40ms:8,150ms:2')
+        self.assertEqual(t.post('/admin/reset').status, 200)
+        probe = """  - name: latency
+    type: load
+    mode: closed
+    connections: 4
+    duration: 5s
+"""
+        gates = """gates:
+  - latency.p95_ms < 100
+  - latency.error_rate < 0.01
+"""
+        run = self.d.run_spec(spec(t.url, probe, gates), timeout=60)
+        self.assertEqual(run['state'], 'passed', run)
+        self.assertEqual(run['verdict'], 'PASS', run)
+        m = probe_of(run, 'latency')['metrics']
+        rec = lib.http('GET', t.url + '/admin/delays').json
+        self.assertFalse(rec['truncated'])
+        delays = sorted(rec['delays_us'])
+        self.assertEqual(m['errors'], 0)
+        # Every request the server answered was measured, and no other.
+        self.assertEqual(m['requests'], len(delays))
+        for name, p in (('p50_ms', 50), ('p95_ms', 95), ('p99_ms', 99)):
+            want = nearest_rank(delays, p) / 1000.0
+            # The brief's tolerance (3% or 0.3 ms) on top of the transport
+            # floor; on a quiet machine the floor is a few tens of us.
+            tol = max(0.03 * want, 0.3) + floor
+            self.assertLess(abs(m[name] - want), tol, '%s: readyd %.3f, server %.3f, floor %.3f'
+                            % (name, m[name], want, floor))
+        self.assertGreater(m['throughput_rps'], 0)
+        details = probe_of(run, 'latency')['details']
+        self.assertNotIn('histograms', details)  # stored as rows, not in the resource
+        self.assertEqual(sum(s['requests'] for s in details['timeline']), m['requests'])
+        self.assertEqual(sum(b[2] for b in details['buckets']), m['requests'])
+        db = sqlite3.connect('file:%s?mode=ro' % self.d.db, uri=True)
+        try:
+            rows = dict(db.execute('SELECT name, data FROM probe_histograms WHERE run_id = ?',
+                                   (run['id'],)).fetchall())
+            tl = db.execute('SELECT SUM(requests) FROM probe_timelines WHERE run_id = ?',
+                            (run['id'],)).fetchone()[0]
+        finally:
+            db.close()
+        self.assertEqual(sorted(rows), ['failed', 'latency'])
+        self.assertEqual(rows['latency'][:4], b'RDHG')
+        self.assertEqual(tl, m['requests'])
+
+    def test_rate_mode_stall_is_corrected(self):
+        rate, seconds, stall = 200, 6, 1.0
+        t = self.demo(stall_after='2s', stall_for='1s')
+        probe = f"""  - name: stalled
+    type: load
+    mode: rate
+    rate: {rate}
+    connections: 4
+    duration: {seconds}s
+"""
+        run = self.d.run_spec(spec(t.url, probe), timeout=60)
+        self.assertEqual(run['state'], 'passed', run)
+        m = probe_of(run, 'stalled')['metrics']
+        n = m['requests']
+        self.assertEqual(n, rate * seconds)
+        self.assertEqual(m['errors'], 0)
+        # Requests intended during the stall wait until it ends: their
+        # latency falls evenly from `stall` to 0, rate per second. The
+        # p99 sample has n - rank samples above it.
+        rank = math.ceil(0.99 * n)
+        analytic_ms = 1000.0 * (stall - (n - rank) / rate)
+        self.assertLess(abs(m['p99_ms'] - analytic_ms), 0.15 * analytic_ms,
+                        'corrected p99 %.1f ms, analytic %.1f ms' % (m['p99_ms'], analytic_ms))
+        # From the actual send only the 4 requests held by the server see
+        # the stall; the others were sent after it.
+        self.assertLess(m['p99_ms_uncorrected'], 100)
+        self.assertGreater(m['max_ms_uncorrected'], 500)
+        self.assertGreater(m['schedule_lag_max_ms'], 500)
+
+    def test_capacity_finds_saturation(self):
+        workers, latency_ms = 4, 20
+        saturation = workers * 1000.0 / latency_ms  # 200 req/s
+        t = self.demo(workers=workers, latency='%dms' % latency_ms)
+        probe = """  - name: cap
+    type: capacity
+    slo: "p95_ms < 100 and error_rate < 0.01"
+    min_rate: 100
+    max_rate: 300
+    required_rate: 100
+    step: 1500ms
+    connections: 32
+"""
+        run = self.d.run_spec(spec(t.url, probe), timeout=120)
+        self.assertEqual(run['state'], 'passed', run)
+        cap = probe_of(run, 'cap')
+        rate = cap['metrics']['rate']
+        self.assertLess(abs(rate - saturation), 0.10 * saturation, cap['details'])
+        self.assertAlmostEqual(cap['metrics']['headroom'], rate / 100.0, places=6)
+        self.assertGreater(len(cap['details']['points']), 3)
+        # Above saturation the queue grows: some step there failed.
+        self.assertTrue(any(not p['pass'] and p['rate'] >= saturation for p in cap['details']['points']),
+                        cap['details'])
+
+    def test_cancel_mid_probe_stops_engine(self):
+        t = self.demo(latency='1ms')
+        probe = """  - name: long
+    type: load
+    mode: closed
+    connections: 4
+    duration: 60s
+"""
+        r = self.d.submit(spec(t.url, probe))
+        self.assertEqual(r.status, 201, r)
+        rid = r.json['id']
+        deadline = time.monotonic() + 20
+        seen = None
+        while time.monotonic() < deadline:
+            run = self.d.get('/v1/runs/%d' % rid).json
+            cur = (run.get('progress') or {}).get('current') or {}
+            if (cur.get('requests') or 0) > 0:
+                seen = cur
+                break
+            time.sleep(0.1)
+        self.assertIsNotNone(seen, 'no progress seen')
+        self.assertGreaterEqual(seen['percent'], 0)
+        t0 = time.monotonic()
+        self.assertIn(self.d.request('POST', '/v1/runs/%d/cancel' % rid).status, (200, 202))
+        run = self.d.wait_run(rid, timeout=20)
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertEqual(run['state'], 'cancelled', run)
+        self.assertEqual(probe_of(run, 'long')['state'], 'cancelled')
+        self.assertEqual(self.d.get('/healthz').status, 200)
+
+    def test_readyd_load_cli_and_valgrind(self):
+        t = self.demo(latency='1ms')
+        argv = [READYD_LOAD_BIN, '--json', '-c', '4', '-n', '200', t.url + '/v1/predict']
+        if shutil.which('valgrind') and not os.environ.get('ASAN_OPTIONS'):
+            argv = ['valgrind', '--error-exitcode=99', '--leak-check=full',
+                    '--errors-for-leak-kinds=definite,indirect', '--quiet'] + argv
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        r = json.loads(out.stdout)
+        self.assertEqual(r['requests'], 200)
+        self.assertEqual(r['errors'], 0)
+
+
+if __name__ == '__main__':
+    lib.main()

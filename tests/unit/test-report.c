@@ -1,0 +1,490 @@
+/* Unit tests of the report renderers (markdown, html, junit), the SVG
+ * helpers they share, readyd's own /metrics exposition and the store
+ * snapshot behind it. Renderers run on one fixed run JSON that holds
+ * every gate outcome, a checklist, a load probe with and without a
+ * timeline, and hostile text (markup, control characters, bad UTF-8)
+ * that must come out inert.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "metrics.h"
+#include "report.h"
+#include "store.h"
+#include "svg.h"
+
+static const char run_text[] =
+        "{\"id\": 7, \"service\": \"svc<script>alert(1)</script>\", \"version\": \"2.4.0\","
+        " \"environment\": \"staging\", \"state\": \"failed\", \"verdict\": \"FAIL\","
+        " \"submitted_by\": \"ci\", \"created_at\": \"2026-11-26T13:40:02.114Z\","
+        " \"started_at\": \"2026-11-26T13:40:02.120Z\","
+        " \"finished_at\": \"2026-11-26T13:41:02.120Z\", \"error\": null,"
+        " \"probes\": ["
+        "  {\"name\": \"latency\", \"type\": \"load\", \"state\": \"passed\","
+        "   \"metrics\": {\"requests\": 12000, \"p50_ms\": 10.5, \"p95_ms\": 40, \"p99_ms\": 150,"
+        "    \"p999_ms\": 300, \"max_ms\": 420},"
+        "   \"details\": {\"timeline\": [{\"requests\": 200, \"p99_ms\": 120},"
+        "    {\"requests\": 210, \"p99_ms\": 160}, {\"requests\": 190, \"p99_ms\": 140}]},"
+        "   \"error\": null},"
+        "  {\"name\": \"capacity\", \"type\": \"load\", \"state\": \"passed\","
+        "   \"metrics\": {\"throughput_rps\": 900, \"p50_ms\": 8}, \"details\": null,"
+        "   \"error\": null},"
+        "  {\"name\": \"tls\", \"type\": \"tls\", \"state\": \"error\", \"metrics\": {},"
+        "   \"error\": \"handshake <b>failed</b>\\u0001 & \\\"quoted\\\"\"},"
+        "  {\"name\": \"rollback\", \"type\": \"rollback-drill\", \"state\": \"passed\","
+        "   \"metrics\": {\"seconds\": 12}, \"error\": null}"
+        " ],"
+        " \"gates\": ["
+        "  {\"expr\": \"latency.p95_ms < 100\", \"metric\": \"latency.p95_ms\", \"op\": \"<\","
+        "   \"threshold\": 100, \"value\": 40, \"samples\": 12000, \"baseline\": null,"
+        "   \"baseline_run\": null, \"advisory\": false, \"outcome\": \"pass\","
+        "   \"reason\": \"40 < 100\"},"
+        "  {\"expr\": \"latency.p99_ms < 100\", \"metric\": \"latency.p99_ms\", \"op\": \"<\","
+        "   \"threshold\": 100, \"value\": 150, \"samples\": 12000, \"baseline\": null,"
+        "   \"baseline_run\": null, \"advisory\": false, \"outcome\": \"fail\","
+        "   \"reason\": \"150 is not < 100 <script>x</script>\"},"
+        "  {\"expr\": \"tls.version >= 1.3\", \"metric\": \"tls.version\", \"op\": \">=\","
+        "   \"threshold\": 1.3, \"value\": null, \"samples\": -1, \"advisory\": false,"
+        "   \"outcome\": \"error\", \"reason\": \"probe tls errored\"},"
+        "  {\"expr\": \"latency.p50_ms <= baseline * 1.1\", \"metric\": \"latency.p50_ms\","
+        "   \"op\": \"<=\", \"threshold\": 11, \"value\": 10.5, \"baseline\": 10,"
+        "   \"baseline_run\": 3, \"advisory\": false, \"outcome\": \"pass\","
+        "   \"reason\": \"10.5 <= 11\"},"
+        "  {\"expr\": \"capacity.p50_ms < 5\", \"metric\": \"capacity.p50_ms\", \"op\": \"<\","
+        "   \"threshold\": 5, \"value\": 8, \"advisory\": true, \"outcome\": \"fail\","
+        "   \"reason\": \"8 is not < 5\"},"
+        "  {\"expr\": \"rollback.seconds < 10\", \"metric\": \"rollback.seconds\","
+        "   \"op\": \"<\", \"threshold\": 10, \"value\": 12, \"advisory\": false,"
+        "   \"outcome\": \"waived\", \"reason\": \"12 is not < 10; waived\","
+        "   \"waiver\": {\"id\": 4, \"reason\": \"slow disk\", \"approver\": \"alice\","
+        "    \"expires_at\": \"2026-12-01T00:00:00.000Z\"}}"
+        " ],"
+        " \"checklist\": ["
+        "  {\"item\": \"runbook\", \"required\": true, \"evidence\": \"https://wiki/rb?a=1&b=2\","
+        "   \"outcome\": \"pass\", \"reason\": \"evidence given\"},"
+        "  {\"item\": \"rollback_plan\", \"required\": true, \"evidence\": null,"
+        "   \"outcome\": \"fail\", \"reason\": \"no evidence\"}"
+        " ]"
+        "}";
+
+static json_t *fixture(void)
+{
+	json_error_t e;
+	json_t *run = json_loads(run_text, 0, &e);
+
+	ck_assert_msg(run != NULL, "fixture: %s at %d", e.text, e.position);
+	return run;
+}
+
+static size_t count(const char *hay, const char *needle)
+{
+	size_t n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
+/* No raw markup from the run, nor any C0 control except \n \t. */
+static void assert_inert(const char *out)
+{
+	ck_assert_ptr_null(strstr(out, "<script"));
+	ck_assert_ptr_null(strstr(out, "<b>"));
+	for (const unsigned char *p = (const unsigned char *)out; *p; p++)
+		ck_assert_msg(*p >= 0x20 || *p == '\n' || *p == '\t', "control byte %02x", *p);
+}
+
+/* --- svg_buf_esc --- */
+
+static const struct {
+	const char *in, *out;
+} esc_cases[] = {
+        {"plain", "plain"},
+        {"<script>&\"'", "&lt;script&gt;&amp;&quot;&#39;"},
+        {"a\x01"
+         "b\x7f"
+         "c",
+         "abc"},
+        {"tab\tnl\n", "tab\tnl\n"},
+        {"caf\xc3\xa9", "caf\xc3\xa9"},
+        {"bad\xff"
+         "x",
+         "bad\xef\xbf\xbd"
+         "x"},
+        {"trunc\xe2\x82", "trunc\xef\xbf\xbd\xef\xbf\xbd"},
+        {"overlong\xc0\xaf", "overlong\xef\xbf\xbd\xef\xbf\xbd"},
+        {"", ""},
+};
+
+START_TEST(test_esc)
+{
+	struct svg_buf b;
+	char *s;
+
+	svg_buf_init(&b);
+	svg_buf_esc(&b, esc_cases[_i].in);
+	s = svg_buf_steal(&b, NULL);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_str_eq(s, esc_cases[_i].out);
+	free(s);
+}
+END_TEST
+
+START_TEST(test_buf_grows)
+{
+	struct svg_buf b;
+	size_t len = 0;
+	char *s;
+
+	svg_buf_init(&b);
+	for (int i = 0; i < 10000; i++)
+		svg_buf_printf(&b, "%04d", i % 10000);
+	s = svg_buf_steal(&b, &len);
+	ck_assert_uint_eq(len, 40000);
+	ck_assert(strncmp(s + 39996, "9999", 4) == 0);
+	free(s);
+	ck_assert_ptr_null(b.data);
+}
+END_TEST
+
+/* --- sections --- */
+
+static const struct {
+	const char *type, *section;
+} section_cases[] = {
+        {"load", "Performance"},
+        {"capacity", "Performance"},
+        {"resources", "Performance"},
+        {"prometheus-scrape", "Monitoring"},
+        {"prometheus-rules", "Monitoring"},
+        {"prometheus-query", "Monitoring"},
+        {"alert-drill", "Monitoring"},
+        {"http", "Monitoring"},
+        {"rollback-drill", "Rollback"},
+        {"tls", "Security"},
+        {"auth", "Security"},
+        {"rate-limit", "Security"},
+};
+
+START_TEST(test_section)
+{
+	ck_assert_str_eq(report_section_of_type(section_cases[_i].type), section_cases[_i].section);
+}
+END_TEST
+
+/* --- markdown --- */
+
+START_TEST(test_markdown)
+{
+	static const char *const order[] = {"**Verdict: FAIL**", "\n## Performance\n",
+	                                    "\n## Monitoring\n", "\n## Incident response\n",
+	                                    "\n## Rollback\n",   "\n## Security\n",
+	                                    "\n## Checklist\n",  "\n## Waivers\n"};
+	json_t *run = fixture();
+	size_t len;
+	char *md = report_markdown(run, NULL, &len);
+	const char *at = md, *perf, *sec;
+
+	ck_assert_ptr_nonnull(md);
+	ck_assert_uint_eq(len, strlen(md));
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		const char *p = strstr(at, order[i]);
+
+		ck_assert_msg(p != NULL, "missing or out of order: %s", order[i]);
+		at = p;
+	}
+	/* Gates sit in their probe's section, with value vs threshold. */
+	perf = strstr(md, "## Performance");
+	sec = strstr(md, "## Security");
+	ck_assert(strstr(md, "**FAIL** latency.p99\\_ms") > perf);
+	ck_assert(strstr(md, "**FAIL** latency.p99\\_ms") < strstr(md, "## Monitoring"));
+	ck_assert_ptr_nonnull(strstr(md, "value 150 vs &lt; 100"));
+	ck_assert_ptr_nonnull(strstr(md, "(baseline 10 from run 3)"));
+	ck_assert_ptr_nonnull(strstr(md, "**FAIL** (advisory) capacity.p50\\_ms"));
+	ck_assert_ptr_nonnull(strstr(md, "**WAIVED** rollback.seconds"));
+	ck_assert(strstr(sec, "**ERROR** tls.version") != NULL);
+	ck_assert(strstr(md, "**ERROR** tls.version") > sec);
+	ck_assert_ptr_nonnull(strstr(md, "- [x] runbook (required, **PASS**)"));
+	ck_assert_ptr_nonnull(strstr(md, "- [ ] rollback\\_plan (required, **FAIL**)"));
+	ck_assert_ptr_nonnull(strstr(md, "approved by alice"));
+	ck_assert_ptr_nonnull(strstr(md, "&lt;script&gt;"));
+	assert_inert(md);
+	free(md);
+	json_decref(run);
+}
+END_TEST
+
+START_TEST(test_markdown_empty_run)
+{
+	json_t *run = json_pack("{s:I, s:s, s:s, s:s, s:s, s:n, s:[], s:[], s:[]}", "id",
+	                        (json_int_t)1, "service", "a", "version", "1", "environment", "e",
+	                        "state", "queued", "verdict", "probes", "gates", "checklist");
+	char *md = report_markdown(run, NULL, NULL);
+
+	ck_assert_ptr_nonnull(md);
+	ck_assert_ptr_nonnull(strstr(md, "**Verdict: not decided**"));
+	ck_assert_uint_eq(count(md, "_Nothing in this run covers this section._"), 5);
+	ck_assert_ptr_nonnull(strstr(md, "_No checklist items in the spec._"));
+	ck_assert_ptr_null(strstr(md, "## Waivers"));
+	free(md);
+	json_decref(run);
+}
+END_TEST
+
+/* --- junit --- */
+
+START_TEST(test_junit)
+{
+	json_t *run = fixture();
+	char *x = report_junit(run, NULL, NULL);
+
+	ck_assert_ptr_nonnull(x);
+	ck_assert(strncmp(x, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite ", 50) == 0);
+	/* 6 gates + 2 checklist items; p99 and rollback_plan fail, tls errors;
+	 * the advisory failure and the waiver do not count. */
+	ck_assert_ptr_nonnull(strstr(x, "tests=\"8\" failures=\"2\" errors=\"1\""));
+	ck_assert_uint_eq(count(x, "<testcase "), 8);
+	ck_assert_uint_eq(count(x, "</testcase>"), 8);
+	ck_assert_uint_eq(count(x, "<failure "), 2);
+	ck_assert_uint_eq(count(x, "<error "), 1);
+	ck_assert_ptr_nonnull(strstr(x, "name=\"latency.p99_ms &lt; 100\""));
+	ck_assert_ptr_nonnull(strstr(x, "message=\"value 150 vs &lt; 100: 150 is not &lt; 100 "
+	                                "&lt;script&gt;x&lt;/script&gt;\""));
+	ck_assert_ptr_nonnull(strstr(x, "classname=\"gates.Security\" name=\"tls.version &gt;= "
+	                                "1.3\""));
+	ck_assert_ptr_nonnull(strstr(x, "<system-out>advisory, fail: value 8 vs &lt; 5"));
+	ck_assert_ptr_nonnull(strstr(x, "<system-out>waived: value 12"));
+	ck_assert_ptr_nonnull(strstr(x, "https://wiki/rb?a=1&amp;b=2"));
+	ck_assert_ptr_nonnull(strstr(x, "probe tls: handshake &lt;b&gt;failed&lt;/b&gt; &amp; "
+	                                "&quot;quoted&quot;"));
+	ck_assert_ptr_nonnull(strstr(x, "timestamp=\"2026-11-26T13:41:02\""));
+	assert_inert(x);
+	free(x);
+	json_decref(run);
+}
+END_TEST
+
+/* --- html --- */
+
+START_TEST(test_html)
+{
+	json_t *run = fixture();
+	json_t *trends = json_pack("[{s:s, s:[{s:I, s:f}, {s:I, s:f}, {s:I, s:n}, {s:I, s:f}]}]",
+	                           "metric", "latency.p95_ms", "points", "run_id", (json_int_t)1,
+	                           "value", 30.0, "run_id", (json_int_t)2, "value", 35.0, "run_id",
+	                           (json_int_t)3, "value", "run_id", (json_int_t)7, "value", 40.0);
+	char *h = report_html(run, NULL, trends, NULL);
+
+	ck_assert_ptr_nonnull(h);
+	ck_assert(strncmp(h, "<!DOCTYPE html>", 15) == 0);
+	ck_assert_ptr_nonnull(strstr(h, "<div class=\"banner FAIL\" id=\"verdict\">FAIL"));
+	/* latency: 5 percentile bars + 3 timeline bars; capacity: 1 bar, no timeline. */
+	ck_assert_uint_eq(count(h, "class=\"chart\""), 3);
+	ck_assert_uint_eq(count(h, "<rect class=\"bar\""), 5 + 3 + 1);
+	ck_assert_uint_eq(count(h, "<polyline class=\"line\""), 1);
+	ck_assert_uint_eq(count(h, "timeline-none"), 1);
+	/* The sparkline breaks at the null point: two polylines. */
+	ck_assert_uint_eq(count(h, "class=\"sparkline\""), 1);
+	ck_assert_uint_eq(count(h, "<polyline class=\"spark\""), 2);
+	ck_assert_uint_eq(count(h, "<tr><td>"), 6 + 1 + 4 + 2);
+	ck_assert_ptr_nonnull(strstr(h, "svc&lt;script&gt;alert(1)&lt;/script&gt;"));
+	ck_assert_ptr_nonnull(strstr(h, "<ul id=\"waivers\">\n<li><code>rollback.seconds &lt; 10"
+	                                "</code>: slow disk (approved by alice"));
+	ck_assert_ptr_null(strstr(h, "src="));
+	ck_assert_ptr_null(strstr(h, "href="));
+	assert_inert(h);
+	free(h);
+	json_decref(trends);
+	json_decref(run);
+}
+END_TEST
+
+START_TEST(test_html_no_trends)
+{
+	json_t *run = fixture();
+	char *h = report_html(run, NULL, NULL, NULL);
+
+	ck_assert_ptr_nonnull(h);
+	ck_assert_ptr_nonnull(strstr(h, "No history of gated metrics yet."));
+	ck_assert_uint_eq(count(h, "class=\"sparkline\""), 0);
+	free(h);
+	json_decref(run);
+}
+END_TEST
+
+START_TEST(test_svg_bar_nan)
+{
+	struct svg_buf b;
+	const char *labels[] = {"a", "b"};
+	double v[] = {NAN, 2};
+	char *s;
+
+	svg_buf_init(&b);
+	svg_bar_chart(&b, "t<x>", labels, v, 2, "ms");
+	s = svg_buf_steal(&b, NULL);
+	ck_assert_ptr_nonnull(strstr(s, ">n/a<"));
+	ck_assert_ptr_nonnull(strstr(s, "<title>t&lt;x&gt;</title>"));
+	ck_assert_ptr_null(strstr(s, "nan"));
+	ck_assert_ptr_null(strstr(s, "inf"));
+	free(s);
+}
+END_TEST
+
+/* --- /metrics --- */
+
+START_TEST(test_metrics_render)
+{
+	json_t *snap = json_pack(
+	        "{s:{s:i, s:i, s:i}, s:I, s:[{s:s, s:s, s:s, s:I, s:s, s:{s:f, s:f}}]}",
+	        "runs_by_state", "passed", 3, "running", 1, "queued", 2, "db_size_bytes",
+	        (json_int_t)4096, "gates", "service", "a\"b\\c\nd", "environment", "prod",
+	        "verdict", "FAIL", "run_id", (json_int_t)9, "finished_at",
+	        "2026-11-26T13:40:02.000Z", "values", "latency.p95_ms", 40.5, "tls.version", 1.3);
+	char *t;
+
+	metrics_reset();
+	metrics_http_request("GET", "/v1/runs/{id}", 200);
+	metrics_http_request("GET", "/v1/runs/{id}", 200);
+	metrics_http_request("GET", NULL, 404);
+	metrics_probe_observe("load", 0.3);
+	metrics_probe_observe("load", 45);
+	metrics_probe_observe("load", 1e9);
+	t = metrics_render(snap, "1.2.3", NULL);
+	ck_assert_ptr_nonnull(t);
+	ck_assert_ptr_nonnull(strstr(t, "readyd_build_info{version=\"1.2.3\"} 1\n"));
+	ck_assert_ptr_nonnull(strstr(t, "# TYPE readyd_http_requests_total counter\n"));
+	ck_assert_ptr_nonnull(
+	        strstr(t, "readyd_http_requests_total{method=\"GET\",route=\"/v1/runs/{id}\","
+	                  "code=\"200\"} 2\n"));
+	ck_assert_ptr_nonnull(strstr(t, "route=\"unmatched\",code=\"404\"} 1\n"));
+	ck_assert_ptr_nonnull(
+	        strstr(t, "readyd_probe_duration_seconds_bucket{type=\"load\",le=\"0.5\"} 1\n"));
+	ck_assert_ptr_nonnull(
+	        strstr(t, "readyd_probe_duration_seconds_bucket{type=\"load\",le=\"60\"} 2\n"));
+	ck_assert_ptr_nonnull(
+	        strstr(t, "readyd_probe_duration_seconds_bucket{type=\"load\",le=\"+Inf\"} 3\n"));
+	ck_assert_ptr_nonnull(strstr(t, "readyd_probe_duration_seconds_count{type=\"load\"} 3\n"));
+	ck_assert_ptr_nonnull(strstr(t, "readyd_runs_total{state=\"passed\"} 3\n"));
+	ck_assert_ptr_nonnull(strstr(t, "readyd_runs_total{state=\"failed\"} 0\n"));
+	ck_assert_ptr_nonnull(strstr(t, "readyd_runs_active 1\n"));
+	ck_assert_ptr_nonnull(strstr(t, "readyd_queue_depth 2\n"));
+	ck_assert_ptr_nonnull(strstr(t, "readyd_db_size_bytes 4096\n"));
+	ck_assert_ptr_nonnull(strstr(t, "readyd_gate_verdict{service=\"a\\\"b\\\\c\\nd\","
+	                                "environment=\"prod\",verdict=\"FAIL\"} 1\n"));
+	ck_assert_ptr_nonnull(strstr(t, "environment=\"prod\",verdict=\"PASS\"} 0\n"));
+	ck_assert_ptr_nonnull(strstr(t, "readyd_gate_last_run_timestamp_seconds{service=\"a\\\"b"
+	                                "\\\\c\\nd\",environment=\"prod\"} 1795700402\n"));
+	ck_assert_ptr_nonnull(strstr(t, "metric=\"latency.p95_ms\"} 40.5\n"));
+	/* Every family has HELP and TYPE. */
+	ck_assert_uint_eq(count(t, "# HELP "), count(t, "# TYPE "));
+	ck_assert_uint_eq(count(t, "# TYPE "), 10);
+	free(t);
+	json_decref(snap);
+	metrics_reset();
+}
+END_TEST
+
+START_TEST(test_metrics_route_cap)
+{
+	char route[32], *t;
+
+	metrics_reset();
+	for (int i = 0; i < METRICS_MAX_ROUTES + 10; i++) {
+		snprintf(route, sizeof(route), "/r%d", i);
+		metrics_http_request("GET", route, 200);
+	}
+	t = metrics_render(NULL, "x", NULL);
+	ck_assert_uint_eq(count(t, "readyd_http_requests_total{"), METRICS_MAX_ROUTES);
+	free(t);
+	metrics_reset();
+}
+END_TEST
+
+/* --- store snapshot --- */
+
+static int64_t add_run(struct store *st, const char *svc, const char *state, const char *verdict,
+                       double p95)
+{
+	const char *names[] = {"latency"}, *types[] = {"load"};
+	struct store_run_new rn = {.service = svc,
+	                           .version = "1.0",
+	                           .environment = "prod",
+	                           .spec_json = "{}",
+	                           .probe_names = names,
+	                           .probe_types = types,
+	                           .n_probes = 1,
+	                           .created_at = 1795700402000LL};
+	json_t *gates = json_pack("[{s:s, s:s, s:s, s:f, s:f, s:b, s:s, s:s}]", "expr",
+	                          "latency.p95_ms < 100", "metric", "latency.p95_ms", "op", "<",
+	                          "threshold", 100.0, "value", p95, "advisory", 0, "outcome",
+	                          "pass", "reason", "ok");
+	int64_t id;
+	bool existing;
+
+	ck_assert_int_eq(store_run_create(st, &rn, &id, &existing), 0);
+	ck_assert_int_eq(store_run_update(st, id, "running", NULL, 1795700402000LL, 0, NULL), 0);
+	ck_assert_int_eq(store_judgement_save(st, id, gates, NULL), 0);
+	ck_assert_int_eq(store_run_update(st, id, state, verdict, 0, 1795700403000LL, NULL), 0);
+	json_decref(gates);
+	return id;
+}
+
+START_TEST(test_store_snapshot)
+{
+	struct store *st;
+	char err[256];
+	json_t *snap, *g;
+
+	ck_assert_int_eq(store_open(":memory:", &st, err, sizeof(err)), 0);
+	add_run(st, "a", "passed", "PASS", 40);
+	add_run(st, "a", "failed", "FAIL", 140);
+	add_run(st, "b", "passed", "PASS", 10);
+	ck_assert_int_eq(store_metrics_snapshot(st, &snap), 0);
+	ck_assert_int_eq(json_integer_value(
+	                         json_object_get(json_object_get(snap, "runs_by_state"), "passed")),
+	                 2);
+	ck_assert_int_gt(json_integer_value(json_object_get(snap, "db_size_bytes")), 0);
+	ck_assert_uint_eq(json_array_size(json_object_get(snap, "gates")), 2);
+	g = json_array_get(json_object_get(snap, "gates"), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(g, "service")), "a");
+	ck_assert_str_eq(json_string_value(json_object_get(g, "verdict")), "FAIL");
+	ck_assert(json_number_value(json_object_get(json_object_get(g, "values"),
+	                                            "latency.p95_ms")) == 140.0);
+	json_decref(snap);
+	store_free(st);
+}
+END_TEST
+
+static Suite *report_suite(void)
+{
+	Suite *s = suite_create("report");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_loop_test(tc, test_esc, 0, sizeof(esc_cases) / sizeof(esc_cases[0]));
+	tcase_add_test(tc, test_buf_grows);
+	tcase_add_loop_test(tc, test_section, 0, sizeof(section_cases) / sizeof(section_cases[0]));
+	tcase_add_test(tc, test_markdown);
+	tcase_add_test(tc, test_markdown_empty_run);
+	tcase_add_test(tc, test_junit);
+	tcase_add_test(tc, test_html);
+	tcase_add_test(tc, test_html_no_trends);
+	tcase_add_test(tc, test_svg_bar_nan);
+	tcase_add_test(tc, test_metrics_render);
+	tcase_add_test(tc, test_metrics_route_cap);
+	tcase_add_test(tc, test_store_snapshot);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(report_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
