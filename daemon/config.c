@@ -118,8 +118,7 @@ static int check_keys(json_t *obj, const char *path, const char *const *allowed,
 		snprintf(err, errlen, "%s: must be a mapping", path[0] ? path : "config");
 		return -EINVAL;
 	}
-	json_object_foreach(obj, key, v)
-	{
+	json_object_foreach (obj, key, v) {
 		bool ok = false;
 
 		for (const char *const *a = allowed; *a; a++)
@@ -278,8 +277,7 @@ static int load_tokens(struct rd_config *cfg, json_t *list, char *err, size_t er
 	cfg->tokens = calloc(n + 1, sizeof(*cfg->tokens));
 	if (!cfg->tokens)
 		return -ENOMEM;
-	json_array_foreach(list, i, o)
-	{
+	json_array_foreach (list, i, o) {
 		if (load_token(o, i, &cfg->tokens[i], err, errlen) < 0)
 			return -EINVAL;
 		for (size_t j = 0; j < i; j++)

@@ -294,7 +294,12 @@ static void judge_value(const struct gate_expr *ex, bool advisory, int64_t min_s
 	}
 	if (ex->rhs == GATE_RHS_NUMBER)
 		j->threshold = ex->number;
-	else if (!in->has_baseline) {
+	else if (in->baseline_err < 0) {
+		j->outcome = GATE_ERROR;
+		snprintf(j->reason, sizeof(j->reason), "cannot read the baseline: %s",
+			 strerror(-in->baseline_err));
+		return;
+	} else if (!in->has_baseline) {
 		j->outcome = GATE_NO_BASELINE;
 		snprintf(j->reason, sizeof(j->reason),
 		         "no baseline: no earlier passed run of this service and environment; "

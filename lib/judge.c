@@ -39,9 +39,16 @@ static void gather_input(const struct spec_gate *g, const struct judge_probe *jp
 	v = jp->metrics ? json_object_get(jp->metrics, "requests") : NULL;
 	if (json_is_number(v))
 		in->samples = (int64_t)json_number_value(v);
-	if (g->ex.rhs != GATE_RHS_NUMBER && baseline &&
-	    baseline(userdata, g->ex.probe, g->ex.metric, &in->baseline, &in->baseline_run) == 0)
-		in->has_baseline = true;
+	if (g->ex.rhs != GATE_RHS_NUMBER && baseline) {
+		int r = baseline(userdata, g->ex.probe, g->ex.metric, &in->baseline,
+				 &in->baseline_run);
+
+		/* "No earlier pass" holds visibly; failing to look is an error. */
+		if (r == 0)
+			in->has_baseline = true;
+		else if (r != -ENOENT)
+			in->baseline_err = r;
+	}
 }
 
 /* A failing gate with an active waiver becomes "waived": the reason

@@ -205,8 +205,7 @@ int policy_new(json_t *entries, struct policy **ret_policy, char *err, size_t er
 		r = -ENOMEM;
 		goto out;
 	}
-	json_array_foreach(entries, i, v)
-	{
+	json_array_foreach (entries, i, v) {
 		r = json_is_string(v) ? parse_entry(json_string_value(v), &p->entries[i]) : -EINVAL;
 		p->n_entries = i + 1;
 		if (r < 0) {

@@ -30,7 +30,7 @@ static int blob_insert(struct store *st, int64_t run_id, size_t idx, const char 
 	int rc, r;
 
 	r = prepare(st,
-	            "INSERT OR REPLACE INTO probe_histograms (run_id, probe_idx, name, data) "
+	            "INSERT OR REPLACE INTO raw_histograms (run_id, probe_idx, name, data) "
 	            "VALUES (?1, ?2, ?3, ?4)",
 	            &s);
 	if (r < 0)
@@ -83,7 +83,7 @@ int store_probe_blob_get(struct store *st, int64_t run_id, size_t idx, const cha
 	int rc, r;
 
 	r = prepare(st,
-	            "SELECT data FROM probe_histograms WHERE run_id = ?1 AND probe_idx = ?2 "
+	            "SELECT data FROM raw_histograms WHERE run_id = ?1 AND probe_idx = ?2 "
 	            "AND name = ?3",
 	            &s);
 	if (r < 0)
@@ -153,7 +153,7 @@ int store_probe_timeline_save(struct store *st, int64_t run_id, size_t idx, json
 	if (r < 0)
 		return r;
 	r = prepare(st,
-	            "INSERT OR REPLACE INTO probe_timelines (run_id, probe_idx, second, requests, "
+	            "INSERT OR REPLACE INTO raw_timelines (run_id, probe_idx, second, requests, "
 	            "errors, p50_ms, p99_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 	            &s);
 	json_array_foreach(timeline, i, e)
@@ -194,7 +194,7 @@ int store_probe_timeline_get(struct store *st, int64_t run_id, size_t idx, json_
 	if (!arr)
 		return -ENOMEM;
 	r = prepare(st,
-	            "SELECT second, requests, errors, p50_ms, p99_ms FROM probe_timelines "
+	            "SELECT second, requests, errors, p50_ms, p99_ms FROM raw_timelines "
 	            "WHERE run_id = ?1 AND probe_idx = ?2 ORDER BY second",
 	            &s);
 	if (r == 0 && ((rc = sqlite3_bind_int64(s, 1, run_id)) != SQLITE_OK ||

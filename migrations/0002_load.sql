@@ -2,7 +2,9 @@
 -- stored run can be re-judged exactly (docs/MEASUREMENT.md): each
 -- histogram serialized by lib/hist (hist_serialize, canonical bytes), and
 -- the per-second timeline. Rows go with their run (ON DELETE CASCADE).
-CREATE TABLE probe_histograms (
+-- The raw_ prefix marks them for retention.raw_days (lib/store_retention.c):
+-- summaries and verdicts are kept forever, these are pruned.
+CREATE TABLE raw_histograms (
     run_id    INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     probe_idx INTEGER NOT NULL,
     name      TEXT NOT NULL CHECK (name IN ('latency', 'latency_uncorrected', 'failed')),
@@ -10,7 +12,7 @@ CREATE TABLE probe_histograms (
     PRIMARY KEY (run_id, probe_idx, name)
 );
 
-CREATE TABLE probe_timelines (
+CREATE TABLE raw_timelines (
     run_id    INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     probe_idx INTEGER NOT NULL,
     second    INTEGER NOT NULL CHECK (second >= 0),

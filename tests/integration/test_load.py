@@ -109,9 +109,9 @@ class LoadTest(lib.TestCase):
         self.assertEqual(sum(b[2] for b in details['buckets']), m['requests'])
         db = sqlite3.connect('file:%s?mode=ro' % self.d.db, uri=True)
         try:
-            rows = dict(db.execute('SELECT name, data FROM probe_histograms WHERE run_id = ?',
+            rows = dict(db.execute('SELECT name, data FROM raw_histograms WHERE run_id = ?',
                                    (run['id'],)).fetchall())
-            tl = db.execute('SELECT SUM(requests) FROM probe_timelines WHERE run_id = ?',
+            tl = db.execute('SELECT SUM(requests) FROM raw_timelines WHERE run_id = ?',
                             (run['id'],)).fetchone()[0]
         finally:
             db.close()

@@ -238,6 +238,11 @@ START_TEST(test_judge_baseline)
 	                  "105 is not <= 104"));
 	json_decref(judge("latency.p95_ms <= baseline + 5", false, 0, &in, GATE_PASS, "<= 105"));
 	json_decref(judge("latency.p95_ms <= baseline - 1", false, 0, &in, GATE_FAIL, "99"));
+	/* A baseline that could not be read is an error, never "no baseline". */
+	in.has_baseline = false;
+	in.baseline_err = -EIO;
+	json_decref(judge("latency.p95_ms <= baseline * 1.10", false, 0, &in, GATE_ERROR,
+			  "cannot read the baseline"));
 }
 END_TEST
 
