@@ -330,9 +330,13 @@ static int family_add(struct parser *ps, const char *name, size_t n, struct prom
 		return r;
 	f = &pt->families[pt->n_families];
 	memset(f, 0, sizeof(*f));
-	f->name = strndup(name, n);
+	/* Not strndup: the input need not be NUL-terminated anywhere, and
+	 * strndup may look past n bytes for a terminator. */
+	f->name = malloc(n + 1);
 	if (!f->name)
 		return -ENOMEM;
+	memcpy(f->name, name, n);
+	f->name[n] = '\0';
 	ix->closed[pt->n_families] = false;
 	pt->n_families++;
 	index_put(ix, pt, pt->n_families - 1);
