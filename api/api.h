@@ -96,9 +96,9 @@ struct api_app *api_req_app(struct api_req *req);
 uv_loop_t *api_req_loop(struct api_req *req);
 const char *api_req_method(struct api_req *req);
 const char *api_req_path(struct api_req *req);
-int64_t api_req_id(struct api_req *req);         /* the {id} of the route */
-const char *api_req_name(struct api_req *req);   /* the {name} of the route, or "" */
-enum api_role api_req_role(struct api_req *req); /* the route's role */
+int64_t api_req_id(struct api_req *req);            /* the {id} of the route */
+const char *api_req_name(struct api_req *req);      /* the {name} of the route, or "" */
+enum api_role api_req_role(struct api_req *req);    /* the route's role */
 const char *api_req_principal(struct api_req *req); /* token name, or NULL */
 const char *api_req_query(struct api_req *req, const char *key);   /* or NULL */
 const char *api_req_header(struct api_req *req, const char *name); /* or NULL */
@@ -165,5 +165,4 @@ int api_route(const char *method, const char *path, struct api_match *ret, char 
 
 /* Every route of every table, in order, for `readyd --list-routes` and
  * the auth matrix test. Calls cb once per route. */
-void api_routes_foreach(void (*cb)(const struct api_route *route, void *userdata),
-                        void *userdata);
+void api_routes_foreach(void (*cb)(const struct api_route *route, void *userdata), void *userdata);

@@ -11,12 +11,8 @@
 #include "util.h"
 
 static const struct api_route *const tables[] = {
-        api_routes_health,
-        api_routes_runs,
-        api_routes_services,
-        api_routes_gates,
-        api_routes_events,
-        api_routes_metrics,
+        api_routes_health, api_routes_runs,   api_routes_services,
+        api_routes_gates,  api_routes_events, api_routes_metrics,
 };
 
 static bool name_char(char c)
@@ -106,8 +102,7 @@ int api_route(const char *method, const char *path, struct api_match *ret, char 
 	return path_matched ? -EPERM : -ENOENT;
 }
 
-void api_routes_foreach(void (*cb)(const struct api_route *route, void *userdata),
-                        void *userdata)
+void api_routes_foreach(void (*cb)(const struct api_route *route, void *userdata), void *userdata)
 {
 	for (size_t t = 0; t < RD_ARRAY_SIZE(tables); t++)
 		for (const struct api_route *r = tables[t]; r->pattern; r++)

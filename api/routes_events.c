@@ -86,8 +86,7 @@ static void send_changes(struct events *ev, json_t *run)
 	const char *state = json_string_value(json_object_get(run, "state"));
 	size_t i;
 
-	json_array_foreach(probes, i, p)
-	{
+	json_array_foreach (probes, i, p) {
 		json_t *was = json_array_get(old, i);
 
 		if (was && json_equal(json_object_get(was, "state"), json_object_get(p, "state")))
@@ -131,8 +130,7 @@ static bool load_running(struct events *ev, json_t *progress)
 	size_t i;
 	json_t *p;
 
-	json_array_foreach(json_object_get(ev->last, "probes"), i, p)
-	{
+	json_array_foreach (json_object_get(ev->last, "probes"), i, p) {
 		const char *t = json_string_value(json_object_get(p, "type"));
 
 		if (name && json_is_string(json_object_get(p, "name")) &&

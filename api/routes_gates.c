@@ -137,8 +137,7 @@ static int recompute_percentiles(struct store *st, int64_t id, const struct spec
 		size_t i;
 		double ms;
 
-		json_array_foreach(probes, i, p)
-		{
+		json_array_foreach (probes, i, p) {
 			if (strcmp(json_string_value(json_object_get(p, "name")), ex->probe) != 0 ||
 			    store_probe_percentile(st, id, i, ex->metric, &ms) < 0)
 				continue;
@@ -162,8 +161,7 @@ static struct judge_probe *stored_probes(json_t *run, size_t *ret_n)
 
 	if (!jp)
 		return NULL;
-	json_array_foreach(probes, i, p)
-	{
+	json_array_foreach (probes, i, p) {
 		jp[i].name = json_string_value(json_object_get(p, "name"));
 		jp[i].state = json_string_value(json_object_get(p, "state"));
 		jp[i].error = json_string_value(json_object_get(p, "error"));

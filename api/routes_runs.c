@@ -32,8 +32,7 @@ static json_t *stored_progress(json_t *run)
 	json_int_t done = 0;
 	size_t i;
 
-	json_array_foreach(probes, i, p)
-	{
+	json_array_foreach (probes, i, p) {
 		const char *st = json_string_value(json_object_get(p, "state"));
 
 		done += st && state_is_final(st);
@@ -120,11 +119,11 @@ static void problem_spec(struct api_req *req, int r, const struct spec_error *er
 		json_object_set_new(e, "line", json_integer(err->line));
 	if (err->syntax)
 		api_problem(req, 400, json_pack("{s:[o]}", "errors", e),
-			    "the spec does not parse%s%.0d: %s",
-			    err->line > 0 ? " at line " : "", err->line, err->message);
+		            "the spec does not parse%s%.0d: %s", err->line > 0 ? " at line " : "",
+		            err->line, err->message);
 	else
 		api_problem(req, 422, json_pack("{s:[o]}", "errors", e), "%s: %s",
-			    err->path[0] ? err->path : "spec", err->message);
+		            err->path[0] ? err->path : "spec", err->message);
 }
 
 static bool valid_idempotency_key(const char *k)
@@ -263,8 +262,10 @@ static void post_runs(struct api_req *req)
 		        IDEMPOTENCY_KEY_MAX);
 		return;
 	}
-	if (app->limits && app->limits->max_spec_bytes && (int64_t)len > app->limits->max_spec_bytes) {
-		api_problem(req, 413, NULL, "the spec is larger than this server's limit of %lld bytes",
+	if (app->limits && app->limits->max_spec_bytes &&
+	    (int64_t)len > app->limits->max_spec_bytes) {
+		api_problem(req, 413, NULL,
+		            "the spec is larger than this server's limit of %lld bytes",
 		            (long long)app->limits->max_spec_bytes);
 		return;
 	}
@@ -540,8 +541,7 @@ static json_t *report_trends(struct store *st, json_t *run)
 	json_t *out = json_array(), *g;
 	size_t i;
 
-	json_array_foreach(json_object_get(run, "gates"), i, g)
-	{
+	json_array_foreach (json_object_get(run, "gates"), i, g) {
 		const char *metric = json_string_value(json_object_get(g, "metric"));
 		const char *dot = metric ? strchr(metric, '.') : NULL;
 		char probe[128];
@@ -560,8 +560,7 @@ static json_t *report_trends(struct store *st, json_t *run)
 			break;
 		if (!dot || (size_t)(dot - metric) >= sizeof(probe))
 			continue;
-		json_array_foreach(out, k, dup)
-		{
+		json_array_foreach (out, k, dup) {
 			if (strcmp(json_string_value(json_object_get(dup, "metric")), metric) == 0)
 				break;
 		}

@@ -7,6 +7,7 @@
  * It must not judge gates (lib/judge applies waivers) nor query SQLite.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,8 @@
 #define HISTORY_DEFAULT_LIMIT 50
 #define TREND_DEFAULT_LIMIT   500
 #define TREND_MAX_LIMIT       10000
+#define TREND_MAX_BUCKETS     10000 /* buckets a step may cut since..until into */
+#define TREND_MAX_STEP_MS     (3660LL * 24 * 3600 * 1000) /* ten years */
 #define WAIVER_TEXT_MAX       1024
 #define WAIVER_NAME_MAX       128
 #define WAIVER_MAX_MS         (366LL * 24 * 3600 * 1000) /* a waiver is temporary */
@@ -45,6 +48,22 @@ static void problem_field(struct api_req *req, const char *path, const char *mes
 	api_problem(req, 422,
 	            json_pack("{s:[{s:s, s:s}]}", "errors", "path", path, "message", message),
 	            "%s: %s", path, message);
+}
+
+/* 400 naming the query parameter that is wrong, in the errors[] shape
+ * of problem_field so clients read one form. */
+__attribute__((format(printf, 3, 4))) static void
+problem_param(struct api_req *req, const char *param, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	api_problem(req, 400,
+	            json_pack("{s:[{s:s, s:s}]}", "errors", "path", param, "message", msg),
+	            "%s: %s", param, msg);
 }
 
 static void get_services(struct api_req *req)
@@ -134,6 +153,35 @@ static int parse_metric(const char *s, char *buf, size_t len, struct store_trend
 	return 0;
 }
 
+/* step: a duration of at least 1 ms cutting since..until (until: now
+ * when open) into at most TREND_MAX_BUCKETS buckets; without since the
+ * bucket count is bounded by limit instead. Replies on error. */
+static int trend_step(struct api_req *req, bool has_since, int64_t now, struct store_trend_query *q)
+{
+	const char *step = query(req, "step");
+	int64_t end = q->until_ms < now ? q->until_ms : now;
+
+	if (!step)
+		return 0;
+	if (rd_parse_duration(step, &q->step_ms) < 0 || q->step_ms < 1 ||
+	    q->step_ms > TREND_MAX_STEP_MS) {
+		problem_param(req, "step", "must be a duration from 1ms to 3660d, e.g. 1h or 1d");
+		return -EINVAL;
+	}
+	if (has_since && end > q->since_ms &&
+	    (end - q->since_ms) / q->step_ms >= TREND_MAX_BUCKETS) {
+		problem_param(req, "step",
+		              "%s cuts since..until into more than %d buckets: use a larger "
+		              "step or a shorter window",
+		              step, TREND_MAX_BUCKETS);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static const char bound_help[] = "since and until must be RFC 3339 times or durations "
+                                 "before now (\"30d\"), with since <= until";
+
 /* Fills q from the query string; on error replies and returns -EINVAL. */
 static int trend_query(struct api_req *req, char *buf, size_t len, struct store_trend_query *q)
 {
@@ -146,23 +194,23 @@ static int trend_query(struct api_req *req, char *buf, size_t len, struct store_
 	q->until_ms = INT64_MAX;
 	q->limit = TREND_DEFAULT_LIMIT;
 	if (parse_metric(query(req, "metric"), buf, len, q) < 0) {
-		api_problem(req, 400, NULL, "metric must be PROBE.METRIC, e.g. latency.p95_ms");
+		problem_param(req, "metric", "must be PROBE.METRIC, e.g. latency.p95_ms");
 		return -EINVAL;
 	}
-	if ((since && parse_bound(since, now, &q->since_ms) < 0) ||
-	    (until && parse_bound(until, now, &q->until_ms) < 0) || q->since_ms > q->until_ms) {
-		api_problem(req, 400, NULL,
-		            "since and until must be RFC 3339 times or durations before now "
-		            "(\"30d\"), with since <= until");
+	if (since && parse_bound(since, now, &q->since_ms) < 0) {
+		problem_param(req, "since", "%s", bound_help);
+		return -EINVAL;
+	}
+	if ((until && parse_bound(until, now, &q->until_ms) < 0) || q->since_ms > q->until_ms) {
+		problem_param(req, "until", "%s", bound_help);
 		return -EINVAL;
 	}
 	if (limit && rd_parse_int64(limit, 1, TREND_MAX_LIMIT, &n) < 0) {
-		api_problem(req, 400, NULL, "limit must be an integer from 1 to %d",
-		            TREND_MAX_LIMIT);
+		problem_param(req, "limit", "must be an integer from 1 to %d", TREND_MAX_LIMIT);
 		return -EINVAL;
 	}
 	q->limit = limit ? (int)n : q->limit;
-	return 0;
+	return trend_step(req, since != NULL, now, q);
 }
 
 static void get_trends(struct api_req *req)
@@ -181,9 +229,10 @@ static void get_trends(struct api_req *req)
 		return;
 	}
 	api_reply_json(req, 200,
-	               json_pack("{s:s, s:s, s:s, s:s?, s:o, s:b}", "service", q.service, "metric",
-	                         query(req, "metric"), "probe", q.probe, "environment",
-	                         q.environment, "points", points, "truncated", truncated));
+	               json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:o, s:b}", "service", q.service,
+	                         "metric", query(req, "metric"), "probe", q.probe, "environment",
+	                         q.environment, "step", query(req, "step"), "points", points,
+	                         "truncated", truncated));
 }
 
 /* ---- Waivers -------------------------------------------------------- */

@@ -517,8 +517,9 @@ static bool authorize(struct api_req *req)
 	}
 	if (r == -EACCES) {
 		api_reply_header(req, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"readyd\"");
-		api_problem(req, 401, NULL, "send Authorization: Bearer TOKEN with a token "
-		                            "from readyd.yaml (see readyd hash-token)");
+		api_problem(req, 401, NULL,
+		            "send Authorization: Bearer TOKEN with a token "
+		            "from readyd.yaml (see readyd hash-token)");
 	} else if (r == -EPERM) {
 		api_problem(req, 403, NULL, "%s %s needs the %s role", req->method, req->path,
 		            auth_role_to_string(need));

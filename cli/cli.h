@@ -190,5 +190,7 @@ int cmd_trends(struct ctl *ctl, int argc, char **argv);
 int cmd_rejudge(struct ctl *ctl, int argc, char **argv);
 int cmd_invalidate(struct ctl *ctl, int argc, char **argv);
 int cmd_waive(struct ctl *ctl, int argc, char **argv);
+int cmd_waivers(struct ctl *ctl, int argc, char **argv);
+int cmd_unwaive(struct ctl *ctl, int argc, char **argv);
 /* Help of those commands; -ENOENT for another command. */
 int history_help_print(FILE *f, const char *cmd);

@@ -1,9 +1,9 @@
 /* cmd_history: the commands about decisions and history: `gates` (latest
  * verdict per service and environment), `history SVC`, `trends SVC
- * METRIC` (a table, and a sparkline when stdout is a terminal),
- * `rejudge ID GATE...`, `invalidate ID --reason`, and `waive SVC EXPR
- * --reason --approver --expires`. One request each; with --json the
- * server's body is printed as is.
+ * METRIC [--step D]` (a table, and a sparkline when stdout is a
+ * terminal), `rejudge ID GATE...`, `invalidate ID --reason`, `waive SVC
+ * EXPR --reason --approver --expires`, `waivers SVC` and `unwaive SVC
+ * ID`. One request each; with --json the server's body is printed as is.
  *
  * They must not retry, and must not put anything unchecked from the
  * command line into a URL (service and metric names are validated here;
@@ -32,6 +32,7 @@ enum {
 	OPT_REASON,
 	OPT_APPROVER,
 	OPT_EXPIRES,
+	OPT_STEP,
 };
 
 static const char gates_help[] =
@@ -44,9 +45,12 @@ static const char history_help[] =
         "Shows a service's decided runs, newest first.\n";
 static const char trends_help[] =
         "Usage: readyctl trends [--environment ENV] [--since T] [--until T]\n"
-        "                       [--limit N] SERVICE PROBE.METRIC\n\n"
+        "                       [--step D] [--limit N] SERVICE PROBE.METRIC\n\n"
         "Shows one metric across runs, oldest first, with a sparkline on a\n"
-        "terminal. T is an RFC 3339 time or a duration before now (30d).\n";
+        "terminal. T is an RFC 3339 time or a duration before now (30d).\n"
+        "--step D (1h, 1d) aggregates the runs of each D-long bucket (aligned\n"
+        "to the Unix epoch, so 1d is a UTC day): runs, min, avg, max and the\n"
+        "last run's value; the sparkline then shows the averages.\n";
 static const char rejudge_help[] =
         "Usage: readyctl rejudge ID GATE...\n\n"
         "Re-decides stored run ID with new gates (spec syntax, e.g.\n"
@@ -62,12 +66,21 @@ static const char waive_help[] =
         "                      [--environment ENV] SERVICE EXPR\n\n"
         "Waives failing gate EXPR of SERVICE until T (RFC 3339 or a duration\n"
         "such as 7d). Needs an admin token.\n";
+static const char waivers_help[] =
+        "Usage: readyctl waivers SERVICE\n\n"
+        "Lists SERVICE's waivers, newest first, with their state: active,\n"
+        "expired or revoked.\n";
+static const char unwaive_help[] =
+        "Usage: readyctl unwaive SERVICE ID\n\n"
+        "Revokes waiver ID of SERVICE at once (it stays listed, revoked). Needs\n"
+        "an admin token.\n";
 
 static const struct {
 	const char *cmd, *text;
 } pages[] = {
         {"gates", gates_help},     {"history", history_help},       {"trends", trends_help},
         {"rejudge", rejudge_help}, {"invalidate", invalidate_help}, {"waive", waive_help},
+        {"waivers", waivers_help}, {"unwaive", unwaive_help},
 };
 
 int history_help_print(FILE *f, const char *cmd)
@@ -156,8 +169,7 @@ static void print_items(const json_t *items, const char *const *cols, const char
 		table_free(t);
 		return;
 	}
-	json_array_foreach(items, i, it)
-	{
+	json_array_foreach (items, i, it) {
 		for (size_t c = 0; c < n; c++) {
 			render_value(json_object_get(it, cols[c]), cells[c], sizeof(cells[c]));
 			row[c] = cells[c];
@@ -183,6 +195,7 @@ static int parse_opts(struct ctl *ctl, const char *cmd, int argc, char **argv,
 	        {"reason", required_argument, NULL, OPT_REASON},
 	        {"approver", required_argument, NULL, OPT_APPROVER},
 	        {"expires", required_argument, NULL, OPT_EXPIRES},
+	        {"step", required_argument, NULL, OPT_STEP},
 	        {0},
 	};
 	int opt;
@@ -193,7 +206,7 @@ static int parse_opts(struct ctl *ctl, const char *cmd, int argc, char **argv,
 			history_help_print(stdout, cmd);
 			return CTL_EXIT_PASS;
 		}
-		if (opt >= OPT_ENV && opt <= OPT_EXPIRES) {
+		if (opt >= OPT_ENV && opt <= OPT_STEP) {
 			vals[opt - OPT_ENV] = optarg;
 			continue;
 		}
@@ -213,7 +226,7 @@ int cmd_gates(struct ctl *ctl, int argc, char **argv)
 	                                   "version", "run_id",      "finished_at"};
 	static const char *const heads[] = {"SERVICE", "ENVIRONMENT", "VERDICT",
 	                                    "VERSION", "RUN",         "FINISHED"};
-	const char *vals[OPT_EXPIRES - OPT_ENV + 1] = {0};
+	const char *vals[OPT_STEP - OPT_ENV + 1] = {0};
 	struct request req = {.method = "GET", .path = "/v1/gates"};
 	json_t *doc;
 	int code = parse_opts(ctl, "gates", argc, argv, vals);
@@ -237,7 +250,7 @@ int cmd_history(struct ctl *ctl, int argc, char **argv)
 	                                   "verdict", "finished_at", "invalidated_at"};
 	static const char *const heads[] = {"RUN",     "VERSION",  "ENVIRONMENT",
 	                                    "VERDICT", "FINISHED", "INVALIDATED"};
-	const char *vals[OPT_EXPIRES - OPT_ENV + 1] = {0};
+	const char *vals[OPT_STEP - OPT_ENV + 1] = {0};
 	struct request req = {.method = "GET"};
 	char path[PATH_LEN];
 	json_t *doc;
@@ -267,40 +280,60 @@ int cmd_history(struct ctl *ctl, int argc, char **argv)
 	return code;
 }
 
-/* One line of block characters scaled between the points' min and max. */
-static void print_sparkline(const json_t *points)
+/* One line of block characters scaled between the min and max of each
+ * point's key. */
+static void print_sparkline(const json_t *points, const char *key)
 {
 	static const char *const bars[] = {"▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"};
 	double lo = INFINITY, hi = -INFINITY, v;
 	const json_t *p;
 	size_t i;
 
-	json_array_foreach(points, i, p)
-	{
-		v = json_number_value(json_object_get(p, "value"));
-		if (json_is_number(json_object_get(p, "value"))) {
+	json_array_foreach (points, i, p) {
+		v = json_number_value(json_object_get(p, key));
+		if (json_is_number(json_object_get(p, key))) {
 			lo = fmin(lo, v);
 			hi = fmax(hi, v);
 		}
 	}
-	json_array_foreach(points, i, p)
-	{
-		if (!json_is_number(json_object_get(p, "value"))) {
+	json_array_foreach (points, i, p) {
+		if (!json_is_number(json_object_get(p, key))) {
 			fputs(" ", stdout);
 			continue;
 		}
-		v = json_number_value(json_object_get(p, "value"));
+		v = json_number_value(json_object_get(p, key));
 		fputs(bars[hi > lo ? (size_t)((v - lo) / (hi - lo) * 7.0 + 0.5) : 0], stdout);
 	}
 	if (json_array_size(points))
 		printf("  min %g  max %g\n", lo, hi);
 }
 
-int cmd_trends(struct ctl *ctl, int argc, char **argv)
+/* The trend as a table: one row per run, or per bucket with --step. */
+static void print_trend(const json_t *doc, bool color)
 {
 	static const char *const cols[] = {"time", "run_id", "version", "value", "verdict"};
 	static const char *const heads[] = {"TIME", "RUN", "VERSION", "VALUE", "VERDICT"};
-	const char *vals[OPT_EXPIRES - OPT_ENV + 1] = {0};
+	static const char *const bcols[] = {"t",   "runs", "min",         "avg",
+	                                    "max", "last", "last_run_id", "last_version"};
+	static const char *const bheads[] = {"BUCKET", "RUNS", "MIN",      "AVG",
+	                                     "MAX",    "LAST", "LAST RUN", "LAST VERSION"};
+	const json_t *points = json_object_get(doc, "points");
+	bool buckets = json_is_string(json_object_get(doc, "step"));
+
+	if (buckets)
+		print_items(points, bcols, bheads, 8, 8, color);
+	else
+		print_items(points, cols, heads, 5, 4, color);
+	if (isatty(STDOUT_FILENO))
+		print_sparkline(points, buckets ? "avg" : "value");
+	if (json_is_true(json_object_get(doc, "truncated")))
+		fprintf(stderr, "readyctl: older %s left out: raise --limit or narrow --since\n",
+		        buckets ? "buckets" : "points");
+}
+
+int cmd_trends(struct ctl *ctl, int argc, char **argv)
+{
+	const char *vals[OPT_STEP - OPT_ENV + 1] = {0};
 	struct request req = {.method = "GET"};
 	char path[PATH_LEN];
 	json_t *doc;
@@ -317,15 +350,13 @@ int cmd_trends(struct ctl *ctl, int argc, char **argv)
 	    add_param("trends", path, sizeof(path), "environment", V(OPT_ENV), ".") < 0 ||
 	    add_param("trends", path, sizeof(path), "since", V(OPT_SINCE), ":.+") < 0 ||
 	    add_param("trends", path, sizeof(path), "until", V(OPT_UNTIL), ":.+") < 0 ||
-	    add_param("trends", path, sizeof(path), "limit", V(OPT_LIMIT), "") < 0)
+	    add_param("trends", path, sizeof(path), "limit", V(OPT_LIMIT), "") < 0 ||
+	    add_param("trends", path, sizeof(path), "step", V(OPT_STEP), ".") < 0)
 		return CTL_EXIT_USAGE;
 	req.path = path;
 	doc = fetch(ctl, &req, &code);
-	if (doc) {
-		print_items(json_object_get(doc, "points"), cols, heads, 5, 4, ctl->color);
-		if (isatty(STDOUT_FILENO))
-			print_sparkline(json_object_get(doc, "points"));
-	}
+	if (doc)
+		print_trend(doc, ctl->color);
 	json_decref(doc);
 	return code;
 }
@@ -354,7 +385,7 @@ static json_t *post_json(struct ctl *ctl, const char *path, json_t *body, int *c
 
 int cmd_rejudge(struct ctl *ctl, int argc, char **argv)
 {
-	const char *vals[OPT_EXPIRES - OPT_ENV + 1] = {0};
+	const char *vals[OPT_STEP - OPT_ENV + 1] = {0};
 	char path[64], verdict[16], original[16];
 	json_t *gates, *doc;
 	int64_t id;
@@ -389,7 +420,7 @@ int cmd_rejudge(struct ctl *ctl, int argc, char **argv)
 
 int cmd_invalidate(struct ctl *ctl, int argc, char **argv)
 {
-	const char *vals[OPT_EXPIRES - OPT_ENV + 1] = {0};
+	const char *vals[OPT_STEP - OPT_ENV + 1] = {0};
 	char path[64];
 	json_t *doc;
 	int64_t id;
@@ -413,7 +444,7 @@ int cmd_invalidate(struct ctl *ctl, int argc, char **argv)
 
 int cmd_waive(struct ctl *ctl, int argc, char **argv)
 {
-	const char *vals[OPT_EXPIRES - OPT_ENV + 1] = {0};
+	const char *vals[OPT_STEP - OPT_ENV + 1] = {0};
 	char path[256];
 	json_t *doc;
 	int code = parse_opts(ctl, "waive", argc, argv, vals);
@@ -439,6 +470,75 @@ int cmd_waive(struct ctl *ctl, int argc, char **argv)
 		render_value(json_object_get(doc, "expires_at"), until, sizeof(until));
 		printf("waiver %lld: %s until %s\n",
 		       (long long)json_integer_value(json_object_get(doc, "id")), expr, until);
+	}
+	json_decref(doc);
+	return code;
+}
+
+/* A waiver's state in one word, for the table. */
+static const char *waiver_state(const json_t *w)
+{
+	if (json_is_true(json_object_get(w, "active")))
+		return "active";
+	return json_is_true(json_object_get(w, "expired")) ? "expired" : "revoked";
+}
+
+int cmd_waivers(struct ctl *ctl, int argc, char **argv)
+{
+	static const char *const cols[] = {"id",       "environment", "expr",
+	                                   "approver", "expires_at",  "state"};
+	static const char *const heads[] = {"ID",       "ENVIRONMENT", "EXPR",
+	                                    "APPROVER", "EXPIRES",     "STATE"};
+	const char *vals[OPT_STEP - OPT_ENV + 1] = {0};
+	struct request req = {.method = "GET"};
+	char path[PATH_LEN];
+	json_t *doc, *w;
+	size_t i;
+	int code = parse_opts(ctl, "waivers", argc, argv, vals);
+
+	if (code >= 0)
+		return code;
+	if (argc - optind != 1 || !name_ok(argv[optind], ".")) {
+		ctl_usage_error("waivers", "expected one SERVICE name");
+		return CTL_EXIT_USAGE;
+	}
+	snprintf(path, sizeof(path), "/v1/services/%s/waivers", argv[optind]);
+	req.path = path;
+	doc = fetch(ctl, &req, &code);
+	if (doc) {
+		json_array_foreach (json_object_get(doc, "items"), i, w)
+			json_object_set_new(w, "state", json_string(waiver_state(w)));
+		print_items(json_object_get(doc, "items"), cols, heads, 6, 5, ctl->color);
+	}
+	json_decref(doc);
+	return code;
+}
+
+int cmd_unwaive(struct ctl *ctl, int argc, char **argv)
+{
+	const char *vals[OPT_STEP - OPT_ENV + 1] = {0};
+	struct request req = {.method = "DELETE"};
+	char path[PATH_LEN];
+	json_t *doc;
+	int64_t id;
+	int code = parse_opts(ctl, "unwaive", argc, argv, vals);
+
+	if (code >= 0)
+		return code;
+	if (argc - optind != 2 || !name_ok(argv[optind], ".")) {
+		ctl_usage_error("unwaive", "expected SERVICE and a waiver ID");
+		return CTL_EXIT_USAGE;
+	}
+	if (ctl_parse_id("unwaive", argv[optind + 1], &id) < 0)
+		return CTL_EXIT_USAGE;
+	snprintf(path, sizeof(path), "/v1/services/%s/waivers/%lld", argv[optind], (long long)id);
+	req.path = path;
+	doc = fetch(ctl, &req, &code);
+	if (doc) {
+		char expr[256];
+
+		render_value(json_object_get(doc, "expr"), expr, sizeof(expr));
+		printf("waiver %lld revoked: %s\n", (long long)id, expr);
 	}
 	json_decref(doc);
 	return code;

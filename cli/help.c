@@ -24,6 +24,8 @@ static const char overview[] =
         "  rejudge ID GATE...     re-decide a stored run with new gates\n"
         "  invalidate ID          take a run out of baselines, trends, gates\n"
         "  waive SERVICE EXPR     waive a failing gate until an expiry\n"
+        "  waivers SERVICE        list a service's waivers\n"
+        "  unwaive SERVICE ID     revoke a waiver\n"
         "  help [COMMAND]         show help\n"
         "\n"
         "Global options (also accepted after the command):\n"

@@ -28,8 +28,7 @@ static void print_problem_errors(const json_t *errors)
 
 	if (!json_is_array(errors))
 		return;
-	json_array_foreach(errors, i, e)
-	{
+	json_array_foreach (errors, i, e) {
 		render_clean(json_string_value(json_object_get(e, "path")), path, sizeof(path));
 		render_clean(json_string_value(json_object_get(e, "message")), msg, sizeof(msg));
 		if (path[0])

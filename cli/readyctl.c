@@ -20,10 +20,11 @@ struct command {
 };
 
 static const struct command commands[] = {
-        {"submit", cmd_submit}, {"status", cmd_status}, {"report", cmd_report},
-        {"cancel", cmd_cancel}, {"runs", cmd_runs},
-        {"gates", cmd_gates},   {"history", cmd_history}, {"trends", cmd_trends},
-        {"rejudge", cmd_rejudge}, {"invalidate", cmd_invalidate}, {"waive", cmd_waive},
+        {"submit", cmd_submit},         {"status", cmd_status}, {"report", cmd_report},
+        {"cancel", cmd_cancel},         {"runs", cmd_runs},     {"gates", cmd_gates},
+        {"history", cmd_history},       {"trends", cmd_trends}, {"rejudge", cmd_rejudge},
+        {"invalidate", cmd_invalidate}, {"waive", cmd_waive},   {"waivers", cmd_waivers},
+        {"unwaive", cmd_unwaive},
 };
 
 void ctl_usage_error(const char *cmd, const char *fmt, ...)

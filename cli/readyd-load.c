@@ -242,6 +242,8 @@ static void print_text(const struct cli *c, const struct loadgen_result *r)
 		if (r->errors_by[i])
 			printf("  errors %s: %llu\n", loadgen_error_to_string(i),
 			       (unsigned long long)r->errors_by[i]);
+	if (r->errors_by[LOADGEN_ERR_CONNECT] && r->connect_error[0])
+		printf("  last connect error: %s\n", r->connect_error);
 }
 
 static void print_timeline(const struct loadgen_result *r)

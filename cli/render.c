@@ -213,8 +213,7 @@ void render_gates(FILE *f, const json_t *gates, bool color)
 	if (!t)
 		goto nomem;
 	table_set_status_column(t, 3);
-	json_array_foreach(gates, i, g)
-	{
+	json_array_foreach (gates, i, g) {
 		render_value(json_object_get(g, "value"), value, sizeof(value));
 		render_value(json_object_get(g, "threshold"), threshold, sizeof(threshold));
 		render_value(json_object_get(g, "outcome"), outcome, sizeof(outcome));
@@ -252,16 +251,14 @@ static void render_problems(FILE *f, const json_t *run)
 	const json_t *p, *c;
 	size_t i;
 
-	json_array_foreach(json_object_get(run, "probes"), i, p)
-	{
+	json_array_foreach (json_object_get(run, "probes"), i, p) {
 		if (!probe_error(p))
 			continue;
 		render_clean(jstr(p, "name"), name, sizeof(name));
 		render_clean(probe_error(p), msg, sizeof(msg));
 		fprintf(f, "probe %s: %s\n", name, msg);
 	}
-	json_array_foreach(json_object_get(run, "checklist"), i, c)
-	{
+	json_array_foreach (json_object_get(run, "checklist"), i, c) {
 		render_value(json_object_get(c, "outcome"), outcome, sizeof(outcome));
 		if (strcmp(outcome, "pass") == 0)
 			continue;
@@ -356,8 +353,7 @@ static void probe_detail(const json_t *p, char *buf, size_t len)
 		render_clean(probe_error(p), buf, len);
 		return;
 	}
-	json_object_foreach((json_t *)json_object_get(p, "metrics"), key, v)
-	{
+	json_object_foreach ((json_t *)json_object_get(p, "metrics"), key, v) {
 		if (shown++ == 6) {
 			sb_printf(&b, " ...");
 			break;
@@ -381,8 +377,7 @@ static void render_probes(FILE *f, const json_t *probes, bool color)
 	if (!t)
 		goto nomem;
 	table_set_status_column(t, 2);
-	json_array_foreach(probes, i, p)
-	{
+	json_array_foreach (probes, i, p) {
 		probe_detail(p, detail, sizeof(detail));
 		const char *row[] = {jstr(p, "name"), jstr(p, "type"), jstr(p, "state"), detail};
 		if (table_add_row(t, row) < 0)
@@ -410,8 +405,7 @@ static void render_checklist(FILE *f, const json_t *items, bool color)
 	if (!t)
 		goto nomem;
 	table_set_status_column(t, 2);
-	json_array_foreach(items, i, c)
-	{
+	json_array_foreach (items, i, c) {
 		render_value(json_object_get(c, "outcome"), outcome, sizeof(outcome));
 		const char *row[] = {jstr(c, "item"),
 		                     json_is_true(json_object_get(c, "required")) ? "yes" : "no",
@@ -477,8 +471,7 @@ void render_runs(FILE *f, const json_t *items, bool color)
 	if (!t)
 		goto nomem;
 	table_set_status_column(t, 5);
-	json_array_foreach(items, i, r)
-	{
+	json_array_foreach (items, i, r) {
 		snprintf(id, sizeof(id), "%lld", (long long)run_id(r));
 		render_value(json_object_get(r, "verdict"), verdict, sizeof(verdict));
 		const char *row[] = {id,

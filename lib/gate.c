@@ -297,7 +297,7 @@ static void judge_value(const struct gate_expr *ex, bool advisory, int64_t min_s
 	else if (in->baseline_err < 0) {
 		j->outcome = GATE_ERROR;
 		snprintf(j->reason, sizeof(j->reason), "cannot read the baseline: %s",
-			 strerror(-in->baseline_err));
+		         strerror(-in->baseline_err));
 		return;
 	} else if (!in->has_baseline) {
 		j->outcome = GATE_NO_BASELINE;

@@ -81,7 +81,7 @@ struct gate_input {
 	const char
 	        *probe_state; /* "passed", "failed", "error", "cancelled", NULL if no such probe */
 	const char *probe_error; /* the probe's error message, or NULL */
-	int baseline_err; /* < 0: the baseline could not be read (not "none") */
+	int baseline_err;        /* < 0: the baseline could not be read (not "none") */
 	bool has_baseline;
 	double baseline;
 	int64_t baseline_run; /* 0 if none */

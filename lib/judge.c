@@ -41,7 +41,7 @@ static void gather_input(const struct spec_gate *g, const struct judge_probe *jp
 		in->samples = (int64_t)json_number_value(v);
 	if (g->ex.rhs != GATE_RHS_NUMBER && baseline) {
 		int r = baseline(userdata, g->ex.probe, g->ex.metric, &in->baseline,
-				 &in->baseline_run);
+		                 &in->baseline_run);
 
 		/* "No earlier pass" holds visibly; failing to look is an error. */
 		if (r == 0)
@@ -65,7 +65,8 @@ static int apply_waiver(const struct spec_gate *g, const struct judge_lookup *lk
 	gate_format(&g->ex, expr, sizeof(expr));
 	if (lk->waiver(lk->userdata, expr, &w) < 0)
 		return json_object_set_new(res, "waiver", json_null()) < 0 ? -ENOMEM : 0;
-	snprintf(reason, sizeof(reason), "waived by %s until %s (waiver %" JSON_INTEGER_FORMAT
+	snprintf(reason, sizeof(reason),
+	         "waived by %s until %s (waiver %" JSON_INTEGER_FORMAT
 	         ": %s); underneath it fails: %s",
 	         json_string_value(json_object_get(w, "approver")),
 	         json_string_value(json_object_get(w, "expires_at")),
@@ -166,8 +167,7 @@ int judge_run(const struct spec *spec, const struct judge_probe *probes, size_t 
 {
 	struct judge_lookup lk = {.baseline = baseline, .userdata = userdata};
 
-	return judge_run_with(spec, probes, n, &lk, now_ms, ret_gates, ret_checklist,
-	                      ret_verdict);
+	return judge_run_with(spec, probes, n, &lk, now_ms, ret_gates, ret_checklist, ret_verdict);
 }
 
 int judge_run_with(const struct spec *spec, const struct judge_probe *probes, size_t n,

@@ -276,6 +276,7 @@ static void build_result(struct loadgen *lg)
 	uint64_t lag_sum = 0, lag_n = 0, last = lg->t_measure;
 
 	res->cancelled = atomic_load(&lg->cancelled);
+	res->ended_early = atomic_load(&lg->early);
 	res->clean = true;
 	for (int i = 0; i < lg->n_threads; i++) {
 		const struct lg_thread *t = &lg->threads[i];
@@ -285,8 +286,12 @@ static void build_result(struct loadgen *lg)
 			res->clean = false;
 		if (t->last_done > last)
 			last = t->last_done;
+		if (t->connect_error[0])
+			snprintf(res->connect_error, sizeof(res->connect_error), "%s",
+			         t->connect_error);
 	}
-	if (lg->cfg.duration_ms > 0 && !res->cancelled && last < lg->t_end)
+	/* A run ended early measured until its last answer, not its plan. */
+	if (lg->cfg.duration_ms > 0 && !res->cancelled && !res->ended_early && last < lg->t_end)
 		last = lg->t_end;
 	res->elapsed_s = atomic_load(&lg->go) ? (double)(last - lg->t_measure) / 1e9 : 0;
 	res->schedule_lag_mean_ms = lag_n ? (double)lag_sum / (double)lag_n / 1e6 : 0;
@@ -415,6 +420,97 @@ void loadgen_cancel(struct loadgen *lg)
 	pthread_mutex_unlock(&lg->stop_lock);
 }
 
+void loadgen_end_early(struct loadgen *lg)
+{
+	/* The threads see it on their next tick (10 ms) and drain. */
+	if (lg && lg->started)
+		atomic_store(&lg->early, true);
+}
+
+/* A second is complete this long after it ended: every thread's tick
+ * (10 ms) has handed it to the timeline by then. */
+#define LG_COMPLETE_NS (100 * LG_NS_PER_MS)
+
+static const struct lg_slot *ring_find(const struct loadgen *lg, int64_t sec)
+{
+	const struct lg_slot *s = &lg->ring[sec % LG_RING];
+
+	return s->sec == sec ? s : NULL;
+}
+
+/* Adds second `sec` to w (under tl_lock). *min_pct becomes NaN once a
+ * second has no percentile of its own. */
+static void window_add(struct loadgen *lg, int64_t sec, double q, struct loadgen_window *w,
+                       double *min_pct)
+{
+	const struct lg_slot *s = ring_find(lg, sec);
+	double v;
+
+	if (!s) {
+		/* Finalized already (a late thread), or nothing arrived. */
+		if ((size_t)sec < lg->n_seconds) {
+			w->requests += lg->timeline[sec].requests;
+			w->errors += lg->timeline[sec].errors;
+		}
+		*min_pct = NAN;
+		return;
+	}
+	w->requests += s->requests;
+	w->errors += s->errors;
+	if (isnan(q))
+		return;
+	v = hist_count(s->h) ? hist_percentile(s->h, q) / 1000.0 : NAN;
+	(void)hist_merge(lg->window, s->h);
+	if (isnan(v) || v < *min_pct)
+		*min_pct = v;
+}
+
+static uint64_t errors_so_far(const struct loadgen *lg)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < lg->n_seconds; i++)
+		n += lg->timeline[i].errors;
+	for (int i = 0; i < LG_RING; i++)
+		if (lg->ring[i].sec >= 0)
+			n += lg->ring[i].errors;
+	return n;
+}
+
+int loadgen_window(struct loadgen *lg, int seconds, double q, struct loadgen_window *ret)
+{
+	struct loadgen_window w = {.pct_ms = NAN, .pct_min_second_ms = NAN};
+	double min_pct = INFINITY;
+	uint64_t now = uv_hrtime();
+	int64_t last, first;
+
+	if (seconds < 1 || seconds > LOADGEN_WINDOW_MAX || (!isnan(q) && (q < 0 || q > 100)))
+		return -EINVAL;
+	if (!isnan(q) && !lg->window && hist_new(HIST_HIGHEST_DEFAULT, 2, &lg->window) < 0)
+		return -ENOMEM;
+	if (!lg->started || !atomic_load_explicit(&lg->go, memory_order_acquire) ||
+	    now < lg->t_measure + LG_NS_PER_S + LG_COMPLETE_NS) {
+		*ret = w;
+		return 0;
+	}
+	last = (int64_t)((now - lg->t_measure - LG_COMPLETE_NS) / LG_NS_PER_S) - 1;
+	first = last - seconds + 1 < 0 ? 0 : last - seconds + 1;
+	if (lg->window)
+		hist_reset(lg->window);
+	pthread_mutex_lock(&lg->tl_lock);
+	w.errors_total = errors_so_far(lg);
+	for (int64_t sec = first; sec <= last; sec++)
+		window_add(lg, sec, q, &w, &min_pct);
+	pthread_mutex_unlock(&lg->tl_lock);
+	w.seconds = (int)(last - first + 1);
+	if (!isnan(q) && hist_count(lg->window) > 0) {
+		w.pct_ms = hist_percentile(lg->window, q) / 1000.0;
+		w.pct_min_second_ms = min_pct;
+	}
+	*ret = w;
+	return 0;
+}
+
 void loadgen_progress(const struct loadgen *lg, int64_t *ret_requests, int *ret_percent)
 {
 	uint64_t n = 0, now = uv_hrtime();
@@ -457,6 +553,7 @@ void loadgen_free(struct loadgen *lg)
 	free(lg->threads);
 	for (int i = 0; i < LG_RING; i++)
 		hist_free(lg->ring[i].h);
+	hist_free(lg->window);
 	hist_free(lg->result.latency);
 	hist_free(lg->result.latency_uncorrected);
 	hist_free(lg->result.failed);

@@ -31,6 +31,7 @@ struct sockaddr;
 #define LOADGEN_MAX_REQUEST        (1024 * 1024 + 64 * 1024) /* prebuilt request bytes */
 #define LOADGEN_MAX_TIMELINE       86400                     /* seconds kept */
 #define LOADGEN_DEFAULT_TIMEOUT_MS 10000
+#define LOADGEN_ERRLEN             192 /* connect_error */
 
 enum loadgen_error {
 	LOADGEN_ERR_CONNECT = 0,
@@ -98,6 +99,11 @@ struct loadgen_result {
 	bool rate_kept;                  /* false when lag or unsent show the rate was not held */
 	struct loadgen_second *timeline; /* n_seconds entries */
 	size_t n_seconds;
+	bool ended_early; /* loadgen_end_early() ended it before its planned end */
+	/* Why the last failed connection attempt failed ("connection refused",
+	 * "TLS certificate verification failed: self-signed certificate"); ""
+	 * when every attempt succeeded. */
+	char connect_error[LOADGEN_ERRLEN];
 };
 
 struct loadgen;
@@ -117,6 +123,34 @@ int loadgen_start(struct loadgen *lg);
 
 /* Stops the threads promptly; done still runs. Safe to call twice. */
 void loadgen_cancel(struct loadgen *lg);
+
+/* Ends the run before its planned end, as a normal end does: nothing new
+ * is sent, requests in flight are waited for (up to the timeout), and the
+ * result is complete, not cancelled, with ended_early set. For decisions
+ * taken during the run (abort_on_fail). Main thread, after start; safe to
+ * call twice and after the end. */
+void loadgen_end_early(struct loadgen *lg);
+
+/* The last complete seconds of the measured window (a second is complete
+ * 100 ms after it ended, when every thread has handed it over). */
+struct loadgen_window {
+	int seconds;           /* complete seconds covered, <= asked (0: none yet) */
+	uint64_t requests;     /* measured in those seconds, successful or not */
+	uint64_t errors;       /* of them */
+	uint64_t errors_total; /* since the measured window began, handed over so far */
+	double pct_ms;         /* the asked percentile of the window's successes; NaN: none */
+	/* The smallest per-second value of that percentile in the window: it
+	 * exceeds a threshold only if every second did. NaN when a second had
+	 * no successful answer. */
+	double pct_min_second_ms;
+};
+
+/* Reads the last `seconds` (1..LOADGEN_WINDOW_MAX) complete seconds and
+ * the percentile q (0..100; NaN: skip the percentiles) of their
+ * successful answers (timeline resolution: 2 significant digits). Main
+ * thread, after start. Returns 0, -EINVAL, -ENOMEM. */
+#define LOADGEN_WINDOW_MAX 6
+int loadgen_window(struct loadgen *lg, int seconds, double q, struct loadgen_window *ret);
 
 /* Progress without locks: measured requests so far and percent of the
  * planned run (0..100). Main thread, any time after start. */

@@ -10,6 +10,7 @@
  * it tells its thread (lg_thread_conn_free) and the thread decides.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,6 +43,15 @@ void lg_conn_close(struct lg_conn *c, int err_class)
 		lg_thread_record(c->t, c, uv_hrtime(), err_class);
 	c->state = LG_CLOSING;
 	uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+void lg_conn_failed(struct lg_conn *c, const char *why)
+{
+	struct lg_thread *t = c->t;
+
+	snprintf(t->connect_error, sizeof(t->connect_error), "%s", why);
+	c->retry_at = uv_hrtime() + LG_RECONNECT_NS;
+	lg_conn_close(c, LOADGEN_ERR_CONNECT);
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -223,7 +233,10 @@ static void on_eof(struct lg_conn *c)
 			return;
 		}
 	}
-	lg_conn_close(c, c->state == LG_CONNECTING ? LOADGEN_ERR_CONNECT : LOADGEN_ERR_IO);
+	if (c->state == LG_CONNECTING)
+		lg_conn_failed(c, "the server closed the connection during the TLS handshake");
+	else
+		lg_conn_close(c, LOADGEN_ERR_IO);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -255,23 +268,27 @@ void lg_conn_ready(struct lg_conn *c)
 static void on_connect(uv_connect_t *req, int status)
 {
 	struct lg_conn *c = req->data;
+	int r;
 
-	if (status < 0) {
-		if (status != UV_ECANCELED)
-			c->retry_at = uv_hrtime() + LG_RECONNECT_NS;
-		lg_conn_close(c, status == UV_ECANCELED ? -1 : LOADGEN_ERR_CONNECT);
+	if (status == UV_ECANCELED) {
+		lg_conn_close(c, -1);
 		return;
 	}
-	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
-		lg_conn_close(c, LOADGEN_ERR_CONNECT);
+	if (status < 0) {
+		lg_conn_failed(c, uv_strerror(status));
+		return;
+	}
+	r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	if (r < 0) {
+		lg_conn_failed(c, uv_strerror(r));
 		return;
 	}
 	if (!c->t->lg->ssl_ctx) {
 		lg_conn_ready(c);
 		return;
 	}
-	if (lg_tls_conn_start(c) < 0)
-		lg_conn_close(c, LOADGEN_ERR_CONNECT);
+	/* On failure the TLS side has said why and closed. */
+	(void)lg_tls_conn_start(c);
 }
 
 void lg_conn_init(struct lg_conn *c, struct lg_thread *t)
@@ -296,10 +313,8 @@ int lg_conn_connect(struct lg_conn *c)
 	t->close_pending++;
 	(void)uv_tcp_nodelay(&c->tcp, 1);
 	r = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&t->lg->addr, on_connect);
-	if (r < 0) {
-		c->retry_at = c->t_connect + LG_RECONNECT_NS;
-		lg_conn_close(c, LOADGEN_ERR_CONNECT);
-	}
+	if (r < 0)
+		lg_conn_failed(c, uv_strerror(r));
 	return 0;
 }
 

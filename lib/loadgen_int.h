@@ -100,9 +100,11 @@ struct loadgen {
 	atomic_int ready;
 	atomic_bool go;
 	atomic_bool cancelled;
+	atomic_bool early;            /* loadgen_end_early(): threads drain on their next tick */
 	atomic_uint_fast64_t tickets; /* requests mode: measured requests handed out */
 
 	pthread_mutex_t tl_lock;
+	struct hist *window; /* loadgen_window()'s scratch; main thread only */
 	struct lg_slot ring[LG_RING];
 	struct loadgen_second *timeline;
 	size_t n_seconds;
@@ -146,6 +148,7 @@ struct lg_thread {
 	struct hist *sec_hist;
 
 	struct lg_stats st;
+	char connect_error[LOADGEN_ERRLEN];         /* the last failed attempt's reason */
 	_Alignas(64) atomic_uint_fast64_t progress; /* measured requests, relaxed */
 	char pad[64];
 };
@@ -174,6 +177,10 @@ int lg_conn_connect(struct lg_conn *c);
 void lg_conn_send(struct lg_conn *c, uint64_t now);
 /* Closes the handle (if any); err_class >= 0 records the in-flight request as failed. */
 void lg_conn_close(struct lg_conn *c, int err_class);
+/* A connection attempt (TCP or TLS handshake) failed for `why`: noted as
+ * the run's connect_error, retried after LG_RECONNECT_NS, and closed with
+ * a connect error. */
+void lg_conn_failed(struct lg_conn *c, const char *why);
 void lg_conn_deinit(struct lg_conn *c);
 extern const http_parser_settings lg_parser_settings;
 

@@ -10,6 +10,7 @@
  * housekeeping so that no request arms a timer of its own.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/timerfd.h>
@@ -69,8 +70,16 @@ void lg_thread_record(struct lg_thread *t, struct lg_conn *c, uint64_t now, int 
 
 	if (c->state != LG_BUSY) {
 		/* A connect failure: no request was sent, but one could not be. */
-		if (!t->started || now < lg->t_measure || err_class < 0)
-			return; /* before the clock (t_measure is only read after go) */
+		if (!t->started || now < lg->t_measure || now >= lg->t_end || err_class < 0)
+			return; /* outside the window (t_measure is only read after go) */
+		/* By `requests` it takes the place of one: a target that never
+		 * accepts a connection must still end the run. */
+		if (lg->cfg.requests > 0 &&
+		    atomic_fetch_add_explicit(&t->lg->tickets, 1, memory_order_relaxed) >=
+		            (uint64_t)lg->cfg.requests) {
+			t->draining = true;
+			return;
+		}
 		t->st.requests++;
 		count_error(t, err_class);
 		timeline_count(t, now, 0, true);
@@ -307,7 +316,9 @@ static void begin_stop(struct lg_thread *t)
 	if (t->stopping)
 		return;
 	t->stopping = true;
-	if (lg->cfg.mode == LOAD_MODE_RATE && t->started && t->k < t->k_total)
+	/* Ended early on purpose: the rest of the schedule was not missed. */
+	if (lg->cfg.mode == LOAD_MODE_RATE && t->started && t->k < t->k_total &&
+	    !atomic_load(&lg->early))
 		t->st.unsent += t->k_total - t->k;
 	flush_second(t);
 	uv_close((uv_handle_t *)&t->tick, on_handle_closed);
@@ -344,6 +355,8 @@ static void sweep(struct lg_thread *t, uint64_t now)
 		if (c->state == LG_BUSY && now - c->t_sent >= to) {
 			lg_conn_close(c, LOADGEN_ERR_TIMEOUT);
 		} else if (c->state == LG_CONNECTING && now - c->t_connect >= to) {
+			snprintf(t->connect_error, sizeof(t->connect_error),
+			         "no connection (or TLS handshake) within the timeout");
 			c->retry_at = now;
 			lg_conn_close(c, LOADGEN_ERR_CONNECT);
 		} else if (c->state == LG_CLOSED) {
@@ -354,12 +367,22 @@ static void sweep(struct lg_thread *t, uint64_t now)
 	}
 }
 
+static bool any_conn_open(const struct lg_thread *t)
+{
+	for (int i = 0; i < t->n_conns; i++)
+		if (t->conns[i].state != LG_CLOSED && t->conns[i].state != LG_CLOSING)
+			return true;
+	return false;
+}
+
 static void on_tick(uv_timer_t *h)
 {
 	struct lg_thread *t = h->data;
 	struct loadgen *lg = t->lg;
 	uint64_t now = uv_hrtime();
 
+	if (!t->draining && atomic_load_explicit(&lg->early, memory_order_relaxed))
+		t->draining = true; /* loadgen_end_early() */
 	if (!t->started) {
 		maybe_begin(t, now);
 		sweep(t, now);
@@ -368,8 +391,13 @@ static void on_tick(uv_timer_t *h)
 	}
 	if (lg->cfg.mode == LOAD_MODE_RATE) {
 		/* Requests due before the end are still sent when late (their
-		 * lateness counts); the schedule itself ends the run. */
+		 * lateness counts); the schedule itself ends the run, unless
+		 * past the end no connection is left to send on (a target that
+		 * refuses them all) or a whole timeout has passed: the rest
+		 * is unsent. */
 		send_due(t, now);
+		if (now >= lg->t_end && (now >= lg->t_hard_end || !any_conn_open(t)))
+			t->draining = true;
 	} else {
 		if (t->n_idle > 0)
 			kick_closed(t, now);

@@ -4,12 +4,15 @@
  * of the write BIO and is written with lg_conn_write_raw().
  *
  * It verifies the peer (system store or ca_file, and the host name) unless
- * the spec says insecure; it never logs: failures are connect errors.
+ * the spec says insecure; it never logs: a failed handshake is a connect
+ * error (errors_connect, retried after LG_RECONNECT_NS like a refused
+ * connection), and its reason becomes the run's connect_error.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,10 +78,28 @@ static int setup_verify(struct lg_conn *c)
 	return SSL_set1_host(c->ssl, host) == 1 ? 0 : -EPROTO;
 }
 
-int lg_tls_conn_start(struct lg_conn *c)
+/* The handshake failed: says why in the words of OpenSSL's verifier (the
+ * usual case: an unknown CA, a wrong name, an expired certificate) or of
+ * its error queue, then closes as a connect error. */
+static void handshake_failed(struct lg_conn *c)
 {
-	int r;
+	char why[LOADGEN_ERRLEN];
+	long v = SSL_get_verify_result(c->ssl);
+	unsigned long e = ERR_peek_last_error();
+	const char *reason = e ? ERR_reason_error_string(e) : NULL;
 
+	if (v != X509_V_OK && !c->t->lg->cfg.insecure)
+		snprintf(why, sizeof(why), "TLS certificate verification failed: %s",
+		         X509_verify_cert_error_string(v));
+	else
+		snprintf(why, sizeof(why), "TLS handshake failed: %s",
+		         reason ? reason : "no reason given");
+	ERR_clear_error();
+	lg_conn_failed(c, why);
+}
+
+static int ssl_new(struct lg_conn *c)
+{
 	if (!c->tls_out) {
 		c->tls_out = malloc(LG_TLS_BUF);
 		if (!c->tls_out)
@@ -88,6 +109,8 @@ int lg_tls_conn_start(struct lg_conn *c)
 	c->rbio = BIO_new(BIO_s_mem());
 	c->wbio = BIO_new(BIO_s_mem());
 	if (!c->ssl || !c->rbio || !c->wbio) {
+		SSL_free(c->ssl);
+		c->ssl = NULL;
 		BIO_free(c->rbio);
 		BIO_free(c->wbio);
 		c->rbio = c->wbio = NULL;
@@ -95,12 +118,31 @@ int lg_tls_conn_start(struct lg_conn *c)
 	}
 	SSL_set_bio(c->ssl, c->rbio, c->wbio);
 	SSL_set_connect_state(c->ssl);
-	if (setup_verify(c) < 0)
+	return 0;
+}
+
+int lg_tls_conn_start(struct lg_conn *c)
+{
+	int r;
+
+	r = ssl_new(c);
+	if (r < 0) {
+		lg_conn_failed(c, "out of memory for TLS");
+		return r;
+	}
+	if (setup_verify(c) < 0) {
+		lg_conn_failed(c, "cannot set the TLS host name to verify");
 		return -EPROTO;
+	}
 	r = SSL_do_handshake(c->ssl);
-	if (r != 1 && SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ)
+	if (r != 1 && SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ) {
+		handshake_failed(c);
 		return -EPROTO;
-	return flush(c);
+	}
+	r = flush(c);
+	if (r < 0)
+		lg_conn_failed(c, uv_strerror(r));
+	return r;
 }
 
 /* Decrypts everything readable into the parser. */
@@ -113,7 +155,7 @@ static int drain(struct lg_conn *c)
 		n = SSL_read(c->ssl, plain, sizeof(plain));
 		if (n <= 0)
 			break;
-		if (lg_conn_parse(c, plain, (size_t)n) < 0)
+		if (lg_conn_parse(c, plain, (size_t)n) < 0 || c->state == LG_CLOSING)
 			return -1; /* closed already */
 	}
 	switch (SSL_get_error(c->ssl, n)) {
@@ -134,12 +176,17 @@ int lg_tls_feed(struct lg_conn *c, const char *buf, size_t len)
 		return LOADGEN_ERR_IO;
 	if (!SSL_is_init_finished(c->ssl)) {
 		r = SSL_do_handshake(c->ssl);
-		if (flush(c) < 0)
-			return LOADGEN_ERR_CONNECT;
+		if (r != 1 && SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ) {
+			/* The alert OpenSSL queued is not worth a write: we close. */
+			handshake_failed(c);
+			return -1;
+		}
+		if (flush(c) < 0) {
+			lg_conn_failed(c, "cannot write the TLS handshake");
+			return -1;
+		}
 		if (r != 1)
-			return SSL_get_error(c->ssl, r) == SSL_ERROR_WANT_READ
-			               ? -1
-			               : LOADGEN_ERR_CONNECT;
+			return -1;
 		lg_conn_ready(c);
 		if (c->state == LG_CLOSING || c->state == LG_CLOSED)
 			return -1;

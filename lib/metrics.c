@@ -211,8 +211,7 @@ static void render_gates(struct svg_buf *b, json_t *snap)
 
 	head(b, "readyd_gate_verdict", "gauge",
 	     "Last verdict of each service and environment: 1 for the current verdict.");
-	json_array_foreach(gates, i, g)
-	{
+	json_array_foreach (gates, i, g) {
 		const char *v = json_string_value(json_object_get(g, "verdict"));
 
 		for (size_t k = 0; k < 3; k++) {
@@ -224,8 +223,7 @@ static void render_gates(struct svg_buf *b, json_t *snap)
 	}
 	head(b, "readyd_gate_last_run_timestamp_seconds", "gauge",
 	     "End time of the last decided run of each service and environment.");
-	json_array_foreach(gates, i, g)
-	{
+	json_array_foreach (gates, i, g) {
 		int64_t ms;
 
 		if (rd_time_parse(json_string_value(json_object_get(g, "finished_at")), &ms) < 0)
@@ -238,13 +236,11 @@ static void render_gates(struct svg_buf *b, json_t *snap)
 	head(b, "readyd_gate_metric_value", "gauge",
 	     "Last measured value of each gated metric (PROBE.METRIC) of each service and "
 	     "environment.");
-	json_array_foreach(gates, i, g)
-	{
+	json_array_foreach (gates, i, g) {
 		const char *metric;
 		json_t *v;
 
-		json_object_foreach(json_object_get(g, "values"), metric, v)
-		{
+		json_object_foreach (json_object_get(g, "values"), metric, v) {
 			if (!json_is_number(v))
 				continue;
 			svg_buf_puts(b, "readyd_gate_metric_value");

@@ -19,10 +19,10 @@ const char *probe_state_to_string(enum probe_state s)
 }
 
 static const struct probe_ops *const registry[] = {
-        &probe_http_ops,        &probe_load_ops,        &probe_capacity_ops,
-        &probe_prom_scrape_ops, &probe_prom_rules_ops,  &probe_prom_query_ops,
-        &probe_alert_drill_ops, &probe_tls_ops,         &probe_auth_ops,
-        &probe_rate_limit_ops,  &probe_resources_ops,   &probe_rollback_drill_ops,
+        &probe_http_ops,        &probe_load_ops,       &probe_capacity_ops,
+        &probe_prom_scrape_ops, &probe_prom_rules_ops, &probe_prom_query_ops,
+        &probe_alert_drill_ops, &probe_tls_ops,        &probe_auth_ops,
+        &probe_rate_limit_ops,  &probe_resources_ops,  &probe_rollback_drill_ops,
 };
 
 const struct probe_ops *probe_ops_find(enum probe_type t)

@@ -198,8 +198,7 @@ static const char *alert_state(json_t *data, const char *name)
 
 	if (!json_is_array(alerts))
 		return NULL;
-	json_array_foreach(alerts, i, a)
-	{
+	json_array_foreach (alerts, i, a) {
 		const char *n = json_string_value(
 		        json_object_get(json_object_get(a, "labels"), "alertname"));
 		const char *s = json_string_value(json_object_get(a, "state"));

@@ -39,7 +39,7 @@ struct cap_probe {
 	double good, bad; /* highest pass (0: none), lowest failure (0: none) */
 	json_t *points;
 	enum probe_state state;
-	char why[256];
+	char why[512];
 };
 
 static void cap_config(const struct cap_probe *cp, double rate, struct loadgen_config *c)
@@ -59,6 +59,7 @@ static void cap_config(const struct cap_probe *cp, double rate, struct loadgen_c
 	        .connections = sp->connections > 0 ? (int)sp->connections : 64,
 	        .threads = sp->threads > 0 ? (int)sp->threads : 1,
 	        .duration_ms = sp->step_ms > 0 ? sp->step_ms : CAP_DEFAULT_STEP,
+	        .warmup_ms = sp->warmup_ms,
 	        .timeout_ms = p->spec->target.timeout_ms,
 	        .insecure = sp->insecure,
 	        .ca_file = sp->ca_file,
@@ -165,6 +166,18 @@ static void on_step_done(struct loadgen *lg, void *userdata)
 	if (r->cancelled || cp->cancelled || loadgen_result_metrics(r, &m) < 0) {
 		loadgen_free(lg);
 		finish(cp, PROBE_CANCELLED);
+		return;
+	}
+	if (r->requests > 0 && r->errors_by[LOADGEN_ERR_CONNECT] == r->requests) {
+		/* No step can pass without a connection: say why, do not search. */
+		snprintf(cp->why, sizeof(cp->why), "cannot connect to %s%s%s%s", cp->p->sp->url,
+		         r->connect_error[0] ? ": " : "", r->connect_error,
+		         strncmp(r->connect_error, "TLS certificate", 15) == 0
+		                 ? " (give ca_file, or insecure: true to skip verification)"
+		                 : "");
+		json_decref(m);
+		loadgen_free(lg);
+		finish(cp, PROBE_ERRORED);
 		return;
 	}
 	loadgen_free(lg);

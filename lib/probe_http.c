@@ -90,8 +90,7 @@ static const char *check_json(const struct spec_probe *sp, json_t *doc, char *wh
 		snprintf(why, len, "body is not JSON (expect_json needs it)");
 		return why;
 	}
-	json_object_foreach(sp->expect_json, path, want)
-	{
+	json_object_foreach (sp->expect_json, path, want) {
 		if (check_json_entry(doc, path, want, why, len))
 			return why;
 	}

@@ -5,17 +5,25 @@
  * p->requests every 250 ms, and publishes the result's metrics and
  * details when the engine reports back through uv_async_send.
  *
+ * Gates on this probe with `abort_on_fail` are watched on the same tick
+ * over a sliding window of the engine's timeline (docs/spec.md "Gates"
+ * says when such a gate "cannot be met"); the first that cannot ends the
+ * engine early and the probe fails, naming the gate and the window.
+ *
  * It must not touch the store or the API (the scheduler persists), and
  * must always end with probe_finish(), also when cancelled.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "loadgen.h"
 #include "probe.h"
 
-#define LOAD_PROGRESS_MS 250
+#define LOAD_PROGRESS_MS        250
+#define LOAD_ABORT_WINDOW_S     5   /* seconds of the sliding window */
+#define LOAD_ABORT_MIN_REQUESTS 100 /* in the window, before it decides anything */
 
 struct load_probe {
 	struct probe *p;
@@ -23,8 +31,9 @@ struct load_probe {
 	uv_timer_t progress;
 	bool timer_open;
 	bool cancelled;
+	bool aborted; /* an abort_on_fail gate could no longer be met */
 	enum probe_state state;
-	char why[256];
+	char why[512];
 };
 
 /* The engine's config for a load-type probe; shared with probe_capacity
@@ -56,11 +65,112 @@ static void load_config(const struct probe *p, struct loadgen_config *c)
 	http_client_get_policy(p->http, &c->policy, &c->policy_data); /* allowed_targets */
 }
 
+/* ---- abort_on_fail ---- */
+
+/* The q of "pNN_ms" (p999_ms: 99.9), or NaN for any other metric. */
+static double metric_percentile(const char *metric)
+{
+	static const struct {
+		const char *name;
+		double q;
+	} pct[] = {
+	        {"p50_ms", 50}, {"p90_ms", 90}, {"p95_ms", 95}, {"p99_ms", 99}, {"p999_ms", 99.9}};
+
+	for (size_t i = 0; i < sizeof(pct) / sizeof(pct[0]); i++)
+		if (strcmp(metric, pct[i].name) == 0)
+			return pct[i].q;
+	return NAN;
+}
+
+/* Can the engine's figures so far tell that this gate cannot be met? Only
+ * upper bounds against a number: `errors` never falls, and a rate or a
+ * percentile that stayed too high for the whole window is taken as the
+ * run's. Other gates are judged at the end as usual. */
+static bool abort_watched(const struct probe *p, const struct spec_gate *g)
+{
+	const struct gate_expr *ex = &g->ex;
+
+	if (!g->abort_on_fail || strcmp(ex->probe, p->sp->name) != 0 ||
+	    ex->rhs != GATE_RHS_NUMBER || (ex->op != GATE_OP_LT && ex->op != GATE_OP_LE))
+		return false;
+	return strcmp(ex->metric, "errors") == 0 || strcmp(ex->metric, "error_rate") == 0 ||
+	       !isnan(metric_percentile(ex->metric));
+}
+
+/* Enough successful answers that ten lie above the percentile (the
+ * judge's own floor), and never fewer than LOAD_ABORT_MIN_REQUESTS. */
+static uint64_t percentile_floor(double q)
+{
+	double n = ceil(10.0 / (1.0 - q / 100.0) - 1e-9);
+
+	return n < LOAD_ABORT_MIN_REQUESTS ? LOAD_ABORT_MIN_REQUESTS : (uint64_t)n;
+}
+
+/* Returns true (and says why in lp->why) when gate g cannot be met. */
+static bool gate_lost(struct load_probe *lp, const struct spec_gate *g)
+{
+	const struct gate_expr *ex = &g->ex;
+	double q = metric_percentile(ex->metric), rate;
+	struct loadgen_window w;
+	uint64_t ok;
+
+	if (loadgen_window(lp->lg, LOAD_ABORT_WINDOW_S, q, &w) < 0)
+		return false;
+	if (strcmp(ex->metric, "errors") == 0) {
+		if (gate_compare((double)w.errors_total, ex->op, ex->number))
+			return false;
+		snprintf(lp->why, sizeof(lp->why),
+		         "aborted: gate '%s' cannot be met: %llu errors already", g->expr,
+		         (unsigned long long)w.errors_total);
+		return true;
+	}
+	if (w.seconds < LOAD_ABORT_WINDOW_S || w.requests < LOAD_ABORT_MIN_REQUESTS)
+		return false;
+	if (strcmp(ex->metric, "error_rate") == 0) {
+		rate = (double)w.errors / (double)w.requests;
+		if (gate_compare(rate, ex->op, ex->number))
+			return false;
+		snprintf(lp->why, sizeof(lp->why),
+		         "aborted: gate '%s' cannot be met: error_rate %.4g over the last %d s "
+		         "(%llu errors in %llu requests)",
+		         g->expr, rate, w.seconds, (unsigned long long)w.errors,
+		         (unsigned long long)w.requests);
+		return true;
+	}
+	ok = w.requests - w.errors;
+	if (isnan(q) || w.errors > w.requests || ok < percentile_floor(q) ||
+	    isnan(w.pct_min_second_ms) || gate_compare(w.pct_ms, ex->op, ex->number) ||
+	    gate_compare(w.pct_min_second_ms, ex->op, ex->number))
+		return false;
+	snprintf(lp->why, sizeof(lp->why),
+	         "aborted: gate '%s' cannot be met: %s %.4g over the last %d s (%llu answers), "
+	         "and at least %.4g in each of those seconds",
+	         g->expr, ex->metric, w.pct_ms, w.seconds, (unsigned long long)ok,
+	         w.pct_min_second_ms);
+	return true;
+}
+
+static void check_abort(struct load_probe *lp)
+{
+	const struct spec *spec = lp->p->spec;
+
+	if (lp->aborted || lp->cancelled)
+		return;
+	for (size_t i = 0; i < spec->n_gates; i++) {
+		if (!abort_watched(lp->p, &spec->gates[i]) || !gate_lost(lp, &spec->gates[i]))
+			continue;
+		lp->aborted = true;
+		loadgen_end_early(lp->lg);
+		return;
+	}
+}
+
 static void on_progress(uv_timer_t *t)
 {
 	struct load_probe *lp = t->data;
 
 	loadgen_progress(lp->lg, &lp->p->requests, &lp->p->percent);
+	check_abort(lp);
 }
 
 /* Publishes and finishes once the progress timer is closed, so that
@@ -70,8 +180,8 @@ static void on_timer_closed(uv_handle_t *h)
 	struct load_probe *lp = h->data;
 
 	lp->timer_open = false;
-	if (lp->state == PROBE_ERRORED)
-		probe_finish(lp->p, PROBE_ERRORED, "%s", lp->why);
+	if (lp->state == PROBE_ERRORED || lp->state == PROBE_FAILED)
+		probe_finish(lp->p, lp->state, "%s", lp->why);
 	else
 		probe_finish(lp->p, lp->state, NULL);
 }
@@ -91,6 +201,11 @@ static void publish(struct load_probe *lp, const struct loadgen_result *r)
 	json_decref(p->details);
 	p->metrics = m;
 	p->details = d;
+	if (probe_set_metric(p, "aborted", lp->aborted ? 1 : 0) < 0) {
+		lp->state = PROBE_ERRORED;
+		snprintf(lp->why, sizeof(lp->why), "out of memory while publishing the result");
+		return;
+	}
 	p->requests = (int64_t)r->requests;
 	p->percent = 100;
 }
@@ -104,9 +219,17 @@ static void judge_result(struct load_probe *lp, const struct loadgen_result *r)
 		lp->state = PROBE_ERRORED;
 		snprintf(lp->why, sizeof(lp->why), "no request was measured");
 	} else if (r->errors_by[LOADGEN_ERR_CONNECT] == r->requests) {
+		/* Nothing was measured but failures to connect: the target's
+		 * fault or the spec's (TLS trust), not a latency. */
 		lp->state = PROBE_ERRORED;
-		snprintf(lp->why, sizeof(lp->why), "cannot connect to %s",
-		         lp->p->sp->url ? lp->p->sp->url : lp->p->spec->target.url);
+		snprintf(lp->why, sizeof(lp->why), "cannot connect to %s%s%s%s",
+		         lp->p->sp->url ? lp->p->sp->url : lp->p->spec->target.url,
+		         r->connect_error[0] ? ": " : "", r->connect_error,
+		         strncmp(r->connect_error, "TLS certificate", 15) == 0
+		                 ? " (give ca_file, or insecure: true to skip verification)"
+		                 : "");
+	} else if (lp->aborted) {
+		lp->state = PROBE_FAILED; /* lp->why names the gate */
 	}
 }
 

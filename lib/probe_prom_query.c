@@ -92,8 +92,7 @@ static int reduce(const char *fn, json_t *values, double *ret, size_t *ret_point
 	size_t i, n = 0;
 	json_t *pair;
 
-	json_array_foreach(values, i, pair)
-	{
+	json_array_foreach (values, i, pair) {
 		if (sample_value(pair, &v) < 0)
 			return -EPROTO;
 		if (isnan(v))

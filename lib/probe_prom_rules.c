@@ -92,8 +92,7 @@ static int walk_groups(json_t *data, json_t *alerts, json_t *bad)
 
 	if (!json_is_array(groups))
 		return -EPROTO;
-	json_array_foreach(groups, i, g)
-	{
+	json_array_foreach (groups, i, g) {
 		const char *gname = json_string_value(json_object_get(g, "name")) ?: "?";
 		json_t *rules = json_object_get(g, "rules");
 
@@ -101,8 +100,7 @@ static int walk_groups(json_t *data, json_t *alerts, json_t *bad)
 			return -EPROTO;
 		if (unhealthy(g, &health, &err))
 			add_unhealthy(bad, gname, NULL, health, err);
-		json_array_foreach(rules, k, rule)
-		{
+		json_array_foreach (rules, k, rule) {
 			const char *name = json_string_value(json_object_get(rule, "name")) ?: "?";
 			const char *type = json_string_value(json_object_get(rule, "type")) ?: "";
 
@@ -134,14 +132,19 @@ static void describe(const struct rules_probe *rp, json_t *missing, json_t *bad,
 	json_t *v;
 
 	buf[0] = '\0';
-	json_array_foreach(missing, i, v) if (o < len) o += (size_t)snprintf(
-	        buf + o, len - o, "%s%s", i ? ", " : "missing alerts: ", json_string_value(v));
-	json_array_foreach(bad, i, v) if (o < len) o += (size_t)snprintf(
-	        buf + o, len - o, "%sunhealthy rule %s in group %s (health %s): %s", o ? "; " : "",
-	        json_string_value(json_object_get(v, "rule")) ?: "(group)",
-	        json_string_value(json_object_get(v, "group")),
-	        json_string_value(json_object_get(v, "health")),
-	        json_string_value(json_object_get(v, "error")));
+	json_array_foreach (missing, i, v)
+		if (o < len)
+			o += (size_t)snprintf(buf + o, len - o, "%s%s",
+			                      i ? ", " : "missing alerts: ", json_string_value(v));
+	json_array_foreach (bad, i, v)
+		if (o < len)
+			o += (size_t)snprintf(
+			        buf + o, len - o, "%sunhealthy rule %s in group %s (health %s): %s",
+			        o ? "; " : "",
+			        json_string_value(json_object_get(v, "rule")) ?: "(group)",
+			        json_string_value(json_object_get(v, "group")),
+			        json_string_value(json_object_get(v, "health")),
+			        json_string_value(json_object_get(v, "error")));
 	if (rp->file_errors > 0 && o < len)
 		snprintf(buf + o, len - o, "%s%zu rule file error(s), first: %s", o ? "; " : "",
 		         rp->file_errors, rp->first_file_error);

@@ -72,13 +72,17 @@ static void list_names(json_t *missing, json_t *wrong, char *buf, size_t len)
 	json_t *v;
 
 	buf[0] = '\0';
-	json_array_foreach(missing, i, v) if (o < len) o +=
-	        (size_t)snprintf(buf + o, len - o, "%s%s", o ? ", " : "", json_string_value(v));
-	json_array_foreach(wrong, i, v) if (o < len) o +=
-	        (size_t)snprintf(buf + o, len - o, "%s%s (want %s, is %s)", o ? ", " : "",
-	                         json_string_value(json_object_get(v, "name")),
-	                         json_string_value(json_object_get(v, "want")),
-	                         json_string_value(json_object_get(v, "got")));
+	json_array_foreach (missing, i, v)
+		if (o < len)
+			o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? ", " : "",
+			                      json_string_value(v));
+	json_array_foreach (wrong, i, v)
+		if (o < len)
+			o += (size_t)snprintf(buf + o, len - o, "%s%s (want %s, is %s)",
+			                      o ? ", " : "",
+			                      json_string_value(json_object_get(v, "name")),
+			                      json_string_value(json_object_get(v, "want")),
+			                      json_string_value(json_object_get(v, "got")));
 }
 
 static void judge(struct probe *p, const struct promtext *pt)

@@ -112,8 +112,7 @@ static void unknown_keys(struct walk *w, const char *path, json_t *obj, const ch
 	json_t *v;
 	char p[256];
 
-	json_object_foreach(obj, k, v)
-	{
+	json_object_foreach (obj, k, v) {
 		size_t i = 0;
 
 		while (allowed[i] && strcmp(allowed[i], k) != 0)
@@ -169,8 +168,7 @@ static void check_string_map(struct walk *w, const char *path, json_t *obj, cons
 		add_error(w, p, m, "'%s' must be a map of names to strings", key);
 		return;
 	}
-	json_object_foreach(m, k, v)
-	{
+	json_object_foreach (m, k, v) {
 		spec_path_key(q, sizeof(q), p, k);
 		if (!valid_name(k, false))
 			add_error(w, q, m, "invalid %s name '%s'", key, k);
@@ -287,8 +285,7 @@ static void check_group(struct walk *w, const char *path, json_t *g, json_t *see
 	spec_path_key(p, sizeof(p), path, "rules");
 	if (rules && !json_is_array(rules))
 		add_error(w, p, rules, "'rules' must be a list");
-	json_array_foreach(rules, i, r)
-	{
+	json_array_foreach (rules, i, r) {
 		spec_path_index(q, sizeof(q), p, i);
 		check_rule(w, q, r);
 	}
@@ -320,8 +317,7 @@ static void check_doc(struct walk *w, json_t *doc)
 		w->oom = 1;
 		return;
 	}
-	json_array_foreach(groups, i, g)
-	{
+	json_array_foreach (groups, i, g) {
 		spec_path_index(p, sizeof(p), "groups", i);
 		check_group(w, p, g, seen);
 	}

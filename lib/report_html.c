@@ -113,7 +113,8 @@ static void gate_table(struct svg_buf *b, json_t *run)
 	svg_buf_puts(b,
 	             "<table id=\"gates\"><tr><th>Section</th><th>Gate</th><th>Value</th>"
 	             "<th>Threshold</th><th>Baseline</th><th>Outcome</th><th>Reason</th></tr>\n");
-	json_array_foreach(json_object_get(run, "gates"), i, g) gate_row(b, run, g);
+	json_array_foreach (json_object_get(run, "gates"), i, g)
+		gate_row(b, run, g);
 	svg_buf_puts(b, "</table>\n");
 }
 
@@ -204,8 +205,7 @@ static void load_charts(struct svg_buf *b, json_t *run)
 	json_t *p;
 
 	svg_buf_puts(b, "<h2>Performance</h2>\n");
-	json_array_foreach(json_object_get(run, "probes"), i, p)
-	{
+	json_array_foreach (json_object_get(run, "probes"), i, p) {
 		const char *t = json_string_value(json_object_get(p, "type"));
 
 		if (!t || (strcmp(t, "load") != 0 && strcmp(t, "capacity") != 0))
@@ -261,7 +261,8 @@ static void trends_table(struct svg_buf *b, json_t *trends)
 	}
 	svg_buf_puts(b, "<table id=\"trends\"><tr><th>Metric</th><th>Runs</th><th>Trend</th>"
 	                "<th>Latest</th></tr>\n");
-	json_array_foreach(trends, i, t) trend_row(b, t);
+	json_array_foreach (trends, i, t)
+		trend_row(b, t);
 	svg_buf_puts(b, "</table>\n");
 }
 
@@ -272,8 +273,7 @@ static void probe_table(struct svg_buf *b, json_t *run)
 
 	svg_buf_puts(b, "<h2>Probes</h2>\n<table id=\"probes\"><tr><th>Probe</th><th>Type</th>"
 	                "<th>Section</th><th>State</th><th>Metrics</th><th>Error</th></tr>\n");
-	json_array_foreach(json_object_get(run, "probes"), i, p)
-	{
+	json_array_foreach (json_object_get(run, "probes"), i, p) {
 		const char *k;
 		json_t *v;
 
@@ -287,8 +287,7 @@ static void probe_table(struct svg_buf *b, json_t *run)
 		svg_buf_puts(b, "</td><td>");
 		esc(b, json_object_get(p, "state"));
 		svg_buf_puts(b, "</td><td>");
-		json_object_foreach(json_object_get(p, "metrics"), k, v)
-		{
+		json_object_foreach (json_object_get(p, "metrics"), k, v) {
 			svg_buf_esc(b, k);
 			svg_buf_puts(b, "=");
 			num(b, v);
@@ -313,8 +312,7 @@ static void checklist_table(struct svg_buf *b, json_t *run)
 	}
 	svg_buf_puts(b, "<table id=\"checklist\"><tr><th>Item</th><th>Required</th>"
 	                "<th>Evidence</th><th>Outcome</th><th>Reason</th></tr>\n");
-	json_array_foreach(json_object_get(run, "checklist"), i, c)
-	{
+	json_array_foreach (json_object_get(run, "checklist"), i, c) {
 		const char *o = json_string_value(json_object_get(c, "outcome"));
 
 		svg_buf_puts(b, "<tr><td>");
@@ -345,8 +343,7 @@ static void waivers_list(struct svg_buf *b, json_t *run)
 		return;
 	}
 	svg_buf_puts(b, "<h2>Waivers used</h2>\n<ul id=\"waivers\">\n");
-	json_array_foreach(ws, i, w)
-	{
+	json_array_foreach (ws, i, w) {
 		svg_buf_puts(b, "<li><code>");
 		esc(b, json_object_get(w, "expr"));
 		svg_buf_puts(b, "</code>: ");

@@ -14,8 +14,7 @@ static json_t *summarize(json_t *run)
 
 	if (!counts)
 		return NULL;
-	json_array_foreach(gates, i, g)
-	{
+	json_array_foreach (gates, i, g) {
 		const char *o = json_string_value(json_object_get(g, "outcome"));
 		json_int_t n;
 
@@ -27,8 +26,7 @@ static json_t *summarize(json_t *run)
 		    (strcmp(o, "fail") == 0 || strcmp(o, "error") == 0))
 			blocking_bad++;
 	}
-	json_array_foreach(json_object_get(run, "checklist"), i, g)
-	{
+	json_array_foreach (json_object_get(run, "checklist"), i, g) {
 		const char *o = json_string_value(json_object_get(g, "outcome"));
 
 		if (o && strcmp(o, "fail") == 0 && json_is_true(json_object_get(g, "required")))

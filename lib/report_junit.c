@@ -104,8 +104,7 @@ static struct counts count(json_t *run)
 	size_t i;
 	json_t *x;
 
-	json_array_foreach(json_object_get(run, "gates"), i, x)
-	{
+	json_array_foreach (json_object_get(run, "gates"), i, x) {
 		const char *o = json_string_value(json_object_get(x, "outcome"));
 
 		n.tests++;
@@ -116,8 +115,7 @@ static struct counts count(json_t *run)
 		else if (is(o, "error") || !o)
 			n.errors++;
 	}
-	json_array_foreach(json_object_get(run, "checklist"), i, x)
-	{
+	json_array_foreach (json_object_get(run, "checklist"), i, x) {
 		n.tests++;
 		if (!is(json_string_value(json_object_get(x, "outcome")), "pass") &&
 		    json_is_true(json_object_get(x, "required")))
@@ -163,8 +161,7 @@ static void suite_errors(struct svg_buf *b, json_t *run)
 	size_t i;
 	json_t *p;
 
-	json_array_foreach(json_object_get(run, "probes"), i, p)
-	{
+	json_array_foreach (json_object_get(run, "probes"), i, p) {
 		if (!json_is_string(json_object_get(p, "error")))
 			continue;
 		svg_buf_puts(b, open ? "\n" : "  <system-err>");
@@ -193,8 +190,10 @@ char *report_junit(json_t *run, json_t *spec, size_t *ret_len)
 	(void)spec;
 	svg_buf_init(&b);
 	suite_open(&b, run);
-	json_array_foreach(json_object_get(run, "gates"), i, x) gate_case(&b, run, x);
-	json_array_foreach(json_object_get(run, "checklist"), i, x) checklist_case(&b, x);
+	json_array_foreach (json_object_get(run, "gates"), i, x)
+		gate_case(&b, run, x);
+	json_array_foreach (json_object_get(run, "checklist"), i, x)
+		checklist_case(&b, x);
 	suite_errors(&b, run);
 	svg_buf_puts(&b, "</testsuite>\n");
 	return svg_buf_steal(&b, ret_len);

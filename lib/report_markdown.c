@@ -50,8 +50,7 @@ const char *report_gate_section(json_t *run, json_t *gate)
 
 	if (!dot)
 		return "Performance";
-	json_array_foreach(json_object_get(run, "probes"), i, p)
-	{
+	json_array_foreach (json_object_get(run, "probes"), i, p) {
 		const char *name = json_string_value(json_object_get(p, "name"));
 
 		if (name && strlen(name) == (size_t)(dot - metric) &&
@@ -168,8 +167,7 @@ static void md_probe(struct svg_buf *b, json_t *p)
 	md_text(b, json_string_value(json_object_get(p, "type")));
 	svg_buf_puts(b, "): ");
 	md_text(b, json_string_value(json_object_get(p, "state")));
-	json_object_foreach(json_object_get(p, "metrics"), key, v)
-	{
+	json_object_foreach (json_object_get(p, "metrics"), key, v) {
 		svg_buf_puts(b, first ? "; " : ", ");
 		first = false;
 		md_text(b, key);
@@ -207,19 +205,16 @@ static void md_section(struct svg_buf *b, json_t *run, const char *section)
 	json_t *x;
 
 	svg_buf_printf(b, "\n## %s\n\n", section);
-	json_array_foreach(json_object_get(run, "probes"), i, x)
-	{
+	json_array_foreach (json_object_get(run, "probes"), i, x) {
 		if (strcmp(report_section_of_type(json_string_value(json_object_get(x, "type"))),
 		           section) == 0)
 			md_probe(b, x), shown++;
 	}
-	json_array_foreach(json_object_get(run, "gates"), i, x)
-	{
+	json_array_foreach (json_object_get(run, "gates"), i, x) {
 		if (strcmp(report_gate_section(run, x), section) == 0)
 			md_gate(b, x), shown++;
 	}
-	json_array_foreach(json_object_get(run, "checklist"), i, x)
-	{
+	json_array_foreach (json_object_get(run, "checklist"), i, x) {
 		const char *s = checklist_section(json_string_value(json_object_get(x, "item")));
 
 		if (s && strcmp(s, section) == 0)
@@ -234,8 +229,7 @@ json_t *report_waivers_used(json_t *run)
 	json_t *out = json_array(), *g;
 	size_t i;
 
-	json_array_foreach(json_object_get(run, "gates"), i, g)
-	{
+	json_array_foreach (json_object_get(run, "gates"), i, g) {
 		json_t *w = json_object_get(g, "waiver"), *copy;
 
 		if (!out || !json_is_object(w))
@@ -263,8 +257,7 @@ static void md_waivers(struct svg_buf *b, json_t *run)
 		return;
 	}
 	svg_buf_puts(b, "\n## Waivers\n\n");
-	json_array_foreach(waivers, i, w)
-	{
+	json_array_foreach (waivers, i, w) {
 		svg_buf_puts(b, "- ");
 		md_text(b, json_string_value(json_object_get(w, "expr")));
 		svg_buf_puts(b, ": ");
@@ -324,7 +317,8 @@ char *report_markdown(json_t *run, json_t *spec, size_t *ret_len)
 	for (i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
 		md_section(&b, run, sections[i]);
 	svg_buf_puts(&b, "\n## Checklist\n\n");
-	json_array_foreach(json_object_get(run, "checklist"), i, c) md_check_item(&b, c);
+	json_array_foreach (json_object_get(run, "checklist"), i, c)
+		md_check_item(&b, c);
 	if (json_array_size(json_object_get(run, "checklist")) == 0)
 		svg_buf_puts(&b, "_No checklist items in the spec._\n");
 	md_waivers(&b, run);

@@ -349,8 +349,7 @@ static void save_load_measurements(struct run *r, size_t idx)
 
 	if (!is_load_type(p->sp->type) || !json_is_object(p->details))
 		return;
-	json_object_foreach(hists, name, v)
-	{
+	json_object_foreach (hists, name, v) {
 		uint8_t *buf = NULL;
 		size_t len = 0;
 
@@ -364,8 +363,9 @@ static void save_load_measurements(struct run *r, size_t idx)
 	if (e == 0 && json_is_array(tl))
 		e = store_probe_timeline_save(r->s->store, r->id, idx, tl);
 	if (e < 0)
-		rd_log(RD_LOG_DEBUG, NULL, "Failed to save the measurements of probe %zu of run %lld: %s",
-		       idx, (long long)r->id, strerror(-e));
+		rd_log(RD_LOG_DEBUG, NULL,
+		       "Failed to save the measurements of probe %zu of run %lld: %s", idx,
+		       (long long)r->id, strerror(-e));
 	else
 		json_object_del(p->details, "histograms");
 }

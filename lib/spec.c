@@ -792,8 +792,7 @@ static int read_headers(struct vctx *v, const struct field *f, json_t *val, cons
 		return -ENOMEM;
 	*AT(base, f->off, struct spec_header *) = hs;
 	*AT(base, f->count_off, size_t) = n;
-	json_object_foreach(val, name, hv)
-	{
+	json_object_foreach (val, name, hv) {
 		char hpath[sizeof(v->err->path)];
 		int r;
 
@@ -825,8 +824,7 @@ static int read_json(struct vctx *v, const struct field *f, json_t *val, const c
 	    json_object_size(val) > SPEC_MAX_LIST)
 		return fail(v, val, path, "must be a mapping of 1 to %d JSONPath -> value entries",
 		            SPEC_MAX_LIST);
-	json_object_foreach(val, key, it)
-	{
+	json_object_foreach (val, key, it) {
 		spec_path_key(kpath, sizeof(kpath), path, key);
 		if (key[0] != '$')
 			return fail(v, it, kpath,
@@ -959,8 +957,7 @@ static int check_keys(struct vctx *v, json_t *obj, const char *path, const struc
 	const char *key;
 	json_t *val;
 
-	json_object_foreach(obj, key, val)
-	{
+	json_object_foreach (obj, key, val) {
 		if (schema_find(sc, key))
 			continue;
 		spec_path_key(kpath, sizeof(kpath), path, key);
@@ -1101,6 +1098,7 @@ static const struct field load_fields[] = {
 	{.key = "requests", .kind = FK_INT, .off = P(requests), .min = 1, .max = 1000000000},
 	{.key = "warmup",   .kind = FK_DURATION, .off = P(warmup_ms), .min = 0, .max = MAXD},
 	F_REQUEST,
+	F_TLS_CLIENT,
 };
 
 static const struct field capacity_fields[] = {
@@ -1115,9 +1113,11 @@ static const struct field capacity_fields[] = {
 	 .dmax = SPEC_MAX_RATE},
 	{.key = "step",          .kind = FK_DURATION, .off = P(step_ms), .min = 1, .max = MAXD,
 	 .def = 10000},
+	{.key = "warmup",        .kind = FK_DURATION, .off = P(warmup_ms), .min = 0, .max = MAXD},
 	F_CONNECTIONS(64),
 	F_THREADS,
 	F_REQUEST,
+	F_TLS_CLIENT,
 };
 
 static const struct field http_fields[] = {
@@ -1444,6 +1444,12 @@ static int finish_capacity(struct vctx *v, json_t *obj, const char *path, struct
 	if (p->required_rate > p->max_rate)
 		return fail_at(v, obj, path, "required_rate", "must not exceed max_rate (%g)",
 		               p->max_rate);
+	if (p->warmup_ms >= p->step_ms) {
+		char a[32];
+
+		rd_format_duration(p->step_ms, a, sizeof(a));
+		return fail_at(v, obj, path, "warmup", "must be shorter than step (%s)", a);
+	}
 	if (check_threads(v, obj, path, p) < 0)
 		return -EINVAL;
 	return load_request(v, obj, path, p);
@@ -1735,8 +1741,7 @@ static int parse_checklist(struct vctx *v, json_t *val, const char *path, void *
 	if (!cl->items)
 		return -ENOMEM;
 	cl->n_items = n;
-	json_object_foreach(val, name, it)
-	{
+	json_object_foreach (val, name, it) {
 		if (!strcmp(name, "required"))
 			continue;
 		spec_path_key(ipath, sizeof(ipath), path, name);
@@ -2034,8 +2039,7 @@ static int redact_headers(json_t *obj)
 
 	if (!json_is_object(h))
 		return 0;
-	json_object_foreach(h, name, val)
-	{
+	json_object_foreach (h, name, val) {
 		if (spec_header_is_secret(name) &&
 		    json_object_set_new(h, name, json_string(REDACTED)) < 0)
 			return -ENOMEM;

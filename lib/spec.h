@@ -195,7 +195,7 @@ struct spec_error {
 	char message[256];
 	int line;    /* 1-based line in the input for YAML, 0 if unknown */
 	bool syntax; /* the bytes are not YAML/JSON at all, as opposed to an
-		      * invalid spec: the API answers 400 rather than 422 */
+	              * invalid spec: the API answers 400 rather than 422 */
 };
 
 /* Parses and validates buf (len bytes, need not be NUL-terminated).

@@ -1107,8 +1107,7 @@ static bool probe_metrics_valid(json_t *metrics)
 
 	if (!json_is_object(metrics))
 		return false;
-	json_object_foreach(metrics, key, v)
-	{
+	json_object_foreach (metrics, key, v) {
 		if (!json_is_number(v) && !json_is_null(v))
 			return false;
 	}
@@ -1206,8 +1205,7 @@ static int metrics_write(struct store *st, int64_t run_id, const struct probe_ro
 		r = stmt_get(st, ST_METRIC_INSERT, &s);
 	if (r < 0 || !pr->metrics)
 		goto out;
-	json_object_foreach(pr->metrics, key, v)
-	{
+	json_object_foreach (pr->metrics, key, v) {
 		if ((rc = sqlite3_bind_int64(s, 1, run_id)) != SQLITE_OK ||
 		    (rc = sqlite3_bind_text(s, 2, svc, -1, SQLITE_STATIC)) != SQLITE_OK ||
 		    (rc = sqlite3_bind_text(s, 3, env, -1, SQLITE_STATIC)) != SQLITE_OK ||
@@ -1306,8 +1304,7 @@ static int judgement_replace(struct store *st, int64_t run_id, json_t *arr, bool
 		set_err(st, "Failed to save %s: not a JSON array", what);
 		return -EINVAL;
 	}
-	json_array_foreach(arr, i, item)
-	{
+	json_array_foreach (arr, i, item) {
 		r = gates ? cols_validate(st, item, gate_cols, RD_ARRAY_SIZE(gate_cols), what)
 		          : cols_validate(st, item, check_cols, RD_ARRAY_SIZE(check_cols), what);
 		if (r < 0)

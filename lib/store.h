@@ -128,8 +128,8 @@ int store_gates_latest(struct store *st, json_t **ret_items);
  * non-invalidated run of service and environment other than
  * exclude_run_id that published it as a number. -ENOENT if none. */
 int store_baseline(struct store *st, const char *service, const char *environment,
-                   const char *probe, const char *metric, int64_t exclude_run_id,
-                   double *ret_value, int64_t *ret_run_id);
+                   const char *probe, const char *metric, int64_t exclude_run_id, double *ret_value,
+                   int64_t *ret_run_id);
 
 /* A waiver; expr is the canonical gate expression (gate_format()).
  * environment NULL: any. All borrowed. */
@@ -170,8 +170,8 @@ struct store_judge_ctx {
 	int64_t run_id; /* the run being judged: never its own baseline */
 	int64_t now_ms; /* waivers active at this time */
 };
-int store_judge_baseline(void *userdata, const char *probe, const char *metric,
-                         double *ret_value, int64_t *ret_run);
+int store_judge_baseline(void *userdata, const char *probe, const char *metric, double *ret_value,
+                         int64_t *ret_run);
 int store_judge_waiver(void *userdata, const char *expr, json_t **ret_waiver);
 
 /* Marks an ended run invalid (excluded from baselines, trends and
@@ -212,6 +212,10 @@ struct store_trend_query {
 	const char *environment; /* NULL: any */
 	int64_t since_ms, until_ms;
 	int limit;
+	/* > 0: one bucket per step ms of ts (epoch-aligned), [{t, runs, min,
+	 * max, avg, last, last_run_id, last_version}], the newest limit
+	 * buckets, oldest first; "last" is the bucket's newest run. */
+	int64_t step_ms;
 };
 int store_trend(struct store *st, const struct store_trend_query *q, json_t **ret_points,
                 bool *ret_truncated);
@@ -226,6 +230,7 @@ int store_probe_percentile(struct store *st, int64_t run_id, size_t idx, const c
 /* The SQL of store_trend and store_gates_latest (for EXPLAIN QUERY PLAN
  * in tests). */
 const char *store_trend_sql(bool with_environment);
+const char *store_trend_bucket_sql(bool with_environment);
 const char *store_gates_latest_sql(void);
 
 /* ---- Reports and /metrics (lib/store_report.c, issue 5) ---- */

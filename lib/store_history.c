@@ -323,7 +323,8 @@ static int waivers_query(struct store *st, const char *sql, const char *service,
 	r = rows_json(st, s, waiver_cols, RD_ARRAY_SIZE(waiver_cols), max, &items, NULL);
 	if (r < 0)
 		return r;
-	json_array_foreach(items, i, w) waiver_flags(w);
+	json_array_foreach (items, i, w)
+		waiver_flags(w);
 	*ret_items = items;
 	return 0;
 }
@@ -730,6 +731,29 @@ const char *store_trend_sql(bool with_environment)
 	return with_environment ? trend_sql_env : trend_sql_any;
 }
 
+/* The bucketed trend (?8 = step in ms): the same range of metrics_trend,
+ * grouped by ts / step, newest bucket first. "last" is the bucket's
+ * newest run (by ts, then id): ROW_NUMBER over the bucket marks it and
+ * the FILTERed aggregates pick it out. Bare columns beside several
+ * MIN/MAX aggregates would come from an arbitrary row, hence the window.
+ * Epoch-aligned buckets: a 1d bucket starts at 00:00 UTC. */
+#define TREND_BUCKETS(where)                                                                       \
+	"SELECT b * ?8, COUNT(*), MIN(v), MAX(v), AVG(v), MAX(v) FILTER (WHERE rn = 1), "          \
+	"MAX(run_id) FILTER (WHERE rn = 1), MAX(version) FILTER (WHERE rn = 1) FROM ("             \
+	" SELECT m.ts / ?8 AS b, m.value AS v, m.run_id AS run_id, r.version AS version,"          \
+	" ROW_NUMBER() OVER (PARTITION BY m.ts / ?8 ORDER BY m.ts DESC, m.run_id DESC) AS rn"      \
+	" FROM metrics AS m JOIN runs AS r ON r.id = m.run_id"                                     \
+	" WHERE m.service = ?1 AND m.probe = ?2 AND m.metric = ?3 " where                          \
+	" AND m.ts >= ?5 AND m.ts <= ?6 AND r.invalidated_at IS NULL) "                            \
+	"GROUP BY b ORDER BY b DESC LIMIT ?7"
+static const char trend_buckets_env[] = TREND_BUCKETS("AND m.environment = ?4");
+static const char trend_buckets_any[] = TREND_BUCKETS("");
+
+const char *store_trend_bucket_sql(bool with_environment)
+{
+	return with_environment ? trend_buckets_env : trend_buckets_any;
+}
+
 /* Reverses arr in place (the query reads newest first). */
 static void array_reverse(json_t *arr)
 {
@@ -744,21 +768,37 @@ static void array_reverse(json_t *arr)
 	}
 }
 
+static const struct hcol trend_cols[] = {
+        {"run_id", HK_INT}, {"time", HK_TIME},    {"version", HK_TEXT},
+        {"value", HK_REAL}, {"verdict", HK_TEXT}, {"environment", HK_TEXT},
+};
+
+static const struct hcol bucket_cols[] = {
+        {"t", HK_TIME},   {"runs", HK_INT},  {"min", HK_REAL},        {"max", HK_REAL},
+        {"avg", HK_REAL}, {"last", HK_REAL}, {"last_run_id", HK_INT}, {"last_version", HK_TEXT},
+};
+
 int store_trend(struct store *st, const struct store_trend_query *q, json_t **ret_points,
                 bool *ret_truncated)
 {
-	static const struct hcol cols[] = {
-	        {"run_id", HK_INT}, {"time", HK_TIME},    {"version", HK_TEXT},
-	        {"value", HK_REAL}, {"verdict", HK_TEXT}, {"environment", HK_TEXT},
-	};
+	bool env = q->environment != NULL, buckets = q->step_ms > 0;
+	const struct hcol *cols = buckets ? bucket_cols : trend_cols;
+	size_t ncols = buckets ? RD_ARRAY_SIZE(bucket_cols) : RD_ARRAY_SIZE(trend_cols);
 	int limit = q->limit < 1 ? 1 : q->limit > HIST_TREND_MAX ? HIST_TREND_MAX : q->limit;
 	sqlite3_stmt *s = NULL;
 	json_t *points = NULL;
 	bool more = false;
-	int rc, r = prepare(st, store_trend_sql(q->environment != NULL), &s);
+	int rc, r;
 
+	if (q->step_ms < 0) {
+		store_set_errf(st, "Failed to read a trend: negative step");
+		return -EINVAL;
+	}
+	r = prepare(st, buckets ? store_trend_bucket_sql(env) : store_trend_sql(env), &s);
 	if (r < 0)
 		return r;
+	if (buckets && (rc = sqlite3_bind_int64(s, 8, q->step_ms)) != SQLITE_OK)
+		return bind_fail(st, s, rc);
 	if ((rc = sqlite3_bind_text(s, 1, q->service, -1, SQLITE_STATIC)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_text(s, 2, q->probe, -1, SQLITE_STATIC)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_text(s, 3, q->metric, -1, SQLITE_STATIC)) != SQLITE_OK ||
@@ -768,7 +808,7 @@ int store_trend(struct store *st, const struct store_trend_query *q, json_t **re
 	    (rc = sqlite3_bind_int64(s, 6, q->until_ms)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_int(s, 7, limit + 1)) != SQLITE_OK)
 		return bind_fail(st, s, rc);
-	r = rows_json(st, s, cols, RD_ARRAY_SIZE(cols), (size_t)limit, &points, &more);
+	r = rows_json(st, s, cols, ncols, (size_t)limit, &points, &more);
 	if (r < 0)
 		return r;
 	array_reverse(points);

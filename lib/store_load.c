@@ -156,8 +156,7 @@ int store_probe_timeline_save(struct store *st, int64_t run_id, size_t idx, json
 	            "INSERT OR REPLACE INTO raw_timelines (run_id, probe_idx, second, requests, "
 	            "errors, p50_ms, p99_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 	            &s);
-	json_array_foreach(timeline, i, e)
-	{
+	json_array_foreach (timeline, i, e) {
 		if (r < 0)
 			break;
 		r = timeline_row(st, s, run_id, idx, e);

@@ -89,8 +89,7 @@ static int add_gate_values(struct store *st, json_t *gates)
 
 	if (rc != SQLITE_OK)
 		return store_db_fail(st, rc, "prepare gate values");
-	json_array_foreach(gates, i, g)
-	{
+	json_array_foreach (gates, i, g) {
 		json_t *values = json_object();
 
 		if (!values || json_object_set_new(g, "values", values)) {

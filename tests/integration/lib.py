@@ -113,6 +113,47 @@ class DemoTarget(Process):
         return http('POST', self.url + path, b'')
 
 
+def openssl(*args):
+    subprocess.run(['openssl'] + list(args), check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+
+
+def make_cert(d, name, days):
+    """A self-signed EC certificate for localhost and 127.0.0.1, made with
+    the openssl CLI; days may be negative (already expired). Returns
+    (cert, key) paths in d."""
+    key, cert = os.path.join(d, name + '.key'), os.path.join(d, name + '.pem')
+    csr = os.path.join(d, name + '.csr')
+    ext = os.path.join(d, name + '.ext')
+    with open(ext, 'w', encoding='ascii') as f:
+        f.write('subjectAltName=DNS:localhost,IP:127.0.0.1\n')
+    openssl('ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', key)
+    openssl('req', '-new', '-key', key, '-subj', '/CN=localhost', '-out', csr)
+    openssl('x509', '-req', '-in', csr, '-signkey', key, '-days', str(days), '-extfile', ext,
+            '-out', cert)
+    return cert, key
+
+
+class TlsDemo(DemoTarget):
+    """The demo target with a TLS listener too; .tls_url is
+    https://127.0.0.1:port (.url stays the plain listener)."""
+
+    def __init__(self, tmpdir, cert, key, max_version='1.3', **flags):
+        # A fresh directory each: port files are named after id(self), which
+        # Python reuses, and a stale file would name a dead port.
+        tmpdir = tempfile.mkdtemp(dir=tmpdir)
+        self.tls_port_file = os.path.join(tmpdir, 'tls.port')
+        super().__init__(tmpdir, tls_listen='127.0.0.1:0', tls_cert=cert, tls_key=key,
+                         tls_max_version=max_version, tls_port_file=self.tls_port_file,
+                         **flags)
+
+    def __enter__(self):
+        super().__enter__()
+        port = int(wait_for_file(self.tls_port_file, self.proc))
+        self.tls_url = 'https://127.0.0.1:%d' % port
+        return self
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status = status

@@ -3,7 +3,10 @@ against the real readyd and demo targets of different latencies. Three
 runs of one service make a history and a three-point trend in order;
 GET /v1/gates shows the newest verdict; a waiver turns the failing gate
 into "waived"; rejudging re-decides a stored run without measuring; an
-invalidated run leaves gates, trends and baselines."""
+invalidated run leaves gates, trends and baselines. With ?step= the same
+three runs come back as buckets whose numbers match the per-run points;
+readyctl lists and revokes waivers."""
+import datetime
 import json
 import os
 import pty
@@ -100,6 +103,52 @@ class HistoryTest(lib.TestCase):
         s = self.d.get('/v1/services').json['items']
         self.assertIn({'service': SERVICE, 'environments': ['test'], 'runs': 3,
                        'last_run_at': self.runs[2]['created_at']}, s)
+
+    def trend(self, extra=''):
+        return self.d.get('/v1/services/%s/trends?metric=predict.latency_ms&environment=test%s'
+                          % (SERVICE, extra))
+
+    def test_1b_trend_buckets_match_the_points(self):
+        pts = self.trend().json['points']
+        self.assertEqual(len(pts), 3)
+        for step, ms in (('1ms', 1), ('1d', 86400000), ('3660d', 3660 * 86400000)):
+            # The expected buckets, from the per-run points' times.
+            want = {}
+            for p in pts:
+                t = datetime.datetime.strptime(p['time'], '%Y-%m-%dT%H:%M:%S.%fZ')
+                t = t.replace(tzinfo=datetime.timezone.utc)
+                want.setdefault(int(t.timestamp() * 1000) // ms * ms, []).append(p)
+            r = self.trend('&step=' + step)
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.json['step'], step)
+            self.assertFalse(r.json['truncated'])
+            got = r.json['points']
+            self.assertEqual(len(got), len(want), (step, got))
+            for b, start in zip(got, sorted(want)):
+                ps = want[start]
+                vals = [p['value'] for p in ps]
+                t = datetime.datetime.fromtimestamp(start / 1000, datetime.timezone.utc)
+                self.assertEqual(b['t'], t.strftime('%Y-%m-%dT%H:%M:%S.') +
+                                 '%03dZ' % (start % 1000))
+                self.assertEqual(b['runs'], len(ps))
+                self.assertEqual(b['min'], min(vals))
+                self.assertEqual(b['max'], max(vals))
+                self.assertAlmostEqual(b['avg'], sum(vals) / len(vals))
+                self.assertEqual(b['last'], ps[-1]['value'])
+                self.assertEqual(b['last_run_id'], ps[-1]['run_id'])
+                self.assertEqual(b['last_version'], ps[-1]['version'])
+        # 1 ms buckets: one per run, in run order.
+        got = self.trend('&step=1ms').json['points']
+        self.assertEqual([b['last_run_id'] for b in got], [r['id'] for r in self.runs])
+        capped = self.trend('&step=1ms&limit=2').json
+        self.assertTrue(capped['truncated'])
+        self.assertEqual([b['last_run_id'] for b in capped['points']],
+                         [r['id'] for r in self.runs[1:]])
+        # Invalid steps name the parameter.
+        for bad in ('0s', 'abc', '-1h', '3661d', '1ms&since=30d'):
+            self.problem(self.trend('&step=' + bad), 400, 'step')
+        self.assertEqual(self.trend('&step=1h&since=30d').status, 200)  # 720 buckets
+        self.problem(self.d.get('/v1/services/x/trends?metric=nodot&step=1h'), 400, 'metric')
 
     def test_2_rejudge_changes_the_decision_without_measuring(self):
         run3 = self.runs[2]['id']
@@ -198,6 +247,25 @@ class HistoryTest(lib.TestCase):
                      '--approver', 'bob', '--expires', '2h')
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn('predict.latency_ms < 7 until', p.stdout)
+        wid = int(p.stdout.split()[1].rstrip(':'))
+        p = self.ctl('waivers', SERVICE)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertRegex(p.stdout, r'\n%d\s+-\s+predict\.latency_ms < 7\s+bob\s+\S+\s+active'
+                         % wid)
+        p = self.ctl('unwaive', SERVICE, str(wid))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn('waiver %d revoked' % wid, p.stdout)
+        p = self.ctl('waivers', SERVICE)
+        self.assertRegex(p.stdout, r'\n%d\s.*revoked' % wid)
+        p = self.ctl('unwaive', SERVICE, '999999')
+        self.assertEqual(p.returncode, 3)
+        p = self.ctl('unwaive', SERVICE, 'x')
+        self.assertEqual(p.returncode, 3)
+        p = self.ctl('trends', SERVICE, 'predict.latency_ms', '--environment', 'test',
+                     '--step', '3660d')
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn('LAST VERSION', p.stdout)
+        self.assertRegex(p.stdout, r'\n\S+\s+3\s')  # one bucket of the three runs
         p = self.ctl('waive', SERVICE, 'predict.latency_ms <', '--reason', 'r',
                      '--approver', 'bob', '--expires', '2h')
         self.assertEqual(p.returncode, 3)

@@ -10,7 +10,9 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
+from datetime import datetime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
@@ -213,6 +215,131 @@ class LoadTest(lib.TestCase):
         r = json.loads(out.stdout)
         self.assertEqual(r['requests'], 200)
         self.assertEqual(r['errors'], 0)
+
+    # --- https (issue 3 follow-up): the engine's OpenSSL path ---
+
+    def tls_demo(self, **flags):
+        tmp = tempfile.mkdtemp(prefix='readyd-load-tls-')
+        self.addCleanup(shutil.rmtree, tmp, True)
+        cert, key = lib.make_cert(tmp, 'load', 30)
+        t = lib.TlsDemo(tmp, cert, key, **flags).__enter__()
+        self.addCleanup(t.__exit__, None, None, None)
+        self.track(t)
+        return t, cert
+
+    def test_https_insecure_ca_file_and_untrusted(self):
+        t, cert = self.tls_demo()
+        probes = f"""  - name: insecure
+    type: load
+    mode: closed
+    connections: 2
+    requests: 300
+    insecure: true
+  - name: trusted
+    type: load
+    mode: rate
+    rate: 200
+    connections: 4
+    duration: 1s
+    ca_file: {cert}
+  - name: cap
+    type: capacity
+    slo: "error_rate < 0.01"
+    min_rate: 50
+    max_rate: 100
+    step: 500ms
+    warmup: 100ms
+    insecure: true
+"""
+        gates = """gates:
+  - { expr: "insecure.error_rate < 0.01", abort_on_fail: true }
+  - trusted.error_rate < 0.01
+"""
+        run = self.d.run_spec(spec(t.tls_url, probes, gates), timeout=60)
+        self.assertEqual(run['verdict'], 'PASS', run)
+        for name, want in (('insecure', 300), ('trusted', 200)):
+            p = probe_of(run, name)
+            self.assertEqual(p['state'], 'passed', p)
+            self.assertEqual(p['metrics']['requests'], want, p)
+            self.assertEqual(p['metrics']['errors'], 0, p)
+            self.assertEqual(p['metrics']['aborted'], 0, p)
+        cap = probe_of(run, 'cap')
+        self.assertEqual(cap['state'], 'passed', cap)
+        self.assertEqual(cap['metrics']['rate'], 100, cap)  # both steps held over https
+        self.assertTrue(all(pt['pass'] and pt['requests'] > 0 for pt in cap['details']['points']),
+                        cap['details'])
+        # The same target without trust: every handshake fails verification,
+        # nothing is measured, and the probe says why instead of a latency.
+        untrusted = """  - name: untrusted
+    type: load
+    mode: closed
+    connections: 2
+    duration: 1s
+"""
+        run = self.d.run_spec(spec(t.tls_url, untrusted), timeout=60)
+        self.assertEqual(run['verdict'], 'ERROR', run)
+        p = probe_of(run, 'untrusted')
+        self.assertEqual(p['state'], 'error', p)
+        self.assertIn('TLS certificate verification failed: self-signed certificate', p['error'])
+        self.assertIn('ca_file', p['error'])
+        m = p['metrics']
+        self.assertGreater(m['errors_connect'], 0, m)
+        self.assertEqual(m['errors_connect'], m['requests'], m)
+
+    # --- abort_on_fail (issue 5) ---
+
+    def probe_seconds(self, p):
+        fmt = lambda s: datetime.fromisoformat(s.replace('Z', '+00:00'))  # noqa: E731
+        return (fmt(p['finished_at']) - fmt(p['started_at'])).total_seconds()
+
+    def test_abort_on_fail_error_rate(self):
+        t = self.demo(latency='1ms', errors='0.5')
+        probe = """  - name: x
+    type: load
+    mode: closed
+    connections: 4
+    duration: 30s
+"""
+        gates = """gates:
+  - { expr: "x.error_rate < 0.05", abort_on_fail: true }
+"""
+        run = self.d.run_spec(spec(t.url, probe, gates), timeout=90)
+        self.assertEqual(run['verdict'], 'FAIL', run)
+        p = probe_of(run, 'x')
+        self.assertEqual(p['state'], 'failed', p)
+        self.assertIn("aborted: gate 'x.error_rate < 0.05' cannot be met: error_rate", p['error'])
+        self.assertIn('over the last 5 s', p['error'])
+        m = p['metrics']
+        self.assertEqual(m['aborted'], 1)
+        self.assertGreater(m['error_rate'], 0.3, m)
+        # Ended far before its 30 s: by its timestamps and by what it measured.
+        self.assertLess(self.probe_seconds(p), 15, p)
+        self.assertLess(len(p['details']['timeline']), 15, p['details']['timeline'])
+        # The gate is judged on what was published, as usual.
+        g = run['gates'][0]
+        self.assertEqual(g['outcome'], 'fail', g)
+
+    def test_abort_on_fail_latency_needs_the_whole_window(self):
+        t = self.demo(latency='40ms')
+        probe = """  - name: slow
+    type: load
+    mode: closed
+    connections: 8
+    duration: 30s
+"""
+        gates = """gates:
+  - { expr: "slow.p50_ms < 20", abort_on_fail: true }
+"""
+        run = self.d.run_spec(spec(t.url, probe, gates), timeout=90)
+        self.assertEqual(run['verdict'], 'FAIL', run)
+        p = probe_of(run, 'slow')
+        self.assertEqual(p['state'], 'failed', p)
+        self.assertIn("gate 'slow.p50_ms < 20' cannot be met: p50_ms", p['error'])
+        self.assertIn('in each of those seconds', p['error'])
+        self.assertEqual(p['metrics']['aborted'], 1)
+        self.assertLess(self.probe_seconds(p), 15, p)
+        # No earlier than the window allows: five whole seconds were seen.
+        self.assertGreaterEqual(len(p['details']['timeline']), 5, p['details']['timeline'])
 
 
 if __name__ == '__main__':

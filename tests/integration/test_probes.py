@@ -44,43 +44,9 @@ def free_port():
     return port
 
 
-def openssl(*args):
-    subprocess.run(['openssl'] + list(args), check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-
-
-def make_cert(d, name, days):
-    """A self-signed EC certificate for localhost and 127.0.0.1; days may
-    be negative (already expired)."""
-    key, cert = os.path.join(d, name + '.key'), os.path.join(d, name + '.pem')
-    csr = os.path.join(d, name + '.csr')
-    ext = os.path.join(d, name + '.ext')
-    with open(ext, 'w', encoding='ascii') as f:
-        f.write('subjectAltName=DNS:localhost,IP:127.0.0.1\n')
-    openssl('ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', key)
-    openssl('req', '-new', '-key', key, '-subj', '/CN=localhost', '-out', csr)
-    openssl('x509', '-req', '-in', csr, '-signkey', key, '-days', str(days), '-extfile', ext,
-            '-out', cert)
-    return cert, key
-
-
-class TlsDemo(lib.DemoTarget):
-    """The demo target with a TLS listener; .tls_url is https://127.0.0.1:port."""
-
-    def __init__(self, tmpdir, cert, key, max_version='1.3', **flags):
-        # A fresh directory each: port files are named after id(self), which
-        # Python reuses, and a stale file would name a dead port.
-        tmpdir = tempfile.mkdtemp(dir=tmpdir)
-        self.tls_port_file = os.path.join(tmpdir, 'tls.port')
-        super().__init__(tmpdir, tls_listen='127.0.0.1:0', tls_cert=cert, tls_key=key,
-                         tls_max_version=max_version, tls_port_file=self.tls_port_file,
-                         **flags)
-
-    def __enter__(self):
-        super().__enter__()
-        port = int(lib.wait_for_file(self.tls_port_file, self.proc))
-        self.tls_url = 'https://127.0.0.1:%d' % port
-        return self
+# Certificates and the TLS demo target live in lib.py (test_load.py uses them too).
+make_cert = lib.make_cert
+TlsDemo = lib.TlsDemo
 
 
 class StatusHandler(http.server.BaseHTTPRequestHandler):

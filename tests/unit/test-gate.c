@@ -2,6 +2,7 @@
 #include <check.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,7 +82,7 @@ START_TEST(test_parse_long_name)
 	struct gate_expr ex;
 
 	memset(text, 'a', 100);
-	strcpy(text + 100, ".m < 1");
+	snprintf(text + 100, sizeof(text) - 100, ".m < 1");
 	ck_assert_int_eq(gate_parse(text, true, &ex, err, sizeof(err)), -EINVAL);
 }
 END_TEST
@@ -242,7 +243,7 @@ START_TEST(test_judge_baseline)
 	in.has_baseline = false;
 	in.baseline_err = -EIO;
 	json_decref(judge("latency.p95_ms <= baseline * 1.10", false, 0, &in, GATE_ERROR,
-			  "cannot read the baseline"));
+	                  "cannot read the baseline"));
 }
 END_TEST
 

@@ -540,6 +540,9 @@ START_TEST(test_trend_plan_uses_index)
 {
 	assert_plan_uses(store_trend_sql(true), "metrics_trend");
 	assert_plan_uses(store_trend_sql(false), "metrics_trend");
+	assert_plan_uses(store_trend_bucket_sql(true), "metrics_trend");
+	assert_plan_uses(store_trend_bucket_sql(true), "environment=? AND ts>? AND ts<?");
+	assert_plan_uses(store_trend_bucket_sql(false), "metrics_trend");
 }
 END_TEST
 
@@ -597,6 +600,179 @@ START_TEST(test_trend_points)
 	ck_assert_int_eq(json_array_size(pts), 2); /* prod at +30s (+1s) and ids[1] at +61s */
 	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(pts, 0), "environment")),
 	                 "prod");
+	json_decref(pts);
+	store_free(st);
+}
+END_TEST
+
+/* ---- Trend buckets (?step=) ---------------------------------------- */
+
+#define HOUR (3600LL * 1000)
+#define H0   (T0 - T0 % HOUR) /* 2026-11-26T13:00:00Z */
+
+/* Runs of the bucket tests; a metric's ts is its run's at + 1 s. */
+static const struct {
+	const char *env, *version, *state;
+	double value;
+	int64_t at;
+	bool invalid;
+} bucket_runs[] = {
+        {"staging", "a", "passed", 10, H0 - 1000, false}, /* ts H0: a bucket's first ms */
+        {"staging", "b", "passed", 30, H0 + 10 * 60000, false},
+        {"staging", "c", "failed", 20, H0 + 20 * 60000, false},
+        {"staging", "d", "passed", 5, H0 - 2000, false}, /* newer id, older ts: bucket -1h */
+        {"staging", "e", "passed", 50, H0 + HOUR, true}, /* invalidated: no bucket +1h */
+        {"prod", "f", "passed", 7, H0 + 2 * HOUR, false},
+        {"staging", "g", "failed", 9, H0 + 2 * HOUR + 60000, false},
+        {"staging", "h", "passed", 15, H0 + 5 * 60000, false}, /* newest id, not last */
+};
+
+/* One expected bucket: index idx of the result. last is a bucket_runs
+ * index. */
+struct bucket_want {
+	size_t idx;
+	int64_t t;
+	int runs;
+	double min, max, avg, last;
+	size_t last_run;
+};
+
+static const struct {
+	const char *name;
+	int64_t step, since;
+	const char *env;
+	int limit;
+	size_t n;
+	bool truncated;
+	struct bucket_want want[2];
+} bucket_cases[] = {
+        {"hourly, one environment",
+         HOUR,
+         0,
+         "staging",
+         100,
+         3,
+         false,
+         {{0, H0 - HOUR, 1, 5, 5, 5, 5, 3}, {1, H0, 4, 10, 30, 18.75, 20, 2}}},
+        {"hourly, any environment: last by time",
+         HOUR,
+         0,
+         NULL,
+         100,
+         3,
+         false,
+         {{2, H0 + 2 * HOUR, 2, 7, 9, 8, 9, 6}, {1, H0, 4, 10, 30, 18.75, 20, 2}}},
+        {"daily: one bucket from 00:00 UTC",
+         24 * HOUR,
+         0,
+         NULL,
+         100,
+         1,
+         false,
+         {{0, H0 - 13 * HOUR, 7, 5, 30, 96 / 7.0, 9, 6},
+          {0, H0 - 13 * HOUR, 7, 5, 30, 96 / 7.0, 9, 6}}},
+        {"capped: the newest buckets, oldest first",
+         HOUR,
+         0,
+         "staging",
+         2,
+         2,
+         true,
+         {{0, H0, 4, 10, 30, 18.75, 20, 2}, {1, H0 + 2 * HOUR, 1, 9, 9, 9, 9, 6}}},
+        {"since cuts inside a bucket",
+         HOUR,
+         H0 + 1,
+         "staging",
+         100,
+         2,
+         false,
+         {{0, H0, 3, 15, 30, 65 / 3.0, 20, 2}, {1, H0 + 2 * HOUR, 1, 9, 9, 9, 9, 6}}},
+        {"a step of 1 ms: a bucket per run",
+         1,
+         0,
+         "staging",
+         100,
+         6,
+         false,
+         {{0, H0 - 1000, 1, 5, 5, 5, 5, 3}, {1, H0, 1, 10, 10, 10, 10, 0}}},
+};
+
+static void assert_bucket(json_t *b, const struct bucket_want *w, const int64_t *ids)
+{
+	char t[RD_TIME_LEN];
+
+	rd_time_format(w->t, t);
+	ck_assert_str_eq(json_string_value(json_object_get(b, "t")), t);
+	ck_assert_int_eq(json_integer_value(json_object_get(b, "runs")), w->runs);
+	ck_assert_double_eq(json_number_value(json_object_get(b, "min")), w->min);
+	ck_assert_double_eq(json_number_value(json_object_get(b, "max")), w->max);
+	ck_assert_double_eq_tol(json_number_value(json_object_get(b, "avg")), w->avg, 1e-9);
+	ck_assert_double_eq(json_number_value(json_object_get(b, "last")), w->last);
+	ck_assert_int_eq(json_integer_value(json_object_get(b, "last_run_id")), ids[w->last_run]);
+	ck_assert_str_eq(json_string_value(json_object_get(b, "last_version")),
+	                 bucket_runs[w->last_run].version);
+}
+
+START_TEST(test_trend_buckets)
+{
+	struct store *st = open_mem();
+	int64_t ids[RD_ARRAY_SIZE(bucket_runs)];
+	struct store_trend_query q = {"svc",
+	                              "latency",
+	                              "p95_ms",
+	                              bucket_cases[_i].env,
+	                              bucket_cases[_i].since,
+	                              INT64_MAX,
+	                              bucket_cases[_i].limit,
+	                              bucket_cases[_i].step};
+	json_t *pts = NULL;
+	bool truncated = !bucket_cases[_i].truncated;
+
+	for (size_t i = 0; i < RD_ARRAY_SIZE(bucket_runs); i++) {
+		ids[i] = add_run(st, "svc", bucket_runs[i].env, bucket_runs[i].version,
+		                 bucket_runs[i].state, bucket_runs[i].value, bucket_runs[i].at);
+		if (bucket_runs[i].invalid)
+			ck_assert_int_eq(store_run_invalidate(st, ids[i], "bad", T0 + DAY), 0);
+	}
+	add_run(st, "other", "staging", "x", "passed", 1000, H0); /* another service */
+	ck_assert_int_eq(store_trend(st, &q, &pts, &truncated), 0);
+	ck_assert_msg(json_array_size(pts) == bucket_cases[_i].n, "%s: %zu buckets",
+	              bucket_cases[_i].name, json_array_size(pts));
+	ck_assert(truncated == bucket_cases[_i].truncated);
+	for (size_t k = 0; k < 2; k++) {
+		const struct bucket_want *w = &bucket_cases[_i].want[k];
+
+		assert_bucket(json_array_get(pts, w->idx), w, ids);
+	}
+	json_decref(pts);
+	store_free(st);
+}
+END_TEST
+
+START_TEST(test_trend_bucket_bounds)
+{
+	struct store *st = open_mem();
+	struct store_trend_query q = {"svc", "latency", "p95_ms", NULL, 0, INT64_MAX, 100, -1};
+	json_t *pts = NULL, *b;
+	bool truncated = true;
+
+	add_run(st, "svc", "staging", "1", "passed", 1, T0);
+	ck_assert_int_eq(store_trend(st, &q, &pts, &truncated), -EINVAL); /* negative step */
+	/* A step longer than all of time: one bucket starting at the epoch,
+	 * and no overflow computing its start. */
+	q.step_ms = INT64_MAX;
+	ck_assert_int_eq(store_trend(st, &q, &pts, &truncated), 0);
+	ck_assert_int_eq(json_array_size(pts), 1);
+	b = json_array_get(pts, 0);
+	ck_assert_str_eq(json_string_value(json_object_get(b, "t")), "1970-01-01T00:00:00.000Z");
+	ck_assert_int_eq(json_integer_value(json_object_get(b, "runs")), 1);
+	json_decref(pts);
+	/* No metric in range: no buckets, not an error. */
+	q.step_ms = HOUR;
+	q.since_ms = T0 + DAY;
+	ck_assert_int_eq(store_trend(st, &q, &pts, &truncated), 0);
+	ck_assert_int_eq(json_array_size(pts), 0);
+	ck_assert(!truncated);
 	json_decref(pts);
 	store_free(st);
 }
@@ -732,6 +908,8 @@ static Suite *history_suite(void)
 	tcase_add_test(tc, test_trend_plan_uses_index);
 	tcase_add_test(tc, test_gates_plan_uses_index);
 	tcase_add_test(tc, test_trend_points);
+	tcase_add_loop_test(tc, test_trend_buckets, 0, (int)RD_ARRAY_SIZE(bucket_cases));
+	tcase_add_test(tc, test_trend_bucket_bounds);
 	tcase_add_test(tc, test_history_pages);
 	tcase_add_test(tc, test_invalidate_and_rejudge);
 	tcase_add_test(tc, test_percentile_from_histogram);

@@ -536,6 +536,117 @@ START_TEST(test_connect_refused)
 END_TEST
 
 static const struct {
+	enum load_mode mode;
+	int64_t requests, duration_ms;
+} refused_cases[] = {
+        {LOAD_MODE_CLOSED, 6, 0},
+        {LOAD_MODE_RATE, 6, 0},
+        {LOAD_MODE_RATE, 0, 300}, /* no connection to send on: ends at its end */
+};
+
+START_TEST(test_connect_refused_ends)
+{
+	/* A target that refuses every connection still ends the run, and the
+	 * result says why. By `requests`, failed connects take the place of
+	 * requests. */
+	struct run r = {0};
+	struct loadgen_config cfg = {.mode = refused_cases[_i].mode,
+	                             .rate = 100,
+	                             .connections = 2,
+	                             .threads = 1,
+	                             .requests = refused_cases[_i].requests,
+	                             .duration_ms = refused_cases[_i].duration_ms,
+	                             .timeout_ms = 3600 * 1000};
+	const struct loadgen_result *res;
+
+	run_engine(&r, &cfg, false);
+	ck_assert_int_eq(uv_run(&r.loop, UV_RUN_DEFAULT), 0);
+	res = loadgen_result(r.lg);
+	ck_assert(!res->cancelled);
+	ck_assert(res->clean);
+	if (cfg.requests > 0)
+		ck_assert_uint_eq(res->requests, 6);
+	else
+		ck_assert(!res->rate_kept && res->unsent > 0);
+	ck_assert_uint_gt(res->requests, 0);
+	ck_assert_uint_eq(res->errors_by[LOADGEN_ERR_CONNECT], res->requests);
+	ck_assert_str_eq(res->connect_error, "connection refused");
+	loadgen_free(r.lg);
+	ck_assert_int_eq(uv_loop_close(&r.loop), 0);
+}
+END_TEST
+
+struct early {
+	struct run r;
+	struct loadgen_window w;
+};
+
+static void on_early_timer(uv_timer_t *t)
+{
+	struct early *e = t->data;
+
+	ck_assert_int_eq(loadgen_window(e->r.lg, 2, 50, &e->w), 0);
+	if (e->w.seconds == 0) {
+		/* A slow start (sanitizers): no complete second yet, look again. */
+		uv_timer_start(t, on_early_timer, 100, 0);
+		return;
+	}
+	loadgen_end_early(e->r.lg);
+	loadgen_end_early(e->r.lg); /* twice is fine */
+	uv_close((uv_handle_t *)t, NULL);
+}
+
+START_TEST(test_end_early)
+{
+	/* An hour-long run ended early: complete, not cancelled, nothing
+	 * counted as unsent, every request answered and measured; the window
+	 * read before saw answers and no errors. */
+	struct early e = {0};
+	struct loadgen_config cfg = {.mode = _i ? LOAD_MODE_RATE : LOAD_MODE_CLOSED,
+	                             .rate = 500,
+	                             .connections = 4,
+	                             .threads = 2,
+	                             .duration_ms = 3600 * 1000};
+	const struct loadgen_result *res;
+	struct loadgen_window w;
+	uint64_t tl = 0;
+
+	e.r.srv.response = ok_response;
+	run_engine(&e.r, &cfg, true);
+	/* Before the clock: nothing complete yet; bad arguments refused. */
+	ck_assert_int_eq(loadgen_window(e.r.lg, 5, NAN, &w), 0);
+	ck_assert_int_eq(w.seconds, 0);
+	ck_assert_int_eq(loadgen_window(e.r.lg, 0, NAN, &w), -EINVAL);
+	ck_assert_int_eq(loadgen_window(e.r.lg, LOADGEN_WINDOW_MAX + 1, NAN, &w), -EINVAL);
+	ck_assert_int_eq(loadgen_window(e.r.lg, 5, 101, &w), -EINVAL);
+	uv_timer_init(&e.r.loop, &e.r.cancel_timer);
+	e.r.cancel_timer.data = &e;
+	uv_timer_start(&e.r.cancel_timer, on_early_timer, 1500, 0);
+	ck_assert_int_eq(uv_run(&e.r.loop, UV_RUN_DEFAULT), 0);
+	ck_assert_int_ge(e.w.seconds, 1);
+	ck_assert_uint_gt(e.w.requests, 0);
+	ck_assert_uint_eq(e.w.errors, 0);
+	ck_assert_uint_eq(e.w.errors_total, 0);
+	ck_assert(!isnan(e.w.pct_ms) && e.w.pct_ms > 0);
+	ck_assert(!isnan(e.w.pct_min_second_ms) && e.w.pct_min_second_ms <= e.w.pct_ms * 1.02);
+	res = loadgen_result(e.r.lg);
+	ck_assert(!res->cancelled);
+	ck_assert(res->ended_early);
+	ck_assert(res->clean);
+	ck_assert_uint_eq(res->unsent, 0);
+	ck_assert_uint_eq(res->errors, 0);
+	ck_assert_uint_eq(res->requests, e.r.srv.answered);
+	ck_assert(res->elapsed_s < 3600);
+	for (size_t i = 0; i < res->n_seconds; i++)
+		tl += res->timeline[i].requests;
+	ck_assert_uint_eq(tl, res->requests);
+	ck_assert_int_eq(e.r.srv.clients, 0);
+	loadgen_free(e.r.lg);
+	ck_assert_int_eq(uv_loop_close(&e.r.loop), 0);
+}
+END_TEST
+
+static const struct {
 	struct loadgen_config cfg;
 } bad_configs[] = {
         {{.url = "http://h/", .connections = 0, .threads = 1, .duration_ms = 1}},
@@ -633,6 +744,9 @@ static Suite *loadgen_suite(void)
 	tcase_add_loop_test(te, test_cancel, 0, 2);
 	tcase_add_test(te, test_cancel_result);
 	tcase_add_test(te, test_connect_refused);
+	tcase_add_loop_test(te, test_connect_refused_ends, 0,
+	                    sizeof(refused_cases) / sizeof(refused_cases[0]));
+	tcase_add_loop_test(te, test_end_early, 0, 2);
 	suite_add_tcase(s, te);
 	return s;
 }

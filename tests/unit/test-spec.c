@@ -880,6 +880,17 @@ static void chk_capacity(const struct spec *s)
 	ck_assert_str_eq(p->slo, "p99_ms < 250 and error_rate < 0.01");
 }
 
+static void chk_load_tls(const struct spec *s)
+{
+	const struct spec_probe *l = &s->probes[0], *c = &s->probes[1];
+
+	ck_assert(l->insecure);
+	ck_assert_ptr_null(l->ca_file);
+	ck_assert(!c->insecure);
+	ck_assert_str_eq(c->ca_file, "/etc/ca.pem");
+	ck_assert_int_eq(c->warmup_ms, 500);
+}
+
 static void chk_tls_target(const struct spec *s)
 {
 	ck_assert_str_eq(s->probes[0].url, "https://[::1]:8443/x");
@@ -989,6 +1000,12 @@ static const struct valid_case valid_cases[] = {
          HEAD TARGET PROBES "  - {name: c, type: capacity, slo: 'p99_ms < 250 and error_rate < "
                             "0.01', max_rate: 500, min_rate: 50, required_rate: 400, step: 5s}\n",
          chk_capacity},
+        {"load and capacity TLS options, capacity warmup", SPEC_FORMAT_YAML,
+         HEAD "target: {url: 'https://127.0.0.1:8443/x'}\n" PROBES
+              "  - {name: l, type: load, mode: closed, insecure: true}\n"
+              "  - {name: c, type: capacity, slo: 'p99_ms < 250', max_rate: 500, step: 2s, "
+              "warmup: 500ms, ca_file: /etc/ca.pem}\n",
+         chk_load_tls},
         {"tls from an https target", SPEC_FORMAT_YAML,
          HEAD "target: {url: 'https://[::1]:8443/x'}\n" PROBES "  - {name: t, type: tls}\n",
          chk_tls_target},
@@ -1252,6 +1269,11 @@ static const struct invalid_case invalid_cases[] = {
          "probes[0].required_rate", "must not exceed max_rate"},
         {"capacity without target", Y, NOTARGET("type: capacity, slo: 'p95_ms < 1', max_rate: 10"),
          "probes[0]", "need the spec's target"},
+        {"capacity warmup not shorter than step", Y,
+         ONE("type: capacity, slo: 'p95_ms < 1', max_rate: 9, step: 2s, warmup: 2s"),
+         "probes[0].warmup", "must be shorter than step (2s)"},
+        {"load ca_file relative", Y, LOAD(", ca_file: ca.pem"), "probes[0].ca_file",
+         "must be an absolute path"},
         {"capacity takes no mode", Y,
          ONE("type: capacity, slo: 'p95_ms < 1', max_rate: 9, mode: rate"), "probes[0].mode",
          "not a field of 'capacity' probes"},

@@ -325,7 +325,7 @@ END_TEST
 
 /* The run resource of test_run_roundtrip, before and after its life. */
 static const char roundtrip_queued[] =
-        "{\"invalidated\": null, \"rejudgements\": [], "  /* 0003 */
+        "{\"invalidated\": null, \"rejudgements\": [], " /* 0003 */
         "\"service\": \"sentiment-api\", \"version\": \"2.4.0\", "
         "\"environment\": \"staging\", \"state\": \"queued\", \"verdict\": null, "
         "\"submitted_by\": \"ci-pipeline\", "
@@ -375,7 +375,7 @@ static const char roundtrip_checklist[] =
         "\"reason\": \"no evidence given\"}]";
 
 static const char roundtrip_final[] =
-        "{\"invalidated\": null, \"rejudgements\": [], "  /* 0003 */
+        "{\"invalidated\": null, \"rejudgements\": [], " /* 0003 */
         "\"service\": \"sentiment-api\", \"version\": \"2.4.0\", "
         "\"environment\": \"staging\", \"state\": \"failed\", \"verdict\": \"FAIL\", "
         "\"submitted_by\": \"ci-pipeline\", "
@@ -522,8 +522,7 @@ START_TEST(test_pagination)
 		ck_assert_int_eq(store_runs_list(st, &f, &items, &next), 0);
 		ck_assert_uint_lt(page, 4);
 		ck_assert_uint_eq(json_array_size(items), want_pages[page]);
-		json_array_foreach(items, i, it)
-		{
+		json_array_foreach (items, i, it) {
 			int64_t id = json_integer_value(json_object_get(it, "id"));
 
 			/* Newest first, no duplicates, no skips. */
@@ -641,8 +640,7 @@ START_TEST(test_filters)
 		size_t k;
 
 		ck_assert_int_eq(store_runs_list(st, &f, &items, &cursor), 0);
-		json_array_foreach(items, k, it)
-		{
+		json_array_foreach (items, k, it) {
 			int64_t id = json_integer_value(json_object_get(it, "id"));
 
 			for (size_t i = 0; i < RD_ARRAY_SIZE(filter_runs); i++)
@@ -874,7 +872,7 @@ END_TEST
 
 /* The running run of test_interrupt_stale after start-up recovery. */
 static const char interrupted_run[] =
-        "{\"invalidated\": null, \"rejudgements\": [], "  /* 0003 */
+        "{\"invalidated\": null, \"rejudgements\": [], " /* 0003 */
         "\"service\": \"svc\", \"version\": \"2.4.0\", \"environment\": "
         "\"staging\", \"state\": \"interrupted\", \"verdict\": null, "
         "\"submitted_by\": \"ci-pipeline\", "
