@@ -127,6 +127,7 @@ struct store {
 	sqlite3_stmt *stmts[_ST_MAX];
 	sqlite3_stmt *lists[LIST_VARIANTS];
 	char errmsg[STORE_ERRMSG_MAX];
+	struct store_cache gates; /* GET /v1/gates, see store_history.c */
 };
 
 /* How a JSON field maps to a column, both ways. */
@@ -638,7 +639,13 @@ void store_free(struct store *st)
 	for (size_t i = 0; i < RD_ARRAY_SIZE(st->lists); i++)
 		sqlite3_finalize(st->lists[i]);
 	sqlite3_close_v2(st->db);
+	json_decref(st->gates.value);
 	free(st);
+}
+
+struct store_cache *store_gates_cache(struct store *st)
+{
+	return &st->gates;
 }
 
 int store_schema_version(struct store *st)

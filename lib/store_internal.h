@@ -17,6 +17,14 @@
  * before returning (a pending SELECT pins a WAL snapshot). */
 sqlite3 *store_db(struct store *st);
 
+/* A query result kept until the database changes: valid while changes
+ * equals sqlite3_total_changes64() of the (only) write connection. */
+struct store_cache {
+	json_t *value;
+	int64_t changes;
+};
+struct store_cache *store_gates_cache(struct store *st);
+
 /* Sets the sentence store_errmsg() returns. */
 void store_set_errf(struct store *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

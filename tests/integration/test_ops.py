@@ -338,9 +338,7 @@ class OpsTest(lib.TestCase):
 
     def test_connection_memory_limit(self):
         # api.connection_memory caps what one connection may buffer: a
-        # request whose headers do not fit is not served. (max_connections
-        # is passed to MHD as MHD_OPTION_CONNECTION_LIMIT; not tested here:
-        # how MHD refuses over the limit depends on timing.)
+        # request whose headers do not fit is not served.
         with lib.Daemon(config='api: {connection_memory: 8192}\n') as d:
             self.track(d)
             try:
@@ -348,6 +346,39 @@ class OpsTest(lib.TestCase):
                 self.assertNotEqual(big.status, 200, big)
             except OSError:
                 pass  # closed without an answer: also refused
+            self.assertEqual(d.get('/healthz').status, 200)
+
+    def test_connection_limit(self):
+        # api.max_connections: with the limit taken by idle connections, a
+        # further connection gets no answer (MHD accepts and closes it); once
+        # they go, the API answers again. Connections are accepted in arrival
+        # order, so the idle ones always count first.
+        with lib.Daemon(config='api: {max_connections: 4}\n') as d:
+            self.track(d)
+            idle = [socket.create_connection(('127.0.0.1', d.port), timeout=5)
+                    for _ in range(4)]
+            try:
+                time.sleep(0.3)
+                extra = socket.create_connection(('127.0.0.1', d.port), timeout=5)
+                try:
+                    extra.sendall(b'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')
+                    try:
+                        answer = extra.recv(4096)
+                    except (ConnectionResetError, socket.timeout):
+                        answer = b''
+                    self.assertFalse(answer.startswith(b'HTTP/1.1 200'), answer)
+                finally:
+                    extra.close()
+            finally:
+                for c in idle:
+                    c.close()
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                try:
+                    if d.get('/healthz', timeout=2).status == 200:
+                        break
+                except OSError:
+                    time.sleep(0.1)
             self.assertEqual(d.get('/healthz').status, 200)
 
     def test_sd_notify_and_socket_activation(self):
