@@ -22,6 +22,7 @@ import time
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import nginx  # noqa: E402
 from nginx import free_port  # noqa: E402
 
 ROOT = os.path.dirname(HERE)
@@ -130,91 +131,38 @@ class DemoTarget:
             self.proc.wait()
 
 
-STATIC_CONF = """
-worker_processes 1;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    keepalive_requests 1000000000;
-    keepalive_timeout 300s;
-    etag off;
-    # nginx's usual static-file tuning, so the baseline is its best: the
-    # file's fd and size cached, the body sent with sendfile(2).
-    open_file_cache max=64 inactive=600s;
-    open_file_cache_valid 600s;
-    sendfile on;
-    server {{
-        listen 127.0.0.1:{port};
-{locations}
-    }}
-}}
-"""
-
-# One exact location per file: the path answers with the file's bytes and
-# the Content-Type readyd sent (and its Cache-Control), nothing else
-# matches.
 LOCATION = """        location = {path} {{ types {{ }} default_type {ctype};
             add_header Cache-Control no-store; alias {file}; }}"""
 
 
-class StaticNginx:
+class StaticNginx(nginx.Nginx):
     """A private nginx (one worker, 127.0.0.1) serving files[path] =
     (bytes, content_type) at exact paths."""
+
+    # nginx's usual static-file tuning, so the baseline is its best: the
+    # file's fd and size cached, the body sent with sendfile(2).
+    http_extra = """    etag off;
+    open_file_cache max=64 inactive=600s;
+    open_file_cache_valid 600s;
+    sendfile on;"""
 
     def __init__(self, files):
         self.files = files
 
-    def __enter__(self):
-        self.tmp = tempfile.mkdtemp(prefix='readyd-bench-nginx-')
-        # Run as root, nginx's worker drops to an unprivileged user that
-        # must be able to read the bodies.
-        os.chmod(self.tmp, 0o755)
-        self.port = free_port()
+    def locations(self, tmp):
         locs = []
         for i, (path, (body, ctype)) in enumerate(sorted(self.files.items())):
-            f = os.path.join(self.tmp, 'body%d' % i)
+            f = os.path.join(tmp, 'body%d' % i)
             with open(f, 'wb') as fh:
                 fh.write(body)
             os.chmod(f, 0o644)
             locs.append(LOCATION.format(path=path, ctype=ctype.split(';')[0].strip(), file=f))
-        conf = os.path.join(self.tmp, 'nginx.conf')
-        with open(conf, 'w') as fh:
-            fh.write(STATIC_CONF.format(tmp=self.tmp, port=self.port, locations='\n'.join(locs)))
-        nginx = shutil.which('nginx') or '/usr/sbin/nginx'
-        with open(os.path.join(self.tmp, 'stderr'), 'wb') as err:
-            self.proc = subprocess.Popen([nginx, '-p', self.tmp, '-c', conf],
-                                         stdout=subprocess.DEVNULL, stderr=err)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                socket.create_connection(('127.0.0.1', self.port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.02)
-        else:
-            with open(os.path.join(self.tmp, 'stderr'), errors='replace') as f:
-                why = f.read().strip()
-            self.__exit__()
-            raise RuntimeError('nginx did not start: ' + why)
-        self.url = 'http://127.0.0.1:%d' % self.port
-        return self
+        return '\n'.join(locs)
 
-    def __exit__(self, *exc):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+    def __enter__(self):
+        super().__enter__()
+        self.url = self.url.rstrip('/')
+        return self
 
 
 def nginx_worker_pid(master_pid):

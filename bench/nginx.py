@@ -23,9 +23,10 @@ http {{
     scgi_temp_path {tmp}/scgi;
     keepalive_requests 1000000000;
     keepalive_timeout 300s;
+{http_extra}
     server {{
         listen 127.0.0.1:{port};
-        location / {{ return 200 "ok\\n"; }}
+{locations}
     }}
 }}
 """
@@ -40,24 +41,40 @@ def free_port():
 
 
 class Nginx:
+    """Subclasses change what is served by overriding locations() (and
+    http_extra); the default answers `ok` to everything."""
+
+    http_extra = ''
+
+    def locations(self, tmp):
+        return '        location / { return 200 "ok\\n"; }'
+
     def __enter__(self):
         self.tmp = tempfile.mkdtemp(prefix='readyd-bench-nginx-')
+        # Run as root, nginx's worker drops to an unprivileged user that
+        # must be able to read what is served from here.
+        os.chmod(self.tmp, 0o755)
         self.port = free_port()
         conf = os.path.join(self.tmp, 'nginx.conf')
         with open(conf, 'w') as f:
-            f.write(CONF.format(tmp=self.tmp, port=self.port))
+            f.write(CONF.format(tmp=self.tmp, port=self.port, http_extra=self.http_extra,
+                                locations=self.locations(self.tmp)))
         nginx = shutil.which('nginx') or '/usr/sbin/nginx'
-        self.proc = subprocess.Popen([nginx, '-p', self.tmp, '-c', conf],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(os.path.join(self.tmp, 'stderr'), 'wb') as err:
+            self.proc = subprocess.Popen([nginx, '-p', self.tmp, '-c', conf],
+                                         stdout=subprocess.DEVNULL, stderr=err)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
                 socket.create_connection(('127.0.0.1', self.port), 0.2).close()
                 break
             except OSError:
-                time.sleep(0.05)
+                time.sleep(0.02)
         else:
-            raise RuntimeError('nginx did not start; see ' + self.tmp)
+            with open(os.path.join(self.tmp, 'stderr'), errors='replace') as f:
+                why = f.read().strip()
+            self.__exit__()
+            raise RuntimeError('nginx did not start: ' + why)
         self.url = 'http://127.0.0.1:%d/' % self.port
         return self
 
