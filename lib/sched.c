@@ -60,6 +60,7 @@ struct run {
 	bool probe_deadline_hit;
 	bool advancing, again;
 	bool finalized;
+	bool waiting_load;    /* the next probe waits for a load slot */
 	int n_background;     /* background probes still running (probe_ops.stop) */
 	bool background_stop; /* they were asked to stop */
 	int64_t started_at;
@@ -302,17 +303,28 @@ static void set_load_window(struct run *r, size_t i)
 	}
 }
 
+static bool load_slot_free(const struct sched *s)
+{
+	return s->load_running < s->cfg.max_concurrent_load;
+}
+
 static bool start_probe(struct run *r)
 {
 	struct probe *p = &r->probes[r->cur];
 	int e;
 
 	if (is_load_type(p->sp->type)) {
-		if (r->s->load_running >= r->s->cfg.max_concurrent_load)
+		if (!load_slot_free(r->s)) {
+			if (!r->waiting_load) {
+				r->waiting_load = true;
+				notify(r, false);
+			}
 			return false;
+		}
 		r->s->load_running++;
 		r->holds_load = true;
 	}
+	r->waiting_load = false;
 	p->state = PROBE_RUNNING;
 	p->started_at = rd_now_ms();
 	r->probe_deadline_hit = false;
@@ -579,7 +591,9 @@ static void start_run(struct run *r)
 }
 
 /* Starts queued runs while there is room, and lets runs that wait for a
- * load slot try again. Runs start in submission order. */
+ * load slot try again once one is free. Runs start in submission order.
+ * A run still waiting is left alone: advancing it would only pump again,
+ * and a pump that re-arms itself with nothing changed spins the loop. */
 static void pump_once(struct sched *s)
 {
 	struct run *r, *next;
@@ -594,6 +608,10 @@ static void pump_once(struct sched *s)
 			start_run(r);
 			run_advance(r);
 		} else if (r->cur < r->n_probes && r->probes[r->cur].state == PROBE_QUEUED) {
+			/* A cancelled run is advanced by sched_cancel and by its
+			 * background probes' done callbacks, not from here. */
+			if (r->cancel_requested || (r->waiting_load && !load_slot_free(s)))
+				continue;
 			run_advance(r);
 		}
 	}
@@ -781,6 +799,9 @@ int sched_progress(struct sched *s, int64_t id, json_t **ret_progress)
 		                "requests",
 		                p->requests >= 0 ? json_integer(p->requests) : json_null());
 	}
+	if (r->waiting_load && p)
+		cur = json_pack("{s:s, s:s}", "probe", p->sp->name, "waiting",
+		                "waiting for a load slot");
 	o = json_pack("{s:I, s:I, s:o, s:n}", "probes_done", (json_int_t)r->cur, "probes_total",
 	              (json_int_t)r->n_probes, "current", cur ? cur : json_null(), "eta_s");
 	if (!o)
