@@ -17,8 +17,10 @@
 #include "sched.h"
 #include "store.h"
 
-#define API_DEFAULT_MAX_BODY (1024 * 1024)
-#define API_MAX_WAIT_MS      (120 * 1000) /* cap of ?wait= long-polls */
+#define API_DEFAULT_MAX_BODY       (1024 * 1024)
+#define API_MAX_WAIT_MS            (120 * 1000) /* cap of ?wait= long-polls */
+#define API_DEFAULT_PER_IP         64           /* connections from one client address */
+#define API_DEFAULT_IDLE_TIMEOUT_S 10           /* a connection with no request in flight */
 
 struct api_server;
 struct api_req;
@@ -41,12 +43,14 @@ struct api_app {
 };
 
 struct api_config {
-	const char *listen;       /* "HOST:PORT" ("[::1]:0" for IPv6); port 0 = ephemeral */
-	int listen_fd;            /* >= 0: an inherited listening socket instead */
-	size_t max_body;          /* request body cap; 0: API_DEFAULT_MAX_BODY */
-	unsigned max_connections; /* 0: 1024 */
-	size_t connection_memory; /* per-connection memory; 0: MHD's default */
-	const char *tls_cert_pem; /* both set: serve HTTPS (PEM text, borrowed) */
+	const char *listen;          /* "HOST:PORT" ("[::1]:0" for IPv6); port 0 = ephemeral */
+	int listen_fd;               /* >= 0: an inherited listening socket instead */
+	size_t max_body;             /* request body cap; 0: API_DEFAULT_MAX_BODY */
+	unsigned max_connections;    /* 0: 1024 */
+	size_t connection_memory;    /* per-connection memory; 0: MHD's default */
+	unsigned per_ip_connections; /* connections per client address; 0: API_DEFAULT_PER_IP */
+	unsigned idle_timeout_s;     /* close a connection idle this long; 0: the default */
+	const char *tls_cert_pem;    /* both set: serve HTTPS (PEM text, borrowed) */
 	const char *tls_key_pem;
 };
 

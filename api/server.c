@@ -4,9 +4,17 @@
  * request handling happens on the loop that owns the state. Handlers that
  * must wait suspend their connection (MHD_ALLOW_SUSPEND_RESUME).
  *
- * Responses are queued on the second or later call of the access handler,
- * never the first: with MHD 0.9.75, queueing on the first call makes every
- * response `Connection: close` (measured: 31k vs 145k req/s).
+ * Responses are queued on the second or later call of the access handler:
+ * with MHD 0.9.75, queueing on the first call makes every response
+ * `Connection: close` (measured: 31k vs 145k req/s). The one exception is
+ * a request refused from its headers (route, token, declared size) that
+ * carries a body: it is answered on the first call, before the body is
+ * read, and the connection closes (docs/security.md, "Hostile clients").
+ *
+ * Connections are capped in total and per client address, and a
+ * connection with nothing in flight (no complete request yet, or idle
+ * between requests) is closed after api.idle_timeout. Suspended
+ * connections (long-polls, event streams) are not timed out by MHD.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,6 +27,7 @@
 
 #include "api.h"
 #include "auth.h"
+#include "linger.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
@@ -40,6 +49,7 @@ struct api_server {
 	struct api_stream *streams;
 	bool in_run, run_again;
 	uint64_t next_request_id;
+	struct linger_set lingers; /* refused connections draining (linger.c) */
 };
 
 struct api_req {
@@ -52,6 +62,7 @@ struct api_req {
 	size_t body_len, body_cap;
 	bool too_large;
 	bool dispatched;
+	bool early; /* answered from the headers, body unread */
 	bool suspended;
 	struct MHD_Response *resp;
 	unsigned status;
@@ -532,7 +543,10 @@ static bool authorize(struct api_req *req)
 	return false;
 }
 
-static void dispatch(struct api_req *req)
+/* Route, token and declared size, decided from the headers alone, before
+ * a byte of the body is read. False when answered (404, 405, 401, 403,
+ * 429 or 413). */
+static bool admit(struct api_req *req)
 {
 	char allow[64];
 	const char *method = strcmp(req->method, "HEAD") == 0 ? "GET" : req->method;
@@ -545,13 +559,37 @@ static void dispatch(struct api_req *req)
 		api_problem(req, 405, NULL, "%s is not allowed on %s; allowed: %s", req->method,
 		            req->path, allow);
 	} else if (!authorize(req)) {
-		return; /* answered 401, 403 or 429 */
+		return false; /* answered 401, 403 or 429 */
 	} else if (req->too_large) {
 		api_problem(req, 413, NULL, "request body is larger than the limit of %zu bytes",
 		            req->srv->max_body);
 	} else {
-		req->match.route->handler(req);
+		return true;
 	}
+	return false;
+}
+
+/* Once the whole request is in: the handler, unless admit() answered or
+ * a body without Content-Length outgrew the cap. */
+static void dispatch(struct api_req *req)
+{
+	if (req->resp)
+		return;
+	if (req->too_large)
+		api_problem(req, 413, NULL, "request body is larger than the limit of %zu bytes",
+		            req->srv->max_body);
+	else
+		req->match.route->handler(req);
+}
+
+/* A body follows the headers: Content-Length > 0 or chunked. */
+static bool has_body(struct api_req *req)
+{
+	const char *cl = api_req_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+
+	if (api_req_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+		return true;
+	return cl && strcmp(cl, "0") != 0;
 }
 
 static enum MHD_Result queue_pending(struct api_req *req)
@@ -575,10 +613,21 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		if (!req)
 			return MHD_NO;
 		*con_cls = req;
+		/* A refused request with a body is answered now, unread: a
+		 * hostile client must not make us buffer what it may not send.
+		 * Queueing on the first call closes the connection afterwards,
+		 * which is what we want (the unread body must not be parsed as
+		 * the next request). Otherwise answer on the next call. */
+		if (!admit(req) && has_body(req)) {
+			req->dispatched = req->early = true;
+			return queue_pending(req);
+		}
 		return MHD_YES;
 	}
 	if (*upload_data_size > 0) {
-		if (append_body(req, upload_data, *upload_data_size) < 0)
+		/* A request answered from its headers never buffers a body. */
+		if (!req->dispatched && !req->resp &&
+		    append_body(req, upload_data, *upload_data_size) < 0)
 			return MHD_NO;
 		*upload_data_size = 0;
 		return MHD_YES;
@@ -613,12 +662,30 @@ static void log_request(struct api_req *req, enum MHD_RequestTerminationCode toe
 	rd_log(RD_LOG_INFO, fields, "%s %s", req->method, req->path);
 }
 
+/* The client of a request refused unread may still be sending: keep
+ * draining so that closing does not reset the answer away (linger.c). */
+static void linger_conn(struct api_server *srv, struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+	        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	int r;
+
+	if (!ci)
+		return;
+	r = linger_add(&srv->lingers, ci->connect_fd);
+	if (r < 0)
+		rd_log(RD_LOG_DEBUG, NULL, "Failed to linger on a refused connection: %s, ignoring",
+		       strerror(-r));
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
 	struct api_req *req = *con_cls;
 
 	if (req) {
+		if (req->early)
+			linger_conn(req->srv, conn);
 		log_request(req, toe);
 		if (req->dispatched) /* the route pattern, never the path: bounded labels */
 			metrics_http_request(req->method,
@@ -720,7 +787,7 @@ static int start_daemon(struct api_server *srv, const struct api_config *cfg,
                         const struct sockaddr_storage *sa, char *err, size_t errlen)
 {
 	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-	struct MHD_OptionItem opts[10];
+	struct MHD_OptionItem opts[12];
 	size_t n = 0;
 
 	if (cfg->listen_fd >= 0) {
@@ -736,7 +803,12 @@ static int start_daemon(struct api_server *srv, const struct api_config *cfg,
 	if (cfg->connection_memory)
 		opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 		                                    (intptr_t)cfg->connection_memory, NULL};
-	opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, 60, NULL};
+	opts[n++] = (struct MHD_OptionItem){
+	        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+	        cfg->per_ip_connections ? cfg->per_ip_connections : API_DEFAULT_PER_IP, NULL};
+	opts[n++] = (struct MHD_OptionItem){
+	        MHD_OPTION_CONNECTION_TIMEOUT,
+	        cfg->idle_timeout_s ? cfg->idle_timeout_s : API_DEFAULT_IDLE_TIMEOUT_S, NULL};
 	if (cfg->tls_cert_pem && cfg->tls_key_pem) {
 		flags |= MHD_USE_TLS;
 		opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0,
@@ -796,6 +868,7 @@ int api_server_new(uv_loop_t *loop, const struct api_config *cfg, struct api_app
 	srv->loop = loop;
 	srv->app = app;
 	srv->max_body = cfg->max_body ? cfg->max_body : API_DEFAULT_MAX_BODY;
+	linger_set_init(&srv->lingers, loop);
 	r = start_daemon(srv, cfg, &sa, err, errlen);
 	if (r < 0) {
 		free(srv);
@@ -855,6 +928,7 @@ void api_server_free(struct api_server *srv)
 	uv_poll_stop(&srv->poll);
 	uv_timer_stop(&srv->timer);
 	MHD_stop_daemon(srv->d);
+	linger_set_deinit(&srv->lingers);
 	srv->poll.data = srv;
 	srv->timer.data = srv;
 	uv_close((uv_handle_t *)&srv->poll, on_closed);

@@ -23,6 +23,8 @@ void config_init(struct rd_config *cfg)
 	cfg->log_level = RD_LOG_INFO;
 	cfg->max_body = 1024 * 1024;
 	cfg->max_connections = 1024;
+	cfg->per_ip_connections = 64;
+	cfg->idle_timeout_s = 10;
 	cfg->sched.max_concurrent_runs = 4;
 	cfg->sched.max_concurrent_load = 1;
 	cfg->sched.max_queued = 100;
@@ -151,10 +153,32 @@ static int load_scheduler(struct rd_config *cfg, json_t *o, char *err, size_t er
 	return 0;
 }
 
+static int get_duration(json_t *obj, const char *key, const char *path, int64_t max_ms,
+                        int64_t *ret, char *err, size_t errlen);
+
+/* What one client may hold: connections per address, and how long a
+ * connection may sit without a request in flight. */
+static int load_api_clients(struct rd_config *cfg, json_t *o, char *err, size_t errlen)
+{
+	int64_t per_ip = cfg->per_ip_connections, idle_ms = (int64_t)cfg->idle_timeout_s * 1000;
+
+	if (get_int(o, "max_connections_per_ip", "api.", 1, 65536, &per_ip, err, errlen) < 0 ||
+	    get_duration(o, "idle_timeout", "api.", 3600 * 1000, &idle_ms, err, errlen) < 0)
+		return -EINVAL;
+	if (idle_ms < 1000 || idle_ms % 1000 != 0) {
+		snprintf(err, errlen, "api.idle_timeout: must be whole seconds, at least 1s");
+		return -EINVAL;
+	}
+	cfg->per_ip_connections = (unsigned)per_ip;
+	cfg->idle_timeout_s = (unsigned)(idle_ms / 1000);
+	return 0;
+}
+
 static int load_api(struct rd_config *cfg, json_t *o, char *err, size_t errlen)
 {
-	static const char *const keys[] = {"max_body", "max_connections", "connection_memory",
-	                                   NULL};
+	static const char *const keys[] = {"max_body",          "max_connections",
+	                                   "connection_memory", "max_connections_per_ip",
+	                                   "idle_timeout",      NULL};
 	int64_t body = (int64_t)cfg->max_body, conns = cfg->max_connections,
 	        mem = (int64_t)cfg->connection_memory;
 
@@ -163,7 +187,9 @@ static int load_api(struct rd_config *cfg, json_t *o, char *err, size_t errlen)
 	if (check_keys(o, "api.", keys, err, errlen) < 0 ||
 	    get_int(o, "max_body", "api.", 1024, 64 * 1024 * 1024, &body, err, errlen) < 0 ||
 	    get_int(o, "max_connections", "api.", 1, 65536, &conns, err, errlen) < 0 ||
-	    get_int(o, "connection_memory", "api.", 8192, 16 * 1024 * 1024, &mem, err, errlen) < 0)
+	    get_int(o, "connection_memory", "api.", 8192, 16 * 1024 * 1024, &mem, err, errlen) <
+	            0 ||
+	    load_api_clients(cfg, o, err, errlen) < 0)
 		return -EINVAL;
 	cfg->connection_memory = (size_t)mem;
 	cfg->max_body = (size_t)body;

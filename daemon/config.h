@@ -23,6 +23,8 @@ struct rd_config {
 	size_t max_body;
 	unsigned max_connections;
 	size_t connection_memory;
+	unsigned per_ip_connections; /* api.max_connections_per_ip */
+	unsigned idle_timeout_s;     /* api.idle_timeout */
 	struct sched_config sched;
 	int64_t shutdown_timeout_ms;
 	bool shutdown_finish; /* shutdown.runs: finish (else interrupt) */

@@ -609,6 +609,8 @@ static int start(struct daemon *d)
 	        .max_body = d->cfg.max_body,
 	        .max_connections = d->cfg.max_connections,
 	        .connection_memory = d->cfg.connection_memory,
+	        .per_ip_connections = d->cfg.per_ip_connections,
+	        .idle_timeout_s = d->cfg.idle_timeout_s,
 	};
 	char err[512];
 	int r;
