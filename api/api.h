@@ -104,6 +104,20 @@ int64_t api_req_id(struct api_req *req);            /* the {id} of the route */
 const char *api_req_name(struct api_req *req);      /* the {name} of the route, or "" */
 enum api_role api_req_role(struct api_req *req);    /* the route's role */
 const char *api_req_principal(struct api_req *req); /* token name, or NULL */
+/* The token's service patterns (lib/scope.h), NULL for every service;
+ * api_req_sees: whether the caller may see and change service. */
+const char *api_req_scope(struct api_req *req);
+bool api_req_sees(struct api_req *req, const char *service);
+
+/* items (stolen: an array of objects with a "service") without those
+ * the caller may not see. New reference (NULL on ENOMEM). */
+json_t *api_scope_items(struct api_req *req, json_t *items);
+
+/* Records a change made by the caller's token in the audit trail (lib
+ * store_audit): action as store_audit_new; service NULL: the run's.
+ * A failure is logged, never answered. */
+void api_audit(struct api_req *req, const char *action, const char *service, int64_t run_id,
+               int64_t waiver_id, const char *reason);
 const char *api_req_query(struct api_req *req, const char *key);   /* or NULL */
 const char *api_req_header(struct api_req *req, const char *name); /* or NULL */
 const char *api_req_body(struct api_req *req, size_t *ret_len);

@@ -197,7 +197,7 @@ static int take(struct auth *a, struct bucket *b, uint64_t now_ms, int *ret_retr
 }
 
 int auth_check(struct auth *a, const char *authorization, enum api_role need, uint64_t now_ms,
-               const char **ret_name, int *ret_retry_s)
+               struct auth_who *ret_who, int *ret_retry_s)
 {
 	const char *token;
 	size_t len = 0;
@@ -205,7 +205,7 @@ int auth_check(struct auth *a, const char *authorization, enum api_role need, ui
 	int r;
 
 	if (!auth_enabled(a) || need == API_ROLE_ANYONE) {
-		*ret_name = NULL;
+		*ret_who = (struct auth_who){NULL, ""};
 		return 0;
 	}
 	token = bearer(authorization, &len);
@@ -217,6 +217,6 @@ int auth_check(struct auth *a, const char *authorization, enum api_role need, ui
 	r = take(a, &a->buckets[i], now_ms, ret_retry_s);
 	if (r < 0)
 		return r;
-	*ret_name = a->tokens[i].name;
+	*ret_who = (struct auth_who){a->tokens[i].name, a->tokens[i].scope};
 	return 0;
 }

@@ -24,10 +24,22 @@
 
 struct auth;
 
+#define AUTH_SCOPE_MAX 1024 /* bytes of a token's service patterns */
+
 struct auth_token {
 	char name[AUTH_NAME_MAX + 1];
 	unsigned char hash[AUTH_HASH_LEN];
 	enum api_role role;
+	/* The services the token may see and change: fnmatch(3) patterns
+	 * separated by '\n' (lib/scope.h); "" for every service. */
+	char scope[AUTH_SCOPE_MAX];
+};
+
+/* Who a request acts as once auth_check() let it in: the token's name
+ * (NULL without one) and its scope ("" for every service). */
+struct auth_who {
+	const char *name;
+	const char *scope;
 };
 
 struct auth_config {
@@ -46,14 +58,15 @@ bool auth_enabled(const struct auth *a);
 bool auth_public_metrics(const struct auth *a);
 
 /* Decides a request needing role need, given its Authorization header
- * (NULL if absent). Returns 0 with *ret_name (borrowed until auth_free;
- * NULL when no token was needed or none is configured), -EACCES for a
+ * (NULL if absent). Returns 0 with *ret_who (strings borrowed until
+ * auth_free; name NULL and scope "" when no token was needed or none is
+ * configured), -EACCES for a
  * missing or unknown token (401), -EPERM for a token whose role is too
  * low (403), -EAGAIN when the token is over its rate (429; *ret_retry_s
  * is the seconds to wait). Tokens are compared in constant time against
  * every configured hash. now_ms is a monotonic clock (uv_now). */
 int auth_check(struct auth *a, const char *authorization, enum api_role need, uint64_t now_ms,
-               const char **ret_name, int *ret_retry_s);
+               struct auth_who *ret_who, int *ret_retry_s);
 
 /* SHA-256 of token as 64 lower-case hex digits plus NUL. 0 or -EIO. */
 int auth_hash_hex(const char *token, size_t len, char ret_hex[2 * AUTH_HASH_LEN + 1]);

@@ -30,7 +30,7 @@ static void get_gates(struct api_req *req)
 		api_problem_errno(req, r, "cannot read the gates");
 		return;
 	}
-	api_reply_json(req, 200, json_pack("{s:o}", "items", items));
+	api_reply_json(req, 200, json_pack("{s:o}", "items", api_scope_items(req, items)));
 }
 
 /* The request body as a JSON object, or NULL after replying 400. */
@@ -78,6 +78,8 @@ static void post_invalidate(struct api_req *req)
 		if (r < 0) {
 			problem_run(req, r, "cannot invalidate the run");
 		} else {
+			api_audit(req, "invalidate", NULL, api_req_id(req), 0,
+			          json_string_value(reason));
 			json_t *run = NULL;
 
 			r = store_run_get(api_req_app(req)->store, api_req_id(req), &run);
@@ -202,6 +204,7 @@ static void rejudge(struct api_req *req, json_t *run, const struct spec *spec)
 	} else {
 		char at[RD_TIME_LEN];
 
+		api_audit(req, "rejudge", spec->service, ctx.run_id, 0, NULL);
 		rd_time_format(ctx.now_ms, at);
 		api_reply_json(req, 201,
 		               json_pack("{s:I, s:I, s:s, s:s, s:O?, s:o, s:o, s:o}", "run_id",

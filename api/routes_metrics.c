@@ -29,6 +29,11 @@ static void get_metrics(struct api_req *req)
 		api_problem_errno(req, r, "metrics snapshot");
 		return;
 	}
+	/* A scoped token sees the per-service series of its services only. */
+	if (api_req_scope(req))
+		json_object_set_new(
+		        snap, "gates",
+		        api_scope_items(req, json_incref(json_object_get(snap, "gates"))));
 	text = metrics_render(snap, READYD_VERSION, &len);
 	json_decref(snap);
 	if (!text) {

@@ -138,6 +138,17 @@ static bool valid_idempotency_key(const char *k)
 	return true;
 }
 
+/* Whether the caller's token may see run id (its service in scope). */
+static bool sees_run(struct api_req *req, int64_t id)
+{
+	char service[256];
+
+	if (!api_req_scope(req))
+		return true;
+	return store_run_service(api_req_app(req)->store, id, service, sizeof(service)) == 0 &&
+	       api_req_sees(req, service);
+}
+
 /* Queues spec (stolen) as a run submitted by the caller's token. */
 static void submit(struct api_req *req, struct spec *spec, const char *key)
 {
@@ -150,6 +161,10 @@ static void submit(struct api_req *req, struct spec *spec, const char *key)
 	r = sched_submit(app->sched, spec, api_req_principal(req), key, &id, &existing);
 	if (r < 0) {
 		api_problem_errno(req, r, "cannot queue the run");
+		return;
+	}
+	if (existing && !sees_run(req, id)) {
+		api_problem(req, 409, NULL, "this Idempotency-Key is taken; use another");
 		return;
 	}
 	snprintf(loc, sizeof(loc), "/v1/runs/%lld", (long long)id);
@@ -274,6 +289,14 @@ static void post_runs(struct api_req *req)
 		problem_spec(req, r, &err);
 		return;
 	}
+	if (!api_req_sees(req, spec->service)) {
+		api_problem(req, 403,
+		            json_pack("{s:[{s:s, s:s}]}", "errors", "path", "service", "message",
+		                      "not a service this token may submit for"),
+		            "service: this token may not submit runs for '%s'", spec->service);
+		spec_free(spec);
+		return;
+	}
 	if (app->limits && policy_check_limits(app->limits, spec, &err) < 0) {
 		spec_free(spec);
 		problem_spec(req, -EINVAL, &err);
@@ -310,6 +333,7 @@ static void get_runs(struct api_req *req)
 	        .state = query(req, "state"),
 	        .cursor = query(req, "cursor"),
 	        .limit = LIST_DEFAULT_LIMIT,
+	        .scope = api_req_scope(req),
 	};
 	const char *limit = query(req, "limit");
 	char *next = NULL;
@@ -425,6 +449,21 @@ static void get_run(struct api_req *req)
 	api_req_suspend(req, wait_cleanup, w);
 }
 
+/* The optional {"reason": "..."} of a cancel, for the audit trail. */
+static const char *cancel_reason(struct api_req *req)
+{
+	static char reason[1025];
+	size_t len;
+	const char *body = api_req_body(req, &len);
+	json_t *doc = len ? json_loadb(body, len, 0, NULL) : NULL;
+	const char *r = json_string_value(json_object_get(doc, "reason"));
+
+	if (r && *r)
+		snprintf(reason, sizeof(reason), "%s", r);
+	json_decref(doc);
+	return r && *r ? reason : NULL;
+}
+
 static void post_cancel(struct api_req *req)
 {
 	struct api_app *app = api_req_app(req);
@@ -433,6 +472,7 @@ static void post_cancel(struct api_req *req)
 	int r = sched_cancel(app->sched, id);
 
 	if (r == 0) {
+		api_audit(req, "cancel", NULL, id, 0, cancel_reason(req));
 		reply_run(req, 202, id);
 		return;
 	}

@@ -75,7 +75,7 @@ static void get_services(struct api_req *req)
 		api_problem_errno(req, r, "cannot list services");
 		return;
 	}
-	api_reply_json(req, 200, json_pack("{s:o}", "items", items));
+	api_reply_json(req, 200, json_pack("{s:o}", "items", api_scope_items(req, items)));
 }
 
 static bool verdict_ok(const char *v)
@@ -313,6 +313,24 @@ static int waiver_parse(struct api_req *req, json_t *body, char *expr, size_t le
 	return 0;
 }
 
+/* A waiver with its audit trail ("changes"). */
+static int waiver_get(struct store *st, const char *service, int64_t id, json_t **ret)
+{
+	json_t *w = NULL, *changes = NULL;
+	int r = store_waiver_get(st, service, id, rd_now_ms(), &w);
+
+	if (r == 0)
+		r = store_audit_list(st, 0, id, &changes);
+	if (r == 0 && json_object_set_new(w, "changes", changes) < 0)
+		r = -ENOMEM;
+	if (r < 0) {
+		json_decref(w);
+		return r;
+	}
+	*ret = w;
+	return 0;
+}
+
 static void post_waiver(struct api_req *req)
 {
 	struct api_app *app = api_req_app(req);
@@ -335,8 +353,10 @@ static void post_waiver(struct api_req *req)
 	r = waiver_parse(req, body, expr, sizeof(expr), &w);
 	if (r == 0) {
 		r = store_waiver_create(app->store, &w, &id);
-		if (r == 0)
-			r = store_waiver_get(app->store, w.service, id, rd_now_ms(), &created);
+		if (r == 0) {
+			api_audit(req, "waiver-create", w.service, 0, id, w.reason);
+			r = waiver_get(app->store, w.service, id, &created);
+		}
 		if (r < 0) {
 			api_problem_errno(req, r, "cannot save the waiver");
 		} else {
@@ -367,9 +387,10 @@ static void delete_waiver(struct api_req *req)
 	json_t *w = NULL;
 	int r = store_waiver_revoke(app->store, api_req_name(req), api_req_id(req), rd_now_ms());
 
-	if (r == 0)
-		r = store_waiver_get(app->store, api_req_name(req), api_req_id(req), rd_now_ms(),
-		                     &w);
+	if (r == 0) {
+		api_audit(req, "waiver-revoke", api_req_name(req), 0, api_req_id(req), NULL);
+		r = waiver_get(app->store, api_req_name(req), api_req_id(req), &w);
+	}
 	if (r < 0) {
 		api_problem_errno(req, r, "cannot revoke the waiver");
 		return;

@@ -30,6 +30,7 @@
 #include "linger.h"
 #include "log.h"
 #include "metrics.h"
+#include "scope.h"
 #include "util.h"
 
 #define MAX_EXTRA_HEADERS 8
@@ -71,6 +72,7 @@ struct api_req {
 	struct api_req *next, *prev;
 	char request_id[65];
 	char principal[AUTH_NAME_MAX + 1]; /* token name; "" when none */
+	char scope[AUTH_SCOPE_MAX];        /* the token's services; "" for all */
 	uint64_t start_ms;                 /* uv_now at arrival, for the log */
 	size_t n_headers;
 	char *headers[MAX_EXTRA_HEADERS][2];
@@ -118,6 +120,57 @@ enum api_role api_req_role(struct api_req *req)
 const char *api_req_principal(struct api_req *req)
 {
 	return req->principal[0] ? req->principal : NULL;
+}
+
+const char *api_req_scope(struct api_req *req)
+{
+	return req->scope[0] ? req->scope : NULL;
+}
+
+bool api_req_sees(struct api_req *req, const char *service)
+{
+	return scope_allows(req->scope, service);
+}
+
+json_t *api_scope_items(struct api_req *req, json_t *items)
+{
+	json_t *out, *it;
+	size_t i;
+
+	if (!req->scope[0] || !items)
+		return items;
+	out = json_array();
+	json_array_foreach (items, i, it) {
+		if (out && api_req_sees(req, json_string_value(json_object_get(it, "service"))))
+			json_array_append(out, it);
+	}
+	json_decref(items);
+	return out;
+}
+
+void api_audit(struct api_req *req, const char *action, const char *service, int64_t run_id,
+               int64_t waiver_id, const char *reason)
+{
+	struct store *st = req->srv->app->store;
+	char buf[256];
+	struct store_audit_new a = {
+	        .action = action,
+	        .by = api_req_principal(req),
+	        .service = service,
+	        .reason = reason,
+	        .run_id = run_id,
+	        .waiver_id = waiver_id,
+	        .at = rd_now_ms(),
+	};
+	int r = 0;
+
+	if (!service && run_id > 0 && (r = store_run_service(st, run_id, buf, sizeof(buf))) == 0)
+		a.service = buf;
+	if (r == 0)
+		r = store_audit_add(st, &a);
+	if (r < 0)
+		rd_log(RD_LOG_WARN, NULL, "Failed to record '%s' by %s: %s, ignoring", action,
+		       a.by ? a.by : "-", store_errmsg(st));
 }
 
 const char *api_req_query(struct api_req *req, const char *key)
@@ -514,16 +567,17 @@ static bool authorize(struct api_req *req)
 {
 	struct auth *a = req->srv->app->auth;
 	enum api_role need = api_req_role(req);
-	const char *name = NULL;
+	struct auth_who who = {NULL, ""};
 	char retry[16];
 	int retry_s = 1, r;
 
 	if (need != API_ROLE_ANYONE && strcmp(req->path, "/metrics") == 0 && auth_public_metrics(a))
 		need = API_ROLE_ANYONE;
 	r = auth_check(a, api_req_header(req, MHD_HTTP_HEADER_AUTHORIZATION), need,
-	               uv_now(req->srv->loop), &name, &retry_s);
+	               uv_now(req->srv->loop), &who, &retry_s);
 	if (r == 0) {
-		snprintf(req->principal, sizeof(req->principal), "%s", name ? name : "");
+		snprintf(req->principal, sizeof(req->principal), "%s", who.name ? who.name : "");
+		snprintf(req->scope, sizeof(req->scope), "%s", who.scope ? who.scope : "");
 		return true;
 	}
 	if (r == -EACCES) {
@@ -569,6 +623,36 @@ static bool admit(struct api_req *req)
 	return false;
 }
 
+/* A token limited to some services sees nothing of the others: a run or
+ * service outside its scope is answered exactly like one that does not
+ * exist, so names do not leak. Every route under /v1/runs/{id} and
+ * /v1/services/{name} is covered here, before its handler. False when
+ * answered. */
+static bool in_scope(struct api_req *req)
+{
+	const char *pattern = req->match.route->pattern;
+	char service[256], what[48];
+	int r;
+
+	if (!req->scope[0])
+		return true;
+	if (strncmp(pattern, "/v1/runs/{id}", 13) == 0) {
+		r = store_run_service(req->srv->app->store, req->match.id, service,
+		                      sizeof(service));
+		if (r == 0 && scope_allows(req->scope, service))
+			return true;
+		snprintf(what, sizeof(what), "run %lld", (long long)req->match.id);
+		api_problem_errno(req, r < 0 && r != -ENOENT ? r : -ENOENT, what);
+		return false;
+	}
+	if (strncmp(pattern, "/v1/services/{name}", 19) == 0 &&
+	    !scope_allows(req->scope, req->match.name)) {
+		api_problem(req, 404, NULL, "no service %s", req->match.name);
+		return false;
+	}
+	return true;
+}
+
 /* Once the whole request is in: the handler, unless admit() answered or
  * a body without Content-Length outgrew the cap. */
 static void dispatch(struct api_req *req)
@@ -578,7 +662,7 @@ static void dispatch(struct api_req *req)
 	if (req->too_large)
 		api_problem(req, 413, NULL, "request body is larger than the limit of %zu bytes",
 		            req->srv->max_body);
-	else
+	else if (in_scope(req))
 		req->match.route->handler(req);
 }
 

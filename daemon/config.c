@@ -256,10 +256,44 @@ static int get_duration(json_t *obj, const char *key, const char *path, int64_t 
 	return 0;
 }
 
-/* One tokens[] entry: {name, hash (sha256 hex), role}. */
+/* tokens[i].services: fnmatch patterns of the services the token may see
+ * and change, joined with '\n' into t->scope (lib/scope.h). Absent: all. */
+static int load_token_services(json_t *list, const char *path, struct auth_token *t, char *err,
+                               size_t errlen)
+{
+	size_t i, used = 0;
+	json_t *v;
+
+	if (!list)
+		return 0;
+	if (!json_is_array(list) || json_array_size(list) == 0)
+		goto bad;
+	json_array_foreach (list, i, v) {
+		const char *p = json_string_value(v);
+		size_t n = p ? strlen(p) : 0;
+
+		if (n == 0 || n > 256 || strcspn(p, "\n\r\t") != n ||
+		    used + n + 2 > sizeof(t->scope))
+			goto bad;
+		if (used)
+			t->scope[used++] = '\n';
+		memcpy(t->scope + used, p, n);
+		used += n;
+		t->scope[used] = '\0';
+	}
+	return 0;
+bad:
+	snprintf(err, errlen,
+	         "%sservices: must be a non-empty list of service name patterns "
+	         "(e.g. team-a-*), at most %d bytes in all",
+	         path, AUTH_SCOPE_MAX - 1);
+	return -EINVAL;
+}
+
+/* One tokens[] entry: {name, hash (sha256 hex), role, services?}. */
 static int load_token(json_t *o, size_t i, struct auth_token *t, char *err, size_t errlen)
 {
-	static const char *const keys[] = {"name", "hash", "role", NULL};
+	static const char *const keys[] = {"name", "hash", "role", "services", NULL};
 	const char *name = json_string_value(json_object_get(o, "name"));
 	const char *hash = json_string_value(json_object_get(o, "hash"));
 	const char *role = json_string_value(json_object_get(o, "role"));
@@ -284,6 +318,8 @@ static int load_token(json_t *o, size_t i, struct auth_token *t, char *err, size
 		snprintf(err, errlen, "%srole: must be viewer, submitter or admin", path);
 		return -EINVAL;
 	}
+	if (load_token_services(json_object_get(o, "services"), path, t, err, errlen) < 0)
+		return -EINVAL;
 	snprintf(t->name, sizeof(t->name), "%s", name);
 	return 0;
 }

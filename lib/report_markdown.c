@@ -271,6 +271,33 @@ static void md_waivers(struct svg_buf *b, json_t *run)
 	json_decref(waivers);
 }
 
+/* Who changed the run after it was submitted (cancel, invalidate,
+ * rejudge), from the run's audit trail. */
+static void md_changes(struct svg_buf *b, json_t *run)
+{
+	json_t *changes = json_object_get(run, "changes"), *c;
+	size_t i;
+
+	if (json_array_size(changes) == 0)
+		return;
+	svg_buf_puts(b, "\n## Changes\n\n");
+	json_array_foreach (changes, i, c) {
+		const char *reason = json_string_value(json_object_get(c, "reason"));
+
+		svg_buf_puts(b, "- ");
+		md_text(b, json_string_value(json_object_get(c, "at")));
+		svg_buf_puts(b, ": ");
+		md_text(b, json_string_value(json_object_get(c, "action")));
+		svg_buf_puts(b, " by ");
+		md_text(b, json_string_value(json_object_get(c, "by")));
+		if (reason) {
+			svg_buf_puts(b, ": ");
+			md_text(b, reason);
+		}
+		svg_buf_puts(b, "\n");
+	}
+}
+
 static void md_header(struct svg_buf *b, json_t *run)
 {
 	const char *verdict = json_string_value(json_object_get(run, "verdict"));
@@ -322,5 +349,6 @@ char *report_markdown(json_t *run, json_t *spec, size_t *ret_len)
 	if (json_array_size(json_object_get(run, "checklist")) == 0)
 		svg_buf_puts(&b, "_No checklist items in the spec._\n");
 	md_waivers(&b, run);
+	md_changes(&b, run);
 	return svg_buf_steal(&b, ret_len);
 }

@@ -118,7 +118,8 @@ enum {
 	LIST_SERVICE = 1 << 0,
 	LIST_ENVIRONMENT = 1 << 1,
 	LIST_STATE = 1 << 2,
-	LIST_VARIANTS = 1 << 3,
+	LIST_SCOPE = 1 << 3, /* a token's service patterns (store_audit.c) */
+	LIST_VARIANTS = 1 << 4,
 };
 
 struct store {
@@ -518,6 +519,8 @@ static int db_open(struct store *st, const char *path, int flags)
 	rc = sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
 	if (rc != SQLITE_OK)
 		return db_fail(st, rc, "set the busy timeout");
+	if (store_scope_register(st->db) < 0)
+		return db_fail(st, SQLITE_NOMEM, "register readyd_in_scope");
 	return 0;
 }
 
@@ -1457,11 +1460,12 @@ static int list_stmt(struct store *st, unsigned mask, sqlite3_stmt **ret)
 
 	if (!st->lists[mask]) {
 		snprintf(sql, sizeof(sql),
-		         "SELECT " RUN_COLS " FROM runs WHERE id < ?1%s%s%s "
+		         "SELECT " RUN_COLS " FROM runs WHERE id < ?1%s%s%s%s "
 		         "ORDER BY id DESC LIMIT ?5",
 		         mask & LIST_SERVICE ? " AND service = ?2" : "",
 		         mask & LIST_ENVIRONMENT ? " AND environment = ?3" : "",
-		         mask & LIST_STATE ? " AND state = ?4" : "");
+		         mask & LIST_STATE ? " AND state = ?4" : "",
+		         mask & LIST_SCOPE ? " AND readyd_in_scope(service, ?6)" : "");
 		rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
 		                        &st->lists[mask], NULL);
 		if (rc != SQLITE_OK)
@@ -1478,7 +1482,8 @@ static int list_bind(sqlite3_stmt *s, const struct store_filter *f, int64_t belo
 	if ((rc = sqlite3_bind_int64(s, 1, below)) != SQLITE_OK ||
 	    (f->service && (rc = sqlite3_bind_text(s, 2, f->service, -1, SQLITE_STATIC))) ||
 	    (f->environment && (rc = sqlite3_bind_text(s, 3, f->environment, -1, SQLITE_STATIC))) ||
-	    (f->state && (rc = sqlite3_bind_text(s, 4, f->state, -1, SQLITE_STATIC))))
+	    (f->state && (rc = sqlite3_bind_text(s, 4, f->state, -1, SQLITE_STATIC))) ||
+	    (f->scope && *f->scope && (rc = sqlite3_bind_text(s, 6, f->scope, -1, SQLITE_STATIC))))
 		return rc;
 	/* One row more than asked tells whether there is a next page. */
 	return sqlite3_bind_int(s, 5, limit + 1);
@@ -1527,7 +1532,7 @@ int store_runs_list(struct store *st, const struct store_filter *f, json_t **ret
                     char **ret_next_cursor)
 {
 	unsigned mask = (f->service ? LIST_SERVICE : 0) | (f->environment ? LIST_ENVIRONMENT : 0) |
-	                (f->state ? LIST_STATE : 0);
+	                (f->state ? LIST_STATE : 0) | (f->scope && *f->scope ? LIST_SCOPE : 0);
 	int limit = f->limit < 1 ? 1 : f->limit > STORE_LIST_MAX ? STORE_LIST_MAX : f->limit;
 	int64_t below, last = 0;
 	char *cursor = NULL;

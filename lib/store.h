@@ -97,6 +97,7 @@ struct store_filter {
 	const char *state;
 	const char *cursor;
 	int limit;
+	const char *scope; /* a token's service patterns (lib/scope.h); NULL: all */
 };
 int store_runs_list(struct store *st, const struct store_filter *f, json_t **ret_items,
                     char **ret_next_cursor);
@@ -262,3 +263,27 @@ int store_probe_timeline_save(struct store *st, int64_t run_id, size_t idx, json
 
 /* The timeline saved above, ordered by second (empty if none). New reference. */
 int store_probe_timeline_get(struct store *st, int64_t run_id, size_t idx, json_t **ret_timeline);
+
+/* ---- Audit trail and scopes (lib/store_audit.c) ---- */
+
+/* One change made through the API. action: "cancel", "invalidate",
+ * "rejudge", "waiver-create", "waiver-revoke". by: the token's name, or
+ * NULL. run_id or waiver_id: 0 when not about one. All borrowed. */
+struct store_audit_new {
+	const char *action;
+	const char *by;
+	const char *service;
+	const char *reason; /* NULL: none */
+	int64_t run_id;
+	int64_t waiver_id;
+	int64_t at; /* ms */
+};
+int store_audit_add(struct store *st, const struct store_audit_new *a);
+
+/* The changes of a run (run_id > 0) or else of a waiver, oldest first:
+ * [{action, by, at, reason?}]. The run resource carries its own as
+ * "changes". New reference. */
+int store_audit_list(struct store *st, int64_t run_id, int64_t waiver_id, json_t **ret_changes);
+
+/* The service of run id into buf. -ENOENT if there is no such run. */
+int store_run_service(struct store *st, int64_t id, char *buf, size_t len);

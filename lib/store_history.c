@@ -634,7 +634,9 @@ int store_history_decorate(struct store *st, int64_t id, json_t *run)
 	r = rows_json(st, s, cols, RD_ARRAY_SIZE(cols), SIZE_MAX, &arr, NULL);
 	if (r < 0)
 		return r;
-	return json_object_set_new(run, "rejudgements", arr) < 0 ? oom(st) : 0;
+	if (json_object_set_new(run, "rejudgements", arr) < 0)
+		return oom(st);
+	return store_audit_decorate(st, id, run);
 }
 
 /* ---- Services, history, trends --------------------------------------- */

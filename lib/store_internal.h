@@ -39,3 +39,10 @@ int store_tx_end(struct store *st, int r);
 /* Adds the history parts of a run resource (invalidated, rejudgements)
  * inside store_run_get's read transaction. store_history.c. */
 int store_history_decorate(struct store *st, int64_t id, json_t *run);
+
+/* The audit trail of a run as its "changes" array ({action, by, at,
+ * reason?}), inside store_run_get's read transaction. store_audit.c. */
+int store_audit_decorate(struct store *st, int64_t id, json_t *run);
+
+/* Registers readyd_in_scope(service, scope) on a connection. */
+int store_scope_register(sqlite3 *db);

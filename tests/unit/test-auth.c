@@ -1,10 +1,12 @@
 /* test-auth: bearer tokens, roles and the per-token rate limit of
- * api/auth.c. Time is passed in, so the bucket is tested without a clock. */
+ * api/auth.c, and the service scopes of lib/scope.c. Time is passed in, so the bucket is tested
+ * without a clock. */
 #include <check.h>
 #include <errno.h>
 #include <string.h>
 
 #include "auth.h"
+#include "scope.h"
 
 /* sha256("viewer-t"), ("submit-t"), ("admin-t") made by auth_hash_hex in
  * the fixture; checked against a known vector first. */
@@ -70,17 +72,17 @@ START_TEST(test_matrix)
 {
 	struct auth_config cfg = {.tokens = tokens, .n_tokens = 3};
 	struct auth *a;
-	const char *name = "unset";
+	struct auth_who who = {"unset", ""};
 	int retry = 0, r;
 
 	ck_assert_int_eq(auth_new(&cfg, &a), 0);
 	ck_assert(auth_enabled(a));
-	r = auth_check(a, cases[_i].header, cases[_i].need, 0, &name, &retry);
+	r = auth_check(a, cases[_i].header, cases[_i].need, 0, &who, &retry);
 	ck_assert_int_eq(r, cases[_i].want);
 	if (r == 0 && cases[_i].name)
-		ck_assert_str_eq(name, cases[_i].name);
+		ck_assert_str_eq(who.name, cases[_i].name);
 	else if (r == 0)
-		ck_assert_ptr_null(name);
+		ck_assert_ptr_null(who.name);
 	auth_free(a);
 }
 END_TEST
@@ -89,14 +91,14 @@ START_TEST(test_no_tokens_lets_everyone_in)
 {
 	struct auth_config cfg = {0};
 	struct auth *a;
-	const char *name = "unset";
+	struct auth_who who = {"unset", ""};
 	int retry = 0;
 
 	ck_assert_int_eq(auth_new(&cfg, &a), 0);
 	ck_assert(!auth_enabled(a));
-	ck_assert_int_eq(auth_check(a, NULL, API_ROLE_ADMIN, 0, &name, &retry), 0);
-	ck_assert_ptr_null(name);
-	ck_assert_int_eq(auth_check(NULL, NULL, API_ROLE_ADMIN, 0, &name, &retry), 0);
+	ck_assert_int_eq(auth_check(a, NULL, API_ROLE_ADMIN, 0, &who, &retry), 0);
+	ck_assert_ptr_null(who.name);
+	ck_assert_int_eq(auth_check(NULL, NULL, API_ROLE_ADMIN, 0, &who, &retry), 0);
 	auth_free(a);
 }
 END_TEST
@@ -105,22 +107,22 @@ START_TEST(test_rate_limit)
 {
 	struct auth_config cfg = {.tokens = tokens, .n_tokens = 3, .rate = 2, .burst = 3};
 	struct auth *a;
-	const char *name;
+	struct auth_who who;
 	int retry = 0;
 
 	ck_assert_int_eq(auth_new(&cfg, &a), 0);
 	for (int i = 0; i < 3; i++)
 		ck_assert_int_eq(
-		        auth_check(a, "Bearer viewer-t", API_ROLE_VIEWER, 1000, &name, &retry), 0);
-	ck_assert_int_eq(auth_check(a, "Bearer viewer-t", API_ROLE_VIEWER, 1000, &name, &retry),
+		        auth_check(a, "Bearer viewer-t", API_ROLE_VIEWER, 1000, &who, &retry), 0);
+	ck_assert_int_eq(auth_check(a, "Bearer viewer-t", API_ROLE_VIEWER, 1000, &who, &retry),
 	                 -EAGAIN);
 	ck_assert_int_eq(retry, 1);
 	/* Another token has its own bucket; anonymous routes are not counted. */
-	ck_assert_int_eq(auth_check(a, "Bearer admin-t", API_ROLE_VIEWER, 1000, &name, &retry), 0);
-	ck_assert_int_eq(auth_check(a, NULL, API_ROLE_ANYONE, 1000, &name, &retry), 0);
+	ck_assert_int_eq(auth_check(a, "Bearer admin-t", API_ROLE_VIEWER, 1000, &who, &retry), 0);
+	ck_assert_int_eq(auth_check(a, NULL, API_ROLE_ANYONE, 1000, &who, &retry), 0);
 	/* Half a second refills one request at 2/s. */
-	ck_assert_int_eq(auth_check(a, "Bearer viewer-t", API_ROLE_VIEWER, 1500, &name, &retry), 0);
-	ck_assert_int_eq(auth_check(a, "Bearer viewer-t", API_ROLE_VIEWER, 1500, &name, &retry),
+	ck_assert_int_eq(auth_check(a, "Bearer viewer-t", API_ROLE_VIEWER, 1500, &who, &retry), 0);
+	ck_assert_int_eq(auth_check(a, "Bearer viewer-t", API_ROLE_VIEWER, 1500, &who, &retry),
 	                 -EAGAIN);
 	auth_free(a);
 }
@@ -138,6 +140,29 @@ START_TEST(test_roles)
 }
 END_TEST
 
+static const struct {
+	const char *scope, *service;
+	bool want;
+} scope_cases[] = {
+        {NULL, "anything", true},
+        {"", "anything", true},
+        {"team-a-*", "team-a-api", true},
+        {"team-a-*", "team-b-api", false},
+        {"team-a-*", "team-a", false},
+        {"team-b-*\nteam-a-api", "team-a-api", true},
+        {"team-b-*\nteam-a-api", "team-a-apix", false},
+        {"svc-?", "svc-1", true},
+        {"svc-[0-4]", "svc-7", false},
+        {"team-a-*", NULL, false},
+};
+
+START_TEST(test_scope)
+{
+	ck_assert_int_eq(scope_allows(scope_cases[_i].scope, scope_cases[_i].service),
+	                 scope_cases[_i].want);
+}
+END_TEST
+
 static Suite *auth_suite(void)
 {
 	Suite *s = suite_create("auth");
@@ -149,6 +174,7 @@ static Suite *auth_suite(void)
 	tcase_add_test(tc, test_no_tokens_lets_everyone_in);
 	tcase_add_test(tc, test_rate_limit);
 	tcase_add_test(tc, test_roles);
+	tcase_add_loop_test(tc, test_scope, 0, sizeof(scope_cases) / sizeof(scope_cases[0]));
 	suite_add_tcase(s, tc);
 	return s;
 }

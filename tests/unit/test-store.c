@@ -325,7 +325,7 @@ END_TEST
 
 /* The run resource of test_run_roundtrip, before and after its life. */
 static const char roundtrip_queued[] =
-        "{\"invalidated\": null, \"rejudgements\": [], " /* 0003 */
+        "{\"invalidated\": null, \"rejudgements\": [], \"changes\": [], " /* 0003, 0004 */
         "\"service\": \"sentiment-api\", \"version\": \"2.4.0\", "
         "\"environment\": \"staging\", \"state\": \"queued\", \"verdict\": null, "
         "\"submitted_by\": \"ci-pipeline\", "
@@ -375,7 +375,7 @@ static const char roundtrip_checklist[] =
         "\"reason\": \"no evidence given\"}]";
 
 static const char roundtrip_final[] =
-        "{\"invalidated\": null, \"rejudgements\": [], " /* 0003 */
+        "{\"invalidated\": null, \"rejudgements\": [], \"changes\": [], " /* 0003, 0004 */
         "\"service\": \"sentiment-api\", \"version\": \"2.4.0\", "
         "\"environment\": \"staging\", \"state\": \"failed\", \"verdict\": \"FAIL\", "
         "\"submitted_by\": \"ci-pipeline\", "
@@ -872,7 +872,7 @@ END_TEST
 
 /* The running run of test_interrupt_stale after start-up recovery. */
 static const char interrupted_run[] =
-        "{\"invalidated\": null, \"rejudgements\": [], " /* 0003 */
+        "{\"invalidated\": null, \"rejudgements\": [], \"changes\": [], " /* 0003, 0004 */
         "\"service\": \"svc\", \"version\": \"2.4.0\", \"environment\": "
         "\"staging\", \"state\": \"interrupted\", \"verdict\": null, "
         "\"submitted_by\": \"ci-pipeline\", "
