@@ -457,11 +457,12 @@ static const char *cancel_reason(struct api_req *req)
 	const char *body = api_req_body(req, &len);
 	json_t *doc = len ? json_loadb(body, len, 0, NULL) : NULL;
 	const char *r = json_string_value(json_object_get(doc, "reason"));
+	bool have = r && *r;
 
-	if (r && *r)
+	if (have)
 		snprintf(reason, sizeof(reason), "%s", r);
 	json_decref(doc);
-	return r && *r ? reason : NULL;
+	return have ? reason : NULL;
 }
 
 static void post_cancel(struct api_req *req)

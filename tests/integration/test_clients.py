@@ -120,6 +120,19 @@ class ClientsTest(lib.TestCase):
             self.assertEqual(d.get('/v1/runs', headers={
                 'Authorization': 'Bearer ' + TOKEN}).status, 200)
 
+    def test_refused_upload_still_gets_its_answer(self):
+        # A client that writes its whole body before reading (urllib here)
+        # must still read the 401: readyd drains what it sends after the
+        # answer instead of closing on unread input. Closing at once made
+        # every such request a broken pipe on the client's side.
+        with lib.Daemon(config=tokens_yaml()) as d:
+            self.track(d)
+            for _ in range(5):
+                r = lib.http('POST', d.url + '/v1/runs', b'#' * (2 * 1024 * 1024),
+                             {'Content-Type': 'application/yaml'}, timeout=30)
+                self.assertEqual(r.status, 401, r)
+            self.assertEqual(d.get('/healthz').status, 200)
+
     def test_declared_too_large_body_refused_before_reading(self):
         # 413 from Content-Length alone, also with a valid token.
         with lib.Daemon(config=tokens_yaml()) as d:
