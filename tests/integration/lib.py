@@ -62,6 +62,20 @@ class Process:
         except OSError:
             return ''
 
+    SANITIZER_MARKS = ('ERROR: AddressSanitizer', 'ERROR: LeakSanitizer',
+                       'runtime error:', 'WARNING: AddressSanitizer')
+
+    def check_sanitizers(self):
+        """Raises when the process's log holds a sanitizer report. Its stderr
+        is the log, so under ASan/UBSan a leak at exit or an error anywhere
+        in its life fails the test that owned it, not only a crash."""
+        text = self.log()
+        for mark in self.SANITIZER_MARKS:
+            at = text.find(mark)
+            if at >= 0:
+                raise AssertionError('%s: sanitizer report in its log:\n%s'
+                                     % (self.name, text[max(0, at - 200):at + 4000]))
+
     def send_signal(self, sig):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
@@ -105,9 +119,12 @@ class DemoTarget(Process):
         return self
 
     def __exit__(self, *exc):
-        self.stop()
-        if self.own_tmp:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
+        try:
+            self.stop()
+            self.check_sanitizers()
+        finally:
+            if self.own_tmp:
+                shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     def post(self, path):
         return http('POST', self.url + path, b'')
@@ -213,6 +230,7 @@ class Daemon(Process):
     def __exit__(self, *exc):
         try:
             self.stop()
+            self.check_sanitizers()
         finally:
             if self.own_tmp:
                 shutil.rmtree(self.tmpdir, ignore_errors=True)
@@ -321,6 +339,7 @@ class _PromServer(Process):
     def __exit__(self, *exc):
         try:
             self.stop()
+            self.check_sanitizers()
         finally:
             if self.own_tmp:
                 shutil.rmtree(self.tmpdir, ignore_errors=True)
