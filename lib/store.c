@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "store.h"
 #include "store_internal.h"
@@ -128,6 +129,10 @@ struct store {
 	sqlite3_stmt *stmts[_ST_MAX];
 	sqlite3_stmt *lists[LIST_VARIANTS];
 	char errmsg[STORE_ERRMSG_MAX];
+	char cause[STORE_ERRMSG_MAX]; /* SQLite's words alone, or "" */
+	char *path;                   /* NULL for ":memory:" */
+	dev_t dev;                    /* the file opened, for store_check_file */
+	ino_t ino;
 	struct store_cache gates; /* GET /v1/gates, see store_history.c */
 };
 
@@ -191,6 +196,7 @@ __attribute__((format(printf, 2, 3))) static void set_err(struct store *st, cons
 	va_start(ap, fmt);
 	vsnprintf(st->errmsg, sizeof(st->errmsg), fmt, ap);
 	va_end(ap);
+	st->cause[0] = '\0';
 }
 
 static int errno_from_sqlite(int rc)
@@ -220,6 +226,7 @@ static int errno_from_sqlite(int rc)
 static int db_fail(struct store *st, int rc, const char *what)
 {
 	set_err(st, "Failed to %s: %s", what, sqlite3_errmsg(st->db));
+	snprintf(st->cause, sizeof(st->cause), "%s", sqlite3_errmsg(st->db));
 	return errno_from_sqlite(rc);
 }
 
@@ -310,15 +317,17 @@ static int tx_begin(struct store *st, bool write)
 /* Leaves the message of the error that caused the rollback in place. */
 static void tx_rollback(struct store *st)
 {
-	char saved[STORE_ERRMSG_MAX];
+	char saved[STORE_ERRMSG_MAX], cause[STORE_ERRMSG_MAX];
 	sqlite3_stmt *s = NULL;
 
 	if (sqlite3_get_autocommit(st->db))
 		return;
 	memcpy(saved, st->errmsg, sizeof(saved));
+	memcpy(cause, st->cause, sizeof(cause));
 	if (stmt_get(st, ST_ROLLBACK, &s) == 0)
 		(void)stmt_run(st, s, "roll back");
 	memcpy(st->errmsg, saved, sizeof(saved));
+	memcpy(st->cause, cause, sizeof(cause));
 }
 
 /* Ends the transaction: COMMIT when r is 0, else ROLLBACK. Returns r, or
@@ -547,6 +556,25 @@ static int db_enable_wal(struct store *st, const char *path)
 	return r;
 }
 
+/* The identity of the file just opened, for store_check_file(). */
+static int remember_file(struct store *st, const char *path)
+{
+	struct stat sb;
+
+	if (stat(path, &sb) < 0) {
+		int e = errno;
+
+		set_err(st, "Failed to stat database '%s': %s", path, strerror(e));
+		return -e;
+	}
+	st->path = strdup(path);
+	if (!st->path)
+		return oom(st);
+	st->dev = sb.st_dev;
+	st->ino = sb.st_ino;
+	return 0;
+}
+
 static void copy_err(const struct store *st, char *err, size_t errlen)
 {
 	if (err && errlen > 0)
@@ -576,6 +604,8 @@ int store_open(const char *path, struct store **ret_store, char *err, size_t err
 		             "configure the database");
 	if (r == 0)
 		r = schema_migrate(st);
+	if (r == 0 && !path_is_memory(path))
+		r = remember_file(st, path);
 	if (r < 0) {
 		copy_err(st, err, errlen);
 		store_free(st);
@@ -643,6 +673,7 @@ void store_free(struct store *st)
 		sqlite3_finalize(st->lists[i]);
 	sqlite3_close_v2(st->db);
 	json_decref(st->gates.value);
+	free(st->path);
 	free(st);
 }
 
@@ -664,6 +695,47 @@ int store_schema_latest(void)
 const char *store_errmsg(struct store *st)
 {
 	return st->errmsg[0] ? st->errmsg : "no error";
+}
+
+const char *store_errcause(struct store *st)
+{
+	return st->cause[0] ? st->cause : store_errmsg(st);
+}
+
+int store_check_file(struct store *st)
+{
+	struct stat sb;
+
+	if (!st->path)
+		return 0;
+	if (stat(st->path, &sb) < 0) {
+		int e = errno;
+
+		if (e == ENOENT)
+			set_err(st,
+			        "the database file '%s' was deleted or renamed away while readyd "
+			        "has it open",
+			        st->path);
+		else
+			set_err(st, "cannot stat the database file '%s': %s", st->path,
+			        strerror(e));
+		return -e;
+	}
+	if (sb.st_dev != st->dev || sb.st_ino != st->ino) {
+		set_err(st,
+		        "the database file '%s' was replaced by another file while readyd has "
+		        "the old one open",
+		        st->path);
+		return -ESTALE;
+	}
+	return 0;
+}
+
+int store_checkpoint(struct store *st)
+{
+	int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+
+	return rc == SQLITE_OK ? 0 : db_fail(st, rc, "checkpoint the write-ahead log");
 }
 
 /* ---- Rows to JSON -------------------------------------------------- */
@@ -1596,6 +1668,7 @@ void store_set_errf(struct store *st, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(st->errmsg, sizeof(st->errmsg), fmt, ap);
 	va_end(ap);
+	st->cause[0] = '\0';
 }
 
 int store_db_fail(struct store *st, int rc, const char *what)

@@ -117,6 +117,25 @@ int store_prune_raw(struct store *st, int64_t before_ms, int batch);
 /* Writes a sentence describing the last SQLite error of this connection. */
 const char *store_errmsg(struct store *st);
 
+/* The cause of the last error alone, in SQLite's words ("database or
+ * disk is full"), for callers that name the object themselves; the
+ * whole sentence of store_errmsg() when there is no separate cause. */
+const char *store_errcause(struct store *st);
+
+/* Whether the path the database was opened from still names the open
+ * file (same device and inode): 0, -ENOENT when it was deleted or
+ * renamed away, -ESTALE when another file took its place, or stat's
+ * -errno; store_errmsg() says which. Writes through the open connection
+ * still succeed after a deletion but land in a file nobody can open
+ * again, so the daemon checks this now and then. Always 0 for
+ * ":memory:". Main thread. */
+int store_check_file(struct store *st);
+
+/* Copies the write-ahead log into the database file and truncates it,
+ * so the open file alone holds every committed write (what an operator
+ * copies out of /proc/PID/fd after the path was deleted). Main thread. */
+int store_checkpoint(struct store *st);
+
 /* ---- History (lib/store_history.c, issue 5) ---- */
 
 /* Latest decided (passed, failed, error), non-invalidated run per service

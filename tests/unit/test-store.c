@@ -1048,6 +1048,55 @@ START_TEST(test_invalid_utf8_error)
 }
 END_TEST
 
+/* The daemon compares the path with the open file now and then: a
+ * database deleted or renamed away under readyd takes writes nobody will
+ * find again. */
+START_TEST(test_file_identity)
+{
+	struct store *st = open_ok(db_file), *mem = open_ok(":memory:");
+	char moved[sizeof(db_file) + 8];
+	FILE *f;
+
+	snprintf(moved, sizeof(moved), "%s.moved", db_file);
+	ck_assert_int_eq(store_check_file(st), 0);
+	ck_assert_int_eq(rename(db_file, moved), 0);
+	ck_assert_int_eq(store_check_file(st), -ENOENT);
+	ck_assert_ptr_nonnull(strstr(store_errmsg(st), db_file));
+	ck_assert_ptr_nonnull(strstr(store_errmsg(st), "deleted or renamed away"));
+	/* Still writable through the open handle, and checkpointed into it. */
+	create_run(st, "svc", "staging", NULL, 1, NULL);
+	ck_assert_int_eq(store_checkpoint(st), 0);
+	ck_assert_int_eq(rename(moved, db_file), 0);
+	ck_assert_int_eq(store_check_file(st), 0);
+	ck_assert_int_eq(rename(db_file, moved), 0);
+	f = fopen(db_file, "w"); /* another file takes the name */
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+	ck_assert_int_eq(store_check_file(st), -ESTALE);
+	ck_assert_ptr_nonnull(strstr(store_errmsg(st), "replaced by another file"));
+	ck_assert_int_eq(unlink(db_file), 0);
+	ck_assert_int_eq(rename(moved, db_file), 0);
+	ck_assert_int_eq(store_check_file(mem), 0);
+	store_free(mem);
+	store_free(st);
+}
+END_TEST
+
+/* The cause alone, for callers that name the object themselves. */
+START_TEST(test_errcause)
+{
+	struct store *st = open_ok(backend(_i));
+	int64_t id = create_run(st, "svc", "staging", NULL, 1, NULL);
+
+	ck_assert_int_eq(store_run_update(st, id, "bogus", NULL, 0, 0, NULL), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(store_errmsg(st), "Failed to update a run: "));
+	ck_assert_ptr_eq(strstr(store_errcause(st), "CHECK constraint failed"), store_errcause(st));
+	ck_assert_int_eq(store_run_update(st, id, NULL, NULL, 0, 0, NULL), -EINVAL);
+	ck_assert_str_eq(store_errcause(st), store_errmsg(st)); /* no separate cause */
+	store_free(st);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
 	Suite *s = suite_create("store");
@@ -1071,6 +1120,8 @@ static Suite *store_suite(void)
 	tcase_add_loop_test(tc, test_filters, 0, 2);
 	tcase_add_loop_test(tc, test_not_found_and_invalid, 0, 2);
 	tcase_add_loop_test(tc, test_invalid_utf8_error, 0, 2);
+	tcase_add_loop_test(tc, test_errcause, 0, 2);
+	tcase_add_test(tc, test_file_identity);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("probes");
