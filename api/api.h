@@ -40,6 +40,9 @@ struct api_app {
 	struct policy *policy;
 	const struct policy_limits *limits;
 	bool draining;
+	/* daemon/: why the database file cannot be trusted any more (deleted,
+	 * renamed away or replaced under readyd), or NULL. */
+	const char *db_problem;
 };
 
 struct api_config {
@@ -88,6 +91,12 @@ struct api_route {
 	api_handler handler;
 	enum api_role role;
 };
+
+/* Why the store cannot take new runs now, for /readyz and submits: 0, or
+ * -ESTALE (the database file is gone or replaced; app->db_problem) or the
+ * scheduler's pending-write error (-ENOSPC for a full disk), with a
+ * sentence starting "store: " in buf. routes_health.c. */
+int api_store_problem(struct api_app *app, char *buf, size_t len);
 
 extern const struct api_route api_routes_health[];
 extern const struct api_route api_routes_runs[];

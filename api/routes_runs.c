@@ -149,6 +149,26 @@ static bool sees_run(struct api_req *req, int64_t id)
 	       api_req_sees(req, service);
 }
 
+/* While the store cannot keep a new run (disk full, database file gone),
+ * submits are refused with the reason; a retry of an accepted submission
+ * is still answered. True when req was answered. */
+static bool refuse_degraded(struct api_req *req, const char *key)
+{
+	struct api_app *app = api_req_app(req);
+	char why[512];
+	int64_t id;
+	int e = api_store_problem(app, why, sizeof(why));
+
+	if (e == 0 || (key && store_run_find_by_key(app->store, key, &id) == 0))
+		return false;
+	api_reply_header(req, "Retry-After", "30");
+	if (e == -ENOSPC)
+		api_problem(req, 507, NULL, "cannot queue the run: the database is full: %s", why);
+	else
+		api_problem(req, 503, NULL, "cannot queue the run: %s", why);
+	return true;
+}
+
 /* Queues spec (stolen) as a run submitted by the caller's token. */
 static void submit(struct api_req *req, struct spec *spec, const char *key)
 {
@@ -158,6 +178,10 @@ static void submit(struct api_req *req, struct spec *spec, const char *key)
 	int64_t id;
 	int r;
 
+	if (refuse_degraded(req, key)) {
+		spec_free(spec);
+		return;
+	}
 	r = sched_submit(app->sched, spec, api_req_principal(req), key, &id, &existing);
 	if (r < 0) {
 		api_problem_errno(req, r, "cannot queue the run");

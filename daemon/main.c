@@ -38,7 +38,8 @@ struct daemon {
 	struct api_server *api;
 	struct api_app app;
 	uv_signal_t sigint, sigterm, sighup;
-	uv_timer_t shutdown_timer, drain_timer, watchdog_timer, retention_timer;
+	uv_timer_t shutdown_timer, drain_timer, watchdog_timer, retention_timer, db_check_timer;
+	char db_problem[512]; /* app.db_problem points here while set */
 	const char *port_file;
 	const char *config_path; /* for SIGHUP */
 	bool log_level_flag;     /* --log-level wins over the config, also on reload */
@@ -62,6 +63,11 @@ struct daemon {
 #define RETENTION_FIRST_MS  1000
 #define RETENTION_PERIOD_MS (60 * 1000)
 #define RETENTION_AGAIN_MS  50
+
+/* How often the database path is compared with the open file. A stat()
+ * is cheap; the interval bounds how long a deleted database goes
+ * unnoticed. */
+#define DB_CHECK_MS 2000
 
 #define SWAP_STR(a, b)                                                                             \
 	do {                                                                                       \
@@ -281,7 +287,7 @@ static void finish_shutdown(void *userdata)
 	        (uv_handle_t *)&d->sigint,          (uv_handle_t *)&d->sigterm,
 	        (uv_handle_t *)&d->sighup,          (uv_handle_t *)&d->shutdown_timer,
 	        (uv_handle_t *)&d->drain_timer,     (uv_handle_t *)&d->watchdog_timer,
-	        (uv_handle_t *)&d->retention_timer,
+	        (uv_handle_t *)&d->retention_timer, (uv_handle_t *)&d->db_check_timer,
 	};
 
 	api_server_free(d->api);
@@ -468,6 +474,7 @@ static int start_signals(struct daemon *d)
 	uv_timer_init(&d->loop, &d->drain_timer);
 	uv_timer_init(&d->loop, &d->watchdog_timer);
 	uv_timer_init(&d->loop, &d->retention_timer);
+	uv_timer_init(&d->loop, &d->db_check_timer);
 	return 0;
 }
 
@@ -499,6 +506,54 @@ static void start_retention(struct daemon *d)
 	d->retention_timer.data = d;
 	uv_timer_start(&d->retention_timer, on_retention, RETENTION_FIRST_MS, 0);
 	uv_unref((uv_handle_t *)&d->retention_timer);
+}
+
+/* The scheduler's word on refused writes (a full disk): the first of a
+ * spell and the recovery; the retries in between stay at debug. */
+static void on_store_event(void *userdata, int err, const char *sentence)
+{
+	(void)userdata;
+	if (err < 0)
+		log_error("%s", sentence);
+	else
+		log_info("%s", sentence);
+}
+
+/* A database file deleted or renamed away under readyd keeps taking
+ * writes through the open handle, and all of them are gone at the next
+ * start. Noticed here: new runs are refused (api_store_problem), reads
+ * go on from the open file, and the write-ahead log is checkpointed into
+ * it so that the open file alone holds everything (docs/operations.md,
+ * "The database file was deleted"). */
+static void on_db_check(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	int r;
+
+	if (d->stopping)
+		return;
+	r = store_check_file(d->store);
+	if (r < 0 && !d->app.db_problem) {
+		snprintf(d->db_problem, sizeof(d->db_problem),
+		         "%s; new runs are refused until it is back in place or readyd restarts",
+		         store_errmsg(d->store));
+		d->app.db_problem = d->db_problem;
+		log_error("Failed to keep database '%s': %s; refusing new runs, serving reads "
+		          "from the open file",
+		          d->cfg.database, store_errmsg(d->store));
+	} else if (r == 0 && d->app.db_problem) {
+		d->app.db_problem = NULL;
+		log_info("database '%s' is back in place: taking new runs again", d->cfg.database);
+	}
+	if (d->app.db_problem && store_checkpoint(d->store) < 0)
+		log_debug("Failed to checkpoint '%s': %s", d->cfg.database, store_errmsg(d->store));
+}
+
+static void start_db_check(struct daemon *d)
+{
+	d->db_check_timer.data = d;
+	uv_timer_start(&d->db_check_timer, on_db_check, DB_CHECK_MS, DB_CHECK_MS);
+	uv_unref((uv_handle_t *)&d->db_check_timer);
 }
 
 static void on_watchdog(uv_timer_t *t)
@@ -623,6 +678,7 @@ static int start(struct daemon *d)
 		return r;
 	}
 	http_client_set_policy(d->http, on_http_policy, d);
+	sched_set_store_cb(d->sched, on_store_event, d);
 	d->app.store = d->store;
 	d->app.sched = d->sched;
 	r = api_server_new(&d->loop, &ac, &d->app, &d->api, err, sizeof(err));
@@ -635,6 +691,7 @@ static int start(struct daemon *d)
 	announce(d);
 	start_watchdog(d);
 	start_retention(d);
+	start_db_check(d);
 	return 0;
 }
 

@@ -7,8 +7,18 @@
  * exclusive daemon-wide up to max_concurrent_load because two load tests on
  * one host falsify each other. Every transition is stored before watchers
  * hear of it.
+ *
+ * A write the store refuses (a full disk) is not lost and not announced:
+ * the run is marked unsaved, its later writes wait, and a timer with
+ * backoff writes the whole run again (resync_run) until the store takes
+ * it. Meanwhile watchers hear nothing, a run that ended stays active
+ * (findable, counted) until its final state is stored, and no queued run
+ * starts. The store itself keeps showing the last state it accepted,
+ * which is what a restart would find.
  */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +32,8 @@
 
 #define DEFAULT_PROBE_DEADLINE_MS (2 * 60 * 1000)
 #define PROBE_DEADLINE_MARGIN_MS  (60 * 1000)
+#define RETRY_FIRST_MS            1000
+#define RETRY_MAX_MS              (30 * 1000)
 
 enum run_state {
 	RUN_QUEUED = 0,
@@ -60,9 +72,15 @@ struct run {
 	bool probe_deadline_hit;
 	bool advancing, again;
 	bool finalized;
-	bool waiting_load;    /* the next probe waits for a load slot */
-	int n_background;     /* background probes still running (probe_ops.stop) */
-	bool background_stop; /* they were asked to stop */
+	bool waiting_load;   /* the next probe waits for a load slot */
+	bool unsaved;        /* a write failed: the store lags behind (resync_run) */
+	bool decided;        /* finalize() decided the final state: */
+	const char *verdict; /* static, or NULL */
+	char *error;         /* owned, or NULL */
+	int64_t finished_at;
+	json_t *gates, *checklist; /* the judgement, owned */
+	int n_background;          /* background probes still running (probe_ops.stop) */
+	bool background_stop;      /* they were asked to stop */
 	int64_t started_at;
 	uv_timer_t deadline;
 	uv_timer_t probe_timer;
@@ -80,6 +98,18 @@ struct sched {
 	bool pumping, pump_again;
 	void (*shutdown_cb)(void *userdata);
 	void *shutdown_userdata;
+	bool abandon; /* sched_shutdown: stop waiting for the store */
+	/* Writes the store refused (see the top of this file). */
+	int n_unsaved;   /* runs the store lags behind on */
+	int n_unstored;  /* of them, runs that ended */
+	int store_err;   /* the last refusal's -errno */
+	int64_t err_run; /* and its run */
+	char err_cause[256];
+	uv_timer_t retry;
+	bool retry_init, retry_closed;
+	uint64_t backoff_ms;
+	sched_store_cb store_cb;
+	void *store_userdata;
 };
 
 static void run_advance(struct run *r);
@@ -129,21 +159,41 @@ void sched_set_config(struct sched *s, const struct sched_config *cfg)
 
 int sched_active(struct sched *s)
 {
-	return s->n_queued + s->n_running;
+	return s->n_queued + s->n_running + s->n_unstored;
 }
 
+void sched_set_store_cb(struct sched *s, sched_store_cb cb, void *userdata)
+{
+	s->store_cb = cb;
+	s->store_userdata = userdata;
+}
+
+int sched_store_status(struct sched *s, char *buf, size_t len)
+{
+	if (s->n_unsaved == 0)
+		return 0;
+	snprintf(buf, len, "cannot write run %lld: %s; %d write%s pending", (long long)s->err_run,
+	         s->err_cause, s->n_unsaved, s->n_unsaved == 1 ? "" : "s");
+	return s->store_err;
+}
+
+/* A run that ended is findable until its final state is stored. */
 static struct run *find_run(struct sched *s, int64_t id)
 {
 	for (struct run *r = s->head; r; r = r->next)
-		if (r->id == id && !r->finalized)
+		if (r->id == id && (!r->finalized || r->unsaved))
 			return r;
 	return NULL;
 }
 
+/* Watchers hear only of what is stored: an unsaved run's changes are
+ * announced once resync_run() has caught up. */
 static void notify(struct run *r, bool final)
 {
 	struct sched_watch *w = r->watches, *next;
 
+	if (r->unsaved)
+		return;
 	for (; w; w = next) {
 		next = w->next;
 		w->cb(w->userdata, r->id, run_state_names[r->state], final);
@@ -192,25 +242,110 @@ void sched_unwatch(struct sched_watch *w)
 	free(w);
 }
 
-static void save_probe(struct run *r, size_t idx)
+__attribute__((format(printf, 3, 4))) static void report(struct sched *s, int err, const char *fmt,
+                                                         ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (s->store_cb)
+		s->store_cb(s->store_userdata, err, msg);
+	else
+		rd_log(RD_LOG_DEBUG, NULL, "%s", msg);
+}
+
+static void flush_and_pump(uv_timer_t *t);
+
+static void arm_retry(struct sched *s)
+{
+	if (s->retry_closed)
+		return;
+	if (!s->retry_init) {
+		uv_timer_init(s->loop, &s->retry);
+		s->retry.data = s;
+		s->retry_init = true;
+		s->backoff_ms = RETRY_FIRST_MS;
+	}
+	if (!uv_is_active((uv_handle_t *)&s->retry))
+		uv_timer_start(&s->retry, flush_and_pump, s->backoff_ms, 0);
+}
+
+/* A write of run r failed with the transient e: the run's later writes
+ * wait for resync_run(), its watchers for the store. The first refusal
+ * of a spell is reported; the retries are not. */
+static void store_failed(struct run *r, int e)
+{
+	struct sched *s = r->s;
+	bool first = s->n_unsaved == 0;
+
+	s->store_err = e;
+	s->err_run = r->id;
+	snprintf(s->err_cause, sizeof(s->err_cause), "%s", store_errcause(s->store));
+	if (!r->unsaved) {
+		r->unsaved = true;
+		s->n_unsaved++;
+	}
+	if (first)
+		report(s, e,
+		       "Failed to store 'run %lld': %s; keeping it in memory and retrying "
+		       "(every %d-%d s) until the database takes it",
+		       (long long)r->id, s->err_cause, RETRY_FIRST_MS / 1000, RETRY_MAX_MS / 1000);
+	arm_retry(s);
+}
+
+/* What a retry cannot fix (a write the store refuses as invalid, a run
+ * row that is gone) is reported and skipped, so one bad row cannot keep
+ * the scheduler degraded forever. Returns e if it is worth retrying. */
+static int check_write(struct run *r, int e)
+{
+	if (e == 0 || (e != -EINVAL && e != -ENOENT && e != -EEXIST))
+		return e;
+	report(r->s, e, "Failed to store 'run %lld': %s, ignoring", (long long)r->id,
+	       store_errmsg(r->s->store));
+	return 0;
+}
+
+static int write_probe(struct run *r, size_t idx)
 {
 	json_t *pj = probe_to_json(&r->probes[idx]);
 	int e = pj ? store_probe_save(r->s->store, r->id, idx, pj) : -ENOMEM;
 
 	if (e < 0)
 		rd_log(RD_LOG_DEBUG, NULL, "Failed to save probe %zu of run %lld: %s", idx,
-		       (long long)r->id, strerror(-e));
+		       (long long)r->id, store_errmsg(r->s->store));
 	json_decref(pj);
+	return check_write(r, e);
 }
 
-static void save_state(struct run *r, const char *verdict, int64_t finished_at, const char *error)
+/* The run's row: its final state once decided, else where it is now. */
+static int write_state(struct run *r)
 {
-	int e = store_run_update(r->s->store, r->id, run_state_names[r->state], verdict,
-	                         r->started_at, finished_at, error);
+	int e = store_run_update(r->s->store, r->id, run_state_names[r->state], r->verdict,
+	                         r->started_at, r->decided ? r->finished_at : 0, r->error);
 
 	if (e < 0)
 		rd_log(RD_LOG_DEBUG, NULL, "Failed to save state of run %lld: %s", (long long)r->id,
-		       strerror(-e));
+		       store_errmsg(r->s->store));
+	return check_write(r, e);
+}
+
+static void save_probe(struct run *r, size_t idx)
+{
+	int e = r->unsaved ? 0 : write_probe(r, idx);
+
+	if (e < 0)
+		store_failed(r, e);
+}
+
+static void save_state(struct run *r)
+{
+	int e = r->unsaved ? 0 : write_state(r);
+
+	if (e < 0)
+		store_failed(r, e);
 }
 
 /* The probe's own deadline unless the spec sets one: long enough for what
@@ -348,9 +483,8 @@ static bool start_probe(struct run *r)
 /* Load probes hand over their serialized histograms (base64 in
  * details.histograms) and timeline (details.timeline); they are stored as
  * rows of migrations/0002_load.sql, where rejudging finds them, and the
- * base64 is kept out of the run resource. Failures are logged, not fatal:
- * the metrics are saved either way. */
-static void save_load_measurements(struct run *r, size_t idx)
+ * base64 is kept out of the run resource. Saving again replaces. */
+static int write_measurements(struct run *r, size_t idx)
 {
 	struct probe *p = &r->probes[idx];
 	json_t *hists = json_object_get(p->details, "histograms");
@@ -360,7 +494,7 @@ static void save_load_measurements(struct run *r, size_t idx)
 	int e = 0;
 
 	if (!is_load_type(p->sp->type) || !json_is_object(p->details))
-		return;
+		return 0;
 	json_object_foreach (hists, name, v) {
 		uint8_t *buf = NULL;
 		size_t len = 0;
@@ -374,12 +508,14 @@ static void save_load_measurements(struct run *r, size_t idx)
 	}
 	if (e == 0 && json_is_array(tl))
 		e = store_probe_timeline_save(r->s->store, r->id, idx, tl);
-	if (e < 0)
+	if (e < 0) {
 		rd_log(RD_LOG_DEBUG, NULL,
 		       "Failed to save the measurements of probe %zu of run %lld: %s", idx,
-		       (long long)r->id, strerror(-e));
-	else
-		json_object_del(p->details, "histograms");
+		       (long long)r->id, store_errmsg(r->s->store));
+		return check_write(r, e);
+	}
+	json_object_del(p->details, "histograms");
+	return 0;
 }
 
 /* Records the end of the current probe and moves past it. */
@@ -387,6 +523,7 @@ static void complete_probe(struct run *r)
 {
 	struct probe *p = &r->probes[r->cur];
 	char d[32];
+	int e;
 
 	uv_timer_stop(&r->probe_timer);
 	if (r->probe_deadline_hit && p->state == PROBE_CANCELLED) {
@@ -402,7 +539,8 @@ static void complete_probe(struct run *r)
 		r->holds_load = false;
 		r->s->load_running--;
 	}
-	save_load_measurements(r, r->cur);
+	if (!r->unsaved && (e = write_measurements(r, r->cur)) < 0)
+		store_failed(r, e);
 	save_probe(r, r->cur);
 	if (p->ops && p->ops->free)
 		p->ops->free(p);
@@ -422,6 +560,9 @@ static void on_handle_closed(uv_handle_t *h)
 		free(r->probes[i].error);
 	}
 	free(r->probes);
+	free(r->error);
+	json_decref(r->gates);
+	json_decref(r->checklist);
 	spec_free(r->spec);
 	free(r);
 }
@@ -440,6 +581,8 @@ static void unlink_run(struct run *r)
 		s->tail = r->prev;
 }
 
+/* The verdict, with the gate and checklist results kept in the run for
+ * storing. */
 static void judge(struct run *r, enum verdict *ret_verdict)
 {
 	struct judge_probe *jp = calloc(r->n_probes, sizeof(*jp));
@@ -460,19 +603,71 @@ static void judge(struct run *r, enum verdict *ret_verdict)
 	struct judge_lookup lk = {store_judge_baseline, store_judge_waiver, &ctx};
 
 	if (judge_run_with(r->spec, jp, r->n_probes, &lk, ctx.now_ms, &gates, &checklist,
-	                   ret_verdict) == 0)
-		store_judgement_save(r->s->store, r->id, gates, checklist);
-	json_decref(gates);
-	json_decref(checklist);
+	                   ret_verdict) == 0) {
+		r->gates = gates;
+		r->checklist = checklist;
+	} else {
+		json_decref(gates);
+		json_decref(checklist);
+	}
 	free(jp);
+}
+
+static int write_judgement(struct run *r)
+{
+	int e;
+
+	if (!r->gates && !r->checklist)
+		return 0;
+	e = store_judgement_save(r->s->store, r->id, r->gates, r->checklist);
+	if (e < 0)
+		rd_log(RD_LOG_DEBUG, NULL, "Failed to save the judgement of run %lld: %s",
+		       (long long)r->id, store_errmsg(r->s->store));
+	return check_write(r, e);
+}
+
+/* The final state, verdict and error of a run whose probes are done. */
+static void decide(struct run *r)
+{
+	char msg[128], d[32];
+	const char *error = NULL;
+	enum verdict v;
+
+	if (r->deadline_hit) {
+		rd_format_duration(r->spec->timeout_ms, d, sizeof(d));
+		snprintf(msg, sizeof(msg), "run did not finish within its timeout of %s", d);
+		r->state = RUN_ERROR;
+		r->verdict = "ERROR";
+		error = msg;
+	} else if (r->cancel_requested) {
+		r->state = r->interrupt ? RUN_INTERRUPTED : RUN_CANCELLED;
+		error = r->interrupt ? "readyd shut down while the run was in progress"
+		                     : "cancelled on request";
+	} else {
+		judge(r, &v);
+		r->verdict = verdict_to_string(v);
+		r->state = v == VERDICT_PASS   ? RUN_PASSED
+		           : v == VERDICT_FAIL ? RUN_FAILED
+		                               : RUN_ERROR;
+	}
+	r->error = error ? strdup(error) : NULL;
+	r->finished_at = rd_now_ms();
+	r->decided = true;
+}
+
+/* Announces the stored end of a run and lets it go. */
+static void end_run(struct run *r)
+{
+	notify(r, true);
+	unlink_run(r);
+	uv_close((uv_handle_t *)&r->deadline, on_handle_closed);
+	uv_close((uv_handle_t *)&r->probe_timer, on_handle_closed);
 }
 
 static void finalize(struct run *r)
 {
 	struct sched *s = r->s;
-	const char *verdict = NULL, *error = NULL;
-	char msg[128], d[32];
-	enum verdict v;
+	int e;
 
 	r->finalized = true;
 	uv_timer_stop(&r->deadline);
@@ -485,31 +680,113 @@ static void finalize(struct run *r)
 		s->n_queued--;
 	else
 		s->n_running--;
-	if (r->deadline_hit) {
-		rd_format_duration(r->spec->timeout_ms, d, sizeof(d));
-		snprintf(msg, sizeof(msg), "run did not finish within its timeout of %s", d);
-		r->state = RUN_ERROR;
-		verdict = "ERROR";
-		error = msg;
-	} else if (r->cancel_requested) {
-		r->state = r->interrupt ? RUN_INTERRUPTED : RUN_CANCELLED;
-		error = r->interrupt ? "readyd shut down while the run was in progress"
-		                     : "cancelled on request";
-	} else {
-		judge(r, &v);
-		verdict = verdict_to_string(v);
-		r->state = v == VERDICT_PASS   ? RUN_PASSED
-		           : v == VERDICT_FAIL ? RUN_FAILED
-		                               : RUN_ERROR;
+	decide(r);
+	if (!r->unsaved && (e = write_judgement(r)) < 0)
+		store_failed(r, e);
+	save_state(r);
+	if (r->unsaved) {
+		s->n_unstored++; /* ends once stored: flush() */
+		return;
 	}
-	save_state(r, verdict, rd_now_ms(), error);
-	notify(r, true);
-	unlink_run(r);
-	uv_close((uv_handle_t *)&r->deadline, on_handle_closed);
-	uv_close((uv_handle_t *)&r->probe_timer, on_handle_closed);
+	end_run(r);
+}
+
+/* Writes all of run r again, from memory: every probe (with a load
+ * probe's measurements), the judgement and the run's row last, so a crash
+ * half way leaves the run unfinished in the database (interrupted at the
+ * next start), never finished with parts missing. Every write replaces. */
+static int resync_run(struct run *r)
+{
+	int e = 0;
+
+	for (size_t i = 0; e == 0 && i < r->n_probes; i++) {
+		if (i < r->cur)
+			e = write_measurements(r, i);
+		if (e == 0)
+			e = write_probe(r, i);
+	}
+	if (e == 0 && r->decided)
+		e = write_judgement(r);
+	if (e == 0)
+		e = write_state(r);
+	return e;
+}
+
+/* Writes every run the store lags behind on, announcing what landed.
+ * Returns the number still unsaved. */
+static int flush(struct sched *s)
+{
+	struct run *r, *next;
+	int e;
+
+	for (r = s->head; r; r = next) {
+		next = r->next;
+		if (!r->unsaved)
+			continue;
+		e = resync_run(r);
+		if (e < 0) {
+			store_failed(r, e);
+			continue;
+		}
+		r->unsaved = false;
+		s->n_unsaved--;
+		if (!r->decided) {
+			notify(r, false);
+			continue;
+		}
+		s->n_unstored--;
+		end_run(r);
+	}
+	return s->n_unsaved;
 }
 
 static void pump(struct sched *s);
+
+static void flush_and_pump(uv_timer_t *t)
+{
+	struct sched *s = t->data;
+	int before = s->n_unsaved;
+
+	s->backoff_ms = s->backoff_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : s->backoff_ms * 2;
+	if (before > 0 && flush(s) == 0) {
+		s->backoff_ms = RETRY_FIRST_MS;
+		report(s, 0,
+		       "stored the pending writes of %d run%s: the database takes writes again",
+		       before, before == 1 ? "" : "s");
+	}
+	pump(s);
+}
+
+/* Stopping: runs whose end the store still refuses keep their last
+ * stored state (a restart marks them interrupted); waiting longer would
+ * hold the process up for as long as the disk stays full. */
+static void abandon_unstored(struct sched *s)
+{
+	struct run *r, *next;
+
+	for (r = s->head; r; r = next) {
+		next = r->next;
+		if (!r->unsaved || !r->decided)
+			continue;
+		report(s, s->store_err,
+		       "Failed to store 'run %lld': %s; readyd is stopping, so the run keeps its "
+		       "last stored state and reads as interrupted after a restart",
+		       (long long)r->id, s->err_cause);
+		r->unsaved = false;
+		s->n_unsaved--;
+		s->n_unstored--;
+		end_run(r);
+	}
+}
+
+/* Whether every run left has ended and waits only for the store. */
+static bool only_unstored(const struct sched *s)
+{
+	for (const struct run *r = s->head; r; r = r->next)
+		if (!r->decided || !r->unsaved)
+			return false;
+	return s->head != NULL;
+}
 
 /* One pass of the run's state machine; see run_advance. */
 static void step(struct run *r)
@@ -586,7 +863,7 @@ static void start_run(struct run *r)
 	s->n_running++;
 	r->state = RUN_RUNNING;
 	r->started_at = rd_now_ms();
-	save_state(r, NULL, 0, NULL);
+	save_state(r);
 	uv_timer_start(&r->deadline, on_run_deadline, (uint64_t)r->spec->timeout_ms, 0);
 }
 
@@ -603,7 +880,9 @@ static void pump_once(struct sched *s)
 		if (r->finalized || r->advancing)
 			continue;
 		if (r->state == RUN_QUEUED) {
-			if (s->n_running >= s->cfg.max_concurrent_runs || s->shutdown_cb)
+			/* No new run while the store refuses writes. */
+			if (s->n_running >= s->cfg.max_concurrent_runs || s->shutdown_cb ||
+			    s->n_unsaved > 0)
 				continue;
 			start_run(r);
 			run_advance(r);
@@ -630,10 +909,17 @@ static void pump(struct sched *s)
 		pump_once(s);
 	} while (s->pump_again);
 	s->pumping = false;
+	if (s->shutdown_cb && s->abandon && only_unstored(s)) {
+		flush(s); /* a last try */
+		abandon_unstored(s);
+	}
 	if (s->shutdown_cb && !s->head) {
 		void (*cb)(void *) = s->shutdown_cb;
 
 		s->shutdown_cb = NULL;
+		if (s->retry_init && !s->retry_closed)
+			uv_close((uv_handle_t *)&s->retry, NULL);
+		s->retry_closed = true;
 		cb(s->shutdown_userdata);
 	}
 }
@@ -729,6 +1015,10 @@ int sched_submit(struct sched *s, struct spec *spec, const char *submitted_by,
 		*ret_existing = true;
 		return 0;
 	}
+	if (s->n_unsaved > 0) {
+		spec_free(spec);
+		return s->store_err;
+	}
 	if (s->n_queued >= s->cfg.max_queued) {
 		spec_free(spec);
 		return -EAGAIN;
@@ -802,6 +1092,11 @@ int sched_progress(struct sched *s, int64_t id, json_t **ret_progress)
 	if (r->waiting_load && p)
 		cur = json_pack("{s:s, s:s}", "probe", p->sp->name, "waiting",
 		                "waiting for a load slot");
+	if (r->decided) {
+		json_decref(cur);
+		cur = json_pack("{s:s}", "waiting",
+		                "the run has ended; its result waits for the database to take it");
+	}
 	o = json_pack("{s:I, s:I, s:o, s:n}", "probes_done", (json_int_t)r->cur, "probes_total",
 	              (json_int_t)r->n_probes, "current", cur ? cur : json_null(), "eta_s");
 	if (!o)
@@ -816,6 +1111,7 @@ void sched_shutdown(struct sched *s, bool interrupt, void (*cb)(void *userdata),
 
 	s->shutdown_cb = cb;
 	s->shutdown_userdata = userdata;
+	s->abandon = true;
 	for (r = s->head; r; r = next) {
 		next = r->next;
 		r->interrupt = interrupt;

@@ -4,7 +4,10 @@
  * other in spec order (docs/ARCHITECTURE.md says why), with a deadline per
  * probe and per run. Load probes are exclusive per daemon
  * (max_concurrent_load). Every transition is written to the store before
- * it is announced to watchers.
+ * it is announced to watchers; a write the store refuses is kept in
+ * memory and retried with backoff (1 s doubling to 30 s), and nothing of
+ * that run is announced, no queued run starts and submits fail until the
+ * store has taken it (sched_store_status).
  *
  * Main loop thread only.
  */
@@ -31,8 +34,9 @@ struct sched_config {
 int sched_new(uv_loop_t *loop, struct store *st, struct http_client *http,
               const struct sched_config *cfg, struct sched **ret_sched);
 
-/* Frees the scheduler; there must be no active run (see sched_shutdown).
- * NULL is fine. */
+/* Frees the scheduler; there must be no active run and its retry timer
+ * must be closed: call sched_shutdown and run the loop first. NULL is
+ * fine. */
 void sched_free(struct sched *s);
 
 void sched_set_config(struct sched *s, const struct sched_config *cfg);
@@ -52,8 +56,22 @@ int sched_cancel(struct sched *s, int64_t id);
  * active. New reference. */
 int sched_progress(struct sched *s, int64_t id, json_t **ret_progress);
 
-/* Number of active (queued + running) runs. */
+/* Number of active runs: queued, running, or ended but not yet stored. */
 int sched_active(struct sched *s);
+
+/* Called when the store refuses a write of a run (err is its -errno; the
+ * sentence has the form "Failed to store 'run N': REASON; ..."), once per
+ * spell of refusals, and with err 0 when the pending writes have landed.
+ * A write that retrying cannot fix (-EINVAL, -ENOENT, -EEXIST) is also
+ * reported (ending ", ignoring") and skipped. lib/ logs at debug only: the
+ * daemon decides what to log. */
+typedef void (*sched_store_cb)(void *userdata, int err, const char *sentence);
+void sched_set_store_cb(struct sched *s, sched_store_cb cb, void *userdata);
+
+/* 0 while every transition is stored; else the last refusal's -errno
+ * (-ENOSPC for a full disk) and, in buf, "cannot write run N: REASON; K
+ * write(s) pending". Submits fail with that -errno meanwhile. */
+int sched_store_status(struct sched *s, char *buf, size_t len);
 
 /* Called after every stored transition of run id (state, probe start or
  * end). The last call has final set: the run has ended and the watch is
@@ -66,7 +84,10 @@ int sched_watch(struct sched *s, int64_t run_id, sched_watch_cb cb, void *userda
 void sched_unwatch(struct sched_watch *w);
 
 /* Cancels every active run (recording them as cancelled, or as
- * interrupted with interrupt=true) and calls cb once none is active. */
+ * interrupted with interrupt=true) and calls cb once none is active. Runs
+ * whose end the store still refuses get one last try and are then given
+ * up (reported through the store callback): they keep their last stored
+ * state. */
 void sched_shutdown(struct sched *s, bool interrupt, void (*cb)(void *userdata), void *userdata);
 
 /* Drains for a graceful stop (shutdown.runs: finish): submits fail with

@@ -13,10 +13,21 @@ READYD_CRASH_KILLS sets the number of rounds (default 100).
 
 test_disk_full: readyd's database on a 1 MiB tmpfs, filled up; runs must
 fail with a clear error (507 at submit, or a stored error) and reads keep
-answering. Skipped when mounting is not permitted.
+answering. Then a run that ends while the disk is full: it is not
+announced (GET, long-poll) until it is stored, /readyz is 503 naming the
+run and SQLite's reason, and once the disk has room again the final state
+lands (checked in the SQLite file and after a restart: `passed`, not
+interrupted) and /readyz is 200. Skipped when mounting is not permitted.
+
+test_db_deleted, test_db_renamed: the database file deleted, or renamed
+away, under a running readyd: /readyz turns 503 naming the file within
+the check interval, submits are refused with 503, reads keep answering;
+a renamed file put back makes readyd ready again.
 """
+import json
 import os
 import random
+import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -111,6 +122,12 @@ class CrashTest(lib.TestCase):
         self.assertGreater(len(final_summary), 0)
 
     def test_disk_full(self):
+        self.on_tmpfs(self.disk_full)
+
+    def test_disk_full_run_ends(self):
+        self.on_tmpfs(self.run_ends_while_full)
+
+    def on_tmpfs(self, body):
         mnt = tempfile.mkdtemp(prefix='readyd-full-')
         try:
             r = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt],
@@ -123,29 +140,38 @@ class CrashTest(lib.TestCase):
             self.skipTest('cannot mount a tmpfs here (%s): disk-full test skipped' % (
                 why if r is None else r.stderr.strip()))
         try:
-            with lib.DemoTarget(latency='1ms') as demo:
-                self.disk_full(mnt, demo.url)
+            body(mnt)
         finally:
             subprocess.run(['umount', mnt], check=False)
             os.rmdir(mnt)
 
-    def disk_full(self, mnt, url):
+    @staticmethod
+    def fill(mnt):
+        """Fills the file system to the last byte; returns the file."""
+        filler = os.path.join(mnt, 'filler')
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            for size in (65536, 4096, 512, 1):
+                while True:
+                    try:
+                        os.write(fd, b'\0' * size)
+                    except OSError:
+                        break
+        finally:
+            os.close(fd)
+        return filler
+
+    def disk_full(self, mnt):
+        with lib.DemoTarget(latency='1ms') as demo:
+            self.disk_full_refuses(mnt, demo.url)
+
+    def disk_full_refuses(self, mnt, url):
         d = self.track(lib.Daemon())
         d.db = os.path.join(mnt, 'readyd.db')
         with d:
             done = d.run_spec(http_spec(url, 1))
             self.assertEqual(done['state'], 'passed', done)
-            filler = os.path.join(mnt, 'filler')
-            fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-            try:  # fill the file system to the last block
-                for size in (65536, 4096, 512, 1):
-                    while True:
-                        try:
-                            os.write(fd, b'\0' * size)
-                        except OSError:
-                            break
-            finally:
-                os.close(fd)
+            filler = self.fill(mnt)
             refused = stored = 0
             for _ in range(20):
                 r = d.submit(http_spec(url, 2))
@@ -168,8 +194,180 @@ class CrashTest(lib.TestCase):
             self.assertEqual(r.status, 200, r)
             self.assertIsNone(d.proc.poll(), 'readyd died on a full disk')
             os.unlink(filler)
+            self.wait_ready(d, 60.0)
             after = d.run_spec(http_spec(url, 1))
             self.assertEqual(after['state'], 'passed', after)
+
+    def wait_ready(self, d, timeout):
+        """Polls /readyz until 200; returns the seconds it took."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            r = d.get('/readyz')
+            if r.status == 200:
+                return time.monotonic() - t0
+            time.sleep(0.2)
+        self.fail('readyz still %r after %.0f s' % (d.get('/readyz'), timeout))
+
+    def wait_degraded(self, d, timeout):
+        """Polls /readyz until 503; returns the problem and the seconds it took."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            r = d.get('/readyz')
+            if r.status == 503:
+                self.assertEqual(r.headers['Content-Type'], 'application/problem+json')
+                return r.json, time.monotonic() - t0
+            self.assertEqual(r.status, 200, r)
+            time.sleep(0.1)
+        self.fail('readyz still 200 after %.0f s: %r' % (timeout, d.get('/readyz')))
+
+    def run_ends_while_full(self, mnt):
+        # The probe answers after 2 s: long enough to fill the disk while
+        # it runs, so the run's end is the write the disk refuses.
+        with lib.DemoTarget(latency='2s') as demo:
+            d = self.track(lib.Daemon())
+            d.db = os.path.join(mnt, 'readyd.db')
+            with d:
+                self.ends_while_full(d, mnt, demo.url)
+
+    def ends_while_full(self, d, mnt, url):
+        r = d.submit(http_spec(url, 1))
+        self.assertEqual(r.status, 201, r)
+        rid = r.json['id']
+        t0 = time.monotonic()
+        while self.full(d, rid)['probes'][0]['state'] != 'running':
+            self.assertLess(time.monotonic() - t0, 15.0, 'the probe did not start')
+            time.sleep(0.05)
+        filler = self.fill(mnt)
+        problem, took = self.wait_degraded(d, 20.0)
+        print('test_disk_full_run_ends: readyz 503 %.1f s after the disk filled: %s' % (
+            took, problem['detail']))
+        self.assertIn('store: cannot write run %d' % rid, problem['detail'])
+        self.assertIn('database or disk is full', problem['detail'])
+        self.assertIn('1 write pending', problem['detail'])
+        self.assertEqual(problem['active_runs'], 1, problem)
+        # Not announced: the API shows the last stored state, and a
+        # long-poll ends at its timeout, not with a final state.
+        self.assertEqual(self.full(d, rid)['state'], 'running')
+        r = d.get('/v1/runs/%d?wait=2s' % rid)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json['state'], 'running', r)
+        self.assertIn('waits for the database', r.json['progress']['current']['waiting'])
+        events = self.Events(d, rid)
+        self.assertNotIn('end', [name for name, _ in events.read(2.0)])
+        r = d.submit(http_spec(url, 1))
+        self.assertEqual(r.status, 507, r)
+        self.assertIn('cannot write run %d' % rid, r.json['detail'])
+        self.assertIn("Failed to store 'run %d': database or disk is full" % rid, d.log())
+        said = [l for l in d.log().splitlines() if "Failed to store 'run %d'" % rid in l]
+        self.assertEqual(len(said), 1, said)  # once, not at every retry
+        self.assertIn('level=error', said[0])
+        os.unlink(filler)
+        took = self.wait_ready(d, 45.0)
+        print('test_disk_full_run_ends: readyz 200 %.1f s after the disk was freed' % took)
+        ends = [data for name, data in events.read(10.0) if name == 'end']
+        events.close()
+        self.assertEqual([e['state'] for e in ends], ['passed'])
+        run = d.wait_run(rid, timeout=5.0)
+        self.assertEqual(run['state'], 'passed', run)
+        self.assertEqual(run['verdict'], 'PASS', run)
+        con = sqlite3.connect(d.db)
+        try:
+            row = con.execute('SELECT state, verdict, finished_at FROM runs WHERE id = ?',
+                              (rid,)).fetchone()
+        finally:
+            con.close()
+        self.assertEqual(row[:2], ('passed', 'PASS'), row)
+        self.assertIsNotNone(row[2])
+        d.restart()
+        after = self.full(d, rid)
+        self.assertEqual(after['state'], 'passed', after)
+        self.assertIsNone(after['error'], after)
+
+    class Events:
+        """GET /v1/runs/{id}/events over a raw HTTP/1.0 socket (no chunking:
+        the body is the stream, closed at its end)."""
+
+        def __init__(self, d, rid):
+            self.sock = socket.create_connection(('127.0.0.1', d.port), timeout=10.0)
+            self.sock.sendall(b'GET /v1/runs/%d/events HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n'
+                              % rid)
+            self.buf = b''
+            self.closed = False
+
+        def read(self, seconds):
+            """(name, data) of the events that arrive within seconds, or
+            until the stream ends."""
+            deadline = time.monotonic() + seconds
+            while not self.closed and time.monotonic() < deadline:
+                self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+                try:
+                    chunk = self.sock.recv(65536)
+                except (socket.timeout, TimeoutError):
+                    break
+                self.closed = not chunk
+                self.buf += chunk
+            body = self.buf.split(b'\r\n\r\n', 1)[-1].decode()
+            out = []
+            for block in body.split('\n\n'):
+                fields = dict(l.split(': ', 1) for l in block.splitlines() if ': ' in l)
+                if 'event' in fields and 'data' in fields:
+                    out.append((fields['event'], json.loads(fields['data'])))
+            return out
+
+        def close(self):
+            self.sock.close()
+
+    def test_db_deleted(self):
+        self.db_vanishes(lambda db: os.unlink(db), put_back=None)
+
+    def test_db_renamed(self):
+        self.db_vanishes(lambda db: os.rename(db, db + '.moved'),
+                         put_back=lambda db: os.rename(db + '.moved', db))
+
+    def recover_from_proc(self, d, done):
+        """The runbook's recovery: the deleted file, copied out of
+        /proc/PID/fd, holds every stored run (the WAL was checkpointed)."""
+        fds = '/proc/%d/fd' % d.proc.pid
+        open_db = [os.path.join(fds, fd) for fd in os.listdir(fds)
+                   if os.readlink(os.path.join(fds, fd)) == d.db + ' (deleted)']
+        self.assertEqual(len(open_db), 1, os.listdir(fds))
+        copy = os.path.join(d.tmpdir, 'recovered.db')
+        with open(open_db[0], 'rb') as src, open(copy, 'wb') as dst:
+            dst.write(src.read())
+        self.assertEqual(integrity(copy), ['ok'])
+        con = sqlite3.connect(copy)
+        try:
+            row = con.execute('SELECT state, verdict FROM runs WHERE id = ?',
+                              (done['id'],)).fetchone()
+        finally:
+            con.close()
+        self.assertEqual(row, ('passed', 'PASS'))
+
+    def db_vanishes(self, remove, put_back):
+        with lib.DemoTarget(latency='1ms') as demo:
+            d = self.track(lib.Daemon())
+            with d:
+                done = d.run_spec(http_spec(demo.url, 1))
+                self.assertEqual(d.get('/readyz').status, 200)
+                remove(d.db)
+                problem, took = self.wait_degraded(d, 10.0)
+                print('readyz 503 %.1f s after the database file went: %s' % (
+                    took, problem['detail']))
+                self.assertIn(d.db, problem['detail'])
+                self.assertIn('deleted or renamed away', problem['detail'])
+                r = d.submit(http_spec(demo.url, 1))
+                self.assertEqual(r.status, 503, r)
+                self.assertEqual(r.headers['Content-Type'], 'application/problem+json')
+                self.assertIn(d.db, r.json['detail'])
+                self.assertEqual(self.full(d, done['id'])['state'], 'passed')
+                self.assertEqual(d.log().count("Failed to keep database '%s'" % d.db), 1)
+                if put_back is None:
+                    self.recover_from_proc(d, done)
+                if put_back:
+                    put_back(d.db)
+                    self.wait_ready(d, 10.0)
+                    after = d.run_spec(http_spec(demo.url, 1))
+                    self.assertEqual(after['state'], 'passed', after)
 
 
 if __name__ == '__main__':

@@ -1,7 +1,9 @@
 /* Unit tests for lib/sched: the run state machine on a private loop, with
  * a real store (":memory:"), a real HTTP client, and a local "silent"
  * server that accepts connections and never answers, so a probe can be
- * held in `running` for as long as a test needs. Every test ends with all
+ * held in `running` for as long as a test needs. A store that refuses
+ * writes (as on a full disk) is made with an SQLite authorizer that
+ * denies every INSERT, UPDATE and DELETE. Every test ends with all
  * handles closed and uv_loop_close() == 0. */
 #include <check.h>
 #include <errno.h>
@@ -10,10 +12,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "http.h"
 #include "sched.h"
 #include "spec.h"
 #include "store.h"
+#include "store_internal.h" /* the connection: to make the store refuse writes */
 
 struct silent_conn {
 	uv_tcp_t tcp;
@@ -382,6 +387,121 @@ START_TEST(test_watch_and_shutdown_interrupts)
 }
 END_TEST
 
+static int deny_writes(void *userdata, int action, const char *a, const char *b, const char *c,
+                       const char *d)
+{
+	return action == SQLITE_INSERT || action == SQLITE_UPDATE || action == SQLITE_DELETE
+	               ? SQLITE_DENY
+	               : SQLITE_OK;
+}
+
+/* Setting or clearing an authorizer expires the prepared statements, so
+ * the store's cached ones are checked again at their next step. */
+static void store_refuse(bool refuse)
+{
+	sqlite3_set_authorizer(store_db(st), refuse ? deny_writes : NULL, NULL);
+}
+
+struct store_log {
+	int failures, recoveries;
+	char last[512];
+};
+
+static void on_store(void *userdata, int err, const char *sentence)
+{
+	struct store_log *log = userdata;
+
+	if (err < 0)
+		log->failures++;
+	else
+		log->recoveries++;
+	snprintf(log->last, sizeof(log->last), "%s", sentence);
+}
+
+static void run_until_refused(const struct store_log *sl)
+{
+	uv_timer_start(&guard, on_guard, 10, 10);
+	for (int i = 0; i < 2000 && sl->failures == 0; i++)
+		uv_run(&loop, UV_RUN_ONCE);
+	uv_timer_stop(&guard);
+	ck_assert_int_eq(sl->failures, 1);
+}
+
+/* A run whose end the store refuses is not announced and stays active;
+ * no queued run starts and submits fail meanwhile; once the store takes
+ * writes again the retry stores the end, announces it and the queue
+ * moves. */
+START_TEST(test_refused_end_kept_and_retried)
+{
+	struct watch_log log = {0};
+	struct store_log sl = {0};
+	struct sched_watch *w;
+	int64_t a, b, other;
+	bool existing;
+	char why[256], want[128];
+	int calls;
+
+	sched_set_store_cb(sched, on_store, &sl);
+	ck_assert_int_eq(sched_submit(sched, hanging_spec("10m"), NULL, NULL, &a, &existing), 0);
+	ck_assert_int_eq(sched_submit(sched, hanging_spec("10m"), NULL, NULL, &b, &existing), 0);
+	ck_assert_int_eq(sched_watch(sched, a, on_watch, &log, &w), 0);
+	run_until_probe_running(a);
+	calls = log.calls;
+	store_refuse(true);
+	drop_conns(); /* the probe gets an empty reply: the run ends */
+	run_until_refused(&sl);
+	ck_assert_str_eq(state_of(a), "running"); /* the last stored state */
+	ck_assert_int_eq(log.calls, calls);       /* nothing announced */
+	ck_assert_int_eq(log.finals, 0);
+	ck_assert_int_eq(sched_active(sched), 2); /* a (ended, unstored) and b */
+	ck_assert_int_eq(sched_store_status(sched, why, sizeof(why)), -EIO);
+	snprintf(want, sizeof(want), "cannot write run %lld: not authorized; 1 write pending",
+	         (long long)a);
+	ck_assert_str_eq(why, want);
+	snprintf(want, sizeof(want), "Failed to store 'run %lld': not authorized;", (long long)a);
+	ck_assert_ptr_eq(strstr(sl.last, want), sl.last);
+	ck_assert_int_eq(sched_submit(sched, hanging_spec("10m"), NULL, NULL, &other, &existing),
+	                 -EIO);
+	ck_assert_int_eq(sched_cancel(sched, a), 0); /* still findable; already decided */
+	ck_assert_str_eq(state_of(b), "queued");
+	store_refuse(false);
+	run_until_state(a, "error");
+	ck_assert_str_eq(probe_field(a, 0, "state"), "error");
+	ck_assert_int_eq(log.finals, 1);
+	ck_assert_str_eq(log.last, "error");
+	ck_assert_int_eq(sl.failures, 1); /* the retries are not reported */
+	ck_assert_int_eq(sl.recoveries, 1);
+	ck_assert_int_eq(sched_store_status(sched, why, sizeof(why)), 0);
+	run_until_state(b, "running");
+	ck_assert_int_eq(sched_active(sched), 1);
+}
+END_TEST
+
+/* Stopping does not wait for a store that keeps refusing: the run keeps
+ * its last stored state (a restart marks it interrupted). */
+START_TEST(test_refused_end_given_up_at_shutdown)
+{
+	struct store_log sl = {0};
+	int64_t id;
+	bool existing;
+
+	sched_set_store_cb(sched, on_store, &sl);
+	ck_assert_int_eq(sched_submit(sched, hanging_spec("10m"), NULL, NULL, &id, &existing), 0);
+	run_until_probe_running(id);
+	store_refuse(true);
+	drop_conns();
+	run_until_refused(&sl);
+	sched_shutdown(sched, true, on_shutdown, NULL);
+	ck_assert_int_eq(shutdown_called, 1);
+	ck_assert_int_eq(sched_active(sched), 0);
+	ck_assert_int_eq(sl.failures, 2);
+	ck_assert_ptr_nonnull(strstr(sl.last, "readyd is stopping"));
+	store_refuse(false);
+	ck_assert_str_eq(state_of(id), "running");
+	shutdown_called = 0; /* teardown's shutdown must call back once more */
+}
+END_TEST
+
 static Suite *sched_suite(void)
 {
 	Suite *s = suite_create("sched");
@@ -396,6 +516,8 @@ static Suite *sched_suite(void)
 	tcase_add_test(tc, test_watch_and_shutdown_interrupts);
 	tcase_add_test(tc, test_background_probe_stopped_after_last);
 	tcase_add_test(tc, test_background_probe_cancelled_with_run);
+	tcase_add_test(tc, test_refused_end_kept_and_retried);
+	tcase_add_test(tc, test_refused_end_given_up_at_shutdown);
 	suite_add_tcase(s, tc);
 	return s;
 }
