@@ -731,10 +731,16 @@ int store_check_file(struct store *st)
 	return 0;
 }
 
+/* Without a busy handler for the call: TRUNCATE would otherwise wait up
+ * to the busy timeout for an outside reader (a sqlite3 shell) on the
+ * loop thread; busy, it does what it can and the next call finishes. */
 int store_checkpoint(struct store *st)
 {
-	int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	int rc;
 
+	sqlite3_busy_timeout(st->db, 0);
+	rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
 	return rc == SQLITE_OK ? 0 : db_fail(st, rc, "checkpoint the write-ahead log");
 }
 

@@ -133,7 +133,9 @@ int store_check_file(struct store *st);
 
 /* Copies the write-ahead log into the database file and truncates it,
  * so the open file alone holds every committed write (what an operator
- * copies out of /proc/PID/fd after the path was deleted). Main thread. */
+ * copies out of /proc/PID/fd after the path was deleted). Never waits:
+ * -EBUSY while another connection reads an older snapshot (call again
+ * later). Main thread. */
 int store_checkpoint(struct store *st);
 
 /* ---- History (lib/store_history.c, issue 5) ---- */

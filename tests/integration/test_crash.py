@@ -282,6 +282,12 @@ class CrashTest(lib.TestCase):
         after = self.full(d, rid)
         self.assertEqual(after['state'], 'passed', after)
         self.assertIsNone(after['error'], after)
+        self.assertEqual(d.stop(), 0)
+        self.no_sanitizer_reports(d)
+
+    def no_sanitizer_reports(self, d):
+        for mark in ('AddressSanitizer', 'LeakSanitizer', 'runtime error:'):
+            self.assertNotIn(mark, d.log())
 
     class Events:
         """GET /v1/runs/{id}/events over a raw HTTP/1.0 socket (no chunking:
@@ -368,6 +374,8 @@ class CrashTest(lib.TestCase):
                     self.wait_ready(d, 10.0)
                     after = d.run_spec(http_spec(demo.url, 1))
                     self.assertEqual(after['state'], 'passed', after)
+                self.assertEqual(d.stop(), 0)
+                self.no_sanitizer_reports(d)
 
 
 if __name__ == '__main__':
