@@ -474,6 +474,57 @@ START_TEST(test_refused_end_kept_and_retried)
 	ck_assert_int_eq(sched_store_status(sched, why, sizeof(why)), 0);
 	run_until_state(b, "running");
 	ck_assert_int_eq(sched_active(sched), 1);
+	sched_set_store_cb(sched, NULL, NULL); /* sl dies with this function */
+}
+END_TEST
+
+/* A refused write in the middle of a run: the run goes on in memory
+ * (its next probe starts) without a word to watchers; the retry writes
+ * all of it and announces it, and the run is still running. */
+START_TEST(test_refused_mid_run_caught_up)
+{
+	struct watch_log log = {0};
+	struct store_log sl = {0};
+	struct sched_watch *w;
+	int64_t id;
+	bool existing;
+	int calls;
+	struct spec *spec = parse("apiVersion: readyd/v1\nservice: s\nversion: '1'\ntimeout: 10m\n"
+	                          "probes:\n"
+	                          "  - name: a\n    type: http\n    url: http://127.0.0.1:%d/\n"
+	                          "  - name: b\n    type: http\n    url: http://127.0.0.1:%d/\n",
+	                          server_port, server_port);
+
+	sched_set_store_cb(sched, on_store, &sl);
+	ck_assert_int_eq(sched_submit(sched, spec, NULL, NULL, &id, &existing), 0);
+	ck_assert_int_eq(sched_watch(sched, id, on_watch, &log, &w), 0);
+	run_until_probe_running(id);
+	calls = log.calls;
+	store_refuse(true);
+	drop_conns(); /* a ends; b starts and hangs */
+	run_until_refused(&sl);
+	uv_timer_start(&guard, on_guard, 10, 10);
+	for (int i = 0; i < 2000 && !conns; i++)
+		uv_run(&loop, UV_RUN_ONCE);
+	uv_timer_stop(&guard);
+	ck_assert_ptr_nonnull(conns);                             /* b really runs */
+	ck_assert_str_eq(probe_field(id, 0, "state"), "running"); /* as last stored */
+	ck_assert_str_eq(probe_field(id, 1, "state"), "queued");
+	ck_assert_int_eq(log.calls, calls);
+	store_refuse(false);
+	uv_timer_start(&guard, on_guard, 10, 10);
+	for (int i = 0; i < 2000 && sl.recoveries == 0; i++)
+		uv_run(&loop, UV_RUN_ONCE);
+	uv_timer_stop(&guard);
+	ck_assert_int_eq(sl.recoveries, 1);
+	ck_assert_str_eq(probe_field(id, 0, "state"), "error");
+	ck_assert_str_eq(probe_field(id, 1, "state"), "running");
+	ck_assert_str_eq(state_of(id), "running");
+	ck_assert_int_eq(log.calls, calls + 1); /* one announcement of the caught-up state */
+	ck_assert_int_eq(log.finals, 0);
+	ck_assert_str_eq(log.last, "running");
+	sched_unwatch(w); /* log and sl die with this function */
+	sched_set_store_cb(sched, NULL, NULL);
 }
 END_TEST
 
@@ -498,6 +549,7 @@ START_TEST(test_refused_end_given_up_at_shutdown)
 	ck_assert_ptr_nonnull(strstr(sl.last, "readyd is stopping"));
 	store_refuse(false);
 	ck_assert_str_eq(state_of(id), "running");
+	sched_set_store_cb(sched, NULL, NULL);
 	shutdown_called = 0; /* teardown's shutdown must call back once more */
 }
 END_TEST
@@ -518,6 +570,7 @@ static Suite *sched_suite(void)
 	tcase_add_test(tc, test_background_probe_cancelled_with_run);
 	tcase_add_test(tc, test_refused_end_kept_and_retried);
 	tcase_add_test(tc, test_refused_end_given_up_at_shutdown);
+	tcase_add_test(tc, test_refused_mid_run_caught_up);
 	suite_add_tcase(s, tc);
 	return s;
 }
