@@ -274,22 +274,53 @@ static void judge_missing(const struct gate_expr *ex, const struct gate_input *i
 		         ex->probe, ex->metric);
 }
 
+/* Why a metric has no value: say what was measured, not just "NaN". */
+static void judge_nan(const struct gate_expr *ex, const struct gate_input *in, struct judgement *j)
+{
+	j->outcome = GATE_ERROR;
+	if (in->samples == 0 && in->requests > 0)
+		snprintf(j->reason, sizeof(j->reason),
+		         "%s.%s has no value: all %lld measured requests failed, so no latency "
+		         "was measured",
+		         ex->probe, ex->metric, (long long)in->requests);
+	else if (in->samples == 0)
+		snprintf(j->reason, sizeof(j->reason),
+		         "%s.%s has no value: no request was measured", ex->probe, ex->metric);
+	else
+		snprintf(j->reason, sizeof(j->reason),
+		         "%s.%s has no value: the probe could not compute it (NaN)", ex->probe,
+		         ex->metric);
+}
+
+/* Too few samples: an ERROR that says how many there were, and how many
+ * requests failed when failures are what left too few. */
+static void judge_too_few(const struct gate_expr *ex, int64_t min_samples,
+                          const struct gate_input *in, struct judgement *j)
+{
+	j->outcome = GATE_ERROR;
+	if (in->requests > in->samples)
+		snprintf(j->reason, sizeof(j->reason),
+		         "%s: only %lld successful requests; at least %lld are needed "
+		         "(min_samples; %lld of %lld measured requests failed)",
+		         ex->metric, (long long)in->samples, (long long)min_samples,
+		         (long long)(in->requests - in->samples), (long long)in->requests);
+	else
+		snprintf(j->reason, sizeof(j->reason),
+		         "%s.%s measured on %lld requests; at least %lld are needed (min_samples)",
+		         ex->probe, ex->metric, (long long)in->samples, (long long)min_samples);
+}
+
 static void judge_value(const struct gate_expr *ex, bool advisory, int64_t min_samples,
                         const struct gate_input *in, struct judgement *j)
 {
 	char v[32], t[32];
 
 	if (isnan(in->value)) {
-		j->outcome = GATE_ERROR;
-		snprintf(j->reason, sizeof(j->reason), "%s.%s is NaN: nothing was measured",
-		         ex->probe, ex->metric);
+		judge_nan(ex, in, j);
 		return;
 	}
 	if (min_samples > 0 && in->samples >= 0 && in->samples < min_samples) {
-		j->outcome = GATE_ERROR;
-		snprintf(j->reason, sizeof(j->reason),
-		         "%s.%s measured on %lld requests; at least %lld are needed (min_samples)",
-		         ex->probe, ex->metric, (long long)in->samples, (long long)min_samples);
+		judge_too_few(ex, min_samples, in, j);
 		return;
 	}
 	if (ex->rhs == GATE_RHS_NUMBER)

@@ -77,7 +77,9 @@ bool gate_compare(double value, enum gate_op op, double threshold);
 struct gate_input {
 	bool has_value; /* the probe published the metric */
 	double value;
-	int64_t samples; /* requests behind the value, -1 if not a sample metric */
+	int64_t samples;  /* requests behind the value, -1 if not a sample metric;
+	                   * for latency metrics the successful requests only */
+	int64_t requests; /* every measured request, failed or not (0: unknown) */
 	const char
 	        *probe_state; /* "passed", "failed", "error", "cancelled", NULL if no such probe */
 	const char *probe_error; /* the probe's error message, or NULL */

@@ -210,6 +210,25 @@ static void publish(struct load_probe *lp, const struct loadgen_result *r)
 	p->percent = 100;
 }
 
+/* "all 764 measured requests failed (5xx: 764); no latency was measured" */
+static void all_failed(const struct loadgen_result *r, char *buf, size_t len)
+{
+	size_t n = 0;
+	int w;
+
+	w = snprintf(buf, len, "all %llu measured requests failed (",
+	             (unsigned long long)r->requests);
+	n = w > 0 && (size_t)w < len ? (size_t)w : len - 1;
+	for (int i = 0; i < _LOADGEN_ERR_MAX; i++) {
+		if (!r->errors_by[i])
+			continue;
+		w = snprintf(buf + n, len - n, "%s%s: %llu", buf[n - 1] == '(' ? "" : ", ",
+		             loadgen_error_to_string(i), (unsigned long long)r->errors_by[i]);
+		n += w > 0 && (size_t)w < len - n ? (size_t)w : len - 1 - n;
+	}
+	snprintf(buf + n, len - n, "); no latency was measured");
+}
+
 static void judge_result(struct load_probe *lp, const struct loadgen_result *r)
 {
 	lp->state = PROBE_PASSED;
@@ -228,6 +247,11 @@ static void judge_result(struct load_probe *lp, const struct loadgen_result *r)
 		         strncmp(r->connect_error, "TLS certificate", 15) == 0
 		                 ? " (give ca_file, or insecure: true to skip verification)"
 		                 : "");
+	} else if (r->errors >= r->requests) {
+		/* No successful answer: no latency, no throughput of the
+		 * service; whether gated or not, nothing was measured. */
+		lp->state = PROBE_ERRORED;
+		all_failed(r, lp->why, sizeof(lp->why));
 	} else if (lp->aborted) {
 		lp->state = PROBE_FAILED; /* lp->why names the gate */
 	}
