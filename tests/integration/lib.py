@@ -229,11 +229,15 @@ class Daemon(Process):
 
     def __exit__(self, *exc):
         try:
-            self.stop()
-            self.check_sanitizers()
+            if self.proc and self.proc.poll() is None:
+                check_junit_reports(self)
         finally:
-            if self.own_tmp:
-                shutil.rmtree(self.tmpdir, ignore_errors=True)
+            try:
+                self.stop()
+                self.check_sanitizers()
+            finally:
+                if self.own_tmp:
+                    shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     def restart(self):
         self.stop()
@@ -277,6 +281,80 @@ class Daemon(Process):
         if r.status != 201:
             raise AssertionError('submit: %r' % r)
         return self.wait_run(r.json['id'], timeout)
+
+
+JUNIT_XSD = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'junit-strict.xsd')
+XMLLINT = shutil.which('xmllint')
+
+
+def _all_runs(d):
+    """Every run of the daemon (all pages), or None when it cannot be listed
+    (a token the test did not hand over, a daemon that is going away)."""
+    runs, cursor = [], ''
+    while True:
+        r = d.get('/v1/runs?limit=200' + ('&cursor=' + urllib.parse.quote(cursor)
+                                          if cursor else ''), timeout=10.0)
+        if r.status != 200:
+            return None
+        runs += r.json['items']
+        cursor = r.json.get('next_cursor')
+        if not cursor:
+            return runs
+
+
+def junit_counts_agree(run, suite):
+    """None if the JUnit suite shows the run's verdict, else why not."""
+    failures, errors = int(suite.get('failures')), int(suite.get('errors'))
+    verdict, state = run.get('verdict'), run['state']
+    if verdict == 'PASS' and failures + errors != 0:
+        return 'PASS with %d failures and %d errors' % (failures, errors)
+    if verdict != 'PASS' and failures + errors == 0:
+        return '%s (%s) without a failure or an error' % (verdict, state)
+    if verdict == 'FAIL' and failures == 0:
+        return 'FAIL without a failure'
+    if (verdict == 'ERROR' or state in ('cancelled', 'interrupted')) and errors == 0:
+        return '%s (%s) without an error' % (verdict, state)
+    return None
+
+
+def check_junit_reports(d):
+    """The JUnit report of every ended run of d validates against the strict
+    schema (tests/integration/junit-strict.xsd) and its counts agree with the
+    verdict. One xmllint for all of them. Raises AssertionError, which fails
+    the test (or class) that owns the daemon."""
+    import xml.etree.ElementTree as ET
+    runs = _all_runs(d)
+    if not runs:
+        return
+    tmp = tempfile.mkdtemp(prefix='readyd-junit-')
+    try:
+        files, problems = [], []
+        for run in runs:
+            if run['state'] not in FINAL_STATES:
+                continue
+            r = d.get('/v1/runs/%d/report?format=junit' % run['id'], timeout=30.0)
+            if r.status != 200:
+                problems.append('run %d: junit report: %r' % (run['id'], r))
+                continue
+            path = os.path.join(tmp, 'run-%d.xml' % run['id'])
+            with open(path, 'wb') as f:
+                f.write(r.body)
+            files.append(path)
+            root = ET.fromstring(r.body)
+            suite = root if root.tag == 'testsuite' else root.find('testsuite')
+            why = junit_counts_agree(run, suite) if suite is not None else 'no <testsuite>'
+            if why:
+                problems.append('run %d: junit shows %s' % (run['id'], why))
+        if XMLLINT and files:
+            lint = subprocess.run([XMLLINT, '--noout', '--schema', JUNIT_XSD] + files,
+                                  capture_output=True, text=True, check=False)
+            if lint.returncode != 0:
+                problems.append('xmllint --schema junit-strict.xsd:\n' + lint.stderr[-4000:])
+        if problems:
+            raise AssertionError('JUnit reports do not show the verdicts:\n' +
+                                 '\n'.join(problems))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def free_port():

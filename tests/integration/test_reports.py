@@ -148,21 +148,23 @@ class ReportsTest(lib.TestCase):
         self.assertEqual(r.status, 200, r)
         self.assertTrue(r.headers['Content-Type'].startswith('application/xml'))
         if XMLLINT:
-            lint = subprocess.run([XMLLINT, '--noout', '-'], input=r.body, capture_output=True,
-                                  check=False)
+            lint = subprocess.run([XMLLINT, '--noout', '--schema', lib.JUNIT_XSD, '-'],
+                                  input=r.body, capture_output=True, check=False)
             self.assertEqual(lint.returncode, 0, lint.stderr)
-        suite = ET.fromstring(r.body)
-        self.assertEqual(suite.tag, 'testsuite')
+        suite = ET.fromstring(r.body).find('testsuite')
         cases = suite.findall('testcase')
-        self.assertEqual(len(cases), len(self.the_run['gates']) + len(self.the_run['checklist']))
+        run = self.the_run
+        self.assertEqual(len(cases),
+                         len(run['probes']) + len(run['gates']) + len(run['checklist']))
         self.assertEqual(int(suite.get('tests')), len(cases))
         gate_names = [c.get('name') for c in cases if c.get('classname').startswith('gates.')]
-        self.assertEqual(gate_names, [g['expr'] for g in self.the_run['gates']])
+        self.assertEqual(gate_names, [g['expr'] for g in run['gates']])
+        probe_names = [c.get('name') for c in cases if c.get('classname').startswith('probes.')]
+        self.assertEqual(probe_names, ['%s (%s)' % (p['name'], p['type']) for p in run['probes']])
         failing = [c for c in cases if c.find('failure') is not None]
         self.assertEqual([c.get('name') for c in failing], ['rollback_plan'])
         self.assertEqual(int(suite.get('failures')), 1)
-        scan = [c for c in cases if c.get('name') == 'security_scan'][0]
-        self.assertIn(EVIL, scan.find('system-out').text)  # escaped, so it parses back
+        self.assertIn(EVIL, suite.find('system-out').text)  # escaped, so it parses back
 
     def test_formats_by_accept(self):
         cases = [('application/json', 'application/json'),
@@ -315,8 +317,8 @@ class ReportsTest(lib.TestCase):
         self.assertEqual(p.returncode, 1, p.stderr)  # FAIL: rollback_plan
         self.assertIn(b'FAIL', p.stdout)
         self.assertIn(b'latency.p95_ms', p.stdout)  # the verdict table
-        suite = ET.parse(junit).getroot()
-        self.assertEqual(len(suite.findall('testcase')), 4 + 3)
+        suite = ET.parse(junit).getroot().find('testsuite')
+        self.assertEqual(len(suite.findall('testcase')), 2 + 4 + 3)  # probes, gates, items
         with open(html, encoding='utf-8') as f:
             self.assertIn('class="chart"', f.read())
         md = os.path.join(self.tmp, 'out.md')

@@ -241,28 +241,83 @@ START_TEST(test_junit)
 	char *x = report_junit(run, NULL, NULL);
 
 	ck_assert_ptr_nonnull(x);
-	ck_assert(strncmp(x, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite ", 50) == 0);
-	/* 6 gates + 2 checklist items; p99 and rollback_plan fail, tls errors;
-	 * the advisory failure and the waiver do not count. */
-	ck_assert_ptr_nonnull(strstr(x, "tests=\"8\" failures=\"2\" errors=\"1\""));
-	ck_assert_uint_eq(count(x, "<testcase "), 8);
-	ck_assert_uint_eq(count(x, "</testcase>"), 8);
+	ck_assert(strncmp(x,
+	                  "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n"
+	                  "  <testsuite ",
+	                  65) == 0);
+	/* 4 probes + 6 gates + 2 checklist items; p99 and rollback_plan fail,
+	 * the tls probe and its gate error; the advisory failure and the
+	 * waiver do not count but are properties. */
+	ck_assert_ptr_nonnull(
+	        strstr(x, "tests=\"12\" failures=\"2\" errors=\"2\" time=\"60.000\""));
+	ck_assert_uint_eq(count(x, "<testcase "), 12);
 	ck_assert_uint_eq(count(x, "<failure "), 2);
-	ck_assert_uint_eq(count(x, "<error "), 1);
-	ck_assert_ptr_nonnull(strstr(x, "name=\"latency.p99_ms &lt; 100\""));
+	ck_assert_uint_eq(count(x, "<error "), 2);
+	ck_assert_ptr_nonnull(strstr(x, "package=\"readyd.svc&lt;script&gt;"));
+	ck_assert_ptr_nonnull(strstr(x, "id=\"0\""));
+	ck_assert_ptr_nonnull(strstr(x, "hostname=\""));
+	ck_assert_ptr_nonnull(strstr(x, "name=\"latency.p99_ms &lt; 100\" time=\"0.000\""));
 	ck_assert_ptr_nonnull(strstr(x, "message=\"value 150 vs &lt; 100: 150 is not &lt; 100 "
 	                                "&lt;script&gt;x&lt;/script&gt;\""));
 	ck_assert_ptr_nonnull(strstr(x, "classname=\"gates.Security\" name=\"tls.version &gt;= "
 	                                "1.3\""));
-	ck_assert_ptr_nonnull(strstr(x, "<system-out>advisory, fail: value 8 vs &lt; 5"));
-	ck_assert_ptr_nonnull(strstr(x, "<system-out>waived: value 12"));
+	ck_assert_ptr_nonnull(strstr(x, "classname=\"probes.Security\" name=\"tls (tls)\""));
+	ck_assert_ptr_nonnull(strstr(x, "<error type=\"error\" message=\"probe error: handshake "
+	                                "&lt;b&gt;failed&lt;/b&gt; &amp; &quot;quoted&quot;\""));
+	ck_assert_ptr_nonnull(strstr(x, "<property name=\"advisory\" value=\"capacity.p50_ms "
+	                                "&lt; 5: fail: value 8 vs &lt; 5"));
+	ck_assert_ptr_nonnull(strstr(x, "<property name=\"waived\" value=\"rollback.seconds"));
+	ck_assert_ptr_nonnull(strstr(x, "gate capacity.p50_ms &lt; 5: advisory, fail: value 8"));
 	ck_assert_ptr_nonnull(strstr(x, "https://wiki/rb?a=1&amp;b=2"));
 	ck_assert_ptr_nonnull(strstr(x, "probe tls: handshake &lt;b&gt;failed&lt;/b&gt; &amp; "
 	                                "&quot;quoted&quot;"));
-	ck_assert_ptr_nonnull(strstr(x, "timestamp=\"2026-11-26T13:41:02\""));
+	ck_assert_ptr_nonnull(strstr(x, "timestamp=\"2026-11-26T13:40:02\""));
+	/* Order the strict schema wants: properties, cases, out, err. */
+	ck_assert(strstr(x, "</properties>") < strstr(x, "<testcase "));
+	ck_assert(strstr(x, "</testcase>") < strstr(x, "<system-out>"));
+	ck_assert(strstr(x, "</system-out>") < strstr(x, "<system-err>"));
 	assert_inert(x);
 	free(x);
 	json_decref(run);
+}
+END_TEST
+
+/* A run whose other cases do not show its end gets a "run" case. */
+START_TEST(test_junit_run_case)
+{
+	static const struct {
+		const char *state, *verdict, *error, *want;
+	} cases[] = {
+	        {"cancelled", NULL, "cancelled on request",
+	         "<error type=\"cancelled\" "
+	         "message=\"run cancelled: cancelled "
+	         "on request\""},
+	        {"running", NULL, NULL,
+	         "<error type=\"running\" message=\"run running: no "
+	         "verdict\""},
+	        {"error", "ERROR", "run did not finish within its timeout of 1s",
+	         "<error type=\"error\" message=\"run error: run did not finish"},
+	        {"failed", "FAIL", NULL, "<failure type=\"failed\" message=\"run failed\""},
+	        {"passed", "PASS", NULL, NULL},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_t *run =
+		        json_pack("{s:I, s:s, s:s, s:s, s:s, s:s?, s:s?, s:[], s:[], s:[]}", "id",
+		                  (json_int_t)1, "service", "s", "version", "1", "environment", "e",
+		                  "state", cases[i].state, "verdict", cases[i].verdict, "error",
+		                  cases[i].error, "probes", "gates", "checklist");
+		char *x = report_junit(run, NULL, NULL);
+
+		ck_assert_ptr_nonnull(x);
+		if (cases[i].want)
+			ck_assert_msg(strstr(x, cases[i].want), "%s: %s", cases[i].state, x);
+		else
+			ck_assert_ptr_null(strstr(x, "classname=\"run\""));
+		ck_assert_ptr_nonnull(strstr(x, "timestamp=\"1970-01-01T00:00:00\""));
+		free(x);
+		json_decref(run);
+	}
 }
 END_TEST
 
@@ -468,6 +523,7 @@ static Suite *report_suite(void)
 	tcase_add_test(tc, test_markdown);
 	tcase_add_test(tc, test_markdown_empty_run);
 	tcase_add_test(tc, test_junit);
+	tcase_add_test(tc, test_junit_run_case);
 	tcase_add_test(tc, test_html);
 	tcase_add_test(tc, test_html_no_trends);
 	tcase_add_test(tc, test_svg_bar_nan);
