@@ -3,11 +3,15 @@
  * engine (lib/loadgen) at one rate; the SLO's conditions (gate_parse_slo)
  * are checked on that step's metrics, and a step whose rate the engine
  * could not keep fails too (the rate was not offered, so it cannot be
- * claimed). The search ramps up from min_rate by doubling until a step
- * fails or max_rate passes, then bisects between the last pass and the
- * first failure until they are within 3% (or 24 steps in all). A failing
- * step is run once more before it counts: one noisy second on a shared
- * host must not halve the answer, while a real limit fails twice.
+ * claimed), and so does one whose delivered rate (successful answers per
+ * second) fell more than CAP_TOLERANCE short of the offered rate: a
+ * server that queues what it cannot serve may keep its latency under the
+ * SLO for a short step while delivering less than was asked. The reported
+ * capacity is the delivered rate of the best passing step. The search ramps up from min_rate by
+ * doubling until a step fails or max_rate passes, then bisects between the last pass and the first
+ * failure until they are within 3% (or 24 steps in all). A failing step is run once more before it
+ * counts: one noisy second on a shared host must not halve the answer, while a real limit fails
+ * twice.
  *
  * Steps run one after another on the engine's threads; this file stays on
  * the main loop and never touches the store.
@@ -25,6 +29,7 @@
 #define CAP_PRECISION    0.03
 #define CAP_PROGRESS_MS  250
 #define CAP_DEFAULT_STEP 10000
+#define CAP_TOLERANCE    0.05 /* delivered may fall this much short of offered */
 
 struct cap_probe {
 	struct probe *p;
@@ -35,8 +40,10 @@ struct cap_probe {
 	bool cancelled;
 	bool confirming; /* the step running repeats a failure */
 	int steps;
-	double rate;      /* of the step running */
-	double good, bad; /* highest pass (0: none), lowest failure (0: none) */
+	double rate;           /* of the step running */
+	double good, bad;      /* highest pass (0: none), lowest failure (0: none) */
+	double good_delivered; /* the delivered rate of the step at good */
+	bool any_ok;           /* some step got a successful answer */
 	json_t *points;
 	enum probe_state state;
 	char why[512];
@@ -79,14 +86,32 @@ static bool step_passes(const struct cap_probe *cp, json_t *m, const char **ret_
 			return false;
 		}
 	}
-	return json_number_value(json_object_get(m, "rate_kept")) == 1;
+	if (json_number_value(json_object_get(m, "rate_kept")) != 1) {
+		*ret_failed = "rate_kept";
+		return false;
+	}
+	if (!(json_number_value(json_object_get(m, "delivered_rps")) >=
+	      cp->rate * (1 - CAP_TOLERANCE))) {
+		*ret_failed = "delivered_rps";
+		return false;
+	}
+	return true;
+}
+
+/* Successful answers per second over the step's measured window. */
+static int set_delivered(json_t *m, const struct loadgen_result *r)
+{
+	double ok = (double)(r->requests - (r->errors < r->requests ? r->errors : r->requests));
+	double v = r->elapsed_s > 0 ? ok / r->elapsed_s : 0;
+
+	return json_object_set_new(m, "delivered_rps", json_real(v));
 }
 
 static void add_point(struct cap_probe *cp, json_t *m, bool pass, const char *failed)
 {
-	static const char *const keep[] = {"p50_ms",     "p95_ms",         "p99_ms",
-	                                   "error_rate", "throughput_rps", "schedule_lag_ms",
-	                                   "rate_kept",  "requests"};
+	static const char *const keep[] = {"p50_ms",          "p95_ms",         "p99_ms",
+	                                   "error_rate",      "throughput_rps", "delivered_rps",
+	                                   "schedule_lag_ms", "rate_kept",      "requests"};
 	json_t *pt = json_pack("{s:f, s:b, s:s?}", "rate", cp->rate, "pass", pass, "failed_on",
 	                       pass ? NULL : failed);
 
@@ -138,20 +163,50 @@ static void finish(struct cap_probe *cp, enum probe_state state)
 	const struct spec_probe *sp = p->sp;
 
 	cp->state = state;
+	if (state == PROBE_PASSED && !cp->any_ok) {
+		/* Every answer of every step failed: nothing was measured. */
+		state = cp->state = PROBE_ERRORED;
+		snprintf(cp->why, sizeof(cp->why),
+		         "no step got a successful answer (%d steps from %g req/s)", cp->steps,
+		         sp->min_rate);
+	}
 	if (state == PROBE_PASSED) {
-		probe_set_metric(p, "rate", cp->good);
+		probe_set_metric(p, "rate", cp->good_delivered);
+		probe_set_metric(p, "offered_rate", cp->good);
+		probe_set_metric(p, "tolerance", CAP_TOLERANCE);
 		probe_set_metric(p, "steps", cp->steps);
 		if (sp->required_rate > 0)
-			probe_set_metric(p, "headroom", cp->good / sp->required_rate);
+			probe_set_metric(p, "headroom", cp->good_delivered / sp->required_rate);
 		p->percent = 100;
 	}
 	json_decref(p->details);
-	p->details = json_pack("{s:O, s:s, s:f, s:f}", "points", cp->points, "slo", sp->slo,
-	                       "min_rate", sp->min_rate, "max_rate", sp->max_rate);
+	p->details = json_pack("{s:O, s:s, s:f, s:f, s:f}", "points", cp->points, "slo", sp->slo,
+	                       "min_rate", sp->min_rate, "max_rate", sp->max_rate, "tolerance",
+	                       CAP_TOLERANCE);
 	uv_close((uv_handle_t *)&cp->progress, on_timer_closed);
 }
 
 static int start_step(struct cap_probe *cp, double rate);
+
+/* A step after which the search cannot go on (cp->why says why): no
+ * connection could be made (no step can pass without one), or no memory
+ * to judge it. Otherwise adds delivered_rps to m. */
+static bool step_unusable(struct cap_probe *cp, const struct loadgen_result *r, json_t *m)
+{
+	if (r->requests > 0 && r->errors_by[LOADGEN_ERR_CONNECT] == r->requests) {
+		snprintf(cp->why, sizeof(cp->why), "cannot connect to %s%s%s%s", cp->p->sp->url,
+		         r->connect_error[0] ? ": " : "", r->connect_error,
+		         strncmp(r->connect_error, "TLS certificate", 15) == 0
+		                 ? " (give ca_file, or insecure: true to skip verification)"
+		                 : "");
+		return true;
+	}
+	if (set_delivered(m, r) < 0) {
+		snprintf(cp->why, sizeof(cp->why), "out of memory while judging a step");
+		return true;
+	}
+	return false;
+}
 
 static void on_step_done(struct loadgen *lg, void *userdata)
 {
@@ -160,7 +215,7 @@ static void on_step_done(struct loadgen *lg, void *userdata)
 	const char *failed = "rate_kept";
 	json_t *m = NULL;
 	bool pass;
-	double next;
+	double next, delivered;
 
 	cp->lg = NULL;
 	if (r->cancelled || cp->cancelled || loadgen_result_metrics(r, &m) < 0) {
@@ -168,21 +223,17 @@ static void on_step_done(struct loadgen *lg, void *userdata)
 		finish(cp, PROBE_CANCELLED);
 		return;
 	}
-	if (r->requests > 0 && r->errors_by[LOADGEN_ERR_CONNECT] == r->requests) {
-		/* No step can pass without a connection: say why, do not search. */
-		snprintf(cp->why, sizeof(cp->why), "cannot connect to %s%s%s%s", cp->p->sp->url,
-		         r->connect_error[0] ? ": " : "", r->connect_error,
-		         strncmp(r->connect_error, "TLS certificate", 15) == 0
-		                 ? " (give ca_file, or insecure: true to skip verification)"
-		                 : "");
+	if (step_unusable(cp, r, m)) {
 		json_decref(m);
 		loadgen_free(lg);
 		finish(cp, PROBE_ERRORED);
 		return;
 	}
+	cp->any_ok = cp->any_ok || r->requests > r->errors;
 	loadgen_free(lg);
 	cp->steps++;
 	pass = step_passes(cp, m, &failed);
+	delivered = json_number_value(json_object_get(m, "delivered_rps"));
 	add_point(cp, m, pass, failed);
 	json_decref(m);
 	if (!pass && !cp->confirming && cp->steps < CAP_MAX_STEPS) {
@@ -192,9 +243,10 @@ static void on_step_done(struct loadgen *lg, void *userdata)
 		return;
 	}
 	cp->confirming = false;
-	if (pass)
+	if (pass) {
 		cp->good = cp->rate;
-	else
+		cp->good_delivered = delivered;
+	} else
 		cp->bad = cp->rate;
 	next = next_rate(cp);
 	if (next <= 0) {
