@@ -599,7 +599,9 @@ static int report_format_by_accept(const char *accept)
 }
 
 /* Sparkline data for the HTML report: the last runs' values of each
- * metric the run gates on, same service and environment. Best effort: a
+ * metric the run gates on, same service and environment, up to and
+ * including this run (a report shows what was true of its own run, also
+ * when read later; store_trend leaves undecided runs out). Best effort: a
  * failing query leaves that metric out, never the report. */
 static json_t *report_trends(struct store *st, json_t *run)
 {
@@ -616,6 +618,7 @@ static json_t *report_trends(struct store *st, json_t *run)
 		        .since_ms = 0,
 		        .until_ms = INT64_MAX,
 		        .limit = REPORT_TREND_POINTS,
+		        .until_run = json_integer_value(json_object_get(run, "id")),
 		};
 		json_t *points, *dup = NULL;
 		bool truncated;

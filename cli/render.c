@@ -430,6 +430,18 @@ static void render_field(FILE *f, const char *label, const json_t *v, bool color
 	        render_color_end(buf, color));
 }
 
+/* "invalidated 2026-11-27T09:00:00.000Z: load generator was misconfigured" */
+static void render_invalidated(FILE *f, const json_t *inv)
+{
+	char at[CELL], why[CELL];
+
+	if (!json_is_object(inv))
+		return;
+	render_value(json_object_get(inv, "at"), at, sizeof(at));
+	render_value(json_object_get(inv, "reason"), why, sizeof(why));
+	fprintf(f, "  %-10s %s: %s (excluded from baselines and trends)\n", "invalidated", at, why);
+}
+
 void render_status(FILE *f, const json_t *run, bool color)
 {
 	char by[CELL], detail[CELL];
@@ -444,6 +456,7 @@ void render_status(FILE *f, const json_t *run, bool color)
 	render_field(f, "finished", json_object_get(run, "finished_at"), false);
 	render_value(json_object_get(run, "submitted_by"), by, sizeof(by));
 	fprintf(f, "  %-10s %s\n", "by", by);
+	render_invalidated(f, json_object_get(run, "invalidated"));
 	detail[0] = '\0';
 	if (!run_is_finished(run))
 		progress_detail(&b, run, true, false);

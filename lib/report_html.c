@@ -68,6 +68,13 @@ static void banner(struct svg_buf *b, json_t *run)
 		esc(b, json_object_get(run, "error"));
 		svg_buf_puts(b, "</p>\n");
 	}
+	if (json_is_object(json_object_get(run, "invalidated"))) {
+		svg_buf_puts(b, "<p class=\"o-error\" id=\"invalidated\">Invalidated at ");
+		esc(b, json_object_get(json_object_get(run, "invalidated"), "at"));
+		svg_buf_puts(b, ": ");
+		esc(b, json_object_get(json_object_get(run, "invalidated"), "reason"));
+		svg_buf_puts(b, " (excluded from baselines and trends).</p>\n");
+	}
 }
 
 static void gate_row(struct svg_buf *b, json_t *run, json_t *g)
@@ -213,6 +220,11 @@ static void load_charts(struct svg_buf *b, json_t *run)
 		svg_buf_puts(b, "<h3>");
 		esc(b, json_object_get(p, "name"));
 		svg_buf_puts(b, "</h3>\n");
+		if (json_is_string(json_object_get(json_object_get(p, "details"), "warning"))) {
+			svg_buf_puts(b, "<p class=\"o-fail warning\">Warning: ");
+			esc(b, json_object_get(json_object_get(p, "details"), "warning"));
+			svg_buf_puts(b, "</p>\n");
+		}
 		percentile_chart(b, p);
 		timeline_chart(b, p);
 		shown++;
@@ -254,13 +266,13 @@ static void trends_table(struct svg_buf *b, json_t *trends)
 	size_t i;
 	json_t *t;
 
-	svg_buf_puts(b, "<h2>Trends over the last runs</h2>\n");
+	svg_buf_puts(b, "<h2>Trends over the last runs, up to this one</h2>\n");
 	if (json_array_size(trends) == 0) {
 		svg_buf_puts(b, "<p class=\"muted\">No history of gated metrics yet.</p>\n");
 		return;
 	}
 	svg_buf_puts(b, "<table id=\"trends\"><tr><th>Metric</th><th>Runs</th><th>Trend</th>"
-	                "<th>Latest</th></tr>\n");
+	                "<th>Last</th></tr>\n");
 	json_array_foreach (trends, i, t)
 		trend_row(b, t);
 	svg_buf_puts(b, "</table>\n");

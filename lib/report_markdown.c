@@ -179,6 +179,13 @@ static void md_probe(struct svg_buf *b, json_t *p)
 		md_text(b, json_string_value(json_object_get(p, "error")));
 	}
 	svg_buf_puts(b, "\n");
+	/* A measurement's own caveat ("could not keep the requested rate"). */
+	if (json_is_string(json_object_get(json_object_get(p, "details"), "warning"))) {
+		svg_buf_puts(b, "  - **Warning:** ");
+		md_text(b, json_string_value(
+		                   json_object_get(json_object_get(p, "details"), "warning")));
+		svg_buf_puts(b, "\n");
+	}
 }
 
 static void md_check_item(struct svg_buf *b, json_t *c)
@@ -298,6 +305,20 @@ static void md_changes(struct svg_buf *b, json_t *run)
 	}
 }
 
+/* An invalidated run says so where its verdict is read. */
+static void md_invalidated(struct svg_buf *b, json_t *run)
+{
+	json_t *inv = json_object_get(run, "invalidated");
+
+	if (!json_is_object(inv))
+		return;
+	svg_buf_puts(b, "- **Invalidated** at ");
+	md_text(b, json_string_value(json_object_get(inv, "at")));
+	svg_buf_puts(b, ": ");
+	md_text(b, json_string_value(json_object_get(inv, "reason")));
+	svg_buf_puts(b, " (excluded from baselines and trends)\n");
+}
+
 static void md_header(struct svg_buf *b, json_t *run)
 {
 	const char *verdict = json_string_value(json_object_get(run, "verdict"));
@@ -330,6 +351,7 @@ static void md_header(struct svg_buf *b, json_t *run)
 		md_text(b, err);
 		svg_buf_puts(b, "\n");
 	}
+	md_invalidated(b, run);
 }
 
 char *report_markdown(json_t *run, json_t *spec, size_t *ret_len)

@@ -223,10 +223,12 @@ struct store_history_filter {
 int store_history(struct store *st, const struct store_history_filter *f, json_t **ret_items,
                   char **ret_next_cursor);
 
-/* One point per non-invalidated run that published probe.metric between
- * since and until (ms, inclusive), oldest first: [{run_id, time, version,
- * value, verdict, environment}]; the newest limit (1..10000) points, and
- * *ret_truncated when older ones were left out. */
+/* One point per decided (verdict PASS or FAIL), non-invalidated run that
+ * published probe.metric between since and until (ms, inclusive), oldest
+ * first: [{run_id, time, version, value, verdict, environment}]; the
+ * newest limit (1..10000) points, and *ret_truncated when older ones were
+ * left out. Cancelled, interrupted, unfinished and ERROR runs are left
+ * out, as from baselines. */
 struct store_trend_query {
 	const char *service;
 	const char *probe;
@@ -238,6 +240,8 @@ struct store_trend_query {
 	 * max, avg, last, last_run_id, last_version}], the newest limit
 	 * buckets, oldest first; "last" is the bucket's newest run. */
 	int64_t step_ms;
+	/* > 0: only runs with an id up to this one (a report's own run). */
+	int64_t until_run;
 };
 int store_trend(struct store *st, const struct store_trend_query *q, json_t **ret_points,
                 bool *ret_truncated);

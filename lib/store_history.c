@@ -734,19 +734,25 @@ int store_history(struct store *st, const struct store_history_filter *f, json_t
 	return 0;
 }
 
+/* The runs a trend shows: decided by a verdict the measurements stand
+ * behind (PASS or FAIL; not cancelled, interrupted, unfinished or ERROR),
+ * not invalidated, and no newer than run ?9 (a report's trend stops at
+ * its own run). */
+#define TREND_RUNS "r.verdict IN ('PASS', 'FAIL') AND r.invalidated_at IS NULL AND m.run_id <= ?9"
+
 /* The trend statement: with an environment the whole WHERE is a range of
  * metrics_trend; without, the range is (service, probe, metric). */
 static const char trend_sql_env[] =
         "SELECT m.run_id, m.ts, r.version, m.value, r.verdict, m.environment "
         "FROM metrics AS m JOIN runs AS r ON r.id = m.run_id "
         "WHERE m.service = ?1 AND m.probe = ?2 AND m.metric = ?3 AND m.environment = ?4 "
-        "AND m.ts >= ?5 AND m.ts <= ?6 AND r.invalidated_at IS NULL "
+        "AND m.ts >= ?5 AND m.ts <= ?6 AND " TREND_RUNS " "
         "ORDER BY m.ts DESC LIMIT ?7";
 static const char trend_sql_any[] =
         "SELECT m.run_id, m.ts, r.version, m.value, r.verdict, m.environment "
         "FROM metrics AS m JOIN runs AS r ON r.id = m.run_id "
         "WHERE m.service = ?1 AND m.probe = ?2 AND m.metric = ?3 "
-        "AND m.ts >= ?5 AND m.ts <= ?6 AND r.invalidated_at IS NULL "
+        "AND m.ts >= ?5 AND m.ts <= ?6 AND " TREND_RUNS " "
         "ORDER BY m.ts DESC LIMIT ?7";
 
 const char *store_trend_sql(bool with_environment)
@@ -767,7 +773,7 @@ const char *store_trend_sql(bool with_environment)
 	" ROW_NUMBER() OVER (PARTITION BY m.ts / ?8 ORDER BY m.ts DESC, m.run_id DESC) AS rn"      \
 	" FROM metrics AS m JOIN runs AS r ON r.id = m.run_id"                                     \
 	" WHERE m.service = ?1 AND m.probe = ?2 AND m.metric = ?3 " where                          \
-	" AND m.ts >= ?5 AND m.ts <= ?6 AND r.invalidated_at IS NULL) "                            \
+	" AND m.ts >= ?5 AND m.ts <= ?6 AND " TREND_RUNS ") "                                      \
 	"GROUP BY b ORDER BY b DESC LIMIT ?7"
 static const char trend_buckets_env[] = TREND_BUCKETS("AND m.environment = ?4");
 static const char trend_buckets_any[] = TREND_BUCKETS("");
@@ -829,7 +835,9 @@ int store_trend(struct store *st, const struct store_trend_query *q, json_t **re
 	     (rc = sqlite3_bind_text(s, 4, q->environment, -1, SQLITE_STATIC)) != SQLITE_OK) ||
 	    (rc = sqlite3_bind_int64(s, 5, q->since_ms)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_int64(s, 6, q->until_ms)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int(s, 7, limit + 1)) != SQLITE_OK)
+	    (rc = sqlite3_bind_int(s, 7, limit + 1)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 9, q->until_run > 0 ? q->until_run : INT64_MAX)) !=
+	            SQLITE_OK)
 		return bind_fail(st, s, rc);
 	r = rows_json(st, s, cols, ncols, (size_t)limit, &points, &more);
 	if (r < 0)

@@ -2,7 +2,9 @@
 most or all of its requests, percentiles count successful requests only,
 an ungated probe that measured nothing cannot pass, and every reason says
 what happened. The demo target injects the failures (--errors P)."""
+import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -193,6 +195,130 @@ class VerdictTest(lib.TestCase):
         self.assertEqual(props['verdict'], 'PASS')
         self.assertIn('l.requests > 1000000: fail', props['advisory'])
         self.assertIn('advisory, fail', suite.find('system-out').text)
+
+
+    # ---- capacity claims only what was delivered ----
+
+    def test_capacity_reports_a_delivered_rate(self):
+        workers, latency_ms = 4, 20
+        ceiling = workers * 1000.0 / latency_ms  # 200 req/s, never more
+        t = self.demo(workers=workers, latency='%dms' % latency_ms)
+        probe = """  - name: cap
+    type: capacity
+    slo: "p95_ms < 100 and error_rate < 0.01"
+    min_rate: 100
+    max_rate: 300
+    step: 1500ms
+    connections: 32
+"""
+        run = self.d.run_spec(spec(t.url, probe), timeout=180)
+        self.assertEqual(run['state'], 'passed', run)
+        cap = probe_of(run, 'cap')
+        m, points = cap['metrics'], cap['details']['points']
+        tol = m['tolerance']
+        self.assertEqual(tol, cap['details']['tolerance'])
+        self.assertTrue(0 < tol <= 0.1, m)
+        for p in points:
+            if p['pass']:
+                self.assertGreaterEqual(p['delivered_rps'], p['rate'] * (1 - tol), p)
+            elif p['delivered_rps'] < p['rate'] * (1 - tol) and p['rate_kept'] == 1:
+                self.assertIn(p['failed_on'], ('delivered_rps', 'p95_ms', 'error_rate'), p)
+        passing = [p for p in points if p['pass']]
+        best = max(passing, key=lambda p: p['rate'])
+        self.assertEqual(m['offered_rate'], best['rate'], points)
+        self.assertAlmostEqual(m['rate'], best['delivered_rps'], places=6)
+        self.assertLessEqual(m['rate'], ceiling, points)
+        self.assertGreater(m['rate'], 0.8 * ceiling, points)
+
+
+    # ---- trends show decided runs; a report shows its own run ----
+
+    def cancel_running(self, spec_text):
+        r = self.d.submit(spec_text)
+        self.assertEqual(r.status, 201, r)
+        run_id = r.json['id']
+        deadline = time.monotonic() + 30
+        while True:
+            run = self.d.get('/v1/runs/%d' % run_id).json
+            if run['state'] == 'running' and run['progress']['current'] and \
+                    run['progress']['current'].get('requests', 0) > 0:
+                break
+            self.assertLess(time.monotonic(), deadline, run)
+            time.sleep(0.02)
+        self.d.request('POST', '/v1/runs/%d/cancel' % run_id)
+        run = self.d.wait_run(run_id)
+        self.assertEqual(run['state'], 'cancelled', run)
+        return run
+
+    def test_trends_and_report_trends_use_decided_runs_up_to_the_report(self):
+        t = self.demo(latency='1ms')
+        svc = 'trend-svc'
+        gate = 'gates:\n  - l.requests >= 1\n'
+        first = self.d.run_spec(spec(t.url, LOAD % 50, gate, service=svc))
+        self.assertEqual(first['verdict'], 'PASS', first)
+        long_probe = """  - name: l
+    type: load
+    mode: closed
+    connections: 1
+    duration: 60s
+"""
+        cancelled = self.cancel_running(spec(t.url, long_probe, gate, service=svc))
+        later = self.d.run_spec(spec(t.url, LOAD % 70, gate, service=svc))
+        self.assertEqual(later['verdict'], 'PASS', later)
+
+        pts = self.d.get('/v1/services/%s/trends?metric=l.requests' % svc).json['points']
+        self.assertEqual([p['run_id'] for p in pts], [first['id'], later['id']], pts)
+        self.assertNotIn(cancelled['id'], [p['run_id'] for p in pts])
+
+        html = self.d.get('/v1/runs/%d/report?format=html' % first['id']).body.decode()
+        row = re.search(r'<table id="trends">.*?</tr>\n(<tr>.*?</tr>)', html, re.S).group(1)
+        cells = re.findall(r'<td>(.*?)</td>', row, re.S)
+        self.assertEqual(cells[1], '1', row)  # one run: the report's own
+        self.assertEqual(cells[-1], '50', row)  # its value, not the later 70
+        html = self.d.get('/v1/runs/%d/report?format=html' % later['id']).body.decode()
+        row = re.search(r'<table id="trends">.*?</tr>\n(<tr>.*?</tr>)', html, re.S).group(1)
+        cells = re.findall(r'<td>(.*?)</td>', row, re.S)
+        self.assertEqual((cells[1], cells[-1]), ('2', '70'), row)
+
+    def test_invalidated_run_says_so_everywhere(self):
+        t = self.demo()
+        run = self.d.run_spec(spec(t.url, LOAD % 50, 'gates:\n  - l.errors == 0\n',
+                                   service='inval-svc'))
+        r = self.d.request('POST', '/v1/runs/%d/invalidate' % run['id'],
+                           json.dumps({'reason': 'wrong build deployed'}),
+                           {'Content-Type': 'application/json'})
+        self.assertEqual(r.status, 200, r)
+        for fmt in ('markdown', 'html', 'junit', 'json'):
+            body = self.d.get('/v1/runs/%d/report?format=%s' % (run['id'], fmt)).body.decode()
+            self.assertIn('nvalidated', body, fmt)
+            self.assertIn('wrong build deployed', body, fmt)
+        suite, _ = self.junit(run['id'])
+        props = {p.get('name'): p.get('value') for p in suite.find('properties')}
+        self.assertIn('wrong build deployed', props['invalidated'])
+        out = subprocess.run([lib.READYCTL_BIN, '--url', self.d.url, 'status', str(run['id'])],
+                             capture_output=True, text=True, timeout=30, check=False)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertRegex(out.stdout, r'invalidated .*: wrong build deployed')
+
+    # ---- reports keep the engine's warning ----
+
+    def test_rate_warning_in_markdown_and_html(self):
+        t = self.demo(latency='20ms')
+        probe = """  - name: r
+    type: load
+    mode: rate
+    rate: 200
+    connections: 1
+    duration: 1s
+"""
+        run = self.d.run_spec(spec(t.url, probe))
+        p = probe_of(run, 'r')
+        self.assertEqual(p['metrics']['rate_kept'], 0, p)
+        warning = 'the engine could not keep the requested rate'
+        self.assertIn(warning, p['details']['warning'])
+        for fmt in ('markdown', 'html'):
+            body = self.d.get('/v1/runs/%d/report?format=%s' % (run['id'], fmt)).body.decode()
+            self.assertIn(warning, body, fmt)
 
 
 if __name__ == '__main__':
