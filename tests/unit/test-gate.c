@@ -218,6 +218,32 @@ START_TEST(test_judge_min_samples)
 }
 END_TEST
 
+/* Latency rests on successful requests: the reasons say how many failed. */
+START_TEST(test_judge_failed_requests)
+{
+	struct gate_input few = {.has_value = true,
+	                         .value = 0.3,
+	                         .samples = 41,
+	                         .requests = 1530,
+	                         .probe_state = "passed"};
+	struct gate_input all_failed = {.has_value = true,
+	                                .value = NAN,
+	                                .samples = 0,
+	                                .requests = 764,
+	                                .probe_state = "error"};
+	struct gate_input nothing = {
+	        .has_value = true, .value = NAN, .samples = 0, .probe_state = "error"};
+
+	json_decref(judge("l.p99_ms < 25", false, 0, &few, GATE_ERROR,
+	                  "p99_ms: only 41 successful requests; at least 1000 are needed "
+	                  "(min_samples; 1489 of 1530 measured requests failed)"));
+	json_decref(judge("l.p99_ms < 25", false, 0, &all_failed, GATE_ERROR,
+	                  "l.p99_ms has no value: all 764 measured requests failed"));
+	json_decref(
+	        judge("l.p99_ms < 25", false, 0, &nothing, GATE_ERROR, "no request was measured"));
+}
+END_TEST
+
 START_TEST(test_judge_baseline)
 {
 	struct gate_input in = {
@@ -281,6 +307,7 @@ static Suite *gate_suite(void)
 	tcase_add_test(tc, test_judge_pass_fail);
 	tcase_add_test(tc, test_judge_missing_and_nan);
 	tcase_add_test(tc, test_judge_min_samples);
+	tcase_add_test(tc, test_judge_failed_requests);
 	tcase_add_test(tc, test_judge_baseline);
 	tcase_add_test(tc, test_verdict);
 	suite_add_tcase(s, tc);
