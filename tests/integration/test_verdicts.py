@@ -231,6 +231,23 @@ class VerdictTest(lib.TestCase):
         self.assertGreater(m['rate'], 0.8 * ceiling, points)
 
 
+    def test_capacity_without_any_successful_answer_is_an_error(self):
+        t = self.demo(errors=1)
+        probe = """  - name: cap
+    type: capacity
+    slo: "error_rate < 0.5"
+    min_rate: 50
+    max_rate: 100
+    step: 300ms
+    connections: 4
+"""
+        run = self.d.run_spec(spec(t.url, probe), timeout=60)
+        cap = probe_of(run, 'cap')
+        self.assertEqual(cap['state'], 'error', cap)
+        self.assertIn('no step got a successful answer', cap['error'])
+        self.assertNotIn('rate', cap['metrics'] or {}, cap)
+        self.assertEqual(run['verdict'], 'ERROR', run)
+
     # ---- trends show decided runs; a report shows its own run ----
 
     def cancel_running(self, spec_text):
