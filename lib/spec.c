@@ -174,6 +174,7 @@ enum field_kind {
 	FK_STRING_LIST, /* char ** + size_t count */
 	FK_STATUS_LIST, /* int64_t * + size_t count */
 	FK_HEADERS,     /* struct spec_header * + size_t count */
+	FK_LABELS,      /* struct spec_label * + size_t count */
 	FK_REQUEST,     /* struct spec_request *, parsed with sub */
 	FK_OBJECT,      /* a nested mapping parsed with sub into base + off */
 	FK_JSON,        /* json_t * (expect_json) */
@@ -810,6 +811,63 @@ static int read_headers(struct vctx *v, const struct field *f, json_t *val, cons
 	return 0;
 }
 
+/* alert-drill `labels`: Prometheus label names (not alertname, which is
+ * `alert`) to exact, non-empty values: an empty value is an absent label
+ * in Prometheus, so it could never match. */
+static int read_label(struct vctx *v, json_t *obj, const char *name, json_t *val, const char *path,
+                      struct spec_label *l)
+{
+	bool ok = (isalpha((unsigned char)name[0]) || name[0] == '_') && strlen(name) <= 128;
+	int r;
+
+	for (const char *c = name; ok && *c; c++)
+		ok = isalnum((unsigned char)*c) || *c == '_';
+	if (!ok || strncmp(name, "__", 2) == 0)
+		return fail(v, val, path,
+		            "must be a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not __*)");
+	if (strcmp(name, "alertname") == 0)
+		return fail(v, val, path, "the alert's name goes in 'alert', not in 'labels'");
+	l->name = strdup(name);
+	if (!l->name)
+		return -ENOMEM;
+	r = take_text(v, obj, name, 0, val, path, &l->value);
+	if (r < 0)
+		return r;
+	if (!l->value[0] || strlen(l->value) > MAX_TEXT)
+		return fail(v, val, path, "must be a non-empty string of at most %d bytes",
+		            MAX_TEXT);
+	return 0;
+}
+
+static int read_labels(struct vctx *v, const struct field *f, json_t *val, const char *path,
+                       void *base)
+{
+	size_t n = json_object_size(val), i = 0;
+	struct spec_label *ls;
+	const char *name;
+	json_t *lv;
+
+	if (!json_is_object(val) || n == 0 || n > SPEC_MAX_HEADERS)
+		return fail(v, val, path, "must be a mapping of 1 to %d label: value entries",
+		            SPEC_MAX_HEADERS);
+	ls = calloc(n, sizeof(*ls));
+	if (!ls)
+		return -ENOMEM;
+	*AT(base, f->off, struct spec_label *) = ls;
+	*AT(base, f->count_off, size_t) = n;
+	json_object_foreach (val, name, lv) {
+		char lpath[sizeof(v->err->path)];
+		int r;
+
+		spec_path_key(lpath, sizeof(lpath), path, name);
+		v->key_line = spec_srcmap_key_line(v->map, val, name);
+		r = read_label(v, val, name, lv, lpath, &ls[i++]);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 /* expect_json: JSONPath -> expected value. The paths are parsed now
  * (against null: only their syntax is checked) so a typo fails the spec,
  * not the run. */
@@ -889,6 +947,8 @@ static int read_field(struct vctx *v, const struct field *f, json_t *obj, json_t
 		return read_status_list(v, f, val, path, base);
 	case FK_HEADERS:
 		return read_headers(v, f, val, path, base);
+	case FK_LABELS:
+		return read_labels(v, f, val, path, base);
 	case FK_REQUEST:
 		return read_request(v, f, val, path, base);
 	case FK_OBJECT:
@@ -1157,6 +1217,7 @@ static const struct field alert_drill_fields[] = {
 	 .check = check_version},
 	F_HOOK("trigger", trigger, true),
 	F_HOOK("clear", clear, false),
+	{.key = "labels", .kind = FK_LABELS, .off = P(labels), .count_off = P(n_labels)},
 	F_WITHIN(false),
 	{.key = "wait_resolve", .kind = FK_DURATION, .off = P(wait_resolve_ms), .min = 1,
 	 .max = MAXD},
@@ -1931,6 +1992,15 @@ static void free_headers(struct spec_header *h, size_t n)
 	free(h);
 }
 
+static void free_labels(struct spec_label *l, size_t n)
+{
+	for (size_t i = 0; l && i < n; i++) {
+		free(l[i].name);
+		free(l[i].value);
+	}
+	free(l);
+}
+
 static void free_strv(char **sv, size_t n)
 {
 	for (size_t i = 0; sv && i < n; i++)
@@ -1978,6 +2048,7 @@ static void probe_deinit(struct spec_probe *p)
 	for (size_t i = 0; i < RD_ARRAY_SIZE(strings); i++)
 		free(strings[i]);
 	free_headers(p->headers, p->n_headers);
+	free_labels(p->labels, p->n_labels);
 	json_decref(p->expect_json);
 	free_strv(p->require, p->n_require);
 	free_strv(p->rule_files, p->n_rule_files);

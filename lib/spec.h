@@ -65,6 +65,13 @@ struct spec_header {
 	char *value;
 };
 
+/* alert-drill `labels`: a Prometheus label that must have exactly this
+ * value. */
+struct spec_label {
+	char *name;
+	char *value;
+};
+
 /* An HTTP request: the spec's target, a trigger/clear/restore hook. */
 struct spec_request {
 	char *method; /* upper case; default "GET" (target: "GET") */
@@ -126,6 +133,8 @@ struct spec_probe {
 	int64_t range_ms; /* prometheus-query: range window, 0 = instant */
 	char *function;   /* min | max | avg | last (range queries) */
 	char *alert;
+	struct spec_label *labels; /* alert-drill: which series of the alert */
+	size_t n_labels;
 
 	/* drills */
 	struct spec_request *trigger; /* alert-drill, rollback-drill */

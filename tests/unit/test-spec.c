@@ -367,6 +367,15 @@ static void dump_probe_http(json_t *o, const struct spec_probe *p)
 	put(o, "servername", str_or_null(p->servername));
 }
 
+static json_t *dump_labels(const struct spec_label *l, size_t n)
+{
+	json_t *o = json_object();
+
+	for (size_t i = 0; i < n; i++)
+		put(o, l[i].name, json_string(l[i].value));
+	return o;
+}
+
 static void dump_probe_other(json_t *o, const struct spec_probe *p)
 {
 	json_t *st = json_array();
@@ -378,6 +387,7 @@ static void dump_probe_other(json_t *o, const struct spec_probe *p)
 	put(o, "range_ms", json_integer(p->range_ms));
 	put(o, "function", str_or_null(p->function));
 	put(o, "alert", str_or_null(p->alert));
+	put(o, "labels", dump_labels(p->labels, p->n_labels));
 	put(o, "trigger", dump_request(p->trigger));
 	put(o, "clear", dump_request(p->clear));
 	put(o, "restore", dump_request(p->restore));
@@ -866,6 +876,12 @@ static void chk_drills(const struct spec *s)
 	ck_assert_ptr_null(a->clear);
 	ck_assert_str_eq(a->trigger->method, "GET");
 	ck_assert_int_eq(a->trigger->timeout_ms, 1500);
+	ck_assert_uint_eq(a->n_labels, 2);
+	ck_assert_str_eq(a->labels[0].name, "instance");
+	ck_assert_str_eq(a->labels[0].value, "10.0.0.1:9090");
+	ck_assert_str_eq(a->labels[1].name, "shard");
+	ck_assert_str_eq(a->labels[1].value, "7"); /* a number, as written */
+	ck_assert_uint_eq(r->n_labels, 0);
 	ck_assert_str_eq(r->restore->url, "http://h/restore");
 	ck_assert_str_eq(r->expect_version, "2.40");
 }
@@ -992,6 +1008,7 @@ static const struct valid_case valid_cases[] = {
          HEAD PROBES "  - name: a\n    type: alert-drill\n    prometheus: http://p/\n"
                      "    alert: A\n    trigger: {url: 'http://h/t', timeout: 1.5s}\n"
                      "    wait_resolve: 1m\n    poll_interval: 500ms\n"
+                     "    labels: {instance: '10.0.0.1:9090', shard: 7}\n"
                      "  - name: r\n    type: rollback-drill\n    trigger: {url: 'http://h/r'}\n"
                      "    restore: {url: 'http://h/restore'}\n    version_url: http://h/v\n"
                      "    expect_version: 2.40\n    within: 1m\n",
@@ -1334,6 +1351,37 @@ static const struct invalid_case invalid_cases[] = {
         {"alert-drill trigger without url", Y,
          ONE("type: alert-drill, prometheus: 'http://p/', alert: A, trigger: {method: POST}"),
          "probes[0].trigger.url", "missing (required in a request)"},
+        {"alert-drill labels not a mapping", Y,
+         ONE("type: alert-drill, prometheus: 'http://p/', alert: A, trigger: {url: 'http://h/'}, "
+             "labels: [instance]"),
+         "probes[0].labels", "must be a mapping of 1 to 64 label: value entries"},
+        {"alert-drill labels empty", Y,
+         ONE("type: alert-drill, prometheus: 'http://p/', alert: A, trigger: {url: 'http://h/'}, "
+             "labels: {}"),
+         "probes[0].labels", "must be a mapping of 1 to 64"},
+        {"alert-drill label bad name", Y,
+         ONE("type: alert-drill, prometheus: 'http://p/', alert: A, trigger: {url: 'http://h/'}, "
+             "labels: {1x: a}"),
+         "probes[0].labels.1x", "must be a Prometheus label name"},
+        {"alert-drill label reserved name", Y,
+         ONE("type: alert-drill, prometheus: 'http://p/', alert: A, trigger: {url: 'http://h/'}, "
+             "labels: {__name__: up}"),
+         "probes[0].labels.__name__", "not __*"},
+        {"alert-drill label alertname", Y,
+         ONE("type: alert-drill, prometheus: 'http://p/', alert: A, trigger: {url: 'http://h/'}, "
+             "labels: {alertname: B}"),
+         "probes[0].labels.alertname", "goes in 'alert'"},
+        {"alert-drill label empty value", Y,
+         ONE("type: alert-drill, prometheus: 'http://p/', alert: A, trigger: {url: 'http://h/'}, "
+             "labels: {instance: ''}"),
+         "probes[0].labels.instance", "must be a non-empty string"},
+        {"alert-drill label value not a string", Y,
+         ONE("type: alert-drill, prometheus: 'http://p/', alert: A, trigger: {url: 'http://h/'}, "
+             "labels: {instance: [a]}"),
+         "probes[0].labels.instance", "must be a string"},
+        {"labels only for alert-drill", Y,
+         ONE("type: prometheus-rules, prometheus: 'http://p/', labels: {a: b}"), "probes[0].labels",
+         "not a field of 'prometheus-rules' probes"},
         {"alert-drill within over run", Y,
          ONE("type: alert-drill, prometheus: 'http://p/', alert: A, trigger: {url: 'http://h/'}, "
              "within: 2h"),
