@@ -6,7 +6,10 @@
  * is not the API's envelope, "status": "error") into one message that
  * says what happened and where. On success the callback gets `data`.
  *
- * It knows nothing about rules, queries or alerts. Loop thread only.
+ * The second half reads the answers of /api/v1/rules and /api/v1/alerts
+ * for the rules probe and the alert drill: pure functions of the JSON,
+ * without I/O, so recorded answers can be tested on their own. The
+ * transport half is for the loop thread only; the readers for any thread.
  */
 #pragma once
 
@@ -35,3 +38,46 @@ int promapi_get(struct http_client *c, const struct spec_probe *sp, const char *
 
 /* Aborts a call; its callback will not run. NULL is fine. */
 void promapi_cancel(struct promapi_call *call);
+
+/* --- reading /api/v1/rules and /api/v1/alerts answers --- */
+
+/* True when a rule (or group) of an /api/v1/rules answer has been
+ * evaluated at least once: Prometheus reports health "unknown" and a
+ * lastEvaluation of 0001-01-01T00:00:00Z until then. */
+bool promapi_rule_evaluated(json_t *rule);
+
+/* A group's `interval` in ms (the answer gives seconds); 0 when absent. */
+int64_t promapi_group_interval_ms(json_t *group);
+
+/* What an /api/v1/rules answer says about the alerting rules named name
+ * (the same alert may be defined in several groups). */
+struct promapi_alert_rule {
+	size_t rules;                    /* alerting rules with that name */
+	size_t unevaluated;              /* of them, never evaluated yet */
+	int64_t unevaluated_interval_ms; /* longest interval of their groups */
+	const char *group;               /* a group holding one (unevaluated first); borrowed */
+	const char *closest;             /* rules == 0: the nearest alert name or NULL; borrowed */
+};
+
+/* Fills *ret from data (the envelope's data). Returns 0, or -EPROTO when
+ * data has no groups/rules lists. Strings are borrowed from data. */
+int promapi_find_alert_rule(json_t *data, const char *name, struct promapi_alert_rule *ret);
+
+/* The drilled series of an alert in an /api/v1/alerts answer: alerts named
+ * name whose labels hold every matcher exactly (no matchers: all). */
+struct promapi_alert_state {
+	const char *state;    /* "inactive", "pending" or "firing" (static) */
+	size_t matching;      /* matching alerts (pending or firing) */
+	size_t others;        /* alerts of that name the matchers exclude */
+	json_t *labels;       /* one matching alert in `state` (firing first); borrowed or NULL */
+	json_t *other_labels; /* one excluded alert's labels; borrowed or NULL */
+};
+
+/* Fills *ret from data. Returns 0, or -EPROTO when data has no alerts
+ * list. The labels are borrowed from data. */
+int promapi_alert_state(json_t *data, const char *name, const struct spec_label *match,
+                        size_t n_match, struct promapi_alert_state *ret);
+
+/* Writes labels (a JSON object) as `a="x", b="y"`, sorted by name,
+ * without alertname, truncated to fit; "" for none. */
+void promapi_format_labels(json_t *labels, char *buf, size_t len);
