@@ -269,7 +269,14 @@ static void judge_missing(const struct gate_expr *ex, const struct gate_input *i
 		         "probe '%s' ended %s%s%s, so %s.%s has no value", ex->probe,
 		         in->probe_state, in->probe_error ? ": " : "",
 		         in->probe_error ? in->probe_error : "", ex->probe, ex->metric);
-	else
+	else if (strcmp(in->probe_state, "failed") == 0 && in->probe_error) {
+		/* The probe judged the service and found it failing (an alert that
+		 * did not fire has no seconds_to_fire): the gate fails with it. */
+		j->outcome = GATE_FAIL;
+		snprintf(j->reason, sizeof(j->reason),
+		         "probe '%s' failed, so %s.%s has no value: %s", ex->probe, ex->probe,
+		         ex->metric, in->probe_error);
+	} else
 		snprintf(j->reason, sizeof(j->reason), "probe '%s' did not publish metric '%s'",
 		         ex->probe, ex->metric);
 }

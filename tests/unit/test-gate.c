@@ -176,6 +176,9 @@ START_TEST(test_judge_missing_and_nan)
 	        .samples = -1, .probe_state = "error", .probe_error = "connection refused"};
 	struct gate_input nan = {
 	        .has_value = true, .value = NAN, .samples = -1, .probe_state = "passed"};
+	struct gate_input failed = {.samples = -1,
+	                            .probe_state = "failed",
+	                            .probe_error = "alert HighErrorRate did not fire within 3s"};
 	json_t *r;
 
 	r = judge("latency.p95_ms < 100", false, 0, &none, GATE_ERROR, "no probe named");
@@ -186,6 +189,13 @@ START_TEST(test_judge_missing_and_nan)
 	json_decref(judge("latency.p95_ms < 100", false, 0, &errored, GATE_ERROR,
 	                  "connection refused"));
 	json_decref(judge("latency.p95_ms < 100", false, 0, &nan, GATE_ERROR, "NaN"));
+	/* A probe that failed the service explains its missing metric: fail,
+	 * not error (readyd did find out). */
+	r = judge("drill.seconds_to_fire < 120", false, 0, &failed, GATE_FAIL,
+	          "probe 'drill' failed, so drill.seconds_to_fire has no value: alert "
+	          "HighErrorRate did not fire within 3s");
+	ck_assert(json_is_null(json_object_get(r, "value")));
+	json_decref(r);
 	/* Missing data never passes, whatever the operator. */
 	json_decref(judge("latency.errors != 1", false, 0, &nan, GATE_ERROR, "NaN"));
 }
