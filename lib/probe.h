@@ -53,6 +53,10 @@ struct probe {
 	/* The run's earlier load probes ran in [start, end] (ms since the
 	 * epoch); 0: none ran. For {{window}} in prometheus-query. */
 	int64_t window_start_ms, window_end_ms;
+	/* The probe is cancelled this many ms after it started (0: unknown);
+	 * for probes that wait on a peer and must stop waiting in time to say
+	 * why. */
+	int64_t deadline_ms;
 	probe_done_cb done;
 	void *userdata;
 

@@ -471,8 +471,8 @@ static bool start_probe(struct run *r)
 		             probe_type_to_string(p->sp->type));
 		return true;
 	}
-	uv_timer_start(&r->probe_timer, on_probe_deadline, (uint64_t)probe_deadline_ms(r, p->sp),
-	               0);
+	p->deadline_ms = probe_deadline_ms(r, p->sp);
+	uv_timer_start(&r->probe_timer, on_probe_deadline, (uint64_t)p->deadline_ms, 0);
 	set_load_window(r, r->cur);
 	e = p->ops->start(p);
 	if (e < 0)
