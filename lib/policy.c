@@ -245,11 +245,25 @@ bool policy_is_open(const struct policy *p)
 
 /* ---- matching ---- */
 
-/* addr as family + bytes; IPv4-mapped IPv6 counts as IPv4. */
-static int addr_of(const struct sockaddr *sa, struct net *ret, int *ret_port)
+/* IPv6 forms whose low 32 bits are an IPv4 address the packet ends up
+ * at: IPv4-mapped (::ffff:0:0/96), IPv4-compatible (::/96, but not :: and
+ * ::1, which are IPv6's own) and the well-known NAT64 prefix
+ * (64:ff9b::/96, RFC 6052). Such an address is checked as that IPv4
+ * address, so [::a9fe:a9fe] is 169.254.169.254. */
+static bool embeds_v4_low32(const unsigned char a[16])
 {
 	static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+	static const unsigned char zero[12] = {0};
 
+	if (memcmp(a, mapped, 12) == 0 || memcmp(a, nat64, 12) == 0)
+		return true;
+	return memcmp(a, zero, 12) == 0 && (a[12] | a[13] | a[14] | (a[15] & 0xfe)) != 0;
+}
+
+/* addr as family + bytes (an embedded IPv4 form counts as IPv4). */
+static int addr_of(const struct sockaddr *sa, struct net *ret, int *ret_port)
+{
 	memset(ret, 0, sizeof(*ret));
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
@@ -263,7 +277,7 @@ static int addr_of(const struct sockaddr *sa, struct net *ret, int *ret_port)
 		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
 
 		*ret_port = ntohs(in6->sin6_port);
-		if (memcmp(in6->sin6_addr.s6_addr, mapped, 12) == 0) {
+		if (embeds_v4_low32(in6->sin6_addr.s6_addr)) {
 			ret->family = AF_INET;
 			memcpy(ret->addr, in6->sin6_addr.s6_addr + 12, 4);
 		} else {
@@ -288,12 +302,71 @@ static bool net_contains(const struct net *net, const struct net *a)
 	return ((net->addr[full] ^ a->addr[full]) & (0xff << (8 - rest))) == 0;
 }
 
-static bool is_refused_range(const struct net *a)
+static bool in_refused_ranges(const struct net *a)
 {
 	struct net net;
 
 	for (size_t i = 0; i < RD_ARRAY_SIZE(refused_ranges); i++)
 		if (parse_net(refused_ranges[i], &net) == 0 && net_contains(&net, a))
+			return true;
+	return false;
+}
+
+static void v4_at(const unsigned char *a, size_t i0, size_t i1, size_t i2, size_t i3,
+                  struct net *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	ret->family = AF_INET;
+	ret->prefix = 32;
+	ret->addr[0] = a[i0];
+	ret->addr[1] = a[i1];
+	ret->addr[2] = a[i2];
+	ret->addr[3] = a[i3];
+}
+
+/* IPv4 addresses other IPv6 transition forms may lead to: 6to4
+ * (2002::/16, the relay's IPv4 in bits 16-47), Teredo (2001::/32, the
+ * client's IPv4 inverted in the low 32 bits) and the local-use NAT64
+ * prefix 64:ff9b:1::/48 (RFC 8215), whose IPv4 sits where the operator's
+ * prefix length puts it (RFC 6052: /48, /56, /64 or /96). Returns how
+ * many were written. */
+static size_t transition_v4(const struct net *a, struct net out[4])
+{
+	const unsigned char *b = a->addr;
+	static const unsigned char local_nat64[6] = {0, 0x64, 0xff, 0x9b, 0, 1};
+
+	if (a->family != AF_INET6)
+		return 0;
+	if (b[0] == 0x20 && b[1] == 0x02) {
+		v4_at(b, 2, 3, 4, 5, &out[0]);
+		return 1;
+	}
+	if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0 && b[3] == 0) {
+		v4_at(b, 12, 13, 14, 15, &out[0]);
+		for (int i = 0; i < 4; i++)
+			out[0].addr[i] ^= 0xff;
+		return 1;
+	}
+	if (memcmp(b, local_nat64, 6) != 0)
+		return 0;
+	v4_at(b, 12, 13, 14, 15, &out[0]); /* /96 */
+	v4_at(b, 9, 10, 11, 12, &out[1]);  /* /64 (bits 64-71 are zero) */
+	v4_at(b, 7, 9, 10, 11, &out[2]);   /* /56 */
+	v4_at(b, 6, 7, 9, 10, &out[3]);    /* /48 */
+	return 4;
+}
+
+/* A refused range stays refused when reached through a translation
+ * prefix: any IPv4 address the IPv6 one may lead to counts. */
+static bool is_refused_range(const struct net *a)
+{
+	struct net v4[4];
+	size_t n = transition_v4(a, v4);
+
+	if (in_refused_ranges(a))
+		return true;
+	for (size_t i = 0; i < n; i++)
+		if (in_refused_ranges(&v4[i]))
 			return true;
 	return false;
 }

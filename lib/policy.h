@@ -11,6 +11,10 @@
  * 100.100.100.200) and unspecified (0.0.0.0/8, ::) addresses are refused
  * unless an address or CIDR entry lists them: a host name entry never
  * unlocks them, so DNS cannot point an allowed name at a metadata service.
+ * IPv6 forms that embed an IPv4 address (IPv4-mapped ::ffff:a.b.c.d,
+ * IPv4-compatible ::a.b.c.d, NAT64 64:ff9b::a.b.c.d) are checked as that
+ * IPv4 address; 6to4, Teredo and local-use NAT64 (64:ff9b:1::/48)
+ * addresses are refused when an IPv4 address they may lead to is.
  * With no entries at all, every other address is allowed (the tokenless
  * quick start); docs/security.md says why production should list them.
  *

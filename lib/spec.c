@@ -748,6 +748,23 @@ static bool is_token(const char *s)
 	return true;
 }
 
+/* Headers that frame or route the request (RFC 9110 7.6.1 and 7.2):
+ * readyd's HTTP clients write them, and one from a spec beside theirs
+ * would make a request that the target and a proxy in front of it read
+ * differently (request smuggling). */
+static bool is_framing_header(const char *name)
+{
+	static const char *const framing[] = {
+	        "host",    "content-length", "transfer-encoding", "connection", "keep-alive",
+	        "upgrade", "te",             "trailer",           "proxy-connection"};
+
+	for (size_t i = 0; i < RD_ARRAY_SIZE(framing); i++) {
+		if (!strcasecmp(name, framing[i]))
+			return true;
+	}
+	return false;
+}
+
 /* One header: a token name, a value without control characters (CR/LF
  * would let a spec inject headers or split the request). */
 static int read_header(struct vctx *v, json_t *obj, const char *name, json_t *val, const char *path,
@@ -759,6 +776,11 @@ static int read_header(struct vctx *v, json_t *obj, const char *name, json_t *va
 	line = line_of(v, val);
 	if (!is_token(name) || strlen(name) > MAX_HEADER_NAME)
 		return fail(v, val, path, "header name must be an HTTP token (letters, digits, -)");
+	if (is_framing_header(name))
+		return fail(v, val, path,
+		            "readyd sets this header itself (Host, Content-Length, "
+		            "Transfer-Encoding, Connection and other hop-by-hop headers "
+		            "cannot be given)");
 	h->name = strdup(name);
 	if (!h->name)
 		return -ENOMEM;
