@@ -183,11 +183,15 @@ static int judge_checklist(const struct spec_checklist *cl, int64_t now_ms, json
 		bool required = is_required(cl, it->item);
 		char buf[256];
 		const char *why = check_item(it, now_ms, buf, sizeof(buf));
+		char *evidence = rd_url_redact_dup(it->evidence); /* may link with a token */
 		json_t *o;
 
+		if (it->evidence && !evidence)
+			return -ENOMEM;
 		o = json_pack("{s:s, s:b, s:s?, s:s, s:s}", "item", it->item, "required", required,
-		              "evidence", it->evidence, "outcome", why ? "fail" : "pass", "reason",
+		              "evidence", evidence, "outcome", why ? "fail" : "pass", "reason",
 		              why ? why : "evidence given");
+		free(evidence);
 		if (!o || json_array_append_new(out, o) < 0)
 			return -ENOMEM;
 		if (why && required)

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "loadgen_int.h"
+#include "util.h"
 
 static const char *const error_names[_LOADGEN_ERR_MAX] = {
         [LOADGEN_ERR_CONNECT] = "connect", [LOADGEN_ERR_TIMEOUT] = "timeout",
@@ -116,7 +117,10 @@ static int prepare(struct loadgen *lg, const struct loadgen_config *cfg, char *e
 	int r;
 
 	if (loadgen_url_parse(cfg->url, &lg->url) < 0) {
-		snprintf(err, errlen, "not an http(s) URL: '%s'", cfg->url ? cfg->url : "");
+		char shown[RD_URL_TEXT_MAX];
+
+		snprintf(err, errlen, "not an http(s) URL: '%s'",
+		         rd_url_redact(cfg->url, shown, sizeof(shown)));
 		return -EINVAL;
 	}
 	r = loadgen_build_request(&lg->url, cfg->method, cfg->headers, cfg->n_headers, cfg->body,

@@ -534,9 +534,9 @@ static bool literal_addr(const char *host, int port, struct sockaddr_storage *re
 
 static void refuse(struct policy_check *c, const struct target *t, const char *why)
 {
-	char msg[512];
+	char msg[512], url[RD_URL_TEXT_MAX];
 
-	snprintf(msg, sizeof(msg), "%s: %s", t->url, why);
+	snprintf(msg, sizeof(msg), "%s: %s", rd_url_redact(t->url, url, sizeof(url)), why);
 	finish(c, -EPERM, t->path, msg);
 }
 

@@ -67,7 +67,10 @@ void probe_finish(struct probe *p, enum probe_state state, const char *fmt, ...)
 			msg = NULL;
 		va_end(ap);
 		free(p->error);
-		p->error = msg;
+		/* Every probe message is formatted here: URLs in it lose their
+		 * credentials (docs/security.md). */
+		p->error = rd_url_redact_dup(msg);
+		free(msg);
 	}
 	if (p->done)
 		p->done(p);

@@ -77,6 +77,15 @@ static double seconds_since(uint64_t t)
 
 /* Records the verdict; a later decision replaces an earlier one (a failed
  * clear turns a pass into an error, a cancel wins over everything). */
+/* Messages name URLs: their credentials never get into one. */
+static void redact_why(char **why)
+{
+	char *r = rd_url_redact_dup(*why);
+
+	free(*why);
+	*why = r;
+}
+
 __attribute__((format(printf, 3, 4))) static void decide(struct drill *d, enum probe_state s,
                                                          const char *fmt, ...)
 {
@@ -90,6 +99,7 @@ __attribute__((format(printf, 3, 4))) static void decide(struct drill *d, enum p
 		if (vasprintf(&d->why, fmt, ap) < 0)
 			d->why = NULL;
 		va_end(ap);
+		redact_why(&d->why);
 	}
 }
 

@@ -6,10 +6,11 @@
  * /api/v2/status (cluster.status and uptime) also publishes cluster_status
  * and uptime_s. It must not judge anything else: gates do. */
 #include <errno.h>
-#include <regex.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ere.h"
 #include "jsonpath.h"
 #include "probe.h"
 #include "util.h"
@@ -19,6 +20,9 @@
 struct http_probe {
 	struct probe *p;
 	struct http_request *req;
+	struct ere_match *match; /* expect_body_regex on the threadpool */
+	const char *why;         /* the first unmet expectation, or NULL */
+	char buf[512];
 };
 
 static const char *probe_url(const struct probe *p)
@@ -26,28 +30,13 @@ static const char *probe_url(const struct probe *p)
 	return p->sp->url ? p->sp->url : p->spec->target.url;
 }
 
-/* Returns NULL when every expectation holds, else what did not. */
+/* Returns NULL when the body contains the expected text, else why not. */
 static const char *check_body(const struct spec_probe *sp, const struct http_response *r, char *why,
                               size_t len)
 {
 	if (sp->expect_body_contains && !strstr(r->body, sp->expect_body_contains)) {
-		snprintf(why, len, "body does not contain \"%s\"", sp->expect_body_contains);
+		snprintf(why, len, "body does not contain \"%.200s\"", sp->expect_body_contains);
 		return why;
-	}
-	if (sp->expect_body_regex) {
-		regex_t re;
-		int rc = regcomp(&re, sp->expect_body_regex, REG_EXTENDED | REG_NOSUB);
-
-		if (rc != 0) {
-			snprintf(why, len, "expect_body_regex does not compile");
-			return why;
-		}
-		rc = regexec(&re, r->body, 0, NULL, 0);
-		regfree(&re);
-		if (rc != 0) {
-			snprintf(why, len, "body does not match /%s/", sp->expect_body_regex);
-			return why;
-		}
 	}
 	return NULL;
 }
@@ -116,42 +105,73 @@ static void publish_cluster(struct probe *p, json_t *doc)
 		probe_set_metric(p, "uptime_s", (double)(rd_now_ms() - since) / 1000.0);
 }
 
+static void conclude(struct http_probe *hp)
+{
+	struct probe *p = hp->p;
+
+	probe_set_metric(p, "ok", hp->why ? 0 : 1);
+	if (hp->why)
+		probe_finish(p, PROBE_FAILED, "%s", hp->why);
+	else
+		probe_finish(p, PROBE_PASSED, NULL);
+}
+
+static void on_match(void *userdata, int result)
+{
+	struct http_probe *hp = userdata;
+
+	hp->match = NULL;
+	if (result == 0)
+		snprintf(hp->buf, sizeof(hp->buf), "body (its first %d KiB) does not match /%s/",
+		         ERE_MATCH_MAX / 1024, hp->p->sp->expect_body_regex);
+	else if (result < 0)
+		snprintf(hp->buf, sizeof(hp->buf), "expect_body_regex cannot be matched: %s",
+		         strerror(-result));
+	if (result != 1)
+		hp->why = hp->buf;
+	conclude(hp);
+}
+
 static void on_response(void *userdata, const struct http_response *r)
 {
 	struct http_probe *hp = userdata;
 	struct probe *p = hp->p;
 	const struct spec_probe *sp = p->sp;
 	int64_t want = sp->expect_status ? sp->expect_status : 200;
-	const char *why = NULL;
+	char url[RD_URL_TEXT_MAX];
 	json_t *doc;
-	char buf[512];
+	int e;
 
 	hp->req = NULL;
 	if (r->err != 0) {
 		probe_finish(p, PROBE_ERRORED, "%s %s: %s", sp->method ? sp->method : "GET",
-		             probe_url(p), r->error ? r->error : strerror(-r->err));
+		             rd_url_redact(probe_url(p), url, sizeof(url)),
+		             r->error ? r->error : strerror(-r->err));
 		return;
 	}
 	probe_set_metric(p, "status", (double)r->status);
 	probe_set_metric(p, "latency_ms", r->total_ms);
 	if (r->status != want) {
-		snprintf(buf, sizeof(buf), "expected status %lld, got %ld", (long long)want,
+		snprintf(hp->buf, sizeof(hp->buf), "expected status %lld, got %ld", (long long)want,
 		         r->status);
-		why = buf;
+		hp->why = hp->buf;
 	}
 	doc = json_loadb(r->body, r->body_len, 0, NULL);
 	if (json_is_object(doc))
 		publish_cluster(p, doc);
-	if (!why)
-		why = check_body(sp, r, buf, sizeof(buf));
-	if (!why)
-		why = check_json(sp, doc, buf, sizeof(buf));
+	if (!hp->why)
+		hp->why = check_body(sp, r, hp->buf, sizeof(hp->buf));
+	if (!hp->why)
+		hp->why = check_json(sp, doc, hp->buf, sizeof(hp->buf));
 	json_decref(doc);
-	probe_set_metric(p, "ok", why ? 0 : 1);
-	if (why)
-		probe_finish(p, PROBE_FAILED, "%s", why);
-	else
-		probe_finish(p, PROBE_PASSED, NULL);
+	if (hp->why || !sp->expect_body_regex)
+		return conclude(hp);
+	/* Matching can take far longer than the request did: never on the
+	 * loop (lib/ere.h). */
+	e = ere_match_async(p->loop, sp->expect_body_regex, r->body, r->body_len, on_match, hp,
+	                    &hp->match);
+	if (e < 0)
+		probe_finish(p, PROBE_ERRORED, "cannot match expect_body_regex: %s", strerror(-e));
 }
 
 static int http_probe_start(struct probe *p)
@@ -193,6 +213,10 @@ static void http_probe_cancel(struct probe *p)
 	if (hp && hp->req) {
 		http_request_cancel(hp->req);
 		hp->req = NULL;
+	}
+	if (hp && hp->match) {
+		ere_match_cancel(hp->match);
+		hp->match = NULL;
 	}
 	probe_finish(p, PROBE_CANCELLED, NULL);
 }

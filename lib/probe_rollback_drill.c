@@ -49,6 +49,7 @@ static void rb_set_outcome(struct rb_probe *rb, enum probe_state st, const char 
 
 static void rb_set_outcome(struct rb_probe *rb, enum probe_state st, const char *fmt, ...)
 {
+	char *redacted;
 	va_list ap;
 
 	rb->outcome = st;
@@ -60,6 +61,10 @@ static void rb_set_outcome(struct rb_probe *rb, enum probe_state st, const char 
 	if (vasprintf(&rb->message, fmt, ap) < 0)
 		rb->message = NULL;
 	va_end(ap);
+	/* Messages name URLs: their credentials never get into one. */
+	redacted = rd_url_redact_dup(rb->message);
+	free(rb->message);
+	rb->message = redacted;
 }
 
 static void rb_finish(struct rb_probe *rb)

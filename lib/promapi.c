@@ -168,6 +168,13 @@ int promapi_get(struct http_client *c, const struct spec_probe *sp, const char *
 	call->userdata = userdata;
 	call->url = build_url(sp->prometheus, path, NULL);
 	full = build_url(sp->prometheus, path, params);
+	if (call->url) {
+		/* For messages only: without credentials (docs/security.md). */
+		char *shown = rd_url_redact_dup(call->url);
+
+		free(call->url);
+		call->url = shown;
+	}
 	if (!call->url || !full)
 		goto fail;
 	opt.url = full;

@@ -14,13 +14,13 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "ere.h"
 #include "jsonpath.h"
 #include "spec.h"
 #include "spec_yaml.h"
@@ -37,7 +37,7 @@
 #define MAX_SLO_CONDS    8
 #define MAX_PID          4194304 /* PID_MAX_LIMIT on 64-bit Linux */
 #define MAX_AGE_MS       (36500LL * 86400 * 1000)
-#define REDACTED         "<redacted>"
+#define REDACTED         RD_REDACTED
 
 /* --- validation context and errors --- */
 
@@ -413,17 +413,7 @@ static int check_cgroup(char *s, char *msg, size_t len)
 
 static int check_regex(char *s, char *msg, size_t len)
 {
-	regex_t re;
-	char why[128];
-	int r = regcomp(&re, s, REG_EXTENDED | REG_NOSUB);
-
-	if (r != 0) {
-		regerror(r, &re, why, sizeof(why));
-		snprintf(msg, len, "is not a valid POSIX extended regex: %s", why);
-		return -EINVAL;
-	}
-	regfree(&re);
-	return 0;
+	return ere_check(s, msg, len);
 }
 
 static int check_slo(char *s, char *msg, size_t len)
@@ -1209,7 +1199,7 @@ static const struct field http_fields[] = {
 	{.key = "expect_body_contains", .kind = FK_STRING, .off = P(expect_body_contains),
 	 .max = MAX_TEXT},
 	{.key = "expect_body_regex",    .kind = FK_STRING, .off = P(expect_body_regex),
-	 .max = MAX_TEXT, .check = check_regex},
+	 .max = ERE_MAX_PATTERN, .check = check_regex},
 	{.key = "expect_json",          .kind = FK_JSON, .off = P(expect_json)},
 	F_TLS_CLIENT,
 };
@@ -1475,14 +1465,44 @@ static int inherit_target(struct vctx *v, const json_t *src, const char *path, s
 	return r;
 }
 
+#define USERINFO_LOAD                                                                              \
+	"'%s' probes do not send credentials from the URL; give an Authorization header "       \
+	"(Basic with base64 of user:password) instead"
+
+/* "scheme://user[:password]@host..." */
+static bool url_has_userinfo(const char *url)
+{
+	const char *auth = strstr(url, "://");
+	size_t n;
+
+	if (!auth)
+		return false;
+	auth += 3;
+	n = strcspn(auth, "/?#");
+	return memchr(auth, '@', n) != NULL;
+}
+
 /* load and capacity always measure the spec's target (its per-request
- * timeout is theirs); `request` may change what is sent. */
+ * timeout is theirs); `request` may change what is sent. The load engine
+ * sends exactly the headers given, so credentials in the URL would be
+ * silently dropped: they are refused, pointing at the header instead. */
 static int load_request(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p)
 {
+	json_t *req = json_object_get(obj, "request");
+	char rpath[sizeof(v->err->path)];
+	int r;
+
 	if (!has_target(v->spec))
 		return fail(v, obj, path, "'%s' probes need the spec's target",
 		            probe_type_to_string(p->type));
-	return inherit_target(v, json_object_get(obj, "request"), path, p);
+	r = inherit_target(v, req, path, p);
+	if (r < 0 || !url_has_userinfo(p->url))
+		return r;
+	if (json_object_get(req, "url")) {
+		spec_path_key(rpath, sizeof(rpath), path, "request");
+		return fail_at(v, req, rpath, "url", USERINFO_LOAD, probe_type_to_string(p->type));
+	}
+	return fail_line(v, 0, "target.url", USERINFO_LOAD, probe_type_to_string(p->type));
 }
 
 static int check_threads(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p)
@@ -2140,30 +2160,20 @@ static int redact_headers(json_t *obj)
 	return 0;
 }
 
-/* "https://user:pw@host/" -> "https://user:<redacted>@host/". */
+/* A URL field through the one redaction rule (util.h): user-info and
+ * credential-like query values. */
 static int redact_url(json_t *obj, const char *key)
 {
-	const char *s = json_string_value(json_object_get(obj, key)), *auth, *at, *colon;
-	size_t n, head;
+	const char *s = json_string_value(json_object_get(obj, key));
 	char *out;
 	int r;
 
-	if (!s || !(auth = strstr(s, "://")))
+	if (!s)
 		return 0;
-	auth += 3;
-	n = strcspn(auth, "/?#");
-	at = memrchr(auth, '@', n);
-	colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-	if (!colon)
-		return 0;
-	head = (size_t)(colon + 1 - s);
-	out = malloc(head + strlen(REDACTED) + strlen(at) + 1);
+	out = rd_url_redact_dup(s);
 	if (!out)
 		return -ENOMEM;
-	memcpy(out, s, head);
-	memcpy(out + head, REDACTED, strlen(REDACTED));
-	memcpy(out + head + strlen(REDACTED), at, strlen(at) + 1);
-	r = json_object_set_new(obj, key, json_string(out));
+	r = strcmp(out, s) == 0 ? 0 : json_object_set_new(obj, key, json_string(out));
 	free(out);
 	return r < 0 ? -ENOMEM : 0;
 }
@@ -2195,6 +2205,21 @@ static int redact_probe(json_t *p)
 	return 0;
 }
 
+/* Checklist evidence is free text that often links somewhere. */
+static int redact_checklist(json_t *cl)
+{
+	const char *name;
+	json_t *it;
+
+	if (!json_is_object(cl))
+		return 0;
+	json_object_foreach (cl, name, it) {
+		if (json_is_object(it) && redact_url(it, "evidence") < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 json_t *spec_to_json_redacted(const struct spec *s)
 {
 	json_t *copy, *probes;
@@ -2209,6 +2234,8 @@ json_t *spec_to_json_redacted(const struct spec *s)
 	probes = json_object_get(copy, "probes");
 	for (size_t i = 0; r == 0 && i < json_array_size(probes); i++)
 		r = redact_probe(json_array_get(probes, i));
+	if (r == 0)
+		r = redact_checklist(json_object_get(copy, "checklist"));
 	if (r < 0) {
 		json_decref(copy);
 		return NULL;

@@ -1,10 +1,12 @@
-/* util: time, durations, strict number parsing (see util.h). Pure
- * functions over the caller's buffers; no allocation, no global state. */
+/* util: time, durations, strict number parsing, URL redaction (see
+ * util.h). Pure functions over the caller's buffers (rd_url_redact_dup
+ * and rd_json_number allocate what they return); no global state. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "util.h"
@@ -223,4 +225,144 @@ json_t *rd_json_number(double v)
 	if (v == floor(v) && fabs(v) < 9007199254740992.0)
 		return json_integer((json_int_t)v);
 	return json_real(v);
+}
+
+/* ---- redaction ---- */
+
+/* A bounded writer that keeps counting past its end, so one pass can
+ * measure what a second one writes. */
+struct out {
+	char *buf;
+	size_t cap, n;
+};
+
+static void put(struct out *w, const char *s, size_t n)
+{
+	if (w->cap > 0 && w->n < w->cap - 1) {
+		size_t room = w->cap - 1 - w->n;
+
+		memcpy(w->buf + w->n, s, n < room ? n : room);
+	}
+	w->n += n;
+}
+
+static bool url_end(char c)
+{
+	return c == '\0' || c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '"' ||
+	       c == '\'' || c == '<' || c == '>' || c == '`';
+}
+
+static bool secret_param(const char *name, size_t n)
+{
+	static const char *const parts[] = {"token",      "key",     "secret", "passw", "pwd",
+	                                    "auth",       "sig",     "credential", "session"};
+	char low[64];
+
+	if (n >= sizeof(low))
+		n = sizeof(low) - 1;
+	for (size_t i = 0; i < n; i++)
+		low[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
+	low[n] = '\0';
+	for (size_t i = 0; i < RD_ARRAY_SIZE(parts); i++)
+		if (strstr(low, parts[i]))
+			return true;
+	return false;
+}
+
+/* The authority after "://": user-info hidden. Returns where it ends. */
+static const char *redact_authority(struct out *w, const char *a)
+{
+	size_t n = 0;
+	const char *at = NULL, *colon;
+
+	while (!url_end(a[n]) && a[n] != '/' && a[n] != '?' && a[n] != '#') {
+		if (a[n] == '@')
+			at = a + n;
+		n++;
+	}
+	if (!at) {
+		put(w, a, n);
+		return a + n;
+	}
+	colon = memchr(a, ':', (size_t)(at - a));
+	if (colon)
+		put(w, a, (size_t)(colon + 1 - a));
+	put(w, RD_REDACTED, strlen(RD_REDACTED));
+	put(w, at, (size_t)(a + n - at));
+	return a + n;
+}
+
+/* Path, then a query whose credential-like values are hidden. */
+static const char *redact_rest(struct out *w, const char *p)
+{
+	size_t n = 0;
+
+	while (!url_end(p[n]) && p[n] != '?' && p[n] != '#')
+		n++;
+	put(w, p, n);
+	p += n;
+	if (*p != '?')
+		return p;
+	put(w, "?", 1);
+	p++;
+	while (!url_end(*p) && *p != '#') {
+		const char *eq;
+
+		n = 0;
+		while (!url_end(p[n]) && p[n] != '#' && p[n] != '&')
+			n++;
+		eq = memchr(p, '=', n);
+		if (eq && secret_param(p, (size_t)(eq - p))) {
+			put(w, p, (size_t)(eq + 1 - p));
+			put(w, RD_REDACTED, strlen(RD_REDACTED));
+		} else {
+			put(w, p, n);
+		}
+		p += n;
+		if (*p == '&')
+			put(w, p++, 1);
+	}
+	return p;
+}
+
+static size_t redact(const char *text, struct out *w)
+{
+	const char *p = text, *sep;
+
+	while ((sep = strstr(p, "://")) != NULL) {
+		put(w, p, (size_t)(sep + 3 - p));
+		p = redact_authority(w, sep + 3);
+		p = redact_rest(w, p);
+	}
+	put(w, p, strlen(p));
+	if (w->cap > 0)
+		w->buf[w->n < w->cap ? w->n : w->cap - 1] = '\0';
+	return w->n;
+}
+
+char *rd_url_redact(const char *text, char *buf, size_t len)
+{
+	struct out w = {.buf = buf, .cap = len};
+
+	if (len == 0)
+		return buf;
+	redact(text ? text : "", &w);
+	return buf;
+}
+
+char *rd_url_redact_dup(const char *text)
+{
+	struct out w = {0};
+	size_t n;
+	char *copy;
+
+	if (!text)
+		return NULL;
+	n = redact(text, &w);
+	copy = malloc(n + 1);
+	if (!copy)
+		return NULL;
+	w = (struct out){.buf = copy, .cap = n + 1};
+	redact(text, &w);
+	return copy;
 }

@@ -1,5 +1,6 @@
 /* util: the few helpers that belong to the whole project (prefix rd_):
- * wall-clock time in RFC 3339, duration and number parsing, container_of.
+ * wall-clock time in RFC 3339, duration and number parsing, container_of,
+ * the redaction of secrets from URLs in messages.
  * Nothing here allocates behind the caller's back or has process-wide state.
  */
 #pragma once
@@ -50,3 +51,25 @@ bool rd_memeq_ct(const void *a, const void *b, size_t len);
  * not 200.0), a real otherwise, null when v is NaN or infinite (JSON has
  * neither). New reference. */
 json_t *rd_json_number(double v);
+
+/* What a secret becomes in messages, reports and stored specs. */
+#define RD_REDACTED "<redacted>"
+
+/* Room for one redacted URL of a spec in a message (URLs are capped at
+ * 8 KiB by the spec parser; redaction may lengthen short secrets). */
+#define RD_URL_TEXT_MAX (8 * 1024 + 512)
+
+/* The one rule every message, report and stored spec follows for URLs
+ * (docs/security.md): in text, which may be a URL or contain any number
+ * of them ("GET http://u:pw@h/x: refused"), the user-info of every URL
+ * becomes "user:<redacted>" ("<redacted>" when it has no ':'), and the
+ * value of every query parameter whose name looks like a credential
+ * (token, key, secret, password, auth, sig, signature, credential,
+ * session) becomes "<redacted>". Everything else is copied as is.
+ *
+ * rd_url_redact writes into buf (len > 0 bytes, always NUL-terminated,
+ * truncated to fit) and returns buf. rd_url_redact_dup returns a new
+ * string the caller frees, or NULL on allocation failure; NULL text gives
+ * NULL. Any thread. */
+char *rd_url_redact(const char *text, char *buf, size_t len);
+char *rd_url_redact_dup(const char *text);

@@ -1054,6 +1054,8 @@ struct invalid_case {
 	size_t len;          /* 0: strlen(text) */
 };
 
+#define R60  "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz01234567"
+#define R600 R60 R60 R60 R60 R60 R60 R60 R60 R60 R60
 #define Y               SPEC_FORMAT_YAML
 #define J               SPEC_FORMAT_JSON
 #define LOAD(extra)     HEAD TARGET PROBES "  - {name: l, type: load, mode: closed" extra "}\n"
@@ -1288,6 +1290,14 @@ static const struct invalid_case invalid_cases[] = {
          "probes[0].duration", "longer than the run's timeout (1m)"},
         {"load without target", Y, NOTARGET("type: load, mode: closed"), "probes[0]",
          "'load' probes need the spec's target"},
+        {"load target with user-info", Y,
+         HEAD "target: {url: 'http://u:pw@h/'}\n" PROBES
+              "  - {name: l, type: load, mode: closed}\n",
+         "target.url", "do not send credentials from the URL"},
+        {"capacity request url with user-info", Y,
+         HEAD TARGET PROBES "  - {name: c, type: capacity, slo: 'p95_ms < 100', max_rate: 10, "
+                            "request: {url: 'http://tok@h/'}}\n",
+         "probes[0].request.url", "Authorization header"},
         {"load request not a mapping", Y, LOAD(", request: x"), "probes[0].request",
          "must be a mapping"},
         {"load request unknown key", Y, LOAD(", request: {timeout: 1s}"),
@@ -1326,6 +1336,22 @@ static const struct invalid_case invalid_cases[] = {
          "probes[0].expect_status", "from 100 to 599"},
         {"http bad regex", Y, ONE("type: http, url: 'http://h/', expect_body_regex: '(['"),
          "probes[0].expect_body_regex", "not a valid POSIX extended regex"},
+        {"http regex bomb", Y,
+         ONE("type: http, url: 'http://h/', "
+             "expect_body_regex: '(((a{0,30}){0,30}){0,30}){0,30}'"),
+         "probes[0].expect_body_regex", "expand to more than 1000 elements"},
+        {"http regex count over the cap", Y,
+         ONE("type: http, url: 'http://h/', expect_body_regex: 'a{1,1000}'"),
+         "probes[0].expect_body_regex", "repetition count is over 100"},
+        {"http regex deep nesting", Y,
+         ONE("type: http, url: 'http://h/', expect_body_regex: '(((((((((a)))))))))'"),
+         "probes[0].expect_body_regex", "nest more than 8 deep"},
+        {"http regex back-reference", Y,
+         ONE("type: http, url: 'http://h/', expect_body_regex: '(a+)+\\1'"),
+         "probes[0].expect_body_regex", "back-references"},
+        {"http regex too long", Y,
+         ONE("type: http, url: 'http://h/', expect_body_regex: '" R600 "'"),
+         "probes[0].expect_body_regex", "512"},
         {"http expect_json key", Y, ONE("type: http, url: 'http://h/', expect_json: {status: 1}"),
          "probes[0].expect_json.status", "starting with '$'"},
         {"http expect_json bad path", Y,
@@ -1711,7 +1737,8 @@ static const char redact_yaml[] = HEAD
         "target:\n  url: https://user:pa55@127.0.0.1:8443/predict\n"
         "  headers: {Authorization: Bearer t0k3n, Content-Type: application/json, "
         "X-Api-Key: k3y}\n" PROBES
-        "  - {name: l, type: load, mode: closed, request: {headers: {Cookie: c00kie}}}\n"
+        "  - {name: l, type: load, mode: closed, request: {url: 'http://h/l', headers: {Cookie: "
+        "c00kie}}}\n"
         "  - {name: h, type: http, url: 'http://h/', headers: {X-Auth-Token: abc, Accept: a}}\n"
         "  - name: d\n    type: alert-drill\n    prometheus: http://admin:pr0m@p:9090/\n"
         "    alert: A\n    headers: {Authorization: Basic eA==}\n"
@@ -1719,7 +1746,8 @@ static const char redact_yaml[] = HEAD
         "    clear: {url: 'http://h/c', headers: {Proxy-Authorization: px}}\n"
         "  - name: r\n    type: rollback-drill\n    trigger: {url: 'http://h/r'}\n"
         "    restore: {url: 'http://h/s', headers: {Set-Cookie: sc}}\n"
-        "    version_url: http://v:w0rd@h/v\n    expect_version: '1'\n    within: 1m\n";
+        "    version_url: http://v:w0rd@h/v\n    expect_version: '1'\n    within: 1m\n"
+        "checklist:\n  runbook: {evidence: 'see https://bob:ev1dence@wiki/r?access_token=qz9'}\n";
 
 static const char *at(json_t *root, const char *pointer)
 {
@@ -1765,12 +1793,14 @@ START_TEST(test_redaction)
 	ck_assert_str_eq(at(red, "probes/3/restore/headers/Set-Cookie"), "<redacted>");
 	ck_assert_str_eq(at(red, "probes/3/version_url"), "http://v:<redacted>@h/v");
 	ck_assert_str_eq(at(red, "probes/3/trigger/url"), "http://h/r");
+	ck_assert_str_eq(at(red, "checklist/runbook/evidence"),
+	                 "see https://bob:<redacted>@wiki/r?access_token=<redacted>");
 	/* no secret survives anywhere in the redacted text */
 	text = json_dumps(red, JSON_COMPACT);
 	ck_assert_ptr_nonnull(text);
 	for (const char *const *w =
 	             (const char *const[]){"t0k3n", "k3y", "c00kie", "abc", "eA==", "s3", "px",
-	                                   "sc\"", "pa55", "pr0m", "w0rd", NULL};
+	                                   "sc\"", "pa55", "pr0m", "w0rd", "ev1dence", "qz9", NULL};
 	     *w; w++)
 		ck_assert_msg(!strstr(text, *w), "'%s' leaked: %s", *w, text);
 	free(text);

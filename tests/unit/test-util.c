@@ -143,6 +143,39 @@ START_TEST(test_memeq_ct)
 }
 END_TEST
 
+static const struct {
+	const char *in, *want;
+} redact_cases[] = {
+        {"http://h/x", "http://h/x"},
+        {"http://user:s3cret@h:80/x", "http://user:<redacted>@h:80/x"},
+        {"https://t0ken@h/", "https://<redacted>@h/"},
+        {"GET http://u:p@127.0.0.1:9/a: refused; also http://v:q@[::1]:8/",
+         "GET http://u:<redacted>@127.0.0.1:9/a: refused; also http://v:<redacted>@[::1]:8/"},
+        {"http://h/a?x=1&access_token=abc&API_KEY=k#frag",
+         "http://h/a?x=1&access_token=<redacted>&API_KEY=<redacted>#frag"},
+        {"http://a:b@c@h/?sig=1", "http://a:<redacted>@h/?sig=<redacted>"},
+        {"no url here: a@b", "no url here: a@b"},
+        {"\"http://u:p@h\"", "\"http://u:<redacted>@h\""},
+        {"", ""},
+};
+
+START_TEST(test_url_redact)
+{
+	char buf[256], small[12];
+	char *dup = rd_url_redact_dup(redact_cases[_i].in);
+
+	ck_assert_str_eq(rd_url_redact(redact_cases[_i].in, buf, sizeof(buf)),
+	                 redact_cases[_i].want);
+	ck_assert_ptr_nonnull(dup);
+	ck_assert_str_eq(dup, redact_cases[_i].want);
+	free(dup);
+	/* Truncation keeps a NUL and never a secret's tail. */
+	rd_url_redact(redact_cases[_i].in, small, sizeof(small));
+	ck_assert_uint_lt(strlen(small), sizeof(small));
+	ck_assert_ptr_null(strstr(small, "s3c"));
+}
+END_TEST
+
 static Suite *util_suite(void)
 {
 	Suite *s = suite_create("util");
@@ -156,6 +189,7 @@ static Suite *util_suite(void)
 	tcase_add_test(tc, test_int64);
 	tcase_add_test(tc, test_double);
 	tcase_add_test(tc, test_memeq_ct);
+	tcase_add_loop_test(tc, test_url_redact, 0, sizeof(redact_cases) / sizeof(redact_cases[0]));
 	suite_add_tcase(s, tc);
 	return s;
 }
