@@ -46,6 +46,7 @@ void config_deinit(struct rd_config *cfg)
 	free(cfg->tls_cert);
 	free(cfg->tls_key);
 	json_decref(cfg->allowed_targets);
+	json_decref(cfg->allowed_paths);
 	if (cfg->tokens)
 		memset(cfg->tokens, 0, cfg->n_tokens * sizeof(*cfg->tokens));
 	free(cfg->tokens);
@@ -472,6 +473,28 @@ static int load_ops(struct rd_config *cfg, json_t *doc, char *err, size_t errlen
 	return 0;
 }
 
+/* allowed_paths: the directories a spec's local files (ca_file, pid_file,
+ * rule_files) may be in; none by default, so no file field is accepted. */
+static int load_allowed_paths(struct rd_config *cfg, json_t *doc, char *err, size_t errlen)
+{
+	json_t *dirs = json_object_get(doc, "allowed_paths");
+	struct policy *p;
+	int r;
+
+	if (!dirs)
+		return 0;
+	/* Validated now, so a bad list fails the load (and a reload). */
+	r = policy_new(NULL, &p, err, errlen);
+	if (r == 0) {
+		r = policy_set_paths(p, dirs, err, errlen);
+		policy_unref(p);
+	}
+	if (r < 0)
+		return r;
+	cfg->allowed_paths = json_incref(dirs);
+	return 0;
+}
+
 static int load_doc(struct rd_config *cfg, json_t *doc, char *err, size_t errlen)
 {
 	static const char *const keys[] = {"listen",
@@ -485,6 +508,7 @@ static int load_doc(struct rd_config *cfg, json_t *doc, char *err, size_t errlen
 	                                   "public_metrics",
 	                                   "rate_limit",
 	                                   "allowed_targets",
+	                                   "allowed_paths",
 	                                   "tls",
 	                                   "limits",
 	                                   "shutdown",
@@ -498,7 +522,8 @@ static int load_doc(struct rd_config *cfg, json_t *doc, char *err, size_t errlen
 	if (check_keys(doc, "", keys, err, errlen) < 0 || load_strings(cfg, doc, err, errlen) < 0 ||
 	    load_scheduler(cfg, json_object_get(doc, "scheduler"), err, errlen) < 0 ||
 	    load_api(cfg, json_object_get(doc, "api"), err, errlen) < 0 ||
-	    load_ops(cfg, doc, err, errlen) < 0)
+	    load_ops(cfg, doc, err, errlen) < 0 ||
+	    load_allowed_paths(cfg, doc, err, errlen) < 0)
 		return -EINVAL;
 	if ((v = json_object_get(doc, "shutdown_timeout"))) {
 		if (!json_is_string(v) || rd_parse_duration(json_string_value(v), &ms) < 0 ||

@@ -36,6 +36,7 @@ struct rd_config {
 	bool public_metrics;        /* GET /metrics without a token */
 	double rate_limit, rate_burst;
 	json_t *allowed_targets;  /* the YAML list, for policy_new(); owned */
+	json_t *allowed_paths;    /* the YAML list, for policy_set_paths(); owned */
 	char *tls_cert, *tls_key; /* PEM file paths, or NULL */
 	struct policy_limits limits;
 	int64_t retention_raw_days; /* 0: keep raw data forever */

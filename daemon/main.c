@@ -385,8 +385,10 @@ static int apply_security(struct daemon *d, const struct rd_config *cfg)
 	if (r < 0)
 		return r;
 	r = policy_new(cfg->allowed_targets, &policy, err, sizeof(err));
+	if (r == 0 && (r = policy_set_paths(policy, cfg->allowed_paths, err, sizeof(err))) < 0)
+		policy_unref(policy);
 	if (r < 0) {
-		log_error("Failed to apply allowed_targets: %s", err);
+		log_error("Failed to apply allowed_targets or allowed_paths: %s", err);
 		auth_free(auth);
 		return r;
 	}
@@ -437,8 +439,9 @@ static void reload(struct daemon *d)
 	SWAP_CFG(cfg, d->cfg); /* the old one is freed below */
 	rd_log_set_level(d->cfg.log_level);
 	sched_set_config(d->sched, &d->cfg.sched);
-	log_info("reloaded %s: %zu token(s), %zu allowed target(s)", d->config_path,
-	         d->cfg.n_tokens, json_array_size(d->cfg.allowed_targets));
+	log_info("reloaded %s: %zu token(s), %zu allowed target(s), %zu allowed path(s)",
+	         d->config_path, d->cfg.n_tokens, json_array_size(d->cfg.allowed_targets),
+	         json_array_size(d->cfg.allowed_paths));
 out:
 	config_deinit(&cfg);
 	notify_status("running");
@@ -586,6 +589,15 @@ static int on_http_policy(void *userdata, const struct sockaddr *addr, const cha
 	return r;
 }
 
+/* The policy probes read local files through (allowed_paths): the
+ * current one, also after a reload. */
+static struct policy *on_files_policy(void *userdata)
+{
+	struct daemon *d = userdata;
+
+	return d->app.policy;
+}
+
 static bool is_loopback(const struct sockaddr_storage *ss)
 {
 	if (ss->ss_family == AF_INET)
@@ -679,6 +691,7 @@ static int start(struct daemon *d)
 	}
 	http_client_set_policy(d->http, on_http_policy, d);
 	sched_set_store_cb(d->sched, on_store_event, d);
+	http_client_set_files(d->http, on_files_policy, d);
 	d->app.store = d->store;
 	d->app.sched = d->sched;
 	r = api_server_new(&d->loop, &ac, &d->app, &d->api, err, sizeof(err));

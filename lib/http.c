@@ -23,6 +23,7 @@
 #include <curl/curl.h>
 
 #include "http.h"
+#include "policy.h"
 
 #define HTTP_DEFAULT_TIMEOUT_MS 30000
 /* A TCP or TLS handshake slower than this is a failure on its own. */
@@ -62,6 +63,8 @@ struct http_request {
 	bool oom;
 	bool refused;
 	bool completing; /* out of the client's list, its callback running */
+	struct policy_file *ca_read; /* ca_file being read off the loop */
+	char *ca_path;
 	char content_type[HTTP_MAX_VALUE];
 	char retry_after[HTTP_MAX_VALUE];
 	char refused_addr[HTTP_ADDR_LEN];
@@ -74,6 +77,8 @@ struct http_client {
 	uv_timer_t timer;
 	http_policy_cb policy;
 	void *policy_data;
+	http_files_cb files;
+	void *files_data;
 	LIST_HEAD(, http_request) requests;
 	LIST_HEAD(, http_poll) polls;
 	/* uv handles not yet through their close callback: the timer and
@@ -265,6 +270,8 @@ static void response_fill(struct http_request *req, CURLcode rc, struct http_res
 
 static void request_free(struct http_request *req)
 {
+	policy_file_cancel(req->ca_read);
+	free(req->ca_path);
 	curl_easy_cleanup(req->easy);
 	curl_slist_free_all(req->headers);
 	free(req->req_body);
@@ -655,8 +662,6 @@ static int request_set_transport(struct http_request *req, const struct http_opt
 		rc = EASY_SET(rc, e, CURLOPT_SSL_VERIFYPEER, 0L);
 		rc = EASY_SET(rc, e, CURLOPT_SSL_VERIFYHOST, 0L);
 	}
-	if (opt->ca_file)
-		rc = EASY_SET(rc, e, CURLOPT_CAINFO, opt->ca_file);
 	return rc == CURLE_OK ? 0 : setopt_errno(rc);
 }
 
@@ -771,11 +776,78 @@ int http_client_check_addr(struct http_client *c, const struct sockaddr *addr, c
 	return c && c->policy ? c->policy(c->policy_data, addr, host) : 0;
 }
 
+void http_client_set_files(struct http_client *c, http_files_cb cb, void *userdata)
+{
+	c->files = cb;
+	c->files_data = userdata;
+}
+
+struct policy *http_client_files(struct http_client *c)
+{
+	return c && c->files ? c->files(c->files_data) : NULL;
+}
+
+static int request_add(struct http_request *req)
+{
+	CURLMcode mc = curl_multi_add_handle(req->client->multi, req->easy);
+
+	if (mc != CURLM_OK)
+		return mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : -EIO;
+	return 0;
+}
+
+/* Ends a request that never reached curl, as curl's failures end. */
+static void request_fail(struct http_request *req, int err, const char *message)
+{
+	struct http_response resp = {.err = err, .error = message, .body = ""};
+
+	LIST_REMOVE(req, link);
+	req->completing = true;
+	req->cb(req->userdata, &resp);
+	request_free(req);
+}
+
+/* The CA bundle arrives from the threadpool (reading a file on the loop
+ * could block it: allowed_paths, lib/policy.h); curl gets a copy. */
+static void on_ca_read(void *userdata, int err, char *buf, size_t len, const char *why)
+{
+	struct http_request *req = userdata;
+	struct curl_blob blob = {.data = buf, .len = len, .flags = CURL_BLOB_COPY};
+	char msg[CURL_ERROR_SIZE];
+	int r;
+
+	req->ca_read = NULL;
+	if (err < 0) {
+		snprintf(msg, sizeof(msg), "ca_file %.200s %s", req->ca_path, why);
+		snprintf(req->errbuf, sizeof(req->errbuf), "%s", msg);
+		return request_fail(req, err == -EACCES ? -EPERM : -EIO, req->errbuf);
+	}
+	r = curl_easy_setopt(req->easy, CURLOPT_CAINFO_BLOB, &blob) == CURLE_OK ? 0 : -EIO;
+	free(buf);
+	if (r == 0)
+		r = request_add(req);
+	if (r < 0) {
+		snprintf(req->errbuf, sizeof(req->errbuf), "cannot use ca_file %.200s: %s",
+		         req->ca_path, strerror(-r));
+		request_fail(req, r, req->errbuf);
+	}
+}
+
+static int request_read_ca(struct http_request *req, const char *ca_file)
+{
+	struct http_client *c = req->client;
+
+	req->ca_path = strdup(ca_file);
+	if (!req->ca_path)
+		return -ENOMEM;
+	return policy_read_file_async(c->loop, http_client_files(c), ca_file,
+	                              POLICY_MAX_FILE_SIZE, on_ca_read, req, &req->ca_read);
+}
+
 int http_request_start(struct http_client *c, const struct http_options *opt, http_done_cb cb,
                        void *userdata, struct http_request **ret_req)
 {
 	struct http_request *req;
-	CURLMcode mc;
 	int r;
 
 	if (!c || !opt || !cb)
@@ -788,10 +860,10 @@ int http_request_start(struct http_client *c, const struct http_options *opt, ht
 	r = request_new(c, opt, cb, userdata, &req);
 	if (r < 0)
 		return r;
-	mc = curl_multi_add_handle(c->multi, req->easy);
-	if (mc != CURLM_OK) {
+	r = opt->ca_file ? request_read_ca(req, opt->ca_file) : request_add(req);
+	if (r < 0) {
 		request_free(req);
-		return mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : -EIO;
+		return r;
 	}
 	LIST_INSERT_HEAD(&c->requests, req, link);
 	if (ret_req)

@@ -69,6 +69,18 @@ void http_client_set_policy(struct http_client *c, http_policy_cb cb, void *user
  * own (lib/loadgen) and must apply the same allowlist. */
 void http_client_get_policy(struct http_client *c, http_policy_cb *ret_cb, void **ret_userdata);
 
+/* Local files: probes (and ca_file of requests) read them through the
+ * policy this hook returns (lib/policy.h, allowed_paths); borrowed for
+ * the call, NULL allows no file. No hook: no file either. */
+struct policy;
+typedef struct policy *(*http_files_cb)(void *userdata);
+
+void http_client_set_files(struct http_client *c, http_files_cb cb, void *userdata);
+
+/* The current file policy (see above), borrowed: take a reference to keep
+ * it past the current loop turn. NULL: no file may be read. */
+struct policy *http_client_files(struct http_client *c);
+
 /* Asks the client's policy about a connection a probe opens itself (the
  * tls probe's raw socket): 0 to allow, -EPERM to refuse. */
 int http_client_check_addr(struct http_client *c, const struct sockaddr *addr, const char *host);

@@ -105,6 +105,7 @@ static int copy_config(struct loadgen *lg, const struct loadgen_config *cfg)
 	lg->cfg.body = NULL;
 	lg->cfg.method = NULL;
 	lg->cfg.ca_file = NULL;
+	lg->cfg.ca_pem = NULL;
 	lg->timeout_ns =
 	        (uint64_t)(cfg->timeout_ms ? cfg->timeout_ms : LOADGEN_DEFAULT_TIMEOUT_MS) *
 	        LG_NS_PER_MS;
@@ -131,7 +132,8 @@ static int prepare(struct loadgen *lg, const struct loadgen_config *cfg, char *e
 	}
 	r = resolve(lg, err, errlen);
 	if (r == 0 && lg->url.tls)
-		r = lg_tls_ctx_new(cfg->insecure, cfg->ca_file, &lg->ssl_ctx, err, errlen);
+		r = lg_tls_ctx_new(cfg->insecure, cfg->ca_file, cfg->ca_pem, cfg->ca_pem_len,
+		                   &lg->ssl_ctx, err, errlen);
 	for (int i = 0; r == 0 && i < lg->n_threads; i++)
 		r = thread_alloc(lg, &lg->threads[i], i);
 	if (r == -ENOMEM)

@@ -64,7 +64,12 @@ struct loadgen_config {
 	int64_t warmup_ms;
 	int64_t timeout_ms; /* connect and response timeout; 0: default */
 	bool insecure;
-	const char *ca_file;
+	const char *ca_file; /* read by the engine: for readyd-load only */
+	/* The daemon's probes read ca_file off the loop through allowed_paths
+	 * (lib/policy.h) and pass its PEM text here instead (wins over
+	 * ca_file). Borrowed for loadgen_new(). */
+	const char *ca_pem;
+	size_t ca_pem_len;
 	/* SSRF control (allowed_targets, lib/policy.h): called once with the
 	 * resolved address before any connection, on the calling thread
 	 * inside loadgen_new(); non-zero refuses the run with -EPERM. NULL:

@@ -185,7 +185,8 @@ void lg_conn_deinit(struct lg_conn *c);
 extern const http_parser_settings lg_parser_settings;
 
 /* loadgen_tls.c */
-int lg_tls_ctx_new(bool insecure, const char *ca_file, SSL_CTX **ret_ctx, char *err, size_t errlen);
+int lg_tls_ctx_new(bool insecure, const char *ca_file, const char *ca_pem, size_t ca_pem_len,
+                   SSL_CTX **ret_ctx, char *err, size_t errlen);
 int lg_tls_conn_start(struct lg_conn *c);
 /* Feeds ciphertext; decrypted bytes go to the parser. Returns 0 or an error class. */
 int lg_tls_feed(struct lg_conn *c, const char *buf, size_t len);

@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,27 @@
 
 #include "loadgen_int.h"
 
-int lg_tls_ctx_new(bool insecure, const char *ca_file, SSL_CTX **ret_ctx, char *err, size_t errlen)
+/* PEM certificates from memory into ctx's store; 1 when at least one. */
+static int load_pem(SSL_CTX *ctx, const char *pem, size_t len)
+{
+	X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+	BIO *bio = BIO_new_mem_buf(pem, (int)len);
+	X509 *x;
+	int n = 0;
+
+	if (!bio)
+		return 0;
+	while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+		n += X509_STORE_add_cert(store, x) == 1;
+		X509_free(x);
+	}
+	ERR_clear_error();
+	BIO_free(bio);
+	return n > 0;
+}
+
+int lg_tls_ctx_new(bool insecure, const char *ca_file, const char *ca_pem, size_t ca_pem_len,
+                   SSL_CTX **ret_ctx, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 	int ok;
@@ -30,11 +51,12 @@ int lg_tls_ctx_new(bool insecure, const char *ca_file, SSL_CTX **ret_ctx, char *
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 	} else {
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-		ok = ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
-		             : SSL_CTX_set_default_verify_paths(ctx);
+		ok = ca_pem    ? load_pem(ctx, ca_pem, ca_pem_len)
+		     : ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
+		               : SSL_CTX_set_default_verify_paths(ctx);
 		if (ok != 1) {
 			snprintf(err, errlen, "cannot load CA certificates from '%s'",
-			         ca_file ? ca_file : "the system store");
+			         ca_pem ? "ca_file" : ca_file ? ca_file : "the system store");
 			SSL_CTX_free(ctx);
 			return -EPROTO;
 		}

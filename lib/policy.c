@@ -9,11 +9,16 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <netdb.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "policy.h"
 #include "util.h"
@@ -38,6 +43,8 @@ struct policy {
 	int refs;
 	struct entry *entries;
 	size_t n_entries;
+	char **paths; /* allowed_paths as written (resolved when used) */
+	size_t n_paths;
 };
 
 /* Addresses no spec reaches unless an address entry lists them: they
@@ -173,6 +180,9 @@ static int parse_entry(const char *s, struct entry *e)
 
 static void policy_free(struct policy *p)
 {
+	for (size_t i = 0; i < p->n_paths; i++)
+		free(p->paths[i]);
+	free(p->paths);
 	for (size_t i = 0; i < p->n_entries; i++)
 		free(p->entries[i].host);
 	free(p->entries);
@@ -440,8 +450,8 @@ out:
 /* ---- checking a spec's URLs ---- */
 
 struct target {
-	char path[48];
-	const char *url;
+	char path[80];
+	const char *url; /* or a local file's path (files[]) */
 };
 
 struct policy_check {
@@ -451,8 +461,13 @@ struct policy_check {
 	void *userdata;
 	struct target *targets;
 	size_t n_targets, next;
+	struct target *files;
+	size_t n_files, next_file;
 	uv_getaddrinfo_t gai;
-	bool resolving, cancelled;
+	uv_work_t work;
+	int file_err;
+	char file_why[160];
+	bool resolving, working, cancelled;
 	char host[HOST_MAX + 3];
 	int port;
 };
@@ -472,8 +487,44 @@ static void add_target(struct policy_check *c, const char *url, size_t i, const 
 	t->url = url;
 }
 
+static void add_file(struct policy_check *c, const char *file, size_t i, const char *field)
+{
+	struct target *t;
+
+	if (!file)
+		return;
+	t = &c->files[c->n_files++];
+	snprintf(t->path, sizeof(t->path), "probes[%zu].%s", i, field);
+	t->url = file;
+}
+
+static int collect_files(struct policy_check *c, const struct spec *spec)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < spec->n_probes; i++)
+		n += 2 + spec->probes[i].n_rule_files;
+	c->files = calloc(n + 1, sizeof(*c->files));
+	if (!c->files)
+		return -ENOMEM;
+	for (size_t i = 0; i < spec->n_probes; i++) {
+		const struct spec_probe *sp = &spec->probes[i];
+		char field[48];
+
+		add_file(c, sp->ca_file, i, "ca_file");
+		add_file(c, sp->pid_file, i, "pid_file");
+		for (size_t j = 0; j < sp->n_rule_files; j++) {
+			snprintf(field, sizeof(field), "rule_files[%zu]", j);
+			add_file(c, sp->rule_files[j], i, field);
+		}
+	}
+	return 0;
+}
+
 static int collect_targets(struct policy_check *c, const struct spec *spec)
 {
+	if (collect_files(c, spec) < 0)
+		return -ENOMEM;
 	c->targets = calloc(1 + spec->n_probes * 6, sizeof(*c->targets));
 	if (!c->targets)
 		return -ENOMEM;
@@ -495,6 +546,7 @@ static int collect_targets(struct policy_check *c, const struct spec *spec)
 static void check_free(struct policy_check *c)
 {
 	policy_unref(c->p);
+	free(c->files);
 	free(c->targets);
 	free(c);
 }
@@ -541,6 +593,7 @@ static void refuse(struct policy_check *c, const struct target *t, const char *w
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res);
+static void files_step(struct policy_check *c);
 
 /* Checks targets in order until one needs a resolution (then returns and
  * continues from on_resolved) or all are done. */
@@ -569,7 +622,7 @@ static void step(struct policy_check *c)
 			return refuse(c, t, "the address is not in allowed_targets");
 		c->next++;
 	}
-	finish(c, 0, "", "");
+	files_step(c);
 }
 
 static void set_port(struct sockaddr *sa, int port)
@@ -606,12 +659,76 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 	step(c);
 }
 
+/* ---- checking a spec's local files ---- */
+
+static int open_confined(const struct policy *p, const char *path, size_t max, int *ret_fd,
+                         char *why, size_t whylen);
+
+static void file_work(uv_work_t *w)
+{
+	struct policy_check *c = rd_container_of(w, struct policy_check, work);
+	const struct target *t = &c->files[c->next_file];
+	int fd;
+
+	c->file_err = open_confined(c->p, t->url, POLICY_MAX_FILE_SIZE, &fd, c->file_why,
+	                            sizeof(c->file_why));
+	if (c->file_err == 0)
+		close(fd);
+	/* A file that does not exist yet where files are allowed (a pid file
+	 * the service writes when it starts) is for the run to find. */
+	if (c->file_err == -ENOENT)
+		c->file_err = 0;
+}
+
+static void on_file_checked(uv_work_t *w, int status)
+{
+	struct policy_check *c = rd_container_of(w, struct policy_check, work);
+	const struct target *t = &c->files[c->next_file];
+	char msg[512];
+
+	c->working = false;
+	if (c->cancelled) {
+		check_free(c);
+		return;
+	}
+	if (status < 0)
+		return finish(c, status, t->path, "cannot check the file");
+	if (c->file_err < 0) {
+		snprintf(msg, sizeof(msg), "%.300s %s", t->url, c->file_why);
+		return finish(c, -EPERM, t->path, msg);
+	}
+	c->next_file++;
+	files_step(c);
+}
+
+/* One file at a time on the threadpool: realpath and open may block on
+ * a slow file system, never the loop. */
+static void files_step(struct policy_check *c)
+{
+	int r;
+
+	if (c->next_file == c->n_files)
+		return finish(c, 0, "", "");
+	if (c->p->n_paths == 0)
+		return finish(c, -EPERM, c->files[c->next_file].path,
+		              "local files are not allowed: this server's readyd.yaml lists no "
+		              "allowed_paths");
+	r = uv_queue_work(c->loop, &c->work, file_work, on_file_checked);
+	if (r < 0)
+		return finish(c, r, c->files[c->next_file].path, "cannot check the file");
+	c->working = true;
+}
+
 int policy_check_spec(uv_loop_t *loop, struct policy *p, const struct spec *spec,
                       policy_check_cb cb, void *userdata, struct policy_check **ret_check)
 {
 	struct policy_check *c = calloc(1, sizeof(*c));
 
 	if (!c || collect_targets(c, spec) < 0) {
+		if (c) {
+			free(c->files);
+			free(c->targets);
+		}
 		free(c);
 		return -ENOMEM;
 	}
@@ -627,10 +744,287 @@ int policy_check_spec(uv_loop_t *loop, struct policy *p, const struct spec *spec
 
 void policy_check_cancel(struct policy_check *c)
 {
-	if (c->resolving)
-		c->cancelled = true; /* freed by on_resolved */
+	if (c->resolving || c->working)
+		c->cancelled = true; /* freed by on_resolved or on_file_checked */
 	else
 		check_free(c);
+}
+
+/* ---- local files ---- */
+
+int policy_set_paths(struct policy *p, json_t *dirs, char *err, size_t errlen)
+{
+	size_t n = json_array_size(dirs), i;
+	json_t *v;
+
+	if (dirs && (!json_is_array(dirs) || n > POLICY_MAX_PATHS)) {
+		snprintf(err, errlen, "allowed_paths: must be a list of at most %d directories",
+		         POLICY_MAX_PATHS);
+		return -EINVAL;
+	}
+	json_array_foreach (dirs, i, v) {
+		const char *d = json_string_value(v);
+
+		if (!d || d[0] != '/' || strlen(d) >= PATH_MAX || strpbrk(d, "\n\r\t")) {
+			snprintf(err, errlen, "allowed_paths[%zu]: must be an absolute directory path",
+			         i);
+			return -EINVAL;
+		}
+	}
+	p->paths = calloc(n + 1, sizeof(*p->paths));
+	if (!p->paths)
+		return -ENOMEM;
+	json_array_foreach (dirs, i, v) {
+		p->paths[i] = strdup(json_string_value(v));
+		if (!p->paths[i])
+			return -ENOMEM; /* policy_free releases what was copied */
+		p->n_paths = i + 1;
+	}
+	return 0;
+}
+
+/* path lies in dir (both absolute, resolved): dir itself or below it. */
+static bool path_under(const char *dir, const char *path)
+{
+	size_t n = strlen(dir);
+
+	while (n > 1 && dir[n - 1] == '/')
+		n--;
+	if (n == 1)
+		return true; /* "/" */
+	return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
+}
+
+/* Is the resolved path in one of the allowed directories (resolved now:
+ * they may be symlinks, or appear after readyd started)? */
+static bool allowed_real(const struct policy *p, const char *real)
+{
+	for (size_t i = 0; i < p->n_paths; i++) {
+		char *dir = realpath(p->paths[i], NULL);
+		bool in = dir && path_under(dir, real);
+
+		free(dir);
+		if (in)
+			return true;
+	}
+	return false;
+}
+
+/* The path as written names an allowed directory (for what to say when
+ * it does not resolve: "does not exist" only where reading is allowed). */
+static bool allowed_lexically(const struct policy *p, const char *path)
+{
+	size_t n = strlen(path);
+
+	if (strstr(path, "/../") || strstr(path, "/./") || strstr(path, "//") ||
+	    (n >= 3 && strcmp(path + n - 3, "/..") == 0))
+		return false;
+	for (size_t i = 0; i < p->n_paths; i++)
+		if (path_under(p->paths[i], path))
+			return true;
+	return false;
+}
+
+static int deny(char *why, size_t len, int err, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
+static int deny(char *why, size_t len, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, len, fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+/* What the descriptor really is, against a rename or symlink swap
+ * between realpath() and open(). Without /proc it relies on O_NOFOLLOW. */
+static bool fd_still_allowed(const struct policy *p, int fd)
+{
+	char link[64], target[PATH_MAX];
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, target, sizeof(target) - 1);
+	if (n < 0)
+		return errno == ENOENT || errno == ENOTDIR;
+	target[n] = '\0';
+	return allowed_real(p, target);
+}
+
+static int check_opened(const struct policy *p, int fd, size_t max, char *why, size_t len)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return deny(why, len, -errno, "cannot be examined: %s", strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return deny(why, len, -EINVAL, "is not a regular file");
+	if ((uint64_t)st.st_size > (uint64_t)max)
+		return deny(why, len, -EFBIG, "is larger than %zu bytes", max);
+	if (!fd_still_allowed(p, fd))
+		return deny(why, len, -EACCES, "is not under allowed_paths");
+	return 0;
+}
+
+static int open_confined(const struct policy *p, const char *path, size_t max, int *ret_fd,
+                         char *why, size_t whylen)
+{
+	char *real;
+	int fd, r;
+
+	if (!p || p->n_paths == 0)
+		return deny(why, whylen, -EACCES,
+		            "cannot be read: this server's readyd.yaml lists no allowed_paths");
+	if (!path || path[0] != '/')
+		return deny(why, whylen, -EACCES, "is not an absolute path");
+	real = realpath(path, NULL);
+	if (!real && allowed_lexically(p, path))
+		return deny(why, whylen, -errno, "cannot be resolved: %s", strerror(errno));
+	if (!real || !allowed_real(p, real)) {
+		free(real);
+		return deny(why, whylen, -EACCES,
+		            "is not under allowed_paths (after resolving symlinks and '..')");
+	}
+	/* O_NONBLOCK: a FIFO or a device must not block the open; it is then
+	 * refused as not a regular file. */
+	fd = open(real, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
+	free(real);
+	if (fd < 0)
+		return deny(why, whylen, -errno, "cannot be opened: %s", strerror(errno));
+	r = check_opened(p, fd, max, why, whylen);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
+static int read_all(int fd, size_t max, char *buf, size_t *ret_len)
+{
+	size_t len = 0;
+	ssize_t n;
+
+	while (len <= max) {
+		n = read(fd, buf + len, max + 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	if (len > max)
+		return -EFBIG;
+	*ret_len = len;
+	return 0;
+}
+
+int policy_read_file(const struct policy *p, const char *path, size_t max, char **ret_buf,
+                     size_t *ret_len, char *why, size_t whylen)
+{
+	size_t len = 0;
+	char *buf;
+	int fd, r;
+
+	if (max > POLICY_MAX_FILE_SIZE)
+		max = POLICY_MAX_FILE_SIZE;
+	r = open_confined(p, path, max, &fd, why, whylen);
+	if (r < 0)
+		return r;
+	buf = malloc(max + 2);
+	if (!buf) {
+		close(fd);
+		return deny(why, whylen, -ENOMEM, "cannot be read: out of memory");
+	}
+	r = read_all(fd, max, buf, &len);
+	close(fd);
+	if (r < 0) {
+		free(buf);
+		return r == -EFBIG ? deny(why, whylen, r, "grew past the size cap while read")
+		                   : deny(why, whylen, r, "cannot be read: %s", strerror(-r));
+	}
+	buf[len] = '\0';
+	*ret_buf = buf;
+	*ret_len = len;
+	return 0;
+}
+
+struct policy_file {
+	uv_work_t work;
+	struct policy *p;
+	char *path;
+	size_t max;
+	policy_file_cb cb;
+	void *userdata;
+	char *buf;
+	size_t len;
+	int err;
+	char why[256];
+	bool cancelled;
+};
+
+static void read_work(uv_work_t *w)
+{
+	struct policy_file *f = w->data;
+
+	f->err = policy_read_file(f->p, f->path, f->max, &f->buf, &f->len, f->why,
+	                          sizeof(f->why));
+}
+
+static void read_done(uv_work_t *w, int status)
+{
+	struct policy_file *f = w->data;
+
+	if (status < 0 && f->err == 0) {
+		f->err = status;
+		snprintf(f->why, sizeof(f->why), "cannot be read: %s", strerror(-status));
+	}
+	if (!f->cancelled) {
+		f->cb(f->userdata, f->err, f->err == 0 ? f->buf : NULL, f->len, f->why);
+		if (f->err == 0)
+			f->buf = NULL; /* stolen */
+	}
+	free(f->buf);
+	free(f->path);
+	policy_unref(f->p);
+	free(f);
+}
+
+int policy_read_file_async(uv_loop_t *loop, struct policy *p, const char *path, size_t max,
+                           policy_file_cb cb, void *userdata, struct policy_file **ret_file)
+{
+	struct policy_file *f = calloc(1, sizeof(*f));
+	int r;
+
+	if (!f || !(f->path = strdup(path ? path : ""))) {
+		free(f);
+		return -ENOMEM;
+	}
+	f->p = policy_ref(p);
+	f->max = max;
+	f->cb = cb;
+	f->userdata = userdata;
+	f->work.data = f;
+	r = uv_queue_work(loop, &f->work, read_work, read_done);
+	if (r < 0) {
+		policy_unref(f->p);
+		free(f->path);
+		free(f);
+		return r;
+	}
+	if (ret_file)
+		*ret_file = f;
+	return 0;
+}
+
+void policy_file_cancel(struct policy_file *f)
+{
+	if (f)
+		f->cancelled = true;
 }
 
 /* ---- limits ---- */

@@ -67,7 +67,9 @@ typedef void (*policy_check_cb)(void *userdata, int err, const char *path, const
 
 /* Checks every URL of spec (target, probe urls, prometheus, trigger,
  * clear, restore, version_url) asynchronously: names are resolved with
- * uv_getaddrinfo, never on the loop. cb is called exactly once, unless the
+ * uv_getaddrinfo, never on the loop. Then every local file it names
+ * (ca_file, pid_file, rule_files) against allowed_paths, opened on the
+ * threadpool. cb is called exactly once, unless the
  * check is cancelled first; it may run before this returns (a spec without
  * host names). spec and p are borrowed until then (p is referenced).
  * *ret_check (optional) identifies the check for policy_check_cancel until
@@ -78,6 +80,54 @@ int policy_check_spec(uv_loop_t *loop, struct policy *p, const struct spec *spec
 /* Stops a check: its callback will not run. Memory is released once a
  * pending resolution returns (run the loop). */
 void policy_check_cancel(struct policy_check *c);
+
+/* ---- local files (readyd.yaml `allowed_paths`) ----
+ *
+ * A spec names local files (ca_file, pid_file, rule_files). readyd reads
+ * them only inside directories the operator lists; with none listed, no
+ * file field is accepted. A path is resolved with realpath(3) (so '..' and
+ * symlinks cannot leave the directories), must be a regular file (opened
+ * with O_NONBLOCK, so a FIFO or device never blocks the open), is checked
+ * against the listed directories (themselves resolved) again through the
+ * opened descriptor, and is size-capped. Checked at submit
+ * (policy_check_spec) and again whenever a probe reads the file.
+ */
+
+#define POLICY_MAX_PATHS     64
+#define POLICY_MAX_FILE_SIZE (1024 * 1024) /* any file a spec names */
+
+/* Sets the policy's allowed directories from dirs, a JSON array of
+ * absolute paths (borrowed; NULL or [] allows no file). Only before the
+ * policy is shared. Returns 0, -EINVAL with a sentence in err
+ * ("allowed_paths[1]: ..."), or -ENOMEM. */
+int policy_set_paths(struct policy *p, json_t *dirs, char *err, size_t errlen);
+
+/* Reads the file at path (at most max bytes, max <= POLICY_MAX_FILE_SIZE)
+ * if p allows it. BLOCKING: call it on a worker thread (uv_queue_work),
+ * never on the loop. p may be NULL (no file is allowed). On success
+ * *ret_buf is a new NUL-terminated buffer of *ret_len bytes. Returns 0,
+ * or -EACCES (not under allowed_paths, or none listed), -EINVAL (not a
+ * regular file), -EFBIG (over max), -ENOMEM or open's -errno, with a
+ * sentence in why that never quotes the file's content. */
+int policy_read_file(const struct policy *p, const char *path, size_t max, char **ret_buf,
+                     size_t *ret_len, char *why, size_t whylen);
+
+struct policy_file;
+
+/* The outcome of policy_read_file_async: err 0 and buf (stolen: the
+ * callee frees it) of len bytes, or -errno and why (borrowed). */
+typedef void (*policy_file_cb)(void *userdata, int err, char *buf, size_t len, const char *why);
+
+/* policy_read_file on the loop's threadpool; cb runs on the loop once,
+ * unless cancelled first. p (may be NULL) is referenced until then; path
+ * is copied. *ret_file (optional) is for policy_file_cancel until cb runs.
+ * Returns 0 or -errno. Loop thread only. */
+int policy_read_file_async(uv_loop_t *loop, struct policy *p, const char *path, size_t max,
+                           policy_file_cb cb, void *userdata, struct policy_file **ret_file);
+
+/* cb will not run; memory is released when the worker returns. NULL is
+ * fine. */
+void policy_file_cancel(struct policy_file *f);
 
 /* Operator caps on a spec (readyd.yaml `limits:`); 0 means "no cap
  * beyond the spec module's own". */

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "loadgen.h"
+#include "policy.h"
 #include "probe.h"
 
 #define CAP_MAX_CONDS    8
@@ -47,6 +48,9 @@ struct cap_probe {
 	json_t *points;
 	enum probe_state state;
 	char why[512];
+	struct policy_file *ca_read; /* ca_file being read off the loop */
+	char *ca_pem;
+	size_t ca_pem_len;
 };
 
 static void cap_config(const struct cap_probe *cp, double rate, struct loadgen_config *c)
@@ -69,7 +73,8 @@ static void cap_config(const struct cap_probe *cp, double rate, struct loadgen_c
 	        .warmup_ms = sp->warmup_ms,
 	        .timeout_ms = p->spec->target.timeout_ms,
 	        .insecure = sp->insecure,
-	        .ca_file = sp->ca_file,
+	        .ca_pem = cp->ca_pem,
+	        .ca_pem_len = cp->ca_pem_len,
 	};
 	http_client_get_policy(p->http, &c->policy, &c->policy_data); /* allowed_targets */
 }
@@ -288,6 +293,35 @@ static void on_progress(uv_timer_t *t)
 	cp->p->percent = (cp->steps * 100 + pct) / CAP_MAX_STEPS;
 }
 
+/* The first step, and progress from then on. */
+static void cap_begin(struct cap_probe *cp)
+{
+	const struct spec_probe *sp = cp->p->sp;
+
+	if (start_step(cp, sp->min_rate > 0 ? sp->min_rate : 1) < 0) {
+		finish(cp, PROBE_ERRORED);
+		return;
+	}
+	uv_timer_start(&cp->progress, on_progress, CAP_PROGRESS_MS, CAP_PROGRESS_MS);
+}
+
+/* ca_file arrives from the threadpool (allowed_paths, lib/policy.h); every
+ * step uses the same text. */
+static void on_ca_read(void *userdata, int err, char *buf, size_t len, const char *why)
+{
+	struct cap_probe *cp = userdata;
+
+	cp->ca_read = NULL;
+	if (err < 0) {
+		snprintf(cp->why, sizeof(cp->why), "ca_file %.200s %s", cp->p->sp->ca_file, why);
+		finish(cp, PROBE_ERRORED);
+		return;
+	}
+	cp->ca_pem = buf;
+	cp->ca_pem_len = len;
+	cap_begin(cp);
+}
+
 static int cap_probe_start(struct probe *p)
 {
 	struct cap_probe *cp = calloc(1, sizeof(*cp));
@@ -311,11 +345,17 @@ static int cap_probe_start(struct probe *p)
 	cp->progress.data = cp;
 	p->percent = 0;
 	p->requests = 0;
-	if (start_step(cp, p->sp->min_rate > 0 ? p->sp->min_rate : 1) < 0) {
-		finish(cp, PROBE_ERRORED);
+	if (p->sp->ca_file) {
+		int r = policy_read_file_async(p->loop, http_client_files(p->http), p->sp->ca_file,
+		                               POLICY_MAX_FILE_SIZE, on_ca_read, cp, &cp->ca_read);
+
+		if (r < 0) {
+			snprintf(cp->why, sizeof(cp->why), "cannot read ca_file: %s", strerror(-r));
+			finish(cp, PROBE_ERRORED);
+		}
 		return 0;
 	}
-	uv_timer_start(&cp->progress, on_progress, CAP_PROGRESS_MS, CAP_PROGRESS_MS);
+	cap_begin(cp);
 	return 0;
 }
 
@@ -330,6 +370,11 @@ static void cap_probe_cancel(struct probe *p)
 	cp->cancelled = true;
 	if (cp->lg)
 		loadgen_cancel(cp->lg);
+	if (cp->ca_read) {
+		policy_file_cancel(cp->ca_read);
+		cp->ca_read = NULL;
+		finish(cp, PROBE_CANCELLED);
+	}
 }
 
 static void cap_probe_free(struct probe *p)
@@ -338,8 +383,10 @@ static void cap_probe_free(struct probe *p)
 
 	if (!cp)
 		return;
+	policy_file_cancel(cp->ca_read);
 	loadgen_free(cp->lg);
 	json_decref(cp->points);
+	free(cp->ca_pem);
 	free(cp);
 	p->impl = NULL;
 }

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "loadgen.h"
+#include "policy.h"
 #include "probe.h"
 
 #define LOAD_PROGRESS_MS        250
@@ -34,6 +35,9 @@ struct load_probe {
 	bool aborted; /* an abort_on_fail gate could no longer be met */
 	enum probe_state state;
 	char why[512];
+	struct policy_file *ca_read; /* ca_file being read off the loop */
+	char *ca_pem;
+	size_t ca_pem_len;
 };
 
 /* The engine's config for a load-type probe; shared with probe_capacity
@@ -58,7 +62,6 @@ static void load_config(const struct probe *p, struct loadgen_config *c)
 	        .warmup_ms = sp->warmup_ms,
 	        .timeout_ms = p->spec->target.timeout_ms,
 	        .insecure = sp->insecure,
-	        .ca_file = sp->ca_file,
 	};
 	if (c->duration_ms == 0 && c->requests == 0)
 		c->duration_ms = 30000;
@@ -267,31 +270,30 @@ static void on_engine_done(struct loadgen *lg, void *userdata)
 	uv_close((uv_handle_t *)&lp->progress, on_timer_closed);
 }
 
-static int load_probe_start(struct probe *p)
+/* Starts the engine; on failure lp stays p->impl (freed by free()). */
+static int load_engine_start(struct load_probe *lp)
 {
+	struct probe *p = lp->p;
 	struct loadgen_config cfg;
-	struct load_probe *lp = calloc(1, sizeof(*lp));
 	char err[256] = "";
 	int r;
 
-	if (!lp)
-		return -ENOMEM;
-	lp->p = p;
-	p->impl = lp;
 	load_config(p, &cfg);
+	cfg.ca_pem = lp->ca_pem;
+	cfg.ca_pem_len = lp->ca_pem_len;
 	r = loadgen_new(&cfg, p->loop, on_engine_done, lp, &lp->lg, err, sizeof(err));
 	if (r == 0)
 		r = loadgen_start(lp->lg);
 	if (r < 0) {
 		loadgen_free(lp->lg);
-		free(lp);
-		p->impl = NULL;
-		/* The scheduler reports strerror(r); a config error deserves its words. */
-		if (err[0]) {
+		lp->lg = NULL;
+		/* A config error deserves its words. */
+		if (err[0])
 			probe_finish(p, PROBE_ERRORED, "%s", err);
-			return 0;
-		}
-		return r;
+		else
+			probe_finish(p, PROBE_ERRORED, "cannot start the load engine: %s",
+			             strerror(-r));
+		return 0;
 	}
 	p->percent = 0;
 	p->requests = 0;
@@ -302,6 +304,35 @@ static int load_probe_start(struct probe *p)
 	return 0;
 }
 
+/* ca_file arrives from the threadpool (allowed_paths, lib/policy.h). */
+static void on_ca_read(void *userdata, int err, char *buf, size_t len, const char *why)
+{
+	struct load_probe *lp = userdata;
+
+	lp->ca_read = NULL;
+	if (err < 0) {
+		probe_finish(lp->p, PROBE_ERRORED, "ca_file %s %s", lp->p->sp->ca_file, why);
+		return;
+	}
+	lp->ca_pem = buf;
+	lp->ca_pem_len = len;
+	load_engine_start(lp);
+}
+
+static int load_probe_start(struct probe *p)
+{
+	struct load_probe *lp = calloc(1, sizeof(*lp));
+
+	if (!lp)
+		return -ENOMEM;
+	lp->p = p;
+	p->impl = lp;
+	if (p->sp->ca_file)
+		return policy_read_file_async(p->loop, http_client_files(p->http), p->sp->ca_file,
+		                              POLICY_MAX_FILE_SIZE, on_ca_read, lp, &lp->ca_read);
+	return load_engine_start(lp);
+}
+
 static void load_probe_cancel(struct probe *p)
 {
 	struct load_probe *lp = p->impl;
@@ -310,8 +341,14 @@ static void load_probe_cancel(struct probe *p)
 		probe_finish(p, PROBE_CANCELLED, NULL);
 		return;
 	}
-	/* The engine stops its threads and reports; finishing follows from there. */
 	lp->cancelled = true;
+	if (!lp->lg) { /* still reading ca_file, or the engine never started */
+		policy_file_cancel(lp->ca_read);
+		lp->ca_read = NULL;
+		probe_finish(p, PROBE_CANCELLED, NULL);
+		return;
+	}
+	/* The engine stops its threads and reports; finishing follows from there. */
 	loadgen_cancel(lp->lg);
 }
 
@@ -321,7 +358,9 @@ static void load_probe_free(struct probe *p)
 
 	if (!lp)
 		return;
+	policy_file_cancel(lp->ca_read);
 	loadgen_free(lp->lg);
+	free(lp->ca_pem);
 	free(lp);
 	p->impl = NULL;
 }

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "policy.h"
 #include "probe.h"
 #include "promapi.h"
 #include "promrules.h"
@@ -45,44 +46,118 @@ struct rules_probe {
 	char first_file_error[256];
 	enum probe_state outcome; /* announced once the timer is closed */
 	char *why;
+	/* rule_files are read and checked on the threadpool (lib/policy.h):
+	 * the worker only sees what is copied here. */
+	uv_work_t work;
+	struct policy *files; /* allowed_paths, referenced */
+	char **paths;
+	size_t n_paths;
+	int work_err;
+	bool working, orphaned; /* orphaned: the probe was freed meanwhile */
 };
 
-/* Validates every rule_files entry; read failures count as errors too. */
+/* One rule file, on a worker thread: read through the policy, then
+ * checked. A file that cannot be read is one error; its text is never
+ * quoted (promrules reports paths and lines only). */
+static int check_file(struct rules_probe *rp, const char *path)
+{
+	struct promrules_stats st = {0};
+	json_t *errs = NULL, *rep;
+	char why[256], *buf = NULL;
+	size_t len = 0;
+	int r = policy_read_file(rp->files, path, PROMRULES_MAX_BYTES, &buf, &len, why,
+	                         sizeof(why));
+
+	if (r == -ENOMEM)
+		return r;
+	if (r == 0)
+		r = promrules_check(buf, len, &errs, &st);
+	free(buf);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0) {
+		errs = json_pack("[{s:s}]", "message", why);
+		st.errors = 1;
+	}
+	if (st.errors > 0 && !rp->first_file_error[0])
+		snprintf(rp->first_file_error, sizeof(rp->first_file_error), "%s: %s", path,
+		         json_string_value(json_object_get(json_array_get(errs, 0), "message"))
+		                 ?: "?");
+	rp->file_errors += st.errors;
+	rep = json_pack("{s:s, s:I, s:I, s:I, s:I, s:o}", "file", path, "groups",
+	                (json_int_t)st.groups, "alerts", (json_int_t)st.alerts, "records",
+	                (json_int_t)st.records, "error_count", (json_int_t)st.errors, "errors",
+	                errs ? errs : json_array());
+	if (!rep || json_array_append_new(rp->file_reports, rep) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+static void files_work(uv_work_t *w)
+{
+	struct rules_probe *rp = w->data;
+
+	for (size_t i = 0; rp->work_err == 0 && i < rp->n_paths; i++)
+		rp->work_err = check_file(rp, rp->paths[i]);
+}
+
+static void rules_release(struct rules_probe *rp)
+{
+	for (size_t i = 0; i < rp->n_paths; i++)
+		free(rp->paths[i]);
+	free(rp->paths);
+	policy_unref(rp->files);
+	json_decref(rp->file_reports);
+	free(rp->why);
+	free(rp);
+}
+
+static void poll_rules(struct rules_probe *rp);
+__attribute__((format(printf, 3, 4))) static void done(struct rules_probe *rp, enum probe_state s,
+                                                       const char *fmt, ...);
+
+static void files_done(uv_work_t *w, int status)
+{
+	struct rules_probe *rp = w->data;
+	struct probe *p = rp->p;
+	int r = status < 0 ? status : rp->work_err;
+
+	rp->working = false;
+	if (rp->orphaned)
+		return rules_release(rp);
+	if (p->finishing || uv_is_closing((uv_handle_t *)&rp->timer))
+		return; /* cancelled meanwhile */
+	if (r < 0) {
+		done(rp, PROBE_ERRORED, "cannot check rule_files: %s", strerror(-r));
+		return;
+	}
+	poll_rules(rp); /* on failure it ends the probe itself */
+}
+
+/* Copies what the worker needs: the spec may go before it returns. */
 static int check_files(struct rules_probe *rp)
 {
 	const struct spec_probe *sp = rp->p->sp;
+	int r;
 
 	rp->file_reports = json_array();
-	if (!rp->file_reports)
+	rp->paths = calloc(sp->n_rule_files + 1, sizeof(*rp->paths));
+	if (!rp->file_reports || !rp->paths)
 		return -ENOMEM;
 	for (size_t i = 0; i < sp->n_rule_files; i++) {
-		const char *path = sp->rule_files[i];
-		struct promrules_stats st = {0};
-		json_t *errs = NULL, *rep;
-		int r = promrules_check_file(path, &errs, &st);
-
-		if (r == -ENOMEM)
-			return r;
-		if (r < 0) {
-			errs = json_pack("[{s:s}]", "message", "cannot read the file");
-			json_object_set_new(json_array_get(errs, 0), "message",
-			                    json_string(strerror(-r)));
-			st.errors = 1;
-		}
-		if (st.errors > 0 && !rp->first_file_error[0])
-			snprintf(rp->first_file_error, sizeof(rp->first_file_error), "%s: %s", path,
-			         json_string_value(
-			                 json_object_get(json_array_get(errs, 0), "message"))
-			                 ?: "?");
-		rp->file_errors += st.errors;
-		rep = json_pack("{s:s, s:I, s:I, s:I, s:I, s:o}", "file", path, "groups",
-		                (json_int_t)st.groups, "alerts", (json_int_t)st.alerts, "records",
-		                (json_int_t)st.records, "error_count", (json_int_t)st.errors,
-		                "errors", errs ? errs : json_array());
-		if (!rep || json_array_append_new(rp->file_reports, rep) < 0)
+		rp->paths[i] = strdup(sp->rule_files[i]);
+		if (!rp->paths[i])
 			return -ENOMEM;
+		rp->n_paths = i + 1;
 	}
-	return 0;
+	if (rp->n_paths == 0)
+		return 0;
+	rp->files = policy_ref(http_client_files(rp->p->http));
+	rp->work.data = rp;
+	r = uv_queue_work(rp->p->loop, &rp->work, files_work, files_done);
+	if (r == 0)
+		rp->working = true;
+	return r;
 }
 
 /* health != "ok" or a non-empty lastError (groups or rules). A rule
@@ -416,15 +491,15 @@ static int rules_start(struct probe *p)
 	rp->p = p;
 	r = check_files(rp);
 	if (r < 0) {
-		json_decref(rp->file_reports);
-		free(rp);
+		rules_release(rp); /* nothing was queued */
 		return r;
 	}
 	uv_timer_init(p->loop, &rp->timer);
 	rp->timer.data = rp;
 	rp->t_start = uv_now(p->loop);
 	p->impl = rp;
-	poll_rules(rp); /* on failure it ends the probe itself */
+	if (!rp->working)
+		poll_rules(rp); /* on failure it ends the probe itself */
 	return 0;
 }
 
@@ -447,12 +522,11 @@ static void rules_free(struct probe *p)
 {
 	struct rules_probe *rp = p->impl;
 
-	if (rp) {
-		json_decref(rp->file_reports);
-		free(rp->why);
-	}
-	free(rp);
 	p->impl = NULL;
+	if (rp && rp->working)
+		rp->orphaned = true; /* files_done releases it */
+	else if (rp)
+		rules_release(rp);
 }
 
 const struct probe_ops probe_prom_rules_ops = {

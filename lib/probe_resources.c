@@ -26,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "policy.h"
 #include "probe.h"
 #include "util.h"
 
@@ -35,6 +36,7 @@
 #define RES_MIB          (1024.0 * 1024.0)
 #define RES_NVIDIA_SMI   "nvidia-smi"
 #define RES_PATH_MAX_LEN 4096
+#define RES_PID_FILE_MAX 4096 /* a pid file holds one number */
 
 struct res_probe;
 
@@ -69,6 +71,7 @@ struct res_probe {
 	double gpu_util_max, gpu_mem_max;
 	int gpu_samples;
 	char gpu_error[160];
+	struct policy_file *pid_read; /* pid_file being read off the loop */
 };
 
 /* Reads a small file into buf (NUL-terminated); 0 or -errno. */
@@ -471,6 +474,8 @@ static void res_probe_stop(struct probe *p)
 	if (!rp || rp->stopped)
 		return;
 	rp->stopped = true;
+	if (rp->pid_read)
+		return; /* on_pid_file takes the one sample there is time for */
 	/* A last sample, so that a short window still yields a CPU figure. */
 	if (res_sample(rp) < 0)
 		rp->vanished = true;
@@ -482,6 +487,8 @@ static void res_probe_cancel(struct probe *p)
 	struct res_probe *rp = p->impl;
 
 	if (rp) {
+		policy_file_cancel(rp->pid_read);
+		rp->pid_read = NULL;
 		uv_timer_stop(&rp->timer);
 		gpu_detach(rp);
 		res_publish(rp);
@@ -504,20 +511,18 @@ static void res_probe_free(struct probe *p)
 	if (!rp)
 		return;
 	p->impl = NULL;
+	policy_file_cancel(rp->pid_read);
 	gpu_detach(rp);
 	uv_close((uv_handle_t *)&rp->timer, on_res_closed);
 }
 
-/* The pid from pid_file: one decimal number, white space around it. */
-static int read_pid_file(const char *path, pid_t *ret_pid)
+/* The pid from pid_file's text: one decimal number, white space around
+ * it. */
+static int parse_pid(char *s, pid_t *ret_pid)
 {
-	char buf[64], *s = buf;
 	int64_t v;
 	size_t n;
-	int e = read_small(path, buf, sizeof(buf));
 
-	if (e < 0)
-		return e;
 	while (isspace((unsigned char)*s))
 		s++;
 	n = strlen(s);
@@ -529,11 +534,53 @@ static int read_pid_file(const char *path, pid_t *ret_pid)
 	return 0;
 }
 
-/* Finds what to sample; on failure finishes the probe with the reason. */
+/* Starts sampling what res_target found. */
+static void res_begin(struct res_probe *rp)
+{
+	struct probe *p = rp->p;
+
+	if (res_sample(rp) < 0) {
+		probe_finish(p, PROBE_ERRORED, "%s cannot be read (does it exist?)", rp->source);
+		return;
+	}
+	rp->smi = find_in_path(RES_NVIDIA_SMI);
+	gpu_spawn(rp);
+	uv_timer_start(&rp->timer, on_res_timer, (uint64_t)p->sp->interval_ms,
+	               (uint64_t)p->sp->interval_ms);
+}
+
+/* pid_file arrives from the threadpool: confined to allowed_paths, never
+ * read on the loop (a FIFO there would block it). Its text is never
+ * quoted in a message. */
+static void on_pid_file(void *userdata, int err, char *buf, size_t len, const char *why)
+{
+	struct res_probe *rp = userdata;
+	const char *path = rp->p->sp->pid_file;
+
+	rp->pid_read = NULL;
+	if (err < 0) {
+		probe_finish(rp->p, PROBE_ERRORED, "pid_file %s %s", path, why);
+		return;
+	}
+	err = parse_pid(buf, &rp->pid);
+	free(buf);
+	if (err < 0) {
+		probe_finish(rp->p, PROBE_ERRORED, "pid_file %s does not hold a process id", path);
+		return;
+	}
+	snprintf(rp->source, sizeof(rp->source), "process %d (from %.200s)", (int)rp->pid, path);
+	if (!rp->stopped)
+		return res_begin(rp);
+	if (res_sample(rp) < 0)
+		probe_finish(rp->p, PROBE_ERRORED, "%s cannot be read (does it exist?)", rp->source);
+	else
+		res_end(rp);
+}
+
+/* Finds what to sample; returns 1 when pid_file is being read. */
 static int res_target(struct res_probe *rp)
 {
 	const struct spec_probe *sp = rp->p->sp;
-	int e;
 
 	if (sp->cgroup) {
 		rp->use_cgroup = true;
@@ -543,15 +590,11 @@ static int res_target(struct res_probe *rp)
 		return 0;
 	}
 	if (sp->pid_file) {
-		e = read_pid_file(sp->pid_file, &rp->pid);
-		if (e < 0) {
-			probe_finish(rp->p, PROBE_ERRORED, "pid_file %s: %s", sp->pid_file,
-			             e == -EINVAL ? "does not hold a process id" : strerror(-e));
-			return e;
-		}
-		snprintf(rp->source, sizeof(rp->source), "process %d (from %s)", (int)rp->pid,
-		         sp->pid_file);
-		return 0;
+		int e = policy_read_file_async(rp->p->loop, http_client_files(rp->p->http),
+		                               sp->pid_file, RES_PID_FILE_MAX, on_pid_file, rp,
+		                               &rp->pid_read);
+
+		return e < 0 ? e : 1;
 	}
 	rp->pid = (pid_t)sp->pid;
 	snprintf(rp->source, sizeof(rp->source), "process %d", (int)rp->pid);
@@ -576,16 +619,11 @@ static int res_probe_start(struct probe *p)
 	}
 	rp->timer.data = rp;
 	p->impl = rp;
-	if (res_target(rp) < 0)
-		return 0; /* finished as an error with the reason */
-	if (res_sample(rp) < 0) {
-		probe_finish(p, PROBE_ERRORED, "%s cannot be read (does it exist?)", rp->source);
-		return 0;
-	}
-	rp->smi = find_in_path(RES_NVIDIA_SMI);
-	gpu_spawn(rp);
-	uv_timer_start(&rp->timer, on_res_timer, (uint64_t)p->sp->interval_ms,
-	               (uint64_t)p->sp->interval_ms);
+	e = res_target(rp);
+	if (e < 0)
+		probe_finish(p, PROBE_ERRORED, "cannot read pid_file: %s", strerror(-e));
+	else if (e == 0)
+		res_begin(rp);
 	return 0;
 }
 

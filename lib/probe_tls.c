@@ -54,10 +54,12 @@ struct tls_probe {
 	struct addrinfo lit_ai;       /* an address literal needs no resolver */
 	struct sockaddr_storage lit_addr;
 	struct tls_conn *conn;
+	struct policy_file *ca_read; /* ca_file being read off the loop */
 	SSL_CTX *ctx;
 	SSL *ssl;
 	char host[TLS_HOST_MAX];
 	char port[8];
+	int port_num;
 	char addr[INET6_ADDRSTRLEN + 8];
 	char last_error[256];
 };
@@ -97,6 +99,8 @@ static void tls_end(struct tls_probe *tp, enum probe_state st, const char *msg)
 {
 	uv_timer_stop(&tp->timer);
 	tls_conn_close(tp);
+	policy_file_cancel(tp->ca_read);
+	tp->ca_read = NULL;
 	if (tp->resolve) {
 		tp->resolve->tp = NULL;
 		uv_cancel((uv_req_t *)&tp->resolve->req);
@@ -426,13 +430,30 @@ static int tls_ctx_new(struct tls_probe *tp)
 	 * OpenSSL still records the chain's result for SSL_get_verify_result. */
 	SSL_CTX_set_verify(tp->ctx, SSL_VERIFY_NONE, NULL);
 	SSL_CTX_set_min_proto_version(tp->ctx, TLS1_VERSION);
-	if (sp->ca_file) {
-		if (SSL_CTX_load_verify_locations(tp->ctx, sp->ca_file, NULL) != 1)
-			return -ENOENT;
-	} else if (SSL_CTX_set_default_verify_paths(tp->ctx) != 1) {
+	if (!sp->ca_file && SSL_CTX_set_default_verify_paths(tp->ctx) != 1)
 		return -EIO;
-	}
 	return 0;
+}
+
+/* ca_file's PEM certificates (read off the loop) into the context's
+ * store. 0, or -EINVAL when it holds none. */
+static int tls_ctx_load_ca(SSL_CTX *ctx, const char *pem, size_t len)
+{
+	X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+	BIO *bio = BIO_new_mem_buf(pem, (int)len);
+	X509 *x;
+	int n = 0;
+
+	if (!bio)
+		return -ENOMEM;
+	while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+		if (X509_STORE_add_cert(store, x) == 1)
+			n++;
+		X509_free(x);
+	}
+	ERR_clear_error();
+	BIO_free(bio);
+	return n > 0 ? 0 : -EINVAL;
 }
 
 static void on_tls_closed(uv_handle_t *h)
@@ -454,6 +475,7 @@ static void tls_probe_free(struct probe *p)
 	tls_conn_close(tp);
 	if (tp->resolve)
 		tp->resolve->tp = NULL;
+	policy_file_cancel(tp->ca_read);
 	uv_close((uv_handle_t *)&tp->timer, on_tls_closed);
 }
 
@@ -508,6 +530,34 @@ static int tls_resolve_start(struct tls_probe *tp)
 	return 0;
 }
 
+/* Resolves (or takes the literal) and connects. */
+static int tls_probe_connect(struct tls_probe *tp)
+{
+	if (!tls_literal(tp, tp->port_num))
+		return tls_resolve_start(tp);
+	/* May finish the probe (refused at once): tp is not touched after. */
+	tls_try_next(tp);
+	return 0;
+}
+
+static void on_ca_read(void *userdata, int err, char *buf, size_t len, const char *why)
+{
+	struct tls_probe *tp = userdata;
+	int e;
+
+	tp->ca_read = NULL;
+	if (err < 0)
+		return tls_error(tp, "ca_file %.200s %s", tp->p->sp->ca_file, why);
+	e = tls_ctx_load_ca(tp->ctx, buf, len);
+	free(buf);
+	if (e < 0)
+		return tls_error(tp, "ca_file %.200s holds no PEM certificate",
+		                     tp->p->sp->ca_file);
+	e = tls_probe_connect(tp);
+	if (e < 0)
+		tls_error(tp, "cannot resolve %.200s: %s", tp->host, uv_strerror(e));
+}
+
 static int tls_probe_setup(struct tls_probe *tp)
 {
 	const struct spec_probe *sp = tp->p->sp;
@@ -523,15 +573,16 @@ static int tls_probe_setup(struct tls_probe *tp)
 		tp->host[n - 2] = '\0';
 	}
 	snprintf(tp->port, sizeof(tp->port), "%d", port);
+	tp->port_num = port;
 	e = tls_ctx_new(tp);
 	if (e < 0)
 		return e;
 	uv_timer_start(&tp->timer, on_tls_timeout, (uint64_t)tls_timeout_ms(sp), 0);
-	if (!tls_literal(tp, port))
-		return tls_resolve_start(tp);
-	/* May finish the probe (refused at once): tp is not touched after. */
-	tls_try_next(tp);
-	return 0;
+	if (sp->ca_file)
+		return policy_read_file_async(tp->p->loop, http_client_files(tp->p->http),
+		                              sp->ca_file, POLICY_MAX_FILE_SIZE, on_ca_read, tp,
+		                              &tp->ca_read);
+	return tls_probe_connect(tp);
 }
 
 static int tls_probe_start(struct probe *p)

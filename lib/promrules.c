@@ -75,8 +75,6 @@ struct walk {
 	json_t *errors;
 	struct spec_srcmap *map;
 	struct promrules_stats stats;
-	const char *group; /* name of the group being walked, or NULL */
-	const char *rule;  /* alert/record name of the rule, or NULL */
 	int oom;
 };
 
@@ -97,30 +95,29 @@ add_error(struct walk *w, const char *path, const json_t *node, const char *fmt,
 	e = json_pack("{s:s, s:s}", "path", path, "message", msg);
 	if (e && line > 0)
 		json_object_set_new(e, "line", json_integer(line));
-	if (e && w->group)
-		json_object_set_new(e, "group", json_string(w->group));
-	if (e && w->rule)
-		json_object_set_new(e, "rule", json_string(w->rule));
 	if (!e || json_array_append_new(w->errors, e) < 0)
 		w->oom = 1;
 }
 
-/* Reports keys of obj not in allowed (NULL-terminated). */
+/* Reports keys of obj not in allowed (NULL-terminated): at the mapping's
+ * path and the value's line, never the key itself (the file's text). */
 static void unknown_keys(struct walk *w, const char *path, json_t *obj, const char *const *allowed)
 {
+	char list[128] = "";
+	size_t o = 0;
 	const char *k;
 	json_t *v;
-	char p[256];
 
+	for (size_t i = 0; allowed[i] && o < sizeof(list); i++)
+		o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? ", " : "", allowed[i]);
 	json_object_foreach (obj, k, v) {
 		size_t i = 0;
 
 		while (allowed[i] && strcmp(allowed[i], k) != 0)
 			i++;
-		if (!allowed[i]) {
-			spec_path_key(p, sizeof(p), path, k);
-			add_error(w, p, obj, "unknown field '%s'", k);
-		}
+		if (!allowed[i])
+			add_error(w, path, spec_srcmap_line(w->map, v) ? v : obj,
+			          "unknown field (allowed here: %s)", list);
 	}
 }
 
@@ -159,7 +156,7 @@ static void check_string_map(struct walk *w, const char *path, json_t *obj, cons
 {
 	json_t *m = json_object_get(obj, key), *v;
 	const char *k;
-	char p[256], q[256];
+	char p[256];
 
 	if (!m)
 		return;
@@ -169,11 +166,13 @@ static void check_string_map(struct walk *w, const char *path, json_t *obj, cons
 		return;
 	}
 	json_object_foreach (m, k, v) {
-		spec_path_key(q, sizeof(q), p, k);
+		const json_t *at = spec_srcmap_line(w->map, v) ? v : m;
+
 		if (!valid_name(k, false))
-			add_error(w, q, m, "invalid %s name '%s'", key, k);
+			add_error(w, p, at, "invalid %s name (must match [a-zA-Z_][a-zA-Z0-9_]*)",
+			          key);
 		if (!json_is_string(v) && !json_is_number(v))
-			add_error(w, q, v, "the value of %s '%s' must be a string", key, k);
+			add_error(w, p, at, "a value in '%s' must be a string", key);
 	}
 }
 
@@ -210,7 +209,7 @@ static void check_kind(struct walk *w, const char *path, json_t *rule, const cha
 		add_error(w, p, rule, "'alert' must not be empty");
 	} else if (record && !valid_name(record, true)) {
 		spec_path_key(p, sizeof(p), path, "record");
-		add_error(w, p, rule, "'%s' is not a valid metric name", record);
+		add_error(w, p, rule, "'record' is not a valid metric name");
 	}
 	if (record) {
 		static const char *const alert_only[] = {"for", "keep_firing_for", "annotations"};
@@ -232,7 +231,6 @@ static void check_rule(struct walk *w, const char *path, json_t *rule)
 	json_t *expr = json_object_get(rule, "expr");
 	char p[256];
 
-	w->rule = alert ? alert : record;
 	if (!json_is_object(rule)) {
 		add_error(w, path, rule, "a rule must be a map");
 		return;
@@ -254,7 +252,6 @@ static void check_rule(struct walk *w, const char *path, json_t *rule)
 		w->stats.alerts++;
 	else if (record)
 		w->stats.records++;
-	w->rule = NULL;
 }
 
 static void check_group(struct walk *w, const char *path, json_t *g, json_t *seen)
@@ -269,13 +266,12 @@ static void check_group(struct walk *w, const char *path, json_t *g, json_t *see
 		add_error(w, path, g, "a group must be a map");
 		return;
 	}
-	w->group = name;
 	unknown_keys(w, path, g, keys);
 	spec_path_key(p, sizeof(p), path, "name");
 	if (!name || !*name)
 		add_error(w, p, g, "a group needs a non-empty 'name'");
 	else if (json_object_get(seen, name))
-		add_error(w, p, g, "group name '%s' is used twice in this file", name);
+		add_error(w, p, g, "this group name is used twice in this file");
 	else if (json_object_set_new(seen, name, json_true()) < 0)
 		w->oom = 1;
 	check_duration(w, path, g, "interval");
@@ -290,7 +286,6 @@ static void check_group(struct walk *w, const char *path, json_t *g, json_t *see
 		check_rule(w, q, r);
 	}
 	w->stats.groups++;
-	w->group = NULL;
 }
 
 static void check_doc(struct walk *w, json_t *doc)
@@ -322,6 +317,22 @@ static void check_doc(struct walk *w, json_t *doc)
 		check_group(w, p, g, seen);
 	}
 	json_decref(seen);
+}
+
+/* A YAML converter message without the file's text: libyaml's syntax
+ * errors and the converter's fixed sentences are kept; one that quotes a
+ * value or key ('...', "number ...") becomes its kind. */
+static const char *yaml_reason(const char *msg)
+{
+	if (strncmp(msg, "YAML syntax error", 17) == 0 && !strchr(msg, '\''))
+		return msg;
+	if (strstr(msg, "mapping key"))
+		return "a mapping key is not a string (quote it)";
+	if (strstr(msg, "YAML tag"))
+		return "a YAML tag is not supported";
+	if (strchr(msg, '\'') || strncmp(msg, "number ", 7) == 0)
+		return "a value is not a valid number";
+	return msg;
 }
 
 /* Input the YAML converter must not see (it expects a checked buffer). */
@@ -357,7 +368,9 @@ int promrules_check(const char *buf, size_t len, json_t **ret_errors,
 	if (precheck(&w, buf, len)) {
 		r = spec_yaml_parse(buf, len, &doc, &w.map, &err);
 		if (r == -EINVAL) {
-			add_error(&w, err.path, NULL, "%s%s%.0d", err.message,
+			/* The converter's path and some of its messages quote the
+			 * file: only the line and a text-free reason are kept. */
+			add_error(&w, "", NULL, "%s%s%.0d", yaml_reason(err.message),
 			          err.line > 0 ? " at line " : "", err.line);
 			r = 0;
 		} else if (r == 0) {

@@ -692,11 +692,24 @@ static int read_strv(struct vctx *v, json_t *arr, const char *path, size_t max, 
 	return 0;
 }
 
+/* A list of strings; each entry passes the field's check (file lists:
+ * absolute paths without '..'). */
 static int read_string_list(struct vctx *v, const struct field *f, json_t *val, const char *path,
                             void *base)
 {
-	return read_strv(v, val, path, (size_t)f->max, AT(base, f->off, char **),
-	                 AT(base, f->count_off, size_t));
+	char ipath[sizeof(v->err->path)], msg[200];
+	char **sv;
+	int r = read_strv(v, val, path, (size_t)f->max, AT(base, f->off, char **),
+	                  AT(base, f->count_off, size_t));
+
+	sv = *AT(base, f->off, char **);
+	for (size_t i = 0; r == 0 && f->check && i < *AT(base, f->count_off, size_t); i++) {
+		if (f->check(sv[i], msg, sizeof(msg)) < 0) {
+			spec_path_index(ipath, sizeof(ipath), path, i);
+			return fail(v, json_array_get(val, i), ipath, "%s", msg);
+		}
+	}
+	return r;
 }
 
 static int read_status_list(struct vctx *v, const struct field *f, json_t *val, const char *path,
@@ -1211,7 +1224,7 @@ static const struct field scrape_fields[] = {
 static const struct field rules_fields[] = {
 	F_COMMON, F_PROMETHEUS, F_HEADERS, F_REQUIRE,
 	{.key = "rule_files", .kind = FK_STRING_LIST, .off = P(rule_files),
-	 .count_off = P(n_rule_files), .max = SPEC_MAX_LIST},
+	 .count_off = P(n_rule_files), .max = SPEC_MAX_LIST, .check = check_abs_path},
 	F_TLS_CLIENT,
 };
 

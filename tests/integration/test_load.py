@@ -47,11 +47,14 @@ def probe_of(run, name):
 class LoadTest(lib.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.d = lib.Daemon().__enter__()
+        # ca_file must lie in a directory readyd.yaml allows.
+        cls.files = tempfile.mkdtemp(prefix='readyd-load-files-')
+        cls.d = lib.Daemon(config='allowed_paths: [%s]\n' % json.dumps(cls.files)).__enter__()
 
     @classmethod
     def tearDownClass(cls):
         cls.d.__exit__(None, None, None)
+        shutil.rmtree(cls.files, ignore_errors=True)
 
     def setUp(self):
         super().setUp()
@@ -219,7 +222,7 @@ class LoadTest(lib.TestCase):
     # --- https (issue 3 follow-up): the engine's OpenSSL path ---
 
     def tls_demo(self, **flags):
-        tmp = tempfile.mkdtemp(prefix='readyd-load-tls-')
+        tmp = tempfile.mkdtemp(prefix='readyd-load-tls-', dir=self.files)
         self.addCleanup(shutil.rmtree, tmp, True)
         cert, key = lib.make_cert(tmp, 'load', 30)
         t = lib.TlsDemo(tmp, cert, key, **flags).__enter__()

@@ -68,7 +68,8 @@ class ProbesTest(lib.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix='readyd-probes-')
-        cls.d = lib.Daemon().__enter__()
+        # ca_file and pid_file must lie in a directory readyd.yaml allows.
+        cls.d = lib.Daemon(config='allowed_paths: [%s]\n' % json.dumps(cls.tmp)).__enter__()
 
     @classmethod
     def tearDownClass(cls):
@@ -328,10 +329,13 @@ class ProbesTest(lib.TestCase):
     def test_resources_errors_and_vanished(self):
         run = self.run_ok(spec(['name: res\ntype: resources\npid_file: %s/none.pid'
                                 % self.tmp]))
-        self.assert_error(run, 'none.pid: No such file or directory')
-        run = self.run_ok(spec(['name: res\ntype: resources\npid_file: %s\n'
-                                % os.path.realpath(__file__)]))
+        self.assert_error(run, 'none.pid cannot be resolved: No such file or directory')
+        not_pid = os.path.join(self.tmp, 'not-a-pid')
+        with open(not_pid, 'w') as f:
+            f.write('s3cret-text-of-the-file\n')
+        run = self.run_ok(spec(['name: res\ntype: resources\npid_file: %s\n' % not_pid]))
         self.assert_error(run, 'does not hold a process id')
+        self.assertNotIn('s3cret-text', json.dumps(run))
         run = self.run_ok(spec(['name: res\ntype: resources\ncgroup: /readyd-no-such-group']))
         self.assert_error(run, 'cgroup /readyd-no-such-group cannot be read')
         run = self.run_ok(spec(['name: res\ntype: resources\npid: 1\ngpu_required: true']))

@@ -90,7 +90,10 @@ class PromBase(lib.TestCase):
             cls.demo = cls.stack.enter_context(lib.DemoTarget())
             cls.prom = cls.stack.enter_context(
                 lib.Prometheus(rules=cls.rules, scrape_targets=[cls.demo.url]))
-            cls.daemon = cls.stack.enter_context(lib.Daemon())
+            # rule_files must lie in a directory readyd.yaml allows.
+            cls.files = cls.stack.enter_context(tempfile.TemporaryDirectory())
+            cls.daemon = cls.stack.enter_context(
+                lib.Daemon(config='allowed_paths: [%s]\n' % json.dumps(cls.files)))
             cls.prom.wait_for(lambda: cls.prom.query('up') == 1.0, what='demo target up')
             cls.prom.wait_for(cls.prom.rules_evaluated, what='rules evaluated')
         except BaseException:
@@ -139,7 +142,7 @@ class TestRulesQueryScrape(PromBase):
         self.assertEqual(run['gates'][0]['outcome'], 'fail')
 
     def test_rule_files_validated(self):
-        with tempfile.TemporaryDirectory() as d:
+        with tempfile.TemporaryDirectory(dir=self.files) as d:
             good, bad = os.path.join(d, 'good.yml'), os.path.join(d, 'bad.yml')
             with open(good, 'w') as f:
                 f.write(RULES)

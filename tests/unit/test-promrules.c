@@ -89,19 +89,19 @@ static const struct {
          "groups[0].rules[0].labels", "map", 6},
         {"groups:\n  - name: a\n    rules:\n      - alert: A\n        expr: up\n        labels: "
          "{'1x': y}\n",
-         "groups[0].rules[0].labels.1x", "invalid labels name", 6},
+         "groups[0].rules[0].labels", "invalid labels name", 6},
         {"groups:\n  - name: a\n    rules:\n      - alert: A\n        expr: up\n        "
          "annotations: {a: {b: c}}\n",
-         "groups[0].rules[0].annotations.a", "must be a string", 6},
+         "groups[0].rules[0].annotations", "must be a string", 6},
         {"groups:\n  - name: a\n    rules:\n      - alert: A\n        expr: up\n        exp: x\n",
-         "groups[0].rules[0].exp", "unknown field", 4},
+         "groups[0].rules[0]", "unknown field", 6},
         {"groups:\n  - name: a\n    rules: []\n  - name: a\n    rules: []\n", "groups[1].name",
          "used twice", 4},
         {"groups:\n  - rules: []\n", "groups[0].name", "non-empty 'name'", 2},
         {"groups:\n  - name: a\n    interval: soon\n", "groups[0].interval", "duration", 3},
         {"groups:\n  - name: a\n    limit: -1\n", "groups[0].limit", "non-negative", 3},
         {"groups: {}\n", "groups", "must be a list", 1},
-        {"rules: []\n", "rules", "unknown field", 1},
+        {"rules: []\n", "", "unknown field (allowed here: groups)", 1},
         {"- a\n", "", "map with a 'groups' list", 1},
         {"groups:\n  - name: a\n    rules:\n      - &x {alert: A, expr: up}\n", "", "", 0},
         {"groups: [\n", "", "", 0},
@@ -143,10 +143,41 @@ START_TEST(test_many_errors)
 	ck_assert_int_eq(promrules_check(buf, len, &errs, &st), 0);
 	ck_assert_uint_eq(json_array_size(errs), PROMRULES_MAX_ERRORS);
 	ck_assert_uint_eq(st.errors, 150);
-	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(errs, 0), "rule")), "A0");
-	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(errs, 0), "group")), "a");
+	ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(errs, 0), "line")), 4);
 	json_decref(errs);
 	free(buf);
+}
+END_TEST
+
+/* A file that is not a rule file at all (a password database, a config
+ * with credentials): the errors name paths and lines, never its text. */
+static const char *const not_rules[] = {
+        "root:*:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n",
+        "root: s3cretHash\nadmin: {password: hunter2, 'k 3y': v4lue}\n",
+        "groups:\n  - name: s3cretGroup\n    rules:\n      - alert: hunter2\n        expr: up\n"
+        "        labels: {'bad name s3cret': hunter2}\n        annotations: {a: [hunter2]}\n"
+        "  - name: s3cretGroup\n    rules: [{record: 'hunter2 x', expr: up}]\n",
+        "groups:\n  - name: a\n    limit: !!int s3cret\n",
+        "groups:\n  - name: a\n    rules: [{alert: A, expr: up, for: 99999999999999999999s3cret}]\n",
+        "groups:\n  - {name: a, hunter2: s3cret, ? [x] : y}\n",
+};
+
+START_TEST(test_no_echo)
+{
+	struct promrules_stats st;
+	json_t *errs = NULL;
+	char *text;
+
+	ck_assert_int_eq(promrules_check(not_rules[_i], strlen(not_rules[_i]), &errs, &st), 0);
+	ck_assert_uint_ge(st.errors, 1);
+	text = json_dumps(errs, JSON_COMPACT);
+	ck_assert_ptr_nonnull(text);
+	for (const char *const *w = (const char *const[]){"root", "19000", "s3cret", "hunter2",
+	                                                  "v4lue", "daemon", NULL};
+	     *w; w++)
+		ck_assert_msg(!strstr(text, *w), "case %d: '%s' echoed: %s", _i, *w, text);
+	free(text);
+	json_decref(errs);
 }
 END_TEST
 
@@ -179,6 +210,7 @@ static Suite *promrules_suite(void)
 	tcase_add_loop_test(tc, test_duration, 0, sizeof(durations) / sizeof(durations[0]));
 	tcase_add_test(tc, test_good);
 	tcase_add_loop_test(tc, test_bad, 0, sizeof(bad) / sizeof(bad[0]));
+	tcase_add_loop_test(tc, test_no_echo, 0, sizeof(not_rules) / sizeof(not_rules[0]));
 	tcase_add_test(tc, test_many_errors);
 	tcase_add_test(tc, test_file);
 	suite_add_tcase(s, tc);

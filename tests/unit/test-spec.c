@@ -1470,6 +1470,13 @@ static const struct invalid_case invalid_cases[] = {
          "needs one of pid, pid_file or cgroup"},
         {"resources two given", Y, ONE("type: resources, pid: 5, cgroup: /a"), "probes[0].cgroup",
          "give only one of pid, pid_file and cgroup"},
+        {"rule_files entry with '..'", Y,
+         ONE("type: prometheus-rules, prometheus: 'http://p/', rule_files: [/a/r.yml, "
+             "/a/../etc/shadow]"),
+         "probes[0].rule_files[1]", "absolute path without '..'"},
+        {"rule_files entry relative", Y,
+         ONE("type: prometheus-rules, prometheus: 'http://p/', rule_files: [r.yml]"),
+         "probes[0].rule_files[0]", "absolute path"},
         {"resources relative pid_file", Y, ONE("type: resources, pid_file: run/x.pid"),
          "probes[0].pid_file", "absolute path"},
         {"resources dotdot cgroup", Y, ONE("type: resources, cgroup: /a/../../etc"),
