@@ -522,8 +522,7 @@ static int load_doc(struct rd_config *cfg, json_t *doc, char *err, size_t errlen
 	if (check_keys(doc, "", keys, err, errlen) < 0 || load_strings(cfg, doc, err, errlen) < 0 ||
 	    load_scheduler(cfg, json_object_get(doc, "scheduler"), err, errlen) < 0 ||
 	    load_api(cfg, json_object_get(doc, "api"), err, errlen) < 0 ||
-	    load_ops(cfg, doc, err, errlen) < 0 ||
-	    load_allowed_paths(cfg, doc, err, errlen) < 0)
+	    load_ops(cfg, doc, err, errlen) < 0 || load_allowed_paths(cfg, doc, err, errlen) < 0)
 		return -EINVAL;
 	if ((v = json_object_get(doc, "shutdown_timeout"))) {
 		if (!json_is_string(v) || rd_parse_duration(json_string_value(v), &ms) < 0 ||

@@ -40,8 +40,8 @@ static void skip_bracket(struct scan *sc)
 	if (s[sc->i] == ']')
 		sc->i++;
 	while (s[sc->i] && s[sc->i] != ']') {
-		if (s[sc->i] == '[' && (s[sc->i + 1] == ':' || s[sc->i + 1] == '=' ||
-		                        s[sc->i + 1] == '.')) {
+		if (s[sc->i] == '[' &&
+		    (s[sc->i + 1] == ':' || s[sc->i + 1] == '=' || s[sc->i + 1] == '.')) {
 			char close = s[sc->i + 1];
 			const char *end = strchr(s + sc->i + 2, close);
 

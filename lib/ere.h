@@ -12,10 +12,10 @@
 #include <stddef.h>
 #include <uv.h>
 
-#define ERE_MAX_PATTERN 512  /* bytes */
-#define ERE_MAX_COUNT   100  /* the n and m of {n,m} */
-#define ERE_MAX_DEPTH   8    /* nested groups */
-#define ERE_MAX_NODES   1000 /* pattern size once repetitions are expanded */
+#define ERE_MAX_PATTERN 512         /* bytes */
+#define ERE_MAX_COUNT   100         /* the n and m of {n,m} */
+#define ERE_MAX_DEPTH   8           /* nested groups */
+#define ERE_MAX_NODES   1000        /* pattern size once repetitions are expanded */
 #define ERE_MATCH_MAX   (64 * 1024) /* bytes of text a pattern is matched against */
 
 /* Checks pattern against the caps above, then compiles it once to see

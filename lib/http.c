@@ -62,7 +62,7 @@ struct http_request {
 	bool over_cap;
 	bool oom;
 	bool refused;
-	bool completing; /* out of the client's list, its callback running */
+	bool completing;             /* out of the client's list, its callback running */
 	struct policy_file *ca_read; /* ca_file being read off the loop */
 	char *ca_path;
 	char content_type[HTTP_MAX_VALUE];
@@ -840,8 +840,8 @@ static int request_read_ca(struct http_request *req, const char *ca_file)
 	req->ca_path = strdup(ca_file);
 	if (!req->ca_path)
 		return -ENOMEM;
-	return policy_read_file_async(c->loop, http_client_files(c), ca_file,
-	                              POLICY_MAX_FILE_SIZE, on_ca_read, req, &req->ca_read);
+	return policy_read_file_async(c->loop, http_client_files(c), ca_file, POLICY_MAX_FILE_SIZE,
+	                              on_ca_read, req, &req->ca_read);
 }
 
 int http_request_start(struct http_client *c, const struct http_options *opt, http_done_cb cb,

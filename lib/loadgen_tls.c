@@ -56,7 +56,9 @@ int lg_tls_ctx_new(bool insecure, const char *ca_file, const char *ca_pem, size_
 		               : SSL_CTX_set_default_verify_paths(ctx);
 		if (ok != 1) {
 			snprintf(err, errlen, "cannot load CA certificates from '%s'",
-			         ca_pem ? "ca_file" : ca_file ? ca_file : "the system store");
+			         ca_pem    ? "ca_file"
+			         : ca_file ? ca_file
+			                   : "the system store");
 			SSL_CTX_free(ctx);
 			return -EPROTO;
 		}

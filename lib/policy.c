@@ -766,8 +766,8 @@ int policy_set_paths(struct policy *p, json_t *dirs, char *err, size_t errlen)
 		const char *d = json_string_value(v);
 
 		if (!d || d[0] != '/' || strlen(d) >= PATH_MAX || strpbrk(d, "\n\r\t")) {
-			snprintf(err, errlen, "allowed_paths[%zu]: must be an absolute directory path",
-			         i);
+			snprintf(err, errlen,
+			         "allowed_paths[%zu]: must be an absolute directory path", i);
 			return -EINVAL;
 		}
 	}
@@ -971,8 +971,7 @@ static void read_work(uv_work_t *w)
 {
 	struct policy_file *f = w->data;
 
-	f->err = policy_read_file(f->p, f->path, f->max, &f->buf, &f->len, f->why,
-	                          sizeof(f->why));
+	f->err = policy_read_file(f->p, f->path, f->max, &f->buf, &f->len, f->why, sizeof(f->why));
 }
 
 static void read_done(uv_work_t *w, int status)

@@ -572,7 +572,8 @@ static void on_pid_file(void *userdata, int err, char *buf, size_t len, const ch
 	if (!rp->stopped)
 		return res_begin(rp);
 	if (res_sample(rp) < 0)
-		probe_finish(rp->p, PROBE_ERRORED, "%s cannot be read (does it exist?)", rp->source);
+		probe_finish(rp->p, PROBE_ERRORED, "%s cannot be read (does it exist?)",
+		             rp->source);
 	else
 		res_end(rp);
 }

@@ -551,8 +551,7 @@ static void on_ca_read(void *userdata, int err, char *buf, size_t len, const cha
 	e = tls_ctx_load_ca(tp->ctx, buf, len);
 	free(buf);
 	if (e < 0)
-		return tls_error(tp, "ca_file %.200s holds no PEM certificate",
-		                     tp->p->sp->ca_file);
+		return tls_error(tp, "ca_file %.200s holds no PEM certificate", tp->p->sp->ca_file);
 	e = tls_probe_connect(tp);
 	if (e < 0)
 		tls_error(tp, "cannot resolve %.200s: %s", tp->host, uv_strerror(e));

@@ -109,7 +109,8 @@ static void unknown_keys(struct walk *w, const char *path, json_t *obj, const ch
 	json_t *v;
 
 	for (size_t i = 0; allowed[i] && o < sizeof(list); i++)
-		o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? ", " : "", allowed[i]);
+		o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? ", " : "",
+		                      allowed[i]);
 	json_object_foreach (obj, k, v) {
 		size_t i = 0;
 

@@ -757,9 +757,9 @@ static bool is_token(const char *s)
  * differently (request smuggling). */
 static bool is_framing_header(const char *name)
 {
-	static const char *const framing[] = {
-	        "host",    "content-length", "transfer-encoding", "connection", "keep-alive",
-	        "upgrade", "te",             "trailer",           "proxy-connection"};
+	static const char *const framing[] = {"host",       "content-length", "transfer-encoding",
+	                                      "connection", "keep-alive",     "upgrade",
+	                                      "te",         "trailer",        "proxy-connection"};
 
 	for (size_t i = 0; i < RD_ARRAY_SIZE(framing); i++) {
 		if (!strcasecmp(name, framing[i]))
@@ -1479,7 +1479,7 @@ static int inherit_target(struct vctx *v, const json_t *src, const char *path, s
 }
 
 #define USERINFO_LOAD                                                                              \
-	"'%s' probes do not send credentials from the URL; give an Authorization header "       \
+	"'%s' probes do not send credentials from the URL; give an Authorization header "          \
 	"(Basic with base64 of user:password) instead"
 
 /* "scheme://user[:password]@host..." */

@@ -254,8 +254,8 @@ static bool url_end(char c)
 
 static bool secret_param(const char *name, size_t n)
 {
-	static const char *const parts[] = {"token",      "key",     "secret", "passw", "pwd",
-	                                    "auth",       "sig",     "credential", "session"};
+	static const char *const parts[] = {"token", "key", "secret",     "passw",  "pwd",
+	                                    "auth",  "sig", "credential", "session"};
 	char low[64];
 
 	if (n >= sizeof(low))

@@ -179,6 +179,29 @@ class OpsTest(lib.TestCase):
         finally:
             lst.close()
 
+    def test_ssrf_embedded_ipv4_refused(self):
+        # IPv6 forms of a refused IPv4 address: refused with an empty
+        # allowlist too (where every other address is allowed), and
+        # forms of 127.0.0.2 are as unlisted as 127.0.0.2 itself.
+        lst = Listener('127.0.0.2')
+        d = self.track(lib.Daemon().start())
+        try:
+            for host in ('[64:ff9b::169.254.169.254]', '[::a9fe:a9fe]',
+                         '[::ffff:169.254.169.254]', '[64:ff9b::a9fe:a9fe]',
+                         '[2002:a9fe:a9fe::1]', '[64:ff9b:1::a9fe:a9fe]'):
+                with self.subTest(host=host):
+                    r = d.submit(spec('http://%s/latest/meta-data/' % host))
+                    self.assert_refused(r, 'probes[0].url')
+            for host in ('[::127.0.0.2]', '[::ffff:127.0.0.2]', '[64:ff9b::127.0.0.2]'):
+                with self.subTest(host=host):
+                    self.assert_refused(self.submit(spec('http://%s:%d/' % (host, lst.port))),
+                                        'probes[0].url')
+            time.sleep(0.2)
+            self.assertEqual(lst.connections, 0)
+        finally:
+            d.stop()
+            lst.close()
+
     def test_redirect_is_not_followed_to_refused_host(self):
         # No probe type follows redirects today; lib/http's own suite
         # (test-http: test_policy) shows a followed redirect to a refused

@@ -1054,8 +1054,8 @@ struct invalid_case {
 	size_t len;          /* 0: strlen(text) */
 };
 
-#define R60  "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz01234567"
-#define R600 R60 R60 R60 R60 R60 R60 R60 R60 R60 R60
+#define R60             "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz01234567"
+#define R600            R60 R60 R60 R60 R60 R60 R60 R60 R60 R60
 #define Y               SPEC_FORMAT_YAML
 #define J               SPEC_FORMAT_JSON
 #define LOAD(extra)     HEAD TARGET PROBES "  - {name: l, type: load, mode: closed" extra "}\n"
@@ -1184,8 +1184,8 @@ static const struct invalid_case invalid_cases[] = {
                "\"5\"}}}",
          "target.headers.content-length", "readyd sets this header itself"},
         {"header value NUL JSON", J,
-         JHEAD "\"target\": {\"url\": \"http://h/\", \"headers\": {\"X-A\": \"a\\u0000b\"}}}",
-         "", "NUL"},
+         JHEAD "\"target\": {\"url\": \"http://h/\", \"headers\": {\"X-A\": \"a\\u0000b\"}}}", "",
+         "NUL"},
         {"headers not a mapping", Y, HEAD "target: {url: 'http://h/', headers: [a]}\n",
          "target.headers", "must be a mapping"},
         {"header value a list", Y, HEAD "target: {url: 'http://h/', headers: {A: [1]}}\n",
