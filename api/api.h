@@ -14,8 +14,8 @@
 #include <sys/socket.h>
 #include <uv.h>
 
-#include "sched.h"
-#include "store.h"
+#include "lib/sched/sched.h"
+#include "lib/store/store.h"
 
 #define API_DEFAULT_MAX_BODY       (1024 * 1024)
 #define API_MAX_WAIT_MS            (120 * 1000) /* cap of ?wait= long-polls */
@@ -113,7 +113,7 @@ int64_t api_req_id(struct api_req *req);            /* the {id} of the route */
 const char *api_req_name(struct api_req *req);      /* the {name} of the route, or "" */
 enum api_role api_req_role(struct api_req *req);    /* the route's role */
 const char *api_req_principal(struct api_req *req); /* token name, or NULL */
-/* The token's service patterns (lib/scope.h), NULL for every service;
+/* The token's service patterns (lib/policy/scope.h), NULL for every service;
  * api_req_sees: whether the caller may see and change service. */
 const char *api_req_scope(struct api_req *req);
 bool api_req_sees(struct api_req *req, const char *service);

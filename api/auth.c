@@ -12,7 +12,7 @@
 #include <strings.h>
 
 #include "auth.h"
-#include "util.h"
+#include "lib/util/util.h"
 
 struct bucket {
 	double level;

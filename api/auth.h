@@ -31,7 +31,7 @@ struct auth_token {
 	unsigned char hash[AUTH_HASH_LEN];
 	enum api_role role;
 	/* The services the token may see and change: fnmatch(3) patterns
-	 * separated by '\n' (lib/scope.h); "" for every service. */
+	 * separated by '\n' (lib/policy/scope.h); "" for every service. */
 	char scope[AUTH_SCOPE_MAX];
 };
 

@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "linger.h"
-#include "util.h"
+#include "lib/util/util.h"
 
 #define LINGER_MS        2000
 #define LINGER_MAX_BYTES (4 * 1024 * 1024)

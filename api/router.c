@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "api.h"
-#include "util.h"
+#include "lib/util/util.h"
 
 static const struct api_route *const tables[] = {
         api_routes_health, api_routes_runs,   api_routes_services,

@@ -15,9 +15,9 @@
 #include <string.h>
 
 #include "api.h"
-#include "judge.h"
-#include "spec.h"
-#include "util.h"
+#include "lib/gate/judge.h"
+#include "lib/spec/spec.h"
+#include "lib/util/util.h"
 
 #define REASON_MAX 1024
 

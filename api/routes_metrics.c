@@ -1,5 +1,5 @@
 /* routes_metrics: GET /metrics, readyd's own metrics in the Prometheus
- * text exposition format 0.0.4 (lib/metrics.h renders; the store gives
+ * text exposition format 0.0.4 (lib/report/metrics.h renders; the store gives
  * run counts, DB size and the last verdict and gated values per service
  * and environment). Who may scrape it is the auth layer's business
  * (public_metrics in readyd.yaml).
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 
 #include "api.h"
-#include "metrics.h"
+#include "lib/report/metrics.h"
 
 #ifndef READYD_VERSION
 #define READYD_VERSION "unknown"

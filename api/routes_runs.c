@@ -8,10 +8,10 @@
 #include <strings.h>
 
 #include "api.h"
-#include "policy.h"
-#include "report.h"
-#include "spec.h"
-#include "util.h"
+#include "lib/policy/policy.h"
+#include "lib/report/report.h"
+#include "lib/spec/spec.h"
+#include "lib/util/util.h"
 
 #define LIST_DEFAULT_LIMIT  50
 #define IDEMPOTENCY_KEY_MAX 128
@@ -197,7 +197,7 @@ static void submit(struct api_req *req, struct spec *spec, const char *key)
 }
 
 /* A submission waiting for the allowlist check of its URLs (names are
- * resolved off the loop, lib/policy.h). */
+ * resolved off the loop, lib/policy/policy.h). */
 struct pending_submit {
 	struct api_req *req;
 	struct spec *spec;

@@ -13,8 +13,8 @@
 #include <string.h>
 
 #include "api.h"
-#include "gate.h"
-#include "util.h"
+#include "lib/gate/gate.h"
+#include "lib/util/util.h"
 
 #define HISTORY_DEFAULT_LIMIT 50
 #define TREND_DEFAULT_LIMIT   500

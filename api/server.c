@@ -28,10 +28,10 @@
 #include "api.h"
 #include "auth.h"
 #include "linger.h"
-#include "log.h"
-#include "metrics.h"
-#include "scope.h"
-#include "util.h"
+#include "lib/util/log.h"
+#include "lib/report/metrics.h"
+#include "lib/policy/scope.h"
+#include "lib/util/util.h"
 
 #define MAX_EXTRA_HEADERS 8
 

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "util.h"
+#include "lib/util/util.h"
 
 struct body_buf {
 	char *data;

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "util.h"
+#include "lib/util/util.h"
 
 #define NAME_MAX_LEN 128
 #define PATH_LEN     1024

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "util.h"
+#include "lib/util/util.h"
 
 #define RUNS_MAX_LIMIT  1000
 #define RUNS_MAX_FILTER 512

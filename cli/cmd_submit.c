@@ -17,8 +17,8 @@
 #include <strings.h>
 
 #include "cli.h"
-#include "spec.h"
-#include "util.h"
+#include "lib/spec/spec.h"
+#include "lib/util/util.h"
 
 enum {
 	OPT_WAIT = CTL_OPT_FIRST_LOCAL,

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "util.h"
+#include "lib/util/util.h"
 
 #define CTL_RETRY_WINDOW_MS      60000
 #define CTL_BACKOFF_FIRST_MS     500

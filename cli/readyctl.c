@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "util.h"
+#include "lib/util/util.h"
 
 struct command {
 	const char *name;

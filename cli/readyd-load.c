@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "loadgen.h"
-#include "util.h"
+#include "lib/loadgen/loadgen.h"
+#include "lib/util/util.h"
 
 #define MAX_CLI_HEADERS 64
 

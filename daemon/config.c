@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "spec_yaml.h"
-#include "util.h"
+#include "lib/spec/spec_yaml.h"
+#include "lib/util/util.h"
 
 #define CONFIG_MAX_BYTES (256 * 1024)
 
@@ -258,7 +258,7 @@ static int get_duration(json_t *obj, const char *key, const char *path, int64_t 
 }
 
 /* tokens[i].services: fnmatch patterns of the services the token may see
- * and change, joined with '\n' into t->scope (lib/scope.h). Absent: all. */
+ * and change, joined with '\n' into t->scope (lib/policy/scope.h). Absent: all. */
 static int load_token_services(json_t *list, const char *path, struct auth_token *t, char *err,
                                size_t errlen)
 {

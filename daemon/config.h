@@ -9,9 +9,9 @@
 #include <jansson.h>
 
 #include "auth.h"
-#include "log.h"
-#include "policy.h"
-#include "sched.h"
+#include "lib/util/log.h"
+#include "lib/policy/policy.h"
+#include "lib/sched/sched.h"
 
 #define RD_DEFAULT_LISTEN "127.0.0.1:7411"
 #define RD_DEFAULT_DB     "./var/readyd.db"

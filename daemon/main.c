@@ -21,13 +21,13 @@
 #include "api.h"
 #include "auth.h"
 #include "config.h"
-#include "http.h"
-#include "log.h"
+#include "lib/net/http.h"
+#include "lib/util/log.h"
 #include "notify.h"
-#include "policy.h"
-#include "sched.h"
-#include "store.h"
-#include "util.h"
+#include "lib/policy/policy.h"
+#include "lib/sched/sched.h"
+#include "lib/store/store.h"
+#include "lib/util/util.h"
 
 struct daemon {
 	uv_loop_t loop;

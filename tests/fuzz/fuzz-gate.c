@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "gate.h"
+#include "lib/gate/gate.h"
 
 #define FUZZ_GATE_MAX_SLO 16
 

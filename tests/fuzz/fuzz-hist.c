@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "hist.h"
+#include "lib/loadgen/hist.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "loadgen_int.h"
+#include "lib/loadgen/loadgen_int.h"
 
 struct fake {
 	struct loadgen lg;

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "promtext.h"
+#include "lib/prom/promtext.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

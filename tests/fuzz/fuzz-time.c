@@ -6,7 +6,7 @@
 #include <stdlib.h>
 
 #include "fuzz.h"
-#include "util.h"
+#include "lib/util/util.h"
 
 /* rd_time_format() writes four-digit years: beyond, no round trip. */
 #define FUZZ_TIME_MIN_MS (-62135596800000LL) /* 0001-01-01 */

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 
 #include "fuzz.h"
-#include "spec.h"
+#include "lib/spec/spec.h"
 
 static inline int fuzz_spec_one(const uint8_t *data, size_t size, enum spec_format fmt)
 {

@@ -1,12 +1,12 @@
 /* test-auth: bearer tokens, roles and the per-token rate limit of
- * api/auth.c, and the service scopes of lib/scope.c. Time is passed in, so the bucket is tested
- * without a clock. */
+ * api/auth.c, and the service scopes of lib/policy/scope.c. Time is passed in, so the bucket is
+ * tested without a clock. */
 #include <check.h>
 #include <errno.h>
 #include <string.h>
 
 #include "auth.h"
-#include "scope.h"
+#include "lib/policy/scope.h"
 
 /* sha256("viewer-t"), ("submit-t"), ("admin-t") made by auth_hash_hex in
  * the fixture; checked against a known vector first. */

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gate.h"
+#include "lib/gate/gate.h"
 
 static const struct {
 	const char *text;

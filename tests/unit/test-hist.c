@@ -8,7 +8,7 @@
  *
  * This file must not test timing: no wall-clock thresholds.
  */
-#include "hist.h"
+#include "lib/loadgen/hist.h"
 
 #include <check.h>
 #include <errno.h>
@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "lib/util/util.h"
 
 #define N_SAMPLES   20000
 #define N_MUTATIONS 1000

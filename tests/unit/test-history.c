@@ -2,7 +2,7 @@
  * through judge_run_with() (pass, fail, error for a missing metric, NaN
  * and too few samples, advisory fail, baseline pass/fail/none, waived,
  * expired and revoked waivers, stale checklist evidence), canonical gate
- * text, and lib/store_history.c: baselines skip invalidated runs,
+ * text, and lib/store/store_history.c: baselines skip invalidated runs,
  * GET /v1/gates' query, waivers, invalidation, rejudgements, history
  * pages and trends, with the query plans of the hot queries.
  */
@@ -17,12 +17,12 @@
 #include <unistd.h>
 #include <limits.h>
 
-#include "gate.h"
-#include "hist.h"
-#include "judge.h"
-#include "spec.h"
-#include "store.h"
-#include "util.h"
+#include "lib/gate/gate.h"
+#include "lib/loadgen/hist.h"
+#include "lib/gate/judge.h"
+#include "lib/spec/spec.h"
+#include "lib/store/store.h"
+#include "lib/util/util.h"
 
 /* 2026-11-26T13:40:02.114Z */
 #define T0  1795700402114LL

@@ -18,8 +18,8 @@
 #include <curl/curl.h>
 #include <microhttpd.h>
 
-#include "http.h"
-#include "util.h"
+#include "lib/net/http.h"
+#include "lib/util/util.h"
 
 #define SRV_MAX_UPLOAD (64 * 1024)
 

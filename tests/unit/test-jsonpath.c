@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jsonpath.h"
+#include "lib/probe/jsonpath.h"
 
 static const char doc_text[] =
         "{\"status\": \"ok\", \"data\": {\"items\": [{\"name\": \"a\"}, {\"name\": \"b\", "

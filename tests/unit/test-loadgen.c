@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "loadgen.h"
-#include "store.h"
+#include "lib/loadgen/loadgen.h"
+#include "lib/store/store.h"
 
 /* ---- URLs ---- */
 
@@ -678,7 +678,7 @@ START_TEST(test_bad_config)
 END_TEST
 
 /* The scheduler stores a load probe's histograms and timeline with
- * lib/store_load.c; the bytes come back unchanged and go with their run. */
+ * lib/store/store_load.c; the bytes come back unchanged and go with their run. */
 START_TEST(test_store_roundtrip)
 {
 	const char *names[] = {"latency"}, *types[] = {"load"};

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <uv.h>
 
-#include "policy.h"
-#include "spec.h"
+#include "lib/policy/policy.h"
+#include "lib/spec/spec.h"
 
 static struct policy *make(const char *json)
 {

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "promapi.h"
+#include "lib/prom/promapi.h"
 
 /* The envelope's data of a fixture; the caller decrefs the returned root. */
 static json_t *fixture(const char *name, json_t **ret_data)

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "promrules.h"
+#include "lib/prom/promrules.h"
 
 static const struct {
 	const char *text;

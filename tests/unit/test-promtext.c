@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "promtext.h"
+#include "lib/prom/promtext.h"
 
 #define T  PROMTEXT_TEXT
 #define OM PROMTEXT_OPENMETRICS

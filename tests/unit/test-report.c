@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "metrics.h"
-#include "report.h"
-#include "store.h"
-#include "svg.h"
+#include "lib/report/metrics.h"
+#include "lib/report/report.h"
+#include "lib/store/store.h"
+#include "lib/report/svg.h"
 
 static const char run_text[] =
         "{\"id\": 7, \"service\": \"svc<script>alert(1)</script>\", \"version\": \"2.4.0\","

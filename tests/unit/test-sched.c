@@ -14,11 +14,11 @@
 
 #include <sqlite3.h>
 
-#include "http.h"
-#include "sched.h"
-#include "spec.h"
-#include "store.h"
-#include "store_internal.h" /* the connection: to make the store refuse writes */
+#include "lib/net/http.h"
+#include "lib/sched/sched.h"
+#include "lib/spec/spec.h"
+#include "lib/store/store.h"
+#include "lib/store/store_internal.h" /* the connection: to make the store refuse writes */
 
 struct silent_conn {
 	uv_tcp_t tcp;

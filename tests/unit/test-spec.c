@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "spec.h"
+#include "lib/spec/spec.h"
 
 /* The example of PRODUCT.md "The spec", verbatim. */
 static const char product_yaml[] =

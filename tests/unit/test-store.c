@@ -16,9 +16,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "store.h"
-#include "store_migrations.h"
-#include "util.h"
+#include "lib/store/store.h"
+#include "lib/store/store_migrations.h"
+#include "lib/util/util.h"
 
 /* 2026-11-26T13:40:02.114Z */
 #define T0 1795700402114LL

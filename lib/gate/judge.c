@@ -1,0 +1,238 @@
+/* judge: gates + checklist + probe outcomes -> verdict (see judge.h). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lib/gate/judge.h"
+#include "lib/util/util.h"
+
+static const struct judge_probe *find_probe(const struct judge_probe *probes, size_t n,
+                                            const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(probes[i].name, name) == 0)
+			return &probes[i];
+	return NULL;
+}
+
+/* A latency metric ("p99_ms", "mean_ms", "max_ms", or one of their
+ * "_uncorrected" twins): computed from successful requests only. */
+static bool is_latency_metric(const char *metric)
+{
+	size_t n = strlen(metric);
+	const char *p = metric + 1;
+
+	if (n > 12 && strcmp(metric + n - 12, "_uncorrected") == 0)
+		n -= 12;
+	if ((n == 7 && strncmp(metric, "mean_ms", 7) == 0) ||
+	    (n == 6 && strncmp(metric, "max_ms", 6) == 0))
+		return true;
+	if (metric[0] != 'p' || !(*p >= '0' && *p <= '9'))
+		return false;
+	while (*p >= '0' && *p <= '9')
+		p++;
+	return (size_t)(p - metric) + 3 == n && strncmp(p, "_ms", 3) == 0;
+}
+
+/* The sample count behind a metric: the probe's `requests`, and for a
+ * latency metric those minus `errors`, since failed requests have no
+ * latency in its histogram. */
+static void gather_samples(const char *metric, json_t *metrics, struct gate_input *in)
+{
+	json_t *req = metrics ? json_object_get(metrics, "requests") : NULL;
+	json_t *err = metrics ? json_object_get(metrics, "errors") : NULL;
+
+	if (!json_is_number(req))
+		return;
+	in->requests = (int64_t)json_number_value(req);
+	in->samples = in->requests;
+	if (json_is_number(err) && is_latency_metric(metric))
+		in->samples -= (int64_t)json_number_value(err);
+	if (in->samples < 0)
+		in->samples = 0;
+}
+
+static void gather_input(const struct spec_gate *g, const struct judge_probe *jp,
+                         judge_baseline_cb baseline, void *userdata, struct gate_input *in)
+{
+	json_t *v;
+
+	memset(in, 0, sizeof(*in));
+	in->samples = -1;
+	if (!jp)
+		return;
+	in->probe_state = jp->state;
+	in->probe_error = jp->error;
+	v = jp->metrics ? json_object_get(jp->metrics, g->ex.metric) : NULL;
+	if (json_is_number(v)) {
+		in->has_value = true;
+		in->value = json_number_value(v);
+	} else if (json_is_null(v)) {
+		/* Published but not computable (NaN): judged as NaN, an error. */
+		in->has_value = true;
+		in->value = NAN;
+	}
+	gather_samples(g->ex.metric, jp->metrics, in);
+	if (g->ex.rhs != GATE_RHS_NUMBER && baseline) {
+		int r = baseline(userdata, g->ex.probe, g->ex.metric, &in->baseline,
+		                 &in->baseline_run);
+
+		/* "No earlier pass" holds visibly; failing to look is an error. */
+		if (r == 0)
+			in->has_baseline = true;
+		else if (r != -ENOENT)
+			in->baseline_err = r;
+	}
+}
+
+/* A failing gate with an active waiver becomes "waived": the reason
+ * still says what failed underneath, and the waiver is recorded. */
+static int apply_waiver(const struct spec_gate *g, const struct judge_lookup *lk, json_t *res,
+                        enum gate_outcome *o)
+{
+	char expr[2 * GATE_NAME_MAX + 96], reason[512];
+	const char *was = json_string_value(json_object_get(res, "reason"));
+	json_t *w = NULL;
+
+	if (*o != GATE_FAIL || !lk || !lk->waiver)
+		return json_object_set_new(res, "waiver", json_null()) < 0 ? -ENOMEM : 0;
+	gate_format(&g->ex, expr, sizeof(expr));
+	if (lk->waiver(lk->userdata, expr, &w) < 0)
+		return json_object_set_new(res, "waiver", json_null()) < 0 ? -ENOMEM : 0;
+	snprintf(reason, sizeof(reason),
+	         "waived by %s until %s (waiver %" JSON_INTEGER_FORMAT
+	         ": %s); underneath it fails: %s",
+	         json_string_value(json_object_get(w, "approver")),
+	         json_string_value(json_object_get(w, "expires_at")),
+	         json_integer_value(json_object_get(w, "id")),
+	         json_string_value(json_object_get(w, "reason")), was ? was : "");
+	*o = GATE_WAIVED;
+	if (json_object_set_new(res, "waiver", w) < 0 ||
+	    json_object_set_new(res, "outcome", json_string("waived")) < 0 ||
+	    json_object_set_new(res, "reason", json_string(reason)) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+static int judge_gates(const struct spec *spec, const struct judge_probe *probes, size_t n,
+                       const struct judge_lookup *lk, json_t *out, struct verdict_input *vi)
+{
+	judge_baseline_cb baseline = lk ? lk->baseline : NULL;
+	void *userdata = lk ? lk->userdata : NULL;
+
+	for (size_t i = 0; i < spec->n_gates; i++) {
+		const struct spec_gate *g = &spec->gates[i];
+		struct gate_input in;
+		enum gate_outcome o;
+		json_t *res;
+
+		gather_input(g, find_probe(probes, n, g->ex.probe), baseline, userdata, &in);
+		if (gate_judge(g->expr, &g->ex, g->advisory, g->min_samples, &in, &res, &o) < 0)
+			return -ENOMEM;
+		if (apply_waiver(g, lk, res, &o) < 0) {
+			json_decref(res);
+			return -ENOMEM;
+		}
+		if (json_array_append_new(out, res) < 0)
+			return -ENOMEM;
+		if (g->advisory)
+			continue;
+		vi->gates_error += o == GATE_ERROR;
+		vi->gates_failed += o == GATE_FAIL;
+	}
+	return 0;
+}
+
+static bool is_required(const struct spec_checklist *cl, const char *item)
+{
+	for (size_t i = 0; i < cl->n_required; i++)
+		if (strcmp(cl->required[i], item) == 0)
+			return true;
+	return false;
+}
+
+/* Returns NULL if the item's evidence holds, else why not (in buf). */
+static const char *check_item(const struct spec_check_item *it, int64_t now_ms, char *buf,
+                              size_t len)
+{
+	char when[RD_TIME_LEN], age[32];
+
+	if (!it->evidence || !*it->evidence)
+		return "no evidence given";
+	if (it->passed == 0)
+		return "evidence says it did not pass";
+	if (it->tested_ms > now_ms + 24LL * 3600 * 1000)
+		return "tested date is in the future";
+	if (it->max_age_ms > 0 && it->tested_ms == 0)
+		return "max_age is set but no tested date is given";
+	if (it->max_age_ms > 0 && now_ms - it->tested_ms > it->max_age_ms) {
+		rd_time_format(it->tested_ms, when);
+		rd_format_duration(it->max_age_ms, age, sizeof(age));
+		snprintf(buf, len, "evidence is stale: tested %.10s, more than %s ago", when, age);
+		return buf;
+	}
+	return NULL;
+}
+
+static int judge_checklist(const struct spec_checklist *cl, int64_t now_ms, json_t *out,
+                           struct verdict_input *vi)
+{
+	for (size_t i = 0; i < cl->n_items; i++) {
+		const struct spec_check_item *it = &cl->items[i];
+		bool required = is_required(cl, it->item);
+		char buf[256];
+		const char *why = check_item(it, now_ms, buf, sizeof(buf));
+		char *evidence = rd_url_redact_dup(it->evidence); /* may link with a token */
+		json_t *o;
+
+		if (it->evidence && !evidence)
+			return -ENOMEM;
+		o = json_pack("{s:s, s:b, s:s?, s:s, s:s}", "item", it->item, "required", required,
+		              "evidence", evidence, "outcome", why ? "fail" : "pass", "reason",
+		              why ? why : "evidence given");
+		free(evidence);
+		if (!o || json_array_append_new(out, o) < 0)
+			return -ENOMEM;
+		if (why && required)
+			vi->checklist_failed++;
+	}
+	return 0;
+}
+
+int judge_run(const struct spec *spec, const struct judge_probe *probes, size_t n,
+              judge_baseline_cb baseline, void *userdata, int64_t now_ms, json_t **ret_gates,
+              json_t **ret_checklist, enum verdict *ret_verdict)
+{
+	struct judge_lookup lk = {.baseline = baseline, .userdata = userdata};
+
+	return judge_run_with(spec, probes, n, &lk, now_ms, ret_gates, ret_checklist, ret_verdict);
+}
+
+int judge_run_with(const struct spec *spec, const struct judge_probe *probes, size_t n,
+                   const struct judge_lookup *lk, int64_t now_ms, json_t **ret_gates,
+                   json_t **ret_checklist, enum verdict *ret_verdict)
+{
+	struct verdict_input vi = {0};
+	json_t *gates = json_array(), *checklist = json_array();
+
+	if (!gates || !checklist)
+		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		vi.probes_error += strcmp(probes[i].state, "error") == 0 ||
+		                   strcmp(probes[i].state, "cancelled") == 0 ||
+		                   strcmp(probes[i].state, "interrupted") == 0;
+		vi.probes_failed += strcmp(probes[i].state, "failed") == 0;
+	}
+	if (judge_gates(spec, probes, n, lk, gates, &vi) < 0 ||
+	    judge_checklist(&spec->checklist, now_ms, checklist, &vi) < 0)
+		goto fail;
+	*ret_gates = gates;
+	*ret_checklist = checklist;
+	*ret_verdict = gate_verdict(&vi);
+	return 0;
+fail:
+	json_decref(gates);
+	json_decref(checklist);
+	return -ENOMEM;
+}

@@ -1,0 +1,636 @@
+/* probe_alert_drill: the `alert-drill` probe. Before touching the target it
+ * checks that the drill can measure anything: Prometheus has an alerting
+ * rule named `alert` (GET /api/v1/rules; a typo gets the nearest name),
+ * that rule has been evaluated at least once (waiting for its group's
+ * first evaluation, bounded), and no alert of that name whose labels match
+ * `labels` is pending or firing yet (GET /api/v1/alerts). An alert that is
+ * already active would "fire" at once and time nothing, so that is an
+ * error, as is any of the others: readyd could not measure.
+ *
+ * Then it sends the `trigger` request (a fault injection), polls
+ * /api/v1/alerts every `poll_interval` until a matching alert is firing or
+ * `within` has passed, and publishes seconds_to_fire, measured from the
+ * trigger's answer. Not firing in time is the service failing the drill
+ * (failed). Then it always sends `clear` once the trigger was attempted --
+ * also after an error, a failure or a cancel (bounded by a short timeout),
+ * because a drill must not leave the fault behind -- and with
+ * `wait_resolve` polls until no matching alert is left:
+ * seconds_to_resolve, measured from the clear's answer.
+ *
+ * Phases run one at a time on the loop; the verdict is decided when it is
+ * known and announced only after clear and the timer are done.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/probe/probe.h"
+#include "lib/prom/promapi.h"
+#include "lib/util/util.h"
+
+#define DRILL_HOOK_TIMEOUT_MS   10000
+#define DRILL_CANCEL_TIMEOUT_MS 5000 /* clear after a cancel must be quick */
+/* A group evaluates within one interval of its start; this covers the
+ * evaluation itself and the poll that sees it. */
+#define DRILL_EVAL_MARGIN_MS 5000
+/* Kept free of the pre-check's wait at the end of the probe's deadline:
+ * the trigger, the clear and a last poll. */
+#define DRILL_RESERVE_MS 15000
+
+enum drill_phase {
+	PH_RULES = 0, /* is the alert loaded and evaluated? */
+	PH_BEFORE,    /* is a matching alert already active? */
+	PH_TRIGGER,
+	PH_WAIT_FIRE,
+	PH_CLEAR,
+	PH_WAIT_RESOLVE,
+	PH_CLOSING,
+};
+
+struct drill {
+	struct probe *p;
+	uv_timer_t timer;
+	struct http_request *req;  /* trigger or clear in flight */
+	struct promapi_call *call; /* a rules or alerts poll in flight */
+	enum drill_phase phase;
+	uint64_t t_start, t_trigger, t_clear; /* monotonic ms */
+	int64_t fire_limit_ms;                /* `within`, or what the deadline leaves */
+	enum probe_state outcome;             /* PROBE_RUNNING: not decided yet */
+	char *why;
+	bool triggered, fired, cancelled;
+	const char *last_state; /* static string: "inactive", "pending", "firing" */
+	char others[256];       /* an excluded series that was firing, for the reason */
+	json_int_t polls;
+};
+
+static uint64_t mono_ms(void)
+{
+	return uv_hrtime() / 1000000;
+}
+
+static double seconds_since(uint64_t t)
+{
+	return (double)(mono_ms() - t) / 1000.0;
+}
+
+/* Records the verdict; a later decision replaces an earlier one (a failed
+ * clear turns a pass into an error, a cancel wins over everything). */
+/* Messages name URLs: their credentials never get into one. */
+static void redact_why(char **why)
+{
+	char *r = rd_url_redact_dup(*why);
+
+	free(*why);
+	*why = r;
+}
+
+__attribute__((format(printf, 3, 4))) static void decide(struct drill *d, enum probe_state s,
+                                                         const char *fmt, ...)
+{
+	va_list ap;
+
+	d->outcome = s;
+	free(d->why);
+	d->why = NULL;
+	if (fmt) {
+		va_start(ap, fmt);
+		if (vasprintf(&d->why, fmt, ap) < 0)
+			d->why = NULL;
+		va_end(ap);
+		redact_why(&d->why);
+	}
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+	struct drill *d = h->data;
+	struct probe *p = d->p;
+
+	json_object_set_new(p->details, "polls", json_integer(d->polls));
+	json_object_set_new(p->details, "last_state", json_string(d->last_state));
+	/* probe_finish() may free d (ops->free): nothing of d after it. */
+	if (d->why)
+		probe_finish(p, d->outcome, "%s", d->why);
+	else
+		probe_finish(p, d->outcome, NULL);
+}
+
+static void finish(struct drill *d)
+{
+	d->phase = PH_CLOSING;
+	uv_timer_stop(&d->timer);
+	uv_close((uv_handle_t *)&d->timer, on_timer_closed);
+}
+
+static int send_hook(struct drill *d, const struct spec_request *rq, http_done_cb cb)
+{
+	const struct spec_probe *sp = d->p->sp;
+	int64_t t = rq->timeout_ms > 0 ? rq->timeout_ms : DRILL_HOOK_TIMEOUT_MS;
+	struct http_options opt = {
+	        .method = rq->method,
+	        .url = rq->url,
+	        .headers = rq->headers,
+	        .n_headers = rq->n_headers,
+	        .body = rq->body,
+	        .body_len = rq->body_len,
+	        .timeout_ms =
+	                d->cancelled && t > DRILL_CANCEL_TIMEOUT_MS ? DRILL_CANCEL_TIMEOUT_MS : t,
+	        .insecure = sp->insecure,
+	        .ca_file = sp->ca_file,
+	        .max_body = 64 * 1024,
+	};
+
+	return http_request_start(d->p->http, &opt, cb, d, &d->req);
+}
+
+/* Why a hook's answer is not a success, or NULL. */
+static const char *hook_failed(const struct http_response *r, char *buf, size_t len)
+{
+	if (r->err != 0)
+		return r->error ? r->error : strerror(-r->err);
+	if (r->status < 200 || r->status > 299) {
+		snprintf(buf, len, "answered HTTP %ld", r->status);
+		return buf;
+	}
+	return NULL;
+}
+
+static void poll_alerts(struct drill *d);
+static void poll_rules(struct drill *d);
+static void start_resolve_wait(struct drill *d);
+
+static void on_clear(void *userdata, const struct http_response *r)
+{
+	struct drill *d = userdata;
+	const struct spec_request *rq = d->p->sp->clear;
+	char buf[64];
+	const char *why = hook_failed(r, buf, sizeof(buf));
+
+	d->req = NULL;
+	json_object_set_new(d->p->details, "clear_status", json_integer(r->status));
+	if (why) {
+		/* Keeps what was decided before (it is freed by decide()). */
+		char *before = d->why ? strdup(d->why) : NULL;
+
+		if (d->outcome != PROBE_CANCELLED)
+			decide(d, PROBE_ERRORED,
+			       "%s%sclear %s %s failed: %s; the fault may still be active",
+			       before ? before : "", before ? "; " : "",
+			       rq->method ? rq->method : "GET", rq->url, why);
+		free(before);
+		finish(d);
+		return;
+	}
+	d->t_clear = mono_ms();
+	start_resolve_wait(d);
+}
+
+/* Removes the fault once the trigger was attempted; before that there is
+ * nothing to remove, and clear would undo a fault someone else set. */
+static void do_clear(struct drill *d)
+{
+	const struct spec_request *rq = d->p->sp->clear;
+	int r;
+
+	uv_timer_stop(&d->timer);
+	if (!d->triggered) {
+		finish(d);
+		return;
+	}
+	if (!rq) {
+		d->t_clear = mono_ms();
+		start_resolve_wait(d);
+		return;
+	}
+	d->phase = PH_CLEAR;
+	r = send_hook(d, rq, on_clear);
+	if (r < 0) {
+		decide(d, d->cancelled ? PROBE_CANCELLED : PROBE_ERRORED,
+		       "cannot send clear %s: %s; the fault may still be active", rq->url,
+		       strerror(-r));
+		finish(d);
+	}
+}
+
+static void start_resolve_wait(struct drill *d)
+{
+	if (d->p->sp->wait_resolve_ms > 0 && d->fired && !d->cancelled &&
+	    d->outcome != PROBE_ERRORED) {
+		d->phase = PH_WAIT_RESOLVE;
+		poll_alerts(d);
+		return;
+	}
+	finish(d);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	struct drill *d = t->data;
+
+	if (d->phase == PH_RULES)
+		poll_rules(d);
+	else
+		poll_alerts(d);
+}
+
+/* Polls again after poll_interval, but never past the phase's limit. */
+static void schedule(struct drill *d, int64_t limit_ms, int64_t elapsed_ms)
+{
+	int64_t delay = d->p->sp->poll_interval_ms > 0 ? d->p->sp->poll_interval_ms : 1000;
+
+	if (limit_ms > 0 && limit_ms - elapsed_ms < delay)
+		delay = limit_ms - elapsed_ms;
+	uv_timer_start(&d->timer, on_tick, (uint64_t)(delay > 0 ? delay : 0), 0);
+}
+
+/* Without `within`, the alert has until the probe's deadline, less what
+ * clear and wait_resolve need: not firing by then is the service failing
+ * the drill, which the probe must say itself before the deadline turns it
+ * into "did not finish". */
+static int64_t fire_limit(const struct drill *d)
+{
+	const struct probe *p = d->p;
+	int64_t left;
+
+	if (p->sp->within_ms > 0 || p->deadline_ms <= 0)
+		return p->sp->within_ms;
+	left = p->deadline_ms - (int64_t)(d->t_trigger - d->t_start) - p->sp->wait_resolve_ms -
+	       DRILL_RESERVE_MS;
+	return left >= 1000 ? left / 1000 * 1000 : 1000; /* whole seconds read better */
+}
+
+static void on_trigger(void *userdata, const struct http_response *r)
+{
+	struct drill *d = userdata;
+	const struct spec_request *rq = d->p->sp->trigger;
+	char buf[64];
+	const char *why = hook_failed(r, buf, sizeof(buf));
+
+	d->req = NULL;
+	json_object_set_new(d->p->details, "trigger_status", json_integer(r->status));
+	if (why) {
+		decide(d, PROBE_ERRORED, "trigger %s %s failed: %s",
+		       rq->method ? rq->method : "GET", rq->url, why);
+		do_clear(d); /* it may have been half applied */
+		return;
+	}
+	d->t_trigger = mono_ms();
+	d->fire_limit_ms = fire_limit(d);
+	d->phase = PH_WAIT_FIRE;
+	poll_alerts(d);
+}
+
+static void send_trigger(struct drill *d)
+{
+	int r;
+
+	d->phase = PH_TRIGGER;
+	d->triggered = true;
+	r = send_hook(d, d->p->sp->trigger, on_trigger);
+	if (r < 0) {
+		decide(d, PROBE_ERRORED, "cannot send trigger %s: %s", d->p->sp->trigger->url,
+		       strerror(-r));
+		do_clear(d);
+	}
+}
+
+/* --- before the trigger: the alert exists, was evaluated, is inactive --- */
+
+/* How long the pre-check may wait for a first evaluation: the group's
+ * interval and a margin, but never into the time the drill itself needs
+ * before the probe's deadline. */
+static int64_t eval_wait_limit(const struct drill *d, int64_t interval_ms)
+{
+	const struct probe *p = d->p;
+	int64_t limit = interval_ms + DRILL_EVAL_MARGIN_MS, room;
+
+	if (p->deadline_ms <= 0)
+		return limit;
+	room = p->deadline_ms - p->sp->within_ms - p->sp->wait_resolve_ms - DRILL_RESERVE_MS;
+	return room < limit ? (room > 0 ? room : 0) : limit;
+}
+
+static void refuse_unknown(struct drill *d, const char *message)
+{
+	const struct spec_probe *sp = d->p->sp;
+
+	decide(d, PROBE_ERRORED, "%s%s (while checking that alert %s is loaded)",
+	       message ? message : sp->prometheus,
+	       message ? "" : "/api/v1/rules: the answer has no groups/rules lists", sp->alert);
+	finish(d);
+}
+
+static void refuse_missing(struct drill *d, const struct promapi_alert_rule *ar)
+{
+	const struct spec_probe *sp = d->p->sp;
+
+	decide(d, PROBE_ERRORED,
+	       "no alerting rule named %s is loaded in Prometheus at %s%s%s%s; nothing was "
+	       "triggered",
+	       sp->alert, sp->prometheus, ar->closest ? " (did you mean " : "",
+	       ar->closest ? ar->closest : "", ar->closest ? "?)" : "");
+	finish(d);
+}
+
+/* The rule exists; waits for its first evaluation, then asks for alerts. */
+static void rules_known(struct drill *d, const struct promapi_alert_rule *ar)
+{
+	const struct spec_probe *sp = d->p->sp;
+	int64_t elapsed = (int64_t)(mono_ms() - d->t_start);
+	int64_t limit = eval_wait_limit(d, ar->unevaluated_interval_ms);
+	char iv[32];
+
+	if (ar->unevaluated == 0) {
+		d->phase = PH_BEFORE;
+		poll_alerts(d);
+		return;
+	}
+	if (elapsed < limit) {
+		schedule(d, limit, elapsed);
+		return;
+	}
+	rd_format_duration(ar->unevaluated_interval_ms, iv, sizeof(iv));
+	decide(d, PROBE_ERRORED,
+	       "alert %s (group %s, evaluated every %s) has not been evaluated yet after %.1f s%s, "
+	       "so its state before the trigger is unknown and the drill cannot measure it; "
+	       "nothing was triggered",
+	       sp->alert, ar->group ? ar->group : "?", iv, (double)elapsed / 1000.0,
+	       limit < ar->unevaluated_interval_ms + DRILL_EVAL_MARGIN_MS
+	               ? " (all the probe's deadline leaves for waiting; raise its timeout)"
+	               : "");
+	finish(d);
+}
+
+static void on_rules(void *userdata, int err, json_t *data, const char *message)
+{
+	struct drill *d = userdata;
+	struct promapi_alert_rule ar;
+
+	d->call = NULL;
+	d->polls++;
+	if (err < 0 || promapi_find_alert_rule(data, d->p->sp->alert, &ar) < 0) {
+		refuse_unknown(d, message);
+		return;
+	}
+	if (ar.rules == 0) {
+		refuse_missing(d, &ar);
+		return;
+	}
+	rules_known(d, &ar);
+}
+
+static void poll_rules(struct drill *d)
+{
+	int r = promapi_get(d->p->http, d->p->sp, "/api/v1/rules", NULL, 0, on_rules, d, &d->call);
+
+	if (r < 0) {
+		decide(d, PROBE_ERRORED, "cannot ask %s for rules: %s", d->p->sp->prometheus,
+		       strerror(-r));
+		finish(d);
+	}
+}
+
+/* A matching alert is active before the fault: firing, it would be
+ * "measured" at once; pending, its condition already holds without the
+ * fault and its `for` started before the trigger, so the time to fire
+ * would be too short. Either way there is nothing to measure. */
+static void refuse_active(struct drill *d, const struct promapi_alert_state *st)
+{
+	const struct spec_probe *sp = d->p->sp;
+	char labels[512];
+
+	promapi_format_labels(st->labels, labels, sizeof(labels));
+	json_object_set_new(d->p->details, "active_before", json_deep_copy(st->labels));
+	decide(d, PROBE_ERRORED,
+	       "%s is already %s%s%s%s; the drill cannot measure it (%zu matching series "
+	       "active before the trigger; clear the fault or wait until it resolves%s); "
+	       "nothing was triggered",
+	       sp->alert, st->state, labels[0] ? " for " : "", labels,
+	       strcmp(st->state, "pending") == 0 ? ": its condition holds without the fault" : "",
+	       st->matching, sp->n_labels ? "" : ", or pick another series with labels");
+	finish(d);
+}
+
+static void before_trigger(struct drill *d, const struct promapi_alert_state *st)
+{
+	json_object_set_new(d->p->details, "state_before", json_string(st->state));
+	if (st->matching > 0)
+		refuse_active(d, st);
+	else
+		send_trigger(d);
+}
+
+/* --- after the trigger --- */
+
+static void waiting_fire(struct drill *d, const struct promapi_alert_state *st)
+{
+	const struct spec_probe *sp = d->p->sp;
+	int64_t elapsed = (int64_t)(mono_ms() - d->t_trigger);
+	char w[32];
+
+	if (strcmp(st->state, "firing") == 0) {
+		d->fired = true;
+		probe_set_metric(d->p, "seconds_to_fire", seconds_since(d->t_trigger));
+		decide(d, PROBE_PASSED, NULL);
+		do_clear(d);
+		return;
+	}
+	if (strcmp(st->state, "pending") == 0 && !json_object_get(d->p->details, "pending_after_s"))
+		json_object_set_new(d->p->details, "pending_after_s",
+		                    json_real(seconds_since(d->t_trigger)));
+	if (st->other_labels && !d->others[0])
+		promapi_format_labels(st->other_labels, d->others, sizeof(d->others));
+	if (d->fire_limit_ms > 0 && elapsed >= d->fire_limit_ms) {
+		rd_format_duration(d->fire_limit_ms, w, sizeof(w));
+		decide(d, PROBE_FAILED,
+		       "alert %s did not fire within %s%s (waited %.1f s after the trigger; its "
+		       "state was %s)%s%s",
+		       sp->alert, w,
+		       sp->within_ms > 0 ? ""
+		                         : " (what the probe's deadline leaves; no within set)",
+		       (double)elapsed / 1000.0, st->state,
+		       d->others[0] ? "; it was active for a series the labels exclude: " : "",
+		       d->others);
+		do_clear(d);
+		return;
+	}
+	schedule(d, d->fire_limit_ms, elapsed);
+}
+
+static void waiting_resolve(struct drill *d, const struct promapi_alert_state *st)
+{
+	const struct spec_probe *sp = d->p->sp;
+	int64_t elapsed = (int64_t)(mono_ms() - d->t_clear);
+	char w[32];
+
+	if (strcmp(st->state, "inactive") == 0) {
+		probe_set_metric(d->p, "seconds_to_resolve", seconds_since(d->t_clear));
+		finish(d);
+		return;
+	}
+	if (elapsed >= sp->wait_resolve_ms) {
+		rd_format_duration(sp->wait_resolve_ms, w, sizeof(w));
+		decide(d, PROBE_FAILED,
+		       "alert %s was still %s %.1f s after clear (wait_resolve %s)", sp->alert,
+		       st->state, (double)elapsed / 1000.0, w);
+		finish(d);
+		return;
+	}
+	schedule(d, sp->wait_resolve_ms, elapsed);
+}
+
+static const char *phase_doing(enum drill_phase ph)
+{
+	switch (ph) {
+	case PH_BEFORE:
+		return "checking it is not active before the trigger";
+	case PH_WAIT_FIRE:
+		return "waiting for it to fire";
+	default:
+		return "waiting for it to resolve";
+	}
+}
+
+static void alerts_failed(struct drill *d, const char *message)
+{
+	const struct spec_probe *sp = d->p->sp;
+
+	decide(d, PROBE_ERRORED, "%s%s (alert %s, %s)", message ? message : sp->prometheus,
+	       message ? "" : "/api/v1/alerts: the answer has no alerts list", sp->alert,
+	       phase_doing(d->phase));
+	if (d->phase == PH_WAIT_FIRE)
+		do_clear(d);
+	else
+		finish(d);
+}
+
+static void on_alerts(void *userdata, int err, json_t *data, const char *message)
+{
+	struct drill *d = userdata;
+	const struct spec_probe *sp = d->p->sp;
+	struct promapi_alert_state st;
+
+	d->call = NULL;
+	d->polls++;
+	if (err < 0 || promapi_alert_state(data, sp->alert, sp->labels, sp->n_labels, &st) < 0) {
+		alerts_failed(d, message);
+		return;
+	}
+	d->last_state = st.state;
+	if (d->phase == PH_BEFORE)
+		before_trigger(d, &st);
+	else if (d->phase == PH_WAIT_FIRE)
+		waiting_fire(d, &st);
+	else
+		waiting_resolve(d, &st);
+}
+
+static void poll_alerts(struct drill *d)
+{
+	int r = promapi_get(d->p->http, d->p->sp, "/api/v1/alerts", NULL, 0, on_alerts, d,
+	                    &d->call);
+
+	if (r < 0) {
+		decide(d, PROBE_ERRORED, "cannot ask %s for alerts: %s", d->p->sp->prometheus,
+		       strerror(-r));
+		if (d->phase == PH_WAIT_FIRE)
+			do_clear(d);
+		else
+			finish(d);
+	}
+}
+
+/* The matchers as an object for details; NULL without any. */
+static json_t *labels_json(const struct spec_probe *sp)
+{
+	json_t *o = sp->n_labels ? json_object() : NULL;
+
+	for (size_t i = 0; o && i < sp->n_labels; i++)
+		if (json_object_set_new(o, sp->labels[i].name, json_string(sp->labels[i].value)) <
+		    0) {
+			json_decref(o);
+			return NULL;
+		}
+	return o;
+}
+
+static int drill_start(struct probe *p)
+{
+	struct drill *d;
+
+	if (!p->sp->trigger || !p->sp->alert)
+		return -EINVAL;
+	if (!p->details)
+		p->details = json_pack("{s:s, s:o*}", "alert", p->sp->alert, "labels",
+		                       labels_json(p->sp));
+	d = p->details ? calloc(1, sizeof(*d)) : NULL;
+	if (!d)
+		return -ENOMEM;
+	d->p = p;
+	d->outcome = PROBE_RUNNING;
+	d->last_state = "inactive";
+	d->t_start = mono_ms();
+	uv_timer_init(p->loop, &d->timer);
+	d->timer.data = d;
+	p->impl = d;
+	d->phase = PH_RULES;
+	poll_rules(d); /* on failure it finishes the probe itself */
+	return 0;
+}
+
+static void drill_cancel(struct probe *p)
+{
+	struct drill *d = p->impl;
+
+	if (!d) {
+		probe_finish(p, PROBE_CANCELLED, NULL);
+		return;
+	}
+	d->cancelled = true;
+	decide(d, PROBE_CANCELLED, NULL);
+	switch (d->phase) {
+	case PH_RULES:
+	case PH_BEFORE:
+		promapi_cancel(d->call);
+		d->call = NULL;
+		finish(d);
+		break;
+	case PH_TRIGGER:
+		if (d->req)
+			http_request_cancel(d->req);
+		d->req = NULL;
+		do_clear(d);
+		break;
+	case PH_WAIT_FIRE:
+		promapi_cancel(d->call);
+		d->call = NULL;
+		do_clear(d);
+		break;
+	case PH_WAIT_RESOLVE:
+		promapi_cancel(d->call);
+		d->call = NULL;
+		finish(d);
+		break;
+	default:
+		break; /* clear is on its way (bounded), or the timer is closing */
+	}
+}
+
+static void drill_free(struct probe *p)
+{
+	struct drill *d = p->impl;
+
+	if (d)
+		free(d->why);
+	free(d);
+	p->impl = NULL;
+}
+
+const struct probe_ops probe_alert_drill_ops = {
+        .type = PROBE_ALERT_DRILL,
+        .start = drill_start,
+        .cancel = drill_cancel,
+        .free = drill_free,
+};

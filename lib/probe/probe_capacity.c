@@ -1,0 +1,399 @@
+/* probe_capacity: the `capacity` probe: the highest request rate at which
+ * the SLO still holds. Each step is a short rate-mode run of the load
+ * engine (lib/loadgen) at one rate; the SLO's conditions (gate_parse_slo)
+ * are checked on that step's metrics, and a step whose rate the engine
+ * could not keep fails too (the rate was not offered, so it cannot be
+ * claimed), and so does one whose delivered rate (successful answers per
+ * second) fell more than CAP_TOLERANCE short of the offered rate: a
+ * server that queues what it cannot serve may keep its latency under the
+ * SLO for a short step while delivering less than was asked. The reported
+ * capacity is the delivered rate of the best passing step. The search ramps up from min_rate by
+ * doubling until a step fails or max_rate passes, then bisects between the last pass and the first
+ * failure until they are within 3% (or 24 steps in all). A failing step is run once more before it
+ * counts: one noisy second on a shared host must not halve the answer, while a real limit fails
+ * twice.
+ *
+ * Steps run one after another on the engine's threads; this file stays on
+ * the main loop and never touches the store.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/loadgen/loadgen.h"
+#include "lib/policy/policy.h"
+#include "lib/probe/probe.h"
+
+#define CAP_MAX_CONDS    8
+#define CAP_MAX_STEPS    24
+#define CAP_PRECISION    0.03
+#define CAP_PROGRESS_MS  250
+#define CAP_DEFAULT_STEP 10000
+#define CAP_TOLERANCE    0.05 /* delivered may fall this much short of offered */
+
+struct cap_probe {
+	struct probe *p;
+	struct gate_expr slo[CAP_MAX_CONDS];
+	int n_slo;
+	struct loadgen *lg;
+	uv_timer_t progress;
+	bool cancelled;
+	bool confirming; /* the step running repeats a failure */
+	int steps;
+	double rate;           /* of the step running */
+	double good, bad;      /* highest pass (0: none), lowest failure (0: none) */
+	double good_delivered; /* the delivered rate of the step at good */
+	bool any_ok;           /* some step got a successful answer */
+	json_t *points;
+	enum probe_state state;
+	char why[512];
+	struct policy_file *ca_read; /* ca_file being read off the loop */
+	char *ca_pem;
+	size_t ca_pem_len;
+};
+
+static void cap_config(const struct cap_probe *cp, double rate, struct loadgen_config *c)
+{
+	const struct probe *p = cp->p;
+	const struct spec_probe *sp = p->sp;
+
+	*c = (struct loadgen_config){
+	        .url = sp->url,
+	        .method = sp->method,
+	        .headers = sp->headers,
+	        .n_headers = sp->n_headers,
+	        .body = sp->body,
+	        .body_len = sp->body_len,
+	        .mode = LOAD_MODE_RATE,
+	        .rate = rate,
+	        .connections = sp->connections > 0 ? (int)sp->connections : 64,
+	        .threads = sp->threads > 0 ? (int)sp->threads : 1,
+	        .duration_ms = sp->step_ms > 0 ? sp->step_ms : CAP_DEFAULT_STEP,
+	        .warmup_ms = sp->warmup_ms,
+	        .timeout_ms = p->spec->target.timeout_ms,
+	        .insecure = sp->insecure,
+	        .ca_pem = cp->ca_pem,
+	        .ca_pem_len = cp->ca_pem_len,
+	};
+	http_client_get_policy(p->http, &c->policy, &c->policy_data); /* allowed_targets */
+}
+
+/* Does the step meet every SLO condition? A missing figure never does. */
+static bool step_passes(const struct cap_probe *cp, json_t *m, const char **ret_failed)
+{
+	for (int i = 0; i < cp->n_slo; i++) {
+		json_t *v = json_object_get(m, cp->slo[i].metric);
+
+		if (!json_is_number(v) ||
+		    !gate_compare(json_number_value(v), cp->slo[i].op, cp->slo[i].number)) {
+			*ret_failed = cp->slo[i].metric;
+			return false;
+		}
+	}
+	if (json_number_value(json_object_get(m, "rate_kept")) != 1) {
+		*ret_failed = "rate_kept";
+		return false;
+	}
+	if (!(json_number_value(json_object_get(m, "delivered_rps")) >=
+	      cp->rate * (1 - CAP_TOLERANCE))) {
+		*ret_failed = "delivered_rps";
+		return false;
+	}
+	return true;
+}
+
+/* Successful answers per second over the step's measured window. */
+static int set_delivered(json_t *m, const struct loadgen_result *r)
+{
+	double ok = (double)(r->requests - (r->errors < r->requests ? r->errors : r->requests));
+	double v = r->elapsed_s > 0 ? ok / r->elapsed_s : 0;
+
+	return json_object_set_new(m, "delivered_rps", json_real(v));
+}
+
+static void add_point(struct cap_probe *cp, json_t *m, bool pass, const char *failed)
+{
+	static const char *const keep[] = {"p50_ms",          "p95_ms",         "p99_ms",
+	                                   "error_rate",      "throughput_rps", "delivered_rps",
+	                                   "schedule_lag_ms", "rate_kept",      "requests"};
+	json_t *pt = json_pack("{s:f, s:b, s:s?}", "rate", cp->rate, "pass", pass, "failed_on",
+	                       pass ? NULL : failed);
+
+	for (size_t i = 0; pt && i < sizeof(keep) / sizeof(keep[0]); i++) {
+		json_t *v = json_object_get(m, keep[i]);
+
+		if (v)
+			json_object_set(pt, keep[i], v);
+	}
+	if (pt)
+		json_array_append_new(cp->points, pt);
+}
+
+/* The next rate to try, or 0 when the search is over. */
+static double next_rate(const struct cap_probe *cp)
+{
+	const struct spec_probe *sp = cp->p->sp;
+	double next;
+
+	if (cp->steps >= CAP_MAX_STEPS)
+		return 0;
+	if (cp->bad == 0) {
+		/* Ramp: every step so far passed; the last one was cp->rate. */
+		if (cp->rate >= sp->max_rate)
+			return 0;
+		next = cp->rate * 2;
+		return next > sp->max_rate ? sp->max_rate : next;
+	}
+	if (cp->good == 0)
+		return 0; /* even min_rate fails: the answer is 0 */
+	if (cp->bad - cp->good <= CAP_PRECISION * cp->good)
+		return 0;
+	return (cp->good + cp->bad) / 2;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+	struct cap_probe *cp = h->data;
+
+	if (cp->state == PROBE_ERRORED)
+		probe_finish(cp->p, PROBE_ERRORED, "%s", cp->why);
+	else
+		probe_finish(cp->p, cp->state, NULL);
+}
+
+static void finish(struct cap_probe *cp, enum probe_state state)
+{
+	struct probe *p = cp->p;
+	const struct spec_probe *sp = p->sp;
+
+	cp->state = state;
+	if (state == PROBE_PASSED && !cp->any_ok) {
+		/* Every answer of every step failed: nothing was measured. */
+		state = cp->state = PROBE_ERRORED;
+		snprintf(cp->why, sizeof(cp->why),
+		         "no step got a successful answer (%d steps from %g req/s)", cp->steps,
+		         sp->min_rate);
+	}
+	if (state == PROBE_PASSED) {
+		probe_set_metric(p, "rate", cp->good_delivered);
+		probe_set_metric(p, "offered_rate", cp->good);
+		probe_set_metric(p, "tolerance", CAP_TOLERANCE);
+		probe_set_metric(p, "steps", cp->steps);
+		if (sp->required_rate > 0)
+			probe_set_metric(p, "headroom", cp->good_delivered / sp->required_rate);
+		p->percent = 100;
+	}
+	json_decref(p->details);
+	p->details = json_pack("{s:O, s:s, s:f, s:f, s:f}", "points", cp->points, "slo", sp->slo,
+	                       "min_rate", sp->min_rate, "max_rate", sp->max_rate, "tolerance",
+	                       CAP_TOLERANCE);
+	uv_close((uv_handle_t *)&cp->progress, on_timer_closed);
+}
+
+static int start_step(struct cap_probe *cp, double rate);
+
+/* A step after which the search cannot go on (cp->why says why): no
+ * connection could be made (no step can pass without one), or no memory
+ * to judge it. Otherwise adds delivered_rps to m. */
+static bool step_unusable(struct cap_probe *cp, const struct loadgen_result *r, json_t *m)
+{
+	if (r->requests > 0 && r->errors_by[LOADGEN_ERR_CONNECT] == r->requests) {
+		snprintf(cp->why, sizeof(cp->why), "cannot connect to %s%s%s%s", cp->p->sp->url,
+		         r->connect_error[0] ? ": " : "", r->connect_error,
+		         strncmp(r->connect_error, "TLS certificate", 15) == 0
+		                 ? " (give ca_file, or insecure: true to skip verification)"
+		                 : "");
+		return true;
+	}
+	if (set_delivered(m, r) < 0) {
+		snprintf(cp->why, sizeof(cp->why), "out of memory while judging a step");
+		return true;
+	}
+	return false;
+}
+
+static void on_step_done(struct loadgen *lg, void *userdata)
+{
+	struct cap_probe *cp = userdata;
+	const struct loadgen_result *r = loadgen_result(lg);
+	const char *failed = "rate_kept";
+	json_t *m = NULL;
+	bool pass;
+	double next, delivered;
+
+	cp->lg = NULL;
+	if (r->cancelled || cp->cancelled || loadgen_result_metrics(r, &m) < 0) {
+		loadgen_free(lg);
+		finish(cp, PROBE_CANCELLED);
+		return;
+	}
+	if (step_unusable(cp, r, m)) {
+		json_decref(m);
+		loadgen_free(lg);
+		finish(cp, PROBE_ERRORED);
+		return;
+	}
+	cp->any_ok = cp->any_ok || r->requests > r->errors;
+	loadgen_free(lg);
+	cp->steps++;
+	pass = step_passes(cp, m, &failed);
+	delivered = json_number_value(json_object_get(m, "delivered_rps"));
+	add_point(cp, m, pass, failed);
+	json_decref(m);
+	if (!pass && !cp->confirming && cp->steps < CAP_MAX_STEPS) {
+		cp->confirming = true;
+		if (start_step(cp, cp->rate) < 0)
+			finish(cp, PROBE_ERRORED);
+		return;
+	}
+	cp->confirming = false;
+	if (pass) {
+		cp->good = cp->rate;
+		cp->good_delivered = delivered;
+	} else
+		cp->bad = cp->rate;
+	next = next_rate(cp);
+	if (next <= 0) {
+		finish(cp, PROBE_PASSED);
+		return;
+	}
+	if (start_step(cp, next) < 0)
+		finish(cp, PROBE_ERRORED);
+}
+
+static int start_step(struct cap_probe *cp, double rate)
+{
+	struct loadgen_config cfg;
+	int r;
+
+	cp->rate = rate;
+	cap_config(cp, rate, &cfg);
+	r = loadgen_new(&cfg, cp->p->loop, on_step_done, cp, &cp->lg, cp->why, sizeof(cp->why));
+	if (r == 0)
+		r = loadgen_start(cp->lg);
+	if (r < 0) {
+		loadgen_free(cp->lg);
+		cp->lg = NULL;
+		if (!cp->why[0])
+			snprintf(cp->why, sizeof(cp->why), "cannot start a step: %s", strerror(-r));
+	}
+	return r;
+}
+
+static void on_progress(uv_timer_t *t)
+{
+	struct cap_probe *cp = t->data;
+	int64_t n = 0;
+	int pct = 0;
+
+	if (cp->lg)
+		loadgen_progress(cp->lg, &n, &pct);
+	cp->p->requests = n;
+	cp->p->percent = (cp->steps * 100 + pct) / CAP_MAX_STEPS;
+}
+
+/* The first step, and progress from then on. */
+static void cap_begin(struct cap_probe *cp)
+{
+	const struct spec_probe *sp = cp->p->sp;
+
+	if (start_step(cp, sp->min_rate > 0 ? sp->min_rate : 1) < 0) {
+		finish(cp, PROBE_ERRORED);
+		return;
+	}
+	uv_timer_start(&cp->progress, on_progress, CAP_PROGRESS_MS, CAP_PROGRESS_MS);
+}
+
+/* ca_file arrives from the threadpool (allowed_paths, lib/policy/policy.h); every
+ * step uses the same text. */
+static void on_ca_read(void *userdata, int err, char *buf, size_t len, const char *why)
+{
+	struct cap_probe *cp = userdata;
+
+	cp->ca_read = NULL;
+	if (err < 0) {
+		snprintf(cp->why, sizeof(cp->why), "ca_file %.200s %s", cp->p->sp->ca_file, why);
+		finish(cp, PROBE_ERRORED);
+		return;
+	}
+	cp->ca_pem = buf;
+	cp->ca_pem_len = len;
+	cap_begin(cp);
+}
+
+static int cap_probe_start(struct probe *p)
+{
+	struct cap_probe *cp = calloc(1, sizeof(*cp));
+	char err[256];
+
+	if (!cp)
+		return -ENOMEM;
+	cp->p = p;
+	p->impl = cp;
+	cp->n_slo = gate_parse_slo(p->sp->slo, cp->slo, CAP_MAX_CONDS, err, sizeof(err));
+	cp->points = json_array();
+	if (cp->n_slo < 0 || !cp->points) {
+		int r = cp->n_slo < 0 ? -EINVAL : -ENOMEM;
+
+		json_decref(cp->points);
+		free(cp);
+		p->impl = NULL;
+		return r;
+	}
+	uv_timer_init(p->loop, &cp->progress);
+	cp->progress.data = cp;
+	p->percent = 0;
+	p->requests = 0;
+	if (p->sp->ca_file) {
+		int r = policy_read_file_async(p->loop, http_client_files(p->http), p->sp->ca_file,
+		                               POLICY_MAX_FILE_SIZE, on_ca_read, cp, &cp->ca_read);
+
+		if (r < 0) {
+			snprintf(cp->why, sizeof(cp->why), "cannot read ca_file: %s", strerror(-r));
+			finish(cp, PROBE_ERRORED);
+		}
+		return 0;
+	}
+	cap_begin(cp);
+	return 0;
+}
+
+static void cap_probe_cancel(struct probe *p)
+{
+	struct cap_probe *cp = p->impl;
+
+	if (!cp) {
+		probe_finish(p, PROBE_CANCELLED, NULL);
+		return;
+	}
+	cp->cancelled = true;
+	if (cp->lg)
+		loadgen_cancel(cp->lg);
+	if (cp->ca_read) {
+		policy_file_cancel(cp->ca_read);
+		cp->ca_read = NULL;
+		finish(cp, PROBE_CANCELLED);
+	}
+}
+
+static void cap_probe_free(struct probe *p)
+{
+	struct cap_probe *cp = p->impl;
+
+	if (!cp)
+		return;
+	policy_file_cancel(cp->ca_read);
+	loadgen_free(cp->lg);
+	json_decref(cp->points);
+	free(cp->ca_pem);
+	free(cp);
+	p->impl = NULL;
+}
+
+const struct probe_ops probe_capacity_ops = {
+        .type = PROBE_CAPACITY,
+        .start = cap_probe_start,
+        .cancel = cap_probe_cancel,
+        .free = cap_probe_free,
+};

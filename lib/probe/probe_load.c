@@ -1,0 +1,373 @@
+/* probe_load: the `load` probe: one run of the load engine (lib/loadgen)
+ * with the probe's (or the target's) request, in closed or rate mode.
+ * The engine runs on its own threads; this file stays on the main loop:
+ * it copies progress from the engine's atomics into p->percent and
+ * p->requests every 250 ms, and publishes the result's metrics and
+ * details when the engine reports back through uv_async_send.
+ *
+ * Gates on this probe with `abort_on_fail` are watched on the same tick
+ * over a sliding window of the engine's timeline (docs/spec.md "Gates"
+ * says when such a gate "cannot be met"); the first that cannot ends the
+ * engine early and the probe fails, naming the gate and the window.
+ *
+ * It must not touch the store or the API (the scheduler persists), and
+ * must always end with probe_finish(), also when cancelled.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/loadgen/loadgen.h"
+#include "lib/policy/policy.h"
+#include "lib/probe/probe.h"
+
+#define LOAD_PROGRESS_MS        250
+#define LOAD_ABORT_WINDOW_S     5   /* seconds of the sliding window */
+#define LOAD_ABORT_MIN_REQUESTS 100 /* in the window, before it decides anything */
+
+struct load_probe {
+	struct probe *p;
+	struct loadgen *lg;
+	uv_timer_t progress;
+	bool timer_open;
+	bool cancelled;
+	bool aborted; /* an abort_on_fail gate could no longer be met */
+	enum probe_state state;
+	char why[512];
+	struct policy_file *ca_read; /* ca_file being read off the loop */
+	char *ca_pem;
+	size_t ca_pem_len;
+};
+
+/* The engine's config for a load-type probe; shared with probe_capacity
+ * through probe_load_config() (declared in loadgen.h's user, not here). */
+static void load_config(const struct probe *p, struct loadgen_config *c)
+{
+	const struct spec_probe *sp = p->sp;
+
+	*c = (struct loadgen_config){
+	        .url = sp->url ? sp->url : p->spec->target.url,
+	        .method = sp->method ? sp->method : p->spec->target.method,
+	        .headers = sp->url ? sp->headers : p->spec->target.headers,
+	        .n_headers = sp->url ? sp->n_headers : p->spec->target.n_headers,
+	        .body = sp->url ? sp->body : p->spec->target.body,
+	        .body_len = sp->url ? sp->body_len : p->spec->target.body_len,
+	        .mode = sp->mode,
+	        .rate = sp->rate,
+	        .connections = sp->connections > 0 ? (int)sp->connections : 16,
+	        .threads = sp->threads > 0 ? (int)sp->threads : 1,
+	        .duration_ms = sp->requests > 0 ? 0 : sp->duration_ms,
+	        .requests = sp->requests,
+	        .warmup_ms = sp->warmup_ms,
+	        .timeout_ms = p->spec->target.timeout_ms,
+	        .insecure = sp->insecure,
+	};
+	if (c->duration_ms == 0 && c->requests == 0)
+		c->duration_ms = 30000;
+	http_client_get_policy(p->http, &c->policy, &c->policy_data); /* allowed_targets */
+}
+
+/* ---- abort_on_fail ---- */
+
+/* The q of "pNN_ms" (p999_ms: 99.9), or NaN for any other metric. */
+static double metric_percentile(const char *metric)
+{
+	static const struct {
+		const char *name;
+		double q;
+	} pct[] = {
+	        {"p50_ms", 50}, {"p90_ms", 90}, {"p95_ms", 95}, {"p99_ms", 99}, {"p999_ms", 99.9}};
+
+	for (size_t i = 0; i < sizeof(pct) / sizeof(pct[0]); i++)
+		if (strcmp(metric, pct[i].name) == 0)
+			return pct[i].q;
+	return NAN;
+}
+
+/* Can the engine's figures so far tell that this gate cannot be met? Only
+ * upper bounds against a number: `errors` never falls, and a rate or a
+ * percentile that stayed too high for the whole window is taken as the
+ * run's. Other gates are judged at the end as usual. */
+static bool abort_watched(const struct probe *p, const struct spec_gate *g)
+{
+	const struct gate_expr *ex = &g->ex;
+
+	if (!g->abort_on_fail || strcmp(ex->probe, p->sp->name) != 0 ||
+	    ex->rhs != GATE_RHS_NUMBER || (ex->op != GATE_OP_LT && ex->op != GATE_OP_LE))
+		return false;
+	return strcmp(ex->metric, "errors") == 0 || strcmp(ex->metric, "error_rate") == 0 ||
+	       !isnan(metric_percentile(ex->metric));
+}
+
+/* Enough successful answers that ten lie above the percentile (the
+ * judge's own floor), and never fewer than LOAD_ABORT_MIN_REQUESTS. */
+static uint64_t percentile_floor(double q)
+{
+	double n = ceil(10.0 / (1.0 - q / 100.0) - 1e-9);
+
+	return n < LOAD_ABORT_MIN_REQUESTS ? LOAD_ABORT_MIN_REQUESTS : (uint64_t)n;
+}
+
+/* Returns true (and says why in lp->why) when gate g cannot be met. */
+static bool gate_lost(struct load_probe *lp, const struct spec_gate *g)
+{
+	const struct gate_expr *ex = &g->ex;
+	double q = metric_percentile(ex->metric), rate;
+	struct loadgen_window w;
+	uint64_t ok;
+
+	if (loadgen_window(lp->lg, LOAD_ABORT_WINDOW_S, q, &w) < 0)
+		return false;
+	if (strcmp(ex->metric, "errors") == 0) {
+		if (gate_compare((double)w.errors_total, ex->op, ex->number))
+			return false;
+		snprintf(lp->why, sizeof(lp->why),
+		         "aborted: gate '%s' cannot be met: %llu errors already", g->expr,
+		         (unsigned long long)w.errors_total);
+		return true;
+	}
+	if (w.seconds < LOAD_ABORT_WINDOW_S || w.requests < LOAD_ABORT_MIN_REQUESTS)
+		return false;
+	if (strcmp(ex->metric, "error_rate") == 0) {
+		rate = (double)w.errors / (double)w.requests;
+		if (gate_compare(rate, ex->op, ex->number))
+			return false;
+		snprintf(lp->why, sizeof(lp->why),
+		         "aborted: gate '%s' cannot be met: error_rate %.4g over the last %d s "
+		         "(%llu errors in %llu requests)",
+		         g->expr, rate, w.seconds, (unsigned long long)w.errors,
+		         (unsigned long long)w.requests);
+		return true;
+	}
+	ok = w.requests - w.errors;
+	if (isnan(q) || w.errors > w.requests || ok < percentile_floor(q) ||
+	    isnan(w.pct_min_second_ms) || gate_compare(w.pct_ms, ex->op, ex->number) ||
+	    gate_compare(w.pct_min_second_ms, ex->op, ex->number))
+		return false;
+	snprintf(lp->why, sizeof(lp->why),
+	         "aborted: gate '%s' cannot be met: %s %.4g over the last %d s (%llu answers), "
+	         "and at least %.4g in each of those seconds",
+	         g->expr, ex->metric, w.pct_ms, w.seconds, (unsigned long long)ok,
+	         w.pct_min_second_ms);
+	return true;
+}
+
+static void check_abort(struct load_probe *lp)
+{
+	const struct spec *spec = lp->p->spec;
+
+	if (lp->aborted || lp->cancelled)
+		return;
+	for (size_t i = 0; i < spec->n_gates; i++) {
+		if (!abort_watched(lp->p, &spec->gates[i]) || !gate_lost(lp, &spec->gates[i]))
+			continue;
+		lp->aborted = true;
+		loadgen_end_early(lp->lg);
+		return;
+	}
+}
+
+static void on_progress(uv_timer_t *t)
+{
+	struct load_probe *lp = t->data;
+
+	loadgen_progress(lp->lg, &lp->p->requests, &lp->p->percent);
+	check_abort(lp);
+}
+
+/* Publishes and finishes once the progress timer is closed, so that
+ * nothing of this probe is left on the loop when the scheduler frees it. */
+static void on_timer_closed(uv_handle_t *h)
+{
+	struct load_probe *lp = h->data;
+
+	lp->timer_open = false;
+	if (lp->state == PROBE_ERRORED || lp->state == PROBE_FAILED)
+		probe_finish(lp->p, lp->state, "%s", lp->why);
+	else
+		probe_finish(lp->p, lp->state, NULL);
+}
+
+static void publish(struct load_probe *lp, const struct loadgen_result *r)
+{
+	struct probe *p = lp->p;
+	json_t *m = NULL, *d = NULL;
+
+	if (loadgen_result_metrics(r, &m) < 0 || loadgen_result_details(r, &d) < 0) {
+		json_decref(m);
+		lp->state = PROBE_ERRORED;
+		snprintf(lp->why, sizeof(lp->why), "out of memory while publishing the result");
+		return;
+	}
+	json_decref(p->metrics);
+	json_decref(p->details);
+	p->metrics = m;
+	p->details = d;
+	if (probe_set_metric(p, "aborted", lp->aborted ? 1 : 0) < 0) {
+		lp->state = PROBE_ERRORED;
+		snprintf(lp->why, sizeof(lp->why), "out of memory while publishing the result");
+		return;
+	}
+	p->requests = (int64_t)r->requests;
+	p->percent = 100;
+}
+
+/* "all 764 measured requests failed (5xx: 764); no latency was measured" */
+static void all_failed(const struct loadgen_result *r, char *buf, size_t len)
+{
+	size_t n = 0;
+	int w;
+
+	w = snprintf(buf, len, "all %llu measured requests failed (",
+	             (unsigned long long)r->requests);
+	n = w > 0 && (size_t)w < len ? (size_t)w : len - 1;
+	for (int i = 0; i < _LOADGEN_ERR_MAX; i++) {
+		if (!r->errors_by[i])
+			continue;
+		w = snprintf(buf + n, len - n, "%s%s: %llu", buf[n - 1] == '(' ? "" : ", ",
+		             loadgen_error_to_string(i), (unsigned long long)r->errors_by[i]);
+		n += w > 0 && (size_t)w < len - n ? (size_t)w : len - 1 - n;
+	}
+	snprintf(buf + n, len - n, "); no latency was measured");
+}
+
+static void judge_result(struct load_probe *lp, const struct loadgen_result *r)
+{
+	lp->state = PROBE_PASSED;
+	if (r->cancelled || lp->cancelled) {
+		lp->state = PROBE_CANCELLED;
+	} else if (r->requests == 0) {
+		lp->state = PROBE_ERRORED;
+		snprintf(lp->why, sizeof(lp->why), "no request was measured");
+	} else if (r->errors_by[LOADGEN_ERR_CONNECT] == r->requests) {
+		/* Nothing was measured but failures to connect: the target's
+		 * fault or the spec's (TLS trust), not a latency. */
+		lp->state = PROBE_ERRORED;
+		snprintf(lp->why, sizeof(lp->why), "cannot connect to %s%s%s%s",
+		         lp->p->sp->url ? lp->p->sp->url : lp->p->spec->target.url,
+		         r->connect_error[0] ? ": " : "", r->connect_error,
+		         strncmp(r->connect_error, "TLS certificate", 15) == 0
+		                 ? " (give ca_file, or insecure: true to skip verification)"
+		                 : "");
+	} else if (r->errors >= r->requests) {
+		/* No successful answer: no latency, no throughput of the
+		 * service; whether gated or not, nothing was measured. */
+		lp->state = PROBE_ERRORED;
+		all_failed(r, lp->why, sizeof(lp->why));
+	} else if (lp->aborted) {
+		lp->state = PROBE_FAILED; /* lp->why names the gate */
+	}
+}
+
+static void on_engine_done(struct loadgen *lg, void *userdata)
+{
+	struct load_probe *lp = userdata;
+	const struct loadgen_result *r = loadgen_result(lg);
+
+	judge_result(lp, r);
+	publish(lp, r);
+	uv_close((uv_handle_t *)&lp->progress, on_timer_closed);
+}
+
+/* Starts the engine; on failure lp stays p->impl (freed by free()). */
+static int load_engine_start(struct load_probe *lp)
+{
+	struct probe *p = lp->p;
+	struct loadgen_config cfg;
+	char err[256] = "";
+	int r;
+
+	load_config(p, &cfg);
+	cfg.ca_pem = lp->ca_pem;
+	cfg.ca_pem_len = lp->ca_pem_len;
+	r = loadgen_new(&cfg, p->loop, on_engine_done, lp, &lp->lg, err, sizeof(err));
+	if (r == 0)
+		r = loadgen_start(lp->lg);
+	if (r < 0) {
+		loadgen_free(lp->lg);
+		lp->lg = NULL;
+		/* A config error deserves its words. */
+		if (err[0])
+			probe_finish(p, PROBE_ERRORED, "%s", err);
+		else
+			probe_finish(p, PROBE_ERRORED, "cannot start the load engine: %s",
+			             strerror(-r));
+		return 0;
+	}
+	p->percent = 0;
+	p->requests = 0;
+	uv_timer_init(p->loop, &lp->progress);
+	lp->progress.data = lp;
+	lp->timer_open = true;
+	uv_timer_start(&lp->progress, on_progress, LOAD_PROGRESS_MS, LOAD_PROGRESS_MS);
+	return 0;
+}
+
+/* ca_file arrives from the threadpool (allowed_paths, lib/policy/policy.h). */
+static void on_ca_read(void *userdata, int err, char *buf, size_t len, const char *why)
+{
+	struct load_probe *lp = userdata;
+
+	lp->ca_read = NULL;
+	if (err < 0) {
+		probe_finish(lp->p, PROBE_ERRORED, "ca_file %s %s", lp->p->sp->ca_file, why);
+		return;
+	}
+	lp->ca_pem = buf;
+	lp->ca_pem_len = len;
+	load_engine_start(lp);
+}
+
+static int load_probe_start(struct probe *p)
+{
+	struct load_probe *lp = calloc(1, sizeof(*lp));
+
+	if (!lp)
+		return -ENOMEM;
+	lp->p = p;
+	p->impl = lp;
+	if (p->sp->ca_file)
+		return policy_read_file_async(p->loop, http_client_files(p->http), p->sp->ca_file,
+		                              POLICY_MAX_FILE_SIZE, on_ca_read, lp, &lp->ca_read);
+	return load_engine_start(lp);
+}
+
+static void load_probe_cancel(struct probe *p)
+{
+	struct load_probe *lp = p->impl;
+
+	if (!lp) {
+		probe_finish(p, PROBE_CANCELLED, NULL);
+		return;
+	}
+	lp->cancelled = true;
+	if (!lp->lg) { /* still reading ca_file, or the engine never started */
+		policy_file_cancel(lp->ca_read);
+		lp->ca_read = NULL;
+		probe_finish(p, PROBE_CANCELLED, NULL);
+		return;
+	}
+	/* The engine stops its threads and reports; finishing follows from there. */
+	loadgen_cancel(lp->lg);
+}
+
+static void load_probe_free(struct probe *p)
+{
+	struct load_probe *lp = p->impl;
+
+	if (!lp)
+		return;
+	policy_file_cancel(lp->ca_read);
+	loadgen_free(lp->lg);
+	free(lp->ca_pem);
+	free(lp);
+	p->impl = NULL;
+}
+
+const struct probe_ops probe_load_ops = {
+        .type = PROBE_LOAD,
+        .start = load_probe_start,
+        .cancel = load_probe_cancel,
+        .free = load_probe_free,
+};

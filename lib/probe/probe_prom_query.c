@@ -1,0 +1,286 @@
+/* probe_prom_query: the `prometheus-query` probe. Runs a PromQL query
+ * against Prometheus' HTTP API, instant (/api/v1/query) or over a `range`
+ * (/api/v1/query_range, reduced by `function` min|max|avg|last), and
+ * publishes the one number as `value` for gates. Exactly one series must
+ * come back: none, several, NaN or an infinity is an error that shows the
+ * query, never a silent zero. {{window}}, {{start}} and {{end}} in the
+ * query become the window of the run's earlier load probes, so the
+ * server-side view of the same traffic can be compared with the client's.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/probe/probe.h"
+#include "lib/prom/promapi.h"
+#include "lib/util/util.h"
+
+#define QUERY_MAX_LEN     (64 * 1024)
+#define QUERY_RANGE_STEPS 250 /* points per range query (Prometheus caps 11000) */
+
+struct query_probe {
+	struct probe *p;
+	struct promapi_call *call;
+	char *query; /* after substitution; owned */
+	bool uses_window;
+};
+
+/* Replaces the placeholders; *ret_used says whether any was present. */
+static int substitute(const struct probe *p, char **ret, bool *ret_used)
+{
+	static const char *const keys[] = {"{{window}}", "{{start}}", "{{end}}"};
+	const char *q = p->sp->query;
+	char vals[3][40];
+	char *out = malloc(QUERY_MAX_LEN + 1);
+	size_t o = 0;
+
+	if (!out)
+		return -ENOMEM;
+	snprintf(vals[0], sizeof(vals[0]), "%" PRId64 "ms", p->window_end_ms - p->window_start_ms);
+	snprintf(vals[1], sizeof(vals[1]), "%.3f", (double)p->window_start_ms / 1000.0);
+	snprintf(vals[2], sizeof(vals[2]), "%.3f", (double)p->window_end_ms / 1000.0);
+	*ret_used = false;
+	while (*q) {
+		size_t k = 0, add;
+
+		while (k < RD_ARRAY_SIZE(keys) && strncmp(q, keys[k], strlen(keys[k])) != 0)
+			k++;
+		add = k < RD_ARRAY_SIZE(keys) ? strlen(vals[k]) : 1;
+		if (o + add > QUERY_MAX_LEN) {
+			free(out);
+			return -E2BIG;
+		}
+		if (k < RD_ARRAY_SIZE(keys)) {
+			memcpy(out + o, vals[k], add);
+			q += strlen(keys[k]);
+			*ret_used = true;
+		} else {
+			out[o] = *q++;
+		}
+		o += add;
+	}
+	out[o] = '\0';
+	*ret = out;
+	return 0;
+}
+
+/* A sample's value string: "1.5", "NaN", "+Inf". */
+static int sample_value(json_t *pair, double *ret)
+{
+	const char *s = json_string_value(json_array_get(pair, 1));
+
+	if (!s)
+		return -EPROTO;
+	if (strcmp(s, "NaN") == 0) {
+		*ret = NAN;
+		return 0;
+	}
+	if (strcmp(s, "+Inf") == 0 || strcmp(s, "-Inf") == 0) {
+		*ret = s[0] == '+' ? INFINITY : -INFINITY;
+		return 0;
+	}
+	return rd_parse_double(s, ret) < 0 ? -EPROTO : 0;
+}
+
+/* min|max|avg|last over a matrix series' points; NaN points are skipped. */
+static int reduce(const char *fn, json_t *values, double *ret, size_t *ret_points)
+{
+	double acc = NAN, v;
+	size_t i, n = 0;
+	json_t *pair;
+
+	json_array_foreach (values, i, pair) {
+		if (sample_value(pair, &v) < 0)
+			return -EPROTO;
+		if (isnan(v))
+			continue;
+		if (n == 0 || !fn || strcmp(fn, "last") == 0)
+			acc = v;
+		else if (strcmp(fn, "min") == 0)
+			acc = fmin(acc, v);
+		else if (strcmp(fn, "max") == 0)
+			acc = fmax(acc, v);
+		else
+			acc += v;
+		n++;
+	}
+	if (fn && strcmp(fn, "avg") == 0 && n > 0)
+		acc /= (double)n;
+	*ret = acc;
+	*ret_points = n;
+	return 0;
+}
+
+static const char *series_labels(json_t *series, char *buf, size_t len)
+{
+	char *s = json_dumps(json_object_get(series, "metric"), JSON_COMPACT | JSON_SORT_KEYS);
+
+	snprintf(buf, len, "%s", s ? s : "{}");
+	free(s);
+	return buf;
+}
+
+/* The value of the answer, or an error message in why. */
+static int answer_value(struct query_probe *qp, json_t *data, double *ret, char *why, size_t len)
+{
+	const char *type = json_string_value(json_object_get(data, "resultType"));
+	json_t *result = json_object_get(data, "result"), *one;
+	size_t points = 1;
+	char labels[256];
+
+	if (!type || !result) {
+		snprintf(why, len, "the answer has no resultType/result");
+		return -EPROTO;
+	}
+	if (strcmp(type, "scalar") == 0)
+		return sample_value(result, ret) < 0 ? -EPROTO : 0;
+	if (strcmp(type, "vector") != 0 && strcmp(type, "matrix") != 0) {
+		snprintf(why, len, "result type '%s' is not a number", type);
+		return -EPROTO;
+	}
+	if (json_array_size(result) != 1) {
+		snprintf(
+		        why, len,
+		        json_array_size(result) == 0
+		                ? "the query returned no series (empty result)"
+		                : "the query returned %zu series, one expected (aggregate it, e.g. "
+		                  "with sum() or max())",
+		        json_array_size(result));
+		return -ERANGE;
+	}
+	one = json_array_get(result, 0);
+	json_object_set_new(qp->p->details, "series",
+	                    json_deep_copy(json_object_get(one, "metric")));
+	if (strcmp(type, "vector") == 0
+	            ? sample_value(json_object_get(one, "value"), ret) < 0
+	            : reduce(qp->p->sp->function, json_object_get(one, "values"), ret, &points) <
+	                      0) {
+		snprintf(why, len, "series %s has a malformed value",
+		         series_labels(one, labels, sizeof(labels)));
+		return -EPROTO;
+	}
+	json_object_set_new(qp->p->details, "points", json_integer((json_int_t)points));
+	if (points == 0 || isnan(*ret) || isinf(*ret)) {
+		snprintf(why, len, "the query's value is %s",
+		         points == 0 || isnan(*ret) ? "NaN"
+		         : *ret > 0                 ? "+Inf"
+		                                    : "-Inf");
+		return -ERANGE;
+	}
+	return 0;
+}
+
+static void on_answer(void *userdata, int err, json_t *data, const char *message)
+{
+	struct query_probe *qp = userdata;
+	struct probe *p = qp->p;
+	char why[512];
+	double v;
+
+	qp->call = NULL;
+	if (err < 0) {
+		probe_finish(p, PROBE_ERRORED, "%s (query: %s)", message, qp->query);
+		return;
+	}
+	json_object_set_new(p->details, "result_type",
+	                    json_string(json_string_value(json_object_get(data, "resultType"))));
+	if (answer_value(qp, data, &v, why, sizeof(why)) < 0) {
+		probe_finish(p, PROBE_ERRORED, "%s: %s (query: %s)", p->sp->prometheus, why,
+		             qp->query);
+		return;
+	}
+	probe_set_metric(p, "value", v);
+	probe_finish(p, PROBE_PASSED, NULL);
+}
+
+/* Instant: at the window's end when the query refers to the window, else
+ * now. Range: `range` up to that same end, in QUERY_RANGE_STEPS steps. */
+static int send_query(struct query_probe *qp)
+{
+	struct probe *p = qp->p;
+	int64_t end = qp->uses_window ? p->window_end_ms : rd_now_ms();
+	int64_t step = p->sp->range_ms / QUERY_RANGE_STEPS;
+	char s_start[32], s_end[32], s_step[32];
+	const char *params[9] = {"query", qp->query};
+	const char *path = "/api/v1/query";
+
+	snprintf(s_end, sizeof(s_end), "%.3f", (double)end / 1000.0);
+	snprintf(s_start, sizeof(s_start), "%.3f", (double)(end - p->sp->range_ms) / 1000.0);
+	snprintf(s_step, sizeof(s_step), "%.3f", (double)(step < 1000 ? 1000 : step) / 1000.0);
+	if (p->sp->range_ms > 0) {
+		path = "/api/v1/query_range";
+		params[2] = "start";
+		params[3] = s_start;
+		params[4] = "end";
+		params[5] = s_end;
+		params[6] = "step";
+		params[7] = s_step;
+	} else if (qp->uses_window) {
+		params[2] = "time";
+		params[3] = s_end;
+	}
+	json_object_set_new(p->details, "query", json_string(qp->query));
+	return promapi_get(p->http, p->sp, path, params, p->sp->timeout_ms, on_answer, qp,
+	                   &qp->call);
+}
+
+static int query_start(struct probe *p)
+{
+	struct query_probe *qp = calloc(1, sizeof(*qp));
+	int r;
+
+	if (!qp)
+		return -ENOMEM;
+	qp->p = p;
+	p->impl = qp;
+	if (!p->details)
+		p->details = json_object();
+	r = p->details ? substitute(p, &qp->query, &qp->uses_window) : -ENOMEM;
+	if (r == 0 && qp->uses_window && p->window_end_ms <= 0) {
+		probe_finish(
+		        p, PROBE_ERRORED,
+		        "the query uses {{window}}, {{start}} or {{end}} but no load probe ran "
+		        "before this probe in the run (query: %s)",
+		        p->sp->query);
+		return 0;
+	}
+	if (r == 0)
+		r = send_query(qp);
+	if (r < 0) {
+		free(qp->query);
+		p->impl = NULL;
+		free(qp);
+	}
+	return r;
+}
+
+static void query_cancel(struct probe *p)
+{
+	struct query_probe *qp = p->impl;
+
+	if (qp) {
+		promapi_cancel(qp->call);
+		qp->call = NULL;
+	}
+	probe_finish(p, PROBE_CANCELLED, NULL);
+}
+
+static void query_free(struct probe *p)
+{
+	struct query_probe *qp = p->impl;
+
+	if (qp)
+		free(qp->query);
+	free(qp);
+	p->impl = NULL;
+}
+
+const struct probe_ops probe_prom_query_ops = {
+        .type = PROBE_PROM_QUERY,
+        .start = query_start,
+        .cancel = query_cancel,
+        .free = query_free,
+};

@@ -1,0 +1,1137 @@
+/* sched: runs and their probes on the main loop (see sched.h).
+ *
+ * A run's probes execute one after the other in spec order: drills change
+ * the target (faults, rollbacks) and would falsify a concurrent load probe,
+ * and sequential execution makes a run's numbers reproducible. Different
+ * runs execute concurrently up to max_concurrent_runs, and load probes are
+ * exclusive daemon-wide up to max_concurrent_load because two load tests on
+ * one host falsify each other. Every transition is stored before watchers
+ * hear of it.
+ *
+ * A write the store refuses (a full disk) is not lost and not announced:
+ * the run is marked unsaved, its later writes wait, and a timer with
+ * backoff writes the whole run again (resync_run) until the store takes
+ * it. Meanwhile watchers hear nothing, a run that ended stays active
+ * (findable, counted) until its final state is stored, and no queued run
+ * starts. The store itself keeps showing the last state it accepted,
+ * which is what a restart would find.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/gate/judge.h"
+#include "lib/loadgen/loadgen.h"
+#include "lib/util/log.h"
+#include "lib/report/metrics.h"
+#include "lib/probe/probe.h"
+#include "lib/sched/sched.h"
+#include "lib/util/util.h"
+
+#define DEFAULT_PROBE_DEADLINE_MS (2 * 60 * 1000)
+#define PROBE_DEADLINE_MARGIN_MS  (60 * 1000)
+#define RETRY_FIRST_MS            1000
+#define RETRY_MAX_MS              (30 * 1000)
+
+enum run_state {
+	RUN_QUEUED = 0,
+	RUN_RUNNING,
+	RUN_PASSED,
+	RUN_FAILED,
+	RUN_ERROR,
+	RUN_CANCELLED,
+	RUN_INTERRUPTED,
+};
+
+static const char *const run_state_names[] = {
+        "queued", "running", "passed", "failed", "error", "cancelled", "interrupted",
+};
+
+struct sched_watch {
+	struct run *run;
+	sched_watch_cb cb;
+	void *userdata;
+	struct sched_watch *next, *prev;
+};
+
+struct run {
+	struct sched *s;
+	struct run *next, *prev;
+	int64_t id;
+	struct spec *spec;
+	enum run_state state;
+	struct probe *probes;
+	size_t n_probes;
+	size_t cur;      /* first probe not yet processed */
+	bool holds_load; /* the current probe holds a load slot */
+	bool cancel_requested;
+	bool interrupt; /* cancelled by shutdown: record as interrupted */
+	bool deadline_hit;
+	bool probe_deadline_hit;
+	bool advancing, again;
+	bool finalized;
+	bool waiting_load;   /* the next probe waits for a load slot */
+	bool unsaved;        /* a write failed: the store lags behind (resync_run) */
+	bool decided;        /* finalize() decided the final state: */
+	const char *verdict; /* static, or NULL */
+	char *error;         /* owned, or NULL */
+	int64_t finished_at;
+	json_t *gates, *checklist; /* the judgement, owned */
+	int n_background;          /* background probes still running (probe_ops.stop) */
+	bool background_stop;      /* they were asked to stop */
+	int64_t started_at;
+	uv_timer_t deadline;
+	uv_timer_t probe_timer;
+	int open_handles;
+	struct sched_watch *watches;
+};
+
+struct sched {
+	uv_loop_t *loop;
+	struct store *store;
+	struct http_client *http;
+	struct sched_config cfg;
+	struct run *head, *tail;
+	int n_queued, n_running, load_running;
+	bool pumping, pump_again;
+	void (*shutdown_cb)(void *userdata);
+	void *shutdown_userdata;
+	bool abandon; /* sched_shutdown: stop waiting for the store */
+	/* Writes the store refused (see the top of this file). */
+	int n_unsaved;   /* runs the store lags behind on */
+	int n_unstored;  /* of them, runs that ended */
+	int store_err;   /* the last refusal's -errno */
+	int64_t err_run; /* and its run */
+	char err_cause[256];
+	uv_timer_t retry;
+	bool retry_init, retry_closed;
+	uint64_t backoff_ms;
+	sched_store_cb store_cb;
+	void *store_userdata;
+};
+
+static void run_advance(struct run *r);
+
+static bool is_load_type(enum probe_type t)
+{
+	return t == PROBE_LOAD || t == PROBE_CAPACITY;
+}
+
+static void config_defaults(struct sched_config *c)
+{
+	if (c->max_concurrent_runs <= 0)
+		c->max_concurrent_runs = 4;
+	if (c->max_concurrent_load <= 0)
+		c->max_concurrent_load = 1;
+	if (c->max_queued <= 0)
+		c->max_queued = 100;
+}
+
+int sched_new(uv_loop_t *loop, struct store *st, struct http_client *http,
+              const struct sched_config *cfg, struct sched **ret_sched)
+{
+	struct sched *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return -ENOMEM;
+	s->loop = loop;
+	s->store = st;
+	s->http = http;
+	if (cfg)
+		s->cfg = *cfg;
+	config_defaults(&s->cfg);
+	*ret_sched = s;
+	return 0;
+}
+
+void sched_free(struct sched *s)
+{
+	free(s);
+}
+
+void sched_set_config(struct sched *s, const struct sched_config *cfg)
+{
+	s->cfg = *cfg;
+	config_defaults(&s->cfg);
+}
+
+int sched_active(struct sched *s)
+{
+	return s->n_queued + s->n_running + s->n_unstored;
+}
+
+void sched_set_store_cb(struct sched *s, sched_store_cb cb, void *userdata)
+{
+	s->store_cb = cb;
+	s->store_userdata = userdata;
+}
+
+int sched_store_status(struct sched *s, char *buf, size_t len)
+{
+	if (s->n_unsaved == 0)
+		return 0;
+	snprintf(buf, len, "cannot write run %lld: %s; %d write%s pending", (long long)s->err_run,
+	         s->err_cause, s->n_unsaved, s->n_unsaved == 1 ? "" : "s");
+	return s->store_err;
+}
+
+/* A run that ended is findable until its final state is stored. */
+static struct run *find_run(struct sched *s, int64_t id)
+{
+	for (struct run *r = s->head; r; r = r->next)
+		if (r->id == id && (!r->finalized || r->unsaved))
+			return r;
+	return NULL;
+}
+
+/* Watchers hear only of what is stored: an unsaved run's changes are
+ * announced once resync_run() has caught up. */
+static void notify(struct run *r, bool final)
+{
+	struct sched_watch *w = r->watches, *next;
+
+	if (r->unsaved)
+		return;
+	for (; w; w = next) {
+		next = w->next;
+		w->cb(w->userdata, r->id, run_state_names[r->state], final);
+	}
+	if (!final)
+		return;
+	while (r->watches) {
+		w = r->watches;
+		r->watches = w->next;
+		free(w);
+	}
+}
+
+int sched_watch(struct sched *s, int64_t run_id, sched_watch_cb cb, void *userdata,
+                struct sched_watch **ret_watch)
+{
+	struct run *r = find_run(s, run_id);
+	struct sched_watch *w;
+
+	if (!r)
+		return -ENOENT;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->run = r;
+	w->cb = cb;
+	w->userdata = userdata;
+	w->next = r->watches;
+	if (r->watches)
+		r->watches->prev = w;
+	r->watches = w;
+	*ret_watch = w;
+	return 0;
+}
+
+void sched_unwatch(struct sched_watch *w)
+{
+	if (!w)
+		return;
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		w->run->watches = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	free(w);
+}
+
+__attribute__((format(printf, 3, 4))) static void report(struct sched *s, int err, const char *fmt,
+                                                         ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (s->store_cb)
+		s->store_cb(s->store_userdata, err, msg);
+	else
+		rd_log(RD_LOG_DEBUG, NULL, "%s", msg);
+}
+
+static void flush_and_pump(uv_timer_t *t);
+
+static void arm_retry(struct sched *s)
+{
+	if (s->retry_closed)
+		return;
+	if (!s->retry_init) {
+		uv_timer_init(s->loop, &s->retry);
+		s->retry.data = s;
+		s->retry_init = true;
+		s->backoff_ms = RETRY_FIRST_MS;
+	}
+	if (!uv_is_active((uv_handle_t *)&s->retry))
+		uv_timer_start(&s->retry, flush_and_pump, s->backoff_ms, 0);
+}
+
+/* A write of run r failed with the transient e: the run's later writes
+ * wait for resync_run(), its watchers for the store. The first refusal
+ * of a spell is reported; the retries are not. */
+static void store_failed(struct run *r, int e)
+{
+	struct sched *s = r->s;
+	bool first = s->n_unsaved == 0;
+
+	s->store_err = e;
+	s->err_run = r->id;
+	snprintf(s->err_cause, sizeof(s->err_cause), "%s", store_errcause(s->store));
+	if (!r->unsaved) {
+		r->unsaved = true;
+		s->n_unsaved++;
+	}
+	if (first)
+		report(s, e,
+		       "Failed to store 'run %lld': %s; keeping it in memory and retrying "
+		       "(every %d-%d s) until the database takes it",
+		       (long long)r->id, s->err_cause, RETRY_FIRST_MS / 1000, RETRY_MAX_MS / 1000);
+	arm_retry(s);
+}
+
+/* What a retry cannot fix (a write the store refuses as invalid, a run
+ * row that is gone) is reported and skipped, so one bad row cannot keep
+ * the scheduler degraded forever. Returns e if it is worth retrying. */
+static int check_write(struct run *r, int e)
+{
+	if (e == 0 || (e != -EINVAL && e != -ENOENT && e != -EEXIST))
+		return e;
+	report(r->s, e, "Failed to store 'run %lld': %s, ignoring", (long long)r->id,
+	       store_errmsg(r->s->store));
+	return 0;
+}
+
+static int write_probe(struct run *r, size_t idx)
+{
+	json_t *pj = probe_to_json(&r->probes[idx]);
+	int e = pj ? store_probe_save(r->s->store, r->id, idx, pj) : -ENOMEM;
+
+	if (e < 0)
+		rd_log(RD_LOG_DEBUG, NULL, "Failed to save probe %zu of run %lld: %s", idx,
+		       (long long)r->id, store_errmsg(r->s->store));
+	json_decref(pj);
+	return check_write(r, e);
+}
+
+/* The run's row: its final state once decided, else where it is now. */
+static int write_state(struct run *r)
+{
+	int e = store_run_update(r->s->store, r->id, run_state_names[r->state], r->verdict,
+	                         r->started_at, r->decided ? r->finished_at : 0, r->error);
+
+	if (e < 0)
+		rd_log(RD_LOG_DEBUG, NULL, "Failed to save state of run %lld: %s", (long long)r->id,
+		       store_errmsg(r->s->store));
+	return check_write(r, e);
+}
+
+static void save_probe(struct run *r, size_t idx)
+{
+	int e = r->unsaved ? 0 : write_probe(r, idx);
+
+	if (e < 0)
+		store_failed(r, e);
+}
+
+static void save_state(struct run *r)
+{
+	int e = r->unsaved ? 0 : write_state(r);
+
+	if (e < 0)
+		store_failed(r, e);
+}
+
+/* The probe's own deadline unless the spec sets one: long enough for what
+ * the probe was asked to do, with a margin for connecting and draining. */
+static int64_t probe_deadline_ms(const struct run *r, const struct spec_probe *sp)
+{
+	if (sp->timeout_ms > 0)
+		return sp->timeout_ms;
+	switch (sp->type) {
+	case PROBE_LOAD:
+		return sp->duration_ms + sp->warmup_ms + PROBE_DEADLINE_MARGIN_MS;
+	case PROBE_CAPACITY:
+		return r->spec->timeout_ms;
+	case PROBE_ALERT_DRILL:
+	case PROBE_ROLLBACK_DRILL:
+		return sp->within_ms + sp->wait_resolve_ms + PROBE_DEADLINE_MARGIN_MS;
+	default:
+		return DEFAULT_PROBE_DEADLINE_MS;
+	}
+}
+
+static void on_probe_deadline(uv_timer_t *t)
+{
+	struct run *r = rd_container_of(t, struct run, probe_timer);
+	struct probe *p = &r->probes[r->cur];
+
+	r->probe_deadline_hit = true;
+	if (p->state == PROBE_RUNNING && p->ops)
+		p->ops->cancel(p);
+}
+
+/* A background probe ended (stopped, cancelled or on its own). */
+static void complete_background(struct run *r, struct probe *p)
+{
+	size_t idx = (size_t)(p - r->probes);
+
+	if (p->state == PROBE_CANCELLED && r->interrupt)
+		p->state = PROBE_INTERRUPTED;
+	save_probe(r, idx);
+	if (p->ops && p->ops->free)
+		p->ops->free(p);
+	r->n_background--;
+	notify(r, false);
+}
+
+static void on_probe_done(struct probe *p)
+{
+	struct run *r = p->userdata;
+
+	if (p->finished_at >= p->started_at && p->started_at > 0) /* for GET /metrics */
+		metrics_probe_observe(probe_type_to_string(p->sp->type),
+		                      (double)(p->finished_at - p->started_at) / 1000.0);
+	if (p->background)
+		complete_background(r, p);
+	run_advance(r);
+}
+
+/* Asks the run's background probes to stop (once) or, on cancel, cancels
+ * them; their done callbacks advance the run. */
+static void stop_background(struct run *r, bool cancel)
+{
+	if (!cancel && r->background_stop)
+		return;
+	r->background_stop = true;
+	for (size_t i = 0; i < r->n_probes; i++) {
+		struct probe *p = &r->probes[i];
+
+		if (p->background && p->state == PROBE_RUNNING)
+			cancel ? p->ops->cancel(p) : p->ops->stop(p);
+	}
+}
+
+/* Starts the current probe. Returns false when it must wait for a load slot. */
+/* The window of the load probes that ran before probe i in this run, for
+ * queries that compare client-side and server-side numbers ({{window}}). */
+static void set_load_window(struct run *r, size_t i)
+{
+	struct probe *p = &r->probes[i];
+
+	p->window_start_ms = p->window_end_ms = 0;
+	for (size_t k = 0; k < i; k++) {
+		const struct probe *q = &r->probes[k];
+
+		if (!is_load_type(q->sp->type) || q->started_at <= 0 || q->finished_at <= 0)
+			continue;
+		if (!p->window_start_ms || q->started_at < p->window_start_ms)
+			p->window_start_ms = q->started_at;
+		if (q->finished_at > p->window_end_ms)
+			p->window_end_ms = q->finished_at;
+	}
+}
+
+static bool load_slot_free(const struct sched *s)
+{
+	return s->load_running < s->cfg.max_concurrent_load;
+}
+
+static bool start_probe(struct run *r)
+{
+	struct probe *p = &r->probes[r->cur];
+	int e;
+
+	if (is_load_type(p->sp->type)) {
+		if (!load_slot_free(r->s)) {
+			if (!r->waiting_load) {
+				r->waiting_load = true;
+				notify(r, false);
+			}
+			return false;
+		}
+		r->s->load_running++;
+		r->holds_load = true;
+	}
+	r->waiting_load = false;
+	p->state = PROBE_RUNNING;
+	p->started_at = rd_now_ms();
+	r->probe_deadline_hit = false;
+	save_probe(r, r->cur);
+	notify(r, false);
+	p->ops = probe_ops_find(p->sp->type);
+	if (!p->ops) {
+		probe_finish(p, PROBE_ERRORED, "probe type '%s' is not implemented in this readyd",
+		             probe_type_to_string(p->sp->type));
+		return true;
+	}
+	p->deadline_ms = probe_deadline_ms(r, p->sp);
+	uv_timer_start(&r->probe_timer, on_probe_deadline, (uint64_t)p->deadline_ms, 0);
+	set_load_window(r, r->cur);
+	e = p->ops->start(p);
+	if (e < 0)
+		probe_finish(p, PROBE_ERRORED, "cannot start probe: %s", strerror(-e));
+	return true;
+}
+
+/* Load probes hand over their serialized histograms (base64 in
+ * details.histograms) and timeline (details.timeline); they are stored as
+ * rows of migrations/0002_load.sql, where rejudging finds them, and the
+ * base64 is kept out of the run resource. Saving again replaces. */
+static int write_measurements(struct run *r, size_t idx)
+{
+	struct probe *p = &r->probes[idx];
+	json_t *hists = json_object_get(p->details, "histograms");
+	json_t *tl = json_object_get(p->details, "timeline");
+	const char *name;
+	json_t *v;
+	int e = 0;
+
+	if (!is_load_type(p->sp->type) || !json_is_object(p->details))
+		return 0;
+	json_object_foreach (hists, name, v) {
+		uint8_t *buf = NULL;
+		size_t len = 0;
+
+		e = loadgen_base64_decode(json_string_value(v), &buf, &len);
+		if (e == 0)
+			e = store_probe_blob_save(r->s->store, r->id, idx, name, buf, len);
+		free(buf);
+		if (e < 0)
+			break;
+	}
+	if (e == 0 && json_is_array(tl))
+		e = store_probe_timeline_save(r->s->store, r->id, idx, tl);
+	if (e < 0) {
+		rd_log(RD_LOG_DEBUG, NULL,
+		       "Failed to save the measurements of probe %zu of run %lld: %s", idx,
+		       (long long)r->id, store_errmsg(r->s->store));
+		return check_write(r, e);
+	}
+	json_object_del(p->details, "histograms");
+	return 0;
+}
+
+/* Records the end of the current probe and moves past it. */
+static void complete_probe(struct run *r)
+{
+	struct probe *p = &r->probes[r->cur];
+	char d[32];
+	int e;
+
+	uv_timer_stop(&r->probe_timer);
+	if (r->probe_deadline_hit && p->state == PROBE_CANCELLED) {
+		rd_format_duration(probe_deadline_ms(r, p->sp), d, sizeof(d));
+		p->state = PROBE_ERRORED;
+		free(p->error);
+		if (asprintf(&p->error, "probe did not finish within its deadline of %s", d) < 0)
+			p->error = NULL;
+	} else if (p->state == PROBE_CANCELLED && r->interrupt) {
+		p->state = PROBE_INTERRUPTED;
+	}
+	if (r->holds_load) {
+		r->holds_load = false;
+		r->s->load_running--;
+	}
+	if (!r->unsaved && (e = write_measurements(r, r->cur)) < 0)
+		store_failed(r, e);
+	save_probe(r, r->cur);
+	if (p->ops && p->ops->free)
+		p->ops->free(p);
+	r->cur++;
+	notify(r, false);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	struct run *r = h->data;
+
+	if (--r->open_handles > 0)
+		return;
+	for (size_t i = 0; i < r->n_probes; i++) {
+		json_decref(r->probes[i].metrics);
+		json_decref(r->probes[i].details);
+		free(r->probes[i].error);
+	}
+	free(r->probes);
+	free(r->error);
+	json_decref(r->gates);
+	json_decref(r->checklist);
+	spec_free(r->spec);
+	free(r);
+}
+
+static void unlink_run(struct run *r)
+{
+	struct sched *s = r->s;
+
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		s->head = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	else
+		s->tail = r->prev;
+}
+
+/* The verdict, with the gate and checklist results kept in the run for
+ * storing. */
+static void judge(struct run *r, enum verdict *ret_verdict)
+{
+	struct judge_probe *jp = calloc(r->n_probes, sizeof(*jp));
+	json_t *gates = NULL, *checklist = NULL;
+
+	*ret_verdict = VERDICT_ERROR;
+	if (!jp)
+		return;
+	for (size_t i = 0; i < r->n_probes; i++) {
+		jp[i].name = r->probes[i].sp->name;
+		jp[i].state = probe_state_to_string(r->probes[i].state);
+		jp[i].error = r->probes[i].error;
+		jp[i].metrics = r->probes[i].metrics;
+	}
+	/* Baselines and waivers come from the store (issue 5). */
+	struct store_judge_ctx ctx = {r->s->store, r->spec->service, r->spec->environment, r->id,
+	                              rd_now_ms()};
+	struct judge_lookup lk = {store_judge_baseline, store_judge_waiver, &ctx};
+
+	if (judge_run_with(r->spec, jp, r->n_probes, &lk, ctx.now_ms, &gates, &checklist,
+	                   ret_verdict) == 0) {
+		r->gates = gates;
+		r->checklist = checklist;
+	} else {
+		json_decref(gates);
+		json_decref(checklist);
+	}
+	free(jp);
+}
+
+static int write_judgement(struct run *r)
+{
+	int e;
+
+	if (!r->gates && !r->checklist)
+		return 0;
+	e = store_judgement_save(r->s->store, r->id, r->gates, r->checklist);
+	if (e < 0)
+		rd_log(RD_LOG_DEBUG, NULL, "Failed to save the judgement of run %lld: %s",
+		       (long long)r->id, store_errmsg(r->s->store));
+	return check_write(r, e);
+}
+
+/* The final state, verdict and error of a run whose probes are done. */
+static void decide(struct run *r)
+{
+	char msg[128], d[32];
+	const char *error = NULL;
+	enum verdict v;
+
+	if (r->deadline_hit) {
+		rd_format_duration(r->spec->timeout_ms, d, sizeof(d));
+		snprintf(msg, sizeof(msg), "run did not finish within its timeout of %s", d);
+		r->state = RUN_ERROR;
+		r->verdict = "ERROR";
+		error = msg;
+	} else if (r->cancel_requested) {
+		r->state = r->interrupt ? RUN_INTERRUPTED : RUN_CANCELLED;
+		error = r->interrupt ? "readyd shut down while the run was in progress"
+		                     : "cancelled on request";
+	} else {
+		judge(r, &v);
+		r->verdict = verdict_to_string(v);
+		r->state = v == VERDICT_PASS   ? RUN_PASSED
+		           : v == VERDICT_FAIL ? RUN_FAILED
+		                               : RUN_ERROR;
+	}
+	r->error = error ? strdup(error) : NULL;
+	r->finished_at = rd_now_ms();
+	r->decided = true;
+}
+
+/* Announces the stored end of a run and lets it go. */
+static void end_run(struct run *r)
+{
+	notify(r, true);
+	unlink_run(r);
+	uv_close((uv_handle_t *)&r->deadline, on_handle_closed);
+	uv_close((uv_handle_t *)&r->probe_timer, on_handle_closed);
+}
+
+static void finalize(struct run *r)
+{
+	struct sched *s = r->s;
+	int e;
+
+	r->finalized = true;
+	uv_timer_stop(&r->deadline);
+	uv_timer_stop(&r->probe_timer);
+	for (size_t i = r->cur; i < r->n_probes; i++) {
+		r->probes[i].state = r->interrupt ? PROBE_INTERRUPTED : PROBE_CANCELLED;
+		save_probe(r, i);
+	}
+	if (r->state == RUN_QUEUED)
+		s->n_queued--;
+	else
+		s->n_running--;
+	decide(r);
+	if (!r->unsaved && (e = write_judgement(r)) < 0)
+		store_failed(r, e);
+	save_state(r);
+	if (r->unsaved) {
+		s->n_unstored++; /* ends once stored: flush() */
+		return;
+	}
+	end_run(r);
+}
+
+/* Writes all of run r again, from memory: every probe (with a load
+ * probe's measurements), the judgement and the run's row last, so a crash
+ * half way leaves the run unfinished in the database (interrupted at the
+ * next start), never finished with parts missing. Every write replaces. */
+static int resync_run(struct run *r)
+{
+	int e = 0;
+
+	for (size_t i = 0; e == 0 && i < r->n_probes; i++) {
+		if (i < r->cur)
+			e = write_measurements(r, i);
+		if (e == 0)
+			e = write_probe(r, i);
+	}
+	if (e == 0 && r->decided)
+		e = write_judgement(r);
+	if (e == 0)
+		e = write_state(r);
+	return e;
+}
+
+/* Writes every run the store lags behind on, announcing what landed.
+ * Returns the number still unsaved. */
+static int flush(struct sched *s)
+{
+	struct run *r, *next;
+	int e;
+
+	for (r = s->head; r; r = next) {
+		next = r->next;
+		if (!r->unsaved)
+			continue;
+		e = resync_run(r);
+		if (e < 0) {
+			store_failed(r, e);
+			continue;
+		}
+		r->unsaved = false;
+		s->n_unsaved--;
+		if (!r->decided) {
+			notify(r, false);
+			continue;
+		}
+		s->n_unstored--;
+		end_run(r);
+	}
+	return s->n_unsaved;
+}
+
+static void pump(struct sched *s);
+
+static void flush_and_pump(uv_timer_t *t)
+{
+	struct sched *s = t->data;
+	int before = s->n_unsaved;
+
+	s->backoff_ms = s->backoff_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : s->backoff_ms * 2;
+	if (before > 0 && flush(s) == 0) {
+		s->backoff_ms = RETRY_FIRST_MS;
+		report(s, 0,
+		       "stored the pending writes of %d run%s: the database takes writes again",
+		       before, before == 1 ? "" : "s");
+	}
+	pump(s);
+}
+
+/* Stopping: runs whose end the store still refuses keep their last
+ * stored state (a restart marks them interrupted); waiting longer would
+ * hold the process up for as long as the disk stays full. */
+static void abandon_unstored(struct sched *s)
+{
+	struct run *r, *next;
+
+	for (r = s->head; r; r = next) {
+		next = r->next;
+		if (!r->unsaved || !r->decided)
+			continue;
+		report(s, s->store_err,
+		       "Failed to store 'run %lld': %s; readyd is stopping, so the run keeps its "
+		       "last stored state and reads as interrupted after a restart",
+		       (long long)r->id, s->err_cause);
+		r->unsaved = false;
+		s->n_unsaved--;
+		s->n_unstored--;
+		end_run(r);
+	}
+}
+
+/* Whether every run left has ended and waits only for the store. */
+static bool only_unstored(const struct sched *s)
+{
+	for (const struct run *r = s->head; r; r = r->next)
+		if (!r->decided || !r->unsaved)
+			return false;
+	return s->head != NULL;
+}
+
+/* One pass of the run's state machine; see run_advance. */
+static void step(struct run *r)
+{
+	for (;;) {
+		struct probe *p;
+
+		if (r->finalized)
+			return;
+		if (r->cur == r->n_probes) {
+			if (r->n_background > 0) {
+				stop_background(r, false);
+				return; /* their done callbacks advance the run */
+			}
+			finalize(r);
+			return;
+		}
+		p = &r->probes[r->cur];
+		if (p->state == PROBE_QUEUED) {
+			if (r->cancel_requested) {
+				if (r->n_background > 0)
+					return; /* cancelled; waits for them */
+				finalize(r);
+				return;
+			}
+			if (!start_probe(r))
+				return; /* waits for a load slot */
+		}
+		if (p->state == PROBE_RUNNING && p->ops->stop && !p->background) {
+			/* Runs beside the later probes, bounded by the run's deadline. */
+			uv_timer_stop(&r->probe_timer);
+			p->background = true;
+			r->n_background++;
+			r->cur++;
+			notify(r, false);
+			continue;
+		}
+		if (p->state == PROBE_RUNNING)
+			return; /* its done callback advances the run */
+		complete_probe(r);
+	}
+}
+
+/* Re-entrancy guard: probes may finish synchronously from start() or
+ * cancel(), which calls back into here; the outer call loops instead. */
+static void run_advance(struct run *r)
+{
+	if (r->advancing) {
+		r->again = true;
+		return;
+	}
+	r->advancing = true;
+	do {
+		r->again = false;
+		step(r);
+	} while (r->again && !r->finalized);
+	r->advancing = false;
+	pump(r->s);
+}
+
+static void on_run_deadline(uv_timer_t *t)
+{
+	struct run *r = rd_container_of(t, struct run, deadline);
+
+	r->deadline_hit = true;
+	sched_cancel(r->s, r->id);
+}
+
+static void start_run(struct run *r)
+{
+	struct sched *s = r->s;
+
+	s->n_queued--;
+	s->n_running++;
+	r->state = RUN_RUNNING;
+	r->started_at = rd_now_ms();
+	save_state(r);
+	uv_timer_start(&r->deadline, on_run_deadline, (uint64_t)r->spec->timeout_ms, 0);
+}
+
+/* Starts queued runs while there is room, and lets runs that wait for a
+ * load slot try again once one is free. Runs start in submission order.
+ * A run still waiting is left alone: advancing it would only pump again,
+ * and a pump that re-arms itself with nothing changed spins the loop. */
+static void pump_once(struct sched *s)
+{
+	struct run *r, *next;
+
+	for (r = s->head; r; r = next) {
+		next = r->next;
+		if (r->finalized || r->advancing)
+			continue;
+		if (r->state == RUN_QUEUED) {
+			/* No new run while the store refuses writes. */
+			if (s->n_running >= s->cfg.max_concurrent_runs || s->shutdown_cb ||
+			    s->n_unsaved > 0)
+				continue;
+			start_run(r);
+			run_advance(r);
+		} else if (r->cur < r->n_probes && r->probes[r->cur].state == PROBE_QUEUED) {
+			/* A cancelled run is advanced by sched_cancel and by its
+			 * background probes' done callbacks, not from here. */
+			if (r->cancel_requested || (r->waiting_load && !load_slot_free(s)))
+				continue;
+			run_advance(r);
+		}
+	}
+}
+
+/* Guarded like run_advance: finishing runs pump, and pumping finishes runs. */
+static void pump(struct sched *s)
+{
+	if (s->pumping) {
+		s->pump_again = true;
+		return;
+	}
+	s->pumping = true;
+	do {
+		s->pump_again = false;
+		pump_once(s);
+	} while (s->pump_again);
+	s->pumping = false;
+	if (s->shutdown_cb && s->abandon && only_unstored(s)) {
+		flush(s); /* a last try */
+		abandon_unstored(s);
+	}
+	if (s->shutdown_cb && !s->head) {
+		void (*cb)(void *) = s->shutdown_cb;
+
+		s->shutdown_cb = NULL;
+		if (s->retry_init && !s->retry_closed)
+			uv_close((uv_handle_t *)&s->retry, NULL);
+		s->retry_closed = true;
+		cb(s->shutdown_userdata);
+	}
+}
+
+static int new_run(struct sched *s, struct spec *spec, struct run **ret_run)
+{
+	struct run *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return -ENOMEM;
+	r->probes = calloc(spec->n_probes, sizeof(*r->probes));
+	if (!r->probes) {
+		free(r);
+		return -ENOMEM;
+	}
+	r->s = s;
+	r->spec = spec;
+	r->n_probes = spec->n_probes;
+	for (size_t i = 0; i < r->n_probes; i++) {
+		struct probe *p = &r->probes[i];
+
+		p->loop = s->loop;
+		p->http = s->http;
+		p->spec = spec;
+		p->sp = &spec->probes[i];
+		p->percent = -1;
+		p->requests = -1;
+		p->done = on_probe_done;
+		p->userdata = r;
+	}
+	uv_timer_init(s->loop, &r->deadline);
+	uv_timer_init(s->loop, &r->probe_timer);
+	r->deadline.data = r;
+	r->probe_timer.data = r;
+	r->open_handles = 2;
+	*ret_run = r;
+	return 0;
+}
+
+static int store_new_run(struct sched *s, const struct spec *spec, const char *submitted_by,
+                         const char *idempotency_key, int64_t *ret_id, bool *ret_existing)
+{
+	const char **names = calloc(spec->n_probes + 1, sizeof(*names));
+	const char **types = calloc(spec->n_probes + 1, sizeof(*types));
+	json_t *redacted = spec_to_json_redacted(spec);
+	char *text = redacted ? json_dumps(redacted, JSON_COMPACT) : NULL;
+	int e = -ENOMEM;
+
+	if (names && types && text) {
+		struct store_run_new rn = {
+		        .service = spec->service,
+		        .version = spec->version,
+		        .environment = spec->environment,
+		        .submitted_by = submitted_by,
+		        .idempotency_key = idempotency_key,
+		        .spec_json = text,
+		        .probe_names = names,
+		        .probe_types = types,
+		        .n_probes = spec->n_probes,
+		        .created_at = rd_now_ms(),
+		};
+
+		for (size_t i = 0; i < spec->n_probes; i++) {
+			names[i] = spec->probes[i].name;
+			types[i] = probe_type_to_string(spec->probes[i].type);
+		}
+		e = store_run_create(s->store, &rn, ret_id, ret_existing);
+	}
+	free(names);
+	free(types);
+	free(text);
+	json_decref(redacted);
+	return e;
+}
+
+int sched_submit(struct sched *s, struct spec *spec, const char *submitted_by,
+                 const char *idempotency_key, int64_t *ret_id, bool *ret_existing)
+{
+	struct run *r;
+	bool existing = false;
+	int64_t id;
+	int e;
+
+	if (s->shutdown_cb) {
+		spec_free(spec);
+		return -ESHUTDOWN;
+	}
+	/* A retry of a submission that was accepted is answered even when the
+	 * queue is full now: the pipeline's run exists. */
+	if (idempotency_key && store_run_find_by_key(s->store, idempotency_key, &id) == 0) {
+		spec_free(spec);
+		*ret_id = id;
+		*ret_existing = true;
+		return 0;
+	}
+	if (s->n_unsaved > 0) {
+		spec_free(spec);
+		return s->store_err;
+	}
+	if (s->n_queued >= s->cfg.max_queued) {
+		spec_free(spec);
+		return -EAGAIN;
+	}
+	e = store_new_run(s, spec, submitted_by, idempotency_key, &id, &existing);
+	if (e < 0 || existing) {
+		spec_free(spec);
+		if (e == 0) {
+			*ret_id = id;
+			*ret_existing = true;
+		}
+		return e;
+	}
+	e = new_run(s, spec, &r);
+	if (e < 0) {
+		spec_free(spec);
+		store_run_update(s->store, id, "error", "ERROR", 0, rd_now_ms(),
+		                 "out of memory while queueing the run");
+		return e;
+	}
+	r->id = id;
+	r->state = RUN_QUEUED;
+	r->prev = s->tail;
+	if (s->tail)
+		s->tail->next = r;
+	else
+		s->head = r;
+	s->tail = r;
+	s->n_queued++;
+	*ret_id = id;
+	*ret_existing = false;
+	pump(s);
+	return 0;
+}
+
+int sched_cancel(struct sched *s, int64_t id)
+{
+	struct run *r = find_run(s, id);
+	struct probe *p;
+
+	if (!r)
+		return -ENOENT;
+	if (r->cancel_requested)
+		return 0;
+	r->cancel_requested = true;
+	if (r->n_background > 0)
+		stop_background(r, true);
+	p = r->cur < r->n_probes ? &r->probes[r->cur] : NULL;
+	if (p && p->state == PROBE_RUNNING && p->ops)
+		p->ops->cancel(p); /* its done callback finalizes the run */
+	else
+		run_advance(r);
+	return 0;
+}
+
+int sched_progress(struct sched *s, int64_t id, json_t **ret_progress)
+{
+	struct run *r = find_run(s, id);
+	json_t *o, *cur = json_null();
+	const struct probe *p;
+
+	if (!r)
+		return -ENOENT;
+	p = r->cur < r->n_probes ? &r->probes[r->cur] : NULL;
+	if (p && p->state == PROBE_RUNNING) {
+		cur = json_pack("{s:s, s:o, s:o}", "probe", p->sp->name, "percent",
+		                p->percent >= 0 ? json_integer(p->percent) : json_null(),
+		                "requests",
+		                p->requests >= 0 ? json_integer(p->requests) : json_null());
+	}
+	if (r->waiting_load && p)
+		cur = json_pack("{s:s, s:s}", "probe", p->sp->name, "waiting",
+		                "waiting for a load slot");
+	if (r->decided) {
+		json_decref(cur);
+		cur = json_pack("{s:s}", "waiting",
+		                "the run has ended; its result waits for the database to take it");
+	}
+	o = json_pack("{s:I, s:I, s:o, s:n}", "probes_done", (json_int_t)r->cur, "probes_total",
+	              (json_int_t)r->n_probes, "current", cur ? cur : json_null(), "eta_s");
+	if (!o)
+		return -ENOMEM;
+	*ret_progress = o;
+	return 0;
+}
+
+void sched_shutdown(struct sched *s, bool interrupt, void (*cb)(void *userdata), void *userdata)
+{
+	struct run *r, *next;
+
+	s->shutdown_cb = cb;
+	s->shutdown_userdata = userdata;
+	s->abandon = true;
+	for (r = s->head; r; r = next) {
+		next = r->next;
+		r->interrupt = interrupt;
+		sched_cancel(s, r->id);
+	}
+	pump(s);
+}
+
+void sched_drain(struct sched *s, void (*cb)(void *userdata), void *userdata)
+{
+	struct run *r, *next;
+
+	s->shutdown_cb = cb;
+	s->shutdown_userdata = userdata;
+	for (r = s->head; r; r = next) {
+		next = r->next;
+		if (r->state != RUN_QUEUED)
+			continue;
+		r->interrupt = true;
+		sched_cancel(s, r->id);
+	}
+	pump(s);
+}

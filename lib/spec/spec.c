@@ -1,0 +1,2257 @@
+/* spec: the readiness-spec validator (see spec.h, docs/spec.md). Both input
+ * formats become one jansson tree (YAML through spec_yaml.c, JSON through
+ * jansson), and one table-driven validator turns that tree into struct
+ * spec: a field-descriptor table per object kind says which keys exist,
+ * their type, bounds, default and where they land in the C structure.
+ * Rules that relate several fields live in small per-type finish
+ * functions after the tables.
+ *
+ * The first error wins and carries the path of the field at fault; on any
+ * error nothing leaks. This module does no I/O and holds no policy about
+ * which hosts a probe may reach (that is the daemon's allowlist).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lib/util/ere.h"
+#include "lib/probe/jsonpath.h"
+#include "lib/spec/spec.h"
+#include "lib/spec/spec_yaml.h"
+#include "lib/util/util.h"
+
+#define NO_STORE         ((size_t)-1)
+#define MAX_URL          8192
+#define MAX_SHORT        128 /* service, environment, version */
+#define MAX_METHOD       32
+#define MAX_TEXT         8192 /* queries, evidence, paths, list entries */
+#define MAX_HEADER_NAME  256
+#define MAX_HEADER_VALUE 8192
+#define MAX_STATUSES     16
+#define MAX_SLO_CONDS    8
+#define MAX_PID          4194304 /* PID_MAX_LIMIT on 64-bit Linux */
+#define MAX_AGE_MS       (36500LL * 86400 * 1000)
+#define REDACTED         RD_REDACTED
+
+/* --- validation context and errors --- */
+
+struct vctx {
+	struct spec_error *err;
+	const struct spec_srcmap *map;
+	struct spec *spec;
+	int obj_line; /* line of the innermost mapping, for nodes without one */
+	int key_line; /* line of the field being read, for nodes without one */
+};
+
+/* The line to report for node: its own; for values without one (true,
+ * false and null are shared singletons) the key's, else the mapping's. */
+static int line_of(const struct vctx *v, const json_t *node)
+{
+	int line = spec_srcmap_line(v->map, node);
+
+	return line ? line : v->key_line ? v->key_line : v->obj_line;
+}
+
+static int vfail(struct vctx *v, int line, const char *path, const char *fmt, va_list ap)
+        __attribute__((format(printf, 4, 0)));
+
+static int vfail(struct vctx *v, int line, const char *path, const char *fmt, va_list ap)
+{
+	snprintf(v->err->path, sizeof(v->err->path), "%s", path);
+	vsnprintf(v->err->message, sizeof(v->err->message), fmt, ap);
+	v->err->line = line;
+	return -EINVAL;
+}
+
+static int fail_line(struct vctx *v, int line, const char *path, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
+static int fail_line(struct vctx *v, int line, const char *path, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vfail(v, line, path, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+static int fail(struct vctx *v, const json_t *node, const char *path, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
+/* Records the error at path and returns -EINVAL, so callers can write
+ * `return fail(...)`. The first error ends validation. */
+static int fail(struct vctx *v, const json_t *node, const char *path, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vfail(v, line_of(v, node), path, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+/* Optimal-string-alignment distance, case-insensitive: a swap of two
+ * neighbours ("rtae") counts as one edit. Long words are not compared. */
+static int edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	int d[SPEC_MAX_NAME + 2][SPEC_MAX_NAME + 2];
+
+	if (la > SPEC_MAX_NAME || lb > SPEC_MAX_NAME)
+		return INT_MAX;
+	for (size_t i = 0; i <= la; i++)
+		d[i][0] = (int)i;
+	for (size_t j = 0; j <= lb; j++)
+		d[0][j] = (int)j;
+	for (size_t i = 1; i <= la; i++) {
+		for (size_t j = 1; j <= lb; j++) {
+			int cost = tolower((unsigned char)a[i - 1]) !=
+			           tolower((unsigned char)b[j - 1]);
+			int best = d[i - 1][j - 1] + cost;
+
+			if (d[i - 1][j] + 1 < best)
+				best = d[i - 1][j] + 1;
+			if (d[i][j - 1] + 1 < best)
+				best = d[i][j - 1] + 1;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+			    d[i - 2][j - 2] + 1 < best)
+				best = d[i - 2][j - 2] + 1;
+			d[i][j] = best;
+		}
+	}
+	return d[la][lb];
+}
+
+/* Collects the closest candidate to a misspelt word. */
+struct suggest {
+	const char *word;
+	const char *best;
+	int best_d;
+};
+
+static void suggest_try(struct suggest *sg, const char *cand)
+{
+	int d = edit_distance(sg->word, cand);
+	int limit = strlen(sg->word) > 4 ? 2 : 1;
+
+	if (d <= limit && (!sg->best || d < sg->best_d)) {
+		sg->best = cand;
+		sg->best_d = d;
+	}
+}
+
+/* " (did you mean 'x'?)" or "". */
+static void suggest_text(const struct suggest *sg, char *buf, size_t len)
+{
+	if (sg->best)
+		snprintf(buf, len, " (did you mean '%s'?)", sg->best);
+	else
+		buf[0] = '\0';
+}
+
+/* --- descriptors --- */
+
+enum field_kind {
+	FK_SKIP = 0,    /* accepted, read elsewhere (a probe's type) */
+	FK_STRING,      /* char *; non-empty; optional check/choices */
+	FK_BODY,        /* char * + size_t length; may be empty */
+	FK_DURATION,    /* int64_t ms, bounds min..max */
+	FK_DATE,        /* int64_t ms since the epoch */
+	FK_INT,         /* int64_t, bounds min..max */
+	FK_NUMBER,      /* double, bounds dmin..dmax */
+	FK_BOOL,        /* bool */
+	FK_TRISTATE,    /* int: -1 absent, 0, 1 */
+	FK_MODE,        /* enum stored as int: index into choices */
+	FK_STRING_LIST, /* char ** + size_t count */
+	FK_STATUS_LIST, /* int64_t * + size_t count */
+	FK_HEADERS,     /* struct spec_header * + size_t count */
+	FK_LABELS,      /* struct spec_label * + size_t count */
+	FK_REQUEST,     /* struct spec_request *, parsed with sub */
+	FK_OBJECT,      /* a nested mapping parsed with sub into base + off */
+	FK_JSON,        /* json_t * (expect_json) */
+	FK_CUSTOM,      /* custom(): lists of probes, gates, the checklist */
+};
+
+struct schema;
+typedef int (*check_cb)(char *s, char *msg, size_t len);
+typedef int (*custom_cb)(struct vctx *v, json_t *val, const char *path, void *base);
+
+struct field {
+	const char *key;
+	enum field_kind kind;
+	bool required;
+	size_t off;       /* where the value goes in the target struct */
+	size_t count_off; /* lists, headers, body: where the count/length goes */
+	int64_t min, max; /* ints, durations (ms); strings: max bytes (0: default) */
+	double dmin, dmax;
+	bool gt_min; /* numbers: strictly greater than dmin */
+	int64_t def; /* ints, durations: default when absent (0: none) */
+	double ddef;
+	const char *sdef;
+	check_cb check;
+	const char *const *choices; /* NULL-terminated */
+	const struct schema *sub;
+	custom_cb custom;
+};
+
+struct schema {
+	const char *what; /* for messages: "'load' probes", "the target" */
+	const struct field *fields;
+	size_t n;
+	bool probe;
+};
+
+#define AT(base, off, type) ((type *)((char *)(base) + (off)))
+
+/* FK_MODE stores enum load_mode through an int. */
+_Static_assert(sizeof(enum load_mode) == sizeof(int), "enum load_mode is not int-sized");
+
+static const struct field *schema_find(const struct schema *sc, const char *key)
+{
+	for (size_t i = 0; i < sc->n; i++) {
+		if (!strcmp(sc->fields[i].key, key))
+			return &sc->fields[i];
+	}
+	return NULL;
+}
+
+/* --- string checks (may normalise in place) --- */
+
+static bool is_name_char(char c, const char *extra)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c != '\0' && strchr(extra, c));
+}
+
+static int check_charset(const char *s, const char *extra, size_t max, char *msg, size_t len)
+{
+	size_t n = 0;
+
+	for (const char *p = s; *p; p++, n++) {
+		if (!is_name_char(*p, extra)) {
+			snprintf(msg, len, "must match [A-Za-z0-9%s]{1,%zu}", extra, max);
+			return -EINVAL;
+		}
+	}
+	if (n > max) {
+		snprintf(msg, len, "must match [A-Za-z0-9%s]{1,%zu}", extra, max);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int check_probe_name(char *s, char *msg, size_t len)
+{
+	return check_charset(s, "_-", SPEC_MAX_NAME, msg, len);
+}
+
+static int check_service_name(char *s, char *msg, size_t len)
+{
+	return check_charset(s, "._-", MAX_SHORT, msg, len);
+}
+
+static int check_item_name(const char *s, char *msg, size_t len)
+{
+	return check_charset(s, "._-", SPEC_MAX_NAME, msg, len);
+}
+
+static int check_no_ctl(const char *s, char *msg, size_t len)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p < 0x20 || *p == 0x7f) {
+			snprintf(msg, len, "must not contain control characters");
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int check_version(char *s, char *msg, size_t len)
+{
+	if (strlen(s) > MAX_SHORT) {
+		snprintf(msg, len, "must be at most %d characters", MAX_SHORT);
+		return -EINVAL;
+	}
+	return check_no_ctl(s, msg, len);
+}
+
+/* RFC 9110 tchar. */
+static bool is_tchar(char c)
+{
+	return is_name_char(c, "!#$%&'*+-.^_`|~");
+}
+
+static int check_method(char *s, char *msg, size_t len)
+{
+	for (char *p = s; *p; p++) {
+		if (!is_tchar(*p)) {
+			snprintf(msg, len, "must be an HTTP method such as GET or POST");
+			return -EINVAL;
+		}
+		*p = (char)toupper((unsigned char)*p);
+	}
+	if (strlen(s) > MAX_METHOD) {
+		snprintf(msg, len, "must be at most %d characters", MAX_METHOD);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int check_port(const char *p, size_t n)
+{
+	int64_t port = 0;
+
+	if (n == 0 || n > 5)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return -EINVAL;
+		port = port * 10 + (p[i] - '0');
+	}
+	return port >= 1 && port <= 65535 ? 0 : -EINVAL;
+}
+
+/* host[:port] or [v6]:port; the host must not be empty. */
+static int check_hostport(const char *h, size_t n)
+{
+	const char *colon;
+
+	if (n > 0 && h[0] == '[') {
+		const char *close = memchr(h, ']', n);
+
+		if (!close || close == h + 1)
+			return -EINVAL;
+		if ((size_t)(close + 1 - h) == n)
+			return 0;
+		if (close[1] != ':')
+			return -EINVAL;
+		return check_port(close + 2, n - (size_t)(close + 2 - h));
+	}
+	colon = memchr(h, ':', n);
+	if (!colon)
+		return n > 0 ? 0 : -EINVAL;
+	if (colon == h)
+		return -EINVAL;
+	return check_port(colon + 1, n - (size_t)(colon + 1 - h));
+}
+
+static bool url_is_https(const char *s)
+{
+	return !strncasecmp(s, "https://", 8);
+}
+
+static int check_url(char *s, char *msg, size_t len)
+{
+	const char *auth, *at;
+	size_t n;
+
+	if (strncasecmp(s, "http://", 7) != 0 && !url_is_https(s))
+		goto bad;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p <= 0x20 || *p == 0x7f)
+			goto bad;
+	}
+	auth = strstr(s, "://") + 3;
+	n = strcspn(auth, "/?#");
+	/* userinfo@ is allowed (and redacted in reports); the host follows the last @. */
+	while ((at = memchr(auth, '@', n)) != NULL) {
+		n -= (size_t)(at + 1 - auth);
+		auth = at + 1;
+	}
+	if (check_hostport(auth, n) < 0)
+		goto bad;
+	return 0;
+bad:
+	snprintf(msg, len, "must be an http:// or https:// URL with a host (and a valid port)");
+	return -EINVAL;
+}
+
+static int check_hostname(char *s, char *msg, size_t len)
+{
+	if (strlen(s) > 253 || check_charset(s, ".-", 253, msg, len) < 0) {
+		snprintf(msg, len, "must be a host name");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static bool has_dotdot(const char *s)
+{
+	for (const char *p = s; (p = strstr(p, "..")) != NULL; p += 2) {
+		if ((p == s || p[-1] == '/') && (p[2] == '\0' || p[2] == '/'))
+			return true;
+	}
+	return false;
+}
+
+static int check_abs_path(char *s, char *msg, size_t len)
+{
+	if (s[0] != '/' || has_dotdot(s)) {
+		snprintf(msg, len, "must be an absolute path without '..'");
+		return -EINVAL;
+	}
+	return check_no_ctl(s, msg, len);
+}
+
+static int check_cgroup(char *s, char *msg, size_t len)
+{
+	if (has_dotdot(s)) {
+		snprintf(msg, len, "must be a cgroup path without '..'");
+		return -EINVAL;
+	}
+	return check_no_ctl(s, msg, len);
+}
+
+static int check_regex(char *s, char *msg, size_t len)
+{
+	return ere_check(s, msg, len);
+}
+
+static int check_slo(char *s, char *msg, size_t len)
+{
+	struct gate_expr conds[MAX_SLO_CONDS];
+	char why[200];
+
+	if (gate_parse_slo(s, conds, MAX_SLO_CONDS, why, sizeof(why)) < 0) {
+		snprintf(msg, len,
+		         "is not a valid SLO (e.g. \"p95_ms < 100 and error_rate < 0.01\"): %s",
+		         why);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* --- scalar readers --- */
+
+/* A string-typed value: a string, or a number as the user wrote it (the
+ * YAML converter keeps the text of plain numbers; a JSON integer has only
+ * one spelling; a JSON real does not keep its text, so it is refused). On
+ * success the document node becomes that string, so doc says what the
+ * spec means ("2.40", not 2.4). val must not be used afterwards. */
+static int take_text(struct vctx *v, json_t *parent, const char *key, size_t index, json_t *val,
+                     const char *path, char **ret)
+{
+	const char *t = NULL;
+	char num[32];
+	char *copy;
+
+	if (json_is_string(val))
+		t = json_string_value(val);
+	else if (json_is_number(val))
+		t = spec_srcmap_text(v->map, val);
+	if (!t && json_is_integer(val)) {
+		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(val));
+		t = num;
+	}
+	if (!t && json_is_real(val))
+		return fail(v, val, path,
+		            "must be a string (quote it: JSON numbers lose their text)");
+	if (!t)
+		return fail(v, val, path, "must be a string");
+	copy = strdup(t);
+	if (!copy)
+		return -ENOMEM;
+	if (!json_is_string(val)) {
+		json_t *str = json_string(copy);
+		int r = !str  ? -1
+		        : key ? json_object_set_new(parent, key, str)
+		              : json_array_set_new(parent, index, str);
+
+		if (r < 0) {
+			free(copy);
+			return -ENOMEM;
+		}
+	}
+	*ret = copy;
+	return 0;
+}
+
+static void join_choices(const char *const *choices, char *buf, size_t len)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; choices[i] && used < len; i++)
+		used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? ", " : "", choices[i]);
+}
+
+static int choice_index(const char *const *choices, const char *s)
+{
+	for (int i = 0; choices[i]; i++) {
+		if (!strcmp(choices[i], s))
+			return i;
+	}
+	return -1;
+}
+
+/* Validates s against f: emptiness, length, choices, check(). */
+static int check_string(struct vctx *v, const struct field *f, int line, const char *path, char *s)
+{
+	size_t max = f->max ? (size_t)f->max : SPEC_MAX_STRING;
+	char msg[200];
+
+	if (s[0] == '\0')
+		return fail_line(v, line, path, "must not be empty");
+	if (strlen(s) > max)
+		return fail_line(v, line, path, "must be at most %zu bytes", max);
+	if (f->choices && choice_index(f->choices, s) < 0) {
+		join_choices(f->choices, msg, sizeof(msg));
+		return fail_line(v, line, path, "must be one of: %s", msg);
+	}
+	if (f->check && f->check(s, msg, sizeof(msg)) < 0)
+		return fail_line(v, line, path, "%s", msg);
+	return 0;
+}
+
+static int read_string(struct vctx *v, const struct field *f, json_t *parent, json_t *val,
+                       const char *path, void *base)
+{
+	int line = line_of(v, val); /* val may be replaced by its text */
+	char *s = NULL;
+	int r;
+
+	r = take_text(v, parent, f->key, 0, val, path, &s);
+	if (r == 0)
+		r = check_string(v, f, line, path, s);
+	if (r < 0 || f->off == NO_STORE) {
+		free(s);
+		return r;
+	}
+	free(*AT(base, f->off, char *));
+	*AT(base, f->off, char *) = s;
+	return 0;
+}
+
+static int read_body(struct vctx *v, const struct field *f, json_t *parent, json_t *val,
+                     const char *path, void *base)
+{
+	int line = line_of(v, val);
+	char *s;
+	int r = take_text(v, parent, f->key, 0, val, path, &s);
+
+	if (r < 0)
+		return r;
+	if (strlen(s) > SPEC_MAX_STRING) {
+		free(s);
+		return fail_line(v, line, path, "must be at most %d bytes", SPEC_MAX_STRING);
+	}
+	free(*AT(base, f->off, char *));
+	*AT(base, f->off, char *) = s;
+	*AT(base, f->count_off, size_t) = strlen(s);
+	return 0;
+}
+
+static int duration_error(struct vctx *v, const struct field *f, const json_t *val,
+                          const char *path)
+{
+	char lo[32], hi[32];
+
+	if (!json_is_string(val))
+		return fail(v, val, path,
+		            "must be a duration such as '30s' (units: us, ms, s, m, h, d)");
+	rd_format_duration(f->min, lo, sizeof(lo));
+	rd_format_duration(f->max, hi, sizeof(hi));
+	return fail(v, val, path, "must be a duration from %s to %s", lo, hi);
+}
+
+static int read_duration(struct vctx *v, const struct field *f, json_t *val, const char *path,
+                         void *base)
+{
+	int64_t ms = 0;
+	int r;
+
+	if (!json_is_string(val))
+		return duration_error(v, f, val, path);
+	r = rd_parse_duration(json_string_value(val), &ms);
+	if (r == -EINVAL)
+		return fail(v, val, path,
+		            "'%.32s' is not a duration such as '30s' (units: us, ms, s, m, h, d)",
+		            json_string_value(val));
+	if (r < 0 || ms < f->min || ms > f->max)
+		return duration_error(v, f, val, path);
+	*AT(base, f->off, int64_t) = ms;
+	return 0;
+}
+
+static int read_date(struct vctx *v, const struct field *f, json_t *val, const char *path,
+                     void *base)
+{
+	int64_t ms;
+
+	if (!json_is_string(val) || rd_time_parse(json_string_value(val), &ms) < 0)
+		return fail(v, val, path, "must be a date (2026-11-20) or an RFC 3339 time");
+	*AT(base, f->off, int64_t) = ms;
+	return 0;
+}
+
+static int read_int(struct vctx *v, const struct field *f, json_t *val, const char *path,
+                    void *base)
+{
+	json_int_t n;
+
+	if (!json_is_integer(val))
+		goto bad;
+	n = json_integer_value(val);
+	if (n < f->min || n > f->max)
+		goto bad;
+	*AT(base, f->off, int64_t) = n;
+	return 0;
+bad:
+	return fail(v, val, path, "must be an integer from %lld to %lld", (long long)f->min,
+	            (long long)f->max);
+}
+
+static int read_number(struct vctx *v, const struct field *f, json_t *val, const char *path,
+                       void *base)
+{
+	double d;
+
+	if (!json_is_number(val))
+		goto bad;
+	d = json_number_value(val);
+	if (!isfinite(d) || (f->gt_min ? d <= f->dmin : d < f->dmin) || d > f->dmax)
+		goto bad;
+	*AT(base, f->off, double) = d;
+	return 0;
+bad:
+	if (f->gt_min)
+		return fail(v, val, path, "must be a number greater than %g and at most %g",
+		            f->dmin, f->dmax);
+	return fail(v, val, path, "must be a number from %g to %g", f->dmin, f->dmax);
+}
+
+static int read_bool(struct vctx *v, const struct field *f, json_t *val, const char *path,
+                     void *base)
+{
+	if (!json_is_boolean(val))
+		return fail(v, val, path, "must be true or false");
+	if (f->kind == FK_TRISTATE)
+		*AT(base, f->off, int) = json_is_true(val);
+	else
+		*AT(base, f->off, bool) = json_is_true(val);
+	return 0;
+}
+
+static int read_mode(struct vctx *v, const struct field *f, json_t *val, const char *path,
+                     void *base)
+{
+	char msg[128];
+	int i = json_is_string(val) ? choice_index(f->choices, json_string_value(val)) : -1;
+
+	if (i < 0) {
+		join_choices(f->choices, msg, sizeof(msg));
+		return fail(v, val, path, "must be one of: %s", msg);
+	}
+	*AT(base, f->off, int) = i;
+	return 0;
+}
+
+/* --- lists and maps --- */
+
+/* A list of 1..max distinct non-empty strings, each at most MAX_TEXT bytes. */
+static int read_strv(struct vctx *v, json_t *arr, const char *path, size_t max, char ***ret_v,
+                     size_t *ret_n)
+{
+	char ipath[sizeof(v->err->path)];
+	size_t n = json_array_size(arr);
+	char **sv;
+
+	if (!json_is_array(arr) || n == 0 || n > max)
+		return fail(v, arr, path, "must be a list of 1 to %zu strings", max);
+	sv = calloc(n, sizeof(*sv));
+	if (!sv)
+		return -ENOMEM;
+	free(*ret_v);
+	*ret_v = sv;
+	*ret_n = n;
+	for (size_t i = 0; i < n; i++) {
+		int line = line_of(v, json_array_get(arr, i)), r;
+
+		spec_path_index(ipath, sizeof(ipath), path, i);
+		r = take_text(v, arr, NULL, i, json_array_get(arr, i), ipath, &sv[i]);
+		if (r < 0)
+			return r;
+		if (sv[i][0] == '\0' || strlen(sv[i]) > MAX_TEXT)
+			return fail_line(v, line, ipath,
+			                 "must be a non-empty string of at most %d bytes",
+			                 MAX_TEXT);
+		for (size_t j = 0; j < i; j++) {
+			if (!strcmp(sv[i], sv[j]))
+				return fail_line(v, line, ipath, "'%.64s' is listed twice", sv[i]);
+		}
+	}
+	return 0;
+}
+
+/* A list of strings; each entry passes the field's check (file lists:
+ * absolute paths without '..'). */
+static int read_string_list(struct vctx *v, const struct field *f, json_t *val, const char *path,
+                            void *base)
+{
+	char ipath[sizeof(v->err->path)], msg[200];
+	char **sv;
+	int r = read_strv(v, val, path, (size_t)f->max, AT(base, f->off, char **),
+	                  AT(base, f->count_off, size_t));
+
+	sv = *AT(base, f->off, char **);
+	for (size_t i = 0; r == 0 && f->check && i < *AT(base, f->count_off, size_t); i++) {
+		if (f->check(sv[i], msg, sizeof(msg)) < 0) {
+			spec_path_index(ipath, sizeof(ipath), path, i);
+			return fail(v, json_array_get(val, i), ipath, "%s", msg);
+		}
+	}
+	return r;
+}
+
+static int read_status_list(struct vctx *v, const struct field *f, json_t *val, const char *path,
+                            void *base)
+{
+	size_t n = json_array_size(val);
+	int64_t *st;
+
+	if (!json_is_array(val) || n == 0 || n > MAX_STATUSES)
+		return fail(v, val, path, "must be a list of 1 to %d HTTP status codes",
+		            MAX_STATUSES);
+	st = calloc(n, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	free(*AT(base, f->off, int64_t *));
+	*AT(base, f->off, int64_t *) = st;
+	*AT(base, f->count_off, size_t) = n;
+	for (size_t i = 0; i < n; i++) {
+		json_t *it = json_array_get(val, i);
+		char ipath[sizeof(v->err->path)];
+
+		spec_path_index(ipath, sizeof(ipath), path, i);
+		if (!json_is_integer(it) || json_integer_value(it) < 100 ||
+		    json_integer_value(it) > 599)
+			return fail(v, it, ipath, "must be an HTTP status code from 100 to 599");
+		st[i] = json_integer_value(it);
+	}
+	return 0;
+}
+
+static bool is_token(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s; s++) {
+		if (!is_tchar(*s))
+			return false;
+	}
+	return true;
+}
+
+/* Headers that frame or route the request (RFC 9110 7.6.1 and 7.2):
+ * readyd's HTTP clients write them, and one from a spec beside theirs
+ * would make a request that the target and a proxy in front of it read
+ * differently (request smuggling). */
+static bool is_framing_header(const char *name)
+{
+	static const char *const framing[] = {"host",       "content-length", "transfer-encoding",
+	                                      "connection", "keep-alive",     "upgrade",
+	                                      "te",         "trailer",        "proxy-connection"};
+
+	for (size_t i = 0; i < RD_ARRAY_SIZE(framing); i++) {
+		if (!strcasecmp(name, framing[i]))
+			return true;
+	}
+	return false;
+}
+
+/* One header: a token name, a value without control characters (CR/LF
+ * would let a spec inject headers or split the request). */
+static int read_header(struct vctx *v, json_t *obj, const char *name, json_t *val, const char *path,
+                       struct spec_header *h)
+{
+	int line, r;
+
+	v->key_line = spec_srcmap_key_line(v->map, obj, name);
+	line = line_of(v, val);
+	if (!is_token(name) || strlen(name) > MAX_HEADER_NAME)
+		return fail(v, val, path, "header name must be an HTTP token (letters, digits, -)");
+	if (is_framing_header(name))
+		return fail(v, val, path,
+		            "readyd sets this header itself (Host, Content-Length, "
+		            "Transfer-Encoding, Connection and other hop-by-hop headers "
+		            "cannot be given)");
+	h->name = strdup(name);
+	if (!h->name)
+		return -ENOMEM;
+	r = take_text(v, obj, name, 0, val, path, &h->value);
+	if (r < 0)
+		return r;
+	for (const unsigned char *p = (const unsigned char *)h->value; *p; p++) {
+		if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+			return fail_line(
+			        v, line, path,
+			        "header value must not contain control characters (CR/LF)");
+	}
+	if (strlen(h->value) > MAX_HEADER_VALUE)
+		return fail_line(v, line, path, "header value longer than %d bytes",
+		                 MAX_HEADER_VALUE);
+	return 0;
+}
+
+static int read_headers(struct vctx *v, const struct field *f, json_t *val, const char *path,
+                        void *base)
+{
+	size_t n = json_object_size(val), i = 0;
+	struct spec_header *hs;
+	const char *name;
+	json_t *hv;
+
+	if (!json_is_object(val) || n > SPEC_MAX_HEADERS)
+		return fail(v, val, path, "must be a mapping of at most %d headers",
+		            SPEC_MAX_HEADERS);
+	hs = calloc(n ? n : 1, sizeof(*hs));
+	if (!hs)
+		return -ENOMEM;
+	*AT(base, f->off, struct spec_header *) = hs;
+	*AT(base, f->count_off, size_t) = n;
+	json_object_foreach (val, name, hv) {
+		char hpath[sizeof(v->err->path)];
+		int r;
+
+		spec_path_key(hpath, sizeof(hpath), path, name);
+		r = read_header(v, val, name, hv, hpath, &hs[i]);
+		if (r < 0)
+			return r;
+		for (size_t j = 0; j < i; j++) {
+			if (!strcasecmp(hs[j].name, name))
+				return fail(v, hv, hpath,
+				            "duplicate header (names are case-insensitive)");
+		}
+		i++;
+	}
+	return 0;
+}
+
+/* alert-drill `labels`: Prometheus label names (not alertname, which is
+ * `alert`) to exact, non-empty values: an empty value is an absent label
+ * in Prometheus, so it could never match. */
+static int read_label(struct vctx *v, json_t *obj, const char *name, json_t *val, const char *path,
+                      struct spec_label *l)
+{
+	bool ok = (isalpha((unsigned char)name[0]) || name[0] == '_') && strlen(name) <= 128;
+	int r;
+
+	for (const char *c = name; ok && *c; c++)
+		ok = isalnum((unsigned char)*c) || *c == '_';
+	if (!ok || strncmp(name, "__", 2) == 0)
+		return fail(v, val, path,
+		            "must be a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not __*)");
+	if (strcmp(name, "alertname") == 0)
+		return fail(v, val, path, "the alert's name goes in 'alert', not in 'labels'");
+	l->name = strdup(name);
+	if (!l->name)
+		return -ENOMEM;
+	r = take_text(v, obj, name, 0, val, path, &l->value);
+	if (r < 0)
+		return r;
+	if (!l->value[0] || strlen(l->value) > MAX_TEXT)
+		return fail(v, val, path, "must be a non-empty string of at most %d bytes",
+		            MAX_TEXT);
+	return 0;
+}
+
+static int read_labels(struct vctx *v, const struct field *f, json_t *val, const char *path,
+                       void *base)
+{
+	size_t n = json_object_size(val), i = 0;
+	struct spec_label *ls;
+	const char *name;
+	json_t *lv;
+
+	if (!json_is_object(val) || n == 0 || n > SPEC_MAX_HEADERS)
+		return fail(v, val, path, "must be a mapping of 1 to %d label: value entries",
+		            SPEC_MAX_HEADERS);
+	ls = calloc(n, sizeof(*ls));
+	if (!ls)
+		return -ENOMEM;
+	*AT(base, f->off, struct spec_label *) = ls;
+	*AT(base, f->count_off, size_t) = n;
+	json_object_foreach (val, name, lv) {
+		char lpath[sizeof(v->err->path)];
+		int r;
+
+		spec_path_key(lpath, sizeof(lpath), path, name);
+		v->key_line = spec_srcmap_key_line(v->map, val, name);
+		r = read_label(v, val, name, lv, lpath, &ls[i++]);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* expect_json: JSONPath -> expected value. The paths are parsed now
+ * (against null: only their syntax is checked) so a typo fails the spec,
+ * not the run. */
+static int read_json(struct vctx *v, const struct field *f, json_t *val, const char *path,
+                     void *base)
+{
+	const char *key;
+	json_t *it, *copy, *found;
+	char kpath[sizeof(v->err->path)], why[160];
+
+	if (!json_is_object(val) || json_object_size(val) == 0 ||
+	    json_object_size(val) > SPEC_MAX_LIST)
+		return fail(v, val, path, "must be a mapping of 1 to %d JSONPath -> value entries",
+		            SPEC_MAX_LIST);
+	json_object_foreach (val, key, it) {
+		spec_path_key(kpath, sizeof(kpath), path, key);
+		if (key[0] != '$')
+			return fail(v, it, kpath,
+			            "keys must be JSONPath expressions starting with '$'");
+		if (jsonpath_get(json_null(), key, &found, why, sizeof(why)) == -EINVAL)
+			return fail(v, it, kpath, "is not a valid path such as $.data.items[0]: %s",
+			            why);
+	}
+	copy = json_deep_copy(val);
+	if (!copy)
+		return -ENOMEM;
+	json_decref(*AT(base, f->off, json_t *));
+	*AT(base, f->off, json_t *) = copy;
+	return 0;
+}
+
+/* --- objects --- */
+
+static int parse_object(struct vctx *v, json_t *obj, const char *path, const struct schema *sc,
+                        void *base);
+static const struct schema probe_schema_table[_PROBE_TYPE_MAX];
+
+static int read_request(struct vctx *v, const struct field *f, json_t *val, const char *path,
+                        void *base)
+{
+	struct spec_request **slot = AT(base, f->off, struct spec_request *);
+
+	if (!*slot) {
+		*slot = calloc(1, sizeof(**slot));
+		if (!*slot)
+			return -ENOMEM;
+	}
+	return parse_object(v, val, path, f->sub, *slot);
+}
+
+static int read_field(struct vctx *v, const struct field *f, json_t *obj, json_t *val,
+                      const char *path, void *base)
+{
+	switch (f->kind) {
+	case FK_SKIP:
+		return 0;
+	case FK_STRING:
+		return read_string(v, f, obj, val, path, base);
+	case FK_BODY:
+		return read_body(v, f, obj, val, path, base);
+	case FK_DURATION:
+		return read_duration(v, f, val, path, base);
+	case FK_DATE:
+		return read_date(v, f, val, path, base);
+	case FK_INT:
+		return read_int(v, f, val, path, base);
+	case FK_NUMBER:
+		return read_number(v, f, val, path, base);
+	case FK_BOOL:
+	case FK_TRISTATE:
+		return read_bool(v, f, val, path, base);
+	case FK_MODE:
+		return read_mode(v, f, val, path, base);
+	case FK_STRING_LIST:
+		return read_string_list(v, f, val, path, base);
+	case FK_STATUS_LIST:
+		return read_status_list(v, f, val, path, base);
+	case FK_HEADERS:
+		return read_headers(v, f, val, path, base);
+	case FK_LABELS:
+		return read_labels(v, f, val, path, base);
+	case FK_REQUEST:
+		return read_request(v, f, val, path, base);
+	case FK_OBJECT:
+		return parse_object(v, val, path, f->sub, AT(base, f->off, void));
+	case FK_JSON:
+		return read_json(v, f, val, path, base);
+	case FK_CUSTOM:
+		return f->custom(v, val, path, base);
+	}
+	return -EINVAL;
+}
+
+static int apply_default(const struct field *f, void *base)
+{
+	switch (f->kind) {
+	case FK_STRING:
+		if (f->sdef && f->off != NO_STORE) {
+			*AT(base, f->off, char *) = strdup(f->sdef);
+			if (!*AT(base, f->off, char *))
+				return -ENOMEM;
+		}
+		return 0;
+	case FK_INT:
+	case FK_DURATION:
+		if (f->def)
+			*AT(base, f->off, int64_t) = f->def;
+		return 0;
+	case FK_NUMBER:
+		if (f->ddef != 0)
+			*AT(base, f->off, double) = f->ddef;
+		return 0;
+	case FK_TRISTATE:
+		*AT(base, f->off, int) = -1;
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+static bool probe_type_has_key(const char *key)
+{
+	for (size_t t = 0; t < _PROBE_TYPE_MAX; t++) {
+		if (schema_find(&probe_schema_table[t], key))
+			return true;
+	}
+	return false;
+}
+
+static int unknown_key(struct vctx *v, const json_t *val, const char *path, const struct schema *sc,
+                       const char *key)
+{
+	struct suggest sg = {.word = key};
+	char hint[96];
+
+	for (size_t i = 0; i < sc->n; i++)
+		suggest_try(&sg, sc->fields[i].key);
+	suggest_text(&sg, hint, sizeof(hint));
+	if (!sg.best && sc->probe && probe_type_has_key(key))
+		return fail(v, val, path, "not a field of %s probes", sc->what);
+	return fail(v, val, path, "unknown field%s", hint);
+}
+
+static int check_keys(struct vctx *v, json_t *obj, const char *path, const struct schema *sc)
+{
+	char kpath[sizeof(v->err->path)];
+	const char *key;
+	json_t *val;
+
+	json_object_foreach (obj, key, val) {
+		if (schema_find(sc, key))
+			continue;
+		spec_path_key(kpath, sizeof(kpath), path, key);
+		return unknown_key(v, val, kpath, sc, key);
+	}
+	return 0;
+}
+
+static int parse_fields(struct vctx *v, json_t *obj, const char *path, const struct schema *sc,
+                        void *base)
+{
+	char fpath[sizeof(v->err->path)];
+	int saved = v->key_line;
+
+	for (size_t i = 0; i < sc->n; i++) {
+		const struct field *f = &sc->fields[i];
+		json_t *val = json_object_get(obj, f->key);
+		int r;
+
+		spec_path_key(fpath, sizeof(fpath), path, f->key);
+		v->key_line = spec_srcmap_key_line(v->map, obj, f->key);
+		if (!val || json_is_null(val)) {
+			if (f->required && sc->probe)
+				return fail(v, obj, fpath, "missing (required for %s probes)",
+				            sc->what);
+			if (f->required)
+				return fail(v, obj, fpath, "missing (required in %s)", sc->what);
+			r = apply_default(f, base);
+		} else {
+			r = read_field(v, f, obj, val, fpath, base);
+		}
+		if (r < 0)
+			return r;
+	}
+	v->key_line = saved;
+	return 0;
+}
+
+/* Checks keys against the schema, then reads every field in table order
+ * (so errors come out in a stable order) and fills defaults. */
+static int parse_object(struct vctx *v, json_t *obj, const char *path, const struct schema *sc,
+                        void *base)
+{
+	int saved = v->obj_line, line = spec_srcmap_line(v->map, obj), r;
+
+	if (!json_is_object(obj))
+		return fail(v, obj, path, "must be a mapping");
+	if (line)
+		v->obj_line = line;
+	r = check_keys(v, obj, path, sc);
+	if (r == 0)
+		r = parse_fields(v, obj, path, sc, base);
+	if (r == 0)
+		v->obj_line = saved;
+	return r;
+}
+
+/* --- schemas --- */
+
+/* The tables are kept one field per line, aligned by hand: they are read
+ * as a schema more than as code. */
+/* clang-format off */
+static const char *const mode_names[] = {"closed", "rate", NULL};
+static const char *const function_names[] = {"min", "max", "avg", "last", NULL};
+static const char *const tls_versions[] = {"1.2", "1.3", NULL};
+static const char *const api_versions[] = {"readyd/v1", NULL};
+
+#define R(m) offsetof(struct spec_request, m)
+#define P(m) offsetof(struct spec_probe, m)
+#define MAXD SPEC_MAX_DURATION_MS
+
+static const struct field request_fields[] = {
+	{.key = "method",  .kind = FK_STRING, .off = R(method), .sdef = "GET",
+	 .check = check_method},
+	{.key = "url",     .kind = FK_STRING, .required = true, .off = R(url), .max = MAX_URL,
+	 .check = check_url},
+	{.key = "headers", .kind = FK_HEADERS, .off = R(headers), .count_off = R(n_headers)},
+	{.key = "body",    .kind = FK_BODY, .off = R(body), .count_off = R(body_len)},
+	{.key = "timeout", .kind = FK_DURATION, .off = R(timeout_ms), .min = 1, .max = MAXD},
+};
+static const struct schema request_schema = {
+	"a request", request_fields, RD_ARRAY_SIZE(request_fields), false};
+
+/* Probe fields shared by several types mean the same everywhere. */
+#define F_URL(req) \
+	{.key = "url", .kind = FK_STRING, .required = req, .off = P(url), .max = MAX_URL, \
+	 .check = check_url}
+#define F_METHOD   {.key = "method", .kind = FK_STRING, .off = P(method), .check = check_method}
+#define F_HEADERS \
+	{.key = "headers", .kind = FK_HEADERS, .off = P(headers), .count_off = P(n_headers)}
+#define F_BODY     {.key = "body", .kind = FK_BODY, .off = P(body), .count_off = P(body_len)}
+#define F_COMMON \
+	{.key = "name", .kind = FK_STRING, .required = true, .off = P(name), \
+	 .check = check_probe_name}, \
+	{.key = "type", .kind = FK_SKIP}, \
+	{.key = "timeout", .kind = FK_DURATION, .off = P(timeout_ms), .min = 1, .max = MAXD}
+#define F_TLS_CLIENT \
+	{.key = "insecure", .kind = FK_BOOL, .off = P(insecure)}, \
+	{.key = "ca_file", .kind = FK_STRING, .off = P(ca_file), .max = MAX_TEXT, \
+	 .check = check_abs_path}
+#define F_CONNECTIONS(d) \
+	{.key = "connections", .kind = FK_INT, .off = P(connections), .min = 1, \
+	 .max = SPEC_MAX_CONNECTIONS, .def = d}
+#define F_THREADS \
+	{.key = "threads", .kind = FK_INT, .off = P(threads), .min = 1, .max = SPEC_MAX_THREADS, \
+	 .def = 1}
+#define F_REQUEST {.key = "request", .kind = FK_OBJECT, .off = 0, .sub = &override_schema}
+#define F_PROMETHEUS \
+	{.key = "prometheus", .kind = FK_STRING, .required = true, .off = P(prometheus), \
+	 .max = MAX_URL, .check = check_url}
+#define F_REQUIRE \
+	{.key = "require", .kind = FK_STRING_LIST, .off = P(require), .count_off = P(n_require), \
+	 .max = SPEC_MAX_LIST}
+#define F_WITHIN(req) \
+	{.key = "within", .kind = FK_DURATION, .required = req, .off = P(within_ms), .min = 1, \
+	 .max = MAXD}
+#define F_POLL \
+	{.key = "poll_interval", .kind = FK_DURATION, .off = P(poll_interval_ms), .min = 1, \
+	 .max = MAXD, .def = 1000}
+#define F_HOOK(k, m, req) \
+	{.key = k, .kind = FK_REQUEST, .required = req, .off = P(m), .sub = &request_schema}
+
+/* load/capacity `request`: what to send instead of the target's request,
+ * written into the probe's own url/method/headers/body. */
+static const struct field override_fields[] = {F_URL(false), F_METHOD, F_HEADERS, F_BODY};
+static const struct schema override_schema = {
+	"a request", override_fields, RD_ARRAY_SIZE(override_fields), false};
+
+static const struct field load_fields[] = {
+	F_COMMON,
+	{.key = "mode",     .kind = FK_MODE, .required = true, .off = P(mode),
+	 .choices = mode_names},
+	{.key = "rate",     .kind = FK_NUMBER, .off = P(rate), .gt_min = true,
+	 .dmax = SPEC_MAX_RATE},
+	F_CONNECTIONS(16),
+	F_THREADS,
+	{.key = "duration", .kind = FK_DURATION, .off = P(duration_ms), .min = 1, .max = MAXD},
+	{.key = "requests", .kind = FK_INT, .off = P(requests), .min = 1, .max = 1000000000},
+	{.key = "warmup",   .kind = FK_DURATION, .off = P(warmup_ms), .min = 0, .max = MAXD},
+	F_REQUEST,
+	F_TLS_CLIENT,
+};
+
+static const struct field capacity_fields[] = {
+	F_COMMON,
+	{.key = "slo",           .kind = FK_STRING, .required = true, .off = P(slo),
+	 .max = 1024, .check = check_slo},
+	{.key = "max_rate",      .kind = FK_NUMBER, .required = true, .off = P(max_rate),
+	 .gt_min = true, .dmax = SPEC_MAX_RATE},
+	{.key = "min_rate",      .kind = FK_NUMBER, .off = P(min_rate), .gt_min = true,
+	 .dmax = SPEC_MAX_RATE, .ddef = 1},
+	{.key = "required_rate", .kind = FK_NUMBER, .off = P(required_rate), .gt_min = true,
+	 .dmax = SPEC_MAX_RATE},
+	{.key = "step",          .kind = FK_DURATION, .off = P(step_ms), .min = 1, .max = MAXD,
+	 .def = 10000},
+	{.key = "warmup",        .kind = FK_DURATION, .off = P(warmup_ms), .min = 0, .max = MAXD},
+	F_CONNECTIONS(64),
+	F_THREADS,
+	F_REQUEST,
+	F_TLS_CLIENT,
+};
+
+static const struct field http_fields[] = {
+	F_COMMON, F_URL(true), F_METHOD, F_HEADERS, F_BODY,
+	{.key = "expect_status",        .kind = FK_INT, .off = P(expect_status), .min = 100,
+	 .max = 599, .def = 200},
+	{.key = "expect_body_contains", .kind = FK_STRING, .off = P(expect_body_contains),
+	 .max = MAX_TEXT},
+	{.key = "expect_body_regex",    .kind = FK_STRING, .off = P(expect_body_regex),
+	 .max = ERE_MAX_PATTERN, .check = check_regex},
+	{.key = "expect_json",          .kind = FK_JSON, .off = P(expect_json)},
+	F_TLS_CLIENT,
+};
+
+static const struct field scrape_fields[] = {
+	F_COMMON, F_URL(true), F_HEADERS, F_REQUIRE, F_TLS_CLIENT,
+};
+
+static const struct field rules_fields[] = {
+	F_COMMON, F_PROMETHEUS, F_HEADERS, F_REQUIRE,
+	{.key = "rule_files", .kind = FK_STRING_LIST, .off = P(rule_files),
+	 .count_off = P(n_rule_files), .max = SPEC_MAX_LIST, .check = check_abs_path},
+	F_TLS_CLIENT,
+};
+
+static const struct field query_fields[] = {
+	F_COMMON, F_PROMETHEUS, F_HEADERS,
+	{.key = "query",    .kind = FK_STRING, .required = true, .off = P(query), .max = MAX_TEXT},
+	{.key = "range",    .kind = FK_DURATION, .off = P(range_ms), .min = 1, .max = MAXD},
+	{.key = "function", .kind = FK_STRING, .off = P(function), .choices = function_names},
+	F_TLS_CLIENT,
+};
+
+static const struct field alert_drill_fields[] = {
+	F_COMMON, F_PROMETHEUS, F_HEADERS,
+	{.key = "alert", .kind = FK_STRING, .required = true, .off = P(alert), .max = 256,
+	 .check = check_version},
+	F_HOOK("trigger", trigger, true),
+	F_HOOK("clear", clear, false),
+	{.key = "labels", .kind = FK_LABELS, .off = P(labels), .count_off = P(n_labels)},
+	F_WITHIN(false),
+	{.key = "wait_resolve", .kind = FK_DURATION, .off = P(wait_resolve_ms), .min = 1,
+	 .max = MAXD},
+	F_POLL,
+	F_TLS_CLIENT,
+};
+
+static const struct field tls_fields[] = {
+	F_COMMON, F_URL(false),
+	{.key = "min_version", .kind = FK_STRING, .off = P(min_version), .choices = tls_versions},
+	{.key = "servername",  .kind = FK_STRING, .off = P(servername), .check = check_hostname},
+	{.key = "ca_file",     .kind = FK_STRING, .off = P(ca_file), .max = MAX_TEXT,
+	 .check = check_abs_path},
+};
+
+static const struct field auth_fields[] = {
+	F_COMMON, F_URL(false), F_METHOD, F_HEADERS, F_BODY,
+	{.key = "expect_statuses", .kind = FK_STATUS_LIST, .off = P(expect_statuses),
+	 .count_off = P(n_expect_statuses)},
+	F_TLS_CLIENT,
+};
+
+static const struct field rate_limit_fields[] = {
+	F_COMMON, F_URL(false), F_METHOD, F_HEADERS, F_BODY,
+	{.key = "burst", .kind = FK_INT, .off = P(burst), .min = 1, .max = 100000, .def = 100},
+	F_TLS_CLIENT,
+};
+
+static const struct field resources_fields[] = {
+	F_COMMON,
+	{.key = "pid",          .kind = FK_INT, .off = P(pid), .min = 1, .max = MAX_PID},
+	{.key = "pid_file",     .kind = FK_STRING, .off = P(pid_file), .max = MAX_TEXT,
+	 .check = check_abs_path},
+	{.key = "cgroup",       .kind = FK_STRING, .off = P(cgroup), .max = MAX_TEXT,
+	 .check = check_cgroup},
+	{.key = "interval",     .kind = FK_DURATION, .off = P(interval_ms), .min = 1,
+	 .max = MAXD, .def = 1000},
+	{.key = "gpu_required", .kind = FK_BOOL, .off = P(gpu_required)},
+};
+
+static const struct field rollback_fields[] = {
+	F_COMMON,
+	F_HOOK("trigger", trigger, true),
+	F_HOOK("restore", restore, false),
+	{.key = "version_url",    .kind = FK_STRING, .required = true, .off = P(version_url),
+	 .max = MAX_URL, .check = check_url},
+	{.key = "expect_version", .kind = FK_STRING, .required = true, .off = P(expect_version),
+	 .check = check_version},
+	F_WITHIN(true),
+	F_POLL,
+	F_HEADERS,
+	F_TLS_CLIENT,
+};
+
+#define SCHEMA(name, fields) {"'" name "'", fields, RD_ARRAY_SIZE(fields), true}
+
+static const struct schema probe_schema_table[_PROBE_TYPE_MAX] = {
+	[PROBE_LOAD]           = SCHEMA("load", load_fields),
+	[PROBE_CAPACITY]       = SCHEMA("capacity", capacity_fields),
+	[PROBE_HTTP]           = SCHEMA("http", http_fields),
+	[PROBE_PROM_SCRAPE]    = SCHEMA("prometheus-scrape", scrape_fields),
+	[PROBE_PROM_RULES]     = SCHEMA("prometheus-rules", rules_fields),
+	[PROBE_PROM_QUERY]     = SCHEMA("prometheus-query", query_fields),
+	[PROBE_ALERT_DRILL]    = SCHEMA("alert-drill", alert_drill_fields),
+	[PROBE_TLS]            = SCHEMA("tls", tls_fields),
+	[PROBE_AUTH]           = SCHEMA("auth", auth_fields),
+	[PROBE_RATE_LIMIT]     = SCHEMA("rate-limit", rate_limit_fields),
+	[PROBE_RESOURCES]      = SCHEMA("resources", resources_fields),
+	[PROBE_ROLLBACK_DRILL] = SCHEMA("rollback-drill", rollback_fields),
+};
+
+static const char *const probe_type_names[_PROBE_TYPE_MAX + 1] = {
+	[PROBE_LOAD]           = "load",
+	[PROBE_CAPACITY]       = "capacity",
+	[PROBE_HTTP]           = "http",
+	[PROBE_PROM_SCRAPE]    = "prometheus-scrape",
+	[PROBE_PROM_RULES]     = "prometheus-rules",
+	[PROBE_PROM_QUERY]     = "prometheus-query",
+	[PROBE_ALERT_DRILL]    = "alert-drill",
+	[PROBE_TLS]            = "tls",
+	[PROBE_AUTH]           = "auth",
+	[PROBE_RATE_LIMIT]     = "rate-limit",
+	[PROBE_RESOURCES]      = "resources",
+	[PROBE_ROLLBACK_DRILL] = "rollback-drill",
+	[_PROBE_TYPE_MAX]      = NULL, /* so the list doubles as a choices list */
+};
+
+#define G(m) offsetof(struct spec_gate, m)
+static const struct field gate_fields[] = {
+	{.key = "expr",          .kind = FK_STRING, .required = true, .off = G(expr), .max = 1024},
+	{.key = "advisory",      .kind = FK_BOOL, .off = G(advisory)},
+	{.key = "abort_on_fail", .kind = FK_BOOL, .off = G(abort_on_fail)},
+	{.key = "min_samples",   .kind = FK_INT, .off = G(min_samples), .min = 1,
+	 .max = 1000000000},
+};
+static const struct schema gate_schema = {"a gate", gate_fields, RD_ARRAY_SIZE(gate_fields), false};
+
+#define C(m) offsetof(struct spec_check_item, m)
+static const struct field item_fields[] = {
+	{.key = "evidence", .kind = FK_STRING, .off = C(evidence), .max = MAX_TEXT},
+	{.key = "tested",   .kind = FK_DATE, .off = C(tested_ms)},
+	{.key = "max_age",  .kind = FK_DURATION, .off = C(max_age_ms), .min = 1, .max = MAX_AGE_MS},
+	{.key = "passed",   .kind = FK_TRISTATE, .off = C(passed)},
+};
+static const struct schema item_schema = {
+	"a checklist item", item_fields, RD_ARRAY_SIZE(item_fields), false};
+
+static int parse_probes(struct vctx *v, json_t *val, const char *path, void *base);
+static int parse_gates(struct vctx *v, json_t *val, const char *path, void *base);
+static int parse_checklist(struct vctx *v, json_t *val, const char *path, void *base);
+
+#define S(m) offsetof(struct spec, m)
+/* Order matters: target before probes (they inherit from it), probes
+ * before gates (gates name probes). */
+static const struct field top_fields[] = {
+	{.key = "apiVersion",  .kind = FK_STRING, .required = true, .off = NO_STORE,
+	 .choices = api_versions},
+	{.key = "service",     .kind = FK_STRING, .required = true, .off = S(service),
+	 .check = check_service_name},
+	{.key = "version",     .kind = FK_STRING, .required = true, .off = S(version),
+	 .check = check_version},
+	{.key = "environment", .kind = FK_STRING, .off = S(environment), .sdef = "default",
+	 .check = check_service_name},
+	{.key = "timeout",     .kind = FK_DURATION, .off = S(timeout_ms), .min = 1000,
+	 .max = MAXD, .def = 30 * 60 * 1000},
+	{.key = "target",      .kind = FK_OBJECT, .off = S(target), .sub = &request_schema},
+	{.key = "probes",      .kind = FK_CUSTOM, .custom = parse_probes},
+	{.key = "gates",       .kind = FK_CUSTOM, .custom = parse_gates},
+	{.key = "checklist",   .kind = FK_CUSTOM, .custom = parse_checklist},
+};
+static const struct schema top_schema = {"the spec", top_fields, RD_ARRAY_SIZE(top_fields), false};
+/* clang-format on */
+
+/* --- probe types --- */
+
+const char *probe_type_to_string(enum probe_type t)
+{
+	return (unsigned)t < _PROBE_TYPE_MAX ? probe_type_names[t] : "unknown";
+}
+
+int probe_type_from_string(const char *s, enum probe_type *ret)
+{
+	for (int t = 0; t < _PROBE_TYPE_MAX; t++) {
+		if (s && !strcmp(probe_type_names[t], s)) {
+			*ret = (enum probe_type)t;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* --- cross-field rules, per probe type --- */
+
+static int fail_at(struct vctx *v, const json_t *obj, const char *path, const char *key,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* Like fail(), for the field key of the mapping obj at path. */
+static int fail_at(struct vctx *v, const json_t *obj, const char *path, const char *key,
+                   const char *fmt, ...)
+{
+	char fpath[sizeof(v->err->path)];
+	int line = spec_srcmap_line(v->map, json_object_get(obj, key));
+	va_list ap;
+	int r;
+
+	if (!line)
+		line = spec_srcmap_key_line(v->map, obj, key);
+	if (!line)
+		line = line_of(v, obj);
+	spec_path_key(fpath, sizeof(fpath), path, key);
+	va_start(ap, fmt);
+	r = vfail(v, line, fpath, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+static bool has_target(const struct spec *s)
+{
+	return s->target.url != NULL;
+}
+
+static int copy_headers(const struct spec_header *src, size_t n, struct spec_header **ret,
+                        size_t *ret_n)
+{
+	struct spec_header *h = calloc(n ? n : 1, sizeof(*h));
+
+	if (!h)
+		return -ENOMEM;
+	*ret = h;
+	*ret_n = n;
+	for (size_t i = 0; i < n; i++) {
+		h[i].name = strdup(src[i].name);
+		h[i].value = strdup(src[i].value);
+		if (!h[i].name || !h[i].value)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static int copy_str(const char *src, char **ret)
+{
+	if (!src || *ret)
+		return 0;
+	*ret = strdup(src);
+	return *ret ? 0 : -ENOMEM;
+}
+
+/* The probe's effective request (docs/spec.md, "Requests"): with a url of
+ * its own, it stands alone (method GET unless given); without one, it is
+ * the target's request with the fields the probe gives replacing the
+ * target's. src is the mapping that holds those fields, or NULL. */
+static int inherit_target(struct vctx *v, const json_t *src, const char *path, struct spec_probe *p)
+{
+	const struct spec_request *t = &v->spec->target;
+	int r;
+
+	if (p->url)
+		return copy_str("GET", &p->method);
+	if (!has_target(v->spec))
+		return fail(v, src, path, "needs a url: give the probe a url or the spec a target");
+	r = copy_str(t->url, &p->url);
+	if (r == 0)
+		r = copy_str(t->method, &p->method);
+	if (r == 0 && !(src && json_object_get(src, "headers")) && !p->headers)
+		r = copy_headers(t->headers, t->n_headers, &p->headers, &p->n_headers);
+	if (r == 0 && !p->body && t->body) {
+		p->body = malloc(t->body_len + 1);
+		if (!p->body)
+			return -ENOMEM;
+		memcpy(p->body, t->body, t->body_len + 1);
+		p->body_len = t->body_len;
+	}
+	return r;
+}
+
+#define USERINFO_LOAD                                                                              \
+	"'%s' probes do not send credentials from the URL; give an Authorization header "          \
+	"(Basic with base64 of user:password) instead"
+
+/* "scheme://user[:password]@host..." */
+static bool url_has_userinfo(const char *url)
+{
+	const char *auth = strstr(url, "://");
+	size_t n;
+
+	if (!auth)
+		return false;
+	auth += 3;
+	n = strcspn(auth, "/?#");
+	return memchr(auth, '@', n) != NULL;
+}
+
+/* load and capacity always measure the spec's target (its per-request
+ * timeout is theirs); `request` may change what is sent. The load engine
+ * sends exactly the headers given, so credentials in the URL would be
+ * silently dropped: they are refused, pointing at the header instead. */
+static int load_request(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p)
+{
+	json_t *req = json_object_get(obj, "request");
+	char rpath[sizeof(v->err->path)];
+	int r;
+
+	if (!has_target(v->spec))
+		return fail(v, obj, path, "'%s' probes need the spec's target",
+		            probe_type_to_string(p->type));
+	r = inherit_target(v, req, path, p);
+	if (r < 0 || !url_has_userinfo(p->url))
+		return r;
+	if (json_object_get(req, "url")) {
+		spec_path_key(rpath, sizeof(rpath), path, "request");
+		return fail_at(v, req, rpath, "url", USERINFO_LOAD, probe_type_to_string(p->type));
+	}
+	return fail_line(v, 0, "target.url", USERINFO_LOAD, probe_type_to_string(p->type));
+}
+
+static int check_threads(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p)
+{
+	if (p->threads > p->connections)
+		return fail_at(v, obj, path, "threads", "must not exceed connections (%lld)",
+		               (long long)p->connections);
+	return 0;
+}
+
+static int finish_load(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p)
+{
+	char a[32], b[32];
+
+	if (p->mode == LOAD_MODE_RATE && p->rate == 0)
+		return fail_at(v, obj, path, "rate", "missing (required when mode is rate)");
+	if (p->mode == LOAD_MODE_CLOSED && p->rate > 0)
+		return fail_at(
+		        v, obj, path, "rate",
+		        "only applies to mode: rate (closed mode sends as fast as answers come)");
+	if (p->duration_ms && p->requests)
+		return fail_at(v, obj, path, "requests", "give duration or requests, not both");
+	if (!p->duration_ms && !p->requests)
+		p->duration_ms = 30000;
+	rd_format_duration(p->duration_ms, a, sizeof(a));
+	if (p->duration_ms && p->warmup_ms >= p->duration_ms)
+		return fail_at(v, obj, path, "warmup", "must be shorter than duration (%s)", a);
+	rd_format_duration(v->spec->timeout_ms, b, sizeof(b));
+	if (p->warmup_ms + p->duration_ms > v->spec->timeout_ms)
+		return fail_at(v, obj, path, "duration",
+		               "warmup + duration is longer than the run's timeout (%s)", b);
+	if (check_threads(v, obj, path, p) < 0)
+		return -EINVAL;
+	return load_request(v, obj, path, p);
+}
+
+static int finish_capacity(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p)
+{
+	if (p->max_rate <= p->min_rate)
+		return fail_at(v, obj, path, "max_rate", "must be greater than min_rate (%g)",
+		               p->min_rate);
+	if (p->required_rate > p->max_rate)
+		return fail_at(v, obj, path, "required_rate", "must not exceed max_rate (%g)",
+		               p->max_rate);
+	if (p->warmup_ms >= p->step_ms) {
+		char a[32];
+
+		rd_format_duration(p->step_ms, a, sizeof(a));
+		return fail_at(v, obj, path, "warmup", "must be shorter than step (%s)", a);
+	}
+	if (check_threads(v, obj, path, p) < 0)
+		return -EINVAL;
+	return load_request(v, obj, path, p);
+}
+
+static int finish_http(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p)
+{
+	return copy_str("GET", &p->method);
+}
+
+static int finish_query(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p)
+{
+	if (p->function && !p->range_ms)
+		return fail_at(v, obj, path, "function",
+		               "only applies to range queries (give range too)");
+	return 0;
+}
+
+static int finish_tls(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p)
+{
+	int r;
+
+	if (!p->url && !has_target(v->spec))
+		return fail(v, obj, path, "needs a url: give the probe a url or the spec a target");
+	r = copy_str(v->spec->target.url, &p->url);
+	if (r < 0)
+		return r;
+	if (!url_is_https(p->url))
+		return fail_at(v, obj, path, "url", "must be an https:// URL%s",
+		               json_object_get(obj, "url") ? "" : " (the target's is not)");
+	return 0;
+}
+
+static int finish_auth(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p)
+{
+	if (!p->expect_statuses) {
+		p->expect_statuses = calloc(2, sizeof(*p->expect_statuses));
+		if (!p->expect_statuses)
+			return -ENOMEM;
+		p->expect_statuses[0] = 401;
+		p->expect_statuses[1] = 403;
+		p->n_expect_statuses = 2;
+	}
+	return inherit_target(v, obj, path, p);
+}
+
+static int finish_rate_limit(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p)
+{
+	return inherit_target(v, obj, path, p);
+}
+
+static int finish_resources(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p)
+{
+	int given = (p->pid > 0) + (p->pid_file != NULL) + (p->cgroup != NULL);
+
+	if (given == 0)
+		return fail(v, obj, path, "needs one of pid, pid_file or cgroup");
+	if (given > 1)
+		return fail_at(v, obj, path, p->cgroup ? "cgroup" : "pid_file",
+		               "give only one of pid, pid_file and cgroup");
+	return 0;
+}
+
+typedef int (*finish_cb)(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p);
+
+static const finish_cb probe_finish[_PROBE_TYPE_MAX] = {
+        [PROBE_LOAD] = finish_load,
+        [PROBE_CAPACITY] = finish_capacity,
+        [PROBE_HTTP] = finish_http,
+        [PROBE_PROM_QUERY] = finish_query,
+        [PROBE_TLS] = finish_tls,
+        [PROBE_AUTH] = finish_auth,
+        [PROBE_RATE_LIMIT] = finish_rate_limit,
+        [PROBE_RESOURCES] = finish_resources,
+};
+
+/* Rules every type shares: nothing may outlast the run. */
+static int finish_common(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p)
+{
+	char t[32];
+
+	rd_format_duration(v->spec->timeout_ms, t, sizeof(t));
+	if (p->timeout_ms > v->spec->timeout_ms)
+		return fail_at(v, obj, path, "timeout", "is longer than the run's timeout (%s)", t);
+	if (p->within_ms > v->spec->timeout_ms)
+		return fail_at(v, obj, path, "within", "is longer than the run's timeout (%s)", t);
+	return 0;
+}
+
+/* --- probes, gates, checklist --- */
+
+static int unknown_type(struct vctx *v, const json_t *t, const char *path)
+{
+	struct suggest sg = {.word = json_is_string(t) ? json_string_value(t) : ""};
+	char hint[200];
+
+	if (!json_is_string(t))
+		return fail(v, t, path, "must be a string");
+	for (size_t i = 0; i < _PROBE_TYPE_MAX; i++)
+		suggest_try(&sg, probe_type_names[i]);
+	suggest_text(&sg, hint, sizeof(hint));
+	if (!sg.best) {
+		char list[180];
+
+		join_choices(probe_type_names, list, sizeof(list));
+		snprintf(hint, sizeof(hint), " (one of: %s)", list);
+	}
+	return fail(v, t, path, "unknown probe type '%.32s'%s", sg.word, hint);
+}
+
+static int parse_probe(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p)
+{
+	char tpath[sizeof(v->err->path)];
+	json_t *t;
+	int r;
+
+	if (!json_is_object(obj))
+		return fail(v, obj, path, "must be a mapping (a probe)");
+	spec_path_key(tpath, sizeof(tpath), path, "type");
+	t = json_object_get(obj, "type");
+	if (!t || json_is_null(t))
+		return fail(v, obj, tpath, "missing (every probe needs a type)");
+	if (!json_is_string(t) || probe_type_from_string(json_string_value(t), &p->type) < 0)
+		return unknown_type(v, t, tpath);
+	r = parse_object(v, obj, path, &probe_schema_table[p->type], p);
+	if (r == 0)
+		r = finish_common(v, obj, path, p);
+	if (r == 0 && probe_finish[p->type])
+		r = probe_finish[p->type](v, obj, path, p);
+	return r;
+}
+
+static int parse_probes(struct vctx *v, json_t *val, const char *path, void *base)
+{
+	struct spec *s = base;
+	size_t n = json_array_size(val);
+
+	if (!json_is_array(val) || n > SPEC_MAX_PROBES)
+		return fail(v, val, path, "must be a list of at most %d probes", SPEC_MAX_PROBES);
+	s->probes = calloc(n ? n : 1, sizeof(*s->probes));
+	if (!s->probes)
+		return -ENOMEM;
+	s->n_probes = n;
+	for (size_t i = 0; i < n; i++) {
+		json_t *it = json_array_get(val, i);
+		char ipath[sizeof(v->err->path)];
+		int r;
+
+		spec_path_index(ipath, sizeof(ipath), path, i);
+		r = parse_probe(v, it, ipath, &s->probes[i]);
+		if (r < 0)
+			return r;
+		for (size_t j = 0; j < i; j++) {
+			if (!strcmp(s->probes[i].name, s->probes[j].name))
+				return fail_at(v, it, ipath, "name",
+				               "duplicate probe name '%s' (also probes[%zu])",
+				               s->probes[j].name, j);
+		}
+	}
+	return 0;
+}
+
+static int gate_probe(struct vctx *v, json_t *it, const char *path, struct spec_gate *g)
+{
+	const struct spec_probe *p = spec_find_probe(v->spec, g->ex.probe);
+	struct suggest sg = {.word = g->ex.probe};
+	char hint[96];
+
+	if (!p) {
+		for (size_t i = 0; i < v->spec->n_probes; i++)
+			suggest_try(&sg, v->spec->probes[i].name);
+		suggest_text(&sg, hint, sizeof(hint));
+		return fail(v, it, path, "no probe named '%s'%s", g->ex.probe, hint);
+	}
+	if (g->abort_on_fail && p->type != PROBE_LOAD)
+		return fail_at(v, it, path, "abort_on_fail",
+		               "only applies to gates on load probes");
+	return 0;
+}
+
+static int parse_gate(struct vctx *v, json_t *it, const char *path, struct spec_gate *g)
+{
+	char epath[sizeof(v->err->path)];
+	char why[200];
+	int r;
+
+	snprintf(epath, sizeof(epath), "%s", path);
+	if (json_is_string(it)) {
+		g->expr = strdup(json_string_value(it));
+		if (!g->expr)
+			return -ENOMEM;
+	} else if (json_is_object(it)) {
+		r = parse_object(v, it, path, &gate_schema, g);
+		if (r < 0)
+			return r;
+		spec_path_key(epath, sizeof(epath), path, "expr");
+	} else {
+		return fail(
+		        v, it, path,
+		        "must be an expression (\"latency.p95_ms < 100\") or a mapping with expr");
+	}
+	if (strlen(g->expr) > 1024)
+		return fail(v, it, epath, "must be at most 1024 bytes");
+	if (gate_parse(g->expr, true, &g->ex, why, sizeof(why)) < 0)
+		return fail(v, it, epath, "not a gate expression: %s", why);
+	return gate_probe(v, it, path, g);
+}
+
+static int parse_gates(struct vctx *v, json_t *val, const char *path, void *base)
+{
+	struct spec *s = base;
+	size_t n = json_array_size(val);
+
+	if (!json_is_array(val) || n > SPEC_MAX_GATES)
+		return fail(v, val, path, "must be a list of at most %d gates", SPEC_MAX_GATES);
+	s->gates = calloc(n ? n : 1, sizeof(*s->gates));
+	if (!s->gates)
+		return -ENOMEM;
+	s->n_gates = n;
+	for (size_t i = 0; i < n; i++) {
+		char ipath[sizeof(v->err->path)];
+		int r;
+
+		spec_path_index(ipath, sizeof(ipath), path, i);
+		r = parse_gate(v, json_array_get(val, i), ipath, &s->gates[i]);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int parse_item(struct vctx *v, const char *name, json_t *it, const char *path,
+                      struct spec_check_item *ci)
+{
+	char msg[128];
+	int r;
+
+	if (check_item_name(name, msg, sizeof(msg)) < 0)
+		return fail(v, it, path, "item names %s", msg);
+	ci->item = strdup(name);
+	if (!ci->item)
+		return -ENOMEM;
+	r = parse_object(v, it, path, &item_schema, ci);
+	if (r < 0)
+		return r;
+	if (ci->max_age_ms && !ci->tested_ms)
+		return fail_at(v, it, path, "max_age",
+		               "needs 'tested' (the date the evidence is from)");
+	return 0;
+}
+
+static int check_required(struct vctx *v, const char *path, const struct spec_checklist *cl)
+{
+	for (size_t i = 0; i < cl->n_required; i++) {
+		struct suggest sg = {.word = cl->required[i]};
+		char ipath[sizeof(v->err->path)], hint[96];
+		bool found = false;
+
+		for (size_t j = 0; j < cl->n_items && !found; j++) {
+			found = !strcmp(cl->items[j].item, cl->required[i]);
+			suggest_try(&sg, cl->items[j].item);
+		}
+		if (found)
+			continue;
+		suggest_text(&sg, hint, sizeof(hint));
+		spec_path_index(ipath, sizeof(ipath), path, i);
+		return fail(v, NULL, ipath, "no checklist item named '%.64s'%s", cl->required[i],
+		            hint);
+	}
+	return 0;
+}
+
+static int parse_checklist(struct vctx *v, json_t *val, const char *path, void *base)
+{
+	struct spec_checklist *cl = &((struct spec *)base)->checklist;
+	char ipath[sizeof(v->err->path)];
+	json_t *req, *it;
+	const char *name;
+	size_t n, i = 0;
+	int r;
+
+	if (!json_is_object(val))
+		return fail(v, val, path, "must be a mapping of items (and 'required')");
+	req = json_object_get(val, "required");
+	n = json_object_size(val) - (req ? 1 : 0);
+	if (n > SPEC_MAX_LIST)
+		return fail(v, val, path, "at most %d items", SPEC_MAX_LIST);
+	cl->items = calloc(n ? n : 1, sizeof(*cl->items));
+	if (!cl->items)
+		return -ENOMEM;
+	cl->n_items = n;
+	json_object_foreach (val, name, it) {
+		if (!strcmp(name, "required"))
+			continue;
+		spec_path_key(ipath, sizeof(ipath), path, name);
+		r = parse_item(v, name, it, ipath, &cl->items[i++]);
+		if (r < 0)
+			return r;
+	}
+	if (!req || json_is_null(req))
+		return 0;
+	spec_path_key(ipath, sizeof(ipath), path, "required");
+	r = read_strv(v, req, ipath, SPEC_MAX_LIST, &cl->required, &cl->n_required);
+	return r < 0 ? r : check_required(v, ipath, cl);
+}
+
+/* --- the whole document --- */
+
+static int validate(json_t *doc, const struct spec_srcmap *map, struct spec_error *err,
+                    struct spec **ret)
+{
+	struct spec *s = calloc(1, sizeof(*s));
+	struct vctx v = {.err = err, .map = map, .spec = s, .obj_line = 0};
+	int r;
+
+	if (!s)
+		return -ENOMEM;
+	if (!json_is_object(doc))
+		r = fail(&v, doc, "",
+		         "a spec must be a mapping (apiVersion, service, version, ...)");
+	else
+		r = parse_object(&v, doc, "", &top_schema, s);
+	if (r == 0 && s->n_probes == 0 && s->checklist.n_items == 0)
+		r = fail(&v, doc, "", "nothing to check: give probes or checklist items");
+	if (r < 0) {
+		spec_free(s);
+		return r;
+	}
+	s->has_target = has_target(s);
+	s->doc = json_incref(doc);
+	*ret = s;
+	return 0;
+}
+
+static int doc_error(struct spec_error *err, int line, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static int doc_error(struct spec_error *err, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	err->path[0] = '\0';
+	err->syntax = true;
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+	err->line = line;
+	return -EINVAL;
+}
+
+static int line_at(const char *buf, size_t off)
+{
+	int line = 1;
+
+	for (size_t i = 0; i < off; i++)
+		line += buf[i] == '\n';
+	return line;
+}
+
+/* Byte-level checks both formats share, so their errors read the same. */
+static int check_bytes(const char *buf, size_t len, struct spec_error *err)
+{
+	const char *nul = memchr(buf, '\0', len);
+	size_t bad;
+
+	if (nul)
+		return doc_error(err, line_at(buf, (size_t)(nul - buf)),
+		                 "the spec contains a NUL byte");
+	if (!spec_utf8_valid(buf, len, &bad))
+		return doc_error(err, line_at(buf, bad), "the spec is not valid UTF-8");
+	return 0;
+}
+
+/* jansson nests up to 2048 levels; the spec allows SPEC_MAX_DEPTH, and
+ * checking before parsing keeps a depth bomb from costing anything. */
+static int json_check_depth(const char *buf, size_t len, struct spec_error *err)
+{
+	bool in_str = false, esc = false;
+	int depth = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		char c = buf[i];
+
+		if (in_str) {
+			if (esc)
+				esc = false;
+			else if (c == '\\')
+				esc = true;
+			else if (c == '"')
+				in_str = false;
+		} else if (c == '"') {
+			in_str = true;
+		} else if (c == '[' || c == '{') {
+			if (++depth > SPEC_MAX_DEPTH)
+				return doc_error(err, line_at(buf, i),
+				                 "nesting deeper than %d levels", SPEC_MAX_DEPTH);
+		} else if (c == ']' || c == '}') {
+			depth--;
+		}
+	}
+	return 0;
+}
+
+static int parse_json(const char *buf, size_t len, json_t **ret, struct spec_error *err)
+{
+	json_error_t jerr;
+	json_t *doc;
+	int r;
+
+	/* A UTF-8 byte order mark is harmless; jansson does not skip it. */
+	if (len >= 3 && !memcmp(buf, "\xef\xbb\xbf", 3)) {
+		buf += 3;
+		len -= 3;
+	}
+	r = json_check_depth(buf, len, err);
+	if (r < 0)
+		return r;
+	doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!doc) {
+		if (json_error_code(&jerr) == json_error_out_of_memory)
+			return -ENOMEM;
+		return doc_error(err, jerr.line > 0 ? jerr.line : 0, "JSON syntax error: %s",
+		                 jerr.text);
+	}
+	*ret = doc;
+	return 0;
+}
+
+int spec_parse(const char *buf, size_t len, enum spec_format fmt, struct spec **ret_spec,
+               struct spec_error *err)
+{
+	struct spec_error scratch;
+	struct spec_srcmap *map = NULL;
+	json_t *doc = NULL;
+	int r;
+
+	if (!err)
+		err = &scratch;
+	memset(err, 0, sizeof(*err));
+	if (len > SPEC_MAX_BYTES) {
+		doc_error(err, 0, "the spec is larger than %d bytes", SPEC_MAX_BYTES);
+		return -E2BIG;
+	}
+	if (!buf || len == 0)
+		return doc_error(err, 0, "the spec is empty");
+	r = check_bytes(buf, len, err);
+	if (r < 0)
+		return r;
+	if (fmt == SPEC_FORMAT_JSON)
+		r = parse_json(buf, len, &doc, err);
+	else if (fmt == SPEC_FORMAT_YAML)
+		r = spec_yaml_parse(buf, len, &doc, &map, err);
+	else
+		r = doc_error(err, 0, "unknown spec format");
+	if (r == 0)
+		r = validate(doc, map, err, ret_spec);
+	json_decref(doc);
+	spec_srcmap_free(map);
+	return r;
+}
+
+/* --- lookup, free --- */
+
+const struct spec_probe *spec_find_probe(const struct spec *s, const char *name)
+{
+	for (size_t i = 0; s && name && i < s->n_probes; i++) {
+		if (s->probes[i].name && !strcmp(s->probes[i].name, name))
+			return &s->probes[i];
+	}
+	return NULL;
+}
+
+static void free_headers(struct spec_header *h, size_t n)
+{
+	for (size_t i = 0; h && i < n; i++) {
+		free(h[i].name);
+		free(h[i].value);
+	}
+	free(h);
+}
+
+static void free_labels(struct spec_label *l, size_t n)
+{
+	for (size_t i = 0; l && i < n; i++) {
+		free(l[i].name);
+		free(l[i].value);
+	}
+	free(l);
+}
+
+static void free_strv(char **sv, size_t n)
+{
+	for (size_t i = 0; sv && i < n; i++)
+		free(sv[i]);
+	free(sv);
+}
+
+static void request_deinit(struct spec_request *r)
+{
+	free(r->method);
+	free(r->url);
+	free_headers(r->headers, r->n_headers);
+	free(r->body);
+}
+
+static void request_free(struct spec_request *r)
+{
+	if (!r)
+		return;
+	request_deinit(r);
+	free(r);
+}
+
+static void probe_deinit(struct spec_probe *p)
+{
+	char *strings[] = {p->name,
+	                   p->slo,
+	                   p->url,
+	                   p->method,
+	                   p->body,
+	                   p->expect_body_contains,
+	                   p->expect_body_regex,
+	                   p->ca_file,
+	                   p->min_version,
+	                   p->servername,
+	                   p->prometheus,
+	                   p->query,
+	                   p->function,
+	                   p->alert,
+	                   p->version_url,
+	                   p->expect_version,
+	                   p->pid_file,
+	                   p->cgroup};
+
+	for (size_t i = 0; i < RD_ARRAY_SIZE(strings); i++)
+		free(strings[i]);
+	free_headers(p->headers, p->n_headers);
+	free_labels(p->labels, p->n_labels);
+	json_decref(p->expect_json);
+	free_strv(p->require, p->n_require);
+	free_strv(p->rule_files, p->n_rule_files);
+	request_free(p->trigger);
+	request_free(p->clear);
+	request_free(p->restore);
+	free(p->expect_statuses);
+}
+
+void spec_free(struct spec *s)
+{
+	if (!s)
+		return;
+	free(s->service);
+	free(s->version);
+	free(s->environment);
+	request_deinit(&s->target);
+	for (size_t i = 0; s->probes && i < s->n_probes; i++)
+		probe_deinit(&s->probes[i]);
+	free(s->probes);
+	for (size_t i = 0; s->gates && i < s->n_gates; i++)
+		free(s->gates[i].expr);
+	free(s->gates);
+	for (size_t i = 0; s->checklist.items && i < s->checklist.n_items; i++) {
+		free(s->checklist.items[i].item);
+		free(s->checklist.items[i].evidence);
+	}
+	free(s->checklist.items);
+	free_strv(s->checklist.required, s->checklist.n_required);
+	json_decref(s->doc);
+	free(s);
+}
+
+/* --- redaction --- */
+
+bool spec_header_is_secret(const char *name)
+{
+	static const char *const exact[] = {"authorization", "proxy-authorization", "cookie",
+	                                    "set-cookie"};
+	static const char *const parts[] = {"token", "key", "secret", "password", "auth"};
+
+	if (!name)
+		return false;
+	for (size_t i = 0; i < RD_ARRAY_SIZE(exact); i++) {
+		if (!strcasecmp(name, exact[i]))
+			return true;
+	}
+	for (size_t i = 0; i < RD_ARRAY_SIZE(parts); i++) {
+		if (strcasestr(name, parts[i]))
+			return true;
+	}
+	return false;
+}
+
+static int redact_headers(json_t *obj)
+{
+	json_t *h = json_object_get(obj, "headers"), *val;
+	const char *name;
+
+	if (!json_is_object(h))
+		return 0;
+	json_object_foreach (h, name, val) {
+		if (spec_header_is_secret(name) &&
+		    json_object_set_new(h, name, json_string(REDACTED)) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* A URL field through the one redaction rule (util.h): user-info and
+ * credential-like query values. */
+static int redact_url(json_t *obj, const char *key)
+{
+	const char *s = json_string_value(json_object_get(obj, key));
+	char *out;
+	int r;
+
+	if (!s)
+		return 0;
+	out = rd_url_redact_dup(s);
+	if (!out)
+		return -ENOMEM;
+	r = strcmp(out, s) == 0 ? 0 : json_object_set_new(obj, key, json_string(out));
+	free(out);
+	return r < 0 ? -ENOMEM : 0;
+}
+
+/* Redacts one mapping that may hold headers and URLs. */
+static int redact_node(json_t *obj)
+{
+	static const char *const urls[] = {"url", "prometheus", "version_url"};
+
+	if (!json_is_object(obj))
+		return 0;
+	for (size_t i = 0; i < RD_ARRAY_SIZE(urls); i++) {
+		if (redact_url(obj, urls[i]) < 0)
+			return -ENOMEM;
+	}
+	return redact_headers(obj);
+}
+
+static int redact_probe(json_t *p)
+{
+	static const char *const hooks[] = {"request", "trigger", "clear", "restore"};
+
+	if (redact_node(p) < 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < RD_ARRAY_SIZE(hooks); i++) {
+		if (redact_node(json_object_get(p, hooks[i])) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Checklist evidence is free text that often links somewhere. */
+static int redact_checklist(json_t *cl)
+{
+	const char *name;
+	json_t *it;
+
+	if (!json_is_object(cl))
+		return 0;
+	json_object_foreach (cl, name, it) {
+		if (json_is_object(it) && redact_url(it, "evidence") < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+json_t *spec_to_json_redacted(const struct spec *s)
+{
+	json_t *copy, *probes;
+	int r;
+
+	if (!s || !s->doc)
+		return NULL;
+	copy = json_deep_copy(s->doc);
+	if (!copy)
+		return NULL;
+	r = redact_node(json_object_get(copy, "target"));
+	probes = json_object_get(copy, "probes");
+	for (size_t i = 0; r == 0 && i < json_array_size(probes); i++)
+		r = redact_probe(json_array_get(probes, i));
+	if (r == 0)
+		r = redact_checklist(json_object_get(copy, "checklist"));
+	if (r < 0) {
+		json_decref(copy);
+		return NULL;
+	}
+	return copy;
+}

@@ -1,0 +1,228 @@
+/* spec: parse and validate a readiness spec (apiVersion readyd/v1) from
+ * YAML or JSON into one C structure. Validation is strict: unknown keys,
+ * duplicate keys, wrong types, bad durations, duplicate probe names and
+ * gate expressions that do not parse are errors that carry the path of the
+ * offending field ("probes[1].url"). The spec reference is docs/spec.md.
+ *
+ * This module only reads bytes and builds structures: no I/O, no network,
+ * no policy about where probes may go (that is the daemon's allowlist).
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/gate/gate.h"
+
+/* Caps on what a user controls (STYLE.md). */
+#define SPEC_MAX_BYTES       (1024 * 1024)
+#define SPEC_MAX_PROBES      64
+#define SPEC_MAX_GATES       256
+#define SPEC_MAX_HEADERS     64
+#define SPEC_MAX_LIST        256 /* require: lists, rule_files, checklist items */
+#define SPEC_MAX_DEPTH       32  /* nesting of YAML/JSON containers */
+#define SPEC_MAX_STRING      (64 * 1024)
+#define SPEC_MAX_NAME        64 /* probe names: [A-Za-z0-9_-]{1,64} */
+#define SPEC_MAX_CONNECTIONS 10000
+#define SPEC_MAX_RATE        1000000.0
+#define SPEC_MAX_THREADS     64
+#define SPEC_MAX_DURATION_MS (24LL * 3600 * 1000) /* any probe or run duration */
+
+enum spec_format {
+	SPEC_FORMAT_YAML, /* YAML 1.1 subset; JSON is valid YAML but see below */
+	SPEC_FORMAT_JSON,
+};
+
+enum probe_type {
+	PROBE_LOAD = 0,
+	PROBE_CAPACITY,
+	PROBE_HTTP,
+	PROBE_PROM_SCRAPE,
+	PROBE_PROM_RULES,
+	PROBE_PROM_QUERY,
+	PROBE_ALERT_DRILL,
+	PROBE_TLS,
+	PROBE_AUTH,
+	PROBE_RATE_LIMIT,
+	PROBE_RESOURCES,
+	PROBE_ROLLBACK_DRILL,
+	_PROBE_TYPE_MAX,
+};
+
+/* "load", "prometheus-scrape", ... <-> enum. from_string returns -EINVAL. */
+const char *probe_type_to_string(enum probe_type t);
+int probe_type_from_string(const char *s, enum probe_type *ret);
+
+enum load_mode {
+	LOAD_MODE_CLOSED = 0,
+	LOAD_MODE_RATE,
+};
+
+struct spec_header {
+	char *name;
+	char *value;
+};
+
+/* alert-drill `labels`: a Prometheus label that must have exactly this
+ * value. */
+struct spec_label {
+	char *name;
+	char *value;
+};
+
+/* An HTTP request: the spec's target, a trigger/clear/restore hook. */
+struct spec_request {
+	char *method; /* upper case; default "GET" (target: "GET") */
+	char *url;    /* http:// or https:// */
+	struct spec_header *headers;
+	size_t n_headers;
+	char *body; /* NULL: no body */
+	size_t body_len;
+	int64_t timeout_ms; /* 0: the probe's or a default */
+};
+
+/* One probe. Flat on purpose: each type's schema (spec.c) names which of
+ * these fields it accepts; the rest stay zero/NULL. Fields shared by
+ * several types (url, require, trigger, within, ...) mean the same thing
+ * everywhere. A field set to 0/NULL was absent unless noted. */
+struct spec_probe {
+	char *name;
+	enum probe_type type;
+	int64_t timeout_ms; /* probe deadline; 0: derived (see docs/spec.md) */
+
+	/* load, capacity */
+	enum load_mode mode;
+	double rate;         /* rate mode: requests per second */
+	int64_t connections; /* default 16 (load), 64 (capacity) */
+	int64_t threads;     /* default 1 */
+	int64_t duration_ms; /* load default 30s when requests unset */
+	int64_t requests;    /* alternative to duration */
+	int64_t warmup_ms;
+	char *slo;            /* capacity: "p95_ms < 100 and error_rate < 0.01" */
+	double max_rate;      /* capacity upper bound */
+	double min_rate;      /* capacity lower bound, default 1 */
+	double required_rate; /* capacity: headroom reference, 0 = unset */
+	int64_t step_ms;      /* capacity: duration of each step, default 10s */
+
+	/* http-ish: http, prometheus-scrape, tls, auth, rate-limit; load may
+	 * override the target's request with `request`. */
+	char *url;
+	char *method;
+	struct spec_header *headers;
+	size_t n_headers;
+	char *body;
+	size_t body_len;
+	int64_t expect_status; /* http: default 200 */
+	char *expect_body_contains;
+	char *expect_body_regex; /* POSIX extended regex */
+	json_t *expect_json;     /* http: {"$.path": value, ...}; owned */
+	bool insecure;           /* skip TLS verification */
+	char *ca_file;
+	char *min_version; /* tls: "1.2", "1.3" */
+	char *servername;  /* tls: SNI/hostname to check */
+
+	/* prometheus-* and alert-drill */
+	char *prometheus; /* base URL of a Prometheus server */
+	char **require;   /* families (scrape) or alert names (rules) */
+	size_t n_require;
+	char **rule_files;
+	size_t n_rule_files;
+	char *query;
+	int64_t range_ms; /* prometheus-query: range window, 0 = instant */
+	char *function;   /* min | max | avg | last (range queries) */
+	char *alert;
+	struct spec_label *labels; /* alert-drill: which series of the alert */
+	size_t n_labels;
+
+	/* drills */
+	struct spec_request *trigger; /* alert-drill, rollback-drill */
+	struct spec_request *clear;   /* alert-drill */
+	struct spec_request *restore; /* rollback-drill */
+	int64_t within_ms;
+	int64_t wait_resolve_ms;  /* alert-drill: 0 = do not wait */
+	int64_t poll_interval_ms; /* default 1s */
+	char *version_url;
+	char *expect_version;
+
+	/* auth, rate-limit */
+	int64_t burst;            /* rate-limit: max requests, default 100 */
+	int64_t *expect_statuses; /* auth: accepted rejections, default 401,403 */
+	size_t n_expect_statuses;
+
+	/* resources */
+	int64_t pid;
+	char *pid_file;
+	char *cgroup;
+	int64_t interval_ms; /* sampling, default 1s */
+	bool gpu_required;
+};
+
+struct spec_gate {
+	char *expr;          /* as written */
+	struct gate_expr ex; /* parsed */
+	bool advisory;
+	bool abort_on_fail;
+	int64_t min_samples; /* 0: the metric's default */
+};
+
+struct spec_check_item {
+	char *item;
+	char *evidence;     /* NULL: none given */
+	int64_t tested_ms;  /* 0: not given */
+	int64_t max_age_ms; /* 0: no limit */
+	int passed;         /* -1 not given, 0 false, 1 true */
+};
+
+struct spec_checklist {
+	struct spec_check_item *items;
+	size_t n_items;
+	char **required;
+	size_t n_required;
+};
+
+struct spec {
+	char *service; /* [A-Za-z0-9._-]{1,128} */
+	char *version;
+	char *environment;  /* default "default" */
+	int64_t timeout_ms; /* run deadline, default 30m */
+	struct spec_request target;
+	bool has_target;
+	struct spec_probe *probes;
+	size_t n_probes;
+	struct spec_gate *gates;
+	size_t n_gates;
+	struct spec_checklist checklist;
+
+	json_t *doc; /* the document as parsed (JSON form), owned */
+};
+
+/* Where and why a spec is invalid. path is "" for the whole document. */
+struct spec_error {
+	char path[256];
+	char message[256];
+	int line;    /* 1-based line in the input for YAML, 0 if unknown */
+	bool syntax; /* the bytes are not YAML/JSON at all, as opposed to an
+	              * invalid spec: the API answers 400 rather than 422 */
+};
+
+/* Parses and validates buf (len bytes, need not be NUL-terminated).
+ * On success *ret_spec is a new spec the caller frees with spec_free().
+ * Returns 0; -EINVAL with *err filled for any invalid input; -ENOMEM;
+ * -E2BIG when len exceeds SPEC_MAX_BYTES. Any thread. */
+int spec_parse(const char *buf, size_t len, enum spec_format fmt, struct spec **ret_spec,
+               struct spec_error *err);
+
+void spec_free(struct spec *s);
+
+/* Finds a probe by name, or NULL. Borrowed. */
+const struct spec_probe *spec_find_probe(const struct spec *s, const char *name);
+
+/* The spec as JSON with secrets redacted: header values whose names look
+ * like credentials (Authorization, Cookie, *token*, *key*, *secret*,
+ * *password*) become "<redacted>". New reference. */
+json_t *spec_to_json_redacted(const struct spec *s);
+
+/* True if a header of this name carries a secret (see above). */
+bool spec_header_is_secret(const char *name);

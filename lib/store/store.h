@@ -1,0 +1,314 @@
+/* store: SQLite access and the migration runner. One write connection,
+ * owned by the main loop thread (the only writer); read-only connections
+ * for worker threads come from store_open_readonly(). WAL mode, foreign
+ * keys on, busy timeout set. Migrations (migrations/NNNN_*.sql) are
+ * embedded at build time, applied in order in one transaction each and
+ * recorded in schema_migrations; a database newer than this binary is
+ * refused.
+ *
+ * The store speaks JSON (jansson) at its interface, shaped like the API's
+ * resources (PRODUCT.md "Resource shapes"), so api/ and report_* need no
+ * second model. Timestamps are ms since the epoch in the database and
+ * RFC 3339 strings in JSON. It knows nothing of HTTP.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct store;
+
+/* Opens (creating if needed) the database at path (":memory:" works) and
+ * migrates it. On failure returns -errno (-EPROTONOSUPPORT for a database
+ * newer than this binary, -EIO for SQLite errors) and writes a sentence to
+ * err. Main thread. */
+int store_open(const char *path, struct store **ret_store, char *err, size_t errlen);
+
+/* A read-only connection to the same file for a worker thread; no
+ * migrations. Not for ":memory:". */
+int store_open_readonly(const char *path, struct store **ret_store, char *err, size_t errlen);
+
+void store_free(struct store *st);
+
+/* Highest migration applied / embedded in this binary. */
+int store_schema_version(struct store *st);
+int store_schema_latest(void);
+
+/* What a new run needs. All borrowed. */
+struct store_run_new {
+	const char *service;
+	const char *version;
+	const char *environment;
+	const char *submitted_by;       /* NULL: anonymous */
+	const char *idempotency_key;    /* NULL: none */
+	const char *spec_json;          /* redacted spec, serialized */
+	const char *const *probe_names; /* n_probes entries */
+	const char *const *probe_types;
+	size_t n_probes;
+	int64_t created_at; /* ms */
+};
+
+/* Inserts a run in state "queued" with one "queued" probe row per probe.
+ * With an idempotency key that already exists, inserts nothing, returns
+ * the existing run's id and sets *ret_existing. Returns 0 or -errno. */
+int store_run_create(struct store *st, const struct store_run_new *rn, int64_t *ret_id,
+                     bool *ret_existing);
+
+/* The run created with this idempotency key: 0 and its id, or -ENOENT. */
+int store_run_find_by_key(struct store *st, const char *key, int64_t *ret_id);
+
+/* Sets a run's state (and verdict, error: NULL leaves them NULL/unchanged
+ * as documented below). started_at/finished_at of 0 leave the stored
+ * value unchanged. verdict NULL keeps NULL. error NULL clears. */
+int store_run_update(struct store *st, int64_t id, const char *state, const char *verdict,
+                     int64_t started_at, int64_t finished_at, const char *error);
+
+/* Saves probe idx of run id from a probe object shaped like the run
+ * resource's probes[] entry: name, type, state, started_at, finished_at
+ * (ms integers here, not strings), metrics {name: number}, details
+ * (any JSON or null), error (string or null). When state is final
+ * (passed, failed, error, cancelled, interrupted), each metric is also
+ * written to the long metrics table for trends. Borrowed. */
+int store_probe_save(struct store *st, int64_t run_id, size_t idx, json_t *probe);
+
+/* Replaces the gate results of a run (array of gate_judge() objects) and
+ * the checklist results (array of {item, required, evidence, outcome,
+ * reason}). Borrowed. Either may be NULL to leave it. */
+int store_judgement_save(struct store *st, int64_t run_id, json_t *gates, json_t *checklist);
+
+/* The run as the API shows it: id, service, version, environment, state,
+ * verdict, submitted_by, created_at, started_at, finished_at, error,
+ * probes[], gates[], checklist[] (no progress, no links: callers add
+ * those). -ENOENT if there is no such run. New reference. */
+int store_run_get(struct store *st, int64_t id, json_t **ret_run);
+
+/* The stored (redacted) spec of a run, as parsed JSON. New reference. */
+int store_run_spec(struct store *st, int64_t id, json_t **ret_spec);
+
+/* Run summaries, newest first. service/state NULL: any. cursor NULL or
+ * "": from the newest; else as returned in *ret_next_cursor (NULL when
+ * there is no further page; caller frees). limit 1..1000. A cursor that
+ * does not parse is -EINVAL. Items have the run fields without probes,
+ * gates and checklist. */
+struct store_filter {
+	const char *service;
+	const char *environment;
+	const char *state;
+	const char *cursor;
+	int limit;
+	const char *scope; /* a token's service patterns (lib/policy/scope.h); NULL: all */
+};
+int store_runs_list(struct store *st, const struct store_filter *f, json_t **ret_items,
+                    char **ret_next_cursor);
+
+/* At start-up: every run left "running" or "queued" by a previous process
+ * becomes "interrupted" (finished_at now, error says why), its running or
+ * queued probes too; what was measured stays. Returns the count. */
+int store_runs_interrupt_stale(struct store *st, int64_t now_ms);
+
+/* Retention (store_retention.c): deletes up to batch rows of raw per-run
+ * data (tables named raw_* with a run_id column) of runs that finished
+ * before before_ms, then gives free pages back (incremental vacuum).
+ * Returns the number of rows deleted (batch means: call again soon) or
+ * -errno. Summaries, metrics and verdicts are kept. Main thread. */
+int store_prune_raw(struct store *st, int64_t before_ms, int batch);
+
+/* Writes a sentence describing the last SQLite error of this connection. */
+const char *store_errmsg(struct store *st);
+
+/* The cause of the last error alone, in SQLite's words ("database or
+ * disk is full"), for callers that name the object themselves; the
+ * whole sentence of store_errmsg() when there is no separate cause. */
+const char *store_errcause(struct store *st);
+
+/* Whether the path the database was opened from still names the open
+ * file (same device and inode): 0, -ENOENT when it was deleted or
+ * renamed away, -ESTALE when another file took its place, or stat's
+ * -errno; store_errmsg() says which. Writes through the open connection
+ * still succeed after a deletion but land in a file nobody can open
+ * again, so the daemon checks this now and then. Always 0 for
+ * ":memory:". Main thread. */
+int store_check_file(struct store *st);
+
+/* Copies the write-ahead log into the database file and truncates it,
+ * so the open file alone holds every committed write (what an operator
+ * copies out of /proc/PID/fd after the path was deleted). Never waits:
+ * -EBUSY while another connection reads an older snapshot (call again
+ * later). Main thread. */
+int store_checkpoint(struct store *st);
+
+/* ---- History (lib/store/store_history.c, issue 5) ---- */
+
+/* Latest decided (passed, failed, error), non-invalidated run per service
+ * and environment: items [{service, environment, verdict, run_id,
+ * version, finished_at}] ordered by service, environment. One index walk:
+ * cheap enough to poll every second. New reference. */
+int store_gates_latest(struct store *st, json_t **ret_items);
+
+/* The baseline of probe.metric: its value in the newest passed,
+ * non-invalidated run of service and environment other than
+ * exclude_run_id that published it as a number. -ENOENT if none. */
+int store_baseline(struct store *st, const char *service, const char *environment,
+                   const char *probe, const char *metric, int64_t exclude_run_id, double *ret_value,
+                   int64_t *ret_run_id);
+
+/* A waiver; expr is the canonical gate expression (gate_format()).
+ * environment NULL: any. All borrowed. */
+struct store_waiver_new {
+	const char *service;
+	const char *environment;
+	const char *expr;
+	const char *reason;
+	const char *approver;
+	const char *created_by; /* token name, or NULL */
+	int64_t created_at;     /* ms */
+	int64_t expires_at;     /* ms, > created_at */
+};
+int store_waiver_create(struct store *st, const struct store_waiver_new *w, int64_t *ret_id);
+
+/* Waivers of a service, newest first: {id, service, environment, expr,
+ * reason, approver, created_by, created_at, expires_at, revoked_at,
+ * active, expired} (active/expired as of now_ms). New reference. */
+int store_waivers_list(struct store *st, const char *service, int64_t now_ms, json_t **ret_items);
+int store_waiver_get(struct store *st, const char *service, int64_t id, int64_t now_ms,
+                     json_t **ret_waiver);
+
+/* Revokes (keeps the row, sets revoked_at). -ENOENT if the service has no
+ * such waiver; revoking twice keeps the first time. */
+int store_waiver_revoke(struct store *st, const char *service, int64_t id, int64_t now_ms);
+
+/* The newest waiver active at now_ms for expr of service in environment
+ * (or any environment): {id, reason, approver, expires_at}. -ENOENT. */
+int store_waiver_find(struct store *st, const char *service, const char *environment,
+                      const char *expr, int64_t now_ms, json_t **ret_waiver);
+
+/* What the judge's lookups need (judge_baseline_cb, judge_waiver_cb):
+ * pass &ctx as userdata to store_judge_baseline / store_judge_waiver. */
+struct store_judge_ctx {
+	struct store *store;
+	const char *service;
+	const char *environment;
+	int64_t run_id; /* the run being judged: never its own baseline */
+	int64_t now_ms; /* waivers active at this time */
+};
+int store_judge_baseline(void *userdata, const char *probe, const char *metric, double *ret_value,
+                         int64_t *ret_run);
+int store_judge_waiver(void *userdata, const char *expr, json_t **ret_waiver);
+
+/* Marks an ended run invalid (excluded from baselines, trends and
+ * gates; still readable; the run resource shows invalidated {at, reason}).
+ * -ENOENT, -EINPROGRESS (not ended), -EALREADY, -EINVAL (no reason). */
+int store_run_invalidate(struct store *st, int64_t id, const char *reason, int64_t now_ms);
+
+/* Stores a re-decision of an ended run beside its verdict (the run
+ * resource lists them as rejudgements [{seq, created_at, requested_by,
+ * verdict, gates}]). -ENOENT, -EINPROGRESS. */
+int store_rejudgement_add(struct store *st, int64_t run_id, json_t *gates, const char *verdict,
+                          const char *requested_by, int64_t now_ms, int64_t *ret_seq);
+
+/* Services seen: [{service, environments [..], runs, last_run_at}]. */
+int store_services_list(struct store *st, json_t **ret_items);
+
+/* Decided runs of a service, newest first: [{run_id, version,
+ * environment, state, verdict, created_at, finished_at, invalidated_at}].
+ * Cursor and limit as store_runs_list(). */
+struct store_history_filter {
+	const char *service;
+	const char *environment; /* NULL: any */
+	const char *verdict;     /* "PASS" "FAIL" "ERROR", NULL: any */
+	const char *cursor;
+	int limit;
+};
+int store_history(struct store *st, const struct store_history_filter *f, json_t **ret_items,
+                  char **ret_next_cursor);
+
+/* One point per decided (verdict PASS or FAIL), non-invalidated run that
+ * published probe.metric between since and until (ms, inclusive), oldest
+ * first: [{run_id, time, version, value, verdict, environment}]; the
+ * newest limit (1..10000) points, and *ret_truncated when older ones were
+ * left out. Cancelled, interrupted, unfinished and ERROR runs are left
+ * out, as from baselines. */
+struct store_trend_query {
+	const char *service;
+	const char *probe;
+	const char *metric;
+	const char *environment; /* NULL: any */
+	int64_t since_ms, until_ms;
+	int limit;
+	/* > 0: one bucket per step ms of ts (epoch-aligned), [{t, runs, min,
+	 * max, avg, last, last_run_id, last_version}], the newest limit
+	 * buckets, oldest first; "last" is the bucket's newest run. */
+	int64_t step_ms;
+	/* > 0: only runs with an id up to this one (a report's own run). */
+	int64_t until_run;
+};
+int store_trend(struct store *st, const struct store_trend_query *q, json_t **ret_points,
+                bool *ret_truncated);
+
+/* A percentile metric ("p95_ms", "p75_ms", "p999_ms") of probe idx of a
+ * run, recomputed from its stored latency histogram (store_probe_blob_*),
+ * in ms. -EINVAL for a metric that is not a percentile, -ENOENT without a
+ * histogram (or an empty one). For rejudging with new percentiles. */
+int store_probe_percentile(struct store *st, int64_t run_id, size_t idx, const char *metric,
+                           double *ret_ms);
+
+/* The SQL of store_trend and store_gates_latest (for EXPLAIN QUERY PLAN
+ * in tests). */
+const char *store_trend_sql(bool with_environment);
+const char *store_trend_bucket_sql(bool with_environment);
+const char *store_gates_latest_sql(void);
+
+/* ---- Reports and /metrics (lib/store/store_report.c, issue 5) ---- */
+
+/* What GET /metrics shows from the store: {runs_by_state: {state: n},
+ * db_size_bytes, gates: store_gates_latest() items (at most 1000) each
+ * with values: {PROBE.METRIC: last measured value of its gates}}. New
+ * reference. Main thread (or a read-only connection). */
+int store_metrics_snapshot(struct store *st, json_t **ret_snap);
+
+/* ---- Load engine measurements (lib/store/store_load.c, issue 3) ---- */
+
+/* Saves (replacing) the serialized histogram `name` ("latency",
+ * "latency_uncorrected" or "failed": hist_serialize() bytes, borrowed) of
+ * probe idx of run id, so percentiles can be recomputed exactly later.
+ * Returns 0, -EINVAL (bad name or arguments), or -errno. Main thread. */
+int store_probe_blob_save(struct store *st, int64_t run_id, size_t idx, const char *name,
+                          const void *data, size_t len);
+
+/* The bytes saved above: *ret_data is a new malloc'd buffer the caller
+ * frees. -ENOENT when there is none. */
+int store_probe_blob_get(struct store *st, int64_t run_id, size_t idx, const char *name,
+                         void **ret_data, size_t *ret_len);
+
+/* Saves a load probe's per-second timeline: an array (borrowed) of
+ * {second, requests, errors, p50_ms, p99_ms} with p50/p99 null for a
+ * second without successful answers. */
+int store_probe_timeline_save(struct store *st, int64_t run_id, size_t idx, json_t *timeline);
+
+/* The timeline saved above, ordered by second (empty if none). New reference. */
+int store_probe_timeline_get(struct store *st, int64_t run_id, size_t idx, json_t **ret_timeline);
+
+/* ---- Audit trail and scopes (lib/store/store_audit.c) ---- */
+
+/* One change made through the API. action: "cancel", "invalidate",
+ * "rejudge", "waiver-create", "waiver-revoke". by: the token's name, or
+ * NULL. run_id or waiver_id: 0 when not about one. All borrowed. */
+struct store_audit_new {
+	const char *action;
+	const char *by;
+	const char *service;
+	const char *reason; /* NULL: none */
+	int64_t run_id;
+	int64_t waiver_id;
+	int64_t at; /* ms */
+};
+int store_audit_add(struct store *st, const struct store_audit_new *a);
+
+/* The changes of a run (run_id > 0) or else of a waiver, oldest first:
+ * [{action, by, at, reason?}]. The run resource carries its own as
+ * "changes". New reference. */
+int store_audit_list(struct store *st, int64_t run_id, int64_t waiver_id, json_t **ret_changes);
+
+/* The service of run id into buf. -ENOENT if there is no such run. */
+int store_run_service(struct store *st, int64_t id, char *buf, size_t len);

@@ -1,0 +1,896 @@
+/* store_history: the store's history side (issue 5): latest verdicts per
+ * service and environment, baselines, waivers, invalidation,
+ * rejudgements, service lists, history pages and metric trends. Same
+ * conventions as store.c (0 / -errno, a sentence for store_errmsg(), JSON
+ * shaped like the API's resources, times RFC 3339 in JSON).
+ *
+ * Statements here are prepared per call and finalized before returning:
+ * they are few and cheap to prepare next to the queries they run, and
+ * finalizing means no SELECT is ever left pending (which would pin a WAL
+ * snapshot). Every query is written so it walks an index; the unit tests
+ * check the plans of the hot ones.
+ *
+ * It must not decide policy (what a waiver means for a gate is the
+ * judge's business) nor know HTTP.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/loadgen/hist.h"
+#include "lib/store/store.h"
+#include "lib/store/store_internal.h"
+#include "lib/util/util.h"
+
+#define HIST_LIST_MAX     1000
+#define HIST_SERVICES_MAX 1000
+#define HIST_TREND_MAX    10000
+
+/* How a result column becomes a JSON field. */
+enum hkind {
+	HK_INT = 0,
+	HK_REAL, /* non-finite comes back as null */
+	HK_TEXT,
+	HK_TIME, /* ms in SQL, RFC 3339 in JSON */
+	HK_JSON, /* serialized JSON in SQL */
+};
+
+struct hcol {
+	const char *key;
+	enum hkind kind;
+};
+
+static int oom(struct store *st)
+{
+	store_set_errf(st, "Failed to build a result: out of memory");
+	return -ENOMEM;
+}
+
+static int prepare(struct store *st, const char *sql, sqlite3_stmt **ret)
+{
+	int rc = sqlite3_prepare_v2(store_db(st), sql, -1, ret, NULL);
+
+	return rc == SQLITE_OK ? 0 : store_db_fail(st, rc, "prepare a query");
+}
+
+static json_t *col_json(sqlite3_stmt *s, int i, enum hkind kind)
+{
+	char buf[RD_TIME_LEN];
+	double d;
+
+	if (sqlite3_column_type(s, i) == SQLITE_NULL)
+		return json_null();
+	switch (kind) {
+	case HK_INT:
+		return json_integer(sqlite3_column_int64(s, i));
+	case HK_REAL:
+		d = sqlite3_column_double(s, i);
+		return isfinite(d) ? json_real(d) : json_null();
+	case HK_TIME:
+		rd_time_format(sqlite3_column_int64(s, i), buf);
+		return json_string(buf);
+	case HK_JSON:
+		return json_loadb((const char *)sqlite3_column_text(s, i),
+		                  (size_t)sqlite3_column_bytes(s, i), JSON_DECODE_ANY, NULL);
+	default:
+		return json_stringn((const char *)sqlite3_column_text(s, i),
+		                    (size_t)sqlite3_column_bytes(s, i));
+	}
+}
+
+/* The current row as a new object, columns 0..n-1 described by cols. */
+static int row_json(struct store *st, sqlite3_stmt *s, const struct hcol *cols, size_t n,
+                    json_t **ret)
+{
+	json_t *obj = json_object();
+
+	if (!obj)
+		return oom(st);
+	for (size_t i = 0; i < n; i++) {
+		json_t *v = col_json(s, (int)i, cols[i].kind);
+
+		if (!v || json_object_set_new(obj, cols[i].key, v) < 0) {
+			json_decref(obj);
+			return oom(st);
+		}
+	}
+	*ret = obj;
+	return 0;
+}
+
+/* Steps s to the end, appending each row (up to max) to a new array;
+ * *ret_more says whether rows were left. Finalizes s. */
+static int rows_json(struct store *st, sqlite3_stmt *s, const struct hcol *cols, size_t n,
+                     size_t max, json_t **ret, bool *ret_more)
+{
+	json_t *arr = json_array(), *row;
+	int rc = SQLITE_DONE, r = arr ? 0 : oom(st);
+
+	while (r == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (json_array_size(arr) == max)
+			break;
+		r = row_json(st, s, cols, n, &row);
+		if (r == 0 && json_array_append_new(arr, row) < 0)
+			r = oom(st);
+	}
+	if (r == 0 && rc != SQLITE_ROW && rc != SQLITE_DONE)
+		r = store_db_fail(st, rc, "read rows");
+	sqlite3_finalize(s);
+	if (r < 0) {
+		json_decref(arr);
+		return r;
+	}
+	if (ret_more)
+		*ret_more = rc == SQLITE_ROW;
+	*ret = arr;
+	return 0;
+}
+
+/* Runs a statement that returns no rows; finalizes it. */
+static int exec_done(struct store *st, sqlite3_stmt *s, const char *what)
+{
+	int rc = sqlite3_step(s);
+
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : store_db_fail(st, rc, what);
+}
+
+static int bind_text_opt(sqlite3_stmt *s, int idx, const char *v)
+{
+	return v ? sqlite3_bind_text(s, idx, v, -1, SQLITE_STATIC) : sqlite3_bind_null(s, idx);
+}
+
+static int bind_fail(struct store *st, sqlite3_stmt *s, int rc)
+{
+	int r = store_db_fail(st, rc, "bind a value");
+
+	sqlite3_finalize(s);
+	return r;
+}
+
+/* ---- Latest verdicts (GET /v1/gates) -------------------------------- */
+
+/* A decided run, for alias a. Must match the WHERE of index runs_decided
+ * word for word, or the index cannot be named. */
+#define DECIDED_AS(a) a ".state IN ('passed', 'failed', 'error') AND " a ".invalidated_at IS NULL"
+
+/* A skip scan over the partial index runs_decided (service, environment,
+ * id): the recursive part hops from one (service, environment) pair to the
+ * next with two index seeks, then each pair's newest run is one more seek.
+ * Cost grows with the number of pairs, not of runs (GROUP BY over the
+ * index took ~90 ms at 100k runs; this takes under 1 ms). The index is
+ * named because the planner, without statistics, prefers runs_by_state. */
+static const char gates_sql[] =
+        "WITH RECURSIVE pairs(id) AS ("
+        " SELECT (SELECT f.id FROM runs AS f INDEXED BY runs_decided WHERE " DECIDED_AS(
+                "f") " ORDER BY f.service, f.environment LIMIT 1)"
+                     " UNION ALL"
+                     " SELECT COALESCE("
+                     "  (SELECT e.id FROM runs AS e INDEXED BY runs_decided WHERE " DECIDED_AS(
+                             "e") "   AND e.service = p.service AND e.environment > p.environment"
+                                  "   ORDER BY e.environment LIMIT 1),"
+                                  "  (SELECT s.id FROM runs AS s INDEXED BY runs_decided WHERE " DECIDED_AS(
+                                          "s") "   AND s.service > p.service ORDER BY s.service, s.environment LIMIT 1))"
+                                               " FROM pairs JOIN runs AS p ON p.id = pairs.id) "
+                                               "SELECT r.service, r.environment, r.verdict, r.id, r.version, r.finished_at "
+                                               "FROM pairs JOIN runs AS p ON p.id = pairs.id "
+                                               "JOIN runs AS r ON r.id = (SELECT MAX(l.id) FROM runs AS l INDEXED BY runs_decided "
+                                               " WHERE " DECIDED_AS(
+                                                       "l") " AND l.service = p.service AND l.environment = p.environment) "
+                                                            "ORDER BY r.service, r.environment";
+
+const char *store_gates_latest_sql(void)
+{
+	return gates_sql;
+}
+
+int store_gates_latest(struct store *st, json_t **ret_items)
+{
+	static const struct hcol cols[] = {
+	        {"service", HK_TEXT}, {"environment", HK_TEXT}, {"verdict", HK_TEXT},
+	        {"run_id", HK_INT},   {"version", HK_TEXT},     {"finished_at", HK_TIME},
+	};
+	struct store_cache *cache = store_gates_cache(st);
+	int64_t changes = sqlite3_total_changes64(store_db(st));
+	sqlite3_stmt *s = NULL;
+	json_t *items;
+	int r;
+
+	/* Dashboards poll this every second while it changes once per run:
+	 * answer from the last result until any row of the database changes
+	 * (all writes go through this one connection). */
+	if (cache->value && cache->changes == changes) {
+		items = json_deep_copy(cache->value);
+		if (!items)
+			return -ENOMEM;
+		*ret_items = items;
+		return 0;
+	}
+	r = prepare(st, gates_sql, &s);
+	if (r < 0)
+		return r;
+	r = rows_json(st, s, cols, RD_ARRAY_SIZE(cols), SIZE_MAX, &items, NULL);
+	if (r < 0)
+		return r;
+	json_decref(cache->value);
+	cache->value = json_deep_copy(items);
+	cache->changes = changes;
+	*ret_items = items;
+	return 0;
+}
+
+/* ---- Baselines ------------------------------------------------------ */
+
+int store_baseline(struct store *st, const char *service, const char *environment,
+                   const char *probe, const char *metric, int64_t exclude_run_id, double *ret_value,
+                   int64_t *ret_run_id)
+{
+	static const char sql[] =
+	        "SELECT m.value, r.id FROM runs AS r JOIN metrics AS m "
+	        "ON m.run_id = r.id AND m.probe = ?3 AND m.metric = ?4 "
+	        "WHERE r.service = ?1 AND r.environment = ?2 AND r.state = 'passed' "
+	        "AND r.invalidated_at IS NULL AND r.id <> ?5 AND m.value IS NOT NULL "
+	        "ORDER BY r.id DESC LIMIT 1";
+	sqlite3_stmt *s = NULL;
+	int rc, r = prepare(st, sql, &s);
+
+	if (r < 0)
+		return r;
+	if ((rc = sqlite3_bind_text(s, 1, service, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_text(s, 2, environment, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_text(s, 3, probe, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_text(s, 4, metric, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 5, exclude_run_id)) != SQLITE_OK)
+		return bind_fail(st, s, rc);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*ret_value = sqlite3_column_double(s, 0);
+		*ret_run_id = sqlite3_column_int64(s, 1);
+		r = 0;
+	} else if (rc == SQLITE_DONE) {
+		store_set_errf(st, "no passed run of %s in %s has %s.%s", service, environment,
+		               probe, metric);
+		r = -ENOENT;
+	} else {
+		r = store_db_fail(st, rc, "find a baseline");
+	}
+	sqlite3_finalize(s);
+	return r;
+}
+
+/* ---- Waivers -------------------------------------------------------- */
+
+#define WAIVER_SELECT                                                                              \
+	"SELECT id, service, environment, expr, reason, approver, created_by, created_at, "        \
+	"expires_at, revoked_at, (revoked_at IS NULL AND expires_at > ?2) AS active FROM waivers "
+
+static const struct hcol waiver_cols[] = {
+        {"id", HK_INT},          {"service", HK_TEXT},    {"environment", HK_TEXT},
+        {"expr", HK_TEXT},       {"reason", HK_TEXT},     {"approver", HK_TEXT},
+        {"created_by", HK_TEXT}, {"created_at", HK_TIME}, {"expires_at", HK_TIME},
+        {"revoked_at", HK_TIME}, {"active", HK_INT},
+};
+
+/* active comes out of SQL as 0/1: make it a boolean, and add expired. */
+static void waiver_flags(json_t *w)
+{
+	bool active = json_integer_value(json_object_get(w, "active")) != 0;
+	bool revoked = !json_is_null(json_object_get(w, "revoked_at"));
+
+	json_object_set_new(w, "active", json_boolean(active));
+	json_object_set_new(w, "expired", json_boolean(!active && !revoked));
+}
+
+static int waiver_valid(struct store *st, const struct store_waiver_new *w)
+{
+	const char *bad = !w->service || !*w->service      ? "service"
+	                  : !w->expr || !*w->expr          ? "expr"
+	                  : !w->reason || !*w->reason      ? "reason"
+	                  : !w->approver || !*w->approver  ? "approver"
+	                  : w->expires_at <= w->created_at ? "expires_at"
+	                                                   : NULL;
+
+	if (!bad)
+		return 0;
+	store_set_errf(st, "Failed to save a waiver: field '%s' is missing or invalid", bad);
+	return -EINVAL;
+}
+
+int store_waiver_create(struct store *st, const struct store_waiver_new *w, int64_t *ret_id)
+{
+	static const char sql[] = "INSERT INTO waivers (service, environment, expr, reason, "
+	                          "approver, created_by, created_at, expires_at) "
+	                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+	sqlite3_stmt *s = NULL;
+	int rc, r = waiver_valid(st, w);
+
+	if (r == 0)
+		r = prepare(st, sql, &s);
+	if (r < 0)
+		return r;
+	if ((rc = sqlite3_bind_text(s, 1, w->service, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = bind_text_opt(s, 2, w->environment)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_text(s, 3, w->expr, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_text(s, 4, w->reason, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_text(s, 5, w->approver, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = bind_text_opt(s, 6, w->created_by)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 7, w->created_at)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 8, w->expires_at)) != SQLITE_OK)
+		return bind_fail(st, s, rc);
+	r = exec_done(st, s, "save a waiver");
+	if (r == 0)
+		*ret_id = sqlite3_last_insert_rowid(store_db(st));
+	return r;
+}
+
+/* Runs a waiver SELECT bound to ?1 service (text or id) and ?2 now_ms. */
+static int waivers_query(struct store *st, const char *sql, const char *service, int64_t id,
+                         int64_t now_ms, size_t max, json_t **ret_items)
+{
+	sqlite3_stmt *s = NULL;
+	json_t *items, *w;
+	size_t i;
+	int rc, r = prepare(st, sql, &s);
+
+	if (r < 0)
+		return r;
+	if ((rc = sqlite3_bind_text(s, 1, service, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 2, now_ms)) != SQLITE_OK ||
+	    (id && (rc = sqlite3_bind_int64(s, 3, id)) != SQLITE_OK))
+		return bind_fail(st, s, rc);
+	r = rows_json(st, s, waiver_cols, RD_ARRAY_SIZE(waiver_cols), max, &items, NULL);
+	if (r < 0)
+		return r;
+	json_array_foreach (items, i, w)
+		waiver_flags(w);
+	*ret_items = items;
+	return 0;
+}
+
+int store_waivers_list(struct store *st, const char *service, int64_t now_ms, json_t **ret_items)
+{
+	return waivers_query(st, WAIVER_SELECT "WHERE service = ?1 ORDER BY id DESC", service, 0,
+	                     now_ms, HIST_LIST_MAX, ret_items);
+}
+
+int store_waiver_get(struct store *st, const char *service, int64_t id, int64_t now_ms,
+                     json_t **ret_waiver)
+{
+	json_t *items = NULL;
+	int r = waivers_query(st, WAIVER_SELECT "WHERE service = ?1 AND id = ?3", service, id,
+	                      now_ms, 1, &items);
+
+	if (r < 0)
+		return r;
+	if (json_array_size(items) == 0) {
+		json_decref(items);
+		store_set_errf(st, "service %s has no waiver %" PRId64, service, id);
+		return -ENOENT;
+	}
+	*ret_waiver = json_incref(json_array_get(items, 0));
+	json_decref(items);
+	return 0;
+}
+
+int store_waiver_revoke(struct store *st, const char *service, int64_t id, int64_t now_ms)
+{
+	static const char sql[] = "UPDATE waivers SET revoked_at = ?3 "
+	                          "WHERE service = ?1 AND id = ?2 AND revoked_at IS NULL";
+	sqlite3_stmt *s = NULL;
+	json_t *w = NULL;
+	int rc, r = store_waiver_get(st, service, id, now_ms, &w);
+
+	json_decref(w);
+	if (r == 0)
+		r = prepare(st, sql, &s);
+	if (r < 0)
+		return r;
+	if ((rc = sqlite3_bind_text(s, 1, service, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 2, id)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 3, now_ms)) != SQLITE_OK)
+		return bind_fail(st, s, rc);
+	return exec_done(st, s, "revoke a waiver");
+}
+
+int store_waiver_find(struct store *st, const char *service, const char *environment,
+                      const char *expr, int64_t now_ms, json_t **ret_waiver)
+{
+	/* The newest active waiver of this expression for this environment
+	 * or for any; what a gate result records of it. */
+	static const char sql[] =
+	        "SELECT id, reason, approver, expires_at FROM waivers "
+	        "WHERE service = ?1 AND expr = ?3 AND expires_at > ?4 AND revoked_at IS NULL "
+	        "AND (environment IS NULL OR environment = ?2) ORDER BY id DESC LIMIT 1";
+	static const struct hcol cols[] = {{"id", HK_INT},
+	                                   {"reason", HK_TEXT},
+	                                   {"approver", HK_TEXT},
+	                                   {"expires_at", HK_TIME}};
+	sqlite3_stmt *s = NULL;
+	json_t *items = NULL;
+	int rc, r = prepare(st, sql, &s);
+
+	if (r < 0)
+		return r;
+	if ((rc = sqlite3_bind_text(s, 1, service, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_text(s, 2, environment, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_text(s, 3, expr, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 4, now_ms)) != SQLITE_OK)
+		return bind_fail(st, s, rc);
+	r = rows_json(st, s, cols, RD_ARRAY_SIZE(cols), 1, &items, NULL);
+	if (r < 0)
+		return r;
+	if (json_array_size(items) == 0) {
+		json_decref(items);
+		return -ENOENT;
+	}
+	*ret_waiver = json_incref(json_array_get(items, 0));
+	json_decref(items);
+	return 0;
+}
+
+/* ---- The judge's lookups -------------------------------------------- */
+
+int store_judge_baseline(void *userdata, const char *probe, const char *metric, double *ret_value,
+                         int64_t *ret_run)
+{
+	const struct store_judge_ctx *c = userdata;
+
+	return store_baseline(c->store, c->service, c->environment, probe, metric, c->run_id,
+	                      ret_value, ret_run);
+}
+
+int store_judge_waiver(void *userdata, const char *expr, json_t **ret_waiver)
+{
+	const struct store_judge_ctx *c = userdata;
+
+	return store_waiver_find(c->store, c->service, c->environment, expr, c->now_ms, ret_waiver);
+}
+
+/* ---- Invalidation and rejudgements ---------------------------------- */
+
+/* The run's state and whether it is invalidated; -ENOENT if none. */
+static int run_status(struct store *st, int64_t id, char *state, size_t len, bool *ret_invalid)
+{
+	sqlite3_stmt *s = NULL;
+	int rc, r = prepare(st, "SELECT state, invalidated_at FROM runs WHERE id = ?1", &s);
+
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(s, 1, id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		snprintf(state, len, "%s", (const char *)sqlite3_column_text(s, 0));
+		*ret_invalid = sqlite3_column_type(s, 1) != SQLITE_NULL;
+	} else if (rc == SQLITE_DONE) {
+		store_set_errf(st, "Failed to find run %" PRId64 ": no such run", id);
+		r = -ENOENT;
+	} else {
+		r = store_db_fail(st, rc, "read a run");
+	}
+	sqlite3_finalize(s);
+	return r;
+}
+
+/* 0 if run id exists and has ended; -ENOENT, or -EINPROGRESS if not. */
+static int run_ended(struct store *st, int64_t id, bool *ret_invalid)
+{
+	char state[32];
+	int r = run_status(st, id, state, sizeof(state), ret_invalid);
+
+	if (r == 0 && (!strcmp(state, "queued") || !strcmp(state, "running"))) {
+		store_set_errf(st, "run %" PRId64 " is still %s: wait until it ends", id, state);
+		r = -EINPROGRESS;
+	}
+	return r;
+}
+
+static int invalidate_write(struct store *st, int64_t id, const char *reason, int64_t now_ms)
+{
+	sqlite3_stmt *s = NULL;
+	int rc, r = prepare(
+	                st,
+	                "UPDATE runs SET invalidated_at = ?2, invalid_reason = ?3 WHERE id = ?1",
+	                &s);
+
+	if (r < 0)
+		return r;
+	if ((rc = sqlite3_bind_int64(s, 1, id)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 2, now_ms)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_text(s, 3, reason, -1, SQLITE_STATIC)) != SQLITE_OK)
+		return bind_fail(st, s, rc);
+	return exec_done(st, s, "invalidate a run");
+}
+
+int store_run_invalidate(struct store *st, int64_t id, const char *reason, int64_t now_ms)
+{
+	bool invalid = false;
+	int r;
+
+	if (!reason || !*reason) {
+		store_set_errf(st, "Failed to invalidate run %" PRId64 ": a reason is required",
+		               id);
+		return -EINVAL;
+	}
+	r = store_tx_begin(st, true);
+	if (r < 0)
+		return r;
+	r = run_ended(st, id, &invalid);
+	if (r == 0 && invalid) {
+		store_set_errf(st, "run %" PRId64 " is already invalidated", id);
+		r = -EALREADY;
+	}
+	if (r == 0)
+		r = invalidate_write(st, id, reason, now_ms);
+	return store_tx_end(st, r);
+}
+
+static int rejudgement_insert(struct store *st, int64_t run_id, const char *gates_text,
+                              const char *verdict, const char *requested_by, int64_t now_ms)
+{
+	static const char sql[] =
+	        "INSERT INTO judgements (run_id, seq, created_at, requested_by, gates, verdict) "
+	        "VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM judgements WHERE run_id = ?1), "
+	        "?2, ?3, ?4, ?5)";
+	sqlite3_stmt *s = NULL;
+	int rc, r = prepare(st, sql, &s);
+
+	if (r < 0)
+		return r;
+	if ((rc = sqlite3_bind_int64(s, 1, run_id)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 2, now_ms)) != SQLITE_OK ||
+	    (rc = bind_text_opt(s, 3, requested_by)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_text(s, 4, gates_text, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_text(s, 5, verdict, -1, SQLITE_STATIC)) != SQLITE_OK)
+		return bind_fail(st, s, rc);
+	return exec_done(st, s, "save a rejudgement");
+}
+
+/* The value of one integer query on ?1 = id. */
+static int query_id_int(struct store *st, const char *sql, int64_t id, int64_t *ret)
+{
+	sqlite3_stmt *s = NULL;
+	int rc, r = prepare(st, sql, &s);
+
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(s, 1, id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*ret = sqlite3_column_int64(s, 0);
+	else
+		r = store_db_fail(st, rc, "read a value");
+	sqlite3_finalize(s);
+	return r;
+}
+
+int store_rejudgement_add(struct store *st, int64_t run_id, json_t *gates, const char *verdict,
+                          const char *requested_by, int64_t now_ms, int64_t *ret_seq)
+{
+	char *text = json_is_array(gates) ? json_dumps(gates, JSON_COMPACT) : NULL;
+	bool invalid = false;
+	int64_t seq = 0;
+	int r;
+
+	if (!text)
+		return json_is_array(gates) ? oom(st) : -EINVAL;
+	r = store_tx_begin(st, true);
+	if (r == 0) {
+		r = run_ended(st, run_id, &invalid);
+		if (r == 0)
+			r = rejudgement_insert(st, run_id, text, verdict, requested_by, now_ms);
+		if (r == 0)
+			r = query_id_int(st, "SELECT MAX(seq) FROM judgements WHERE run_id = ?1",
+			                 run_id, &seq);
+		r = store_tx_end(st, r);
+	}
+	free(text);
+	if (r == 0)
+		*ret_seq = seq;
+	return r;
+}
+
+static int decorate_invalidated(struct store *st, int64_t id, json_t *run)
+{
+	static const struct hcol cols[] = {{"at", HK_TIME}, {"reason", HK_TEXT}};
+	sqlite3_stmt *s = NULL;
+	json_t *rows = NULL, *inv;
+	int r = prepare(st,
+	                "SELECT invalidated_at, invalid_reason FROM runs "
+	                "WHERE id = ?1 AND invalidated_at IS NOT NULL",
+	                &s);
+
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(s, 1, id);
+	r = rows_json(st, s, cols, RD_ARRAY_SIZE(cols), 1, &rows, NULL);
+	if (r < 0)
+		return r;
+	inv = json_array_size(rows) ? json_incref(json_array_get(rows, 0)) : json_null();
+	json_decref(rows);
+	return json_object_set_new(run, "invalidated", inv) < 0 ? oom(st) : 0;
+}
+
+int store_history_decorate(struct store *st, int64_t id, json_t *run)
+{
+	static const struct hcol cols[] = {
+	        {"seq", HK_INT},      {"created_at", HK_TIME}, {"requested_by", HK_TEXT},
+	        {"verdict", HK_TEXT}, {"gates", HK_JSON},
+	};
+	sqlite3_stmt *s = NULL;
+	json_t *arr = NULL;
+	int r = decorate_invalidated(st, id, run);
+
+	if (r == 0)
+		r = prepare(st,
+		            "SELECT seq, created_at, requested_by, verdict, gates FROM judgements "
+		            "WHERE run_id = ?1 ORDER BY seq",
+		            &s);
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(s, 1, id);
+	r = rows_json(st, s, cols, RD_ARRAY_SIZE(cols), SIZE_MAX, &arr, NULL);
+	if (r < 0)
+		return r;
+	if (json_object_set_new(run, "rejudgements", arr) < 0)
+		return oom(st);
+	return store_audit_decorate(st, id, run);
+}
+
+/* ---- Services, history, trends --------------------------------------- */
+
+int store_services_list(struct store *st, json_t **ret_items)
+{
+	static const struct hcol cols[] = {
+	        {"service", HK_TEXT},
+	        {"environments", HK_JSON},
+	        {"runs", HK_INT},
+	        {"last_run_at", HK_TIME},
+	};
+	/* runs_by_service makes the GROUP BY an index walk. */
+	static const char sql[] =
+	        "SELECT service, json_group_array(DISTINCT environment), COUNT(*), "
+	        "MAX(created_at) FROM runs GROUP BY service ORDER BY service LIMIT ?1";
+	sqlite3_stmt *s = NULL;
+	int r = prepare(st, sql, &s);
+
+	if (r < 0)
+		return r;
+	sqlite3_bind_int(s, 1, HIST_SERVICES_MAX);
+	return rows_json(st, s, cols, RD_ARRAY_SIZE(cols), HIST_SERVICES_MAX, ret_items, NULL);
+}
+
+static int history_cursor(struct store *st, const char *cursor, int64_t *ret_below)
+{
+	if (!cursor || !*cursor) {
+		*ret_below = INT64_MAX;
+		return 0;
+	}
+	if (rd_parse_int64(cursor, 1, INT64_MAX, ret_below) == 0)
+		return 0;
+	store_set_errf(st, "cursor '%.64s' is not one this server gave out", cursor);
+	return -EINVAL;
+}
+
+static int history_bind(sqlite3_stmt *s, const struct store_history_filter *f, int64_t below,
+                        int limit)
+{
+	int rc;
+
+	if ((rc = sqlite3_bind_text(s, 1, f->service, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = bind_text_opt(s, 2, f->environment)) != SQLITE_OK ||
+	    (rc = bind_text_opt(s, 3, f->verdict)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 4, below)) != SQLITE_OK)
+		return rc;
+	return sqlite3_bind_int(s, 5, limit + 1); /* one more: is there a next page? */
+}
+
+int store_history(struct store *st, const struct store_history_filter *f, json_t **ret_items,
+                  char **ret_next_cursor)
+{
+	static const struct hcol cols[] = {
+	        {"run_id", HK_INT},       {"version", HK_TEXT},        {"environment", HK_TEXT},
+	        {"state", HK_TEXT},       {"verdict", HK_TEXT},        {"created_at", HK_TIME},
+	        {"finished_at", HK_TIME}, {"invalidated_at", HK_TIME},
+	};
+	/* Decided runs only (a history of decisions); invalidated ones stay,
+	 * flagged. Walks runs_by_service backwards from the cursor. */
+	static const char sql[] =
+	        "SELECT id, version, environment, state, verdict, created_at, finished_at, "
+	        "invalidated_at FROM runs WHERE service = ?1 AND verdict IS NOT NULL "
+	        "AND (?2 IS NULL OR environment = ?2) AND (?3 IS NULL OR verdict = ?3) "
+	        "AND id < ?4 ORDER BY id DESC LIMIT ?5";
+	int limit = f->limit < 1 ? 1 : f->limit > HIST_LIST_MAX ? HIST_LIST_MAX : f->limit;
+	sqlite3_stmt *s = NULL;
+	json_t *items = NULL;
+	char *cursor = NULL;
+	int64_t below;
+	bool more = false;
+	int rc, r = history_cursor(st, f->cursor, &below);
+
+	if (r == 0)
+		r = prepare(st, sql, &s);
+	if (r < 0)
+		return r;
+	rc = history_bind(s, f, below, limit);
+	if (rc != SQLITE_OK)
+		return bind_fail(st, s, rc);
+	r = rows_json(st, s, cols, RD_ARRAY_SIZE(cols), (size_t)limit, &items, &more);
+	if (r < 0)
+		return r;
+	if (more) {
+		json_t *last = json_array_get(items, json_array_size(items) - 1);
+
+		if (asprintf(&cursor, "%" JSON_INTEGER_FORMAT,
+		             json_integer_value(json_object_get(last, "run_id"))) < 0) {
+			json_decref(items);
+			return oom(st);
+		}
+	}
+	*ret_items = items;
+	*ret_next_cursor = cursor;
+	return 0;
+}
+
+/* The runs a trend shows: decided by a verdict the measurements stand
+ * behind (PASS or FAIL; not cancelled, interrupted, unfinished or ERROR),
+ * not invalidated, and no newer than run ?9 (a report's trend stops at
+ * its own run). */
+#define TREND_RUNS "r.verdict IN ('PASS', 'FAIL') AND r.invalidated_at IS NULL AND m.run_id <= ?9"
+
+/* The trend statement: with an environment the whole WHERE is a range of
+ * metrics_trend; without, the range is (service, probe, metric). */
+static const char trend_sql_env[] =
+        "SELECT m.run_id, m.ts, r.version, m.value, r.verdict, m.environment "
+        "FROM metrics AS m JOIN runs AS r ON r.id = m.run_id "
+        "WHERE m.service = ?1 AND m.probe = ?2 AND m.metric = ?3 AND m.environment = ?4 "
+        "AND m.ts >= ?5 AND m.ts <= ?6 AND " TREND_RUNS " "
+        "ORDER BY m.ts DESC LIMIT ?7";
+static const char trend_sql_any[] =
+        "SELECT m.run_id, m.ts, r.version, m.value, r.verdict, m.environment "
+        "FROM metrics AS m JOIN runs AS r ON r.id = m.run_id "
+        "WHERE m.service = ?1 AND m.probe = ?2 AND m.metric = ?3 "
+        "AND m.ts >= ?5 AND m.ts <= ?6 AND " TREND_RUNS " "
+        "ORDER BY m.ts DESC LIMIT ?7";
+
+const char *store_trend_sql(bool with_environment)
+{
+	return with_environment ? trend_sql_env : trend_sql_any;
+}
+
+/* The bucketed trend (?8 = step in ms): the same range of metrics_trend,
+ * grouped by ts / step, newest bucket first. "last" is the bucket's
+ * newest run (by ts, then id): ROW_NUMBER over the bucket marks it and
+ * the FILTERed aggregates pick it out. Bare columns beside several
+ * MIN/MAX aggregates would come from an arbitrary row, hence the window.
+ * Epoch-aligned buckets: a 1d bucket starts at 00:00 UTC. */
+#define TREND_BUCKETS(where)                                                                       \
+	"SELECT b * ?8, COUNT(*), MIN(v), MAX(v), AVG(v), MAX(v) FILTER (WHERE rn = 1), "          \
+	"MAX(run_id) FILTER (WHERE rn = 1), MAX(version) FILTER (WHERE rn = 1) FROM ("             \
+	" SELECT m.ts / ?8 AS b, m.value AS v, m.run_id AS run_id, r.version AS version,"          \
+	" ROW_NUMBER() OVER (PARTITION BY m.ts / ?8 ORDER BY m.ts DESC, m.run_id DESC) AS rn"      \
+	" FROM metrics AS m JOIN runs AS r ON r.id = m.run_id"                                     \
+	" WHERE m.service = ?1 AND m.probe = ?2 AND m.metric = ?3 " where                          \
+	" AND m.ts >= ?5 AND m.ts <= ?6 AND " TREND_RUNS ") "                                      \
+	"GROUP BY b ORDER BY b DESC LIMIT ?7"
+static const char trend_buckets_env[] = TREND_BUCKETS("AND m.environment = ?4");
+static const char trend_buckets_any[] = TREND_BUCKETS("");
+
+const char *store_trend_bucket_sql(bool with_environment)
+{
+	return with_environment ? trend_buckets_env : trend_buckets_any;
+}
+
+/* Reverses arr in place (the query reads newest first). */
+static void array_reverse(json_t *arr)
+{
+	size_t n = json_array_size(arr);
+
+	for (size_t i = 0; i < n / 2; i++) {
+		json_t *a = json_incref(json_array_get(arr, i));
+		json_t *b = json_incref(json_array_get(arr, n - 1 - i));
+
+		json_array_set_new(arr, i, b);
+		json_array_set_new(arr, n - 1 - i, a);
+	}
+}
+
+static const struct hcol trend_cols[] = {
+        {"run_id", HK_INT}, {"time", HK_TIME},    {"version", HK_TEXT},
+        {"value", HK_REAL}, {"verdict", HK_TEXT}, {"environment", HK_TEXT},
+};
+
+static const struct hcol bucket_cols[] = {
+        {"t", HK_TIME},   {"runs", HK_INT},  {"min", HK_REAL},        {"max", HK_REAL},
+        {"avg", HK_REAL}, {"last", HK_REAL}, {"last_run_id", HK_INT}, {"last_version", HK_TEXT},
+};
+
+int store_trend(struct store *st, const struct store_trend_query *q, json_t **ret_points,
+                bool *ret_truncated)
+{
+	bool env = q->environment != NULL, buckets = q->step_ms > 0;
+	const struct hcol *cols = buckets ? bucket_cols : trend_cols;
+	size_t ncols = buckets ? RD_ARRAY_SIZE(bucket_cols) : RD_ARRAY_SIZE(trend_cols);
+	int limit = q->limit < 1 ? 1 : q->limit > HIST_TREND_MAX ? HIST_TREND_MAX : q->limit;
+	sqlite3_stmt *s = NULL;
+	json_t *points = NULL;
+	bool more = false;
+	int rc, r;
+
+	if (q->step_ms < 0) {
+		store_set_errf(st, "Failed to read a trend: negative step");
+		return -EINVAL;
+	}
+	r = prepare(st, buckets ? store_trend_bucket_sql(env) : store_trend_sql(env), &s);
+	if (r < 0)
+		return r;
+	if (buckets && (rc = sqlite3_bind_int64(s, 8, q->step_ms)) != SQLITE_OK)
+		return bind_fail(st, s, rc);
+	if ((rc = sqlite3_bind_text(s, 1, q->service, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_text(s, 2, q->probe, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_text(s, 3, q->metric, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (q->environment &&
+	     (rc = sqlite3_bind_text(s, 4, q->environment, -1, SQLITE_STATIC)) != SQLITE_OK) ||
+	    (rc = sqlite3_bind_int64(s, 5, q->since_ms)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 6, q->until_ms)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int(s, 7, limit + 1)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 9, q->until_run > 0 ? q->until_run : INT64_MAX)) !=
+	            SQLITE_OK)
+		return bind_fail(st, s, rc);
+	r = rows_json(st, s, cols, ncols, (size_t)limit, &points, &more);
+	if (r < 0)
+		return r;
+	array_reverse(points);
+	*ret_points = points;
+	*ret_truncated = more;
+	return 0;
+}
+
+/* ---- Percentiles from stored histograms ------------------------------ */
+
+/* "p95_ms" -> 95, "p999_ms" -> 99.9, "p50_ms" -> 50; -EINVAL otherwise. */
+static int percentile_of(const char *metric, double *ret_p)
+{
+	const char *d = metric + 1;
+	double q = 0;
+	int digits = 0;
+
+	if (metric[0] != 'p')
+		return -EINVAL;
+	for (; *d >= '0' && *d <= '9' && digits < 9; d++, digits++)
+		q = q * 10 + (*d - '0');
+	if (digits < 2 || strcmp(d, "_ms") != 0)
+		return -EINVAL;
+	q /= pow(10, digits);
+	if (q <= 0 || q >= 1)
+		return -EINVAL;
+	*ret_p = q * 100.0;
+	return 0;
+}
+
+int store_probe_percentile(struct store *st, int64_t run_id, size_t idx, const char *metric,
+                           double *ret_ms)
+{
+	struct hist *h = NULL;
+	void *buf = NULL;
+	size_t len = 0;
+	double p, v;
+	int r = percentile_of(metric, &p);
+
+	if (r == 0)
+		r = store_probe_blob_get(st, run_id, idx, "latency", &buf, &len);
+	if (r == 0)
+		r = hist_deserialize(buf, len, &h);
+	free(buf);
+	if (r < 0)
+		return r;
+	/* The histogram holds microseconds; metrics are milliseconds. */
+	v = hist_percentile(h, p) / 1000.0;
+	hist_free(h);
+	if (isnan(v))
+		return -ENOENT; /* an empty histogram has no percentiles */
+	*ret_ms = v;
+	return 0;
+}
