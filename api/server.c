@@ -51,6 +51,9 @@ struct api_server {
 	bool in_run, run_again;
 	uint64_t next_request_id;
 	struct linger_set lingers; /* refused connections draining (linger.c) */
+	/* audit rows the store refused, oldest first, retried (api_audit) */
+	struct pending_audit *audits, **audits_tail;
+	uv_timer_t audit_timer;
 };
 
 struct api_req {
@@ -148,10 +151,125 @@ json_t *api_scope_items(struct api_req *req, json_t *items)
 	return out;
 }
 
+/* An audit row the store refused (a full disk): the change it records
+ * has happened (a cancel goes ahead even then), so the row is kept and
+ * written later, in order, rather than lost. */
+struct pending_audit {
+	struct pending_audit *next;
+	struct store_audit_new a; /* the strings below */
+	char *action, *by, *service, *reason;
+};
+
+#define AUDIT_RETRY_MS 1000
+
+static void pending_audit_free(struct pending_audit *p)
+{
+	free(p->action);
+	free(p->by);
+	free(p->service);
+	free(p->reason);
+	free(p);
+}
+
+static char *strdup_opt(const char *s, bool *ok)
+{
+	char *c = s ? strdup(s) : NULL;
+
+	if (s && !c)
+		*ok = false;
+	return c;
+}
+
+static int audit_keep(struct api_server *srv, const struct store_audit_new *a)
+{
+	struct pending_audit *p = calloc(1, sizeof(*p));
+	bool ok = p != NULL;
+
+	if (!p)
+		return -ENOMEM;
+	p->action = strdup_opt(a->action, &ok);
+	p->by = strdup_opt(a->by, &ok);
+	p->service = strdup_opt(a->service, &ok);
+	p->reason = strdup_opt(a->reason, &ok);
+	if (!ok) {
+		pending_audit_free(p);
+		return -ENOMEM;
+	}
+	p->a = *a;
+	p->a.action = p->action;
+	p->a.by = p->by;
+	p->a.service = p->service;
+	p->a.reason = p->reason;
+	*srv->audits_tail = p;
+	srv->audits_tail = &p->next;
+	return 0;
+}
+
+/* Whether a later try may succeed (a full disk, a lock), as opposed to
+ * a row the store refuses as invalid, which no retry fixes. */
+static bool audit_transient(int r)
+{
+	return r != -EINVAL && r != -ENOENT && r != -EEXIST;
+}
+
+/* Writes the kept rows, oldest first, until the store refuses one for a
+ * passing reason; a row refused as invalid is reported and dropped. */
+static int audit_flush(struct api_server *srv)
+{
+	struct pending_audit *p;
+	int r;
+
+	while ((p = srv->audits)) {
+		r = store_audit_add(srv->app->store, &p->a);
+		if (r < 0 && audit_transient(r))
+			return r;
+		if (r < 0)
+			rd_log(RD_LOG_WARN, NULL, "Failed to record '%s' by %s: %s, ignoring",
+			       p->action, p->by ? p->by : "-", store_errmsg(srv->app->store));
+		srv->audits = p->next;
+		if (!srv->audits)
+			srv->audits_tail = &srv->audits;
+		pending_audit_free(p);
+	}
+	return 0;
+}
+
+/* Shutdown: one last try, then what the store still refuses is lost,
+ * said at error with what it was. */
+static void audit_drop(struct api_server *srv)
+{
+	struct pending_audit *p;
+
+	uv_timer_stop(&srv->audit_timer);
+	if (audit_flush(srv) == 0)
+		return;
+	while ((p = srv->audits)) {
+		srv->audits = p->next;
+		rd_log(RD_LOG_ERROR, NULL,
+		       "Failed to record '%s' by %s on %s (run %lld, waiver %lld): %s; lost",
+		       p->action, p->by ? p->by : "-", p->service, (long long)p->a.run_id,
+		       (long long)p->a.waiver_id, store_errmsg(srv->app->store));
+		pending_audit_free(p);
+	}
+	srv->audits_tail = &srv->audits;
+}
+
+static void on_audit_timer(uv_timer_t *t)
+{
+	struct api_server *srv = t->data;
+
+	if (audit_flush(srv) == 0)
+		uv_timer_stop(t);
+	else
+		rd_log(RD_LOG_DEBUG, NULL, "Failed to record the pending changes: %s, retrying",
+		       store_errmsg(srv->app->store));
+}
+
 void api_audit(struct api_req *req, const char *action, const char *service, int64_t run_id,
                int64_t waiver_id, const char *reason)
 {
-	struct store *st = req->srv->app->store;
+	struct api_server *srv = req->srv;
+	struct store *st = srv->app->store;
 	char buf[256];
 	struct store_audit_new a = {
 	        .action = action,
@@ -167,7 +285,21 @@ void api_audit(struct api_req *req, const char *action, const char *service, int
 	if (!service && run_id > 0 && (r = store_run_service(st, run_id, buf, sizeof(buf))) == 0)
 		a.service = buf;
 	if (r == 0)
+		r = audit_flush(srv);
+	if (r == 0)
 		r = store_audit_add(st, &a);
+	if (r == 0 || !a.service || !audit_transient(r))
+		goto out;
+	/* The change was made: keep its record until the store takes it. */
+	rd_log(RD_LOG_WARN, NULL, "Failed to record '%s' by %s: %s, keeping it and retrying",
+	       action, a.by ? a.by : "-", store_errmsg(st));
+	if (audit_keep(srv, &a) == 0) {
+		if (!uv_is_active((uv_handle_t *)&srv->audit_timer))
+			uv_timer_start(&srv->audit_timer, on_audit_timer, AUDIT_RETRY_MS,
+			               AUDIT_RETRY_MS);
+		return;
+	}
+out:
 	if (r < 0)
 		rd_log(RD_LOG_WARN, NULL, "Failed to record '%s' by %s: %s, ignoring", action,
 		       a.by ? a.by : "-", store_errmsg(st));
@@ -953,6 +1085,7 @@ int api_server_new(uv_loop_t *loop, const struct api_config *cfg, struct api_app
 	srv->app = app;
 	srv->max_body = cfg->max_body ? cfg->max_body : API_DEFAULT_MAX_BODY;
 	linger_set_init(&srv->lingers, loop);
+	srv->audits_tail = &srv->audits;
 	r = start_daemon(srv, cfg, &sa, err, errlen);
 	if (r < 0) {
 		free(srv);
@@ -967,17 +1100,19 @@ int api_server_new(uv_loop_t *loop, const struct api_config *cfg, struct api_app
 	record_address(srv, &sa);
 	info = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_EPOLL_FD);
 	uv_timer_init(loop, &srv->timer);
+	uv_timer_init(loop, &srv->audit_timer);
+	srv->timer.data = srv->audit_timer.data = srv;
 	r = uv_poll_init(loop, &srv->poll, info->epoll_fd);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot watch the HTTP server's epoll fd: %s",
 		         uv_strerror(r));
 		MHD_stop_daemon(srv->d);
-		srv->timer.data = srv;
-		srv->open_handles = 1;
+		srv->open_handles = 2;
 		uv_close((uv_handle_t *)&srv->timer, on_closed);
+		uv_close((uv_handle_t *)&srv->audit_timer, on_closed);
 		return r;
 	}
-	srv->open_handles = 2;
+	srv->open_handles = 3;
 	uv_poll_start(&srv->poll, UV_READABLE, on_poll);
 	server_run(srv);
 	*ret_srv = srv;
@@ -1013,8 +1148,10 @@ void api_server_free(struct api_server *srv)
 	uv_timer_stop(&srv->timer);
 	MHD_stop_daemon(srv->d);
 	linger_set_deinit(&srv->lingers);
+	audit_drop(srv);
 	srv->poll.data = srv;
 	srv->timer.data = srv;
 	uv_close((uv_handle_t *)&srv->poll, on_closed);
 	uv_close((uv_handle_t *)&srv->timer, on_closed);
+	uv_close((uv_handle_t *)&srv->audit_timer, on_closed);
 }

@@ -17,7 +17,9 @@ answering. Then a run that ends while the disk is full: it is not
 announced (GET, long-poll) until it is stored, /readyz is 503 naming the
 run and SQLite's reason, and once the disk has room again the final state
 lands (checked in the SQLite file and after a restart: `passed`, not
-interrupted) and /readyz is 200. Skipped when mounting is not permitted.
+interrupted) and /readyz is 200. A cancel made while the disk is full is
+recorded in the run's changes once it has room. Skipped when mounting is
+not permitted.
 
 test_db_deleted, test_db_renamed: the database file deleted, or renamed
 away, under a running readyd: /readyz turns 503 naming the file within
@@ -126,6 +128,38 @@ class CrashTest(lib.TestCase):
 
     def test_disk_full_run_ends(self):
         self.on_tmpfs(self.run_ends_while_full)
+
+    def test_disk_full_cancel_is_recorded(self):
+        self.on_tmpfs(self.cancel_while_full)
+
+    def cancel_while_full(self, mnt):
+        # A cancel goes ahead on a full disk (a load test must be
+        # stoppable), so its record in the run's changes must not be the
+        # write that is dropped: it lands once the disk has room.
+        with lib.DemoTarget(latency='20s') as slow:
+            d = self.track(lib.Daemon())
+            d.db = os.path.join(mnt, 'readyd.db')
+            with d:
+                r = d.submit(http_spec(slow.url, 1))
+                self.assertEqual(r.status, 201, r)
+                rid = r.json['id']
+                t0 = time.monotonic()
+                while self.full(d, rid)['probes'][0]['state'] != 'running':
+                    self.assertLess(time.monotonic() - t0, 15.0, 'the probe did not start')
+                    time.sleep(0.05)
+                filler = self.fill(mnt)
+                r = d.request('POST', '/v1/runs/%d/cancel' % rid,
+                              json.dumps({'reason': 'stop the drill'}))
+                self.assertEqual(r.status, 202, r)
+                self.wait_degraded(d, 20.0)
+                os.unlink(filler)
+                self.wait_ready(d, 45.0)
+                run = d.wait_run(rid, timeout=10.0)
+                self.assertEqual(run['state'], 'cancelled', run)
+                self.assertEqual([(c['action'], c.get('reason')) for c in run['changes']],
+                                 [('cancel', 'stop the drill')], run['changes'])
+                d.restart()
+                self.assertEqual(len(self.full(d, rid)['changes']), 1)
 
     def on_tmpfs(self, body):
         mnt = tempfile.mkdtemp(prefix='readyd-full-')
