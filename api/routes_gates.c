@@ -71,7 +71,9 @@ static void post_invalidate(struct api_req *req)
 		api_problem(req, 422,
 		            json_pack("{s:[{s:s, s:s}]}", "errors", "path", "reason", "message",
 		                      "required: a string of 1 to 1024 bytes"),
-		            "reason: required: say why the run must not count");
+		            json_string_length(reason) > REASON_MAX
+		                    ? "reason: at most 1024 bytes"
+		                    : "reason: required: say why the run must not count");
 	} else {
 		r = store_run_invalidate(api_req_app(req)->store, api_req_id(req),
 		                         json_string_value(reason), rd_now_ms());

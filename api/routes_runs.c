@@ -473,34 +473,62 @@ static void get_run(struct api_req *req)
 	api_req_suspend(req, wait_cleanup, w);
 }
 
-/* The optional {"reason": "..."} of a cancel, for the audit trail. */
-static const char *cancel_reason(struct api_req *req)
+#define CANCEL_REASON_MAX 1024
+
+/* The optional {"reason": "..."} of a cancel, for the audit trail, read
+ * before anything is cancelled: a reason that cannot be recorded whole
+ * (not a string, empty, over 1024 bytes) is refused, never cut or
+ * dropped. 0 with *ret_reason NULL when none was given; -EINVAL after
+ * replying. *ret_doc owns the reason. */
+static int cancel_reason(struct api_req *req, json_t **ret_doc, const char **ret_reason)
 {
-	static char reason[1025];
 	size_t len;
 	const char *body = api_req_body(req, &len);
-	json_t *doc = len ? json_loadb(body, len, 0, NULL) : NULL;
-	const char *r = json_string_value(json_object_get(doc, "reason"));
-	bool have = r && *r;
+	json_t *doc = len ? json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL) : NULL, *r;
 
-	if (have)
-		snprintf(reason, sizeof(reason), "%s", r);
-	json_decref(doc);
-	return have ? reason : NULL;
+	*ret_doc = doc;
+	*ret_reason = NULL;
+	if (len == 0)
+		return 0;
+	if (!json_is_object(doc)) {
+		api_problem(req, 400, NULL, "the body must be a JSON object: {reason?}");
+		return -EINVAL;
+	}
+	r = json_object_get(doc, "reason");
+	if (!r)
+		return 0;
+	if (!json_is_string(r) || json_string_length(r) == 0 ||
+	    json_string_length(r) > CANCEL_REASON_MAX) {
+		api_problem(req, 422,
+		            json_pack("{s:[{s:s, s:s}]}", "errors", "path", "reason", "message",
+		                      "must be a string of 1 to 1024 bytes"),
+		            "reason: must be a string of 1 to 1024 bytes");
+		return -EINVAL;
+	}
+	*ret_reason = json_string_value(r);
+	return 0;
 }
 
 static void post_cancel(struct api_req *req)
 {
 	struct api_app *app = api_req_app(req);
 	int64_t id = api_req_id(req);
-	json_t *run;
-	int r = sched_cancel(app->sched, id);
+	const char *reason;
+	json_t *run, *doc;
+	int r = cancel_reason(req, &doc, &reason);
 
+	if (r < 0) {
+		json_decref(doc);
+		return;
+	}
+	r = sched_cancel(app->sched, id);
 	if (r == 0) {
-		api_audit(req, "cancel", NULL, id, 0, cancel_reason(req));
+		api_audit(req, "cancel", NULL, id, 0, reason);
+		json_decref(doc);
 		reply_run(req, 202, id);
 		return;
 	}
+	json_decref(doc);
 	r = store_run_get(app->store, id, &run);
 	if (r < 0) {
 		reply_run(req, 200, id); /* 404 or the store's error */

@@ -210,6 +210,31 @@ class TeamsTest(lib.TestCase):
         self.assertEqual([(c['action'], c['by']) for c in r.json['changes']],
                          [('waiver-create', 'team-a-lead'), ('waiver-revoke', 'root')])
 
+    def test_cancel_reason_is_recorded_whole_or_refused(self):
+        # 1023 ASCII bytes and a two-byte character: cut at 1024 bytes the
+        # reason was invalid UTF-8 and vanished from the changes, while a
+        # longer one was cut silently. Now it is taken whole or refused
+        # (before anything is cancelled) with the path, as invalidate does.
+        slow_id = self.submit('team-a-ci', 'team-a-api', self.slow.url + '/v1/predict')
+        for bad, status in (({'reason': 'x' * 1025}, 422), ({'reason': 7}, 422),
+                            ({'reason': ''}, 422), ('not json', 400)):
+            r = self.call('team-a-ci', 'POST', '/v1/runs/%d/cancel' % slow_id, bad)
+            self.assertEqual(r.status, status, r)
+            if status == 422:
+                self.assertEqual(r.json['errors'][0]['path'], 'reason', r)
+        self.assertEqual(self.call('team-a-ci', 'GET', '/v1/runs/%d' % slow_id).json['state'],
+                         'running')
+        reason = 'a' * 1022 + '\u00e9'  # 1024 bytes in UTF-8
+        r = self.call('team-a-ci', 'POST', '/v1/runs/%d/cancel' % slow_id, {'reason': reason})
+        self.assertEqual(r.status, 202, r)
+        run = self.d.wait_run(slow_id)
+        self.assertEqual([(c['action'], c.get('reason')) for c in run['changes']],
+                         [('cancel', reason)])
+        r = self.call('team-a-ci', 'POST', '/v1/runs/%d/invalidate' % slow_id,
+                      {'reason': 'y' * 1025})
+        self.assertEqual(r.status, 422, r)
+        self.assertIn('at most 1024 bytes', r.json['detail'])
+
     def test_sighup_reloads_scopes(self):
         tokens = dict(TOKENS)
         tokens['team-b-ci'] = ('tok-b-ci', 'submitter', ['team-b-*', 'team-a-api'])
