@@ -227,13 +227,21 @@ bool gate_compare(double value, enum gate_op op, double threshold)
 
 /* Default sample floor for percentile metrics ("p95_ms", "p999_ms"): enough
  * requests that at least ten lie above the percentile (1000 for p99), so
- * the figure is measured rather than one unlucky request. 0: no floor. */
+ * the figure is measured rather than one unlucky request. The mean and
+ * the maximum ("mean_ms", "max_ms" and their "_uncorrected" twins) get
+ * the median's floor (20): one lucky answer among failures is not a
+ * latency. 0: no floor. */
+#define MEAN_MAX_MIN_SAMPLES 20 /* as p50_ms: ten above the median */
+
 static int64_t default_min_samples(const char *metric)
 {
 	double q;
 	int digits = 0;
 	const char *p = metric + 1;
 
+	if (strcmp(metric, "mean_ms") == 0 || strcmp(metric, "mean_ms_uncorrected") == 0 ||
+	    strcmp(metric, "max_ms") == 0 || strcmp(metric, "max_ms_uncorrected") == 0)
+		return MEAN_MAX_MIN_SAMPLES;
 	if (metric[0] != 'p' || !(*p >= '0' && *p <= '9'))
 		return 0;
 	for (q = 0; *p >= '0' && *p <= '9'; p++, digits++)

@@ -59,6 +59,24 @@ class VerdictTest(lib.TestCase):
         self.track(t)
         return t
 
+    def test_mean_and_max_need_samples_too(self):
+        # 1999 of 2000 requests failed: the one that got through made
+        # mean_ms and max_ms 'pass' (there was no floor for them), and
+        # the probe, no longer all-failed, passed: the run was PASS.
+        t = self.demo(errors=0.998, seed=7)
+        run = self.d.run_spec(spec(t.url, LOAD % 2000,
+                                   'gates:\n  - l.mean_ms < 1000\n  - l.max_ms < 1000\n'))
+        m = probe_of(run, 'l')['metrics']
+        ok = m['requests'] - m['errors']
+        self.assertGreater(ok, 0, m)
+        self.assertLess(ok, 20, m)
+        self.assertEqual(run['verdict'], 'ERROR', run['gates'])
+        for g in run['gates']:
+            self.assertEqual(g['outcome'], 'error', g)
+            self.assertEqual(g['samples'], ok, g)
+            self.assertIn('only %d successful requests; at least 20 are needed' % ok,
+                          g['reason'])
+
     def test_percentile_samples_are_successful_requests(self):
         t = self.demo(errors=0.97)
         run = self.d.run_spec(spec(t.url, LOAD % 1530, 'gates:\n  - l.p99_ms < 25\n'))

@@ -217,7 +217,16 @@ START_TEST(test_judge_min_samples)
 	json_decref(judge("latency.p95_ms < 100", false, 0, &in, GATE_ERROR, "at least 200"));
 	in.samples = 9999;
 	json_decref(judge("latency.p999_ms < 100", false, 0, &in, GATE_ERROR, "at least 10000"));
-	/* Explicit min_samples wins; metrics that are not percentiles have no floor. */
+	/* mean_ms and max_ms (and their twins) have the median's floor, 20. */
+	in.samples = 19;
+	r = judge("latency.mean_ms < 100", false, 0, &in, GATE_ERROR, "at least 20");
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "min_samples")), 20);
+	json_decref(r);
+	json_decref(judge("latency.max_ms_uncorrected < 100", false, 0, &in, GATE_ERROR,
+	                  "at least 20"));
+	in.samples = 20;
+	json_decref(judge("latency.max_ms < 100", false, 0, &in, GATE_PASS, "5 < 100"));
+	/* Explicit min_samples wins; other metrics have no floor. */
 	in.samples = 10;
 	json_decref(judge("latency.p99_ms < 100", false, 5, &in, GATE_PASS, "5 < 100"));
 	json_decref(judge("latency.error_rate < 100", false, 0, &in, GATE_PASS, "5 < 100"));
