@@ -25,8 +25,13 @@
 #include "lib/util/util.h"
 
 #define STORE_BUSY_TIMEOUT_MS 5000
-#define STORE_LIST_MAX        1000
-#define STORE_ERRMSG_MAX      512
+/* Once open, the write connection is the loop's: another process holding
+ * a write lock (a sqlite3 shell left in a transaction) must not stall
+ * every request for the full busy timeout at each write. The write is
+ * refused with -EBUSY instead; callers retry or answer 503. */
+#define STORE_LOOP_BUSY_MS 100
+#define STORE_LIST_MAX     1000
+#define STORE_ERRMSG_MAX   512
 
 /* The cached statements. Lists have their own cache (one per filter mix). */
 enum stmt_id {
@@ -606,6 +611,8 @@ int store_open(const char *path, struct store **ret_store, char *err, size_t err
 		r = schema_migrate(st);
 	if (r == 0 && !path_is_memory(path))
 		r = remember_file(st, path);
+	if (r == 0 && sqlite3_busy_timeout(st->db, STORE_LOOP_BUSY_MS) != SQLITE_OK)
+		r = db_fail(st, SQLITE_MISUSE, "set the busy timeout");
 	if (r < 0) {
 		copy_err(st, err, errlen);
 		store_free(st);
@@ -740,7 +747,7 @@ int store_checkpoint(struct store *st)
 
 	sqlite3_busy_timeout(st->db, 0);
 	rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-	sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
+	sqlite3_busy_timeout(st->db, STORE_LOOP_BUSY_MS);
 	return rc == SQLITE_OK ? 0 : db_fail(st, rc, "checkpoint the write-ahead log");
 }
 

@@ -129,6 +129,46 @@ class CrashTest(lib.TestCase):
     def test_disk_full_run_ends(self):
         self.on_tmpfs(self.run_ends_while_full)
 
+    def test_outside_write_lock_does_not_stall_the_api(self):
+        # A sqlite3 shell left in a write transaction: each write of
+        # readyd waited the 5 s busy timeout on the loop, so /healthz took
+        # 5 s per write while /readyz said ready. Now the write is refused
+        # at once: a submit is 503 'busy', a run's end waits in memory
+        # (/readyz 503) and lands once the lock is gone.
+        with lib.DemoTarget(latency='1s') as demo:
+            d = self.track(lib.Daemon())
+            with d:
+                self.assertEqual(d.run_spec(http_spec(demo.url, 1))['state'], 'passed')
+                r = d.submit(http_spec(demo.url, 1))
+                self.assertEqual(r.status, 201, r)
+                rid = r.json['id']
+                con = sqlite3.connect(d.db, timeout=0, isolation_level=None)
+                con.execute('BEGIN IMMEDIATE')
+                slowest = 0.0
+                t0 = time.monotonic()
+                r = d.submit(http_spec(demo.url, 1))
+                took = time.monotonic() - t0
+                self.assertEqual(r.status, 503, r)
+                self.assertIn('busy', r.json['detail'])
+                while d.get('/readyz').status == 200:
+                    self.assertLess(time.monotonic() - t0, 20.0, 'the locked write went unnoticed')
+                    t = time.monotonic()
+                    self.assertEqual(d.get('/healthz').status, 200)
+                    slowest = max(slowest, time.monotonic() - t)
+                    time.sleep(0.05)
+                for _ in range(20):
+                    t = time.monotonic()
+                    self.assertEqual(d.get('/healthz').status, 200)
+                    slowest = max(slowest, time.monotonic() - t)
+                print('test_outside_write_lock: submit refused in %.2f s, slowest /healthz '
+                      '%.2f s' % (took, slowest))
+                self.assertLess(took, 2.0)
+                self.assertLess(slowest, 2.0)
+                con.execute('ROLLBACK')
+                con.close()
+                self.wait_ready(d, 45.0)
+                self.assertEqual(d.wait_run(rid, timeout=10.0)['state'], 'passed')
+
     def test_disk_full_cancel_is_recorded(self):
         self.on_tmpfs(self.cancel_while_full)
 
