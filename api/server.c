@@ -785,6 +785,25 @@ static bool in_scope(struct api_req *req)
 	return true;
 }
 
+/* While the database file is gone or replaced (app->db_problem), what is
+ * written into the open file is lost at the next start: a change
+ * (invalidate, rejudge, waivers) is refused like a submit, rather than
+ * acknowledged and then forgotten. Submits answer for themselves (a
+ * retry of an accepted one is still answered); a cancel goes ahead, as
+ * stopping a run must always work. False when answered. */
+static bool can_keep_change(struct api_req *req)
+{
+	const struct api_route *rt = req->match.route;
+	const char *why = req->srv->app->db_problem;
+
+	if (!why || strcmp(rt->method, "GET") == 0 || strcmp(rt->pattern, "/v1/runs") == 0 ||
+	    strcmp(rt->pattern, "/v1/runs/{id}/cancel") == 0)
+		return true;
+	api_reply_header(req, "Retry-After", "30");
+	api_problem(req, 503, NULL, "cannot keep this change: store: %s", why);
+	return false;
+}
+
 /* Once the whole request is in: the handler, unless admit() answered or
  * a body without Content-Length outgrew the cap. */
 static void dispatch(struct api_req *req)
@@ -794,7 +813,7 @@ static void dispatch(struct api_req *req)
 	if (req->too_large)
 		api_problem(req, 413, NULL, "request body is larger than the limit of %zu bytes",
 		            req->srv->max_body);
-	else if (in_scope(req))
+	else if (in_scope(req) && can_keep_change(req))
 		req->match.route->handler(req);
 }
 

@@ -23,7 +23,8 @@ not permitted.
 
 test_db_deleted, test_db_renamed: the database file deleted, or renamed
 away, under a running readyd: /readyz turns 503 naming the file within
-the check interval, submits are refused with 503, reads keep answering;
+the check interval, submits and changes (invalidate, rejudge, waivers)
+are refused with 503, reads keep answering;
 a renamed file put back makes readyd ready again.
 """
 import json
@@ -404,6 +405,27 @@ class CrashTest(lib.TestCase):
         self.db_vanishes(lambda db: os.rename(db, db + '.moved'),
                          put_back=lambda db: os.rename(db + '.moved', db))
 
+    def changes_refused(self, d, run_id):
+        """Changes written into a file that is gone would be lost at the
+        next start: they were acknowledged (200, 201) and then forgotten.
+        Now each is refused with 503 and the reason, and nothing changed."""
+        waiver = {'expr': 'p0.status == 200', 'reason': 'r', 'approver': 'a',
+                  'expires': '1h'}
+        for method, path, body in (
+                ('POST', '/v1/runs/%d/invalidate' % run_id, {'reason': 'gone'}),
+                ('POST', '/v1/runs/%d/rejudge' % run_id, {'gates': ['p0.status == 200']}),
+                ('POST', '/v1/services/svc/waivers', waiver),
+                ('DELETE', '/v1/services/svc/waivers/1', None)):
+            r = d.request(method, path, json.dumps(body) if body else None,
+                          {'Content-Type': 'application/json'})
+            self.assertEqual(r.status, 503, (method, path, r))
+            self.assertIn(d.db, r.json['detail'])
+            self.assertEqual(r.headers['Retry-After'], '30')
+        run = self.full(d, run_id)
+        self.assertIsNone(run['invalidated'], run)
+        self.assertEqual(run['rejudgements'], [], run)
+        self.assertEqual(d.get('/v1/services/svc/waivers').json['items'], [])
+
     def recover_from_proc(self, d, done):
         """The runbook's recovery: the deleted file, copied out of
         /proc/PID/fd, holds every stored run (the WAL was checkpointed)."""
@@ -440,6 +462,7 @@ class CrashTest(lib.TestCase):
                 self.assertEqual(r.headers['Content-Type'], 'application/problem+json')
                 self.assertIn(d.db, r.json['detail'])
                 self.assertEqual(self.full(d, done['id'])['state'], 'passed')
+                self.changes_refused(d, done['id'])
                 self.assertEqual(d.log().count("Failed to keep database '%s'" % d.db), 1)
                 if put_back is None:
                     self.recover_from_proc(d, done)
