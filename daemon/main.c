@@ -319,6 +319,11 @@ static void begin_shutdown(struct daemon *d, int signum)
 	d->stopping = true;
 	d->app.draining = true;
 	notify_stopping();
+	/* The last chance to say it: past this exit, the open file is gone. */
+	if (d->app.db_problem)
+		log_error("received %s while %s: what readyd stored since then is lost unless "
+		          "the open file was copied out (docs/operations.md)",
+		          strsignal(signum), d->app.db_problem);
 	/* The hard stop leaves the drain its whole timeout plus time to
 	 * record the interrupted runs and close. */
 	uv_timer_start(&d->shutdown_timer, on_shutdown_timeout,

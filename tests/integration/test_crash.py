@@ -466,6 +466,12 @@ class CrashTest(lib.TestCase):
                 self.assertEqual(d.log().count("Failed to keep database '%s'" % d.db), 1)
                 if put_back is None:
                     self.recover_from_proc(d, done)
+                    # Stopping now loses the open file: said at error.
+                    self.assertEqual(d.stop(), 0)
+                    said = [l for l in d.log().splitlines() if 'received Terminated while' in l]
+                    self.assertEqual(len(said), 1, d.log()[-2000:])
+                    self.assertIn('level=error', said[0])
+                    self.assertIn('is lost unless the open file was copied out', said[0])
                 if put_back:
                     put_back(d.db)
                     self.wait_ready(d, 10.0)
