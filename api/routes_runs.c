@@ -529,6 +529,13 @@ static void post_cancel(struct api_req *req)
 		return;
 	}
 	json_decref(doc);
+	if (r == -EALREADY) {
+		api_problem(req, 409, NULL,
+		            "run %lld already ended; its result waits for the database to take "
+		            "it; nothing to cancel",
+		            (long long)id);
+		return;
+	}
 	r = store_run_get(app->store, id, &run);
 	if (r < 0) {
 		reply_run(req, 200, id); /* 404 or the store's error */

@@ -1061,6 +1061,8 @@ int sched_cancel(struct sched *s, int64_t id)
 
 	if (!r)
 		return -ENOENT;
+	if (r->decided)
+		return -EALREADY; /* ended; its end waits for the store */
 	if (r->cancel_requested)
 		return 0;
 	r->cancel_requested = true;

@@ -48,7 +48,8 @@ int sched_submit(struct sched *s, struct spec *spec, const char *submitted_by,
                  const char *idempotency_key, int64_t *ret_id, bool *ret_existing);
 
 /* Cancels a queued or running run. -ENOENT: no active run with that id
- * (it may exist finished: callers check the store). */
+ * (it may exist finished: callers check the store); -EALREADY: the run
+ * has ended and its end waits for the store (nothing to cancel). */
 int sched_cancel(struct sched *s, int64_t id);
 
 /* Live progress of an active run: {probes_done, probes_total, current:

@@ -327,6 +327,11 @@ class CrashTest(lib.TestCase):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json['state'], 'running', r)
         self.assertIn('waits for the database', r.json['progress']['current']['waiting'])
+        # The run has ended: a cancel now cannot change it, and must not
+        # be acknowledged (202) nor recorded in its changes.
+        r = d.request('POST', '/v1/runs/%d/cancel' % rid, json.dumps({'reason': 'late'}))
+        self.assertEqual(r.status, 409, r)
+        self.assertIn('already ended', r.json['detail'])
         events = self.Events(d, rid)
         self.assertNotIn('end', [name for name, _ in events.read(2.0)])
         r = d.submit(http_spec(url, 1))
@@ -345,6 +350,7 @@ class CrashTest(lib.TestCase):
         run = d.wait_run(rid, timeout=5.0)
         self.assertEqual(run['state'], 'passed', run)
         self.assertEqual(run['verdict'], 'PASS', run)
+        self.assertEqual(run['changes'], [], run)
         con = sqlite3.connect(d.db)
         try:
             row = con.execute('SELECT state, verdict, finished_at FROM runs WHERE id = ?',

@@ -462,7 +462,7 @@ START_TEST(test_refused_end_kept_and_retried)
 	ck_assert_ptr_eq(strstr(sl.last, want), sl.last);
 	ck_assert_int_eq(sched_submit(sched, hanging_spec("10m"), NULL, NULL, &other, &existing),
 	                 -EIO);
-	ck_assert_int_eq(sched_cancel(sched, a), 0); /* still findable; already decided */
+	ck_assert_int_eq(sched_cancel(sched, a), -EALREADY); /* ended: nothing to cancel */
 	ck_assert_str_eq(state_of(b), "queued");
 	store_refuse(false);
 	run_until_state(a, "error");
