@@ -18,7 +18,7 @@
 #include "lib/sched/sched.h"
 #include "lib/spec/spec.h"
 #include "lib/store/store.h"
-#include "lib/store/store_internal.h" /* the connection: to make the store refuse writes */
+#include "lib/store/sqlite/sqlite_internal.h" /* the connection: to make the store refuse writes */
 
 struct silent_conn {
 	uv_tcp_t tcp;

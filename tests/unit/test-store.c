@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "lib/store/store.h"
-#include "lib/store/store_migrations.h"
+#include "lib/store/sqlite/sqlite_migrations.h"
 #include "lib/util/util.h"
 
 /* 2026-11-26T13:40:02.114Z */

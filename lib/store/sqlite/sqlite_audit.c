@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "lib/policy/scope.h"
-#include "lib/store/store_internal.h"
+#include "lib/store/sqlite/sqlite_internal.h"
 #include "lib/util/util.h"
 
 static int prepare(struct store *st, const char *sql, sqlite3_stmt **ret)

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "lib/store/store.h"
-#include "lib/store/store_internal.h"
+#include "lib/store/sqlite/sqlite_internal.h"
 
 #define STORE_BLOB_MAX (64 * 1024 * 1024)
 

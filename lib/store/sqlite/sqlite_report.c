@@ -10,7 +10,7 @@
 #include <sqlite3.h>
 
 #include "lib/store/store.h"
-#include "lib/store/store_internal.h"
+#include "lib/store/sqlite/sqlite_internal.h"
 
 #define SNAPSHOT_MAX_SERVICES 1000 /* series per scrape stay bounded */
 

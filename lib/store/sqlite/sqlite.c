@@ -20,8 +20,8 @@
 #include <sys/stat.h>
 
 #include "lib/store/store.h"
-#include "lib/store/store_internal.h"
-#include "lib/store/store_migrations.h"
+#include "lib/store/sqlite/sqlite_internal.h"
+#include "lib/store/sqlite/sqlite_migrations.h"
 #include "lib/util/util.h"
 
 #define STORE_BUSY_TIMEOUT_MS 5000

@@ -22,7 +22,7 @@
 
 #include "lib/loadgen/hist.h"
 #include "lib/store/store.h"
-#include "lib/store/store_internal.h"
+#include "lib/store/sqlite/sqlite_internal.h"
 #include "lib/util/util.h"
 
 #define HIST_LIST_MAX     1000

@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "lib/store/store_internal.h"
+#include "lib/store/sqlite/sqlite_internal.h"
 
 #define RAW_TABLES_MAX 16
 #define TABLE_NAME_MAX 64
