@@ -1,15 +1,18 @@
-/* store: SQLite access and the migration runner. One write connection,
- * owned by the main loop thread (the only writer); read-only connections
- * for worker threads come from store_open_readonly(). WAL mode, foreign
- * keys on, busy timeout set. Migrations (migrations/NNNN_*.sql) are
- * embedded at build time, applied in order in one transaction each and
- * recorded in schema_migrations; a database newer than this binary is
- * refused.
+/* store: the interface to readyd's storage of runs, probe results,
+ * metrics, gate results, history, waivers, audit trail, idempotency keys
+ * and load measurements. sched, api and the reports use only this header;
+ * a backend implements it (lib/store/store_backend.h: a table of
+ * operations) and store_open() picks the backend from what it is given.
+ * Today the only backend is SQLite (lib/store/sqlite/): one write
+ * connection, owned by the main loop thread (the only writer), read-only
+ * connections for worker threads from store_open_readonly(). Schema
+ * migrations are the backend's; each is applied once and recorded, and a
+ * database newer than this binary is refused.
  *
  * The store speaks JSON (jansson) at its interface, shaped like the API's
- * resources (PRODUCT.md "Resource shapes"), so api/ and report_* need no
- * second model. Timestamps are ms since the epoch in the database and
- * RFC 3339 strings in JSON. It knows nothing of HTTP.
+ * resources, so api/ and report_* need no second model. Timestamps are ms
+ * since the epoch in storage and RFC 3339 strings in JSON. It knows
+ * nothing of HTTP.
  */
 #pragma once
 
@@ -19,21 +22,24 @@
 
 struct store;
 
-/* Opens (creating if needed) the database at path (":memory:" works) and
- * migrates it. On failure returns -errno (-EPROTONOSUPPORT for a database
- * newer than this binary, -EIO for SQLite errors) and writes a sentence to
- * err. Main thread. */
-int store_open(const char *path, struct store **ret_store, char *err, size_t errlen);
+/* Opens (creating if needed) the store named by where and migrates it:
+ * a file path (":memory:" works) for the SQLite backend; a
+ * "postgresql://" or "postgres://" URL is -EPROTONOSUPPORT ("this readyd
+ * has no PostgreSQL backend"). On failure returns -errno
+ * (-EPROTONOSUPPORT also for a database newer than this binary, -EIO for
+ * the backend's errors) and writes a sentence to err. Main thread. */
+int store_open(const char *where, struct store **ret_store, char *err, size_t errlen);
 
-/* A read-only connection to the same file for a worker thread; no
+/* A read-only connection to the same store for a worker thread; no
  * migrations. Not for ":memory:". */
-int store_open_readonly(const char *path, struct store **ret_store, char *err, size_t errlen);
+int store_open_readonly(const char *where, struct store **ret_store, char *err, size_t errlen);
 
+/* Closes the store; accepts NULL. */
 void store_free(struct store *st);
 
-/* Highest migration applied / embedded in this binary. */
+/* Highest migration applied / known to this binary's backend. */
 int store_schema_version(struct store *st);
-int store_schema_latest(void);
+int store_schema_latest(struct store *st);
 
 /* What a new run needs. All borrowed. */
 struct store_run_new {
@@ -107,18 +113,18 @@ int store_runs_list(struct store *st, const struct store_filter *f, json_t **ret
  * queued probes too; what was measured stays. Returns the count. */
 int store_runs_interrupt_stale(struct store *st, int64_t now_ms);
 
-/* Retention (store_retention.c): deletes up to batch rows of raw per-run
+/* Retention: deletes up to batch rows of raw per-run
  * data (tables named raw_* with a run_id column) of runs that finished
  * before before_ms, then gives free pages back (incremental vacuum).
  * Returns the number of rows deleted (batch means: call again soon) or
  * -errno. Summaries, metrics and verdicts are kept. Main thread. */
 int store_prune_raw(struct store *st, int64_t before_ms, int batch);
 
-/* Writes a sentence describing the last SQLite error of this connection. */
+/* A sentence describing the last error of this handle. */
 const char *store_errmsg(struct store *st);
 
-/* The cause of the last error alone, in SQLite's words ("database or
- * disk is full"), for callers that name the object themselves; the
+/* The cause of the last error alone, in the backend's words ("database
+ * or disk is full"), for callers that name the object themselves; the
  * whole sentence of store_errmsg() when there is no separate cause. */
 const char *store_errcause(struct store *st);
 
@@ -128,7 +134,7 @@ const char *store_errcause(struct store *st);
  * -errno; store_errmsg() says which. Writes through the open connection
  * still succeed after a deletion but land in a file nobody can open
  * again, so the daemon checks this now and then. Always 0 for
- * ":memory:". Main thread. */
+ * ":memory:" and for a backend without a local file. Main thread. */
 int store_check_file(struct store *st);
 
 /* Copies the write-ahead log into the database file and truncates it,
@@ -138,7 +144,7 @@ int store_check_file(struct store *st);
  * later). Main thread. */
 int store_checkpoint(struct store *st);
 
-/* ---- History (lib/store/store_history.c, issue 5) ---- */
+/* ---- History ---- */
 
 /* Latest decided (passed, failed, error), non-invalidated run per service
  * and environment: items [{service, environment, verdict, run_id,
@@ -253,13 +259,7 @@ int store_trend(struct store *st, const struct store_trend_query *q, json_t **re
 int store_probe_percentile(struct store *st, int64_t run_id, size_t idx, const char *metric,
                            double *ret_ms);
 
-/* The SQL of store_trend and store_gates_latest (for EXPLAIN QUERY PLAN
- * in tests). */
-const char *store_trend_sql(bool with_environment);
-const char *store_trend_bucket_sql(bool with_environment);
-const char *store_gates_latest_sql(void);
-
-/* ---- Reports and /metrics (lib/store/store_report.c, issue 5) ---- */
+/* ---- Reports and /metrics ---- */
 
 /* What GET /metrics shows from the store: {runs_by_state: {state: n},
  * db_size_bytes, gates: store_gates_latest() items (at most 1000) each
@@ -267,7 +267,7 @@ const char *store_gates_latest_sql(void);
  * reference. Main thread (or a read-only connection). */
 int store_metrics_snapshot(struct store *st, json_t **ret_snap);
 
-/* ---- Load engine measurements (lib/store/store_load.c, issue 3) ---- */
+/* ---- Load engine measurements ---- */
 
 /* Saves (replacing) the serialized histogram `name` ("latency",
  * "latency_uncorrected" or "failed": hist_serialize() bytes, borrowed) of
@@ -289,7 +289,7 @@ int store_probe_timeline_save(struct store *st, int64_t run_id, size_t idx, json
 /* The timeline saved above, ordered by second (empty if none). New reference. */
 int store_probe_timeline_get(struct store *st, int64_t run_id, size_t idx, json_t **ret_timeline);
 
-/* ---- Audit trail and scopes (lib/store/store_audit.c) ---- */
+/* ---- Audit trail and scopes ---- */
 
 /* One change made through the API. action: "cancel", "invalidate",
  * "rejudge", "waiver-create", "waiver-revoke". by: the token's name, or

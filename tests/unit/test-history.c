@@ -21,6 +21,7 @@
 #include "lib/loadgen/hist.h"
 #include "lib/gate/judge.h"
 #include "lib/spec/spec.h"
+#include "lib/store/sqlite/sqlite.h"
 #include "lib/store/store.h"
 #include "lib/util/util.h"
 
@@ -538,19 +539,19 @@ static void assert_plan_uses(const char *sql, const char *index)
 
 START_TEST(test_trend_plan_uses_index)
 {
-	assert_plan_uses(store_trend_sql(true), "metrics_trend");
-	assert_plan_uses(store_trend_sql(false), "metrics_trend");
-	assert_plan_uses(store_trend_bucket_sql(true), "metrics_trend");
-	assert_plan_uses(store_trend_bucket_sql(true), "environment=? AND ts>? AND ts<?");
-	assert_plan_uses(store_trend_bucket_sql(false), "metrics_trend");
+	assert_plan_uses(sqlite_trend_sql(true), "metrics_trend");
+	assert_plan_uses(sqlite_trend_sql(false), "metrics_trend");
+	assert_plan_uses(sqlite_trend_bucket_sql(true), "metrics_trend");
+	assert_plan_uses(sqlite_trend_bucket_sql(true), "environment=? AND ts>? AND ts<?");
+	assert_plan_uses(sqlite_trend_bucket_sql(false), "metrics_trend");
 }
 END_TEST
 
 START_TEST(test_gates_plan_uses_index)
 {
-	assert_plan_uses(store_gates_latest_sql(), "runs_decided");
+	assert_plan_uses(sqlite_gates_latest_sql(), "runs_decided");
 	/* The skip scan: a seek to the next environment, not a walk. */
-	assert_plan_uses(store_gates_latest_sql(), "(service=? AND environment>?)");
+	assert_plan_uses(sqlite_gates_latest_sql(), "(service=? AND environment>?)");
 }
 END_TEST
 

@@ -2,8 +2,8 @@
  * a real store (":memory:"), a real HTTP client, and a local "silent"
  * server that accepts connections and never answers, so a probe can be
  * held in `running` for as long as a test needs. A store that refuses
- * writes (as on a full disk) is made with an SQLite authorizer that
- * denies every INSERT, UPDATE and DELETE. Every test ends with all
+ * writes (as on a full disk) is the real one wrapped by store-faulty,
+ * which fails every write while told to. Every test ends with all
  * handles closed and uv_loop_close() == 0. */
 #include <check.h>
 #include <errno.h>
@@ -12,13 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
-
 #include "lib/net/http.h"
 #include "lib/sched/sched.h"
 #include "lib/spec/spec.h"
 #include "lib/store/store.h"
-#include "lib/store/sqlite/sqlite_internal.h" /* the connection: to make the store refuse writes */
+#include "tests/unit/store-faulty.h"
 
 struct silent_conn {
 	uv_tcp_t tcp;
@@ -80,6 +78,8 @@ static void setup(void)
 
 	ck_assert_int_eq(uv_loop_init(&loop), 0);
 	ck_assert_int_eq(store_open(":memory:", &st, err, sizeof(err)), 0);
+	st = store_faulty_wrap(st);
+	ck_assert_ptr_nonnull(st);
 	ck_assert_int_eq(http_client_new(&loop, &http), 0);
 	ck_assert_int_eq(sched_new(&loop, st, http, &cfg, &sched), 0);
 	start_silent_server();
@@ -387,19 +387,11 @@ START_TEST(test_watch_and_shutdown_interrupts)
 }
 END_TEST
 
-static int deny_writes(void *userdata, int action, const char *a, const char *b, const char *c,
-                       const char *d)
-{
-	return action == SQLITE_INSERT || action == SQLITE_UPDATE || action == SQLITE_DELETE
-	               ? SQLITE_DENY
-	               : SQLITE_OK;
-}
-
-/* Setting or clearing an authorizer expires the prepared statements, so
- * the store's cached ones are checked again at their next step. */
+/* SQLite's words for a write its authorizer denies, as the daemon
+ * would report them. */
 static void store_refuse(bool refuse)
 {
-	sqlite3_set_authorizer(store_db(st), refuse ? deny_writes : NULL, NULL);
+	store_faulty_refuse(st, refuse ? -EIO : 0, "not authorized");
 }
 
 struct store_log {

@@ -210,7 +210,7 @@ START_TEST(test_migrate_empty)
 	sqlite3 *db;
 
 	ck_assert_int_ge(store_n_migrations, 1);
-	ck_assert_int_eq(store_schema_latest(), store_n_migrations);
+	ck_assert_int_eq(store_schema_latest(st), store_n_migrations);
 	ck_assert_int_eq(store_schema_version(st), store_n_migrations);
 	if (_i == 1) {
 		db = raw_open(db_file);

@@ -1,6 +1,10 @@
-/* store: SQLite access and the migration runner (see store.h). Every
+/* sqlite: the SQLite backend of the store (store.h, store_backend.h):
+ * the connection, the migration runner, runs and probe results; its
+ * other files hold history, audit, load measurements, reports and
+ * retention, and this one assembles their operations into the table
+ * store.c dispatches through. Every
  * SQLite result code is translated to -errno here, once, and the SQLite
- * message is kept for store_errmsg(). Statements are prepared once per
+ * message is kept for sqlite_errmsg(). Statements are prepared once per
  * connection and cached; every statement is reset as soon as its rows are
  * read, because a pending SELECT would pin a WAL snapshot (readers see old
  * data, checkpoints stall).
@@ -19,7 +23,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "lib/store/store.h"
 #include "lib/store/sqlite/sqlite_internal.h"
 #include "lib/store/sqlite/sqlite_migrations.h"
 #include "lib/util/util.h"
@@ -119,7 +122,7 @@ static const char *const stmt_sql[_ST_MAX] = {
                           "WHERE state IN ('queued', 'running')",
 };
 
-/* Filters of store_runs_list(), as bits of the list statement cache. */
+/* Filters of sqlite_runs_list(), as bits of the list statement cache. */
 enum {
 	LIST_SERVICE = 1 << 0,
 	LIST_ENVIRONMENT = 1 << 1,
@@ -128,7 +131,9 @@ enum {
 	LIST_VARIANTS = 1 << 4,
 };
 
-struct store {
+/* The SQLite backend's connection; callers hold the interface handle. */
+struct sqlite_store {
+	struct store base;
 	sqlite3 *db;
 	int version;
 	sqlite3_stmt *stmts[_ST_MAX];
@@ -138,8 +143,15 @@ struct store {
 	char *path;                   /* NULL for ":memory:" */
 	dev_t dev;                    /* the file opened, for store_check_file */
 	ino_t ino;
-	struct store_cache gates; /* GET /v1/gates, see store_history.c */
+	struct sqlite_cache gates; /* GET /v1/gates, see store_history.c */
 };
+
+static const struct store_ops sqlite_ops;
+
+static struct sqlite_store *sq(struct store *st)
+{
+	return rd_container_of(st, struct sqlite_store, base);
+}
 
 /* How a JSON field maps to a column, both ways. */
 enum col_kind {
@@ -199,9 +211,9 @@ __attribute__((format(printf, 2, 3))) static void set_err(struct store *st, cons
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(st->errmsg, sizeof(st->errmsg), fmt, ap);
+	vsnprintf(sq(st)->errmsg, sizeof(sq(st)->errmsg), fmt, ap);
 	va_end(ap);
-	st->cause[0] = '\0';
+	sq(st)->cause[0] = '\0';
 }
 
 static int errno_from_sqlite(int rc)
@@ -230,8 +242,8 @@ static int errno_from_sqlite(int rc)
 /* Records SQLite's message for a failed step and translates rc. */
 static int db_fail(struct store *st, int rc, const char *what)
 {
-	set_err(st, "Failed to %s: %s", what, sqlite3_errmsg(st->db));
-	snprintf(st->cause, sizeof(st->cause), "%s", sqlite3_errmsg(st->db));
+	set_err(st, "Failed to %s: %s", what, sqlite3_errmsg(sq(st)->db));
+	snprintf(sq(st)->cause, sizeof(sq(st)->cause), "%s", sqlite3_errmsg(sq(st)->db));
 	return errno_from_sqlite(rc);
 }
 
@@ -251,13 +263,13 @@ static int stmt_get(struct store *st, enum stmt_id id, sqlite3_stmt **ret)
 {
 	int rc;
 
-	if (!st->stmts[id]) {
-		rc = sqlite3_prepare_v3(st->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
-		                        &st->stmts[id], NULL);
+	if (!sq(st)->stmts[id]) {
+		rc = sqlite3_prepare_v3(sq(st)->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+		                        &sq(st)->stmts[id], NULL);
 		if (rc != SQLITE_OK)
 			return db_fail(st, rc, "prepare a statement");
 	}
-	*ret = st->stmts[id];
+	*ret = sq(st)->stmts[id];
 	return 0;
 }
 
@@ -325,14 +337,14 @@ static void tx_rollback(struct store *st)
 	char saved[STORE_ERRMSG_MAX], cause[STORE_ERRMSG_MAX];
 	sqlite3_stmt *s = NULL;
 
-	if (sqlite3_get_autocommit(st->db))
+	if (sqlite3_get_autocommit(sq(st)->db))
 		return;
-	memcpy(saved, st->errmsg, sizeof(saved));
-	memcpy(cause, st->cause, sizeof(cause));
+	memcpy(saved, sq(st)->errmsg, sizeof(saved));
+	memcpy(cause, sq(st)->cause, sizeof(cause));
 	if (stmt_get(st, ST_ROLLBACK, &s) == 0)
 		(void)stmt_run(st, s, "roll back");
-	memcpy(st->errmsg, saved, sizeof(saved));
-	memcpy(st->cause, cause, sizeof(cause));
+	memcpy(sq(st)->errmsg, saved, sizeof(saved));
+	memcpy(sq(st)->cause, cause, sizeof(cause));
 }
 
 /* Ends the transaction: COMMIT when r is 0, else ROLLBACK. Returns r, or
@@ -355,7 +367,7 @@ static int tx_end(struct store *st, int r)
 
 static int exec_sql(struct store *st, const char *sql, const char *what)
 {
-	int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+	int rc = sqlite3_exec(sq(st)->db, sql, NULL, NULL, NULL);
 
 	return rc == SQLITE_OK ? 0 : db_fail(st, rc, what);
 }
@@ -367,7 +379,7 @@ static int query_int(struct store *st, const char *sql, int64_t arg, int64_t *re
 	sqlite3_stmt *s = NULL;
 	int rc, r = 0;
 
-	rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+	rc = sqlite3_prepare_v2(sq(st)->db, sql, -1, &s, NULL);
 	if (rc != SQLITE_OK)
 		return db_fail(st, rc, "read the schema");
 	if (sqlite3_bind_parameter_count(s) > 0)
@@ -424,8 +436,8 @@ static int migration_recorded(struct store *st, const struct store_migration *m,
 	sqlite3_stmt *s = NULL;
 	int rc, r = 0;
 
-	rc = sqlite3_prepare_v2(st->db, "SELECT name FROM schema_migrations WHERE version = ?1", -1,
-	                        &s, NULL);
+	rc = sqlite3_prepare_v2(sq(st)->db, "SELECT name FROM schema_migrations WHERE version = ?1",
+	                        -1, &s, NULL);
 	if (rc != SQLITE_OK)
 		return db_fail(st, rc, "read the schema");
 	sqlite3_bind_int(s, 1, m->version);
@@ -451,7 +463,7 @@ static int migration_record(struct store *st, const struct store_migration *m)
 	sqlite3_stmt *s = NULL;
 	int rc;
 
-	rc = sqlite3_prepare_v2(st->db,
+	rc = sqlite3_prepare_v2(sq(st)->db,
 	                        "INSERT INTO schema_migrations (version, name, applied_at) "
 	                        "VALUES (?1, ?2, ?3)",
 	                        -1, &s, NULL);
@@ -509,7 +521,7 @@ static int schema_migrate(struct store *st)
 		if (r < 0)
 			return r;
 	}
-	return schema_read_version(st, &st->version);
+	return schema_read_version(st, &sq(st)->version);
 }
 
 /* ---- Opening ------------------------------------------------------- */
@@ -523,17 +535,17 @@ static int db_open(struct store *st, const char *path, int flags)
 {
 	int rc;
 
-	rc = sqlite3_open_v2(path, &st->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+	rc = sqlite3_open_v2(path, &sq(st)->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
 		set_err(st, "Failed to open database '%s': %s", path,
-		        st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+		        sq(st)->db ? sqlite3_errmsg(sq(st)->db) : sqlite3_errstr(rc));
 		return errno_from_sqlite(rc);
 	}
-	sqlite3_extended_result_codes(st->db, 1);
-	rc = sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
+	sqlite3_extended_result_codes(sq(st)->db, 1);
+	rc = sqlite3_busy_timeout(sq(st)->db, STORE_BUSY_TIMEOUT_MS);
 	if (rc != SQLITE_OK)
 		return db_fail(st, rc, "set the busy timeout");
-	if (store_scope_register(st->db) < 0)
+	if (sqlite_scope_register(sq(st)->db) < 0)
 		return db_fail(st, SQLITE_NOMEM, "register readyd_in_scope");
 	return 0;
 }
@@ -546,7 +558,7 @@ static int db_enable_wal(struct store *st, const char *path)
 	sqlite3_stmt *s = NULL;
 	int rc, r = 0;
 
-	rc = sqlite3_prepare_v2(st->db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
+	rc = sqlite3_prepare_v2(sq(st)->db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
 	if (rc != SQLITE_OK)
 		return db_fail(st, rc, "enable WAL");
 	rc = sqlite3_step(s);
@@ -561,7 +573,7 @@ static int db_enable_wal(struct store *st, const char *path)
 	return r;
 }
 
-/* The identity of the file just opened, for store_check_file(). */
+/* The identity of the file just opened, for sqlite_check_file(). */
 static int remember_file(struct store *st, const char *path)
 {
 	struct stat sb;
@@ -572,30 +584,33 @@ static int remember_file(struct store *st, const char *path)
 		set_err(st, "Failed to stat database '%s': %s", path, strerror(e));
 		return -e;
 	}
-	st->path = strdup(path);
-	if (!st->path)
+	sq(st)->path = strdup(path);
+	if (!sq(st)->path)
 		return oom(st);
-	st->dev = sb.st_dev;
-	st->ino = sb.st_ino;
+	sq(st)->dev = sb.st_dev;
+	sq(st)->ino = sb.st_ino;
 	return 0;
 }
 
-static void copy_err(const struct store *st, char *err, size_t errlen)
+static void copy_err(struct store *st, char *err, size_t errlen)
 {
 	if (err && errlen > 0)
-		snprintf(err, errlen, "%s", st->errmsg);
+		snprintf(err, errlen, "%s", sq(st)->errmsg);
 }
 
-int store_open(const char *path, struct store **ret_store, char *err, size_t errlen)
+int sqlite_open(const char *path, struct store **ret_store, char *err, size_t errlen)
 {
+	struct sqlite_store *sqs;
 	struct store *st;
 	int r;
 
 	if (!path || !ret_store)
 		return -EINVAL;
-	st = calloc(1, sizeof(*st));
-	if (!st)
+	sqs = calloc(1, sizeof(*sqs));
+	if (!sqs)
 		return -ENOMEM;
+	sqs->base.ops = &sqlite_ops;
+	st = &sqs->base;
 	r = db_open(st, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
 	/* Effective only on a new, empty database (SQLite switches an existing
 	 * one only with a VACUUM): lets retention give pages back in steps. */
@@ -611,11 +626,11 @@ int store_open(const char *path, struct store **ret_store, char *err, size_t err
 		r = schema_migrate(st);
 	if (r == 0 && !path_is_memory(path))
 		r = remember_file(st, path);
-	if (r == 0 && sqlite3_busy_timeout(st->db, STORE_LOOP_BUSY_MS) != SQLITE_OK)
+	if (r == 0 && sqlite3_busy_timeout(sq(st)->db, STORE_LOOP_BUSY_MS) != SQLITE_OK)
 		r = db_fail(st, SQLITE_MISUSE, "set the busy timeout");
 	if (r < 0) {
 		copy_err(st, err, errlen);
-		store_free(st);
+		sqlite_free(st);
 		return r;
 	}
 	*ret_store = st;
@@ -624,25 +639,26 @@ int store_open(const char *path, struct store **ret_store, char *err, size_t err
 
 static int readonly_check_version(struct store *st)
 {
-	int r = schema_read_version(st, &st->version);
+	int r = schema_read_version(st, &sq(st)->version);
 
 	if (r < 0)
 		return r;
-	r = schema_check_not_newer(st, st->version);
+	r = schema_check_not_newer(st, sq(st)->version);
 	if (r < 0)
 		return r;
-	if (st->version < store_n_migrations) {
+	if (sq(st)->version < store_n_migrations) {
 		set_err(st,
 		        "database schema version %d is older than this readyd (needs %d): "
 		        "open it read-write first to migrate it",
-		        st->version, store_n_migrations);
+		        sq(st)->version, store_n_migrations);
 		return -EPROTONOSUPPORT;
 	}
 	return 0;
 }
 
-int store_open_readonly(const char *path, struct store **ret_store, char *err, size_t errlen)
+int sqlite_open_readonly(const char *path, struct store **ret_store, char *err, size_t errlen)
 {
+	struct sqlite_store *sqs;
 	struct store *st;
 	int r;
 
@@ -653,9 +669,11 @@ int store_open_readonly(const char *path, struct store **ret_store, char *err, s
 			snprintf(err, errlen, "an in-memory database has no second connection");
 		return -EINVAL;
 	}
-	st = calloc(1, sizeof(*st));
-	if (!st)
+	sqs = calloc(1, sizeof(*sqs));
+	if (!sqs)
 		return -ENOMEM;
+	sqs->base.ops = &sqlite_ops;
+	st = &sqs->base;
 	r = db_open(st, path, SQLITE_OPEN_READONLY);
 	if (r == 0)
 		r = exec_sql(st, "PRAGMA query_only = ON", "configure the database");
@@ -663,76 +681,77 @@ int store_open_readonly(const char *path, struct store **ret_store, char *err, s
 		r = readonly_check_version(st);
 	if (r < 0) {
 		copy_err(st, err, errlen);
-		store_free(st);
+		sqlite_free(st);
 		return r;
 	}
 	*ret_store = st;
 	return 0;
 }
 
-void store_free(struct store *st)
+void sqlite_free(struct store *st)
 {
 	if (!st)
 		return;
-	for (size_t i = 0; i < RD_ARRAY_SIZE(st->stmts); i++)
-		sqlite3_finalize(st->stmts[i]);
-	for (size_t i = 0; i < RD_ARRAY_SIZE(st->lists); i++)
-		sqlite3_finalize(st->lists[i]);
-	sqlite3_close_v2(st->db);
-	json_decref(st->gates.value);
-	free(st->path);
-	free(st);
+	for (size_t i = 0; i < RD_ARRAY_SIZE(sq(st)->stmts); i++)
+		sqlite3_finalize(sq(st)->stmts[i]);
+	for (size_t i = 0; i < RD_ARRAY_SIZE(sq(st)->lists); i++)
+		sqlite3_finalize(sq(st)->lists[i]);
+	sqlite3_close_v2(sq(st)->db);
+	json_decref(sq(st)->gates.value);
+	free(sq(st)->path);
+	free(sq(st));
 }
 
-struct store_cache *store_gates_cache(struct store *st)
+struct sqlite_cache *sqlite_gates_cache(struct store *st)
 {
-	return &st->gates;
+	return &sq(st)->gates;
 }
 
-int store_schema_version(struct store *st)
+int sqlite_schema_version(struct store *st)
 {
-	return st->version;
+	return sq(st)->version;
 }
 
-int store_schema_latest(void)
+int sqlite_schema_latest(struct store *st)
 {
+	(void)st;
 	return store_n_migrations;
 }
 
-const char *store_errmsg(struct store *st)
+const char *sqlite_errmsg(struct store *st)
 {
-	return st->errmsg[0] ? st->errmsg : "no error";
+	return sq(st)->errmsg[0] ? sq(st)->errmsg : "no error";
 }
 
-const char *store_errcause(struct store *st)
+const char *sqlite_errcause(struct store *st)
 {
-	return st->cause[0] ? st->cause : store_errmsg(st);
+	return sq(st)->cause[0] ? sq(st)->cause : sqlite_errmsg(st);
 }
 
-int store_check_file(struct store *st)
+int sqlite_check_file(struct store *st)
 {
 	struct stat sb;
 
-	if (!st->path)
+	if (!sq(st)->path)
 		return 0;
-	if (stat(st->path, &sb) < 0) {
+	if (stat(sq(st)->path, &sb) < 0) {
 		int e = errno;
 
 		if (e == ENOENT)
 			set_err(st,
 			        "the database file '%s' was deleted or renamed away while readyd "
 			        "has it open",
-			        st->path);
+			        sq(st)->path);
 		else
-			set_err(st, "cannot stat the database file '%s': %s", st->path,
+			set_err(st, "cannot stat the database file '%s': %s", sq(st)->path,
 			        strerror(e));
 		return -e;
 	}
-	if (sb.st_dev != st->dev || sb.st_ino != st->ino) {
+	if (sb.st_dev != sq(st)->dev || sb.st_ino != sq(st)->ino) {
 		set_err(st,
 		        "the database file '%s' was replaced by another file while readyd has "
 		        "the old one open",
-		        st->path);
+		        sq(st)->path);
 		return -ESTALE;
 	}
 	return 0;
@@ -741,13 +760,13 @@ int store_check_file(struct store *st)
 /* Without a busy handler for the call: TRUNCATE would otherwise wait up
  * to the busy timeout for an outside reader (a sqlite3 shell) on the
  * loop thread; busy, it does what it can and the next call finishes. */
-int store_checkpoint(struct store *st)
+int sqlite_checkpoint(struct store *st)
 {
 	int rc;
 
-	sqlite3_busy_timeout(st->db, 0);
-	rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-	sqlite3_busy_timeout(st->db, STORE_LOOP_BUSY_MS);
+	sqlite3_busy_timeout(sq(st)->db, 0);
+	rc = sqlite3_wal_checkpoint_v2(sq(st)->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	sqlite3_busy_timeout(sq(st)->db, STORE_LOOP_BUSY_MS);
 	return rc == SQLITE_OK ? 0 : db_fail(st, rc, "checkpoint the write-ahead log");
 }
 
@@ -994,7 +1013,7 @@ static int cols_bind(sqlite3_stmt *s, int first, json_t *obj, const struct col *
 
 /* ---- Runs ---------------------------------------------------------- */
 
-int store_run_find_by_key(struct store *st, const char *key, int64_t *ret_id)
+int sqlite_run_find_by_key(struct store *st, const char *key, int64_t *ret_id)
 {
 	sqlite3_stmt *s = NULL;
 	int rc, r;
@@ -1031,7 +1050,7 @@ static int run_insert(struct store *st, const struct store_run_new *rn, int64_t 
 		return bind_fail(st, s, rc);
 	r = stmt_run(st, s, "insert a run");
 	if (r == 0)
-		*ret_id = sqlite3_last_insert_rowid(st->db);
+		*ret_id = sqlite3_last_insert_rowid(sq(st)->db);
 	return r;
 }
 
@@ -1068,8 +1087,8 @@ static bool run_new_valid(const struct store_run_new *rn)
 	return true;
 }
 
-int store_run_create(struct store *st, const struct store_run_new *rn, int64_t *ret_id,
-                     bool *ret_existing)
+int sqlite_run_create(struct store *st, const struct store_run_new *rn, int64_t *ret_id,
+                      bool *ret_existing)
 {
 	bool existing = false;
 	int64_t id = 0;
@@ -1084,7 +1103,7 @@ int store_run_create(struct store *st, const struct store_run_new *rn, int64_t *
 	if (r < 0)
 		return r;
 	if (rn->idempotency_key) {
-		r = store_run_find_by_key(st, rn->idempotency_key, &id);
+		r = sqlite_run_find_by_key(st, rn->idempotency_key, &id);
 		existing = r == 0;
 		if (r == -ENOENT)
 			r = 0;
@@ -1103,8 +1122,8 @@ int store_run_create(struct store *st, const struct store_run_new *rn, int64_t *
 	return 0;
 }
 
-int store_run_update(struct store *st, int64_t id, const char *state, const char *verdict,
-                     int64_t started_at, int64_t finished_at, const char *error)
+int sqlite_run_update(struct store *st, int64_t id, const char *state, const char *verdict,
+                      int64_t started_at, int64_t finished_at, const char *error)
 {
 	sqlite3_stmt *s = NULL;
 	int rc, r;
@@ -1124,7 +1143,7 @@ int store_run_update(struct store *st, int64_t id, const char *state, const char
 	    (rc = bind_text_opt(s, 6, error)) != SQLITE_OK)
 		return bind_fail(st, s, rc);
 	r = stmt_run(st, s, "update a run");
-	if (r == 0 && sqlite3_changes(st->db) == 0) {
+	if (r == 0 && sqlite3_changes(sq(st)->db) == 0) {
 		set_err(st, "Failed to update run %" PRId64 ": no such run", id);
 		return -ENOENT;
 	}
@@ -1342,7 +1361,7 @@ static int run_require(struct store *st, int64_t run_id)
 	return r;
 }
 
-int store_probe_save(struct store *st, int64_t run_id, size_t idx, json_t *probe)
+int sqlite_probe_save(struct store *st, int64_t run_id, size_t idx, json_t *probe)
 {
 	struct probe_row pr = {0};
 	int r;
@@ -1414,7 +1433,7 @@ static int judgement_replace(struct store *st, int64_t run_id, json_t *arr, bool
 	return r;
 }
 
-int store_judgement_save(struct store *st, int64_t run_id, json_t *gates, json_t *checklist)
+int sqlite_judgement_save(struct store *st, int64_t run_id, json_t *gates, json_t *checklist)
 {
 	int r;
 
@@ -1481,22 +1500,14 @@ static int run_add_children(struct store *st, int64_t id, json_t *run)
 	return 0;
 }
 
-int store_run_get(struct store *st, int64_t id, json_t **ret_run)
+/* Inside read_begin/read_end (store.c adds the history around it). */
+int sqlite_run_get(struct store *st, int64_t id, json_t **ret_run)
 {
 	json_t *run = NULL;
-	int r;
+	int r = run_row(st, id, &run);
 
-	/* One read transaction: a reader connection must not see the run
-	 * from one commit and its probes from the next. */
-	r = tx_begin(st, false);
-	if (r < 0)
-		return r;
-	r = run_row(st, id, &run);
 	if (r == 0)
 		r = run_add_children(st, id, run);
-	if (r == 0)
-		r = store_history_decorate(st, id, run); /* store_history.c */
-	r = tx_end(st, r);
 	if (r < 0) {
 		json_decref(run);
 		return r;
@@ -1505,7 +1516,7 @@ int store_run_get(struct store *st, int64_t id, json_t **ret_run)
 	return 0;
 }
 
-int store_run_spec(struct store *st, int64_t id, json_t **ret_spec)
+int sqlite_run_spec(struct store *st, int64_t id, json_t **ret_spec)
 {
 	json_t *spec = NULL;
 	sqlite3_stmt *s = NULL;
@@ -1543,7 +1554,7 @@ static int list_stmt(struct store *st, unsigned mask, sqlite3_stmt **ret)
 	char sql[512];
 	int rc;
 
-	if (!st->lists[mask]) {
+	if (!sq(st)->lists[mask]) {
 		snprintf(sql, sizeof(sql),
 		         "SELECT " RUN_COLS " FROM runs WHERE id < ?1%s%s%s%s "
 		         "ORDER BY id DESC LIMIT ?5",
@@ -1551,12 +1562,12 @@ static int list_stmt(struct store *st, unsigned mask, sqlite3_stmt **ret)
 		         mask & LIST_ENVIRONMENT ? " AND environment = ?3" : "",
 		         mask & LIST_STATE ? " AND state = ?4" : "",
 		         mask & LIST_SCOPE ? " AND readyd_in_scope(service, ?6)" : "");
-		rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
-		                        &st->lists[mask], NULL);
+		rc = sqlite3_prepare_v3(sq(st)->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+		                        &sq(st)->lists[mask], NULL);
 		if (rc != SQLITE_OK)
 			return db_fail(st, rc, "prepare a statement");
 	}
-	*ret = st->lists[mask];
+	*ret = sq(st)->lists[mask];
 	return 0;
 }
 
@@ -1613,8 +1624,8 @@ static int list_cursor(struct store *st, const char *cursor, int64_t *ret_below)
 	return 0;
 }
 
-int store_runs_list(struct store *st, const struct store_filter *f, json_t **ret_items,
-                    char **ret_next_cursor)
+int sqlite_runs_list(struct store *st, const struct store_filter *f, json_t **ret_items,
+                     char **ret_next_cursor)
 {
 	unsigned mask = (f->service ? LIST_SERVICE : 0) | (f->environment ? LIST_ENVIRONMENT : 0) |
 	                (f->state ? LIST_STATE : 0) | (f->scope && *f->scope ? LIST_SCOPE : 0);
@@ -1650,7 +1661,7 @@ int store_runs_list(struct store *st, const struct store_filter *f, json_t **ret
 	return 0;
 }
 
-int store_runs_interrupt_stale(struct store *st, int64_t now_ms)
+int sqlite_runs_interrupt_stale(struct store *st, int64_t now_ms)
 {
 	int r, count = 0;
 
@@ -1661,40 +1672,95 @@ int store_runs_interrupt_stale(struct store *st, int64_t now_ms)
 	r = exec_with_int(st, ST_STALE_PROBES, now_ms, "interrupt probes");
 	if (r == 0) {
 		r = exec_with_int(st, ST_STALE_RUNS, now_ms, "interrupt runs");
-		count = sqlite3_changes(st->db);
+		count = sqlite3_changes(sq(st)->db);
 	}
 	r = tx_end(st, r);
 	return r < 0 ? r : count;
 }
 
-/* ---- For sibling store files (store_internal.h) --------------------- */
+/* ---- For the backend's other files (sqlite_internal.h) ------------ */
 
-sqlite3 *store_db(struct store *st)
+sqlite3 *sqlite_db(struct store *st)
 {
-	return st->db;
+	return sq(st)->db;
 }
 
-void store_set_errf(struct store *st, const char *fmt, ...)
+void sqlite_set_errf(struct store *st, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(st->errmsg, sizeof(st->errmsg), fmt, ap);
+	vsnprintf(sq(st)->errmsg, sizeof(sq(st)->errmsg), fmt, ap);
 	va_end(ap);
-	st->cause[0] = '\0';
+	sq(st)->cause[0] = '\0';
 }
 
-int store_db_fail(struct store *st, int rc, const char *what)
+int sqlite_db_fail(struct store *st, int rc, const char *what)
 {
 	return db_fail(st, rc, what);
 }
 
-int store_tx_begin(struct store *st, bool write)
+int sqlite_tx_begin(struct store *st, bool write)
 {
 	return tx_begin(st, write);
 }
 
-int store_tx_end(struct store *st, int r)
+int sqlite_tx_end(struct store *st, int r)
 {
 	return tx_end(st, r);
 }
+
+int sqlite_read_begin(struct store *st)
+{
+	return tx_begin(st, false);
+}
+
+int sqlite_read_end(struct store *st, int r)
+{
+	return tx_end(st, r);
+}
+
+static const struct store_ops sqlite_ops = {
+        .name = "sqlite",
+        .read_begin = sqlite_read_begin,
+        .read_end = sqlite_read_end,
+        .free = sqlite_free,
+        .schema_version = sqlite_schema_version,
+        .run_create = sqlite_run_create,
+        .run_find_by_key = sqlite_run_find_by_key,
+        .run_update = sqlite_run_update,
+        .probe_save = sqlite_probe_save,
+        .judgement_save = sqlite_judgement_save,
+        .run_spec = sqlite_run_spec,
+        .runs_list = sqlite_runs_list,
+        .runs_interrupt_stale = sqlite_runs_interrupt_stale,
+        .prune_raw = sqlite_prune_raw,
+        .errmsg = sqlite_errmsg,
+        .errcause = sqlite_errcause,
+        .check_file = sqlite_check_file,
+        .checkpoint = sqlite_checkpoint,
+        .gates_latest = sqlite_gates_latest,
+        .baseline = sqlite_baseline,
+        .waiver_create = sqlite_waiver_create,
+        .waivers_list = sqlite_waivers_list,
+        .waiver_get = sqlite_waiver_get,
+        .waiver_revoke = sqlite_waiver_revoke,
+        .waiver_find = sqlite_waiver_find,
+        .run_invalidate = sqlite_run_invalidate,
+        .rejudgement_add = sqlite_rejudgement_add,
+        .services_list = sqlite_services_list,
+        .history = sqlite_history,
+        .trend = sqlite_trend,
+        .probe_percentile = sqlite_probe_percentile,
+        .metrics_snapshot = sqlite_metrics_snapshot,
+        .probe_blob_save = sqlite_probe_blob_save,
+        .probe_blob_get = sqlite_probe_blob_get,
+        .probe_timeline_save = sqlite_probe_timeline_save,
+        .probe_timeline_get = sqlite_probe_timeline_get,
+        .audit_add = sqlite_audit_add,
+        .audit_list = sqlite_audit_list,
+        .run_service = sqlite_run_service,
+        .schema_latest = sqlite_schema_latest,
+        .run_get = sqlite_run_get,
+        .run_history = sqlite_run_history,
+};

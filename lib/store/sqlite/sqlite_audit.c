@@ -5,7 +5,7 @@
  * stay full and cursors stay right.
  *
  * Same rules as store.c: main thread for the write connection, SQLite
- * codes turned into -errno with a message for store_errmsg().
+ * codes turned into -errno with a message for sqlite_errmsg().
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -18,9 +18,9 @@
 
 static int prepare(struct store *st, const char *sql, sqlite3_stmt **ret)
 {
-	int rc = sqlite3_prepare_v2(store_db(st), sql, -1, ret, NULL);
+	int rc = sqlite3_prepare_v2(sqlite_db(st), sql, -1, ret, NULL);
 
-	return rc == SQLITE_OK ? 0 : store_db_fail(st, rc, "prepare a query");
+	return rc == SQLITE_OK ? 0 : sqlite_db_fail(st, rc, "prepare a query");
 }
 
 static int bind_opt(sqlite3_stmt *s, int i, const char *v)
@@ -33,7 +33,7 @@ static int bind_id(sqlite3_stmt *s, int i, int64_t v)
 	return v > 0 ? sqlite3_bind_int64(s, i, v) : sqlite3_bind_null(s, i);
 }
 
-int store_audit_add(struct store *st, const struct store_audit_new *a)
+int sqlite_audit_add(struct store *st, const struct store_audit_new *a)
 {
 	static const char sql[] = "INSERT INTO audit (at, action, actor, service, run_id, "
 	                          "waiver_id, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
@@ -50,7 +50,7 @@ int store_audit_add(struct store *st, const struct store_audit_new *a)
 	    (rc = bind_id(s, 6, a->waiver_id)) != SQLITE_OK ||
 	    (rc = bind_opt(s, 7, a->reason)) != SQLITE_OK ||
 	    (rc = sqlite3_step(s)) != SQLITE_DONE) {
-		r = store_db_fail(st, rc, "record a change");
+		r = sqlite_db_fail(st, rc, "record a change");
 		sqlite3_finalize(s);
 		return r;
 	}
@@ -73,7 +73,7 @@ static json_t *audit_row(sqlite3_stmt *s)
 	return o;
 }
 
-int store_audit_list(struct store *st, int64_t run_id, int64_t waiver_id, json_t **ret_changes)
+int sqlite_audit_list(struct store *st, int64_t run_id, int64_t waiver_id, json_t **ret_changes)
 {
 	const char *sql = run_id > 0 ? "SELECT action, actor, at, reason FROM audit "
 	                               "WHERE run_id = ?1 ORDER BY id"
@@ -91,7 +91,7 @@ int store_audit_list(struct store *st, int64_t run_id, int64_t waiver_id, json_t
 			r = -ENOMEM;
 	}
 	if (r == 0 && rc != SQLITE_DONE)
-		r = store_db_fail(st, rc, "read the changes");
+		r = sqlite_db_fail(st, rc, "read the changes");
 	sqlite3_finalize(s);
 	if (r < 0) {
 		json_decref(arr);
@@ -101,17 +101,7 @@ int store_audit_list(struct store *st, int64_t run_id, int64_t waiver_id, json_t
 	return 0;
 }
 
-int store_audit_decorate(struct store *st, int64_t id, json_t *run)
-{
-	json_t *changes = NULL;
-	int r = store_audit_list(st, id, 0, &changes);
-
-	if (r < 0)
-		return r;
-	return json_object_set_new(run, "changes", changes) < 0 ? -ENOMEM : 0;
-}
-
-int store_run_service(struct store *st, int64_t id, char *buf, size_t len)
+int sqlite_run_service(struct store *st, int64_t id, char *buf, size_t len)
 {
 	sqlite3_stmt *s = NULL;
 	int rc, r = prepare(st, "SELECT service FROM runs WHERE id = ?1", &s);
@@ -123,10 +113,10 @@ int store_run_service(struct store *st, int64_t id, char *buf, size_t len)
 	if (rc == SQLITE_ROW)
 		snprintf(buf, len, "%s", (const char *)sqlite3_column_text(s, 0));
 	else if (rc == SQLITE_DONE)
-		store_set_errf(st, "no run %" PRId64, id);
+		sqlite_set_errf(st, "no run %" PRId64, id);
 	r = rc == SQLITE_ROW    ? 0
 	    : rc == SQLITE_DONE ? -ENOENT
-	                        : store_db_fail(st, rc, "read a run");
+	                        : sqlite_db_fail(st, rc, "read a run");
 	sqlite3_finalize(s);
 	return r;
 }
@@ -139,7 +129,7 @@ static void sql_in_scope(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 	sqlite3_result_int(ctx, scope_allows(scope, service));
 }
 
-int store_scope_register(sqlite3 *db)
+int sqlite_scope_register(sqlite3 *db)
 {
 	int rc = sqlite3_create_function_v2(db, "readyd_in_scope", 2,
 	                                    SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, sql_in_scope,

@@ -1,7 +1,7 @@
 /* store_history: the store's history side (issue 5): latest verdicts per
  * service and environment, baselines, waivers, invalidation,
  * rejudgements, service lists, history pages and metric trends. Same
- * conventions as store.c (0 / -errno, a sentence for store_errmsg(), JSON
+ * conventions as store.c (0 / -errno, a sentence for sqlite_errmsg(), JSON
  * shaped like the API's resources, times RFC 3339 in JSON).
  *
  * Statements here are prepared per call and finalized before returning:
@@ -45,15 +45,15 @@ struct hcol {
 
 static int oom(struct store *st)
 {
-	store_set_errf(st, "Failed to build a result: out of memory");
+	sqlite_set_errf(st, "Failed to build a result: out of memory");
 	return -ENOMEM;
 }
 
 static int prepare(struct store *st, const char *sql, sqlite3_stmt **ret)
 {
-	int rc = sqlite3_prepare_v2(store_db(st), sql, -1, ret, NULL);
+	int rc = sqlite3_prepare_v2(sqlite_db(st), sql, -1, ret, NULL);
 
-	return rc == SQLITE_OK ? 0 : store_db_fail(st, rc, "prepare a query");
+	return rc == SQLITE_OK ? 0 : sqlite_db_fail(st, rc, "prepare a query");
 }
 
 static json_t *col_json(sqlite3_stmt *s, int i, enum hkind kind)
@@ -117,7 +117,7 @@ static int rows_json(struct store *st, sqlite3_stmt *s, const struct hcol *cols,
 			r = oom(st);
 	}
 	if (r == 0 && rc != SQLITE_ROW && rc != SQLITE_DONE)
-		r = store_db_fail(st, rc, "read rows");
+		r = sqlite_db_fail(st, rc, "read rows");
 	sqlite3_finalize(s);
 	if (r < 0) {
 		json_decref(arr);
@@ -135,7 +135,7 @@ static int exec_done(struct store *st, sqlite3_stmt *s, const char *what)
 	int rc = sqlite3_step(s);
 
 	sqlite3_finalize(s);
-	return rc == SQLITE_DONE ? 0 : store_db_fail(st, rc, what);
+	return rc == SQLITE_DONE ? 0 : sqlite_db_fail(st, rc, what);
 }
 
 static int bind_text_opt(sqlite3_stmt *s, int idx, const char *v)
@@ -145,7 +145,7 @@ static int bind_text_opt(sqlite3_stmt *s, int idx, const char *v)
 
 static int bind_fail(struct store *st, sqlite3_stmt *s, int rc)
 {
-	int r = store_db_fail(st, rc, "bind a value");
+	int r = sqlite_db_fail(st, rc, "bind a value");
 
 	sqlite3_finalize(s);
 	return r;
@@ -182,19 +182,19 @@ static const char gates_sql[] =
                                                        "l") " AND l.service = p.service AND l.environment = p.environment) "
                                                             "ORDER BY r.service, r.environment";
 
-const char *store_gates_latest_sql(void)
+const char *sqlite_gates_latest_sql(void)
 {
 	return gates_sql;
 }
 
-int store_gates_latest(struct store *st, json_t **ret_items)
+int sqlite_gates_latest(struct store *st, json_t **ret_items)
 {
 	static const struct hcol cols[] = {
 	        {"service", HK_TEXT}, {"environment", HK_TEXT}, {"verdict", HK_TEXT},
 	        {"run_id", HK_INT},   {"version", HK_TEXT},     {"finished_at", HK_TIME},
 	};
-	struct store_cache *cache = store_gates_cache(st);
-	int64_t changes = sqlite3_total_changes64(store_db(st));
+	struct sqlite_cache *cache = sqlite_gates_cache(st);
+	int64_t changes = sqlite3_total_changes64(sqlite_db(st));
 	sqlite3_stmt *s = NULL;
 	json_t *items;
 	int r;
@@ -224,9 +224,9 @@ int store_gates_latest(struct store *st, json_t **ret_items)
 
 /* ---- Baselines ------------------------------------------------------ */
 
-int store_baseline(struct store *st, const char *service, const char *environment,
-                   const char *probe, const char *metric, int64_t exclude_run_id, double *ret_value,
-                   int64_t *ret_run_id)
+int sqlite_baseline(struct store *st, const char *service, const char *environment,
+                    const char *probe, const char *metric, int64_t exclude_run_id,
+                    double *ret_value, int64_t *ret_run_id)
 {
 	static const char sql[] =
 	        "SELECT m.value, r.id FROM runs AS r JOIN metrics AS m "
@@ -251,11 +251,11 @@ int store_baseline(struct store *st, const char *service, const char *environmen
 		*ret_run_id = sqlite3_column_int64(s, 1);
 		r = 0;
 	} else if (rc == SQLITE_DONE) {
-		store_set_errf(st, "no passed run of %s in %s has %s.%s", service, environment,
-		               probe, metric);
+		sqlite_set_errf(st, "no passed run of %s in %s has %s.%s", service, environment,
+		                probe, metric);
 		r = -ENOENT;
 	} else {
-		r = store_db_fail(st, rc, "find a baseline");
+		r = sqlite_db_fail(st, rc, "find a baseline");
 	}
 	sqlite3_finalize(s);
 	return r;
@@ -295,11 +295,11 @@ static int waiver_valid(struct store *st, const struct store_waiver_new *w)
 
 	if (!bad)
 		return 0;
-	store_set_errf(st, "Failed to save a waiver: field '%s' is missing or invalid", bad);
+	sqlite_set_errf(st, "Failed to save a waiver: field '%s' is missing or invalid", bad);
 	return -EINVAL;
 }
 
-int store_waiver_create(struct store *st, const struct store_waiver_new *w, int64_t *ret_id)
+int sqlite_waiver_create(struct store *st, const struct store_waiver_new *w, int64_t *ret_id)
 {
 	static const char sql[] = "INSERT INTO waivers (service, environment, expr, reason, "
 	                          "approver, created_by, created_at, expires_at) "
@@ -322,7 +322,7 @@ int store_waiver_create(struct store *st, const struct store_waiver_new *w, int6
 		return bind_fail(st, s, rc);
 	r = exec_done(st, s, "save a waiver");
 	if (r == 0)
-		*ret_id = sqlite3_last_insert_rowid(store_db(st));
+		*ret_id = sqlite3_last_insert_rowid(sqlite_db(st));
 	return r;
 }
 
@@ -350,14 +350,14 @@ static int waivers_query(struct store *st, const char *sql, const char *service,
 	return 0;
 }
 
-int store_waivers_list(struct store *st, const char *service, int64_t now_ms, json_t **ret_items)
+int sqlite_waivers_list(struct store *st, const char *service, int64_t now_ms, json_t **ret_items)
 {
 	return waivers_query(st, WAIVER_SELECT "WHERE service = ?1 ORDER BY id DESC", service, 0,
 	                     now_ms, HIST_LIST_MAX, ret_items);
 }
 
-int store_waiver_get(struct store *st, const char *service, int64_t id, int64_t now_ms,
-                     json_t **ret_waiver)
+int sqlite_waiver_get(struct store *st, const char *service, int64_t id, int64_t now_ms,
+                      json_t **ret_waiver)
 {
 	json_t *items = NULL;
 	int r = waivers_query(st, WAIVER_SELECT "WHERE service = ?1 AND id = ?3", service, id,
@@ -367,7 +367,7 @@ int store_waiver_get(struct store *st, const char *service, int64_t id, int64_t 
 		return r;
 	if (json_array_size(items) == 0) {
 		json_decref(items);
-		store_set_errf(st, "service %s has no waiver %" PRId64, service, id);
+		sqlite_set_errf(st, "service %s has no waiver %" PRId64, service, id);
 		return -ENOENT;
 	}
 	*ret_waiver = json_incref(json_array_get(items, 0));
@@ -375,13 +375,13 @@ int store_waiver_get(struct store *st, const char *service, int64_t id, int64_t 
 	return 0;
 }
 
-int store_waiver_revoke(struct store *st, const char *service, int64_t id, int64_t now_ms)
+int sqlite_waiver_revoke(struct store *st, const char *service, int64_t id, int64_t now_ms)
 {
 	static const char sql[] = "UPDATE waivers SET revoked_at = ?3 "
 	                          "WHERE service = ?1 AND id = ?2 AND revoked_at IS NULL";
 	sqlite3_stmt *s = NULL;
 	json_t *w = NULL;
-	int rc, r = store_waiver_get(st, service, id, now_ms, &w);
+	int rc, r = sqlite_waiver_get(st, service, id, now_ms, &w);
 
 	json_decref(w);
 	if (r == 0)
@@ -395,8 +395,8 @@ int store_waiver_revoke(struct store *st, const char *service, int64_t id, int64
 	return exec_done(st, s, "revoke a waiver");
 }
 
-int store_waiver_find(struct store *st, const char *service, const char *environment,
-                      const char *expr, int64_t now_ms, json_t **ret_waiver)
+int sqlite_waiver_find(struct store *st, const char *service, const char *environment,
+                       const char *expr, int64_t now_ms, json_t **ret_waiver)
 {
 	/* The newest active waiver of this expression for this environment
 	 * or for any; what a gate result records of it. */
@@ -431,24 +431,6 @@ int store_waiver_find(struct store *st, const char *service, const char *environ
 	return 0;
 }
 
-/* ---- The judge's lookups -------------------------------------------- */
-
-int store_judge_baseline(void *userdata, const char *probe, const char *metric, double *ret_value,
-                         int64_t *ret_run)
-{
-	const struct store_judge_ctx *c = userdata;
-
-	return store_baseline(c->store, c->service, c->environment, probe, metric, c->run_id,
-	                      ret_value, ret_run);
-}
-
-int store_judge_waiver(void *userdata, const char *expr, json_t **ret_waiver)
-{
-	const struct store_judge_ctx *c = userdata;
-
-	return store_waiver_find(c->store, c->service, c->environment, expr, c->now_ms, ret_waiver);
-}
-
 /* ---- Invalidation and rejudgements ---------------------------------- */
 
 /* The run's state and whether it is invalidated; -ENOENT if none. */
@@ -465,10 +447,10 @@ static int run_status(struct store *st, int64_t id, char *state, size_t len, boo
 		snprintf(state, len, "%s", (const char *)sqlite3_column_text(s, 0));
 		*ret_invalid = sqlite3_column_type(s, 1) != SQLITE_NULL;
 	} else if (rc == SQLITE_DONE) {
-		store_set_errf(st, "Failed to find run %" PRId64 ": no such run", id);
+		sqlite_set_errf(st, "Failed to find run %" PRId64 ": no such run", id);
 		r = -ENOENT;
 	} else {
-		r = store_db_fail(st, rc, "read a run");
+		r = sqlite_db_fail(st, rc, "read a run");
 	}
 	sqlite3_finalize(s);
 	return r;
@@ -481,7 +463,7 @@ static int run_ended(struct store *st, int64_t id, bool *ret_invalid)
 	int r = run_status(st, id, state, sizeof(state), ret_invalid);
 
 	if (r == 0 && (!strcmp(state, "queued") || !strcmp(state, "running"))) {
-		store_set_errf(st, "run %" PRId64 " is still %s: wait until it ends", id, state);
+		sqlite_set_errf(st, "run %" PRId64 " is still %s: wait until it ends", id, state);
 		r = -EINPROGRESS;
 	}
 	return r;
@@ -504,27 +486,27 @@ static int invalidate_write(struct store *st, int64_t id, const char *reason, in
 	return exec_done(st, s, "invalidate a run");
 }
 
-int store_run_invalidate(struct store *st, int64_t id, const char *reason, int64_t now_ms)
+int sqlite_run_invalidate(struct store *st, int64_t id, const char *reason, int64_t now_ms)
 {
 	bool invalid = false;
 	int r;
 
 	if (!reason || !*reason) {
-		store_set_errf(st, "Failed to invalidate run %" PRId64 ": a reason is required",
-		               id);
+		sqlite_set_errf(st, "Failed to invalidate run %" PRId64 ": a reason is required",
+		                id);
 		return -EINVAL;
 	}
-	r = store_tx_begin(st, true);
+	r = sqlite_tx_begin(st, true);
 	if (r < 0)
 		return r;
 	r = run_ended(st, id, &invalid);
 	if (r == 0 && invalid) {
-		store_set_errf(st, "run %" PRId64 " is already invalidated", id);
+		sqlite_set_errf(st, "run %" PRId64 " is already invalidated", id);
 		r = -EALREADY;
 	}
 	if (r == 0)
 		r = invalidate_write(st, id, reason, now_ms);
-	return store_tx_end(st, r);
+	return sqlite_tx_end(st, r);
 }
 
 static int rejudgement_insert(struct store *st, int64_t run_id, const char *gates_text,
@@ -561,13 +543,13 @@ static int query_id_int(struct store *st, const char *sql, int64_t id, int64_t *
 	if (rc == SQLITE_ROW)
 		*ret = sqlite3_column_int64(s, 0);
 	else
-		r = store_db_fail(st, rc, "read a value");
+		r = sqlite_db_fail(st, rc, "read a value");
 	sqlite3_finalize(s);
 	return r;
 }
 
-int store_rejudgement_add(struct store *st, int64_t run_id, json_t *gates, const char *verdict,
-                          const char *requested_by, int64_t now_ms, int64_t *ret_seq)
+int sqlite_rejudgement_add(struct store *st, int64_t run_id, json_t *gates, const char *verdict,
+                           const char *requested_by, int64_t now_ms, int64_t *ret_seq)
 {
 	char *text = json_is_array(gates) ? json_dumps(gates, JSON_COMPACT) : NULL;
 	bool invalid = false;
@@ -576,7 +558,7 @@ int store_rejudgement_add(struct store *st, int64_t run_id, json_t *gates, const
 
 	if (!text)
 		return json_is_array(gates) ? oom(st) : -EINVAL;
-	r = store_tx_begin(st, true);
+	r = sqlite_tx_begin(st, true);
 	if (r == 0) {
 		r = run_ended(st, run_id, &invalid);
 		if (r == 0)
@@ -584,7 +566,7 @@ int store_rejudgement_add(struct store *st, int64_t run_id, json_t *gates, const
 		if (r == 0)
 			r = query_id_int(st, "SELECT MAX(seq) FROM judgements WHERE run_id = ?1",
 			                 run_id, &seq);
-		r = store_tx_end(st, r);
+		r = sqlite_tx_end(st, r);
 	}
 	free(text);
 	if (r == 0)
@@ -613,7 +595,7 @@ static int decorate_invalidated(struct store *st, int64_t id, json_t *run)
 	return json_object_set_new(run, "invalidated", inv) < 0 ? oom(st) : 0;
 }
 
-int store_history_decorate(struct store *st, int64_t id, json_t *run)
+int sqlite_run_history(struct store *st, int64_t id, json_t *run)
 {
 	static const struct hcol cols[] = {
 	        {"seq", HK_INT},      {"created_at", HK_TIME}, {"requested_by", HK_TEXT},
@@ -634,14 +616,12 @@ int store_history_decorate(struct store *st, int64_t id, json_t *run)
 	r = rows_json(st, s, cols, RD_ARRAY_SIZE(cols), SIZE_MAX, &arr, NULL);
 	if (r < 0)
 		return r;
-	if (json_object_set_new(run, "rejudgements", arr) < 0)
-		return oom(st);
-	return store_audit_decorate(st, id, run);
+	return json_object_set_new(run, "rejudgements", arr) < 0 ? oom(st) : 0;
 }
 
 /* ---- Services, history, trends --------------------------------------- */
 
-int store_services_list(struct store *st, json_t **ret_items)
+int sqlite_services_list(struct store *st, json_t **ret_items)
 {
 	static const struct hcol cols[] = {
 	        {"service", HK_TEXT},
@@ -670,7 +650,7 @@ static int history_cursor(struct store *st, const char *cursor, int64_t *ret_bel
 	}
 	if (rd_parse_int64(cursor, 1, INT64_MAX, ret_below) == 0)
 		return 0;
-	store_set_errf(st, "cursor '%.64s' is not one this server gave out", cursor);
+	sqlite_set_errf(st, "cursor '%.64s' is not one this server gave out", cursor);
 	return -EINVAL;
 }
 
@@ -687,8 +667,8 @@ static int history_bind(sqlite3_stmt *s, const struct store_history_filter *f, i
 	return sqlite3_bind_int(s, 5, limit + 1); /* one more: is there a next page? */
 }
 
-int store_history(struct store *st, const struct store_history_filter *f, json_t **ret_items,
-                  char **ret_next_cursor)
+int sqlite_history(struct store *st, const struct store_history_filter *f, json_t **ret_items,
+                   char **ret_next_cursor)
 {
 	static const struct hcol cols[] = {
 	        {"run_id", HK_INT},       {"version", HK_TEXT},        {"environment", HK_TEXT},
@@ -755,7 +735,7 @@ static const char trend_sql_any[] =
         "AND m.ts >= ?5 AND m.ts <= ?6 AND " TREND_RUNS " "
         "ORDER BY m.ts DESC LIMIT ?7";
 
-const char *store_trend_sql(bool with_environment)
+const char *sqlite_trend_sql(bool with_environment)
 {
 	return with_environment ? trend_sql_env : trend_sql_any;
 }
@@ -778,7 +758,7 @@ const char *store_trend_sql(bool with_environment)
 static const char trend_buckets_env[] = TREND_BUCKETS("AND m.environment = ?4");
 static const char trend_buckets_any[] = TREND_BUCKETS("");
 
-const char *store_trend_bucket_sql(bool with_environment)
+const char *sqlite_trend_bucket_sql(bool with_environment)
 {
 	return with_environment ? trend_buckets_env : trend_buckets_any;
 }
@@ -807,8 +787,8 @@ static const struct hcol bucket_cols[] = {
         {"avg", HK_REAL}, {"last", HK_REAL}, {"last_run_id", HK_INT}, {"last_version", HK_TEXT},
 };
 
-int store_trend(struct store *st, const struct store_trend_query *q, json_t **ret_points,
-                bool *ret_truncated)
+int sqlite_trend(struct store *st, const struct store_trend_query *q, json_t **ret_points,
+                 bool *ret_truncated)
 {
 	bool env = q->environment != NULL, buckets = q->step_ms > 0;
 	const struct hcol *cols = buckets ? bucket_cols : trend_cols;
@@ -820,10 +800,10 @@ int store_trend(struct store *st, const struct store_trend_query *q, json_t **re
 	int rc, r;
 
 	if (q->step_ms < 0) {
-		store_set_errf(st, "Failed to read a trend: negative step");
+		sqlite_set_errf(st, "Failed to read a trend: negative step");
 		return -EINVAL;
 	}
-	r = prepare(st, buckets ? store_trend_bucket_sql(env) : store_trend_sql(env), &s);
+	r = prepare(st, buckets ? sqlite_trend_bucket_sql(env) : sqlite_trend_sql(env), &s);
 	if (r < 0)
 		return r;
 	if (buckets && (rc = sqlite3_bind_int64(s, 8, q->step_ms)) != SQLITE_OK)
@@ -870,8 +850,8 @@ static int percentile_of(const char *metric, double *ret_p)
 	return 0;
 }
 
-int store_probe_percentile(struct store *st, int64_t run_id, size_t idx, const char *metric,
-                           double *ret_ms)
+int sqlite_probe_percentile(struct store *st, int64_t run_id, size_t idx, const char *metric,
+                            double *ret_ms)
 {
 	struct hist *h = NULL;
 	void *buf = NULL;
@@ -880,7 +860,7 @@ int store_probe_percentile(struct store *st, int64_t run_id, size_t idx, const c
 	int r = percentile_of(metric, &p);
 
 	if (r == 0)
-		r = store_probe_blob_get(st, run_id, idx, "latency", &buf, &len);
+		r = sqlite_probe_blob_get(st, run_id, idx, "latency", &buf, &len);
 	if (r == 0)
 		r = hist_deserialize(buf, len, &h);
 	free(buf);

@@ -1,8 +1,8 @@
-/* store_internal: what store.c shares with its sibling files in lib/
- * (store_history.c) and nobody else: the connection, error reporting and
- * transactions. Not for api/ or the scheduler: they use store.h. Same
- * rules as store.c: main thread for the write connection, every SQLite
- * code turned into -errno with a message kept for store_errmsg().
+/* sqlite_internal: what the SQLite backend's files share and nobody
+ * else: the connection, error reporting, transactions, and each file's
+ * operations for the table in sqlite.c. Not for api/ or the scheduler:
+ * they use store.h. Main thread for the write connection; every SQLite
+ * code turned into -errno with a message kept for sqlite_errmsg().
  */
 #pragma once
 
@@ -11,38 +11,91 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "lib/store/sqlite/sqlite.h"
 #include "lib/store/store.h"
+#include "lib/store/store_backend.h"
 
 /* The connection; statements prepared on it must be finalized or reset
  * before returning (a pending SELECT pins a WAL snapshot). */
-sqlite3 *store_db(struct store *st);
+sqlite3 *sqlite_db(struct store *st);
 
 /* A query result kept until the database changes: valid while changes
  * equals sqlite3_total_changes64() of the (only) write connection. */
-struct store_cache {
+struct sqlite_cache {
 	json_t *value;
 	int64_t changes;
 };
-struct store_cache *store_gates_cache(struct store *st);
+struct sqlite_cache *sqlite_gates_cache(struct store *st);
 
-/* Sets the sentence store_errmsg() returns. */
-void store_set_errf(struct store *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Sets the sentence sqlite_errmsg() returns. */
+void sqlite_set_errf(struct store *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Keeps SQLite's message for a failed call and maps rc onto -errno. */
-int store_db_fail(struct store *st, int rc, const char *what);
+int sqlite_db_fail(struct store *st, int rc, const char *what);
 
 /* BEGIN (IMMEDIATE when write) / COMMIT when r is 0, else ROLLBACK;
  * store_tx_end returns r or COMMIT's error. */
-int store_tx_begin(struct store *st, bool write);
-int store_tx_end(struct store *st, int r);
+int sqlite_tx_begin(struct store *st, bool write);
+int sqlite_tx_end(struct store *st, int r);
 
-/* Adds the history parts of a run resource (invalidated, rejudgements)
- * inside store_run_get's read transaction. store_history.c. */
-int store_history_decorate(struct store *st, int64_t id, json_t *run);
+/* BEGIN DEFERRED / COMMIT: the read_begin and read_end operations. */
+int sqlite_read_begin(struct store *st);
+int sqlite_read_end(struct store *st, int r);
 
-/* The audit trail of a run as its "changes" array ({action, by, at,
- * reason?}), inside store_run_get's read transaction. store_audit.c. */
-int store_audit_decorate(struct store *st, int64_t id, json_t *run);
+/* The operations of the table (store_backend.h), each in the file of its
+ * part: runs in sqlite.c, history in sqlite_history.c, and so on. */
+void sqlite_free(struct store *st);
+int sqlite_schema_version(struct store *st);
+int sqlite_run_create(struct store *st, const struct store_run_new *rn, int64_t *ret_id,
+                      bool *ret_existing);
+int sqlite_run_find_by_key(struct store *st, const char *key, int64_t *ret_id);
+int sqlite_run_update(struct store *st, int64_t id, const char *state, const char *verdict,
+                      int64_t started_at, int64_t finished_at, const char *error);
+int sqlite_probe_save(struct store *st, int64_t run_id, size_t idx, json_t *probe);
+int sqlite_judgement_save(struct store *st, int64_t run_id, json_t *gates, json_t *checklist);
+int sqlite_run_spec(struct store *st, int64_t id, json_t **ret_spec);
+int sqlite_runs_list(struct store *st, const struct store_filter *f, json_t **ret_items,
+                     char **ret_next_cursor);
+int sqlite_runs_interrupt_stale(struct store *st, int64_t now_ms);
+int sqlite_prune_raw(struct store *st, int64_t before_ms, int batch);
+const char *sqlite_errmsg(struct store *st);
+const char *sqlite_errcause(struct store *st);
+int sqlite_check_file(struct store *st);
+int sqlite_checkpoint(struct store *st);
+int sqlite_gates_latest(struct store *st, json_t **ret_items);
+int sqlite_baseline(struct store *st, const char *service, const char *environment,
+                    const char *probe, const char *metric, int64_t exclude_run_id,
+                    double *ret_value, int64_t *ret_run_id);
+int sqlite_waiver_create(struct store *st, const struct store_waiver_new *w, int64_t *ret_id);
+int sqlite_waivers_list(struct store *st, const char *service, int64_t now_ms, json_t **ret_items);
+int sqlite_waiver_get(struct store *st, const char *service, int64_t id, int64_t now_ms,
+                      json_t **ret_waiver);
+int sqlite_waiver_revoke(struct store *st, const char *service, int64_t id, int64_t now_ms);
+int sqlite_waiver_find(struct store *st, const char *service, const char *environment,
+                       const char *expr, int64_t now_ms, json_t **ret_waiver);
+int sqlite_run_invalidate(struct store *st, int64_t id, const char *reason, int64_t now_ms);
+int sqlite_rejudgement_add(struct store *st, int64_t run_id, json_t *gates, const char *verdict,
+                           const char *requested_by, int64_t now_ms, int64_t *ret_seq);
+int sqlite_services_list(struct store *st, json_t **ret_items);
+int sqlite_history(struct store *st, const struct store_history_filter *f, json_t **ret_items,
+                   char **ret_next_cursor);
+int sqlite_trend(struct store *st, const struct store_trend_query *q, json_t **ret_points,
+                 bool *ret_truncated);
+int sqlite_probe_percentile(struct store *st, int64_t run_id, size_t idx, const char *metric,
+                            double *ret_ms);
+int sqlite_metrics_snapshot(struct store *st, json_t **ret_snap);
+int sqlite_probe_blob_save(struct store *st, int64_t run_id, size_t idx, const char *name,
+                           const void *data, size_t len);
+int sqlite_probe_blob_get(struct store *st, int64_t run_id, size_t idx, const char *name,
+                          void **ret_data, size_t *ret_len);
+int sqlite_probe_timeline_save(struct store *st, int64_t run_id, size_t idx, json_t *timeline);
+int sqlite_probe_timeline_get(struct store *st, int64_t run_id, size_t idx, json_t **ret_timeline);
+int sqlite_audit_add(struct store *st, const struct store_audit_new *a);
+int sqlite_audit_list(struct store *st, int64_t run_id, int64_t waiver_id, json_t **ret_changes);
+int sqlite_run_service(struct store *st, int64_t id, char *buf, size_t len);
+int sqlite_schema_latest(struct store *st);
+int sqlite_run_get(struct store *st, int64_t id, json_t **ret_run);
+int sqlite_run_history(struct store *st, int64_t id, json_t *run);
 
 /* Registers readyd_in_scope(service, scope) on a connection. */
-int store_scope_register(sqlite3 *db);
+int sqlite_scope_register(sqlite3 *db);

@@ -3,7 +3,7 @@
  * percentiles can be recomputed exactly (rejudge), and the per-second
  * timeline. Same rules as store.c (store_internal.h): main thread for
  * the write connection, every SQLite code turned into -errno with a
- * sentence for store_errmsg(). It neither parses nor checks histograms:
+ * sentence for sqlite_errmsg(). It neither parses nor checks histograms:
  * bytes in, the same bytes out.
  */
 #include <errno.h>
@@ -18,9 +18,9 @@
 
 static int prepare(struct store *st, const char *sql, sqlite3_stmt **ret)
 {
-	int rc = sqlite3_prepare_v2(store_db(st), sql, -1, ret, NULL);
+	int rc = sqlite3_prepare_v2(sqlite_db(st), sql, -1, ret, NULL);
 
-	return rc == SQLITE_OK ? 0 : store_db_fail(st, rc, "prepare a statement");
+	return rc == SQLITE_OK ? 0 : sqlite_db_fail(st, rc, "prepare a statement");
 }
 
 static int blob_insert(struct store *st, int64_t run_id, size_t idx, const char *name,
@@ -40,25 +40,25 @@ static int blob_insert(struct store *st, int64_t run_id, size_t idx, const char 
 	    (rc = sqlite3_bind_text(s, 3, name, -1, SQLITE_STATIC)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_blob64(s, 4, data, len, SQLITE_STATIC)) != SQLITE_OK ||
 	    (rc = sqlite3_step(s)) != SQLITE_DONE)
-		r = store_db_fail(st, rc, "save a histogram");
+		r = sqlite_db_fail(st, rc, "save a histogram");
 	sqlite3_finalize(s);
 	return r;
 }
 
-int store_probe_blob_save(struct store *st, int64_t run_id, size_t idx, const char *name,
-                          const void *data, size_t len)
+int sqlite_probe_blob_save(struct store *st, int64_t run_id, size_t idx, const char *name,
+                           const void *data, size_t len)
 {
 	int r;
 
 	if (idx > INT32_MAX || len > STORE_BLOB_MAX || !name || !data) {
-		store_set_errf(st, "Failed to save a histogram: bad arguments");
+		sqlite_set_errf(st, "Failed to save a histogram: bad arguments");
 		return -EINVAL;
 	}
-	r = store_tx_begin(st, true);
+	r = sqlite_tx_begin(st, true);
 	if (r < 0)
 		return r;
 	r = blob_insert(st, run_id, idx, name, data, len);
-	return store_tx_end(st, r);
+	return sqlite_tx_end(st, r);
 }
 
 static int blob_copy(sqlite3_stmt *s, void **ret_data, size_t *ret_len)
@@ -76,8 +76,8 @@ static int blob_copy(sqlite3_stmt *s, void **ret_data, size_t *ret_len)
 	return 0;
 }
 
-int store_probe_blob_get(struct store *st, int64_t run_id, size_t idx, const char *name,
-                         void **ret_data, size_t *ret_len)
+int sqlite_probe_blob_get(struct store *st, int64_t run_id, size_t idx, const char *name,
+                          void **ret_data, size_t *ret_len)
 {
 	sqlite3_stmt *s = NULL;
 	int rc, r;
@@ -91,7 +91,7 @@ int store_probe_blob_get(struct store *st, int64_t run_id, size_t idx, const cha
 	if ((rc = sqlite3_bind_int64(s, 1, run_id)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_int64(s, 2, (int64_t)idx)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_text(s, 3, name, -1, SQLITE_STATIC)) != SQLITE_OK) {
-		r = store_db_fail(st, rc, "bind a value");
+		r = sqlite_db_fail(st, rc, "bind a value");
 	} else {
 		rc = sqlite3_step(s);
 		if (rc == SQLITE_ROW)
@@ -99,7 +99,7 @@ int store_probe_blob_get(struct store *st, int64_t run_id, size_t idx, const cha
 		else if (rc == SQLITE_DONE)
 			r = -ENOENT;
 		else
-			r = store_db_fail(st, rc, "read a histogram");
+			r = sqlite_db_fail(st, rc, "read a histogram");
 	}
 	sqlite3_finalize(s);
 	return r;
@@ -119,8 +119,8 @@ static int timeline_row(struct store *st, sqlite3_stmt *s, int64_t run_id, size_
 	int rc;
 
 	if (!json_is_integer(sec) || !json_is_integer(req) || !json_is_integer(err)) {
-		store_set_errf(st, "Failed to save a timeline: an entry lacks second, requests "
-		                   "or errors");
+		sqlite_set_errf(st, "Failed to save a timeline: an entry lacks second, requests "
+		                    "or errors");
 		return -EINVAL;
 	}
 	if ((rc = sqlite3_bind_int64(s, 1, run_id)) != SQLITE_OK ||
@@ -132,13 +132,13 @@ static int timeline_row(struct store *st, sqlite3_stmt *s, int64_t run_id, size_
 	    (rc = bind_num_or_null(s, 7, json_object_get(e, "p99_ms"))) != SQLITE_OK ||
 	    (rc = sqlite3_step(s)) != SQLITE_DONE) {
 		sqlite3_reset(s);
-		return store_db_fail(st, rc, "save a timeline second");
+		return sqlite_db_fail(st, rc, "save a timeline second");
 	}
 	sqlite3_reset(s);
 	return 0;
 }
 
-int store_probe_timeline_save(struct store *st, int64_t run_id, size_t idx, json_t *timeline)
+int sqlite_probe_timeline_save(struct store *st, int64_t run_id, size_t idx, json_t *timeline)
 {
 	sqlite3_stmt *s = NULL;
 	json_t *e;
@@ -146,10 +146,10 @@ int store_probe_timeline_save(struct store *st, int64_t run_id, size_t idx, json
 	int r;
 
 	if (idx > INT32_MAX || !json_is_array(timeline)) {
-		store_set_errf(st, "Failed to save a timeline: bad arguments");
+		sqlite_set_errf(st, "Failed to save a timeline: bad arguments");
 		return -EINVAL;
 	}
-	r = store_tx_begin(st, true);
+	r = sqlite_tx_begin(st, true);
 	if (r < 0)
 		return r;
 	r = prepare(st,
@@ -162,7 +162,7 @@ int store_probe_timeline_save(struct store *st, int64_t run_id, size_t idx, json
 		r = timeline_row(st, s, run_id, idx, e);
 	}
 	sqlite3_finalize(s);
-	return store_tx_end(st, r);
+	return sqlite_tx_end(st, r);
 }
 
 static json_t *timeline_entry(sqlite3_stmt *s)
@@ -184,7 +184,7 @@ static json_t *timeline_entry(sqlite3_stmt *s)
 	return e;
 }
 
-int store_probe_timeline_get(struct store *st, int64_t run_id, size_t idx, json_t **ret_timeline)
+int sqlite_probe_timeline_get(struct store *st, int64_t run_id, size_t idx, json_t **ret_timeline)
 {
 	sqlite3_stmt *s = NULL;
 	json_t *arr = json_array();
@@ -198,7 +198,7 @@ int store_probe_timeline_get(struct store *st, int64_t run_id, size_t idx, json_
 	            &s);
 	if (r == 0 && ((rc = sqlite3_bind_int64(s, 1, run_id)) != SQLITE_OK ||
 	               (rc = sqlite3_bind_int64(s, 2, (int64_t)idx)) != SQLITE_OK))
-		r = store_db_fail(st, rc, "bind a value");
+		r = sqlite_db_fail(st, rc, "bind a value");
 	while (r == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
 		json_t *e = timeline_entry(s);
 
@@ -206,7 +206,7 @@ int store_probe_timeline_get(struct store *st, int64_t run_id, size_t idx, json_
 			r = -ENOMEM;
 	}
 	if (r == 0 && rc != SQLITE_DONE)
-		r = store_db_fail(st, rc, "read a timeline");
+		r = sqlite_db_fail(st, rc, "read a timeline");
 	sqlite3_finalize(s);
 	if (r < 0) {
 		json_decref(arr);

@@ -17,17 +17,17 @@
 static int finish(struct store *st, sqlite3_stmt *s, int rc, const char *what)
 {
 	sqlite3_finalize(s);
-	return rc == SQLITE_DONE ? 0 : store_db_fail(st, rc, what);
+	return rc == SQLITE_DONE ? 0 : sqlite_db_fail(st, rc, what);
 }
 
 static int runs_by_state(struct store *st, json_t *out)
 {
 	sqlite3_stmt *s = NULL;
-	int rc = sqlite3_prepare_v2(store_db(st), "SELECT state, COUNT(*) FROM runs GROUP BY state",
-	                            -1, &s, NULL);
+	int rc = sqlite3_prepare_v2(
+	        sqlite_db(st), "SELECT state, COUNT(*) FROM runs GROUP BY state", -1, &s, NULL);
 
 	if (rc != SQLITE_OK)
-		return store_db_fail(st, rc, "prepare a count of runs");
+		return sqlite_db_fail(st, rc, "prepare a count of runs");
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		const char *state = (const char *)sqlite3_column_text(s, 0);
 
@@ -41,13 +41,13 @@ static int runs_by_state(struct store *st, json_t *out)
 static int db_size(struct store *st, json_int_t *ret)
 {
 	sqlite3_stmt *s = NULL;
-	int rc = sqlite3_prepare_v2(store_db(st),
+	int rc = sqlite3_prepare_v2(sqlite_db(st),
 	                            "SELECT page_count * page_size FROM pragma_page_count(), "
 	                            "pragma_page_size()",
 	                            -1, &s, NULL);
 
 	if (rc != SQLITE_OK)
-		return store_db_fail(st, rc, "prepare the database size");
+		return sqlite_db_fail(st, rc, "prepare the database size");
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
 		*ret = sqlite3_column_int64(s, 0);
@@ -73,7 +73,7 @@ static int gate_values(struct store *st, sqlite3_stmt *s, json_int_t run_id, jso
 			return -ENOMEM;
 	}
 	sqlite3_reset(s);
-	return rc == SQLITE_DONE ? 0 : store_db_fail(st, rc, "read gate values");
+	return rc == SQLITE_DONE ? 0 : sqlite_db_fail(st, rc, "read gate values");
 }
 
 static int add_gate_values(struct store *st, json_t *gates)
@@ -82,13 +82,13 @@ static int add_gate_values(struct store *st, json_t *gates)
 	size_t i;
 	json_t *g;
 	int r = 0,
-	    rc = sqlite3_prepare_v2(store_db(st),
+	    rc = sqlite3_prepare_v2(sqlite_db(st),
 	                            "SELECT metric, value FROM gate_results WHERE run_id = ?1 "
 	                            "AND metric IS NOT NULL ORDER BY idx",
 	                            -1, &s, NULL);
 
 	if (rc != SQLITE_OK)
-		return store_db_fail(st, rc, "prepare gate values");
+		return sqlite_db_fail(st, rc, "prepare gate values");
 	json_array_foreach (gates, i, g) {
 		json_t *values = json_object();
 
@@ -104,7 +104,7 @@ static int add_gate_values(struct store *st, json_t *gates)
 	return r;
 }
 
-int store_metrics_snapshot(struct store *st, json_t **ret_snap)
+int sqlite_metrics_snapshot(struct store *st, json_t **ret_snap)
 {
 	json_t *by = json_object(), *gates = NULL, *snap = NULL;
 	json_int_t size = 0;
@@ -116,7 +116,7 @@ int store_metrics_snapshot(struct store *st, json_t **ret_snap)
 	if (r == 0)
 		r = db_size(st, &size);
 	if (r == 0)
-		r = store_gates_latest(st, &gates);
+		r = sqlite_gates_latest(st, &gates);
 	while (r == 0 && json_array_size(gates) > SNAPSHOT_MAX_SERVICES)
 		json_array_remove(gates, json_array_size(gates) - 1);
 	if (r == 0)

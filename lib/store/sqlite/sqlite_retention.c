@@ -23,13 +23,13 @@ static int raw_tables(struct store *st, char names[RAW_TABLES_MAX][TABLE_NAME_MA
 {
 	sqlite3_stmt *s = NULL;
 	size_t n = 0;
-	int rc = sqlite3_prepare_v2(store_db(st),
+	int rc = sqlite3_prepare_v2(sqlite_db(st),
 	                            "SELECT name FROM sqlite_master WHERE type = 'table' AND "
 	                            "name LIKE 'raw\\_%' ESCAPE '\\' ORDER BY name",
 	                            -1, &s, NULL);
 
 	if (rc != SQLITE_OK)
-		return store_db_fail(st, rc, "list raw tables");
+		return sqlite_db_fail(st, rc, "list raw tables");
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < RAW_TABLES_MAX) {
 		const char *name = (const char *)sqlite3_column_text(s, 0);
 
@@ -40,7 +40,7 @@ static int raw_tables(struct store *st, char names[RAW_TABLES_MAX][TABLE_NAME_MA
 	}
 	sqlite3_finalize(s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return store_db_fail(st, rc, "list raw tables");
+		return sqlite_db_fail(st, rc, "list raw tables");
 	*ret_n = n;
 	return 0;
 }
@@ -55,19 +55,19 @@ static int prune_table(struct store *st, const char *table, int64_t before_ms, i
 	         "DELETE FROM %s WHERE rowid IN (SELECT x.rowid FROM %s x JOIN runs r ON "
 	         "r.id = x.run_id WHERE r.finished_at IS NOT NULL AND r.finished_at < ?1 LIMIT ?2)",
 	         table, table);
-	rc = sqlite3_prepare_v2(store_db(st), sql, -1, &s, NULL);
+	rc = sqlite3_prepare_v2(sqlite_db(st), sql, -1, &s, NULL);
 	if (rc != SQLITE_OK)
-		return store_db_fail(st, rc, "prune raw data");
+		return sqlite_db_fail(st, rc, "prune raw data");
 	sqlite3_bind_int64(s, 1, before_ms);
 	sqlite3_bind_int(s, 2, batch);
 	rc = sqlite3_step(s);
 	sqlite3_finalize(s);
 	if (rc != SQLITE_DONE)
-		return store_db_fail(st, rc, "prune raw data");
-	return sqlite3_changes(store_db(st));
+		return sqlite_db_fail(st, rc, "prune raw data");
+	return sqlite3_changes(sqlite_db(st));
 }
 
-int store_prune_raw(struct store *st, int64_t before_ms, int batch)
+int sqlite_prune_raw(struct store *st, int64_t before_ms, int batch)
 {
 	char names[RAW_TABLES_MAX][TABLE_NAME_MAX + 1];
 	size_t n = 0;
@@ -83,8 +83,8 @@ int store_prune_raw(struct store *st, int64_t before_ms, int batch)
 	}
 	/* Only a database created with auto_vacuum=INCREMENTAL gives pages
 	 * back; on others this is a no-op (docs/operations.md). */
-	if (total > 0 && sqlite3_exec(store_db(st), "PRAGMA incremental_vacuum(256)", NULL, NULL,
+	if (total > 0 && sqlite3_exec(sqlite_db(st), "PRAGMA incremental_vacuum(256)", NULL, NULL,
 	                              NULL) != SQLITE_OK)
-		store_set_errf(st, "incremental vacuum failed, ignoring");
+		sqlite_set_errf(st, "incremental vacuum failed, ignoring");
 	return total;
 }

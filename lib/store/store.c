@@ -1,0 +1,300 @@
+/* store: the interface of store.h dispatched to a backend (see
+ * store_backend.h). It picks the backend from what store_open() is given,
+ * calls the backend's operation for every store_*() function, and builds
+ * the few things made of several operations: the run resource (run,
+ * history and audit trail in one consistent read) and the judge's
+ * lookups. It holds no data and must not know any backend's query
+ * language.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lib/store/sqlite/sqlite.h"
+#include "lib/store/store.h"
+#include "lib/store/store_backend.h"
+
+static bool is_postgresql(const char *where)
+{
+	return strncasecmp(where, "postgresql://", 13) == 0 ||
+	       strncasecmp(where, "postgres://", 11) == 0;
+}
+
+/* Until a PostgreSQL backend exists, its URLs are refused here rather
+ * than taken for a file name. */
+static int backend_refuse(const char *where, char *err, size_t errlen)
+{
+	if (!is_postgresql(where))
+		return 0;
+	if (err && errlen > 0)
+		snprintf(err, errlen, "this readyd has no PostgreSQL backend");
+	return -EPROTONOSUPPORT;
+}
+
+int store_open(const char *where, struct store **ret_store, char *err, size_t errlen)
+{
+	int r;
+
+	if (!where || !ret_store)
+		return -EINVAL;
+	r = backend_refuse(where, err, errlen);
+	if (r < 0)
+		return r;
+	return sqlite_open(where, ret_store, err, errlen);
+}
+
+int store_open_readonly(const char *where, struct store **ret_store, char *err, size_t errlen)
+{
+	int r;
+
+	if (!where || !ret_store)
+		return -EINVAL;
+	r = backend_refuse(where, err, errlen);
+	if (r < 0)
+		return r;
+	return sqlite_open_readonly(where, ret_store, err, errlen);
+}
+
+void store_free(struct store *st)
+{
+	if (st)
+		st->ops->free(st);
+}
+
+int store_schema_latest(struct store *st)
+{
+	return st->ops->schema_latest(st);
+}
+
+/* One read: a reader connection must not see the run from one commit
+ * and its probes or history from the next. */
+int store_run_get(struct store *st, int64_t id, json_t **ret_run)
+{
+	json_t *run = NULL, *changes = NULL;
+	int r = st->ops->read_begin(st);
+
+	if (r < 0)
+		return r;
+	r = st->ops->run_get(st, id, &run);
+	if (r == 0)
+		r = st->ops->run_history(st, id, run);
+	if (r == 0)
+		r = st->ops->audit_list(st, id, 0, &changes);
+	if (r == 0 && json_object_set_new(run, "changes", changes) < 0)
+		r = -ENOMEM;
+	r = st->ops->read_end(st, r);
+	if (r < 0) {
+		json_decref(run);
+		return r;
+	}
+	*ret_run = run;
+	return 0;
+}
+
+int store_judge_baseline(void *userdata, const char *probe, const char *metric, double *ret_value,
+                         int64_t *ret_run)
+{
+	const struct store_judge_ctx *c = userdata;
+
+	return store_baseline(c->store, c->service, c->environment, probe, metric, c->run_id,
+	                      ret_value, ret_run);
+}
+
+int store_judge_waiver(void *userdata, const char *expr, json_t **ret_waiver)
+{
+	const struct store_judge_ctx *c = userdata;
+
+	return store_waiver_find(c->store, c->service, c->environment, expr, c->now_ms, ret_waiver);
+}
+
+/* ---- Every other operation: straight to the backend ---------------- */
+
+int store_schema_version(struct store *st)
+{
+	return st->ops->schema_version(st);
+}
+
+int store_run_create(struct store *st, const struct store_run_new *rn, int64_t *ret_id,
+                     bool *ret_existing)
+{
+	return st->ops->run_create(st, rn, ret_id, ret_existing);
+}
+
+int store_run_find_by_key(struct store *st, const char *key, int64_t *ret_id)
+{
+	return st->ops->run_find_by_key(st, key, ret_id);
+}
+
+int store_run_update(struct store *st, int64_t id, const char *state, const char *verdict,
+                     int64_t started_at, int64_t finished_at, const char *error)
+{
+	return st->ops->run_update(st, id, state, verdict, started_at, finished_at, error);
+}
+
+int store_probe_save(struct store *st, int64_t run_id, size_t idx, json_t *probe)
+{
+	return st->ops->probe_save(st, run_id, idx, probe);
+}
+
+int store_judgement_save(struct store *st, int64_t run_id, json_t *gates, json_t *checklist)
+{
+	return st->ops->judgement_save(st, run_id, gates, checklist);
+}
+
+int store_run_spec(struct store *st, int64_t id, json_t **ret_spec)
+{
+	return st->ops->run_spec(st, id, ret_spec);
+}
+
+int store_runs_list(struct store *st, const struct store_filter *f, json_t **ret_items,
+                    char **ret_next_cursor)
+{
+	return st->ops->runs_list(st, f, ret_items, ret_next_cursor);
+}
+
+int store_runs_interrupt_stale(struct store *st, int64_t now_ms)
+{
+	return st->ops->runs_interrupt_stale(st, now_ms);
+}
+
+int store_prune_raw(struct store *st, int64_t before_ms, int batch)
+{
+	return st->ops->prune_raw(st, before_ms, batch);
+}
+
+const char *store_errmsg(struct store *st)
+{
+	return st->ops->errmsg(st);
+}
+
+const char *store_errcause(struct store *st)
+{
+	return st->ops->errcause(st);
+}
+
+int store_check_file(struct store *st)
+{
+	return st->ops->check_file(st);
+}
+
+int store_checkpoint(struct store *st)
+{
+	return st->ops->checkpoint(st);
+}
+
+int store_gates_latest(struct store *st, json_t **ret_items)
+{
+	return st->ops->gates_latest(st, ret_items);
+}
+
+int store_baseline(struct store *st, const char *service, const char *environment,
+                   const char *probe, const char *metric, int64_t exclude_run_id, double *ret_value,
+                   int64_t *ret_run_id)
+{
+	return st->ops->baseline(st, service, environment, probe, metric, exclude_run_id, ret_value,
+	                         ret_run_id);
+}
+
+int store_waiver_create(struct store *st, const struct store_waiver_new *w, int64_t *ret_id)
+{
+	return st->ops->waiver_create(st, w, ret_id);
+}
+
+int store_waivers_list(struct store *st, const char *service, int64_t now_ms, json_t **ret_items)
+{
+	return st->ops->waivers_list(st, service, now_ms, ret_items);
+}
+
+int store_waiver_get(struct store *st, const char *service, int64_t id, int64_t now_ms,
+                     json_t **ret_waiver)
+{
+	return st->ops->waiver_get(st, service, id, now_ms, ret_waiver);
+}
+
+int store_waiver_revoke(struct store *st, const char *service, int64_t id, int64_t now_ms)
+{
+	return st->ops->waiver_revoke(st, service, id, now_ms);
+}
+
+int store_waiver_find(struct store *st, const char *service, const char *environment,
+                      const char *expr, int64_t now_ms, json_t **ret_waiver)
+{
+	return st->ops->waiver_find(st, service, environment, expr, now_ms, ret_waiver);
+}
+
+int store_run_invalidate(struct store *st, int64_t id, const char *reason, int64_t now_ms)
+{
+	return st->ops->run_invalidate(st, id, reason, now_ms);
+}
+
+int store_rejudgement_add(struct store *st, int64_t run_id, json_t *gates, const char *verdict,
+                          const char *requested_by, int64_t now_ms, int64_t *ret_seq)
+{
+	return st->ops->rejudgement_add(st, run_id, gates, verdict, requested_by, now_ms, ret_seq);
+}
+
+int store_services_list(struct store *st, json_t **ret_items)
+{
+	return st->ops->services_list(st, ret_items);
+}
+
+int store_history(struct store *st, const struct store_history_filter *f, json_t **ret_items,
+                  char **ret_next_cursor)
+{
+	return st->ops->history(st, f, ret_items, ret_next_cursor);
+}
+
+int store_trend(struct store *st, const struct store_trend_query *q, json_t **ret_points,
+                bool *ret_truncated)
+{
+	return st->ops->trend(st, q, ret_points, ret_truncated);
+}
+
+int store_probe_percentile(struct store *st, int64_t run_id, size_t idx, const char *metric,
+                           double *ret_ms)
+{
+	return st->ops->probe_percentile(st, run_id, idx, metric, ret_ms);
+}
+
+int store_metrics_snapshot(struct store *st, json_t **ret_snap)
+{
+	return st->ops->metrics_snapshot(st, ret_snap);
+}
+
+int store_probe_blob_save(struct store *st, int64_t run_id, size_t idx, const char *name,
+                          const void *data, size_t len)
+{
+	return st->ops->probe_blob_save(st, run_id, idx, name, data, len);
+}
+
+int store_probe_blob_get(struct store *st, int64_t run_id, size_t idx, const char *name,
+                         void **ret_data, size_t *ret_len)
+{
+	return st->ops->probe_blob_get(st, run_id, idx, name, ret_data, ret_len);
+}
+
+int store_probe_timeline_save(struct store *st, int64_t run_id, size_t idx, json_t *timeline)
+{
+	return st->ops->probe_timeline_save(st, run_id, idx, timeline);
+}
+
+int store_probe_timeline_get(struct store *st, int64_t run_id, size_t idx, json_t **ret_timeline)
+{
+	return st->ops->probe_timeline_get(st, run_id, idx, ret_timeline);
+}
+
+int store_audit_add(struct store *st, const struct store_audit_new *a)
+{
+	return st->ops->audit_add(st, a);
+}
+
+int store_audit_list(struct store *st, int64_t run_id, int64_t waiver_id, json_t **ret_changes)
+{
+	return st->ops->audit_list(st, run_id, waiver_id, ret_changes);
+}
+
+int store_run_service(struct store *st, int64_t id, char *buf, size_t len)
+{
+	return st->ops->run_service(st, id, buf, len);
+}
