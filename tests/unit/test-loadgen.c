@@ -12,7 +12,6 @@
 #include <string.h>
 
 #include "lib/loadgen/loadgen.h"
-#include "lib/store/store.h"
 
 /* ---- URLs ---- */
 
@@ -677,52 +676,6 @@ START_TEST(test_bad_config)
 }
 END_TEST
 
-/* The scheduler stores a load probe's histograms and timeline with
- * lib/store/store_load.c; the bytes come back unchanged and go with their run. */
-START_TEST(test_store_roundtrip)
-{
-	const char *names[] = {"latency"}, *types[] = {"load"};
-	struct store_run_new rn = {.service = "s",
-	                           .version = "1",
-	                           .environment = "e",
-	                           .spec_json = "{}",
-	                           .probe_names = names,
-	                           .probe_types = types,
-	                           .n_probes = 1,
-	                           .created_at = 1};
-	const uint8_t bytes[] = {'R', 'D', 'H', 'G', 0, 1, 2, 255};
-	json_t *tl = json_pack("[{s:i, s:i, s:i, s:f, s:n}]", "second", 0, "requests", 5, "errors",
-	                       1, "p50_ms", 1.5, "p99_ms"),
-	       *got;
-	struct store *st;
-	char err[256];
-	int64_t id;
-	bool existing;
-	void *data = NULL;
-	size_t len = 0;
-
-	ck_assert_int_eq(store_open(":memory:", &st, err, sizeof(err)), 0);
-	ck_assert_int_eq(store_run_create(st, &rn, &id, &existing), 0);
-	ck_assert_int_eq(store_probe_blob_save(st, id, 0, "latency", bytes, sizeof(bytes)), 0);
-	ck_assert_int_eq(store_probe_blob_get(st, id, 0, "latency", &data, &len), 0);
-	ck_assert_uint_eq(len, sizeof(bytes));
-	ck_assert_mem_eq(data, bytes, len);
-	free(data);
-	ck_assert_int_eq(store_probe_blob_get(st, id, 0, "failed", &data, &len), -ENOENT);
-	ck_assert_int_eq(store_probe_blob_save(st, id, 0, "bogus", bytes, 1), -EINVAL);
-	ck_assert_int_lt(store_probe_blob_save(st, id + 1, 0, "latency", bytes, 1), 0);
-	ck_assert_int_eq(store_probe_timeline_save(st, id, 0, tl), 0);
-	ck_assert_int_eq(store_probe_timeline_get(st, id, 0, &got), 0);
-	ck_assert_uint_eq(json_array_size(got), 1);
-	ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(got, 0), "requests")),
-	                 5);
-	ck_assert(json_is_null(json_object_get(json_array_get(got, 0), "p99_ms")));
-	json_decref(got);
-	json_decref(tl);
-	store_free(st);
-}
-END_TEST
-
 static Suite *loadgen_suite(void)
 {
 	Suite *s = suite_create("loadgen");
@@ -736,7 +689,6 @@ static Suite *loadgen_suite(void)
 	tcase_add_test(tc, test_thread_split);
 	tcase_add_loop_test(tc, test_parse, 0, sizeof(parse_cases) / sizeof(parse_cases[0]));
 	tcase_add_loop_test(tc, test_bad_config, 0, sizeof(bad_configs) / sizeof(bad_configs[0]));
-	tcase_add_test(tc, test_store_roundtrip);
 	suite_add_tcase(s, tc);
 	tcase_set_timeout(te, 60);
 	tcase_add_loop_test(te, test_run, 0, sizeof(run_cases) / sizeof(run_cases[0]));

@@ -1,0 +1,1379 @@
+/* The store's conformance suite: what every backend behind store.h must
+ * do, through store.h alone. Each test runs once per entry of backends[]
+ * (SQLite on ":memory:" and on a temp file today; a PostgreSQL entry is
+ * one more line there plus its glue): runs created, read, listed with
+ * cursors and filters, their state transitions and final states; probe
+ * results and their metrics; trends (step buckets, decided runs only);
+ * gate and checklist results; baselines (newest passed, not
+ * invalidated); history pages; waivers created, expired and revoked;
+ * idempotency keys; the audit trail; load measurements; retention;
+ * migrations applied, recorded and a newer schema refused; health and
+ * file identity. Backend-specific checks (the SQLite schema, WAL, query
+ * plans) live in the backend's own tests, test-store-sqlite.c.
+ */
+#include <check.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/loadgen/hist.h"
+#include "lib/store/store.h"
+#include "lib/util/util.h"
+#include "tests/unit/store-fixture.h"
+
+#define DAY (24LL * 3600 * 1000)
+
+/* How the suite reaches one backend. */
+struct conf_backend {
+	const char *name;
+	/* Where a fresh, empty store of this test lives: a path or a URL. */
+	const char *(*where)(void);
+	/* Whether reopening where finds what was stored. */
+	bool persistent;
+	/* What errmsg says when a value breaks one of the schema's checks. */
+	const char *check_words;
+	/* Makes the store at where look written by a newer readyd; NULL
+	 * when the backend cannot be reached behind the store's back. */
+	void (*make_newer)(const char *where);
+	/* Rows of the long metrics table with this metric and value; NULL:
+	 * not inspectable. */
+	int64_t (*count_metric)(const char *where, const char *metric, double value);
+};
+
+/* ---- SQLite glue: the only code here that knows the backend ----------- */
+
+static const char *sqlite_memory(void)
+{
+	return ":memory:";
+}
+
+static const char *sqlite_file(void)
+{
+	return db_file;
+}
+
+static sqlite3 *sqlite_raw(const char *path)
+{
+	sqlite3 *db = NULL;
+
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	return db;
+}
+
+static void sqlite_make_newer(const char *path)
+{
+	sqlite3 *db = sqlite_raw(path);
+
+	ck_assert_int_eq(sqlite3_exec(db,
+	                              "INSERT INTO schema_migrations VALUES "
+	                              "(999, '0999_future.sql', 1)",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static int64_t sqlite_count_metric(const char *path, const char *metric, double value)
+{
+	sqlite3 *db = sqlite_raw(path);
+	sqlite3_stmt *s = NULL;
+	int64_t n = -1;
+
+	ck_assert_int_eq(sqlite3_prepare_v2(db,
+	                                    "SELECT count(*) FROM metrics WHERE metric = ?1 AND "
+	                                    "value = ?2",
+	                                    -1, &s, NULL),
+	                 SQLITE_OK);
+	sqlite3_bind_text(s, 1, metric, -1, SQLITE_STATIC);
+	sqlite3_bind_double(s, 2, value);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		n = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return n;
+}
+
+static const struct conf_backend backends[] = {
+        {"sqlite :memory:", sqlite_memory, false, "CHECK constraint", NULL, NULL},
+        {"sqlite file", sqlite_file, true, "CHECK constraint", sqlite_make_newer,
+         sqlite_count_metric},
+};
+
+#define N_BACKENDS ((int)RD_ARRAY_SIZE(backends))
+
+/* Loop tests run _i over cases x backends: the backend is _i % N_BACKENDS,
+ * the case _i / N_BACKENDS. */
+static const struct conf_backend *conf_backend(int i)
+{
+	return &backends[i % N_BACKENDS];
+}
+
+static struct store *conf_open(int i)
+{
+	const struct conf_backend *b = conf_backend(i);
+	struct store *st = NULL;
+	char err[256] = "";
+	int r = store_open(b->where(), &st, err, sizeof(err));
+
+	ck_assert_msg(r == 0, "%s: store_open = %d: %s", b->name, r, err);
+	return st;
+}
+
+/* ---- Migrations and health ------------------------------------------ */
+
+START_TEST(test_migrations)
+{
+	const struct conf_backend *b = conf_backend(_i);
+	struct store *st = conf_open(_i);
+	int64_t id = create_run(st, "svc", "staging", NULL, 1, NULL);
+	json_t *run;
+
+	ck_assert_int_ge(store_schema_latest(st), 1);
+	ck_assert_int_eq(store_schema_version(st), store_schema_latest(st));
+	ck_assert_int_eq(store_check_file(st), 0);
+	ck_assert_ptr_nonnull(store_errmsg(st));
+	if (!b->persistent) {
+		store_free(st);
+		return;
+	}
+	store_free(st); /* reopening applies nothing and finds the run */
+	st = conf_open(_i);
+	ck_assert_int_eq(store_schema_version(st), store_schema_latest(st));
+	run = get_run(st, id);
+	ck_assert_str_eq(json_string_value(json_object_get(run, "service")), "svc");
+	json_decref(run);
+	store_free(st);
+}
+END_TEST
+
+START_TEST(test_newer_schema_refused)
+{
+	const struct conf_backend *b = conf_backend(_i);
+	struct store *st = conf_open(_i), *again = NULL;
+	char err[256] = "";
+
+	store_free(st);
+	if (!b->make_newer)
+		return;
+	b->make_newer(b->where());
+	ck_assert_int_eq(store_open(b->where(), &again, err, sizeof(err)), -EPROTONOSUPPORT);
+	ck_assert_ptr_null(again);
+	ck_assert_msg(strstr(err, "newer"), "%s", err);
+}
+END_TEST
+
+/* A URL of a backend this readyd lacks is refused, never taken for a
+ * file name (nothing is created). */
+START_TEST(test_postgresql_refused)
+{
+	static const char *const urls[] = {"postgresql://readyd:secret@127.0.0.1/readyd",
+	                                   "postgres://127.0.0.1/readyd", "POSTGRESQL://h/db"};
+	struct store *st = NULL;
+	char err[256] = "";
+
+	for (size_t i = 0; i < RD_ARRAY_SIZE(urls); i++) {
+		ck_assert_int_eq(store_open(urls[i], &st, err, sizeof(err)), -EPROTONOSUPPORT);
+		ck_assert_ptr_null(st);
+		ck_assert_str_eq(err, "this readyd has no PostgreSQL backend");
+		ck_assert_int_eq(store_open_readonly(urls[i], &st, err, sizeof(err)),
+		                 -EPROTONOSUPPORT);
+		ck_assert_ptr_null(st);
+	}
+	ck_assert_int_eq(access("postgresql:", F_OK), -1);
+}
+END_TEST
+
+/* ---- Runs ---------------------------------------------------------- */
+
+/* The run resource of test_run_roundtrip, before and after its life. */
+static const char roundtrip_queued[] =
+        "{\"invalidated\": null, \"rejudgements\": [], \"changes\": [], " /* 0003, 0004 */
+        "\"service\": \"sentiment-api\", \"version\": \"2.4.0\", "
+        "\"environment\": \"staging\", \"state\": \"queued\", \"verdict\": null, "
+        "\"submitted_by\": \"ci-pipeline\", "
+        "\"created_at\": \"2026-11-26T13:40:02.114Z\", \"started_at\": null, "
+        "\"finished_at\": null, \"error\": null, "
+        "\"probes\": ["
+        " {\"name\": \"latency\", \"type\": \"load\", \"state\": \"queued\", "
+        "  \"started_at\": null, \"finished_at\": null, \"metrics\": {}, "
+        "  \"details\": null, \"error\": null},"
+        " {\"name\": \"alert-rules\", \"type\": \"prometheus-rules\", "
+        "  \"state\": \"queued\", \"started_at\": null, \"finished_at\": null, "
+        "  \"metrics\": {}, \"details\": null, \"error\": null}], "
+        "\"gates\": [], \"checklist\": []}";
+
+static const char roundtrip_probe0[] =
+        "{\"name\": \"latency\", \"type\": \"load\", \"state\": \"passed\", "
+        "\"started_at\": 1795700402120, \"finished_at\": 1795700462120, "
+        "\"metrics\": {\"requests\": 5120, \"p95_ms\": 40.33}, \"details\": null, "
+        "\"error\": null}";
+
+static const char roundtrip_probe1[] =
+        "{\"name\": \"alert-rules\", \"type\": \"prometheus-rules\", "
+        "\"state\": \"failed\", \"started_at\": 1795700462120, "
+        "\"finished_at\": 1795700462500, "
+        "\"metrics\": {\"rules\": 4, \"missing\": 1}, "
+        "\"details\": {\"missing\": [\"GPUOutOfMemory\"]}, "
+        "\"error\": \"1 required alert rule is missing: GPUOutOfMemory\"}";
+
+/* gate_judge() objects; min_samples is not stored. */
+static const char roundtrip_gates[] =
+        "[{\"expr\": \"latency.p95_ms < 100\", \"metric\": \"latency.p95_ms\", "
+        "\"op\": \"<\", \"threshold\": 100, \"value\": 40.33, \"samples\": 12000, "
+        "\"baseline\": null, \"baseline_run\": null, \"advisory\": false, "
+        "\"min_samples\": 1000, \"outcome\": \"pass\", \"reason\": \"40.33 < 100\"},"
+        "{\"expr\": \"latency.p95_ms <= baseline * 1.10\", "
+        "\"metric\": \"latency.p95_ms\", \"op\": \"<=\", \"threshold\": 41.8, "
+        "\"value\": 40.33, \"samples\": 12000, \"baseline\": 38.0, "
+        "\"baseline_run\": 7, \"advisory\": true, \"outcome\": \"pass\", "
+        "\"reason\": \"40.33 <= 41.8 (baseline 38 from run 7 * 1.10)\"}]";
+
+static const char roundtrip_checklist[] =
+        "[{\"item\": \"runbook\", \"required\": true, "
+        "\"evidence\": \"https://wiki.example/runbooks/sentiment-api\", "
+        "\"outcome\": \"pass\", \"reason\": \"evidence given\"},"
+        "{\"item\": \"load_test_signoff\", \"required\": false, "
+        "\"evidence\": null, \"outcome\": \"fail\", "
+        "\"reason\": \"no evidence given\"}]";
+
+static const char roundtrip_final[] =
+        "{\"invalidated\": null, \"rejudgements\": [], \"changes\": [], " /* 0003, 0004 */
+        "\"service\": \"sentiment-api\", \"version\": \"2.4.0\", "
+        "\"environment\": \"staging\", \"state\": \"failed\", \"verdict\": \"FAIL\", "
+        "\"submitted_by\": \"ci-pipeline\", "
+        "\"created_at\": \"2026-11-26T13:40:02.114Z\", "
+        "\"started_at\": \"2026-11-26T13:40:02.120Z\", "
+        "\"finished_at\": \"2026-11-26T13:41:03.114Z\", \"error\": null, "
+        "\"probes\": ["
+        " {\"name\": \"latency\", \"type\": \"load\", \"state\": \"passed\", "
+        "  \"started_at\": \"2026-11-26T13:40:02.120Z\", "
+        "  \"finished_at\": \"2026-11-26T13:41:02.120Z\", "
+        "  \"metrics\": {\"requests\": 5120, \"p95_ms\": 40.33}, "
+        "  \"details\": null, \"error\": null},"
+        " {\"name\": \"alert-rules\", \"type\": \"prometheus-rules\", "
+        "  \"state\": \"failed\", \"started_at\": \"2026-11-26T13:41:02.120Z\", "
+        "  \"finished_at\": \"2026-11-26T13:41:02.500Z\", "
+        "  \"metrics\": {\"rules\": 4, \"missing\": 1}, "
+        "  \"details\": {\"missing\": [\"GPUOutOfMemory\"]}, "
+        "  \"error\": \"1 required alert rule is missing: GPUOutOfMemory\"}], "
+        "\"gates\": ["
+        " {\"expr\": \"latency.p95_ms < 100\", \"metric\": \"latency.p95_ms\", "
+        "  \"op\": \"<\", \"threshold\": 100.0, \"value\": 40.33, \"samples\": 12000, "
+        "  \"baseline\": null, \"baseline_run\": null, \"advisory\": false, "
+        "  \"outcome\": \"pass\", \"reason\": \"40.33 < 100\", \"waiver\": null},"
+        " {\"expr\": \"latency.p95_ms <= baseline * 1.10\", "
+        "  \"metric\": \"latency.p95_ms\", \"op\": \"<=\", \"threshold\": 41.8, "
+        "  \"value\": 40.33, \"samples\": 12000, \"baseline\": 38.0, "
+        "  \"baseline_run\": 7, \"advisory\": true, \"outcome\": \"pass\", "
+        "  \"reason\": \"40.33 <= 41.8 (baseline 38 from run 7 * 1.10)\", "
+        "  \"waiver\": null}], "
+        "\"checklist\": ["
+        " {\"item\": \"runbook\", \"required\": true, "
+        "  \"evidence\": \"https://wiki.example/runbooks/sentiment-api\", "
+        "  \"outcome\": \"pass\", \"reason\": \"evidence given\"},"
+        " {\"item\": \"load_test_signoff\", \"required\": false, \"evidence\": null, "
+        "  \"outcome\": \"fail\", \"reason\": \"no evidence given\"}]}";
+
+START_TEST(test_run_roundtrip)
+{
+	struct store *st = conf_open(_i);
+	int64_t id = create_run(st, "sentiment-api", "staging", NULL, 2, NULL);
+	json_t *run, *spec = NULL, *gates, *checklist;
+
+	run = get_run(st, id);
+	ck_assert_int_eq(json_integer_value(json_object_get(run, "id")), id);
+	json_object_del(run, "id");
+	assert_json_eq(run, roundtrip_queued);
+	json_decref(run);
+
+	ck_assert_int_eq(store_run_update(st, id, "running", NULL, T0 + 6, 0, NULL), 0);
+	save_probe(st, id, 0, roundtrip_probe0);
+	save_probe(st, id, 1, roundtrip_probe1);
+	gates = load(roundtrip_gates);
+	checklist = load(roundtrip_checklist);
+	ck_assert_int_eq(store_judgement_save(st, id, gates, checklist), 0);
+	json_decref(gates);
+	json_decref(checklist);
+	ck_assert_int_eq(store_run_update(st, id, "failed", "FAIL", 0, T0 + 61000, NULL), 0);
+
+	run = get_run(st, id);
+	ck_assert_int_eq(json_integer_value(json_object_get(run, "id")), id);
+	json_object_del(run, "id");
+	assert_json_eq(run, roundtrip_final);
+	json_decref(run);
+
+	ck_assert_int_eq(store_run_spec(st, id, &spec), 0);
+	assert_json_eq(spec, "{\"apiVersion\": \"readyd/v1\", \"service\": \"x\"}");
+	json_decref(spec);
+	store_free(st);
+}
+END_TEST
+
+START_TEST(test_run_update_fields)
+{
+	struct store *st = conf_open(_i);
+	int64_t id = create_run(st, "svc", "prod", NULL, 0, NULL);
+	json_t *run;
+
+	ck_assert_int_eq(store_run_update(st, id, "error", "ERROR", T0 + 1, T0 + 2, "boom"), 0);
+	/* verdict NULL keeps the stored verdict, times of 0 keep theirs, error
+	 * NULL clears. */
+	ck_assert_int_eq(store_run_update(st, id, "failed", NULL, 0, 0, NULL), 0);
+	run = get_run(st, id);
+	ck_assert_str_eq(json_string_value(json_object_get(run, "state")), "failed");
+	ck_assert_str_eq(json_string_value(json_object_get(run, "verdict")), "ERROR");
+	ck_assert_str_eq(json_string_value(json_object_get(run, "started_at")),
+	                 "2026-11-26T13:40:02.115Z");
+	ck_assert_str_eq(json_string_value(json_object_get(run, "finished_at")),
+	                 "2026-11-26T13:40:02.116Z");
+	ck_assert(json_is_null(json_object_get(run, "error")));
+	json_decref(run);
+	store_free(st);
+}
+END_TEST
+
+START_TEST(test_idempotency_key)
+{
+	struct store *st = conf_open(_i);
+	struct store_filter f = {.limit = 100};
+	bool existing = true;
+	int64_t a, b, c, d;
+	char *cursor = NULL;
+	json_t *items;
+
+	a = create_run(st, "svc", "staging", "key-1", 2, &existing);
+	ck_assert(!existing);
+	b = create_run(st, "other", "prod", "key-1", 1, &existing);
+	ck_assert(existing);
+	ck_assert_int_eq(b, a);
+	c = create_run(st, "svc", "staging", NULL, 2, &existing);
+	ck_assert(!existing);
+	d = create_run(st, "svc", "staging", NULL, 2, &existing);
+	ck_assert(!existing);
+	ck_assert_int_ne(c, a);
+	ck_assert_int_ne(d, c);
+
+	ck_assert_int_eq(store_runs_list(st, &f, &items, &cursor), 0);
+	ck_assert_uint_eq(json_array_size(items), 3);
+	ck_assert_ptr_null(cursor);
+	json_decref(items);
+	/* The retry did not add probes to the first run either. */
+	items = get_run(st, a);
+	ck_assert_uint_eq(json_array_size(json_object_get(items, "probes")), 2);
+	ck_assert_str_eq(json_string_value(json_object_get(items, "service")), "svc");
+	json_decref(items);
+	store_free(st);
+}
+END_TEST
+
+START_TEST(test_pagination)
+{
+	struct store *st = conf_open(_i);
+	static const size_t want_pages[] = {7, 7, 7, 4};
+	struct store_filter f = {.limit = 7};
+	int64_t ids[25], prev = INT64_MAX;
+	char *cursor = NULL, *next;
+	size_t seen = 0, page = 0;
+	json_t *items, *it;
+	size_t i;
+
+	for (i = 0; i < 25; i++)
+		ids[i] = create_run(st, "svc", "staging", NULL, 1, NULL);
+	do {
+		f.cursor = cursor;
+		ck_assert_int_eq(store_runs_list(st, &f, &items, &next), 0);
+		ck_assert_uint_lt(page, 4);
+		ck_assert_uint_eq(json_array_size(items), want_pages[page]);
+		json_array_foreach (items, i, it) {
+			int64_t id = json_integer_value(json_object_get(it, "id"));
+
+			/* Newest first, no duplicates, no skips. */
+			ck_assert_int_eq(id, ids[24 - seen]);
+			ck_assert_int_lt(id, prev);
+			ck_assert_ptr_null(json_object_get(it, "probes"));
+			ck_assert_str_eq(json_string_value(json_object_get(it, "state")), "queued");
+			prev = id;
+			seen++;
+		}
+		json_decref(items);
+		free(cursor);
+		cursor = next;
+		page++;
+	} while (cursor);
+	ck_assert_uint_eq(seen, 25);
+	ck_assert_uint_eq(page, 4);
+
+	/* A page that ends exactly at the last run has no next cursor. */
+	f.cursor = NULL;
+	f.limit = 25;
+	ck_assert_int_eq(store_runs_list(st, &f, &items, &next), 0);
+	ck_assert_uint_eq(json_array_size(items), 25);
+	ck_assert_ptr_null(next);
+	json_decref(items);
+	store_free(st);
+}
+END_TEST
+
+static const struct {
+	int limit;
+	size_t want;
+	bool want_cursor;
+} limit_cases[] = {
+        {-5, 1, true}, {0, 1, true}, {1, 1, true}, {1000, 3, false}, {1000000, 3, false},
+};
+
+START_TEST(test_limit_clamp)
+{
+	struct store *st = conf_open(_i);
+	struct store_filter f = {.limit = limit_cases[_i / N_BACKENDS].limit, .cursor = ""};
+	char *cursor = NULL;
+	json_t *items;
+
+	for (int i = 0; i < 3; i++)
+		create_run(st, "svc", "staging", NULL, 0, NULL);
+	ck_assert_int_eq(store_runs_list(st, &f, &items, &cursor), 0);
+	ck_assert_uint_eq(json_array_size(items), limit_cases[_i / N_BACKENDS].want);
+	ck_assert(!!cursor == limit_cases[_i / N_BACKENDS].want_cursor);
+	free(cursor);
+	json_decref(items);
+	store_free(st);
+}
+END_TEST
+
+static const char *const bad_cursors[] = {
+        "abc", "12x", "-1", "0", " 5", "+5", "5 ", "0x10", "99999999999999999999", "1e3",
+};
+
+START_TEST(test_bad_cursor)
+{
+	struct store *st = conf_open(_i);
+	struct store_filter f = {.limit = 10, .cursor = bad_cursors[_i / N_BACKENDS]};
+	json_t *items = (json_t *)&f;
+	char *cursor = (char *)&f;
+
+	create_run(st, "svc", "staging", NULL, 0, NULL);
+	ck_assert_int_eq(store_runs_list(st, &f, &items, &cursor), -EINVAL);
+	/* Out-parameters are untouched on failure. */
+	ck_assert_ptr_eq(items, (json_t *)&f);
+	ck_assert_ptr_eq(cursor, (char *)&f);
+	ck_assert_ptr_nonnull(strstr(store_errmsg(st), "cursor"));
+	store_free(st);
+}
+END_TEST
+
+/* Runs of the filter test: service, environment, final state. */
+static const struct {
+	const char *service, *env, *state;
+} filter_runs[] = {
+        {"a", "staging", "queued"}, {"a", "prod", "running"}, {"b", "staging", "passed"},
+        {"a", "staging", "passed"}, {"b", "prod", "failed"},  {"a", "prod", "passed"},
+};
+
+static const struct {
+	const char *service, *env, *state;
+	unsigned want; /* bit i: filter_runs[i] is listed */
+} filter_cases[] = {
+        {NULL, NULL, NULL, 0x3f},       {"a", NULL, NULL, 0x2b},       {"b", NULL, NULL, 0x14},
+        {NULL, "prod", NULL, 0x32},     {NULL, NULL, "passed", 0x2c},  {"a", "staging", NULL, 0x09},
+        {"a", NULL, "passed", 0x28},    {"a", "prod", "passed", 0x20}, {"c", NULL, NULL, 0},
+        {NULL, "staging", "failed", 0},
+};
+
+START_TEST(test_filters)
+{
+	struct store *st = conf_open(_i);
+	int64_t ids[RD_ARRAY_SIZE(filter_runs)];
+
+	for (size_t i = 0; i < RD_ARRAY_SIZE(filter_runs); i++) {
+		ids[i] = create_run(st, filter_runs[i].service, filter_runs[i].env, NULL, 0, NULL);
+		ck_assert_int_eq(
+		        store_run_update(st, ids[i], filter_runs[i].state, NULL, 0, 0, NULL), 0);
+	}
+	for (size_t c = 0; c < RD_ARRAY_SIZE(filter_cases); c++) {
+		struct store_filter f = {
+		        .service = filter_cases[c].service,
+		        .environment = filter_cases[c].env,
+		        .state = filter_cases[c].state,
+		        .limit = 100,
+		};
+		unsigned got = 0;
+		char *cursor = NULL;
+		json_t *items, *it;
+		size_t k;
+
+		ck_assert_int_eq(store_runs_list(st, &f, &items, &cursor), 0);
+		json_array_foreach (items, k, it) {
+			int64_t id = json_integer_value(json_object_get(it, "id"));
+
+			for (size_t i = 0; i < RD_ARRAY_SIZE(filter_runs); i++)
+				got |= ids[i] == id ? 1u << i : 0;
+		}
+		ck_assert_msg(got == filter_cases[c].want, "case %zu: got 0x%x want 0x%x", c, got,
+		              filter_cases[c].want);
+		ck_assert_uint_eq(json_array_size(items),
+		                  (size_t)__builtin_popcount(filter_cases[c].want));
+		ck_assert_ptr_null(cursor);
+		json_decref(items);
+	}
+	store_free(st);
+}
+END_TEST
+
+/* Probe objects store_probe_save must refuse, with the field it names. */
+static const struct {
+	const char *probe;
+	const char *field;
+} bad_probes[] = {
+        {"[1, 2]", "probe"},
+        {"{\"type\": \"load\", \"state\": \"passed\"}", "name"},
+        {"{\"name\": \"x\", \"state\": \"passed\"}", "type"},
+        {"{\"name\": \"x\", \"type\": \"load\", \"state\": 3}", "state"},
+        {"{\"name\": \"x\", \"type\": \"load\", \"state\": \"passed\", \"started_at\": \"now\"}",
+         "started_at"},
+        {"{\"name\": \"x\", \"type\": \"load\", \"state\": \"passed\", \"finished_at\": -5}",
+         "finished_at"},
+        {"{\"name\": \"x\", \"type\": \"load\", \"state\": \"passed\", \"metrics\": [1]}",
+         "metrics"},
+        {"{\"name\": \"x\", \"type\": \"load\", \"state\": \"passed\", "
+         "\"metrics\": {\"p95_ms\": \"fast\"}}",
+         "metrics"},
+        {"{\"name\": \"x\", \"type\": \"load\", \"state\": \"passed\", \"error\": 1}", "error"},
+        {"{\"name\": \"x\", \"type\": \"load\", \"state\": \"bogus\"}", NULL}, /* check_words */
+};
+
+START_TEST(test_probe_invalid)
+{
+	struct store *st = conf_open(_i);
+	int64_t id = create_run(st, "svc", "staging", NULL, 1, NULL);
+	json_t *p = load(bad_probes[_i / N_BACKENDS].probe), *run;
+	const char *want = bad_probes[_i / N_BACKENDS].field;
+
+	if (!want)
+		want = conf_backend(_i)->check_words;
+
+	ck_assert_int_eq(store_probe_save(st, id, 0, p), -EINVAL);
+	ck_assert_msg(strstr(store_errmsg(st), want), "'%s' lacks '%s'", store_errmsg(st), want);
+	json_decref(p);
+	run = get_run(st, id);
+	ck_assert_str_eq(json_string_value(json_object_get(
+	                         json_array_get(json_object_get(run, "probes"), 0), "state")),
+	                 "queued");
+	json_decref(run);
+	store_free(st);
+}
+END_TEST
+
+/* ---- Judgement ----------------------------------------------------- */
+
+START_TEST(test_judgement_replace)
+{
+	struct store *st = conf_open(_i);
+	int64_t id = create_run(st, "svc", "staging", NULL, 0, NULL);
+	json_t *g1, *g2, *bad, *c1, *run;
+
+	g1 = load("[{\"expr\": \"a.x < 1\", \"outcome\": \"error\", \"reason\": \"no data\"},"
+	          " {\"expr\": \"a.y < 1\", \"value\": 0.5, \"threshold\": 1, \"outcome\": "
+	          "\"pass\", \"reason\": \"0.5 < 1\"}]");
+	g2 = load("[{\"expr\": \"a.z >= 3\", \"metric\": \"a.z\", \"op\": \">=\", "
+	          "\"threshold\": 3, \"value\": 2, \"samples\": null, \"baseline\": null, "
+	          "\"baseline_run\": null, \"advisory\": false, \"outcome\": \"fail\", "
+	          "\"reason\": \"2 >= 3 does not hold\"}]");
+	bad = load("[{\"expr\": \"a.q < 1\", \"outcome\": \"pass\", \"reason\": \"ok\"},"
+	           " {\"expr\": \"a.r < 1\", \"reason\": \"no outcome\"}]");
+	c1 = load("[{\"item\": \"runbook\", \"required\": true, \"evidence\": \"https://x\", "
+	          "\"outcome\": \"pass\", \"reason\": \"evidence given\"}]");
+
+	ck_assert_int_eq(store_judgement_save(st, id, g1, c1), 0);
+	ck_assert_int_eq(store_judgement_save(st, id, g2, NULL), 0);
+	/* A bad entry anywhere changes nothing. */
+	ck_assert_int_eq(store_judgement_save(st, id, bad, NULL), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(store_errmsg(st), "outcome"));
+	ck_assert_int_eq(store_judgement_save(st, id, NULL, NULL), 0);
+	ck_assert_int_eq(store_judgement_save(st, id + 100, g1, NULL), -ENOENT);
+
+	run = get_run(st, id);
+	assert_json_eq(json_object_get(run, "gates"),
+	               "[{\"expr\": \"a.z >= 3\", \"metric\": \"a.z\", \"op\": \">=\", "
+	               "\"threshold\": 3.0, \"value\": 2.0, \"samples\": null, "
+	               "\"baseline\": null, \"baseline_run\": null, \"advisory\": false, "
+	               "\"outcome\": \"fail\", \"reason\": \"2 >= 3 does not hold\", "
+	               "\"waiver\": null}]");
+	assert_json_eq(json_object_get(run, "checklist"),
+	               "[{\"item\": \"runbook\", \"required\": true, \"evidence\": "
+	               "\"https://x\", \"outcome\": \"pass\", \"reason\": \"evidence given\"}]");
+	json_decref(run);
+
+	/* An empty array clears. */
+	json_decref(g2);
+	g2 = json_array();
+	ck_assert_int_eq(store_judgement_save(st, id, NULL, g2), 0);
+	run = get_run(st, id);
+	ck_assert_uint_eq(json_array_size(json_object_get(run, "checklist")), 0);
+	ck_assert_uint_eq(json_array_size(json_object_get(run, "gates")), 1);
+	json_decref(run);
+
+	json_decref(g1);
+	json_decref(g2);
+	json_decref(bad);
+	json_decref(c1);
+	store_free(st);
+}
+END_TEST
+
+/* ---- Recovery ------------------------------------------------------ */
+
+/* The running run of test_interrupt_stale after start-up recovery. */
+static const char interrupted_run[] =
+        "{\"invalidated\": null, \"rejudgements\": [], \"changes\": [], " /* 0003, 0004 */
+        "\"service\": \"svc\", \"version\": \"2.4.0\", \"environment\": "
+        "\"staging\", \"state\": \"interrupted\", \"verdict\": null, "
+        "\"submitted_by\": \"ci-pipeline\", "
+        "\"created_at\": \"2026-11-26T13:40:02.114Z\", "
+        "\"started_at\": \"2026-11-26T13:40:02.115Z\", "
+        "\"finished_at\": \"2026-11-26T14:40:02.114Z\", "
+        "\"error\": \"readyd stopped while the run was running; results measured "
+        "so far are kept\", "
+        "\"probes\": ["
+        " {\"name\": \"latency\", \"type\": \"load\", \"state\": \"passed\", "
+        "  \"started_at\": \"2026-11-26T13:40:02.115Z\", "
+        "  \"finished_at\": \"2026-11-26T13:40:03.000Z\", "
+        "  \"metrics\": {\"p95_ms\": 12.5}, \"details\": null, \"error\": null},"
+        " {\"name\": \"alert-rules\", \"type\": \"prometheus-rules\", "
+        "  \"state\": \"interrupted\", "
+        "  \"started_at\": \"2026-11-26T13:40:03.000Z\", "
+        "  \"finished_at\": \"2026-11-26T14:40:02.114Z\", "
+        "  \"metrics\": {\"rules\": 2}, \"details\": null, "
+        "  \"error\": \"readyd stopped while the probe was running\"},"
+        " {\"name\": \"tls\", \"type\": \"tls\", \"state\": \"interrupted\", "
+        "  \"started_at\": null, \"finished_at\": null, \"metrics\": {}, "
+        "  \"details\": null, "
+        "  \"error\": \"readyd stopped while the probe was queued\"}], "
+        "\"gates\": [], \"checklist\": []}";
+
+START_TEST(test_interrupt_stale)
+{
+	struct store *st = conf_open(_i);
+	int64_t running = create_run(st, "svc", "staging", NULL, 3, NULL);
+	int64_t queued = create_run(st, "svc", "staging", NULL, 1, NULL);
+	int64_t done = create_run(st, "svc", "staging", NULL, 1, NULL);
+	int64_t now = T0 + 3600000;
+	json_t *run;
+
+	ck_assert_int_eq(store_run_update(st, running, "running", NULL, T0 + 1, 0, NULL), 0);
+	save_probe(st, running, 0,
+	           "{\"name\": \"latency\", \"type\": \"load\", \"state\": \"passed\", "
+	           "\"started_at\": 1795700402115, \"finished_at\": 1795700403000, "
+	           "\"metrics\": {\"p95_ms\": 12.5}}");
+	save_probe(st, running, 1,
+	           "{\"name\": \"alert-rules\", \"type\": \"prometheus-rules\", "
+	           "\"state\": \"running\", \"started_at\": 1795700403000, "
+	           "\"metrics\": {\"rules\": 2}}");
+	ck_assert_int_eq(store_run_update(st, done, "passed", "PASS", T0 + 1, T0 + 2, NULL), 0);
+
+	ck_assert_int_eq(store_runs_interrupt_stale(st, now), 2);
+
+	run = get_run(st, running);
+	json_object_del(run, "id");
+	assert_json_eq(run, interrupted_run);
+	json_decref(run);
+
+	run = get_run(st, queued);
+	ck_assert_str_eq(json_string_value(json_object_get(run, "state")), "interrupted");
+	ck_assert_str_eq(json_string_value(json_object_get(run, "error")),
+	                 "readyd stopped while the run was queued; results measured so far are "
+	                 "kept");
+	json_decref(run);
+	run = get_run(st, done);
+	ck_assert_str_eq(json_string_value(json_object_get(run, "state")), "passed");
+	ck_assert(json_is_null(json_object_get(run, "error")));
+	json_decref(run);
+
+	/* What was measured before the interruption stays. */
+	if (conf_backend(_i)->count_metric)
+		ck_assert_int_eq(
+		        conf_backend(_i)->count_metric(conf_backend(_i)->where(), "p95_ms", 12.5),
+		        1);
+	ck_assert_int_eq(store_runs_interrupt_stale(st, now + 1), 0);
+	store_free(st);
+}
+END_TEST
+
+/* ---- Read-only connections ----------------------------------------- */
+/* ---- Errors -------------------------------------------------------- */
+
+START_TEST(test_not_found_and_invalid)
+{
+	struct store *st = conf_open(_i);
+	int64_t id = create_run(st, "svc", "staging", NULL, 1, NULL);
+	json_t *out = NULL, *p = load("{\"name\": \"latency\", \"type\": \"load\", "
+	                              "\"state\": \"passed\"}");
+	struct store_run_new rn = {.service = "s", .version = "1", .spec_json = "{}"};
+	int64_t new_id = 0;
+
+	ck_assert_int_eq(store_run_get(st, id + 1, &out), -ENOENT);
+	ck_assert_int_eq(store_run_spec(st, id + 1, &out), -ENOENT);
+	ck_assert_ptr_null(out);
+	ck_assert_int_eq(store_run_update(st, id + 1, "running", NULL, 0, 0, NULL), -ENOENT);
+	ck_assert_int_eq(store_probe_save(st, id + 1, 0, p), -ENOENT);
+	ck_assert_int_eq(store_run_update(st, id, "bogus", NULL, 0, 0, NULL), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(store_errmsg(st), conf_backend(_i)->check_words));
+	ck_assert_int_eq(store_run_update(st, id, "failed", "MAYBE", 0, 0, NULL), -EINVAL);
+	ck_assert_int_eq(store_run_update(st, id, NULL, NULL, 0, 0, NULL), -EINVAL);
+	ck_assert_int_eq(store_run_create(st, &rn, &new_id, NULL), -EINVAL); /* environment */
+	ck_assert_int_eq(new_id, 0);
+	json_decref(p);
+	store_free(st);
+}
+END_TEST
+
+/* An error text quoting bytes a target sent must not make the run
+ * unreadable: invalid UTF-8 comes back with '?' in place. */
+START_TEST(test_invalid_utf8_error)
+{
+	struct store *st = conf_open(_i);
+	int64_t id = create_run(st, "svc", "staging", NULL, 0, NULL);
+	json_t *run;
+
+	ck_assert_int_eq(store_run_update(st, id, "error", "ERROR", 0, T0 + 1,
+	                                  "bad reply: \xff\xfe caf\xc3\xa9 \xe2\x82"),
+	                 0);
+	run = get_run(st, id);
+	ck_assert_str_eq(json_string_value(json_object_get(run, "error")),
+	                 "bad reply: ?? caf\xc3\xa9 ??");
+	json_decref(run);
+	store_free(st);
+}
+END_TEST
+
+/* ---- History, trends, load measurements ---------------------------- */
+
+START_TEST(test_baseline_skips_invalidated)
+{
+	struct store *st = conf_open(_i);
+	int64_t a = add_run(st, "svc", "staging", "1", "passed", 50, T0);
+	int64_t b = add_run(st, "svc", "staging", "2", "passed", 60, T0 + 1000 * 60);
+	int64_t c = add_run(st, "svc", "staging", "3", "failed", 90, T0 + 2000 * 60);
+	int64_t run = 0;
+	double v = 0;
+
+	add_run(st, "svc", "prod", "4", "passed", 10, T0 + 3000 * 60);     /* other env */
+	add_run(st, "other", "staging", "5", "passed", 1, T0 + 4000 * 60); /* other svc */
+	/* Newest passed of this service and environment: b (c failed). */
+	ck_assert_int_eq(store_baseline(st, "svc", "staging", "latency", "p95_ms", c, &v, &run), 0);
+	ck_assert_int_eq(run, b);
+	ck_assert_double_eq(v, 60);
+	/* A run is never its own baseline. */
+	ck_assert_int_eq(store_baseline(st, "svc", "staging", "latency", "p95_ms", b, &v, &run), 0);
+	ck_assert_int_eq(run, a);
+	/* Invalidated: skipped. */
+	ck_assert_int_eq(store_run_invalidate(st, b, "load generator was saturated", T0), 0);
+	ck_assert_int_eq(store_baseline(st, "svc", "staging", "latency", "p95_ms", c, &v, &run), 0);
+	ck_assert_int_eq(run, a);
+	ck_assert_double_eq(v, 50);
+	ck_assert_int_eq(store_run_invalidate(st, a, "bad", T0), 0);
+	ck_assert_int_eq(store_baseline(st, "svc", "staging", "latency", "p95_ms", c, &v, &run),
+	                 -ENOENT);
+	ck_assert_int_eq(store_baseline(st, "svc", "staging", "latency", "nope", 0, &v, &run),
+	                 -ENOENT);
+	store_free(st);
+}
+END_TEST
+
+START_TEST(test_waiver_errors)
+{
+	struct store *st = conf_open(_i);
+	struct store_waiver_new w = {"svc", NULL, "a.b < 1", "r", "alice", NULL, T0, T0};
+	json_t *x = NULL;
+	int64_t id;
+
+	ck_assert_int_eq(store_waiver_create(st, &w, &id), -EINVAL); /* expires == created */
+	w.expires_at = T0 + 1;
+	w.reason = "";
+	ck_assert_int_eq(store_waiver_create(st, &w, &id), -EINVAL);
+	ck_assert_int_eq(store_waiver_revoke(st, "svc", 99, T0), -ENOENT);
+	w.reason = "r";
+	ck_assert_int_eq(store_waiver_create(st, &w, &id), 0);
+	ck_assert_int_eq(store_waiver_revoke(st, "other", id, T0), -ENOENT); /* not its service */
+	ck_assert_int_eq(store_waiver_get(st, "svc", id, T0, &x), 0);
+	ck_assert(json_is_null(json_object_get(x, "revoked_at")));
+	json_decref(x);
+	store_free(st);
+}
+END_TEST
+
+START_TEST(test_gates_latest)
+{
+	struct store *st = conf_open(_i);
+	json_t *items = NULL, *it;
+	int64_t b2;
+
+	add_run(st, "b", "prod", "1", "passed", 1, T0);
+	b2 = add_run(st, "b", "prod", "2", "failed", 1, T0 + 1000);
+	add_run(st, "b", "prod", "3", "running", 0, T0 + 2000); /* not decided: ignored */
+	add_run(st, "a", "staging", "1", "error", 1, T0);
+	add_run(st, "a", "prod", "1", "passed", 1, T0);
+	int64_t a_new = add_run(st, "a", "prod", "2", "passed", 1, T0 + 5000);
+	ck_assert_int_eq(store_run_invalidate(st, a_new, "wrong target", T0), 0);
+
+	ck_assert_int_eq(store_gates_latest(st, &items), 0);
+	ck_assert_int_eq(json_array_size(items), 3);
+	it = json_array_get(items, 0); /* a/prod: the invalidated v2 does not count */
+	ck_assert_str_eq(json_string_value(json_object_get(it, "service")), "a");
+	ck_assert_str_eq(json_string_value(json_object_get(it, "environment")), "prod");
+	ck_assert_str_eq(json_string_value(json_object_get(it, "version")), "1");
+	it = json_array_get(items, 1);
+	ck_assert_str_eq(json_string_value(json_object_get(it, "environment")), "staging");
+	ck_assert_str_eq(json_string_value(json_object_get(it, "verdict")), "ERROR");
+	it = json_array_get(items, 2);
+	ck_assert_int_eq(json_integer_value(json_object_get(it, "run_id")), b2);
+	ck_assert_str_eq(json_string_value(json_object_get(it, "verdict")), "FAIL");
+	ck_assert(json_is_string(json_object_get(it, "finished_at")));
+	json_decref(items);
+	store_free(st);
+}
+END_TEST
+
+START_TEST(test_trend_points)
+{
+	struct store *st = conf_open(_i);
+	int64_t ids[4];
+	json_t *pts = NULL;
+	bool truncated = true;
+	struct store_trend_query q = {"svc", "latency", "p95_ms", "staging", 0, INT64_MAX, 100};
+
+	for (int i = 0; i < 4; i++)
+		ids[i] = add_run(st, "svc", "staging", i == 3 ? "4" : "x",
+		                 i == 1 ? "failed" : "passed", 10.0 * (i + 1), T0 + i * 60000);
+	add_run(st, "svc", "prod", "p", "passed", 99, T0 + 30000);
+	ck_assert_int_eq(store_run_invalidate(st, ids[2], "noisy neighbour", T0), 0);
+	ck_assert_int_eq(store_trend(st, &q, &pts, &truncated), 0);
+	ck_assert(!truncated);
+	ck_assert_int_eq(json_array_size(pts), 3); /* ids[2] invalidated */
+	ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(pts, 0), "run_id")),
+	                 ids[0]);
+	ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(pts, 1), "run_id")),
+	                 ids[1]);
+	ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(pts, 2), "run_id")),
+	                 ids[3]);
+	ck_assert_double_eq(json_number_value(json_object_get(json_array_get(pts, 2), "value")),
+	                    40);
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(pts, 1), "verdict")),
+	                 "FAIL");
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(pts, 2), "version")),
+	                 "4");
+	json_decref(pts);
+	/* The newest points when capped, still oldest first. */
+	q.limit = 2;
+	ck_assert_int_eq(store_trend(st, &q, &pts, &truncated), 0);
+	ck_assert(truncated);
+	ck_assert_int_eq(json_array_size(pts), 2);
+	ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(pts, 0), "run_id")),
+	                 ids[1]);
+	json_decref(pts);
+	/* Any environment; a time window. */
+	q.environment = NULL;
+	q.limit = 100;
+	q.since_ms = T0 + 2000;
+	q.until_ms = T0 + 61000 + 1000;
+	ck_assert_int_eq(store_trend(st, &q, &pts, &truncated), 0);
+	ck_assert_int_eq(json_array_size(pts), 2); /* prod at +30s (+1s) and ids[1] at +61s */
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(pts, 0), "environment")),
+	                 "prod");
+	json_decref(pts);
+	store_free(st);
+}
+END_TEST
+
+/* ---- Trend buckets (?step=) ---------------------------------------- */
+
+#define HOUR (3600LL * 1000)
+#define H0   (T0 - T0 % HOUR) /* 2026-11-26T13:00:00Z */
+
+/* Runs of the bucket tests; a metric's ts is its run's at + 1 s. */
+static const struct {
+	const char *env, *version, *state;
+	double value;
+	int64_t at;
+	bool invalid;
+} bucket_runs[] = {
+        {"staging", "a", "passed", 10, H0 - 1000, false}, /* ts H0: a bucket's first ms */
+        {"staging", "b", "passed", 30, H0 + 10 * 60000, false},
+        {"staging", "c", "failed", 20, H0 + 20 * 60000, false},
+        {"staging", "d", "passed", 5, H0 - 2000, false}, /* newer id, older ts: bucket -1h */
+        {"staging", "e", "passed", 50, H0 + HOUR, true}, /* invalidated: no bucket +1h */
+        {"prod", "f", "passed", 7, H0 + 2 * HOUR, false},
+        {"staging", "g", "failed", 9, H0 + 2 * HOUR + 60000, false},
+        {"staging", "h", "passed", 15, H0 + 5 * 60000, false}, /* newest id, not last */
+};
+
+/* One expected bucket: index idx of the result. last is a bucket_runs
+ * index. */
+struct bucket_want {
+	size_t idx;
+	int64_t t;
+	int runs;
+	double min, max, avg, last;
+	size_t last_run;
+};
+
+static const struct {
+	const char *name;
+	int64_t step, since;
+	const char *env;
+	int limit;
+	size_t n;
+	bool truncated;
+	struct bucket_want want[2];
+} bucket_cases[] = {
+        {"hourly, one environment",
+         HOUR,
+         0,
+         "staging",
+         100,
+         3,
+         false,
+         {{0, H0 - HOUR, 1, 5, 5, 5, 5, 3}, {1, H0, 4, 10, 30, 18.75, 20, 2}}},
+        {"hourly, any environment: last by time",
+         HOUR,
+         0,
+         NULL,
+         100,
+         3,
+         false,
+         {{2, H0 + 2 * HOUR, 2, 7, 9, 8, 9, 6}, {1, H0, 4, 10, 30, 18.75, 20, 2}}},
+        {"daily: one bucket from 00:00 UTC",
+         24 * HOUR,
+         0,
+         NULL,
+         100,
+         1,
+         false,
+         {{0, H0 - 13 * HOUR, 7, 5, 30, 96 / 7.0, 9, 6},
+          {0, H0 - 13 * HOUR, 7, 5, 30, 96 / 7.0, 9, 6}}},
+        {"capped: the newest buckets, oldest first",
+         HOUR,
+         0,
+         "staging",
+         2,
+         2,
+         true,
+         {{0, H0, 4, 10, 30, 18.75, 20, 2}, {1, H0 + 2 * HOUR, 1, 9, 9, 9, 9, 6}}},
+        {"since cuts inside a bucket",
+         HOUR,
+         H0 + 1,
+         "staging",
+         100,
+         2,
+         false,
+         {{0, H0, 3, 15, 30, 65 / 3.0, 20, 2}, {1, H0 + 2 * HOUR, 1, 9, 9, 9, 9, 6}}},
+        {"a step of 1 ms: a bucket per run",
+         1,
+         0,
+         "staging",
+         100,
+         6,
+         false,
+         {{0, H0 - 1000, 1, 5, 5, 5, 5, 3}, {1, H0, 1, 10, 10, 10, 10, 0}}},
+};
+
+static void assert_bucket(json_t *b, const struct bucket_want *w, const int64_t *ids)
+{
+	char t[RD_TIME_LEN];
+
+	rd_time_format(w->t, t);
+	ck_assert_str_eq(json_string_value(json_object_get(b, "t")), t);
+	ck_assert_int_eq(json_integer_value(json_object_get(b, "runs")), w->runs);
+	ck_assert_double_eq(json_number_value(json_object_get(b, "min")), w->min);
+	ck_assert_double_eq(json_number_value(json_object_get(b, "max")), w->max);
+	ck_assert_double_eq_tol(json_number_value(json_object_get(b, "avg")), w->avg, 1e-9);
+	ck_assert_double_eq(json_number_value(json_object_get(b, "last")), w->last);
+	ck_assert_int_eq(json_integer_value(json_object_get(b, "last_run_id")), ids[w->last_run]);
+	ck_assert_str_eq(json_string_value(json_object_get(b, "last_version")),
+	                 bucket_runs[w->last_run].version);
+}
+
+START_TEST(test_trend_buckets)
+{
+	struct store *st = conf_open(_i);
+	int64_t ids[RD_ARRAY_SIZE(bucket_runs)];
+	struct store_trend_query q = {"svc",
+	                              "latency",
+	                              "p95_ms",
+	                              bucket_cases[_i / N_BACKENDS].env,
+	                              bucket_cases[_i / N_BACKENDS].since,
+	                              INT64_MAX,
+	                              bucket_cases[_i / N_BACKENDS].limit,
+	                              bucket_cases[_i / N_BACKENDS].step};
+	json_t *pts = NULL;
+	bool truncated = !bucket_cases[_i / N_BACKENDS].truncated;
+
+	for (size_t i = 0; i < RD_ARRAY_SIZE(bucket_runs); i++) {
+		ids[i] = add_run(st, "svc", bucket_runs[i].env, bucket_runs[i].version,
+		                 bucket_runs[i].state, bucket_runs[i].value, bucket_runs[i].at);
+		if (bucket_runs[i].invalid)
+			ck_assert_int_eq(store_run_invalidate(st, ids[i], "bad", T0 + DAY), 0);
+	}
+	add_run(st, "other", "staging", "x", "passed", 1000, H0); /* another service */
+	ck_assert_int_eq(store_trend(st, &q, &pts, &truncated), 0);
+	ck_assert_msg(json_array_size(pts) == bucket_cases[_i / N_BACKENDS].n, "%s: %zu buckets",
+	              bucket_cases[_i / N_BACKENDS].name, json_array_size(pts));
+	ck_assert(truncated == bucket_cases[_i / N_BACKENDS].truncated);
+	for (size_t k = 0; k < 2; k++) {
+		const struct bucket_want *w = &bucket_cases[_i / N_BACKENDS].want[k];
+
+		assert_bucket(json_array_get(pts, w->idx), w, ids);
+	}
+	json_decref(pts);
+	store_free(st);
+}
+END_TEST
+
+START_TEST(test_trend_bucket_bounds)
+{
+	struct store *st = conf_open(_i);
+	struct store_trend_query q = {"svc", "latency", "p95_ms", NULL, 0, INT64_MAX, 100, -1};
+	json_t *pts = NULL, *b;
+	bool truncated = true;
+
+	add_run(st, "svc", "staging", "1", "passed", 1, T0);
+	ck_assert_int_eq(store_trend(st, &q, &pts, &truncated), -EINVAL); /* negative step */
+	/* A step longer than all of time: one bucket starting at the epoch,
+	 * and no overflow computing its start. */
+	q.step_ms = INT64_MAX;
+	ck_assert_int_eq(store_trend(st, &q, &pts, &truncated), 0);
+	ck_assert_int_eq(json_array_size(pts), 1);
+	b = json_array_get(pts, 0);
+	ck_assert_str_eq(json_string_value(json_object_get(b, "t")), "1970-01-01T00:00:00.000Z");
+	ck_assert_int_eq(json_integer_value(json_object_get(b, "runs")), 1);
+	json_decref(pts);
+	/* No metric in range: no buckets, not an error. */
+	q.step_ms = HOUR;
+	q.since_ms = T0 + DAY;
+	ck_assert_int_eq(store_trend(st, &q, &pts, &truncated), 0);
+	ck_assert_int_eq(json_array_size(pts), 0);
+	ck_assert(!truncated);
+	json_decref(pts);
+	store_free(st);
+}
+END_TEST
+
+START_TEST(test_history_pages)
+{
+	struct store *st = conf_open(_i);
+	struct store_history_filter f = {"svc", NULL, NULL, NULL, 2};
+	json_t *items = NULL;
+	char *next = NULL;
+	int64_t ids[5];
+
+	for (int i = 0; i < 5; i++)
+		ids[i] = add_run(st, "svc", i == 4 ? "prod" : "staging", "v",
+		                 i % 2 ? "failed" : "passed", 1, T0 + i);
+	add_run(st, "svc", "staging", "q", "running", 0, T0 + 9); /* no verdict yet */
+	ck_assert_int_eq(store_history(st, &f, &items, &next), 0);
+	ck_assert_int_eq(json_array_size(items), 2);
+	ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(items, 0), "run_id")),
+	                 ids[4]);
+	ck_assert_ptr_nonnull(next);
+	json_decref(items);
+	f.cursor = next;
+	ck_assert_int_eq(store_history(st, &f, &items, &next), 0);
+	free((char *)f.cursor);
+	ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(items, 0), "run_id")),
+	                 ids[2]);
+	json_decref(items);
+	free(next);
+	f.cursor = NULL;
+	f.verdict = "FAIL";
+	f.environment = "staging";
+	f.limit = 10;
+	ck_assert_int_eq(store_history(st, &f, &items, &next), 0);
+	ck_assert_int_eq(json_array_size(items), 2); /* ids[3], ids[1] */
+	ck_assert_ptr_null(next);
+	json_decref(items);
+	f.cursor = "bogus";
+	ck_assert_int_eq(store_history(st, &f, &items, &next), -EINVAL);
+	store_free(st);
+}
+END_TEST
+
+START_TEST(test_invalidate_and_rejudge)
+{
+	struct store *st = conf_open(_i);
+	int64_t done = add_run(st, "svc", "staging", "1", "failed", 1, T0);
+	int64_t live = add_run(st, "svc", "staging", "2", "running", 0, T0 + 1);
+	json_t *gates =
+	        json_pack("[{s:s, s:s}]", "expr", "latency.p95_ms < 200", "outcome", "pass");
+	json_t *run = NULL, *rj, *services = NULL;
+	int64_t seq = 0;
+
+	ck_assert_int_eq(store_run_invalidate(st, live, "x", T0), -EINPROGRESS);
+	ck_assert_int_eq(store_run_invalidate(st, 999, "x", T0), -ENOENT);
+	ck_assert_int_eq(store_run_invalidate(st, done, "", T0), -EINVAL);
+	ck_assert_int_eq(store_rejudgement_add(st, live, gates, "PASS", NULL, T0, &seq),
+	                 -EINPROGRESS);
+	ck_assert_int_eq(store_rejudgement_add(st, done, gates, "PASS", "ci", T0, &seq), 0);
+	ck_assert_int_eq(seq, 1);
+	ck_assert_int_eq(store_rejudgement_add(st, done, gates, "PASS", "ci", T0 + 5, &seq), 0);
+	ck_assert_int_eq(seq, 2);
+	ck_assert_int_eq(store_run_get(st, done, &run), 0);
+	ck_assert(json_is_null(json_object_get(run, "invalidated")));
+	ck_assert_str_eq(json_string_value(json_object_get(run, "verdict")), "FAIL"); /* kept */
+	rj = json_object_get(run, "rejudgements");
+	ck_assert_int_eq(json_array_size(rj), 2);
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(rj, 1), "verdict")),
+	                 "PASS");
+	ck_assert_int_eq(json_array_size(json_object_get(json_array_get(rj, 0), "gates")), 1);
+	json_decref(run);
+	ck_assert_int_eq(store_run_invalidate(st, done, "wrong build", T0), 0);
+	ck_assert_int_eq(store_run_invalidate(st, done, "again", T0), -EALREADY);
+	ck_assert_int_eq(store_run_get(st, done, &run), 0);
+	ck_assert_str_eq(
+	        json_string_value(json_object_get(json_object_get(run, "invalidated"), "reason")),
+	        "wrong build");
+	json_decref(run);
+	ck_assert_int_eq(store_services_list(st, &services), 0);
+	ck_assert_int_eq(json_array_size(services), 1);
+	ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(services, 0), "runs")),
+	                 2);
+	json_decref(services);
+	json_decref(gates);
+	store_free(st);
+}
+END_TEST
+
+/* Percentiles a run never published, from its stored histogram. */
+START_TEST(test_percentile_from_histogram)
+{
+	struct store *st = conf_open(_i);
+	int64_t id = add_run(st, "svc", "staging", "1", "passed", 1, T0);
+	struct hist *h = NULL;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	double ms = 0;
+
+	ck_assert_int_eq(store_probe_percentile(st, id, 0, "p75_ms", &ms), -ENOENT);
+	ck_assert_int_eq(hist_new(60LL * 1000 * 1000, 3, &h), 0);
+	for (int64_t v = 1; v <= 1000; v++)
+		ck_assert_int_eq(hist_record(h, v * 1000), 0); /* 1..1000 ms */
+	ck_assert_int_eq(hist_serialize(h, &buf, &len), 0);
+	ck_assert_int_eq(store_probe_blob_save(st, id, 0, "latency", buf, len), 0);
+	ck_assert_int_eq(store_probe_percentile(st, id, 0, "p75_ms", &ms), 0);
+	ck_assert_double_eq_tol(ms, 750, 1);
+	ck_assert_int_eq(store_probe_percentile(st, id, 0, "p999_ms", &ms), 0);
+	ck_assert_double_eq_tol(ms, 999, 1);
+	ck_assert_int_eq(store_probe_percentile(st, id, 0, "mean_ms", &ms), -EINVAL);
+	ck_assert_int_eq(store_probe_percentile(st, id, 0, "p5_ms", &ms), -EINVAL);
+	free(buf);
+	hist_free(h);
+	store_free(st);
+}
+END_TEST
+
+/* The scheduler stores a load probe's histograms and timeline; the
+ * bytes come back unchanged and go with their run. */
+START_TEST(test_load_roundtrip)
+{
+	const char *names[] = {"latency"}, *types[] = {"load"};
+	struct store_run_new rn = {.service = "s",
+	                           .version = "1",
+	                           .environment = "e",
+	                           .spec_json = "{}",
+	                           .probe_names = names,
+	                           .probe_types = types,
+	                           .n_probes = 1,
+	                           .created_at = 1};
+	const uint8_t bytes[] = {'R', 'D', 'H', 'G', 0, 1, 2, 255};
+	json_t *tl = json_pack("[{s:i, s:i, s:i, s:f, s:n}]", "second", 0, "requests", 5, "errors",
+	                       1, "p50_ms", 1.5, "p99_ms"),
+	       *got;
+	struct store *st = conf_open(_i);
+	int64_t id;
+	bool existing;
+	void *data = NULL;
+	size_t len = 0;
+
+	ck_assert_int_eq(store_run_create(st, &rn, &id, &existing), 0);
+	ck_assert_int_eq(store_probe_blob_save(st, id, 0, "latency", bytes, sizeof(bytes)), 0);
+	ck_assert_int_eq(store_probe_blob_get(st, id, 0, "latency", &data, &len), 0);
+	ck_assert_uint_eq(len, sizeof(bytes));
+	ck_assert_mem_eq(data, bytes, len);
+	free(data);
+	ck_assert_int_eq(store_probe_blob_get(st, id, 0, "failed", &data, &len), -ENOENT);
+	ck_assert_int_eq(store_probe_blob_save(st, id, 0, "bogus", bytes, 1), -EINVAL);
+	ck_assert_int_lt(store_probe_blob_save(st, id + 1, 0, "latency", bytes, 1), 0);
+	ck_assert_int_eq(store_probe_timeline_save(st, id, 0, tl), 0);
+	ck_assert_int_eq(store_probe_timeline_get(st, id, 0, &got), 0);
+	ck_assert_uint_eq(json_array_size(got), 1);
+	ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(got, 0), "requests")),
+	                 5);
+	ck_assert(json_is_null(json_object_get(json_array_get(got, 0), "p99_ms")));
+	json_decref(got);
+	json_decref(tl);
+	store_free(st);
+}
+END_TEST
+
+/* ---- Waivers, audit trail, retention -------------------------------- */
+
+START_TEST(test_waiver_lifecycle)
+{
+	struct store *st = conf_open(_i);
+	struct store_waiver_new w = {
+	        "svc", "staging", "latency.p95_ms < 100", "known slow disk", "alice", "ci",
+	        T0,    T0 + DAY};
+	int64_t a, b;
+	json_t *found = NULL, *items = NULL;
+
+	ck_assert_int_eq(store_waiver_create(st, &w, &a), 0);
+	w.environment = NULL; /* any environment */
+	w.expires_at = T0 + 2 * DAY;
+	ck_assert_int_eq(store_waiver_create(st, &w, &b), 0);
+	ck_assert_int_gt(b, a);
+	ck_assert_int_eq(store_waiver_find(st, "svc", "staging", w.expr, T0 + 1, &found), 0);
+	ck_assert_int_eq(json_integer_value(json_object_get(found, "id")), b); /* newest */
+	json_decref(found);
+	/* a expires; b still waives in any environment */
+	ck_assert_int_eq(store_waiver_find(st, "svc", "prod", w.expr, T0 + DAY + 1, &found), 0);
+	ck_assert_int_eq(json_integer_value(json_object_get(found, "id")), b);
+	json_decref(found);
+	ck_assert_int_eq(store_waiver_revoke(st, "svc", b, T0 + DAY + 2), 0);
+	ck_assert_int_eq(store_waiver_find(st, "svc", "staging", w.expr, T0 + DAY + 3, &found),
+	                 -ENOENT);
+	ck_assert_int_eq(store_waivers_list(st, "svc", T0 + DAY + 3, &items), 0);
+	ck_assert_uint_eq(json_array_size(items), 2);
+	ck_assert(json_is_false(json_object_get(json_array_get(items, 0), "active")));
+	ck_assert(json_is_false(json_object_get(json_array_get(items, 1), "active")));
+	ck_assert(json_is_true(json_object_get(json_array_get(items, 1), "expired")));
+	json_decref(items);
+	store_free(st);
+}
+END_TEST
+
+START_TEST(test_audit_trail)
+{
+	struct store *st = conf_open(_i);
+	int64_t id = create_run(st, "svc", "staging", NULL, 1, NULL), wid;
+	struct store_waiver_new w = {"svc", NULL,    "latency.p95_ms < 100", "r", "alice", "ci",
+	                             T0,    T0 + DAY};
+	struct store_audit_new a = {"cancel", "ci", "svc", "wrong version", id, 0, T0 + 5};
+	json_t *changes = NULL, *run;
+
+	ck_assert_int_eq(store_waiver_create(st, &w, &wid), 0);
+	ck_assert_int_eq(store_audit_add(st, &a), 0);
+	a = (struct store_audit_new){"invalidate", NULL, "svc", NULL, id, 0, T0 + 6};
+	ck_assert_int_eq(store_audit_add(st, &a), 0);
+	a = (struct store_audit_new){"waiver-revoke", "ops", "svc", NULL, 0, wid, T0 + 7};
+	ck_assert_int_eq(store_audit_add(st, &a), 0);
+	ck_assert_int_eq(store_audit_list(st, id, 0, &changes), 0);
+	assert_json_eq(changes,
+	               "[{\"action\": \"cancel\", \"by\": \"ci\", "
+	               "\"at\": \"2026-11-26T13:40:02.119Z\", \"reason\": \"wrong version\"},"
+	               " {\"action\": \"invalidate\", \"by\": null, "
+	               "\"at\": \"2026-11-26T13:40:02.120Z\"}]");
+	run = get_run(st, id);
+	ck_assert(json_equal(json_object_get(run, "changes"), changes));
+	json_decref(run);
+	json_decref(changes);
+	ck_assert_int_eq(store_audit_list(st, 0, wid, &changes), 0);
+	ck_assert_uint_eq(json_array_size(changes), 1);
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(changes, 0), "action")),
+	                 "waiver-revoke");
+	json_decref(changes);
+	store_free(st);
+}
+END_TEST
+
+/* Raw measurements of runs finished before the cut go; summaries stay. */
+START_TEST(test_prune_raw)
+{
+	struct store *st = conf_open(_i);
+	int64_t old = add_run(st, "svc", "staging", "1", "passed", 10, T0);
+	int64_t recent = add_run(st, "svc", "staging", "2", "passed", 20, T0 + DAY);
+	const uint8_t bytes[] = {'R', 'D', 'H', 'G', 0, 1};
+	void *data = NULL;
+	size_t len = 0;
+	json_t *run;
+	int r;
+
+	ck_assert_int_eq(store_probe_blob_save(st, old, 0, "latency", bytes, sizeof(bytes)), 0);
+	ck_assert_int_eq(store_probe_blob_save(st, recent, 0, "latency", bytes, sizeof(bytes)), 0);
+	r = store_prune_raw(st, T0 + DAY / 2, 100);
+	ck_assert_int_eq(r, 1);
+	ck_assert_int_eq(store_prune_raw(st, T0 + DAY / 2, 100), 0);
+	ck_assert_int_eq(store_probe_blob_get(st, old, 0, "latency", &data, &len), -ENOENT);
+	ck_assert_int_eq(store_probe_blob_get(st, recent, 0, "latency", &data, &len), 0);
+	free(data);
+	run = get_run(st, old); /* the summary and its metrics stay */
+	ck_assert_str_eq(json_string_value(json_object_get(run, "verdict")), "PASS");
+	ck_assert_double_eq(
+	        json_number_value(json_object_get(
+	                json_object_get(json_array_get(json_object_get(run, "probes"), 0),
+	                                "metrics"),
+	                "p95_ms")),
+	        10);
+	json_decref(run);
+	store_free(st);
+}
+END_TEST
+
+static Suite *conformance_suite(void)
+{
+	Suite *s = suite_create("store-conformance");
+	TCase *tc = tcase_create("schema");
+
+	tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
+	tcase_add_loop_test(tc, test_migrations, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_newer_schema_refused, 0, N_BACKENDS);
+	tcase_add_test(tc, test_postgresql_refused);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("runs");
+	tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
+	tcase_add_loop_test(tc, test_run_roundtrip, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_run_update_fields, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_idempotency_key, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_pagination, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_limit_clamp, 0, N_BACKENDS * (int)RD_ARRAY_SIZE(limit_cases));
+	tcase_add_loop_test(tc, test_bad_cursor, 0, N_BACKENDS * (int)RD_ARRAY_SIZE(bad_cursors));
+	tcase_add_loop_test(tc, test_filters, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_probe_invalid, 0, N_BACKENDS * (int)RD_ARRAY_SIZE(bad_probes));
+	tcase_add_loop_test(tc, test_judgement_replace, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_interrupt_stale, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_not_found_and_invalid, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_invalid_utf8_error, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_load_roundtrip, 0, N_BACKENDS);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("history");
+	tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
+	tcase_add_loop_test(tc, test_baseline_skips_invalidated, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_waiver_errors, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_gates_latest, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_trend_points, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_trend_buckets, 0,
+	                    N_BACKENDS * (int)RD_ARRAY_SIZE(bucket_cases));
+	tcase_add_loop_test(tc, test_trend_bucket_bounds, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_history_pages, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_invalidate_and_rejudge, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_percentile_from_histogram, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_waiver_lifecycle, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_audit_trail, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_prune_raw, 0, N_BACKENDS);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(conformance_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

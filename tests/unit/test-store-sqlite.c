@@ -1,0 +1,549 @@
+/* Unit tests of the SQLite backend of the store (lib/store/sqlite/): the
+ * schema every migration builds, migrations recorded once, databases it
+ * refuses, WAL and read-only connections, the long metrics table, file
+ * identity, SQLite's words in errors and the query plans of the hot
+ * history queries. What every backend must do is in
+ * test-store-conformance.c. Tests that do not need a second connection
+ * run twice (tcase loop index 0: ":memory:", 1: a file in a temp
+ * directory); the rest use the file. A raw sqlite3 connection checks what
+ * the store API does not expose.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/store/store.h"
+#include "lib/store/sqlite/sqlite_migrations.h"
+#include "lib/store/sqlite/sqlite.h"
+#include "lib/util/util.h"
+#include "tests/unit/store-fixture.h"
+
+/* The database of loop iteration i: 0 in memory, 1 the temp file. */
+static const char *backend(int i)
+{
+	return i == 0 ? ":memory:" : db_file;
+}
+
+static struct store *open_ok(const char *path)
+{
+	struct store *st = NULL;
+	char err[256] = "";
+	int r = store_open(path, &st, err, sizeof(err));
+
+	ck_assert_msg(r == 0, "store_open(%s) = %d: %s", path, r, err);
+	return st;
+}
+
+static struct store *open_ro_ok(const char *path)
+{
+	struct store *st = NULL;
+	char err[256] = "";
+	int r = store_open_readonly(path, &st, err, sizeof(err));
+
+	ck_assert_msg(r == 0, "store_open_readonly(%s) = %d: %s", path, r, err);
+	return st;
+}
+
+static sqlite3 *raw_open(const char *path)
+{
+	sqlite3 *db = NULL;
+
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	return db;
+}
+
+static void raw_exec(sqlite3 *db, const char *sql)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+
+	ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, msg ? msg : "?");
+}
+
+/* First column of the first row of sql as an integer; -1 for no row,
+ * -2 for NULL. */
+static int64_t raw_int(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *s;
+	int64_t v = -1;
+
+	ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK, "%s: %s", sql,
+	              sqlite3_errmsg(db));
+	if (sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_type(s, 0) == SQLITE_NULL ? -2 : sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
+static double raw_double(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *s;
+	double v = NAN;
+
+	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_double(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
+/* ---- Migrations ---------------------------------------------------- */
+
+START_TEST(test_migrate_empty)
+{
+	static const char *const objects[] = {
+	        "table:runs",          "table:probe_results",     "table:metrics",
+	        "table:gate_results",  "table:checklist_results", "table:schema_migrations",
+	        "index:metrics_trend", "index:runs_by_service",   "index:runs_by_state",
+	};
+	struct store *st = open_ok(backend(_i));
+	char sql[256];
+	sqlite3 *db;
+
+	ck_assert_int_ge(store_n_migrations, 1);
+	ck_assert_int_eq(store_schema_latest(st), store_n_migrations);
+	ck_assert_int_eq(store_schema_version(st), store_n_migrations);
+	if (_i == 1) {
+		db = raw_open(db_file);
+		for (size_t i = 0; i < sizeof(objects) / sizeof(objects[0]); i++) {
+			const char *colon = strchr(objects[i], ':');
+
+			snprintf(sql, sizeof(sql),
+			         "SELECT count(*) FROM sqlite_master WHERE type = '%.*s' AND "
+			         "name = '%s'",
+			         (int)(colon - objects[i]), objects[i], colon + 1);
+			ck_assert_msg(raw_int(db, sql) == 1, "missing %s", objects[i]);
+		}
+		ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM schema_migrations"),
+		                 store_n_migrations);
+		for (int v = 1; v <= store_n_migrations; v++) {
+			snprintf(sql, sizeof(sql),
+			         "SELECT count(*) FROM schema_migrations WHERE version = %d AND "
+			         "name = '%s' AND applied_at > 0",
+			         v, store_migrations[v - 1].name);
+			ck_assert_msg(raw_int(db, sql) == 1, "migration %d not recorded", v);
+		}
+		ck_assert_int_eq(raw_int(db, "SELECT journal_mode = 'wal' FROM "
+		                             "pragma_journal_mode"),
+		                 1);
+		sqlite3_close(db);
+	}
+	store_free(st);
+}
+END_TEST
+
+START_TEST(test_reopen_is_noop)
+{
+	struct store *st = open_ok(db_file);
+	int64_t id = create_run(st, "svc", "staging", NULL, 1, NULL);
+	int64_t applied, applied2;
+	sqlite3 *db;
+	json_t *run;
+
+	store_free(st);
+	db = raw_open(db_file);
+	applied = raw_int(db, "SELECT sum(applied_at) FROM schema_migrations");
+	sqlite3_close(db);
+
+	st = open_ok(db_file);
+	ck_assert_int_eq(store_schema_version(st), store_n_migrations);
+	run = get_run(st, id);
+	ck_assert_str_eq(json_string_value(json_object_get(run, "service")), "svc");
+	json_decref(run);
+	store_free(st);
+
+	db = raw_open(db_file);
+	applied2 = raw_int(db, "SELECT sum(applied_at) FROM schema_migrations");
+	ck_assert_int_eq(applied2, applied);
+	ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM schema_migrations"), store_n_migrations);
+	sqlite3_close(db);
+}
+END_TEST
+
+/* Databases the store must refuse, and how. */
+static const struct refuse_case {
+	const char *setup_sql; /* NULL: write garbage bytes instead */
+	bool readonly;
+	int want;
+	const char *want_msg;
+} refuse_cases[] = {
+        {"CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+         "applied_at INTEGER NOT NULL); "
+         "INSERT INTO schema_migrations VALUES (999, '0999_future.sql', 1)",
+         false, -EPROTONOSUPPORT, "version 999 is newer"},
+        {"CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+         "applied_at INTEGER NOT NULL); "
+         "INSERT INTO schema_migrations VALUES (999, '0999_future.sql', 1)",
+         true, -EPROTONOSUPPORT, "version 999 is newer"},
+        {"CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+         "applied_at INTEGER NOT NULL); "
+         "INSERT INTO schema_migrations VALUES (1, '0001_other.sql', 1)",
+         false, -EPROTONOSUPPORT, "'0001_other.sql'"},
+        {"CREATE TABLE unrelated (x)", true, -EPROTONOSUPPORT, "version 0 is older"},
+        {NULL, false, -EIO, "not a database"},
+        {NULL, true, -EIO, "not a database"},
+};
+
+START_TEST(test_refused)
+{
+	const struct refuse_case *c = &refuse_cases[_i];
+	struct store *st = NULL;
+	char err[512] = "";
+	sqlite3 *db;
+	FILE *f;
+	int r;
+
+	if (c->setup_sql) {
+		db = raw_open(db_file);
+		raw_exec(db, c->setup_sql);
+		sqlite3_close(db);
+	} else {
+		f = fopen(db_file, "w");
+		ck_assert_ptr_nonnull(f);
+		for (int i = 0; i < 256; i++)
+			fputs("this is not a database, just text. ", f);
+		fclose(f);
+	}
+	r = c->readonly ? store_open_readonly(db_file, &st, err, sizeof(err))
+	                : store_open(db_file, &st, err, sizeof(err));
+	ck_assert_int_eq(r, c->want);
+	ck_assert_ptr_null(st);
+	ck_assert_msg(strstr(err, c->want_msg), "message '%s' lacks '%s'", err, c->want_msg);
+}
+END_TEST
+
+/* ---- Probes and metrics -------------------------------------------- */
+
+/* The probes of test_probe_metrics after the last saves. */
+static const char metrics_probes[] =
+        "[{\"name\": \"latency\", \"type\": \"load\", \"state\": \"failed\", "
+        "\"started_at\": \"2026-11-26T13:40:02.120Z\", "
+        "\"finished_at\": \"2026-11-26T13:41:10.000Z\", "
+        "\"metrics\": {\"requests\": 6000, \"p95_ms\": 41.5}, \"details\": null, "
+        "\"error\": null},"
+        "{\"name\": \"alert-rules\", \"type\": \"prometheus-rules\", "
+        "\"state\": \"error\", \"started_at\": null, \"finished_at\": null, "
+        "\"metrics\": {\"rules\": 0}, \"details\": null, \"error\": \"refused\"}]";
+
+START_TEST(test_probe_metrics)
+{
+	struct store *st = open_ok(backend(_i));
+	int64_t id = create_run(st, "svc", "staging", NULL, 2, NULL);
+	sqlite3 *db = _i == 1 ? raw_open(db_file) : NULL;
+	int64_t before, after;
+	json_t *run;
+
+	save_probe(st, id, 0,
+	           "{\"name\": \"latency\", \"type\": \"load\", \"state\": \"running\", "
+	           "\"started_at\": 1795700402120, \"metrics\": {\"requests\": 10}}");
+	if (db)
+		ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM metrics"), 0);
+	save_probe(st, id, 0,
+	           "{\"name\": \"latency\", \"type\": \"load\", \"state\": \"passed\", "
+	           "\"started_at\": 1795700402120, \"finished_at\": 1795700462120, "
+	           "\"metrics\": {\"requests\": 5120, \"p95_ms\": 40.33, \"p99_ms\": 150.4}}");
+	if (db) {
+		ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM metrics WHERE service = 'svc' "
+		                             "AND environment = 'staging' AND probe = 'latency' "
+		                             "AND ts = 1795700462120"),
+		                 3);
+		ck_assert_double_eq(raw_double(db, "SELECT value FROM metrics WHERE "
+		                                   "metric = 'p95_ms'"),
+		                    40.33);
+	}
+	/* A re-save replaces the probe's rows: p99_ms is gone. */
+	save_probe(st, id, 0,
+	           "{\"name\": \"latency\", \"type\": \"load\", \"state\": \"failed\", "
+	           "\"started_at\": 1795700402120, \"finished_at\": 1795700470000, "
+	           "\"metrics\": {\"requests\": 6000, \"p95_ms\": 41.5}}");
+	before = rd_now_ms();
+	save_probe(st, id, 1,
+	           "{\"name\": \"alert-rules\", \"type\": \"prometheus-rules\", "
+	           "\"state\": \"error\", \"metrics\": {\"rules\": 0}, \"error\": \"refused\"}");
+	after = rd_now_ms();
+	if (db) {
+		ck_assert_int_eq(
+		        raw_int(db, "SELECT count(*) FROM metrics WHERE probe = 'latency'"), 2);
+		ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM metrics WHERE probe = 'latency' "
+		                             "AND ts = 1795700470000"),
+		                 2);
+		ck_assert_double_eq(raw_double(db, "SELECT value FROM metrics WHERE "
+		                                   "metric = 'p95_ms'"),
+		                    41.5);
+		/* Without finished_at, ts is the time of the save. */
+		ck_assert_int_ge(raw_int(db, "SELECT ts FROM metrics WHERE metric = 'rules'"),
+		                 before);
+		ck_assert_int_le(raw_int(db, "SELECT ts FROM metrics WHERE metric = 'rules'"),
+		                 after);
+		sqlite3_close(db);
+	}
+	run = get_run(st, id);
+	assert_json_eq(json_object_get(run, "probes"), metrics_probes);
+	json_decref(run);
+	store_free(st);
+}
+END_TEST
+
+START_TEST(test_nan_metric)
+{
+	struct store *st = open_ok(backend(_i));
+	int64_t id = create_run(st, "svc", "staging", NULL, 1, NULL);
+	json_t *run, *metrics, *gates;
+
+	/* jansson has no NaN: a probe that measured NaN publishes null. */
+	ck_assert_ptr_null(json_real(NAN));
+	ck_assert_ptr_null(json_real(INFINITY));
+	save_probe(st, id, 0,
+	           "{\"name\": \"latency\", \"type\": \"load\", \"state\": \"passed\", "
+	           "\"finished_at\": 1795700462120, "
+	           "\"metrics\": {\"p99_ms\": null, \"requests\": 3}}");
+	run = get_run(st, id);
+	metrics = json_object_get(json_array_get(json_object_get(run, "probes"), 0), "metrics");
+	assert_json_eq(metrics, "{\"p99_ms\": null, \"requests\": 3}");
+	json_decref(run);
+	if (_i == 1) {
+		sqlite3 *db = raw_open(db_file);
+
+		ck_assert_int_eq(raw_int(db, "SELECT value FROM metrics WHERE metric = 'p99_ms'"),
+		                 -2);
+		ck_assert_int_eq(raw_int(db, "SELECT value FROM metrics WHERE metric = 'requests'"),
+		                 3);
+		/* SQLite can hold an infinity in a REAL column; JSON cannot. */
+		gates = load("[{\"expr\": \"latency.p99_ms < 1\", \"value\": 2, "
+		             "\"outcome\": \"fail\", \"reason\": \"2 < 1 does not hold\"}]");
+		ck_assert_int_eq(store_judgement_save(st, id, gates, NULL), 0);
+		json_decref(gates);
+		raw_exec(db, "UPDATE gate_results SET value = 9e999");
+		ck_assert_int_eq(raw_int(db, "SELECT value > 1e308 FROM gate_results"), 1);
+		run = get_run(st, id);
+		ck_assert(json_is_null(json_object_get(
+		        json_array_get(json_object_get(run, "gates"), 0), "value")));
+		json_decref(run);
+		sqlite3_close(db);
+	}
+	store_free(st);
+}
+END_TEST
+
+START_TEST(test_readonly)
+{
+	struct store *w = open_ok(db_file), *ro, *bad = NULL;
+	struct store_filter f = {.limit = 10};
+	struct store_run_new rn = {
+	        .service = "s",
+	        .version = "1",
+	        .environment = "e",
+	        .spec_json = "{}",
+	        .created_at = T0,
+	};
+	int64_t first, second, id = 0;
+	char *cursor = NULL, err[256] = "";
+	json_t *run, *items;
+
+	first = create_run(w, "svc", "staging", NULL, 1, NULL);
+	ro = open_ro_ok(db_file);
+	ck_assert_int_eq(store_schema_version(ro), store_n_migrations);
+	run = get_run(ro, first);
+	json_decref(run);
+
+	/* WAL: the reader sees what the writer commits while both are open. */
+	second = create_run(w, "svc", "prod", NULL, 2, NULL);
+	ck_assert_int_eq(store_run_update(w, first, "running", NULL, T0 + 5, 0, NULL), 0);
+	run = get_run(ro, second);
+	ck_assert_uint_eq(json_array_size(json_object_get(run, "probes")), 2);
+	json_decref(run);
+	run = get_run(ro, first);
+	ck_assert_str_eq(json_string_value(json_object_get(run, "state")), "running");
+	json_decref(run);
+	ck_assert_int_eq(store_runs_list(ro, &f, &items, &cursor), 0);
+	ck_assert_uint_eq(json_array_size(items), 2);
+	json_decref(items);
+
+	ck_assert_int_eq(store_run_create(ro, &rn, &id, NULL), -EROFS);
+	ck_assert_int_eq(id, 0);
+	ck_assert_int_eq(store_run_update(ro, first, "failed", NULL, 0, 0, NULL), -EROFS);
+	ck_assert_int_eq(store_runs_interrupt_stale(ro, T0), -EROFS);
+	run = get_run(w, first);
+	ck_assert_str_eq(json_string_value(json_object_get(run, "state")), "running");
+	json_decref(run);
+
+	ck_assert_int_eq(store_open_readonly(":memory:", &bad, err, sizeof(err)), -EINVAL);
+	ck_assert_int_ne(store_open_readonly("/nonexistent/dir/readyd.db", &bad, err, sizeof(err)),
+	                 0);
+	ck_assert_ptr_null(bad);
+	store_free(ro);
+	store_free(w);
+}
+END_TEST
+
+/* The daemon compares the path with the open file now and then: a
+ * database deleted or renamed away under readyd takes writes nobody will
+ * find again. */
+START_TEST(test_file_identity)
+{
+	struct store *st = open_ok(db_file), *mem = open_ok(":memory:");
+	char moved[sizeof(db_file) + 8];
+	FILE *f;
+
+	snprintf(moved, sizeof(moved), "%s.moved", db_file);
+	ck_assert_int_eq(store_check_file(st), 0);
+	ck_assert_int_eq(rename(db_file, moved), 0);
+	ck_assert_int_eq(store_check_file(st), -ENOENT);
+	ck_assert_ptr_nonnull(strstr(store_errmsg(st), db_file));
+	ck_assert_ptr_nonnull(strstr(store_errmsg(st), "deleted or renamed away"));
+	/* Still writable through the open handle, and checkpointed into it. */
+	create_run(st, "svc", "staging", NULL, 1, NULL);
+	ck_assert_int_eq(store_checkpoint(st), 0);
+	ck_assert_int_eq(rename(moved, db_file), 0);
+	ck_assert_int_eq(store_check_file(st), 0);
+	ck_assert_int_eq(rename(db_file, moved), 0);
+	f = fopen(db_file, "w"); /* another file takes the name */
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+	ck_assert_int_eq(store_check_file(st), -ESTALE);
+	ck_assert_ptr_nonnull(strstr(store_errmsg(st), "replaced by another file"));
+	ck_assert_int_eq(unlink(db_file), 0);
+	ck_assert_int_eq(rename(moved, db_file), 0);
+	ck_assert_int_eq(store_check_file(mem), 0);
+	store_free(mem);
+	store_free(st);
+}
+END_TEST
+
+/* The cause alone, for callers that name the object themselves. */
+START_TEST(test_errcause)
+{
+	struct store *st = open_ok(backend(_i));
+	int64_t id = create_run(st, "svc", "staging", NULL, 1, NULL);
+
+	ck_assert_int_eq(store_run_update(st, id, "bogus", NULL, 0, 0, NULL), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(store_errmsg(st), "Failed to update a run: "));
+	ck_assert_ptr_eq(strstr(store_errcause(st), "CHECK constraint failed"), store_errcause(st));
+	ck_assert_int_eq(store_run_update(st, id, NULL, NULL, 0, 0, NULL), -EINVAL);
+	ck_assert_str_eq(store_errcause(st), store_errmsg(st)); /* no separate cause */
+	store_free(st);
+}
+END_TEST
+
+/* ---- Query plans ---------------------------------------------------- */
+
+/* A fresh migrated database file (the plans need the real schema). */
+static sqlite3 *plan_db(char *path, size_t len)
+{
+	const char *base = getenv("TMPDIR");
+	struct store *st = NULL;
+	char err[256];
+	sqlite3 *db = NULL;
+	int fd;
+
+	snprintf(path, len, "%s/test-history-XXXXXX", base && *base ? base : "/tmp");
+	fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_msg(store_open(path, &st, err, sizeof(err)) == 0, "%s", err);
+	store_free(st);
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	return db;
+}
+
+static void plan_db_close(sqlite3 *db, const char *path)
+{
+	char side[PATH_MAX + 8];
+
+	sqlite3_close(db);
+	unlink(path);
+	snprintf(side, sizeof(side), "%s-wal", path);
+	unlink(side);
+	snprintf(side, sizeof(side), "%s-shm", path);
+	unlink(side);
+}
+
+/* EXPLAIN QUERY PLAN of sql mentions index and scans no metrics table. */
+static void assert_plan_uses(const char *sql, const char *index)
+{
+	char path[PATH_MAX], eqp[4096], plan[4096] = "";
+	sqlite3 *db = plan_db(path, sizeof(path));
+	sqlite3_stmt *s = NULL;
+	size_t used = 0;
+
+	ck_assert_uint_lt(strlen(sql) + 20, sizeof(eqp));
+	snprintf(eqp, sizeof(eqp), "EXPLAIN QUERY PLAN %s", sql);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, eqp, -1, &s, NULL), SQLITE_OK);
+	while (sqlite3_step(s) == SQLITE_ROW && used < sizeof(plan))
+		used += (size_t)snprintf(plan + used, sizeof(plan) - used, "%s | ",
+		                         (const char *)sqlite3_column_text(s, 3));
+	sqlite3_finalize(s);
+	plan_db_close(db, path);
+	ck_assert_msg(strstr(plan, index), "plan does not use %s: %s", index, plan);
+	ck_assert_msg(!strstr(plan, "SCAN m ") && !strstr(plan, "SCAN metrics"),
+	              "plan scans metrics: %s", plan);
+}
+
+START_TEST(test_trend_plan_uses_index)
+{
+	assert_plan_uses(sqlite_trend_sql(true), "metrics_trend");
+	assert_plan_uses(sqlite_trend_sql(false), "metrics_trend");
+	assert_plan_uses(sqlite_trend_bucket_sql(true), "metrics_trend");
+	assert_plan_uses(sqlite_trend_bucket_sql(true), "environment=? AND ts>? AND ts<?");
+	assert_plan_uses(sqlite_trend_bucket_sql(false), "metrics_trend");
+}
+END_TEST
+
+START_TEST(test_gates_plan_uses_index)
+{
+	assert_plan_uses(sqlite_gates_latest_sql(), "runs_decided");
+	/* The skip scan: a seek to the next environment, not a walk. */
+	assert_plan_uses(sqlite_gates_latest_sql(), "(service=? AND environment>?)");
+}
+END_TEST
+
+static Suite *store_suite(void)
+{
+	Suite *s = suite_create("store-sqlite");
+	TCase *tc;
+
+	tc = tcase_create("migrations");
+	tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
+	tcase_add_loop_test(tc, test_migrate_empty, 0, 2);
+	tcase_add_test(tc, test_reopen_is_noop);
+	tcase_add_loop_test(tc, test_refused, 0, (int)RD_ARRAY_SIZE(refuse_cases));
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("runs");
+	tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
+	tcase_add_loop_test(tc, test_errcause, 0, 2);
+	tcase_add_test(tc, test_file_identity);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("probes");
+	tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
+	tcase_add_loop_test(tc, test_probe_metrics, 0, 2);
+	tcase_add_loop_test(tc, test_nan_metric, 0, 2);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("readonly");
+	tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
+	tcase_add_test(tc, test_readonly);
+	tcase_add_test(tc, test_trend_plan_uses_index);
+	tcase_add_test(tc, test_gates_plan_uses_index);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(store_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
