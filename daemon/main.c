@@ -245,14 +245,16 @@ static void ensure_db_dir(const char *db)
 
 static int open_store(struct daemon *d)
 {
-	char err[512];
+	char err[512], shown[1024];
 	int r;
 
-	if (strcmp(d->cfg.database, ":memory:") != 0)
+	if (store_is_local_file(d->cfg.database))
 		ensure_db_dir(d->cfg.database);
 	r = store_open(d->cfg.database, &d->store, err, sizeof(err));
 	if (r < 0) {
-		log_error("Failed to open database '%s': %s", d->cfg.database, err);
+		/* A database URL may carry a password. */
+		log_error("Failed to open database '%s': %s",
+		          rd_url_redact(d->cfg.database, shown, sizeof(shown)), err);
 		return r;
 	}
 	r = store_runs_interrupt_stale(d->store, rd_now_ms());

@@ -21,6 +21,11 @@ static bool is_postgresql(const char *where)
 	       strncasecmp(where, "postgres://", 11) == 0;
 }
 
+bool store_is_local_file(const char *where)
+{
+	return where && *where && strcmp(where, ":memory:") != 0 && !strstr(where, "://");
+}
+
 /* Until a PostgreSQL backend exists, its URLs are refused here rather
  * than taken for a file name. */
 static int backend_refuse(const char *where, char *err, size_t errlen)

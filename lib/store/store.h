@@ -34,6 +34,10 @@ int store_open(const char *where, struct store **ret_store, char *err, size_t er
  * migrations. Not for ":memory:". */
 int store_open_readonly(const char *where, struct store **ret_store, char *err, size_t errlen);
 
+/* Whether where names a local database file (so its folder may be
+ * created): not ":memory:", not a URL. */
+bool store_is_local_file(const char *where);
+
 /* Closes the store; accepts NULL. */
 void store_free(struct store *st);
 

@@ -11,6 +11,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -288,6 +289,19 @@ class OpsTest(lib.TestCase):
                            capture_output=True, timeout=20, cwd=tmp)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn(b'allow_unauthenticated', r.stderr)
+
+    def test_postgresql_url_refused(self):
+        """A PostgreSQL URL as the database: readyd exits 1 saying it has no
+        such backend, creates nothing, and never logs the URL's password."""
+        tmp = tempfile.mkdtemp(dir=self.d.tmpdir)
+        r = subprocess.run([os.path.abspath(lib.READYD_BIN), '--listen', '127.0.0.1:0', '--db',
+                            'postgresql://readyd:s3cret@127.0.0.1/readyd'],
+                           capture_output=True, timeout=20, cwd=tmp)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(b'this readyd has no PostgreSQL backend', r.stderr)
+        self.assertIn(b'postgresql://readyd:<redacted>@127.0.0.1/readyd', r.stderr)
+        self.assertNotIn(b's3cret', r.stderr)
+        self.assertEqual(os.listdir(tmp), [])
 
     def test_sighup_reload(self):
         new = {'viewer': 'fresh-viewer-token'}
