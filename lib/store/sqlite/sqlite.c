@@ -2,12 +2,11 @@
  * the connection, the migration runner, runs and probe results; its
  * other files hold history, audit, load measurements, reports and
  * retention, and this one assembles their operations into the table
- * store.c dispatches through. Every
- * SQLite result code is translated to -errno here, once, and the SQLite
- * message is kept for sqlite_errmsg(). Statements are prepared once per
- * connection and cached; every statement is reset as soon as its rows are
- * read, because a pending SELECT would pin a WAL snapshot (readers see old
- * data, checkpoints stall).
+ * store.c dispatches through. Every SQLite result code is translated to
+ * -errno here, once, and the SQLite message is kept for sqlite_errmsg().
+ * Statements are prepared once per connection and cached; every statement
+ * is reset as soon as its rows are read, because a pending SELECT would pin a WAL snapshot (readers
+ * see old data, checkpoints stall).
  *
  * It must not know HTTP, log above debug, print, or decide policy (which
  * state may follow which is the scheduler's business): it stores what it
@@ -127,7 +126,7 @@ enum {
 	LIST_SERVICE = 1 << 0,
 	LIST_ENVIRONMENT = 1 << 1,
 	LIST_STATE = 1 << 2,
-	LIST_SCOPE = 1 << 3, /* a token's service patterns (store_audit.c) */
+	LIST_SCOPE = 1 << 3, /* a token's service patterns (sqlite_audit.c) */
 	LIST_VARIANTS = 1 << 4,
 };
 
@@ -143,7 +142,7 @@ struct sqlite_store {
 	char *path;                   /* NULL for ":memory:" */
 	dev_t dev;                    /* the file opened, for store_check_file */
 	ino_t ino;
-	struct sqlite_cache gates; /* GET /v1/gates, see store_history.c */
+	struct sqlite_cache gates; /* GET /v1/gates, see sqlite_history.c */
 };
 
 static const struct store_ops sqlite_ops;

@@ -1,10 +1,10 @@
-/* store_audit: the audit trail (migrations/0004_audit.sql) and what
+/* sqlite_audit: the audit trail (migrations/0004_audit.sql) and what
  * scoped tokens need from the store: a run's service, and the SQL
  * function readyd_in_scope(service, scope) that filters lists by a
  * token's service patterns (lib/policy/scope.h) inside the query, so pages
  * stay full and cursors stay right.
  *
- * Same rules as store.c: main thread for the write connection, SQLite
+ * Same rules as sqlite.c: main thread for the write connection, SQLite
  * codes turned into -errno with a message for sqlite_errmsg().
  */
 #include <errno.h>

@@ -1,7 +1,7 @@
-/* store_history: the store's history side (issue 5): latest verdicts per
- * service and environment, baselines, waivers, invalidation,
+/* sqlite_history: the SQLite backend's history operations: latest
+ * verdicts per service and environment, baselines, waivers, invalidation,
  * rejudgements, service lists, history pages and metric trends. Same
- * conventions as store.c (0 / -errno, a sentence for sqlite_errmsg(), JSON
+ * conventions as sqlite.c (0 / -errno, a sentence for sqlite_errmsg(), JSON
  * shaped like the API's resources, times RFC 3339 in JSON).
  *
  * Statements here are prepared per call and finalized before returning:

@@ -1,7 +1,7 @@
-/* store_load: the load engine's measurements beside their probe
+/* sqlite_load: the load engine's measurements beside their probe
  * (migrations/0002_load.sql): serialized histograms, so a stored run's
  * percentiles can be recomputed exactly (rejudge), and the per-second
- * timeline. Same rules as store.c (store_internal.h): main thread for
+ * timeline. Same rules as sqlite.c (sqlite_internal.h): main thread for
  * the write connection, every SQLite code turned into -errno with a
  * sentence for sqlite_errmsg(). It neither parses nor checks histograms:
  * bytes in, the same bytes out.

@@ -1,4 +1,4 @@
-/* store_report: what GET /metrics needs from the store in one call (see
+/* sqlite_report: what GET /metrics needs from the store in one call (see
  * store.h, store_metrics_snapshot): run counts by state, the database
  * size and, per service and environment, the last verdict with the
  * values its gates measured. Walks indexes only (runs_by_state,

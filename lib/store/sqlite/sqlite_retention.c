@@ -1,4 +1,4 @@
-/* store_retention: pruning raw per-run data (retention.raw_days) in small
+/* sqlite_retention: pruning raw per-run data (retention.raw_days) in small
  * batches, so the main loop is never held for long by one DELETE, and
  * giving freed pages back with incremental vacuum instead of VACUUM.
  *

@@ -2,7 +2,7 @@
 -- stored run can be re-judged exactly (docs/MEASUREMENT.md): each
 -- histogram serialized by lib/hist (hist_serialize, canonical bytes), and
 -- the per-second timeline. Rows go with their run (ON DELETE CASCADE).
--- The raw_ prefix marks them for retention.raw_days (lib/store/store_retention.c):
+-- The raw_ prefix marks them for retention.raw_days (lib/store/sqlite/sqlite_retention.c):
 -- summaries and verdicts are kept forever, these are pruned.
 CREATE TABLE raw_histograms (
     run_id    INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
