@@ -207,12 +207,13 @@ class Daemon(Process):
         self.config = config
         self.args = list(args)
         self.url = None
+        self.listen = '127.0.0.1:0'  # a restart may set the port it had
 
     def start(self):
         port_file = os.path.join(self.tmpdir, 'readyd.port')
         if os.path.exists(port_file):
             os.unlink(port_file)
-        argv = [READYD_BIN, '--listen', '127.0.0.1:0', '--db', self.db,
+        argv = [READYD_BIN, '--listen', self.listen, '--db', self.db,
                 '--port-file', port_file, '--log-level', 'debug'] + self.args
         if self.config is not None:
             cfg = os.path.join(self.tmpdir, 'readyd.yaml')
