@@ -75,12 +75,15 @@ def db_snapshot(db):
 
 
 def proc_status(pid):
-    """(VmRSS in KiB, open fds) of a live process, or None."""
+    """(VmRSS in KiB, open fds, RssAnon in KiB) of a live process, or
+    None. RssAnon is the process's own memory: VmRSS also counts the
+    pages of its binary and libraries, which the kernel may drop."""
     try:
         with open('/proc/%d/status' % pid, encoding='ascii') as f:
-            rss = next(int(x.split()[1]) for x in f if x.startswith('VmRSS:'))
-        return rss, len(os.listdir('/proc/%d/fd' % pid))
-    except (OSError, StopIteration, ValueError):
+            kb = {x.split(':')[0]: int(x.split()[1]) for x in f
+                  if x.startswith(('VmRSS:', 'RssAnon:'))}
+        return kb['VmRSS'], len(os.listdir('/proc/%d/fd' % pid)), kb['RssAnon']
+    except (OSError, KeyError, ValueError):
         return None
 
 
@@ -431,6 +434,7 @@ class Fleet:
         self.health_at = []  # (seconds from the start, ms)
         self.snapshots = []  # (epoch before the kill, db snapshot)
         self.samples = []  # (t, rss KiB, fds)
+        self.anon = []  # RssAnon KiB, beside each sample
         self.loads = []  # the host's 1-minute load average, every second
         self.kill_log = []
         self.reads = 0
@@ -644,6 +648,7 @@ class Fleet:
             s = proc_status(proc.pid) if proc and proc.poll() is None else None
             if s:
                 self.samples.append((round(time.monotonic() - self.t0, 1), s[0], s[1]))
+                self.anon.append(s[2])
             self.loads.append(os.getloadavg()[0])
             self.stop.wait(1.0)
 
@@ -875,7 +880,7 @@ class Fleet:
             'healthz_p99_ms': round(percentile(self.health_ms, 0.99) or 0, 1),
             'healthz_p50_ms': round(percentile(self.health_ms, 0.50) or 0, 1),
             'healthz_worst': sorted(self.health_at, key=lambda x: -x[1])[:5],
-            'rss_kb': series(rss), 'fds': series(fds),
+            'rss_kb': series(rss), 'fds': series(fds), 'rss_anon_kb': series(self.anon),
             'loadavg_mean': round(sum(self.loads) / len(self.loads), 2) if self.loads else None,
             'loadavg_max': round(max(self.loads), 2) if self.loads else None,
         }
