@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "lib/util/run_state.h"
 
 #define TICK_MS         1000
 #define HEARTBEAT_TICKS 15
@@ -38,11 +39,6 @@ struct events {
 	uint64_t seq; /* SSE id: */
 	bool ended;
 };
-
-static bool final_state(const char *s)
-{
-	return s && strcmp(s, "queued") != 0 && strcmp(s, "running") != 0;
-}
 
 /* One event; a failed write (client gone or too slow) ends the stream. */
 static void send_event(struct events *ev, const char *name, json_t *data)
@@ -108,7 +104,7 @@ static void refresh(struct events *ev)
 	if (ev->ended || store_run_get(ev->store, ev->id, &run) < 0)
 		return;
 	send_changes(ev, run);
-	if (final_state(json_string_value(json_object_get(run, "state"))))
+	if (run_state_string_is_final(json_string_value(json_object_get(run, "state"))))
 		send_end(ev, run);
 	json_decref(run);
 }
@@ -223,11 +219,11 @@ static void get_events(struct api_req *req)
 	ev->id = api_req_id(req);
 	/* A run that has ended gets its `end` alone; an active one first
 	 * what happened so far, then live changes. */
-	if (final_state(json_string_value(json_object_get(run, "state"))))
+	if (run_state_string_is_final(json_string_value(json_object_get(run, "state"))))
 		ev->last = json_incref(run);
 	else
 		send_changes(ev, run);
-	if (final_state(json_string_value(json_object_get(run, "state"))) ||
+	if (run_state_string_is_final(json_string_value(json_object_get(run, "state"))) ||
 	    follow(ev, api_req_loop(req)) < 0) {
 		refresh(ev); /* ended meanwhile (or out of memory): end now */
 		if (!ev->ended) {

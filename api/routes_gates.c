@@ -17,6 +17,7 @@
 #include "api.h"
 #include "lib/gate/judge.h"
 #include "lib/spec/spec.h"
+#include "lib/util/run_state.h"
 #include "lib/util/util.h"
 
 #define REASON_MAX 1024
@@ -245,7 +246,7 @@ static void post_rejudge(struct api_req *req)
 		goto out;
 	}
 	state = json_string_value(json_object_get(run, "state"));
-	if (!state || !strcmp(state, "queued") || !strcmp(state, "running")) {
+	if (!run_state_string_is_final(state)) {
 		api_problem(req, 409, NULL, "run %lld is still %s: wait until it ends",
 		            (long long)api_req_id(req), state ? state : "unknown");
 		goto out;

@@ -11,19 +11,11 @@
 #include "lib/policy/policy.h"
 #include "lib/report/report.h"
 #include "lib/spec/spec.h"
+#include "lib/util/run_state.h"
 #include "lib/util/util.h"
 
 #define LIST_DEFAULT_LIMIT  50
 #define IDEMPOTENCY_KEY_MAX 128
-
-static const char *const run_states[] = {
-        "queued", "running", "passed", "failed", "error", "cancelled", "interrupted",
-};
-
-static bool state_is_final(const char *state)
-{
-	return strcmp(state, "queued") != 0 && strcmp(state, "running") != 0;
-}
 
 /* Progress of a run that is not active, derived from its stored probes. */
 static json_t *stored_progress(json_t *run)
@@ -35,7 +27,7 @@ static json_t *stored_progress(json_t *run)
 	json_array_foreach (probes, i, p) {
 		const char *st = json_string_value(json_object_get(p, "state"));
 
-		done += st && state_is_final(st);
+		done += run_state_string_is_final(st);
 	}
 	return json_pack("{s:I, s:I, s:n, s:n}", "probes_done", done, "probes_total",
 	                 (json_int_t)json_array_size(probes), "current", "eta_s");
@@ -335,10 +327,9 @@ static void post_runs(struct api_req *req)
 
 static bool valid_state(const char *s)
 {
-	for (size_t i = 0; i < RD_ARRAY_SIZE(run_states); i++)
-		if (strcmp(s, run_states[i]) == 0)
-			return true;
-	return false;
+	enum run_state st;
+
+	return run_state_from_string(s, &st) == 0;
 }
 
 /* An empty query parameter means "not given". */
@@ -446,7 +437,8 @@ static void get_run(struct api_req *req)
 		return;
 	}
 	r = load_run(app, id, &run);
-	if (r < 0 || !wait_s || state_is_final(json_string_value(json_object_get(run, "state")))) {
+	if (r < 0 || !wait_s ||
+	    run_state_string_is_final(json_string_value(json_object_get(run, "state")))) {
 		if (r < 0)
 			reply_run(req, 200, id);
 		else

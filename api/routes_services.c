@@ -80,7 +80,9 @@ static void get_services(struct api_req *req)
 
 static bool verdict_ok(const char *v)
 {
-	return !strcmp(v, "PASS") || !strcmp(v, "FAIL") || !strcmp(v, "ERROR");
+	enum verdict verdict;
+
+	return verdict_from_string(v, &verdict) == 0;
 }
 
 static void get_history(struct api_req *req)

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "lib/gate/gate.h"
 #include "lib/util/util.h"
 
 #define NAME_MAX_LEN 128
@@ -387,6 +388,7 @@ int cmd_rejudge(struct ctl *ctl, int argc, char **argv)
 {
 	const char *vals[OPT_STEP - OPT_ENV + 1] = {0};
 	char path[64], verdict[16], original[16];
+	enum verdict v;
 	json_t *gates, *doc;
 	int64_t id;
 	int code = parse_opts(ctl, "rejudge", argc, argv, vals);
@@ -411,9 +413,10 @@ int cmd_rejudge(struct ctl *ctl, int argc, char **argv)
 	printf("run %lld rejudged (#%lld): %s (original verdict %s)\n", (long long)id,
 	       (long long)json_integer_value(json_object_get(doc, "seq")), verdict, original);
 	render_gates(stdout, json_object_get(doc, "gates"), ctl->color);
-	code = !strcmp(verdict, "PASS")   ? CTL_EXIT_PASS
-	       : !strcmp(verdict, "FAIL") ? CTL_EXIT_FAIL
-	                                  : CTL_EXIT_ERROR;
+	code = verdict_from_string(verdict, &v) < 0 ? CTL_EXIT_ERROR
+	       : v == VERDICT_PASS                  ? CTL_EXIT_PASS
+	       : v == VERDICT_FAIL                  ? CTL_EXIT_FAIL
+	                                            : CTL_EXIT_ERROR;
 	json_decref(doc);
 	return code;
 }

@@ -13,20 +13,24 @@
 #include <string.h>
 
 #include "cli.h"
+#include "lib/gate/gate.h"
+#include "lib/util/run_state.h"
 
 #define CELL 512
 
-static const char *const final_states[] = {"passed", "failed", "error", "cancelled", "interrupted"};
-
-static const struct {
-	const char *word;
-	const char *sgr;
-} palette[] = {
-        {"pass", "\033[32m"},        {"PASS", "\033[1;32m"},      {"fail", "\033[31m"},
-        {"FAIL", "\033[1;31m"},      {"error", "\033[33m"},       {"ERROR", "\033[1;33m"},
-        {"cancelled", "\033[33m"},   {"interrupted", "\033[33m"}, {"waived", "\033[36m"},
-        {"no-baseline", "\033[36m"},
+/* Colours of the words: gate outcomes, verdicts (bold) and the states a
+ * run ends in without a verdict. */
+static const char *const outcome_sgr[] = {
+        [GATE_PASS] = "\033[32m",   [GATE_FAIL] = "\033[31m",        [GATE_ERROR] = "\033[33m",
+        [GATE_WAIVED] = "\033[36m", [GATE_NO_BASELINE] = "\033[36m",
 };
+static const char *const verdict_sgr[] = {
+        [VERDICT_PASS] = "\033[1;32m",
+        [VERDICT_FAIL] = "\033[1;31m",
+        [VERDICT_ERROR] = "\033[1;33m",
+};
+static const enum run_state state_sgr_states[] = {RUN_CANCELLED, RUN_INTERRUPTED};
+#define STATE_SGR "\033[33m"
 
 /* A bounded string builder: appends until full, then silently truncates,
  * which is right for display lines. */
@@ -121,16 +125,25 @@ void render_value(const json_t *v, char *buf, size_t len)
 		snprintf(buf, len, "?");
 }
 
+static bool has_prefix(const char *word, const char *prefix)
+{
+	return strncmp(word, prefix, strlen(prefix)) == 0;
+}
+
+/* Prefix match so "fail (advisory)" and "passed" take a colour. */
 static const char *sgr_for(const char *word)
 {
-	size_t n;
-
-	for (size_t i = 0; word && i < sizeof(palette) / sizeof(palette[0]); i++) {
-		n = strlen(palette[i].word);
-		/* Prefix match so "fail (advisory)" and "passed" take a colour. */
-		if (strncmp(word, palette[i].word, n) == 0)
-			return palette[i].sgr;
-	}
+	if (!word)
+		return NULL;
+	for (size_t i = 0; i < sizeof(outcome_sgr) / sizeof(outcome_sgr[0]); i++)
+		if (has_prefix(word, gate_outcome_to_string((enum gate_outcome)i)))
+			return outcome_sgr[i];
+	for (size_t i = 0; i < sizeof(verdict_sgr) / sizeof(verdict_sgr[0]); i++)
+		if (has_prefix(word, verdict_to_string((enum verdict)i)))
+			return verdict_sgr[i];
+	for (size_t i = 0; i < sizeof(state_sgr_states) / sizeof(state_sgr_states[0]); i++)
+		if (has_prefix(word, run_state_to_string(state_sgr_states[i])))
+			return STATE_SGR;
 	return NULL;
 }
 
@@ -149,31 +162,35 @@ const char *render_color_end(const char *word, bool color)
 bool run_is_finished(const json_t *run)
 {
 	const char *state = jstr(run, "state");
+	enum run_state st;
 
-	for (size_t i = 0; state && i < sizeof(final_states) / sizeof(final_states[0]); i++)
-		if (strcmp(state, final_states[i]) == 0)
-			return true;
+	if (!state)
+		return false;
+	if (run_state_from_string(state, &st) == 0)
+		return run_state_is_final(st);
 	/* A state this client does not know is final only if decided. */
-	return state && strcmp(state, "queued") != 0 && strcmp(state, "running") != 0 &&
-	       json_is_string(json_object_get(run, "verdict"));
+	return json_is_string(json_object_get(run, "verdict"));
 }
 
 int run_exit_code(const json_t *run)
 {
-	const char *state = jstr(run, "state");
 	const char *verdict = jstr(run, "verdict");
+	enum run_state st = RUN_STATE_COUNT; /* unknown */
+	enum verdict v;
 
-	if (state && (strcmp(state, "error") == 0 || strcmp(state, "cancelled") == 0 ||
-	              strcmp(state, "interrupted") == 0))
+	if (run_state_from_string(jstr(run, "state"), &st) < 0)
+		st = RUN_STATE_COUNT;
+	if (st == RUN_ERROR || st == RUN_CANCELLED || st == RUN_INTERRUPTED)
 		return CTL_EXIT_ERROR;
 	if (verdict)
-		return strcmp(verdict, "PASS") == 0   ? CTL_EXIT_PASS
-		       : strcmp(verdict, "FAIL") == 0 ? CTL_EXIT_FAIL
-		                                      : CTL_EXIT_ERROR;
+		return verdict_from_string(verdict, &v) < 0 ? CTL_EXIT_ERROR
+		       : v == VERDICT_PASS                  ? CTL_EXIT_PASS
+		       : v == VERDICT_FAIL                  ? CTL_EXIT_FAIL
+		                                            : CTL_EXIT_ERROR;
 	/* No verdict: only the state can say; anything unclear is an error. */
-	if (state && strcmp(state, "passed") == 0)
+	if (st == RUN_PASSED)
 		return CTL_EXIT_PASS;
-	if (state && strcmp(state, "failed") == 0)
+	if (st == RUN_FAILED)
 		return CTL_EXIT_FAIL;
 	return CTL_EXIT_ERROR;
 }
@@ -260,7 +277,7 @@ static void render_problems(FILE *f, const json_t *run)
 	}
 	json_array_foreach (json_object_get(run, "checklist"), i, c) {
 		render_value(json_object_get(c, "outcome"), outcome, sizeof(outcome));
-		if (strcmp(outcome, "pass") == 0)
+		if (strcmp(outcome, gate_outcome_to_string(GATE_PASS)) == 0)
 			continue;
 		render_clean(jstr(c, "item"), name, sizeof(name));
 		render_clean(jstr(c, "reason"), msg, sizeof(msg));
@@ -278,7 +295,8 @@ void render_result(FILE *f, const json_t *run, bool color)
 	render_title(f, run);
 	fprintf(f, ": %s%s%s", render_color_start(word, color), word,
 	        render_color_end(word, color));
-	if (!verdict || strcmp(state, "cancelled") == 0 || strcmp(state, "interrupted") == 0)
+	if (!verdict || strcmp(state, run_state_to_string(RUN_CANCELLED)) == 0 ||
+	    strcmp(state, run_state_to_string(RUN_INTERRUPTED)) == 0)
 		fprintf(f, " (%s)", state[0] ? state : "unknown state");
 	fputc('\n', f);
 	render_gates(f, json_object_get(run, "gates"), color);

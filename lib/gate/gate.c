@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lib/gate/gate.h"
+#include "lib/util/run_state.h"
 #include "lib/util/util.h"
 
 static const char *const op_names[] = {"<", "<=", ">", ">=", "==", "!="};
@@ -41,6 +42,26 @@ const char *gate_outcome_to_string(enum gate_outcome o)
 const char *verdict_to_string(enum verdict v)
 {
 	return verdict_names[v];
+}
+
+int verdict_from_string(const char *s, enum verdict *ret_verdict)
+{
+	for (size_t i = 0; s && i < RD_ARRAY_SIZE(verdict_names); i++)
+		if (strcmp(s, verdict_names[i]) == 0) {
+			*ret_verdict = (enum verdict)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+int gate_outcome_from_string(const char *s, enum gate_outcome *ret_outcome)
+{
+	for (size_t i = 0; s && i < RD_ARRAY_SIZE(outcome_names); i++)
+		if (strcmp(s, outcome_names[i]) == 0) {
+			*ret_outcome = (enum gate_outcome)i;
+			return 0;
+		}
+	return -EINVAL;
 }
 
 static void skip_space(const char **p)
@@ -269,15 +290,19 @@ struct judgement {
 static void judge_missing(const struct gate_expr *ex, const struct gate_input *in,
                           struct judgement *j)
 {
+	enum run_state ps = RUN_ERROR;
+
 	j->outcome = GATE_ERROR;
+	if (in->probe_state && run_state_from_string(in->probe_state, &ps) < 0)
+		ps = RUN_ERROR; /* a word nobody knows: no value came of it */
 	if (!in->probe_state)
 		snprintf(j->reason, sizeof(j->reason), "no probe named '%s' ran", ex->probe);
-	else if (strcmp(in->probe_state, "passed") != 0 && strcmp(in->probe_state, "failed") != 0)
+	else if (ps != RUN_PASSED && ps != RUN_FAILED)
 		snprintf(j->reason, sizeof(j->reason),
 		         "probe '%s' ended %s%s%s, so %s.%s has no value", ex->probe,
 		         in->probe_state, in->probe_error ? ": " : "",
 		         in->probe_error ? in->probe_error : "", ex->probe, ex->metric);
-	else if (strcmp(in->probe_state, "failed") == 0 && in->probe_error) {
+	else if (ps == RUN_FAILED && in->probe_error) {
 		/* The probe judged the service and found it failing (an alert that
 		 * did not fire has no seconds_to_fire): the gate fails with it. */
 		j->outcome = GATE_FAIL;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "lib/gate/judge.h"
+#include "lib/util/run_state.h"
 #include "lib/util/util.h"
 
 static const struct judge_probe *find_probe(const struct judge_probe *probes, size_t n,
@@ -109,7 +110,8 @@ static int apply_waiver(const struct spec_gate *g, const struct judge_lookup *lk
 	         json_string_value(json_object_get(w, "reason")), was ? was : "");
 	*o = GATE_WAIVED;
 	if (json_object_set_new(res, "waiver", w) < 0 ||
-	    json_object_set_new(res, "outcome", json_string("waived")) < 0 ||
+	    json_object_set_new(res, "outcome", json_string(gate_outcome_to_string(GATE_WAIVED))) <
+	            0 ||
 	    json_object_set_new(res, "reason", json_string(reason)) < 0)
 		return -ENOMEM;
 	return 0;
@@ -189,7 +191,8 @@ static int judge_checklist(const struct spec_checklist *cl, int64_t now_ms, json
 		if (it->evidence && !evidence)
 			return -ENOMEM;
 		o = json_pack("{s:s, s:b, s:s?, s:s, s:s}", "item", it->item, "required", required,
-		              "evidence", evidence, "outcome", why ? "fail" : "pass", "reason",
+		              "evidence", evidence, "outcome",
+		              gate_outcome_to_string(why ? GATE_FAIL : GATE_PASS), "reason",
 		              why ? why : "evidence given");
 		free(evidence);
 		if (!o || json_array_append_new(out, o) < 0)
@@ -219,10 +222,12 @@ int judge_run_with(const struct spec *spec, const struct judge_probe *probes, si
 	if (!gates || !checklist)
 		goto fail;
 	for (size_t i = 0; i < n; i++) {
-		vi.probes_error += strcmp(probes[i].state, "error") == 0 ||
-		                   strcmp(probes[i].state, "cancelled") == 0 ||
-		                   strcmp(probes[i].state, "interrupted") == 0;
-		vi.probes_failed += strcmp(probes[i].state, "failed") == 0;
+		enum run_state ps;
+
+		if (run_state_from_string(probes[i].state, &ps) < 0)
+			continue;
+		vi.probes_error += ps == RUN_ERROR || ps == RUN_CANCELLED || ps == RUN_INTERRUPTED;
+		vi.probes_failed += ps == RUN_FAILED;
 	}
 	if (judge_gates(spec, probes, n, lk, gates, &vi) < 0 ||
 	    judge_checklist(&spec->checklist, now_ms, checklist, &vi) < 0)

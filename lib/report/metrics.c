@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lib/gate/gate.h"
 #include "lib/report/metrics.h"
 #include "lib/report/svg.h"
+#include "lib/util/run_state.h"
 #include "lib/util/util.h"
 
 /* Upper bounds of readyd_probe_duration_seconds: probes last from
@@ -173,20 +175,24 @@ static void render_runs(struct svg_buf *b, json_t *snap)
 {
 	/* Final states only: a run stays in them, so the counter never goes
 	 * down; queued and running are the gauges below. */
-	static const char *const states[] = {"passed", "failed", "error", "cancelled",
-	                                     "interrupted"};
 	json_t *by = json_object_get(snap, "runs_by_state");
 
 	head(b, "readyd_runs_total", "counter", "Runs ended, by final state.");
-	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++)
-		svg_buf_printf(b, "readyd_runs_total{state=\"%s\"} %lld\n", states[i],
-		               (long long)json_integer_value(json_object_get(by, states[i])));
+	for (enum run_state st = 0; st < RUN_STATE_COUNT; st++) {
+		const char *name = run_state_to_string(st);
+
+		if (run_state_is_final(st))
+			svg_buf_printf(b, "readyd_runs_total{state=\"%s\"} %lld\n", name,
+			               (long long)json_integer_value(json_object_get(by, name)));
+	}
 	head(b, "readyd_runs_active", "gauge", "Runs running now.");
 	svg_buf_printf(b, "readyd_runs_active %lld\n",
-	               (long long)json_integer_value(json_object_get(by, "running")));
+	               (long long)json_integer_value(
+	                       json_object_get(by, run_state_to_string(RUN_RUNNING))));
 	head(b, "readyd_queue_depth", "gauge", "Runs queued, waiting for a slot.");
 	svg_buf_printf(b, "readyd_queue_depth %lld\n",
-	               (long long)json_integer_value(json_object_get(by, "queued")));
+	               (long long)json_integer_value(
+	                       json_object_get(by, run_state_to_string(RUN_QUEUED))));
 	head(b, "readyd_db_size_bytes", "gauge", "Size of the SQLite database.");
 	svg_buf_printf(b, "readyd_db_size_bytes %lld\n",
 	               (long long)json_integer_value(json_object_get(snap, "db_size_bytes")));
@@ -205,7 +211,6 @@ static void svc_labels(struct svg_buf *b, json_t *g)
  * convention, so `readyd_gate_verdict{verdict="FAIL"} == 1` alerts. */
 static void render_gates(struct svg_buf *b, json_t *snap)
 {
-	static const char *const verdicts[] = {"PASS", "FAIL", "ERROR"};
 	json_t *gates = json_object_get(snap, "gates"), *g;
 	size_t i;
 
@@ -214,11 +219,11 @@ static void render_gates(struct svg_buf *b, json_t *snap)
 	json_array_foreach (gates, i, g) {
 		const char *v = json_string_value(json_object_get(g, "verdict"));
 
-		for (size_t k = 0; k < 3; k++) {
+		for (enum verdict k = VERDICT_PASS; k <= VERDICT_ERROR; k++) {
 			svg_buf_puts(b, "readyd_gate_verdict");
 			svc_labels(b, g);
-			svg_buf_printf(b, ",verdict=\"%s\"} %d\n", verdicts[k],
-			               v && strcmp(v, verdicts[k]) == 0);
+			svg_buf_printf(b, ",verdict=\"%s\"} %d\n", verdict_to_string(k),
+			               v && strcmp(v, verdict_to_string(k)) == 0);
 		}
 	}
 	head(b, "readyd_gate_last_run_timestamp_seconds", "gauge",

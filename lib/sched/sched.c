@@ -28,26 +28,13 @@
 #include "lib/report/metrics.h"
 #include "lib/probe/probe.h"
 #include "lib/sched/sched.h"
+#include "lib/util/run_state.h"
 #include "lib/util/util.h"
 
 #define DEFAULT_PROBE_DEADLINE_MS (2 * 60 * 1000)
 #define PROBE_DEADLINE_MARGIN_MS  (60 * 1000)
 #define RETRY_FIRST_MS            1000
 #define RETRY_MAX_MS              (30 * 1000)
-
-enum run_state {
-	RUN_QUEUED = 0,
-	RUN_RUNNING,
-	RUN_PASSED,
-	RUN_FAILED,
-	RUN_ERROR,
-	RUN_CANCELLED,
-	RUN_INTERRUPTED,
-};
-
-static const char *const run_state_names[] = {
-        "queued", "running", "passed", "failed", "error", "cancelled", "interrupted",
-};
 
 struct sched_watch {
 	struct run *run;
@@ -196,7 +183,7 @@ static void notify(struct run *r, bool final)
 		return;
 	for (; w; w = next) {
 		next = w->next;
-		w->cb(w->userdata, r->id, run_state_names[r->state], final);
+		w->cb(w->userdata, r->id, run_state_to_string(r->state), final);
 	}
 	if (!final)
 		return;
@@ -323,7 +310,7 @@ static int write_probe(struct run *r, size_t idx)
 /* The run's row: its final state once decided, else where it is now. */
 static int write_state(struct run *r)
 {
-	int e = store_run_update(r->s->store, r->id, run_state_names[r->state], r->verdict,
+	int e = store_run_update(r->s->store, r->id, run_state_to_string(r->state), r->verdict,
 	                         r->started_at, r->decided ? r->finished_at : 0, r->error);
 
 	if (e < 0)
@@ -637,7 +624,7 @@ static void decide(struct run *r)
 		rd_format_duration(r->spec->timeout_ms, d, sizeof(d));
 		snprintf(msg, sizeof(msg), "run did not finish within its timeout of %s", d);
 		r->state = RUN_ERROR;
-		r->verdict = "ERROR";
+		r->verdict = verdict_to_string(VERDICT_ERROR);
 		error = msg;
 	} else if (r->cancel_requested) {
 		r->state = r->interrupt ? RUN_INTERRUPTED : RUN_CANCELLED;
@@ -1035,7 +1022,8 @@ int sched_submit(struct sched *s, struct spec *spec, const char *submitted_by,
 	e = new_run(s, spec, &r);
 	if (e < 0) {
 		spec_free(spec);
-		store_run_update(s->store, id, "error", "ERROR", 0, rd_now_ms(),
+		store_run_update(s->store, id, run_state_to_string(RUN_ERROR),
+		                 verdict_to_string(VERDICT_ERROR), 0, rd_now_ms(),
 		                 "out of memory while queueing the run");
 		return e;
 	}

@@ -24,6 +24,7 @@
 
 #include "lib/store/sqlite/sqlite_internal.h"
 #include "lib/store/sqlite/sqlite_migrations.h"
+#include "lib/util/run_state.h"
 #include "lib/util/util.h"
 
 #define STORE_BUSY_TIMEOUT_MS 5000
@@ -202,8 +203,6 @@ static const struct col check_cols[] = {
         {"item", COL_TEXT, true},    {"required", COL_BOOL, true}, {"evidence", COL_TEXT, false},
         {"outcome", COL_TEXT, true}, {"reason", COL_TEXT, true},
 };
-
-static const char *const final_states[] = {"passed", "failed", "error", "cancelled", "interrupted"};
 
 __attribute__((format(printf, 2, 3))) static void set_err(struct store *st, const char *fmt, ...)
 {
@@ -1340,15 +1339,6 @@ out:
 	return r;
 }
 
-static bool state_is_final(const char *state)
-{
-	for (size_t i = 0; i < RD_ARRAY_SIZE(final_states); i++) {
-		if (strcmp(state, final_states[i]) == 0)
-			return true;
-	}
-	return false;
-}
-
 /* Fails with -ENOENT (and a message) unless the run exists. */
 static int run_require(struct store *st, int64_t run_id)
 {
@@ -1380,7 +1370,7 @@ int sqlite_probe_save(struct store *st, int64_t run_id, size_t idx, json_t *prob
 	r = run_require(st, run_id);
 	if (r == 0)
 		r = probe_row_write(st, run_id, idx, &pr);
-	if (r == 0 && state_is_final(pr.state))
+	if (r == 0 && run_state_string_is_final(pr.state))
 		r = metrics_write(st, run_id, &pr);
 	r = tx_end(st, r);
 out:

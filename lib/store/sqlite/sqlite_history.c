@@ -23,6 +23,7 @@
 #include "lib/loadgen/hist.h"
 #include "lib/store/store.h"
 #include "lib/store/sqlite/sqlite_internal.h"
+#include "lib/util/run_state.h"
 #include "lib/util/util.h"
 
 #define HIST_LIST_MAX     1000
@@ -460,9 +461,10 @@ static int run_status(struct store *st, int64_t id, char *state, size_t len, boo
 static int run_ended(struct store *st, int64_t id, bool *ret_invalid)
 {
 	char state[32];
+	enum run_state rs;
 	int r = run_status(st, id, state, sizeof(state), ret_invalid);
 
-	if (r == 0 && (!strcmp(state, "queued") || !strcmp(state, "running"))) {
+	if (r == 0 && run_state_from_string(state, &rs) == 0 && !run_state_is_final(rs)) {
 		sqlite_set_errf(st, "run %" PRId64 " is still %s: wait until it ends", id, state);
 		r = -EINPROGRESS;
 	}
