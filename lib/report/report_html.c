@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/gate/gate.h"
 #include "lib/report/report.h"
 #include "lib/report/svg.h"
 
@@ -45,7 +46,8 @@ static void num(struct svg_buf *b, json_t *v)
 static void banner(struct svg_buf *b, json_t *run)
 {
 	const char *v = json_string_value(json_object_get(run, "verdict"));
-	bool known = v && (!strcmp(v, "PASS") || !strcmp(v, "FAIL") || !strcmp(v, "ERROR"));
+	enum verdict verdict;
+	bool known = verdict_from_string(v, &verdict) == 0;
 
 	svg_buf_printf(b, "<div class=\"banner %s\" id=\"verdict\">", known ? v : "NONE");
 	svg_buf_esc(b, v ? v : "NOT DECIDED");

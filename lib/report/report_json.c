@@ -1,6 +1,7 @@
 /* report_json: the machine-readable report (see report.h). */
 #include <string.h>
 
+#include "lib/gate/gate.h"
 #include "lib/report/report.h"
 #include "lib/util/util.h"
 
@@ -23,13 +24,15 @@ static json_t *summarize(json_t *run)
 		n = json_integer_value(json_object_get(counts, o));
 		json_object_set_new(counts, o, json_integer(n + 1));
 		if (!json_is_true(json_object_get(g, "advisory")) &&
-		    (strcmp(o, "fail") == 0 || strcmp(o, "error") == 0))
+		    (strcmp(o, gate_outcome_to_string(GATE_FAIL)) == 0 ||
+		     strcmp(o, gate_outcome_to_string(GATE_ERROR)) == 0))
 			blocking_bad++;
 	}
 	json_array_foreach (json_object_get(run, "checklist"), i, g) {
 		const char *o = json_string_value(json_object_get(g, "outcome"));
 
-		if (o && strcmp(o, "fail") == 0 && json_is_true(json_object_get(g, "required")))
+		if (o && strcmp(o, gate_outcome_to_string(GATE_FAIL)) == 0 &&
+		    json_is_true(json_object_get(g, "required")))
 			checklist_failed++;
 	}
 	return json_pack("{s:o, s:I, s:I, s:I}", "gate_outcomes", counts, "gates_total",

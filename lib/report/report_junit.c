@@ -24,8 +24,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lib/gate/gate.h"
 #include "lib/report/report.h"
 #include "lib/report/svg.h"
+#include "lib/util/run_state.h"
 #include "lib/util/util.h"
 
 struct junit {
@@ -38,6 +40,21 @@ struct junit {
 static bool is(const char *a, const char *b)
 {
 	return a && strcmp(a, b) == 0;
+}
+
+static bool state_is(const char *a, enum run_state st)
+{
+	return is(a, run_state_to_string(st));
+}
+
+static bool outcome_is(const char *a, enum gate_outcome o)
+{
+	return is(a, gate_outcome_to_string(o));
+}
+
+static bool verdict_is(const char *a, enum verdict v)
+{
+	return is(a, verdict_to_string(v));
 }
 
 static const char *str(json_t *o, const char *key)
@@ -134,9 +151,10 @@ static void probe_case(struct junit *j, json_t *p)
 	svg_buf_printf(&name, "%s (%s)", str(p, "name") ? str(p, "name") : "?",
 	               str(p, "type") ? str(p, "type") : "?");
 	n = svg_buf_steal(&name, NULL);
-	if (is(state, "failed"))
+	if (state_is(state, RUN_FAILED))
 		tag = "failure";
-	else if (is(state, "error") || is(state, "cancelled") || is(state, "interrupted"))
+	else if (state_is(state, RUN_ERROR) || state_is(state, RUN_CANCELLED) ||
+	         state_is(state, RUN_INTERRUPTED))
 		tag = "error";
 	svg_buf_puts(&msg, "probe ");
 	svg_buf_esc(&msg, state ? state : "unknown");
@@ -159,13 +177,14 @@ static void gate_notice(struct junit *j, json_t *g, const char *o, bool advisory
 	svg_buf_puts(&j->out, "gate ");
 	svg_buf_esc(&j->out, str(g, "expr"));
 	svg_buf_printf(&j->out, ": %s%s: %s\n", advisory ? "advisory, " : "", o, msg);
-	if (!(advisory && !is(o, "pass") && !is(o, "no-baseline")) && !is(o, "waived"))
+	if (!(advisory && !outcome_is(o, GATE_PASS) && !outcome_is(o, GATE_NO_BASELINE)) &&
+	    !outcome_is(o, GATE_WAIVED))
 		return;
 	svg_buf_init(&v);
 	svg_buf_esc(&v, str(g, "expr"));
 	svg_buf_printf(&v, ": %s: %s", o, msg);
 	text = svg_buf_steal(&v, NULL);
-	property(j, is(o, "waived") ? "waived" : "advisory", text ? text : "");
+	property(j, outcome_is(o, GATE_WAIVED) ? "waived" : "advisory", text ? text : "");
 	free(text);
 }
 
@@ -177,9 +196,9 @@ static void gate_case(struct junit *j, json_t *run, json_t *g)
 	struct svg_buf msg;
 	char *m;
 
-	if (!advisory && is(o, "fail"))
+	if (!advisory && outcome_is(o, GATE_FAIL))
 		tag = "failure";
-	else if (!advisory && (is(o, "error") || !o))
+	else if (!advisory && (outcome_is(o, GATE_ERROR) || !o))
 		tag = "error";
 	svg_buf_init(&msg);
 	gate_message(&msg, g);
@@ -193,7 +212,7 @@ static void gate_case(struct junit *j, json_t *run, json_t *g)
 
 static void checklist_case(struct junit *j, json_t *c)
 {
-	bool failed = !is(str(c, "outcome"), "pass");
+	bool failed = !outcome_is(str(c, "outcome"), GATE_PASS);
 	bool required = json_is_true(json_object_get(c, "required"));
 	struct svg_buf msg;
 	char *m;
@@ -207,11 +226,12 @@ static void checklist_case(struct junit *j, json_t *c)
 	}
 	m = svg_buf_steal(&msg, NULL);
 	case_open(j, "checklist", NULL, str(c, "item"), 0);
-	case_close(j, failed && required ? "failure" : NULL, "fail", m ? m : "");
+	case_close(j, failed && required ? "failure" : NULL, gate_outcome_to_string(GATE_FAIL),
+	           m ? m : "");
 	svg_buf_puts(&j->out, "checklist ");
 	svg_buf_esc(&j->out, str(c, "item"));
 	svg_buf_printf(&j->out, ": %s%s: %s\n", required ? "" : "optional, ",
-	               failed ? "fail" : "pass", m ? m : "");
+	               gate_outcome_to_string(failed ? GATE_FAIL : GATE_PASS), m ? m : "");
 	free(m);
 	if (failed && !required) {
 		svg_buf_init(&msg);
@@ -234,9 +254,9 @@ static void run_case(struct junit *j, json_t *run)
 	struct svg_buf msg;
 	char *m;
 
-	if (is(verdict, "ERROR") || (!verdict && !is(state, "passed")))
+	if (verdict_is(verdict, VERDICT_ERROR) || (!verdict && !state_is(state, RUN_PASSED)))
 		tag = j->errors == 0 || str(run, "error") || !verdict ? "error" : NULL;
-	else if (is(verdict, "FAIL") && j->failures == 0)
+	else if (verdict_is(verdict, VERDICT_FAIL) && j->failures == 0)
 		tag = "failure";
 	if (!tag)
 		return;

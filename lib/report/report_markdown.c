@@ -10,8 +10,10 @@
 #include <math.h>
 #include <string.h>
 
+#include "lib/gate/gate.h"
 #include "lib/report/report.h"
 #include "lib/report/svg.h"
+#include "lib/util/util.h"
 
 static const char *const sections[] = {"Performance", "Monitoring", "Incident response", "Rollback",
                                        "Security"};
@@ -114,19 +116,13 @@ static void md_number(struct svg_buf *b, json_t *v)
 
 static const char *upper_outcome(const char *o)
 {
-	if (!o)
+	/* The outcome words in capitals, in enum gate_outcome order. */
+	static const char *const upper[] = {"PASS", "FAIL", "ERROR", "WAIVED", "NO BASELINE"};
+	enum gate_outcome oc;
+
+	if (gate_outcome_from_string(o, &oc) < 0 || (size_t)oc >= RD_ARRAY_SIZE(upper))
 		return "UNKNOWN";
-	if (strcmp(o, "pass") == 0)
-		return "PASS";
-	if (strcmp(o, "fail") == 0)
-		return "FAIL";
-	if (strcmp(o, "error") == 0)
-		return "ERROR";
-	if (strcmp(o, "waived") == 0)
-		return "WAIVED";
-	if (strcmp(o, "no-baseline") == 0)
-		return "NO BASELINE";
-	return "UNKNOWN";
+	return upper[oc];
 }
 
 static void md_gate(struct svg_buf *b, json_t *g)
@@ -192,7 +188,8 @@ static void md_check_item(struct svg_buf *b, json_t *c)
 {
 	const char *o = json_string_value(json_object_get(c, "outcome"));
 
-	svg_buf_printf(b, "- [%c] ", o && strcmp(o, "pass") == 0 ? 'x' : ' ');
+	svg_buf_printf(b, "- [%c] ",
+	               o && strcmp(o, gate_outcome_to_string(GATE_PASS)) == 0 ? 'x' : ' ');
 	md_text(b, json_string_value(json_object_get(c, "item")));
 	svg_buf_printf(b, " (%s, **%s**)",
 	               json_is_true(json_object_get(c, "required")) ? "required" : "optional",
