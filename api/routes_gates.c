@@ -200,7 +200,7 @@ static void rejudge(struct api_req *req, json_t *run, const struct spec *spec)
 	if (r == 0)
 		r = judge_run_with(spec, jp, n, &lk, ctx.now_ms, &gates, &checklist, &v);
 	if (r == 0)
-		r = store_rejudgement_add(st, ctx.run_id, gates, verdict_to_string(v),
+		r = store_rejudgement_add(st, ctx.run_id, gates, gate_verdict_to_string(v),
 		                          api_req_principal(req), ctx.now_ms, &seq);
 	if (r < 0) {
 		problem_run(req, r, "cannot rejudge the run");
@@ -212,7 +212,7 @@ static void rejudge(struct api_req *req, json_t *run, const struct spec *spec)
 		api_reply_json(req, 201,
 		               json_pack("{s:I, s:I, s:s, s:s, s:O?, s:o, s:o, s:o}", "run_id",
 		                         (json_int_t)ctx.run_id, "seq", (json_int_t)seq,
-		                         "created_at", at, "verdict", verdict_to_string(v),
+		                         "created_at", at, "verdict", gate_verdict_to_string(v),
 		                         "original_verdict", json_object_get(run, "verdict"),
 		                         "gates", gates, "checklist", checklist,
 		                         "recomputed_from_histograms", recomputed));

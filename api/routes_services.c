@@ -82,7 +82,7 @@ static bool verdict_ok(const char *v)
 {
 	enum verdict verdict;
 
-	return verdict_from_string(v, &verdict) == 0;
+	return gate_verdict_from_string(v, &verdict) == 0;
 }
 
 static void get_history(struct api_req *req)

@@ -413,10 +413,10 @@ int cmd_rejudge(struct ctl *ctl, int argc, char **argv)
 	printf("run %lld rejudged (#%lld): %s (original verdict %s)\n", (long long)id,
 	       (long long)json_integer_value(json_object_get(doc, "seq")), verdict, original);
 	render_gates(stdout, json_object_get(doc, "gates"), ctl->color);
-	code = verdict_from_string(verdict, &v) < 0 ? CTL_EXIT_ERROR
-	       : v == VERDICT_PASS                  ? CTL_EXIT_PASS
-	       : v == VERDICT_FAIL                  ? CTL_EXIT_FAIL
-	                                            : CTL_EXIT_ERROR;
+	code = gate_verdict_from_string(verdict, &v) < 0 ? CTL_EXIT_ERROR
+	       : v == VERDICT_PASS                       ? CTL_EXIT_PASS
+	       : v == VERDICT_FAIL                       ? CTL_EXIT_FAIL
+	                                                 : CTL_EXIT_ERROR;
 	json_decref(doc);
 	return code;
 }

@@ -139,7 +139,7 @@ static const char *sgr_for(const char *word)
 		if (has_prefix(word, gate_outcome_to_string((enum gate_outcome)i)))
 			return outcome_sgr[i];
 	for (size_t i = 0; i < sizeof(verdict_sgr) / sizeof(verdict_sgr[0]); i++)
-		if (has_prefix(word, verdict_to_string((enum verdict)i)))
+		if (has_prefix(word, gate_verdict_to_string((enum verdict)i)))
 			return verdict_sgr[i];
 	for (size_t i = 0; i < sizeof(state_sgr_states) / sizeof(state_sgr_states[0]); i++)
 		if (has_prefix(word, run_state_to_string(state_sgr_states[i])))
@@ -183,10 +183,10 @@ int run_exit_code(const json_t *run)
 	if (st == RUN_ERROR || st == RUN_CANCELLED || st == RUN_INTERRUPTED)
 		return CTL_EXIT_ERROR;
 	if (verdict)
-		return verdict_from_string(verdict, &v) < 0 ? CTL_EXIT_ERROR
-		       : v == VERDICT_PASS                  ? CTL_EXIT_PASS
-		       : v == VERDICT_FAIL                  ? CTL_EXIT_FAIL
-		                                            : CTL_EXIT_ERROR;
+		return gate_verdict_from_string(verdict, &v) < 0 ? CTL_EXIT_ERROR
+		       : v == VERDICT_PASS                       ? CTL_EXIT_PASS
+		       : v == VERDICT_FAIL                       ? CTL_EXIT_FAIL
+		                                                 : CTL_EXIT_ERROR;
 	/* No verdict: only the state can say; anything unclear is an error. */
 	if (st == RUN_PASSED)
 		return CTL_EXIT_PASS;

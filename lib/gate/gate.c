@@ -39,12 +39,12 @@ const char *gate_outcome_to_string(enum gate_outcome o)
 	return outcome_names[o];
 }
 
-const char *verdict_to_string(enum verdict v)
+const char *gate_verdict_to_string(enum verdict v)
 {
 	return verdict_names[v];
 }
 
-int verdict_from_string(const char *s, enum verdict *ret_verdict)
+int gate_verdict_from_string(const char *s, enum verdict *ret_verdict)
 {
 	for (size_t i = 0; s && i < RD_ARRAY_SIZE(verdict_names); i++)
 		if (strcmp(s, verdict_names[i]) == 0) {

@@ -54,12 +54,12 @@ enum verdict {
 
 const char *gate_op_to_string(enum gate_op op);
 const char *gate_outcome_to_string(enum gate_outcome o);
-const char *verdict_to_string(enum verdict v); /* "PASS" "FAIL" "ERROR" */
+const char *gate_verdict_to_string(enum verdict v); /* "PASS" "FAIL" "ERROR" */
 
 /* The words back to the enums (for what the store and the API hand
  * back). Return 0 or -EINVAL (NULL or not one of the words). */
 int gate_outcome_from_string(const char *s, enum gate_outcome *ret_outcome);
-int verdict_from_string(const char *s, enum verdict *ret_verdict);
+int gate_verdict_from_string(const char *s, enum verdict *ret_verdict);
 
 /* Parses a gate expression ("latency.p95_ms <= baseline * 1.10"). With
  * want_probe false, parses an SLO condition without a probe ("p95_ms <

@@ -222,8 +222,8 @@ static void render_gates(struct svg_buf *b, json_t *snap)
 		for (enum verdict k = VERDICT_PASS; k <= VERDICT_ERROR; k++) {
 			svg_buf_puts(b, "readyd_gate_verdict");
 			svc_labels(b, g);
-			svg_buf_printf(b, ",verdict=\"%s\"} %d\n", verdict_to_string(k),
-			               v && strcmp(v, verdict_to_string(k)) == 0);
+			svg_buf_printf(b, ",verdict=\"%s\"} %d\n", gate_verdict_to_string(k),
+			               v && strcmp(v, gate_verdict_to_string(k)) == 0);
 		}
 	}
 	head(b, "readyd_gate_last_run_timestamp_seconds", "gauge",

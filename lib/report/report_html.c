@@ -47,7 +47,7 @@ static void banner(struct svg_buf *b, json_t *run)
 {
 	const char *v = json_string_value(json_object_get(run, "verdict"));
 	enum verdict verdict;
-	bool known = verdict_from_string(v, &verdict) == 0;
+	bool known = gate_verdict_from_string(v, &verdict) == 0;
 
 	svg_buf_printf(b, "<div class=\"banner %s\" id=\"verdict\">", known ? v : "NONE");
 	svg_buf_esc(b, v ? v : "NOT DECIDED");

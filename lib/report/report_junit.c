@@ -54,7 +54,7 @@ static bool outcome_is(const char *a, enum gate_outcome o)
 
 static bool verdict_is(const char *a, enum verdict v)
 {
-	return is(a, verdict_to_string(v));
+	return is(a, gate_verdict_to_string(v));
 }
 
 static const char *str(json_t *o, const char *key)

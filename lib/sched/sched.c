@@ -624,7 +624,7 @@ static void decide(struct run *r)
 		rd_format_duration(r->spec->timeout_ms, d, sizeof(d));
 		snprintf(msg, sizeof(msg), "run did not finish within its timeout of %s", d);
 		r->state = RUN_ERROR;
-		r->verdict = verdict_to_string(VERDICT_ERROR);
+		r->verdict = gate_verdict_to_string(VERDICT_ERROR);
 		error = msg;
 	} else if (r->cancel_requested) {
 		r->state = r->interrupt ? RUN_INTERRUPTED : RUN_CANCELLED;
@@ -632,7 +632,7 @@ static void decide(struct run *r)
 		                     : "cancelled on request";
 	} else {
 		judge(r, &v);
-		r->verdict = verdict_to_string(v);
+		r->verdict = gate_verdict_to_string(v);
 		r->state = v == VERDICT_PASS   ? RUN_PASSED
 		           : v == VERDICT_FAIL ? RUN_FAILED
 		                               : RUN_ERROR;
@@ -1023,7 +1023,7 @@ int sched_submit(struct sched *s, struct spec *spec, const char *submitted_by,
 	if (e < 0) {
 		spec_free(spec);
 		store_run_update(s->store, id, run_state_to_string(RUN_ERROR),
-		                 verdict_to_string(VERDICT_ERROR), 0, rd_now_ms(),
+		                 gate_verdict_to_string(VERDICT_ERROR), 0, rd_now_ms(),
 		                 "out of memory while queueing the run");
 		return e;
 	}

@@ -307,7 +307,7 @@ START_TEST(test_verdict)
 	ck_assert_int_eq(gate_verdict(&v), VERDICT_ERROR);
 	v = ok, v.probes_error = 1;
 	ck_assert_int_eq(gate_verdict(&v), VERDICT_ERROR);
-	ck_assert_str_eq(verdict_to_string(VERDICT_FAIL), "FAIL");
+	ck_assert_str_eq(gate_verdict_to_string(VERDICT_FAIL), "FAIL");
 }
 END_TEST
 

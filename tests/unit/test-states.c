@@ -66,12 +66,12 @@ START_TEST(test_verdict_words)
 	enum verdict got;
 
 	for (int i = VERDICT_PASS; i <= VERDICT_ERROR; i++) {
-		ck_assert_str_eq(verdict_to_string((enum verdict)i), v[i]);
-		ck_assert_int_eq(verdict_from_string(v[i], &got), 0);
+		ck_assert_str_eq(gate_verdict_to_string((enum verdict)i), v[i]);
+		ck_assert_int_eq(gate_verdict_from_string(v[i], &got), 0);
 		ck_assert_int_eq(got, i);
 	}
-	ck_assert_int_eq(verdict_from_string("pass", &got), -EINVAL);
-	ck_assert_int_eq(verdict_from_string(NULL, &got), -EINVAL);
+	ck_assert_int_eq(gate_verdict_from_string("pass", &got), -EINVAL);
+	ck_assert_int_eq(gate_verdict_from_string(NULL, &got), -EINVAL);
 }
 END_TEST
 
