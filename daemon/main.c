@@ -22,6 +22,7 @@
 #include "auth.h"
 #include "config.h"
 #include "lib/net/http.h"
+#include "lib/util/assert.h"
 #include "lib/util/log.h"
 #include "notify.h"
 #include "lib/policy/policy.h"
@@ -202,6 +203,14 @@ static int parse_flags(int argc, char **argv, struct flags *f)
 	return 0;
 }
 
+/* A broken invariant in a release build: lib/ fails the affected run and
+ * calls here, since only daemon/ and api/ log above debug. */
+static void on_assert(const char *expr, const char *file, int line, const char *func)
+{
+	log_error("Invariant '%s' broken at %s:%d (%s); the affected run fails", expr, file, line,
+	          func);
+}
+
 static int configure(struct daemon *d, int argc, char **argv)
 {
 	struct flags f = {0};
@@ -226,6 +235,7 @@ static int configure(struct daemon *d, int argc, char **argv)
 	}
 	d->port_file = f.port_file;
 	rd_log_set_level(d->cfg.log_level);
+	rd_assert_set_hook(on_assert);
 	return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "lib/probe/probe.h"
+#include "lib/util/assert.h"
 #include "lib/util/util.h"
 
 static const char *const state_names[] = {
@@ -53,7 +54,9 @@ int probe_set_metric(struct probe *p, const char *name, double value)
 
 void probe_finish(struct probe *p, enum probe_state state, const char *fmt, ...)
 {
-	if (p->finishing)
+	/* A probe ends once: the first end was recorded and reported; a second
+	 * is a bug in the type, and in report mode the first end stands. */
+	if (!rd_assert(!p->finishing))
 		return;
 	p->finishing = true;
 	p->state = state;

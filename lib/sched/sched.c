@@ -24,6 +24,7 @@
 
 #include "lib/gate/judge.h"
 #include "lib/loadgen/loadgen.h"
+#include "lib/util/assert.h"
 #include "lib/util/log.h"
 #include "lib/report/metrics.h"
 #include "lib/probe/probe.h"
@@ -61,6 +62,7 @@ struct run {
 	bool finalized;
 	bool waiting_load;   /* the next probe waits for a load slot */
 	bool unsaved;        /* a write failed: the store lags behind (resync_run) */
+	bool broken;         /* an invariant broke (rd_assert): the run is an error */
 	bool decided;        /* finalize() decided the final state: */
 	const char *verdict; /* static, or NULL */
 	char *error;         /* owned, or NULL */
@@ -135,6 +137,9 @@ int sched_new(uv_loop_t *loop, struct store *st, struct http_client *http,
 
 void sched_free(struct sched *s)
 {
+	/* Runs still listed point back here: leak rather than use freed memory. */
+	if (!s || !rd_assert(!s->head))
+		return;
 	free(s);
 }
 
@@ -364,6 +369,21 @@ static void on_probe_deadline(uv_timer_t *t)
 		p->ops->cancel(p);
 }
 
+/* Frees what the probe's type holds, once the probe has ended. One still
+ * running has handles on the loop: it is leaked rather than freed under
+ * them, and recorded as an error, which makes its run one. */
+static void sched_probe_release(struct probe *p)
+{
+	if (!rd_assert(p->state != PROBE_RUNNING && p->state != PROBE_QUEUED)) {
+		p->state = PROBE_ERRORED;
+		free(p->error);
+		p->error = strdup("internal error: the probe was released before it ended");
+		return;
+	}
+	if (p->ops && p->ops->free)
+		p->ops->free(p);
+}
+
 /* A background probe ended (stopped, cancelled or on its own). */
 static void complete_background(struct run *r, struct probe *p)
 {
@@ -371,9 +391,8 @@ static void complete_background(struct run *r, struct probe *p)
 
 	if (p->state == PROBE_CANCELLED && r->interrupt)
 		p->state = PROBE_INTERRUPTED;
+	sched_probe_release(p);
 	save_probe(r, idx);
-	if (p->ops && p->ops->free)
-		p->ops->free(p);
 	r->n_background--;
 	notify(r, false);
 }
@@ -526,11 +545,10 @@ static void complete_probe(struct run *r)
 		r->holds_load = false;
 		r->s->load_running--;
 	}
+	sched_probe_release(p);
 	if (!r->unsaved && (e = write_measurements(r, r->cur)) < 0)
 		store_failed(r, e);
 	save_probe(r, r->cur);
-	if (p->ops && p->ops->free)
-		p->ops->free(p);
 	r->cur++;
 	notify(r, false);
 }
@@ -613,29 +631,49 @@ static int write_judgement(struct run *r)
 	return check_write(r, e);
 }
 
+/* Moves the run to state to, if the run state machine allows the move.
+ * A move it does not allow is a bug: the caller fails the run. */
+static bool sched_run_move(struct run *r, enum run_state to)
+{
+	if (!rd_assert(run_state_can_move(r->state, to)))
+		return false;
+	r->state = to;
+	return true;
+}
+
 /* The final state, verdict and error of a run whose probes are done. */
 static void decide(struct run *r)
 {
 	char msg[128], d[32];
 	const char *error = NULL;
+	enum run_state to;
 	enum verdict v;
 
-	if (r->deadline_hit) {
+	if (r->broken) {
+		to = RUN_ERROR;
+		r->verdict = gate_verdict_to_string(VERDICT_ERROR);
+		error = "internal error: an invariant of the scheduler broke (see the log)";
+	} else if (r->deadline_hit) {
 		rd_format_duration(r->spec->timeout_ms, d, sizeof(d));
 		snprintf(msg, sizeof(msg), "run did not finish within its timeout of %s", d);
-		r->state = RUN_ERROR;
+		to = RUN_ERROR;
 		r->verdict = gate_verdict_to_string(VERDICT_ERROR);
 		error = msg;
 	} else if (r->cancel_requested) {
-		r->state = r->interrupt ? RUN_INTERRUPTED : RUN_CANCELLED;
+		to = r->interrupt ? RUN_INTERRUPTED : RUN_CANCELLED;
 		error = r->interrupt ? "readyd shut down while the run was in progress"
 		                     : "cancelled on request";
 	} else {
 		judge(r, &v);
 		r->verdict = gate_verdict_to_string(v);
-		r->state = v == VERDICT_PASS   ? RUN_PASSED
-		           : v == VERDICT_FAIL ? RUN_FAILED
-		                               : RUN_ERROR;
+		to = v == VERDICT_PASS ? RUN_PASSED : v == VERDICT_FAIL ? RUN_FAILED : RUN_ERROR;
+	}
+	if (!sched_run_move(r, to)) {
+		snprintf(msg, sizeof(msg), "internal error: a %s run cannot become %s",
+		         run_state_to_string(r->state), run_state_to_string(to));
+		r->state = RUN_ERROR;
+		r->verdict = gate_verdict_to_string(VERDICT_ERROR);
+		error = msg;
 	}
 	r->error = error ? strdup(error) : NULL;
 	r->finished_at = rd_now_ms();
@@ -656,6 +694,9 @@ static void finalize(struct run *r)
 	struct sched *s = r->s;
 	int e;
 
+	/* A second end would count the run out of its queue or slot twice. */
+	if (!rd_assert(!r->finalized))
+		return;
 	r->finalized = true;
 	uv_timer_stop(&r->deadline);
 	uv_timer_stop(&r->probe_timer);
@@ -848,7 +889,8 @@ static void start_run(struct run *r)
 
 	s->n_queued--;
 	s->n_running++;
-	r->state = RUN_RUNNING;
+	if (!sched_run_move(r, RUN_RUNNING))
+		r->broken = true;
 	r->started_at = rd_now_ms();
 	save_state(r);
 	uv_timer_start(&r->deadline, on_run_deadline, (uint64_t)r->spec->timeout_ms, 0);
