@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "lib/util/run_state.h"
 #include "lib/util/util.h"
 
 #define CTL_RETRY_WINDOW_MS      60000
@@ -379,7 +380,8 @@ static json_t *sse_follow(struct follow *fw, const json_t *run)
 	struct sse s = {.fw = fw};
 	struct curl_slist *h = NULL;
 
-	s.run = run ? json_deep_copy(run) : json_pack("{s:s, s:[]}", "state", "queued", "probes");
+	s.run = run ? json_deep_copy(run)
+	            : json_pack("{s:s, s:[]}", "state", run_state_to_string(RUN_QUEUED), "probes");
 	if (s.run && sse_setup(&s, &h) == 0)
 		curl_easy_perform(s.curl);
 	curl_easy_cleanup(s.curl);
