@@ -113,7 +113,8 @@ static int copy_config(struct loadgen *lg, const struct loadgen_config *cfg)
 	return 0;
 }
 
-static int prepare(struct loadgen *lg, const struct loadgen_config *cfg, char *err, size_t errlen)
+static int loadgen_prepare(struct loadgen *lg, const struct loadgen_config *cfg, char *err,
+                           size_t errlen)
 {
 	int r;
 
@@ -163,7 +164,7 @@ int loadgen_new(const struct loadgen_config *cfg, uv_loop_t *main_loop, loadgen_
 	lg->userdata = userdata;
 	lg->n_threads = cfg->threads;
 	lg->threads = calloc((size_t)cfg->threads, sizeof(*lg->threads));
-	r = lg->threads ? prepare(lg, cfg, err, errlen) : -ENOMEM;
+	r = lg->threads ? loadgen_prepare(lg, cfg, err, errlen) : -ENOMEM;
 	if (r < 0) {
 		loadgen_free(lg);
 		return r;

@@ -375,7 +375,7 @@ static bool any_conn_open(const struct lg_thread *t)
 	return false;
 }
 
-static void on_tick(uv_timer_t *h)
+static void lg_thread_on_tick(uv_timer_t *h)
 {
 	struct lg_thread *t = h->data;
 	struct loadgen *lg = t->lg;
@@ -457,7 +457,7 @@ static int thread_setup(struct lg_thread *t)
 	pthread_mutex_lock(&lg->stop_lock);
 	t->async_open = true;
 	pthread_mutex_unlock(&lg->stop_lock);
-	(void)uv_timer_start(&t->tick, on_tick, LG_TICK_MS, LG_TICK_MS);
+	(void)uv_timer_start(&t->tick, lg_thread_on_tick, LG_TICK_MS, LG_TICK_MS);
 	/* Without a timerfd the 10 ms tick still sends, only later. */
 	(void)timerfd_setup(t);
 	return 0;

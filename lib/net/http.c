@@ -335,7 +335,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
 	process_done(c);
 }
 
-static void on_timer(uv_timer_t *t)
+static void http_on_timer(uv_timer_t *t)
 {
 	struct http_client *c = t->data;
 	int running;
@@ -377,7 +377,7 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 	if (timeout_ms < 0)
 		uv_timer_stop(&c->timer);
 	else
-		uv_timer_start(&c->timer, on_timer, (uint64_t)timeout_ms, 0);
+		uv_timer_start(&c->timer, http_on_timer, (uint64_t)timeout_ms, 0);
 	return 0;
 }
 

@@ -63,7 +63,7 @@ struct run {
 	bool waiting_load;   /* the next probe waits for a load slot */
 	bool unsaved;        /* a write failed: the store lags behind (resync_run) */
 	bool broken;         /* an invariant broke (rd_assert): the run is an error */
-	bool decided;        /* finalize() decided the final state: */
+	bool decided;        /* sched_finalize() decided the final state: */
 	const char *verdict; /* static, or NULL */
 	char *error;         /* owned, or NULL */
 	int64_t finished_at;
@@ -180,7 +180,7 @@ static struct run *find_run(struct sched *s, int64_t id)
 
 /* Watchers hear only of what is stored: an unsaved run's changes are
  * announced once resync_run() has caught up. */
-static void notify(struct run *r, bool final)
+static void sched_notify(struct run *r, bool final)
 {
 	struct sched_watch *w = r->watches, *next;
 
@@ -234,8 +234,8 @@ void sched_unwatch(struct sched_watch *w)
 	free(w);
 }
 
-__attribute__((format(printf, 3, 4))) static void report(struct sched *s, int err, const char *fmt,
-                                                         ...)
+__attribute__((format(printf, 3, 4))) static void sched_report(struct sched *s, int err,
+                                                               const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -249,7 +249,7 @@ __attribute__((format(printf, 3, 4))) static void report(struct sched *s, int er
 		rd_log(RD_LOG_DEBUG, NULL, "%s", msg);
 }
 
-static void flush_and_pump(uv_timer_t *t);
+static void sched_flush_and_pump(uv_timer_t *t);
 
 static void arm_retry(struct sched *s)
 {
@@ -262,13 +262,13 @@ static void arm_retry(struct sched *s)
 		s->backoff_ms = RETRY_FIRST_MS;
 	}
 	if (!uv_is_active((uv_handle_t *)&s->retry))
-		uv_timer_start(&s->retry, flush_and_pump, s->backoff_ms, 0);
+		uv_timer_start(&s->retry, sched_flush_and_pump, s->backoff_ms, 0);
 }
 
 /* A write of run r failed with the transient e: the run's later writes
  * wait for resync_run(), its watchers for the store. The first refusal
  * of a spell is reported; the retries are not. */
-static void store_failed(struct run *r, int e)
+static void sched_store_failed(struct run *r, int e)
 {
 	struct sched *s = r->s;
 	bool first = s->n_unsaved == 0;
@@ -281,10 +281,11 @@ static void store_failed(struct run *r, int e)
 		s->n_unsaved++;
 	}
 	if (first)
-		report(s, e,
-		       "Failed to store 'run %lld': %s; keeping it in memory and retrying "
-		       "(every %d-%d s) until the database takes it",
-		       (long long)r->id, s->err_cause, RETRY_FIRST_MS / 1000, RETRY_MAX_MS / 1000);
+		sched_report(s, e,
+		             "Failed to store 'run %lld': %s; keeping it in memory and retrying "
+		             "(every %d-%d s) until the database takes it",
+		             (long long)r->id, s->err_cause, RETRY_FIRST_MS / 1000,
+		             RETRY_MAX_MS / 1000);
 	arm_retry(s);
 }
 
@@ -295,8 +296,8 @@ static int check_write(struct run *r, int e)
 {
 	if (e == 0 || (e != -EINVAL && e != -ENOENT && e != -EEXIST))
 		return e;
-	report(r->s, e, "Failed to store 'run %lld': %s, ignoring", (long long)r->id,
-	       store_errmsg(r->s->store));
+	sched_report(r->s, e, "Failed to store 'run %lld': %s, ignoring", (long long)r->id,
+	             store_errmsg(r->s->store));
 	return 0;
 }
 
@@ -324,25 +325,25 @@ static int write_state(struct run *r)
 	return check_write(r, e);
 }
 
-static void save_probe(struct run *r, size_t idx)
+static void sched_save_probe(struct run *r, size_t idx)
 {
 	int e = r->unsaved ? 0 : write_probe(r, idx);
 
 	if (e < 0)
-		store_failed(r, e);
+		sched_store_failed(r, e);
 }
 
-static void save_state(struct run *r)
+static void sched_save_state(struct run *r)
 {
 	int e = r->unsaved ? 0 : write_state(r);
 
 	if (e < 0)
-		store_failed(r, e);
+		sched_store_failed(r, e);
 }
 
 /* The probe's own deadline unless the spec sets one: long enough for what
  * the probe was asked to do, with a margin for connecting and draining. */
-static int64_t probe_deadline_ms(const struct run *r, const struct spec_probe *sp)
+static int64_t sched_probe_deadline_ms(const struct run *r, const struct spec_probe *sp)
 {
 	if (sp->timeout_ms > 0)
 		return sp->timeout_ms;
@@ -392,9 +393,9 @@ static void complete_background(struct run *r, struct probe *p)
 	if (p->state == PROBE_CANCELLED && r->interrupt)
 		p->state = PROBE_INTERRUPTED;
 	sched_probe_release(p);
-	save_probe(r, idx);
+	sched_save_probe(r, idx);
 	r->n_background--;
-	notify(r, false);
+	sched_notify(r, false);
 }
 
 static void on_probe_done(struct probe *p)
@@ -458,7 +459,7 @@ static bool start_probe(struct run *r)
 		if (!load_slot_free(r->s)) {
 			if (!r->waiting_load) {
 				r->waiting_load = true;
-				notify(r, false);
+				sched_notify(r, false);
 			}
 			return false;
 		}
@@ -469,15 +470,15 @@ static bool start_probe(struct run *r)
 	p->state = PROBE_RUNNING;
 	p->started_at = rd_now_ms();
 	r->probe_deadline_hit = false;
-	save_probe(r, r->cur);
-	notify(r, false);
+	sched_save_probe(r, r->cur);
+	sched_notify(r, false);
 	p->ops = probe_ops_find(p->sp->type);
 	if (!p->ops) {
 		probe_finish(p, PROBE_ERRORED, "probe type '%s' is not implemented in this readyd",
 		             probe_type_to_string(p->sp->type));
 		return true;
 	}
-	p->deadline_ms = probe_deadline_ms(r, p->sp);
+	p->deadline_ms = sched_probe_deadline_ms(r, p->sp);
 	uv_timer_start(&r->probe_timer, on_probe_deadline, (uint64_t)p->deadline_ms, 0);
 	set_load_window(r, r->cur);
 	e = p->ops->start(p);
@@ -533,7 +534,7 @@ static void complete_probe(struct run *r)
 
 	uv_timer_stop(&r->probe_timer);
 	if (r->probe_deadline_hit && p->state == PROBE_CANCELLED) {
-		rd_format_duration(probe_deadline_ms(r, p->sp), d, sizeof(d));
+		rd_format_duration(sched_probe_deadline_ms(r, p->sp), d, sizeof(d));
 		p->state = PROBE_ERRORED;
 		free(p->error);
 		if (asprintf(&p->error, "probe did not finish within its deadline of %s", d) < 0)
@@ -547,13 +548,13 @@ static void complete_probe(struct run *r)
 	}
 	sched_probe_release(p);
 	if (!r->unsaved && (e = write_measurements(r, r->cur)) < 0)
-		store_failed(r, e);
-	save_probe(r, r->cur);
+		sched_store_failed(r, e);
+	sched_save_probe(r, r->cur);
 	r->cur++;
-	notify(r, false);
+	sched_notify(r, false);
 }
 
-static void on_handle_closed(uv_handle_t *h)
+static void sched_on_handle_closed(uv_handle_t *h)
 {
 	struct run *r = h->data;
 
@@ -588,7 +589,7 @@ static void unlink_run(struct run *r)
 
 /* The verdict, with the gate and checklist results kept in the run for
  * storing. */
-static void judge(struct run *r, enum verdict *ret_verdict)
+static void sched_judge(struct run *r, enum verdict *ret_verdict)
 {
 	struct judge_probe *jp = calloc(r->n_probes, sizeof(*jp));
 	json_t *gates = NULL, *checklist = NULL;
@@ -642,7 +643,7 @@ static bool sched_run_move(struct run *r, enum run_state to)
 }
 
 /* The final state, verdict and error of a run whose probes are done. */
-static void decide(struct run *r)
+static void sched_decide(struct run *r)
 {
 	char msg[128], d[32];
 	const char *error = NULL;
@@ -664,7 +665,7 @@ static void decide(struct run *r)
 		error = r->interrupt ? "readyd shut down while the run was in progress"
 		                     : "cancelled on request";
 	} else {
-		judge(r, &v);
+		sched_judge(r, &v);
 		r->verdict = gate_verdict_to_string(v);
 		to = v == VERDICT_PASS ? RUN_PASSED : v == VERDICT_FAIL ? RUN_FAILED : RUN_ERROR;
 	}
@@ -683,13 +684,13 @@ static void decide(struct run *r)
 /* Announces the stored end of a run and lets it go. */
 static void end_run(struct run *r)
 {
-	notify(r, true);
+	sched_notify(r, true);
 	unlink_run(r);
-	uv_close((uv_handle_t *)&r->deadline, on_handle_closed);
-	uv_close((uv_handle_t *)&r->probe_timer, on_handle_closed);
+	uv_close((uv_handle_t *)&r->deadline, sched_on_handle_closed);
+	uv_close((uv_handle_t *)&r->probe_timer, sched_on_handle_closed);
 }
 
-static void finalize(struct run *r)
+static void sched_finalize(struct run *r)
 {
 	struct sched *s = r->s;
 	int e;
@@ -702,18 +703,18 @@ static void finalize(struct run *r)
 	uv_timer_stop(&r->probe_timer);
 	for (size_t i = r->cur; i < r->n_probes; i++) {
 		r->probes[i].state = r->interrupt ? PROBE_INTERRUPTED : PROBE_CANCELLED;
-		save_probe(r, i);
+		sched_save_probe(r, i);
 	}
 	if (r->state == RUN_QUEUED)
 		s->n_queued--;
 	else
 		s->n_running--;
-	decide(r);
+	sched_decide(r);
 	if (!r->unsaved && (e = write_judgement(r)) < 0)
-		store_failed(r, e);
-	save_state(r);
+		sched_store_failed(r, e);
+	sched_save_state(r);
 	if (r->unsaved) {
-		s->n_unstored++; /* ends once stored: flush() */
+		s->n_unstored++; /* ends once stored: sched_flush() */
 		return;
 	}
 	end_run(r);
@@ -742,7 +743,7 @@ static int resync_run(struct run *r)
 
 /* Writes every run the store lags behind on, announcing what landed.
  * Returns the number still unsaved. */
-static int flush(struct sched *s)
+static int sched_flush(struct sched *s)
 {
 	struct run *r, *next;
 	int e;
@@ -753,13 +754,13 @@ static int flush(struct sched *s)
 			continue;
 		e = resync_run(r);
 		if (e < 0) {
-			store_failed(r, e);
+			sched_store_failed(r, e);
 			continue;
 		}
 		r->unsaved = false;
 		s->n_unsaved--;
 		if (!r->decided) {
-			notify(r, false);
+			sched_notify(r, false);
 			continue;
 		}
 		s->n_unstored--;
@@ -768,21 +769,22 @@ static int flush(struct sched *s)
 	return s->n_unsaved;
 }
 
-static void pump(struct sched *s);
+static void sched_pump(struct sched *s);
 
-static void flush_and_pump(uv_timer_t *t)
+static void sched_flush_and_pump(uv_timer_t *t)
 {
 	struct sched *s = t->data;
 	int before = s->n_unsaved;
 
 	s->backoff_ms = s->backoff_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : s->backoff_ms * 2;
-	if (before > 0 && flush(s) == 0) {
+	if (before > 0 && sched_flush(s) == 0) {
 		s->backoff_ms = RETRY_FIRST_MS;
-		report(s, 0,
-		       "stored the pending writes of %d run%s: the database takes writes again",
-		       before, before == 1 ? "" : "s");
+		sched_report(
+		        s, 0,
+		        "stored the pending writes of %d run%s: the database takes writes again",
+		        before, before == 1 ? "" : "s");
 	}
-	pump(s);
+	sched_pump(s);
 }
 
 /* Stopping: runs whose end the store still refuses keep their last
@@ -796,10 +798,11 @@ static void abandon_unstored(struct sched *s)
 		next = r->next;
 		if (!r->unsaved || !r->decided)
 			continue;
-		report(s, s->store_err,
-		       "Failed to store 'run %lld': %s; readyd is stopping, so the run keeps its "
-		       "last stored state and reads as interrupted after a restart",
-		       (long long)r->id, s->err_cause);
+		sched_report(
+		        s, s->store_err,
+		        "Failed to store 'run %lld': %s; readyd is stopping, so the run keeps its "
+		        "last stored state and reads as interrupted after a restart",
+		        (long long)r->id, s->err_cause);
 		r->unsaved = false;
 		s->n_unsaved--;
 		s->n_unstored--;
@@ -817,7 +820,7 @@ static bool only_unstored(const struct sched *s)
 }
 
 /* One pass of the run's state machine; see run_advance. */
-static void step(struct run *r)
+static void sched_step(struct run *r)
 {
 	for (;;) {
 		struct probe *p;
@@ -829,7 +832,7 @@ static void step(struct run *r)
 				stop_background(r, false);
 				return; /* their done callbacks advance the run */
 			}
-			finalize(r);
+			sched_finalize(r);
 			return;
 		}
 		p = &r->probes[r->cur];
@@ -837,7 +840,7 @@ static void step(struct run *r)
 			if (r->cancel_requested) {
 				if (r->n_background > 0)
 					return; /* cancelled; waits for them */
-				finalize(r);
+				sched_finalize(r);
 				return;
 			}
 			if (!start_probe(r))
@@ -849,7 +852,7 @@ static void step(struct run *r)
 			p->background = true;
 			r->n_background++;
 			r->cur++;
-			notify(r, false);
+			sched_notify(r, false);
 			continue;
 		}
 		if (p->state == PROBE_RUNNING)
@@ -869,10 +872,10 @@ static void run_advance(struct run *r)
 	r->advancing = true;
 	do {
 		r->again = false;
-		step(r);
+		sched_step(r);
 	} while (r->again && !r->finalized);
 	r->advancing = false;
-	pump(r->s);
+	sched_pump(r->s);
 }
 
 static void on_run_deadline(uv_timer_t *t)
@@ -892,7 +895,7 @@ static void start_run(struct run *r)
 	if (!sched_run_move(r, RUN_RUNNING))
 		r->broken = true;
 	r->started_at = rd_now_ms();
-	save_state(r);
+	sched_save_state(r);
 	uv_timer_start(&r->deadline, on_run_deadline, (uint64_t)r->spec->timeout_ms, 0);
 }
 
@@ -900,7 +903,7 @@ static void start_run(struct run *r)
  * load slot try again once one is free. Runs start in submission order.
  * A run still waiting is left alone: advancing it would only pump again,
  * and a pump that re-arms itself with nothing changed spins the loop. */
-static void pump_once(struct sched *s)
+static void sched_pump_once(struct sched *s)
 {
 	struct run *r, *next;
 
@@ -926,7 +929,7 @@ static void pump_once(struct sched *s)
 }
 
 /* Guarded like run_advance: finishing runs pump, and pumping finishes runs. */
-static void pump(struct sched *s)
+static void sched_pump(struct sched *s)
 {
 	if (s->pumping) {
 		s->pump_again = true;
@@ -935,11 +938,11 @@ static void pump(struct sched *s)
 	s->pumping = true;
 	do {
 		s->pump_again = false;
-		pump_once(s);
+		sched_pump_once(s);
 	} while (s->pump_again);
 	s->pumping = false;
 	if (s->shutdown_cb && s->abandon && only_unstored(s)) {
-		flush(s); /* a last try */
+		sched_flush(s); /* a last try */
 		abandon_unstored(s);
 	}
 	if (s->shutdown_cb && !s->head) {
@@ -988,8 +991,8 @@ static int new_run(struct sched *s, struct spec *spec, struct run **ret_run)
 	return 0;
 }
 
-static int store_new_run(struct sched *s, const struct spec *spec, const char *submitted_by,
-                         const char *idempotency_key, int64_t *ret_id, bool *ret_existing)
+static int sched_store_new_run(struct sched *s, const struct spec *spec, const char *submitted_by,
+                               const char *idempotency_key, int64_t *ret_id, bool *ret_existing)
 {
 	const char **names = calloc(spec->n_probes + 1, sizeof(*names));
 	const char **types = calloc(spec->n_probes + 1, sizeof(*types));
@@ -1052,7 +1055,7 @@ int sched_submit(struct sched *s, struct spec *spec, const char *submitted_by,
 		spec_free(spec);
 		return -EAGAIN;
 	}
-	e = store_new_run(s, spec, submitted_by, idempotency_key, &id, &existing);
+	e = sched_store_new_run(s, spec, submitted_by, idempotency_key, &id, &existing);
 	if (e < 0 || existing) {
 		spec_free(spec);
 		if (e == 0) {
@@ -1080,7 +1083,7 @@ int sched_submit(struct sched *s, struct spec *spec, const char *submitted_by,
 	s->n_queued++;
 	*ret_id = id;
 	*ret_existing = false;
-	pump(s);
+	sched_pump(s);
 	return 0;
 }
 
@@ -1149,7 +1152,7 @@ void sched_shutdown(struct sched *s, bool interrupt, void (*cb)(void *userdata),
 		r->interrupt = interrupt;
 		sched_cancel(s, r->id);
 	}
-	pump(s);
+	sched_pump(s);
 }
 
 void sched_drain(struct sched *s, void (*cb)(void *userdata), void *userdata)
@@ -1165,5 +1168,5 @@ void sched_drain(struct sched *s, void (*cb)(void *userdata), void *userdata)
 		r->interrupt = true;
 		sched_cancel(s, r->id);
 	}
-	pump(s);
+	sched_pump(s);
 }
