@@ -18,13 +18,13 @@
 #include "lib/spec/spec.h"
 
 enum probe_state {
-	PROBE_QUEUED = 0,
-	PROBE_RUNNING,
-	PROBE_PASSED,
-	PROBE_FAILED,
-	PROBE_ERRORED,
-	PROBE_CANCELLED,
-	PROBE_INTERRUPTED,
+	PROBE_STATE_QUEUED = 0,
+	PROBE_STATE_RUNNING,
+	PROBE_STATE_PASSED,
+	PROBE_STATE_FAILED,
+	PROBE_STATE_ERRORED,
+	PROBE_STATE_CANCELLED,
+	PROBE_STATE_INTERRUPTED,
 };
 
 const char *probe_state_to_string(enum probe_state s); /* "queued" ... */
@@ -91,7 +91,7 @@ const struct probe_ops *probe_ops_find(enum probe_type t);
 /* Sets a numeric metric (replacing a previous value). -ENOMEM only. */
 int probe_set_metric(struct probe *p, const char *name, double value);
 
-/* Ends the probe: state must be final. For PROBE_ERRORED/PROBE_FAILED a
+/* Ends the probe: state must be final. For PROBE_STATE_ERRORED/PROBE_STATE_FAILED a
  * reason (printf format) is kept in p->error. Calls p->done. Once only;
  * later calls are ignored. */
 void probe_finish(struct probe *p, enum probe_state state, const char *fmt, ...)

@@ -57,7 +57,7 @@ struct drill {
 	enum drill_phase phase;
 	uint64_t t_start, t_trigger, t_clear; /* monotonic ms */
 	int64_t fire_limit_ms;                /* `within`, or what the deadline leaves */
-	enum probe_state outcome;             /* PROBE_RUNNING: not decided yet */
+	enum probe_state outcome;             /* PROBE_STATE_RUNNING: not decided yet */
 	char *why;
 	bool triggered, fired, cancelled;
 	const char *last_state; /* static string: "inactive", "pending", "firing" */
@@ -174,8 +174,8 @@ static void on_clear(void *userdata, const struct http_response *r)
 		/* Keeps what was decided before (it is freed by decide()). */
 		char *before = d->why ? strdup(d->why) : NULL;
 
-		if (d->outcome != PROBE_CANCELLED)
-			decide(d, PROBE_ERRORED,
+		if (d->outcome != PROBE_STATE_CANCELLED)
+			decide(d, PROBE_STATE_ERRORED,
 			       "%s%sclear %s %s failed: %s; the fault may still be active",
 			       before ? before : "", before ? "; " : "",
 			       rq->method ? rq->method : "GET", rq->url, why);
@@ -207,7 +207,7 @@ static void do_clear(struct drill *d)
 	d->phase = PH_CLEAR;
 	r = send_hook(d, rq, on_clear);
 	if (r < 0) {
-		decide(d, d->cancelled ? PROBE_CANCELLED : PROBE_ERRORED,
+		decide(d, d->cancelled ? PROBE_STATE_CANCELLED : PROBE_STATE_ERRORED,
 		       "cannot send clear %s: %s; the fault may still be active", rq->url,
 		       strerror(-r));
 		finish(d);
@@ -217,7 +217,7 @@ static void do_clear(struct drill *d)
 static void start_resolve_wait(struct drill *d)
 {
 	if (d->p->sp->wait_resolve_ms > 0 && d->fired && !d->cancelled &&
-	    d->outcome != PROBE_ERRORED) {
+	    d->outcome != PROBE_STATE_ERRORED) {
 		d->phase = PH_WAIT_RESOLVE;
 		poll_alerts(d);
 		return;
@@ -271,7 +271,7 @@ static void on_trigger(void *userdata, const struct http_response *r)
 	d->req = NULL;
 	json_object_set_new(d->p->details, "trigger_status", json_integer(r->status));
 	if (why) {
-		decide(d, PROBE_ERRORED, "trigger %s %s failed: %s",
+		decide(d, PROBE_STATE_ERRORED, "trigger %s %s failed: %s",
 		       rq->method ? rq->method : "GET", rq->url, why);
 		do_clear(d); /* it may have been half applied */
 		return;
@@ -290,7 +290,7 @@ static void send_trigger(struct drill *d)
 	d->triggered = true;
 	r = send_hook(d, d->p->sp->trigger, on_trigger);
 	if (r < 0) {
-		decide(d, PROBE_ERRORED, "cannot send trigger %s: %s", d->p->sp->trigger->url,
+		decide(d, PROBE_STATE_ERRORED, "cannot send trigger %s: %s", d->p->sp->trigger->url,
 		       strerror(-r));
 		do_clear(d);
 	}
@@ -316,7 +316,7 @@ static void refuse_unknown(struct drill *d, const char *message)
 {
 	const struct spec_probe *sp = d->p->sp;
 
-	decide(d, PROBE_ERRORED, "%s%s (while checking that alert %s is loaded)",
+	decide(d, PROBE_STATE_ERRORED, "%s%s (while checking that alert %s is loaded)",
 	       message ? message : sp->prometheus,
 	       message ? "" : "/api/v1/rules: the answer has no groups/rules lists", sp->alert);
 	finish(d);
@@ -326,7 +326,7 @@ static void refuse_missing(struct drill *d, const struct promapi_alert_rule *ar)
 {
 	const struct spec_probe *sp = d->p->sp;
 
-	decide(d, PROBE_ERRORED,
+	decide(d, PROBE_STATE_ERRORED,
 	       "no alerting rule named %s is loaded in Prometheus at %s%s%s%s; nothing was "
 	       "triggered",
 	       sp->alert, sp->prometheus, ar->closest ? " (did you mean " : "",
@@ -352,7 +352,7 @@ static void rules_known(struct drill *d, const struct promapi_alert_rule *ar)
 		return;
 	}
 	rd_format_duration(ar->unevaluated_interval_ms, iv, sizeof(iv));
-	decide(d, PROBE_ERRORED,
+	decide(d, PROBE_STATE_ERRORED,
 	       "alert %s (group %s, evaluated every %s) has not been evaluated yet after %.1f s%s, "
 	       "so its state before the trigger is unknown and the drill cannot measure it; "
 	       "nothing was triggered",
@@ -386,7 +386,7 @@ static void poll_rules(struct drill *d)
 	int r = promapi_get(d->p->http, d->p->sp, "/api/v1/rules", NULL, 0, on_rules, d, &d->call);
 
 	if (r < 0) {
-		decide(d, PROBE_ERRORED, "cannot ask %s for rules: %s", d->p->sp->prometheus,
+		decide(d, PROBE_STATE_ERRORED, "cannot ask %s for rules: %s", d->p->sp->prometheus,
 		       strerror(-r));
 		finish(d);
 	}
@@ -403,7 +403,7 @@ static void refuse_active(struct drill *d, const struct promapi_alert_state *st)
 
 	promapi_format_labels(st->labels, labels, sizeof(labels));
 	json_object_set_new(d->p->details, "active_before", json_deep_copy(st->labels));
-	decide(d, PROBE_ERRORED,
+	decide(d, PROBE_STATE_ERRORED,
 	       "%s is already %s%s%s%s; the drill cannot measure it (%zu matching series "
 	       "active before the trigger; clear the fault or wait until it resolves%s); "
 	       "nothing was triggered",
@@ -433,7 +433,7 @@ static void waiting_fire(struct drill *d, const struct promapi_alert_state *st)
 	if (strcmp(st->state, "firing") == 0) {
 		d->fired = true;
 		probe_set_metric(d->p, "seconds_to_fire", seconds_since(d->t_trigger));
-		decide(d, PROBE_PASSED, NULL);
+		decide(d, PROBE_STATE_PASSED, NULL);
 		do_clear(d);
 		return;
 	}
@@ -444,7 +444,7 @@ static void waiting_fire(struct drill *d, const struct promapi_alert_state *st)
 		promapi_format_labels(st->other_labels, d->others, sizeof(d->others));
 	if (d->fire_limit_ms > 0 && elapsed >= d->fire_limit_ms) {
 		rd_format_duration(d->fire_limit_ms, w, sizeof(w));
-		decide(d, PROBE_FAILED,
+		decide(d, PROBE_STATE_FAILED,
 		       "alert %s did not fire within %s%s (waited %.1f s after the trigger; its "
 		       "state was %s)%s%s",
 		       sp->alert, w,
@@ -472,7 +472,7 @@ static void waiting_resolve(struct drill *d, const struct promapi_alert_state *s
 	}
 	if (elapsed >= sp->wait_resolve_ms) {
 		rd_format_duration(sp->wait_resolve_ms, w, sizeof(w));
-		decide(d, PROBE_FAILED,
+		decide(d, PROBE_STATE_FAILED,
 		       "alert %s was still %s %.1f s after clear (wait_resolve %s)", sp->alert,
 		       st->state, (double)elapsed / 1000.0, w);
 		finish(d);
@@ -497,7 +497,7 @@ static void alerts_failed(struct drill *d, const char *message)
 {
 	const struct spec_probe *sp = d->p->sp;
 
-	decide(d, PROBE_ERRORED, "%s%s (alert %s, %s)", message ? message : sp->prometheus,
+	decide(d, PROBE_STATE_ERRORED, "%s%s (alert %s, %s)", message ? message : sp->prometheus,
 	       message ? "" : "/api/v1/alerts: the answer has no alerts list", sp->alert,
 	       phase_doing(d->phase));
 	if (d->phase == PH_WAIT_FIRE)
@@ -533,7 +533,7 @@ static void poll_alerts(struct drill *d)
 	                    &d->call);
 
 	if (r < 0) {
-		decide(d, PROBE_ERRORED, "cannot ask %s for alerts: %s", d->p->sp->prometheus,
+		decide(d, PROBE_STATE_ERRORED, "cannot ask %s for alerts: %s", d->p->sp->prometheus,
 		       strerror(-r));
 		if (d->phase == PH_WAIT_FIRE)
 			do_clear(d);
@@ -569,7 +569,7 @@ static int drill_start(struct probe *p)
 	if (!d)
 		return -ENOMEM;
 	d->p = p;
-	d->outcome = PROBE_RUNNING;
+	d->outcome = PROBE_STATE_RUNNING;
 	d->last_state = "inactive";
 	d->t_start = mono_ms();
 	uv_timer_init(p->loop, &d->timer);
@@ -585,11 +585,11 @@ static void drill_cancel(struct probe *p)
 	struct drill *d = p->impl;
 
 	if (!d) {
-		probe_finish(p, PROBE_CANCELLED, NULL);
+		probe_finish(p, PROBE_STATE_CANCELLED, NULL);
 		return;
 	}
 	d->cancelled = true;
-	decide(d, PROBE_CANCELLED, NULL);
+	decide(d, PROBE_STATE_CANCELLED, NULL);
 	switch (d->phase) {
 	case PH_RULES:
 	case PH_BEFORE:
@@ -629,7 +629,7 @@ static void drill_free(struct probe *p)
 }
 
 const struct probe_ops probe_alert_drill_ops = {
-        .type = PROBE_ALERT_DRILL,
+        .type = PROBE_TYPE_ALERT_DRILL,
         .start = drill_start,
         .cancel = drill_cancel,
         .free = drill_free,

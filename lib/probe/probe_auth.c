@@ -70,7 +70,7 @@ static void auth_conclude(struct auth_probe *ap)
 	char want[128];
 
 	if (ap->err) {
-		probe_finish(p, PROBE_ERRORED, "%s %s: %s", sp->method ? sp->method : "GET",
+		probe_finish(p, PROBE_STATE_ERRORED, "%s %s: %s", sp->method ? sp->method : "GET",
 		             sp->url, ap->err_msg ? ap->err_msg : strerror(-ap->err));
 		return;
 	}
@@ -83,11 +83,11 @@ static void auth_conclude(struct auth_probe *ap)
 	if (!anon_ok || !token_ok) {
 		int i = anon_ok ? AUTH_BAD_TOKEN : AUTH_ANON;
 
-		probe_finish(p, PROBE_FAILED, "request %s was answered %ld, expected %s",
+		probe_finish(p, PROBE_STATE_FAILED, "request %s was answered %ld, expected %s",
 		             auth_what[i], ap->r[i].status, want);
 		return;
 	}
-	probe_finish(p, PROBE_PASSED, NULL);
+	probe_finish(p, PROBE_STATE_PASSED, NULL);
 }
 
 static void on_auth_response(void *userdata, const struct http_response *resp)
@@ -157,7 +157,7 @@ static void auth_probe_cancel(struct probe *p)
 			http_request_cancel(ap->r[i].req);
 		ap->r[i].req = NULL;
 	}
-	probe_finish(p, PROBE_CANCELLED, NULL);
+	probe_finish(p, PROBE_STATE_CANCELLED, NULL);
 }
 
 static void auth_probe_free(struct probe *p)
@@ -205,7 +205,7 @@ fail:
 }
 
 const struct probe_ops probe_auth_ops = {
-        .type = PROBE_AUTH,
+        .type = PROBE_TYPE_AUTH,
         .start = auth_probe_start,
         .cancel = auth_probe_cancel,
         .free = auth_probe_free,

@@ -156,8 +156,8 @@ static void on_timer_closed(uv_handle_t *h)
 {
 	struct cap_probe *cp = h->data;
 
-	if (cp->state == PROBE_ERRORED)
-		probe_finish(cp->p, PROBE_ERRORED, "%s", cp->why);
+	if (cp->state == PROBE_STATE_ERRORED)
+		probe_finish(cp->p, PROBE_STATE_ERRORED, "%s", cp->why);
 	else
 		probe_finish(cp->p, cp->state, NULL);
 }
@@ -168,14 +168,14 @@ static void finish(struct cap_probe *cp, enum probe_state state)
 	const struct spec_probe *sp = p->sp;
 
 	cp->state = state;
-	if (state == PROBE_PASSED && !cp->any_ok) {
+	if (state == PROBE_STATE_PASSED && !cp->any_ok) {
 		/* Every answer of every step failed: nothing was measured. */
-		state = cp->state = PROBE_ERRORED;
+		state = cp->state = PROBE_STATE_ERRORED;
 		snprintf(cp->why, sizeof(cp->why),
 		         "no step got a successful answer (%d steps from %g req/s)", cp->steps,
 		         sp->min_rate);
 	}
-	if (state == PROBE_PASSED) {
+	if (state == PROBE_STATE_PASSED) {
 		probe_set_metric(p, "rate", cp->good_delivered);
 		probe_set_metric(p, "offered_rate", cp->good);
 		probe_set_metric(p, "tolerance", CAP_TOLERANCE);
@@ -225,13 +225,13 @@ static void on_step_done(struct loadgen *lg, void *userdata)
 	cp->lg = NULL;
 	if (r->cancelled || cp->cancelled || loadgen_result_metrics(r, &m) < 0) {
 		loadgen_free(lg);
-		finish(cp, PROBE_CANCELLED);
+		finish(cp, PROBE_STATE_CANCELLED);
 		return;
 	}
 	if (step_unusable(cp, r, m)) {
 		json_decref(m);
 		loadgen_free(lg);
-		finish(cp, PROBE_ERRORED);
+		finish(cp, PROBE_STATE_ERRORED);
 		return;
 	}
 	cp->any_ok = cp->any_ok || r->requests > r->errors;
@@ -244,7 +244,7 @@ static void on_step_done(struct loadgen *lg, void *userdata)
 	if (!pass && !cp->confirming && cp->steps < CAP_MAX_STEPS) {
 		cp->confirming = true;
 		if (start_step(cp, cp->rate) < 0)
-			finish(cp, PROBE_ERRORED);
+			finish(cp, PROBE_STATE_ERRORED);
 		return;
 	}
 	cp->confirming = false;
@@ -255,11 +255,11 @@ static void on_step_done(struct loadgen *lg, void *userdata)
 		cp->bad = cp->rate;
 	next = next_rate(cp);
 	if (next <= 0) {
-		finish(cp, PROBE_PASSED);
+		finish(cp, PROBE_STATE_PASSED);
 		return;
 	}
 	if (start_step(cp, next) < 0)
-		finish(cp, PROBE_ERRORED);
+		finish(cp, PROBE_STATE_ERRORED);
 }
 
 static int start_step(struct cap_probe *cp, double rate)
@@ -299,7 +299,7 @@ static void cap_begin(struct cap_probe *cp)
 	const struct spec_probe *sp = cp->p->sp;
 
 	if (start_step(cp, sp->min_rate > 0 ? sp->min_rate : 1) < 0) {
-		finish(cp, PROBE_ERRORED);
+		finish(cp, PROBE_STATE_ERRORED);
 		return;
 	}
 	uv_timer_start(&cp->progress, on_progress, CAP_PROGRESS_MS, CAP_PROGRESS_MS);
@@ -314,7 +314,7 @@ static void on_ca_read(void *userdata, int err, char *buf, size_t len, const cha
 	cp->ca_read = NULL;
 	if (err < 0) {
 		snprintf(cp->why, sizeof(cp->why), "ca_file %.200s %s", cp->p->sp->ca_file, why);
-		finish(cp, PROBE_ERRORED);
+		finish(cp, PROBE_STATE_ERRORED);
 		return;
 	}
 	cp->ca_pem = buf;
@@ -351,7 +351,7 @@ static int cap_probe_start(struct probe *p)
 
 		if (r < 0) {
 			snprintf(cp->why, sizeof(cp->why), "cannot read ca_file: %s", strerror(-r));
-			finish(cp, PROBE_ERRORED);
+			finish(cp, PROBE_STATE_ERRORED);
 		}
 		return 0;
 	}
@@ -364,7 +364,7 @@ static void cap_probe_cancel(struct probe *p)
 	struct cap_probe *cp = p->impl;
 
 	if (!cp) {
-		probe_finish(p, PROBE_CANCELLED, NULL);
+		probe_finish(p, PROBE_STATE_CANCELLED, NULL);
 		return;
 	}
 	cp->cancelled = true;
@@ -373,7 +373,7 @@ static void cap_probe_cancel(struct probe *p)
 	if (cp->ca_read) {
 		policy_file_cancel(cp->ca_read);
 		cp->ca_read = NULL;
-		finish(cp, PROBE_CANCELLED);
+		finish(cp, PROBE_STATE_CANCELLED);
 	}
 }
 
@@ -392,7 +392,7 @@ static void cap_probe_free(struct probe *p)
 }
 
 const struct probe_ops probe_capacity_ops = {
-        .type = PROBE_CAPACITY,
+        .type = PROBE_TYPE_CAPACITY,
         .start = cap_probe_start,
         .cancel = cap_probe_cancel,
         .free = cap_probe_free,

@@ -111,9 +111,9 @@ static void conclude(struct http_probe *hp)
 
 	probe_set_metric(p, "ok", hp->why ? 0 : 1);
 	if (hp->why)
-		probe_finish(p, PROBE_FAILED, "%s", hp->why);
+		probe_finish(p, PROBE_STATE_FAILED, "%s", hp->why);
 	else
-		probe_finish(p, PROBE_PASSED, NULL);
+		probe_finish(p, PROBE_STATE_PASSED, NULL);
 }
 
 static void on_match(void *userdata, int result)
@@ -144,7 +144,7 @@ static void on_response(void *userdata, const struct http_response *r)
 
 	hp->req = NULL;
 	if (r->err != 0) {
-		probe_finish(p, PROBE_ERRORED, "%s %s: %s", sp->method ? sp->method : "GET",
+		probe_finish(p, PROBE_STATE_ERRORED, "%s %s: %s", sp->method ? sp->method : "GET",
 		             rd_url_redact(probe_url(p), url, sizeof(url)),
 		             r->error ? r->error : strerror(-r->err));
 		return;
@@ -171,7 +171,8 @@ static void on_response(void *userdata, const struct http_response *r)
 	e = ere_match_async(p->loop, sp->expect_body_regex, r->body, r->body_len, on_match, hp,
 	                    &hp->match);
 	if (e < 0)
-		probe_finish(p, PROBE_ERRORED, "cannot match expect_body_regex: %s", strerror(-e));
+		probe_finish(p, PROBE_STATE_ERRORED, "cannot match expect_body_regex: %s",
+		             strerror(-e));
 }
 
 static int http_probe_start(struct probe *p)
@@ -218,7 +219,7 @@ static void http_probe_cancel(struct probe *p)
 		ere_match_cancel(hp->match);
 		hp->match = NULL;
 	}
-	probe_finish(p, PROBE_CANCELLED, NULL);
+	probe_finish(p, PROBE_STATE_CANCELLED, NULL);
 }
 
 static void http_probe_free(struct probe *p)
@@ -228,7 +229,7 @@ static void http_probe_free(struct probe *p)
 }
 
 const struct probe_ops probe_http_ops = {
-        .type = PROBE_HTTP,
+        .type = PROBE_TYPE_HTTP,
         .start = http_probe_start,
         .cancel = http_probe_cancel,
         .free = http_probe_free,

@@ -183,7 +183,7 @@ static void on_timer_closed(uv_handle_t *h)
 	struct load_probe *lp = h->data;
 
 	lp->timer_open = false;
-	if (lp->state == PROBE_ERRORED || lp->state == PROBE_FAILED)
+	if (lp->state == PROBE_STATE_ERRORED || lp->state == PROBE_STATE_FAILED)
 		probe_finish(lp->p, lp->state, "%s", lp->why);
 	else
 		probe_finish(lp->p, lp->state, NULL);
@@ -196,7 +196,7 @@ static void publish(struct load_probe *lp, const struct loadgen_result *r)
 
 	if (loadgen_result_metrics(r, &m) < 0 || loadgen_result_details(r, &d) < 0) {
 		json_decref(m);
-		lp->state = PROBE_ERRORED;
+		lp->state = PROBE_STATE_ERRORED;
 		snprintf(lp->why, sizeof(lp->why), "out of memory while publishing the result");
 		return;
 	}
@@ -205,7 +205,7 @@ static void publish(struct load_probe *lp, const struct loadgen_result *r)
 	p->metrics = m;
 	p->details = d;
 	if (probe_set_metric(p, "aborted", lp->aborted ? 1 : 0) < 0) {
-		lp->state = PROBE_ERRORED;
+		lp->state = PROBE_STATE_ERRORED;
 		snprintf(lp->why, sizeof(lp->why), "out of memory while publishing the result");
 		return;
 	}
@@ -234,16 +234,16 @@ static void all_failed(const struct loadgen_result *r, char *buf, size_t len)
 
 static void judge_result(struct load_probe *lp, const struct loadgen_result *r)
 {
-	lp->state = PROBE_PASSED;
+	lp->state = PROBE_STATE_PASSED;
 	if (r->cancelled || lp->cancelled) {
-		lp->state = PROBE_CANCELLED;
+		lp->state = PROBE_STATE_CANCELLED;
 	} else if (r->requests == 0) {
-		lp->state = PROBE_ERRORED;
+		lp->state = PROBE_STATE_ERRORED;
 		snprintf(lp->why, sizeof(lp->why), "no request was measured");
 	} else if (r->errors_by[LOADGEN_ERR_CONNECT] == r->requests) {
 		/* Nothing was measured but failures to connect: the target's
 		 * fault or the spec's (TLS trust), not a latency. */
-		lp->state = PROBE_ERRORED;
+		lp->state = PROBE_STATE_ERRORED;
 		snprintf(lp->why, sizeof(lp->why), "cannot connect to %s%s%s%s",
 		         lp->p->sp->url ? lp->p->sp->url : lp->p->spec->target.url,
 		         r->connect_error[0] ? ": " : "", r->connect_error,
@@ -253,10 +253,10 @@ static void judge_result(struct load_probe *lp, const struct loadgen_result *r)
 	} else if (r->errors >= r->requests) {
 		/* No successful answer: no latency, no throughput of the
 		 * service; whether gated or not, nothing was measured. */
-		lp->state = PROBE_ERRORED;
+		lp->state = PROBE_STATE_ERRORED;
 		all_failed(r, lp->why, sizeof(lp->why));
 	} else if (lp->aborted) {
-		lp->state = PROBE_FAILED; /* lp->why names the gate */
+		lp->state = PROBE_STATE_FAILED; /* lp->why names the gate */
 	}
 }
 
@@ -289,9 +289,9 @@ static int load_engine_start(struct load_probe *lp)
 		lp->lg = NULL;
 		/* A config error deserves its words. */
 		if (err[0])
-			probe_finish(p, PROBE_ERRORED, "%s", err);
+			probe_finish(p, PROBE_STATE_ERRORED, "%s", err);
 		else
-			probe_finish(p, PROBE_ERRORED, "cannot start the load engine: %s",
+			probe_finish(p, PROBE_STATE_ERRORED, "cannot start the load engine: %s",
 			             strerror(-r));
 		return 0;
 	}
@@ -311,7 +311,7 @@ static void on_ca_read(void *userdata, int err, char *buf, size_t len, const cha
 
 	lp->ca_read = NULL;
 	if (err < 0) {
-		probe_finish(lp->p, PROBE_ERRORED, "ca_file %s %s", lp->p->sp->ca_file, why);
+		probe_finish(lp->p, PROBE_STATE_ERRORED, "ca_file %s %s", lp->p->sp->ca_file, why);
 		return;
 	}
 	lp->ca_pem = buf;
@@ -338,14 +338,14 @@ static void load_probe_cancel(struct probe *p)
 	struct load_probe *lp = p->impl;
 
 	if (!lp) {
-		probe_finish(p, PROBE_CANCELLED, NULL);
+		probe_finish(p, PROBE_STATE_CANCELLED, NULL);
 		return;
 	}
 	lp->cancelled = true;
 	if (!lp->lg) { /* still reading ca_file, or the engine never started */
 		policy_file_cancel(lp->ca_read);
 		lp->ca_read = NULL;
-		probe_finish(p, PROBE_CANCELLED, NULL);
+		probe_finish(p, PROBE_STATE_CANCELLED, NULL);
 		return;
 	}
 	/* The engine stops its threads and reports; finishing follows from there. */
@@ -366,7 +366,7 @@ static void load_probe_free(struct probe *p)
 }
 
 const struct probe_ops probe_load_ops = {
-        .type = PROBE_LOAD,
+        .type = PROBE_TYPE_LOAD,
         .start = load_probe_start,
         .cancel = load_probe_cancel,
         .free = load_probe_free,

@@ -182,18 +182,18 @@ static void on_answer(void *userdata, int err, json_t *data, const char *message
 
 	qp->call = NULL;
 	if (err < 0) {
-		probe_finish(p, PROBE_ERRORED, "%s (query: %s)", message, qp->query);
+		probe_finish(p, PROBE_STATE_ERRORED, "%s (query: %s)", message, qp->query);
 		return;
 	}
 	json_object_set_new(p->details, "result_type",
 	                    json_string(json_string_value(json_object_get(data, "resultType"))));
 	if (answer_value(qp, data, &v, why, sizeof(why)) < 0) {
-		probe_finish(p, PROBE_ERRORED, "%s: %s (query: %s)", p->sp->prometheus, why,
+		probe_finish(p, PROBE_STATE_ERRORED, "%s: %s (query: %s)", p->sp->prometheus, why,
 		             qp->query);
 		return;
 	}
 	probe_set_metric(p, "value", v);
-	probe_finish(p, PROBE_PASSED, NULL);
+	probe_finish(p, PROBE_STATE_PASSED, NULL);
 }
 
 /* Instant: at the window's end when the query refers to the window, else
@@ -241,7 +241,7 @@ static int query_start(struct probe *p)
 	r = p->details ? substitute(p, &qp->query, &qp->uses_window) : -ENOMEM;
 	if (r == 0 && qp->uses_window && p->window_end_ms <= 0) {
 		probe_finish(
-		        p, PROBE_ERRORED,
+		        p, PROBE_STATE_ERRORED,
 		        "the query uses {{window}}, {{start}} or {{end}} but no load probe ran "
 		        "before this probe in the run (query: %s)",
 		        p->sp->query);
@@ -265,7 +265,7 @@ static void query_cancel(struct probe *p)
 		promapi_cancel(qp->call);
 		qp->call = NULL;
 	}
-	probe_finish(p, PROBE_CANCELLED, NULL);
+	probe_finish(p, PROBE_STATE_CANCELLED, NULL);
 }
 
 static void query_free(struct probe *p)
@@ -279,7 +279,7 @@ static void query_free(struct probe *p)
 }
 
 const struct probe_ops probe_prom_query_ops = {
-        .type = PROBE_PROM_QUERY,
+        .type = PROBE_TYPE_PROM_QUERY,
         .start = query_start,
         .cancel = query_cancel,
         .free = query_free,

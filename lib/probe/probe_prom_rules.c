@@ -128,7 +128,7 @@ static void files_done(uv_work_t *w, int status)
 	if (p->finishing || uv_is_closing((uv_handle_t *)&rp->timer))
 		return; /* cancelled meanwhile */
 	if (r < 0) {
-		done(rp, PROBE_ERRORED, "cannot check rule_files: %s", strerror(-r));
+		done(rp, PROBE_STATE_ERRORED, "cannot check rule_files: %s", strerror(-r));
 		return;
 	}
 	poll_rules(rp); /* on failure it ends the probe itself */
@@ -382,11 +382,11 @@ static void verdict(struct rules_probe *rp, json_t *missing, const struct rules_
 
 	describe(rp, missing, seen, why, sizeof(why));
 	if (!why[0])
-		done(rp, PROBE_PASSED, NULL);
+		done(rp, PROBE_STATE_PASSED, NULL);
 	else if (only_unevaluated && rp->cut_short)
-		done(rp, PROBE_ERRORED, "%s", why);
+		done(rp, PROBE_STATE_ERRORED, "%s", why);
 	else
-		done(rp, PROBE_FAILED, "%s", why);
+		done(rp, PROBE_STATE_FAILED, "%s", why);
 }
 
 static void judge(struct rules_probe *rp, const struct rules_seen *seen, int n)
@@ -394,7 +394,7 @@ static void judge(struct rules_probe *rp, const struct rules_seen *seen, int n)
 	json_t *missing = n >= 0 ? find_missing(rp->p->sp, seen->alerts) : NULL;
 
 	if (n < 0 || !missing) {
-		done(rp, PROBE_ERRORED,
+		done(rp, PROBE_STATE_ERRORED,
 		     n == -EPROTO
 		             ? "%s/api/v1/rules: the answer has no groups/rules lists; is this "
 		               "a Prometheus server?"
@@ -456,7 +456,7 @@ static void on_rules(void *userdata, int err, json_t *data, const char *message)
 	rp->call = NULL;
 	rp->polls++;
 	if (err < 0) {
-		done(rp, PROBE_ERRORED, "%s", message);
+		done(rp, PROBE_STATE_ERRORED, "%s", message);
 		goto out;
 	}
 	if (seen.alerts && seen.bad && seen.unevaluated)
@@ -477,7 +477,7 @@ static void poll_rules(struct rules_probe *rp)
 	                    &rp->call);
 
 	if (r < 0)
-		done(rp, PROBE_ERRORED, "cannot ask %s for rules: %s", sp->prometheus,
+		done(rp, PROBE_STATE_ERRORED, "cannot ask %s for rules: %s", sp->prometheus,
 		     strerror(-r));
 }
 
@@ -508,14 +508,14 @@ static void rules_cancel(struct probe *p)
 	struct rules_probe *rp = p->impl;
 
 	if (!rp) {
-		probe_finish(p, PROBE_CANCELLED, NULL);
+		probe_finish(p, PROBE_STATE_CANCELLED, NULL);
 		return;
 	}
 	if (uv_is_closing((uv_handle_t *)&rp->timer))
 		return; /* already ending */
 	promapi_cancel(rp->call);
 	rp->call = NULL;
-	done(rp, PROBE_CANCELLED, NULL);
+	done(rp, PROBE_STATE_CANCELLED, NULL);
 }
 
 static void rules_free(struct probe *p)
@@ -530,7 +530,7 @@ static void rules_free(struct probe *p)
 }
 
 const struct probe_ops probe_prom_rules_ops = {
-        .type = PROBE_PROM_RULES,
+        .type = PROBE_TYPE_PROM_RULES,
         .start = rules_start,
         .cancel = rules_cancel,
         .free = rules_free,

@@ -94,7 +94,7 @@ static void judge(struct probe *p, const struct promtext *pt)
 	if (!missing || !wrong) {
 		json_decref(missing);
 		json_decref(wrong);
-		probe_finish(p, PROBE_ERRORED, "out of memory");
+		probe_finish(p, PROBE_STATE_ERRORED, "out of memory");
 		return;
 	}
 	n = check_required(p, pt, missing, wrong);
@@ -106,10 +106,11 @@ static void judge(struct probe *p, const struct promtext *pt)
 	                       pt->format == PROMTEXT_OPENMETRICS ? "openmetrics" : "text",
 	                       "missing", missing, "wrong_type", wrong);
 	if (n > 0)
-		probe_finish(p, PROBE_FAILED, "%d required metric famil%s missing from %s: %s", n,
+		probe_finish(p, PROBE_STATE_FAILED,
+		             "%d required metric famil%s missing from %s: %s", n,
 		             n == 1 ? "y is" : "ies are", p->sp->url, names);
 	else
-		probe_finish(p, PROBE_PASSED, NULL);
+		probe_finish(p, PROBE_STATE_PASSED, NULL);
 }
 
 static void on_response(void *userdata, const struct http_response *r)
@@ -123,19 +124,19 @@ static void on_response(void *userdata, const struct http_response *r)
 
 	sc->req = NULL;
 	if (r->err != 0) {
-		probe_finish(p, PROBE_ERRORED, "GET %s: %s", p->sp->url,
+		probe_finish(p, PROBE_STATE_ERRORED, "GET %s: %s", p->sp->url,
 		             r->error ? r->error : strerror(-r->err));
 		return;
 	}
 	if (r->status != 200) {
-		probe_finish(p, PROBE_ERRORED, "GET %s answered HTTP %ld, not 200", p->sp->url,
-		             r->status);
+		probe_finish(p, PROBE_STATE_ERRORED, "GET %s answered HTTP %ld, not 200",
+		             p->sp->url, r->status);
 		return;
 	}
 	fmt = promtext_format_from_content_type(r->content_type);
 	e = promtext_parse(r->body, r->body_len, fmt, &pt, &err);
 	if (e < 0) {
-		probe_finish(p, PROBE_ERRORED, "%s from %s does not parse: line %zu: %s",
+		probe_finish(p, PROBE_STATE_ERRORED, "%s from %s does not parse: line %zu: %s",
 		             fmt == PROMTEXT_OPENMETRICS ? "OpenMetrics" : "text exposition",
 		             p->sp->url, err.line, e == -ENOMEM ? "out of memory" : err.message);
 		return;
@@ -208,7 +209,7 @@ static void scrape_cancel(struct probe *p)
 		http_request_cancel(sc->req);
 		sc->req = NULL;
 	}
-	probe_finish(p, PROBE_CANCELLED, NULL);
+	probe_finish(p, PROBE_STATE_CANCELLED, NULL);
 }
 
 static void scrape_free(struct probe *p)
@@ -218,7 +219,7 @@ static void scrape_free(struct probe *p)
 }
 
 const struct probe_ops probe_prom_scrape_ops = {
-        .type = PROBE_PROM_SCRAPE,
+        .type = PROBE_TYPE_PROM_SCRAPE,
         .start = scrape_start,
         .cancel = scrape_cancel,
         .free = scrape_free,

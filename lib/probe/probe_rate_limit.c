@@ -67,7 +67,7 @@ static void rl_conclude(struct rl_probe *rp)
 	rl_cancel_all(rp);
 	rl_details(rp);
 	if (rp->err) {
-		probe_finish(p, PROBE_ERRORED, "%s %s: %s (after %lld requests)",
+		probe_finish(p, PROBE_STATE_ERRORED, "%s %s: %s (after %lld requests)",
 		             sp->method ? sp->method : "GET", sp->url,
 		             rp->err_msg ? rp->err_msg : strerror(-rp->err),
 		             (long long)rp->answered);
@@ -78,10 +78,10 @@ static void rl_conclude(struct rl_probe *rp)
 	                 (double)(rp->limited ? rp->answered : sp->burst + 1));
 	probe_set_metric(p, "retry_after_present", rp->retry_after ? 1 : 0);
 	if (!rp->limited)
-		probe_finish(p, PROBE_FAILED, "no 429 in a burst of %lld requests",
+		probe_finish(p, PROBE_STATE_FAILED, "no 429 in a burst of %lld requests",
 		             (long long)sp->burst);
 	else
-		probe_finish(p, PROBE_PASSED, NULL);
+		probe_finish(p, PROBE_STATE_PASSED, NULL);
 }
 
 static int rl_send(struct rl_slot *slot);
@@ -174,7 +174,7 @@ static void rl_probe_cancel(struct probe *p)
 		rp->stopping = true;
 		rl_cancel_all(rp);
 	}
-	probe_finish(p, PROBE_CANCELLED, NULL);
+	probe_finish(p, PROBE_STATE_CANCELLED, NULL);
 }
 
 static int rl_probe_start(struct probe *p)
@@ -205,7 +205,7 @@ static int rl_probe_start(struct probe *p)
 }
 
 const struct probe_ops probe_rate_limit_ops = {
-        .type = PROBE_RATE_LIMIT,
+        .type = PROBE_TYPE_RATE_LIMIT,
         .start = rl_probe_start,
         .cancel = rl_probe_cancel,
         .free = rl_probe_free,

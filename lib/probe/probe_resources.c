@@ -441,17 +441,17 @@ static void res_end(struct res_probe *rp)
 	gpu_detach(rp);
 	res_publish(rp);
 	if (sp->gpu_required && rp->gpu_samples == 0) {
-		probe_finish(rp->p, PROBE_ERRORED, "gpu_required, but %s",
+		probe_finish(rp->p, PROBE_STATE_ERRORED, "gpu_required, but %s",
 		             !rp->smi           ? "nvidia-smi is not in PATH"
 		             : rp->gpu_error[0] ? rp->gpu_error
 		                                : "nvidia-smi answered no sample in time");
 		return;
 	}
 	if (rp->samples == 0) {
-		probe_finish(rp->p, PROBE_ERRORED, "%s could not be sampled", rp->source);
+		probe_finish(rp->p, PROBE_STATE_ERRORED, "%s could not be sampled", rp->source);
 		return;
 	}
-	probe_finish(rp->p, PROBE_PASSED, NULL);
+	probe_finish(rp->p, PROBE_STATE_PASSED, NULL);
 }
 
 static void on_res_timer(uv_timer_t *t)
@@ -493,7 +493,7 @@ static void res_probe_cancel(struct probe *p)
 		gpu_detach(rp);
 		res_publish(rp);
 	}
-	probe_finish(p, PROBE_CANCELLED, NULL);
+	probe_finish(p, PROBE_STATE_CANCELLED, NULL);
 }
 
 static void on_res_closed(uv_handle_t *h)
@@ -540,7 +540,8 @@ static void res_begin(struct res_probe *rp)
 	struct probe *p = rp->p;
 
 	if (res_sample(rp) < 0) {
-		probe_finish(p, PROBE_ERRORED, "%s cannot be read (does it exist?)", rp->source);
+		probe_finish(p, PROBE_STATE_ERRORED, "%s cannot be read (does it exist?)",
+		             rp->source);
 		return;
 	}
 	rp->smi = find_in_path(RES_NVIDIA_SMI);
@@ -559,20 +560,21 @@ static void on_pid_file(void *userdata, int err, char *buf, size_t len, const ch
 
 	rp->pid_read = NULL;
 	if (err < 0) {
-		probe_finish(rp->p, PROBE_ERRORED, "pid_file %s %s", path, why);
+		probe_finish(rp->p, PROBE_STATE_ERRORED, "pid_file %s %s", path, why);
 		return;
 	}
 	err = parse_pid(buf, &rp->pid);
 	free(buf);
 	if (err < 0) {
-		probe_finish(rp->p, PROBE_ERRORED, "pid_file %s does not hold a process id", path);
+		probe_finish(rp->p, PROBE_STATE_ERRORED, "pid_file %s does not hold a process id",
+		             path);
 		return;
 	}
 	snprintf(rp->source, sizeof(rp->source), "process %d (from %.200s)", (int)rp->pid, path);
 	if (!rp->stopped)
 		return res_begin(rp);
 	if (res_sample(rp) < 0)
-		probe_finish(rp->p, PROBE_ERRORED, "%s cannot be read (does it exist?)",
+		probe_finish(rp->p, PROBE_STATE_ERRORED, "%s cannot be read (does it exist?)",
 		             rp->source);
 	else
 		res_end(rp);
@@ -622,14 +624,14 @@ static int res_probe_start(struct probe *p)
 	p->impl = rp;
 	e = res_target(rp);
 	if (e < 0)
-		probe_finish(p, PROBE_ERRORED, "cannot read pid_file: %s", strerror(-e));
+		probe_finish(p, PROBE_STATE_ERRORED, "cannot read pid_file: %s", strerror(-e));
 	else if (e == 0)
 		res_begin(rp);
 	return 0;
 }
 
 const struct probe_ops probe_resources_ops = {
-        .type = PROBE_RESOURCES,
+        .type = PROBE_TYPE_RESOURCES,
         .start = res_probe_start,
         .cancel = res_probe_cancel,
         .free = res_probe_free,

@@ -140,12 +140,13 @@ static void rb_poll_again(struct rb_probe *rb)
 	if (left <= 0) {
 		rb->expired = true;
 		if (rb->last_version[0])
-			rb_set_outcome(rb, PROBE_FAILED,
+			rb_set_outcome(rb, PROBE_STATE_FAILED,
 			               "version is still '%s' after %.1f s (expected '%s')",
 			               rb->last_version, (double)rb->p->sp->within_ms / 1000,
 			               rb->p->sp->expect_version);
 		else
-			rb_set_outcome(rb, PROBE_ERRORED, "%s never answered within %.1f s: %s",
+			rb_set_outcome(rb, PROBE_STATE_ERRORED,
+			               "%s never answered within %.1f s: %s",
 			               rb->p->sp->version_url, (double)rb->p->sp->within_ms / 1000,
 			               rb->last_error);
 		rb_restore(rb);
@@ -176,7 +177,7 @@ static void on_version(void *userdata, const struct http_response *r)
 	if (strcmp(rb->last_version, sp->expect_version) == 0) {
 		probe_set_metric(rb->p, "seconds_to_rollback",
 		                 (double)(rd_now_ms() - rb->t0) / 1000.0);
-		rb_set_outcome(rb, PROBE_PASSED, NULL);
+		rb_set_outcome(rb, PROBE_STATE_PASSED, NULL);
 		rb_restore(rb);
 		return;
 	}
@@ -200,7 +201,7 @@ static void rb_poll(struct rb_probe *rb)
 	rq.timeout_ms = left > 0 && left + 1000 < RB_DEFAULT_TIMEOUT_MS ? left + 1000 : 0;
 	e = rb_send(rb, &rq, on_version);
 	if (e < 0) {
-		rb_set_outcome(rb, PROBE_ERRORED, "cannot poll %s: %s", sp->version_url,
+		rb_set_outcome(rb, PROBE_STATE_ERRORED, "cannot poll %s: %s", sp->version_url,
 		               strerror(-e));
 		rb_restore(rb);
 	}
@@ -213,14 +214,14 @@ static void on_trigger(void *userdata, const struct http_response *r)
 
 	rb->req = NULL;
 	if (r->err != 0) {
-		rb_set_outcome(rb, PROBE_ERRORED, "trigger %s %s: %s", t->method, t->url,
+		rb_set_outcome(rb, PROBE_STATE_ERRORED, "trigger %s %s: %s", t->method, t->url,
 		               r->error ? r->error : strerror(-r->err));
 		rb_restore(rb);
 		return;
 	}
 	if (r->status < 200 || r->status > 299) {
-		rb_set_outcome(rb, PROBE_ERRORED, "trigger %s %s answered %ld", t->method, t->url,
-		               r->status);
+		rb_set_outcome(rb, PROBE_STATE_ERRORED, "trigger %s %s answered %ld", t->method,
+		               t->url, r->status);
 		rb_restore(rb);
 		return;
 	}
@@ -236,16 +237,16 @@ static void on_restore(void *userdata, const struct http_response *r)
 	/* A failed restore leaves the service rolled back: that is an error
 	 * unless the drill already ended in one (or was cancelled). */
 	if ((r->err != 0 || r->status < 200 || r->status > 299) &&
-	    (rb->outcome == PROBE_PASSED || rb->outcome == PROBE_FAILED)) {
+	    (rb->outcome == PROBE_STATE_PASSED || rb->outcome == PROBE_STATE_FAILED)) {
 		char what[160];
 
 		if (r->err != 0)
 			snprintf(what, sizeof(what), "%s", r->error ? r->error : "failed");
 		else
 			snprintf(what, sizeof(what), "answered %ld", r->status);
-		rb_set_outcome(rb, PROBE_ERRORED, "restore %s %s: %s (the drill itself %s)",
+		rb_set_outcome(rb, PROBE_STATE_ERRORED, "restore %s %s: %s (the drill itself %s)",
 		               rs->method, rs->url, what,
-		               rb->outcome == PROBE_PASSED ? "passed" : "failed");
+		               rb->outcome == PROBE_STATE_PASSED ? "passed" : "failed");
 	}
 	rb_finish(rb);
 }
@@ -274,7 +275,7 @@ static void rb_probe_cancel(struct probe *p)
 		http_request_cancel(rb->req);
 	rb->req = NULL;
 	/* A trigger in flight may have reached the service: restore too. */
-	rb_set_outcome(rb, PROBE_CANCELLED, NULL);
+	rb_set_outcome(rb, PROBE_STATE_CANCELLED, NULL);
 	rb_restore(rb);
 }
 
@@ -329,7 +330,7 @@ static int rb_probe_start(struct probe *p)
 }
 
 const struct probe_ops probe_rollback_drill_ops = {
-        .type = PROBE_ROLLBACK_DRILL,
+        .type = PROBE_TYPE_ROLLBACK_DRILL,
         .start = rb_probe_start,
         .cancel = rb_probe_cancel,
         .free = rb_probe_free,

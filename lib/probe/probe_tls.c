@@ -123,7 +123,7 @@ static void tls_error(struct tls_probe *tp, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	tls_end(tp, PROBE_ERRORED, msg);
+	tls_end(tp, PROBE_STATE_ERRORED, msg);
 }
 
 static double version_number(int v)
@@ -229,10 +229,10 @@ static void tls_measure(struct tls_probe *tp)
 	if (sp->min_version && version + 1e-9 < strtod(sp->min_version, NULL)) {
 		snprintf(msg, sizeof(msg), "negotiated TLS %.1f, below min_version %s", version,
 		         sp->min_version);
-		tls_end(tp, PROBE_FAILED, msg);
+		tls_end(tp, PROBE_STATE_FAILED, msg);
 		return;
 	}
-	tls_end(tp, PROBE_PASSED, NULL);
+	tls_end(tp, PROBE_STATE_PASSED, NULL);
 }
 
 static void ssl_error_text(char *buf, size_t len)
@@ -484,9 +484,9 @@ static void tls_probe_cancel(struct probe *p)
 	struct tls_probe *tp = p->impl;
 
 	if (tp)
-		tls_end(tp, PROBE_CANCELLED, NULL);
+		tls_end(tp, PROBE_STATE_CANCELLED, NULL);
 	else
-		probe_finish(p, PROBE_CANCELLED, NULL);
+		probe_finish(p, PROBE_STATE_CANCELLED, NULL);
 }
 
 /* An IP literal host becomes a one-entry address list without the
@@ -609,7 +609,7 @@ static int tls_probe_start(struct probe *p)
 }
 
 const struct probe_ops probe_tls_ops = {
-        .type = PROBE_TLS,
+        .type = PROBE_TYPE_TLS,
         .start = tls_probe_start,
         .cancel = tls_probe_cancel,
         .free = tls_probe_free,

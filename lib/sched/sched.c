@@ -105,7 +105,7 @@ static void run_advance(struct run *r);
 
 static bool is_load_type(enum probe_type t)
 {
-	return t == PROBE_LOAD || t == PROBE_CAPACITY;
+	return t == PROBE_TYPE_LOAD || t == PROBE_TYPE_CAPACITY;
 }
 
 static void config_defaults(struct sched_config *c)
@@ -348,12 +348,12 @@ static int64_t sched_probe_deadline_ms(const struct run *r, const struct spec_pr
 	if (sp->timeout_ms > 0)
 		return sp->timeout_ms;
 	switch (sp->type) {
-	case PROBE_LOAD:
+	case PROBE_TYPE_LOAD:
 		return sp->duration_ms + sp->warmup_ms + PROBE_DEADLINE_MARGIN_MS;
-	case PROBE_CAPACITY:
+	case PROBE_TYPE_CAPACITY:
 		return r->spec->timeout_ms;
-	case PROBE_ALERT_DRILL:
-	case PROBE_ROLLBACK_DRILL:
+	case PROBE_TYPE_ALERT_DRILL:
+	case PROBE_TYPE_ROLLBACK_DRILL:
 		return sp->within_ms + sp->wait_resolve_ms + PROBE_DEADLINE_MARGIN_MS;
 	default:
 		return DEFAULT_PROBE_DEADLINE_MS;
@@ -366,7 +366,7 @@ static void on_probe_deadline(uv_timer_t *t)
 	struct probe *p = &r->probes[r->cur];
 
 	r->probe_deadline_hit = true;
-	if (p->state == PROBE_RUNNING && p->ops)
+	if (p->state == PROBE_STATE_RUNNING && p->ops)
 		p->ops->cancel(p);
 }
 
@@ -375,8 +375,8 @@ static void on_probe_deadline(uv_timer_t *t)
  * them, and recorded as an error, which makes its run one. */
 static void sched_probe_release(struct probe *p)
 {
-	if (!rd_assert(p->state != PROBE_RUNNING && p->state != PROBE_QUEUED)) {
-		p->state = PROBE_ERRORED;
+	if (!rd_assert(p->state != PROBE_STATE_RUNNING && p->state != PROBE_STATE_QUEUED)) {
+		p->state = PROBE_STATE_ERRORED;
 		free(p->error);
 		p->error = strdup("internal error: the probe was released before it ended");
 		return;
@@ -390,8 +390,8 @@ static void complete_background(struct run *r, struct probe *p)
 {
 	size_t idx = (size_t)(p - r->probes);
 
-	if (p->state == PROBE_CANCELLED && r->interrupt)
-		p->state = PROBE_INTERRUPTED;
+	if (p->state == PROBE_STATE_CANCELLED && r->interrupt)
+		p->state = PROBE_STATE_INTERRUPTED;
 	sched_probe_release(p);
 	sched_save_probe(r, idx);
 	r->n_background--;
@@ -420,7 +420,7 @@ static void stop_background(struct run *r, bool cancel)
 	for (size_t i = 0; i < r->n_probes; i++) {
 		struct probe *p = &r->probes[i];
 
-		if (p->background && p->state == PROBE_RUNNING)
+		if (p->background && p->state == PROBE_STATE_RUNNING)
 			cancel ? p->ops->cancel(p) : p->ops->stop(p);
 	}
 }
@@ -467,14 +467,15 @@ static bool start_probe(struct run *r)
 		r->holds_load = true;
 	}
 	r->waiting_load = false;
-	p->state = PROBE_RUNNING;
+	p->state = PROBE_STATE_RUNNING;
 	p->started_at = rd_now_ms();
 	r->probe_deadline_hit = false;
 	sched_save_probe(r, r->cur);
 	sched_notify(r, false);
 	p->ops = probe_ops_find(p->sp->type);
 	if (!p->ops) {
-		probe_finish(p, PROBE_ERRORED, "probe type '%s' is not implemented in this readyd",
+		probe_finish(p, PROBE_STATE_ERRORED,
+		             "probe type '%s' is not implemented in this readyd",
 		             probe_type_to_string(p->sp->type));
 		return true;
 	}
@@ -483,7 +484,7 @@ static bool start_probe(struct run *r)
 	set_load_window(r, r->cur);
 	e = p->ops->start(p);
 	if (e < 0)
-		probe_finish(p, PROBE_ERRORED, "cannot start probe: %s", strerror(-e));
+		probe_finish(p, PROBE_STATE_ERRORED, "cannot start probe: %s", strerror(-e));
 	return true;
 }
 
@@ -533,14 +534,14 @@ static void complete_probe(struct run *r)
 	int e;
 
 	uv_timer_stop(&r->probe_timer);
-	if (r->probe_deadline_hit && p->state == PROBE_CANCELLED) {
+	if (r->probe_deadline_hit && p->state == PROBE_STATE_CANCELLED) {
 		rd_format_duration(sched_probe_deadline_ms(r, p->sp), d, sizeof(d));
-		p->state = PROBE_ERRORED;
+		p->state = PROBE_STATE_ERRORED;
 		free(p->error);
 		if (asprintf(&p->error, "probe did not finish within its deadline of %s", d) < 0)
 			p->error = NULL;
-	} else if (p->state == PROBE_CANCELLED && r->interrupt) {
-		p->state = PROBE_INTERRUPTED;
+	} else if (p->state == PROBE_STATE_CANCELLED && r->interrupt) {
+		p->state = PROBE_STATE_INTERRUPTED;
 	}
 	if (r->holds_load) {
 		r->holds_load = false;
@@ -702,7 +703,7 @@ static void sched_finalize(struct run *r)
 	uv_timer_stop(&r->deadline);
 	uv_timer_stop(&r->probe_timer);
 	for (size_t i = r->cur; i < r->n_probes; i++) {
-		r->probes[i].state = r->interrupt ? PROBE_INTERRUPTED : PROBE_CANCELLED;
+		r->probes[i].state = r->interrupt ? PROBE_STATE_INTERRUPTED : PROBE_STATE_CANCELLED;
 		sched_save_probe(r, i);
 	}
 	if (r->state == RUN_QUEUED)
@@ -836,7 +837,7 @@ static void sched_step(struct run *r)
 			return;
 		}
 		p = &r->probes[r->cur];
-		if (p->state == PROBE_QUEUED) {
+		if (p->state == PROBE_STATE_QUEUED) {
 			if (r->cancel_requested) {
 				if (r->n_background > 0)
 					return; /* cancelled; waits for them */
@@ -846,7 +847,7 @@ static void sched_step(struct run *r)
 			if (!start_probe(r))
 				return; /* waits for a load slot */
 		}
-		if (p->state == PROBE_RUNNING && p->ops->stop && !p->background) {
+		if (p->state == PROBE_STATE_RUNNING && p->ops->stop && !p->background) {
 			/* Runs beside the later probes, bounded by the run's deadline. */
 			uv_timer_stop(&r->probe_timer);
 			p->background = true;
@@ -855,7 +856,7 @@ static void sched_step(struct run *r)
 			sched_notify(r, false);
 			continue;
 		}
-		if (p->state == PROBE_RUNNING)
+		if (p->state == PROBE_STATE_RUNNING)
 			return; /* its done callback advances the run */
 		complete_probe(r);
 	}
@@ -918,7 +919,7 @@ static void sched_pump_once(struct sched *s)
 				continue;
 			start_run(r);
 			run_advance(r);
-		} else if (r->cur < r->n_probes && r->probes[r->cur].state == PROBE_QUEUED) {
+		} else if (r->cur < r->n_probes && r->probes[r->cur].state == PROBE_STATE_QUEUED) {
 			/* A cancelled run is advanced by sched_cancel and by its
 			 * background probes' done callbacks, not from here. */
 			if (r->cancel_requested || (r->waiting_load && !load_slot_free(s)))
@@ -1102,7 +1103,7 @@ int sched_cancel(struct sched *s, int64_t id)
 	if (r->n_background > 0)
 		stop_background(r, true);
 	p = r->cur < r->n_probes ? &r->probes[r->cur] : NULL;
-	if (p && p->state == PROBE_RUNNING && p->ops)
+	if (p && p->state == PROBE_STATE_RUNNING && p->ops)
 		p->ops->cancel(p); /* its done callback finalizes the run */
 	else
 		run_advance(r);
@@ -1118,7 +1119,7 @@ int sched_progress(struct sched *s, int64_t id, json_t **ret_progress)
 	if (!r)
 		return -ENOENT;
 	p = r->cur < r->n_probes ? &r->probes[r->cur] : NULL;
-	if (p && p->state == PROBE_RUNNING) {
+	if (p && p->state == PROBE_STATE_RUNNING) {
 		cur = json_pack("{s:s, s:o, s:o}", "probe", p->sp->name, "percent",
 		                p->percent >= 0 ? json_integer(p->percent) : json_null(),
 		                "requests",

@@ -1300,33 +1300,33 @@ static const struct field rollback_fields[] = {
 #define SCHEMA(name, fields) {"'" name "'", fields, RD_ARRAY_SIZE(fields), true}
 
 static const struct schema probe_schema_table[_PROBE_TYPE_MAX] = {
-	[PROBE_LOAD]           = SCHEMA("load", load_fields),
-	[PROBE_CAPACITY]       = SCHEMA("capacity", capacity_fields),
-	[PROBE_HTTP]           = SCHEMA("http", http_fields),
-	[PROBE_PROM_SCRAPE]    = SCHEMA("prometheus-scrape", scrape_fields),
-	[PROBE_PROM_RULES]     = SCHEMA("prometheus-rules", rules_fields),
-	[PROBE_PROM_QUERY]     = SCHEMA("prometheus-query", query_fields),
-	[PROBE_ALERT_DRILL]    = SCHEMA("alert-drill", alert_drill_fields),
-	[PROBE_TLS]            = SCHEMA("tls", tls_fields),
-	[PROBE_AUTH]           = SCHEMA("auth", auth_fields),
-	[PROBE_RATE_LIMIT]     = SCHEMA("rate-limit", rate_limit_fields),
-	[PROBE_RESOURCES]      = SCHEMA("resources", resources_fields),
-	[PROBE_ROLLBACK_DRILL] = SCHEMA("rollback-drill", rollback_fields),
+	[PROBE_TYPE_LOAD]           = SCHEMA("load", load_fields),
+	[PROBE_TYPE_CAPACITY]       = SCHEMA("capacity", capacity_fields),
+	[PROBE_TYPE_HTTP]           = SCHEMA("http", http_fields),
+	[PROBE_TYPE_PROM_SCRAPE]    = SCHEMA("prometheus-scrape", scrape_fields),
+	[PROBE_TYPE_PROM_RULES]     = SCHEMA("prometheus-rules", rules_fields),
+	[PROBE_TYPE_PROM_QUERY]     = SCHEMA("prometheus-query", query_fields),
+	[PROBE_TYPE_ALERT_DRILL]    = SCHEMA("alert-drill", alert_drill_fields),
+	[PROBE_TYPE_TLS]            = SCHEMA("tls", tls_fields),
+	[PROBE_TYPE_AUTH]           = SCHEMA("auth", auth_fields),
+	[PROBE_TYPE_RATE_LIMIT]     = SCHEMA("rate-limit", rate_limit_fields),
+	[PROBE_TYPE_RESOURCES]      = SCHEMA("resources", resources_fields),
+	[PROBE_TYPE_ROLLBACK_DRILL] = SCHEMA("rollback-drill", rollback_fields),
 };
 
 static const char *const probe_type_names[_PROBE_TYPE_MAX + 1] = {
-	[PROBE_LOAD]           = "load",
-	[PROBE_CAPACITY]       = "capacity",
-	[PROBE_HTTP]           = "http",
-	[PROBE_PROM_SCRAPE]    = "prometheus-scrape",
-	[PROBE_PROM_RULES]     = "prometheus-rules",
-	[PROBE_PROM_QUERY]     = "prometheus-query",
-	[PROBE_ALERT_DRILL]    = "alert-drill",
-	[PROBE_TLS]            = "tls",
-	[PROBE_AUTH]           = "auth",
-	[PROBE_RATE_LIMIT]     = "rate-limit",
-	[PROBE_RESOURCES]      = "resources",
-	[PROBE_ROLLBACK_DRILL] = "rollback-drill",
+	[PROBE_TYPE_LOAD]           = "load",
+	[PROBE_TYPE_CAPACITY]       = "capacity",
+	[PROBE_TYPE_HTTP]           = "http",
+	[PROBE_TYPE_PROM_SCRAPE]    = "prometheus-scrape",
+	[PROBE_TYPE_PROM_RULES]     = "prometheus-rules",
+	[PROBE_TYPE_PROM_QUERY]     = "prometheus-query",
+	[PROBE_TYPE_ALERT_DRILL]    = "alert-drill",
+	[PROBE_TYPE_TLS]            = "tls",
+	[PROBE_TYPE_AUTH]           = "auth",
+	[PROBE_TYPE_RATE_LIMIT]     = "rate-limit",
+	[PROBE_TYPE_RESOURCES]      = "resources",
+	[PROBE_TYPE_ROLLBACK_DRILL] = "rollback-drill",
 	[_PROBE_TYPE_MAX]      = NULL, /* so the list doubles as a choices list */
 };
 
@@ -1632,14 +1632,14 @@ static int finish_resources(struct vctx *v, json_t *obj, const char *path, struc
 typedef int (*finish_cb)(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p);
 
 static const finish_cb probe_finish[_PROBE_TYPE_MAX] = {
-        [PROBE_LOAD] = finish_load,
-        [PROBE_CAPACITY] = finish_capacity,
-        [PROBE_HTTP] = finish_http,
-        [PROBE_PROM_QUERY] = finish_query,
-        [PROBE_TLS] = finish_tls,
-        [PROBE_AUTH] = finish_auth,
-        [PROBE_RATE_LIMIT] = finish_rate_limit,
-        [PROBE_RESOURCES] = finish_resources,
+        [PROBE_TYPE_LOAD] = finish_load,
+        [PROBE_TYPE_CAPACITY] = finish_capacity,
+        [PROBE_TYPE_HTTP] = finish_http,
+        [PROBE_TYPE_PROM_QUERY] = finish_query,
+        [PROBE_TYPE_TLS] = finish_tls,
+        [PROBE_TYPE_AUTH] = finish_auth,
+        [PROBE_TYPE_RATE_LIMIT] = finish_rate_limit,
+        [PROBE_TYPE_RESOURCES] = finish_resources,
 };
 
 /* Rules every type shares: nothing may outlast the run. */
@@ -1740,7 +1740,7 @@ static int gate_probe(struct vctx *v, json_t *it, const char *path, struct spec_
 		suggest_text(&sg, hint, sizeof(hint));
 		return fail(v, it, path, "no probe named '%s'%s", g->ex.probe, hint);
 	}
-	if (g->abort_on_fail && p->type != PROBE_LOAD)
+	if (g->abort_on_fail && p->type != PROBE_TYPE_LOAD)
 		return fail_at(v, it, path, "abort_on_fail",
 		               "only applies to gates on load probes");
 	return 0;

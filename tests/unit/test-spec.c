@@ -511,7 +511,7 @@ static void check_product_load(const struct spec *s)
 	const struct spec_probe *p = &s->probes[0];
 
 	ck_assert_str_eq(p->name, "latency");
-	ck_assert_int_eq(p->type, PROBE_LOAD);
+	ck_assert_int_eq(p->type, PROBE_TYPE_LOAD);
 	ck_assert_int_eq(p->mode, LOAD_MODE_RATE);
 	ck_assert_double_eq(p->rate, 200);
 	ck_assert_int_eq(p->connections, 32);
@@ -528,7 +528,7 @@ static void check_product_load(const struct spec *s)
 	ck_assert_int_eq(p->connections, 64);
 	ck_assert_int_eq(p->duration_ms, 30000);
 	p = &s->probes[2];
-	ck_assert_int_eq(p->type, PROBE_CAPACITY);
+	ck_assert_int_eq(p->type, PROBE_TYPE_CAPACITY);
 	ck_assert_str_eq(p->slo, "p95_ms < 100");
 	ck_assert_double_eq(p->max_rate, 5000);
 	ck_assert_double_eq(p->min_rate, 1);
@@ -541,20 +541,20 @@ static void check_product_observability(const struct spec *s)
 {
 	const struct spec_probe *p = &s->probes[3];
 
-	ck_assert_int_eq(p->type, PROBE_PROM_SCRAPE);
+	ck_assert_int_eq(p->type, PROBE_TYPE_PROM_SCRAPE);
 	ck_assert_uint_eq(p->n_require, 3);
 	ck_assert_str_eq(p->require[2], "inference_errors_total");
 	p = &s->probes[4];
-	ck_assert_int_eq(p->type, PROBE_PROM_RULES);
+	ck_assert_int_eq(p->type, PROBE_TYPE_PROM_RULES);
 	ck_assert_str_eq(p->prometheus, "http://127.0.0.1:9090");
 	ck_assert_uint_eq(p->n_require, 4);
 	p = &s->probes[5];
-	ck_assert_int_eq(p->type, PROBE_PROM_QUERY);
+	ck_assert_int_eq(p->type, PROBE_TYPE_PROM_QUERY);
 	ck_assert_str_eq(p->query, "sum(rate(inference_errors_total[5m])) / "
 	                           "sum(rate(inference_requests_total[5m]))");
 	ck_assert_int_eq(p->range_ms, 0);
 	p = &s->probes[6];
-	ck_assert_int_eq(p->type, PROBE_ALERT_DRILL);
+	ck_assert_int_eq(p->type, PROBE_TYPE_ALERT_DRILL);
 	ck_assert_str_eq(p->alert, "HighErrorRate");
 	ck_assert_str_eq(p->trigger->method, "POST");
 	ck_assert_str_eq(p->trigger->url, "http://127.0.0.1:8080/admin/fault?errors=0.5");
@@ -563,7 +563,7 @@ static void check_product_observability(const struct spec *s)
 	ck_assert_int_eq(p->poll_interval_ms, 1000);
 	ck_assert_int_eq(p->wait_resolve_ms, 0);
 	p = &s->probes[7];
-	ck_assert_int_eq(p->type, PROBE_HTTP);
+	ck_assert_int_eq(p->type, PROBE_TYPE_HTTP);
 	ck_assert_int_eq(p->expect_status, 200);
 	ck_assert_str_eq(p->method, "GET");
 }
@@ -572,25 +572,25 @@ static void check_product_security(const struct spec *s)
 {
 	const struct spec_probe *p = &s->probes[8];
 
-	ck_assert_int_eq(p->type, PROBE_TLS);
+	ck_assert_int_eq(p->type, PROBE_TYPE_TLS);
 	ck_assert_str_eq(p->url, "https://127.0.0.1:8443/");
 	p = &s->probes[9];
-	ck_assert_int_eq(p->type, PROBE_AUTH);
+	ck_assert_int_eq(p->type, PROBE_TYPE_AUTH);
 	ck_assert_str_eq(p->url, s->target.url);
 	ck_assert_str_eq(p->method, "POST");
 	ck_assert_uint_eq(p->n_expect_statuses, 2);
 	ck_assert_int_eq(p->expect_statuses[0], 401);
 	ck_assert_int_eq(p->expect_statuses[1], 403);
 	p = &s->probes[10];
-	ck_assert_int_eq(p->type, PROBE_RATE_LIMIT);
+	ck_assert_int_eq(p->type, PROBE_TYPE_RATE_LIMIT);
 	ck_assert_int_eq(p->burst, 500);
 	ck_assert_str_eq(p->url, s->target.url);
 	p = &s->probes[11];
-	ck_assert_int_eq(p->type, PROBE_RESOURCES);
+	ck_assert_int_eq(p->type, PROBE_TYPE_RESOURCES);
 	ck_assert_str_eq(p->pid_file, "/run/model.pid");
 	ck_assert_int_eq(p->interval_ms, 1000);
 	p = &s->probes[12];
-	ck_assert_int_eq(p->type, PROBE_ROLLBACK_DRILL);
+	ck_assert_int_eq(p->type, PROBE_TYPE_ROLLBACK_DRILL);
 	ck_assert_str_eq(p->trigger->url, "http://127.0.0.1:8080/admin/rollback");
 	ck_assert_str_eq(p->version_url, "http://127.0.0.1:8080/version");
 	ck_assert_str_eq(p->expect_version, "2.3.9");
@@ -1833,7 +1833,7 @@ START_TEST(test_probe_type_names)
 	}
 	ck_assert_int_eq(probe_type_from_string("Load", &(enum probe_type){0}), -EINVAL);
 	ck_assert_int_eq(probe_type_from_string(NULL, &(enum probe_type){0}), -EINVAL);
-	ck_assert_str_eq(probe_type_to_string(PROBE_PROM_SCRAPE), "prometheus-scrape");
+	ck_assert_str_eq(probe_type_to_string(PROBE_TYPE_PROM_SCRAPE), "prometheus-scrape");
 }
 END_TEST
 
