@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "lib/gate/judge.h"
+#include "lib/probe/probe.h"
 #include "lib/util/run_state.h"
 #include "lib/util/util.h"
 
@@ -17,45 +18,31 @@ static const struct judge_probe *find_probe(const struct judge_probe *probes, si
 	return NULL;
 }
 
-/* A latency metric ("p99_ms", "mean_ms", "max_ms", or one of their
- * "_uncorrected" twins): computed from successful requests only. */
-static bool is_latency_metric(const char *metric)
+/* The sample count behind a metric, as its probe type declares it
+ * (lib/probe/probe_<type>.c): the probe's `requests`, or those minus
+ * `errors` for a latency metric, since failed requests have no latency in
+ * its histogram; none for a metric that does not count anything. */
+static void gather_samples(const struct spec_probe *sp, const char *metric, json_t *metrics,
+                           struct gate_input *in)
 {
-	size_t n = strlen(metric);
-	const char *p = metric + 1;
-
-	if (n > 12 && strcmp(metric + n - 12, "_uncorrected") == 0)
-		n -= 12;
-	if ((n == 7 && strncmp(metric, "mean_ms", 7) == 0) ||
-	    (n == 6 && strncmp(metric, "max_ms", 6) == 0))
-		return true;
-	if (metric[0] != 'p' || !(*p >= '0' && *p <= '9'))
-		return false;
-	while (*p >= '0' && *p <= '9')
-		p++;
-	return (size_t)(p - metric) + 3 == n && strncmp(p, "_ms", 3) == 0;
-}
-
-/* The sample count behind a metric: the probe's `requests`, and for a
- * latency metric those minus `errors`, since failed requests have no
- * latency in its histogram. */
-static void gather_samples(const char *metric, json_t *metrics, struct gate_input *in)
-{
+	const struct probe_metric_def *m =
+	        sp ? probe_type_metric(probe_type_get(sp->type), metric) : NULL;
 	json_t *req = metrics ? json_object_get(metrics, "requests") : NULL;
 	json_t *err = metrics ? json_object_get(metrics, "errors") : NULL;
 
-	if (!json_is_number(req))
+	if (!m || m->samples == PROBE_SAMPLES_NONE || !json_is_number(req))
 		return;
 	in->requests = (int64_t)json_number_value(req);
 	in->samples = in->requests;
-	if (json_is_number(err) && is_latency_metric(metric))
+	if (json_is_number(err) && m->samples == PROBE_SAMPLES_SUCCESSES)
 		in->samples -= (int64_t)json_number_value(err);
 	if (in->samples < 0)
 		in->samples = 0;
 }
 
-static void gather_input(const struct spec_gate *g, const struct judge_probe *jp,
-                         judge_baseline_cb baseline, void *userdata, struct gate_input *in)
+static void gather_input(const struct spec_gate *g, const struct spec_probe *sp,
+                         const struct judge_probe *jp, judge_baseline_cb baseline, void *userdata,
+                         struct gate_input *in)
 {
 	json_t *v;
 
@@ -74,7 +61,7 @@ static void gather_input(const struct spec_gate *g, const struct judge_probe *jp
 		in->has_value = true;
 		in->value = NAN;
 	}
-	gather_samples(g->ex.metric, jp->metrics, in);
+	gather_samples(sp, g->ex.metric, jp->metrics, in);
 	if (g->ex.rhs != GATE_RHS_NUMBER && baseline) {
 		int r = baseline(userdata, g->ex.probe, g->ex.metric, &in->baseline,
 		                 &in->baseline_run);
@@ -129,7 +116,8 @@ static int judge_gates(const struct spec *spec, const struct judge_probe *probes
 		enum gate_outcome o;
 		json_t *res;
 
-		gather_input(g, find_probe(probes, n, g->ex.probe), baseline, userdata, &in);
+		gather_input(g, spec_find_probe(spec, g->ex.probe),
+		             find_probe(probes, n, g->ex.probe), baseline, userdata, &in);
 		if (gate_judge(g->expr, &g->ex, g->advisory, g->min_samples, &in, &res, &o) < 0)
 			return -ENOMEM;
 		if (apply_waiver(g, lk, res, &o) < 0) {

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "lib/policy/policy.h"
+#include "lib/spec/spec_schema.h"
 #include "lib/util/util.h"
 
 #define HOST_MAX 253
@@ -472,75 +473,66 @@ struct policy_check {
 	int port;
 };
 
-/* probe i's field, or a top-level field with i == SIZE_MAX. */
-static void add_target(struct policy_check *c, const char *url, size_t i, const char *field)
+/* A top-level field (i == SIZE_MAX) or probe i's. */
+static void add(struct target *list, size_t *n, const char *value, size_t i, const char *field)
 {
 	struct target *t;
 
-	if (!url)
+	if (!value)
 		return;
-	t = &c->targets[c->n_targets++];
+	t = &list[(*n)++];
 	if (i == SIZE_MAX)
 		snprintf(t->path, sizeof(t->path), "%s", field);
 	else
 		snprintf(t->path, sizeof(t->path), "probes[%zu].%s", i, field);
-	t->url = url;
+	t->url = value;
 }
 
-static void add_file(struct policy_check *c, const char *file, size_t i, const char *field)
-{
-	struct target *t;
+/* The probe's fields its type marks as URLs or files (spec_schema.h):
+ * counted first (list NULL), then collected. */
+struct collect {
+	struct target *list;
+	size_t n, probe;
+};
 
-	if (!file)
-		return;
-	t = &c->files[c->n_files++];
-	snprintf(t->path, sizeof(t->path), "probes[%zu].%s", i, field);
-	t->url = file;
+static int collect_one(void *userdata, const char *path, const char *value)
+{
+	struct collect *cl = userdata;
+
+	if (cl->list)
+		add(cl->list, &cl->n, value, cl->probe, path);
+	else
+		cl->n++;
+	return 0;
 }
 
-static int collect_files(struct policy_check *c, const struct spec *spec)
+static int collect(const struct spec *spec, unsigned flags, size_t extra, struct target **ret,
+                   size_t *ret_n)
 {
-	size_t n = 0;
+	struct collect cl = {0};
 
 	for (size_t i = 0; i < spec->n_probes; i++)
-		n += 2 + spec->probes[i].n_rule_files;
-	c->files = calloc(n + 1, sizeof(*c->files));
-	if (!c->files)
+		spec_probe_walk(&spec->probes[i], flags, collect_one, &cl);
+	cl.list = calloc(cl.n + extra + 1, sizeof(*cl.list));
+	if (!cl.list)
 		return -ENOMEM;
+	*ret = cl.list;
+	cl.n = 0;
+	if (extra && spec->has_target)
+		add(cl.list, &cl.n, spec->target.url, SIZE_MAX, "target.url");
 	for (size_t i = 0; i < spec->n_probes; i++) {
-		const struct spec_probe *sp = &spec->probes[i];
-		char field[48];
-
-		add_file(c, sp->ca_file, i, "ca_file");
-		add_file(c, sp->pid_file, i, "pid_file");
-		for (size_t j = 0; j < sp->n_rule_files; j++) {
-			snprintf(field, sizeof(field), "rule_files[%zu]", j);
-			add_file(c, sp->rule_files[j], i, field);
-		}
+		cl.probe = i;
+		spec_probe_walk(&spec->probes[i], flags, collect_one, &cl);
 	}
+	*ret_n = cl.n;
 	return 0;
 }
 
 static int collect_targets(struct policy_check *c, const struct spec *spec)
 {
-	if (collect_files(c, spec) < 0)
+	if (collect(spec, SPEC_FIELD_FILE, 0, &c->files, &c->n_files) < 0)
 		return -ENOMEM;
-	c->targets = calloc(1 + spec->n_probes * 6, sizeof(*c->targets));
-	if (!c->targets)
-		return -ENOMEM;
-	if (spec->has_target)
-		add_target(c, spec->target.url, SIZE_MAX, "target.url");
-	for (size_t i = 0; i < spec->n_probes; i++) {
-		const struct spec_probe *sp = &spec->probes[i];
-
-		add_target(c, sp->url, i, "url");
-		add_target(c, sp->prometheus, i, "prometheus");
-		add_target(c, sp->trigger ? sp->trigger->url : NULL, i, "trigger.url");
-		add_target(c, sp->clear ? sp->clear->url : NULL, i, "clear.url");
-		add_target(c, sp->restore ? sp->restore->url : NULL, i, "restore.url");
-		add_target(c, sp->version_url, i, "version_url");
-	}
-	return 0;
+	return collect(spec, SPEC_FIELD_URL, 1, &c->targets, &c->n_targets);
 }
 
 static void check_free(struct policy_check *c)

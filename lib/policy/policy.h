@@ -65,11 +65,12 @@ int policy_url_host_port(const char *url, char *host, size_t hostlen, int *ret_p
  * -errno. path and message are borrowed for the call. */
 typedef void (*policy_check_cb)(void *userdata, int err, const char *path, const char *message);
 
-/* Checks every URL of spec (target, probe urls, prometheus, trigger,
- * clear, restore, version_url) asynchronously: names are resolved with
- * uv_getaddrinfo, never on the loop. Then every local file it names
- * (ca_file, pid_file, rule_files) against allowed_paths, opened on the
- * threadpool. cb is called exactly once, unless the
+/* Checks every URL of spec (the target's, and every probe field its
+ * type's schema marks SPEC_FIELD_URL: url, prometheus, trigger.url, ...)
+ * asynchronously: names are resolved with uv_getaddrinfo, never on the
+ * loop. Then every local file it names (fields marked SPEC_FIELD_FILE:
+ * ca_file, pid_file, rule_files, ...) against allowed_paths, opened on
+ * the threadpool. cb is called exactly once, unless the
  * check is cancelled first; it may run before this returns (a spec without
  * host names). spec and p are borrowed until then (p is referenced).
  * *ret_check (optional) identifies the check for policy_check_cancel until

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "lib/probe/probe.h"
 #include "lib/util/assert.h"
@@ -19,20 +20,88 @@ const char *probe_state_to_string(enum probe_state s)
 	return state_names[s];
 }
 
-static const struct probe_ops *const registry[] = {
-        &probe_http_ops,        &probe_load_ops,       &probe_capacity_ops,
-        &probe_prom_scrape_ops, &probe_prom_rules_ops, &probe_prom_query_ops,
-        &probe_alert_drill_ops, &probe_tls_ops,        &probe_auth_ops,
-        &probe_rate_limit_ops,  &probe_resources_ops,  &probe_rollback_drill_ops,
+/* Indexed by enum probe_type; registered types follow the built-in ones. */
+static const struct probe_type_def *const builtin[_PROBE_TYPE_MAX] = {
+        [PROBE_TYPE_LOAD] = &probe_type_load,
+        [PROBE_TYPE_CAPACITY] = &probe_type_capacity,
+        [PROBE_TYPE_HTTP] = &probe_type_http,
+        [PROBE_TYPE_PROM_SCRAPE] = &probe_type_prom_scrape,
+        [PROBE_TYPE_PROM_RULES] = &probe_type_prom_rules,
+        [PROBE_TYPE_PROM_QUERY] = &probe_type_prom_query,
+        [PROBE_TYPE_ALERT_DRILL] = &probe_type_alert_drill,
+        [PROBE_TYPE_TLS] = &probe_type_tls,
+        [PROBE_TYPE_AUTH] = &probe_type_auth,
+        [PROBE_TYPE_RATE_LIMIT] = &probe_type_rate_limit,
+        [PROBE_TYPE_RESOURCES] = &probe_type_resources,
+        [PROBE_TYPE_ROLLBACK_DRILL] = &probe_type_rollback_drill,
 };
 
-const struct probe_ops *probe_ops_find(enum probe_type t)
+#define MAX_EXTRA_TYPES 16
+static const struct probe_type_def *extra[MAX_EXTRA_TYPES];
+static size_t n_extra;
+
+const struct probe_type_def *probe_type_get(enum probe_type t)
 {
-	/* Stubs (no start) are listed too: they are "not implemented". */
-	for (size_t i = 0; i < RD_ARRAY_SIZE(registry); i++)
-		if (registry[i]->type == t && registry[i]->start)
-			return registry[i];
+	if ((unsigned)t < _PROBE_TYPE_MAX)
+		return builtin[t];
+	if ((unsigned)t - _PROBE_TYPE_MAX < n_extra)
+		return extra[(unsigned)t - _PROBE_TYPE_MAX];
 	return NULL;
+}
+
+size_t probe_type_count(void)
+{
+	return _PROBE_TYPE_MAX + n_extra;
+}
+
+int probe_type_register(const struct probe_type_def *def, enum probe_type *ret)
+{
+	enum probe_type t;
+
+	if (!def || !def->name || !def->fields || !def->ops.start || !def->ops.free)
+		return -EINVAL;
+	if (probe_type_from_string(def->name, &t) == 0)
+		return -EEXIST;
+	if (n_extra == MAX_EXTRA_TYPES)
+		return -ENOSPC;
+	extra[n_extra] = def;
+	*ret = (enum probe_type)(_PROBE_TYPE_MAX + n_extra++);
+	return 0;
+}
+
+const char *probe_type_to_string(enum probe_type t)
+{
+	const struct probe_type_def *d = probe_type_get(t);
+
+	return d ? d->name : "unknown";
+}
+
+int probe_type_from_string(const char *s, enum probe_type *ret)
+{
+	for (size_t t = 0; s && t < probe_type_count(); t++) {
+		if (!strcmp(probe_type_get((enum probe_type)t)->name, s)) {
+			*ret = (enum probe_type)t;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+const struct probe_metric_def *probe_type_metric(const struct probe_type_def *t, const char *name)
+{
+	for (size_t i = 0; t && name && i < t->n_metrics; i++)
+		if (!strcmp(t->metrics[i].name, name))
+			return &t->metrics[i];
+	return NULL;
+}
+
+int64_t probe_type_deadline_ms(const struct spec *s, const struct spec_probe *sp)
+{
+	const struct probe_type_def *t = probe_type_get(sp->type);
+
+	if (t && t->deadline_ms)
+		return t->deadline_ms(s, sp);
+	return t ? t->deadline_fixed_ms : 0;
 }
 
 int probe_set_metric(struct probe *p, const char *name, double value)

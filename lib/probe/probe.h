@@ -1,8 +1,12 @@
 /* probe: the contract between the scheduler and the probe types, and the
  * registry of types. A probe runs as an async job on the main loop (or
  * hands work to its own thread, as the load engine does) and ends by
- * calling probe_finish() exactly once. Each type lives in its own
- * probe_<type>.c and publishes named metrics (docs/spec.md lists them).
+ * calling probe_finish() exactly once. Each type is one
+ * probe_<type>.c that declares everything about it in one struct
+ * probe_type_def: its name, its spec fields, its default deadline, its
+ * report section, the metrics it publishes and its ops. The spec parser,
+ * the URL and file policies, the scheduler and the reports all read that
+ * table.
  *
  * Probes must not touch the store or the API: they fill p->metrics and
  * p->details and report progress; the scheduler persists and announces.
@@ -16,6 +20,7 @@
 
 #include "lib/net/http.h"
 #include "lib/spec/spec.h"
+#include "lib/spec/spec_schema.h"
 
 enum probe_state {
 	PROBE_STATE_QUEUED = 0,
@@ -68,7 +73,6 @@ struct probe {
 };
 
 struct probe_ops {
-	enum probe_type type;
 	/* Starts the probe. Returns 0, or -errno (then the probe is an error
 	 * with that reason, and done is not called). */
 	int (*start)(struct probe *p);
@@ -85,9 +89,6 @@ struct probe_ops {
 	void (*stop)(struct probe *p);
 };
 
-/* The ops for a type, or NULL when the type is not implemented yet. */
-const struct probe_ops *probe_ops_find(enum probe_type t);
-
 /* Sets a numeric metric (replacing a previous value). -ENOMEM only. */
 int probe_set_metric(struct probe *p, const char *name, double value);
 
@@ -100,17 +101,71 @@ void probe_finish(struct probe *p, enum probe_state state, const char *fmt, ...)
 /* JSON of the probe in the shape store_probe_save() takes. New ref. */
 json_t *probe_to_json(const struct probe *p);
 
-/* Probe type implementations, one per probe_<type>.c. A type whose ops
- * have no start function is not implemented yet. */
-extern const struct probe_ops probe_http_ops;
-extern const struct probe_ops probe_load_ops;
-extern const struct probe_ops probe_capacity_ops;
-extern const struct probe_ops probe_prom_scrape_ops;
-extern const struct probe_ops probe_prom_rules_ops;
-extern const struct probe_ops probe_prom_query_ops;
-extern const struct probe_ops probe_alert_drill_ops;
-extern const struct probe_ops probe_tls_ops;
-extern const struct probe_ops probe_auth_ops;
-extern const struct probe_ops probe_rate_limit_ops;
-extern const struct probe_ops probe_resources_ops;
-extern const struct probe_ops probe_rollback_drill_ops;
+/* Default deadlines (docs/spec.md gives each type's): a fixed one for
+ * probes that wait on one peer, and the margin for connecting and
+ * draining added to a probe's own durations. */
+#define PROBE_DEFAULT_DEADLINE_MS (2 * 60 * 1000)
+#define PROBE_DEADLINE_MARGIN_MS  (60 * 1000)
+
+/* What a metric's sample count is (a gate's `samples`, compared with
+ * its min_samples, lib/gate/judge.c). */
+enum probe_samples {
+	PROBE_SAMPLES_NONE = 0,  /* not a count of anything: no min_samples */
+	PROBE_SAMPLES_REQUESTS,  /* the probe's `requests` metric */
+	PROBE_SAMPLES_SUCCESSES, /* `requests` minus `errors`: latency of answers */
+};
+
+struct probe_metric_def {
+	const char *name; /* as published and gated on: "p99_ms" */
+	const char *unit; /* "ms", "requests", "1" (a ratio or a flag), ... */
+	enum probe_samples samples;
+};
+
+/* Everything about one probe type, declared once in its
+ * probe_<type>.c. */
+struct probe_type_def {
+	const char *name;    /* the spec's `type`, and its docs/spec.md section */
+	const char *section; /* the report section its probes appear in */
+	/* Its spec fields besides the common ones (SPEC_F_COMMON first). */
+	const struct spec_field *fields;
+	size_t n_fields;
+	spec_finish_cb finish; /* rules across its fields, or NULL */
+	/* Its deadline without a probe `timeout`: deadline_ms(), or else
+	 * the fixed deadline_fixed_ms. deadline_doc says deadline_ms() the way
+	 * docs/spec.md does ("`warmup + duration + 60s`"). */
+	int64_t (*deadline_ms)(const struct spec *s, const struct spec_probe *sp);
+	int64_t deadline_fixed_ms;
+	const char *deadline_doc;
+	bool load; /* drives load: one at a time per server (max_concurrent_load) */
+	const struct probe_metric_def *metrics;
+	size_t n_metrics;
+	struct probe_ops ops;
+};
+
+/* The type, or NULL for a value no type has. */
+const struct probe_type_def *probe_type_get(enum probe_type t);
+/* Number of types: they are 0..probe_type_count()-1. */
+size_t probe_type_count(void);
+/* Registers a type beyond the built-in ones (tests, extensions): *ret
+ * is its enum value. Before any loop runs; not thread-safe. 0, -EEXIST
+ * (the name is taken), -ENOSPC, -EINVAL (no name, ops or fields). def is
+ * borrowed for the process's life. */
+int probe_type_register(const struct probe_type_def *def, enum probe_type *ret);
+/* The type's metric of this name, or NULL. */
+const struct probe_metric_def *probe_type_metric(const struct probe_type_def *t, const char *name);
+/* The probe's deadline when its spec gives no `timeout` (ms). */
+int64_t probe_type_deadline_ms(const struct spec *s, const struct spec_probe *sp);
+
+/* The built-in types, one per probe_<type>.c. */
+extern const struct probe_type_def probe_type_load;
+extern const struct probe_type_def probe_type_capacity;
+extern const struct probe_type_def probe_type_http;
+extern const struct probe_type_def probe_type_prom_scrape;
+extern const struct probe_type_def probe_type_prom_rules;
+extern const struct probe_type_def probe_type_prom_query;
+extern const struct probe_type_def probe_type_alert_drill;
+extern const struct probe_type_def probe_type_tls;
+extern const struct probe_type_def probe_type_auth;
+extern const struct probe_type_def probe_type_rate_limit;
+extern const struct probe_type_def probe_type_resources;
+extern const struct probe_type_def probe_type_rollback_drill;

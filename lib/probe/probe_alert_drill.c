@@ -628,9 +628,50 @@ static void drill_free(struct probe *p)
 	p->impl = NULL;
 }
 
-const struct probe_ops probe_alert_drill_ops = {
-        .type = PROBE_TYPE_ALERT_DRILL,
-        .start = drill_start,
-        .cancel = drill_cancel,
-        .free = drill_free,
+/* --- the type: its spec fields, rules, metrics and ops --- */
+
+/* One field per line, aligned by hand: read as a schema more than as
+ * code. */
+/* clang-format off */
+static const struct spec_field fields[] = {
+	SPEC_F_COMMON, SPEC_F_PROMETHEUS, SPEC_F_HEADERS,
+	{.key = "alert", .kind = FK_STRING, .required = true, .off = SPEC_P(alert), .max = 256,
+	 .check = spec_check_version},
+	SPEC_F_HOOK("trigger", trigger, true),
+	SPEC_F_HOOK("clear", clear, false),
+	{.key = "labels", .kind = FK_LABELS, .off = SPEC_P(labels), .count_off = SPEC_P(n_labels)},
+	SPEC_F_WITHIN(false),
+	{.key = "wait_resolve", .kind = FK_DURATION, .off = SPEC_P(wait_resolve_ms), .min = 1,
+	 .max = SPEC_MAXD},
+	SPEC_F_POLL,
+	SPEC_F_TLS_CLIENT,
+};
+/* clang-format on */
+
+static int64_t drill_deadline(const struct spec *s, const struct spec_probe *sp)
+{
+	(void)s;
+	return sp->within_ms + sp->wait_resolve_ms + PROBE_DEADLINE_MARGIN_MS;
+}
+
+static const struct probe_metric_def metrics[] = {
+        {"seconds_to_fire", "s", PROBE_SAMPLES_NONE},
+        {"seconds_to_resolve", "s", PROBE_SAMPLES_NONE},
+};
+
+const struct probe_type_def probe_type_alert_drill = {
+        .name = "alert-drill",
+        .section = "Monitoring",
+        .fields = fields,
+        .n_fields = RD_ARRAY_SIZE(fields),
+        .deadline_ms = drill_deadline,
+        .deadline_doc = "`within + wait_resolve + 60s`",
+        .metrics = metrics,
+        .n_metrics = RD_ARRAY_SIZE(metrics),
+        .ops =
+                {
+                        .start = drill_start,
+                        .cancel = drill_cancel,
+                        .free = drill_free,
+                },
 };

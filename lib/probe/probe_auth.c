@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "lib/probe/probe.h"
+#include "lib/util/util.h"
 
 #define AUTH_DEFAULT_TIMEOUT_MS 10000
 #define AUTH_INVALID_TOKEN      "Bearer readyd-invalid-token-0000000000000000"
@@ -204,9 +205,51 @@ fail:
 	return r;
 }
 
-const struct probe_ops probe_auth_ops = {
-        .type = PROBE_TYPE_AUTH,
-        .start = auth_probe_start,
-        .cancel = auth_probe_cancel,
-        .free = auth_probe_free,
+/* --- the type: its spec fields, rules, metrics and ops --- */
+
+/* One field per line, aligned by hand: read as a schema more than as
+ * code. */
+/* clang-format off */
+static const struct spec_field fields[] = {
+	SPEC_F_COMMON, SPEC_F_URL(false), SPEC_F_METHOD, SPEC_F_HEADERS, SPEC_F_BODY,
+	{.key = "expect_statuses", .kind = FK_STATUS_LIST, .off = SPEC_P(expect_statuses),
+	 .count_off = SPEC_P(n_expect_statuses)},
+	SPEC_F_TLS_CLIENT,
+};
+/* clang-format on */
+
+static int finish_auth(struct spec_vctx *v, json_t *obj, const char *path, struct spec_probe *p)
+{
+	if (!p->expect_statuses) {
+		p->expect_statuses = calloc(2, sizeof(*p->expect_statuses));
+		if (!p->expect_statuses)
+			return -ENOMEM;
+		p->expect_statuses[0] = 401;
+		p->expect_statuses[1] = 403;
+		p->n_expect_statuses = 2;
+	}
+	return spec_inherit_target(v, obj, path, p);
+}
+
+static const struct probe_metric_def metrics[] = {
+        {"unauthenticated_status", "HTTP status", PROBE_SAMPLES_NONE},
+        {"invalid_token_status", "HTTP status", PROBE_SAMPLES_NONE},
+        {"rejected", "1", PROBE_SAMPLES_NONE},
+};
+
+const struct probe_type_def probe_type_auth = {
+        .name = "auth",
+        .section = "Security",
+        .fields = fields,
+        .n_fields = RD_ARRAY_SIZE(fields),
+        .finish = finish_auth,
+        .deadline_fixed_ms = PROBE_DEFAULT_DEADLINE_MS,
+        .metrics = metrics,
+        .n_metrics = RD_ARRAY_SIZE(metrics),
+        .ops =
+                {
+                        .start = auth_probe_start,
+                        .cancel = auth_probe_cancel,
+                        .free = auth_probe_free,
+                },
 };

@@ -24,6 +24,7 @@
 #include "lib/loadgen/loadgen.h"
 #include "lib/policy/policy.h"
 #include "lib/probe/probe.h"
+#include "lib/util/util.h"
 
 #define CAP_MAX_CONDS    8
 #define CAP_MAX_STEPS    24
@@ -391,9 +392,89 @@ static void cap_probe_free(struct probe *p)
 	p->impl = NULL;
 }
 
-const struct probe_ops probe_capacity_ops = {
-        .type = PROBE_TYPE_CAPACITY,
-        .start = cap_probe_start,
-        .cancel = cap_probe_cancel,
-        .free = cap_probe_free,
+/* --- the type: its spec fields, rules, metrics and ops --- */
+
+/* One field per line, aligned by hand: read as a schema more than as
+ * code. */
+/* clang-format off */
+static const struct spec_field fields[] = {
+	SPEC_F_COMMON,
+	{.key = "slo",           .kind = FK_STRING, .required = true, .off = SPEC_P(slo),
+	 .max = 1024, .check = spec_check_slo},
+	{.key = "max_rate",      .kind = FK_NUMBER, .required = true, .off = SPEC_P(max_rate),
+	 .gt_min = true, .dmax = SPEC_MAX_RATE},
+	{.key = "min_rate",      .kind = FK_NUMBER, .off = SPEC_P(min_rate), .gt_min = true,
+	 .dmax = SPEC_MAX_RATE, .ddef = 1},
+	{.key = "required_rate", .kind = FK_NUMBER, .off = SPEC_P(required_rate), .gt_min = true,
+	 .dmax = SPEC_MAX_RATE},
+	{.key = "step",          .kind = FK_DURATION, .off = SPEC_P(step_ms), .min = 1, .max = SPEC_MAXD,
+	 .def = 10000},
+	{.key = "warmup",        .kind = FK_DURATION, .off = SPEC_P(warmup_ms), .min = 0,
+	 .max = SPEC_MAXD},
+	SPEC_F_CONNECTIONS(64),
+	SPEC_F_THREADS,
+	SPEC_F_REQUEST,
+	SPEC_F_TLS_CLIENT,
+};
+/* clang-format on */
+
+static int check_threads(struct spec_vctx *v, json_t *obj, const char *path, struct spec_probe *p)
+{
+	if (p->threads > p->connections)
+		return spec_fail_at(v, obj, path, "threads", "must not exceed connections (%lld)",
+		                    (long long)p->connections);
+	return 0;
+}
+
+static int finish_capacity(struct spec_vctx *v, json_t *obj, const char *path, struct spec_probe *p)
+{
+	if (p->max_rate <= p->min_rate)
+		return spec_fail_at(v, obj, path, "max_rate", "must be greater than min_rate (%g)",
+		                    p->min_rate);
+	if (p->required_rate > p->max_rate)
+		return spec_fail_at(v, obj, path, "required_rate", "must not exceed max_rate (%g)",
+		                    p->max_rate);
+	if (p->warmup_ms >= p->step_ms) {
+		char a[32];
+
+		rd_format_duration(p->step_ms, a, sizeof(a));
+		return spec_fail_at(v, obj, path, "warmup", "must be shorter than step (%s)", a);
+	}
+	if (check_threads(v, obj, path, p) < 0)
+		return -EINVAL;
+	return spec_load_request(v, obj, path, p);
+}
+
+/* The search takes as many steps as it needs: the run bounds it. */
+static int64_t capacity_deadline(const struct spec *s, const struct spec_probe *sp)
+{
+	(void)sp;
+	return s->timeout_ms;
+}
+
+static const struct probe_metric_def metrics[] = {
+        {"rate", "requests/s", PROBE_SAMPLES_NONE},
+        {"offered_rate", "requests/s", PROBE_SAMPLES_NONE},
+        {"tolerance", "1", PROBE_SAMPLES_NONE},
+        {"headroom", "1", PROBE_SAMPLES_NONE},
+        {"steps", "steps", PROBE_SAMPLES_NONE},
+};
+
+const struct probe_type_def probe_type_capacity = {
+        .name = "capacity",
+        .section = "Performance",
+        .fields = fields,
+        .n_fields = RD_ARRAY_SIZE(fields),
+        .finish = finish_capacity,
+        .deadline_ms = capacity_deadline,
+        .deadline_doc = "the run's `timeout`",
+        .load = true,
+        .metrics = metrics,
+        .n_metrics = RD_ARRAY_SIZE(metrics),
+        .ops =
+                {
+                        .start = cap_probe_start,
+                        .cancel = cap_probe_cancel,
+                        .free = cap_probe_free,
+                },
 };

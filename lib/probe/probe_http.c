@@ -228,9 +228,50 @@ static void http_probe_free(struct probe *p)
 	p->impl = NULL;
 }
 
-const struct probe_ops probe_http_ops = {
-        .type = PROBE_TYPE_HTTP,
-        .start = http_probe_start,
-        .cancel = http_probe_cancel,
-        .free = http_probe_free,
+/* --- the type: its spec fields, rules, metrics and ops --- */
+
+/* One field per line, aligned by hand: read as a schema more than as
+ * code. */
+/* clang-format off */
+static const struct spec_field fields[] = {
+	SPEC_F_COMMON, SPEC_F_URL(true), SPEC_F_METHOD, SPEC_F_HEADERS, SPEC_F_BODY,
+	{.key = "expect_status",        .kind = FK_INT, .off = SPEC_P(expect_status), .min = 100,
+	 .max = 599, .def = 200},
+	{.key = "expect_body_contains", .kind = FK_STRING, .off = SPEC_P(expect_body_contains),
+	 .max = SPEC_MAX_TEXT},
+	{.key = "expect_body_regex",    .kind = FK_STRING, .off = SPEC_P(expect_body_regex),
+	 .max = ERE_MAX_PATTERN, .check = spec_check_regex},
+	{.key = "expect_json",          .kind = FK_JSON, .off = SPEC_P(expect_json)},
+	SPEC_F_TLS_CLIENT,
+};
+/* clang-format on */
+
+static int finish_http(struct spec_vctx *v, json_t *obj, const char *path, struct spec_probe *p)
+{
+	return spec_str_default(&p->method, "GET");
+}
+
+static const struct probe_metric_def metrics[] = {
+        {"status", "HTTP status", PROBE_SAMPLES_NONE},
+        {"latency_ms", "ms", PROBE_SAMPLES_NONE},
+        {"ok", "1", PROBE_SAMPLES_NONE},
+        {"cluster_status", "1", PROBE_SAMPLES_NONE},
+        {"uptime_s", "s", PROBE_SAMPLES_NONE},
+};
+
+const struct probe_type_def probe_type_http = {
+        .name = "http",
+        .section = "Monitoring",
+        .fields = fields,
+        .n_fields = RD_ARRAY_SIZE(fields),
+        .finish = finish_http,
+        .deadline_fixed_ms = PROBE_DEFAULT_DEADLINE_MS,
+        .metrics = metrics,
+        .n_metrics = RD_ARRAY_SIZE(metrics),
+        .ops =
+                {
+                        .start = http_probe_start,
+                        .cancel = http_probe_cancel,
+                        .free = http_probe_free,
+                },
 };

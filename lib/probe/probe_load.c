@@ -21,6 +21,7 @@
 #include "lib/loadgen/loadgen.h"
 #include "lib/policy/policy.h"
 #include "lib/probe/probe.h"
+#include "lib/util/util.h"
 
 #define LOAD_PROGRESS_MS        250
 #define LOAD_ABORT_WINDOW_S     5   /* seconds of the sliding window */
@@ -365,9 +366,120 @@ static void load_probe_free(struct probe *p)
 	p->impl = NULL;
 }
 
-const struct probe_ops probe_load_ops = {
-        .type = PROBE_TYPE_LOAD,
-        .start = load_probe_start,
-        .cancel = load_probe_cancel,
-        .free = load_probe_free,
+/* --- the type: its spec fields, rules, metrics and ops --- */
+
+/* One field per line, aligned by hand: read as a schema more than as
+ * code. */
+/* clang-format off */
+static const char *const mode_names[] = {"closed", "rate", NULL};
+static const struct spec_field fields[] = {
+	SPEC_F_COMMON,
+	{.key = "mode",     .kind = FK_MODE, .required = true, .off = SPEC_P(mode),
+	 .choices = mode_names},
+	{.key = "rate",     .kind = FK_NUMBER, .off = SPEC_P(rate), .gt_min = true,
+	 .dmax = SPEC_MAX_RATE},
+	SPEC_F_CONNECTIONS(16),
+	SPEC_F_THREADS,
+	{.key = "duration", .kind = FK_DURATION, .off = SPEC_P(duration_ms), .min = 1, .max = SPEC_MAXD},
+	{.key = "requests", .kind = FK_INT, .off = SPEC_P(requests), .min = 1, .max = 1000000000},
+	{.key = "warmup",   .kind = FK_DURATION, .off = SPEC_P(warmup_ms), .min = 0, .max = SPEC_MAXD},
+	SPEC_F_REQUEST,
+	SPEC_F_TLS_CLIENT,
+};
+/* clang-format on */
+
+static int check_threads(struct spec_vctx *v, json_t *obj, const char *path, struct spec_probe *p)
+{
+	if (p->threads > p->connections)
+		return spec_fail_at(v, obj, path, "threads", "must not exceed connections (%lld)",
+		                    (long long)p->connections);
+	return 0;
+}
+
+static int finish_load(struct spec_vctx *v, json_t *obj, const char *path, struct spec_probe *p)
+{
+	char a[32], b[32];
+
+	if (p->mode == LOAD_MODE_RATE && p->rate == 0)
+		return spec_fail_at(v, obj, path, "rate", "missing (required when mode is rate)");
+	if (p->mode == LOAD_MODE_CLOSED && p->rate > 0)
+		return spec_fail_at(
+		        v, obj, path, "rate",
+		        "only applies to mode: rate (closed mode sends as fast as answers come)");
+	if (p->duration_ms && p->requests)
+		return spec_fail_at(v, obj, path, "requests",
+		                    "give duration or requests, not both");
+	if (!p->duration_ms && !p->requests)
+		p->duration_ms = 30000;
+	rd_format_duration(p->duration_ms, a, sizeof(a));
+	if (p->duration_ms && p->warmup_ms >= p->duration_ms)
+		return spec_fail_at(v, obj, path, "warmup", "must be shorter than duration (%s)",
+		                    a);
+	rd_format_duration(spec_vctx_spec(v)->timeout_ms, b, sizeof(b));
+	if (p->warmup_ms + p->duration_ms > spec_vctx_spec(v)->timeout_ms)
+		return spec_fail_at(v, obj, path, "duration",
+		                    "warmup + duration is longer than the run's timeout (%s)", b);
+	if (check_threads(v, obj, path, p) < 0)
+		return -EINVAL;
+	return spec_load_request(v, obj, path, p);
+}
+
+/* Long enough for what it was asked to do, with a margin for connecting
+ * and draining. */
+static int64_t load_deadline(const struct spec *s, const struct spec_probe *sp)
+{
+	(void)s;
+	return sp->duration_ms + sp->warmup_ms + PROBE_DEADLINE_MARGIN_MS;
+}
+
+static const struct probe_metric_def metrics[] = {
+        {"requests", "requests", PROBE_SAMPLES_REQUESTS},
+        {"errors", "requests", PROBE_SAMPLES_REQUESTS},
+        {"error_rate", "1", PROBE_SAMPLES_REQUESTS},
+        {"throughput_rps", "requests/s", PROBE_SAMPLES_REQUESTS},
+        {"p50_ms", "ms", PROBE_SAMPLES_SUCCESSES},
+        {"p90_ms", "ms", PROBE_SAMPLES_SUCCESSES},
+        {"p95_ms", "ms", PROBE_SAMPLES_SUCCESSES},
+        {"p99_ms", "ms", PROBE_SAMPLES_SUCCESSES},
+        {"p999_ms", "ms", PROBE_SAMPLES_SUCCESSES},
+        {"max_ms", "ms", PROBE_SAMPLES_SUCCESSES},
+        {"mean_ms", "ms", PROBE_SAMPLES_SUCCESSES},
+        {"errors_connect", "requests", PROBE_SAMPLES_REQUESTS},
+        {"errors_timeout", "requests", PROBE_SAMPLES_REQUESTS},
+        {"errors_io", "requests", PROBE_SAMPLES_REQUESTS},
+        {"errors_protocol", "requests", PROBE_SAMPLES_REQUESTS},
+        {"errors_4xx", "requests", PROBE_SAMPLES_REQUESTS},
+        {"errors_5xx", "requests", PROBE_SAMPLES_REQUESTS},
+        {"warmup_requests", "requests", PROBE_SAMPLES_REQUESTS},
+        {"p50_ms_uncorrected", "ms", PROBE_SAMPLES_SUCCESSES},
+        {"p90_ms_uncorrected", "ms", PROBE_SAMPLES_SUCCESSES},
+        {"p95_ms_uncorrected", "ms", PROBE_SAMPLES_SUCCESSES},
+        {"p99_ms_uncorrected", "ms", PROBE_SAMPLES_SUCCESSES},
+        {"p999_ms_uncorrected", "ms", PROBE_SAMPLES_SUCCESSES},
+        {"max_ms_uncorrected", "ms", PROBE_SAMPLES_SUCCESSES},
+        {"mean_ms_uncorrected", "ms", PROBE_SAMPLES_SUCCESSES},
+        {"schedule_lag_ms", "ms", PROBE_SAMPLES_REQUESTS},
+        {"schedule_lag_max_ms", "ms", PROBE_SAMPLES_REQUESTS},
+        {"unsent", "requests", PROBE_SAMPLES_REQUESTS},
+        {"rate_kept", "1", PROBE_SAMPLES_REQUESTS},
+        {"aborted", "1", PROBE_SAMPLES_REQUESTS},
+};
+
+const struct probe_type_def probe_type_load = {
+        .name = "load",
+        .section = "Performance",
+        .fields = fields,
+        .n_fields = RD_ARRAY_SIZE(fields),
+        .finish = finish_load,
+        .deadline_ms = load_deadline,
+        .deadline_doc = "`warmup + duration + 60s`",
+        .load = true,
+        .metrics = metrics,
+        .n_metrics = RD_ARRAY_SIZE(metrics),
+        .ops =
+                {
+                        .start = load_probe_start,
+                        .cancel = load_probe_cancel,
+                        .free = load_probe_free,
+                },
 };

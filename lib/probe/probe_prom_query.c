@@ -278,9 +278,47 @@ static void query_free(struct probe *p)
 	p->impl = NULL;
 }
 
-const struct probe_ops probe_prom_query_ops = {
-        .type = PROBE_TYPE_PROM_QUERY,
-        .start = query_start,
-        .cancel = query_cancel,
-        .free = query_free,
+/* --- the type: its spec fields, rules, metrics and ops --- */
+
+/* One field per line, aligned by hand: read as a schema more than as
+ * code. */
+/* clang-format off */
+static const char *const function_names[] = {"min", "max", "avg", "last", NULL};
+static const struct spec_field fields[] = {
+	SPEC_F_COMMON, SPEC_F_PROMETHEUS, SPEC_F_HEADERS,
+	{.key = "query",    .kind = FK_STRING, .required = true, .off = SPEC_P(query),
+	 .max = SPEC_MAX_TEXT},
+	{.key = "range",    .kind = FK_DURATION, .off = SPEC_P(range_ms), .min = 1, .max = SPEC_MAXD},
+	{.key = "function", .kind = FK_STRING, .off = SPEC_P(function), .choices = function_names},
+	SPEC_F_TLS_CLIENT,
+};
+/* clang-format on */
+
+static int finish_query(struct spec_vctx *v, json_t *obj, const char *path, struct spec_probe *p)
+{
+	if (p->function && !p->range_ms)
+		return spec_fail_at(v, obj, path, "function",
+		                    "only applies to range queries (give range too)");
+	return 0;
+}
+
+static const struct probe_metric_def metrics[] = {
+        {"value", "the query's", PROBE_SAMPLES_NONE},
+};
+
+const struct probe_type_def probe_type_prom_query = {
+        .name = "prometheus-query",
+        .section = "Monitoring",
+        .fields = fields,
+        .n_fields = RD_ARRAY_SIZE(fields),
+        .finish = finish_query,
+        .deadline_fixed_ms = PROBE_DEFAULT_DEADLINE_MS,
+        .metrics = metrics,
+        .n_metrics = RD_ARRAY_SIZE(metrics),
+        .ops =
+                {
+                        .start = query_start,
+                        .cancel = query_cancel,
+                        .free = query_free,
+                },
 };

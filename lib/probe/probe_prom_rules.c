@@ -529,9 +529,40 @@ static void rules_free(struct probe *p)
 		rules_release(rp);
 }
 
-const struct probe_ops probe_prom_rules_ops = {
-        .type = PROBE_TYPE_PROM_RULES,
-        .start = rules_start,
-        .cancel = rules_cancel,
-        .free = rules_free,
+/* --- the type: its spec fields, rules, metrics and ops --- */
+
+/* One field per line, aligned by hand: read as a schema more than as
+ * code. */
+/* clang-format off */
+static const struct spec_field fields[] = {
+	SPEC_F_COMMON, SPEC_F_PROMETHEUS, SPEC_F_HEADERS, SPEC_F_REQUIRE,
+	{.key = "rule_files", .kind = FK_STRING_LIST, .flags = SPEC_FIELD_FILE, .off = SPEC_P(rule_files),
+	 .count_off = SPEC_P(n_rule_files), .max = SPEC_MAX_LIST, .check = spec_check_abs_path},
+	SPEC_F_TLS_CLIENT,
+};
+/* clang-format on */
+
+static const struct probe_metric_def metrics[] = {
+        {"rules", "rules", PROBE_SAMPLES_NONE},
+        {"alerts", "rules", PROBE_SAMPLES_NONE},
+        {"missing", "alerts", PROBE_SAMPLES_NONE},
+        {"unhealthy", "rules", PROBE_SAMPLES_NONE},
+        {"unevaluated", "rules", PROBE_SAMPLES_NONE},
+        {"rule_file_errors", "errors", PROBE_SAMPLES_NONE},
+};
+
+const struct probe_type_def probe_type_prom_rules = {
+        .name = "prometheus-rules",
+        .section = "Monitoring",
+        .fields = fields,
+        .n_fields = RD_ARRAY_SIZE(fields),
+        .deadline_fixed_ms = PROBE_DEFAULT_DEADLINE_MS,
+        .metrics = metrics,
+        .n_metrics = RD_ARRAY_SIZE(metrics),
+        .ops =
+                {
+                        .start = rules_start,
+                        .cancel = rules_cancel,
+                        .free = rules_free,
+                },
 };

@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "lib/probe/probe.h"
+#include "lib/util/util.h"
 #include "lib/prom/promtext.h"
 
 #define SCRAPE_DEFAULT_TIMEOUT_MS 10000
@@ -218,9 +219,34 @@ static void scrape_free(struct probe *p)
 	p->impl = NULL;
 }
 
-const struct probe_ops probe_prom_scrape_ops = {
-        .type = PROBE_TYPE_PROM_SCRAPE,
-        .start = scrape_start,
-        .cancel = scrape_cancel,
-        .free = scrape_free,
+/* --- the type: its spec fields, rules, metrics and ops --- */
+
+/* One field per line, aligned by hand: read as a schema more than as
+ * code. */
+/* clang-format off */
+static const struct spec_field fields[] = {
+	SPEC_F_COMMON, SPEC_F_URL(true), SPEC_F_HEADERS, SPEC_F_REQUIRE, SPEC_F_TLS_CLIENT,
+};
+/* clang-format on */
+
+static const struct probe_metric_def metrics[] = {
+        {"families", "families", PROBE_SAMPLES_NONE},
+        {"missing", "families", PROBE_SAMPLES_NONE},
+        {"samples", "samples", PROBE_SAMPLES_NONE},
+};
+
+const struct probe_type_def probe_type_prom_scrape = {
+        .name = "prometheus-scrape",
+        .section = "Monitoring",
+        .fields = fields,
+        .n_fields = RD_ARRAY_SIZE(fields),
+        .deadline_fixed_ms = PROBE_DEFAULT_DEADLINE_MS,
+        .metrics = metrics,
+        .n_metrics = RD_ARRAY_SIZE(metrics),
+        .ops =
+                {
+                        .start = scrape_start,
+                        .cancel = scrape_cancel,
+                        .free = scrape_free,
+                },
 };

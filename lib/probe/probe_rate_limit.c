@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "lib/probe/probe.h"
+#include "lib/util/util.h"
 
 #define RL_CONCURRENCY        8
 #define RL_DEFAULT_TIMEOUT_MS 10000
@@ -204,9 +205,43 @@ static int rl_probe_start(struct probe *p)
 	return 0;
 }
 
-const struct probe_ops probe_rate_limit_ops = {
-        .type = PROBE_TYPE_RATE_LIMIT,
-        .start = rl_probe_start,
-        .cancel = rl_probe_cancel,
-        .free = rl_probe_free,
+/* --- the type: its spec fields, rules, metrics and ops --- */
+
+/* One field per line, aligned by hand: read as a schema more than as
+ * code. */
+/* clang-format off */
+static const struct spec_field fields[] = {
+	SPEC_F_COMMON, SPEC_F_URL(false), SPEC_F_METHOD, SPEC_F_HEADERS, SPEC_F_BODY,
+	{.key = "burst", .kind = FK_INT, .off = SPEC_P(burst), .min = 1, .max = 100000, .def = 100},
+	SPEC_F_TLS_CLIENT,
+};
+/* clang-format on */
+
+static int finish_rate_limit(struct spec_vctx *v, json_t *obj, const char *path,
+                             struct spec_probe *p)
+{
+	return spec_inherit_target(v, obj, path, p);
+}
+
+static const struct probe_metric_def metrics[] = {
+        {"first_429_after", "requests", PROBE_SAMPLES_NONE},
+        {"limited", "1", PROBE_SAMPLES_NONE},
+        {"retry_after_present", "1", PROBE_SAMPLES_NONE},
+};
+
+const struct probe_type_def probe_type_rate_limit = {
+        .name = "rate-limit",
+        .section = "Security",
+        .fields = fields,
+        .n_fields = RD_ARRAY_SIZE(fields),
+        .finish = finish_rate_limit,
+        .deadline_fixed_ms = PROBE_DEFAULT_DEADLINE_MS,
+        .metrics = metrics,
+        .n_metrics = RD_ARRAY_SIZE(metrics),
+        .ops =
+                {
+                        .start = rl_probe_start,
+                        .cancel = rl_probe_cancel,
+                        .free = rl_probe_free,
+                },
 };

@@ -630,10 +630,72 @@ static int res_probe_start(struct probe *p)
 	return 0;
 }
 
-const struct probe_ops probe_resources_ops = {
-        .type = PROBE_TYPE_RESOURCES,
-        .start = res_probe_start,
-        .cancel = res_probe_cancel,
-        .free = res_probe_free,
-        .stop = res_probe_stop,
+/* --- the type: its spec fields, rules, metrics and ops --- */
+
+/* One field per line, aligned by hand: read as a schema more than as
+ * code. */
+#define MAX_PID 4194304 /* PID_MAX_LIMIT on 64-bit Linux */
+
+/* clang-format off */
+static const struct spec_field fields[] = {
+	SPEC_F_COMMON,
+	{.key = "pid",          .kind = FK_INT, .off = SPEC_P(pid), .min = 1, .max = MAX_PID},
+	{.key = "pid_file",     .kind = FK_STRING, .flags = SPEC_FIELD_FILE,
+	 .off = SPEC_P(pid_file), .max = SPEC_MAX_TEXT, .check = spec_check_abs_path},
+	{.key = "cgroup",       .kind = FK_STRING, .off = SPEC_P(cgroup), .max = SPEC_MAX_TEXT,
+	 .check = spec_check_cgroup},
+	{.key = "interval",     .kind = FK_DURATION, .off = SPEC_P(interval_ms), .min = 1,
+	 .max = SPEC_MAXD, .def = 1000},
+	{.key = "gpu_required", .kind = FK_BOOL, .off = SPEC_P(gpu_required)},
+};
+/* clang-format on */
+
+static int finish_resources(struct spec_vctx *v, json_t *obj, const char *path,
+                            struct spec_probe *p)
+{
+	int given = (p->pid > 0) + (p->pid_file != NULL) + (p->cgroup != NULL);
+
+	if (given == 0)
+		return spec_fail(v, obj, path, "needs one of pid, pid_file or cgroup");
+	if (given > 1)
+		return spec_fail_at(v, obj, path, p->cgroup ? "cgroup" : "pid_file",
+		                    "give only one of pid, pid_file and cgroup");
+	return 0;
+}
+
+/* A background probe samples until the later probes ended: the run
+ * bounds it. */
+static int64_t resources_deadline(const struct spec *s, const struct spec_probe *sp)
+{
+	(void)sp;
+	return s->timeout_ms;
+}
+
+static const struct probe_metric_def metrics[] = {
+        {"cpu_percent_max", "%", PROBE_SAMPLES_NONE},
+        {"cpu_percent_avg", "%", PROBE_SAMPLES_NONE},
+        {"cpu_percent", "%", PROBE_SAMPLES_NONE},
+        {"rss_mb_max", "MB", PROBE_SAMPLES_NONE},
+        {"samples", "samples", PROBE_SAMPLES_NONE},
+        {"gpu_util_max", "%", PROBE_SAMPLES_NONE},
+        {"gpu_mem_used_pct_max", "%", PROBE_SAMPLES_NONE},
+};
+
+const struct probe_type_def probe_type_resources = {
+        .name = "resources",
+        .section = "Performance",
+        .fields = fields,
+        .n_fields = RD_ARRAY_SIZE(fields),
+        .finish = finish_resources,
+        .deadline_ms = resources_deadline,
+        .deadline_doc = "the run's `timeout`",
+        .metrics = metrics,
+        .n_metrics = RD_ARRAY_SIZE(metrics),
+        .ops =
+                {
+                        .start = res_probe_start,
+                        .cancel = res_probe_cancel,
+                        .free = res_probe_free,
+                        .stop = res_probe_stop,
+                },
 };

@@ -329,9 +329,49 @@ static int rb_probe_start(struct probe *p)
 	return 0;
 }
 
-const struct probe_ops probe_rollback_drill_ops = {
-        .type = PROBE_TYPE_ROLLBACK_DRILL,
-        .start = rb_probe_start,
-        .cancel = rb_probe_cancel,
-        .free = rb_probe_free,
+/* --- the type: its spec fields, rules, metrics and ops --- */
+
+/* One field per line, aligned by hand: read as a schema more than as
+ * code. */
+/* clang-format off */
+static const struct spec_field fields[] = {
+	SPEC_F_COMMON,
+	SPEC_F_HOOK("trigger", trigger, true),
+	SPEC_F_HOOK("restore", restore, false),
+	{.key = "version_url",    .kind = FK_STRING, .required = true, .flags = SPEC_FIELD_URL,
+	 .off = SPEC_P(version_url), .max = SPEC_MAX_URL, .check = spec_check_url},
+	{.key = "expect_version", .kind = FK_STRING, .required = true, .off = SPEC_P(expect_version),
+	 .check = spec_check_version},
+	SPEC_F_WITHIN(true),
+	SPEC_F_POLL,
+	SPEC_F_HEADERS,
+	SPEC_F_TLS_CLIENT,
+};
+/* clang-format on */
+
+static int64_t rollback_deadline(const struct spec *s, const struct spec_probe *sp)
+{
+	(void)s;
+	return sp->within_ms + PROBE_DEADLINE_MARGIN_MS;
+}
+
+static const struct probe_metric_def metrics[] = {
+        {"seconds_to_rollback", "s", PROBE_SAMPLES_NONE},
+};
+
+const struct probe_type_def probe_type_rollback_drill = {
+        .name = "rollback-drill",
+        .section = "Rollback",
+        .fields = fields,
+        .n_fields = RD_ARRAY_SIZE(fields),
+        .deadline_ms = rollback_deadline,
+        .deadline_doc = "`within + 60s`",
+        .metrics = metrics,
+        .n_metrics = RD_ARRAY_SIZE(metrics),
+        .ops =
+                {
+                        .start = rb_probe_start,
+                        .cancel = rb_probe_cancel,
+                        .free = rb_probe_free,
+                },
 };

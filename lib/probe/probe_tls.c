@@ -21,11 +21,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "lib/policy/policy.h"
 #include "lib/probe/probe.h"
+#include "lib/util/util.h"
 
 #define TLS_DEFAULT_TIMEOUT_MS 10000
 #define TLS_HOST_MAX           256
@@ -608,9 +610,56 @@ static int tls_probe_start(struct probe *p)
 	return e;
 }
 
-const struct probe_ops probe_tls_ops = {
-        .type = PROBE_TYPE_TLS,
-        .start = tls_probe_start,
-        .cancel = tls_probe_cancel,
-        .free = tls_probe_free,
+/* --- the type: its spec fields, rules, metrics and ops --- */
+
+/* One field per line, aligned by hand: read as a schema more than as
+ * code. */
+/* clang-format off */
+static const char *const tls_versions[] = {"1.2", "1.3", NULL};
+static const struct spec_field fields[] = {
+	SPEC_F_COMMON, SPEC_F_URL(false),
+	{.key = "min_version", .kind = FK_STRING, .off = SPEC_P(min_version), .choices = tls_versions},
+	{.key = "servername",  .kind = FK_STRING, .off = SPEC_P(servername), .check = spec_check_hostname},
+	SPEC_F_CA_FILE,
+};
+/* clang-format on */
+
+static int finish_tls(struct spec_vctx *v, json_t *obj, const char *path, struct spec_probe *p)
+{
+	int r;
+
+	if (!p->url && !spec_vctx_spec(v)->target.url)
+		return spec_fail(v, obj, path,
+		                 "needs a url: give the probe a url or the spec a target");
+	r = spec_str_default(&p->url, spec_vctx_spec(v)->target.url);
+	if (r < 0)
+		return r;
+	if (!strncasecmp(p->url, "https://", 8) == 0)
+		return spec_fail_at(v, obj, path, "url", "must be an https:// URL%s",
+		                    json_object_get(obj, "url") ? "" : " (the target's is not)");
+	return 0;
+}
+
+static const struct probe_metric_def metrics[] = {
+        {"version", "TLS version", PROBE_SAMPLES_NONE},
+        {"cert_days_left", "days", PROBE_SAMPLES_NONE},
+        {"hostname_ok", "1", PROBE_SAMPLES_NONE},
+        {"chain_ok", "1", PROBE_SAMPLES_NONE},
+};
+
+const struct probe_type_def probe_type_tls = {
+        .name = "tls",
+        .section = "Security",
+        .fields = fields,
+        .n_fields = RD_ARRAY_SIZE(fields),
+        .finish = finish_tls,
+        .deadline_fixed_ms = PROBE_DEFAULT_DEADLINE_MS,
+        .metrics = metrics,
+        .n_metrics = RD_ARRAY_SIZE(metrics),
+        .ops =
+                {
+                        .start = tls_probe_start,
+                        .cancel = tls_probe_cancel,
+                        .free = tls_probe_free,
+                },
 };

@@ -1,7 +1,8 @@
 /* report_markdown: the run as the seed's readiness_report.md (see
  * report.h): verdict first, then one section per concern with its probes
  * and gates, then the checklist and the waivers used. Also home of the
- * probe-type -> section mapping the HTML report shares.
+ * probe-type -> section lookup (each type declares its section in
+ * lib/probe/probe_<type>.c) the HTML and JUnit reports share.
  *
  * Pure: reads only the run JSON. Every string that came from a spec, a
  * target or an error goes through md_text(), so markup in it is shown,
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "lib/gate/gate.h"
+#include "lib/probe/probe.h"
 #include "lib/report/report.h"
 #include "lib/report/svg.h"
 #include "lib/util/util.h"
@@ -20,27 +22,24 @@ static const char *const sections[] = {"Performance", "Monitoring", "Incident re
 
 const char *report_section_of_type(const char *t)
 {
-	static const struct {
-		const char *type, *section;
-	} map[] = {
-	        {"load", "Performance"},
-	        {"capacity", "Performance"},
-	        {"resources", "Performance"},
-	        {"prometheus-scrape", "Monitoring"},
-	        {"prometheus-rules", "Monitoring"},
-	        {"prometheus-query", "Monitoring"},
-	        {"alert-drill", "Monitoring"},
-	        {"http", "Monitoring"},
-	        {"rollback-drill", "Rollback"},
-	        {"tls", "Security"},
-	        {"auth", "Security"},
-	        {"rate-limit", "Security"},
-	};
+	enum probe_type pt;
 
-	for (size_t i = 0; t && i < sizeof(map) / sizeof(map[0]); i++)
-		if (strcmp(map[i].type, t) == 0)
-			return map[i].section;
+	if (t && probe_type_from_string(t, &pt) == 0 && probe_type_get(pt)->section)
+		return probe_type_get(pt)->section;
 	return "Monitoring"; /* a generic check of something that runs */
+}
+
+/* Is section one of the fixed ones, or of a type before type n? */
+static bool section_listed(const char *section, size_t n)
+{
+	for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
+		if (strcmp(sections[i], section) == 0)
+			return true;
+	for (size_t t = 0; t < n; t++)
+		if (strcmp(report_section_of_type(probe_type_to_string((enum probe_type)t)),
+		           section) == 0)
+			return true;
+	return false;
 }
 
 const char *report_gate_section(json_t *run, json_t *gate)
@@ -362,6 +361,13 @@ char *report_markdown(json_t *run, json_t *spec, size_t *ret_len)
 	md_header(&b, run);
 	for (i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
 		md_section(&b, run, sections[i]);
+	/* Sections only a registered type has, in the order of the types. */
+	for (i = 0; i < probe_type_count(); i++) {
+		const char *sec = report_section_of_type(probe_type_to_string((enum probe_type)i));
+
+		if (!section_listed(sec, i))
+			md_section(&b, run, sec);
+	}
 	svg_buf_puts(&b, "\n## Checklist\n\n");
 	json_array_foreach (json_object_get(run, "checklist"), i, c)
 		md_check_item(&b, c);

@@ -32,10 +32,8 @@
 #include "lib/util/run_state.h"
 #include "lib/util/util.h"
 
-#define DEFAULT_PROBE_DEADLINE_MS (2 * 60 * 1000)
-#define PROBE_DEADLINE_MARGIN_MS  (60 * 1000)
-#define RETRY_FIRST_MS            1000
-#define RETRY_MAX_MS              (30 * 1000)
+#define RETRY_FIRST_MS 1000
+#define RETRY_MAX_MS   (30 * 1000)
 
 struct sched_watch {
 	struct run *run;
@@ -105,7 +103,9 @@ static void run_advance(struct run *r);
 
 static bool is_load_type(enum probe_type t)
 {
-	return t == PROBE_TYPE_LOAD || t == PROBE_TYPE_CAPACITY;
+	const struct probe_type_def *d = probe_type_get(t);
+
+	return d && d->load;
 }
 
 static void config_defaults(struct sched_config *c)
@@ -341,23 +341,13 @@ static void sched_save_state(struct run *r)
 		sched_store_failed(r, e);
 }
 
-/* The probe's own deadline unless the spec sets one: long enough for what
- * the probe was asked to do, with a margin for connecting and draining. */
+/* The probe's own deadline unless the spec sets one: its type's default
+ * (lib/probe/probe_<type>.c). */
 static int64_t sched_probe_deadline_ms(const struct run *r, const struct spec_probe *sp)
 {
 	if (sp->timeout_ms > 0)
 		return sp->timeout_ms;
-	switch (sp->type) {
-	case PROBE_TYPE_LOAD:
-		return sp->duration_ms + sp->warmup_ms + PROBE_DEADLINE_MARGIN_MS;
-	case PROBE_TYPE_CAPACITY:
-		return r->spec->timeout_ms;
-	case PROBE_TYPE_ALERT_DRILL:
-	case PROBE_TYPE_ROLLBACK_DRILL:
-		return sp->within_ms + sp->wait_resolve_ms + PROBE_DEADLINE_MARGIN_MS;
-	default:
-		return DEFAULT_PROBE_DEADLINE_MS;
-	}
+	return probe_type_deadline_ms(r->spec, sp);
 }
 
 static void on_probe_deadline(uv_timer_t *t)
@@ -472,13 +462,7 @@ static bool start_probe(struct run *r)
 	r->probe_deadline_hit = false;
 	sched_save_probe(r, r->cur);
 	sched_notify(r, false);
-	p->ops = probe_ops_find(p->sp->type);
-	if (!p->ops) {
-		probe_finish(p, PROBE_STATE_ERRORED,
-		             "probe type '%s' is not implemented in this readyd",
-		             probe_type_to_string(p->sp->type));
-		return true;
-	}
+	p->ops = &probe_type_get(p->sp->type)->ops;
 	p->deadline_ms = sched_probe_deadline_ms(r, p->sp);
 	uv_timer_start(&r->probe_timer, on_probe_deadline, (uint64_t)p->deadline_ms, 0);
 	set_load_window(r, r->cur);

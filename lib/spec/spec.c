@@ -1,10 +1,12 @@
 /* spec: the readiness-spec validator (see spec.h, docs/spec.md). Both input
  * formats become one jansson tree (YAML through spec_yaml.c, JSON through
  * jansson), and one table-driven validator turns that tree into struct
- * spec: a field-descriptor table per object kind says which keys exist,
- * their type, bounds, default and where they land in the C structure.
- * Rules that relate several fields live in small per-type finish
- * functions after the tables.
+ * spec: a field-descriptor table per object kind (spec_schema.h) says
+ * which keys exist, their type, bounds, default and where they land in
+ * the C structure. The top level, gates, requests and the checklist have
+ * their tables here; each probe type has its fields and its rules across
+ * them (finish) in its own table, lib/probe/probe_<type>.c, found through
+ * the probe type registry.
  *
  * The first error wins and carries the path of the field at fault; on any
  * error nothing leaks. This module does no I/O and holds no policy about
@@ -23,25 +25,24 @@
 #include "lib/util/ere.h"
 #include "lib/probe/jsonpath.h"
 #include "lib/spec/spec.h"
+#include "lib/spec/spec_schema.h"
 #include "lib/spec/spec_yaml.h"
+#include "lib/probe/probe.h"
 #include "lib/util/util.h"
 
 #define NO_STORE         ((size_t)-1)
-#define MAX_URL          8192
 #define MAX_SHORT        128 /* service, environment, version */
 #define MAX_METHOD       32
-#define MAX_TEXT         8192 /* queries, evidence, paths, list entries */
 #define MAX_HEADER_NAME  256
 #define MAX_HEADER_VALUE 8192
 #define MAX_STATUSES     16
 #define MAX_SLO_CONDS    8
-#define MAX_PID          4194304 /* PID_MAX_LIMIT on 64-bit Linux */
 #define MAX_AGE_MS       (36500LL * 86400 * 1000)
 #define REDACTED         RD_REDACTED
 
 /* --- validation context and errors --- */
 
-struct vctx {
+struct spec_vctx {
 	struct spec_error *err;
 	const struct spec_srcmap *map;
 	struct spec *spec;
@@ -51,17 +52,17 @@ struct vctx {
 
 /* The line to report for node: its own; for values without one (true,
  * false and null are shared singletons) the key's, else the mapping's. */
-static int line_of(const struct vctx *v, const json_t *node)
+static int line_of(const struct spec_vctx *v, const json_t *node)
 {
 	int line = spec_srcmap_line(v->map, node);
 
 	return line ? line : v->key_line ? v->key_line : v->obj_line;
 }
 
-static int vfail(struct vctx *v, int line, const char *path, const char *fmt, va_list ap)
+static int vfail(struct spec_vctx *v, int line, const char *path, const char *fmt, va_list ap)
         __attribute__((format(printf, 4, 0)));
 
-static int vfail(struct vctx *v, int line, const char *path, const char *fmt, va_list ap)
+static int vfail(struct spec_vctx *v, int line, const char *path, const char *fmt, va_list ap)
 {
 	snprintf(v->err->path, sizeof(v->err->path), "%s", path);
 	vsnprintf(v->err->message, sizeof(v->err->message), fmt, ap);
@@ -69,10 +70,10 @@ static int vfail(struct vctx *v, int line, const char *path, const char *fmt, va
 	return -EINVAL;
 }
 
-static int fail_line(struct vctx *v, int line, const char *path, const char *fmt, ...)
+static int fail_line(struct spec_vctx *v, int line, const char *path, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 
-static int fail_line(struct vctx *v, int line, const char *path, const char *fmt, ...)
+static int fail_line(struct spec_vctx *v, int line, const char *path, const char *fmt, ...)
 {
 	va_list ap;
 	int r;
@@ -83,12 +84,12 @@ static int fail_line(struct vctx *v, int line, const char *path, const char *fmt
 	return r;
 }
 
-static int fail(struct vctx *v, const json_t *node, const char *path, const char *fmt, ...)
+static int fail(struct spec_vctx *v, const json_t *node, const char *path, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 
 /* Records the error at path and returns -EINVAL, so callers can write
  * `return fail(...)`. The first error ends validation. */
-static int fail(struct vctx *v, const json_t *node, const char *path, const char *fmt, ...)
+static int fail(struct spec_vctx *v, const json_t *node, const char *path, const char *fmt, ...)
 {
 	va_list ap;
 	int r;
@@ -97,6 +98,22 @@ static int fail(struct vctx *v, const json_t *node, const char *path, const char
 	r = vfail(v, line_of(v, node), path, fmt, ap);
 	va_end(ap);
 	return r;
+}
+
+int spec_fail(struct spec_vctx *v, const json_t *node, const char *path, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vfail(v, line_of(v, node), path, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+const struct spec *spec_vctx_spec(const struct spec_vctx *v)
+{
+	return v->spec;
 }
 
 /* Optimal-string-alignment distance, case-insensitive: a swap of two
@@ -160,62 +177,12 @@ static void suggest_text(const struct suggest *sg, char *buf, size_t len)
 
 /* --- descriptors --- */
 
-enum field_kind {
-	FK_SKIP = 0,    /* accepted, read elsewhere (a probe's type) */
-	FK_STRING,      /* char *; non-empty; optional check/choices */
-	FK_BODY,        /* char * + size_t length; may be empty */
-	FK_DURATION,    /* int64_t ms, bounds min..max */
-	FK_DATE,        /* int64_t ms since the epoch */
-	FK_INT,         /* int64_t, bounds min..max */
-	FK_NUMBER,      /* double, bounds dmin..dmax */
-	FK_BOOL,        /* bool */
-	FK_TRISTATE,    /* int: -1 absent, 0, 1 */
-	FK_MODE,        /* enum stored as int: index into choices */
-	FK_STRING_LIST, /* char ** + size_t count */
-	FK_STATUS_LIST, /* int64_t * + size_t count */
-	FK_HEADERS,     /* struct spec_header * + size_t count */
-	FK_LABELS,      /* struct spec_label * + size_t count */
-	FK_REQUEST,     /* struct spec_request *, parsed with sub */
-	FK_OBJECT,      /* a nested mapping parsed with sub into base + off */
-	FK_JSON,        /* json_t * (expect_json) */
-	FK_CUSTOM,      /* custom(): lists of probes, gates, the checklist */
-};
-
-struct schema;
-typedef int (*check_cb)(char *s, char *msg, size_t len);
-typedef int (*custom_cb)(struct vctx *v, json_t *val, const char *path, void *base);
-
-struct field {
-	const char *key;
-	enum field_kind kind;
-	bool required;
-	size_t off;       /* where the value goes in the target struct */
-	size_t count_off; /* lists, headers, body: where the count/length goes */
-	int64_t min, max; /* ints, durations (ms); strings: max bytes (0: default) */
-	double dmin, dmax;
-	bool gt_min; /* numbers: strictly greater than dmin */
-	int64_t def; /* ints, durations: default when absent (0: none) */
-	double ddef;
-	const char *sdef;
-	check_cb check;
-	const char *const *choices; /* NULL-terminated */
-	const struct schema *sub;
-	custom_cb custom;
-};
-
-struct schema {
-	const char *what; /* for messages: "'load' probes", "the target" */
-	const struct field *fields;
-	size_t n;
-	bool probe;
-};
-
 #define AT(base, off, type) ((type *)((char *)(base) + (off)))
 
 /* FK_MODE stores enum load_mode through an int. */
 _Static_assert(sizeof(enum load_mode) == sizeof(int), "enum load_mode is not int-sized");
 
-static const struct field *schema_find(const struct schema *sc, const char *key)
+static const struct spec_field *schema_find(const struct spec_schema *sc, const char *key)
 {
 	for (size_t i = 0; i < sc->n; i++) {
 		if (!strcmp(sc->fields[i].key, key))
@@ -249,7 +216,7 @@ static int check_charset(const char *s, const char *extra, size_t max, char *msg
 	return 0;
 }
 
-static int check_probe_name(char *s, char *msg, size_t len)
+int spec_check_probe_name(char *s, char *msg, size_t len)
 {
 	return check_charset(s, "_-", SPEC_MAX_NAME, msg, len);
 }
@@ -275,7 +242,7 @@ static int check_no_ctl(const char *s, char *msg, size_t len)
 	return 0;
 }
 
-static int check_version(char *s, char *msg, size_t len)
+int spec_check_version(char *s, char *msg, size_t len)
 {
 	if (strlen(s) > MAX_SHORT) {
 		snprintf(msg, len, "must be at most %d characters", MAX_SHORT);
@@ -290,7 +257,7 @@ static bool is_tchar(char c)
 	return is_name_char(c, "!#$%&'*+-.^_`|~");
 }
 
-static int check_method(char *s, char *msg, size_t len)
+int spec_check_method(char *s, char *msg, size_t len)
 {
 	for (char *p = s; *p; p++) {
 		if (!is_tchar(*p)) {
@@ -349,7 +316,7 @@ static bool url_is_https(const char *s)
 	return !strncasecmp(s, "https://", 8);
 }
 
-static int check_url(char *s, char *msg, size_t len)
+int spec_check_url(char *s, char *msg, size_t len)
 {
 	const char *auth, *at;
 	size_t n;
@@ -375,7 +342,7 @@ bad:
 	return -EINVAL;
 }
 
-static int check_hostname(char *s, char *msg, size_t len)
+int spec_check_hostname(char *s, char *msg, size_t len)
 {
 	if (strlen(s) > 253 || check_charset(s, ".-", 253, msg, len) < 0) {
 		snprintf(msg, len, "must be a host name");
@@ -393,7 +360,7 @@ static bool has_dotdot(const char *s)
 	return false;
 }
 
-static int check_abs_path(char *s, char *msg, size_t len)
+int spec_check_abs_path(char *s, char *msg, size_t len)
 {
 	if (s[0] != '/' || has_dotdot(s)) {
 		snprintf(msg, len, "must be an absolute path without '..'");
@@ -402,7 +369,7 @@ static int check_abs_path(char *s, char *msg, size_t len)
 	return check_no_ctl(s, msg, len);
 }
 
-static int check_cgroup(char *s, char *msg, size_t len)
+int spec_check_cgroup(char *s, char *msg, size_t len)
 {
 	if (has_dotdot(s)) {
 		snprintf(msg, len, "must be a cgroup path without '..'");
@@ -411,12 +378,12 @@ static int check_cgroup(char *s, char *msg, size_t len)
 	return check_no_ctl(s, msg, len);
 }
 
-static int check_regex(char *s, char *msg, size_t len)
+int spec_check_regex(char *s, char *msg, size_t len)
 {
 	return ere_check(s, msg, len);
 }
 
-static int check_slo(char *s, char *msg, size_t len)
+int spec_check_slo(char *s, char *msg, size_t len)
 {
 	struct gate_expr conds[MAX_SLO_CONDS];
 	char why[200];
@@ -437,8 +404,8 @@ static int check_slo(char *s, char *msg, size_t len)
  * one spelling; a JSON real does not keep its text, so it is refused). On
  * success the document node becomes that string, so doc says what the
  * spec means ("2.40", not 2.4). val must not be used afterwards. */
-static int take_text(struct vctx *v, json_t *parent, const char *key, size_t index, json_t *val,
-                     const char *path, char **ret)
+static int take_text(struct spec_vctx *v, json_t *parent, const char *key, size_t index,
+                     json_t *val, const char *path, char **ret)
 {
 	const char *t = NULL;
 	char num[32];
@@ -494,7 +461,8 @@ static int choice_index(const char *const *choices, const char *s)
 }
 
 /* Validates s against f: emptiness, length, choices, check(). */
-static int check_string(struct vctx *v, const struct field *f, int line, const char *path, char *s)
+static int check_string(struct spec_vctx *v, const struct spec_field *f, int line, const char *path,
+                        char *s)
 {
 	size_t max = f->max ? (size_t)f->max : SPEC_MAX_STRING;
 	char msg[200];
@@ -512,7 +480,7 @@ static int check_string(struct vctx *v, const struct field *f, int line, const c
 	return 0;
 }
 
-static int read_string(struct vctx *v, const struct field *f, json_t *parent, json_t *val,
+static int read_string(struct spec_vctx *v, const struct spec_field *f, json_t *parent, json_t *val,
                        const char *path, void *base)
 {
 	int line = line_of(v, val); /* val may be replaced by its text */
@@ -531,7 +499,7 @@ static int read_string(struct vctx *v, const struct field *f, json_t *parent, js
 	return 0;
 }
 
-static int read_body(struct vctx *v, const struct field *f, json_t *parent, json_t *val,
+static int read_body(struct spec_vctx *v, const struct spec_field *f, json_t *parent, json_t *val,
                      const char *path, void *base)
 {
 	int line = line_of(v, val);
@@ -550,7 +518,7 @@ static int read_body(struct vctx *v, const struct field *f, json_t *parent, json
 	return 0;
 }
 
-static int duration_error(struct vctx *v, const struct field *f, const json_t *val,
+static int duration_error(struct spec_vctx *v, const struct spec_field *f, const json_t *val,
                           const char *path)
 {
 	char lo[32], hi[32];
@@ -563,8 +531,8 @@ static int duration_error(struct vctx *v, const struct field *f, const json_t *v
 	return fail(v, val, path, "must be a duration from %s to %s", lo, hi);
 }
 
-static int read_duration(struct vctx *v, const struct field *f, json_t *val, const char *path,
-                         void *base)
+static int read_duration(struct spec_vctx *v, const struct spec_field *f, json_t *val,
+                         const char *path, void *base)
 {
 	int64_t ms = 0;
 	int r;
@@ -582,7 +550,7 @@ static int read_duration(struct vctx *v, const struct field *f, json_t *val, con
 	return 0;
 }
 
-static int read_date(struct vctx *v, const struct field *f, json_t *val, const char *path,
+static int read_date(struct spec_vctx *v, const struct spec_field *f, json_t *val, const char *path,
                      void *base)
 {
 	int64_t ms;
@@ -593,7 +561,7 @@ static int read_date(struct vctx *v, const struct field *f, json_t *val, const c
 	return 0;
 }
 
-static int read_int(struct vctx *v, const struct field *f, json_t *val, const char *path,
+static int read_int(struct spec_vctx *v, const struct spec_field *f, json_t *val, const char *path,
                     void *base)
 {
 	json_int_t n;
@@ -610,8 +578,8 @@ bad:
 	            (long long)f->max);
 }
 
-static int read_number(struct vctx *v, const struct field *f, json_t *val, const char *path,
-                       void *base)
+static int read_number(struct spec_vctx *v, const struct spec_field *f, json_t *val,
+                       const char *path, void *base)
 {
 	double d;
 
@@ -629,7 +597,7 @@ bad:
 	return fail(v, val, path, "must be a number from %g to %g", f->dmin, f->dmax);
 }
 
-static int read_bool(struct vctx *v, const struct field *f, json_t *val, const char *path,
+static int read_bool(struct spec_vctx *v, const struct spec_field *f, json_t *val, const char *path,
                      void *base)
 {
 	if (!json_is_boolean(val))
@@ -641,7 +609,7 @@ static int read_bool(struct vctx *v, const struct field *f, json_t *val, const c
 	return 0;
 }
 
-static int read_mode(struct vctx *v, const struct field *f, json_t *val, const char *path,
+static int read_mode(struct spec_vctx *v, const struct spec_field *f, json_t *val, const char *path,
                      void *base)
 {
 	char msg[128];
@@ -657,8 +625,8 @@ static int read_mode(struct vctx *v, const struct field *f, json_t *val, const c
 
 /* --- lists and maps --- */
 
-/* A list of 1..max distinct non-empty strings, each at most MAX_TEXT bytes. */
-static int read_strv(struct vctx *v, json_t *arr, const char *path, size_t max, char ***ret_v,
+/* A list of 1..max distinct non-empty strings, each at most SPEC_MAX_TEXT bytes. */
+static int read_strv(struct spec_vctx *v, json_t *arr, const char *path, size_t max, char ***ret_v,
                      size_t *ret_n)
 {
 	char ipath[sizeof(v->err->path)];
@@ -680,10 +648,10 @@ static int read_strv(struct vctx *v, json_t *arr, const char *path, size_t max, 
 		r = take_text(v, arr, NULL, i, json_array_get(arr, i), ipath, &sv[i]);
 		if (r < 0)
 			return r;
-		if (sv[i][0] == '\0' || strlen(sv[i]) > MAX_TEXT)
+		if (sv[i][0] == '\0' || strlen(sv[i]) > SPEC_MAX_TEXT)
 			return fail_line(v, line, ipath,
 			                 "must be a non-empty string of at most %d bytes",
-			                 MAX_TEXT);
+			                 SPEC_MAX_TEXT);
 		for (size_t j = 0; j < i; j++) {
 			if (!strcmp(sv[i], sv[j]))
 				return fail_line(v, line, ipath, "'%.64s' is listed twice", sv[i]);
@@ -694,8 +662,8 @@ static int read_strv(struct vctx *v, json_t *arr, const char *path, size_t max, 
 
 /* A list of strings; each entry passes the field's check (file lists:
  * absolute paths without '..'). */
-static int read_string_list(struct vctx *v, const struct field *f, json_t *val, const char *path,
-                            void *base)
+static int read_string_list(struct spec_vctx *v, const struct spec_field *f, json_t *val,
+                            const char *path, void *base)
 {
 	char ipath[sizeof(v->err->path)], msg[200];
 	char **sv;
@@ -712,8 +680,8 @@ static int read_string_list(struct vctx *v, const struct field *f, json_t *val, 
 	return r;
 }
 
-static int read_status_list(struct vctx *v, const struct field *f, json_t *val, const char *path,
-                            void *base)
+static int read_status_list(struct spec_vctx *v, const struct spec_field *f, json_t *val,
+                            const char *path, void *base)
 {
 	size_t n = json_array_size(val);
 	int64_t *st;
@@ -770,8 +738,8 @@ static bool is_framing_header(const char *name)
 
 /* One header: a token name, a value without control characters (CR/LF
  * would let a spec inject headers or split the request). */
-static int read_header(struct vctx *v, json_t *obj, const char *name, json_t *val, const char *path,
-                       struct spec_header *h)
+static int read_header(struct spec_vctx *v, json_t *obj, const char *name, json_t *val,
+                       const char *path, struct spec_header *h)
 {
 	int line, r;
 
@@ -802,8 +770,8 @@ static int read_header(struct vctx *v, json_t *obj, const char *name, json_t *va
 	return 0;
 }
 
-static int read_headers(struct vctx *v, const struct field *f, json_t *val, const char *path,
-                        void *base)
+static int read_headers(struct spec_vctx *v, const struct spec_field *f, json_t *val,
+                        const char *path, void *base)
 {
 	size_t n = json_object_size(val), i = 0;
 	struct spec_header *hs;
@@ -839,8 +807,8 @@ static int read_headers(struct vctx *v, const struct field *f, json_t *val, cons
 /* alert-drill `labels`: Prometheus label names (not alertname, which is
  * `alert`) to exact, non-empty values: an empty value is an absent label
  * in Prometheus, so it could never match. */
-static int read_label(struct vctx *v, json_t *obj, const char *name, json_t *val, const char *path,
-                      struct spec_label *l)
+static int read_label(struct spec_vctx *v, json_t *obj, const char *name, json_t *val,
+                      const char *path, struct spec_label *l)
 {
 	bool ok = (isalpha((unsigned char)name[0]) || name[0] == '_') && strlen(name) <= 128;
 	int r;
@@ -858,14 +826,14 @@ static int read_label(struct vctx *v, json_t *obj, const char *name, json_t *val
 	r = take_text(v, obj, name, 0, val, path, &l->value);
 	if (r < 0)
 		return r;
-	if (!l->value[0] || strlen(l->value) > MAX_TEXT)
+	if (!l->value[0] || strlen(l->value) > SPEC_MAX_TEXT)
 		return fail(v, val, path, "must be a non-empty string of at most %d bytes",
-		            MAX_TEXT);
+		            SPEC_MAX_TEXT);
 	return 0;
 }
 
-static int read_labels(struct vctx *v, const struct field *f, json_t *val, const char *path,
-                       void *base)
+static int read_labels(struct spec_vctx *v, const struct spec_field *f, json_t *val,
+                       const char *path, void *base)
 {
 	size_t n = json_object_size(val), i = 0;
 	struct spec_label *ls;
@@ -896,7 +864,7 @@ static int read_labels(struct vctx *v, const struct field *f, json_t *val, const
 /* expect_json: JSONPath -> expected value. The paths are parsed now
  * (against null: only their syntax is checked) so a typo fails the spec,
  * not the run. */
-static int read_json(struct vctx *v, const struct field *f, json_t *val, const char *path,
+static int read_json(struct spec_vctx *v, const struct spec_field *f, json_t *val, const char *path,
                      void *base)
 {
 	const char *key;
@@ -926,12 +894,11 @@ static int read_json(struct vctx *v, const struct field *f, json_t *val, const c
 
 /* --- objects --- */
 
-static int parse_object(struct vctx *v, json_t *obj, const char *path, const struct schema *sc,
-                        void *base);
-static const struct schema probe_schema_table[_PROBE_TYPE_MAX];
+static int parse_object(struct spec_vctx *v, json_t *obj, const char *path,
+                        const struct spec_schema *sc, void *base);
 
-static int read_request(struct vctx *v, const struct field *f, json_t *val, const char *path,
-                        void *base)
+static int read_request(struct spec_vctx *v, const struct spec_field *f, json_t *val,
+                        const char *path, void *base)
 {
 	struct spec_request **slot = AT(base, f->off, struct spec_request *);
 
@@ -943,7 +910,7 @@ static int read_request(struct vctx *v, const struct field *f, json_t *val, cons
 	return parse_object(v, val, path, f->sub, *slot);
 }
 
-static int read_field(struct vctx *v, const struct field *f, json_t *obj, json_t *val,
+static int read_field(struct spec_vctx *v, const struct spec_field *f, json_t *obj, json_t *val,
                       const char *path, void *base)
 {
 	switch (f->kind) {
@@ -986,7 +953,7 @@ static int read_field(struct vctx *v, const struct field *f, json_t *obj, json_t
 	return -EINVAL;
 }
 
-static int apply_default(const struct field *f, void *base)
+static int apply_default(const struct spec_field *f, void *base)
 {
 	switch (f->kind) {
 	case FK_STRING:
@@ -1015,15 +982,18 @@ static int apply_default(const struct field *f, void *base)
 
 static bool probe_type_has_key(const char *key)
 {
-	for (size_t t = 0; t < _PROBE_TYPE_MAX; t++) {
-		if (schema_find(&probe_schema_table[t], key))
-			return true;
+	for (size_t t = 0; t < probe_type_count(); t++) {
+		const struct probe_type_def *d = probe_type_get((enum probe_type)t);
+
+		for (size_t i = 0; i < d->n_fields; i++)
+			if (!strcmp(d->fields[i].key, key))
+				return true;
 	}
 	return false;
 }
 
-static int unknown_key(struct vctx *v, const json_t *val, const char *path, const struct schema *sc,
-                       const char *key)
+static int unknown_key(struct spec_vctx *v, const json_t *val, const char *path,
+                       const struct spec_schema *sc, const char *key)
 {
 	struct suggest sg = {.word = key};
 	char hint[96];
@@ -1036,7 +1006,8 @@ static int unknown_key(struct vctx *v, const json_t *val, const char *path, cons
 	return fail(v, val, path, "unknown field%s", hint);
 }
 
-static int check_keys(struct vctx *v, json_t *obj, const char *path, const struct schema *sc)
+static int check_keys(struct spec_vctx *v, json_t *obj, const char *path,
+                      const struct spec_schema *sc)
 {
 	char kpath[sizeof(v->err->path)];
 	const char *key;
@@ -1051,14 +1022,14 @@ static int check_keys(struct vctx *v, json_t *obj, const char *path, const struc
 	return 0;
 }
 
-static int parse_fields(struct vctx *v, json_t *obj, const char *path, const struct schema *sc,
-                        void *base)
+static int parse_fields(struct spec_vctx *v, json_t *obj, const char *path,
+                        const struct spec_schema *sc, void *base)
 {
 	char fpath[sizeof(v->err->path)];
 	int saved = v->key_line;
 
 	for (size_t i = 0; i < sc->n; i++) {
-		const struct field *f = &sc->fields[i];
+		const struct spec_field *f = &sc->fields[i];
 		json_t *val = json_object_get(obj, f->key);
 		int r;
 
@@ -1083,8 +1054,8 @@ static int parse_fields(struct vctx *v, json_t *obj, const char *path, const str
 
 /* Checks keys against the schema, then reads every field in table order
  * (so errors come out in a stable order) and fills defaults. */
-static int parse_object(struct vctx *v, json_t *obj, const char *path, const struct schema *sc,
-                        void *base)
+static int parse_object(struct spec_vctx *v, json_t *obj, const char *path,
+                        const struct spec_schema *sc, void *base)
 {
 	int saved = v->obj_line, line = spec_srcmap_line(v->map, obj), r;
 
@@ -1105,265 +1076,66 @@ static int parse_object(struct vctx *v, json_t *obj, const char *path, const str
 /* The tables are kept one field per line, aligned by hand: they are read
  * as a schema more than as code. */
 /* clang-format off */
-static const char *const mode_names[] = {"closed", "rate", NULL};
-static const char *const function_names[] = {"min", "max", "avg", "last", NULL};
-static const char *const tls_versions[] = {"1.2", "1.3", NULL};
 static const char *const api_versions[] = {"readyd/v1", NULL};
 
 #define R(m) offsetof(struct spec_request, m)
-#define P(m) offsetof(struct spec_probe, m)
 #define MAXD SPEC_MAX_DURATION_MS
 
-static const struct field request_fields[] = {
+static const struct spec_field request_fields[] = {
 	{.key = "method",  .kind = FK_STRING, .off = R(method), .sdef = "GET",
-	 .check = check_method},
-	{.key = "url",     .kind = FK_STRING, .required = true, .off = R(url), .max = MAX_URL,
-	 .check = check_url},
+	 .check = spec_check_method},
+	{.key = "url",     .kind = FK_STRING, .required = true, .flags = SPEC_FIELD_URL,
+	 .off = R(url), .max = SPEC_MAX_URL, .check = spec_check_url},
 	{.key = "headers", .kind = FK_HEADERS, .off = R(headers), .count_off = R(n_headers)},
 	{.key = "body",    .kind = FK_BODY, .off = R(body), .count_off = R(body_len)},
 	{.key = "timeout", .kind = FK_DURATION, .off = R(timeout_ms), .min = 1, .max = MAXD},
 };
-static const struct schema request_schema = {
+const struct spec_schema spec_request_schema = {
 	"a request", request_fields, RD_ARRAY_SIZE(request_fields), false};
-
-/* Probe fields shared by several types mean the same everywhere. */
-#define F_URL(req) \
-	{.key = "url", .kind = FK_STRING, .required = req, .off = P(url), .max = MAX_URL, \
-	 .check = check_url}
-#define F_METHOD   {.key = "method", .kind = FK_STRING, .off = P(method), .check = check_method}
-#define F_HEADERS \
-	{.key = "headers", .kind = FK_HEADERS, .off = P(headers), .count_off = P(n_headers)}
-#define F_BODY     {.key = "body", .kind = FK_BODY, .off = P(body), .count_off = P(body_len)}
-#define F_COMMON \
-	{.key = "name", .kind = FK_STRING, .required = true, .off = P(name), \
-	 .check = check_probe_name}, \
-	{.key = "type", .kind = FK_SKIP}, \
-	{.key = "timeout", .kind = FK_DURATION, .off = P(timeout_ms), .min = 1, .max = MAXD}
-#define F_TLS_CLIENT \
-	{.key = "insecure", .kind = FK_BOOL, .off = P(insecure)}, \
-	{.key = "ca_file", .kind = FK_STRING, .off = P(ca_file), .max = MAX_TEXT, \
-	 .check = check_abs_path}
-#define F_CONNECTIONS(d) \
-	{.key = "connections", .kind = FK_INT, .off = P(connections), .min = 1, \
-	 .max = SPEC_MAX_CONNECTIONS, .def = d}
-#define F_THREADS \
-	{.key = "threads", .kind = FK_INT, .off = P(threads), .min = 1, .max = SPEC_MAX_THREADS, \
-	 .def = 1}
-#define F_REQUEST {.key = "request", .kind = FK_OBJECT, .off = 0, .sub = &override_schema}
-#define F_PROMETHEUS \
-	{.key = "prometheus", .kind = FK_STRING, .required = true, .off = P(prometheus), \
-	 .max = MAX_URL, .check = check_url}
-#define F_REQUIRE \
-	{.key = "require", .kind = FK_STRING_LIST, .off = P(require), .count_off = P(n_require), \
-	 .max = SPEC_MAX_LIST}
-#define F_WITHIN(req) \
-	{.key = "within", .kind = FK_DURATION, .required = req, .off = P(within_ms), .min = 1, \
-	 .max = MAXD}
-#define F_POLL \
-	{.key = "poll_interval", .kind = FK_DURATION, .off = P(poll_interval_ms), .min = 1, \
-	 .max = MAXD, .def = 1000}
-#define F_HOOK(k, m, req) \
-	{.key = k, .kind = FK_REQUEST, .required = req, .off = P(m), .sub = &request_schema}
+#define request_schema spec_request_schema
 
 /* load/capacity `request`: what to send instead of the target's request,
  * written into the probe's own url/method/headers/body. */
-static const struct field override_fields[] = {F_URL(false), F_METHOD, F_HEADERS, F_BODY};
-static const struct schema override_schema = {
+static const struct spec_field override_fields[] = {
+	SPEC_F_URL(false), SPEC_F_METHOD, SPEC_F_HEADERS, SPEC_F_BODY};
+const struct spec_schema spec_override_schema = {
 	"a request", override_fields, RD_ARRAY_SIZE(override_fields), false};
 
-static const struct field load_fields[] = {
-	F_COMMON,
-	{.key = "mode",     .kind = FK_MODE, .required = true, .off = P(mode),
-	 .choices = mode_names},
-	{.key = "rate",     .kind = FK_NUMBER, .off = P(rate), .gt_min = true,
-	 .dmax = SPEC_MAX_RATE},
-	F_CONNECTIONS(16),
-	F_THREADS,
-	{.key = "duration", .kind = FK_DURATION, .off = P(duration_ms), .min = 1, .max = MAXD},
-	{.key = "requests", .kind = FK_INT, .off = P(requests), .min = 1, .max = 1000000000},
-	{.key = "warmup",   .kind = FK_DURATION, .off = P(warmup_ms), .min = 0, .max = MAXD},
-	F_REQUEST,
-	F_TLS_CLIENT,
-};
-
-static const struct field capacity_fields[] = {
-	F_COMMON,
-	{.key = "slo",           .kind = FK_STRING, .required = true, .off = P(slo),
-	 .max = 1024, .check = check_slo},
-	{.key = "max_rate",      .kind = FK_NUMBER, .required = true, .off = P(max_rate),
-	 .gt_min = true, .dmax = SPEC_MAX_RATE},
-	{.key = "min_rate",      .kind = FK_NUMBER, .off = P(min_rate), .gt_min = true,
-	 .dmax = SPEC_MAX_RATE, .ddef = 1},
-	{.key = "required_rate", .kind = FK_NUMBER, .off = P(required_rate), .gt_min = true,
-	 .dmax = SPEC_MAX_RATE},
-	{.key = "step",          .kind = FK_DURATION, .off = P(step_ms), .min = 1, .max = MAXD,
-	 .def = 10000},
-	{.key = "warmup",        .kind = FK_DURATION, .off = P(warmup_ms), .min = 0, .max = MAXD},
-	F_CONNECTIONS(64),
-	F_THREADS,
-	F_REQUEST,
-	F_TLS_CLIENT,
-};
-
-static const struct field http_fields[] = {
-	F_COMMON, F_URL(true), F_METHOD, F_HEADERS, F_BODY,
-	{.key = "expect_status",        .kind = FK_INT, .off = P(expect_status), .min = 100,
-	 .max = 599, .def = 200},
-	{.key = "expect_body_contains", .kind = FK_STRING, .off = P(expect_body_contains),
-	 .max = MAX_TEXT},
-	{.key = "expect_body_regex",    .kind = FK_STRING, .off = P(expect_body_regex),
-	 .max = ERE_MAX_PATTERN, .check = check_regex},
-	{.key = "expect_json",          .kind = FK_JSON, .off = P(expect_json)},
-	F_TLS_CLIENT,
-};
-
-static const struct field scrape_fields[] = {
-	F_COMMON, F_URL(true), F_HEADERS, F_REQUIRE, F_TLS_CLIENT,
-};
-
-static const struct field rules_fields[] = {
-	F_COMMON, F_PROMETHEUS, F_HEADERS, F_REQUIRE,
-	{.key = "rule_files", .kind = FK_STRING_LIST, .off = P(rule_files),
-	 .count_off = P(n_rule_files), .max = SPEC_MAX_LIST, .check = check_abs_path},
-	F_TLS_CLIENT,
-};
-
-static const struct field query_fields[] = {
-	F_COMMON, F_PROMETHEUS, F_HEADERS,
-	{.key = "query",    .kind = FK_STRING, .required = true, .off = P(query), .max = MAX_TEXT},
-	{.key = "range",    .kind = FK_DURATION, .off = P(range_ms), .min = 1, .max = MAXD},
-	{.key = "function", .kind = FK_STRING, .off = P(function), .choices = function_names},
-	F_TLS_CLIENT,
-};
-
-static const struct field alert_drill_fields[] = {
-	F_COMMON, F_PROMETHEUS, F_HEADERS,
-	{.key = "alert", .kind = FK_STRING, .required = true, .off = P(alert), .max = 256,
-	 .check = check_version},
-	F_HOOK("trigger", trigger, true),
-	F_HOOK("clear", clear, false),
-	{.key = "labels", .kind = FK_LABELS, .off = P(labels), .count_off = P(n_labels)},
-	F_WITHIN(false),
-	{.key = "wait_resolve", .kind = FK_DURATION, .off = P(wait_resolve_ms), .min = 1,
-	 .max = MAXD},
-	F_POLL,
-	F_TLS_CLIENT,
-};
-
-static const struct field tls_fields[] = {
-	F_COMMON, F_URL(false),
-	{.key = "min_version", .kind = FK_STRING, .off = P(min_version), .choices = tls_versions},
-	{.key = "servername",  .kind = FK_STRING, .off = P(servername), .check = check_hostname},
-	{.key = "ca_file",     .kind = FK_STRING, .off = P(ca_file), .max = MAX_TEXT,
-	 .check = check_abs_path},
-};
-
-static const struct field auth_fields[] = {
-	F_COMMON, F_URL(false), F_METHOD, F_HEADERS, F_BODY,
-	{.key = "expect_statuses", .kind = FK_STATUS_LIST, .off = P(expect_statuses),
-	 .count_off = P(n_expect_statuses)},
-	F_TLS_CLIENT,
-};
-
-static const struct field rate_limit_fields[] = {
-	F_COMMON, F_URL(false), F_METHOD, F_HEADERS, F_BODY,
-	{.key = "burst", .kind = FK_INT, .off = P(burst), .min = 1, .max = 100000, .def = 100},
-	F_TLS_CLIENT,
-};
-
-static const struct field resources_fields[] = {
-	F_COMMON,
-	{.key = "pid",          .kind = FK_INT, .off = P(pid), .min = 1, .max = MAX_PID},
-	{.key = "pid_file",     .kind = FK_STRING, .off = P(pid_file), .max = MAX_TEXT,
-	 .check = check_abs_path},
-	{.key = "cgroup",       .kind = FK_STRING, .off = P(cgroup), .max = MAX_TEXT,
-	 .check = check_cgroup},
-	{.key = "interval",     .kind = FK_DURATION, .off = P(interval_ms), .min = 1,
-	 .max = MAXD, .def = 1000},
-	{.key = "gpu_required", .kind = FK_BOOL, .off = P(gpu_required)},
-};
-
-static const struct field rollback_fields[] = {
-	F_COMMON,
-	F_HOOK("trigger", trigger, true),
-	F_HOOK("restore", restore, false),
-	{.key = "version_url",    .kind = FK_STRING, .required = true, .off = P(version_url),
-	 .max = MAX_URL, .check = check_url},
-	{.key = "expect_version", .kind = FK_STRING, .required = true, .off = P(expect_version),
-	 .check = check_version},
-	F_WITHIN(true),
-	F_POLL,
-	F_HEADERS,
-	F_TLS_CLIENT,
-};
-
-#define SCHEMA(name, fields) {"'" name "'", fields, RD_ARRAY_SIZE(fields), true}
-
-static const struct schema probe_schema_table[_PROBE_TYPE_MAX] = {
-	[PROBE_TYPE_LOAD]           = SCHEMA("load", load_fields),
-	[PROBE_TYPE_CAPACITY]       = SCHEMA("capacity", capacity_fields),
-	[PROBE_TYPE_HTTP]           = SCHEMA("http", http_fields),
-	[PROBE_TYPE_PROM_SCRAPE]    = SCHEMA("prometheus-scrape", scrape_fields),
-	[PROBE_TYPE_PROM_RULES]     = SCHEMA("prometheus-rules", rules_fields),
-	[PROBE_TYPE_PROM_QUERY]     = SCHEMA("prometheus-query", query_fields),
-	[PROBE_TYPE_ALERT_DRILL]    = SCHEMA("alert-drill", alert_drill_fields),
-	[PROBE_TYPE_TLS]            = SCHEMA("tls", tls_fields),
-	[PROBE_TYPE_AUTH]           = SCHEMA("auth", auth_fields),
-	[PROBE_TYPE_RATE_LIMIT]     = SCHEMA("rate-limit", rate_limit_fields),
-	[PROBE_TYPE_RESOURCES]      = SCHEMA("resources", resources_fields),
-	[PROBE_TYPE_ROLLBACK_DRILL] = SCHEMA("rollback-drill", rollback_fields),
-};
-
-static const char *const probe_type_names[_PROBE_TYPE_MAX + 1] = {
-	[PROBE_TYPE_LOAD]           = "load",
-	[PROBE_TYPE_CAPACITY]       = "capacity",
-	[PROBE_TYPE_HTTP]           = "http",
-	[PROBE_TYPE_PROM_SCRAPE]    = "prometheus-scrape",
-	[PROBE_TYPE_PROM_RULES]     = "prometheus-rules",
-	[PROBE_TYPE_PROM_QUERY]     = "prometheus-query",
-	[PROBE_TYPE_ALERT_DRILL]    = "alert-drill",
-	[PROBE_TYPE_TLS]            = "tls",
-	[PROBE_TYPE_AUTH]           = "auth",
-	[PROBE_TYPE_RATE_LIMIT]     = "rate-limit",
-	[PROBE_TYPE_RESOURCES]      = "resources",
-	[PROBE_TYPE_ROLLBACK_DRILL] = "rollback-drill",
-	[_PROBE_TYPE_MAX]      = NULL, /* so the list doubles as a choices list */
-};
-
 #define G(m) offsetof(struct spec_gate, m)
-static const struct field gate_fields[] = {
+static const struct spec_field gate_fields[] = {
 	{.key = "expr",          .kind = FK_STRING, .required = true, .off = G(expr), .max = 1024},
 	{.key = "advisory",      .kind = FK_BOOL, .off = G(advisory)},
 	{.key = "abort_on_fail", .kind = FK_BOOL, .off = G(abort_on_fail)},
 	{.key = "min_samples",   .kind = FK_INT, .off = G(min_samples), .min = 1,
 	 .max = 1000000000},
 };
-static const struct schema gate_schema = {"a gate", gate_fields, RD_ARRAY_SIZE(gate_fields), false};
+static const struct spec_schema gate_schema = {
+	"a gate", gate_fields, RD_ARRAY_SIZE(gate_fields), false};
 
 #define C(m) offsetof(struct spec_check_item, m)
-static const struct field item_fields[] = {
-	{.key = "evidence", .kind = FK_STRING, .off = C(evidence), .max = MAX_TEXT},
+static const struct spec_field item_fields[] = {
+	{.key = "evidence", .kind = FK_STRING, .off = C(evidence), .max = SPEC_MAX_TEXT},
 	{.key = "tested",   .kind = FK_DATE, .off = C(tested_ms)},
 	{.key = "max_age",  .kind = FK_DURATION, .off = C(max_age_ms), .min = 1, .max = MAX_AGE_MS},
 	{.key = "passed",   .kind = FK_TRISTATE, .off = C(passed)},
 };
-static const struct schema item_schema = {
+static const struct spec_schema item_schema = {
 	"a checklist item", item_fields, RD_ARRAY_SIZE(item_fields), false};
 
-static int parse_probes(struct vctx *v, json_t *val, const char *path, void *base);
-static int parse_gates(struct vctx *v, json_t *val, const char *path, void *base);
-static int parse_checklist(struct vctx *v, json_t *val, const char *path, void *base);
+static int parse_probes(struct spec_vctx *v, json_t *val, const char *path, void *base);
+static int parse_gates(struct spec_vctx *v, json_t *val, const char *path, void *base);
+static int parse_checklist(struct spec_vctx *v, json_t *val, const char *path, void *base);
 
 #define S(m) offsetof(struct spec, m)
 /* Order matters: target before probes (they inherit from it), probes
  * before gates (gates name probes). */
-static const struct field top_fields[] = {
+static const struct spec_field top_fields[] = {
 	{.key = "apiVersion",  .kind = FK_STRING, .required = true, .off = NO_STORE,
 	 .choices = api_versions},
 	{.key = "service",     .kind = FK_STRING, .required = true, .off = S(service),
 	 .check = check_service_name},
 	{.key = "version",     .kind = FK_STRING, .required = true, .off = S(version),
-	 .check = check_version},
+	 .check = spec_check_version},
 	{.key = "environment", .kind = FK_STRING, .off = S(environment), .sdef = "default",
 	 .check = check_service_name},
 	{.key = "timeout",     .kind = FK_DURATION, .off = S(timeout_ms), .min = 1000,
@@ -1373,35 +1145,15 @@ static const struct field top_fields[] = {
 	{.key = "gates",       .kind = FK_CUSTOM, .custom = parse_gates},
 	{.key = "checklist",   .kind = FK_CUSTOM, .custom = parse_checklist},
 };
-static const struct schema top_schema = {"the spec", top_fields, RD_ARRAY_SIZE(top_fields), false};
+static const struct spec_schema top_schema = {
+	"the spec", top_fields, RD_ARRAY_SIZE(top_fields), false};
 /* clang-format on */
-
-/* --- probe types --- */
-
-const char *probe_type_to_string(enum probe_type t)
-{
-	return (unsigned)t < _PROBE_TYPE_MAX ? probe_type_names[t] : "unknown";
-}
-
-int probe_type_from_string(const char *s, enum probe_type *ret)
-{
-	for (int t = 0; t < _PROBE_TYPE_MAX; t++) {
-		if (s && !strcmp(probe_type_names[t], s)) {
-			*ret = (enum probe_type)t;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
 
 /* --- cross-field rules, per probe type --- */
 
-static int fail_at(struct vctx *v, const json_t *obj, const char *path, const char *key,
-                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
 /* Like fail(), for the field key of the mapping obj at path. */
-static int fail_at(struct vctx *v, const json_t *obj, const char *path, const char *key,
-                   const char *fmt, ...)
+int spec_fail_at(struct spec_vctx *v, const json_t *obj, const char *path, const char *key,
+                 const char *fmt, ...)
 {
 	char fpath[sizeof(v->err->path)];
 	int line = spec_srcmap_line(v->map, json_object_get(obj, key));
@@ -1450,11 +1202,17 @@ static int copy_str(const char *src, char **ret)
 	return *ret ? 0 : -ENOMEM;
 }
 
+int spec_str_default(char **slot, const char *src)
+{
+	return copy_str(src, slot);
+}
+
 /* The probe's effective request (docs/spec.md, "Requests"): with a url of
  * its own, it stands alone (method GET unless given); without one, it is
  * the target's request with the fields the probe gives replacing the
  * target's. src is the mapping that holds those fields, or NULL. */
-static int inherit_target(struct vctx *v, const json_t *src, const char *path, struct spec_probe *p)
+int spec_inherit_target(struct spec_vctx *v, const json_t *src, const char *path,
+                        struct spec_probe *p)
 {
 	const struct spec_request *t = &v->spec->target;
 	int r;
@@ -1499,7 +1257,7 @@ static bool url_has_userinfo(const char *url)
  * timeout is theirs); `request` may change what is sent. The load engine
  * sends exactly the headers given, so credentials in the URL would be
  * silently dropped: they are refused, pointing at the header instead. */
-static int load_request(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p)
+int spec_load_request(struct spec_vctx *v, json_t *obj, const char *path, struct spec_probe *p)
 {
 	json_t *req = json_object_get(obj, "request");
 	char rpath[sizeof(v->err->path)];
@@ -1508,177 +1266,74 @@ static int load_request(struct vctx *v, json_t *obj, const char *path, struct sp
 	if (!has_target(v->spec))
 		return fail(v, obj, path, "'%s' probes need the spec's target",
 		            probe_type_to_string(p->type));
-	r = inherit_target(v, req, path, p);
+	r = spec_inherit_target(v, req, path, p);
 	if (r < 0 || !url_has_userinfo(p->url))
 		return r;
 	if (json_object_get(req, "url")) {
 		spec_path_key(rpath, sizeof(rpath), path, "request");
-		return fail_at(v, req, rpath, "url", USERINFO_LOAD, probe_type_to_string(p->type));
+		return spec_fail_at(v, req, rpath, "url", USERINFO_LOAD,
+		                    probe_type_to_string(p->type));
 	}
 	return fail_line(v, 0, "target.url", USERINFO_LOAD, probe_type_to_string(p->type));
 }
 
-static int check_threads(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p)
-{
-	if (p->threads > p->connections)
-		return fail_at(v, obj, path, "threads", "must not exceed connections (%lld)",
-		               (long long)p->connections);
-	return 0;
-}
-
-static int finish_load(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p)
-{
-	char a[32], b[32];
-
-	if (p->mode == LOAD_MODE_RATE && p->rate == 0)
-		return fail_at(v, obj, path, "rate", "missing (required when mode is rate)");
-	if (p->mode == LOAD_MODE_CLOSED && p->rate > 0)
-		return fail_at(
-		        v, obj, path, "rate",
-		        "only applies to mode: rate (closed mode sends as fast as answers come)");
-	if (p->duration_ms && p->requests)
-		return fail_at(v, obj, path, "requests", "give duration or requests, not both");
-	if (!p->duration_ms && !p->requests)
-		p->duration_ms = 30000;
-	rd_format_duration(p->duration_ms, a, sizeof(a));
-	if (p->duration_ms && p->warmup_ms >= p->duration_ms)
-		return fail_at(v, obj, path, "warmup", "must be shorter than duration (%s)", a);
-	rd_format_duration(v->spec->timeout_ms, b, sizeof(b));
-	if (p->warmup_ms + p->duration_ms > v->spec->timeout_ms)
-		return fail_at(v, obj, path, "duration",
-		               "warmup + duration is longer than the run's timeout (%s)", b);
-	if (check_threads(v, obj, path, p) < 0)
-		return -EINVAL;
-	return load_request(v, obj, path, p);
-}
-
-static int finish_capacity(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p)
-{
-	if (p->max_rate <= p->min_rate)
-		return fail_at(v, obj, path, "max_rate", "must be greater than min_rate (%g)",
-		               p->min_rate);
-	if (p->required_rate > p->max_rate)
-		return fail_at(v, obj, path, "required_rate", "must not exceed max_rate (%g)",
-		               p->max_rate);
-	if (p->warmup_ms >= p->step_ms) {
-		char a[32];
-
-		rd_format_duration(p->step_ms, a, sizeof(a));
-		return fail_at(v, obj, path, "warmup", "must be shorter than step (%s)", a);
-	}
-	if (check_threads(v, obj, path, p) < 0)
-		return -EINVAL;
-	return load_request(v, obj, path, p);
-}
-
-static int finish_http(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p)
-{
-	return copy_str("GET", &p->method);
-}
-
-static int finish_query(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p)
-{
-	if (p->function && !p->range_ms)
-		return fail_at(v, obj, path, "function",
-		               "only applies to range queries (give range too)");
-	return 0;
-}
-
-static int finish_tls(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p)
-{
-	int r;
-
-	if (!p->url && !has_target(v->spec))
-		return fail(v, obj, path, "needs a url: give the probe a url or the spec a target");
-	r = copy_str(v->spec->target.url, &p->url);
-	if (r < 0)
-		return r;
-	if (!url_is_https(p->url))
-		return fail_at(v, obj, path, "url", "must be an https:// URL%s",
-		               json_object_get(obj, "url") ? "" : " (the target's is not)");
-	return 0;
-}
-
-static int finish_auth(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p)
-{
-	if (!p->expect_statuses) {
-		p->expect_statuses = calloc(2, sizeof(*p->expect_statuses));
-		if (!p->expect_statuses)
-			return -ENOMEM;
-		p->expect_statuses[0] = 401;
-		p->expect_statuses[1] = 403;
-		p->n_expect_statuses = 2;
-	}
-	return inherit_target(v, obj, path, p);
-}
-
-static int finish_rate_limit(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p)
-{
-	return inherit_target(v, obj, path, p);
-}
-
-static int finish_resources(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p)
-{
-	int given = (p->pid > 0) + (p->pid_file != NULL) + (p->cgroup != NULL);
-
-	if (given == 0)
-		return fail(v, obj, path, "needs one of pid, pid_file or cgroup");
-	if (given > 1)
-		return fail_at(v, obj, path, p->cgroup ? "cgroup" : "pid_file",
-		               "give only one of pid, pid_file and cgroup");
-	return 0;
-}
-
-typedef int (*finish_cb)(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p);
-
-static const finish_cb probe_finish[_PROBE_TYPE_MAX] = {
-        [PROBE_TYPE_LOAD] = finish_load,
-        [PROBE_TYPE_CAPACITY] = finish_capacity,
-        [PROBE_TYPE_HTTP] = finish_http,
-        [PROBE_TYPE_PROM_QUERY] = finish_query,
-        [PROBE_TYPE_TLS] = finish_tls,
-        [PROBE_TYPE_AUTH] = finish_auth,
-        [PROBE_TYPE_RATE_LIMIT] = finish_rate_limit,
-        [PROBE_TYPE_RESOURCES] = finish_resources,
-};
-
 /* Rules every type shares: nothing may outlast the run. */
-static int finish_common(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p)
+static int finish_common(struct spec_vctx *v, json_t *obj, const char *path, struct spec_probe *p)
 {
 	char t[32];
 
 	rd_format_duration(v->spec->timeout_ms, t, sizeof(t));
 	if (p->timeout_ms > v->spec->timeout_ms)
-		return fail_at(v, obj, path, "timeout", "is longer than the run's timeout (%s)", t);
+		return spec_fail_at(v, obj, path, "timeout",
+		                    "is longer than the run's timeout (%s)", t);
 	if (p->within_ms > v->spec->timeout_ms)
-		return fail_at(v, obj, path, "within", "is longer than the run's timeout (%s)", t);
+		return spec_fail_at(v, obj, path, "within", "is longer than the run's timeout (%s)",
+		                    t);
 	return 0;
 }
 
 /* --- probes, gates, checklist --- */
 
-static int unknown_type(struct vctx *v, const json_t *t, const char *path)
+static int unknown_type(struct spec_vctx *v, const json_t *t, const char *path)
 {
 	struct suggest sg = {.word = json_is_string(t) ? json_string_value(t) : ""};
 	char hint[200];
 
 	if (!json_is_string(t))
 		return fail(v, t, path, "must be a string");
-	for (size_t i = 0; i < _PROBE_TYPE_MAX; i++)
-		suggest_try(&sg, probe_type_names[i]);
+	for (size_t i = 0; i < probe_type_count(); i++)
+		suggest_try(&sg, probe_type_get((enum probe_type)i)->name);
 	suggest_text(&sg, hint, sizeof(hint));
 	if (!sg.best) {
 		char list[180];
+		size_t used = 0;
 
-		join_choices(probe_type_names, list, sizeof(list));
+		list[0] = '\0';
+		for (size_t i = 0; i < probe_type_count() && used < sizeof(list); i++)
+			used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",
+			                         i ? ", " : "",
+			                         probe_type_get((enum probe_type)i)->name);
 		snprintf(hint, sizeof(hint), " (one of: %s)", list);
 	}
 	return fail(v, t, path, "unknown probe type '%.32s'%s", sg.word, hint);
 }
 
-static int parse_probe(struct vctx *v, json_t *obj, const char *path, struct spec_probe *p)
+/* A type's schema, as the validator reads it. */
+static void probe_schema(const struct probe_type_def *def, struct spec_schema *sc, char *what,
+                         size_t len)
 {
-	char tpath[sizeof(v->err->path)];
+	snprintf(what, len, "'%s'", def->name);
+	sc->what = what;
+	sc->fields = def->fields;
+	sc->n = def->n_fields;
+	sc->probe = true;
+}
+
+static int parse_probe(struct spec_vctx *v, json_t *obj, const char *path, struct spec_probe *p)
+{
+	char tpath[sizeof(v->err->path)], what[SPEC_MAX_NAME + 3];
+	const struct probe_type_def *def;
+	struct spec_schema sc;
 	json_t *t;
 	int r;
 
@@ -1690,15 +1345,17 @@ static int parse_probe(struct vctx *v, json_t *obj, const char *path, struct spe
 		return fail(v, obj, tpath, "missing (every probe needs a type)");
 	if (!json_is_string(t) || probe_type_from_string(json_string_value(t), &p->type) < 0)
 		return unknown_type(v, t, tpath);
-	r = parse_object(v, obj, path, &probe_schema_table[p->type], p);
+	def = probe_type_get(p->type);
+	probe_schema(def, &sc, what, sizeof(what));
+	r = parse_object(v, obj, path, &sc, p);
 	if (r == 0)
 		r = finish_common(v, obj, path, p);
-	if (r == 0 && probe_finish[p->type])
-		r = probe_finish[p->type](v, obj, path, p);
+	if (r == 0 && def->finish)
+		r = def->finish(v, obj, path, p);
 	return r;
 }
 
-static int parse_probes(struct vctx *v, json_t *val, const char *path, void *base)
+static int parse_probes(struct spec_vctx *v, json_t *val, const char *path, void *base)
 {
 	struct spec *s = base;
 	size_t n = json_array_size(val);
@@ -1720,15 +1377,15 @@ static int parse_probes(struct vctx *v, json_t *val, const char *path, void *bas
 			return r;
 		for (size_t j = 0; j < i; j++) {
 			if (!strcmp(s->probes[i].name, s->probes[j].name))
-				return fail_at(v, it, ipath, "name",
-				               "duplicate probe name '%s' (also probes[%zu])",
-				               s->probes[j].name, j);
+				return spec_fail_at(v, it, ipath, "name",
+				                    "duplicate probe name '%s' (also probes[%zu])",
+				                    s->probes[j].name, j);
 		}
 	}
 	return 0;
 }
 
-static int gate_probe(struct vctx *v, json_t *it, const char *path, struct spec_gate *g)
+static int gate_probe(struct spec_vctx *v, json_t *it, const char *path, struct spec_gate *g)
 {
 	const struct spec_probe *p = spec_find_probe(v->spec, g->ex.probe);
 	struct suggest sg = {.word = g->ex.probe};
@@ -1741,12 +1398,12 @@ static int gate_probe(struct vctx *v, json_t *it, const char *path, struct spec_
 		return fail(v, it, path, "no probe named '%s'%s", g->ex.probe, hint);
 	}
 	if (g->abort_on_fail && p->type != PROBE_TYPE_LOAD)
-		return fail_at(v, it, path, "abort_on_fail",
-		               "only applies to gates on load probes");
+		return spec_fail_at(v, it, path, "abort_on_fail",
+		                    "only applies to gates on load probes");
 	return 0;
 }
 
-static int parse_gate(struct vctx *v, json_t *it, const char *path, struct spec_gate *g)
+static int parse_gate(struct spec_vctx *v, json_t *it, const char *path, struct spec_gate *g)
 {
 	char epath[sizeof(v->err->path)];
 	char why[200];
@@ -1774,7 +1431,7 @@ static int parse_gate(struct vctx *v, json_t *it, const char *path, struct spec_
 	return gate_probe(v, it, path, g);
 }
 
-static int parse_gates(struct vctx *v, json_t *val, const char *path, void *base)
+static int parse_gates(struct spec_vctx *v, json_t *val, const char *path, void *base)
 {
 	struct spec *s = base;
 	size_t n = json_array_size(val);
@@ -1797,7 +1454,7 @@ static int parse_gates(struct vctx *v, json_t *val, const char *path, void *base
 	return 0;
 }
 
-static int parse_item(struct vctx *v, const char *name, json_t *it, const char *path,
+static int parse_item(struct spec_vctx *v, const char *name, json_t *it, const char *path,
                       struct spec_check_item *ci)
 {
 	char msg[128];
@@ -1812,12 +1469,12 @@ static int parse_item(struct vctx *v, const char *name, json_t *it, const char *
 	if (r < 0)
 		return r;
 	if (ci->max_age_ms && !ci->tested_ms)
-		return fail_at(v, it, path, "max_age",
-		               "needs 'tested' (the date the evidence is from)");
+		return spec_fail_at(v, it, path, "max_age",
+		                    "needs 'tested' (the date the evidence is from)");
 	return 0;
 }
 
-static int check_required(struct vctx *v, const char *path, const struct spec_checklist *cl)
+static int check_required(struct spec_vctx *v, const char *path, const struct spec_checklist *cl)
 {
 	for (size_t i = 0; i < cl->n_required; i++) {
 		struct suggest sg = {.word = cl->required[i]};
@@ -1838,7 +1495,7 @@ static int check_required(struct vctx *v, const char *path, const struct spec_ch
 	return 0;
 }
 
-static int parse_checklist(struct vctx *v, json_t *val, const char *path, void *base)
+static int parse_checklist(struct spec_vctx *v, json_t *val, const char *path, void *base)
 {
 	struct spec_checklist *cl = &((struct spec *)base)->checklist;
 	char ipath[sizeof(v->err->path)];
@@ -1878,7 +1535,7 @@ static int validate(json_t *doc, const struct spec_srcmap *map, struct spec_erro
                     struct spec **ret)
 {
 	struct spec *s = calloc(1, sizeof(*s));
-	struct vctx v = {.err = err, .map = map, .spec = s, .obj_line = 0};
+	struct spec_vctx v = {.err = err, .map = map, .spec = s, .obj_line = 0};
 	int r;
 
 	if (!s)
@@ -2025,6 +1682,65 @@ int spec_parse(const char *buf, size_t len, enum spec_format fmt, struct spec **
 	json_decref(doc);
 	spec_srcmap_free(map);
 	return r;
+}
+
+/* --- walking a probe's fields by what they name --- */
+
+struct walk {
+	unsigned flags;
+	spec_walk_cb cb;
+	void *userdata;
+};
+
+static int walk_fields(const struct walk *w, const struct spec_field *fs, size_t n,
+                       const void *base, const char *prefix);
+
+static int walk_field(const struct walk *w, const struct spec_field *f, const void *base,
+                      const char *prefix)
+{
+	char path[128];
+	int r = 0;
+
+	snprintf(path, sizeof(path), "%s%s", prefix, f->key);
+	if (f->kind == FK_REQUEST) {
+		const void *sub = *AT(base, f->off, const void *);
+
+		snprintf(path, sizeof(path), "%s%s.", prefix, f->key);
+		return sub ? walk_fields(w, f->sub->fields, f->sub->n, sub, path) : 0;
+	}
+	if (f->kind == FK_OBJECT && f->off == 0) /* the parent's own fields */
+		return walk_fields(w, f->sub->fields, f->sub->n, base, prefix);
+	if (!(f->flags & w->flags))
+		return 0;
+	if (f->kind == FK_STRING && *AT(base, f->off, const char *))
+		return w->cb(w->userdata, path, *AT(base, f->off, const char *));
+	if (f->kind == FK_STRING_LIST) {
+		char *const *sv = *AT(base, f->off, char *const *);
+
+		for (size_t j = 0; r == 0 && sv && j < *AT(base, f->count_off, size_t); j++) {
+			snprintf(path, sizeof(path), "%s%s[%zu]", prefix, f->key, j);
+			r = w->cb(w->userdata, path, sv[j]);
+		}
+	}
+	return r;
+}
+
+static int walk_fields(const struct walk *w, const struct spec_field *fs, size_t n,
+                       const void *base, const char *prefix)
+{
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < n; i++)
+		r = walk_field(w, &fs[i], base, prefix);
+	return r;
+}
+
+int spec_probe_walk(const struct spec_probe *sp, unsigned flags, spec_walk_cb cb, void *userdata)
+{
+	const struct probe_type_def *t = probe_type_get(sp->type);
+	struct walk w = {flags, cb, userdata};
+
+	return t ? walk_fields(&w, t->fields, t->n_fields, sp, "") : 0;
 }
 
 /* --- lookup, free --- */

@@ -51,7 +51,9 @@ enum probe_type {
 	_PROBE_TYPE_MAX,
 };
 
-/* "load", "prometheus-scrape", ... <-> enum. from_string returns -EINVAL. */
+/* "load", "prometheus-scrape", ... <-> enum, through the probe type
+ * registry (lib/probe/probe.h), which may hold types beyond these.
+ * from_string returns -EINVAL. */
 const char *probe_type_to_string(enum probe_type t);
 int probe_type_from_string(const char *s, enum probe_type *ret);
 
@@ -83,10 +85,11 @@ struct spec_request {
 	int64_t timeout_ms; /* 0: the probe's or a default */
 };
 
-/* One probe. Flat on purpose: each type's schema (spec.c) names which of
- * these fields it accepts; the rest stay zero/NULL. Fields shared by
- * several types (url, require, trigger, within, ...) mean the same thing
- * everywhere. A field set to 0/NULL was absent unless noted. */
+/* One probe. Flat on purpose: each type's schema (its fields in
+ * lib/probe/probe_<type>.c) names which of these fields it accepts; the
+ * rest stay zero/NULL. Fields shared by several types (url, require,
+ * trigger, within, ...) mean the same thing everywhere. A field set to
+ * 0/NULL was absent unless noted. */
 struct spec_probe {
 	char *name;
 	enum probe_type type;

@@ -105,13 +105,13 @@ class ApiTest(lib.TestCase):
         self.assertTrue(run['probes'][0]['error'])
         self.assertIn('ended error', run['gates'][0]['reason'])
 
-    def test_unimplemented_probe_type_errors(self):
+    def test_refused_second_probe_errors_the_run(self):
         extra = '  - name: tls\n    type: tls\n    url: https://127.0.0.1:1/\n'
         run = self.d.run_spec(http_spec(self.demo.url + '/healthz', 'health.status == 200',
                                         extra_probe=extra))
         self.assertEqual(run['verdict'], 'ERROR', run)
         self.assertEqual(run['probes'][1]['state'], 'error')
-        # tls is implemented now: nothing listens on port 1, an error too
+        # nothing listens on port 1: the probe is an error, so is the run
         self.assertIn('refused', run['probes'][1]['error'])
 
     def test_json_spec_and_report(self):

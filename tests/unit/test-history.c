@@ -42,7 +42,8 @@ __attribute__((format(printf, 1, 2))) static struct spec *parse(const char *fmt,
 
 #define SPEC_HEAD                                                                                  \
 	"apiVersion: readyd/v1\nservice: svc\nversion: '1'\nenvironment: staging\n"                \
-	"probes:\n  - name: latency\n    type: http\n    url: http://127.0.0.1:1/\n"
+	"target: {url: 'http://127.0.0.1:1/'}\n"                                                   \
+	"probes:\n  - name: latency\n    type: load\n    mode: closed\n    requests: 100\n"
 
 /* ---- Judge: one case per outcome --------------------------------------- */
 

@@ -190,11 +190,11 @@ static void run_until_probe_running(int64_t id)
 	ck_assert_ptr_nonnull(conns); /* the probe really connected */
 }
 
-START_TEST(test_unimplemented_probe_errors)
+START_TEST(test_refused_tls_probe_errors)
 {
 	int64_t id;
 	bool existing;
-	/* (tls is implemented now: a refused handshake is an error too.) */
+	/* Nothing listens on port 1: the handshake is refused, an error. */
 	struct spec *s =
 	        parse("apiVersion: readyd/v1\nservice: s\nversion: '1'\n"
 	              "probes:\n  - name: t\n    type: tls\n    url: https://127.0.0.1:1/\n"
@@ -552,7 +552,7 @@ static Suite *sched_suite(void)
 	TCase *tc = tcase_create("runs");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, test_unimplemented_probe_errors);
+	tcase_add_test(tc, test_refused_tls_probe_errors);
 	tcase_add_test(tc, test_cancel_running_then_queued_starts);
 	tcase_add_test(tc, test_cancel_queued);
 	tcase_add_test(tc, test_run_deadline);
