@@ -5,8 +5,8 @@
  * probe_<type>.c that declares everything about it in one struct
  * probe_type_def: its name, its spec fields, its default deadline, its
  * report section, the metrics it publishes and its ops. The spec parser,
- * the URL and file policies, the scheduler and the reports all read that
- * table.
+ * the URL and file policies, the scheduler, the reports and the docs
+ * check (docs/spec.md lists every metric) all read that table.
  *
  * Probes must not touch the store or the API: they fill p->metrics and
  * p->details and report progress; the scheduler persists and announces.
@@ -155,6 +155,15 @@ int probe_type_register(const struct probe_type_def *def, enum probe_type *ret);
 const struct probe_metric_def *probe_type_metric(const struct probe_type_def *t, const char *name);
 /* The probe's deadline when its spec gives no `timeout` (ms). */
 int64_t probe_type_deadline_ms(const struct spec *s, const struct spec_probe *sp);
+
+/* Checks that md (the text of docs/spec.md) documents type t: its
+ * section "### NAME" lists every metric t publishes in its "**Metrics
+ * published:**" paragraph, names no metric t does not publish there
+ * (backquoted names outside parentheses and links), and says its default
+ * deadline ("Without a probe `timeout`, the probe's deadline is ...").
+ * 0; -ENOENT when something is missing, -EINVAL for a documented metric
+ * that does not exist; why says which. */
+int probe_type_docs_check(const struct probe_type_def *t, const char *md, char *why, size_t len);
 
 /* The built-in types, one per probe_<type>.c. */
 extern const struct probe_type_def probe_type_load;

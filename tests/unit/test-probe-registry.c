@@ -1,0 +1,373 @@
+/* Unit tests for the probe type registry (lib/probe/probe.h): every
+ * built-in type is documented in docs/spec.md as its table declares it,
+ * and a type declared in this file alone, registered at runtime, goes
+ * through every part of readyd that reads the table: the spec parser, the
+ * URL and local-file policies, the scheduler (a run to a verdict on a
+ * private loop, with a real store), the Markdown report and the docs
+ * check. Nothing outside this file knows the type "fake". */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/net/http.h"
+#include "lib/policy/policy.h"
+#include "lib/probe/probe.h"
+#include "lib/report/report.h"
+#include "lib/sched/sched.h"
+#include "lib/spec/spec.h"
+#include "lib/spec/spec_schema.h"
+#include "lib/store/store.h"
+#include "lib/util/util.h"
+
+/* ---- the fake type: one table, as a probe_<type>.c declares it ---- */
+
+static int fake_start(struct probe *p)
+{
+	/* Counts the letters of its URL: something to gate on. */
+	if (probe_set_metric(p, "widgets", (double)strlen(p->sp->url)) < 0)
+		return -ENOMEM;
+	probe_finish(p, PROBE_STATE_PASSED, NULL);
+	return 0;
+}
+
+static void fake_cancel(struct probe *p)
+{
+	probe_finish(p, PROBE_STATE_CANCELLED, NULL);
+}
+
+static void fake_free(struct probe *p)
+{
+	(void)p;
+}
+
+/* clang-format off */
+static const struct spec_field fake_fields[] = {
+	SPEC_F_COMMON,
+	SPEC_F_URL(true),
+	{.key = "fixture", .kind = FK_STRING, .flags = SPEC_FIELD_FILE, .off = SPEC_P(ca_file),
+	 .max = SPEC_MAX_TEXT, .check = spec_check_abs_path},
+};
+/* clang-format on */
+
+static const struct probe_metric_def fake_metrics[] = {
+        {"widgets", "letters", PROBE_SAMPLES_NONE},
+};
+
+static const struct probe_type_def fake_type = {
+        .name = "fake",
+        .section = "Fakery",
+        .fields = fake_fields,
+        .n_fields = RD_ARRAY_SIZE(fake_fields),
+        .deadline_fixed_ms = 5000,
+        .metrics = fake_metrics,
+        .n_metrics = RD_ARRAY_SIZE(fake_metrics),
+        .ops = {.start = fake_start, .cancel = fake_cancel, .free = fake_free},
+};
+
+static enum probe_type fake_id;
+
+/* Once per process (check may run the tests in one process or fork). */
+static void register_fake(void)
+{
+	if (probe_type_from_string("fake", &fake_id) == 0)
+		return;
+	ck_assert_int_eq(probe_type_register(&fake_type, &fake_id), 0);
+	ck_assert_int_eq(fake_id, _PROBE_TYPE_MAX);
+}
+
+#define HEAD "apiVersion: readyd/v1\nservice: s\nversion: '1'\n"
+
+static struct spec *parse(const char *text)
+{
+	struct spec_error err;
+	struct spec *s = NULL;
+
+	ck_assert_msg(spec_parse(text, strlen(text), SPEC_FORMAT_YAML, &s, &err) == 0, "%s: %s",
+	              err.path, err.message);
+	return s;
+}
+
+static char *docs_spec_md(void)
+{
+	const char *fixtures = getenv("READYD_FIXTURES");
+	char path[4096];
+	char *text = calloc(1, 1024 * 1024);
+	size_t len;
+	FILE *f;
+
+	ck_assert_ptr_nonnull(fixtures);
+	ck_assert_ptr_nonnull(text);
+	snprintf(path, sizeof(path), "%s/../../../docs/spec.md", fixtures);
+	f = fopen(path, "r");
+	ck_assert_msg(f != NULL, "%s", path);
+	len = fread(text, 1, 1024 * 1024 - 1, f);
+	ck_assert(len > 0 && feof(f));
+	fclose(f);
+	return text;
+}
+
+/* ---- built-in types ---- */
+
+START_TEST(test_builtin_types_documented)
+{
+	const struct probe_type_def *t = probe_type_get((enum probe_type)_i);
+	char *md = docs_spec_md();
+	char why[256] = "";
+
+	ck_assert_ptr_nonnull(t);
+	ck_assert_msg(probe_type_docs_check(t, md, why, sizeof(why)) == 0, "%s", why);
+	free(md);
+}
+END_TEST
+
+#define AUTH_DOC                                                                                   \
+	"intro\n\n### auth\n\nWithout a probe `timeout`, the probe's deadline is `2m`.\n\n"        \
+	"**Metrics published:** `unauthenticated_status`, `invalid_token_status`, `rejected` "     \
+	"(1 when `both` were).%s\n\n## Next\n"
+
+/* The check is not vacuous: a metric missing from a section, or a name
+ * documented that the type does not publish, is reported. */
+START_TEST(test_docs_check_finds_differences)
+{
+	const struct probe_type_def *auth = probe_type_get(PROBE_TYPE_AUTH);
+	char md[1024], why[256];
+
+	snprintf(md, sizeof(md), AUTH_DOC, "");
+	ck_assert_msg(probe_type_docs_check(auth, md, why, sizeof(why)) == 0, "%s", why);
+	snprintf(md, sizeof(md), AUTH_DOC, " Also `rejections`.");
+	ck_assert_int_eq(probe_type_docs_check(auth, md, why, sizeof(why)), -EINVAL);
+	ck_assert_msg(strstr(why, "`rejections`"), "%s", why);
+	snprintf(md, sizeof(md), "%s", "\n### auth\n\n**Metrics published:** `rejected`.\n");
+	ck_assert_int_eq(probe_type_docs_check(auth, md, why, sizeof(why)), -ENOENT);
+	ck_assert_msg(strstr(why, "unauthenticated_status"), "%s", why);
+}
+END_TEST
+
+/* ---- the fake type ---- */
+
+START_TEST(test_fake_parsed)
+{
+	struct spec_error err;
+	struct spec *s;
+	const char *bad = HEAD "probes:\n  - {name: f, type: fake, url: 'http://x/', nope: 1}\n";
+
+	register_fake();
+	s = parse(HEAD "probes:\n  - {name: f, type: fake, url: 'http://127.0.0.1:9/',"
+	               " fixture: /etc/hostname}\n");
+	ck_assert_int_eq(s->probes[0].type, fake_id);
+	ck_assert_str_eq(probe_type_to_string(s->probes[0].type), "fake");
+	ck_assert_str_eq(s->probes[0].ca_file, "/etc/hostname");
+	spec_free(s);
+	/* Its schema is the validator's: unknown fields and bad values fail. */
+	ck_assert_int_eq(spec_parse(bad, strlen(bad), SPEC_FORMAT_YAML, &s, &err), -EINVAL);
+	ck_assert_str_eq(err.path, "probes[0].nope");
+	bad = HEAD "probes:\n  - {name: f, type: fake, url: 'http://x/', fixture: rel/path}\n";
+	ck_assert_int_eq(spec_parse(bad, strlen(bad), SPEC_FORMAT_YAML, &s, &err), -EINVAL);
+	ck_assert_str_eq(err.path, "probes[0].fixture");
+}
+END_TEST
+
+struct outcome {
+	int calls, err;
+	char path[128], message[512];
+};
+
+static void on_checked(void *userdata, int err, const char *path, const char *message)
+{
+	struct outcome *o = userdata;
+
+	o->calls++;
+	o->err = err;
+	snprintf(o->path, sizeof(o->path), "%s", path ? path : "");
+	snprintf(o->message, sizeof(o->message), "%s", message ? message : "");
+}
+
+static struct outcome check_policy(const char *spec_text, const char *dir)
+{
+	json_t *entries = json_loads("[\"127.0.0.1\"]", 0, NULL);
+	json_t *dirs = json_pack("[s]", dir);
+	struct spec *s = parse(spec_text);
+	struct outcome o = {0};
+	struct policy *p;
+	uv_loop_t loop;
+	char err[256];
+
+	ck_assert_int_eq(policy_new(entries, &p, err, sizeof(err)), 0);
+	ck_assert_int_eq(policy_set_paths(p, dirs, err, sizeof(err)), 0);
+	ck_assert_int_eq(uv_loop_init(&loop), 0);
+	ck_assert_int_eq(policy_check_spec(&loop, p, s, on_checked, &o, NULL), 0);
+	policy_unref(p);
+	ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	ck_assert_int_eq(uv_loop_close(&loop), 0);
+	ck_assert_int_eq(o.calls, 1);
+	spec_free(s);
+	json_decref(entries);
+	json_decref(dirs);
+	return o;
+}
+
+START_TEST(test_fake_policed)
+{
+	char dir[] = "/tmp/readyd-registry-XXXXXX", inside[64], text[512];
+	struct outcome o;
+
+	register_fake();
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(inside, sizeof(inside), "%s/ca.pem", dir);
+	/* Allowed host, file inside allowed_paths (need not exist yet). */
+	snprintf(text, sizeof(text),
+	         HEAD
+	         "probes:\n  - {name: f, type: fake, url: 'http://127.0.0.1:9/', fixture: %s}\n",
+	         inside);
+	o = check_policy(text, dir);
+	ck_assert_msg(o.err == 0, "%s: %s", o.path, o.message);
+	/* Its URL field, to a host the allowlist does not list. */
+	snprintf(text, sizeof(text),
+	         HEAD
+	         "probes:\n  - {name: f, type: fake, url: 'http://10.9.8.7:9/', fixture: %s}\n",
+	         inside);
+	o = check_policy(text, dir);
+	ck_assert_int_eq(o.err, -EPERM);
+	ck_assert_str_eq(o.path, "probes[0].url");
+	/* Its file field, outside allowed_paths. */
+	o = check_policy(HEAD "probes:\n  - {name: f, type: fake, url: 'http://127.0.0.1:9/',"
+	                      " fixture: /etc/hostname}\n",
+	                 dir);
+	ck_assert_int_eq(o.err, -EPERM);
+	ck_assert_str_eq(o.path, "probes[0].fixture");
+	rmdir(dir);
+}
+END_TEST
+
+static void on_guard(uv_timer_t *t)
+{
+	(void)t;
+}
+
+static void on_shutdown(void *userdata)
+{
+	(*(int *)userdata)++;
+}
+
+static json_t *run_to_end(struct spec *spec)
+{
+	struct sched_config cfg = {.max_concurrent_runs = 1, .max_queued = 3};
+	struct http_client *http;
+	struct sched *sched;
+	struct store *st;
+	uv_timer_t guard;
+	uv_loop_t loop;
+	json_t *run = NULL;
+	int64_t id;
+	bool existing;
+	int shut = 0;
+	char err[256];
+
+	ck_assert_int_eq(uv_loop_init(&loop), 0);
+	ck_assert_int_eq(store_open(":memory:", &st, err, sizeof(err)), 0);
+	ck_assert_int_eq(http_client_new(&loop, &http), 0);
+	ck_assert_int_eq(sched_new(&loop, st, http, &cfg, &sched), 0);
+	uv_timer_init(&loop, &guard);
+	uv_timer_start(&guard, on_guard, 10, 10);
+	ck_assert_int_eq(sched_submit(sched, spec, NULL, NULL, &id, &existing), 0);
+	for (int i = 0; i < 2000 && sched_active(sched) > 0; i++)
+		uv_run(&loop, UV_RUN_ONCE);
+	ck_assert_int_eq(sched_active(sched), 0);
+	ck_assert_int_eq(store_run_get(st, id, &run), 0);
+	sched_shutdown(sched, false, on_shutdown, &shut);
+	http_client_free(http);
+	uv_close((uv_handle_t *)&guard, NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	ck_assert_int_eq(uv_loop_close(&loop), 0);
+	ck_assert_int_eq(shut, 1);
+	sched_free(sched);
+	store_free(st);
+	return run;
+}
+
+START_TEST(test_fake_scheduled_and_reported)
+{
+	struct spec *s;
+	json_t *run, *probe;
+	char *md;
+	size_t len;
+
+	register_fake();
+	s = parse(HEAD "probes:\n  - {name: gadget, type: fake, url: 'http://127.0.0.1:9/'}\n"
+	               "gates:\n  - gadget.widgets == 19\n");
+	run = run_to_end(s);
+	probe = json_array_get(json_object_get(run, "probes"), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(probe, "type")), "fake");
+	ck_assert_str_eq(json_string_value(json_object_get(probe, "state")), "passed");
+	ck_assert_str_eq(json_string_value(json_object_get(run, "verdict")), "PASS");
+	ck_assert_str_eq(report_section_of_type("fake"), "Fakery");
+	md = report_markdown(run, NULL, &len);
+	ck_assert_ptr_nonnull(md);
+	ck_assert_msg(strstr(md, "\n## Fakery\n"), "%s", md);
+	ck_assert_msg(strstr(strstr(md, "\n## Fakery\n"), "gadget"), "%s", md);
+	free(md);
+	json_decref(run);
+}
+END_TEST
+
+START_TEST(test_fake_docs_checked)
+{
+	char *md = docs_spec_md();
+	char why[256];
+
+	register_fake();
+	ck_assert_int_eq(probe_type_docs_check(&fake_type, md, why, sizeof(why)), -ENOENT);
+	ck_assert_msg(strstr(why, "no section '### fake'"), "%s", why);
+	free(md);
+	md = strdup("## Probes\n\n### fake\n\nWithout a probe `timeout`, the probe's deadline "
+	            "is `5s`.\n\n**Metrics published:** none yet.\n");
+	ck_assert_int_eq(probe_type_docs_check(&fake_type, md, why, sizeof(why)), -ENOENT);
+	ck_assert_msg(strstr(why, "`widgets` is not documented"), "%s", why);
+	free(md);
+}
+END_TEST
+
+START_TEST(test_register_refuses_duplicates)
+{
+	struct probe_type_def again = fake_type;
+	enum probe_type t;
+
+	register_fake();
+	ck_assert_int_eq(probe_type_register(&fake_type, &t), -EEXIST);
+	again.name = "http";
+	ck_assert_int_eq(probe_type_register(&again, &t), -EEXIST);
+	again.name = "fake2";
+	again.fields = NULL;
+	ck_assert_int_eq(probe_type_register(&again, &t), -EINVAL);
+}
+END_TEST
+
+static Suite *registry_suite(void)
+{
+	Suite *s = suite_create("probe-registry");
+	TCase *tc = tcase_create("registry");
+
+	tcase_add_loop_test(tc, test_builtin_types_documented, 0, _PROBE_TYPE_MAX);
+	tcase_add_test(tc, test_docs_check_finds_differences);
+	tcase_add_test(tc, test_fake_parsed);
+	tcase_add_test(tc, test_fake_policed);
+	tcase_add_test(tc, test_fake_scheduled_and_reported);
+	tcase_add_test(tc, test_fake_docs_checked);
+	tcase_add_test(tc, test_register_refuses_duplicates);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(registry_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
