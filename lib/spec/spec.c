@@ -1092,7 +1092,6 @@ static const struct spec_field request_fields[] = {
 };
 const struct spec_schema spec_request_schema = {
 	"a request", request_fields, RD_ARRAY_SIZE(request_fields), false};
-#define request_schema spec_request_schema
 
 /* load/capacity `request`: what to send instead of the target's request,
  * written into the probe's own url/method/headers/body. */
@@ -1140,7 +1139,7 @@ static const struct spec_field top_fields[] = {
 	 .check = check_service_name},
 	{.key = "timeout",     .kind = FK_DURATION, .off = S(timeout_ms), .min = 1000,
 	 .max = MAXD, .def = 30 * 60 * 1000},
-	{.key = "target",      .kind = FK_OBJECT, .off = S(target), .sub = &request_schema},
+	{.key = "target",      .kind = FK_OBJECT, .off = S(target), .sub = &spec_request_schema},
 	{.key = "probes",      .kind = FK_CUSTOM, .custom = parse_probes},
 	{.key = "gates",       .kind = FK_CUSTOM, .custom = parse_gates},
 	{.key = "checklist",   .kind = FK_CUSTOM, .custom = parse_checklist},
@@ -1874,9 +1873,9 @@ bool spec_header_is_secret(const char *name)
 	return false;
 }
 
-static int redact_headers(json_t *obj)
+static int redact_headers(json_t *obj, const char *key)
 {
-	json_t *h = json_object_get(obj, "headers"), *val;
+	json_t *h = json_object_get(obj, key), *val;
 	const char *name;
 
 	if (!json_is_object(h))
@@ -1907,31 +1906,33 @@ static int redact_url(json_t *obj, const char *key)
 	return r < 0 ? -ENOMEM : 0;
 }
 
-/* Redacts one mapping that may hold headers and URLs. */
-static int redact_node(json_t *obj)
+/* Redacts a mapping read with these fields: every field marked as a URL,
+ * every header map, and the mappings nested in it, as the schema (the
+ * probe type's table for a probe) says. */
+static int redact_fields(json_t *obj, const struct spec_field *fs, size_t n)
 {
-	static const char *const urls[] = {"url", "prometheus", "version_url"};
+	int r = 0;
 
 	if (!json_is_object(obj))
 		return 0;
-	for (size_t i = 0; i < RD_ARRAY_SIZE(urls); i++) {
-		if (redact_url(obj, urls[i]) < 0)
-			return -ENOMEM;
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		const struct spec_field *f = &fs[i];
+
+		if (f->flags & SPEC_FIELD_URL)
+			r = redact_url(obj, f->key);
+		else if (f->kind == FK_HEADERS)
+			r = redact_headers(obj, f->key);
+		else if (f->kind == FK_REQUEST || f->kind == FK_OBJECT)
+			r = redact_fields(json_object_get(obj, f->key), f->sub->fields, f->sub->n);
 	}
-	return redact_headers(obj);
+	return r;
 }
 
-static int redact_probe(json_t *p)
+static int redact_probe(json_t *p, const struct spec_probe *sp)
 {
-	static const char *const hooks[] = {"request", "trigger", "clear", "restore"};
+	const struct probe_type_def *t = probe_type_get(sp->type);
 
-	if (redact_node(p) < 0)
-		return -ENOMEM;
-	for (size_t i = 0; i < RD_ARRAY_SIZE(hooks); i++) {
-		if (redact_node(json_object_get(p, hooks[i])) < 0)
-			return -ENOMEM;
-	}
-	return 0;
+	return t ? redact_fields(p, t->fields, t->n_fields) : 0;
 }
 
 /* Checklist evidence is free text that often links somewhere. */
@@ -1959,10 +1960,11 @@ json_t *spec_to_json_redacted(const struct spec *s)
 	copy = json_deep_copy(s->doc);
 	if (!copy)
 		return NULL;
-	r = redact_node(json_object_get(copy, "target"));
+	r = redact_fields(json_object_get(copy, "target"), spec_request_schema.fields,
+	                  spec_request_schema.n);
 	probes = json_object_get(copy, "probes");
-	for (size_t i = 0; r == 0 && i < json_array_size(probes); i++)
-		r = redact_probe(json_array_get(probes, i));
+	for (size_t i = 0; r == 0 && i < json_array_size(probes) && i < s->n_probes; i++)
+		r = redact_probe(json_array_get(probes, i), &s->probes[i]);
 	if (r == 0)
 		r = redact_checklist(json_object_get(copy, "checklist"));
 	if (r < 0) {

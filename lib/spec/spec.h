@@ -224,7 +224,8 @@ const struct spec_probe *spec_find_probe(const struct spec *s, const char *name)
 
 /* The spec as JSON with secrets redacted: header values whose names look
  * like credentials (Authorization, Cookie, *token*, *key*, *secret*,
- * *password*) become "<redacted>". New reference. */
+ * *password*) become "<redacted>", and so do credentials in every field
+ * the schema marks as a URL (spec_schema.h). New reference. */
 json_t *spec_to_json_redacted(const struct spec *s);
 
 /* True if a header of this name carries a secret (see above). */

@@ -47,8 +47,12 @@ static void fake_free(struct probe *p)
 static const struct spec_field fake_fields[] = {
 	SPEC_F_COMMON,
 	SPEC_F_URL(true),
-	{.key = "fixture", .kind = FK_STRING, .flags = SPEC_FIELD_FILE, .off = SPEC_P(ca_file),
+	{.key = "fixture",  .kind = FK_STRING, .flags = SPEC_FIELD_FILE, .off = SPEC_P(ca_file),
 	 .max = SPEC_MAX_TEXT, .check = spec_check_abs_path},
+	/* A URL field no built-in type has; struct spec_probe is flat, so
+	 * any char * member can hold it. */
+	{.key = "callback", .kind = FK_STRING, .flags = SPEC_FIELD_URL, .off = SPEC_P(query),
+	 .max = SPEC_MAX_URL, .check = spec_check_url},
 };
 /* clang-format on */
 
@@ -209,6 +213,27 @@ static struct outcome check_policy(const char *spec_text, const char *dir)
 	return o;
 }
 
+/* Its URL fields lose their credentials in the stored spec. */
+START_TEST(test_fake_redacted)
+{
+	struct spec *s;
+	json_t *red;
+	char *text;
+
+	register_fake();
+	s = parse(HEAD "probes:\n  - {name: f, type: fake, url: 'http://u:pw1@127.0.0.1:9/',"
+	               " callback: 'http://u:pw2@127.0.0.1:9/hook'}\n");
+	red = spec_to_json_redacted(s);
+	ck_assert_ptr_nonnull(red);
+	text = json_dumps(red, 0);
+	ck_assert_msg(!strstr(text, "pw1") && !strstr(text, "pw2"), "%s", text);
+	ck_assert_msg(strstr(text, "/hook"), "%s", text);
+	free(text);
+	json_decref(red);
+	spec_free(s);
+}
+END_TEST
+
 START_TEST(test_fake_policed)
 {
 	char dir[] = "/tmp/readyd-registry-XXXXXX", inside[64], text[512];
@@ -232,6 +257,12 @@ START_TEST(test_fake_policed)
 	o = check_policy(text, dir);
 	ck_assert_int_eq(o.err, -EPERM);
 	ck_assert_str_eq(o.path, "probes[0].url");
+	/* Its own URL field, which no list in the policy names. */
+	o = check_policy(HEAD "probes:\n  - {name: f, type: fake, url: 'http://127.0.0.1:9/',"
+	                      " callback: 'http://10.9.8.7/hook'}\n",
+	                 dir);
+	ck_assert_int_eq(o.err, -EPERM);
+	ck_assert_str_eq(o.path, "probes[0].callback");
 	/* Its file field, outside allowed_paths. */
 	o = check_policy(HEAD "probes:\n  - {name: f, type: fake, url: 'http://127.0.0.1:9/',"
 	                      " fixture: /etc/hostname}\n",
@@ -354,6 +385,7 @@ static Suite *registry_suite(void)
 	tcase_add_test(tc, test_docs_check_finds_differences);
 	tcase_add_test(tc, test_fake_parsed);
 	tcase_add_test(tc, test_fake_policed);
+	tcase_add_test(tc, test_fake_redacted);
 	tcase_add_test(tc, test_fake_scheduled_and_reported);
 	tcase_add_test(tc, test_fake_docs_checked);
 	tcase_add_test(tc, test_register_refuses_duplicates);
