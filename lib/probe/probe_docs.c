@@ -74,6 +74,22 @@ static bool is_metric_word(const char *s, size_t n)
 	return true;
 }
 
+/* A backquoted word documented as a metric must be one t publishes. */
+static int check_word(const struct probe_type_def *t, const char *w, size_t n, char *why,
+                      size_t len)
+{
+	char name[MAX_METRIC_LEN + 1];
+
+	if (!is_metric_word(w, n))
+		return 0;
+	snprintf(name, sizeof(name), "%.*s", (int)n, w);
+	if (probe_type_metric(t, name))
+		return 0;
+	snprintf(why, len, "%s: docs/spec.md documents `%s`, which it does not publish", t->name,
+	         name);
+	return -EINVAL;
+}
+
 /* Every `word` at parenthesis depth 0, not a link's text, is a metric. */
 static int check_documented(const struct probe_type_def *t, const char *s, size_t n, char *why,
                             size_t len)
@@ -81,32 +97,21 @@ static int check_documented(const struct probe_type_def *t, const char *s, size_
 	int depth = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		const char *close;
-		size_t w;
+		const char *w = s + i + 1, *close;
+		bool link;
 
-		if (s[i] == '(' || s[i] == ')') {
-			depth += s[i] == '(' ? 1 : (depth > 0 ? -1 : 0);
-			continue;
-		}
+		if (s[i] == '(')
+			depth++;
+		else if (s[i] == ')' && depth > 0)
+			depth--;
 		if (s[i] != '`')
 			continue;
-		close = memchr(s + i + 1, '`', n - i - 1);
+		close = memchr(w, '`', n - i - 1);
 		if (!close)
 			break;
-		w = (size_t)(close - (s + i + 1));
-		if (depth == 0 && is_metric_word(s + i + 1, w) &&
-		    !(close + 2 < s + n && close[1] == ']' && close[2] == '(')) {
-			char name[MAX_METRIC_LEN + 1];
-
-			snprintf(name, sizeof(name), "%.*s", (int)w, s + i + 1);
-			if (!probe_type_metric(t, name)) {
-				snprintf(
-				        why, len,
-				        "%s: docs/spec.md documents `%s`, which it does not publish",
-				        t->name, name);
-				return -EINVAL;
-			}
-		}
+		link = close + 2 < s + n && close[1] == ']' && close[2] == '(';
+		if (depth == 0 && !link && check_word(t, w, (size_t)(close - w), why, len) < 0)
+			return -EINVAL;
 		i = (size_t)(close - s);
 	}
 	return 0;

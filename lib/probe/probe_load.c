@@ -380,9 +380,11 @@ static const struct spec_field fields[] = {
 	 .dmax = SPEC_MAX_RATE},
 	SPEC_F_CONNECTIONS(16),
 	SPEC_F_THREADS,
-	{.key = "duration", .kind = FK_DURATION, .off = SPEC_P(duration_ms), .min = 1, .max = SPEC_MAXD},
+	{.key = "duration", .kind = FK_DURATION, .off = SPEC_P(duration_ms), .min = 1,
+	 .max = SPEC_MAXD},
 	{.key = "requests", .kind = FK_INT, .off = SPEC_P(requests), .min = 1, .max = 1000000000},
-	{.key = "warmup",   .kind = FK_DURATION, .off = SPEC_P(warmup_ms), .min = 0, .max = SPEC_MAXD},
+	{.key = "warmup",   .kind = FK_DURATION, .off = SPEC_P(warmup_ms), .min = 0,
+	 .max = SPEC_MAXD},
 	SPEC_F_REQUEST,
 	SPEC_F_TLS_CLIENT,
 };

@@ -288,7 +288,8 @@ static const struct spec_field fields[] = {
 	SPEC_F_COMMON, SPEC_F_PROMETHEUS, SPEC_F_HEADERS,
 	{.key = "query",    .kind = FK_STRING, .required = true, .off = SPEC_P(query),
 	 .max = SPEC_MAX_TEXT},
-	{.key = "range",    .kind = FK_DURATION, .off = SPEC_P(range_ms), .min = 1, .max = SPEC_MAXD},
+	{.key = "range",    .kind = FK_DURATION, .off = SPEC_P(range_ms), .min = 1,
+	 .max = SPEC_MAXD},
 	{.key = "function", .kind = FK_STRING, .off = SPEC_P(function), .choices = function_names},
 	SPEC_F_TLS_CLIENT,
 };

@@ -536,8 +536,9 @@ static void rules_free(struct probe *p)
 /* clang-format off */
 static const struct spec_field fields[] = {
 	SPEC_F_COMMON, SPEC_F_PROMETHEUS, SPEC_F_HEADERS, SPEC_F_REQUIRE,
-	{.key = "rule_files", .kind = FK_STRING_LIST, .flags = SPEC_FIELD_FILE, .off = SPEC_P(rule_files),
-	 .count_off = SPEC_P(n_rule_files), .max = SPEC_MAX_LIST, .check = spec_check_abs_path},
+	{.key = "rule_files", .kind = FK_STRING_LIST, .flags = SPEC_FIELD_FILE,
+	 .off = SPEC_P(rule_files), .count_off = SPEC_P(n_rule_files), .max = SPEC_MAX_LIST,
+	 .check = spec_check_abs_path},
 	SPEC_F_TLS_CLIENT,
 };
 /* clang-format on */

@@ -618,8 +618,10 @@ static int tls_probe_start(struct probe *p)
 static const char *const tls_versions[] = {"1.2", "1.3", NULL};
 static const struct spec_field fields[] = {
 	SPEC_F_COMMON, SPEC_F_URL(false),
-	{.key = "min_version", .kind = FK_STRING, .off = SPEC_P(min_version), .choices = tls_versions},
-	{.key = "servername",  .kind = FK_STRING, .off = SPEC_P(servername), .check = spec_check_hostname},
+	{.key = "min_version", .kind = FK_STRING, .off = SPEC_P(min_version),
+	 .choices = tls_versions},
+	{.key = "servername",  .kind = FK_STRING, .off = SPEC_P(servername),
+	 .check = spec_check_hostname},
 	SPEC_F_CA_FILE,
 };
 /* clang-format on */
