@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "lib/policy/policy.h"
+#include "lib/probe/probe.h"
 #include "lib/spec/spec_schema.h"
 #include "lib/util/util.h"
 
@@ -1036,7 +1037,7 @@ static int over(struct spec_error *err, size_t i, const char *field, const char 
 static int check_load_probe(const struct policy_limits *l, const struct spec_probe *sp, size_t i,
                             struct spec_error *err)
 {
-	if (sp->type != PROBE_TYPE_LOAD && sp->type != PROBE_TYPE_CAPACITY)
+	if (!probe_type_get(sp->type)->load)
 		return 0;
 	if (l->max_load_connections && sp->connections > l->max_load_connections)
 		return over(err, i, "connections", " per probe", (double)l->max_load_connections,
