@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lib/loadgen/hist.h"
+#include "lib/loadgen/loadgen.h"
 #include "lib/net/http.h"
 #include "lib/policy/policy.h"
 #include "lib/probe/probe.h"
@@ -147,6 +149,32 @@ START_TEST(test_docs_check_finds_differences)
 	snprintf(md, sizeof(md), "%s", "\n### auth\n\n**Metrics published:** `rejected`.\n");
 	ck_assert_int_eq(probe_type_docs_check(auth, md, why, sizeof(why)), -ENOENT);
 	ck_assert_msg(strstr(why, "unauthenticated_status"), "%s", why);
+}
+END_TEST
+
+/* The load table declares exactly what the engine publishes (a rate-mode
+ * result, which has every metric), plus `aborted`, which the probe adds. */
+START_TEST(test_load_table_matches_engine)
+{
+	struct loadgen_result r = {.requests = 10, .errors = 1, .elapsed_s = 1, .rate_kept = true};
+	const struct probe_type_def *t = probe_type_get(PROBE_TYPE_LOAD);
+	const char *name;
+	json_t *m, *v;
+
+	ck_assert_int_eq(hist_new(60000000, 3, &r.latency), 0);
+	ck_assert_int_eq(hist_new(60000000, 3, &r.latency_uncorrected), 0);
+	ck_assert_int_eq(hist_record(r.latency, 1000), 0);
+	ck_assert_int_eq(hist_record(r.latency_uncorrected, 1000), 0);
+	ck_assert_int_eq(loadgen_result_metrics(&r, &m), 0);
+	json_object_foreach (m, name, v)
+		ck_assert_msg(probe_type_metric(t, name), "load publishes %s, undeclared", name);
+	for (size_t i = 0; i < t->n_metrics; i++)
+		ck_assert_msg(json_object_get(m, t->metrics[i].name) ||
+		                      !strcmp(t->metrics[i].name, "aborted"),
+		              "load declares %s, never published", t->metrics[i].name);
+	json_decref(m);
+	hist_free(r.latency);
+	hist_free(r.latency_uncorrected);
 }
 END_TEST
 
@@ -383,6 +411,7 @@ static Suite *registry_suite(void)
 
 	tcase_add_loop_test(tc, test_builtin_types_documented, 0, _PROBE_TYPE_MAX);
 	tcase_add_test(tc, test_docs_check_finds_differences);
+	tcase_add_test(tc, test_load_table_matches_engine);
 	tcase_add_test(tc, test_fake_parsed);
 	tcase_add_test(tc, test_fake_policed);
 	tcase_add_test(tc, test_fake_redacted);
