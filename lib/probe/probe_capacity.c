@@ -418,14 +418,6 @@ static const struct spec_field fields[] = {
 };
 /* clang-format on */
 
-static int check_threads(struct spec_vctx *v, json_t *obj, const char *path, struct spec_probe *p)
-{
-	if (p->threads > p->connections)
-		return spec_fail_at(v, obj, path, "threads", "must not exceed connections (%lld)",
-		                    (long long)p->connections);
-	return 0;
-}
-
 static int finish_capacity(struct spec_vctx *v, json_t *obj, const char *path, struct spec_probe *p)
 {
 	if (p->max_rate <= p->min_rate)
@@ -440,8 +432,6 @@ static int finish_capacity(struct spec_vctx *v, json_t *obj, const char *path, s
 		rd_format_duration(p->step_ms, a, sizeof(a));
 		return spec_fail_at(v, obj, path, "warmup", "must be shorter than step (%s)", a);
 	}
-	if (check_threads(v, obj, path, p) < 0)
-		return -EINVAL;
 	return spec_load_request(v, obj, path, p);
 }
 

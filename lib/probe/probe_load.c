@@ -390,14 +390,6 @@ static const struct spec_field fields[] = {
 };
 /* clang-format on */
 
-static int check_threads(struct spec_vctx *v, json_t *obj, const char *path, struct spec_probe *p)
-{
-	if (p->threads > p->connections)
-		return spec_fail_at(v, obj, path, "threads", "must not exceed connections (%lld)",
-		                    (long long)p->connections);
-	return 0;
-}
-
 static int finish_load(struct spec_vctx *v, json_t *obj, const char *path, struct spec_probe *p)
 {
 	char a[32], b[32];
@@ -421,8 +413,6 @@ static int finish_load(struct spec_vctx *v, json_t *obj, const char *path, struc
 	if (p->warmup_ms + p->duration_ms > spec_vctx_spec(v)->timeout_ms)
 		return spec_fail_at(v, obj, path, "duration",
 		                    "warmup + duration is longer than the run's timeout (%s)", b);
-	if (check_threads(v, obj, path, p) < 0)
-		return -EINVAL;
 	return spec_load_request(v, obj, path, p);
 }
 

@@ -1262,6 +1262,9 @@ int spec_load_request(struct spec_vctx *v, json_t *obj, const char *path, struct
 	char rpath[sizeof(v->err->path)];
 	int r;
 
+	if (p->threads > p->connections)
+		return spec_fail_at(v, obj, path, "threads", "must not exceed connections (%lld)",
+		                    (long long)p->connections);
 	if (!has_target(v->spec))
 		return fail(v, obj, path, "'%s' probes need the spec's target",
 		            probe_type_to_string(p->type));

@@ -116,8 +116,9 @@ int spec_str_default(char **slot, const char *src);
  * request fields, or NULL. */
 int spec_inherit_target(struct spec_vctx *v, const json_t *src, const char *path,
                         struct spec_probe *p);
-/* load and capacity: the target's request as `request` changes it; no
- * credentials in the URL (the load engine would drop them). */
+/* load and capacity: threads within connections; the target's request
+ * as `request` changes it; no credentials in the URL (the load engine
+ * would drop them). */
 int spec_load_request(struct spec_vctx *v, json_t *obj, const char *path, struct spec_probe *p);
 
 /* Calls cb for every set field of sp whose flags include one of flags:
