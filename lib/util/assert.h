@@ -2,7 +2,7 @@
  * expression with expr's truth value, so the caller decides what a broken
  * invariant costs:
  *
- *     if (!rd_assert(p->state == PROBE_RUNNING)) {
+ *     if (!rd_assert(p->state == PROBE_STATE_RUNNING)) {
  *             fail the run; return;
  *     }
  *

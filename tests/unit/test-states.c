@@ -222,11 +222,11 @@ static void count_done(struct probe *p)
 
 static void finish_twice(void)
 {
-	struct probe p = {.state = PROBE_RUNNING, .done = count_done};
+	struct probe p = {.state = PROBE_STATE_RUNNING, .done = count_done};
 
 	abort_mode();
-	probe_finish(&p, PROBE_PASSED, NULL);
-	probe_finish(&p, PROBE_FAILED, NULL);
+	probe_finish(&p, PROBE_STATE_PASSED, NULL);
+	probe_finish(&p, PROBE_STATE_FAILED, NULL);
 }
 
 /* A probe that ends twice is a bug in its type: caught in abort mode... */
@@ -244,15 +244,15 @@ END_TEST
 /* ...and in report mode the first end stands and is reported once. */
 START_TEST(test_probe_finish_twice_reported)
 {
-	struct probe p = {.state = PROBE_RUNNING, .done = count_done};
+	struct probe p = {.state = PROBE_STATE_RUNNING, .done = count_done};
 
 	report_mode();
 	done_calls = 0;
-	probe_finish(&p, PROBE_PASSED, NULL);
-	probe_finish(&p, PROBE_FAILED, "too late");
+	probe_finish(&p, PROBE_STATE_PASSED, NULL);
+	probe_finish(&p, PROBE_STATE_FAILED, "too late");
 	abort_mode();
 	ck_assert_int_eq(done_calls, 1);
-	ck_assert_int_eq(p.state, PROBE_PASSED);
+	ck_assert_int_eq(p.state, PROBE_STATE_PASSED);
 	ck_assert_ptr_null(p.error);
 	ck_assert_int_eq(hooked.calls, 1);
 	ck_assert_str_eq(hooked.func, "probe_finish");
