@@ -193,10 +193,16 @@ static void print_hist_json(const char *suffix, const struct hist *h)
 
 static void print_json(const struct cli *c, const struct loadgen_result *r)
 {
+	uint64_t ok = r->requests - (r->errors < r->requests ? r->errors : r->requests);
+
+	/* As the load probe's metrics: throughput_rps counts successful
+	 * requests, requests_rps every measured one. */
 	printf("{\"requests\": %llu, \"errors\": %llu, \"error_rate\": %.6f, "
-	       "\"throughput_rps\": %.2f, \"elapsed_s\": %.3f, \"warmup_requests\": %llu",
+	       "\"throughput_rps\": %.2f, \"requests_rps\": %.2f, \"elapsed_s\": %.3f, "
+	       "\"warmup_requests\": %llu",
 	       (unsigned long long)r->requests, (unsigned long long)r->errors,
 	       r->requests ? (double)r->errors / (double)r->requests : 0.0,
+	       r->elapsed_s > 0 ? (double)ok / r->elapsed_s : 0.0,
 	       r->elapsed_s > 0 ? (double)r->requests / r->elapsed_s : 0.0, r->elapsed_s,
 	       (unsigned long long)r->warmup_requests);
 	for (int i = 0; i < _LOADGEN_ERR_MAX; i++)

@@ -251,7 +251,9 @@ bool gate_compare(double value, enum gate_op op, double threshold)
  * the figure is measured rather than one unlucky request. The mean and
  * the maximum ("mean_ms", "max_ms" and their "_uncorrected" twins) get
  * the median's floor (20): one lucky answer among failures is not a
- * latency. 0: no floor. */
+ * latency. throughput_rps (successful requests per second) gets the same
+ * floor: a rate of a handful of successes among thousands of fast
+ * errors is not a throughput. 0: no floor. */
 #define MEAN_MAX_MIN_SAMPLES 20 /* as p50_ms: ten above the median */
 
 static int64_t default_min_samples(const char *metric)
@@ -261,7 +263,8 @@ static int64_t default_min_samples(const char *metric)
 	const char *p = metric + 1;
 
 	if (strcmp(metric, "mean_ms") == 0 || strcmp(metric, "mean_ms_uncorrected") == 0 ||
-	    strcmp(metric, "max_ms") == 0 || strcmp(metric, "max_ms_uncorrected") == 0)
+	    strcmp(metric, "max_ms") == 0 || strcmp(metric, "max_ms_uncorrected") == 0 ||
+	    strcmp(metric, "throughput_rps") == 0)
 		return MEAN_MAX_MIN_SAMPLES;
 	if (metric[0] != 'p' || !(*p >= '0' && *p <= '9'))
 		return 0;

@@ -211,7 +211,8 @@ int loadgen_parse_responses(const char *buf, size_t len, bool head, int *statuse
 /* ---- results as JSON (loadgen_report.c) ---- */
 
 /* The probe metrics of a result (docs/spec.md, `load`): requests, errors,
- * error_rate, throughput_rps, p50_ms .. p999_ms, max_ms, mean_ms, their
+ * error_rate, throughput_rps (successful requests per second), requests_rps
+ * (every measured request per second), p50_ms .. p999_ms, max_ms, mean_ms, their
  * _uncorrected twins in rate mode, errors_<class>, warmup_requests and,
  * in rate mode, schedule_lag_ms, schedule_lag_max_ms, unsent, rate_kept.
  * A figure that cannot be computed (no successful answer) is null.

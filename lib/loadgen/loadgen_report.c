@@ -44,6 +44,19 @@ static int set_latency(json_t *o, const struct hist *h, const char *suffix)
 	return r == 0 ? set_num(o, name, hist_mean(h) / 1000.0) : r;
 }
 
+/* Rates over the measured window (warm-up excluded): throughput_rps
+ * counts successful requests only, since a target answering errors fast
+ * must not look fast; requests_rps counts every measured request. */
+static int set_rates(json_t *o, const struct loadgen_result *r)
+{
+	uint64_t ok = r->requests - (r->errors < r->requests ? r->errors : r->requests);
+	int e;
+
+	e = set_num(o, "throughput_rps", r->elapsed_s > 0 ? (double)ok / r->elapsed_s : NAN);
+	return e ?: set_num(o, "requests_rps",
+	                    r->elapsed_s > 0 ? (double)r->requests / r->elapsed_s : NAN);
+}
+
 static int set_counts(json_t *o, const struct loadgen_result *r)
 {
 	char name[64];
@@ -54,9 +67,7 @@ static int set_counts(json_t *o, const struct loadgen_result *r)
 	e = e
 	            ?: set_num(o, "error_rate",
 	                       r->requests ? (double)r->errors / (double)r->requests : NAN);
-	e = e
-	            ?: set_num(o, "throughput_rps",
-	                       r->elapsed_s > 0 ? (double)r->requests / r->elapsed_s : NAN);
+	e = e ?: set_rates(o, r);
 	e = e ?: set_num(o, "warmup_requests", (double)r->warmup_requests);
 	for (int i = 0; i < _LOADGEN_ERR_MAX && e == 0; i++) {
 		snprintf(name, sizeof(name), "errors_%s", loadgen_error_to_string(i));

@@ -203,7 +203,7 @@ static void timeline_chart(struct svg_buf *b, json_t *p)
 	}
 	n = extract_series(tl, rps_keys, rps);
 	extract_series(tl, lat_keys, lat);
-	snprintf(title, sizeof(title), "Per-second throughput and p99 latency of %s",
+	snprintf(title, sizeof(title), "Per-second requests (all answers) and p99 latency of %s",
 	         json_string_value(json_object_get(p, "name")));
 	svg_timeline_chart(b, title, rps, "requests/s", lat, "p99 ms (right axis)", n);
 }

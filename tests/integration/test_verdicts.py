@@ -77,6 +77,36 @@ class VerdictTest(lib.TestCase):
             self.assertIn('only %d successful requests; at least 20 are needed' % ok,
                           g['reason'])
 
+    def test_throughput_counts_successful_requests(self):
+        # 1996 of 2000 requests failed, answered fast: throughput_rps was
+        # every answer per second (tens of thousands) and a
+        # `throughput_rps > 10` gate passed.
+        t = self.demo(errors=0.998, seed=7)
+        run = self.d.run_spec(spec(t.url, LOAD % 2000, 'gates:\n  - l.throughput_rps > 10\n'))
+        m = probe_of(run, 'l')['metrics']
+        ok = m['requests'] - m['errors']
+        self.assertLess(ok, 20, m)
+        self.assertGreater(m['requests_rps'], 10 * m['throughput_rps'], m)
+        self.assertAlmostEqual(m['throughput_rps'], m['requests_rps'] * ok / m['requests'],
+                               delta=0.01 * m['requests_rps'] * ok / m['requests'] + 0.01)
+        g = run['gates'][0]
+        self.assertEqual(run['verdict'], 'ERROR', run['gates'])
+        self.assertEqual((g['outcome'], g['samples']), ('error', ok), g)
+        self.assertIn('only %d successful requests; at least 20 are needed' % ok, g['reason'])
+
+    def test_throughput_and_request_rate_side_by_side(self):
+        t = self.demo(errors=0.5, seed=3)
+        run = self.d.run_spec(spec(t.url, LOAD % 600,
+                                   'gates:\n  - l.throughput_rps > 0\n'))
+        m = probe_of(run, 'l')['metrics']
+        ok = m['requests'] - m['errors']
+        self.assertGreater(ok, 200, m)
+        self.assertLess(ok, 400, m)
+        self.assertAlmostEqual(m['throughput_rps'] / m['requests_rps'], ok / m['requests'],
+                               delta=0.001)
+        self.assertEqual(run['gates'][0]['samples'], ok, run['gates'])
+        self.assertEqual(run['verdict'], 'PASS', run['gates'])
+
     def test_percentile_samples_are_successful_requests(self):
         t = self.demo(errors=0.97)
         run = self.d.run_spec(spec(t.url, LOAD % 1530, 'gates:\n  - l.p99_ms < 25\n'))
