@@ -279,6 +279,11 @@ static int64_t default_min_samples(const char *metric)
 	return (int64_t)ceil(10.0 / (1.0 - q) - 1e-9);
 }
 
+int64_t gate_min_samples(const char *metric, int64_t min_samples)
+{
+	return min_samples > 0 ? min_samples : default_min_samples(metric);
+}
+
 static void fmt_num(double v, char *buf, size_t len)
 {
 	snprintf(buf, len, "%.6g", v);
@@ -353,6 +358,21 @@ static void judge_too_few(const struct gate_expr *ex, int64_t min_samples,
 		         ex->probe, ex->metric, (long long)in->samples, (long long)min_samples);
 }
 
+/* A baseline older than the newest pass: say which run it came from and
+ * why the newer ones were not used. */
+static void say_skipped(const struct gate_expr *ex, int64_t min_samples,
+                        const struct gate_input *in, struct judgement *j)
+{
+	size_t n = strlen(j->reason);
+
+	snprintf(j->reason + n, sizeof(j->reason) - n,
+	         " (baseline from run %lld: %lld newer passed run%s, the newest run %lld, had "
+	         "fewer than %lld samples behind %s.%s)",
+	         (long long)in->baseline_run, (long long)in->baseline_skipped,
+	         in->baseline_skipped > 1 ? "s" : "", (long long)in->baseline_skipped_newest,
+	         (long long)min_samples, ex->probe, ex->metric);
+}
+
 static void judge_value(const struct gate_expr *ex, bool advisory, int64_t min_samples,
                         const struct gate_input *in, struct judgement *j)
 {
@@ -375,9 +395,19 @@ static void judge_value(const struct gate_expr *ex, bool advisory, int64_t min_s
 		return;
 	} else if (!in->has_baseline) {
 		j->outcome = GATE_NO_BASELINE;
-		snprintf(j->reason, sizeof(j->reason),
-		         "no baseline: no earlier passed run of this service and environment; "
-		         "holds");
+		if (in->baseline_skipped > 0)
+			snprintf(
+			        j->reason, sizeof(j->reason),
+			        "no baseline: %lld earlier passed run%s (newest run %lld) had fewer "
+			        "than %lld samples behind %s.%s (min_samples); holds",
+			        (long long)in->baseline_skipped,
+			        in->baseline_skipped > 1 ? "s" : "",
+			        (long long)in->baseline_skipped_newest, (long long)min_samples,
+			        ex->probe, ex->metric);
+		else
+			snprintf(j->reason, sizeof(j->reason),
+			         "no baseline: no earlier passed run of this service and "
+			         "environment; holds");
 		return;
 	} else if (ex->rhs == GATE_RHS_BASELINE_MUL)
 		j->threshold = in->baseline * ex->number;
@@ -394,6 +424,8 @@ static void judge_value(const struct gate_expr *ex, bool advisory, int64_t min_s
 		         gate_op_to_string(ex->op), t,
 		         advisory ? " (advisory: does not block)" : "");
 	}
+	if (in->has_baseline && in->baseline_skipped > 0)
+		say_skipped(ex, min_samples, in, j);
 }
 
 static json_t *num_or_null(bool have, double v)

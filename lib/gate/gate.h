@@ -92,7 +92,14 @@ struct gate_input {
 	bool has_baseline;
 	double baseline;
 	int64_t baseline_run; /* 0 if none */
+	/* Newer passed runs passed over as baselines: too few samples. */
+	int64_t baseline_skipped;
+	int64_t baseline_skipped_newest; /* 0 if none */
 };
+
+/* The sample floor a gate applies: min_samples when > 0, else the
+ * metric's default (docs/spec.md, gates); 0: none. */
+int64_t gate_min_samples(const char *metric, int64_t min_samples);
 
 /* Judges one gate. Returns a new JSON object with the fields of the run
  * resource's `gates[]` entries (expr, metric, op, threshold, value,

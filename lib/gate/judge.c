@@ -40,6 +40,32 @@ static void gather_samples(const struct spec_probe *sp, const char *metric, json
 		in->samples = 0;
 }
 
+/* The baseline must rest on as many samples as the gate asks of the
+ * value it is compared with, counted the same way: a lax earlier run
+ * measured on a handful of successes cannot set the bar. */
+static void gather_baseline(const struct spec_gate *g, const struct spec_probe *sp,
+                            judge_baseline_cb baseline, void *userdata, struct gate_input *in)
+{
+	const struct probe_metric_def *m =
+	        sp ? probe_type_metric(probe_type_get(sp->type), g->ex.metric) : NULL;
+	struct judge_baseline b = {0};
+	int r = baseline(userdata, g->ex.probe, g->ex.metric,
+	                 gate_min_samples(g->ex.metric, g->min_samples),
+	                 m && m->samples == PROBE_SAMPLES_SUCCESSES, &b);
+
+	/* "No earlier pass" holds visibly; failing to look is an error. */
+	if (r == 0) {
+		in->has_baseline = true;
+		in->baseline = b.value;
+		in->baseline_run = b.run;
+	} else if (r != -ENOENT) {
+		in->baseline_err = r;
+		return;
+	}
+	in->baseline_skipped = b.skipped;
+	in->baseline_skipped_newest = b.skipped_newest;
+}
+
 static void gather_input(const struct spec_gate *g, const struct spec_probe *sp,
                          const struct judge_probe *jp, judge_baseline_cb baseline, void *userdata,
                          struct gate_input *in)
@@ -62,16 +88,8 @@ static void gather_input(const struct spec_gate *g, const struct spec_probe *sp,
 		in->value = NAN;
 	}
 	gather_samples(sp, g->ex.metric, jp->metrics, in);
-	if (g->ex.rhs != GATE_RHS_NUMBER && baseline) {
-		int r = baseline(userdata, g->ex.probe, g->ex.metric, &in->baseline,
-		                 &in->baseline_run);
-
-		/* "No earlier pass" holds visibly; failing to look is an error. */
-		if (r == 0)
-			in->has_baseline = true;
-		else if (r != -ENOENT)
-			in->baseline_err = r;
-	}
+	if (g->ex.rhs != GATE_RHS_NUMBER && baseline)
+		gather_baseline(g, sp, baseline, userdata, in);
 }
 
 /* A failing gate with an active waiver becomes "waived": the reason

@@ -22,11 +22,22 @@ struct judge_probe {
 	json_t *metrics;   /* object name -> number|null, or NULL */
 };
 
+/* A baseline found, and the newer candidates passed over. */
+struct judge_baseline {
+	double value;
+	int64_t run;            /* the run it came from */
+	int64_t skipped;        /* newer passed runs whose metric had too few samples */
+	int64_t skipped_newest; /* the newest of them, 0 if none */
+};
+
 /* Finds the baseline of probe.metric: the same metric of the newest
- * passed, non-invalidated run of the same service and environment.
- * Returns 0 with the value and run id, -ENOENT if there is none. */
+ * passed, non-invalidated run of the same service and environment that
+ * itself rests on at least min_samples samples (0: no floor), counted as
+ * the gate counts them (successes: requests - errors). Returns 0 with
+ * ret filled, -ENOENT if there is none (ret->skipped and skipped_newest
+ * still say which were passed over), other -errno on failure. */
 typedef int (*judge_baseline_cb)(void *userdata, const char *probe, const char *metric,
-                                 double *ret_value, int64_t *ret_run);
+                                 int64_t min_samples, bool successes, struct judge_baseline *ret);
 
 /* Finds an active waiver for a failing gate by its canonical expression
  * (gate_format()). Returns 0 and a new object {id, reason, approver,

@@ -53,8 +53,9 @@ static int set_rates(json_t *o, const struct loadgen_result *r)
 	int e;
 
 	e = set_num(o, "throughput_rps", r->elapsed_s > 0 ? (double)ok / r->elapsed_s : NAN);
-	return e ?: set_num(o, "requests_rps",
-	                    r->elapsed_s > 0 ? (double)r->requests / r->elapsed_s : NAN);
+	return e
+	               ?: set_num(o, "requests_rps",
+	                          r->elapsed_s > 0 ? (double)r->requests / r->elapsed_s : NAN);
 }
 
 static int set_counts(json_t *o, const struct loadgen_result *r)

@@ -115,10 +115,9 @@ static int set_delivered(json_t *m, const struct loadgen_result *r)
 
 static void add_point(struct cap_probe *cp, json_t *m, bool pass, const char *failed)
 {
-	static const char *const keep[] = {"p50_ms",        "p95_ms",          "p99_ms",
-	                                   "error_rate",    "throughput_rps",  "requests_rps",
-	                                   "delivered_rps", "schedule_lag_ms", "rate_kept",
-	                                   "requests"};
+	static const char *const keep[] = {
+	        "p50_ms",       "p95_ms",        "p99_ms",          "error_rate", "throughput_rps",
+	        "requests_rps", "delivered_rps", "schedule_lag_ms", "rate_kept",  "requests"};
 	json_t *pt = json_pack("{s:f, s:b, s:s?}", "rate", cp->rate, "pass", pass, "failed_on",
 	                       pass ? NULL : failed);
 

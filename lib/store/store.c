@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/gate/judge.h"
 #include "lib/store/sqlite/sqlite.h"
 #include "lib/store/store.h"
 #include "lib/store/store_backend.h"
@@ -97,13 +98,22 @@ int store_run_get(struct store *st, int64_t id, json_t **ret_run)
 	return 0;
 }
 
-int store_judge_baseline(void *userdata, const char *probe, const char *metric, double *ret_value,
-                         int64_t *ret_run)
+int store_judge_baseline(void *userdata, const char *probe, const char *metric, int64_t min_samples,
+                         bool successes, struct judge_baseline *ret)
 {
 	const struct store_judge_ctx *c = userdata;
+	struct store_baseline_want w = {c->service, c->environment, probe,    metric,
+	                                c->run_id,  min_samples,    successes};
+	struct store_baseline_got got;
+	int r = store_baseline_find(c->store, &w, &got);
 
-	return store_baseline(c->store, c->service, c->environment, probe, metric, c->run_id,
-	                      ret_value, ret_run);
+	if (r == 0 || r == -ENOENT) {
+		ret->value = got.value;
+		ret->run = got.run_id;
+		ret->skipped = got.skipped;
+		ret->skipped_newest = got.skipped_newest;
+	}
+	return r;
 }
 
 int store_judge_waiver(void *userdata, const char *expr, json_t **ret_waiver)
@@ -197,8 +207,22 @@ int store_baseline(struct store *st, const char *service, const char *environmen
                    const char *probe, const char *metric, int64_t exclude_run_id, double *ret_value,
                    int64_t *ret_run_id)
 {
-	return st->ops->baseline(st, service, environment, probe, metric, exclude_run_id, ret_value,
-	                         ret_run_id);
+	struct store_baseline_want w = {service,        environment, probe, metric,
+	                                exclude_run_id, 0,           false};
+	struct store_baseline_got got;
+	int r = st->ops->baseline_find(st, &w, &got);
+
+	if (r == 0) {
+		*ret_value = got.value;
+		*ret_run_id = got.run_id;
+	}
+	return r;
+}
+
+int store_baseline_find(struct store *st, const struct store_baseline_want *w,
+                        struct store_baseline_got *ret)
+{
+	return st->ops->baseline_find(st, w, ret);
 }
 
 int store_waiver_create(struct store *st, const struct store_waiver_new *w, int64_t *ret_id)

@@ -163,6 +163,32 @@ int store_baseline(struct store *st, const char *service, const char *environmen
                    const char *probe, const char *metric, int64_t exclude_run_id, double *ret_value,
                    int64_t *ret_run_id);
 
+/* A baseline that must itself rest on enough samples: the newest passed,
+ * non-invalidated run (other than exclude_run_id) whose probe.metric is
+ * a number and, when min_samples > 0 and the probe published `requests`,
+ * was measured on at least min_samples of them (less `errors` when
+ * successes is set, as the judge counts latency and throughput_rps).
+ * Newer candidates below the floor are skipped and counted. Returns 0,
+ * -ENOENT when none qualifies (ret still says how many were skipped), or
+ * -errno. All borrowed. */
+struct store_baseline_want {
+	const char *service;
+	const char *environment;
+	const char *probe;
+	const char *metric;
+	int64_t exclude_run_id;
+	int64_t min_samples; /* 0: no floor */
+	bool successes;      /* count requests - errors */
+};
+struct store_baseline_got {
+	double value;
+	int64_t run_id;
+	int64_t skipped;        /* newer passed runs below the floor */
+	int64_t skipped_newest; /* the newest of them, 0 if none */
+};
+int store_baseline_find(struct store *st, const struct store_baseline_want *w,
+                        struct store_baseline_got *ret);
+
 /* A waiver; expr is the canonical gate expression (gate_format()).
  * environment NULL: any. All borrowed. */
 struct store_waiver_new {
@@ -202,8 +228,9 @@ struct store_judge_ctx {
 	int64_t run_id; /* the run being judged: never its own baseline */
 	int64_t now_ms; /* waivers active at this time */
 };
-int store_judge_baseline(void *userdata, const char *probe, const char *metric, double *ret_value,
-                         int64_t *ret_run);
+struct judge_baseline;
+int store_judge_baseline(void *userdata, const char *probe, const char *metric, int64_t min_samples,
+                         bool successes, struct judge_baseline *ret);
 int store_judge_waiver(void *userdata, const char *expr, json_t **ret_waiver);
 
 /* Marks an ended run invalid (excluded from baselines, trends and

@@ -57,9 +57,8 @@ struct store_ops {
 	 * adds "invalidated" and "rejudgements" to a run read by run_get. */
 	int (*run_history)(struct store *st, int64_t id, json_t *run);
 	int (*gates_latest)(struct store *st, json_t **ret_items);
-	int (*baseline)(struct store *st, const char *service, const char *environment,
-	                const char *probe, const char *metric, int64_t exclude_run_id,
-	                double *ret_value, int64_t *ret_run_id);
+	int (*baseline_find)(struct store *st, const struct store_baseline_want *w,
+	                     struct store_baseline_got *ret);
 	int (*waiver_create)(struct store *st, const struct store_waiver_new *w, int64_t *ret_id);
 	int (*waivers_list)(struct store *st, const char *service, int64_t now_ms,
 	                    json_t **ret_items);

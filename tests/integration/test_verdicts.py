@@ -107,6 +107,44 @@ class VerdictTest(lib.TestCase):
         self.assertEqual(run['gates'][0]['samples'], ok, run['gates'])
         self.assertEqual(run['verdict'], 'PASS', run['gates'])
 
+    def test_baseline_must_rest_on_enough_samples(self):
+        # A PASS whose p95_ms rested on ~20 successes out of 400 (its own
+        # gates were lax) became the baseline of `p95_ms <= baseline * 1.10`.
+        svc = 'baseline-floor'
+        good, bad = self.demo(latency='1ms'), self.demo(errors=0.95, seed=5)
+        lax = 'gates:\n  - l.error_rate < 1\n'
+        strict = 'gates:\n  - l.p95_ms <= baseline * 1.10\n'
+
+        def run(t, gates):
+            r = self.d.run_spec(spec(t.url, LOAD % 400, gates, service=svc))
+            self.assertEqual(r['verdict'], 'PASS', r['gates'])
+            return r
+
+        weak1 = run(bad, lax)
+        m = probe_of(weak1, 'l')['metrics']
+        self.assertLess(m['requests'] - m['errors'], 200, m)
+        self.assertIsNotNone(m['p95_ms'], m)
+        first = run(good, strict)
+        g = first['gates'][0]
+        self.assertEqual((g['outcome'], g['baseline_run']), ('no-baseline', None), g)
+        self.assertIn('1 earlier passed run (newest run %d) had fewer than 200 samples '
+                      'behind l.p95_ms' % weak1['id'], g['reason'])
+        weak2 = run(bad, lax)
+        later = self.d.run_spec(spec(good.url, LOAD % 400, strict, service=svc))
+        g = later['gates'][0]
+        self.assertEqual(g['baseline_run'], first['id'], g)
+        self.assertEqual(g['baseline'], probe_of(first, 'l')['metrics']['p95_ms'], g)
+        self.assertIn('(baseline from run %d: 1 newer passed run, the newest run %d, had '
+                      'fewer than 200 samples behind l.p95_ms)' % (first['id'], weak2['id']),
+                      g['reason'])
+        # Rejudging uses the same rule.
+        r = self.d.request('POST', '/v1/runs/%d/rejudge' % later['id'],
+                           body=json.dumps({'gates': ['l.p95_ms <= baseline * 1.10']}).encode(),
+                           headers={'Content-Type': 'application/json'})
+        self.assertEqual(r.status, 201, r)
+        rg = r.json['gates'][0]
+        self.assertEqual(rg['baseline_run'], first['id'], rg)
+
     def test_percentile_samples_are_successful_requests(self):
         t = self.demo(errors=0.97)
         run = self.d.run_spec(spec(t.url, LOAD % 1530, 'gates:\n  - l.p99_ms < 25\n'))

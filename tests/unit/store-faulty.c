@@ -172,13 +172,11 @@ static int faulty_gates_latest(struct store *st, json_t **ret_items)
 	return inner(st)->ops->gates_latest(inner(st), ret_items);
 }
 
-static int faulty_baseline(struct store *st, const char *service, const char *environment,
-                           const char *probe, const char *metric, int64_t exclude_run_id,
-                           double *ret_value, int64_t *ret_run_id)
+static int faulty_baseline_find(struct store *st, const struct store_baseline_want *w,
+                                struct store_baseline_got *ret)
 {
 	faulty(st)->failed = false;
-	return inner(st)->ops->baseline(inner(st), service, environment, probe, metric,
-	                                exclude_run_id, ret_value, ret_run_id);
+	return inner(st)->ops->baseline_find(inner(st), w, ret);
 }
 
 static int faulty_waiver_create(struct store *st, const struct store_waiver_new *w, int64_t *ret_id)
@@ -372,7 +370,7 @@ static const struct store_ops faulty_ops = {
         .check_file = faulty_check_file,
         .checkpoint = faulty_checkpoint,
         .gates_latest = faulty_gates_latest,
-        .baseline = faulty_baseline,
+        .baseline_find = faulty_baseline_find,
         .waiver_create = faulty_waiver_create,
         .waivers_list = faulty_waivers_list,
         .waiver_get = faulty_waiver_get,

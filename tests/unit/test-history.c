@@ -53,15 +53,17 @@ struct lookup_case {
 	bool waiver;
 };
 
-static int fake_baseline(void *userdata, const char *probe, const char *metric, double *ret_value,
-                         int64_t *ret_run)
+static int fake_baseline(void *userdata, const char *probe, const char *metric, int64_t min_samples,
+                         bool successes, struct judge_baseline *ret)
 {
 	const struct lookup_case *c = userdata;
 
 	if (!c->has_baseline)
 		return -ENOENT;
-	*ret_value = c->baseline;
-	*ret_run = 41;
+	ret->value = c->baseline;
+	ret->run = 41;
+	ret->skipped = 0;
+	ret->skipped_newest = 0;
 	return 0;
 }
 

@@ -225,40 +225,78 @@ int sqlite_gates_latest(struct store *st, json_t **ret_items)
 
 /* ---- Baselines ------------------------------------------------------ */
 
-int sqlite_baseline(struct store *st, const char *service, const char *environment,
-                    const char *probe, const char *metric, int64_t exclude_run_id,
-                    double *ret_value, int64_t *ret_run_id)
+/* The sample count behind a candidate's value, counted as the judge
+ * counts (lib/gate/judge.c): `requests`, less `errors` for a metric of
+ * successful requests; -1 when the probe published no `requests` (not a
+ * sample metric: no floor applies). */
+static int64_t candidate_samples(sqlite3_stmt *s, bool successes)
+{
+	int64_t n;
+
+	if (sqlite3_column_type(s, 2) == SQLITE_NULL)
+		return -1;
+	n = (int64_t)sqlite3_column_double(s, 2);
+	if (successes && sqlite3_column_type(s, 3) != SQLITE_NULL)
+		n -= (int64_t)sqlite3_column_double(s, 3);
+	return n < 0 ? 0 : n;
+}
+
+static int baseline_bind(struct store *st, sqlite3_stmt *s, const struct store_baseline_want *w)
+{
+	int rc;
+
+	if ((rc = sqlite3_bind_text(s, 1, w->service, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_text(s, 2, w->environment, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_text(s, 3, w->probe, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_text(s, 4, w->metric, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 5, w->exclude_run_id)) != SQLITE_OK)
+		return bind_fail(st, s, rc);
+	return 0;
+}
+
+/* Newest first; a candidate below the floor is passed over and counted,
+ * so the gate can say that newer passes rested on too few samples. */
+int sqlite_baseline_find(struct store *st, const struct store_baseline_want *w,
+                         struct store_baseline_got *ret)
 {
 	static const char sql[] =
-	        "SELECT m.value, r.id FROM runs AS r JOIN metrics AS m "
+	        "SELECT m.value, r.id, rq.value, er.value FROM runs AS r JOIN metrics AS m "
 	        "ON m.run_id = r.id AND m.probe = ?3 AND m.metric = ?4 "
+	        "LEFT JOIN metrics AS rq ON rq.run_id = r.id AND rq.probe = ?3 "
+	        "AND rq.metric = 'requests' "
+	        "LEFT JOIN metrics AS er ON er.run_id = r.id AND er.probe = ?3 "
+	        "AND er.metric = 'errors' "
 	        "WHERE r.service = ?1 AND r.environment = ?2 AND r.state = 'passed' "
 	        "AND r.invalidated_at IS NULL AND r.id <> ?5 AND m.value IS NOT NULL "
-	        "ORDER BY r.id DESC LIMIT 1";
+	        "ORDER BY r.id DESC";
+	struct store_baseline_got got = {0};
 	sqlite3_stmt *s = NULL;
 	int rc, r = prepare(st, sql, &s);
 
-	if (r < 0)
+	if (r < 0 || (r = baseline_bind(st, s, w)) < 0)
 		return r;
-	if ((rc = sqlite3_bind_text(s, 1, service, -1, SQLITE_STATIC)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_text(s, 2, environment, -1, SQLITE_STATIC)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_text(s, 3, probe, -1, SQLITE_STATIC)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_text(s, 4, metric, -1, SQLITE_STATIC)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(s, 5, exclude_run_id)) != SQLITE_OK)
-		return bind_fail(st, s, rc);
-	rc = sqlite3_step(s);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int64_t n = candidate_samples(s, w->successes);
+
+		if (w->min_samples <= 0 || n < 0 || n >= w->min_samples)
+			break;
+		if (got.skipped++ == 0)
+			got.skipped_newest = sqlite3_column_int64(s, 1);
+	}
 	if (rc == SQLITE_ROW) {
-		*ret_value = sqlite3_column_double(s, 0);
-		*ret_run_id = sqlite3_column_int64(s, 1);
-		r = 0;
+		got.value = sqlite3_column_double(s, 0);
+		got.run_id = sqlite3_column_int64(s, 1);
 	} else if (rc == SQLITE_DONE) {
-		sqlite_set_errf(st, "no passed run of %s in %s has %s.%s", service, environment,
-		                probe, metric);
+		sqlite_set_errf(st, "no passed run of %s in %s has %s.%s%s", w->service,
+		                w->environment, w->probe, w->metric,
+		                got.skipped ? " on enough samples" : "");
 		r = -ENOENT;
 	} else {
 		r = sqlite_db_fail(st, rc, "find a baseline");
 	}
 	sqlite3_finalize(s);
+	if (r == 0 || r == -ENOENT)
+		*ret = got;
 	return r;
 }
 

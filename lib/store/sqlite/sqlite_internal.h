@@ -63,9 +63,8 @@ const char *sqlite_errcause(struct store *st);
 int sqlite_check_file(struct store *st);
 int sqlite_checkpoint(struct store *st);
 int sqlite_gates_latest(struct store *st, json_t **ret_items);
-int sqlite_baseline(struct store *st, const char *service, const char *environment,
-                    const char *probe, const char *metric, int64_t exclude_run_id,
-                    double *ret_value, int64_t *ret_run_id);
+int sqlite_baseline_find(struct store *st, const struct store_baseline_want *w,
+                         struct store_baseline_got *ret);
 int sqlite_waiver_create(struct store *st, const struct store_waiver_new *w, int64_t *ret_id);
 int sqlite_waivers_list(struct store *st, const char *service, int64_t now_ms, json_t **ret_items);
 int sqlite_waiver_get(struct store *st, const char *service, int64_t id, int64_t now_ms,
