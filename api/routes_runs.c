@@ -144,14 +144,14 @@ static bool sees_run(struct api_req *req, int64_t id)
 /* While the store cannot keep a new run (disk full, database file gone),
  * submits are refused with the reason; a retry of an accepted submission
  * is still answered. True when req was answered. */
-static bool refuse_degraded(struct api_req *req, const char *key)
+static bool refuse_degraded(struct api_req *req, const char *service, const char *key)
 {
 	struct api_app *app = api_req_app(req);
 	char why[512];
 	int64_t id;
 	int e = api_store_problem(app, why, sizeof(why));
 
-	if (e == 0 || (key && store_run_find_by_key(app->store, key, &id) == 0))
+	if (e == 0 || (key && store_run_find_by_key(app->store, service, key, NULL, &id) == 0))
 		return false;
 	api_reply_header(req, "Retry-After", "30");
 	if (e == -ENOSPC)
@@ -165,16 +165,25 @@ static bool refuse_degraded(struct api_req *req, const char *key)
 static void submit(struct api_req *req, struct spec *spec, const char *key)
 {
 	struct api_app *app = api_req_app(req);
-	char loc[48];
+	char loc[48], service[129]; /* spec.h: [A-Za-z0-9._-]{1,128} */
 	bool existing;
 	int64_t id;
 	int r;
 
-	if (refuse_degraded(req, key)) {
+	if (refuse_degraded(req, spec->service, key)) {
 		spec_free(spec);
 		return;
 	}
+	snprintf(service, sizeof(service), "%s", spec->service);
 	r = sched_submit(app->sched, spec, api_req_principal(req), key, &id, &existing);
+	if (r == -EEXIST) {
+		api_problem(
+		        req, 409, NULL,
+		        "Idempotency-Key '%s' was already used for service '%s' with a different "
+		        "spec; resend the same spec to get that run, or use a new key",
+		        key, service);
+		return;
+	}
 	if (r < 0) {
 		api_problem_errno(req, r, "cannot queue the run");
 		return;

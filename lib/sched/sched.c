@@ -976,16 +976,26 @@ static int new_run(struct sched *s, struct spec *spec, struct run **ret_run)
 	return 0;
 }
 
-static int sched_store_new_run(struct sched *s, const struct spec *spec, const char *submitted_by,
-                               const char *idempotency_key, int64_t *ret_id, bool *ret_existing)
+/* The spec as stored (redacted, serialized): also what a retry with the
+ * same Idempotency-Key must match. New string, or NULL. */
+static char *sched_spec_text(const struct spec *spec)
+{
+	json_t *redacted = spec_to_json_redacted(spec);
+	char *text = redacted ? json_dumps(redacted, JSON_COMPACT) : NULL;
+
+	json_decref(redacted);
+	return text;
+}
+
+static int sched_store_new_run(struct sched *s, const struct spec *spec, const char *text,
+                               const char *submitted_by, const char *idempotency_key,
+                               int64_t *ret_id, bool *ret_existing)
 {
 	const char **names = calloc(spec->n_probes + 1, sizeof(*names));
 	const char **types = calloc(spec->n_probes + 1, sizeof(*types));
-	json_t *redacted = spec_to_json_redacted(spec);
-	char *text = redacted ? json_dumps(redacted, JSON_COMPACT) : NULL;
 	int e = -ENOMEM;
 
-	if (names && types && text) {
+	if (names && types) {
 		struct store_run_new rn = {
 		        .service = spec->service,
 		        .version = spec->version,
@@ -1007,8 +1017,6 @@ static int sched_store_new_run(struct sched *s, const struct spec *spec, const c
 	}
 	free(names);
 	free(types);
-	free(text);
-	json_decref(redacted);
 	return e;
 }
 
@@ -1017,6 +1025,7 @@ int sched_submit(struct sched *s, struct spec *spec, const char *submitted_by,
 {
 	struct run *r;
 	bool existing = false;
+	char *text;
 	int64_t id;
 	int e;
 
@@ -1024,23 +1033,27 @@ int sched_submit(struct sched *s, struct spec *spec, const char *submitted_by,
 		spec_free(spec);
 		return -ESHUTDOWN;
 	}
+	text = sched_spec_text(spec);
+	if (!text) {
+		spec_free(spec);
+		return -ENOMEM;
+	}
 	/* A retry of a submission that was accepted is answered even when the
 	 * queue is full now: the pipeline's run exists. */
-	if (idempotency_key && store_run_find_by_key(s->store, idempotency_key, &id) == 0) {
-		spec_free(spec);
-		*ret_id = id;
-		*ret_existing = true;
-		return 0;
+	e = idempotency_key
+	            ? store_run_find_by_key(s->store, spec->service, idempotency_key, text, &id)
+	            : -ENOENT;
+	if (e == 0) {
+		existing = true;
+	} else if (e == -ENOENT && s->n_unsaved > 0) {
+		e = s->store_err;
+	} else if (e == -ENOENT && s->n_queued >= s->cfg.max_queued) {
+		e = -EAGAIN;
+	} else if (e == -ENOENT) {
+		e = sched_store_new_run(s, spec, text, submitted_by, idempotency_key, &id,
+		                        &existing);
 	}
-	if (s->n_unsaved > 0) {
-		spec_free(spec);
-		return s->store_err;
-	}
-	if (s->n_queued >= s->cfg.max_queued) {
-		spec_free(spec);
-		return -EAGAIN;
-	}
-	e = sched_store_new_run(s, spec, submitted_by, idempotency_key, &id, &existing);
+	free(text);
 	if (e < 0 || existing) {
 		spec_free(spec);
 		if (e == 0) {

@@ -42,8 +42,9 @@ void sched_free(struct sched *s);
 void sched_set_config(struct sched *s, const struct sched_config *cfg);
 
 /* Stores and queues a new run. Steals spec (also on error). With an
- * idempotency key seen before, returns that run's id with *ret_existing
- * set and queues nothing. -EAGAIN when the queue is full. */
+ * idempotency key the spec's service has seen before with the same spec,
+ * returns that run's id with *ret_existing set and queues nothing; with
+ * a different spec, -EEXIST. -EAGAIN when the queue is full. */
 int sched_submit(struct sched *s, struct spec *spec, const char *submitted_by,
                  const char *idempotency_key, int64_t *ret_id, bool *ret_existing);
 

@@ -136,9 +136,10 @@ int store_run_create(struct store *st, const struct store_run_new *rn, int64_t *
 	return st->ops->run_create(st, rn, ret_id, ret_existing);
 }
 
-int store_run_find_by_key(struct store *st, const char *key, int64_t *ret_id)
+int store_run_find_by_key(struct store *st, const char *service, const char *key,
+                          const char *spec_json, int64_t *ret_id)
 {
-	return st->ops->run_find_by_key(st, key, ret_id);
+	return st->ops->run_find_by_key(st, service, key, spec_json, ret_id);
 }
 
 int store_run_update(struct store *st, int64_t id, const char *state, const char *verdict,

@@ -60,13 +60,18 @@ struct store_run_new {
 };
 
 /* Inserts a run in state "queued" with one "queued" probe row per probe.
- * With an idempotency key that already exists, inserts nothing, returns
- * the existing run's id and sets *ret_existing. Returns 0 or -errno. */
+ * Idempotency keys are per service: with a key this service already has
+ * and the same spec_json, inserts nothing, returns the existing run's id
+ * and sets *ret_existing; with a different spec_json returns -EEXIST.
+ * Returns 0 or -errno. */
 int store_run_create(struct store *st, const struct store_run_new *rn, int64_t *ret_id,
                      bool *ret_existing);
 
-/* The run created with this idempotency key: 0 and its id, or -ENOENT. */
-int store_run_find_by_key(struct store *st, const char *key, int64_t *ret_id);
+/* The run of service created with this idempotency key: 0 and its id,
+ * -ENOENT if none, -EEXIST if spec_json is given and differs from the
+ * stored run's (redacted, serialized) spec. All borrowed. */
+int store_run_find_by_key(struct store *st, const char *service, const char *key,
+                          const char *spec_json, int64_t *ret_id);
 
 /* Sets a run's state (and verdict, error: NULL leaves them NULL/unchanged
  * as documented below). started_at/finished_at of 0 leave the stored

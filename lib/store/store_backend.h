@@ -41,7 +41,8 @@ struct store_ops {
 	/* Runs, probe results, gate and checklist results. */
 	int (*run_create)(struct store *st, const struct store_run_new *rn, int64_t *ret_id,
 	                  bool *ret_existing);
-	int (*run_find_by_key)(struct store *st, const char *key, int64_t *ret_id);
+	int (*run_find_by_key)(struct store *st, const char *service, const char *key,
+	                       const char *spec_json, int64_t *ret_id);
 	int (*run_update)(struct store *st, int64_t id, const char *state, const char *verdict,
 	                  int64_t started_at, int64_t finished_at, const char *error);
 	int (*probe_save)(struct store *st, int64_t run_id, size_t idx, json_t *probe);

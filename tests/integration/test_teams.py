@@ -166,6 +166,35 @@ class TeamsTest(lib.TestCase):
         before = self.call('root', 'GET', '/v1/runs?service=team-a-api&limit=1000').json
         self.assertNotIn('team-b-ci', [i['submitted_by'] for i in before['items']])
 
+    def test_idempotency_keys_are_per_service(self):
+        # Keys were global: team A could take team B's predictable key (a
+        # commit sha) and make B's submits 409.
+        def post(who, service, key, url=self.demo.url + '/healthz'):
+            return self.d.request('POST', '/v1/runs', spec(service, url),
+                                  h(who, **{'Content-Type': 'application/yaml',
+                                            'Idempotency-Key': key}))
+
+        key = '3f2c9a1e7b4d'
+        a = post('team-a-ci', 'team-a-api', key)
+        self.assertEqual(a.status, 201, a)
+        b = post('team-b-ci', 'team-b-api', key)
+        self.assertEqual(b.status, 201, b)
+        self.assertNotEqual(a.json['id'], b.json['id'])
+        self.assertEqual(b.json['service'], 'team-b-api')
+        # A retry with the same spec is the same run, for each team.
+        for who, svc, first in (('team-b-ci', 'team-b-api', b), ('team-a-ci', 'team-a-api', a)):
+            again = post(who, svc, key)
+            self.assertEqual(again.status, 200, again)
+            self.assertEqual(again.json['id'], first.json['id'])
+        # The same key with another spec for the same service: 409, and why.
+        other = post('team-b-ci', 'team-b-api', key, self.demo.url + '/v1/predict')
+        self.assertEqual(other.status, 409, other)
+        self.assertIn("Idempotency-Key '%s' was already used for service 'team-b-api' with a "
+                      "different spec" % key, other.json['detail'])
+        runs = self.call('root', 'GET', '/v1/runs?service=team-b-api&limit=1000').json
+        self.assertEqual(sum(1 for i in runs['items'] if i['id'] == b.json['id']), 1)
+        self.assertEqual(self.d.wait_run(b.json['id'])['verdict'], 'PASS')
+
     def test_changes_are_recorded_with_names(self):
         run_id = self.submit('team-a-ci', 'team-a-api', self.demo.url + '/healthz')
         self.d.wait_run(run_id)

@@ -93,10 +93,11 @@ static int faulty_run_create(struct store *st, const struct store_run_new *rn, i
 	return inner(st)->ops->run_create(inner(st), rn, ret_id, ret_existing);
 }
 
-static int faulty_run_find_by_key(struct store *st, const char *key, int64_t *ret_id)
+static int faulty_run_find_by_key(struct store *st, const char *service, const char *key,
+                                  const char *spec_json, int64_t *ret_id)
 {
 	faulty(st)->failed = false;
-	return inner(st)->ops->run_find_by_key(inner(st), key, ret_id);
+	return inner(st)->ops->run_find_by_key(inner(st), service, key, spec_json, ret_id);
 }
 
 static int faulty_run_update(struct store *st, int64_t id, const char *state, const char *verdict,

@@ -341,15 +341,31 @@ START_TEST(test_idempotency_key)
 	struct store *st = conf_open(_i);
 	struct store_filter f = {.limit = 100};
 	bool existing = true;
-	int64_t a, b, c, d;
+	int64_t a, b, c, d, other, id = 0;
 	char *cursor = NULL;
 	json_t *items;
+	struct store_run_new rn = {.service = "svc",
+	                           .version = "2.4.0",
+	                           .environment = "staging",
+	                           .idempotency_key = "key-1",
+	                           .spec_json = "{\"apiVersion\":\"readyd/v1\",\"service\":\"y\"}",
+	                           .created_at = T0};
 
 	a = create_run(st, "svc", "staging", "key-1", 2, &existing);
 	ck_assert(!existing);
-	b = create_run(st, "other", "prod", "key-1", 1, &existing);
+	b = create_run(st, "svc", "prod", "key-1", 1, &existing);
 	ck_assert(existing);
 	ck_assert_int_eq(b, a);
+	/* Keys are per service: another service's same key is another run. */
+	other = create_run(st, "other", "prod", "key-1", 1, &existing);
+	ck_assert(!existing);
+	ck_assert_int_ne(other, a);
+	/* The same key with a different spec is refused, nothing is added. */
+	ck_assert_int_eq(store_run_create(st, &rn, &id, &existing), -EEXIST);
+	ck_assert_int_eq(store_run_find_by_key(st, "svc", "key-1", rn.spec_json, &id), -EEXIST);
+	ck_assert_int_eq(store_run_find_by_key(st, "svc", "key-1", NULL, &id), 0);
+	ck_assert_int_eq(id, a);
+	ck_assert_int_eq(store_run_find_by_key(st, "nope", "key-1", NULL, &id), -ENOENT);
 	c = create_run(st, "svc", "staging", NULL, 2, &existing);
 	ck_assert(!existing);
 	d = create_run(st, "svc", "staging", NULL, 2, &existing);
@@ -358,7 +374,7 @@ START_TEST(test_idempotency_key)
 	ck_assert_int_ne(d, c);
 
 	ck_assert_int_eq(store_runs_list(st, &f, &items, &cursor), 0);
-	ck_assert_uint_eq(json_array_size(items), 3);
+	ck_assert_uint_eq(json_array_size(items), 4);
 	ck_assert_ptr_null(cursor);
 	json_decref(items);
 	/* The retry did not add probes to the first run either. */

@@ -99,9 +99,16 @@ static double raw_double(sqlite3 *db, const char *sql)
 START_TEST(test_migrate_empty)
 {
 	static const char *const objects[] = {
-	        "table:runs",          "table:probe_results",     "table:metrics",
-	        "table:gate_results",  "table:checklist_results", "table:schema_migrations",
-	        "index:metrics_trend", "index:runs_by_service",   "index:runs_by_state",
+	        "table:runs",
+	        "table:probe_results",
+	        "table:metrics",
+	        "table:gate_results",
+	        "table:checklist_results",
+	        "table:schema_migrations",
+	        "index:metrics_trend",
+	        "index:runs_by_service",
+	        "index:runs_by_state",
+	        "table:idempotency_keys",
 	};
 	struct store *st = open_ok(backend(_i));
 	char sql[256];
@@ -163,6 +170,45 @@ START_TEST(test_reopen_is_noop)
 	applied2 = raw_int(db, "SELECT sum(applied_at) FROM schema_migrations");
 	ck_assert_int_eq(applied2, applied);
 	ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM schema_migrations"), store_n_migrations);
+	sqlite3_close(db);
+}
+END_TEST
+
+/* A database written before idempotency keys were per service keeps
+ * its keys, now under each run's service. */
+START_TEST(test_migrate_idempotency_scope)
+{
+	sqlite3 *db = raw_open(db_file);
+	struct store *st;
+	bool existing = true;
+	int64_t id = 0, other;
+	char sql[256];
+
+	raw_exec(db, "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT "
+	             "NULL, applied_at INTEGER NOT NULL)");
+	for (int v = 1; v <= 4; v++) {
+		raw_exec(db, store_migrations[v - 1].sql);
+		snprintf(sql, sizeof(sql), "INSERT INTO schema_migrations VALUES (%d, '%s', 1)", v,
+		         store_migrations[v - 1].name);
+		raw_exec(db, sql);
+	}
+	raw_exec(db, "INSERT INTO runs (id, service, version, environment, state, "
+	             "idempotency_key, spec, created_at) VALUES (7, 'svc', '1', 'prod', "
+	             "'passed', 'sha-1', '{\"apiVersion\":\"readyd/v1\",\"service\":\"x\"}', 1)");
+	sqlite3_close(db);
+
+	st = open_ok(db_file);
+	ck_assert_int_eq(store_run_find_by_key(st, "svc", "sha-1", NULL, &id), 0);
+	ck_assert_int_eq(id, 7);
+	ck_assert_int_eq(create_run(st, "svc", "prod", "sha-1", 1, &existing), 7);
+	ck_assert(existing);
+	other = create_run(st, "other", "prod", "sha-1", 1, &existing);
+	ck_assert(!existing);
+	ck_assert_int_ne(other, 7);
+	store_free(st);
+	db = raw_open(db_file);
+	ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM runs WHERE idempotency_key IS NOT NULL"),
+	                 0);
 	sqlite3_close(db);
 }
 END_TEST
@@ -513,6 +559,7 @@ static Suite *store_suite(void)
 	tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
 	tcase_add_loop_test(tc, test_migrate_empty, 0, 2);
 	tcase_add_test(tc, test_reopen_is_noop);
+	tcase_add_test(tc, test_migrate_idempotency_scope);
 	tcase_add_loop_test(tc, test_refused, 0, (int)RD_ARRAY_SIZE(refuse_cases));
 	suite_add_tcase(s, tc);
 

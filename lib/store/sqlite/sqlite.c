@@ -43,6 +43,7 @@ enum stmt_id {
 	ST_COMMIT,
 	ST_ROLLBACK,
 	ST_RUN_BY_KEY,
+	ST_KEY_INSERT,
 	ST_RUN_INSERT,
 	ST_PROBE_INSERT,
 	ST_RUN_UPDATE,
@@ -77,10 +78,12 @@ static const char *const stmt_sql[_ST_MAX] = {
         [ST_BEGIN_READ] = "BEGIN DEFERRED",
         [ST_COMMIT] = "COMMIT",
         [ST_ROLLBACK] = "ROLLBACK",
-        [ST_RUN_BY_KEY] = "SELECT id FROM runs WHERE idempotency_key = ?1",
+        [ST_RUN_BY_KEY] = "SELECT k.run_id, r.spec FROM idempotency_keys AS k "
+                          "JOIN runs AS r ON r.id = k.run_id WHERE k.service = ?1 AND k.key = ?2",
+        [ST_KEY_INSERT] = "INSERT INTO idempotency_keys (service, key, run_id) VALUES (?1, ?2, ?3)",
         [ST_RUN_INSERT] = "INSERT INTO runs (service, version, environment, state, submitted_by, "
-                          "idempotency_key, spec, created_at) "
-                          "VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7)",
+                          "spec, created_at) "
+                          "VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6)",
         [ST_PROBE_INSERT] = "INSERT INTO probe_results (run_id, idx, name, type, state) "
                             "VALUES (?1, ?2, ?3, ?4, 'queued')",
         [ST_RUN_UPDATE] = "UPDATE runs SET state = ?2, verdict = COALESCE(?3, verdict), "
@@ -1011,23 +1014,49 @@ static int cols_bind(sqlite3_stmt *s, int first, json_t *obj, const struct col *
 
 /* ---- Runs ---------------------------------------------------------- */
 
-int sqlite_run_find_by_key(struct store *st, const char *key, int64_t *ret_id)
+int sqlite_run_find_by_key(struct store *st, const char *service, const char *key,
+                           const char *spec_json, int64_t *ret_id)
 {
 	sqlite3_stmt *s = NULL;
+	const char *stored;
 	int rc, r;
 
 	r = stmt_get(st, ST_RUN_BY_KEY, &s);
 	if (r < 0)
 		return r;
-	rc = sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-	if (rc != SQLITE_OK)
+	if ((rc = sqlite3_bind_text(s, 1, service, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC)) != SQLITE_OK)
 		return bind_fail(st, s, rc);
 	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		*ret_id = sqlite3_column_int64(s, 0);
-	r = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : db_fail(st, rc, "find a run");
+	if (rc == SQLITE_ROW) {
+		stored = (const char *)sqlite3_column_text(s, 1);
+		r = 0;
+		if (spec_json && (!stored || strcmp(stored, spec_json) != 0)) {
+			set_err(st, "the Idempotency-Key was used with a different spec");
+			r = -EEXIST;
+		} else {
+			*ret_id = sqlite3_column_int64(s, 0);
+		}
+	} else {
+		r = rc == SQLITE_DONE ? -ENOENT : db_fail(st, rc, "find a run");
+	}
 	stmt_release(s);
 	return r;
+}
+
+static int key_insert(struct store *st, const struct store_run_new *rn, int64_t run_id)
+{
+	sqlite3_stmt *s = NULL;
+	int rc, r;
+
+	r = stmt_get(st, ST_KEY_INSERT, &s);
+	if (r < 0)
+		return r;
+	if ((rc = sqlite3_bind_text(s, 1, rn->service, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_text(s, 2, rn->idempotency_key, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 3, run_id)) != SQLITE_OK)
+		return bind_fail(st, s, rc);
+	return stmt_run(st, s, "keep an idempotency key");
 }
 
 static int run_insert(struct store *st, const struct store_run_new *rn, int64_t *ret_id)
@@ -1042,9 +1071,8 @@ static int run_insert(struct store *st, const struct store_run_new *rn, int64_t 
 	    (rc = sqlite3_bind_text(s, 2, rn->version, -1, SQLITE_STATIC)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_text(s, 3, rn->environment, -1, SQLITE_STATIC)) != SQLITE_OK ||
 	    (rc = bind_text_opt(s, 4, rn->submitted_by)) != SQLITE_OK ||
-	    (rc = bind_text_opt(s, 5, rn->idempotency_key)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_text(s, 6, rn->spec_json, -1, SQLITE_STATIC)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(s, 7, rn->created_at)) != SQLITE_OK)
+	    (rc = sqlite3_bind_text(s, 5, rn->spec_json, -1, SQLITE_STATIC)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, 6, rn->created_at)) != SQLITE_OK)
 		return bind_fail(st, s, rc);
 	r = stmt_run(st, s, "insert a run");
 	if (r == 0)
@@ -1101,7 +1129,8 @@ int sqlite_run_create(struct store *st, const struct store_run_new *rn, int64_t 
 	if (r < 0)
 		return r;
 	if (rn->idempotency_key) {
-		r = sqlite_run_find_by_key(st, rn->idempotency_key, &id);
+		r = sqlite_run_find_by_key(st, rn->service, rn->idempotency_key, rn->spec_json,
+		                           &id);
 		existing = r == 0;
 		if (r == -ENOENT)
 			r = 0;
@@ -1110,6 +1139,8 @@ int sqlite_run_create(struct store *st, const struct store_run_new *rn, int64_t 
 		r = run_insert(st, rn, &id);
 		if (r == 0)
 			r = probes_insert(st, id, rn);
+		if (r == 0 && rn->idempotency_key)
+			r = key_insert(st, rn, id);
 	}
 	r = tx_end(st, r);
 	if (r < 0)

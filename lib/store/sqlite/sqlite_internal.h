@@ -48,7 +48,8 @@ void sqlite_free(struct store *st);
 int sqlite_schema_version(struct store *st);
 int sqlite_run_create(struct store *st, const struct store_run_new *rn, int64_t *ret_id,
                       bool *ret_existing);
-int sqlite_run_find_by_key(struct store *st, const char *key, int64_t *ret_id);
+int sqlite_run_find_by_key(struct store *st, const char *service, const char *key,
+                           const char *spec_json, int64_t *ret_id);
 int sqlite_run_update(struct store *st, int64_t id, const char *state, const char *verdict,
                       int64_t started_at, int64_t finished_at, const char *error);
 int sqlite_probe_save(struct store *st, int64_t run_id, size_t idx, json_t *probe);
