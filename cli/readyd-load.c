@@ -177,6 +177,16 @@ static double ms(double us)
 	return us / 1000.0;
 }
 
+static uint64_t successes(const struct loadgen_result *r)
+{
+	return r->requests - (r->errors < r->requests ? r->errors : r->requests);
+}
+
+static double per_s(uint64_t n, double seconds)
+{
+	return seconds > 0 ? (double)n / seconds : 0;
+}
+
 static void print_hist_json(const char *suffix, const struct hist *h)
 {
 	static const struct {
@@ -193,8 +203,6 @@ static void print_hist_json(const char *suffix, const struct hist *h)
 
 static void print_json(const struct cli *c, const struct loadgen_result *r)
 {
-	uint64_t ok = r->requests - (r->errors < r->requests ? r->errors : r->requests);
-
 	/* As the load probe's metrics: throughput_rps counts successful
 	 * requests, requests_rps every measured one. */
 	printf("{\"requests\": %llu, \"errors\": %llu, \"error_rate\": %.6f, "
@@ -202,8 +210,7 @@ static void print_json(const struct cli *c, const struct loadgen_result *r)
 	       "\"warmup_requests\": %llu",
 	       (unsigned long long)r->requests, (unsigned long long)r->errors,
 	       r->requests ? (double)r->errors / (double)r->requests : 0.0,
-	       r->elapsed_s > 0 ? (double)ok / r->elapsed_s : 0.0,
-	       r->elapsed_s > 0 ? (double)r->requests / r->elapsed_s : 0.0, r->elapsed_s,
+	       per_s(successes(r), r->elapsed_s), per_s(r->requests, r->elapsed_s), r->elapsed_s,
 	       (unsigned long long)r->warmup_requests);
 	for (int i = 0; i < _LOADGEN_ERR_MAX; i++)
 		printf(", \"errors_%s\": %llu", loadgen_error_to_string(i),
@@ -229,7 +236,8 @@ static void print_text(const struct cli *c, const struct loadgen_result *r)
 	printf("  requests %llu in %.3f s, errors %llu, warmup %llu\n",
 	       (unsigned long long)r->requests, r->elapsed_s, (unsigned long long)r->errors,
 	       (unsigned long long)r->warmup_requests);
-	printf("  requests/s: %.2f\n", r->elapsed_s > 0 ? (double)r->requests / r->elapsed_s : 0);
+	printf("  requests/s: %.2f (every answer), successful/s: %.2f (throughput)\n",
+	       per_s(r->requests, r->elapsed_s), per_s(successes(r), r->elapsed_s));
 	printf("  latency ms: p50 %.3f  p90 %.3f  p95 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  "
 	       "mean %.3f\n",
 	       ms(hist_percentile(h, 50)), ms(hist_percentile(h, 90)), ms(hist_percentile(h, 95)),

@@ -86,6 +86,7 @@ class VerdictTest(lib.TestCase):
         m = probe_of(run, 'l')['metrics']
         ok = m['requests'] - m['errors']
         self.assertLess(ok, 20, m)
+        self.assertEqual(run['verdict'], 'ERROR', (m, run['gates']))
         self.assertGreater(m['requests_rps'], 10 * m['throughput_rps'], m)
         self.assertAlmostEqual(m['throughput_rps'], m['requests_rps'] * ok / m['requests'],
                                delta=0.01 * m['requests_rps'] * ok / m['requests'] + 0.01)
@@ -124,9 +125,10 @@ class VerdictTest(lib.TestCase):
         m = probe_of(weak1, 'l')['metrics']
         self.assertLess(m['requests'] - m['errors'], 200, m)
         self.assertIsNotNone(m['p95_ms'], m)
-        first = run(good, strict)
+        first = self.d.run_spec(spec(good.url, LOAD % 400, strict, service=svc))
         g = first['gates'][0]
         self.assertEqual((g['outcome'], g['baseline_run']), ('no-baseline', None), g)
+        self.assertEqual(first['verdict'], 'PASS', g)
         self.assertIn('1 earlier passed run (newest run %d) had fewer than 200 samples '
                       'behind l.p95_ms' % weak1['id'], g['reason'])
         weak2 = run(bad, lax)
