@@ -767,6 +767,55 @@ END_TEST
 
 /* ---- History, trends, load measurements ---------------------------- */
 
+/* Replaces run's probe metrics with p95_ms measured on requests, errors. */
+static void set_counts(struct store *st, int64_t run, double p95, int requests, int errors)
+{
+	json_t *p = json_pack("{s:s, s:s, s:s, s:I, s:I, s:{s:f, s:i, s:i}}", "name", "latency",
+	                      "type", "load", "state", "passed", "started_at", (json_int_t)T0,
+	                      "finished_at", (json_int_t)T0 + 1000, "metrics", "p95_ms", p95,
+	                      "requests", requests, "errors", errors);
+
+	ck_assert_int_eq(store_probe_save(st, run, 0, p), 0);
+	json_decref(p);
+}
+
+/* A baseline rests on the floor, counted as the gate counts. */
+START_TEST(test_baseline_floor)
+{
+	struct store *st = conf_open(_i);
+	int64_t a = add_run(st, "svc", "staging", "1", "passed", 50, T0);
+	int64_t b = add_run(st, "svc", "staging", "2", "passed", 9, T0 + 60000);
+	int64_t c = add_run(st, "svc", "staging", "3", "passed", 8, T0 + 120000);
+	struct store_baseline_want w = {"svc", "staging", "latency", "p95_ms", 0, 200, true};
+	struct store_baseline_got got;
+
+	set_counts(st, a, 50, 400, 0);
+	set_counts(st, b, 9, 2000, 1983); /* 17 successes */
+	set_counts(st, c, 8, 250, 100);   /* 150 successes, 250 requests */
+	ck_assert_int_eq(store_baseline_find(st, &w, &got), 0);
+	ck_assert_int_eq(got.run_id, a);
+	ck_assert_double_eq(got.value, 50);
+	ck_assert_int_eq(got.skipped, 2);
+	ck_assert_int_eq(got.skipped_newest, c);
+	/* Counting every request (not a latency metric): c has 250. */
+	w.successes = false;
+	ck_assert_int_eq(store_baseline_find(st, &w, &got), 0);
+	ck_assert_int_eq(got.run_id, c);
+	ck_assert_int_eq(got.skipped, 0);
+	/* No floor: the newest. */
+	w.min_samples = 0;
+	ck_assert_int_eq(store_baseline_find(st, &w, &got), 0);
+	ck_assert_int_eq(got.run_id, c);
+	/* None enough: -ENOENT, and how many were passed over. */
+	w.min_samples = 1000;
+	w.successes = true;
+	ck_assert_int_eq(store_baseline_find(st, &w, &got), -ENOENT);
+	ck_assert_int_eq(got.skipped, 3);
+	ck_assert_int_eq(got.skipped_newest, c);
+	store_free(st);
+}
+END_TEST
+
 START_TEST(test_baseline_skips_invalidated)
 {
 	struct store *st = conf_open(_i);
@@ -1367,6 +1416,7 @@ static Suite *conformance_suite(void)
 	tc = tcase_create("history");
 	tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
 	tcase_add_loop_test(tc, test_baseline_skips_invalidated, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_baseline_floor, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_waiver_errors, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_gates_latest, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_trend_points, 0, N_BACKENDS);
