@@ -5,11 +5,12 @@
  * cursors and filters, their state transitions and final states; probe
  * results and their metrics; trends (step buckets, decided runs only);
  * gate and checklist results; baselines (newest passed, not
- * invalidated); history pages; waivers created, expired and revoked;
- * idempotency keys; the audit trail; load measurements; retention;
- * migrations applied, recorded and a newer schema refused; health and
- * file identity. Backend-specific checks (the SQLite schema, WAL, query
- * plans) live in the backend's own tests, test-store-sqlite.c.
+ * invalidated, on enough samples); history pages; waivers created,
+ * expired and revoked; idempotency keys (per service, same spec); the
+ * audit trail; load measurements; retention; migrations applied,
+ * recorded and a newer schema refused; health and file identity.
+ * Backend-specific checks (the SQLite schema, WAL, query plans) live in
+ * the backend's own tests, test-store-sqlite.c.
  */
 #include <check.h>
 #include <errno.h>
