@@ -897,32 +897,6 @@ def series(values):
             'last_tenth_median': percentile(values[-tenth:], 0.5), 'samples': len(values)}
 
 
-class Traffic:
-    """Steady requests to a demo target's /v1/predict (about 20/s) so the
-    drill's injected faults become errors Prometheus sees."""
-
-    def __init__(self, url):
-        self.url = url + '/v1/predict'
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.loop, daemon=True)
-
-    def loop(self):
-        while not self.stop.is_set():
-            try:
-                lib.http('GET', self.url, timeout=2.0)
-            except OSError:
-                pass
-            self.stop.wait(0.05)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(5)
-
-
 class Stack:
     """The world started: three demo targets, Prometheus scraping the
     healthy one and the drill one, Alertmanager when installed, steady
@@ -947,7 +921,7 @@ class Stack:
             if self.alertmanager and shutil.which(lib.Alertmanager.binary):
                 am = self.stack.enter_context(lib.Alertmanager())
             self.procs = [p for p in (ok, bad, drill, prom, am) if p]
-            self.stack.enter_context(Traffic(drill.url))
+            self.stack.enter_context(lib.Traffic(drill.url, interval=0.05))
             prom.wait_for(lambda: prom.query('count(up == 1)') == 2.0, timeout=60,
                           what='demo targets up')
             prom.wait_for(prom.rules_evaluated, timeout=60, what='rules evaluated')

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -169,6 +170,34 @@ class TlsDemo(DemoTarget):
         port = int(wait_for_file(self.tls_port_file, self.proc))
         self.tls_url = 'https://127.0.0.1:%d' % port
         return self
+
+
+class Traffic:
+    """Steady requests to a demo target's /v1/predict in a thread (one per
+    `interval` seconds), so faults a drill injects become errors that
+    Prometheus sees. A context manager; stops within one request."""
+
+    def __init__(self, url, interval=0.02):
+        self.url = url + '/v1/predict'
+        self.interval = interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+
+    def loop(self):
+        while not self.stop.is_set():
+            try:
+                http('GET', self.url, timeout=2.0)
+            except OSError:
+                pass
+            self.stop.wait(self.interval)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(5)
 
 
 class Response:

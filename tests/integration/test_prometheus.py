@@ -54,32 +54,6 @@ def flow(items):
     return json.dumps(list(items))
 
 
-class Traffic:
-    """Requests to the demo target's /v1/predict in a thread (about 50/s),
-    so injected faults show up as errors Prometheus can see."""
-
-    def __init__(self, url):
-        self.url = url + '/v1/predict'
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.loop, daemon=True)
-
-    def loop(self):
-        while not self.stop.is_set():
-            try:
-                lib.http('GET', self.url, timeout=2.0)
-            except OSError:
-                pass
-            self.stop.wait(0.02)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(5)
-
-
 class PromBase(lib.TestCase):
     rules = RULES
 
@@ -352,7 +326,7 @@ class TestAlertDrill(PromBase):
         self.assertNotIn('trigger_status', p['details'])
 
     def test_drill_refuses_alert_already_firing(self):
-        with Traffic(self.demo.url):
+        with lib.Traffic(self.demo.url):
             try:
                 self.demo.post('/admin/fault?errors=0.5')
                 self.prom.wait_for(
@@ -375,7 +349,7 @@ class TestAlertDrill(PromBase):
         self.assertEqual(run['gates'][0]['outcome'], 'error')
 
     def test_drill_fires_and_resolves(self):
-        with Traffic(self.demo.url):
+        with lib.Traffic(self.demo.url):
             run, p = self.drill('HighErrorRate', '45s', '    wait_resolve: 45s\n')
         self.assertEqual((run['verdict'], p['state']), ('PASS', 'passed'), run)
         fire = p['metrics']['seconds_to_fire']
@@ -507,7 +481,7 @@ class TestDrillSeries(lib.TestCase):
 
     def test_labels_pick_the_series_another_one_already_firing(self):
         a_inst, b_inst = self.a.url[len('http://'):], self.b.url[len('http://'):]
-        with Traffic(self.a.url), Traffic(self.b.url):
+        with lib.Traffic(self.a.url), lib.Traffic(self.b.url):
             try:
                 self.a.post('/admin/fault?errors=0.5')
                 self.prom.wait_for(
