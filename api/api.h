@@ -1,6 +1,6 @@
 /* api: readyd's HTTP API: libmicrohttpd driven from the main libuv loop
  * (no MHD thread), a router with one file per resource, problem+json
- * errors. The only code that knows HTTP (STYLE.md); handlers call into
+ * errors. The only code that knows HTTP (docs/STYLE.md); handlers call into
  * lib/ (store, sched, report) and turn results into responses.
  *
  * Main loop thread only.
@@ -33,7 +33,7 @@ struct policy_limits;
 struct api_app {
 	struct store *store;
 	struct sched *sched;
-	/* Operations (issue 6), owned by daemon/ and swapped on SIGHUP: auth
+	/* Operations (docs/security.md), owned by daemon/ and swapped on SIGHUP: auth
 	 * NULL or without tokens lets everyone in; policy NULL allows every
 	 * target; limits NULL: no operator caps. draining: SIGTERM came. */
 	struct auth *auth;

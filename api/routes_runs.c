@@ -439,7 +439,7 @@ static void get_run(struct api_req *req)
 	json_t *run;
 	int r;
 
-	/* issue 7 (bad-input test): a bad ?wait= is a 400 whatever the run's
+	/* tests/bad-input: a bad ?wait= is a 400 whatever the run's
 	 * state; it used to be ignored (200) once the run had ended. */
 	if (wait_s && (rd_parse_duration(wait_s, &wait_ms) < 0 || wait_ms > API_MAX_WAIT_MS)) {
 		api_problem(req, 400, NULL, "wait must be a duration up to 120s, e.g. wait=30s");

@@ -965,7 +965,7 @@ static void server_run(struct api_server *srv)
 		MHD_run(srv->d);
 	} while (srv->run_again);
 	srv->in_run = false;
-	/* issue 7 (bad-input test): libmicrohttpd 0.9.75 can leave a
+	/* tests/bad-input: libmicrohttpd 0.9.75 can leave a
 	 * connection with work to do and no event to come (a query string
 	 * with more arguments than the connection's memory holds: it logs a
 	 * 431 and waits), which held the client until the 60 s connection

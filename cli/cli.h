@@ -183,7 +183,7 @@ int cmd_status(struct ctl *ctl, int argc, char **argv);
 int cmd_report(struct ctl *ctl, int argc, char **argv);
 int cmd_cancel(struct ctl *ctl, int argc, char **argv);
 int cmd_runs(struct ctl *ctl, int argc, char **argv);
-/* cmd_history.c: decisions and history (issue 5). */
+/* cmd_history.c: decisions and history (docs/spec.md "Gates"). */
 int cmd_gates(struct ctl *ctl, int argc, char **argv);
 int cmd_history(struct ctl *ctl, int argc, char **argv);
 int cmd_trends(struct ctl *ctl, int argc, char **argv);

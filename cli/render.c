@@ -1,4 +1,4 @@
-/* render: run JSON (PRODUCT.md "Resource shapes") into what a human reads:
+/* render: run JSON (the run resource of docs/openapi.yaml) into what a human reads:
  * the verdict with its gate table, the status summary, the runs listing
  * and the one-line progress. Unknown or missing fields print as "-" rather
  * than failing, because the server may add fields and old runs may lack

@@ -443,7 +443,7 @@ static int load_rate_limit(struct rd_config *cfg, json_t *o, char *err, size_t e
 	return 0;
 }
 
-/* The issue-6 settings: who may call, where probes may go, caps. */
+/* The operations settings (docs/security.md): who may call, where probes may go, caps. */
 static int load_ops(struct rd_config *cfg, json_t *doc, char *err, size_t errlen)
 {
 	json_t *retention = json_object_get(doc, "retention");

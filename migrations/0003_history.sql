@@ -1,5 +1,5 @@
 -- 0003_history: waivers, rejudgements and the index behind GET /v1/gates
--- (issue 5). Times are ms since the Unix epoch (UTC), as in 0001.
+-- (docs/spec.md "Gates"). Times are ms since the Unix epoch (UTC), as in 0001.
 
 -- A waiver turns a failing gate of a service (in one environment, or any
 -- when environment is NULL) into a recorded, expiring "waived" outcome.

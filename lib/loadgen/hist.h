@@ -1,5 +1,5 @@
 /* hist: the latency histogram behind every percentile readyd reports
- * (PRODUCT.md "Measurement"). HDR-style log-linear buckets over integer
+ * (docs/MEASUREMENT.md). HDR-style log-linear buckets over integer
  * microseconds: values below 2^k (k = bits for 2 * 10^digits) each get a
  * bucket of their own; above, every power-of-two range is split into
  * 2^(k-1) equal buckets, so any recorded value is known to a relative
@@ -22,7 +22,7 @@
 
 struct hist;
 
-/* 2^36 us is about 19 hours, comfortably above PRODUCT.md's 1 h. */
+/* 2^36 us is about 19 hours, far above any latency worth measuring. */
 #define HIST_HIGHEST_DEFAULT (INT64_C(1) << 36)
 /* About 12.7 days; the cap bounds the memory a (deserialized) config may ask for. */
 #define HIST_HIGHEST_MAX    (INT64_C(1) << 40)

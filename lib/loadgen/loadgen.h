@@ -1,5 +1,5 @@
 /* loadgen: the load engine behind the `load` and `capacity` probes
- * (PRODUCT.md "Architecture" and "Measurement"; docs/MEASUREMENT.md says
+ * (docs/DESIGN.md "Architecture principles"; docs/MEASUREMENT.md says
  * what every number means). It runs on its own threads, each with its own
  * uv_loop_t, speaking HTTP/1.1 keep-alive over raw uv_tcp_t (OpenSSL on
  * memory BIOs for https) and parsing answers with http_parser, so API

@@ -142,7 +142,7 @@ static int on_headers_complete(http_parser *hp)
 	struct lg_conn *c = hp->data;
 
 	c->status = (int)hp->status_code;
-	/* issue 7 (found by fuzz-loadgen-response): http_parser takes any
+	/* Found by fuzz-loadgen-response: http_parser takes any
 	 * three digits, so "HTTP/1.1 020 OK" was counted a success. A status
 	 * below 100 is not HTTP: fail the parse (a protocol error). */
 	if (c->status < 100)

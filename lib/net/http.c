@@ -7,7 +7,7 @@
  *
  * It must not: close a socket (curl owns them), block the loop, follow
  * anything but http/https, or call back a request that was cancelled.
- * The load engine does not use it (see PRODUCT.md, Architecture).
+ * The load engine does not use it (see docs/DESIGN.md, Architecture principles).
  */
 #include <arpa/inet.h>
 #include <errno.h>

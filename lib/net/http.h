@@ -2,7 +2,7 @@
  * a libuv loop (CURLMOPT_SOCKETFUNCTION -> uv_poll_t per socket,
  * CURLMOPT_TIMERFUNCTION -> one uv_timer_t; a 0 ms timeout fires at once).
  * TLS, HTTP/2, proxies and redirects come from libcurl. The load engine
- * does not use this (lib/loadgen has its own client, see PRODUCT.md).
+ * does not use this (lib/loadgen has its own client, see docs/DESIGN.md).
  *
  * All functions: the loop's thread only.
  */

@@ -407,7 +407,7 @@ static void res_publish(struct res_probe *rp)
 	if (rp->cpu_n > 0) {
 		probe_set_metric(p, "cpu_percent_max", rp->cpu_max);
 		probe_set_metric(p, "cpu_percent_avg", rp->cpu_sum / rp->cpu_n);
-		/* The short name PRODUCT.md's example gates on: the average. */
+		/* The short name gates usually use: the average. */
 		probe_set_metric(p, "cpu_percent", rp->cpu_sum / rp->cpu_n);
 	}
 	if (rp->samples > 0)

@@ -1,4 +1,4 @@
-/* report_markdown: the run as the seed's readiness_report.md (see
+/* report_markdown: the run as a readiness_report.md (see
  * report.h): verdict first, then one section per concern with its probes
  * and gates, then the checklist and the waivers used. Also home of the
  * probe-type -> section lookup (each type declares its section in

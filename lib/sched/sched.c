@@ -588,7 +588,7 @@ static void sched_judge(struct run *r, enum verdict *ret_verdict)
 		jp[i].error = r->probes[i].error;
 		jp[i].metrics = r->probes[i].metrics;
 	}
-	/* Baselines and waivers come from the store (issue 5). */
+	/* Baselines and waivers come from the store (docs/DESIGN.md). */
 	struct store_judge_ctx ctx = {r->s->store, r->spec->service, r->spec->environment, r->id,
 	                              rd_now_ms()};
 	struct judge_lookup lk = {store_judge_baseline, store_judge_waiver, &ctx};

@@ -16,7 +16,7 @@
 
 #include "lib/gate/gate.h"
 
-/* Caps on what a user controls (STYLE.md). */
+/* Caps on what a user controls (docs/spec.md "Caps"). */
 #define SPEC_MAX_BYTES       (1024 * 1024)
 #define SPEC_MAX_PROBES      64
 #define SPEC_MAX_GATES       256

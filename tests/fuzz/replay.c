@@ -1,8 +1,9 @@
 /* replay: the main() of a fuzz target when it is not built with
  * libFuzzer. Every argument is a file or a directory (its regular files,
  * not recursively); each file is fed to LLVMFuzzerTestOneInput() once, in
- * sorted order so a failure is reproducible. This is how the seed and
- * crash corpora run in the normal test suite (plain and sanitizer builds).
+ * sorted order so a failure is reproducible. This is how both
+ * corpora (seeds and crashes) run in the normal test suite (plain and
+ * sanitizer builds).
  *
  * It must fail loudly rather than pass on nothing: a missing or empty
  * corpus is an error (exit 1), as is an unreadable file. Files are capped

@@ -1,4 +1,4 @@
-"""Hostile input against a running readyd (issue 7): every spec in
+"""Hostile input against a running readyd: every spec in
 tests/bad-input/specs/ and every raw request in tests/bad-input/requests/
 (expectations in tests/bad-input/cases.json), plus big inputs generated
 here (alias bombs, deep nesting, huge strings and headers, absurd query

@@ -1,9 +1,9 @@
-"""Crash safety (issue 7): readyd killed with SIGKILL at random moments,
+"""Crash safety: readyd killed with SIGKILL at random moments,
 over and over, on the same database, and a full disk.
 
 test_kill_loop: each round submits runs (fast http probes against a
 quick demo target, slow ones against a 150 ms target so kills land
-mid-probe and mid-write), waits a random 0..0.4 s (seeded PRNG; the seed
+mid-probe and mid-write), waits a random 0..0.4 s (seeded PRNG; its seed
 is printed and READYD_CRASH_SEED replays it), takes a snapshot of the
 runs, SIGKILLs readyd, checks `PRAGMA integrity_check` with the daemon
 stopped, restarts it and asserts: every run that was final in a snapshot

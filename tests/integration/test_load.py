@@ -219,7 +219,7 @@ class LoadTest(lib.TestCase):
         self.assertEqual(r['requests'], 200)
         self.assertEqual(r['errors'], 0)
 
-    # --- https (issue 3 follow-up): the engine's OpenSSL path ---
+    # --- https: the engine's OpenSSL path ---
 
     def tls_demo(self, **flags):
         tmp = tempfile.mkdtemp(prefix='readyd-load-tls-', dir=self.files)
@@ -289,7 +289,7 @@ class LoadTest(lib.TestCase):
         self.assertGreater(m['errors_connect'], 0, m)
         self.assertEqual(m['errors_connect'], m['requests'], m)
 
-    # --- abort_on_fail (issue 5) ---
+    # --- abort_on_fail ---
 
     def probe_seconds(self, p):
         fmt = lambda s: datetime.fromisoformat(s.replace('Z', '+00:00'))  # noqa: E731

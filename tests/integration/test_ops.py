@@ -1,4 +1,4 @@
-"""Integration: operations and security (issue 6). The auth matrix over
+"""Integration: operations and security (docs/security.md). The auth matrix over
 every compiled route (`readyd --list-routes`), SSRF refusals (loopback
 only: 127.0.0.1 allowed, 127.0.0.2 refused with a listener there that
 must see no connection), secret redaction in every response and the log,

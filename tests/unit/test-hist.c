@@ -74,7 +74,7 @@ static void gen_small(int64_t *v, size_t n, uint64_t *s)
 		v[i] = rng_range(s, 0, 1999);
 }
 
-/* PRODUCT.md's server: 90% 10 ms, 8% 40 ms, 2% 150 ms, +-0.5 ms jitter. */
+/* A typical model server: 90% 10 ms, 8% 40 ms, 2% 150 ms, +-0.5 ms jitter. */
 static void gen_mix(int64_t *v, size_t n, uint64_t *s)
 {
 	for (size_t i = 0; i < n; i++) {

@@ -158,7 +158,7 @@ static enum MHD_Result srv_route(struct MHD_Connection *conn, const char *url, c
 	return srv_text(conn, 404, "not found");
 }
 
-/* Answers on the second call (PRODUCT.md: queueing on the first one
+/* Answers on the second call (queueing on the first one
  * closes every connection, and the sequential case counts connections). */
 static enum MHD_Result srv_request(void *cls, struct MHD_Connection *conn, const char *url,
                                    const char *method, const char *version, const char *upload_data,
@@ -865,7 +865,7 @@ END_TEST
 
 /* Each callback starts the next request on the same client: the
  * connection is reused, and curl's 0 ms timeouts must fire at once for
- * this to go at full speed (PRODUCT.md); the count is what is asserted. */
+ * this to go at full speed; the count is what is asserted. */
 #define N_SEQ 300
 
 struct seq_ctx {

@@ -1,5 +1,5 @@
 /* test-spec: the readiness-spec parser and validator. Valid specs (the
- * PRODUCT.md example in YAML and in JSON, defaults, the scalar rules) must
+ * full example in YAML and in JSON, defaults, the scalar rules) must
  * parse to the expected structure; every invalid one must fail with the
  * path of the field at fault and a message that says what is wrong. Runs
  * clean under valgrind (no leaks on any error path). */
@@ -12,7 +12,7 @@
 
 #include "lib/spec/spec.h"
 
-/* The example of PRODUCT.md "The spec", verbatim. */
+/* A complete spec, as a pipeline submits it. */
 static const char product_yaml[] =
         "apiVersion: readyd/v1\n"
         "service: sentiment-api\n"
@@ -486,7 +486,7 @@ static void assert_same_structure(const struct spec *a, const struct spec *b)
 	json_decref(db);
 }
 
-/* --- the PRODUCT.md example --- */
+/* --- the full example --- */
 
 static void check_product_top(const struct spec *s)
 {
