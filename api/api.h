@@ -148,6 +148,21 @@ void api_problem(struct api_req *req, unsigned status, json_t *extra, const char
  * -EAGAIN/-EBUSY, 507 for -ENOSPC, else 500) with what as context. */
 void api_problem_errno(struct api_req *req, int err, const char *what);
 
+/* The problem+json object of status (RFC 9457: type, title, status,
+ * detail, instance) with extra's members merged in. extra is stolen (may
+ * be NULL). Returns a new reference, NULL on ENOMEM. */
+json_t *api_problem_body(unsigned status, const char *detail, const char *instance, json_t *extra);
+
+/* What a -errno from lib/ means over HTTP: the status, the words after
+ * "what: " in the detail, and Retry-After seconds (NULL for none). */
+struct api_errno_status {
+	int err;
+	unsigned status;
+	const char *reason;
+	const char *retry_after;
+};
+struct api_errno_status api_errno_status(int err);
+
 /* Parks the request until a later api_reply_*; the handler returns. A
  * cleanup callback runs when the request ends in any way (replied, or the
  * server stops), to release timers and watches. */

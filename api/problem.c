@@ -35,45 +35,51 @@ static const char *title_of(unsigned status)
 	return "Error";
 }
 
+json_t *api_problem_body(unsigned status, const char *detail, const char *instance, json_t *extra)
+{
+	json_t *o = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", "about:blank", "title",
+	                      title_of(status), "status", (int)status, "detail", detail, "instance",
+	                      instance);
+
+	if (o && extra)
+		json_object_update(o, extra);
+	json_decref(extra);
+	return o;
+}
+
 void api_problem(struct api_req *req, unsigned status, json_t *extra, const char *fmt, ...)
 {
 	char detail[1024];
 	va_list ap;
-	json_t *o;
 
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof(detail), fmt, ap);
 	va_end(ap);
-	o = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", "about:blank", "title", title_of(status),
-	              "status", (int)status, "detail", detail, "instance", api_req_path(req));
-	if (o && extra)
-		json_object_update(o, extra);
-	json_decref(extra);
-	api_reply_json(req, status, o);
+	api_reply_json(req, status, api_problem_body(status, detail, api_req_path(req), extra));
+}
+
+/* What each -errno from lib/ means to a client; anything else is a 500. */
+static const struct api_errno_status errno_statuses[] = {
+        {-ENOENT, 404, "not found", NULL},
+        {-EAGAIN, 503, "the queue is full; retry later", "5"},
+        {-EBUSY, 503, "the database is busy; retry", "1"},
+        {-ESHUTDOWN, 503, "readyd is shutting down", NULL},
+        {-ENOSPC, 507, "the database is full (disk space)", NULL},
+};
+
+struct api_errno_status api_errno_status(int err)
+{
+	for (size_t i = 0; i < sizeof(errno_statuses) / sizeof(errno_statuses[0]); i++)
+		if (errno_statuses[i].err == err)
+			return errno_statuses[i];
+	return (struct api_errno_status){err, 500, strerror(-err), NULL};
 }
 
 void api_problem_errno(struct api_req *req, int err, const char *what)
 {
-	switch (err) {
-	case -ENOENT:
-		api_problem(req, 404, NULL, "%s: not found", what);
-		break;
-	case -EAGAIN:
-		api_reply_header(req, "Retry-After", "5");
-		api_problem(req, 503, NULL, "%s: the queue is full; retry later", what);
-		break;
-	case -EBUSY:
-		api_reply_header(req, "Retry-After", "1");
-		api_problem(req, 503, NULL, "%s: the database is busy; retry", what);
-		break;
-	case -ESHUTDOWN:
-		api_problem(req, 503, NULL, "%s: readyd is shutting down", what);
-		break;
-	case -ENOSPC:
-		api_problem(req, 507, NULL, "%s: the database is full (disk space)", what);
-		break;
-	default:
-		api_problem(req, 500, NULL, "%s: %s", what, strerror(-err));
-		break;
-	}
+	struct api_errno_status st = api_errno_status(err);
+
+	if (st.retry_after)
+		api_reply_header(req, "Retry-After", st.retry_after);
+	api_problem(req, st.status, NULL, "%s: %s", what, st.reason);
 }

@@ -118,7 +118,12 @@ static int check_keys(json_t *obj, const char *path, const char *const *allowed,
 	json_t *v;
 
 	if (!json_is_object(obj)) {
-		snprintf(err, errlen, "%s: must be a mapping", path[0] ? path : "config");
+		size_t n = strlen(path);
+
+		if (n > 0 && path[n - 1] == '.')
+			n--; /* "scheduler." is the path of the mapping "scheduler" */
+		snprintf(err, errlen, "%.*s: must be a mapping", n ? (int)n : 6,
+		         n ? path : "config");
 		return -EINVAL;
 	}
 	json_object_foreach (obj, key, v) {
@@ -535,6 +540,23 @@ static int load_doc(struct rd_config *cfg, json_t *doc, char *err, size_t errlen
 	return 0;
 }
 
+/* Only blank lines and comments: YAML has no document there, which the
+ * spec's converter refuses, but an empty config means all defaults. */
+static bool yaml_is_blank(const char *buf, size_t len)
+{
+	bool comment = false;
+
+	for (size_t i = 0; i < len; i++) {
+		if (buf[i] == '\n')
+			comment = false;
+		else if (buf[i] == '#' && !comment)
+			comment = true;
+		else if (!comment && buf[i] != ' ' && buf[i] != '\t' && buf[i] != '\r')
+			return false;
+	}
+	return true;
+}
+
 int config_load(struct rd_config *cfg, const char *path, char *err, size_t errlen)
 {
 	struct spec_error se = {0};
@@ -546,6 +568,10 @@ int config_load(struct rd_config *cfg, const char *path, char *err, size_t errle
 
 	if (r < 0)
 		return r;
+	if (yaml_is_blank(buf, len)) {
+		free(buf);
+		return 0; /* all defaults */
+	}
 	r = spec_yaml_parse(buf, len, &doc, &map, &se);
 	free(buf);
 	if (r < 0) {
