@@ -1,7 +1,7 @@
 /* routes_services: services and what readyd remembers of them: the list
  * of services, a service's decisions over time (history), one metric
  * across runs (trends) and waivers (create, list, revoke). Reads and
- * writes go through lib/store (store_history.c); this file only parses
+ * writes go through lib/store (sqlite/sqlite_history.c); this file only parses
  * and validates requests and shapes replies.
  *
  * It must not judge gates (lib/judge applies waivers) nor query SQLite.
