@@ -1,6 +1,6 @@
 /* api: readyd's HTTP API: libmicrohttpd driven from the main libuv loop
  * (no MHD thread), a router with one file per resource, problem+json
- * errors. The only code that knows HTTP (docs/STYLE.md); handlers call into
+ * errors. The only code that knows HTTP (docs/style.md); handlers call into
  * lib/ (store, sched, report) and turn results into responses.
  *
  * Main loop thread only.

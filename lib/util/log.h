@@ -1,6 +1,6 @@
 /* log: one event per line on stderr, logfmt-shaped so journald and humans
  * both read it: `ts=... level=info msg="..." key=value`. lib/ code logs at
- * debug only (docs/STYLE.md); api/ and daemon/ decide what is worth more.
+ * debug only (docs/style.md); api/ and daemon/ decide what is worth more.
  * The threshold is process-wide and set by daemon/ only; the main loop
  * thread and the load-engine threads may all log (one write(2) per line).
  */
