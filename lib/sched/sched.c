@@ -435,7 +435,7 @@ static void set_load_window(struct run *r, size_t i)
 	}
 }
 
-static bool load_slot_free(const struct sched *s)
+static bool sched_load_slot_free(const struct sched *s)
 {
 	return s->load_running < s->cfg.max_concurrent_load;
 }
@@ -446,7 +446,7 @@ static bool start_probe(struct run *r)
 	int e;
 
 	if (is_load_type(p->sp->type)) {
-		if (!load_slot_free(r->s)) {
+		if (!sched_load_slot_free(r->s)) {
 			if (!r->waiting_load) {
 				r->waiting_load = true;
 				sched_notify(r, false);
@@ -906,7 +906,7 @@ static void sched_pump_once(struct sched *s)
 		} else if (r->cur < r->n_probes && r->probes[r->cur].state == PROBE_STATE_QUEUED) {
 			/* A cancelled run is advanced by sched_cancel and by its
 			 * background probes' done callbacks, not from here. */
-			if (r->cancel_requested || (r->waiting_load && !load_slot_free(s)))
+			if (r->cancel_requested || (r->waiting_load && !sched_load_slot_free(s)))
 				continue;
 			run_advance(r);
 		}
