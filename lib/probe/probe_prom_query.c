@@ -67,118 +67,12 @@ static int substitute(const struct probe *p, char **ret, bool *ret_used)
 	return 0;
 }
 
-/* A sample's value string: "1.5", "NaN", "+Inf". */
-static int sample_value(json_t *pair, double *ret)
-{
-	const char *s = json_string_value(json_array_get(pair, 1));
-
-	if (!s)
-		return -EPROTO;
-	if (strcmp(s, "NaN") == 0) {
-		*ret = NAN;
-		return 0;
-	}
-	if (strcmp(s, "+Inf") == 0 || strcmp(s, "-Inf") == 0) {
-		*ret = s[0] == '+' ? INFINITY : -INFINITY;
-		return 0;
-	}
-	return rd_parse_double(s, ret) < 0 ? -EPROTO : 0;
-}
-
-/* min|max|avg|last over a matrix series' points; NaN points are skipped. */
-static int reduce(const char *fn, json_t *values, double *ret, size_t *ret_points)
-{
-	double acc = NAN, v;
-	size_t i, n = 0;
-	json_t *pair;
-
-	json_array_foreach (values, i, pair) {
-		if (sample_value(pair, &v) < 0)
-			return -EPROTO;
-		if (isnan(v))
-			continue;
-		if (n == 0 || !fn || strcmp(fn, "last") == 0)
-			acc = v;
-		else if (strcmp(fn, "min") == 0)
-			acc = fmin(acc, v);
-		else if (strcmp(fn, "max") == 0)
-			acc = fmax(acc, v);
-		else
-			acc += v;
-		n++;
-	}
-	if (fn && strcmp(fn, "avg") == 0 && n > 0)
-		acc /= (double)n;
-	*ret = acc;
-	*ret_points = n;
-	return 0;
-}
-
-static const char *series_labels(json_t *series, char *buf, size_t len)
-{
-	char *s = json_dumps(json_object_get(series, "metric"), JSON_COMPACT | JSON_SORT_KEYS);
-
-	snprintf(buf, len, "%s", s ? s : "{}");
-	free(s);
-	return buf;
-}
-
-/* The value of the answer, or an error message in why. */
-static int answer_value(struct query_probe *qp, json_t *data, double *ret, char *why, size_t len)
-{
-	const char *type = json_string_value(json_object_get(data, "resultType"));
-	json_t *result = json_object_get(data, "result"), *one;
-	size_t points = 1;
-	char labels[256];
-
-	if (!type || !result) {
-		snprintf(why, len, "the answer has no resultType/result");
-		return -EPROTO;
-	}
-	if (strcmp(type, "scalar") == 0)
-		return sample_value(result, ret) < 0 ? -EPROTO : 0;
-	if (strcmp(type, "vector") != 0 && strcmp(type, "matrix") != 0) {
-		snprintf(why, len, "result type '%s' is not a number", type);
-		return -EPROTO;
-	}
-	if (json_array_size(result) != 1) {
-		snprintf(
-		        why, len,
-		        json_array_size(result) == 0
-		                ? "the query returned no series (empty result)"
-		                : "the query returned %zu series, one expected (aggregate it, e.g. "
-		                  "with sum() or max())",
-		        json_array_size(result));
-		return -ERANGE;
-	}
-	one = json_array_get(result, 0);
-	json_object_set_new(qp->p->details, "series",
-	                    json_deep_copy(json_object_get(one, "metric")));
-	if (strcmp(type, "vector") == 0
-	            ? sample_value(json_object_get(one, "value"), ret) < 0
-	            : reduce(qp->p->sp->function, json_object_get(one, "values"), ret, &points) <
-	                      0) {
-		snprintf(why, len, "series %s has a malformed value",
-		         series_labels(one, labels, sizeof(labels)));
-		return -EPROTO;
-	}
-	json_object_set_new(qp->p->details, "points", json_integer((json_int_t)points));
-	if (points == 0 || isnan(*ret) || isinf(*ret)) {
-		snprintf(why, len, "the query's value is %s",
-		         points == 0 || isnan(*ret) ? "NaN"
-		         : *ret > 0                 ? "+Inf"
-		                                    : "-Inf");
-		return -ERANGE;
-	}
-	return 0;
-}
-
 static void on_answer(void *userdata, int err, json_t *data, const char *message)
 {
 	struct query_probe *qp = userdata;
 	struct probe *p = qp->p;
+	struct promapi_query_result res;
 	char why[512];
-	double v;
 
 	qp->call = NULL;
 	if (err < 0) {
@@ -187,12 +81,17 @@ static void on_answer(void *userdata, int err, json_t *data, const char *message
 	}
 	json_object_set_new(p->details, "result_type",
 	                    json_string(json_string_value(json_object_get(data, "resultType"))));
-	if (answer_value(qp, data, &v, why, sizeof(why)) < 0) {
+	err = promapi_query_value(data, p->sp->function, &res, why, sizeof(why));
+	if (res.series)
+		json_object_set_new(p->details, "series", json_deep_copy(res.series));
+	if (res.points >= 0)
+		json_object_set_new(p->details, "points", json_integer((json_int_t)res.points));
+	if (err < 0) {
 		probe_finish(p, PROBE_STATE_ERRORED, "%s: %s (query: %s)", p->sp->prometheus, why,
 		             qp->query);
 		return;
 	}
-	probe_set_metric(p, "value", v);
+	probe_set_metric(p, "value", res.value);
 	probe_finish(p, PROBE_STATE_PASSED, NULL);
 }
 

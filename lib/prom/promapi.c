@@ -7,6 +7,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -87,32 +88,31 @@ static void excerpt(const char *body, size_t len, char *out, size_t outlen)
 	out[o] = '\0';
 }
 
-/* Checks the envelope; returns data (borrowed from doc) or NULL with msg. */
-static json_t *envelope(const struct promapi_call *call, const struct http_response *r, json_t *doc,
-                        char *msg, size_t len)
+json_t *promapi_envelope(json_t *doc, const char *url, long status_code, const char *body,
+                         size_t body_len, char *msg, size_t len)
 {
 	const char *status = json_string_value(json_object_get(doc, "status"));
 	json_t *data = json_object_get(doc, "data");
 	char ex[160];
 
 	if (status && strcmp(status, "error") == 0) {
-		snprintf(msg, len, "Prometheus at %s answered HTTP %ld with an error: %s: %s",
-		         call->url, r->status,
+		snprintf(msg, len, "Prometheus at %s answered HTTP %ld with an error: %s: %s", url,
+		         status_code,
 		         json_string_value(json_object_get(doc, "errorType")) ?: "error",
 		         json_string_value(json_object_get(doc, "error")) ?: "(no message)");
 		return NULL;
 	}
-	if (r->status != 200) {
-		excerpt(r->body, r->body_len, ex, sizeof(ex));
-		snprintf(msg, len, "GET %s answered HTTP %ld: %s", call->url, r->status, ex);
+	if (status_code != 200) {
+		excerpt(body, body_len, ex, sizeof(ex));
+		snprintf(msg, len, "GET %s answered HTTP %ld: %s", url, status_code, ex);
 		return NULL;
 	}
 	if (!status || strcmp(status, "success") != 0 || !data) {
-		excerpt(r->body, r->body_len, ex, sizeof(ex));
+		excerpt(body, body_len, ex, sizeof(ex));
 		snprintf(msg, len,
 		         "GET %s: the answer is JSON but not a Prometheus API response "
 		         "(want {\"status\": \"success\", \"data\": ...}): %s",
-		         call->url, ex);
+		         url, ex);
 		return NULL;
 	}
 	return data;
@@ -137,7 +137,8 @@ static void on_response(void *userdata, const struct http_response *r)
 		snprintf(msg, sizeof(msg),
 		         "GET %s answered HTTP %ld with a body that is not JSON (%s): %s",
 		         call->url, r->status, jerr.text, ex);
-	} else if (!(data = envelope(call, r, doc, msg, sizeof(msg)))) {
+	} else if (!(data = promapi_envelope(doc, call->url, r->status, r->body, r->body_len, msg,
+	                                     sizeof(msg)))) {
 		err = -EPROTO;
 	}
 	call->cb(call->userdata, err, err ? NULL : data, err ? msg : NULL);
@@ -392,4 +393,129 @@ void promapi_format_labels(json_t *labels, char *buf, size_t len)
 		}
 		o += (size_t)w;
 	}
+}
+
+/* --- reading /api/v1/query and /api/v1/query_range answers --- */
+
+/* A sample [time, "value"]: "1.5", "NaN", "+Inf", "-Inf". */
+static int sample_value(json_t *pair, double *ret)
+{
+	const char *s = json_string_value(json_array_get(pair, 1));
+
+	if (!s)
+		return -EPROTO;
+	if (strcmp(s, "NaN") == 0) {
+		*ret = NAN;
+		return 0;
+	}
+	if (strcmp(s, "+Inf") == 0 || strcmp(s, "-Inf") == 0) {
+		*ret = s[0] == '+' ? INFINITY : -INFINITY;
+		return 0;
+	}
+	return rd_parse_double(s, ret) < 0 ? -EPROTO : 0;
+}
+
+/* min|max|avg|last over a matrix series' points; NaN points are skipped. */
+static int reduce(const char *fn, json_t *values, double *ret, long *ret_points)
+{
+	double acc = NAN, v;
+	size_t i;
+	long n = 0;
+	json_t *pair;
+
+	if (!json_is_array(values))
+		return -EPROTO;
+	json_array_foreach (values, i, pair) {
+		if (sample_value(pair, &v) < 0)
+			return -EPROTO;
+		if (isnan(v))
+			continue;
+		if (n == 0 || !fn || strcmp(fn, "last") == 0)
+			acc = v;
+		else if (strcmp(fn, "min") == 0)
+			acc = fmin(acc, v);
+		else if (strcmp(fn, "max") == 0)
+			acc = fmax(acc, v);
+		else
+			acc += v;
+		n++;
+	}
+	if (fn && strcmp(fn, "avg") == 0 && n > 0)
+		acc /= (double)n;
+	*ret = acc;
+	*ret_points = n;
+	return 0;
+}
+
+/* -ERANGE with the reason when the value is not a finite number (points
+ * 0: a matrix whose points were all NaN; -1: a scalar, which has none). */
+static int query_finite(const struct promapi_query_result *ret, char *why, size_t len)
+{
+	if (ret->points != 0 && isfinite(ret->value))
+		return 0;
+	snprintf(why, len, "the query's value is %s",
+	         ret->points == 0 || isnan(ret->value) ? "NaN"
+	         : ret->value > 0                      ? "+Inf"
+	                                               : "-Inf");
+	return -ERANGE;
+}
+
+static int query_one_series(json_t *result, const char *type, const char *function,
+                            struct promapi_query_result *ret, char *why, size_t len)
+{
+	json_t *one;
+	char *labels;
+	int e;
+
+	if (json_array_size(result) != 1) {
+		snprintf(
+		        why, len,
+		        json_array_size(result) == 0
+		                ? "the query returned no series (empty result)"
+		                : "the query returned %zu series, one expected (aggregate it, e.g. "
+		                  "with sum() or max())",
+		        json_array_size(result));
+		return -ERANGE;
+	}
+	one = json_array_get(result, 0);
+	ret->series = json_object_get(one, "metric");
+	if (strcmp(type, "vector") == 0) {
+		e = sample_value(json_object_get(one, "value"), &ret->value);
+		if (e == 0)
+			ret->points = 1;
+	} else {
+		e = reduce(function, json_object_get(one, "values"), &ret->value, &ret->points);
+	}
+	if (e < 0) {
+		labels = json_dumps(ret->series, JSON_COMPACT | JSON_SORT_KEYS);
+		snprintf(why, len, "series %s has a malformed value", labels ? labels : "{}");
+		free(labels);
+		return -EPROTO;
+	}
+	return query_finite(ret, why, len);
+}
+
+int promapi_query_value(json_t *data, const char *function, struct promapi_query_result *ret,
+                        char *why, size_t len)
+{
+	const char *type = json_string_value(json_object_get(data, "resultType"));
+	json_t *result = json_object_get(data, "result");
+
+	*ret = (struct promapi_query_result){.value = NAN, .series = NULL, .points = -1};
+	if (!type || !result) {
+		snprintf(why, len, "the answer has no resultType/result");
+		return -EPROTO;
+	}
+	if (strcmp(type, "scalar") == 0) {
+		if (sample_value(result, &ret->value) < 0) {
+			snprintf(why, len, "the scalar result is malformed");
+			return -EPROTO;
+		}
+		return query_finite(ret, why, len);
+	}
+	if (strcmp(type, "vector") != 0 && strcmp(type, "matrix") != 0) {
+		snprintf(why, len, "result type '%s' is not a number", type);
+		return -EPROTO;
+	}
+	return query_one_series(result, type, function, ret, why, len);
 }

@@ -8,7 +8,9 @@
  *
  * The second half reads the answers of /api/v1/rules and /api/v1/alerts
  * for the rules probe and the alert drill: pure functions of the JSON,
- * without I/O, so recorded answers can be tested on their own. The
+ * without I/O, so recorded answers can be tested on their own; so is the
+ * reader of /api/v1/query and /api/v1/query_range answers for the
+ * prometheus-query probe (promapi_query_value). The
  * transport half is for the loop thread only; the readers for any thread.
  */
 #pragma once
@@ -35,6 +37,13 @@ typedef void (*promapi_cb)(void *userdata, int err, json_t *data, const char *me
 int promapi_get(struct http_client *c, const struct spec_probe *sp, const char *path,
                 const char *const *params, int64_t timeout_ms, promapi_cb cb, void *userdata,
                 struct promapi_call **ret_call);
+
+/* Checks a decoded answer's envelope: "status": "error" (whatever the HTTP
+ * status), an HTTP status other than 200, or a JSON that is not
+ * {"status": "success", "data": ...}. Returns data (borrowed from doc), or
+ * NULL with msg saying what, naming url and quoting the start of body. */
+json_t *promapi_envelope(json_t *doc, const char *url, long status_code, const char *body,
+                         size_t body_len, char *msg, size_t len);
 
 /* Aborts a call; its callback will not run. NULL is fine. */
 void promapi_cancel(struct promapi_call *call);
@@ -81,3 +90,21 @@ int promapi_alert_state(json_t *data, const char *name, const struct spec_label 
 /* Writes labels (a JSON object) as `a="x", b="y"`, sorted by name,
  * without alertname, truncated to fit; "" for none. */
 void promapi_format_labels(json_t *labels, char *buf, size_t len);
+
+/* --- reading /api/v1/query and /api/v1/query_range answers --- */
+
+/* The one number of a query answer (the envelope's data). */
+struct promapi_query_result {
+	double value;   /* valid when promapi_query_value() returned 0 */
+	json_t *series; /* the one series' "metric" object; borrowed or NULL */
+	long points;    /* points that count (matrix: not NaN); -1 for a scalar or none read */
+};
+
+/* Reads data: a scalar, or a vector or matrix of exactly one series (a
+ * matrix reduced by function min|max|avg|last, NULL: last; NaN points
+ * skipped). Values are strings as Prometheus sends them ("1.5", "NaN",
+ * "+Inf"). Returns 0; -EPROTO for a malformed answer; -ERANGE for no
+ * series, several, or a value that is NaN or infinite. On error why says
+ * what (without the query). */
+int promapi_query_value(json_t *data, const char *function, struct promapi_query_result *ret,
+                        char *why, size_t len);
