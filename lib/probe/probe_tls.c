@@ -27,6 +27,7 @@
 
 #include "lib/policy/policy.h"
 #include "lib/probe/probe.h"
+#include "lib/probe/probe_tls.h"
 #include "lib/util/util.h"
 
 #define TLS_DEFAULT_TIMEOUT_MS 10000
@@ -128,9 +129,9 @@ static void tls_error(struct tls_probe *tp, const char *fmt, ...)
 	tls_end(tp, PROBE_STATE_ERRORED, msg);
 }
 
-static double version_number(int v)
+double probe_tls_version_number(int protocol)
 {
-	switch (v) {
+	switch (protocol) {
 	case TLS1_VERSION:
 		return 1.0;
 	case TLS1_1_VERSION:
@@ -144,12 +145,16 @@ static double version_number(int v)
 	}
 }
 
-/* Fractional days from now to the certificate's notAfter. */
-static int days_left(X509 *cert, double *ret_days)
+int probe_tls_days_left(X509 *cert, time_t now, double *ret_days)
 {
-	int days, secs;
+	ASN1_TIME *from = ASN1_TIME_set(NULL, now);
+	int days, secs, ok;
 
-	if (!ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(cert)))
+	if (!from)
+		return -ENOMEM;
+	ok = ASN1_TIME_diff(&days, &secs, from, X509_get0_notAfter(cert));
+	ASN1_TIME_free(from);
+	if (!ok)
 		return -EINVAL;
 	*ret_days = days + secs / 86400.0;
 	return 0;
@@ -167,11 +172,16 @@ static const char *tls_name(const struct tls_probe *tp)
 	return tp->p->sp->servername ? tp->p->sp->servername : tp->host;
 }
 
-static bool name_matches(X509 *cert, const char *name)
+bool probe_tls_name_matches(X509 *cert, const char *name)
 {
 	if (host_is_ip(name))
 		return X509_check_ip_asc(cert, name, 0) == 1;
 	return X509_check_host(cert, name, 0, 0, NULL) == 1;
+}
+
+bool probe_tls_version_ok(double version, const char *min_version)
+{
+	return !min_version || version + 1e-9 >= strtod(min_version, NULL);
 }
 
 static json_t *x509_name_json(const X509_NAME *n)
@@ -218,17 +228,18 @@ static void tls_measure(struct tls_probe *tp)
 	const struct spec_probe *sp = tp->p->sp;
 	X509 *cert = SSL_get1_peer_certificate(tp->ssl);
 	long verify = SSL_get_verify_result(tp->ssl);
-	double version = version_number(SSL_version(tp->ssl)), days;
+	double version = probe_tls_version_number(SSL_version(tp->ssl)), days;
 	char msg[160];
 
 	probe_set_metric(tp->p, "version", version);
 	probe_set_metric(tp->p, "chain_ok", cert && verify == X509_V_OK ? 1 : 0);
-	probe_set_metric(tp->p, "hostname_ok", cert && name_matches(cert, tls_name(tp)) ? 1 : 0);
-	if (cert && days_left(cert, &days) == 0)
+	probe_set_metric(tp->p, "hostname_ok",
+	                 cert && probe_tls_name_matches(cert, tls_name(tp)) ? 1 : 0);
+	if (cert && probe_tls_days_left(cert, time(NULL), &days) == 0)
 		probe_set_metric(tp->p, "cert_days_left", days);
 	tls_details(tp, cert, verify);
 	X509_free(cert);
-	if (sp->min_version && version + 1e-9 < strtod(sp->min_version, NULL)) {
+	if (!probe_tls_version_ok(version, sp->min_version)) {
 		snprintf(msg, sizeof(msg), "negotiated TLS %.1f, below min_version %s", version,
 		         sp->min_version);
 		tls_end(tp, PROBE_STATE_FAILED, msg);
