@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "lib/probe/probe.h"
+#include "lib/probe/probe_rollback_drill.h"
 #include "lib/util/util.h"
 
 #define RB_DEFAULT_TIMEOUT_MS 10000
@@ -83,27 +84,32 @@ static void rb_finish(struct rb_probe *rb)
 		probe_finish(rb->p, rb->outcome, NULL);
 }
 
-/* The version a response reports: a JSON object's "version" string, or
- * the body with surrounding white space removed. */
-static void version_of(const struct http_response *r, char *buf, size_t len)
+bool probe_rollback_drill_matches(const char *body, size_t body_len, const char *expect, char *seen,
+                                  size_t len)
 {
-	json_t *doc = json_loadb(r->body, r->body_len, 0, NULL);
-	const char *s = r->body;
-	size_t n = r->body_len;
+	json_t *doc = body ? json_loadb(body, body_len, 0, NULL) : NULL;
+	json_t *v = json_is_object(doc) ? json_object_get(doc, "version") : NULL;
+	const char *s = body ? body : "";
+	size_t n = body ? body_len : 0;
+	bool match;
 
-	if (json_is_object(doc) && json_is_string(json_object_get(doc, "version"))) {
-		snprintf(buf, len, "%s", json_string_value(json_object_get(doc, "version")));
-		json_decref(doc);
-		return;
+	if (json_is_string(v)) {
+		s = json_string_value(v);
+		n = json_string_length(v);
+	} else {
+		while (n > 0 && isspace((unsigned char)*s)) {
+			s++;
+			n--;
+		}
+		while (n > 0 && isspace((unsigned char)s[n - 1]))
+			n--;
 	}
+	/* On the whole version: a longer one is not the expected one, even
+	 * when what fits in seen equals it. */
+	match = n == strlen(expect) && memcmp(s, expect, n) == 0;
+	snprintf(seen, len, "%.*s", (int)(n < len ? n : len - 1), s);
 	json_decref(doc);
-	while (n > 0 && isspace((unsigned char)*s)) {
-		s++;
-		n--;
-	}
-	while (n > 0 && isspace((unsigned char)s[n - 1]))
-		n--;
-	snprintf(buf, len, "%.*s", (int)(n < len ? n : len - 1), s);
+	return match;
 }
 
 static int rb_send(struct rb_probe *rb, const struct spec_request *rq, http_done_cb cb)
@@ -173,8 +179,8 @@ static void on_version(void *userdata, const struct http_response *r)
 		rb_poll_again(rb);
 		return;
 	}
-	version_of(r, rb->last_version, sizeof(rb->last_version));
-	if (strcmp(rb->last_version, sp->expect_version) == 0) {
+	if (probe_rollback_drill_matches(r->body, r->body_len, sp->expect_version, rb->last_version,
+	                                 sizeof(rb->last_version))) {
 		probe_set_metric(rb->p, "seconds_to_rollback",
 		                 (double)(rd_now_ms() - rb->t0) / 1000.0);
 		rb_set_outcome(rb, PROBE_STATE_PASSED, NULL);
