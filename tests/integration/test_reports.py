@@ -147,10 +147,10 @@ class ReportsTest(lib.TestCase):
         r = self.report('?format=junit')
         self.assertEqual(r.status, 200, r)
         self.assertTrue(r.headers['Content-Type'].startswith('application/xml'))
-        if XMLLINT:
-            lint = subprocess.run([XMLLINT, '--noout', '--schema', lib.JUNIT_XSD, '-'],
-                                  input=r.body, capture_output=True, check=False)
-            self.assertEqual(lint.returncode, 0, lint.stderr)
+        self.assertIsNotNone(XMLLINT, 'xmllint is missing (scripts/install-deps)')
+        lint = subprocess.run([XMLLINT, '--noout', '--schema', lib.JUNIT_XSD, '-'],
+                              input=r.body, capture_output=True, check=False)
+        self.assertEqual(lint.returncode, 0, lint.stderr)
         suite = ET.fromstring(r.body).find('testsuite')
         cases = suite.findall('testcase')
         run = self.the_run
