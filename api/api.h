@@ -90,6 +90,10 @@ struct api_route {
 	const char *pattern;
 	api_handler handler;
 	enum api_role role;
+	/* The token may come as ?token= when there is no Authorization
+	 * header: for callers that cannot set headers (Flagger's webhooks;
+	 * docs/security.md). readyd never logs query strings. */
+	bool query_token;
 };
 
 /* Why the store cannot take new runs now, for /readyz and submits: 0, or
@@ -98,12 +102,59 @@ struct api_route {
  * sentence starting "store: " in buf. routes_health.c. */
 int api_store_problem(struct api_app *app, char *buf, size_t len);
 
+/* --- shared by the resource files that start runs --- */
+
+/* Content-Type -> spec format (YAML or JSON media types): 0 or -EINVAL. */
+int api_spec_format(const char *content_type, enum spec_format *ret);
+
+/* Whether k may be an Idempotency-Key: 1-128 printable ASCII characters
+ * without spaces (API_KEY_MAX). */
+#define API_KEY_MAX 128
+bool api_idempotency_key_ok(const char *k);
+
+/* Answers a spec_parse() failure: 400 (does not parse), 413, or 422 with
+ * errors [{path, message, line?}]. */
+void api_problem_spec(struct api_req *req, int r, const struct spec_error *err);
+
+/* Called once the run of api_submit_spec() is stored and queued (or an
+ * earlier run of the same Idempotency-Key was found: existing), on the
+ * loop; it must answer req (now, or after suspending it). */
+typedef void (*api_submitted_cb)(struct api_req *req, void *userdata, int64_t run_id,
+                                 bool existing);
+
+/* Queues spec (stolen) as a run by the caller's token, after the
+ * operator's limits and the allowlist check of its targets (off the
+ * loop, the request suspended meanwhile), with the Idempotency-Key key
+ * (NULL: none; borrowed, copied). Every refusal is answered here as
+ * POST /v1/runs answers it; on success cb runs, or with cb NULL the run
+ * resource is the answer (201, 200 for a retry). routes_runs.c. */
+void api_submit_spec(struct api_req *req, struct spec *spec, const char *key, api_submitted_cb cb,
+                     void *userdata);
+
+/* What a run from a stored spec needs; all borrowed. */
+struct api_stored_run {
+	const char *service;
+	const char *environment;
+	const char *version;    /* the run's version (replaces the spec's) */
+	const char *target_url; /* NULL: the stored target */
+	const char *key;        /* Idempotency-Key, NULL: none */
+};
+
+/* Starts a run of the latest stored spec of sr's service and environment
+ * (routes_specs.c) through api_submit_spec(): 404 when there is none,
+ * 422 when it no longer validates with sr's values (the path of the
+ * field), else as api_submit_spec with cb and userdata. */
+void api_run_stored(struct api_req *req, const struct api_stored_run *sr, api_submitted_cb cb,
+                    void *userdata);
+
 extern const struct api_route api_routes_health[];
 extern const struct api_route api_routes_runs[];
 extern const struct api_route api_routes_services[]; /* routes_services.c */
 extern const struct api_route api_routes_gates[];    /* routes_gates.c */
 extern const struct api_route api_routes_events[];   /* routes_events.c */
 extern const struct api_route api_routes_metrics[];  /* routes_metrics.c */
+extern const struct api_route api_routes_specs[];    /* routes_specs.c */
+extern const struct api_route api_routes_hooks[];    /* routes_hooks.c */
 
 struct api_app *api_req_app(struct api_req *req);
 uv_loop_t *api_req_loop(struct api_req *req);
@@ -111,6 +162,7 @@ const char *api_req_method(struct api_req *req);
 const char *api_req_path(struct api_req *req);
 int64_t api_req_id(struct api_req *req);            /* the {id} of the route */
 const char *api_req_name(struct api_req *req);      /* the {name} of the route, or "" */
+const char *api_req_env(struct api_req *req);       /* the {env} of the route, or "" */
 enum api_role api_req_role(struct api_req *req);    /* the route's role */
 const char *api_req_principal(struct api_req *req); /* token name, or NULL */
 /* The token's service patterns (lib/policy/scope.h), NULL for every service;
@@ -196,6 +248,7 @@ struct api_match {
 	const struct api_route *route;
 	int64_t id;
 	char name[API_NAME_MAX + 1];
+	char env[API_NAME_MAX + 1]; /* "{env}": an environment, same characters */
 };
 
 /* Finds the route for method and path. Returns 0 and the match, -ENOENT

@@ -2,7 +2,8 @@
  * files. Paths are matched segment by segment; "{id}" captures a positive
  * decimal integer (anything else there is no match, so /v1/runs/abc is a
  * 404 rather than a 400 about a number); "{name}" a segment of
- * [A-Za-z0-9._-]{1,128} (service names). */
+ * [A-Za-z0-9._-]{1,128} (service names), "{env}" the same (environment
+ * names). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,8 +12,8 @@
 #include "lib/util/util.h"
 
 static const struct api_route *const tables[] = {
-        api_routes_health, api_routes_runs,   api_routes_services,
-        api_routes_gates,  api_routes_events, api_routes_metrics,
+        api_routes_health, api_routes_runs,    api_routes_services, api_routes_gates,
+        api_routes_events, api_routes_metrics, api_routes_specs,    api_routes_hooks,
 };
 
 static bool name_char(char c)
@@ -21,7 +22,8 @@ static bool name_char(char c)
 	       c == '.' || c == '_' || c == '-';
 }
 
-/* Matches "{id}" or "{name}" at *pattern against the segment at *path. */
+/* Matches "{id}", "{name}" or "{env}" at *pattern against the segment at
+ * *path. */
 static bool match_capture(const char **pattern, const char **path, struct api_match *m)
 {
 	size_t n = strcspn(*path, "/");
@@ -36,15 +38,18 @@ static bool match_capture(const char **pattern, const char **path, struct api_ma
 		if (rd_parse_int64(num, 1, INT64_MAX, &m->id) < 0)
 			return false;
 		*pattern += 4;
-	} else if (strncmp(*pattern, "{name}", 6) == 0) {
+	} else if (strncmp(*pattern, "{name}", 6) == 0 || strncmp(*pattern, "{env}", 5) == 0) {
+		bool env = (*pattern)[1] == 'e';
+		char *out = env ? m->env : m->name;
+
 		if (n == 0 || n > API_NAME_MAX)
 			return false;
 		for (size_t i = 0; i < n; i++)
 			if (!name_char((*path)[i]))
 				return false;
-		memcpy(m->name, *path, n);
-		m->name[n] = '\0';
-		*pattern += 6;
+		memcpy(out, *path, n);
+		out[n] = '\0';
+		*pattern += env ? 5 : 6;
 	} else {
 		return false;
 	}

@@ -15,7 +15,7 @@
 #include "lib/util/util.h"
 
 #define LIST_DEFAULT_LIMIT  50
-#define IDEMPOTENCY_KEY_MAX 128
+#define IDEMPOTENCY_KEY_MAX API_KEY_MAX
 
 /* Progress of a run that is not active, derived from its stored probes. */
 static json_t *stored_progress(json_t *run)
@@ -70,7 +70,7 @@ static void reply_run(struct api_req *req, unsigned status, int64_t id)
 	api_reply_json(req, status, run);
 }
 
-static int spec_format_of(const char *ct, enum spec_format *ret)
+int api_spec_format(const char *ct, enum spec_format *ret)
 {
 	static const struct {
 		const char *type;
@@ -94,7 +94,7 @@ static int spec_format_of(const char *ct, enum spec_format *ret)
 	return -EINVAL;
 }
 
-static void problem_spec(struct api_req *req, int r, const struct spec_error *err)
+void api_problem_spec(struct api_req *req, int r, const struct spec_error *err)
 {
 	json_t *e;
 
@@ -118,7 +118,7 @@ static void problem_spec(struct api_req *req, int r, const struct spec_error *er
 		            err->path[0] ? err->path : "spec", err->message);
 }
 
-static bool valid_idempotency_key(const char *k)
+bool api_idempotency_key_ok(const char *k)
 {
 	size_t n = strlen(k);
 
@@ -161,8 +161,16 @@ static bool refuse_degraded(struct api_req *req, const char *service, const char
 	return true;
 }
 
+/* What to do once the run is queued: NULL answers with the run resource
+ * (201, or 200 for a retry), as POST /v1/runs. */
+struct submit_then {
+	api_submitted_cb cb;
+	void *userdata;
+};
+
 /* Queues spec (stolen) as a run submitted by the caller's token. */
-static void submit(struct api_req *req, struct spec *spec, const char *key)
+static void submit(struct api_req *req, struct spec *spec, const char *key,
+                   const struct submit_then *then)
 {
 	struct api_app *app = api_req_app(req);
 	char loc[48], service[129]; /* spec.h: [A-Za-z0-9._-]{1,128} */
@@ -192,6 +200,10 @@ static void submit(struct api_req *req, struct spec *spec, const char *key)
 		api_problem(req, 409, NULL, "this Idempotency-Key is taken; use another");
 		return;
 	}
+	if (then->cb) {
+		then->cb(req, then->userdata, id, existing);
+		return;
+	}
 	snprintf(loc, sizeof(loc), "/v1/runs/%lld", (long long)id);
 	api_reply_header(req, "Location", loc);
 	reply_run(req, existing ? 200 : 201, id);
@@ -204,6 +216,7 @@ struct pending_submit {
 	struct spec *spec;
 	char *key;
 	struct policy_check *check;
+	struct submit_then then;
 	bool starting, have_result; /* the check may answer before it returns */
 	int err;
 	struct spec_error se;
@@ -228,11 +241,11 @@ static void pending_answer(struct pending_submit *ps)
 
 	if (ps->err == 0) {
 		ps->spec = NULL;
-		submit(ps->req, spec, ps->key);
+		submit(ps->req, spec, ps->key, &ps->then);
 	} else if (ps->err != -EPERM) {
 		api_problem_errno(ps->req, ps->err, "cannot check the spec's targets");
 	} else {
-		problem_spec(ps->req, -EINVAL, &ps->se);
+		api_problem_spec(ps->req, -EINVAL, &ps->se);
 	}
 }
 
@@ -244,13 +257,19 @@ static void on_targets_checked(void *userdata, int err, const char *path, const 
 	ps->err = err;
 	snprintf(ps->se.path, sizeof(ps->se.path), "%s", path);
 	snprintf(ps->se.message, sizeof(ps->se.message), "%s", message);
-	if (ps->starting)
+	if (ps->starting) {
 		ps->have_result = true; /* answered by check_targets, not suspended */
-	else
-		pending_answer(ps);
+		return;
+	}
+	/* The request stays suspended but no longer for ps: the answer may
+	 * suspend it again for its own reasons (a hook waiting for the run). */
+	api_req_suspend(ps->req, NULL, NULL);
+	pending_answer(ps);
+	pending_cleanup(ps->req, ps);
 }
 
-static void check_targets(struct api_req *req, struct spec *spec, const char *key)
+static void check_targets(struct api_req *req, struct spec *spec, const char *key,
+                          const struct submit_then *then)
 {
 	struct api_app *app = api_req_app(req);
 	struct pending_submit *ps = calloc(1, sizeof(*ps));
@@ -263,6 +282,7 @@ static void check_targets(struct api_req *req, struct spec *spec, const char *ke
 	}
 	ps->req = req;
 	ps->spec = spec;
+	ps->then = *then;
 	ps->starting = true;
 	if (policy_check_spec(api_req_loop(req), app->policy, spec, on_targets_checked, ps,
 	                      &ps->check) < 0) {
@@ -290,12 +310,12 @@ static void post_runs(struct api_req *req)
 	const char *body = api_req_body(req, &len);
 	int r;
 
-	if (spec_format_of(api_req_header(req, "Content-Type"), &fmt) < 0) {
+	if (api_spec_format(api_req_header(req, "Content-Type"), &fmt) < 0) {
 		api_problem(req, 415, NULL,
 		            "send the spec with Content-Type application/yaml or application/json");
 		return;
 	}
-	if (key && !valid_idempotency_key(key)) {
+	if (key && !api_idempotency_key_ok(key)) {
 		api_problem(
 		        req, 400, NULL,
 		        "Idempotency-Key must be 1-%d printable ASCII characters without spaces",
@@ -311,7 +331,7 @@ static void post_runs(struct api_req *req)
 	}
 	r = spec_parse(body, len, fmt, &spec, &err);
 	if (r < 0) {
-		problem_spec(req, r, &err);
+		api_problem_spec(req, r, &err);
 		return;
 	}
 	if (!api_req_sees(req, spec->service)) {
@@ -322,16 +342,26 @@ static void post_runs(struct api_req *req)
 		spec_free(spec);
 		return;
 	}
+	api_submit_spec(req, spec, key, NULL, NULL);
+}
+
+void api_submit_spec(struct api_req *req, struct spec *spec, const char *key, api_submitted_cb cb,
+                     void *userdata)
+{
+	struct api_app *app = api_req_app(req);
+	struct submit_then then = {cb, userdata};
+	struct spec_error err = {0};
+
 	if (app->limits && policy_check_limits(app->limits, spec, &err) < 0) {
 		spec_free(spec);
-		problem_spec(req, -EINVAL, &err);
+		api_problem_spec(req, -EINVAL, &err);
 		return;
 	}
 	if (app->policy) {
-		check_targets(req, spec, key); /* submits once every URL is allowed */
+		check_targets(req, spec, key, &then); /* submits once every URL is allowed */
 		return;
 	}
-	submit(req, spec, key);
+	submit(req, spec, key, &then);
 }
 
 static bool valid_state(const char *s)

@@ -115,6 +115,11 @@ const char *api_req_name(struct api_req *req)
 	return req->match.name;
 }
 
+const char *api_req_env(struct api_req *req)
+{
+	return req->match.env;
+}
+
 enum api_role api_req_role(struct api_req *req)
 {
 	return req->match.route ? req->match.route->role : API_ROLE_ANYONE;
@@ -430,9 +435,11 @@ void api_reply_json(struct api_req *req, unsigned status, json_t *json)
 
 void api_req_suspend(struct api_req *req, api_cleanup_cb cleanup, void *userdata)
 {
-	req->suspended = true;
 	req->cleanup = cleanup;
 	req->cleanup_userdata = userdata;
+	if (req->suspended)
+		return; /* a new owner of a parked request */
+	req->suspended = true;
 	req->next = req->srv->suspended;
 	if (req->next)
 		req->next->prev = req;
@@ -693,6 +700,21 @@ static int append_body(struct api_req *req, const char *data, size_t len)
 	return 0;
 }
 
+/* The Authorization header, or on a route that takes one (query_token)
+ * the ?token= query parameter as a bearer token in buf. NULL: neither. A
+ * token too long for buf is left out (an unknown token: 401). */
+static const char *authorization(struct api_req *req, char *buf, size_t len)
+{
+	const char *h = api_req_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+	const char *t = api_req_query(req, "token");
+
+	if (h || !req->match.route->query_token || !t || !*t)
+		return h;
+	if ((size_t)snprintf(buf, len, "Bearer %s", t) >= len)
+		return NULL;
+	return buf;
+}
+
 /* The route's role against the caller's token (api/auth.h). GET
  * /metrics may be public by configuration. False when answered. */
 static bool authorize(struct api_req *req)
@@ -700,13 +722,13 @@ static bool authorize(struct api_req *req)
 	struct auth *a = req->srv->app->auth;
 	enum api_role need = api_req_role(req);
 	struct auth_who who = {NULL, ""};
-	char retry[16];
+	char retry[16], bearer[AUTH_TOKEN_MAX + 8];
 	int retry_s = 1, r;
 
 	if (need != API_ROLE_ANYONE && strcmp(req->path, "/metrics") == 0 && auth_public_metrics(a))
 		need = API_ROLE_ANYONE;
-	r = auth_check(a, api_req_header(req, MHD_HTTP_HEADER_AUTHORIZATION), need,
-	               uv_now(req->srv->loop), &who, &retry_s);
+	r = auth_check(a, authorization(req, bearer, sizeof(bearer)), need, uv_now(req->srv->loop),
+	               &who, &retry_s);
 	if (r == 0) {
 		snprintf(req->principal, sizeof(req->principal), "%s", who.name ? who.name : "");
 		snprintf(req->scope, sizeof(req->scope), "%s", who.scope ? who.scope : "");

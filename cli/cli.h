@@ -177,12 +177,42 @@ int64_t run_id(const json_t *run);
  * exit code. */
 int follow_run(struct ctl *ctl, int64_t id, const json_t *run, int64_t timeout_ms);
 
+/* linediff.c: prints the unified diff (3 lines of context) of a_text and
+ * b_text (NUL-terminated; a missing last newline is not a difference)
+ * to f, headed by the two names; nothing when they are equal.
+ * *ret_differ says which. 0 or -ENOMEM. */
+int linediff_print(FILE *f, const char *name_a, const char *a_text, const char *name_b,
+                   const char *b_text, bool *ret_differ);
+
+/* cmd_submit.c: what to do with a created run (the answer r of POST
+ * /v1/runs or /v1/services/{svc}/runs): print its id, or follow it to
+ * its verdict and save the artifacts asked for. Returns the exit code. */
+struct submit_args {
+	bool wait;
+	int64_t timeout_ms;
+	const char *key;
+	const char *content_type; /* NULL: from the file name */
+	const char *file;
+	const char *junit;         /* --junit FILE */
+	const char *report;        /* --report FILE */
+	const char *report_format; /* md, html, junit, json; NULL: from the name */
+};
+int submit_created(struct ctl *ctl, const struct submit_args *a, const struct response *r);
+/* Reads a spec FILE ('-': stdin) up to the server's cap; prints why not
+ * and returns -errno. *ret_buf is malloc'd. */
+int submit_read_spec(const char *file, char **ret_buf, size_t *ret_len);
+/* application/json for *.json, else application/yaml. */
+const char *submit_content_type(const char *file);
+
 /* cmd_*.c: each returns the process exit code. argv[0] is the command. */
 int cmd_submit(struct ctl *ctl, int argc, char **argv);
 int cmd_status(struct ctl *ctl, int argc, char **argv);
 int cmd_report(struct ctl *ctl, int argc, char **argv);
 int cmd_cancel(struct ctl *ctl, int argc, char **argv);
 int cmd_runs(struct ctl *ctl, int argc, char **argv);
+/* cmd_spec.c: stored specs and runs of them. */
+int cmd_spec(struct ctl *ctl, int argc, char **argv);
+int cmd_run(struct ctl *ctl, int argc, char **argv);
 /* cmd_history.c: decisions and history (docs/spec.md "Gates"). */
 int cmd_gates(struct ctl *ctl, int argc, char **argv);
 int cmd_history(struct ctl *ctl, int argc, char **argv);

@@ -189,14 +189,15 @@ static int setup_handle(struct client *c, const struct request *req, const char 
 		rc |= curl_easy_setopt(e, CURLOPT_XFERINFODATA, c);
 		rc |= curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
 	}
-	if (strcmp(req->method, "POST") == 0) {
+	/* POST and PUT send their body the same way; PUT names itself. */
+	if (strcmp(req->method, "POST") == 0 || strcmp(req->method, "PUT") == 0) {
 		rc |= curl_easy_setopt(e, CURLOPT_POST, 1L);
 		rc |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body ? req->body : "");
 		rc |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
 		                       (curl_off_t)(req->body ? req->body_len : 0));
-	} else if (strcmp(req->method, "GET") != 0) {
-		rc |= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
 	}
+	if (strcmp(req->method, "POST") != 0 && strcmp(req->method, "GET") != 0)
+		rc |= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
 	return rc == CURLE_OK ? 0 : -EINVAL;
 }
 

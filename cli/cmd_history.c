@@ -247,9 +247,10 @@ int cmd_gates(struct ctl *ctl, int argc, char **argv)
 
 int cmd_history(struct ctl *ctl, int argc, char **argv)
 {
-	static const char *const cols[] = {"run_id",  "version",     "environment",
-	                                   "verdict", "finished_at", "invalidated_at"};
-	static const char *const heads[] = {"RUN",     "VERSION",  "ENVIRONMENT",
+	static const char *const cols[] = {"run_id",        "version", "environment",
+	                                   "spec_version",  "verdict", "finished_at",
+	                                   "invalidated_at"};
+	static const char *const heads[] = {"RUN",     "VERSION",  "ENVIRONMENT", "SPEC",
 	                                    "VERDICT", "FINISHED", "INVALIDATED"};
 	const char *vals[OPT_STEP - OPT_ENV + 1] = {0};
 	struct request req = {.method = "GET"};
@@ -272,7 +273,7 @@ int cmd_history(struct ctl *ctl, int argc, char **argv)
 	req.path = path;
 	doc = fetch(ctl, &req, &code);
 	if (doc) {
-		print_items(json_object_get(doc, "items"), cols, heads, 6, 3, ctl->color);
+		print_items(json_object_get(doc, "items"), cols, heads, 7, 4, ctl->color);
 		if (json_is_string(json_object_get(doc, "next_cursor")))
 			fprintf(stderr, "readyctl: more: repeat with --cursor %s\n",
 			        json_string_value(json_object_get(doc, "next_cursor")));

@@ -30,17 +30,6 @@ enum {
 	OPT_REPORT_FORMAT,
 };
 
-struct submit_args {
-	bool wait;
-	int64_t timeout_ms;
-	const char *key;
-	const char *content_type; /* NULL: from the file name */
-	const char *file;
-	const char *junit;         /* --junit FILE */
-	const char *report;        /* --report FILE */
-	const char *report_format; /* md, html, junit, json; NULL: from the name */
-};
-
 /* --format names a report format when it is not a spec format: md and
  * html cannot be specs, and json stays the spec's for compatibility. */
 static bool is_report_format(const char *s)
@@ -204,7 +193,7 @@ static int read_stream(FILE *f, char **ret_buf, size_t *ret_len)
 }
 
 /* Reads the spec; prints why not and returns -errno on failure. */
-static int read_spec(const char *file, char **ret_buf, size_t *ret_len)
+int submit_read_spec(const char *file, char **ret_buf, size_t *ret_len)
 {
 	bool is_stdin = strcmp(file, "-") == 0;
 	FILE *f = is_stdin ? stdin : fopen(file, "rb");
@@ -235,7 +224,7 @@ static int read_spec(const char *file, char **ret_buf, size_t *ret_len)
 	return ret;
 }
 
-static const char *content_type_for(const char *file)
+const char *submit_content_type(const char *file)
 {
 	size_t n = strlen(file);
 
@@ -298,7 +287,7 @@ static int save_artifacts(struct ctl *ctl, const struct submit_args *a, int64_t 
 	return code != CTL_EXIT_PASS ? code : saved;
 }
 
-static int after_created(struct ctl *ctl, const struct submit_args *a, const struct response *r)
+int submit_created(struct ctl *ctl, const struct submit_args *a, const struct response *r)
 {
 	json_t *run = response_json(&ctl->client, r);
 	int64_t id = run ? created_id(run, r) : -1;
@@ -339,10 +328,10 @@ int cmd_submit(struct ctl *ctl, int argc, char **argv)
 	code = parse_args(ctl, &a, argc, argv);
 	if (code >= 0)
 		return code;
-	if (read_spec(a.file, &body, &req.body_len) < 0)
+	if (submit_read_spec(a.file, &body, &req.body_len) < 0)
 		return CTL_EXIT_USAGE;
 	req.body = body;
-	req.content_type = a.content_type ? a.content_type : content_type_for(a.file);
+	req.content_type = a.content_type ? a.content_type : submit_content_type(a.file);
 	req.idempotency_key = a.key;
 	code = ctl_connect(ctl);
 	if (code != 0)
@@ -353,7 +342,7 @@ int cmd_submit(struct ctl *ctl, int argc, char **argv)
 		goto out;
 	}
 	if (response_ok(&r))
-		code = after_created(ctl, &a, &r);
+		code = submit_created(ctl, &a, &r);
 	else {
 		client_print_http_error(&ctl->client, &r);
 		code = CTL_EXIT_USAGE;

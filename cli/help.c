@@ -26,6 +26,8 @@ static const char overview[] =
         "  waive SERVICE EXPR     waive a failing gate until an expiry\n"
         "  waivers SERVICE        list a service's waivers\n"
         "  unwaive SERVICE ID     revoke a waiver\n"
+        "  spec put|get|diff      stored specs: SERVICE ENVIRONMENT ...\n"
+        "  run SERVICE VERSION    run the stored spec of SERVICE for VERSION\n"
         "  help [COMMAND]         show help\n"
         "\n"
         "Global options (also accepted after the command):\n"
@@ -100,12 +102,44 @@ static const char runs_help[] =
         "  --limit N     at most N runs (1-1000)\n"
         "  --cursor C    the page after cursor C\n";
 
+static const char spec_help[] =
+        "Usage: readyctl spec put [--format yaml|json] SERVICE ENVIRONMENT FILE\n"
+        "       readyctl spec get [--version N] SERVICE ENVIRONMENT\n"
+        "       readyctl spec diff SERVICE ENVIRONMENT [V1 V2]\n"
+        "\n"
+        "Stored specs: the spec SERVICE is gated with in ENVIRONMENT, kept by the\n"
+        "server in versions 1, 2, 3...\n"
+        "\n"
+        "  put    store FILE ('-' for stdin) as the next version; prints it. The\n"
+        "         spec may leave out service and environment (taken from the\n"
+        "         arguments) and its version is ignored (each run names one)\n"
+        "  get    print the latest version (or --version N) as it was stored\n"
+        "  diff   a unified diff of V1 against V2 (default: the latest against\n"
+        "         the one before); nothing when they are equal. Exits 0 either way\n"
+        "\n"
+        "Reading a stored spec needs a submitter token: it may hold credentials.\n";
+
+static const char run_help[] =
+        "Usage: readyctl run [--env ENV] [--target URL] [--wait [--timeout DURATION]]\n"
+        "                    [--idempotency-key KEY] [--junit FILE] [--report FILE]\n"
+        "                    SERVICE VERSION\n"
+        "\n"
+        "Starts a run of the latest spec stored for SERVICE in ENV (default\n"
+        "'default') judging VERSION, and prints its id, or with --wait follows it\n"
+        "to its verdict. Exit status as submit: 0 PASS, 1 FAIL, 2 ERROR, 3 usage,\n"
+        "connection or HTTP error (also: no stored spec).\n"
+        "\n"
+        "  --env ENV              the environment whose stored spec runs\n"
+        "  --target URL           replaces the URL of the spec's target\n"
+        "  --wait, --timeout, --idempotency-key, --junit, --report: as submit\n";
+
 static const struct {
 	const char *cmd;
 	const char *text;
 } pages[] = {
         {"submit", submit_help}, {"status", status_help}, {"report", report_help},
         {"cancel", cancel_help}, {"runs", runs_help},     {"help", overview},
+        {"spec", spec_help},     {"run", run_help},
 };
 
 int help_print(FILE *f, const char *cmd)

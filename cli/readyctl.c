@@ -24,7 +24,7 @@ static const struct command commands[] = {
         {"cancel", cmd_cancel},         {"runs", cmd_runs},     {"gates", cmd_gates},
         {"history", cmd_history},       {"trends", cmd_trends}, {"rejudge", cmd_rejudge},
         {"invalidate", cmd_invalidate}, {"waive", cmd_waive},   {"waivers", cmd_waivers},
-        {"unwaive", cmd_unwaive},
+        {"unwaive", cmd_unwaive},       {"spec", cmd_spec},     {"run", cmd_run},
 };
 
 void ctl_usage_error(const char *cmd, const char *fmt, ...)

@@ -179,6 +179,46 @@ START_TEST(test_gate_table)
 }
 END_TEST
 
+/* readyctl spec diff: the hunks diff -u prints for the same texts
+ * (expected outputs made with GNU diff 3.x, headers left out). */
+static const struct {
+	const char *a, *b, *want;
+} diff_cases[] = {
+        {"a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n", "a\nb\nc\nD\ne\nf\ng\nh\ni\nj\nk\n",
+         "@@ -1,10 +1,11 @@\n a\n b\n c\n-d\n+D\n e\n f\n g\n h\n i\n j\n+k\n"},
+        {"x\n", "y\n", "@@ -1 +1 @@\n-x\n+y\n"},
+        {"1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n13\n14\n15\n16\n17\n18\n19\n20\n",
+         "1\nX\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n13\n14\n15\n16\n17\n18\n20\n",
+         "@@ -1,5 +1,5 @@\n 1\n-2\n+X\n 3\n 4\n 5\n@@ -16,5 +16,4 @@\n 16\n 17\n 18\n-19\n 20\n"},
+        {"a\n", "a\nb\n", "@@ -1 +1,2 @@\n a\n+b\n"},
+        {"a\nb\n", "b\n", "@@ -1,2 +1 @@\n-a\n b\n"},
+        {"", "a\n", "@@ -0,0 +1 @@\n+a\n"},
+        {"same\n", "same\n", ""},
+};
+
+START_TEST(test_linediff)
+{
+	char *out = NULL, *body;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+	bool differ = false;
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(linediff_print(f, "A", diff_cases[_i].a, "B", diff_cases[_i].b, &differ),
+	                 0);
+	fclose(f);
+	ck_assert_int_eq(differ, diff_cases[_i].want[0] != '\0');
+	if (differ) {
+		ck_assert(strncmp(out, "--- A\n+++ B\n", 12) == 0);
+		body = out + 12;
+	} else {
+		body = out;
+	}
+	ck_assert_str_eq(body, diff_cases[_i].want);
+	free(out);
+}
+END_TEST
+
 static Suite *render_suite(void)
 {
 	Suite *s = suite_create("readyctl-render");
@@ -190,6 +230,7 @@ static Suite *render_suite(void)
 	tcase_add_loop_test(tc, test_progress, 0,
 	                    sizeof(progress_cases) / sizeof(progress_cases[0]));
 	tcase_add_test(tc, test_gate_table);
+	tcase_add_loop_test(tc, test_linediff, 0, sizeof(diff_cases) / sizeof(diff_cases[0]));
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1007,6 +1007,7 @@ static int sched_store_new_run(struct sched *s, const struct spec *spec, const c
 		        .probe_types = types,
 		        .n_probes = spec->n_probes,
 		        .created_at = rd_now_ms(),
+		        .spec_version = spec->stored_version,
 		};
 
 		for (size_t i = 0; i < spec->n_probes; i++) {

@@ -1653,8 +1653,71 @@ static int parse_json(const char *buf, size_t len, json_t **ret, struct spec_err
 	return 0;
 }
 
+/* A top-level key the caller fixes: set when absent; when present it must
+ * already be want (must_match) or is replaced. */
+static int fill_key(json_t *doc, const struct spec_srcmap *map, const char *key, const char *want,
+                    bool must_match, const char *where, struct spec_error *err)
+{
+	json_t *have = json_object_get(doc, key);
+
+	if (!want)
+		return 0;
+	if (have && must_match && json_is_string(have) && strcmp(json_string_value(have), want)) {
+		snprintf(err->path, sizeof(err->path), "%s", key);
+		snprintf(err->message, sizeof(err->message),
+		         "must be '%.128s', the %s in the request path (or leave it out)", want,
+		         where);
+		err->line = spec_srcmap_key_line(map, doc, key);
+		err->syntax = false;
+		return -EINVAL;
+	}
+	if (have && must_match)
+		return 0; /* the right value, or a wrong type validation names */
+	return json_object_set_new(doc, key, json_string(want)) < 0 ? -ENOMEM : 0;
+}
+
+/* target.url replaced by url (a target {url} made when there is none). */
+static int fill_target(json_t *doc, const char *url)
+{
+	json_t *t = json_object_get(doc, "target");
+
+	if (!url)
+		return 0;
+	if (!t) {
+		t = json_object();
+		if (!t || json_object_set_new(doc, "target", t) < 0)
+			return -ENOMEM;
+	}
+	if (!json_is_object(t))
+		return 0; /* validation says what target must be */
+	return json_object_set_new(t, "url", json_string(url)) < 0 ? -ENOMEM : 0;
+}
+
+static int apply_fill(json_t *doc, const struct spec_srcmap *map, const struct spec_fill *fill,
+                      struct spec_error *err)
+{
+	int r;
+
+	if (!fill || !json_is_object(doc))
+		return 0;
+	r = fill_key(doc, map, "service", fill->service, true, "service", err);
+	if (r == 0)
+		r = fill_key(doc, map, "environment", fill->environment, true, "environment", err);
+	if (r == 0)
+		r = fill_key(doc, map, "version", fill->version, false, "version", err);
+	if (r == 0)
+		r = fill_target(doc, fill->target_url);
+	return r;
+}
+
 int spec_parse(const char *buf, size_t len, enum spec_format fmt, struct spec **ret_spec,
                struct spec_error *err)
+{
+	return spec_parse_fill(buf, len, fmt, NULL, ret_spec, err);
+}
+
+int spec_parse_fill(const char *buf, size_t len, enum spec_format fmt, const struct spec_fill *fill,
+                    struct spec **ret_spec, struct spec_error *err)
 {
 	struct spec_error scratch;
 	struct spec_srcmap *map = NULL;
@@ -1679,6 +1742,8 @@ int spec_parse(const char *buf, size_t len, enum spec_format fmt, struct spec **
 		r = spec_yaml_parse(buf, len, &doc, &map, err);
 	else
 		r = doc_error(err, 0, "unknown spec format");
+	if (r == 0)
+		r = apply_fill(doc, map, fill, err);
 	if (r == 0)
 		r = validate(doc, map, err, ret_spec);
 	json_decref(doc);

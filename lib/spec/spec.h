@@ -199,6 +199,10 @@ struct spec {
 	struct spec_checklist checklist;
 
 	json_t *doc; /* the document as parsed (JSON form), owned */
+	/* The version of the stored spec (PUT /v1/services/{svc}/specs/{env})
+	 * this spec was built from, set by the caller after parsing; 0 when
+	 * the whole spec came with the run. The run keeps it. */
+	int64_t stored_version;
 };
 
 /* Where and why a spec is invalid. path is "" for the whole document. */
@@ -216,6 +220,25 @@ struct spec_error {
  * -E2BIG when len exceeds SPEC_MAX_BYTES. Any thread. */
 int spec_parse(const char *buf, size_t len, enum spec_format fmt, struct spec **ret_spec,
                struct spec_error *err);
+
+/* What the caller fixes in a spec before it is validated: a stored spec
+ * (docs/spec.md "Stored specs") takes its service and environment from
+ * the request path and its version from each run. service and
+ * environment are set when the document leaves them out and must agree
+ * when it gives them (else -EINVAL at that path); version is set or
+ * replaced; target_url replaces target.url (a target is made when there
+ * is none). NULL members leave the document alone. All borrowed. */
+struct spec_fill {
+	const char *service;
+	const char *environment;
+	const char *version;
+	const char *target_url;
+};
+
+/* spec_parse() with fill applied to the document first (fill NULL:
+ * exactly spec_parse()). Line numbers stay those of buf. */
+int spec_parse_fill(const char *buf, size_t len, enum spec_format fmt, const struct spec_fill *fill,
+                    struct spec **ret_spec, struct spec_error *err);
 
 void spec_free(struct spec *s);
 

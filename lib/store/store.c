@@ -328,3 +328,19 @@ int store_run_service(struct store *st, int64_t id, char *buf, size_t len)
 {
 	return st->ops->run_service(st, id, buf, len);
 }
+
+int store_spec_put(struct store *st, const struct store_spec_new *s, int64_t *ret_version)
+{
+	return st->ops->spec_put(st, s, ret_version);
+}
+
+int store_spec_get(struct store *st, const char *service, const char *environment, int64_t version,
+                   json_t **ret_spec)
+{
+	return st->ops->spec_get(st, service, environment, version, ret_spec);
+}
+
+int store_specs_list(struct store *st, const char *service, json_t **ret_items)
+{
+	return st->ops->specs_list(st, service, ret_items);
+}

@@ -56,7 +56,8 @@ struct store_run_new {
 	const char *const *probe_names; /* n_probes entries */
 	const char *const *probe_types;
 	size_t n_probes;
-	int64_t created_at; /* ms */
+	int64_t created_at;   /* ms */
+	int64_t spec_version; /* the stored spec it came from; 0: none */
 };
 
 /* Inserts a run in state "queued" with one "queued" probe row per probe.
@@ -94,6 +95,7 @@ int store_judgement_save(struct store *st, int64_t run_id, json_t *gates, json_t
 
 /* The run as the API shows it: id, service, version, environment, state,
  * verdict, submitted_by, created_at, started_at, finished_at, error,
+ * spec_version (the stored spec's version, or null),
  * probes[], gates[], checklist[] (no progress, no links: callers add
  * those). -ENOENT if there is no such run. New reference. */
 int store_run_get(struct store *st, int64_t id, json_t **ret_run);
@@ -253,7 +255,8 @@ int store_rejudgement_add(struct store *st, int64_t run_id, json_t *gates, const
 int store_services_list(struct store *st, json_t **ret_items);
 
 /* Decided runs of a service, newest first: [{run_id, version,
- * environment, state, verdict, created_at, finished_at, invalidated_at}].
+ * environment, spec_version, state, verdict, created_at, finished_at,
+ * invalidated_at}] (spec_version null unless started from a stored spec).
  * Cursor and limit as store_runs_list(). */
 struct store_history_filter {
 	const char *service;
@@ -348,3 +351,32 @@ int store_audit_list(struct store *st, int64_t run_id, int64_t waiver_id, json_t
 
 /* The service of run id into buf. -ENOENT if there is no such run. */
 int store_run_service(struct store *st, int64_t id, char *buf, size_t len);
+
+/* ---- Stored specs ---- */
+
+/* A spec a service is gated with in one environment. All borrowed. */
+struct store_spec_new {
+	const char *service;
+	const char *environment;
+	const char *format;     /* "yaml" or "json": what text is */
+	const char *text;       /* as sent, for reading back and diffs */
+	const char *doc_json;   /* the validated document, serialized JSON */
+	const char *created_by; /* token name, or NULL */
+	int64_t created_at;     /* ms */
+};
+
+/* Stores s as the next version (1 for the first) of its service and
+ * environment, in one transaction. 0 and the version, -EINVAL for a
+ * missing field or a doc_json that is not a JSON object, or -errno. */
+int store_spec_put(struct store *st, const struct store_spec_new *s, int64_t *ret_version);
+
+/* A stored spec: {service, environment, version, format, text, spec (the
+ * document, parsed), created_by, created_at}; version 0 is the latest.
+ * -ENOENT when there is none. New reference. */
+int store_spec_get(struct store *st, const char *service, const char *environment, int64_t version,
+                   json_t **ret_spec);
+
+/* The stored specs of a service by environment: [{environment, latest,
+ * versions: [{version, created_by, created_at}] newest first}] ordered by
+ * environment; [] when none. New reference. */
+int store_specs_list(struct store *st, const char *service, json_t **ret_items);

@@ -96,6 +96,12 @@ struct store_ops {
 	int (*audit_list)(struct store *st, int64_t run_id, int64_t waiver_id,
 	                  json_t **ret_changes);
 
+	/* Stored specs. */
+	int (*spec_put)(struct store *st, const struct store_spec_new *s, int64_t *ret_version);
+	int (*spec_get)(struct store *st, const char *service, const char *environment,
+	                int64_t version, json_t **ret_spec);
+	int (*specs_list)(struct store *st, const char *service, json_t **ret_items);
+
 	/* Retention. */
 	int (*prune_raw)(struct store *st, int64_t before_ms, int batch);
 };

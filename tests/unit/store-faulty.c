@@ -323,6 +323,27 @@ static int faulty_run_service(struct store *st, int64_t id, char *buf, size_t le
 	return inner(st)->ops->run_service(inner(st), id, buf, len);
 }
 
+static int faulty_spec_put(struct store *st, const struct store_spec_new *sn, int64_t *ret_version)
+{
+	if (faulty(st)->err < 0)
+		return refuse(st, "spec put");
+	faulty(st)->failed = false;
+	return inner(st)->ops->spec_put(inner(st), sn, ret_version);
+}
+
+static int faulty_spec_get(struct store *st, const char *service, const char *environment,
+                           int64_t version, json_t **ret_spec)
+{
+	faulty(st)->failed = false;
+	return inner(st)->ops->spec_get(inner(st), service, environment, version, ret_spec);
+}
+
+static int faulty_specs_list(struct store *st, const char *service, json_t **ret_items)
+{
+	faulty(st)->failed = false;
+	return inner(st)->ops->specs_list(inner(st), service, ret_items);
+}
+
 static int faulty_schema_latest(struct store *st)
 {
 	faulty(st)->failed = false;
@@ -396,4 +417,7 @@ static const struct store_ops faulty_ops = {
         .run_history = faulty_run_history,
         .read_begin = faulty_read_begin,
         .read_end = faulty_read_end,
+        .spec_put = faulty_spec_put,
+        .spec_get = faulty_spec_get,
+        .specs_list = faulty_specs_list,
 };

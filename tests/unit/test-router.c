@@ -47,6 +47,14 @@ static const struct {
         {"POST", "/v1/services/m/waivers", "/v1/services/{name}/waivers", API_ROLE_ADMIN, 0, "m"},
         {"DELETE", "/v1/services/svc/waivers/12", "/v1/services/{name}/waivers/{id}",
          API_ROLE_ADMIN, 12, "svc"},
+        {"PUT", "/v1/services/svc/specs/prod", "/v1/services/{name}/specs/{env}",
+         API_ROLE_SUBMITTER, 0, "svc"},
+        {"GET", "/v1/services/svc/specs/prod", "/v1/services/{name}/specs/{env}",
+         API_ROLE_SUBMITTER, 0, "svc"},
+        {"GET", "/v1/services/svc/specs", "/v1/services/{name}/specs", API_ROLE_VIEWER, 0, "svc"},
+        {"POST", "/v1/services/svc/runs", "/v1/services/{name}/runs", API_ROLE_SUBMITTER, 0, "svc"},
+        {"GET", "/v1/services/svc/gate", "/v1/services/{name}/gate", API_ROLE_SUBMITTER, 0, "svc"},
+        {"POST", "/v1/hooks/flagger", "/v1/hooks/flagger", API_ROLE_SUBMITTER, 0, ""},
 };
 
 START_TEST(test_route_found)
@@ -151,6 +159,25 @@ START_TEST(test_name_capture_bounds)
 	ck_assert_str_eq(m.name, name);
 	snprintf(path, sizeof(path), "/v1/services/%sn/history", name);
 	ck_assert_int_eq(route("GET", path, &m, allow, sizeof(allow)), -ENOENT);
+}
+END_TEST
+
+/* {env} captures beside {name}, with the same characters and bounds. */
+START_TEST(test_env_capture)
+{
+	struct api_match m;
+	char allow[128], path[400], env[API_NAME_MAX + 2];
+
+	ck_assert_int_eq(route("PUT", "/v1/services/svc/specs/prod-eu.1", &m, allow, sizeof(allow)),
+	                 0);
+	ck_assert_str_eq(m.name, "svc");
+	ck_assert_str_eq(m.env, "prod-eu.1");
+	memset(env, 'e', API_NAME_MAX + 1);
+	env[API_NAME_MAX + 1] = '\0';
+	snprintf(path, sizeof(path), "/v1/services/svc/specs/%s", env);
+	ck_assert_int_eq(route("GET", path, &m, allow, sizeof(allow)), -ENOENT);
+	ck_assert_int_eq(route("GET", "/v1/services/svc/specs/a%20b", &m, allow, sizeof(allow)),
+	                 -ENOENT);
 }
 END_TEST
 
@@ -282,6 +309,7 @@ static Suite *router_suite(void)
 	tcase_add_test(tr, test_method_picks_handler);
 	tcase_add_loop_test(tr, test_not_found, 0, N(not_found));
 	tcase_add_test(tr, test_name_capture_bounds);
+	tcase_add_test(tr, test_env_capture);
 	tcase_add_loop_test(tr, test_method_not_allowed, 0, N(not_allowed));
 	suite_add_tcase(s, tr);
 	tcase_add_loop_test(tp, test_errno_status, 0, N(statuses));

@@ -1864,6 +1864,62 @@ START_TEST(test_error_lines)
 }
 END_TEST
 
+/* A stored spec: service and environment from the path (absent: set;
+ * equal: fine; different: an error at that field, with its line), the
+ * version from the run (always replaced), the target's URL replaced. */
+static const char stored_text[] = "apiVersion: readyd/v1\n"
+                                  "%s"
+                                  "target:\n  url: http://127.0.0.1:1/\n"
+                                  "probes:\n  - name: hit\n    type: load\n"
+                                  "    mode: closed\n    requests: 5\n";
+
+static int parse_stored(const char *extra, const struct spec_fill *fill, struct spec **ret,
+                        struct spec_error *err)
+{
+	char text[512];
+
+	snprintf(text, sizeof(text), stored_text, extra);
+	return spec_parse_fill(text, strlen(text), SPEC_FORMAT_YAML, fill, ret, err);
+}
+
+START_TEST(test_parse_fill)
+{
+	struct spec_fill fill = {"svc", "prod", "2.4.1", "http://127.0.0.1:8080/v1"};
+	struct spec_error err;
+	struct spec *s = NULL;
+
+	ck_assert_int_eq(parse_stored("", &fill, &s, &err), 0);
+	ck_assert_str_eq(s->service, "svc");
+	ck_assert_str_eq(s->environment, "prod");
+	ck_assert_str_eq(s->version, "2.4.1");
+	ck_assert_str_eq(s->target.url, "http://127.0.0.1:8080/v1");
+	ck_assert_str_eq(s->probes[0].url, "http://127.0.0.1:8080/v1");
+	spec_free(s);
+	ck_assert_int_eq(
+	        parse_stored("service: svc\nenvironment: prod\nversion: old\n", &fill, &s, &err),
+	        0);
+	ck_assert_str_eq(s->version, "2.4.1");
+	spec_free(s);
+	s = NULL;
+	ck_assert_int_eq(parse_stored("service: svc\nenvironment: staging\n", &fill, &s, &err),
+	                 -EINVAL);
+	ck_assert_ptr_null(s);
+	ck_assert_str_eq(err.path, "environment");
+	ck_assert_int_eq(err.line, 3);
+	ck_assert(!err.syntax);
+	ck_assert_int_eq(parse_stored("service: other\n", &fill, &s, &err), -EINVAL);
+	ck_assert_str_eq(err.path, "service");
+	/* A wrong type is still validation's to name; a bad URL too. */
+	ck_assert_int_eq(parse_stored("service: [1]\n", &fill, &s, &err), -EINVAL);
+	ck_assert_str_eq(err.path, "service");
+	fill.target_url = "ftp://x";
+	ck_assert_int_eq(parse_stored("", &fill, &s, &err), -EINVAL);
+	ck_assert_str_eq(err.path, "target.url");
+	/* Without a fill, the spec must name its service and version. */
+	ck_assert_int_eq(parse_stored("", NULL, &s, &err), -EINVAL);
+}
+END_TEST
+
 static Suite *spec_suite(void)
 {
 	Suite *s = suite_create("spec");
@@ -1880,6 +1936,7 @@ static Suite *spec_suite(void)
 	tcase_add_test(tc, test_long_string);
 	tcase_add_test(tc, test_list_caps);
 	tcase_add_test(tc, test_error_lines);
+	tcase_add_test(tc, test_parse_fill);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("redaction");

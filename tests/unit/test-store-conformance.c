@@ -193,6 +193,7 @@ END_TEST
 /* The run resource of test_run_roundtrip, before and after its life. */
 static const char roundtrip_queued[] =
         "{\"invalidated\": null, \"rejudgements\": [], \"changes\": [], " /* 0003, 0004 */
+        "\"spec_version\": null, "                                        /* 0006 */
         "\"service\": \"sentiment-api\", \"version\": \"2.4.0\", "
         "\"environment\": \"staging\", \"state\": \"queued\", \"verdict\": null, "
         "\"submitted_by\": \"ci-pipeline\", "
@@ -243,6 +244,7 @@ static const char roundtrip_checklist[] =
 
 static const char roundtrip_final[] =
         "{\"invalidated\": null, \"rejudgements\": [], \"changes\": [], " /* 0003, 0004 */
+        "\"spec_version\": null, "                                        /* 0006 */
         "\"service\": \"sentiment-api\", \"version\": \"2.4.0\", "
         "\"environment\": \"staging\", \"state\": \"failed\", \"verdict\": \"FAIL\", "
         "\"submitted_by\": \"ci-pipeline\", "
@@ -646,6 +648,7 @@ END_TEST
 /* The running run of test_interrupt_stale after start-up recovery. */
 static const char interrupted_run[] =
         "{\"invalidated\": null, \"rejudgements\": [], \"changes\": [], " /* 0003, 0004 */
+        "\"spec_version\": null, "                                        /* 0006 */
         "\"service\": \"svc\", \"version\": \"2.4.0\", \"environment\": "
         "\"staging\", \"state\": \"interrupted\", \"verdict\": null, "
         "\"submitted_by\": \"ci-pipeline\", "
@@ -1386,6 +1389,134 @@ START_TEST(test_prune_raw)
 }
 END_TEST
 
+/* ---- Stored specs -------------------------------------------------- */
+
+static int64_t put_spec(struct store *st, const char *env, const char *text, const char *by,
+                        int64_t at)
+{
+	struct store_spec_new sn = {
+	        .service = "svc",
+	        .environment = env,
+	        .format = "yaml",
+	        .text = text,
+	        .doc_json = "{\"apiVersion\": \"readyd/v1\", \"service\": \"svc\"}",
+	        .created_by = by,
+	        .created_at = at,
+	};
+	int64_t version = 0;
+	int r = store_spec_put(st, &sn, &version);
+
+	ck_assert_msg(r == 0, "store_spec_put = %d: %s", r, store_errmsg(st));
+	return version;
+}
+
+START_TEST(test_stored_spec_versions)
+{
+	struct store *st = conf_open(_i);
+	json_t *spec = NULL, *items = NULL;
+
+	ck_assert_int_eq(store_spec_get(st, "svc", "staging", 0, &spec), -ENOENT);
+	ck_assert_int_eq(put_spec(st, "staging", "text: one\n", "ci", T0), 1);
+	ck_assert_int_eq(put_spec(st, "staging", "text: two\n", NULL, T0 + 1), 2);
+	ck_assert_int_eq(put_spec(st, "prod", "text: p\n", "ci", T0 + 2), 1); /* per environment */
+	ck_assert_int_eq(store_spec_get(st, "svc", "staging", 0, &spec), 0);
+	assert_json_eq(spec, "{\"service\": \"svc\", \"environment\": \"staging\", \"version\": 2, "
+	                     "\"format\": \"yaml\", \"text\": \"text: two\\n\", "
+	                     "\"spec\": {\"apiVersion\": \"readyd/v1\", \"service\": \"svc\"}, "
+	                     "\"created_by\": null, \"created_at\": \"2026-11-26T13:40:02.115Z\"}");
+	json_decref(spec);
+	ck_assert_int_eq(store_spec_get(st, "svc", "staging", 1, &spec), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(spec, "text")), "text: one\n");
+	ck_assert_str_eq(json_string_value(json_object_get(spec, "created_by")), "ci");
+	json_decref(spec);
+	ck_assert_int_eq(store_spec_get(st, "svc", "staging", 3, &spec), -ENOENT);
+	ck_assert_int_eq(store_spec_get(st, "other", "staging", 0, &spec), -ENOENT);
+	ck_assert_int_eq(store_specs_list(st, "svc", &items), 0);
+	assert_json_eq(
+	        items,
+	        "[{\"environment\": \"prod\", \"latest\": 1, \"versions\": [{\"version\": 1, "
+	        "\"created_by\": \"ci\", \"created_at\": \"2026-11-26T13:40:02.116Z\"}]}, "
+	        "{\"environment\": \"staging\", \"latest\": 2, \"versions\": ["
+	        "{\"version\": 2, \"created_by\": null, "
+	        "\"created_at\": \"2026-11-26T13:40:02.115Z\"}, "
+	        "{\"version\": 1, \"created_by\": \"ci\", "
+	        "\"created_at\": \"2026-11-26T13:40:02.114Z\"}]}]");
+	json_decref(items);
+	ck_assert_int_eq(store_specs_list(st, "other", &items), 0);
+	ck_assert_int_eq(json_array_size(items), 0);
+	json_decref(items);
+	store_free(st);
+}
+END_TEST
+
+/* What store_spec_put must refuse, and leave nothing behind for. */
+static const struct store_spec_new bad_specs[] = {
+        {NULL, "e", "yaml", "t", "{}", NULL, T0},   {"svc", NULL, "yaml", "t", "{}", NULL, T0},
+        {"svc", "e", "toml", "t", "{}", NULL, T0},  {"svc", "e", "yaml", NULL, "{}", NULL, T0},
+        {"svc", "e", "yaml", "t", "[1]", NULL, T0}, {"svc", "e", "json", "t", "not json", NULL, T0},
+        {"svc", "e", "yaml", "t", "{}", NULL, 0},
+};
+
+START_TEST(test_stored_spec_invalid)
+{
+	struct store *st = conf_open(_i / (int)RD_ARRAY_SIZE(bad_specs));
+	int64_t version = 0;
+	json_t *spec = NULL;
+
+	ck_assert_int_eq(store_spec_put(st, &bad_specs[_i % RD_ARRAY_SIZE(bad_specs)], &version),
+	                 -EINVAL);
+	ck_assert_int_eq(version, 0);
+	ck_assert_int_eq(store_spec_get(st, "svc", "e", 0, &spec), -ENOENT);
+	store_free(st);
+}
+END_TEST
+
+/* A run keeps the stored spec version it was started from; the run
+ * resource, the runs list and the history show it (null without one). */
+START_TEST(test_run_spec_version)
+{
+	struct store *st = conf_open(_i);
+	static const char *const names[] = {"p"}, *const types[] = {"http"};
+	struct store_run_new rn = {
+	        .service = "svc",
+	        .version = "3.1",
+	        .environment = "prod",
+	        .spec_json = "{}",
+	        .probe_names = names,
+	        .probe_types = types,
+	        .n_probes = 1,
+	        .created_at = T0,
+	        .spec_version = 7,
+	};
+	struct store_filter lf = {.service = "svc", .limit = 10};
+	struct store_history_filter hf = {"svc", NULL, NULL, NULL, 10};
+	int64_t id = 0, whole = create_run(st, "svc", "prod", NULL, 1, NULL);
+	json_t *run, *items;
+	char *next = NULL;
+
+	ck_assert_int_eq(store_run_create(st, &rn, &id, NULL), 0);
+	ck_assert_int_eq(store_run_update(st, id, "passed", "PASS", T0 + 1, T0 + 2, NULL), 0);
+	ck_assert_int_eq(store_run_update(st, whole, "passed", "PASS", T0 + 1, T0 + 2, NULL), 0);
+	run = get_run(st, id);
+	ck_assert_int_eq(json_integer_value(json_object_get(run, "spec_version")), 7);
+	json_decref(run);
+	run = get_run(st, whole);
+	ck_assert(json_is_null(json_object_get(run, "spec_version")));
+	json_decref(run);
+	ck_assert_int_eq(store_runs_list(st, &lf, &items, &next), 0);
+	ck_assert_int_eq(
+	        json_integer_value(json_object_get(json_array_get(items, 0), "spec_version")), 7);
+	json_decref(items);
+	ck_assert_int_eq(store_history(st, &hf, &items, &next), 0);
+	ck_assert_int_eq(json_array_size(items), 2);
+	ck_assert_int_eq(
+	        json_integer_value(json_object_get(json_array_get(items, 0), "spec_version")), 7);
+	ck_assert(json_is_null(json_object_get(json_array_get(items, 1), "spec_version")));
+	json_decref(items);
+	store_free(st);
+}
+END_TEST
+
 static Suite *conformance_suite(void)
 {
 	Suite *s = suite_create("store-conformance");
@@ -1430,6 +1561,14 @@ static Suite *conformance_suite(void)
 	tcase_add_loop_test(tc, test_waiver_lifecycle, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_audit_trail, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_prune_raw, 0, N_BACKENDS);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("specs");
+	tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
+	tcase_add_loop_test(tc, test_stored_spec_versions, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_stored_spec_invalid, 0,
+	                    N_BACKENDS * (int)RD_ARRAY_SIZE(bad_specs));
+	tcase_add_loop_test(tc, test_run_spec_version, 0, N_BACKENDS);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -109,6 +109,7 @@ START_TEST(test_migrate_empty)
 	        "index:runs_by_service",
 	        "index:runs_by_state",
 	        "table:idempotency_keys",
+	        "table:stored_specs",
 	};
 	struct store *st = open_ok(backend(_i));
 	char sql[256];

@@ -67,7 +67,7 @@ enum stmt_id {
 
 #define RUN_COLS                                                                                   \
 	"id, service, version, environment, state, verdict, submitted_by, created_at, "            \
-	"started_at, finished_at, error"
+	"started_at, finished_at, error, spec_version"
 #define GATE_COLS                                                                                  \
 	"expr, metric, op, threshold, value, samples, baseline, baseline_run, advisory, outcome, " \
 	"reason, waiver"
@@ -82,8 +82,8 @@ static const char *const stmt_sql[_ST_MAX] = {
                           "JOIN runs AS r ON r.id = k.run_id WHERE k.service = ?1 AND k.key = ?2",
         [ST_KEY_INSERT] = "INSERT INTO idempotency_keys (service, key, run_id) VALUES (?1, ?2, ?3)",
         [ST_RUN_INSERT] = "INSERT INTO runs (service, version, environment, state, submitted_by, "
-                          "spec, created_at) "
-                          "VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6)",
+                          "spec, created_at, spec_version) "
+                          "VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7)",
         [ST_PROBE_INSERT] = "INSERT INTO probe_results (run_id, idx, name, type, state) "
                             "VALUES (?1, ?2, ?3, ?4, 'queued')",
         [ST_RUN_UPDATE] = "UPDATE runs SET state = ?2, verdict = COALESCE(?3, verdict), "
@@ -184,6 +184,7 @@ static const struct col run_cols[] = {
         {"started_at", COL_TIME, false},
         {"finished_at", COL_TIME, false},
         {"error", COL_TEXT, false},
+        {"spec_version", COL_INT, false}, /* 0006 */
 };
 
 static const struct col probe_cols[] = {
@@ -1072,7 +1073,9 @@ static int run_insert(struct store *st, const struct store_run_new *rn, int64_t 
 	    (rc = sqlite3_bind_text(s, 3, rn->environment, -1, SQLITE_STATIC)) != SQLITE_OK ||
 	    (rc = bind_text_opt(s, 4, rn->submitted_by)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_text(s, 5, rn->spec_json, -1, SQLITE_STATIC)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(s, 6, rn->created_at)) != SQLITE_OK)
+	    (rc = sqlite3_bind_int64(s, 6, rn->created_at)) != SQLITE_OK ||
+	    (rc = rn->spec_version > 0 ? sqlite3_bind_int64(s, 7, rn->spec_version)
+	                               : sqlite3_bind_null(s, 7)) != SQLITE_OK)
 		return bind_fail(st, s, rc);
 	r = stmt_run(st, s, "insert a run");
 	if (r == 0)
@@ -1783,4 +1786,7 @@ static const struct store_ops sqlite_ops = {
         .schema_latest = sqlite_schema_latest,
         .run_get = sqlite_run_get,
         .run_history = sqlite_run_history,
+        .spec_put = sqlite_spec_put,
+        .spec_get = sqlite_spec_get,
+        .specs_list = sqlite_specs_list,
 };

@@ -713,13 +713,13 @@ int sqlite_history(struct store *st, const struct store_history_filter *f, json_
 	static const struct hcol cols[] = {
 	        {"run_id", HK_INT},       {"version", HK_TEXT},        {"environment", HK_TEXT},
 	        {"state", HK_TEXT},       {"verdict", HK_TEXT},        {"created_at", HK_TIME},
-	        {"finished_at", HK_TIME}, {"invalidated_at", HK_TIME},
+	        {"finished_at", HK_TIME}, {"invalidated_at", HK_TIME}, {"spec_version", HK_INT},
 	};
 	/* Decided runs only (a history of decisions); invalidated ones stay,
 	 * flagged. Walks runs_by_service backwards from the cursor. */
 	static const char sql[] =
 	        "SELECT id, version, environment, state, verdict, created_at, finished_at, "
-	        "invalidated_at FROM runs WHERE service = ?1 AND verdict IS NOT NULL "
+	        "invalidated_at, spec_version FROM runs WHERE service = ?1 AND verdict IS NOT NULL "
 	        "AND (?2 IS NULL OR environment = ?2) AND (?3 IS NULL OR verdict = ?3) "
 	        "AND id < ?4 ORDER BY id DESC LIMIT ?5";
 	int limit = f->limit < 1 ? 1 : f->limit > HIST_LIST_MAX ? HIST_LIST_MAX : f->limit;

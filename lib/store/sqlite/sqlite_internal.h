@@ -96,6 +96,10 @@ int sqlite_run_service(struct store *st, int64_t id, char *buf, size_t len);
 int sqlite_schema_latest(struct store *st);
 int sqlite_run_get(struct store *st, int64_t id, json_t **ret_run);
 int sqlite_run_history(struct store *st, int64_t id, json_t *run);
+int sqlite_spec_put(struct store *st, const struct store_spec_new *s, int64_t *ret_version);
+int sqlite_spec_get(struct store *st, const char *service, const char *environment, int64_t version,
+                    json_t **ret_spec);
+int sqlite_specs_list(struct store *st, const char *service, json_t **ret_items);
 
 /* Registers readyd_in_scope(service, scope) on a connection. */
 int sqlite_scope_register(sqlite3 *db);
