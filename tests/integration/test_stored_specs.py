@@ -11,7 +11,9 @@ the answers as Argo evaluates them."""
 import hashlib
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 
@@ -314,6 +316,60 @@ class StoredSpecsTest(lib.TestCase):
         r = lib.http('GET', self.d.url + '/v1/services/shop-api/gate?environment=prod',
                      headers=h('hook'))
         self.assertEqual((r.status, r.json['errors'][0]['path']), (400, 'version'))
+
+    # ---- readyctl ----
+
+    def ctl(self, *args, token='ci', stdin=None):
+        env = dict(os.environ, READYD_URL=self.d.url, READYD_TOKEN=TOKENS[token][0])
+        return subprocess.run([lib.READYCTL_BIN] + list(args), env=env, input=stdin,
+                              capture_output=True, text=True, timeout=60)
+
+    def test_9_readyctl_spec_and_run(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            f = os.path.join(tmp, 'readiness.yaml')
+            for gate in ('predict.latency_ms < 1000', 'predict.latency_ms < 0.0001'):
+                with open(f, 'w') as fh:
+                    fh.write(stored(self.fast.url, gate))
+                p = self.ctl('spec', 'put', 'cli-api', 'prod', f)
+                self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(p.stdout, 'stored cli-api prod version 2\n')
+            p = self.ctl('spec', 'get', 'cli-api', 'prod', '--version', '1')
+            self.assertEqual((p.returncode, p.stdout), (0, stored(self.fast.url)), p.stderr)
+            p = self.ctl('spec', 'diff', 'cli-api', 'prod')
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(p.stdout, (
+                '--- cli-api/prod version 1\n+++ cli-api/prod version 2\n'
+                '@@ -6,4 +6,4 @@\n     url: %s/v1/predict\n     timeout: 10s\n gates:\n'
+                '-  - "predict.latency_ms < 1000"\n+  - "predict.latency_ms < 0.0001"\n')
+                % self.fast.url)
+            self.assertEqual(self.ctl('spec', 'diff', 'cli-api', 'prod', '2', '2').stdout, '')
+            # Version 2 fails: exit 1, and the JUnit file is written.
+            junit = os.path.join(tmp, 'r.xml')
+            p = self.ctl('run', 'cli-api', '5.0', '--env', 'prod', '--wait', '--junit', junit)
+            self.assertEqual(p.returncode, 1, p.stderr)
+            with open(junit) as fh:
+                self.assertIn('<testsuite', fh.read())
+            # Version 1 back as version 3 passes.
+            with open(f, 'w') as fh:
+                fh.write(stored(self.fast.url))
+            self.assertEqual(self.ctl('spec', 'put', 'cli-api', 'prod', f).returncode, 0)
+            p = self.ctl('run', 'cli-api', '5.1', '--env', 'prod', '--wait')
+            self.assertEqual(p.returncode, 0, p.stderr)
+            runs = [r for r in self.runs_of('cli-api')]
+            self.assertEqual([(r['version'], r['spec_version'], r['verdict']) for r in runs],
+                             [('5.1', 3, 'PASS'), ('5.0', 2, 'FAIL')])
+            # No stored spec, a spec for another service, a viewer reading text: exit 3.
+            p = self.ctl('run', 'cli-api', '1', '--env', 'nowhere')
+            self.assertEqual(p.returncode, 3)
+            self.assertIn('no stored spec', p.stderr)
+            with open(f, 'w') as fh:
+                fh.write(stored(self.fast.url).replace('timeout: 1m', 'service: x\ntimeout: 1m'))
+            p = self.ctl('spec', 'put', 'cli-api', 'prod', f)
+            self.assertEqual(p.returncode, 3)
+            self.assertIn('service:', p.stderr)
+            self.assertEqual(self.ctl('spec', 'get', 'cli-api', 'prod', token='viewer').returncode, 3)
+            self.assertEqual(self.ctl('spec', 'get', 'cli-api', 'prod', '--version', '9').returncode, 3)
+            self.assertEqual(self.ctl('spec', 'frob').returncode, 3)
 
 
 if __name__ == '__main__':
