@@ -130,7 +130,7 @@ class OpsTest(lib.TestCase):
 
     def test_auth_matrix(self):
         run_id = self.submit(spec(self.demo.url + '/healthz')).json['id']
-        ids = {'{id}': str(run_id), '{name}': 'ops-api'}
+        ids = {'{id}': str(run_id), '{name}': 'ops-api', '{env}': 'staging'}
         idents = [('none', None), ('bad', 'not-a-token')] + list(TOKENS.items())
         for route in self.routes:
             path = route['path']
