@@ -8,6 +8,7 @@ that pass, fail, and pass slowly: Flagger gets 2xx on PASS only, non-2xx
 while the run is in progress and 2xx once it passed, with one run per
 checksum; Argo's successCondition and failureCondition are evaluated on
 the answers as Argo evaluates them."""
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -262,6 +263,16 @@ class StoredSpecsTest(lib.TestCase):
             statuses.append(r.status)
             self.assertEqual(r.json['run_id'], run_id)
         self.assertEqual(r.status, 200, (statuses, r))
+        self.assertEqual(len(self.runs_of('shop-api')), before + 1)
+
+    def test_6b_flagger_concurrent_first_calls_start_one_run(self):
+        # Flagger may retry while the first call is still resolving the
+        # spec's targets: every call with one checksum must get one run.
+        before = len(self.runs_of('shop-api'))
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: self.flagger('race1', 'prod', wait='30s'), range(8)))
+        self.assertEqual({a.status for a in answers}, {200}, answers)
+        self.assertEqual(len({a.json['run_id'] for a in answers}), 1)
         self.assertEqual(len(self.runs_of('shop-api')), before + 1)
 
     def test_7_flagger_defaults_and_auth(self):
