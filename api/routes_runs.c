@@ -36,7 +36,7 @@ static json_t *stored_progress(json_t *run)
 /* The run resource: stored state + live progress + links. */
 static int load_run(struct api_app *app, int64_t id, json_t **ret_run)
 {
-	json_t *run, *progress = NULL, *links;
+	json_t *run, *progress = NULL, *links, *recon;
 	char self[48], buf[80];
 	int r = store_run_get(app->store, id, &run);
 
@@ -52,6 +52,8 @@ static int load_run(struct api_app *app, int64_t id, json_t **ret_run)
 	json_object_set_new(links, "events", json_string(buf));
 	json_object_set_new(run, "progress", progress ? progress : json_null());
 	json_object_set_new(run, "links", links ? links : json_null());
+	recon = report_reconciliation(run);
+	json_object_set_new(run, "reconciliation", recon ? recon : json_array());
 	*ret_run = run;
 	return 0;
 }

@@ -34,6 +34,8 @@ static const struct probe_type_def *const builtin[_PROBE_TYPE_MAX] = {
         [PROBE_TYPE_RATE_LIMIT] = &probe_type_rate_limit,
         [PROBE_TYPE_RESOURCES] = &probe_type_resources,
         [PROBE_TYPE_ROLLBACK_DRILL] = &probe_type_rollback_drill,
+        [PROBE_TYPE_DASHBOARD] = &probe_type_dashboard,
+        [PROBE_TYPE_SCAN_REPORT] = &probe_type_scan_report,
 };
 
 #define MAX_EXTRA_TYPES 16

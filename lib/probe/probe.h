@@ -178,3 +178,5 @@ extern const struct probe_type_def probe_type_auth;
 extern const struct probe_type_def probe_type_rate_limit;
 extern const struct probe_type_def probe_type_resources;
 extern const struct probe_type_def probe_type_rollback_drill;
+extern const struct probe_type_def probe_type_dashboard;
+extern const struct probe_type_def probe_type_scan_report;

@@ -13,14 +13,18 @@
  * It must not touch the store or the API (the scheduler persists), and
  * must always end with probe_finish(), also when cancelled.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lib/loadgen/loadgen.h"
 #include "lib/policy/policy.h"
 #include "lib/probe/probe.h"
+#include "lib/probe/reconcile.h"
+#include "lib/prom/promapi.h"
 #include "lib/util/util.h"
 
 #define LOAD_PROGRESS_MS        250
@@ -39,6 +43,12 @@ struct load_probe {
 	struct policy_file *ca_read; /* ca_file being read off the loop */
 	char *ca_pem;
 	size_t ca_pem_len;
+	/* server_latency: the measured window, and the queries after it */
+	int64_t measure_start_ms, measure_end_ms;
+	struct promapi_call *call;
+	size_t quantile; /* the one being asked for */
+	double server_ms[RECONCILE_QUANTILES];
+	json_t *server; /* details.server_latency being built; owned until published */
 };
 
 /* The engine's config for a load-type probe; shared with probe_capacity
@@ -261,6 +271,116 @@ static void judge_result(struct load_probe *lp, const struct loadgen_result *r)
 	}
 }
 
+/* ---- server_latency: the target's own histogram for the same window ---- */
+
+static void server_send(struct load_probe *lp);
+
+static void close_progress(struct load_probe *lp)
+{
+	uv_close((uv_handle_t *)&lp->progress, on_timer_closed);
+}
+
+/* The server side is published beside the client's: server_pNN_ms and
+ * gap_ratio when every quantile came back, else the reason in details
+ * (and a gate on them has no data). The load's own verdict is unchanged. */
+static void server_publish(struct load_probe *lp, const char *error)
+{
+	struct probe *p = lp->p;
+	double client[RECONCILE_QUANTILES];
+	double tol = p->sp->tolerance > 0 ? p->sp->tolerance : RECONCILE_DEFAULT_TOLERANCE;
+	double gap;
+	char key[32];
+
+	json_object_set_new(lp->server, "tolerance", json_real(tol));
+	if (error) {
+		json_object_set_new(lp->server, "error", json_string(error));
+	} else {
+		for (size_t i = 0; i < RECONCILE_QUANTILES; i++) {
+			const char *m = reconcile_client_metric(reconcile_quantiles[i]);
+			json_t *c = json_object_get(p->metrics, m);
+
+			client[i] = json_is_number(c) ? json_number_value(c) : NAN;
+			snprintf(key, sizeof(key), "server_%s", m);
+			probe_set_metric(p, key, lp->server_ms[i]);
+		}
+		gap = reconcile_gap_ratio(client, lp->server_ms, RECONCILE_QUANTILES, NULL);
+		if (isfinite(gap)) {
+			probe_set_metric(p, "gap_ratio", gap);
+			json_object_set_new(lp->server, "flagged",
+			                    json_boolean(reconcile_flagged(gap, tol)));
+		}
+	}
+	json_object_set_new(p->details, "server_latency", lp->server);
+	lp->server = NULL;
+	close_progress(lp);
+}
+
+static void on_server_answer(void *userdata, int err, json_t *data, const char *message)
+{
+	struct load_probe *lp = userdata;
+	struct promapi_query_result res;
+	char why[512];
+
+	lp->call = NULL;
+	if (err < 0) {
+		server_publish(lp, message);
+		return;
+	}
+	if (promapi_query_value(data, NULL, &res, why, sizeof(why)) < 0) {
+		char msg[700];
+
+		snprintf(msg, sizeof(msg), "the server's %g quantile: %s",
+		         reconcile_quantiles[lp->quantile], why);
+		server_publish(lp, msg);
+		return;
+	}
+	lp->server_ms[lp->quantile] =
+	        res.value *
+	        (lp->p->sp->latency_unit && !strcmp(lp->p->sp->latency_unit, "ms") ? 1 : 1000);
+	if (++lp->quantile < RECONCILE_QUANTILES)
+		server_send(lp);
+	else
+		server_publish(lp, NULL);
+}
+
+/* histogram_quantile over the measured window, evaluated at its end. */
+static void server_send(struct load_probe *lp)
+{
+	const struct spec_probe *sp = lp->p->sp;
+	struct spec_probe prom = {.name = sp->name, .prometheus = sp->prometheus};
+	int64_t window = lp->measure_end_ms - lp->measure_start_ms;
+	char query[1024], s_end[32];
+	const char *params[] = {"query", query, "time", s_end, NULL};
+	int r;
+
+	snprintf(query, sizeof(query),
+	         "histogram_quantile(%g, sum by (le) (rate(%s_bucket{%s}[%lldms])))",
+	         reconcile_quantiles[lp->quantile], sp->server_metric,
+	         sp->server_selector ? sp->server_selector : "",
+	         (long long)(window > 1000 ? window : 1000));
+	snprintf(s_end, sizeof(s_end), "%.3f", (double)lp->measure_end_ms / 1000.0);
+	json_array_append_new(json_object_get(lp->server, "queries"), json_string(query));
+	r = promapi_get(lp->p->http, &prom, "/api/v1/query", params, PROMAPI_DEFAULT_TIMEOUT_MS,
+	                on_server_answer, lp, &lp->call);
+	if (r < 0)
+		server_publish(lp, "cannot send the query to Prometheus");
+}
+
+static void server_start(struct load_probe *lp)
+{
+	lp->measure_end_ms = rd_now_ms();
+	lp->server = json_pack("{s:s, s:[], s:I, s:I}", "metric", lp->p->sp->server_metric,
+	                       "queries", "start_ms", (json_int_t)lp->measure_start_ms, "end_ms",
+	                       (json_int_t)lp->measure_end_ms);
+	if (!lp->server) {
+		close_progress(lp);
+		return;
+	}
+	uv_timer_stop(&lp->progress);
+	lp->quantile = 0;
+	server_send(lp);
+}
+
 static void on_engine_done(struct loadgen *lg, void *userdata)
 {
 	struct load_probe *lp = userdata;
@@ -268,7 +388,11 @@ static void on_engine_done(struct loadgen *lg, void *userdata)
 
 	judge_result(lp, r);
 	publish(lp, r);
-	uv_close((uv_handle_t *)&lp->progress, on_timer_closed);
+	if (lp->p->sp->server_metric &&
+	    (lp->state == PROBE_STATE_PASSED || lp->state == PROBE_STATE_FAILED))
+		server_start(lp);
+	else
+		close_progress(lp);
 }
 
 /* Starts the engine; on failure lp stays p->impl (freed by free()). */
@@ -298,6 +422,7 @@ static int load_engine_start(struct load_probe *lp)
 	}
 	p->percent = 0;
 	p->requests = 0;
+	lp->measure_start_ms = rd_now_ms() + p->sp->warmup_ms;
 	uv_timer_init(p->loop, &lp->progress);
 	lp->progress.data = lp;
 	lp->timer_open = true;
@@ -343,6 +468,15 @@ static void load_probe_cancel(struct probe *p)
 		return;
 	}
 	lp->cancelled = true;
+	if (lp->call || lp->server) { /* the engine is done; asking Prometheus */
+		promapi_cancel(lp->call);
+		lp->call = NULL;
+		json_decref(lp->server);
+		lp->server = NULL;
+		lp->state = PROBE_STATE_CANCELLED;
+		close_progress(lp);
+		return;
+	}
 	if (!lp->lg) { /* still reading ca_file, or the engine never started */
 		policy_file_cancel(lp->ca_read);
 		lp->ca_read = NULL;
@@ -360,6 +494,8 @@ static void load_probe_free(struct probe *p)
 	if (!lp)
 		return;
 	policy_file_cancel(lp->ca_read);
+	promapi_cancel(lp->call);
+	json_decref(lp->server);
 	loadgen_free(lp->lg);
 	free(lp->ca_pem);
 	free(lp);
@@ -368,10 +504,55 @@ static void load_probe_free(struct probe *p)
 
 /* --- the type: its spec fields, rules, metrics and ops --- */
 
+/* A histogram's base name: [a-zA-Z_:][a-zA-Z0-9_:]*, without _bucket. */
+static int check_metric_name(char *s, char *msg, size_t len)
+{
+	size_t n = strlen(s);
+	bool ok = isalpha((unsigned char)s[0]) || s[0] == '_' || s[0] == ':';
+
+	for (const char *c = s; ok && *c; c++)
+		ok = isalnum((unsigned char)*c) || *c == '_' || *c == ':';
+	if (!ok) {
+		snprintf(msg, len,
+		         "must be a Prometheus metric name such as "
+		         "inference_duration_seconds");
+		return -EINVAL;
+	}
+	if (n > 7 && !strcmp(s + n - 7, "_bucket"))
+		s[n - 7] = '\0'; /* the histogram's name is wanted; accept its series' */
+	return 0;
+}
+
+/* Label matchers go inside {} of the query: no braces or brackets of
+ * their own, so the query stays the one written here. */
+static int check_selector(char *s, char *msg, size_t len)
+{
+	if (strpbrk(s, "{}[]()")) {
+		snprintf(msg, len, "must be label matchers such as job=\"demo\" (no braces)");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* One field per line, aligned by hand: read as a schema more than as
  * code. */
 /* clang-format off */
 static const char *const mode_names[] = {"closed", "rate", NULL};
+static const char *const unit_names[] = {"s", "ms", NULL};
+static const struct spec_field server_latency_fields[] = {
+	SPEC_F_PROMETHEUS,
+	{.key = "metric",    .kind = FK_STRING, .required = true, .off = SPEC_P(server_metric),
+	 .max = 200, .check = check_metric_name},
+	{.key = "selector",  .kind = FK_STRING, .off = SPEC_P(server_selector), .max = 1024,
+	 .check = check_selector},
+	{.key = "unit",      .kind = FK_STRING, .off = SPEC_P(latency_unit), .choices = unit_names},
+	{.key = "tolerance", .kind = FK_NUMBER, .off = SPEC_P(tolerance), .dmin = 0,
+	 .gt_min = true, .dmax = 100},
+};
+static const struct spec_schema server_latency_schema = {
+	"a load probe's server_latency", server_latency_fields,
+	RD_ARRAY_SIZE(server_latency_fields), false,
+};
 static const struct spec_field fields[] = {
 	SPEC_F_COMMON,
 	{.key = "mode",     .kind = FK_MODE, .required = true, .off = SPEC_P(mode),
@@ -387,6 +568,7 @@ static const struct spec_field fields[] = {
 	 .max = SPEC_MAXD},
 	SPEC_F_REQUEST,
 	SPEC_F_TLS_CLIENT,
+	{.key = "server_latency", .kind = FK_OBJECT, .off = 0, .sub = &server_latency_schema},
 };
 /* clang-format on */
 
@@ -456,6 +638,10 @@ static const struct probe_metric_def metrics[] = {
         {"unsent", "requests", PROBE_SAMPLES_REQUESTS},
         {"rate_kept", "1", PROBE_SAMPLES_REQUESTS},
         {"aborted", "1", PROBE_SAMPLES_REQUESTS},
+        {"server_p50_ms", "ms", PROBE_SAMPLES_NONE},
+        {"server_p95_ms", "ms", PROBE_SAMPLES_NONE},
+        {"server_p99_ms", "ms", PROBE_SAMPLES_NONE},
+        {"gap_ratio", "1", PROBE_SAMPLES_SUCCESSES},
 };
 
 const struct probe_type_def probe_type_load = {

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "lib/probe/probe.h"
+#include "lib/probe/reconcile.h"
 #include "lib/prom/promapi.h"
 #include "lib/util/util.h"
 
@@ -121,6 +122,14 @@ static int send_query(struct query_probe *qp)
 		params[3] = s_end;
 	}
 	json_object_set_new(p->details, "query", json_string(qp->query));
+	if (p->sp->reconcile_with)
+		json_object_set_new(p->details, "reconcile",
+		                    json_pack("{s:s, s:f, s:s, s:f}", "with", p->sp->reconcile_with,
+		                              "quantile", p->sp->reconcile_quantile, "unit",
+		                              p->sp->latency_unit ? p->sp->latency_unit : "s",
+		                              "tolerance",
+		                              p->sp->tolerance > 0 ? p->sp->tolerance
+		                                                   : RECONCILE_DEFAULT_TOLERANCE));
 	return promapi_get(p->http, p->sp, path, params, p->sp->timeout_ms, on_answer, qp,
 	                   &qp->call);
 }
@@ -182,6 +191,20 @@ static void query_free(struct probe *p)
  * code. */
 /* clang-format off */
 static const char *const function_names[] = {"min", "max", "avg", "last", NULL};
+static const char *const unit_names[] = {"s", "ms", NULL};
+static const struct spec_field reconcile_fields[] = {
+	{.key = "with",      .kind = FK_STRING, .required = true, .off = SPEC_P(reconcile_with),
+	 .check = spec_check_probe_name},
+	{.key = "quantile",  .kind = FK_NUMBER, .required = true,
+	 .off = SPEC_P(reconcile_quantile), .dmin = 0, .gt_min = true, .dmax = 1},
+	{.key = "unit",      .kind = FK_STRING, .off = SPEC_P(latency_unit), .choices = unit_names},
+	{.key = "tolerance", .kind = FK_NUMBER, .off = SPEC_P(tolerance), .dmin = 0,
+	 .gt_min = true, .dmax = 100},
+};
+static const struct spec_schema reconcile_schema = {
+	"a prometheus-query probe's reconcile", reconcile_fields, RD_ARRAY_SIZE(reconcile_fields),
+	false,
+};
 static const struct spec_field fields[] = {
 	SPEC_F_COMMON, SPEC_F_PROMETHEUS, SPEC_F_HEADERS,
 	{.key = "query",    .kind = FK_STRING, .required = true, .off = SPEC_P(query),
@@ -189,16 +212,35 @@ static const struct spec_field fields[] = {
 	{.key = "range",    .kind = FK_DURATION, .off = SPEC_P(range_ms), .min = 1,
 	 .max = SPEC_MAXD},
 	{.key = "function", .kind = FK_STRING, .off = SPEC_P(function), .choices = function_names},
+	{.key = "reconcile", .kind = FK_OBJECT, .off = 0, .sub = &reconcile_schema},
 	SPEC_F_TLS_CLIENT,
 };
 /* clang-format on */
+
+/* reconcile names an earlier load probe and a quantile it publishes. */
+static int check_reconcile(struct spec_vctx *v, json_t *obj, const char *path, struct spec_probe *p)
+{
+	const struct spec_probe *load = spec_find_probe(spec_vctx_spec(v), p->reconcile_with);
+	char rpath[256];
+
+	snprintf(rpath, sizeof(rpath), "%s.reconcile", path);
+	if (!load || load->type != PROBE_TYPE_LOAD)
+		return spec_fail_at(v, json_object_get(obj, "reconcile"), rpath, "with",
+		                    "no load probe named '%s' before this probe",
+		                    p->reconcile_with);
+	if (!reconcile_client_metric(p->reconcile_quantile))
+		return spec_fail_at(
+		        v, json_object_get(obj, "reconcile"), rpath, "quantile",
+		        "must be one a load probe publishes: 0.5, 0.9, 0.95, 0.99, 0.999");
+	return 0;
+}
 
 static int finish_query(struct spec_vctx *v, json_t *obj, const char *path, struct spec_probe *p)
 {
 	if (p->function && !p->range_ms)
 		return spec_fail_at(v, obj, path, "function",
 		                    "only applies to range queries (give range too)");
-	return 0;
+	return p->reconcile_with ? check_reconcile(v, obj, path, p) : 0;
 }
 
 static const struct probe_metric_def metrics[] = {

@@ -34,6 +34,18 @@ char *report_html(json_t *run, json_t *spec, json_t *trends, size_t *ret_len);
  * item; failing and erroring ones carry value vs threshold and reason. */
 char *report_junit(json_t *run, json_t *spec, size_t *ret_len);
 
+/* The run's client/server latency reconciliation: run.reconciliation
+ * when the run carries it (the API adds it), else built from its probes
+ * (lib/probe/reconcile.h). New reference; an empty array when none; NULL
+ * on ENOMEM. */
+json_t *report_reconciliation(json_t *run);
+
+/* One reconciliation entry as a line of plain text (not escaped):
+ * "load vs load (server_latency inference_duration_seconds): p50 12.1 ms
+ * client / 10.2 ms server, ...; gap_ratio 3.01 at p95: FLAGGED (beyond
+ * 20 %)". Truncated to fit len (> 0). */
+void report_reconcile_text(json_t *entry, char *buf, size_t len);
+
 /* The report section a probe type belongs to ("Performance",
  * "Monitoring", "Rollback", "Security"), and the section of a gate (by
  * the type of the probe it names in run). Static strings. */

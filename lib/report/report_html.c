@@ -314,6 +314,43 @@ static void probe_table(struct svg_buf *b, json_t *run)
 	svg_buf_puts(b, "</table>\n");
 }
 
+/* Client and server latency side by side, when the run compared them. */
+static void reconciliation_table(struct svg_buf *b, json_t *run)
+{
+	json_t *rec = report_reconciliation(run), *e;
+	char line[1024];
+	size_t i;
+
+	if (json_array_size(rec) > 0)
+		svg_buf_puts(b,
+		             "<h2>Client and server latency</h2>\n<table id=\"reconciliation\">"
+		             "<tr><th>Client</th><th>Server</th><th>Gap ratio</th><th>Flagged</th>"
+		             "<th>Side by side</th></tr>\n");
+	json_array_foreach (rec, i, e) {
+		json_t *fl = json_object_get(e, "flagged");
+
+		report_reconcile_text(e, line, sizeof(line));
+		svg_buf_puts(b, "<tr><td>");
+		esc(b, json_object_get(e, "client_probe"));
+		svg_buf_puts(b, "</td><td>");
+		esc(b, json_object_get(e, "server_query"));
+		svg_buf_puts(b, "</td><td>");
+		num(b, json_object_get(e, "gap_ratio"));
+		svg_buf_printf(b, "</td><td class=\"%s\">%s</td><td>",
+		               json_is_true(fl)    ? "FAIL"
+		               : json_is_false(fl) ? "PASS"
+		                                   : "ERROR",
+		               json_is_true(fl)    ? "FLAGGED"
+		               : json_is_false(fl) ? "no"
+		                                   : "no data");
+		svg_buf_esc(b, line);
+		svg_buf_puts(b, "</td></tr>\n");
+	}
+	if (json_array_size(rec) > 0)
+		svg_buf_puts(b, "</table>\n");
+	json_decref(rec);
+}
+
 static void checklist_table(struct svg_buf *b, json_t *run)
 {
 	size_t i;
@@ -391,6 +428,7 @@ char *report_html(json_t *run, json_t *spec, json_t *trends, size_t *ret_len)
 	load_charts(&b, run);
 	trends_table(&b, trends);
 	probe_table(&b, run);
+	reconciliation_table(&b, run);
 	checklist_table(&b, run);
 	waivers_list(&b, run);
 	svg_buf_puts(&b, "</body></html>\n");

@@ -356,6 +356,38 @@ static void suite_errors(struct svg_buf *b, json_t *run)
 	svg_buf_puts(b, "</system-err>\n");
 }
 
+/* Client and server latency: a property per comparison and a line of
+ * system-out. Not a testcase: a gap fails the run only through a gate
+ * (gap_ratio), and the suite's counts must show the verdict. */
+static void reconcile_props(struct junit *j, json_t *run)
+{
+	json_t *rec = report_reconciliation(run), *e;
+	struct svg_buf v, name;
+	char line[1024];
+	size_t i;
+
+	json_array_foreach (rec, i, e) {
+		char *vs, *ns;
+
+		report_reconcile_text(e, line, sizeof(line));
+		svg_buf_init(&v);
+		svg_buf_init(&name);
+		svg_buf_esc(&v, line);
+		svg_buf_printf(&name, "reconciliation.%s.%s", str(e, "client_probe") ?: "?",
+		               str(e, "server_query") ?: "?");
+		vs = svg_buf_steal(&v, NULL);
+		ns = svg_buf_steal(&name, NULL);
+		if (vs && ns) {
+			property(j, ns, vs);
+			svg_buf_puts(&j->out, vs);
+			svg_buf_puts(&j->out, "\n");
+		}
+		free(vs);
+		free(ns);
+	}
+	json_decref(rec);
+}
+
 char *report_junit(json_t *run, json_t *spec, size_t *ret_len)
 {
 	struct junit j = {0};
@@ -380,6 +412,7 @@ char *report_junit(json_t *run, json_t *spec, size_t *ret_len)
 	json_array_foreach (json_object_get(run, "checklist"), i, x)
 		checklist_case(&j, x);
 	run_case(&j, run);
+	reconcile_props(&j, run);
 	suite_header(&b, run, &j);
 	suite_properties(&b, run, &j);
 	svg_buf_put(&b, j.cases.data ? j.cases.data : "", j.cases.len);

@@ -350,6 +350,25 @@ static void md_header(struct svg_buf *b, json_t *run)
 	md_invalidated(b, run);
 }
 
+/* Client and server latency side by side, when the run compared them. */
+static void md_reconciliation(struct svg_buf *b, json_t *run)
+{
+	json_t *rec = report_reconciliation(run), *e;
+	char line[1024];
+	size_t i;
+
+	if (json_array_size(rec) > 0)
+		svg_buf_puts(b, "\n## Client and server latency\n\n");
+	json_array_foreach (rec, i, e) {
+		report_reconcile_text(e, line, sizeof(line));
+		svg_buf_puts(b,
+		             json_is_true(json_object_get(e, "flagged")) ? "- **FLAGGED** " : "- ");
+		md_text(b, line);
+		svg_buf_puts(b, "\n");
+	}
+	json_decref(rec);
+}
+
 char *report_markdown(json_t *run, json_t *spec, size_t *ret_len)
 {
 	struct svg_buf b;
@@ -368,6 +387,7 @@ char *report_markdown(json_t *run, json_t *spec, size_t *ret_len)
 		if (!section_listed(sec, i))
 			md_section(&b, run, sec);
 	}
+	md_reconciliation(&b, run);
 	svg_buf_puts(&b, "\n## Checklist\n\n");
 	json_array_foreach (json_object_get(run, "checklist"), i, c)
 		md_check_item(&b, c);

@@ -1881,13 +1881,22 @@ static void probe_deinit(struct spec_probe *p)
 	                   p->version_url,
 	                   p->expect_version,
 	                   p->pid_file,
-	                   p->cgroup};
+	                   p->cgroup,
+	                   p->reconcile_with,
+	                   p->latency_unit,
+	                   p->server_metric,
+	                   p->server_selector,
+	                   p->query_type,
+	                   p->file,
+	                   p->format};
 
 	for (size_t i = 0; i < RD_ARRAY_SIZE(strings); i++)
 		free(strings[i]);
 	free_headers(p->headers, p->n_headers);
 	free_labels(p->labels, p->n_labels);
+	free_labels(p->variables, p->n_variables);
 	json_decref(p->expect_json);
+	json_decref(p->dashboard);
 	free_strv(p->require, p->n_require);
 	free_strv(p->rule_files, p->n_rule_files);
 	request_free(p->trigger);

@@ -48,6 +48,8 @@ enum probe_type {
 	PROBE_TYPE_RATE_LIMIT,
 	PROBE_TYPE_RESOURCES,
 	PROBE_TYPE_ROLLBACK_DRILL,
+	PROBE_TYPE_DASHBOARD,
+	PROBE_TYPE_SCAN_REPORT,
 	_PROBE_TYPE_MAX,
 };
 
@@ -135,6 +137,23 @@ struct spec_probe {
 	char *query;
 	int64_t range_ms; /* prometheus-query: range window, 0 = instant */
 	char *function;   /* min | max | avg | last (range queries) */
+	/* prometheus-query `reconcile`: the server side of a load probe's
+	 * latency (lib/report/reconcile.c) */
+	char *reconcile_with;      /* the load probe's name */
+	double reconcile_quantile; /* 0.5, 0.95, 0.99 */
+	char *latency_unit;        /* "s" (default) | "ms": the query's unit */
+	double tolerance;          /* relative gap before flagging; 0: 0.2 */
+	/* load `server_latency`: the target's histogram (its base name) */
+	char *server_metric;
+	char *server_selector; /* label matchers inside {}, or NULL */
+	/* dashboard */
+	json_t *dashboard;            /* inline dashboard JSON; owned */
+	char *query_type;             /* instant (default) | range */
+	struct spec_label *variables; /* template variables */
+	size_t n_variables;
+	/* scan-report, dashboard: a local file */
+	char *file;
+	char *format; /* sarif | trivy | auto */
 	char *alert;
 	struct spec_label *labels; /* alert-drill: which series of the alert */
 	size_t n_labels;
