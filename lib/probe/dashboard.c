@@ -265,19 +265,34 @@ int dashboard_substitute(const char *expr, json_t *vals, const struct dashboard_
 	return 0;
 }
 
+/* A sample's value as Prometheus sends it: [time, "1.5"]; NaN is no data
+ * (histogram_quantile of no traffic), as Grafana draws nothing for it. */
+static bool sample_is_data(json_t *sample)
+{
+	const char *v = json_string_value(json_array_get(sample, 1));
+
+	return v && strcmp(v, "NaN") != 0;
+}
+
 bool dashboard_has_data(json_t *data)
 {
 	const char *type = json_string_value(json_object_get(data, "resultType"));
-	json_t *result = json_object_get(data, "result"), *s;
-	size_t i;
+	json_t *result = json_object_get(data, "result"), *s, *pt;
+	size_t i, k;
 
 	if (!type)
 		return false;
-	if (!strcmp(type, "scalar") || !strcmp(type, "string"))
+	if (!strcmp(type, "scalar"))
+		return sample_is_data(result);
+	if (!strcmp(type, "string"))
 		return true;
 	json_array_foreach (result, i, s) {
-		if (!strcmp(type, "vector") || json_array_size(json_object_get(s, "values")) > 0)
+		if (!strcmp(type, "vector") && sample_is_data(json_object_get(s, "value")))
 			return true;
+		json_array_foreach (json_object_get(s, "values"), k, pt) {
+			if (sample_is_data(pt))
+				return true;
+		}
 	}
 	return false;
 }

@@ -56,6 +56,7 @@ int64_t dashboard_interval_ms(const struct dashboard_builtins *b);
 int dashboard_substitute(const char *expr, json_t *vals, const struct dashboard_builtins *b,
                          char **ret, char *why, size_t whylen);
 
-/* Whether a query answer (the envelope's data) holds data: a scalar or
- * string, a vector with a sample, a matrix with a point. */
+/* Whether a query answer (the envelope's data) holds data: a scalar, a
+ * string, a vector with a sample, a matrix with a point, NaN not
+ * counting (what histogram_quantile gives for no traffic). */
 bool dashboard_has_data(json_t *data);

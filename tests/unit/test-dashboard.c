@@ -130,11 +130,19 @@ START_TEST(test_has_data)
 	json_t *m = js("{\"resultType\": \"matrix\", \"result\": [{\"metric\": {}, "
 	               "\"values\": []}]}");
 	json_t *s = js("{\"resultType\": \"scalar\", \"result\": [1, \"2\"]}");
+	json_t *nan = js("{\"resultType\": \"vector\", \"result\": [{\"metric\": {}, "
+	                 "\"value\": [1, \"NaN\"]}]}");
+	json_t *mnan = js("{\"resultType\": \"matrix\", \"result\": [{\"metric\": {}, "
+	                  "\"values\": [[1, \"NaN\"], [2, \"0\"]]}]}");
 
 	ck_assert(dashboard_has_data(v));
 	ck_assert(!dashboard_has_data(e));
 	ck_assert(!dashboard_has_data(m));
 	ck_assert(dashboard_has_data(s));
+	ck_assert(!dashboard_has_data(nan));
+	ck_assert(dashboard_has_data(mnan)); /* a zero is data */
+	json_decref(nan);
+	json_decref(mnan);
 	json_decref(v);
 	json_decref(e);
 	json_decref(m);
