@@ -1387,6 +1387,77 @@ static const struct invalid_case invalid_cases[] = {
         {"query bad function", Y,
          ONE("type: prometheus-query, prometheus: 'http://p/', query: up, range: 1m, function: p50"),
          "probes[0].function", "must be one of: min, max, avg, last"},
+        {"reconcile with no probe", Y,
+         ONE("type: prometheus-query, prometheus: 'http://p/', query: up, "
+             "reconcile: {with: nope, quantile: 0.95}"),
+         "probes[0].reconcile.with", "no load probe named 'nope' before this probe"},
+        {"reconcile with a later load", Y,
+         HEAD TARGET PROBES "  - {name: q, type: prometheus-query, prometheus: 'http://p/', "
+                            "query: up, reconcile: {with: l, quantile: 0.95}}\n"
+                            "  - {name: l, type: load, mode: closed}\n",
+         "probes[0].reconcile.with", "no load probe named 'l' before this probe"},
+        {"reconcile with an http probe", Y,
+         HEAD TARGET PROBES "  - {name: h, type: http, url: 'http://h/'}\n"
+                            "  - {name: q, type: prometheus-query, prometheus: 'http://p/', "
+                            "query: up, reconcile: {with: h, quantile: 0.95}}\n",
+         "probes[1].reconcile.with", "no load probe named 'h'"},
+        {"reconcile odd quantile", Y,
+         HEAD TARGET PROBES "  - {name: l, type: load, mode: closed}\n"
+                            "  - {name: q, type: prometheus-query, prometheus: 'http://p/', "
+                            "query: up, reconcile: {with: l, quantile: 0.97}}\n",
+         "probes[1].reconcile.quantile", "must be one a load probe publishes"},
+        {"reconcile needs quantile", Y,
+         ONE("type: prometheus-query, prometheus: 'http://p/', query: up, reconcile: {with: l}"),
+         "probes[0].reconcile.quantile", "missing"},
+        {"reconcile bad unit", Y,
+         ONE("type: prometheus-query, prometheus: 'http://p/', query: up, "
+             "reconcile: {with: l, quantile: 0.5, unit: us}"),
+         "probes[0].reconcile.unit", "must be one of: s, ms"},
+        {"server_latency needs metric", Y,
+         ONE("type: load, mode: closed, server_latency: {prometheus: 'http://p/'}"),
+         "probes[0].server_latency.metric", "missing"},
+        {"server_latency needs prometheus", Y,
+         ONE("type: load, mode: closed, server_latency: {metric: m}"),
+         "probes[0].server_latency.prometheus", "missing"},
+        {"server_latency bad metric", Y,
+         ONE("type: load, mode: closed, server_latency: {prometheus: 'http://p/', "
+             "metric: 'rate(m)'}"),
+         "probes[0].server_latency.metric", "must be a Prometheus metric name"},
+        {"server_latency selector with braces", Y,
+         ONE("type: load, mode: closed, server_latency: {prometheus: 'http://p/', metric: m, "
+             "selector: 'a=\"b\"}) or vector(1'}"),
+         "probes[0].server_latency.selector", "no braces"},
+        {"server_latency tolerance 0", Y,
+         ONE("type: load, mode: closed, server_latency: {prometheus: 'http://p/', metric: m, "
+             "tolerance: 0}"),
+         "probes[0].server_latency.tolerance", ""},
+        {"dashboard without source", Y, ONE("type: dashboard, prometheus: 'http://p/'"),
+         "probes[0].dashboard", "give the dashboard inline, its file or its url"},
+        {"dashboard two sources", Y,
+         ONE("type: dashboard, prometheus: 'http://p/', url: 'http://g/', file: /d.json"),
+         "probes[0].url", "give one of dashboard, file and url"},
+        {"dashboard not a dashboard", Y,
+         ONE("type: dashboard, prometheus: 'http://p/', dashboard: '{\"title\": 1}'"),
+         "probes[0].dashboard", "must be a Grafana dashboard"},
+        {"dashboard not JSON", Y,
+         ONE("type: dashboard, prometheus: 'http://p/', dashboard: '{panels'"),
+         "probes[0].dashboard", "must be a Grafana dashboard"},
+        {"dashboard bad variable", Y,
+         ONE("type: dashboard, prometheus: 'http://p/', dashboard: {panels: []}, "
+             "variables: {'a-b': x}"),
+         "probes[0].variables.a-b", ""},
+        {"dashboard bad query_type", Y,
+         ONE("type: dashboard, prometheus: 'http://p/', dashboard: {panels: []}, "
+             "query_type: matrix"),
+         "probes[0].query_type", "must be one of: instant, range"},
+        {"dashboard relative file", Y,
+         ONE("type: dashboard, prometheus: 'http://p/', file: d.json"), "probes[0].file", ""},
+        {"scan-report without source", Y, ONE("type: scan-report"), "probes[0].file",
+         "give the report's file"},
+        {"scan-report two sources", Y, ONE("type: scan-report, file: /r.sarif, url: 'http://h/r'"),
+         "probes[0].url", "give file or url, not both"},
+        {"scan-report bad format", Y, ONE("type: scan-report, file: /r.sarif, format: xml"),
+         "probes[0].format", "must be one of: auto, sarif, trivy"},
 
         /* drills */
         {"alert-drill needs prometheus", Y,
