@@ -337,9 +337,9 @@ static void reconciliation_table(struct svg_buf *b, json_t *run)
 		svg_buf_puts(b, "</td><td>");
 		num(b, json_object_get(e, "gap_ratio"));
 		svg_buf_printf(b, "</td><td class=\"%s\">%s</td><td>",
-		               json_is_true(fl)    ? "FAIL"
-		               : json_is_false(fl) ? "PASS"
-		                                   : "ERROR",
+		               json_is_true(fl)    ? "o-fail"
+		               : json_is_false(fl) ? "o-pass"
+		                                   : "o-error",
 		               json_is_true(fl)    ? "FLAGGED"
 		               : json_is_false(fl) ? "no"
 		                                   : "no data");

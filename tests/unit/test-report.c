@@ -228,7 +228,64 @@ START_TEST(test_markdown_empty_run)
 	ck_assert_uint_eq(count(md, "_Nothing in this run covers this section._"), 5);
 	ck_assert_ptr_nonnull(strstr(md, "_No checklist items in the spec._"));
 	ck_assert_ptr_null(strstr(md, "## Waivers"));
+	ck_assert_ptr_null(strstr(md, "## Client and server latency"));
 	free(md);
+	json_decref(run);
+}
+END_TEST
+
+/* --- client and server latency --- */
+
+static const char recon_run[] =
+        "{\"id\": 3, \"service\": \"s\", \"version\": \"1\", \"environment\": \"e\","
+        " \"state\": \"passed\", \"verdict\": \"PASS\", \"gates\": [], \"checklist\": [],"
+        " \"probes\": ["
+        "  {\"name\": \"queued\", \"type\": \"load\", \"state\": \"passed\", \"metrics\":"
+        "   {\"p50_ms\": 60.3, \"p95_ms\": 62.3, \"p99_ms\": 65.4, \"server_p50_ms\": 17.5,"
+        "    \"server_p95_ms\": 24.2, \"server_p99_ms\": 24.9, \"gap_ratio\": 3.45},"
+        "   \"details\": {\"server_latency\": {\"metric\": \"inference_duration_seconds\","
+        "    \"tolerance\": 0.2}}},"
+        "  {\"name\": \"direct\", \"type\": \"load\", \"state\": \"passed\", \"metrics\":"
+        "   {\"p50_ms\": 17.8, \"p95_ms\": 23.5, \"p99_ms\": 24.0, \"server_p50_ms\": 17.5,"
+        "    \"server_p95_ms\": 24.3, \"server_p99_ms\": 24.9, \"gap_ratio\": 0.97},"
+        "   \"details\": {\"server_latency\": {\"metric\": \"m\", \"tolerance\": 0.2}}},"
+        "  {\"name\": \"nodata\", \"type\": \"load\", \"state\": \"passed\", \"metrics\":"
+        "   {\"p50_ms\": 1}, \"details\": {\"server_latency\": {\"metric\": \"m\","
+        "    \"error\": \"no series <b>\"}}}]}";
+
+START_TEST(test_reconciliation)
+{
+	json_t *run = json_loads(recon_run, 0, NULL), *rep;
+	char *md, *html, *junit;
+
+	ck_assert_ptr_nonnull(run);
+	md = report_markdown(run, NULL, NULL);
+	html = report_html(run, NULL, NULL, NULL);
+	junit = report_junit(run, NULL, NULL);
+	rep = report_json(run, NULL);
+	ck_assert_ptr_nonnull(strstr(md, "## Client and server latency"));
+	ck_assert_ptr_nonnull(strstr(
+	        md,
+	        "- **FLAGGED** queued vs queued (server\\_latency inference\\_duration\\_seconds): "
+	        "p50 60.3 ms client / 17.5 ms server, p95 62.3 ms client / 24.2 ms server, "
+	        "p99 65.4 ms client / 24.9 ms server; gap\\_ratio 3.45 at p50: FLAGGED"));
+	ck_assert_ptr_nonnull(strstr(md, "- direct vs direct (server\\_latency m):"));
+	ck_assert_ptr_nonnull(strstr(md, "gap\\_ratio 0.964 at p99: agree (tolerance 20 %)"));
+	ck_assert_ptr_nonnull(strstr(md, "no gap\\_ratio: no series &lt;b&gt;"));
+	ck_assert_ptr_nonnull(strstr(html, "<table id=\"reconciliation\">"));
+	ck_assert_uint_eq(count(html, ">FLAGGED</td>"), 1);
+	ck_assert_ptr_nonnull(strstr(html, ">no data</td>"));
+	ck_assert_ptr_null(strstr(html, "<b>"));
+	ck_assert_ptr_nonnull(strstr(junit, "<property name=\"reconciliation.queued.queued\" "
+	                                    "value=\"queued vs queued"));
+	ck_assert_ptr_nonnull(strstr(junit, "no series &lt;b&gt;"));
+	ck_assert_int_eq(json_array_size(json_object_get(rep, "reconciliation")), 3);
+	ck_assert(json_is_true(json_object_get(
+	        json_array_get(json_object_get(rep, "reconciliation"), 0), "flagged")));
+	json_decref(rep);
+	free(md);
+	free(html);
+	free(junit);
 	json_decref(run);
 }
 END_TEST
@@ -523,6 +580,7 @@ static Suite *report_suite(void)
 	tcase_add_test(tc, test_markdown);
 	tcase_add_test(tc, test_markdown_empty_run);
 	tcase_add_test(tc, test_junit);
+	tcase_add_test(tc, test_reconciliation);
 	tcase_add_test(tc, test_junit_run_case);
 	tcase_add_test(tc, test_html);
 	tcase_add_test(tc, test_html_no_trends);
