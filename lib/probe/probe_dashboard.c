@@ -238,8 +238,10 @@ static void on_doc(void *userdata, int err, char *buf, size_t len, const char *w
 	doc = json_loadb(buf, len, 0, &jerr);
 	free(buf);
 	if (!doc) {
-		probe_finish(dp->p, PROBE_STATE_ERRORED, "the dashboard is not JSON: %s at line %d",
-		             jerr.text, jerr.line);
+		/* The position only: a file's content never appears in a message. */
+		probe_finish(dp->p, PROBE_STATE_ERRORED,
+		             "the dashboard is not JSON (line %d, column %d)", jerr.line,
+		             jerr.column);
 		return;
 	}
 	run_dashboard(dp, doc);

@@ -176,7 +176,7 @@ static int sarif_level(struct acc *a, const char *level, const char *path,
 			return 0;
 		}
 	}
-	return bad(a, "%s is '%.40s', not one of error, warning, note, none", path, level);
+	return bad(a, "%s is not one of error, warning, note, none", path);
 }
 
 /* The rule's properties.security-severity (a number or a numeric string)
@@ -327,7 +327,7 @@ static int parse_sarif(struct acc *a, json_t *doc, const char **tool)
 	int r;
 
 	if (version && strcmp(version, "2.1.0") != 0)
-		return bad(a, "version is '%.20s'; SARIF 2.1.0 is read", version);
+		return bad(a, "version is not 2.1.0, the SARIF version read");
 	if (!json_is_array(runs))
 		return bad(a, "runs is missing or not an array: not a SARIF log");
 	json_array_foreach (runs, i, run) {
@@ -354,8 +354,7 @@ static int trivy_severity(struct acc *a, json_t *item, const char *path,
 	}
 	if (!s)
 		return bad(a, "%s.Severity is missing or not a string", path);
-	return bad(a, "%s.Severity is '%.20s', not one of CRITICAL, HIGH, MEDIUM, LOW, UNKNOWN",
-	           path, s);
+	return bad(a, "%s.Severity is not one of CRITICAL, HIGH, MEDIUM, LOW, UNKNOWN", path);
 }
 
 /* Which members name a finding of each list Trivy writes. */
@@ -514,7 +513,9 @@ int scanreport_parse(const char *buf, size_t len, enum scanreport_format fmt, js
 	}
 	doc = json_loadb(buf, len, 0, &jerr);
 	if (!doc) {
-		snprintf(why, whylen, "not JSON: %s at line %d", jerr.text, jerr.line);
+		/* The position only: jansson's text quotes the bytes it met, and a
+		 * file's content never appears in a message. */
+		snprintf(why, whylen, "not JSON (line %d, column %d)", jerr.line, jerr.column);
 		return -EINVAL;
 	}
 	r = json_is_object(doc) ? detect(doc, &fmt) : -EINVAL;

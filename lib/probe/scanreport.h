@@ -51,6 +51,7 @@ enum scanreport_severity scanreport_severity_of_score(double score);
  *             "message"?}, ...]}   (most severe first, SCANREPORT_MAX_TOP)
  * Returns 0; -EFBIG (over SCANREPORT_MAX_BYTES), -EINVAL (not JSON, not
  * the format, a malformed part), -ENOMEM; why says what, naming the path
- * of a malformed part ("runs[0].results[3].level"). */
+ * of a malformed part ("runs[0].results[3].level"), never quoting the
+ * report's content. */
 int scanreport_parse(const char *buf, size_t len, enum scanreport_format fmt, json_t **ret,
                      char *why, size_t whylen);

@@ -119,9 +119,10 @@ class TestDashboard(lib.TestCase):
     def test_example_dashboard_names_the_empty_panel(self):
         run = self.daemon.run_spec(spec(
             LOAD + self.dash_probe('dash', f'    file: {self.dash_file}\n')
-            + self.dash_probe('dash-defaults', f'    file: {self.dash_file}\n', False),
+            + self.dash_probe('dash-defaults', f'    file: {self.dash_file}\n', False)
+            + self.dash_probe('dash-range', f'    file: {self.dash_file}\n    query_type: range\n'),
             gates=['dash.panels_without_data == 0']), timeout=90)
-        load, dash, defaults = run['probes']
+        load, dash, defaults, ranged = run['probes']
         self.assertEqual(load['state'], 'passed', run)
         self.assertEqual(dash['state'], 'passed', run)
         m = dash['metrics']
@@ -145,6 +146,9 @@ class TestDashboard(lib.TestCase):
         self.assertEqual(defaults['metrics']['panels_without_data'], 4, defaults)
         self.assertIn('instance="localhost:8080"',
                       self.panel(defaults, 'Latency p95')['targets'][0]['query'])
+        # Over the whole window (range queries) the same panel is empty.
+        self.assertEqual(ranged['details']['empty_panels'], ['GPU Utilization'], ranged)
+        self.assertEqual(ranged['details']['window']['query_type'], 'range')
         md = self.daemon.get('/v1/runs/%d/report?format=markdown' % run['id']).body.decode()
         self.assertIn('panels\\_without\\_data 1', md)
 
@@ -195,6 +199,17 @@ class TestDashboard(lib.TestCase):
         r = self.daemon.submit(spec(self.dash_probe('dash', f'    file: {EXAMPLE}\n')))
         self.assertEqual(r.status, 422, r)
         self.assertIn('probes[0].file', json.dumps(r.json))
+
+    def test_file_not_json_is_an_error(self):
+        bad = os.path.join(self.files, 'not-a-dashboard.json')
+        with open(bad, 'w') as f:
+            f.write('{"panels": [secret-text')
+        run = self.daemon.run_spec(spec(self.dash_probe('dash', f'    file: {bad}\n'),
+                                        gates=['dash.panels_without_data == 0']))
+        p = run['probes'][0]
+        self.assertEqual((p['state'], run['verdict']), ('error', 'ERROR'), run)
+        self.assertIn('not JSON (line 1, column', p['error'])
+        self.assertNotIn('secret-text', p['error'])
 
     def test_no_source_is_a_spec_error(self):
         r = self.daemon.submit(spec(self.dash_probe('dash', '')))

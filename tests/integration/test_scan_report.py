@@ -129,7 +129,7 @@ class TestScanReport(lib.TestCase):
                                         gates=['scan.critical == 0']))
         p = run['probes'][0]
         self.assertEqual((p['state'], run['verdict']), ('error', 'ERROR'), run)
-        self.assertIn("runs[0].results[0].level is 'fatal'", p['error'])
+        self.assertIn("runs[0].results[0].level is not one of", p['error'])
         self.assertEqual(run['gates'][0]['outcome'], 'error')
 
     def test_wrong_format_is_an_error(self):
