@@ -568,7 +568,8 @@ static const struct spec_field fields[] = {
 	 .max = SPEC_MAXD},
 	SPEC_F_REQUEST,
 	SPEC_F_TLS_CLIENT,
-	{.key = "server_latency", .kind = FK_OBJECT, .off = 0, .sub = &server_latency_schema},
+	{.key = "server_latency", .kind = FK_OBJECT, .flags = SPEC_FIELD_NESTED, .off = 0,
+	 .sub = &server_latency_schema},
 };
 /* clang-format on */
 

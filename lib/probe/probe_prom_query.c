@@ -212,7 +212,8 @@ static const struct spec_field fields[] = {
 	{.key = "range",    .kind = FK_DURATION, .off = SPEC_P(range_ms), .min = 1,
 	 .max = SPEC_MAXD},
 	{.key = "function", .kind = FK_STRING, .off = SPEC_P(function), .choices = function_names},
-	{.key = "reconcile", .kind = FK_OBJECT, .off = 0, .sub = &reconcile_schema},
+	{.key = "reconcile", .kind = FK_OBJECT, .flags = SPEC_FIELD_NESTED, .off = 0,
+	 .sub = &reconcile_schema},
 	SPEC_F_TLS_CLIENT,
 };
 /* clang-format on */

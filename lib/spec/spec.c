@@ -1775,8 +1775,13 @@ static int walk_field(const struct walk *w, const struct spec_field *f, const vo
 		snprintf(path, sizeof(path), "%s%s.", prefix, f->key);
 		return sub ? walk_fields(w, f->sub->fields, f->sub->n, sub, path) : 0;
 	}
-	if (f->kind == FK_OBJECT && f->off == 0) /* the parent's own fields */
+	if (f->kind == FK_OBJECT && f->off == 0) { /* the parent's own fields */
+		if (f->flags & SPEC_FIELD_NESTED) {
+			snprintf(path, sizeof(path), "%s%s.", prefix, f->key);
+			return walk_fields(w, f->sub->fields, f->sub->n, base, path);
+		}
 		return walk_fields(w, f->sub->fields, f->sub->n, base, prefix);
+	}
 	if (!(f->flags & w->flags))
 		return 0;
 	if (f->kind == FK_STRING && *AT(base, f->off, const char *))

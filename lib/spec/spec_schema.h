@@ -48,6 +48,9 @@ enum spec_field_kind {
 /* What a string (or string list) field names, for the policies. */
 #define SPEC_FIELD_URL  0x1u /* a URL readyd connects to */
 #define SPEC_FIELD_FILE 0x2u /* a local file readyd reads */
+/* An FK_OBJECT at offset 0 whose fields the walk names under its key
+ * ("server_latency.prometheus"), though they land in the probe's own. */
+#define SPEC_FIELD_NESTED 0x4u
 
 struct spec_vctx; /* the validator's state, for finish and custom callbacks */
 struct spec_schema;

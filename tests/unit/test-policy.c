@@ -285,6 +285,7 @@ static const struct {
 	const char *probes;
 	int want;
 	const char *want_path;
+	const char *target; /* NULL: none */
 } spec_cases[] = {
         {"[\"127.0.0.1\"]", "  - {name: a, type: http, url: 'http://127.0.0.1:9/'}\n", 0, ""},
         {"[\"127.0.0.1\"]", "  - {name: a, type: http, url: 'http://127.0.0.2:9/'}\n", -EPERM,
@@ -292,6 +293,17 @@ static const struct {
         {NULL, "  - {name: a, type: http, url: 'http://169.254.169.254/latest/'}\n", -EPERM,
          "probes[0].url"},
         {"[\"127.0.0.1\"]", "  - {name: a, type: http, url: 'http://localhost:9/'}\n", 0, ""},
+        {"[\"127.0.0.1\"]",
+         "  - {name: a, type: load, mode: closed, "
+         "server_latency: {prometheus: "
+         "'http://127.0.0.4:9/', metric: m}}\n",
+         -EPERM, "probes[0].server_latency.prometheus", "http://127.0.0.1:9/"},
+        {"[\"127.0.0.1\"]",
+         "  - {name: a, type: dashboard, prometheus: 'http://127.0.0.1:9/', url: "
+         "'http://127.0.0.5:3000/api/dashboards/uid/x'}\n",
+         -EPERM, "probes[0].url"},
+        {"[\"127.0.0.1\"]", "  - {name: a, type: scan-report, url: 'http://127.0.0.6:9/r'}\n",
+         -EPERM, "probes[0].url"},
         {"[\"10.0.0.0/8\"]", "  - {name: a, type: http, url: 'http://localhost:9/'}\n", -EPERM,
          "probes[0].url"},
         {"[\"127.0.0.1\"]",
@@ -305,7 +317,7 @@ START_TEST(test_check_spec)
 {
 	uv_loop_t loop;
 	struct policy *p = make(spec_cases[_i].entries);
-	struct spec *s = spec_with("5m", NULL, spec_cases[_i].probes);
+	struct spec *s = spec_with("5m", spec_cases[_i].target, spec_cases[_i].probes);
 	struct outcome o = {0};
 
 	ck_assert_int_eq(uv_loop_init(&loop), 0);
