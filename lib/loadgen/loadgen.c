@@ -13,6 +13,7 @@
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lib/loadgen/loadgen_int.h"
 #include "lib/util/util.h"
@@ -87,6 +88,10 @@ static int thread_alloc(struct loadgen *lg, struct lg_thread *t, int idx)
 		return -ENOMEM;
 	for (int i = 0; i < n; i++)
 		lg_conn_init(&t->conns[i], t);
+	t->seen = calloc(lg->n_distinct, 1);
+	if (!t->seen ||
+	    (lg->cfg.stream && lg_stream_stats_new(&t->st, lg->cfg.mode == LOAD_MODE_RATE) < 0))
+		return -ENOMEM;
 	if (hist_new(HIST_HIGHEST_DEFAULT, HIST_DIGITS_DEFAULT, &t->st.lat) < 0 ||
 	    hist_new(HIST_HIGHEST_DEFAULT, HIST_DIGITS_DEFAULT, &t->st.fail) < 0 ||
 	    hist_new(HIST_HIGHEST_DEFAULT, 2, &t->sec_hist) < 0)
@@ -106,11 +111,166 @@ static int copy_config(struct loadgen *lg, const struct loadgen_config *cfg)
 	lg->cfg.method = NULL;
 	lg->cfg.ca_file = NULL;
 	lg->cfg.ca_pem = NULL;
+	lg->cfg.corpus = NULL;
+	lg->cfg.token_key = NULL;
+	lg->settings = cfg->stream ? &lg_stream_parser_settings : &lg_parser_settings;
+	if (cfg->token_key && *cfg->token_key) {
+		if (strlen(cfg->token_key) > LG_SSE_KEY_MAX || strchr(cfg->token_key, '"'))
+			return -EINVAL;
+		lg->token_key = strdup(cfg->token_key);
+		if (!lg->token_key)
+			return -ENOMEM;
+		lg->cfg.token_key = lg->token_key;
+	}
 	lg->timeout_ns =
 	        (uint64_t)(cfg->timeout_ms ? cfg->timeout_ms : LOADGEN_DEFAULT_TIMEOUT_MS) *
 	        LG_NS_PER_MS;
-	lg->head = cfg->method && strcmp(cfg->method, "HEAD") == 0;
 	return 0;
+}
+
+static bool is_head(const char *method)
+{
+	return method && strcmp(method, "HEAD") == 0;
+}
+
+/* The config's headers that q does not replace, then q's. */
+static int merge_headers(const struct loadgen_config *cfg, const struct loadgen_request *q,
+                         struct spec_header **ret, size_t *ret_n)
+{
+	struct spec_header *h = calloc(cfg->n_headers + q->n_headers + 1, sizeof(*h));
+	size_t n = 0;
+
+	if (!h)
+		return -ENOMEM;
+	for (size_t i = 0; i < cfg->n_headers; i++) {
+		bool replaced = false;
+
+		for (size_t j = 0; j < q->n_headers && !replaced; j++)
+			replaced = strcasecmp(cfg->headers[i].name, q->headers[j].name) == 0;
+		if (!replaced)
+			h[n++] = cfg->headers[i];
+	}
+	for (size_t j = 0; j < q->n_headers; j++)
+		h[n++] = q->headers[j];
+	*ret = h;
+	*ret_n = n;
+	return 0;
+}
+
+static int build_one(struct loadgen *lg, const struct loadgen_config *cfg,
+                     const struct loadgen_request *q, struct lg_req *out)
+{
+	struct loadgen_url u = lg->url;
+	const char *method = q->method ? q->method : cfg->method;
+	struct spec_header *h;
+	size_t n_h;
+	char *shrunk;
+	int r;
+
+	if (q->path && snprintf(u.path, sizeof(u.path), "%s", q->path) >= (int)sizeof(u.path))
+		return -EINVAL;
+	r = merge_headers(cfg, q, &h, &n_h);
+	if (r < 0)
+		return r;
+	r = loadgen_build_request(&u, method, h, n_h, q->body, q->body_len, &out->buf, &out->len);
+	free(h);
+	if (r < 0)
+		return r;
+	shrunk = realloc(out->buf, out->len ? out->len : 1);
+	if (shrunk)
+		out->buf = shrunk;
+	out->head = is_head(method);
+	return 0;
+}
+
+static const struct lg_req *sort_reqs; /* qsort has no userdata: set under loadgen_new() */
+
+static int cmp_req(const void *a, const void *b)
+{
+	const struct lg_req *x = &sort_reqs[*(const size_t *)a],
+	                    *y = &sort_reqs[*(const size_t *)b];
+
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	return memcmp(x->buf, y->buf, x->len);
+}
+
+/* Equal bytes get one id: distinct_requests counts ids sent. */
+static int number_distinct(struct loadgen *lg)
+{
+	static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
+	size_t *ix = malloc(lg->n_reqs * sizeof(*ix)), d = 0;
+
+	if (!ix)
+		return -ENOMEM;
+	for (size_t i = 0; i < lg->n_reqs; i++)
+		ix[i] = i;
+	pthread_mutex_lock(&sort_lock);
+	sort_reqs = lg->reqs;
+	qsort(ix, lg->n_reqs, sizeof(*ix), cmp_req);
+	for (size_t i = 0; i < lg->n_reqs; i++) {
+		if (i > 0 && cmp_req(&ix[i - 1], &ix[i]) != 0)
+			d++;
+		lg->reqs[ix[i]].id = (uint32_t)d;
+	}
+	sort_reqs = NULL;
+	pthread_mutex_unlock(&sort_lock);
+	lg->n_distinct = d + 1;
+	free(ix);
+	return 0;
+}
+
+static int build_corpus(struct loadgen *lg, const struct loadgen_config *cfg)
+{
+	size_t total = 0;
+	int r = 0;
+
+	if (cfg->n_corpus > LOADGEN_MAX_CORPUS)
+		return -E2BIG;
+	lg->reqs = calloc(cfg->n_corpus, sizeof(*lg->reqs));
+	if (!lg->reqs)
+		return -ENOMEM;
+	lg->n_reqs = cfg->n_corpus;
+	if (cfg->order == LOADGEN_ORDER_WEIGHTED_RANDOM) {
+		lg->cum = malloc(cfg->n_corpus * sizeof(*lg->cum));
+		if (!lg->cum)
+			return -ENOMEM;
+	}
+	for (size_t i = 0; r == 0 && i < cfg->n_corpus; i++) {
+		const struct loadgen_request *q = &cfg->corpus[i];
+		double w = q->weight > 0 ? q->weight : 1;
+
+		r = build_one(lg, cfg, q, &lg->reqs[i]);
+		total += lg->reqs[i].len;
+		if (r == 0 && total > LOADGEN_MAX_CORPUS_BYTES)
+			r = -E2BIG;
+		if (lg->cum)
+			lg->cum[i] = (i ? lg->cum[i - 1] : 0) + w;
+	}
+	return r ?: number_distinct(lg);
+}
+
+static int lg_build_requests(struct loadgen *lg, const struct loadgen_config *cfg, char *err,
+                             size_t errlen)
+{
+	int r;
+
+	if (cfg->n_corpus > 0) {
+		r = build_corpus(lg, cfg);
+	} else {
+		lg->reqs = calloc(1, sizeof(*lg->reqs));
+		lg->n_reqs = lg->n_distinct = 1;
+		r = lg->reqs ? loadgen_build_request(&lg->url, cfg->method, cfg->headers,
+		                                     cfg->n_headers, cfg->body, cfg->body_len,
+		                                     &lg->reqs[0].buf, &lg->reqs[0].len)
+		             : -ENOMEM;
+		if (r == 0)
+			lg->reqs[0].head = is_head(cfg->method);
+	}
+	if (r < 0)
+		snprintf(err, errlen, "cannot build the request%s: %s",
+		         cfg->n_corpus > 0 ? "s of the corpus" : "", strerror(-r));
+	return r;
 }
 
 static int loadgen_prepare(struct loadgen *lg, const struct loadgen_config *cfg, char *err,
@@ -125,12 +285,9 @@ static int loadgen_prepare(struct loadgen *lg, const struct loadgen_config *cfg,
 		         rd_url_redact(cfg->url, shown, sizeof(shown)));
 		return -EINVAL;
 	}
-	r = loadgen_build_request(&lg->url, cfg->method, cfg->headers, cfg->n_headers, cfg->body,
-	                          cfg->body_len, &lg->req, &lg->req_len);
-	if (r < 0) {
-		snprintf(err, errlen, "cannot build the request: %s", strerror(-r));
+	r = lg_build_requests(lg, cfg, err, errlen);
+	if (r < 0)
 		return r;
-	}
 	r = resolve(lg, err, errlen);
 	if (r == 0 && lg->url.tls)
 		r = lg_tls_ctx_new(cfg->insecure, cfg->ca_file, cfg->ca_pem, cfg->ca_pem_len,
@@ -158,7 +315,12 @@ int loadgen_new(const struct loadgen_config *cfg, uv_loop_t *main_loop, loadgen_
 	pthread_mutex_init(&lg->stop_lock, NULL);
 	for (int i = 0; i < LG_RING; i++)
 		lg->ring[i].sec = -1;
-	copy_config(lg, cfg);
+	r = copy_config(lg, cfg);
+	if (r < 0) {
+		snprintf(err, errlen, "token_key must be 1..64 bytes without '\"'");
+		loadgen_free(lg);
+		return r;
+	}
 	lg->main_loop = main_loop;
 	lg->done = done;
 	lg->userdata = userdata;
@@ -267,6 +429,18 @@ static void merge_thread(struct loadgen_result *res, const struct lg_thread *t, 
 	for (int i = 0; i < _LOADGEN_ERR_MAX; i++)
 		res->errors_by[i] += st->errors_by[i];
 	res->unsent += st->unsent;
+	if (res->ttft) {
+		(void)hist_merge(res->ttfb, st->ttfb);
+		(void)hist_merge(res->ttft, st->ttft);
+		(void)hist_merge(res->itl, st->itl);
+		if (res->ttft_uncorrected)
+			(void)hist_merge(res->ttft_uncorrected, st->ttft_unc);
+		res->streamed += st->streamed;
+		res->events += st->events;
+		res->tokens += st->tokens;
+		res->decode_tokens += st->decode_tokens;
+		res->decode_ns += st->decode_ns;
+	}
 	*lag_sum += st->lag_sum_ns;
 	*lag_n += st->lag_n;
 	if ((double)st->lag_max_ns / 1e6 > res->schedule_lag_max_ms)
@@ -289,6 +463,9 @@ static void build_result(struct loadgen *lg)
 		const struct lg_thread *t = &lg->threads[i];
 
 		merge_thread(res, t, &lag_sum, &lag_n);
+		for (size_t j = 0; t->seen && j < lg->n_distinct; j++)
+			if (t->seen[j] && !lg->threads[0].seen[j])
+				lg->threads[0].seen[j] = 1;
 		if (t->loop_close_rc != 0)
 			res->clean = false;
 		if (t->last_done > last)
@@ -297,6 +474,8 @@ static void build_result(struct loadgen *lg)
 			snprintf(res->connect_error, sizeof(res->connect_error), "%s",
 			         t->connect_error);
 	}
+	for (size_t j = 0; lg->threads[0].seen && j < lg->n_distinct; j++)
+		res->distinct_requests += lg->threads[0].seen[j];
 	/* A run ended early measured until its last answer, not its plan. */
 	if (lg->cfg.duration_ms > 0 && !res->cancelled && !res->ended_early && last < lg->t_end)
 		last = lg->t_end;
@@ -380,6 +559,16 @@ static int result_alloc(struct loadgen *lg)
 	if (lg->cfg.mode == LOAD_MODE_RATE &&
 	    hist_new(HIST_HIGHEST_DEFAULT, HIST_DIGITS_DEFAULT, &res->latency_uncorrected) < 0)
 		return -ENOMEM;
+	if (lg->cfg.stream) {
+		struct lg_stats st = {0};
+		int r = lg_stream_stats_new(&st, lg->cfg.mode == LOAD_MODE_RATE);
+
+		res->ttfb = st.ttfb;
+		res->ttft = st.ttft;
+		res->ttft_uncorrected = st.ttft_unc;
+		res->itl = st.itl;
+		return r;
+	}
 	return 0;
 }
 
@@ -549,6 +738,8 @@ static void thread_free(struct lg_thread *t)
 	hist_free(t->st.lat_unc);
 	hist_free(t->st.fail);
 	hist_free(t->sec_hist);
+	lg_stream_stats_free(&t->st);
+	free(t->seen);
 }
 
 void loadgen_free(struct loadgen *lg)
@@ -565,7 +756,15 @@ void loadgen_free(struct loadgen *lg)
 	hist_free(lg->result.latency_uncorrected);
 	hist_free(lg->result.failed);
 	free(lg->timeline);
-	free(lg->req);
+	for (size_t i = 0; lg->reqs && i < lg->n_reqs; i++)
+		free(lg->reqs[i].buf);
+	free(lg->reqs);
+	free(lg->cum);
+	free(lg->token_key);
+	hist_free(lg->result.ttfb);
+	hist_free(lg->result.ttft);
+	hist_free(lg->result.ttft_uncorrected);
+	hist_free(lg->result.itl);
 	if (lg->ssl_ctx)
 		SSL_CTX_free(lg->ssl_ctx);
 	pthread_mutex_destroy(&lg->tl_lock);

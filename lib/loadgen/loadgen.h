@@ -46,6 +46,27 @@ enum loadgen_error {
 /* "connect", "timeout", "io", "protocol", "4xx", "5xx". */
 const char *loadgen_error_to_string(enum loadgen_error e);
 
+/* One request of a corpus (loadgen_config.corpus): what differs from
+ * the config's request. */
+struct loadgen_request {
+	const char *method; /* NULL: the config's */
+	const char *path;   /* path and query; NULL: the URL's */
+	/* Sent after the config's headers; one of the same name replaces it. */
+	const struct spec_header *headers;
+	size_t n_headers;
+	const char *body; /* NULL: none */
+	size_t body_len;
+	double weight; /* weighted-random order: > 0 (0 counts as 1) */
+};
+
+enum loadgen_order {
+	LOADGEN_ORDER_ROUND_ROBIN = 0, /* request i of the run is entry i mod n */
+	LOADGEN_ORDER_WEIGHTED_RANDOM, /* drawn by weight from (seed, i) */
+};
+
+#define LOADGEN_MAX_CORPUS       100000              /* requests in a corpus */
+#define LOADGEN_MAX_CORPUS_BYTES (256 * 1024 * 1024) /* all prebuilt requests */
+
 /* What to run. Every pointer is borrowed until loadgen_new() returns (the
  * engine copies what it keeps). */
 struct loadgen_config {
@@ -76,6 +97,22 @@ struct loadgen_config {
 	 * allow. Same contract as lib/http's http_policy_cb. */
 	int (*policy)(void *userdata, const struct sockaddr *addr, const char *host);
 	void *policy_data;
+	/* A corpus: n_corpus > 0 sends these instead of the one request
+	 * above (method, headers and body are then their defaults). Each is
+	 * prebuilt in loadgen_new(); the run's request i (schedule index in
+	 * rate mode, per-thread count dealt as loadgen_thread_index() in
+	 * closed mode; warmup included) is picked by order. */
+	const struct loadgen_request *corpus;
+	size_t n_corpus;
+	enum loadgen_order order;
+	uint64_t seed;
+	/* Streaming answers (docs/MEASUREMENT.md): time to first byte, to
+	 * the first event, the gaps between events, events and tokens per
+	 * answer. token_key: the JSON key whose number in an event counts the
+	 * answer's tokens (NULL: "completion_tokens"; without one in any
+	 * event, one token per event). */
+	bool stream;
+	const char *token_key;
 };
 
 /* One second of the measured window. p50/p99 are NaN for a second without
@@ -109,6 +146,19 @@ struct loadgen_result {
 	 * "TLS certificate verification failed: self-signed certificate"); ""
 	 * when every attempt succeeded. */
 	char connect_error[LOADGEN_ERRLEN];
+	/* Distinct requests sent (warmup included): corpus entries with
+	 * different bytes; 1 for a single request that was sent. */
+	uint64_t distinct_requests;
+	/* stream only (NULL/0 otherwise), successful measured answers: */
+	struct hist *ttfb;             /* first response byte, from the actual send */
+	struct hist *ttft;             /* first event; corrected in rate mode */
+	struct hist *ttft_uncorrected; /* rate mode: from the actual send */
+	struct hist *itl;              /* one sample per gap between events */
+	uint64_t streamed;             /* answers with at least one event */
+	uint64_t events;               /* events of all answers */
+	uint64_t tokens;               /* tokens of all answers */
+	uint64_t decode_tokens;        /* answers with 2+ events: tokens - 1 */
+	uint64_t decode_ns;            /* those answers: last event - first event */
 };
 
 struct loadgen;
@@ -207,6 +257,35 @@ uint64_t loadgen_thread_share(uint64_t total, int j, int n);
  * writes their status codes (up to max) to statuses; -EPROTO when the
  * bytes are not HTTP; head: the request was HEAD (no bodies). */
 int loadgen_parse_responses(const char *buf, size_t len, bool head, int *statuses, int max);
+
+/* The corpus entry request idx of a run sends: round robin, or weighted
+ * random from (seed, idx) over cum (n cumulative weights, the last the
+ * total). Pure, for tests. */
+size_t loadgen_pick(enum loadgen_order order, uint64_t seed, const double *cum, size_t n,
+                    uint64_t idx);
+
+/* ---- corpora (loadgen_corpus.c) ---- */
+
+/* Requests read from JSON: owned strings behind loadgen_request. */
+struct loadgen_corpus {
+	struct loadgen_request *items;
+	size_t n;
+};
+
+/* Reads JSON Lines (one request object a line: body (a string, or any
+ * JSON value sent serialised), optional method, path, headers (an
+ * object of strings), weight; blank lines are skipped). Returns 0, or
+ * -EINVAL with "LINE: message" in err, -E2BIG past LOADGEN_MAX_CORPUS
+ * entries, -ENOMEM. */
+int loadgen_corpus_parse_jsonl(const char *buf, size_t len, struct loadgen_corpus **ret, char *err,
+                               size_t errlen);
+
+/* Reads a JSON array of such objects. -EINVAL with "[I].field: message"
+ * in err. */
+int loadgen_corpus_from_json(const json_t *items, struct loadgen_corpus **ret, char *err,
+                             size_t errlen);
+
+void loadgen_corpus_free(struct loadgen_corpus *c);
 
 /* ---- results as JSON (loadgen_report.c) ---- */
 

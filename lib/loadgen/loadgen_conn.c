@@ -76,12 +76,11 @@ static void on_slow_write(uv_write_t *req, int status)
 /* The rest of a write the socket did not take at once. */
 static int write_rest(struct lg_conn *c, const char *buf, size_t len)
 {
-	const struct loadgen *lg = c->t->lg;
 	struct slow_write *w;
 	uv_buf_t b;
 
-	if (buf >= lg->req && buf < lg->req + lg->req_len && !c->writing) {
-		/* The shared request outlives every write: no copy needed. */
+	if (c->req && buf >= c->req && buf < c->req + c->req_len && !c->writing) {
+		/* The shared requests outlive every write: no copy needed. */
 		b = uv_buf_init((char *)buf, (unsigned)len);
 		c->wreq.data = c;
 		c->writing = true;
@@ -117,11 +116,20 @@ int lg_conn_write_raw(struct lg_conn *c, const char *buf, size_t len)
 	return write_rest(c, buf + n, len - (size_t)n);
 }
 
-void lg_conn_send(struct lg_conn *c, uint64_t now)
+void lg_conn_send(struct lg_conn *c, uint64_t now, uint64_t idx)
 {
 	const struct loadgen *lg = c->t->lg;
+	const struct lg_req *q = lg->reqs;
 	int r;
 
+	if (lg->n_reqs > 1)
+		q += loadgen_pick(lg->cfg.order, lg->cfg.seed, lg->cum, lg->n_reqs, idx);
+	c->req = q->buf;
+	c->req_len = q->len;
+	c->head = q->head;
+	c->t->seen[q->id] = 1;
+	if (lg->cfg.stream)
+		lg_stream_reset(c);
 	c->state = LG_BUSY;
 	c->t_sent = now;
 	c->got_byte = false;
@@ -130,14 +138,14 @@ void lg_conn_send(struct lg_conn *c, uint64_t now)
 	c->parser.data = c;
 	c->t->inflight++;
 	if (c->ssl)
-		r = lg_tls_send(c, lg->req, lg->req_len);
+		r = lg_tls_send(c, c->req, c->req_len);
 	else
-		r = lg_conn_write_raw(c, lg->req, lg->req_len);
+		r = lg_conn_write_raw(c, c->req, c->req_len);
 	if (r < 0)
 		lg_conn_close(c, LOADGEN_ERR_IO);
 }
 
-static int on_headers_complete(http_parser *hp)
+int lg_on_headers_complete(http_parser *hp)
 {
 	struct lg_conn *c = hp->data;
 
@@ -148,10 +156,10 @@ static int on_headers_complete(http_parser *hp)
 	if (c->status < 100)
 		return -1;
 	/* A HEAD answer announces a body it does not send. */
-	return c->t->lg->head ? 1 : 0;
+	return c->head ? 1 : 0;
 }
 
-static int on_message_complete(http_parser *hp)
+int lg_on_message_complete(http_parser *hp)
 {
 	struct lg_conn *c = hp->data;
 
@@ -162,8 +170,8 @@ static int on_message_complete(http_parser *hp)
 }
 
 const http_parser_settings lg_parser_settings = {
-        .on_headers_complete = on_headers_complete,
-        .on_message_complete = on_message_complete,
+        .on_headers_complete = lg_on_headers_complete,
+        .on_message_complete = lg_on_message_complete,
 };
 
 static int status_class(int status)
@@ -200,10 +208,15 @@ int lg_conn_parse(struct lg_conn *c, const char *buf, size_t len)
 		return -1;
 	}
 	c->got_byte = true;
-	n = http_parser_execute(&c->parser, &lg_parser_settings, buf, len);
+	if (!c->t->lg->cfg.stream) {
+		n = http_parser_execute(&c->parser, &lg_parser_settings, buf, len);
+	} else {
+		lg_stream_read(c, uv_hrtime());
+		n = http_parser_execute(&c->parser, &lg_stream_parser_settings, buf, len);
+	}
 	e = HTTP_PARSER_ERRNO(&c->parser);
 	if (e == HPE_PAUSED)
-		return complete(c, uv_hrtime(), n < len);
+		return complete(c, c->t->lg->cfg.stream ? c->s.now : uv_hrtime(), n < len);
 	if (e != HPE_OK || n != len) {
 		lg_conn_close(c, LOADGEN_ERR_PROTOCOL);
 		return -1;
@@ -225,7 +238,7 @@ static void on_eof(struct lg_conn *c)
 	size_t n;
 
 	if (c->state == LG_BUSY && c->got_byte) {
-		n = http_parser_execute(&c->parser, &lg_parser_settings, NULL, 0);
+		n = http_parser_execute(&c->parser, c->t->lg->settings, NULL, 0);
 		(void)n;
 		if (HTTP_PARSER_ERRNO(&c->parser) == HPE_PAUSED) {
 			c->keep_alive = false;

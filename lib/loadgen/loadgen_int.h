@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 
 #include "lib/loadgen/loadgen.h"
+#include "lib/loadgen/loadgen_sse.h"
 
 #define LG_READ_BUF     16384
 #define LG_TLS_BUF      (LOADGEN_MAX_REQUEST + 16384)
@@ -22,6 +23,31 @@
 #define LG_NS_PER_S     UINT64_C(1000000000)
 
 struct lg_thread;
+
+/* One prebuilt request: its bytes and which distinct request it is. */
+struct lg_req {
+	char *buf;
+	size_t len;
+	uint32_t id; /* equal bytes, equal id: 0..n_distinct-1 */
+	bool head;   /* HEAD: the answer has no body */
+};
+
+/* A streamed answer being read (stream mode only; loadgen_stream.c). */
+struct lg_stream {
+	uint64_t now;             /* ns: arrival of the read being parsed */
+	uint64_t reads;           /* reads of this answer so far */
+	uint64_t body_read;       /* the read that last brought body bytes */
+	uint64_t t_first_byte;    /* ns: the answer's first bytes; 0: none yet */
+	uint64_t t_first, t_last; /* ns: its first and latest event */
+	uint32_t events;
+	int64_t tokens; /* the count the events stated; -1: none */
+	bool sse;       /* Content-Type: text/event-stream */
+	bool in_value;  /* the parser is in a header value */
+	uint8_t hmatch; /* bytes of "content-type" matched; 0xff: another header */
+	uint8_t ctlen;
+	char ct[40]; /* the Content-Type value's start */
+	struct lg_sse sse_r;
+};
 
 enum lg_conn_state {
 	LG_CLOSED = 0, /* no handle; may (re)connect */
@@ -44,12 +70,16 @@ struct lg_conn {
 	bool keep_alive;
 	bool in_idle; /* on the thread's idle stack */
 	bool tried;   /* has connected or failed once */
+	bool head;    /* the request in flight is a HEAD */
 	int status;
+	const char *req; /* the request in flight: prebuilt bytes (lg->reqs) */
+	size_t req_len;
 	uint64_t t_intended, t_sent, t_connect; /* ns, uv_hrtime */
 	uint64_t retry_at;                      /* CLOSED: not before this time */
 	SSL *ssl;
 	BIO *rbio, *wbio; /* owned by ssl */
 	char *tls_out;    /* LG_TLS_BUF bytes, TLS only */
+	struct lg_stream s;
 	char rbuf[LG_READ_BUF];
 };
 
@@ -60,6 +90,9 @@ struct lg_stats {
 	uint64_t errors_by[_LOADGEN_ERR_MAX];
 	uint64_t lag_sum_ns, lag_max_ns, lag_n;
 	uint64_t unsent;
+	/* stream mode (loadgen_stream.c) */
+	struct hist *ttfb, *ttft, *ttft_unc, *itl;
+	uint64_t streamed, events, tokens, decode_tokens, decode_ns;
 };
 
 struct lg_slot {
@@ -73,9 +106,11 @@ struct loadgen {
 	struct loadgen_config cfg; /* pointers below are owned copies */
 	struct loadgen_url url;
 	struct sockaddr_storage addr;
-	char *req;
-	size_t req_len;
-	bool head;
+	struct lg_req *reqs; /* n_reqs prebuilt requests */
+	size_t n_reqs, n_distinct;
+	double *cum; /* weighted-random: cumulative weights; NULL otherwise */
+	char *token_key;
+	const http_parser_settings *settings; /* lg_parser_settings or the stream ones */
 	SSL_CTX *ssl_ctx;
 	uint64_t timeout_ns;
 
@@ -142,6 +177,8 @@ struct lg_thread {
 
 	/* rate mode schedule: this thread's k-th request */
 	uint64_t k, k_total; /* k_total: UINT64_MAX when by duration */
+	uint64_t n_sent;     /* closed mode: requests sent, for the corpus pick */
+	uint8_t *seen;       /* n_distinct flags: that request was sent */
 
 	int64_t sec_cur; /* timeline second being filled, -1 before measuring */
 	uint64_t sec_requests, sec_errors;
@@ -173,8 +210,9 @@ void lg_thread_handle_closed(struct lg_thread *t);
 /* loadgen_conn.c */
 void lg_conn_init(struct lg_conn *c, struct lg_thread *t);
 int lg_conn_connect(struct lg_conn *c);
-/* Sends the prebuilt request; t_intended (rate mode) set by caller. */
-void lg_conn_send(struct lg_conn *c, uint64_t now);
+/* Sends request idx of the run (a corpus pick); t_intended (rate mode)
+ * set by caller. */
+void lg_conn_send(struct lg_conn *c, uint64_t now, uint64_t idx);
 /* Closes the handle (if any); err_class >= 0 records the in-flight request as failed. */
 void lg_conn_close(struct lg_conn *c, int err_class);
 /* A connection attempt (TCP or TLS handshake) failed for `why`: noted as
@@ -183,7 +221,19 @@ void lg_conn_close(struct lg_conn *c, int err_class);
 void lg_conn_failed(struct lg_conn *c, const char *why);
 void lg_conn_deinit(struct lg_conn *c);
 extern const http_parser_settings lg_parser_settings;
+int lg_on_headers_complete(http_parser *hp);
+int lg_on_message_complete(http_parser *hp);
 
+/* loadgen_stream.c: stream mode. */
+extern const http_parser_settings lg_stream_parser_settings;
+/* A new request goes out on c. */
+void lg_stream_reset(struct lg_conn *c);
+/* A read of the answer arrived at now (before it is parsed). */
+void lg_stream_read(struct lg_conn *c, uint64_t now);
+/* A measured answer completed successfully: its figures into st. */
+void lg_stream_record(struct lg_stats *st, const struct lg_conn *c, bool rate);
+int lg_stream_stats_new(struct lg_stats *st, bool rate);
+void lg_stream_stats_free(struct lg_stats *st);
 /* loadgen_tls.c */
 int lg_tls_ctx_new(bool insecure, const char *ca_file, const char *ca_pem, size_t ca_pem_len,
                    SSL_CTX **ret_ctx, char *err, size_t errlen);

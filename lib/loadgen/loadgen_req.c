@@ -262,3 +262,36 @@ int loadgen_parse_responses(const char *buf, size_t len, bool head, int *statuse
 		return -EPROTO;
 	return pp.n;
 }
+
+static uint64_t splitmix64(uint64_t x)
+{
+	x += UINT64_C(0x9E3779B97F4A7C15);
+	x = (x ^ (x >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+	x = (x ^ (x >> 27)) * UINT64_C(0x94D049BB133111EB);
+	return x ^ (x >> 31);
+}
+
+size_t loadgen_pick(enum loadgen_order order, uint64_t seed, const double *cum, size_t n,
+                    uint64_t idx)
+{
+	size_t lo = 0, hi;
+	double u;
+
+	if (n <= 1)
+		return 0;
+	if (order != LOADGEN_ORDER_WEIGHTED_RANDOM || !cum)
+		return (size_t)(idx % n);
+	/* Counter-based: request idx's draw depends on (seed, idx) only, so
+	 * the same seed gives the same sequence whatever the timing. */
+	u = (double)(splitmix64(seed ^ splitmix64(idx)) >> 11) * 0x1.0p-53 * cum[n - 1];
+	hi = n - 1;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (cum[mid] > u)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo;
+}

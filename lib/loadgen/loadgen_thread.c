@@ -100,6 +100,8 @@ void lg_thread_record(struct lg_thread *t, struct lg_conn *c, uint64_t now, int 
 		(void)hist_record(t->st.lat, us);
 		if (rate)
 			(void)hist_record(t->st.lat_unc, (int64_t)((now - c->t_sent + 500) / 1000));
+		if (lg->cfg.stream)
+			lg_stream_record(&t->st, c, rate);
 	}
 	if (now > t->last_done)
 		t->last_done = now;
@@ -125,7 +127,7 @@ static void issue_closed(struct lg_thread *t, struct lg_conn *c, uint64_t now)
 	}
 	c->warm = warm;
 	c->t_intended = now;
-	lg_conn_send(c, now);
+	lg_conn_send(c, now, loadgen_thread_index(t->n_sent++, t->idx, lg->n_threads));
 }
 
 static struct lg_conn *pop_idle(struct lg_thread *t)
@@ -185,7 +187,7 @@ static void send_due(struct lg_thread *t, uint64_t now)
 		if (!c->warm)
 			record_lag(t, now - due);
 		t->k++;
-		lg_conn_send(c, now);
+		lg_conn_send(c, now, idx);
 	}
 	if (t->k >= t->k_total)
 		t->draining = true;

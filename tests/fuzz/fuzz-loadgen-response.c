@@ -65,7 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return 0;
-	f->lg.head = data[0] & 1;
+	f->c.head = data[0] & 1;
 	f->t.lg = &f->lg;
 	f->c.t = &f->t;
 	chunk = (size_t)data[1] + 1;
