@@ -23,6 +23,8 @@ struct cli {
 	struct loadgen_config cfg;
 	struct spec_header headers[MAX_CLI_HEADERS];
 	bool json, timeline;
+	const char *corpus_file;
+	struct loadgen_corpus *corpus;
 	uv_signal_t sig;
 	struct loadgen *lg;
 	int exit_code;
@@ -43,6 +45,11 @@ static void usage(FILE *f)
 	           "  -b, --body TEXT       request body\n"
 	           "  -k, --insecure        do not verify TLS certificates\n"
 	           "      --ca-file FILE    CA bundle for https\n"
+	           "      --corpus FILE     send the requests of a JSON Lines file\n"
+	           "      --order O         round-robin (default) or weighted-random\n"
+	           "      --seed N          weighted-random seed (default 0)\n"
+	           "      --stream          measure streamed answers (ttfb, ttft, itl, tokens)\n"
+	           "      --token-key K     JSON key counting tokens (default completion_tokens)\n"
 	           "      --json            print the result as one JSON object\n"
 	           "      --timeline        print the per-second timeline too\n");
 }
@@ -120,6 +127,28 @@ static int parse_opt(struct cli *c, int o, char *arg)
 	case 'L':
 		c->timeline = true;
 		return 0;
+	case 'C':
+		c->corpus_file = arg;
+		return 0;
+	case 'O':
+		if (strcmp(arg, "round-robin") == 0)
+			c->cfg.order = LOADGEN_ORDER_ROUND_ROBIN;
+		else if (strcmp(arg, "weighted-random") == 0)
+			c->cfg.order = LOADGEN_ORDER_WEIGHTED_RANDOM;
+		else
+			return -EINVAL;
+		return 0;
+	case 'S':
+		if (rd_parse_int64(arg, 0, INT64_MAX, &n) < 0)
+			return -EINVAL;
+		c->cfg.seed = (uint64_t)n;
+		return 0;
+	case 's':
+		c->cfg.stream = true;
+		return 0;
+	case 'K':
+		c->cfg.token_key = arg;
+		return 0;
 	default:
 		return -EINVAL;
 	}
@@ -142,6 +171,11 @@ static int parse_args(struct cli *c, int argc, char **argv)
 	        {"ca-file", required_argument, NULL, 'A'},
 	        {"json", no_argument, NULL, 'J'},
 	        {"timeline", no_argument, NULL, 'L'},
+	        {"corpus", required_argument, NULL, 'C'},
+	        {"order", required_argument, NULL, 'O'},
+	        {"seed", required_argument, NULL, 'S'},
+	        {"stream", no_argument, NULL, 's'},
+	        {"token-key", required_argument, NULL, 'K'},
 	        {"help", no_argument, NULL, 'h'},
 	        {0},
 	};
@@ -201,6 +235,27 @@ static void print_hist_json(const char *suffix, const struct hist *h)
 	       hist_count(h) ? ms((double)hist_max(h)) : NAN, suffix, ms(hist_mean(h)));
 }
 
+/* The stream figures as the load probe publishes them. */
+static void print_stream_json(const struct loadgen_result *r)
+{
+	json_t *m = NULL;
+	const char *k;
+	json_t *v;
+
+	if (loadgen_result_metrics(r, &m) < 0)
+		return;
+	json_object_foreach (m, k, v) {
+		if (strncmp(k, "ttf", 3) && strncmp(k, "itl_", 4) && strncmp(k, "events_", 7) &&
+		    strncmp(k, "output_", 7))
+			continue;
+		if (json_is_number(v))
+			printf(", \"%s\": %.3f", k, json_number_value(v));
+		else
+			printf(", \"%s\": null", k);
+	}
+	json_decref(m);
+}
+
 static void print_json(const struct cli *c, const struct loadgen_result *r)
 {
 	/* As the load probe's metrics: throughput_rps counts successful
@@ -223,6 +278,9 @@ static void print_json(const struct cli *c, const struct loadgen_result *r)
 		       r->schedule_lag_mean_ms, r->schedule_lag_max_ms,
 		       (unsigned long long)r->unsent, r->rate_kept ? "true" : "false");
 	}
+	printf(", \"distinct_requests\": %llu", (unsigned long long)r->distinct_requests);
+	if (r->ttft)
+		print_stream_json(r);
 	printf(", \"cancelled\": %s}\n", r->cancelled ? "true" : "false");
 }
 
@@ -291,6 +349,60 @@ static void on_sigint(uv_signal_t *s, int signum)
 	loadgen_cancel(c->lg);
 }
 
+#define MAX_CORPUS_FILE (64 * 1024 * 1024)
+
+static int read_all(const char *path, char **ret_buf, size_t *ret_len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = malloc(MAX_CORPUS_FILE + 1);
+	size_t n = 0;
+	int r = 0;
+
+	if (!f || !buf)
+		r = !f ? -errno : -ENOMEM;
+	else
+		n = fread(buf, 1, MAX_CORPUS_FILE + 1, f);
+	if (r == 0 && ferror(f))
+		r = -EIO;
+	if (r == 0 && n > MAX_CORPUS_FILE)
+		r = -EFBIG;
+	if (f)
+		fclose(f);
+	if (r < 0) {
+		free(buf);
+		return r;
+	}
+	*ret_buf = buf;
+	*ret_len = n;
+	return 0;
+}
+
+/* readyd-load reads its corpus itself: it is the operator's own tool,
+ * not the daemon (which reads through allowed_paths). */
+static int load_corpus(struct cli *c)
+{
+	char err[300] = "";
+	char *buf = NULL;
+	size_t len = 0;
+	int r;
+
+	r = read_all(c->corpus_file, &buf, &len);
+	if (r < 0) {
+		fprintf(stderr, "readyd-load: %s: %s\n", c->corpus_file, strerror(-r));
+		return r;
+	}
+	r = loadgen_corpus_parse_jsonl(buf, len, &c->corpus, err, sizeof(err));
+	free(buf);
+	if (r < 0) {
+		fprintf(stderr, "readyd-load: %s:%s\n", c->corpus_file,
+		        err[0] ? err : strerror(-r));
+		return r;
+	}
+	c->cfg.corpus = c->corpus->items;
+	c->cfg.n_corpus = c->corpus->n;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct cli c = {.cfg = {.connections = 16, .threads = 1, .duration_ms = 10000},
@@ -300,6 +412,8 @@ int main(int argc, char **argv)
 	int r;
 
 	if (parse_args(&c, argc, argv) < 0)
+		return 2;
+	if (c.corpus_file && load_corpus(&c) < 0)
 		return 2;
 	if (uv_loop_init(&loop) < 0)
 		return 1;
@@ -319,6 +433,7 @@ int main(int argc, char **argv)
 	}
 	uv_run(&loop, UV_RUN_DEFAULT);
 	loadgen_free(c.lg);
+	loadgen_corpus_free(c.corpus);
 	if (uv_loop_close(&loop) != 0)
 		return 1;
 	return c.exit_code;

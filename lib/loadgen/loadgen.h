@@ -64,6 +64,7 @@ enum loadgen_order {
 	LOADGEN_ORDER_WEIGHTED_RANDOM, /* drawn by weight from (seed, i) */
 };
 
+#define LG_TOKEN_KEY_MAX         64                  /* loadgen_config.token_key, bytes */
 #define LOADGEN_MAX_CORPUS       100000              /* requests in a corpus */
 #define LOADGEN_MAX_CORPUS_BYTES (256 * 1024 * 1024) /* all prebuilt requests */
 

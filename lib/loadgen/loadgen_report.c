@@ -26,7 +26,8 @@ static double ms_pct(const struct hist *h, double p)
 	return hist_percentile(h, p) / 1000.0;
 }
 
-static int set_latency(json_t *o, const struct hist *h, const char *suffix)
+static int set_latency_named(json_t *o, const struct hist *h, const char *prefix,
+                             const char *suffix)
 {
 	static const struct {
 		const char *name;
@@ -37,11 +38,39 @@ static int set_latency(json_t *o, const struct hist *h, const char *suffix)
 	int r = 0;
 
 	for (size_t i = 0; i < RD_ARRAY_SIZE(pcts) && r == 0; i++) {
-		snprintf(name, sizeof(name), "%s%s", pcts[i].name, suffix);
+		snprintf(name, sizeof(name), "%s%s%s", prefix, pcts[i].name, suffix);
 		r = set_num(o, name, ms_pct(h, pcts[i].p));
 	}
-	snprintf(name, sizeof(name), "mean_ms%s", suffix);
+	snprintf(name, sizeof(name), "%smean_ms%s", prefix, suffix);
 	return r == 0 ? set_num(o, name, hist_mean(h) / 1000.0) : r;
+}
+
+static int set_latency(json_t *o, const struct hist *h, const char *suffix)
+{
+	return set_latency_named(o, h, "", suffix);
+}
+
+/* Stream mode: ttfb_*, ttft_* (corrected in rate mode, with
+ * _uncorrected twins), itl_*, events_mean, output_tokens and
+ * output_tokens_per_s (docs/MEASUREMENT.md defines each). */
+static int set_stream(json_t *o, const struct loadgen_result *r)
+{
+	int e;
+
+	e = set_latency_named(o, r->ttfb, "ttfb_", "");
+	e = e ?: set_latency_named(o, r->ttft, "ttft_", "");
+	if (e == 0 && r->ttft_uncorrected)
+		e = set_latency_named(o, r->ttft_uncorrected, "ttft_", "_uncorrected");
+	e = e ?: set_latency_named(o, r->itl, "itl_", "");
+	e = e
+	            ?: set_num(o, "events_mean",
+	                       r->streamed ? (double)r->events / (double)r->streamed : NAN);
+	e = e ?: set_num(o, "output_tokens", (double)r->tokens);
+	return e
+	               ?: set_num(o, "output_tokens_per_s",
+	                          r->decode_ns
+	                                  ? (double)r->decode_tokens / ((double)r->decode_ns / 1e9)
+	                                  : NAN);
 }
 
 /* Rates over the measured window (warm-up excluded): throughput_rps
@@ -100,6 +129,9 @@ int loadgen_result_metrics(const struct loadgen_result *r, json_t **ret_metrics)
 	e = e ?: set_latency(o, r->latency, "");
 	if (e == 0 && r->latency_uncorrected)
 		e = set_schedule(o, r);
+	e = e ?: set_num(o, "distinct_requests", (double)r->distinct_requests);
+	if (e == 0 && r->ttft)
+		e = set_stream(o, r);
 	if (e < 0) {
 		json_decref(o);
 		return e;
@@ -165,7 +197,13 @@ static json_t *histograms_json(const struct loadgen_result *r)
 	    json_object_set_new(o, "failed", loadgen_hist_base64(r->failed)) < 0 ||
 	    (r->latency_uncorrected &&
 	     json_object_set_new(o, "latency_uncorrected",
-	                         loadgen_hist_base64(r->latency_uncorrected)) < 0)) {
+	                         loadgen_hist_base64(r->latency_uncorrected)) < 0) ||
+	    (r->ttft && (json_object_set_new(o, "ttfb", loadgen_hist_base64(r->ttfb)) < 0 ||
+	                 json_object_set_new(o, "ttft", loadgen_hist_base64(r->ttft)) < 0 ||
+	                 json_object_set_new(o, "itl", loadgen_hist_base64(r->itl)) < 0)) ||
+	    (r->ttft_uncorrected &&
+	     json_object_set_new(o, "ttft_uncorrected", loadgen_hist_base64(r->ttft_uncorrected)) <
+	             0)) {
 		json_decref(o);
 		return NULL;
 	}

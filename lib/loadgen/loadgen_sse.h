@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LG_SSE_KEY_MAX 64 /* token count key, bytes */
+#define LG_SSE_KEY_MAX 64 /* token count key, bytes (LG_TOKEN_KEY_MAX) */
 
 struct lg_sse_event {
 	bool done;      /* the data was exactly "[DONE]" */

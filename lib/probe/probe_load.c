@@ -40,7 +40,7 @@ struct load_probe {
 	bool aborted; /* an abort_on_fail gate could no longer be met */
 	enum probe_state state;
 	char why[512];
-	struct policy_file *ca_read; /* ca_file being read off the loop */
+	struct policy_file *ca_read; /* ca_file or corpus.file being read off the loop */
 	char *ca_pem;
 	size_t ca_pem_len;
 	/* server_latency: the measured window, and the queries after it */
@@ -49,6 +49,8 @@ struct load_probe {
 	size_t quantile; /* the one being asked for */
 	double server_ms[RECONCILE_QUANTILES];
 	json_t *server; /* details.server_latency being built; owned until published */
+	bool ca_done;                  /* ca_file read (or none) */
+	struct loadgen_corpus *corpus; /* corpus.file or corpus.items, parsed */
 };
 
 /* The engine's config for a load-type probe; shared with probe_capacity
@@ -73,6 +75,12 @@ static void load_config(const struct probe *p, struct loadgen_config *c)
 	        .warmup_ms = sp->warmup_ms,
 	        .timeout_ms = p->spec->target.timeout_ms,
 	        .insecure = sp->insecure,
+	        .order = sp->corpus.order == CORPUS_ORDER_WEIGHTED_RANDOM
+	                         ? LOADGEN_ORDER_WEIGHTED_RANDOM
+	                         : LOADGEN_ORDER_ROUND_ROBIN,
+	        .seed = (uint64_t)sp->corpus.seed,
+	        .stream = sp->stream,
+	        .token_key = sp->token_key,
 	};
 	if (c->duration_ms == 0 && c->requests == 0)
 		c->duration_ms = 30000;
@@ -406,6 +414,10 @@ static int load_engine_start(struct load_probe *lp)
 	load_config(p, &cfg);
 	cfg.ca_pem = lp->ca_pem;
 	cfg.ca_pem_len = lp->ca_pem_len;
+	if (lp->corpus) {
+		cfg.corpus = lp->corpus->items;
+		cfg.n_corpus = lp->corpus->n;
+	}
 	r = loadgen_new(&cfg, p->loop, on_engine_done, lp, &lp->lg, err, sizeof(err));
 	if (r == 0)
 		r = loadgen_start(lp->lg);
@@ -430,6 +442,8 @@ static int load_engine_start(struct load_probe *lp)
 	return 0;
 }
 
+static int load_prepare(struct load_probe *lp);
+
 /* ca_file arrives from the threadpool (allowed_paths, lib/policy/policy.h). */
 static void on_ca_read(void *userdata, int err, char *buf, size_t len, const char *why)
 {
@@ -442,7 +456,57 @@ static void on_ca_read(void *userdata, int err, char *buf, size_t len, const cha
 	}
 	lp->ca_pem = buf;
 	lp->ca_pem_len = len;
-	load_engine_start(lp);
+	lp->ca_done = true;
+	load_prepare(lp);
+}
+
+/* corpus.file arrives from the threadpool, as ca_file does. */
+static void on_corpus_read(void *userdata, int err, char *buf, size_t len, const char *why)
+{
+	struct load_probe *lp = userdata;
+	char msg[300] = "";
+
+	lp->ca_read = NULL;
+	if (err < 0) {
+		probe_finish(lp->p, PROBE_STATE_ERRORED, "corpus.file %s %s",
+		             lp->p->sp->corpus.file, why);
+		return;
+	}
+	err = loadgen_corpus_parse_jsonl(buf, len, &lp->corpus, msg, sizeof(msg));
+	free(buf);
+	if (err < 0) {
+		probe_finish(lp->p, PROBE_STATE_ERRORED, "corpus.file:%s",
+		             msg[0] ? msg : strerror(-err));
+		return;
+	}
+	load_prepare(lp);
+}
+
+/* What the engine needs before it starts, read off the loop one at a
+ * time: ca_file, then the corpus; then the engine starts. */
+static int load_prepare(struct load_probe *lp)
+{
+	struct probe *p = lp->p;
+	const struct spec_corpus *cp = &p->sp->corpus;
+	char msg[300] = "";
+	int r;
+
+	if (p->sp->ca_file && !lp->ca_done)
+		return policy_read_file_async(p->loop, http_client_files(p->http), p->sp->ca_file,
+		                              POLICY_MAX_FILE_SIZE, on_ca_read, lp, &lp->ca_read);
+	if (cp->file && !lp->corpus)
+		return policy_read_file_async(p->loop, http_client_files(p->http), cp->file,
+		                              POLICY_MAX_FILE_SIZE, on_corpus_read, lp,
+		                              &lp->ca_read);
+	if (cp->items && !lp->corpus) {
+		r = loadgen_corpus_from_json(cp->items, &lp->corpus, msg, sizeof(msg));
+		if (r < 0) {
+			probe_finish(p, PROBE_STATE_ERRORED, "corpus.items%s",
+			             msg[0] ? msg : strerror(-r));
+			return 0;
+		}
+	}
+	return load_engine_start(lp);
 }
 
 static int load_probe_start(struct probe *p)
@@ -453,10 +517,7 @@ static int load_probe_start(struct probe *p)
 		return -ENOMEM;
 	lp->p = p;
 	p->impl = lp;
-	if (p->sp->ca_file)
-		return policy_read_file_async(p->loop, http_client_files(p->http), p->sp->ca_file,
-		                              POLICY_MAX_FILE_SIZE, on_ca_read, lp, &lp->ca_read);
-	return load_engine_start(lp);
+	return load_prepare(lp);
 }
 
 static void load_probe_cancel(struct probe *p)
@@ -498,6 +559,7 @@ static void load_probe_free(struct probe *p)
 	json_decref(lp->server);
 	loadgen_free(lp->lg);
 	free(lp->ca_pem);
+	loadgen_corpus_free(lp->corpus);
 	free(lp);
 	p->impl = NULL;
 }
@@ -536,7 +598,54 @@ static int check_selector(char *s, char *msg, size_t len)
 
 /* One field per line, aligned by hand: read as a schema more than as
  * code. */
+/* corpus.items: checked now, so a bad item is refused with its path. */
+static int read_items(struct spec_vctx *v, json_t *val, const char *path, void *base)
+{
+	struct spec_corpus *cp = base;
+	struct loadgen_corpus *c = NULL;
+	char msg[300] = "";
+	int r;
+
+	r = loadgen_corpus_from_json(val, &c, msg, sizeof(msg));
+	loadgen_corpus_free(c);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0) {
+		const char *colon = strstr(msg, ": ");
+		char ipath[256];
+
+		snprintf(ipath, sizeof(ipath), "%s%.*s", path, colon ? (int)(colon - msg) : 0, msg);
+		return spec_fail(v, val, ipath, "%s", colon ? colon + 2 : msg + 2);
+	}
+	json_decref(cp->items);
+	cp->items = json_deep_copy(val);
+	return cp->items ? 0 : -ENOMEM;
+}
+
+static int check_token_key(char *s, char *msg, size_t len)
+{
+	if (strlen(s) > LG_TOKEN_KEY_MAX || strchr(s, '"')) {
+		snprintf(msg, len, "must be a JSON key of 1..64 bytes without '\"'");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* clang-format off */
+static const char *const order_names[] = {"round-robin", "weighted-random", NULL};
+static const struct spec_field corpus_fields[] = {
+	{.key = "file",  .kind = FK_STRING, .flags = SPEC_FIELD_FILE,
+	 .off = offsetof(struct spec_corpus, file), .max = SPEC_MAX_TEXT,
+	 .check = spec_check_abs_path},
+	{.key = "items", .kind = FK_CUSTOM, .custom = read_items},
+	{.key = "order", .kind = FK_MODE, .off = offsetof(struct spec_corpus, order),
+	 .choices = order_names},
+	{.key = "seed",  .kind = FK_INT, .off = offsetof(struct spec_corpus, seed), .min = 0,
+	 .max = INT64_MAX},
+};
+static const struct spec_schema corpus_schema = {
+	.what = "a corpus", .fields = corpus_fields, .n = RD_ARRAY_SIZE(corpus_fields),
+};
 static const char *const mode_names[] = {"closed", "rate", NULL};
 static const char *const unit_names[] = {"s", "ms", NULL};
 static const struct spec_field server_latency_fields[] = {
@@ -570,6 +679,10 @@ static const struct spec_field fields[] = {
 	SPEC_F_TLS_CLIENT,
 	{.key = "server_latency", .kind = FK_OBJECT, .flags = SPEC_FIELD_NESTED, .off = 0,
 	 .sub = &server_latency_schema},
+	{.key = "corpus",   .kind = FK_OBJECT, .off = SPEC_P(corpus), .sub = &corpus_schema},
+	{.key = "stream",   .kind = FK_BOOL, .off = SPEC_P(stream)},
+	{.key = "token_key", .kind = FK_STRING, .off = SPEC_P(token_key), .max = 64,
+	 .check = check_token_key},
 };
 /* clang-format on */
 
@@ -592,6 +705,12 @@ static int finish_load(struct spec_vctx *v, json_t *obj, const char *path, struc
 	if (p->duration_ms && p->warmup_ms >= p->duration_ms)
 		return spec_fail_at(v, obj, path, "warmup", "must be shorter than duration (%s)",
 		                    a);
+	if (p->corpus.file && p->corpus.items)
+		return spec_fail_at(v, obj, path, "corpus", "give file or items, not both");
+	if (json_object_get(obj, "corpus") && !p->corpus.file && !p->corpus.items)
+		return spec_fail_at(v, obj, path, "corpus", "give file or items");
+	if (p->token_key && !p->stream)
+		return spec_fail_at(v, obj, path, "token_key", "only applies with stream: true");
 	rd_format_duration(spec_vctx_spec(v)->timeout_ms, b, sizeof(b));
 	if (p->warmup_ms + p->duration_ms > spec_vctx_spec(v)->timeout_ms)
 		return spec_fail_at(v, obj, path, "duration",
@@ -606,6 +725,18 @@ static int64_t load_deadline(const struct spec *s, const struct spec_probe *sp)
 	(void)s;
 	return sp->duration_ms + sp->warmup_ms + PROBE_DEADLINE_MARGIN_MS;
 }
+
+/* A streaming histogram's figures, named as the latency's. */
+#define STREAM_LATENCY(pre, suf)                                                                   \
+	{pre "p50_ms" suf, "ms", PROBE_SAMPLES_SUCCESSES},                                         \
+	        {pre "p90_ms" suf, "ms", PROBE_SAMPLES_SUCCESSES},                                 \
+	        {pre "p95_ms" suf, "ms", PROBE_SAMPLES_SUCCESSES},                                 \
+	        {pre "p99_ms" suf, "ms", PROBE_SAMPLES_SUCCESSES},                                 \
+	        {pre "p999_ms" suf, "ms", PROBE_SAMPLES_SUCCESSES},                                \
+	        {pre "max_ms" suf, "ms", PROBE_SAMPLES_SUCCESSES},                                 \
+	{                                                                                          \
+		pre "mean_ms" suf, "ms", PROBE_SAMPLES_SUCCESSES                                   \
+	}
 
 static const struct probe_metric_def metrics[] = {
         {"requests", "requests", PROBE_SAMPLES_REQUESTS},
@@ -643,6 +774,14 @@ static const struct probe_metric_def metrics[] = {
         {"server_p95_ms", "ms", PROBE_SAMPLES_NONE},
         {"server_p99_ms", "ms", PROBE_SAMPLES_NONE},
         {"gap_ratio", "1", PROBE_SAMPLES_SUCCESSES},
+        {"distinct_requests", "requests", PROBE_SAMPLES_REQUESTS},
+        STREAM_LATENCY("ttfb_", ""),
+        STREAM_LATENCY("ttft_", ""),
+        STREAM_LATENCY("ttft_", "_uncorrected"),
+        STREAM_LATENCY("itl_", ""),
+        {"events_mean", "events", PROBE_SAMPLES_SUCCESSES},
+        {"output_tokens", "tokens", PROBE_SAMPLES_SUCCESSES},
+        {"output_tokens_per_s", "tokens/s", PROBE_SAMPLES_SUCCESSES},
 };
 
 const struct probe_type_def probe_type_load = {

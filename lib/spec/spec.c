@@ -1782,6 +1782,11 @@ static int walk_field(const struct walk *w, const struct spec_field *f, const vo
 		}
 		return walk_fields(w, f->sub->fields, f->sub->n, base, prefix);
 	}
+	if (f->kind == FK_OBJECT) { /* a nested mapping: "corpus.file" */
+		snprintf(path, sizeof(path), "%s%s.", prefix, f->key);
+		return walk_fields(w, f->sub->fields, f->sub->n, AT(base, f->off, const char),
+		                   path);
+	}
 	if (!(f->flags & w->flags))
 		return 0;
 	if (f->kind == FK_STRING && *AT(base, f->off, const char *))
@@ -1893,7 +1898,9 @@ static void probe_deinit(struct spec_probe *p)
 	                   p->server_selector,
 	                   p->query_type,
 	                   p->file,
-	                   p->format};
+	                   p->format,
+	                   p->corpus.file,
+	                   p->token_key};
 
 	for (size_t i = 0; i < RD_ARRAY_SIZE(strings); i++)
 		free(strings[i]);
@@ -1902,6 +1909,7 @@ static void probe_deinit(struct spec_probe *p)
 	free_labels(p->variables, p->n_variables);
 	json_decref(p->expect_json);
 	json_decref(p->dashboard);
+	json_decref(p->corpus.items);
 	free_strv(p->require, p->n_require);
 	free_strv(p->rule_files, p->n_rule_files);
 	request_free(p->trigger);

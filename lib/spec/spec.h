@@ -87,6 +87,19 @@ struct spec_request {
 	int64_t timeout_ms; /* 0: the probe's or a default */
 };
 
+/* load, capacity `corpus`: the requests to send instead of one. */
+enum corpus_order {
+	CORPUS_ORDER_ROUND_ROBIN = 0,
+	CORPUS_ORDER_WEIGHTED_RANDOM,
+};
+
+struct spec_corpus {
+	char *file;    /* JSON Lines, read through allowed_paths */
+	json_t *items; /* inline: a JSON array of requests; owned */
+	int order;     /* enum corpus_order */
+	int64_t seed;  /* weighted-random */
+};
+
 /* One probe. Flat on purpose: each type's schema (its fields in
  * lib/probe/probe_<type>.c) names which of these fields it accepts; the
  * rest stay zero/NULL. Fields shared by several types (url, require,
@@ -105,11 +118,14 @@ struct spec_probe {
 	int64_t duration_ms; /* load default 30s when requests unset */
 	int64_t requests;    /* alternative to duration */
 	int64_t warmup_ms;
-	char *slo;            /* capacity: "p95_ms < 100 and error_rate < 0.01" */
-	double max_rate;      /* capacity upper bound */
-	double min_rate;      /* capacity lower bound, default 1 */
-	double required_rate; /* capacity: headroom reference, 0 = unset */
-	int64_t step_ms;      /* capacity: duration of each step, default 10s */
+	char *slo;                 /* capacity: "p95_ms < 100 and error_rate < 0.01" */
+	double max_rate;           /* capacity upper bound */
+	double min_rate;           /* capacity lower bound, default 1 */
+	double required_rate;      /* capacity: headroom reference, 0 = unset */
+	int64_t step_ms;           /* capacity: duration of each step, default 10s */
+	struct spec_corpus corpus; /* load, capacity: file or items set, or neither */
+	bool stream;               /* load: measure streamed answers */
+	char *token_key;           /* load: JSON key counting an answer's tokens */
 
 	/* http-ish: http, prometheus-scrape, tls, auth, rate-limit; load may
 	 * override the target's request with `request`. */

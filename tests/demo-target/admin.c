@@ -73,8 +73,20 @@ static int fault_arg(struct admin_args *a, const char *k, const char *v)
 		f->has_rate = true;
 		if (parse_rate_or_off(v, &f->rate) < 0)
 			return fail(a, k, v, "requests per second (> 0, <= 1000000) or off");
+	} else if (strcmp(k, "stream_first") == 0 || strcmp(k, "stream_gap") == 0) {
+		bool first = k[7] == 'f';
+
+		*(first ? &f->has_stream_first : &f->has_stream_gap) = true;
+		if (dist_parse_duration(v, first ? &f->stream.first_ns : &f->stream.gap_ns) < 0)
+			return fail(a, k, v, "a duration (us, ms, s) up to 3600s");
+	} else if (strcmp(k, "stream_tokens") == 0) {
+		f->has_stream_tokens = true;
+		if (cli_parse_tokens(v, &f->stream.tokens) < 0)
+			return fail(a, k, v, "an integer from 0 to 100000");
 	} else {
-		return fail(a, k, v, "one of latency, errors, stall, auth, rate_limit");
+		return fail(a, k, v,
+		            "one of latency, errors, stall, auth, rate_limit, stream_first, "
+		            "stream_gap, stream_tokens");
 	}
 	return 0;
 }
@@ -208,6 +220,8 @@ enum MHD_Result admin_handle(struct state *st, struct MHD_Connection *c, enum ad
 		return rollforward(st, c);
 	case ADMIN_DELAYS:
 		return delays(st, c);
+	case ADMIN_SERVED:
+		return reply_json_text(c, MHD_HTTP_OK, state_served_json(st));
 	case ADMIN_RESET:
 		state_reset(st);
 		return reply_json_text(c, MHD_HTTP_OK, strdup("{\"reset\":true}"));

@@ -20,6 +20,7 @@
 	"  --latency DIST   10ms | 10ms:90,40ms:8,150ms:2 | uniform:5ms-15ms | exp:10ms\n"         \
 	"  --errors P  --stall-after D  --stall-for D  --workers N  --auth-token TOKEN\n"          \
 	"  --rate-limit R  --version V  --previous-version V  --seed N  --omit-metric NAME\n"      \
+	"  --stream-first D  --stream-gap D  --stream-tokens N   (/v1/completions)\n"              \
 	"See docs/demo-target.md.\n"
 
 typedef int (*opt_cb)(struct config *cfg, const char *value);
@@ -231,6 +232,36 @@ static int opt_seed(struct config *cfg, const char *v)
 	return parse_u64(v, 0, UINT64_MAX, &cfg->seed);
 }
 
+static int opt_stream_first(struct config *cfg, const char *v)
+{
+	return dist_parse_duration(v, &cfg->stream.first_ns);
+}
+
+static int opt_stream_gap(struct config *cfg, const char *v)
+{
+	return dist_parse_duration(v, &cfg->stream.gap_ns);
+}
+
+static int opt_stream_tokens(struct config *cfg, const char *v)
+{
+	uint64_t n;
+	int r = parse_u64(v, 0, DT_MAX_TOKENS, &n);
+
+	if (r == 0)
+		cfg->stream.tokens = (int64_t)n;
+	return r;
+}
+
+int cli_parse_tokens(const char *s, int64_t *ret_value)
+{
+	uint64_t n;
+	int r = parse_u64(s, 0, DT_MAX_TOKENS, &n);
+
+	if (r == 0)
+		*ret_value = (int64_t)n;
+	return r;
+}
+
 static int opt_omit(struct config *cfg, const char *v)
 {
 	int f = expo_family_lookup(v);
@@ -266,6 +297,9 @@ static const struct {
         {"previous-version", opt_previous, "1 to 64 characters of [A-Za-z0-9._+~-]"},
         {"seed", opt_seed, "an unsigned 64-bit integer"},
         {"omit-metric", opt_omit, "a metric family name"},
+        {"stream-first", opt_stream_first, "a duration (us, ms, s) up to 3600s"},
+        {"stream-gap", opt_stream_gap, "a duration (us, ms, s) up to 3600s"},
+        {"stream-tokens", opt_stream_tokens, "an integer from 0 to 100000"},
 };
 
 static void defaults(struct config *cfg)
@@ -278,6 +312,8 @@ static void defaults(struct config *cfg)
 	memcpy(cfg->version, "2.4.0", sizeof("2.4.0"));
 	memcpy(cfg->previous_version, "2.3.9", sizeof("2.3.9"));
 	cfg->seed = 1;
+	cfg->stream = (struct stream_params){
+	        .first_ns = 50 * DT_NS_PER_MS, .gap_ns = 10 * DT_NS_PER_MS, .tokens = 20};
 }
 
 static int find_option(const char *arg, size_t name_len)

@@ -28,6 +28,15 @@
 #define DT_MAX_WORKERS     4096                 /* equal to the connection limit */
 #define DT_MAX_BODY        (1024 * 1024)        /* request body cap, bytes */
 #define DT_MAX_RECORD      2000000              /* applied delays kept */
+#define DT_MAX_TOKENS      100000               /* tokens of one streamed answer */
+#define DT_MAX_DISTINCT    (4 * 1024 * 1024)    /* distinct request bodies counted */
+
+/* A streamed completion (/v1/completions): the first token this long
+ * after the headers, then one every gap, tokens of them. */
+struct stream_params {
+	int64_t first_ns, gap_ns;
+	int64_t tokens;
+};
 
 /* Monotonic clock in nanoseconds. */
 int64_t dt_now_ns(void);
@@ -114,12 +123,15 @@ struct config {
 	char previous_version[DT_MAX_VERSION + 1];
 	uint64_t seed;
 	unsigned omit_mask; /* bit per enum expo_family */
+	struct stream_params stream;
 };
 
 /* Strict value parsers shared with POST /admin/fault: a probability in
  * [0, 1]; a rate in (0, DT_MAX_RATE]. Return 0 or -EINVAL. */
 int cli_parse_probability(const char *s, double *ret_value);
 int cli_parse_rate(const char *s, double *ret_value);
+/* A token count in [0, DT_MAX_TOKENS]. 0 or -EINVAL. */
+int cli_parse_tokens(const char *s, int64_t *ret_value);
 
 /* Fills cfg from argv. Returns 0 to run, 1 when --help was printed, or
  * -EINVAL after printing a message to stderr (the caller exits 2). */
@@ -181,6 +193,8 @@ struct admission {
 /* A change requested through POST /admin/fault; only has_* fields apply. */
 struct fault_change {
 	bool has_latency, has_errors, has_stall, has_auth, has_rate;
+	bool has_stream_first, has_stream_gap, has_stream_tokens;
+	struct stream_params stream;
 	struct dist latency;
 	double errors;
 	int64_t stall_ns;
@@ -229,6 +243,22 @@ char *state_settings_json(struct state *st);
 int state_delays(struct state *st, int64_t **ret_us, size_t *ret_n, uint64_t *ret_errors,
                  bool *ret_truncated);
 
+/* Records the body of a /v1/predict or /v1/completions request by its
+ * 64-bit FNV-1a hash: counted, added to the distinct set and folded
+ * into an order-sensitive digest of the sequence. */
+void state_body(struct state *st, uint64_t hash);
+/* A streamed answer was sent whole with this many tokens. */
+void state_streamed(struct state *st, int64_t tokens);
+/* The current stream settings. */
+void state_stream_params(struct state *st, struct stream_params *ret_value);
+/* GET /admin/served: bodies, distinct_bodies, body_sequence (hex
+ * digest), streams, tokens. Caller frees; NULL on ENOMEM. */
+char *state_served_json(struct state *st);
+
+/* FNV-1a over len bytes, continuing from h (start: DT_FNV_BASIS). */
+#define DT_FNV_BASIS UINT64_C(0xcbf29ce484222325)
+uint64_t dt_fnv1a(uint64_t h, const void *buf, size_t len);
+
 void state_reset(struct state *st);
 void state_rollback(struct state *st, int64_t delay_ns);
 void state_rollforward(struct state *st);
@@ -254,6 +284,18 @@ enum admin_route {
 	ADMIN_ROLLFORWARD,
 	ADMIN_DELAYS,
 	ADMIN_RESET,
+	ADMIN_SERVED,
 };
+
+/* ---- stream: /v1/completions, a streamed model answer (stream.c) ---- */
+
+/* Reads first_ms, gap_ms and tokens from the query over the defaults in
+ * *p. Returns 0, or -EINVAL with a message in err. */
+int stream_params_from_query(struct MHD_Connection *c, struct stream_params *p, char *err,
+                             size_t errlen);
+/* Queues the streamed answer: headers at once, then an SSE event per
+ * token, the last with usage, then [DONE]; chunked. */
+enum MHD_Result stream_serve(struct state *st, struct MHD_Connection *c,
+                             const struct stream_params *p);
 
 enum MHD_Result admin_handle(struct state *st, struct MHD_Connection *c, enum admin_route r);

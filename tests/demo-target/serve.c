@@ -16,7 +16,14 @@
 
 #include "demo-target.h"
 
-enum route { ROUTE_PREDICT, ROUTE_METRICS, ROUTE_VERSION, ROUTE_HEALTHZ, ROUTE_ADMIN };
+enum route {
+	ROUTE_PREDICT,
+	ROUTE_STREAM,
+	ROUTE_METRICS,
+	ROUTE_VERSION,
+	ROUTE_HEALTHZ,
+	ROUTE_ADMIN
+};
 
 static const struct {
 	const char *path;
@@ -25,6 +32,7 @@ static const struct {
 	const char *allow; /* also the Allow header of a 405 */
 } routes[] = {
         {"/v1/predict", ROUTE_PREDICT, 0, "GET, POST"},
+        {"/v1/completions", ROUTE_STREAM, 0, "GET, POST"},
         {"/metrics", ROUTE_METRICS, 0, "GET, HEAD"},
         {"/version", ROUTE_VERSION, 0, "GET, HEAD"},
         {"/healthz", ROUTE_HEALTHZ, 0, "GET, HEAD"},
@@ -33,6 +41,7 @@ static const struct {
         {"/admin/rollforward", ROUTE_ADMIN, ADMIN_ROLLFORWARD, "POST"},
         {"/admin/delays", ROUTE_ADMIN, ADMIN_DELAYS, "GET, HEAD"},
         {"/admin/reset", ROUTE_ADMIN, ADMIN_RESET, "POST"},
+        {"/admin/served", ROUTE_ADMIN, ADMIN_SERVED, "GET, HEAD"},
 };
 
 struct request {
@@ -41,7 +50,8 @@ struct request {
 	unsigned early;       /* 404, 405 or 413 decided before the last call */
 	bool replied;         /* a 413 went out before the body (Expect: 100-continue) */
 	size_t body_bytes;    /* read and thrown away */
-	struct admission adm; /* /v1/predict only */
+	uint64_t body_hash;   /* FNV-1a of the body (state_body) */
+	struct admission adm; /* /v1/predict and /v1/completions only */
 };
 
 /* Bodies are read and thrown away; past the 1 MiB cap the answer is 413,
@@ -149,6 +159,7 @@ static struct request *request_begin(struct state *st, struct MHD_Connection *c,
 	if (!rq)
 		return NULL;
 	rq->arrival_ns = arrival;
+	rq->body_hash = DT_FNV_BASIS;
 	rq->route_index = find_route(url);
 	if (rq->route_index < 0)
 		rq->early = MHD_HTTP_NOT_FOUND;
@@ -156,7 +167,8 @@ static struct request *request_begin(struct state *st, struct MHD_Connection *c,
 		rq->early = MHD_HTTP_METHOD_NOT_ALLOWED;
 	else if (declared_too_large(c))
 		rq->early = MHD_HTTP_CONTENT_TOO_LARGE;
-	else if (routes[rq->route_index].route == ROUTE_PREDICT) {
+	else if (routes[rq->route_index].route == ROUTE_PREDICT ||
+	         routes[rq->route_index].route == ROUTE_STREAM) {
 		auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 		                                   MHD_HTTP_HEADER_AUTHORIZATION);
 		state_admit(st, arrival, auth, &rq->adm);
@@ -206,9 +218,30 @@ static enum MHD_Result predict_serve(struct state *st, struct MHD_Connection *c,
 	return serve_reply(c, MHD_HTTP_OK, "application/json", body, (size_t)n);
 }
 
+/* A streamed completion: the stall (if any) holds it before its headers;
+ * the latency distribution does not apply (the stream has its own times). */
+static enum MHD_Result completions_serve(struct state *st, struct MHD_Connection *c,
+                                         const struct request *rq)
+{
+	struct stream_params p;
+	char err[160];
+
+	state_stream_params(st, &p);
+	if (stream_params_from_query(c, &p, err, sizeof(err)) < 0)
+		return serve_error(c, MHD_HTTP_BAD_REQUEST, err);
+	if (rq->adm.hold_until_ns && state_sleep_until(st, rq->adm.hold_until_ns) < 0)
+		return MHD_NO;
+	if (rq->adm.fail) {
+		state_record(st, 0, true);
+		return serve_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "injected fault");
+	}
+	return stream_serve(st, c, &p);
+}
+
 static enum MHD_Result predict_finish(struct state *st, struct MHD_Connection *c,
                                       const struct request *rq)
 {
+	state_body(st, rq->body_hash);
 	switch (rq->adm.outcome) {
 	case ADMIT_AUTH_MISSING:
 		return error_header(c, MHD_HTTP_UNAUTHORIZED, "missing bearer token",
@@ -224,6 +257,8 @@ static enum MHD_Result predict_finish(struct state *st, struct MHD_Connection *c
 	case ADMIT_OK:
 		break;
 	}
+	if (routes[rq->route_index].route == ROUTE_STREAM)
+		return completions_serve(st, c, rq);
 	return predict_serve(st, c, rq);
 }
 
@@ -258,6 +293,7 @@ static enum MHD_Result request_finish(struct state *st, struct MHD_Connection *c
 		return reply_early(c, rq);
 	switch (routes[rq->route_index].route) {
 	case ROUTE_PREDICT:
+	case ROUTE_STREAM:
 		return predict_finish(st, c, rq);
 	case ROUTE_METRICS:
 		return metrics_serve(st, c);
@@ -294,6 +330,8 @@ enum MHD_Result serve_access(void *cls, struct MHD_Connection *c, const char *ur
 		return MHD_YES;
 	if (*upload_data_size) {
 		rq->body_bytes += *upload_data_size;
+		if (rq->body_bytes <= DT_MAX_BODY)
+			rq->body_hash = dt_fnv1a(rq->body_hash, upload_data, *upload_data_size);
 		*upload_data_size = 0;
 		if (rq->body_bytes > DT_MAX_BODY && !rq->early)
 			rq->early = MHD_HTTP_CONTENT_TOO_LARGE;

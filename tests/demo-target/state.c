@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -52,6 +53,13 @@ struct state {
 	int64_t *rec; /* DT_MAX_RECORD entries, allocated up front */
 	size_t rec_len;
 	bool truncated;
+
+	struct stream_params stream;
+	uint64_t bodies;
+	uint64_t *body_set; /* open addressing; 0: empty slot */
+	size_t body_cap, body_distinct;
+	uint64_t body_digest;
+	uint64_t streams, stream_tokens;
 };
 
 static void settings_from_config(struct state *st, const struct config *cfg)
@@ -74,6 +82,8 @@ static void settings_from_config(struct state *st, const struct config *cfg)
 	memcpy(st->version, cfg->version, sizeof(st->version));
 	memcpy(st->previous, cfg->previous_version, sizeof(st->previous));
 	st->omit_mask = cfg->omit_mask;
+	st->stream = cfg->stream;
+	st->body_digest = DT_FNV_BASIS;
 }
 
 int state_new(const struct config *cfg, struct state **ret_value)
@@ -104,6 +114,7 @@ void state_free(struct state *st)
 	pthread_cond_destroy(&st->slot_cond);
 	pthread_mutex_destroy(&st->lock);
 	free(st->rec);
+	free(st->body_set);
 	free(st);
 }
 
@@ -335,6 +346,12 @@ static void apply_fault_locked(struct state *st, const struct fault_change *c, i
 		st->tokens = c->rate > 1 ? c->rate : 1;
 		st->refill_ns = now;
 	}
+	if (c->has_stream_first)
+		st->stream.first_ns = c->stream.first_ns;
+	if (c->has_stream_gap)
+		st->stream.gap_ns = c->stream.gap_ns;
+	if (c->has_stream_tokens)
+		st->stream.tokens = c->stream.tokens;
 	if (c->has_stall) {
 		/* A live stall replaces any other; stall=0 cancels. */
 		st->stall_armed = false;
@@ -377,11 +394,14 @@ static json_t *settings_json_locked(const struct state *st, int64_t now)
 {
 	json_t *rate = st->rate > 0 ? json_real(st->rate) : json_string("off");
 
-	return json_pack("{s:s, s:f, s:s, s:o, s:o, s:I, s:s, s:s}", "latency", st->latency.text,
-	                 "errors", st->errors, "auth", st->auth ? "on" : "off", "rate_limit", rate,
-	                 "stall", stall_json_locked(st, now), "workers", (json_int_t)st->workers,
-	                 "version", reported_version_locked(st, now), "previous_version",
-	                 st->previous);
+	return json_pack("{s:s, s:f, s:s, s:o, s:o, s:I, s:s, s:s, s:{s:f, s:f, s:I}}", "latency",
+	                 st->latency.text, "errors", st->errors, "auth", st->auth ? "on" : "off",
+	                 "rate_limit", rate, "stall", stall_json_locked(st, now), "workers",
+	                 (json_int_t)st->workers, "version", reported_version_locked(st, now),
+	                 "previous_version", st->previous, "stream", "first_ms",
+	                 (double)st->stream.first_ns / DT_NS_PER_MS, "gap_ms",
+	                 (double)st->stream.gap_ns / DT_NS_PER_MS, "tokens",
+	                 (json_int_t)st->stream.tokens);
 }
 
 char *state_settings_json(struct state *st)
@@ -435,7 +455,99 @@ void state_reset(struct state *st)
 	st->sum_us = 0;
 	st->rec_len = 0;
 	st->truncated = false;
+	st->bodies = st->body_distinct = 0;
+	if (st->body_set)
+		memset(st->body_set, 0, st->body_cap * sizeof(*st->body_set));
+	st->body_digest = DT_FNV_BASIS;
+	st->streams = st->stream_tokens = 0;
 	pthread_mutex_unlock(&st->lock);
+}
+
+uint64_t dt_fnv1a(uint64_t h, const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ p[i]) * UINT64_C(0x100000001b3);
+	return h;
+}
+
+static bool set_insert(uint64_t *set, size_t cap, uint64_t h)
+{
+	size_t i = (size_t)(h * UINT64_C(0x9E3779B97F4A7C15) >> 20) & (cap - 1);
+
+	while (set[i] && set[i] != h)
+		i = (i + 1) & (cap - 1);
+	if (set[i] == h)
+		return false;
+	set[i] = h;
+	return true;
+}
+
+/* Keeps the set at most half full. */
+static int set_grow_locked(struct state *st)
+{
+	size_t cap = st->body_cap ? st->body_cap * 2 : 1024;
+	uint64_t *n;
+
+	if (st->body_cap && st->body_distinct * 2 < st->body_cap)
+		return 0;
+	if (st->body_distinct >= DT_MAX_DISTINCT)
+		return -ENOSPC;
+	n = calloc(cap, sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	for (size_t i = 0; i < st->body_cap; i++)
+		if (st->body_set[i])
+			set_insert(n, cap, st->body_set[i]);
+	free(st->body_set);
+	st->body_set = n;
+	st->body_cap = cap;
+	return 0;
+}
+
+void state_body(struct state *st, uint64_t hash)
+{
+	uint64_t h = hash ? hash : 1;
+
+	pthread_mutex_lock(&st->lock);
+	st->bodies++;
+	st->body_digest = dt_fnv1a(st->body_digest, &h, sizeof(h));
+	if (set_grow_locked(st) == 0 && set_insert(st->body_set, st->body_cap, h))
+		st->body_distinct++;
+	pthread_mutex_unlock(&st->lock);
+}
+
+void state_streamed(struct state *st, int64_t tokens)
+{
+	pthread_mutex_lock(&st->lock);
+	st->streams++;
+	st->stream_tokens += (uint64_t)tokens;
+	pthread_mutex_unlock(&st->lock);
+}
+
+void state_stream_params(struct state *st, struct stream_params *ret_value)
+{
+	pthread_mutex_lock(&st->lock);
+	*ret_value = st->stream;
+	pthread_mutex_unlock(&st->lock);
+}
+
+char *state_served_json(struct state *st)
+{
+	char digest[17];
+	json_t *o;
+	char *text;
+
+	pthread_mutex_lock(&st->lock);
+	snprintf(digest, sizeof(digest), "%016llx", (unsigned long long)st->body_digest);
+	o = json_pack("{s:I, s:I, s:s, s:I, s:I}", "bodies", (json_int_t)st->bodies,
+	              "distinct_bodies", (json_int_t)st->body_distinct, "body_sequence", digest,
+	              "streams", (json_int_t)st->streams, "tokens", (json_int_t)st->stream_tokens);
+	pthread_mutex_unlock(&st->lock);
+	text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	return text;
 }
 
 void state_rollback(struct state *st, int64_t delay_ns)
