@@ -256,11 +256,22 @@ bool gate_compare(double value, enum gate_op op, double threshold)
  * errors is not a throughput. 0: no floor. */
 #define MEAN_MAX_MIN_SAMPLES 20 /* as p50_ms: ten above the median */
 
+/* Streamed answers' figures are percentiles like the latency's:
+ * ttft_p95_ms needs what p95_ms needs. */
+static const char *const pct_prefixes[] = {"ttfb_", "ttft_", "itl_"};
+
 static int64_t default_min_samples(const char *metric)
 {
 	double q;
 	int digits = 0;
-	const char *p = metric + 1;
+	const char *p;
+
+	for (size_t i = 0; i < sizeof(pct_prefixes) / sizeof(pct_prefixes[0]); i++)
+		if (strncmp(metric, pct_prefixes[i], strlen(pct_prefixes[i])) == 0) {
+			metric += strlen(pct_prefixes[i]);
+			break;
+		}
+	p = metric + 1;
 
 	if (strcmp(metric, "mean_ms") == 0 || strcmp(metric, "mean_ms_uncorrected") == 0 ||
 	    strcmp(metric, "max_ms") == 0 || strcmp(metric, "max_ms_uncorrected") == 0 ||

@@ -226,6 +226,15 @@ START_TEST(test_judge_min_samples)
 	                  "at least 20"));
 	in.samples = 20;
 	json_decref(judge("latency.max_ms < 100", false, 0, &in, GATE_PASS, "5 < 100"));
+	/* Streamed answers' percentiles have the latency's floors. */
+	in.samples = 199;
+	json_decref(judge("chat.ttft_p95_ms < 100", false, 0, &in, GATE_ERROR, "at least 200"));
+	json_decref(judge("chat.itl_p95_ms < 100", false, 0, &in, GATE_ERROR, "at least 200"));
+	in.samples = 19;
+	json_decref(judge("chat.ttfb_mean_ms < 100", false, 0, &in, GATE_ERROR, "at least 20"));
+	json_decref(judge("chat.ttft_p50_ms_uncorrected < 100", false, 0, &in, GATE_ERROR,
+	                  "at least 20"));
+	json_decref(judge("chat.events_mean < 100", false, 0, &in, GATE_PASS, "5 < 100"));
 	/* Explicit min_samples wins; other metrics have no floor. */
 	in.samples = 10;
 	json_decref(judge("latency.p99_ms < 100", false, 5, &in, GATE_PASS, "5 < 100"));

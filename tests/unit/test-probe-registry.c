@@ -152,9 +152,10 @@ START_TEST(test_docs_check_finds_differences)
 }
 END_TEST
 
-/* The load table declares exactly what the engine publishes (a rate-mode
- * result, which has every metric), plus what the probe adds: `aborted`,
- * and the server side of `server_latency` (server_pNN_ms, gap_ratio). */
+/* The load table declares exactly what the engine publishes (a streamed
+ * rate-mode result, which has every metric), plus what the probe adds:
+ * `aborted`, and the server side of `server_latency` (server_pNN_ms,
+ * gap_ratio). */
 START_TEST(test_load_table_matches_engine)
 {
 	struct loadgen_result r = {.requests = 10, .errors = 1, .elapsed_s = 1, .rate_kept = true};
@@ -166,6 +167,10 @@ START_TEST(test_load_table_matches_engine)
 	ck_assert_int_eq(hist_new(60000000, 3, &r.latency_uncorrected), 0);
 	ck_assert_int_eq(hist_record(r.latency, 1000), 0);
 	ck_assert_int_eq(hist_record(r.latency_uncorrected, 1000), 0);
+	ck_assert_int_eq(hist_new(60000000, 3, &r.ttfb), 0);
+	ck_assert_int_eq(hist_new(60000000, 3, &r.ttft), 0);
+	ck_assert_int_eq(hist_new(60000000, 3, &r.ttft_uncorrected), 0);
+	ck_assert_int_eq(hist_new(60000000, 3, &r.itl), 0);
 	ck_assert_int_eq(loadgen_result_metrics(&r, &m), 0);
 	json_object_foreach (m, name, v)
 		ck_assert_msg(probe_type_metric(t, name), "load publishes %s, undeclared", name);
@@ -178,6 +183,10 @@ START_TEST(test_load_table_matches_engine)
 	json_decref(m);
 	hist_free(r.latency);
 	hist_free(r.latency_uncorrected);
+	hist_free(r.ttfb);
+	hist_free(r.ttft);
+	hist_free(r.ttft_uncorrected);
+	hist_free(r.itl);
 }
 END_TEST
 
