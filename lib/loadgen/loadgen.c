@@ -164,7 +164,6 @@ static int build_one(struct loadgen *lg, const struct loadgen_config *cfg,
 	const char *method = q->method ? q->method : cfg->method;
 	struct spec_header *h;
 	size_t n_h;
-	char *shrunk;
 	int r;
 
 	if (q->path && snprintf(u.path, sizeof(u.path), "%s", q->path) >= (int)sizeof(u.path))
@@ -176,9 +175,6 @@ static int build_one(struct loadgen *lg, const struct loadgen_config *cfg,
 	free(h);
 	if (r < 0)
 		return r;
-	shrunk = realloc(out->buf, out->len ? out->len : 1);
-	if (shrunk)
-		out->buf = shrunk;
 	out->head = is_head(method);
 	return 0;
 }

@@ -2,7 +2,9 @@
  * Lines (a file the operator allowed) or from a JSON array (a spec's
  * inline items) into struct loadgen_request entries the engine prebuilds.
  * Every error names where it is: the line ("12: body: ...") or the item
- * ("[3].method: ..."). Pure: no I/O, no clocks.
+ * ("[3].method: ..."). Errors about a file never quote its text (a key,
+ * a header name, a JSON token): the file is the operator's, the spec
+ * author only names it. Pure: no I/O, no clocks.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -66,7 +68,8 @@ static int read_path(const json_t *v, struct loadgen_request *q, char *err, size
 	return q->path ? 0 : -ENOMEM;
 }
 
-static int read_headers(const json_t *v, struct loadgen_request *q, char *err, size_t errlen)
+static int read_headers(const json_t *v, struct loadgen_request *q, bool quote, char *err,
+                        size_t errlen)
 {
 	struct spec_header *h;
 	const char *name;
@@ -83,8 +86,9 @@ static int read_headers(const json_t *v, struct loadgen_request *q, char *err, s
 		const char *s = json_string_value(val);
 
 		if (!*name || strpbrk(name, " \t\r\n:") || !s || strpbrk(s, "\r\n")) {
-			snprintf(err, errlen, "headers.%.64s: must be a string without line breaks",
-			         name);
+			snprintf(err, errlen, "headers%s%.64s: %s", quote ? "." : "",
+			         quote ? name : "",
+			         "names must be tokens and values strings without line breaks");
 			return -EINVAL;
 		}
 		h[n].name = strdup(name);
@@ -127,8 +131,10 @@ static int read_weight(const json_t *v, struct loadgen_request *q, char *err, si
 	return 0;
 }
 
-/* One request object into q (zeroed); err gets "field: message". */
-static int read_item(const json_t *o, struct loadgen_request *q, char *err, size_t errlen)
+/* One request object into q (zeroed); err gets "field: message"; quote:
+ * the message may name an unknown key or a header. */
+static int read_item(const json_t *o, struct loadgen_request *q, bool quote, char *err,
+                     size_t errlen)
 {
 	const char *key;
 	json_t *v;
@@ -142,14 +148,15 @@ static int read_item(const json_t *o, struct loadgen_request *q, char *err, size
 		else if (strcmp(key, "path") == 0)
 			r = read_path(v, q, err, errlen);
 		else if (strcmp(key, "headers") == 0)
-			r = read_headers(v, q, err, errlen);
+			r = read_headers(v, q, quote, err, errlen);
 		else if (strcmp(key, "body") == 0)
 			r = read_body(v, q, err, errlen);
 		else if (strcmp(key, "weight") == 0)
 			r = read_weight(v, q, err, errlen);
 		else
-			r = bad(err, errlen, key,
-			        "unknown field (body, method, path, headers, weight)");
+			r = bad(err, errlen, quote ? key : "request",
+			        quote ? "unknown field (body, method, path, headers, weight)"
+			              : "has an unknown field (body, method, path, headers, weight)");
 		if (r < 0)
 			return r;
 	}
@@ -203,10 +210,10 @@ static int parse_line(struct loadgen_corpus *c, const char *s, size_t n, size_t 
 	}
 	o = json_loadb(s, n, JSON_REJECT_DUPLICATES, &je);
 	if (!o) {
-		snprintf(err, errlen, "%zu: not JSON: %s", line, je.text);
+		snprintf(err, errlen, "%zu: not JSON (column %d)", line, je.column);
 		return -EINVAL;
 	}
-	r = read_item(o, &c->items[c->n], why, sizeof(why));
+	r = read_item(o, &c->items[c->n], false, why, sizeof(why));
 	c->n++; /* freed with the corpus, complete or not */
 	json_decref(o);
 	if (r == -EINVAL)
@@ -257,7 +264,7 @@ int loadgen_corpus_from_json(const json_t *items, struct loadgen_corpus **ret, c
 	}
 	r = corpus_new(n, &c);
 	for (size_t i = 0; r == 0 && i < n; i++) {
-		r = read_item(json_array_get(items, i), &c->items[i], why, sizeof(why));
+		r = read_item(json_array_get(items, i), &c->items[i], true, why, sizeof(why));
 		c->n++;
 		if (r == -EINVAL)
 			snprintf(err, errlen, "[%zu].%s", i, why);

@@ -149,20 +149,33 @@ static int put_headers(char *buf, size_t cap, size_t *len, const struct spec_hea
 	return r;
 }
 
+/* The most bytes the request can take: a corpus of thousands of small
+ * requests must not allocate LOADGEN_MAX_REQUEST for each. */
+static size_t request_bound(const struct loadgen_url *u, const char *m, const struct spec_header *h,
+                            size_t n, size_t body_len)
+{
+	size_t b = strlen(m) + strlen(u->path) + strlen(u->hostport) + body_len + 128;
+
+	for (size_t i = 0; i < n; i++)
+		b += strlen(h[i].name) + strlen(h[i].value) + 4;
+	return b < LOADGEN_MAX_REQUEST ? b : LOADGEN_MAX_REQUEST;
+}
+
 int loadgen_build_request(const struct loadgen_url *u, const char *method,
                           const struct spec_header *headers, size_t n_headers, const char *body,
                           size_t body_len, char **ret_buf, size_t *ret_len)
 {
 	const char *m = method ? method : "GET";
 	char line[64];
-	size_t len = 0, cap = LOADGEN_MAX_REQUEST;
+	size_t len = 0, cap;
 	char *buf;
 	int r;
 
 	if (!*m || strpbrk(m, " \r\n\t") || strlen(m) > 32)
 		return -EINVAL;
-	if (body_len > cap)
+	if (body_len > LOADGEN_MAX_REQUEST)
 		return -E2BIG;
+	cap = request_bound(u, m, headers, n_headers, body_len);
 	buf = malloc(cap);
 	if (!buf)
 		return -ENOMEM;

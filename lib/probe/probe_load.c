@@ -637,7 +637,7 @@ static const struct spec_field corpus_fields[] = {
 	{.key = "file",  .kind = FK_STRING, .flags = SPEC_FIELD_FILE,
 	 .off = offsetof(struct spec_corpus, file), .max = SPEC_MAX_TEXT,
 	 .check = spec_check_abs_path},
-	{.key = "items", .kind = FK_CUSTOM, .custom = read_items},
+	{.key = "items", .kind = FK_CUSTOM, .flags = SPEC_FIELD_REQUESTS, .custom = read_items},
 	{.key = "order", .kind = FK_MODE, .off = offsetof(struct spec_corpus, order),
 	 .choices = order_names},
 	{.key = "seed",  .kind = FK_INT, .off = offsetof(struct spec_corpus, seed), .min = 0,

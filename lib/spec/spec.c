@@ -1978,6 +1978,21 @@ static int redact_headers(json_t *obj, const char *key)
 	return 0;
 }
 
+/* Each request of a list: its header map. */
+static int redact_requests(json_t *list)
+{
+	size_t i;
+	json_t *it;
+	int r = 0;
+
+	json_array_foreach (list, i, it) {
+		r = redact_headers(it, "headers");
+		if (r < 0)
+			break;
+	}
+	return r;
+}
+
 /* A URL field through the one redaction rule (util.h): user-info and
  * credential-like query values. */
 static int redact_url(json_t *obj, const char *key)
@@ -2012,6 +2027,8 @@ static int redact_fields(json_t *obj, const struct spec_field *fs, size_t n)
 			r = redact_url(obj, f->key);
 		else if (f->kind == FK_HEADERS)
 			r = redact_headers(obj, f->key);
+		else if (f->flags & SPEC_FIELD_REQUESTS)
+			r = redact_requests(json_object_get(obj, f->key));
 		else if (f->kind == FK_REQUEST || f->kind == FK_OBJECT)
 			r = redact_fields(json_object_get(obj, f->key), f->sub->fields, f->sub->n);
 	}

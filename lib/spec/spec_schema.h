@@ -51,6 +51,9 @@ enum spec_field_kind {
 /* An FK_OBJECT at offset 0 whose fields the walk names under its key
  * ("server_latency.prometheus"), though they land in the probe's own. */
 #define SPEC_FIELD_NESTED 0x4u
+/* A list of request objects (FK_CUSTOM) whose `headers` may carry
+ * credentials: redacted as every header map is. */
+#define SPEC_FIELD_REQUESTS 0x8u
 
 struct spec_vctx; /* the validator's state, for finish and custom callbacks */
 struct spec_schema;
@@ -66,7 +69,7 @@ struct spec_field {
 	const char *key;
 	enum spec_field_kind kind;
 	bool required;
-	unsigned flags;   /* SPEC_FIELD_URL, SPEC_FIELD_FILE */
+	unsigned flags;   /* SPEC_FIELD_URL, SPEC_FIELD_FILE, SPEC_FIELD_REQUESTS */
 	size_t off;       /* where the value goes in the target struct */
 	size_t count_off; /* lists, headers, body: where the count/length goes */
 	int64_t min, max; /* ints, durations (ms); strings: max bytes (0: default) */

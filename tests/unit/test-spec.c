@@ -1850,6 +1850,26 @@ static const char *at(json_t *root, const char *pointer)
 	return json_string_value(cur);
 }
 
+/* A corpus's inline requests carry headers too. */
+START_TEST(test_redaction_corpus)
+{
+	struct spec *s =
+	        parse_ok(HEAD "target: {url: 'http://127.0.0.1:9/'}\n" PROBES
+	                      "  - {name: c, type: load, mode: closed, corpus: {items: [{body: "
+	                      "a, headers: {Authorization: Bearer c0rpus, Accept: b}}]}}\n",
+	                 0, SPEC_FORMAT_YAML);
+	json_t *red = spec_to_json_redacted(s);
+	char *text = json_dumps(red, JSON_COMPACT);
+
+	ck_assert_str_eq(at(red, "probes/0/corpus/items/0/headers/Authorization"), "<redacted>");
+	ck_assert_str_eq(at(red, "probes/0/corpus/items/0/headers/Accept"), "b");
+	ck_assert_msg(!strstr(text, "c0rpus"), "leaked: %s", text);
+	free(text);
+	json_decref(red);
+	spec_free(s);
+}
+END_TEST
+
 START_TEST(test_redaction)
 {
 	struct spec *s = parse_ok(redact_yaml, 0, SPEC_FORMAT_YAML);
@@ -2014,6 +2034,7 @@ static Suite *spec_suite(void)
 	tcase_add_loop_test(tc, test_header_is_secret, 0,
 	                    (int)(sizeof(secret_names) / sizeof(secret_names[0])));
 	tcase_add_test(tc, test_redaction);
+	tcase_add_test(tc, test_redaction_corpus);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("contracts");
