@@ -720,10 +720,42 @@ def _swallow(fn):
         pass
 
 
+def check_stream():
+    with Target("--stream-first", "20ms", "--stream-gap", "5ms", "--stream-tokens", "4") as t:
+        t0 = time.monotonic()
+        r = t.req("POST", "/v1/completions", body=b"prompt one")
+        took = time.monotonic() - t0
+        expect(r.status == 200, "completions: %d" % r.status)
+        expect(r.header("content-type") == "text/event-stream", "content type")
+        expect(r.header("transfer-encoding") == "chunked", "not chunked")
+        events = [e for e in r.body.decode().split("\n\n") if e]
+        expect(len(events) == 5 and events[-1] == "data: [DONE]", "events: %r" % events)
+        expect('"usage":{"completion_tokens":4}' in events[3], "usage: %r" % events[3])
+        expect('"usage"' not in events[2], "usage before the last token")
+        expect(took >= 0.035, "4 tokens at 20ms + 3*5ms took %.3f s" % took)
+        # Query parameters win over the settings; bad ones get 400.
+        r = t.req("GET", "/v1/completions?first_ms=0&gap_ms=0&tokens=2")
+        expect(r.body.count(b"data: ") == 3, "tokens=2: %r" % r.body)
+        for q in ("first_ms=-1", "gap_ms=x", "tokens=100001", "tokens=1.5"):
+            expect(t.req("GET", "/v1/completions?" + q).status == 400, "%s accepted" % q)
+        t.post_json("/admin/fault?stream_tokens=1&stream_first=0")
+        r = t.req("POST", "/v1/completions", body=b"prompt one")
+        expect(r.body.count(b"data: ") == 2, "stream_tokens=1: %r" % r.body)
+        for q in ("stream_tokens=-1", "stream_gap=soon"):
+            t.post_json("/admin/fault?" + q, status=400)
+        s = t.get_json("/admin/served")
+        expect(s["streams"] == 3 and s["tokens"] == 4 + 2 + 1, "served %r" % s)
+        # 3 streamed with bodies "prompt one", "", "prompt one"; the 400s too.
+        expect(s["bodies"] == 7 and s["distinct_bodies"] == 2, "bodies %r" % s)
+        t.post_json("/admin/reset")
+        s = t.get_json("/admin/served")
+        expect(s["bodies"] == 0 and s["streams"] == 0, "reset %r" % s)
+
+
 CHECKS = [check_cli_errors, check_listen_busy, check_endpoints, check_keepalive_and_body,
           check_metrics, check_omit_metric, check_fixed_latency, check_mix,
           check_uniform, check_seed, check_exp, check_errors_and_fault, check_stall, check_workers,
-          check_auth, check_rate_limit, check_versions, check_tls, check_signals]
+          check_auth, check_rate_limit, check_versions, check_tls, check_signals, check_stream]
 
 
 def main():
