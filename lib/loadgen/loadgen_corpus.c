@@ -10,10 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lib/loadgen/loadgen.h"
 
-#define MAX_PATH    4096
+#define MAX_PATH    4000 /* fits struct loadgen_url.path */
 #define MAX_METHOD  32
 #define MAX_HEADERS 64
 #define MAX_WEIGHT  1e9
@@ -46,6 +47,39 @@ static int bad(char *err, size_t errlen, const char *field, const char *msg)
 	return -EINVAL;
 }
 
+#define MAX_HEADER_VALUE 8192
+
+static bool is_token(const char *s)
+{
+	static const char tchar[] = "!#$%&'*+-.^_`|~0123456789"
+	                            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+	return *s && strlen(s) <= 256 && strspn(s, tchar) == strlen(s);
+}
+
+/* As the spec's own headers: the engine writes these itself, and one
+ * from a corpus beside them would frame the request differently for
+ * the target and a proxy in front of it (request smuggling). */
+static bool is_framing(const char *name)
+{
+	static const char *const framing[] = {"host",       "content-length", "transfer-encoding",
+	                                      "connection", "keep-alive",     "upgrade",
+	                                      "te",         "trailer",        "proxy-connection"};
+
+	for (size_t i = 0; i < sizeof(framing) / sizeof(framing[0]); i++)
+		if (strcasecmp(name, framing[i]) == 0)
+			return true;
+	return false;
+}
+
+static bool clean_value(const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+			return false;
+	return strlen(s) <= MAX_HEADER_VALUE;
+}
+
 static int read_method(const json_t *v, struct loadgen_request *q, char *err, size_t errlen)
 {
 	const char *s = json_string_value(v);
@@ -61,7 +95,8 @@ static int read_path(const json_t *v, struct loadgen_request *q, char *err, size
 {
 	const char *s = json_string_value(v);
 
-	if (!s || s[0] != '/' || strlen(s) > MAX_PATH || strpbrk(s, " \t\r\n#"))
+	if (!s || s[0] != '/' || strlen(s) > MAX_PATH || strpbrk(s, "#") || !clean_value(s) ||
+	    strpbrk(s, " \t"))
 		return bad(err, errlen, "path",
 		           "must be a path and query starting with '/', without blanks or '#'");
 	q->path = strdup(s);
@@ -85,10 +120,18 @@ static int read_headers(const json_t *v, struct loadgen_request *q, bool quote, 
 	json_object_foreach ((json_t *)v, name, val) {
 		const char *s = json_string_value(val);
 
-		if (!*name || strpbrk(name, " \t\r\n:") || !s || strpbrk(s, "\r\n")) {
+		if (!is_token(name) || !s || !clean_value(s)) {
 			snprintf(err, errlen, "headers%s%.64s: %s", quote ? "." : "",
 			         quote ? name : "",
-			         "names must be tokens and values strings without line breaks");
+			         "names must be HTTP tokens and values strings of at most 8192 "
+			         "bytes without control characters");
+			return -EINVAL;
+		}
+		if (is_framing(name)) {
+			snprintf(err, errlen, "headers%s%.64s: %s", quote ? "." : "",
+			         quote ? name : "",
+			         "the engine sets Host, Content-Length, Transfer-Encoding, "
+			         "Connection and other hop-by-hop headers itself");
 			return -EINVAL;
 		}
 		h[n].name = strdup(name);

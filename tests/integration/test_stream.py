@@ -213,6 +213,8 @@ class StreamTest(lib.TestCase):
              'probes[0].corpus.items[1].weight', 'must be a number'),
             ('corpus:\n      items: [{"body": "a", "colour": 1}]',
              'probes[0].corpus.items[0].colour', 'unknown field'),
+            ('corpus:\n      items: [{"body": "a", "headers": {"Content-Length": "0"}}]',
+             'probes[0].corpus.items[0].headers.Content-Length', 'the engine sets'),
             ('corpus:\n      order: weighted-random', 'probes[0].corpus', 'file or items'),
             ('token_key: n', 'probes[0].token_key', 'stream: true'),
         ]

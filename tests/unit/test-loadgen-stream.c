@@ -163,6 +163,11 @@ static const struct {
         {"{\"body\":\"a\",\"headers\":{\"X\":1}}", "1: headers: names must be"},
         {"{\"body\":\"a\",\"headers\":{\"X\":\"a\\r\\nB: c\"}}", "1: headers: names must be"},
         {"\n \n", "1: no request"},
+        {"{\"body\":\"a\",\"headers\":{\"Transfer-Encoding\":\"chunked\"}}",
+         "1: headers: the engine sets"},
+        {"{\"body\":\"a\",\"headers\":{\"content-length\":\"0\"}}", "1: headers: the engine sets"},
+        {"{\"body\":\"a\",\"headers\":{\"X-A\":\"a\\u0007b\"}}", "1: headers: names must"},
+        {"{\"body\":\"a\",\"path\":\"/a\\u0001\"}", "1: path:"},
         {"root:s3cr3t:0:0\n", "1: not JSON (column"},
         {"{\"s3cr3t\": 1}\n", "1: request: has an unknown field"},
 };
