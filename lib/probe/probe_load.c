@@ -25,6 +25,7 @@
 #include "lib/probe/probe.h"
 #include "lib/probe/reconcile.h"
 #include "lib/prom/promapi.h"
+#include "lib/probe/probe_corpus.h"
 #include "lib/util/util.h"
 
 #define LOAD_PROGRESS_MS        250
@@ -75,10 +76,6 @@ static void load_config(const struct probe *p, struct loadgen_config *c)
 	        .warmup_ms = sp->warmup_ms,
 	        .timeout_ms = p->spec->target.timeout_ms,
 	        .insecure = sp->insecure,
-	        .order = sp->corpus.order == CORPUS_ORDER_WEIGHTED_RANDOM
-	                         ? LOADGEN_ORDER_WEIGHTED_RANDOM
-	                         : LOADGEN_ORDER_ROUND_ROBIN,
-	        .seed = (uint64_t)sp->corpus.seed,
 	        .stream = sp->stream,
 	        .token_key = sp->token_key,
 	};
@@ -414,10 +411,7 @@ static int load_engine_start(struct load_probe *lp)
 	load_config(p, &cfg);
 	cfg.ca_pem = lp->ca_pem;
 	cfg.ca_pem_len = lp->ca_pem_len;
-	if (lp->corpus) {
-		cfg.corpus = lp->corpus->items;
-		cfg.n_corpus = lp->corpus->n;
-	}
+	probe_corpus_config(p->sp, lp->corpus, &cfg);
 	r = loadgen_new(&cfg, p->loop, on_engine_done, lp, &lp->lg, err, sizeof(err));
 	if (r == 0)
 		r = loadgen_start(lp->lg);
@@ -464,7 +458,7 @@ static void on_ca_read(void *userdata, int err, char *buf, size_t len, const cha
 static void on_corpus_read(void *userdata, int err, char *buf, size_t len, const char *why)
 {
 	struct load_probe *lp = userdata;
-	char msg[300] = "";
+	char msg[360] = "";
 
 	lp->ca_read = NULL;
 	if (err < 0) {
@@ -472,11 +466,10 @@ static void on_corpus_read(void *userdata, int err, char *buf, size_t len, const
 		             lp->p->sp->corpus.file, why);
 		return;
 	}
-	err = loadgen_corpus_parse_jsonl(buf, len, &lp->corpus, msg, sizeof(msg));
+	err = probe_corpus_parse(lp->p->sp, buf, len, &lp->corpus, msg, sizeof(msg));
 	free(buf);
 	if (err < 0) {
-		probe_finish(lp->p, PROBE_STATE_ERRORED, "corpus.file:%s",
-		             msg[0] ? msg : strerror(-err));
+		probe_finish(lp->p, PROBE_STATE_ERRORED, "%s", msg);
 		return;
 	}
 	load_prepare(lp);
@@ -488,8 +481,7 @@ static int load_prepare(struct load_probe *lp)
 {
 	struct probe *p = lp->p;
 	const struct spec_corpus *cp = &p->sp->corpus;
-	char msg[300] = "";
-	int r;
+	char msg[360] = "";
 
 	if (p->sp->ca_file && !lp->ca_done)
 		return policy_read_file_async(p->loop, http_client_files(p->http), p->sp->ca_file,
@@ -498,13 +490,10 @@ static int load_prepare(struct load_probe *lp)
 		return policy_read_file_async(p->loop, http_client_files(p->http), cp->file,
 		                              POLICY_MAX_FILE_SIZE, on_corpus_read, lp,
 		                              &lp->ca_read);
-	if (cp->items && !lp->corpus) {
-		r = loadgen_corpus_from_json(cp->items, &lp->corpus, msg, sizeof(msg));
-		if (r < 0) {
-			probe_finish(p, PROBE_STATE_ERRORED, "corpus.items%s",
-			             msg[0] ? msg : strerror(-r));
-			return 0;
-		}
+	if (cp->items && !lp->corpus &&
+	    probe_corpus_parse(p->sp, NULL, 0, &lp->corpus, msg, sizeof(msg)) < 0) {
+		probe_finish(p, PROBE_STATE_ERRORED, "%s", msg);
+		return 0;
 	}
 	return load_engine_start(lp);
 }
@@ -598,30 +587,6 @@ static int check_selector(char *s, char *msg, size_t len)
 
 /* One field per line, aligned by hand: read as a schema more than as
  * code. */
-/* corpus.items: checked now, so a bad item is refused with its path. */
-static int read_items(struct spec_vctx *v, json_t *val, const char *path, void *base)
-{
-	struct spec_corpus *cp = base;
-	struct loadgen_corpus *c = NULL;
-	char msg[300] = "";
-	int r;
-
-	r = loadgen_corpus_from_json(val, &c, msg, sizeof(msg));
-	loadgen_corpus_free(c);
-	if (r == -ENOMEM)
-		return r;
-	if (r < 0) {
-		const char *colon = strstr(msg, ": ");
-		char ipath[256];
-
-		snprintf(ipath, sizeof(ipath), "%s%.*s", path, colon ? (int)(colon - msg) : 0, msg);
-		return spec_fail(v, val, ipath, "%s", colon ? colon + 2 : msg + 2);
-	}
-	json_decref(cp->items);
-	cp->items = json_deep_copy(val);
-	return cp->items ? 0 : -ENOMEM;
-}
-
 static int check_token_key(char *s, char *msg, size_t len)
 {
 	if (strlen(s) > LG_TOKEN_KEY_MAX || strchr(s, '"')) {
@@ -632,20 +597,6 @@ static int check_token_key(char *s, char *msg, size_t len)
 }
 
 /* clang-format off */
-static const char *const order_names[] = {"round-robin", "weighted-random", NULL};
-static const struct spec_field corpus_fields[] = {
-	{.key = "file",  .kind = FK_STRING, .flags = SPEC_FIELD_FILE,
-	 .off = offsetof(struct spec_corpus, file), .max = SPEC_MAX_TEXT,
-	 .check = spec_check_abs_path},
-	{.key = "items", .kind = FK_CUSTOM, .flags = SPEC_FIELD_REQUESTS, .custom = read_items},
-	{.key = "order", .kind = FK_MODE, .off = offsetof(struct spec_corpus, order),
-	 .choices = order_names},
-	{.key = "seed",  .kind = FK_INT, .off = offsetof(struct spec_corpus, seed), .min = 0,
-	 .max = INT64_MAX},
-};
-static const struct spec_schema corpus_schema = {
-	.what = "a corpus", .fields = corpus_fields, .n = RD_ARRAY_SIZE(corpus_fields),
-};
 static const char *const mode_names[] = {"closed", "rate", NULL};
 static const char *const unit_names[] = {"s", "ms", NULL};
 static const struct spec_field server_latency_fields[] = {
@@ -680,6 +631,7 @@ static const struct spec_field fields[] = {
 	{.key = "server_latency", .kind = FK_OBJECT, .flags = SPEC_FIELD_NESTED, .off = 0,
 	 .sub = &server_latency_schema},
 	{.key = "corpus",   .kind = FK_OBJECT, .off = SPEC_P(corpus), .sub = &corpus_schema},
+	PROBE_F_CORPUS,
 	{.key = "stream",   .kind = FK_BOOL, .off = SPEC_P(stream)},
 	{.key = "token_key", .kind = FK_STRING, .off = SPEC_P(token_key), .max = 64,
 	 .check = check_token_key},
@@ -705,10 +657,8 @@ static int finish_load(struct spec_vctx *v, json_t *obj, const char *path, struc
 	if (p->duration_ms && p->warmup_ms >= p->duration_ms)
 		return spec_fail_at(v, obj, path, "warmup", "must be shorter than duration (%s)",
 		                    a);
-	if (p->corpus.file && p->corpus.items)
-		return spec_fail_at(v, obj, path, "corpus", "give file or items, not both");
-	if (json_object_get(obj, "corpus") && !p->corpus.file && !p->corpus.items)
-		return spec_fail_at(v, obj, path, "corpus", "give file or items");
+	if (probe_corpus_finish(v, obj, path, p) < 0)
+		return -EINVAL;
 	if (p->token_key && !p->stream)
 		return spec_fail_at(v, obj, path, "token_key", "only applies with stream: true");
 	rd_format_duration(spec_vctx_spec(v)->timeout_ms, b, sizeof(b));

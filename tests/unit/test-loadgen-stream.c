@@ -3,7 +3,7 @@
  * reads (events across reads, several per read, CRLF/LF/CR, comments,
  * the [DONE] marker, token counts), JSON Lines corpora with their line
  * numbers in errors, and the corpus pick (round robin, weighted random
- * reproducible from the seed).
+ * reproducible for a given seed).
  */
 #include <check.h>
 #include <errno.h>
