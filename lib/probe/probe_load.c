@@ -10,6 +10,10 @@
  * says when such a gate "cannot be met"); the first that cannot ends the
  * engine early and the probe fails, naming the gate and the window.
  *
+ * Before the engine starts, ca_file and corpus.file are read on the
+ * threadpool through allowed_paths (lib/probe/probe_corpus.h turns the
+ * corpus into the engine's).
+ *
  * It must not touch the store or the API (the scheduler persists), and
  * must always end with probe_finish(), also when cancelled.
  */
@@ -41,7 +45,7 @@ struct load_probe {
 	bool aborted; /* an abort_on_fail gate could no longer be met */
 	enum probe_state state;
 	char why[512];
-	struct policy_file *ca_read; /* ca_file or corpus.file being read off the loop */
+	struct policy_file *file_read; /* ca_file or corpus.file being read off the loop */
 	char *ca_pem;
 	size_t ca_pem_len;
 	/* server_latency: the measured window, and the queries after it */
@@ -443,7 +447,7 @@ static void on_ca_read(void *userdata, int err, char *buf, size_t len, const cha
 {
 	struct load_probe *lp = userdata;
 
-	lp->ca_read = NULL;
+	lp->file_read = NULL;
 	if (err < 0) {
 		probe_finish(lp->p, PROBE_STATE_ERRORED, "ca_file %s %s", lp->p->sp->ca_file, why);
 		return;
@@ -460,7 +464,7 @@ static void on_corpus_read(void *userdata, int err, char *buf, size_t len, const
 	struct load_probe *lp = userdata;
 	char msg[360] = "";
 
-	lp->ca_read = NULL;
+	lp->file_read = NULL;
 	if (err < 0) {
 		probe_finish(lp->p, PROBE_STATE_ERRORED, "corpus.file %s %s",
 		             lp->p->sp->corpus.file, why);
@@ -485,11 +489,11 @@ static int load_prepare(struct load_probe *lp)
 
 	if (p->sp->ca_file && !lp->ca_done)
 		return policy_read_file_async(p->loop, http_client_files(p->http), p->sp->ca_file,
-		                              POLICY_MAX_FILE_SIZE, on_ca_read, lp, &lp->ca_read);
+		                              POLICY_MAX_FILE_SIZE, on_ca_read, lp, &lp->file_read);
 	if (cp->file && !lp->corpus)
 		return policy_read_file_async(p->loop, http_client_files(p->http), cp->file,
 		                              POLICY_MAX_FILE_SIZE, on_corpus_read, lp,
-		                              &lp->ca_read);
+		                              &lp->file_read);
 	if (cp->items && !lp->corpus &&
 	    probe_corpus_parse(p->sp, NULL, 0, &lp->corpus, msg, sizeof(msg)) < 0) {
 		probe_finish(p, PROBE_STATE_ERRORED, "%s", msg);
@@ -527,9 +531,9 @@ static void load_probe_cancel(struct probe *p)
 		close_progress(lp);
 		return;
 	}
-	if (!lp->lg) { /* still reading ca_file, or the engine never started */
-		policy_file_cancel(lp->ca_read);
-		lp->ca_read = NULL;
+	if (!lp->lg) { /* still reading a file, or the engine never started */
+		policy_file_cancel(lp->file_read);
+		lp->file_read = NULL;
 		probe_finish(p, PROBE_STATE_CANCELLED, NULL);
 		return;
 	}
@@ -543,7 +547,7 @@ static void load_probe_free(struct probe *p)
 
 	if (!lp)
 		return;
-	policy_file_cancel(lp->ca_read);
+	policy_file_cancel(lp->file_read);
 	promapi_cancel(lp->call);
 	json_decref(lp->server);
 	loadgen_free(lp->lg);
@@ -595,6 +599,9 @@ static int check_token_key(char *s, char *msg, size_t len)
 	}
 	return 0;
 }
+
+/* One field per line, aligned by hand: read as a schema more than as
+ * code. */
 
 /* clang-format off */
 static const char *const mode_names[] = {"closed", "rate", NULL};
