@@ -637,7 +637,6 @@ static const struct spec_field fields[] = {
 	SPEC_F_TLS_CLIENT,
 	{.key = "server_latency", .kind = FK_OBJECT, .flags = SPEC_FIELD_NESTED, .off = 0,
 	 .sub = &server_latency_schema},
-	{.key = "corpus",   .kind = FK_OBJECT, .off = SPEC_P(corpus), .sub = &corpus_schema},
 	PROBE_F_CORPUS,
 	{.key = "stream",   .kind = FK_BOOL, .off = SPEC_P(stream)},
 	{.key = "token_key", .kind = FK_STRING, .off = SPEC_P(token_key), .max = 64,
