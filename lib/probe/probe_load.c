@@ -54,7 +54,7 @@ struct load_probe {
 	size_t quantile; /* the one being asked for */
 	double server_ms[RECONCILE_QUANTILES];
 	json_t *server; /* details.server_latency being built; owned until published */
-	bool ca_done;                  /* ca_file read (or none) */
+	bool ca_done;   /* ca_file read (or none) */
 	struct loadgen_corpus *corpus; /* corpus.file or corpus.items, parsed */
 };
 
