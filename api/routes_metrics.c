@@ -5,17 +5,39 @@
  * (public_metrics in readyd.yaml).
  *
  * It must stay cheap: Prometheus scrapes it every few seconds, so it
- * reads indexes only (store_metrics_snapshot) and keeps no state.
+ * reads indexes only (store_metrics_snapshot), a few small /proc files
+ * (procstat) and keeps no state.
  */
 #include <errno.h>
 #include <stdlib.h>
 
 #include "api.h"
 #include "lib/report/metrics.h"
+#include "lib/report/procstat.h"
 
 #ifndef READYD_VERSION
 #define READYD_VERSION "unknown"
 #endif
+
+/* What the process knows beside the store: the queue's size, whether the
+ * store is degraded (as /readyz says) and the process_* numbers. */
+static void add_process(struct api_app *app, json_t *snap)
+{
+	struct procstat ps;
+	char why[512];
+
+	json_object_set_new(snap, "queued_limit", json_integer(sched_queue_limit(app->sched)));
+	json_object_set_new(snap, "store_degraded",
+	                    json_boolean(api_store_problem(app, why, sizeof(why)) < 0));
+	if (procstat_read(&ps) < 0)
+		return;
+	json_object_set_new(snap, "process",
+	                    json_pack("{s:f, s:f, s:f, s:f, s:f, s:f}", "cpu_seconds",
+	                              ps.cpu_seconds, "resident_bytes", ps.resident_bytes,
+	                              "virtual_bytes", ps.virtual_bytes, "open_fds", ps.open_fds,
+	                              "max_fds", ps.max_fds, "start_time_seconds",
+	                              ps.start_time_seconds));
+}
 
 static void get_metrics(struct api_req *req)
 {
@@ -34,6 +56,7 @@ static void get_metrics(struct api_req *req)
 		json_object_set_new(
 		        snap, "gates",
 		        api_scope_items(req, json_incref(json_object_get(snap, "gates"))));
+	add_process(app, snap);
 	text = metrics_render(snap, READYD_VERSION, &len);
 	json_decref(snap);
 	if (!text) {

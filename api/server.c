@@ -77,6 +77,7 @@ struct api_req {
 	char principal[AUTH_NAME_MAX + 1]; /* token name; "" when none */
 	char scope[AUTH_SCOPE_MAX];        /* the token's services; "" for all */
 	uint64_t start_ms;                 /* uv_now at arrival, for the log */
+	uint64_t start_ns;                 /* uv_hrtime at arrival, for /metrics */
 	size_t n_headers;
 	char *headers[MAX_EXTRA_HEADERS][2];
 	struct api_stream *stream; /* api_stream_start() */
@@ -666,6 +667,7 @@ static struct api_req *req_new(struct api_server *srv, struct MHD_Connection *co
 	}
 	set_request_id(req, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id"));
 	req->start_ms = uv_now(srv->loop);
+	req->start_ns = uv_hrtime();
 	cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	if (cl) {
 		int64_t n;
@@ -945,9 +947,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			linger_conn(req->srv, conn);
 		log_request(req, toe);
 		if (req->dispatched) /* the route pattern, never the path: bounded labels */
-			metrics_http_request(req->method,
-			                     req->match.route ? req->match.route->pattern : NULL,
-			                     req->status);
+			metrics_http_request(
+			        req->method, req->match.route ? req->match.route->pattern : NULL,
+			        req->status, (double)(uv_hrtime() - req->start_ns) / 1e9);
 		req_free(req);
 	}
 	*con_cls = NULL;

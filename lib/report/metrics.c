@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lib/gate/gate.h"
@@ -14,23 +15,36 @@
 #include "lib/util/run_state.h"
 #include "lib/util/util.h"
 
-/* Upper bounds of readyd_probe_duration_seconds: probes last from
- * milliseconds (an http check) to many minutes (a capacity search). */
-static const double duration_buckets[] = {0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800};
+/* Upper bounds of readyd_probe_duration_seconds and
+ * readyd_run_duration_seconds: probes last from milliseconds (an http
+ * check) to many minutes (a capacity search), runs up to their timeout. */
+static const double duration_buckets[] = {0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600};
 #define N_BUCKETS (sizeof(duration_buckets) / sizeof(duration_buckets[0]))
+
+/* Upper bounds of readyd_http_request_duration_seconds: most answers take
+ * a millisecond or less; long-polls and event streams take their wait. */
+static const double http_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                      0.25,   0.5,   1,      2.5,   5,    10,    30};
+#define N_HTTP_BUCKETS (sizeof(http_buckets) / sizeof(http_buckets[0]))
+
+/* One histogram's counts; buckets are non-cumulative, summed when
+ * rendered, and the bounds are the caller's. */
+struct hist {
+	uint64_t buckets[N_HTTP_BUCKETS];
+	uint64_t count;
+	double sum;
+};
 
 struct route_count {
 	char method[8];
 	char route[96];
 	unsigned code;
-	uint64_t n;
+	struct hist h;
 };
 
 struct type_hist {
 	char type[32];
-	uint64_t buckets[N_BUCKETS]; /* non-cumulative; summed when rendered */
-	uint64_t count;
-	double sum;
+	struct hist h;
 };
 
 static struct {
@@ -39,78 +53,113 @@ static struct {
 	uint64_t dropped_routes;
 	struct type_hist types[METRICS_MAX_TYPES];
 	size_t n_types;
+	struct type_hist verdicts[METRICS_MAX_VERDICTS];
+	size_t n_verdicts;
 } reg;
+
+static void hist_add(struct hist *h, const double *bounds, size_t n, double v)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (v <= bounds[i]) {
+			h->buckets[i]++;
+			break;
+		}
+	}
+	h->count++;
+	h->sum += v;
+}
+
+/* The histogram of name in a table of at most cap, added when missing;
+ * NULL when the table is full. */
+static struct type_hist *hist_of(struct type_hist *tab, size_t *n, size_t cap, const char *name)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp(tab[i].type, name) == 0)
+			return &tab[i];
+	if (*n == cap)
+		return NULL;
+	snprintf(tab[*n].type, sizeof(tab[*n].type), "%s", name);
+	return &tab[(*n)++];
+}
 
 void metrics_reset(void)
 {
 	memset(&reg, 0, sizeof(reg));
 }
 
-void metrics_http_request(const char *method, const char *route, unsigned code)
+static struct route_count *route_of(const char *method, const char *route, unsigned code)
 {
 	struct route_count *rc;
 
-	if (!route)
-		route = "unmatched";
-	if (!method)
-		method = "";
 	for (size_t i = 0; i < reg.n_routes; i++) {
 		rc = &reg.routes[i];
 		if (rc->code == code && strcmp(rc->route, route) == 0 &&
-		    strcmp(rc->method, method) == 0) {
-			rc->n++;
-			return;
-		}
+		    strcmp(rc->method, method) == 0)
+			return rc;
 	}
-	if (reg.n_routes == METRICS_MAX_ROUTES) {
-		reg.dropped_routes++;
-		return;
-	}
+	if (reg.n_routes == METRICS_MAX_ROUTES)
+		return NULL;
 	rc = &reg.routes[reg.n_routes++];
 	snprintf(rc->method, sizeof(rc->method), "%s", method);
 	snprintf(rc->route, sizeof(rc->route), "%s", route);
 	rc->code = code;
-	rc->n = 1;
+	return rc;
+}
+
+void metrics_http_request(const char *method, const char *route, unsigned code, double seconds)
+{
+	struct route_count *rc = route_of(method ? method : "", route ? route : "unmatched", code);
+
+	if (!rc) {
+		reg.dropped_routes++;
+		return;
+	}
+	if (!isfinite(seconds) || seconds < 0)
+		seconds = 0;
+	hist_add(&rc->h, http_buckets, N_HTTP_BUCKETS, seconds);
 }
 
 void metrics_probe_observe(const char *type, double seconds)
 {
-	struct type_hist *h = NULL;
+	struct type_hist *h;
 
 	if (!type || !isfinite(seconds) || seconds < 0)
 		return;
-	for (size_t i = 0; i < reg.n_types && !h; i++)
-		if (strcmp(reg.types[i].type, type) == 0)
-			h = &reg.types[i];
-	if (!h) {
-		if (reg.n_types == METRICS_MAX_TYPES)
-			return;
-		h = &reg.types[reg.n_types++];
-		snprintf(h->type, sizeof(h->type), "%s", type);
-	}
-	for (size_t i = 0; i < N_BUCKETS; i++) {
-		if (seconds <= duration_buckets[i]) {
-			h->buckets[i]++;
-			break;
-		}
-	}
-	h->count++;
-	h->sum += seconds;
+	h = hist_of(reg.types, &reg.n_types, METRICS_MAX_TYPES, type);
+	if (h)
+		hist_add(&h->h, duration_buckets, N_BUCKETS, seconds);
 }
 
-/* A label value: backslash, double quote and newline escaped. */
+void metrics_run_observe(const char *verdict, double seconds)
+{
+	struct type_hist *h;
+
+	if (!isfinite(seconds) || seconds < 0)
+		return;
+	h = hist_of(reg.verdicts, &reg.n_verdicts, METRICS_MAX_VERDICTS,
+	            verdict ? verdict : "none");
+	if (h)
+		hist_add(&h->h, duration_buckets, N_BUCKETS, seconds);
+}
+
+/* One character of a label value: backslash, double quote and newline
+ * escaped. */
+static void label_char(struct svg_buf *b, char c)
+{
+	if (c == '\\')
+		svg_buf_puts(b, "\\\\");
+	else if (c == '"')
+		svg_buf_puts(b, "\\\"");
+	else if (c == '\n')
+		svg_buf_puts(b, "\\n");
+	else
+		svg_buf_put(b, &c, 1);
+}
+
 static void label(struct svg_buf *b, const char *s)
 {
-	for (; s && *s; s++) {
-		if (*s == '\\')
-			svg_buf_puts(b, "\\\\");
-		else if (*s == '"')
-			svg_buf_puts(b, "\\\"");
-		else if (*s == '\n')
-			svg_buf_puts(b, "\\n");
-		else
-			svg_buf_put(b, s, 1);
-	}
+	for (; s && *s; s++)
+		label_char(b, *s);
 }
 
 static void head(struct svg_buf *b, const char *name, const char *type, const char *help)
@@ -129,6 +178,39 @@ static void value(struct svg_buf *b, double v)
 		svg_buf_printf(b, " %.17g\n", v);
 }
 
+/* The le label of a bucket bound: %g is exact for the bounds above. */
+static void hist_series(struct svg_buf *b, const char *name, const char *labels,
+                        const double *bounds, size_t n, const struct hist *h)
+{
+	uint64_t cum = 0;
+
+	for (size_t k = 0; k < n; k++) {
+		cum += h->buckets[k];
+		svg_buf_printf(b, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels, bounds[k],
+		               (unsigned long long)cum);
+	}
+	svg_buf_printf(b, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels,
+	               (unsigned long long)h->count);
+	svg_buf_printf(b, "%s_sum{%s}", name, labels);
+	value(b, h->sum);
+	svg_buf_printf(b, "%s_count{%s} %llu\n", name, labels, (unsigned long long)h->count);
+}
+
+/* kv: name, value, name, value, ..., NULL. The label set without braces,
+ * values escaped; a new string, NULL when out of memory. */
+static char *labels_of(const char *const *kv)
+{
+	struct svg_buf l;
+
+	svg_buf_init(&l);
+	for (size_t i = 0; kv[i]; i += 2) {
+		svg_buf_printf(&l, "%s%s=\"", i ? "," : "", kv[i]);
+		label(&l, kv[i + 1]);
+		svg_buf_puts(&l, "\"");
+	}
+	return svg_buf_steal(&l, NULL);
+}
+
 static void render_http(struct svg_buf *b)
 {
 	head(b, "readyd_http_requests_total", "counter",
@@ -139,7 +221,34 @@ static void render_http(struct svg_buf *b)
 		svg_buf_puts(b, "\",route=\"");
 		label(b, reg.routes[i].route);
 		svg_buf_printf(b, "\",code=\"%u\"} %llu\n", reg.routes[i].code,
-		               (unsigned long long)reg.routes[i].n);
+		               (unsigned long long)reg.routes[i].h.count);
+	}
+	head(b, "readyd_http_request_duration_seconds", "histogram",
+	     "Time from a request's arrival to its answer, by method, route pattern and status "
+	     "code.");
+	for (size_t i = 0; i < reg.n_routes; i++) {
+		const struct route_count *rc = &reg.routes[i];
+		char code[16], *l;
+
+		snprintf(code, sizeof(code), "%u", rc->code);
+		l = labels_of((const char *const[]){"method", rc->method, "route", rc->route,
+		                                    "code", code, NULL});
+		if (l)
+			hist_series(b, "readyd_http_request_duration_seconds", l, http_buckets,
+			            N_HTTP_BUCKETS, &rc->h);
+		free(l);
+	}
+}
+
+static void render_hists(struct svg_buf *b, const char *name, const char *key,
+                         const struct type_hist *tab, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char *l = labels_of((const char *const[]){key, tab[i].type, NULL});
+
+		if (l)
+			hist_series(b, name, l, duration_buckets, N_BUCKETS, &tab[i].h);
+		free(l);
 	}
 }
 
@@ -147,28 +256,11 @@ static void render_probe_hist(struct svg_buf *b)
 {
 	head(b, "readyd_probe_duration_seconds", "histogram",
 	     "Wall time of finished probes, by probe type.");
-	for (size_t i = 0; i < reg.n_types; i++) {
-		const struct type_hist *h = &reg.types[i];
-		uint64_t cum = 0;
-
-		for (size_t k = 0; k < N_BUCKETS; k++) {
-			cum += h->buckets[k];
-			svg_buf_puts(b, "readyd_probe_duration_seconds_bucket{type=\"");
-			label(b, h->type);
-			svg_buf_printf(b, "\",le=\"%g\"} %llu\n", duration_buckets[k],
-			               (unsigned long long)cum);
-		}
-		svg_buf_puts(b, "readyd_probe_duration_seconds_bucket{type=\"");
-		label(b, h->type);
-		svg_buf_printf(b, "\",le=\"+Inf\"} %llu\n", (unsigned long long)h->count);
-		svg_buf_puts(b, "readyd_probe_duration_seconds_sum{type=\"");
-		label(b, h->type);
-		svg_buf_puts(b, "\"}");
-		value(b, h->sum);
-		svg_buf_puts(b, "readyd_probe_duration_seconds_count{type=\"");
-		label(b, h->type);
-		svg_buf_printf(b, "\"} %llu\n", (unsigned long long)h->count);
-	}
+	render_hists(b, "readyd_probe_duration_seconds", "type", reg.types, reg.n_types);
+	head(b, "readyd_run_duration_seconds", "histogram",
+	     "Wall time of ended runs from start to end, by verdict (none: cancelled or "
+	     "interrupted).");
+	render_hists(b, "readyd_run_duration_seconds", "verdict", reg.verdicts, reg.n_verdicts);
 }
 
 static void render_runs(struct svg_buf *b, json_t *snap)
@@ -189,13 +281,57 @@ static void render_runs(struct svg_buf *b, json_t *snap)
 	svg_buf_printf(b, "readyd_runs_active %lld\n",
 	               (long long)json_integer_value(
 	                       json_object_get(by, run_state_to_string(RUN_RUNNING))));
-	head(b, "readyd_queue_depth", "gauge", "Runs queued, waiting for a slot.");
-	svg_buf_printf(b, "readyd_queue_depth %lld\n",
+	head(b, "readyd_runs_queued", "gauge", "Runs queued, waiting for a slot.");
+	svg_buf_printf(b, "readyd_runs_queued %lld\n",
 	               (long long)json_integer_value(
 	                       json_object_get(by, run_state_to_string(RUN_QUEUED))));
+	if (json_is_integer(json_object_get(snap, "queued_limit"))) {
+		head(b, "readyd_runs_queued_limit", "gauge",
+		     "Runs the queue holds (scheduler.max_queued); submits beyond are refused.");
+		svg_buf_printf(
+		        b, "readyd_runs_queued_limit %lld\n",
+		        (long long)json_integer_value(json_object_get(snap, "queued_limit")));
+	}
 	head(b, "readyd_db_size_bytes", "gauge", "Size of the SQLite database.");
 	svg_buf_printf(b, "readyd_db_size_bytes %lld\n",
 	               (long long)json_integer_value(json_object_get(snap, "db_size_bytes")));
+	if (json_is_boolean(json_object_get(snap, "store_degraded"))) {
+		head(b, "readyd_store_degraded", "gauge",
+		     "1 while the store cannot keep what it is given (a write pending, the "
+		     "database file gone); /readyz says why.");
+		svg_buf_printf(b, "readyd_store_degraded %d\n",
+		               json_is_true(json_object_get(snap, "store_degraded")));
+	}
+}
+
+/* The process_* families every Prometheus client library exports, from
+ * the snapshot's "process" object (the caller read /proc). */
+static void render_process(struct svg_buf *b, json_t *snap)
+{
+	static const struct {
+		const char *key, *name, *type, *help;
+	} fams[] = {
+	        {"cpu_seconds", "process_cpu_seconds_total", "counter",
+	         "Total user and system CPU time spent in seconds."},
+	        {"resident_bytes", "process_resident_memory_bytes", "gauge",
+	         "Resident memory size in bytes."},
+	        {"virtual_bytes", "process_virtual_memory_bytes", "gauge",
+	         "Virtual memory size in bytes."},
+	        {"open_fds", "process_open_fds", "gauge", "Number of open file descriptors."},
+	        {"max_fds", "process_max_fds", "gauge", "Maximum number of open file descriptors."},
+	        {"start_time_seconds", "process_start_time_seconds", "gauge",
+	         "Start time of the process since unix epoch in seconds."},
+	};
+	json_t *proc = json_object_get(snap, "process"), *v;
+
+	for (size_t i = 0; i < sizeof(fams) / sizeof(fams[0]); i++) {
+		v = json_object_get(proc, fams[i].key);
+		if (!json_is_number(v))
+			continue;
+		head(b, fams[i].name, fams[i].type, fams[i].help);
+		svg_buf_puts(b, fams[i].name);
+		value(b, json_number_value(v));
+	}
 }
 
 static void svc_labels(struct svg_buf *b, json_t *g)
@@ -205,6 +341,46 @@ static void svc_labels(struct svg_buf *b, json_t *g)
 	svg_buf_puts(b, "\",environment=\"");
 	label(b, json_string_value(json_object_get(g, "environment")));
 	svg_buf_puts(b, "\"");
+}
+
+/* Prometheus wants base units: a metric whose name ends in a unit other
+ * than the base one is shown in the base one, renamed to match. */
+static const struct {
+	const char *suffix, *base;
+	double factor;
+} unit_map[] = {
+        {"_ms", "_seconds", 0.001},
+        {"_s", "_seconds", 1},
+        {"_percent", "_ratio", 0.01},
+};
+
+/* One readyd_gate_metric_value series: "PROBE.METRIC" split into the
+ * probe and metric labels, the metric in base units. */
+static void gate_value(struct svg_buf *b, json_t *g, const char *gated, double v)
+{
+	const char *dot = strchr(gated, '.'), *metric = dot ? dot + 1 : gated;
+	size_t mlen = strlen(metric), plen = dot ? (size_t)(dot - gated) : 0;
+	const char *base = NULL;
+
+	for (size_t k = 0; k < sizeof(unit_map) / sizeof(unit_map[0]) && !base; k++) {
+		size_t sl = strlen(unit_map[k].suffix);
+
+		if (mlen > sl && strcmp(metric + mlen - sl, unit_map[k].suffix) == 0) {
+			base = unit_map[k].base;
+			mlen -= sl;
+			v *= unit_map[k].factor;
+		}
+	}
+	svg_buf_puts(b, "readyd_gate_metric_value");
+	svc_labels(b, g);
+	svg_buf_puts(b, ",probe=\"");
+	for (size_t k = 0; k < plen; k++)
+		label_char(b, gated[k]);
+	svg_buf_puts(b, "\",metric=\"");
+	for (size_t k = 0; k < mlen; k++)
+		label_char(b, metric[k]);
+	svg_buf_printf(b, "%s\"}", base ? base : "");
+	value(b, v);
 }
 
 /* One series per verdict, 1 for the current one: Prometheus' "state set"
@@ -239,21 +415,15 @@ static void render_gates(struct svg_buf *b, json_t *snap)
 		value(b, (double)ms / 1000.0);
 	}
 	head(b, "readyd_gate_metric_value", "gauge",
-	     "Last measured value of each gated metric (PROBE.METRIC) of each service and "
-	     "environment.");
+	     "Last measured value of each gated metric of each service and environment, in "
+	     "base units (_ms and _s as _seconds, _percent as _ratio).");
 	json_array_foreach (gates, i, g) {
 		const char *metric;
 		json_t *v;
 
 		json_object_foreach (json_object_get(g, "values"), metric, v) {
-			if (!json_is_number(v))
-				continue;
-			svg_buf_puts(b, "readyd_gate_metric_value");
-			svc_labels(b, g);
-			svg_buf_puts(b, ",metric=\"");
-			label(b, metric);
-			svg_buf_puts(b, "\"}");
-			value(b, json_number_value(v));
+			if (json_is_number(v))
+				gate_value(b, g, metric, json_number_value(v));
 		}
 	}
 }
@@ -270,6 +440,7 @@ char *metrics_render(json_t *snap, const char *version, size_t *ret_len)
 	render_http(&b);
 	render_probe_hist(&b);
 	render_runs(&b, snap);
+	render_process(&b, snap);
 	render_gates(&b, snap);
 	return svg_buf_steal(&b, ret_len);
 }

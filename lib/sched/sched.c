@@ -149,6 +149,11 @@ void sched_set_config(struct sched *s, const struct sched_config *cfg)
 	config_defaults(&s->cfg);
 }
 
+int sched_queue_limit(struct sched *s)
+{
+	return s->cfg.max_queued;
+}
+
 int sched_active(struct sched *s)
 {
 	return s->n_queued + s->n_running + s->n_unstored;
@@ -695,6 +700,8 @@ static void sched_finalize(struct run *r)
 	else
 		s->n_running--;
 	sched_decide(r);
+	if (r->started_at > 0 && r->finished_at >= r->started_at) /* for GET /metrics */
+		metrics_run_observe(r->verdict, (double)(r->finished_at - r->started_at) / 1000.0);
 	if (!r->unsaved && (e = write_judgement(r)) < 0)
 		sched_store_failed(r, e);
 	sched_save_state(r);

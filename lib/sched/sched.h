@@ -61,6 +61,9 @@ int sched_progress(struct sched *s, int64_t id, json_t **ret_progress);
 /* Number of active runs: queued, running, or ended but not yet stored. */
 int sched_active(struct sched *s);
 
+/* How many runs the queue holds (scheduler.max_queued). */
+int sched_queue_limit(struct sched *s);
+
 /* Called when the store refuses a write of a run (err is its -errno; the
  * sentence has the form "Failed to store 'run N': REASON; ..."), once per
  * spell of refusals, and with err 0 when the pending writes have landed.

@@ -292,7 +292,7 @@ class ReportsTest(lib.TestCase):
         self.assertTrue(r.headers['Content-Type'].startswith('text/plain; version=0.0.4'))
         text = r.body.decode('utf-8')
         for family in ('readyd_http_requests_total', 'readyd_runs_total', 'readyd_runs_active',
-                       'readyd_queue_depth', 'readyd_probe_duration_seconds',
+                       'readyd_runs_queued', 'readyd_probe_duration_seconds',
                        'readyd_db_size_bytes', 'readyd_build_info', 'readyd_gate_verdict',
                        'readyd_gate_last_run_timestamp_seconds', 'readyd_gate_metric_value'):
             self.assertIn('# TYPE %s ' % family, text)
@@ -346,7 +346,7 @@ class ReportsTest(lib.TestCase):
             self.assertEqual(prom.query('up'), 1.0)
             self.assertEqual(
                 prom.query('readyd_gate_verdict{service="report-demo",verdict="PASS"}'), 0.0)
-            v = prom.query('readyd_gate_metric_value{metric="latency.p95_ms"}')
+            v = prom.query('readyd_gate_metric_value{probe="latency",metric="p95_seconds"}')
             self.assertIsNotNone(v)
             self.assertGreater(v, 0)
 

@@ -6,11 +6,13 @@
  * that must come out inert.
  */
 #include <check.h>
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lib/report/metrics.h"
+#include "lib/report/procstat.h"
 #include "lib/report/report.h"
 #include "lib/store/store.h"
 #include "lib/report/svg.h"
@@ -457,12 +459,14 @@ START_TEST(test_metrics_render)
 	char *t;
 
 	metrics_reset();
-	metrics_http_request("GET", "/v1/runs/{id}", 200);
-	metrics_http_request("GET", "/v1/runs/{id}", 200);
-	metrics_http_request("GET", NULL, 404);
+	metrics_http_request("GET", "/v1/runs/{id}", 200, 0.002);
+	metrics_http_request("GET", "/v1/runs/{id}", 200, 0.002);
+	metrics_http_request("GET", NULL, 404, 0.0001);
 	metrics_probe_observe("load", 0.3);
 	metrics_probe_observe("load", 45);
 	metrics_probe_observe("load", 1e9);
+	metrics_run_observe("PASS", 42);
+	metrics_run_observe(NULL, 0.2);
 	t = metrics_render(snap, "1.2.3", NULL);
 	ck_assert_ptr_nonnull(t);
 	ck_assert_ptr_nonnull(strstr(t, "readyd_build_info{version=\"1.2.3\"} 1\n"));
@@ -481,17 +485,59 @@ START_TEST(test_metrics_render)
 	ck_assert_ptr_nonnull(strstr(t, "readyd_runs_total{state=\"passed\"} 3\n"));
 	ck_assert_ptr_nonnull(strstr(t, "readyd_runs_total{state=\"failed\"} 0\n"));
 	ck_assert_ptr_nonnull(strstr(t, "readyd_runs_active 1\n"));
-	ck_assert_ptr_nonnull(strstr(t, "readyd_queue_depth 2\n"));
+	ck_assert_ptr_nonnull(strstr(t, "readyd_runs_queued 2\n"));
+	/* Request durations by route pattern, cumulative buckets. */
+	ck_assert_ptr_nonnull(strstr(t, "# TYPE readyd_http_request_duration_seconds histogram\n"));
+	ck_assert_ptr_nonnull(strstr(t,
+	                             "readyd_http_request_duration_seconds_bucket{method=\"GET\","
+	                             "route=\"/v1/runs/{id}\",code=\"200\",le=\"0.001\"} 0\n"));
+	ck_assert_ptr_nonnull(strstr(t,
+	                             "readyd_http_request_duration_seconds_bucket{method=\"GET\","
+	                             "route=\"/v1/runs/{id}\",code=\"200\",le=\"0.0025\"} 2\n"));
+	ck_assert_ptr_nonnull(strstr(t, "readyd_http_request_duration_seconds_count{method=\"GET\","
+	                                "route=\"unmatched\",code=\"404\"} 1\n"));
+	/* Run durations by verdict. */
+	ck_assert_ptr_nonnull(
+	        strstr(t, "readyd_run_duration_seconds_bucket{verdict=\"PASS\",le=\"30\"} 0\n"));
+	ck_assert_ptr_nonnull(
+	        strstr(t, "readyd_run_duration_seconds_bucket{verdict=\"PASS\",le=\"60\"} 1\n"));
+	ck_assert_ptr_nonnull(strstr(t, "readyd_run_duration_seconds_count{verdict=\"none\"} 1\n"));
 	ck_assert_ptr_nonnull(strstr(t, "readyd_db_size_bytes 4096\n"));
 	ck_assert_ptr_nonnull(strstr(t, "readyd_gate_verdict{service=\"a\\\"b\\\\c\\nd\","
 	                                "environment=\"prod\",verdict=\"FAIL\"} 1\n"));
 	ck_assert_ptr_nonnull(strstr(t, "environment=\"prod\",verdict=\"PASS\"} 0\n"));
 	ck_assert_ptr_nonnull(strstr(t, "readyd_gate_last_run_timestamp_seconds{service=\"a\\\"b"
 	                                "\\\\c\\nd\",environment=\"prod\"} 1795700402\n"));
-	ck_assert_ptr_nonnull(strstr(t, "metric=\"latency.p95_ms\"} 40.5\n"));
+	/* Gated values in base units, the unit in the name, not in a label. */
+	ck_assert_ptr_nonnull(
+	        strstr(t, "probe=\"latency\",metric=\"p95_seconds\"} 0.040500000000000001\n"));
+	ck_assert_ptr_nonnull(strstr(t, "probe=\"tls\",metric=\"version\"} 1.3\n"));
+	ck_assert_ptr_null(strstr(t, "_ms\""));
+	/* Without the process' part, its families are left out. */
+	ck_assert_ptr_null(strstr(t, "process_"));
+	ck_assert_ptr_null(strstr(t, "readyd_store_degraded"));
 	/* Every family has HELP and TYPE. */
 	ck_assert_uint_eq(count(t, "# HELP "), count(t, "# TYPE "));
-	ck_assert_uint_eq(count(t, "# TYPE "), 10);
+	ck_assert_uint_eq(count(t, "# TYPE "), 12);
+	free(t);
+	/* With it: the process_* families and the store's state. */
+	json_object_set_new(snap, "store_degraded", json_true());
+	json_object_set_new(snap, "queued_limit", json_integer(100));
+	json_object_set_new(snap, "process",
+	                    json_pack("{s:f, s:f, s:f, s:f, s:f, s:f}", "cpu_seconds", 1.5,
+	                              "resident_bytes", 4096.0, "virtual_bytes", 8192.0, "open_fds",
+	                              7.0, "max_fds", 1024.0, "start_time_seconds", 1795700402.0));
+	t = metrics_render(snap, "1.2.3", NULL);
+	ck_assert_ptr_nonnull(strstr(
+	        t, "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 1.5\n"));
+	ck_assert_ptr_nonnull(strstr(t, "process_resident_memory_bytes 4096\n"));
+	ck_assert_ptr_nonnull(strstr(t, "process_virtual_memory_bytes 8192\n"));
+	ck_assert_ptr_nonnull(strstr(t, "process_open_fds 7\n"));
+	ck_assert_ptr_nonnull(strstr(t, "process_max_fds 1024\n"));
+	ck_assert_ptr_nonnull(strstr(t, "process_start_time_seconds 1795700402\n"));
+	ck_assert_ptr_nonnull(strstr(t, "readyd_store_degraded 1\n"));
+	ck_assert_ptr_nonnull(strstr(t, "readyd_runs_queued_limit 100\n"));
+	ck_assert_uint_eq(count(t, "# TYPE "), 20);
 	free(t);
 	json_decref(snap);
 	metrics_reset();
@@ -505,12 +551,37 @@ START_TEST(test_metrics_route_cap)
 	metrics_reset();
 	for (int i = 0; i < METRICS_MAX_ROUTES + 10; i++) {
 		snprintf(route, sizeof(route), "/r%d", i);
-		metrics_http_request("GET", route, 200);
+		metrics_http_request("GET", route, 200, 0.001);
 	}
 	t = metrics_render(NULL, "x", NULL);
 	ck_assert_uint_eq(count(t, "readyd_http_requests_total{"), METRICS_MAX_ROUTES);
 	free(t);
 	metrics_reset();
+}
+END_TEST
+
+/* /proc/PID/stat as proc(5) has it; the name holds spaces and a ')'. */
+START_TEST(test_procstat_parse)
+{
+	const char *line = "4242 (ready d) x) S 1 4242 4242 0 -1 4194560 900 0 0 0 "
+	                   "250 50 0 0 20 0 3 0 123400 26300416 3337 18446744073709551615 1 1 0 "
+	                   "0 0 0 0 4096 0 0 0 0 17 1 0 0 0 0 0\n";
+	struct procstat ps = {0};
+
+	ck_assert_int_eq(procstat_parse_stat(line, 100, 4096, 1795700000.0, &ps), 0);
+	ck_assert_double_eq_tol(ps.cpu_seconds, 3.0, 1e-9);
+	ck_assert_double_eq_tol(ps.start_time_seconds, 1795700000.0 + 1234.0, 1e-6);
+	ck_assert_double_eq_tol(ps.virtual_bytes, 26300416.0, 0.5);
+	ck_assert_double_eq_tol(ps.resident_bytes, 3337.0 * 4096.0, 0.5);
+	ck_assert_int_eq(procstat_parse_stat("4242 (readyd S 1", 100, 4096, 0, &ps), -EINVAL);
+	ck_assert_int_eq(procstat_parse_stat("4242 (readyd) S 1 2 3", 100, 4096, 0, &ps), -EINVAL);
+	ck_assert_int_eq(procstat_parse_stat(line, 0, 4096, 0, &ps), -EINVAL);
+	/* This process, read for real: numbers a live process must have. */
+	ck_assert_int_eq(procstat_read(&ps), 0);
+	ck_assert_double_gt(ps.resident_bytes, 0);
+	ck_assert_double_ge(ps.virtual_bytes, ps.resident_bytes);
+	ck_assert_double_ge(ps.open_fds, 3);
+	ck_assert_double_gt(ps.start_time_seconds, 1.5e9);
 }
 END_TEST
 
@@ -586,6 +657,7 @@ static Suite *report_suite(void)
 	tcase_add_test(tc, test_html_no_trends);
 	tcase_add_test(tc, test_svg_bar_nan);
 	tcase_add_test(tc, test_metrics_render);
+	tcase_add_test(tc, test_procstat_parse);
 	tcase_add_test(tc, test_metrics_route_cap);
 	tcase_add_test(tc, test_store_snapshot);
 	suite_add_tcase(s, tc);
