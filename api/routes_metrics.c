@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "api.h"
+#include "lib/probe/probe.h"
 #include "lib/report/metrics.h"
 #include "lib/report/procstat.h"
 
@@ -26,6 +27,12 @@ static void add_process(struct api_app *app, json_t *snap)
 	struct procstat ps;
 	char why[512];
 
+	for (size_t t = 0; t < probe_type_count(); t++) {
+		const struct probe_type_def *def = probe_type_get((enum probe_type)t);
+
+		if (def)
+			metrics_probe_declare(def->name);
+	}
 	json_object_set_new(snap, "queued_limit", json_integer(sched_queue_limit(app->sched)));
 	json_object_set_new(snap, "store_degraded",
 	                    json_boolean(api_store_problem(app, why, sizeof(why)) < 0));

@@ -130,6 +130,12 @@ void metrics_probe_observe(const char *type, double seconds)
 		hist_add(&h->h, duration_buckets, N_BUCKETS, seconds);
 }
 
+void metrics_probe_declare(const char *type)
+{
+	if (type)
+		(void)hist_of(reg.types, &reg.n_types, METRICS_MAX_TYPES, type);
+}
+
 void metrics_run_observe(const char *verdict, double seconds)
 {
 	struct type_hist *h;
@@ -252,6 +258,25 @@ static void render_hists(struct svg_buf *b, const char *name, const char *key,
 	}
 }
 
+/* Every verdict from the start, at zero until observed: a series that
+ * appears at 1 hides its first increase from rate(). */
+static void render_verdicts(struct svg_buf *b)
+{
+	static const char *const known[] = {"PASS", "FAIL", "ERROR", "none"};
+	struct type_hist all[METRICS_MAX_VERDICTS] = {{"", {{0}, 0, 0}}};
+	size_t n = 0;
+
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		(void)hist_of(all, &n, METRICS_MAX_VERDICTS, known[i]);
+	for (size_t i = 0; i < reg.n_verdicts; i++) {
+		struct type_hist *h = hist_of(all, &n, METRICS_MAX_VERDICTS, reg.verdicts[i].type);
+
+		if (h)
+			h->h = reg.verdicts[i].h;
+	}
+	render_hists(b, "readyd_run_duration_seconds", "verdict", all, n);
+}
+
 static void render_probe_hist(struct svg_buf *b)
 {
 	head(b, "readyd_probe_duration_seconds", "histogram",
@@ -260,7 +285,7 @@ static void render_probe_hist(struct svg_buf *b)
 	head(b, "readyd_run_duration_seconds", "histogram",
 	     "Wall time of ended runs from start to end, by verdict (none: cancelled or "
 	     "interrupted).");
-	render_hists(b, "readyd_run_duration_seconds", "verdict", reg.verdicts, reg.n_verdicts);
+	render_verdicts(b);
 }
 
 static void render_runs(struct svg_buf *b, json_t *snap)

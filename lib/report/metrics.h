@@ -27,6 +27,11 @@ void metrics_http_request(const char *method, const char *route, unsigned code, 
 /* Observes one finished probe's duration. */
 void metrics_probe_observe(const char *type, double seconds);
 
+/* Adds a probe type's histogram at zero, so its series exist before its
+ * first probe ends (rate() cannot see the increase of a series that
+ * appears at 1). Borrowed. */
+void metrics_probe_declare(const char *type);
+
 /* Observes one ended run's duration from start to end; verdict NULL (a
  * cancelled or interrupted run) counts as "none". */
 void metrics_run_observe(const char *verdict, double seconds);
