@@ -503,7 +503,8 @@ START_TEST(test_metrics_render)
 	        strstr(t, "readyd_run_duration_seconds_bucket{verdict=\"PASS\",le=\"60\"} 1\n"));
 	ck_assert_ptr_nonnull(strstr(t, "readyd_run_duration_seconds_count{verdict=\"none\"} 1\n"));
 	/* A verdict not seen yet is there at zero, so rate() sees its first. */
-	ck_assert_ptr_nonnull(strstr(t, "readyd_run_duration_seconds_count{verdict=\"ERROR\"} 0\n"));
+	ck_assert_ptr_nonnull(
+	        strstr(t, "readyd_run_duration_seconds_count{verdict=\"ERROR\"} 0\n"));
 	ck_assert_ptr_nonnull(strstr(t, "readyd_db_size_bytes 4096\n"));
 	ck_assert_ptr_nonnull(strstr(t, "readyd_gate_verdict{service=\"a\\\"b\\\\c\\nd\","
 	                                "environment=\"prod\",verdict=\"FAIL\"} 1\n"));
