@@ -1,6 +1,7 @@
-/* metrics: readyd's own counters and the Prometheus text exposition (see
- * metrics.h). Label values are escaped as the format requires (\\, \",
- * \n); metric names are fixed here, never taken from input.
+/* metrics: readyd's own counters and histograms and the Prometheus text
+ * exposition (see metrics.h). Label values are escaped as the format
+ * requires (\\, \", \n); metric names are fixed here, never taken from
+ * input.
  */
 #include <math.h>
 #include <stdbool.h>
@@ -34,6 +35,7 @@ struct hist {
 	uint64_t count;
 	double sum;
 };
+_Static_assert(N_BUCKETS <= N_HTTP_BUCKETS, "struct hist holds either set of bounds");
 
 struct route_count {
 	char method[8];
