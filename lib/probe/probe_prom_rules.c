@@ -7,6 +7,13 @@
  * with a sentence naming them. An answer it cannot read is an error, never
  * a pass.
  *
+ * Then it asks whether the alerting rules concerned (the `require`d ones,
+ * or all) can fire at all (lib/prom/promfire.h): a selector that matches
+ * no series, or an operation whose sides share no label set, makes an
+ * alert that can never fire however bad things get. Published as
+ * cannot_fire (rules), analysed and not_analysed; cannot_fire above zero
+ * fails the probe too.
+ *
  * A rule Prometheus has not evaluated yet (health "unknown", right after
  * it started or loaded the rules) says nothing about the rule: the probe
  * asks again until its group's first evaluation (bounded by the group's
@@ -22,6 +29,7 @@
 #include "lib/policy/policy.h"
 #include "lib/probe/probe.h"
 #include "lib/prom/promapi.h"
+#include "lib/prom/promfire.h"
 #include "lib/prom/promrules.h"
 #include "lib/util/util.h"
 
@@ -46,6 +54,10 @@ struct rules_probe {
 	char first_file_error[256];
 	enum probe_state outcome; /* announced once the timer is closed */
 	char *why;
+	/* the can-fire analysis, after the rules were judged */
+	struct promfire *fire;
+	char *base_why;  /* what the rules answer showed wrong ("" for nothing) */
+	bool base_error; /* ... and that only makes an error */
 	/* rule_files are read and checked on the threadpool (lib/policy/policy.h):
 	 * the worker only sees what is copied here. */
 	uv_work_t work;
@@ -108,6 +120,8 @@ static void rules_release(struct rules_probe *rp)
 	free(rp->paths);
 	policy_unref(rp->files);
 	json_decref(rp->file_reports);
+	promfire_free(rp->fire);
+	free(rp->base_why);
 	free(rp->why);
 	free(rp);
 }
@@ -190,11 +204,26 @@ static void add_unevaluated(json_t *list, const char *group, const char *rule, j
 
 /* What walk_groups() collects. */
 struct rules_seen {
+	const struct spec_probe *sp;
 	json_t *alerts;          /* name -> true */
+	json_t *analyse;         /* [{rule, group, expr}]: alerting rules to analyse */
 	json_t *bad;             /* [{group, rule, health, error}] */
 	json_t *unevaluated;     /* [{group, rule, interval_s}] */
 	int64_t max_interval_ms; /* longest interval of a group with an unevaluated rule */
 };
+
+/* The rules whose ability to fire is checked: the required ones, or
+ * every alerting rule when none is required; none with can_fire: false.
+ * Rules not evaluated or unhealthy are reported as such instead. */
+static bool wants_analysis(const struct spec_probe *sp, const char *name)
+{
+	if (sp->can_fire == 0)
+		return false;
+	for (size_t i = 0; i < sp->n_require; i++)
+		if (strcmp(sp->require[i], name) == 0)
+			return true;
+	return sp->n_require == 0;
+}
 
 static void walk_rule(struct rules_seen *seen, json_t *g, const char *gname, json_t *rule)
 {
@@ -210,6 +239,11 @@ static void walk_rule(struct rules_seen *seen, json_t *g, const char *gname, jso
 			seen->max_interval_ms = promapi_group_interval_ms(g);
 	} else if (unhealthy(rule, &health, &err)) {
 		add_unhealthy(seen->bad, gname, name, health, err);
+	} else if (strcmp(type, "alerting") == 0 && wants_analysis(seen->sp, name)) {
+		json_array_append_new(
+		        seen->analyse,
+		        json_pack("{s:s, s:s, s:s}", "rule", name, "group", gname, "expr",
+		                  json_string_value(json_object_get(rule, "query")) ?: ""));
 	}
 }
 
@@ -371,27 +405,68 @@ __attribute__((format(printf, 3, 4))) static void done(struct rules_probe *rp, e
 	uv_close((uv_handle_t *)&rp->timer, on_timer_closed);
 }
 
+/* One clause per finding of the analysis. */
+static void describe_fire(json_t *findings, char *buf, size_t len)
+{
+	size_t o = strlen(buf), i;
+	json_t *v;
+
+	json_array_foreach (findings, i, v)
+		clause(buf, len, &o, "alert %s (group %s) cannot fire: %s",
+		       json_string_value(json_object_get(v, "rule")),
+		       json_string_value(json_object_get(v, "group")),
+		       json_string_value(json_object_get(v, "reason")));
+}
+
 /* Failed when something is wrong with the rules; error when the only
  * thing left is rules not evaluated because the deadline cut the wait
- * short: then readyd could not find out. */
-static void verdict(struct rules_probe *rp, json_t *missing, const struct rules_seen *seen)
+ * short, or an analysis that could not be finished: then readyd could not
+ * find out. fire_err: the analysis' failure, or NULL. */
+static void conclude(struct rules_probe *rp, const char *fire_err)
 {
-	char why[2048];
-	bool only_unevaluated = json_array_size(missing) == 0 && json_array_size(seen->bad) == 0 &&
-	                        rp->file_errors == 0;
+	struct probe *p = rp->p;
+	char why[4096];
 
-	describe(rp, missing, seen, why, sizeof(why));
-	if (!why[0])
+	snprintf(why, sizeof(why), "%s", rp->base_why);
+	if (rp->fire && !fire_err) {
+		probe_set_metric(p, "cannot_fire", (double)promfire_cannot_fire(rp->fire));
+		probe_set_metric(p, "analysed", (double)promfire_analysed(rp->fire));
+		probe_set_metric(p, "not_analysed",
+		                 (double)json_array_size(promfire_unanalysed(rp->fire)));
+		json_object_set(p->details, "cannot_fire", promfire_findings(rp->fire));
+		json_object_set(p->details, "not_analysed", promfire_unanalysed(rp->fire));
+		describe_fire(promfire_findings(rp->fire), why, sizeof(why));
+	} else if (!rp->fire && p->sp->can_fire != 0) {
+		probe_set_metric(p, "cannot_fire", 0);
+		probe_set_metric(p, "analysed", 0);
+		probe_set_metric(p, "not_analysed", 0);
+	}
+	if (fire_err && !why[0])
+		done(rp, PROBE_STATE_ERRORED, "cannot tell whether the alerts can fire: %s",
+		     fire_err);
+	else if (fire_err)
+		done(rp, PROBE_STATE_FAILED, "%s; cannot tell whether the alerts can fire: %s", why,
+		     fire_err);
+	else if (!why[0])
 		done(rp, PROBE_STATE_PASSED, NULL);
-	else if (only_unevaluated && rp->cut_short)
+	else if (rp->base_error && strcmp(why, rp->base_why) == 0)
 		done(rp, PROBE_STATE_ERRORED, "%s", why);
 	else
 		done(rp, PROBE_STATE_FAILED, "%s", why);
 }
 
+static void on_fire(void *userdata, int err, const char *message)
+{
+	struct rules_probe *rp = userdata;
+
+	conclude(rp, err < 0 ? message : NULL);
+}
+
 static void judge(struct rules_probe *rp, const struct rules_seen *seen, int n)
 {
 	json_t *missing = n >= 0 ? find_missing(rp->p->sp, seen->alerts) : NULL;
+	char why[2048];
+	int r;
 
 	if (n < 0 || !missing) {
 		done(rp, PROBE_STATE_ERRORED,
@@ -403,8 +478,22 @@ static void judge(struct rules_probe *rp, const struct rules_seen *seen, int n)
 		return;
 	}
 	publish(rp, n, missing, seen);
-	verdict(rp, missing, seen);
+	describe(rp, missing, seen, why, sizeof(why));
+	rp->base_error = json_array_size(missing) == 0 && json_array_size(seen->bad) == 0 &&
+	                 rp->file_errors == 0 && rp->cut_short;
 	json_decref(missing);
+	rp->base_why = strdup(why);
+	if (!rp->base_why) {
+		done(rp, PROBE_STATE_ERRORED, "out of memory");
+		return;
+	}
+	if (json_array_size(seen->analyse) == 0)
+		return conclude(rp, NULL);
+	r = promfire_start(rp->p->loop, rp->p->http, rp->p->sp, seen->analyse, on_fire, rp,
+	                   &rp->fire);
+	if (r < 0)
+		done(rp, PROBE_STATE_ERRORED, "cannot analyse the alerting rules: %s",
+		     strerror(-r));
 }
 
 /* How long to wait for first evaluations: the longest interval among the
@@ -449,8 +538,11 @@ static bool wait_more(struct rules_probe *rp, const struct rules_seen *seen)
 static void on_rules(void *userdata, int err, json_t *data, const char *message)
 {
 	struct rules_probe *rp = userdata;
-	struct rules_seen seen = {
-	        .alerts = json_object(), .bad = json_array(), .unevaluated = json_array()};
+	struct rules_seen seen = {.sp = rp->p->sp,
+	                          .alerts = json_object(),
+	                          .analyse = json_array(),
+	                          .bad = json_array(),
+	                          .unevaluated = json_array()};
 	int n = -ENOMEM;
 
 	rp->call = NULL;
@@ -459,13 +551,14 @@ static void on_rules(void *userdata, int err, json_t *data, const char *message)
 		done(rp, PROBE_STATE_ERRORED, "%s", message);
 		goto out;
 	}
-	if (seen.alerts && seen.bad && seen.unevaluated)
+	if (seen.alerts && seen.analyse && seen.bad && seen.unevaluated)
 		n = walk_groups(data, &seen);
 	if (n >= 0 && wait_more(rp, &seen))
 		goto out;
 	judge(rp, &seen, n);
 out:
 	json_decref(seen.alerts);
+	json_decref(seen.analyse);
 	json_decref(seen.bad);
 	json_decref(seen.unevaluated);
 }
@@ -515,6 +608,8 @@ static void rules_cancel(struct probe *p)
 		return; /* already ending */
 	promapi_cancel(rp->call);
 	rp->call = NULL;
+	promfire_free(rp->fire);
+	rp->fire = NULL;
 	done(rp, PROBE_STATE_CANCELLED, NULL);
 }
 
@@ -539,6 +634,7 @@ static const struct spec_field fields[] = {
 	{.key = "rule_files", .kind = FK_STRING_LIST, .flags = SPEC_FIELD_FILE,
 	 .off = SPEC_P(rule_files), .count_off = SPEC_P(n_rule_files), .max = SPEC_MAX_LIST,
 	 .check = spec_check_abs_path},
+	{.key = "can_fire", .kind = FK_TRISTATE, .off = SPEC_P(can_fire)},
 	SPEC_F_TLS_CLIENT,
 };
 /* clang-format on */
@@ -550,6 +646,9 @@ static const struct probe_metric_def metrics[] = {
         {"unhealthy", "rules", PROBE_SAMPLES_NONE},
         {"unevaluated", "rules", PROBE_SAMPLES_NONE},
         {"rule_file_errors", "errors", PROBE_SAMPLES_NONE},
+        {"cannot_fire", "rules", PROBE_SAMPLES_NONE},
+        {"analysed", "rules", PROBE_SAMPLES_NONE},
+        {"not_analysed", "rules", PROBE_SAMPLES_NONE},
 };
 
 const struct probe_type_def probe_type_prom_rules = {

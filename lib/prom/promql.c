@@ -139,8 +139,8 @@ static char *label_name(struct parser *p)
 	size_t n = 0;
 
 	skip_ws(p);
-	while (p->pos + n < p->len && (isalnum((unsigned char)p->s[p->pos + n]) ||
-	                               p->s[p->pos + n] == '_'))
+	while (p->pos + n < p->len &&
+	       (isalnum((unsigned char)p->s[p->pos + n]) || p->s[p->pos + n] == '_'))
 		n++;
 	if (n == 0 || isdigit((unsigned char)p->s[p->pos])) {
 		fail(p, "expected a label name");
@@ -485,14 +485,14 @@ static void arguments(struct parser *p, struct promql_node *n)
 }
 
 static const char *const aggregations[] = {
-        "sum",   "avg",      "count",  "min",     "max",          "stddev", "stdvar",
-        "topk",  "bottomk",  "quantile", "count_values", "group",  "limitk", "limit_ratio",
-        NULL};
+        "sum",     "avg",      "count",        "min",   "max",    "stddev",      "stdvar", "topk",
+        "bottomk", "quantile", "count_values", "group", "limitk", "limit_ratio", NULL};
 
 static bool is_aggregation(struct parser *p, size_t n)
 {
 	for (size_t i = 0; aggregations[i]; i++)
-		if (strlen(aggregations[i]) == n && strncasecmp(p->s + p->pos, aggregations[i], n) == 0)
+		if (strlen(aggregations[i]) == n &&
+		    strncasecmp(p->s + p->pos, aggregations[i], n) == 0)
 			return true;
 	return false;
 }
@@ -683,11 +683,11 @@ struct binop_info {
 
 /* Longest tokens first. */
 static const struct binop_info binops[] = {
-        {"==", PQ_CMP_EQ, 3, false}, {"!=", PQ_CMP_NE, 3, false}, {">=", PQ_CMP_GE, 3, false},
-        {"<=", PQ_CMP_LE, 3, false}, {">", PQ_CMP_GT, 3, false},  {"<", PQ_CMP_LT, 3, false},
-        {"+", PQ_ADD, 4, false},     {"-", PQ_SUB, 4, false},     {"*", PQ_MUL, 5, false},
-        {"/", PQ_DIV, 5, false},     {"%", PQ_MOD, 5, false},     {"^", PQ_POW, 7, false},
-        {"atan2", PQ_ATAN2, 5, true}, {"and", PQ_AND, 2, true},   {"unless", PQ_UNLESS, 2, true},
+        {"==", PQ_CMP_EQ, 3, false},  {"!=", PQ_CMP_NE, 3, false}, {">=", PQ_CMP_GE, 3, false},
+        {"<=", PQ_CMP_LE, 3, false},  {">", PQ_CMP_GT, 3, false},  {"<", PQ_CMP_LT, 3, false},
+        {"+", PQ_ADD, 4, false},      {"-", PQ_SUB, 4, false},     {"*", PQ_MUL, 5, false},
+        {"/", PQ_DIV, 5, false},      {"%", PQ_MOD, 5, false},     {"^", PQ_POW, 7, false},
+        {"atan2", PQ_ATAN2, 5, true}, {"and", PQ_AND, 2, true},    {"unless", PQ_UNLESS, 2, true},
         {"or", PQ_OR, 1, true},
 };
 #define PREC_UNARY 6
@@ -1197,8 +1197,9 @@ static void collect_names(const struct promql_node *op, json_t *result, json_t *
 				continue;
 			for (j = 0; j < op->match_labels.n; j++)
 				listed = listed || strcmp(op->match_labels.names[j], k) == 0;
-			if (op->matching == PQ_MATCH_ON ? !listed
-			                                : op->matching == PQ_MATCH_IGNORING && listed)
+			if (op->matching == PQ_MATCH_ON
+			            ? !listed
+			            : op->matching == PQ_MATCH_IGNORING && listed)
 				continue;
 			json_object_set_new(names, k, json_true());
 		}
@@ -1270,15 +1271,17 @@ void promql_explain_mismatch(const struct promql_node *op, json_t *left, json_t 
 		snprintf(buf, len,
 		         "the sides of '%s' match no series pair: %s%s%s%s%s%s (match them with "
 		         "on(%s) or ignoring(%s%s%s), or aggregate both sides with sum by (...))",
-		         promql_binop_name(op->op), nl ? "only the left side has the label(s) " : "",
-		         lonly, nl && nr ? " and " : "", nr ? "only the right side has the label(s) " : "",
+		         promql_binop_name(op->op),
+		         nl ? "only the left side has the label(s) " : "", lonly,
+		         nl && nr ? " and " : "", nr ? "only the right side has the label(s) " : "",
 		         ronly, "", both, lonly, nl && nr ? ", " : "", ronly);
 	else
-		snprintf(buf, len,
-		         "the sides of '%s' match no series pair: both carry the labels (%s) but no "
-		         "pair has equal values for all of them (match on fewer labels with on(...) "
-		         "or ignoring(...))",
-		         promql_binop_name(op->op), both);
+		snprintf(
+		        buf, len,
+		        "the sides of '%s' match no series pair: both carry the labels (%s) but no "
+		        "pair has equal values for all of them (match on fewer labels with on(...) "
+		        "or ignoring(...))",
+		        promql_binop_name(op->op), both);
 out:
 	json_decref(ln);
 	json_decref(rn);

@@ -150,6 +150,11 @@ struct spec_probe {
 	size_t n_require;
 	char **rule_files;
 	size_t n_rule_files;
+	int can_fire;    /* prometheus-rules: -1 absent (analyse), 0 off, 1 on */
+	char **matchers; /* prometheus-alerts: label matchers (`service="x"`) */
+	size_t n_matchers;
+	char **severities; /* prometheus-alerts: default critical, warning */
+	size_t n_severities;
 	char *query;
 	int64_t range_ms; /* prometheus-query: range window, 0 = instant */
 	char *function;   /* min | max | avg | last (range queries) */

@@ -32,8 +32,8 @@ static const struct {
         {"up{job=\"a\",instance!=\"b\",}", "up{job=\"a\", instance!=\"b\"}", NULL},
         {"{__name__=~\"up|down\"}", "{__name__=~\"up|down\"}", NULL},
         {"rate(x_total{code=~\"5..\"}[5m])", "rate(x_total{code=~\"5..\"}[5m])", NULL},
-        {"rate(inference_errors_total[5m]) / rate(inference_requests_total[5m]) > 0.05",
-         NULL, "rate(inference_errors_total[5m]) / rate(inference_requests_total[5m])"},
+        {"rate(inference_errors_total[5m]) / rate(inference_requests_total[5m]) > 0.05", NULL,
+         "rate(inference_errors_total[5m]) / rate(inference_requests_total[5m])"},
         {"histogram_quantile(0.95, sum by (le) (rate(d_bucket[5m]))) > 0.5", NULL,
          "histogram_quantile(0.95, sum by (le) (rate(d_bucket[5m])))"},
         {"sum(rate(x[5m])) by (job, le)", "sum by (job, le) (rate(x[5m]))", NULL},
@@ -233,7 +233,8 @@ START_TEST(test_explain)
 	                    "label(s) code (match them with on(instance, job) or ignoring(code), "
 	                    "or aggregate both sides with sum by (...))");
 	free(s);
-	s = explain("a / ignoring(x) b", "[{\"metric\": {\"job\": \"d\", \"x\": \"1\", \"y\": \"2\"}}]",
+	s = explain("a / ignoring(x) b",
+	            "[{\"metric\": {\"job\": \"d\", \"x\": \"1\", \"y\": \"2\"}}]",
 	            "[{\"metric\": {\"job\": \"e\", \"z\": \"3\"}}]");
 	ck_assert_str_eq(s, "the sides of '/' match no series pair: only the left side has the "
 	                    "label(s) y and only the right side has the label(s) z (match them "

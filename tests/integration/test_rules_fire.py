@@ -1,0 +1,153 @@
+"""Integration: alerting rules that can never fire, and the gate on
+alerts already firing, against a real Prometheus (Debian package) that
+scrapes the real demo target. The four rules of the deployment checklist
+use the demo target's series: HighLatency and LowThroughput can fire;
+HighErrorRate divides two sides whose labels differ (the errors counter
+has no `code` label) and GPUOutOfMemory asks for DCGM series nobody
+exports, so those two never can, though Prometheus calls all four
+healthy. One Prometheus for the file; every case takes seconds."""
+import contextlib
+import json
+import os
+import socket
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lib  # noqa: E402
+
+RULES = """groups:
+  - name: checklist
+    interval: 1s
+    rules:
+      - alert: HighLatency
+        expr: histogram_quantile(0.95, sum by (le) (rate(inference_duration_seconds_bucket[5m]))) > 0.5
+        labels: { severity: warning, service: demo }
+      - alert: HighErrorRate
+        expr: rate(inference_errors_total[5m]) / rate(inference_requests_total[5m]) > 0.05
+        labels: { severity: critical, service: demo }
+      - alert: LowThroughput
+        expr: sum(rate(inference_requests_total[5m])) < 10
+        labels: { severity: warning, service: demo }
+      - alert: GPUOutOfMemory
+        expr: DCGM_FI_DEV_FB_FREE / (DCGM_FI_DEV_FB_FREE + DCGM_FI_DEV_FB_USED) < 0.1
+        labels: { severity: critical, service: demo }
+  - name: fixed
+    interval: 1s
+    rules:
+      - alert: HighErrorRateFixed
+        expr: sum(rate(inference_errors_total[5m])) / sum(rate(inference_requests_total[5m])) > 0.05
+        labels: { severity: critical, service: demo }
+"""
+
+CHECKLIST = ['HighLatency', 'HighErrorRate', 'LowThroughput', 'GPUOutOfMemory']
+
+
+def spec(probes, gates=()):
+    text = 'apiVersion: readyd/v1\nservice: demo\nversion: 1.0.0\nenvironment: test\n'
+    text += 'timeout: 5m\nprobes:\n' + probes
+    if gates:
+        text += 'gates:\n' + ''.join('  - %s\n' % json.dumps(g) for g in gates)
+    return text
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+class FireBase(lib.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = contextlib.ExitStack()
+        try:
+            cls.demo = cls.stack.enter_context(lib.DemoTarget())
+            cls.prom = cls.stack.enter_context(
+                lib.Prometheus(rules=RULES, scrape_targets=[cls.demo.url]))
+            cls.daemon = cls.stack.enter_context(lib.Daemon())
+            # rate() over the counters needs two scrapes of each series.
+            cls.prom.wait_for(
+                lambda: cls.prom.query('count(rate(inference_requests_total[5m]))') == 2.0,
+                what='two scrapes of the demo target')
+            cls.prom.wait_for(cls.prom.rules_evaluated, what='rules evaluated')
+            cls.prom.wait_for(lambda: cls.prom.query(
+                'count(ALERTS{alertname="LowThroughput", alertstate="firing"})') == 1.0,
+                what='LowThroughput firing')
+        except BaseException:
+            cls.stack.close()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stack.close()
+
+    def setUp(self):
+        super().setUp()
+        for p in (self.daemon, self.prom, self.demo):
+            self.track(p)
+
+    def run_probe(self, probe_yaml, gates=()):
+        run = self.daemon.run_spec(spec(probe_yaml, gates), timeout=60)
+        return run, run['probes'][0]
+
+
+class TestCannotFire(FireBase):
+
+    def rules(self, require, prometheus=None):
+        return self.run_probe(f"""  - name: alerting
+    type: prometheus-rules
+    prometheus: {prometheus or self.prom.url}
+    require: {json.dumps(require)}
+""", ['alerting.cannot_fire == 0'])
+
+    def test_checklist_rules_two_cannot_fire(self):
+        run, p = self.rules(CHECKLIST)
+        self.assertEqual((run['verdict'], p['state']), ('FAIL', 'failed'), run)
+        self.assertEqual(p['metrics']['unhealthy'], 0)  # Prometheus calls them healthy
+        self.assertEqual(p['metrics']['cannot_fire'], 2)
+        self.assertEqual(p['metrics']['analysed'], 4)
+        self.assertEqual(p['metrics']['not_analysed'], 0)
+        gate = run['gates'][0]
+        self.assertEqual((gate['expr'], gate['outcome']), ('alerting.cannot_fire == 0', 'fail'))
+        by_rule = {}
+        for f in p['details']['cannot_fire']:
+            by_rule.setdefault(f['rule'], []).append(f)
+        self.assertEqual(sorted(by_rule), ['GPUOutOfMemory', 'HighErrorRate'])
+        [err] = by_rule['HighErrorRate']
+        self.assertEqual(err['expression'],
+                         'rate(inference_errors_total[5m]) / rate(inference_requests_total[5m])')
+        self.assertEqual(err['reason'],
+                         "the sides of '/' match no series pair: only the right side has the "
+                         "label(s) code (match them with on(instance, job) or ignoring(code), "
+                         "or aggregate both sides with sum by (...))")
+        self.assertEqual([f['selector'] for f in by_rule['GPUOutOfMemory']],
+                         ['DCGM_FI_DEV_FB_FREE', 'DCGM_FI_DEV_FB_USED'])
+        self.assertEqual(by_rule['GPUOutOfMemory'][0]['reason'],
+                         'no series matches DCGM_FI_DEV_FB_FREE now or in the last 1h')
+        self.assertIn('alert HighErrorRate (group checklist) cannot fire: the sides of', p['error'])
+        self.assertIn('alert GPUOutOfMemory (group checklist) cannot fire: no series matches '
+                      'DCGM_FI_DEV_FB_FREE', p['error'])
+
+    def test_fixed_rule_can_fire(self):
+        # sum() on both sides: one series each, no labels to differ.
+        run, p = self.rules(['HighLatency', 'HighErrorRateFixed', 'LowThroughput'])
+        self.assertEqual((run['verdict'], p['state']), ('PASS', 'passed'), run)
+        self.assertEqual(p['metrics']['cannot_fire'], 0)
+        self.assertEqual(p['metrics']['analysed'], 3)
+        self.assertEqual(run['gates'][0]['outcome'], 'pass')
+        self.assertEqual(p['details']['cannot_fire'], [])
+
+    def test_can_fire_off_publishes_nothing(self):
+        run, p = self.run_probe(f"""  - name: alerting
+    type: prometheus-rules
+    prometheus: {self.prom.url}
+    require: {json.dumps(CHECKLIST)}
+    can_fire: false
+""", ['alerting.missing == 0'])
+        self.assertEqual((run['verdict'], p['state']), ('PASS', 'passed'), run)
+        self.assertNotIn('cannot_fire', p['metrics'])
+
+
+if __name__ == '__main__':
+    lib.main()
