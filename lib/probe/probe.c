@@ -36,6 +36,7 @@ static const struct probe_type_def *const builtin[_PROBE_TYPE_MAX] = {
         [PROBE_TYPE_ROLLBACK_DRILL] = &probe_type_rollback_drill,
         [PROBE_TYPE_DASHBOARD] = &probe_type_dashboard,
         [PROBE_TYPE_SCAN_REPORT] = &probe_type_scan_report,
+        [PROBE_TYPE_PROM_ALERTS] = &probe_type_prom_alerts,
 };
 
 #define MAX_EXTRA_TYPES 16

@@ -180,3 +180,4 @@ extern const struct probe_type_def probe_type_resources;
 extern const struct probe_type_def probe_type_rollback_drill;
 extern const struct probe_type_def probe_type_dashboard;
 extern const struct probe_type_def probe_type_scan_report;
+extern const struct probe_type_def probe_type_prom_alerts;

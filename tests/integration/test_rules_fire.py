@@ -149,5 +149,70 @@ class TestCannotFire(FireBase):
         self.assertNotIn('cannot_fire', p['metrics'])
 
 
+class TestAlertsGate(FireBase):
+    """LowThroughput (severity warning, service demo) fires: the demo
+    target serves no traffic here. Nothing else does."""
+
+    def alerts(self, matchers, severities=None, prometheus=None, gates=('alerts.firing == 0',)):
+        extra = '    severities: %s\n' % json.dumps(severities) if severities else ''
+        return self.run_probe(f"""  - name: alerts
+    type: prometheus-alerts
+    prometheus: {prometheus or self.prom.url}
+    matchers: {json.dumps(matchers)}
+{extra}""", list(gates))
+
+    def test_firing_alert_fails_naming_it(self):
+        run, p = self.alerts(['service="demo"'], gates=['alerts.firing == 0',
+                                                         'alerts.firing_warning == 0'])
+        self.assertEqual((run['verdict'], p['state']), ('FAIL', 'failed'), run)
+        m = p['metrics']
+        self.assertEqual((m['firing'], m['pending'], m['other']), (1, 0, 0))
+        self.assertEqual((m['firing_warning'], m['firing_critical']), (1, 0))
+        self.assertEqual(p['error'], '1 alert is already active: LowThroughput (firing, warning)')
+        [a] = p['details']['alerts']
+        self.assertEqual((a['alertname'], a['state'], a['severity']),
+                         ('LowThroughput', 'firing', 'warning'))
+        self.assertEqual(a['labels']['service'], 'demo')
+        self.assertEqual([g['outcome'] for g in run['gates']], ['fail', 'fail'])
+
+    def test_regex_matchers_select_too(self):
+        run, p = self.alerts(['service=~"de.*"', 'alertname!~"High.*"'])
+        self.assertEqual(p['metrics']['firing'], 1, run)
+        run, p = self.alerts(['service=~"de"'])  # anchored, as in Prometheus
+        self.assertEqual(p['metrics']['firing'], 0, run)
+
+    def test_none_firing_passes_with_zero(self):
+        # Only critical alerts count: the warning is `other`.
+        run, p = self.alerts(['service="demo"'], ['critical'],
+                             gates=['alerts.firing == 0', 'alerts.firing_critical == 0',
+                                    'alerts.pending == 0'])
+        self.assertEqual((run['verdict'], p['state']), ('PASS', 'passed'), run)
+        self.assertEqual((p['metrics']['firing'], p['metrics']['pending']), (0, 0))
+        self.assertEqual(p['metrics']['other'], 1)
+        self.assertEqual(p['details']['alerts'], [])
+        # Another service: no alert at all is zero, not an error.
+        run, p = self.alerts(['service="checkout"'])
+        self.assertEqual((run['verdict'], p['state']), ('PASS', 'passed'), run)
+        self.assertEqual((p['metrics']['firing'], p['metrics']['other']), (0, 0))
+
+    def test_prometheus_unreachable_errors(self):
+        down = 'http://127.0.0.1:%d' % free_port()
+        run, p = self.alerts(['service="demo"'], prometheus=down)
+        self.assertEqual((run['verdict'], p['state']), ('ERROR', 'error'), run)
+        self.assertIn('/api/v1/alerts', p['error'])
+        self.assertEqual(run['gates'][0]['outcome'], 'error')
+
+    def test_bad_matcher_is_refused_with_its_path(self):
+        r = self.daemon.submit(spec(f"""  - name: alerts
+    type: prometheus-alerts
+    prometheus: {self.prom.url}
+    matchers: ['service="demo"', 'severity=critical']
+"""))
+        self.assertEqual(r.status, 422, r)
+        self.assertIn('probes[0].matchers[1]', r.json['detail'])
+        self.assertIn('is not a label matcher such as service="checkout" (at byte 9: '
+                      'expected a string)', r.json['detail'])
+
+
 if __name__ == '__main__':
     lib.main()
