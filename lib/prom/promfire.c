@@ -212,10 +212,11 @@ static bool on_answer(struct promfire *f, struct check *c, json_t *data, int *er
 		 * why); a scalar one cannot mismatch. */
 		return !*side || json_array_size(*side) == 0;
 	}
-	if (v && json_array_size(v) == 0) {
-		promql_explain_mismatch(c->op, f->left, f->right, why, sizeof(why));
+	/* Only different label names are a rule that can never fire: equal
+	 * names with values that differ today may match tomorrow. */
+	if (v && json_array_size(v) == 0 &&
+	    promql_explain_mismatch(c->op, f->left, f->right, why, sizeof(why)))
 		*err = add_finding(f, c, why);
-	}
 	return true;
 }
 

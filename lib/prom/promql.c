@@ -1251,12 +1251,12 @@ out:
 	json_decref(none);
 }
 
-void promql_explain_mismatch(const struct promql_node *op, json_t *left, json_t *right, char *buf,
+bool promql_explain_mismatch(const struct promql_node *op, json_t *left, json_t *right, char *buf,
                              size_t len)
 {
 	json_t *ln = json_object(), *rn = json_object();
 	char lonly[256], ronly[256], both[256];
-	size_t nl, nr;
+	size_t nl = 0, nr = 0;
 
 	if (!ln || !rn) {
 		snprintf(buf, len, "its two sides match no series pair");
@@ -1285,4 +1285,5 @@ void promql_explain_mismatch(const struct promql_node *op, json_t *left, json_t 
 out:
 	json_decref(ln);
 	json_decref(rn);
+	return nl + nr > 0;
 }

@@ -148,6 +148,8 @@ int promql_each_vector_match(const struct promql_node *n, promql_visit_cb cb, vo
 /* Why a vector-vector operation matched nothing, from the instant query
  * results (arrays of {metric: {...}}) of its two sides: the label names
  * only one side carries (outside ignoring/inside on), or those whose
- * values differ, and how to match them. Writes a sentence to buf. */
-void promql_explain_mismatch(const struct promql_node *op, json_t *left, json_t *right, char *buf,
+ * values differ, and how to match them. Writes a sentence to buf.
+ * Returns true when the label names differ: no pair can ever match,
+ * whatever the values; false when only today's values differ. */
+bool promql_explain_mismatch(const struct promql_node *op, json_t *left, json_t *right, char *buf,
                              size_t len);

@@ -37,6 +37,16 @@ RULES = """groups:
       - alert: HighErrorRateFixed
         expr: sum(rate(inference_errors_total[5m])) / sum(rate(inference_requests_total[5m])) > 0.05
         labels: { severity: critical, service: demo }
+      # The same label names on both sides, values that differ today:
+      # empty now, but not a rule that can never fire.
+      - alert: CodeRatio
+        expr: inference_requests_total{code="500"} / on(code) inference_requests_total{code="200"} > 1
+        labels: { severity: critical, service: demo }
+      # Selecting nothing is the point of absent() (no service label:
+      # it fires here, for nobody's service).
+      - alert: GPUExporterDown
+        expr: absent(DCGM_FI_DEV_FB_FREE)
+        labels: { severity: critical }
 """
 
 CHECKLIST = ['HighLatency', 'HighErrorRate', 'LowThroughput', 'GPUOutOfMemory']
@@ -131,10 +141,11 @@ class TestCannotFire(FireBase):
 
     def test_fixed_rule_can_fire(self):
         # sum() on both sides: one series each, no labels to differ.
-        run, p = self.rules(['HighLatency', 'HighErrorRateFixed', 'LowThroughput'])
+        run, p = self.rules(['HighLatency', 'HighErrorRateFixed', 'LowThroughput',
+                             'CodeRatio', 'GPUExporterDown'])
         self.assertEqual((run['verdict'], p['state']), ('PASS', 'passed'), run)
         self.assertEqual(p['metrics']['cannot_fire'], 0)
-        self.assertEqual(p['metrics']['analysed'], 3)
+        self.assertEqual(p['metrics']['analysed'], 5)
         self.assertEqual(run['gates'][0]['outcome'], 'pass')
         self.assertEqual(p['details']['cannot_fire'], [])
 

@@ -209,14 +209,14 @@ START_TEST(test_matcher)
 }
 END_TEST
 
-static char *explain(const char *q, const char *left, const char *right)
+static char *explain(const char *q, const char *left, const char *right, bool names_differ)
 {
 	struct promql_node *n = NULL;
 	json_t *l = json_loads(left, 0, NULL), *r = json_loads(right, 0, NULL);
 	char buf[512];
 
 	ck_assert_int_eq(promql_parse(q, strlen(q), &n, NULL), 0);
-	promql_explain_mismatch(n, l, r, buf, sizeof(buf));
+	ck_assert_int_eq(promql_explain_mismatch(n, l, r, buf, sizeof(buf)), names_differ);
 	promql_free(n);
 	json_decref(l);
 	json_decref(r);
@@ -227,7 +227,8 @@ START_TEST(test_explain)
 {
 	char *s = explain("a / b", "[{\"metric\": {\"job\": \"d\", \"instance\": \"i\"}}]",
 	                  "[{\"metric\": {\"__name__\": \"b\", \"job\": \"d\", \"instance\": "
-	                  "\"i\", \"code\": \"200\"}}]");
+	                  "\"i\", \"code\": \"200\"}}]",
+	                  true);
 
 	ck_assert_str_eq(s, "the sides of '/' match no series pair: only the right side has the "
 	                    "label(s) code (match them with on(instance, job) or ignoring(code), "
@@ -235,14 +236,14 @@ START_TEST(test_explain)
 	free(s);
 	s = explain("a / ignoring(x) b",
 	            "[{\"metric\": {\"job\": \"d\", \"x\": \"1\", \"y\": \"2\"}}]",
-	            "[{\"metric\": {\"job\": \"e\", \"z\": \"3\"}}]");
+	            "[{\"metric\": {\"job\": \"e\", \"z\": \"3\"}}]", true);
 	ck_assert_str_eq(s, "the sides of '/' match no series pair: only the left side has the "
 	                    "label(s) y and only the right side has the label(s) z (match them "
 	                    "with on(job) or ignoring(y, z), or aggregate both sides with sum by "
 	                    "(...))");
 	free(s);
 	s = explain("a and on(job) b", "[{\"metric\": {\"job\": \"d\", \"x\": \"1\"}}]",
-	            "[{\"metric\": {\"job\": \"e\"}}]");
+	            "[{\"metric\": {\"job\": \"e\"}}]", false);
 	ck_assert_str_eq(s, "the sides of 'and' match no series pair: both carry the labels (job) "
 	                    "but no pair has equal values for all of them (match on fewer labels "
 	                    "with on(...) or ignoring(...))");
