@@ -74,6 +74,7 @@ static void check_clear(struct check *c)
 struct planner {
 	struct promfire *f;
 	size_t rule;
+	size_t first; /* the rule's first check */
 };
 
 static int plan_selector(void *userdata, const struct promql_node *n)
@@ -86,8 +87,8 @@ static int plan_selector(void *userdata, const struct promql_node *n)
 	if (!c.text)
 		return -ENOMEM;
 	/* The same selector twice in a rule is checked once. */
-	for (size_t i = 0; i < pl->f->n_checks; i++)
-		if (pl->f->checks[i].rule == pl->rule && pl->f->checks[i].kind == CHECK_SELECTOR &&
+	for (size_t i = pl->first; i < pl->f->n_checks; i++)
+		if (pl->f->checks[i].kind == CHECK_SELECTOR &&
 		    strcmp(pl->f->checks[i].text, c.text) == 0) {
 			free(c.text);
 			return 0;
@@ -139,7 +140,7 @@ static int not_analysed(struct promfire *f, size_t i, const char *reason)
 static int plan_rule(struct promfire *f, size_t i)
 {
 	const char *expr = rule_str(f, i, "expr");
-	struct planner pl = {.f = f, .rule = i};
+	struct planner pl = {.f = f, .rule = i, .first = f->n_checks};
 	struct promql_error err;
 	char why[256];
 	int r = promql_parse(expr, strlen(expr), &f->trees[i], &err);
