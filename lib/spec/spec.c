@@ -1912,6 +1912,8 @@ static void probe_deinit(struct spec_probe *p)
 	json_decref(p->corpus.items);
 	free_strv(p->require, p->n_require);
 	free_strv(p->rule_files, p->n_rule_files);
+	free_strv(p->matchers, p->n_matchers);
+	free_strv(p->severities, p->n_severities);
 	request_free(p->trigger);
 	request_free(p->clear);
 	request_free(p->restore);
