@@ -383,6 +383,9 @@ static void dump_probe_other(json_t *o, const struct spec_probe *p)
 	put(o, "prometheus", str_or_null(p->prometheus));
 	put(o, "require", dump_strv(p->require, p->n_require));
 	put(o, "rule_files", dump_strv(p->rule_files, p->n_rule_files));
+	put(o, "can_fire", json_integer(p->can_fire));
+	put(o, "matchers", dump_strv(p->matchers, p->n_matchers));
+	put(o, "severities", dump_strv(p->severities, p->n_severities));
 	put(o, "query", str_or_null(p->query));
 	put(o, "range_ms", json_integer(p->range_ms));
 	put(o, "function", str_or_null(p->function));
@@ -730,6 +733,18 @@ static void chk_version_plus(const struct spec *s)
 	ck_assert_str_eq(s->version, "+1.0e3");
 }
 
+static void chk_prom_alerts(const struct spec *s)
+{
+	const struct spec_probe *p = &s->probes[0];
+
+	ck_assert_uint_eq(p->n_matchers, 2);
+	ck_assert_str_eq(p->matchers[1], "team=~'shop-.*'");
+	ck_assert_uint_eq(p->n_severities, 1);
+	ck_assert_str_eq(p->severities[0], "page");
+	ck_assert_int_eq(s->probes[1].can_fire, 0);
+	ck_assert_int_eq(s->probes[2].can_fire, -1); /* absent: analyse */
+}
+
 static void chk_yaml11_strings(const struct spec *s)
 {
 	ck_assert_str_eq(s->version, "012");
@@ -1029,6 +1044,13 @@ static const struct valid_case valid_cases[] = {
         {"JSON with a byte order mark", SPEC_FORMAT_JSON, "\xef\xbb\xbf" JHEAD JHTTP "}", NULL},
         {"YAML comments, document markers", SPEC_FORMAT_YAML,
          "# readiness\n---\n" HTTP_SPEC "...\n", NULL},
+        {"prometheus-alerts and can_fire", SPEC_FORMAT_YAML,
+         HEAD PROBES "  - {name: a, type: prometheus-alerts, prometheus: 'http://p/', "
+                     "matchers: ['service=\"x\"', \"team=~'shop-.*'\"], severities: [page]}\n"
+                     "  - {name: r, type: prometheus-rules, prometheus: 'http://p/', "
+                     "can_fire: false}\n"
+                     "  - {name: r2, type: prometheus-rules, prometheus: 'http://p/'}\n",
+         chk_prom_alerts},
 };
 
 START_TEST(test_valid)
@@ -1603,6 +1625,18 @@ static const struct invalid_case invalid_cases[] = {
         {"checklist required duplicate", Y,
          HTTP_SPEC "checklist:\n  rb: {evidence: x}\n  required: [rb, rb]\n",
          "checklist.required[1]", "listed twice"},
+        {"alerts matcher without quotes", Y,
+         ONE("type: prometheus-alerts, prometheus: 'http://p/', matchers: ['a=\"b\"', 'c=d']"),
+         "probes[0].matchers[1]", "(at byte 2: expected a string)"},
+        {"alerts matcher regex refused", Y,
+         ONE("type: prometheus-alerts, prometheus: 'http://p/', matchers: ['a=~\"(b\"']"),
+         "probes[0].matchers[0]", "has a regular expression readyd refuses"},
+        {"alerts severity names metrics", Y,
+         ONE("type: prometheus-alerts, prometheus: 'http://p/', severities: [sev-1]"),
+         "probes[0].severities[0]", "letters, digits or '_'"},
+        {"can_fire not bool", Y,
+         ONE("type: prometheus-rules, prometheus: 'http://p/', can_fire: 1"), "probes[0].can_fire",
+         "must be true or false"},
 };
 
 /* Checks one case; on a mismatch writes why and returns false. */
