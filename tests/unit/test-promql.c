@@ -82,6 +82,45 @@ START_TEST(test_canonical)
 }
 END_TEST
 
+/* Alerting rules as they are written in the wild: each must parse, and
+ * its canonical form must read back the same. */
+static const char *const wild[] = {
+        "sum by (namespace) (kube_pod_status_phase{phase=~\"Pending|Unknown\"}) > 0",
+        "(1 - node_filesystem_avail_bytes / node_filesystem_size_bytes) * 100 > 90",
+        "predict_linear(node_filesystem_avail_bytes{fstype!=\"\"}[6h], 4*3600) < 0",
+        "increase(x[1h]) > 0 unless on(job) y",
+        "count by (job) (up == 0) / count by (job) (up) > 0.5",
+        "absent(up{job=\"x\"} == 1)",
+        "rate(x[5m:30s])",
+        "sum without(instance)(rate(x[5m]))",
+        "label_join(up, \"foo\", \",\", \"a\", \"b\")",
+        "a * on(x) group_left b",
+        "topk by (job) (3, x)",
+        "quantile_over_time(0.9, x[5m])",
+        "histogram_quantile(0.9, rate(x_bucket[5m])) > 1 and on() vector(1)",
+        "sum(x) by (a) > 0",
+        "x and on() (hour() > 8 < 17)",
+        "{__name__=~\"job:.*\", job!=\"\"}",
+        "time() - process_start_time_seconds > 3600",
+        "x > -Inf",
+        "1 - x < .5e-3",
+        "ALERTS{alertstate=\"firing\", severity=~\"crit.*\"}",
+        "count_values(\"version\", build_info) by (version)",
+        "min_over_time(sum by (le) (rate(d_bucket[5m]))[30m:1m] @ end() offset 1h)",
+        "group by (job) (up) unless ignoring (le) bottomk(1, x)",
+        "max(x{a=\"\\\\d\"})",
+};
+
+START_TEST(test_wild)
+{
+	char *out = roundtrip(wild[_i], 0), *again = roundtrip(out, 0);
+
+	ck_assert_str_eq(again, out);
+	free(again);
+	free(out);
+}
+END_TEST
+
 START_TEST(test_top_bool)
 {
 	char *out = roundtrip("a > b", PROMQL_FMT_TOP_BOOL);
@@ -257,6 +296,7 @@ static Suite *promql_suite(void)
 	TCase *tc = tcase_create("parse");
 
 	tcase_add_loop_test(tc, test_canonical, 0, sizeof(canon) / sizeof(canon[0]));
+	tcase_add_loop_test(tc, test_wild, 0, sizeof(wild) / sizeof(wild[0]));
 	tcase_add_test(tc, test_top_bool);
 	tcase_add_test(tc, test_selectors);
 	tcase_add_test(tc, test_vector_matches);
