@@ -19,9 +19,10 @@ enum check_kind { CHECK_SELECTOR, CHECK_MATCH };
 
 struct check {
 	enum check_kind kind;
-	size_t rule;                  /* index into rules */
-	char *text;                   /* the selector or operation, for the details */
-	char *query[3];               /* selector: [0]; match: left, right, whole */
+	size_t rule;      /* index into rules */
+	char *text;       /* the selector or operation, for the details */
+	char *query[3];   /* selector: itself, its name alone; match: left, right, whole */
+	const char *name; /* selector: its metric name (in the tree) or NULL */
 	const struct promql_node *op; /* match: the operation (in the rule's tree) */
 };
 
@@ -97,6 +98,13 @@ static int plan_selector(void *userdata, const struct promql_node *n)
 	             n->offset ? " offset " : "", n->offset ? n->offset : "") < 0)
 		q = NULL;
 	c.query[0] = q;
+	c.name = n->text;
+	if (q && n->text && n->n_matchers > 0 &&
+	    asprintf(&c.query[1], "count(last_over_time(%s[%s]%s%s))", n->text, PROMFIRE_LOOKBACK,
+	             n->offset ? " offset " : "", n->offset ? n->offset : "") < 0) {
+		c.query[1] = NULL;
+		q = NULL;
+	}
 	if (q && n->offset) { /* the details name the offset the rule looks at */
 		char *t = NULL;
 
@@ -189,6 +197,32 @@ static json_t *vector_of(json_t *data)
 	return type && strcmp(type, "vector") == 0 && json_is_array(result) ? result : NULL;
 }
 
+/* A selector without series; with a name and matchers, a second answer
+ * says whether the name alone has series (then a matcher excludes them,
+ * a typo in a label value more often than not). */
+static bool on_selector(struct promfire *f, struct check *c, json_t *v, int *err)
+{
+	char why[1024];
+	int o;
+
+	if (f->phase == 0 && (!v || json_array_size(v) > 0))
+		return true;
+	if (f->phase == 0 && c->query[1]) {
+		f->phase = 1;
+		return false;
+	}
+	o = snprintf(why, sizeof(why), "no series matches %s now or in the last %s", c->text,
+	             PROMFIRE_LOOKBACK);
+	if (f->phase == 1 && o > 0 && (size_t)o < sizeof(why))
+		snprintf(why + o, sizeof(why) - (size_t)o,
+		         v && json_array_size(v) > 0
+		                 ? "; %s has series, but none with these label values"
+		                 : "; no %s series at all",
+		         c->name);
+	*err = add_finding(f, c, why);
+	return true;
+}
+
 /* What one answer means for the current check; true when the check is
  * done (the next one may start). */
 static bool on_answer(struct promfire *f, struct check *c, json_t *data, int *err)
@@ -196,14 +230,8 @@ static bool on_answer(struct promfire *f, struct check *c, json_t *data, int *er
 	json_t *v = vector_of(data);
 	char why[1024];
 
-	if (c->kind == CHECK_SELECTOR) {
-		if (v && json_array_size(v) == 0) {
-			snprintf(why, sizeof(why), "no series matches %s now or in the last %s",
-			         c->text, PROMFIRE_LOOKBACK);
-			*err = add_finding(f, c, why);
-		}
-		return true;
-	}
+	if (c->kind == CHECK_SELECTOR)
+		return on_selector(f, c, v, err);
 	if (f->phase < 2) {
 		json_t **side = f->phase == 0 ? &f->left : &f->right;
 
@@ -278,7 +306,7 @@ static void next_query(struct promfire *f)
 	if (f->next >= f->n_checks)
 		return finish(f, 0, NULL);
 	c = &f->checks[f->next];
-	params[1] = c->query[c->kind == CHECK_SELECTOR ? 0 : f->phase];
+	params[1] = c->query[f->phase];
 	f->queries++;
 	r = promapi_get(f->http, f->sp, "/api/v1/query", params, f->sp->timeout_ms, on_query, f,
 	                &f->call);

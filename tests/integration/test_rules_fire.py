@@ -47,6 +47,11 @@ RULES = """groups:
       - alert: GPUExporterDown
         expr: absent(DCGM_FI_DEV_FB_FREE)
         labels: { severity: critical }
+  - name: typos
+    interval: 1s
+    rules:
+      - alert: ServerErrors
+        expr: sum(rate(inference_requests_total{code="5xx"}[5m])) > 1
 """
 
 CHECKLIST = ['HighLatency', 'HighErrorRate', 'LowThroughput', 'GPUOutOfMemory']
@@ -148,6 +153,15 @@ class TestCannotFire(FireBase):
         self.assertEqual(p['metrics']['analysed'], 5)
         self.assertEqual(run['gates'][0]['outcome'], 'pass')
         self.assertEqual(p['details']['cannot_fire'], [])
+
+    def test_label_value_typo_named(self):
+        run, p = self.rules(['ServerErrors'])
+        self.assertEqual((run['verdict'], p['metrics']['cannot_fire']), ('FAIL', 1), run)
+        [f] = p['details']['cannot_fire']
+        self.assertEqual(f['selector'], 'inference_requests_total{code="5xx"}')
+        self.assertEqual(f['reason'], 'no series matches inference_requests_total{code="5xx"} '
+                                      'now or in the last 1h; inference_requests_total has '
+                                      'series, but none with these label values')
 
     def test_can_fire_off_publishes_nothing(self):
         run, p = self.run_probe(f"""  - name: alerting
