@@ -9,8 +9,8 @@
  *
  * Then it asks whether the alerting rules concerned (the `require`d ones,
  * or all) can fire at all (lib/prom/promfire.h): a selector that matches
- * no series, or an operation whose sides share no label set, makes an
- * alert that can never fire however bad things get. Published as
+ * no series, or an operation between vectors whose label names differ,
+ * makes an alert that can never fire however bad things get. Published as
  * cannot_fire (rules), analysed and not_analysed; cannot_fire above zero
  * fails the probe too.
  *
