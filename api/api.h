@@ -215,6 +215,32 @@ struct api_errno_status {
 };
 struct api_errno_status api_errno_status(int err);
 
+/* Polled answers (respcache.c): their serialised bytes are kept per key
+ * (the handler's canonical form of the query; the caller's scope is
+ * added here) while the store's generation stays the same, and served
+ * with a strong ETag, Cache-Control: no-cache and 304 for a matching
+ * If-None-Match. */
+#define API_KEY_BUF 1024
+/* The store's generation now: read it before reading what is kept. */
+uint64_t api_req_generation(struct api_req *req);
+/* Answers from the bytes kept under key, if current; false otherwise. */
+bool api_reply_kept(struct api_req *req, const char *key);
+/* Answers 200 with json (stolen) and keeps its bytes under key as read
+ * at generation. */
+void api_reply_json_kept(struct api_req *req, const char *key, uint64_t generation, json_t *json);
+
+/* A read that may be slow, off the loop (api/offload.c): fn runs on a
+ * libuv worker thread with that thread's read-only store connection
+ * (store_reader_open), arg its own; it returns 0 and a JSON answer, or
+ * -errno and a sentence in err. The request is parked meanwhile; the
+ * answer is kept under key (api_reply_json_kept) at the generation of
+ * the call. -EINVAL answers 400 with err, other errors as
+ * api_problem_errno(what). free_arg runs on the loop once done, also when
+ * the client went away (its answer is then dropped). */
+typedef int (*api_read_fn)(struct store *reader, void *arg, json_t **ret, char *err, size_t errlen);
+void api_read_off_loop(struct api_req *req, const char *key, const char *what, api_read_fn fn,
+                       void *arg, void (*free_arg)(void *arg));
+
 /* Parks the request until a later api_reply_*; the handler returns. A
  * cleanup callback runs when the request ends in any way (replied, or the
  * server stops), to release timers and watches. */

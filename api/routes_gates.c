@@ -22,16 +22,25 @@
 
 #define REASON_MAX 1024
 
+/* Answered from its kept bytes while nothing stored changed (a dashboard
+ * polls it every second; it changes once per run), with an ETag for 304s.
+ * The key takes the caller's scope (api_reply_kept): a scoped token's
+ * answer is filtered and kept apart. */
 static void get_gates(struct api_req *req)
 {
+	uint64_t generation = api_req_generation(req);
 	json_t *items = NULL;
-	int r = store_gates_latest(api_req_app(req)->store, &items);
+	int r;
 
+	if (api_reply_kept(req, "gates"))
+		return;
+	r = store_gates_latest(api_req_app(req)->store, &items);
 	if (r < 0) {
 		api_problem_errno(req, r, "cannot read the gates");
 		return;
 	}
-	api_reply_json(req, 200, json_pack("{s:o}", "items", api_scope_items(req, items)));
+	api_reply_json_kept(req, "gates", generation,
+	                    json_pack("{s:o}", "items", api_scope_items(req, items)));
 }
 
 /* The request body as a JSON object, or NULL after replying 400. */

@@ -85,6 +85,85 @@ static bool verdict_ok(const char *v)
 	return gate_verdict_from_string(v, &verdict) == 0;
 }
 
+/* Appends s (NULL: absent) to the key in buf as "<length>:<bytes>|", an
+ * encoding no two different queries share; "-|" for NULL. */
+static void key_add(char *buf, size_t len, size_t *off, const char *s)
+{
+	int n;
+
+	if (*off >= len)
+		return;
+	n = s ? snprintf(buf + *off, len - *off, "%zu:%s|", strlen(s), s)
+	      : snprintf(buf + *off, len - *off, "-|");
+	*off = n < 0 || (size_t)n >= len - *off ? len : *off + (size_t)n;
+}
+
+/* The key ended: "" (answer not kept) when it did not fit. */
+static const char *key_end(char *buf, size_t len, size_t off)
+{
+	if (off >= len)
+		buf[0] = '\0';
+	return buf;
+}
+
+/* A history read off the loop: the filter with copies of its strings. */
+struct history_job {
+	struct store_history_filter f;
+	char *strs[4];
+};
+
+static void history_job_free(void *arg)
+{
+	struct history_job *j = arg;
+
+	for (size_t i = 0; i < RD_ARRAY_SIZE(j->strs); i++)
+		free(j->strs[i]);
+	free(j);
+}
+
+static int history_read(struct store *st, void *arg, json_t **ret, char *err, size_t errlen)
+{
+	struct history_job *j = arg;
+	json_t *items = NULL;
+	char *next = NULL;
+	int r = store_history(st, &j->f, &items, &next);
+
+	if (r < 0) {
+		snprintf(err, errlen, "%s", store_errmsg(st));
+		return r;
+	}
+	*ret = json_pack("{s:s, s:o, s:s?}", "service", j->f.service, "items", items, "next_cursor",
+	                 next);
+	free(next);
+	return *ret ? 0 : -ENOMEM;
+}
+
+/* A copy of s in *slot (NULL stays NULL); false on ENOMEM. */
+static bool dup_into(char **slot, const char *s)
+{
+	*slot = s ? strdup(s) : NULL;
+	return !s || *slot;
+}
+
+static struct history_job *history_job_new(const struct store_history_filter *f)
+{
+	struct history_job *j = calloc(1, sizeof(*j));
+
+	if (!j)
+		return NULL;
+	if (!dup_into(&j->strs[0], f->service) || !dup_into(&j->strs[1], f->environment) ||
+	    !dup_into(&j->strs[2], f->verdict) || !dup_into(&j->strs[3], f->cursor)) {
+		history_job_free(j);
+		return NULL;
+	}
+	j->f = (struct store_history_filter){.service = j->strs[0],
+	                                     .environment = j->strs[1],
+	                                     .verdict = j->strs[2],
+	                                     .cursor = j->strs[3],
+	                                     .limit = f->limit};
+	return j;
+}
+
 static void get_history(struct api_req *req)
 {
 	struct store_history_filter f = {
@@ -95,10 +174,10 @@ static void get_history(struct api_req *req)
 	        .limit = HISTORY_DEFAULT_LIMIT,
 	};
 	const char *limit = query(req, "limit");
-	char *next = NULL;
-	json_t *items = NULL;
+	struct history_job *j;
+	char key[API_KEY_BUF / 2], num[24];
+	size_t off = 0;
 	int64_t n;
-	int r;
 
 	if (limit && rd_parse_int64(limit, 1, 1000, &n) < 0) {
 		api_problem(req, 400, NULL, "limit must be an integer from 1 to 1000");
@@ -109,19 +188,21 @@ static void get_history(struct api_req *req)
 		api_problem(req, 400, NULL, "verdict must be one of PASS, FAIL, ERROR");
 		return;
 	}
-	r = store_history(api_req_app(req)->store, &f, &items, &next);
-	if (r == -EINVAL) {
-		api_problem(req, 400, NULL, "%s", store_errmsg(api_req_app(req)->store));
+	snprintf(num, sizeof(num), "%d", f.limit);
+	key_add(key, sizeof(key), &off, "history");
+	key_add(key, sizeof(key), &off, f.service);
+	key_add(key, sizeof(key), &off, f.environment);
+	key_add(key, sizeof(key), &off, f.verdict);
+	key_add(key, sizeof(key), &off, f.cursor);
+	key_add(key, sizeof(key), &off, num);
+	if (api_reply_kept(req, key_end(key, sizeof(key), off)))
+		return;
+	j = history_job_new(&f);
+	if (!j) {
+		api_problem_errno(req, -ENOMEM, "cannot read the history");
 		return;
 	}
-	if (r < 0) {
-		api_problem_errno(req, r, "cannot read the history");
-		return;
-	}
-	api_reply_json(req, 200,
-	               json_pack("{s:s, s:o, s:s?}", "service", f.service, "items", items,
-	                         "next_cursor", next));
-	free(next);
+	api_read_off_loop(req, key, "cannot read the history", history_read, j, history_job_free);
 }
 
 /* A time bound: RFC 3339, or a duration meaning that long before now. */
@@ -215,26 +296,99 @@ static int trend_query(struct api_req *req, char *buf, size_t len, struct store_
 	return trend_step(req, since != NULL, now, q);
 }
 
+/* A trend read off the loop: the query, the answer's fixed members and
+ * copies of the strings they point to. */
+struct trend_job {
+	struct store_trend_query q;
+	char *strs[6]; /* service probe metric environment metric-param step-param */
+};
+
+static void trend_job_free(void *arg)
+{
+	struct trend_job *j = arg;
+
+	for (size_t i = 0; i < RD_ARRAY_SIZE(j->strs); i++)
+		free(j->strs[i]);
+	free(j);
+}
+
+static int trend_read(struct store *st, void *arg, json_t **ret, char *err, size_t errlen)
+{
+	struct trend_job *j = arg;
+	json_t *points = NULL;
+	bool truncated = false;
+	int r = store_trend(st, &j->q, &points, &truncated);
+
+	if (r < 0) {
+		snprintf(err, errlen, "%s", store_errmsg(st));
+		return r == -EINVAL ? -EIO
+		                    : r; /* the query was validated: not the caller's fault */
+	}
+	*ret = json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:o, s:b}", "service", j->q.service, "metric",
+	                 j->strs[4], "probe", j->q.probe, "environment", j->q.environment, "step",
+	                 j->strs[5], "points", points, "truncated", truncated);
+	return *ret ? 0 : -ENOMEM;
+}
+
+static struct trend_job *trend_job_new(struct api_req *req, const struct store_trend_query *q)
+{
+	struct trend_job *j = calloc(1, sizeof(*j));
+
+	if (!j)
+		return NULL;
+	if (!dup_into(&j->strs[0], q->service) || !dup_into(&j->strs[1], q->probe) ||
+	    !dup_into(&j->strs[2], q->metric) || !dup_into(&j->strs[3], q->environment) ||
+	    !dup_into(&j->strs[4], query(req, "metric")) ||
+	    !dup_into(&j->strs[5], query(req, "step"))) {
+		trend_job_free(j);
+		return NULL;
+	}
+	j->q = *q;
+	j->q.service = j->strs[0];
+	j->q.probe = j->strs[1];
+	j->q.metric = j->strs[2];
+	j->q.environment = j->strs[3];
+	return j;
+}
+
+/* The trend's key: every input of the answer, bounds as resolved (a
+ * bound given as a duration moves with the clock, so is never reused). */
+static const char *trend_key(struct api_req *req, const struct store_trend_query *q, char *key,
+                             size_t len)
+{
+	char num[4][24];
+	size_t off = 0;
+
+	snprintf(num[0], sizeof(num[0]), "%lld", (long long)q->since_ms);
+	snprintf(num[1], sizeof(num[1]), "%lld", (long long)q->until_ms);
+	snprintf(num[2], sizeof(num[2]), "%d", q->limit);
+	snprintf(num[3], sizeof(num[3]), "%lld", (long long)q->step_ms);
+	key_add(key, len, &off, "trends");
+	key_add(key, len, &off, q->service);
+	key_add(key, len, &off, query(req, "metric"));
+	key_add(key, len, &off, q->environment);
+	key_add(key, len, &off, query(req, "step"));
+	for (size_t i = 0; i < RD_ARRAY_SIZE(num); i++)
+		key_add(key, len, &off, num[i]);
+	return key_end(key, len, off);
+}
+
 static void get_trends(struct api_req *req)
 {
 	struct store_trend_query q = {0};
-	char buf[2 * GATE_NAME_MAX + 2];
-	json_t *points = NULL;
-	bool truncated = false;
-	int r;
+	char buf[2 * GATE_NAME_MAX + 2], key[API_KEY_BUF / 2];
+	struct trend_job *j;
 
 	if (trend_query(req, buf, sizeof(buf), &q) < 0)
 		return;
-	r = store_trend(api_req_app(req)->store, &q, &points, &truncated);
-	if (r < 0) {
-		api_problem_errno(req, r, "cannot read the trend");
+	if (api_reply_kept(req, trend_key(req, &q, key, sizeof(key))))
+		return;
+	j = trend_job_new(req, &q);
+	if (!j) {
+		api_problem_errno(req, -ENOMEM, "cannot read the trend");
 		return;
 	}
-	api_reply_json(req, 200,
-	               json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:o, s:b}", "service", q.service,
-	                         "metric", query(req, "metric"), "probe", q.probe, "environment",
-	                         q.environment, "step", query(req, "step"), "points", points,
-	                         "truncated", truncated));
+	api_read_off_loop(req, key, "cannot read the trend", trend_read, j, trend_job_free);
 }
 
 /* ---- Waivers -------------------------------------------------------- */

@@ -28,6 +28,7 @@
 #include "api.h"
 #include "auth.h"
 #include "linger.h"
+#include "respcache.h"
 #include "lib/util/log.h"
 #include "lib/report/metrics.h"
 #include "lib/policy/scope.h"
@@ -54,6 +55,7 @@ struct api_server {
 	/* audit rows the store refused, oldest first, retried (api_audit) */
 	struct pending_audit *audits, **audits_tail;
 	uv_timer_t audit_timer;
+	struct api_cache *cache; /* polled answers (respcache.c) */
 };
 
 struct api_req {
@@ -365,6 +367,28 @@ static void unlink_suspended(struct api_req *req)
 	req->next = req->prev = NULL;
 }
 
+/* Queues resp (taken) as req's answer with the common headers, and
+ * resumes req if it was parked. */
+static void reply_response(struct api_req *req, unsigned status, const char *content_type,
+                           struct MHD_Response *resp, const char *cache_control)
+{
+	if (content_type)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	MHD_add_response_header(resp, "X-Request-Id", req->request_id);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, cache_control);
+	for (size_t i = 0; i < req->n_headers; i++)
+		MHD_add_response_header(resp, req->headers[i][0], req->headers[i][1]);
+	req->resp = resp;
+	req->status = status;
+	if (req->suspended) {
+		req->suspended = false;
+		unlink_suspended(req);
+		run_cleanup(req);
+		MHD_resume_connection(req->conn);
+		server_run(req->srv);
+	}
+}
+
 /* Takes ownership of body (malloc'd, len bytes). */
 static void reply(struct api_req *req, unsigned status, const char *content_type, char *body,
                   size_t len)
@@ -380,20 +404,7 @@ static void reply(struct api_req *req, unsigned status, const char *content_type
 		free(body);
 		return;
 	}
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-	MHD_add_response_header(resp, "X-Request-Id", req->request_id);
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-	for (size_t i = 0; i < req->n_headers; i++)
-		MHD_add_response_header(resp, req->headers[i][0], req->headers[i][1]);
-	req->resp = resp;
-	req->status = status;
-	if (req->suspended) {
-		req->suspended = false;
-		unlink_suspended(req);
-		run_cleanup(req);
-		MHD_resume_connection(req->conn);
-		server_run(req->srv);
-	}
+	reply_response(req, status, content_type, resp, "no-store");
 }
 
 void api_reply_text(struct api_req *req, unsigned status, const char *content_type,
@@ -432,6 +443,110 @@ void api_reply_json(struct api_req *req, unsigned status, json_t *json)
 	free(text);
 	if (out)
 		reply(req, status, ct, out, len);
+}
+
+/* ---- polled answers from their kept bytes (respcache.c) ---- */
+
+static void body_release(void *cls)
+{
+	api_body_unref(rd_container_of((char *)cls, struct api_body, data[0]));
+}
+
+/* Whether the client's If-None-Match names etag (or is "*"). */
+static bool etag_matches(struct api_req *req, const char *etag)
+{
+	const char *inm = api_req_header(req, MHD_HTTP_HEADER_IF_NONE_MATCH);
+	size_t n = strlen(etag);
+
+	if (!inm)
+		return false;
+	for (const char *p = inm; *p;) {
+		p += strspn(p, " \t,");
+		if (*p == '*')
+			return true;
+		if (strncmp(p, "W/", 2) == 0)
+			p += 2;
+		if (strncmp(p, etag, n) == 0 &&
+		    (p[n] == '\0' || p[n] == ',' || p[n] == ' ' || p[n] == '\t'))
+			return true;
+		p += strcspn(p, ",");
+	}
+	return false;
+}
+
+/* 200 with b's bytes (shared with the cache, not copied), or 304 when the
+ * client already has them. */
+static void reply_body(struct api_req *req, struct api_body *b)
+{
+	struct MHD_Response *resp;
+	bool same = etag_matches(req, b->etag);
+
+	if (req->resp)
+		return;
+	if (same) {
+		resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+	} else {
+		resp = MHD_create_response_from_buffer_with_free_callback_cls(
+		        b->len, b->data, body_release, b->data);
+		if (resp)
+			api_body_ref(b);
+	}
+	if (!resp)
+		return;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, b->etag);
+	reply_response(req, same ? MHD_HTTP_NOT_MODIFIED : 200, same ? NULL : "application/json",
+	               resp, "no-cache");
+}
+
+/* key with the caller's scope: a scoped token's answer is kept apart. */
+static int scoped_key(struct api_req *req, const char *key, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s\n%s", key, req->scope);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+uint64_t api_req_generation(struct api_req *req)
+{
+	return store_generation(req->srv->app->store);
+}
+
+bool api_reply_kept(struct api_req *req, const char *key)
+{
+	char k[API_KEY_BUF];
+	struct api_body *b;
+
+	if (!req->srv->cache || !key[0] || scoped_key(req, key, k, sizeof(k)) < 0)
+		return false;
+	b = api_cache_get(req->srv->cache, k, api_req_generation(req));
+	if (!b)
+		return false;
+	reply_body(req, b);
+	return true;
+}
+
+void api_reply_json_kept(struct api_req *req, const char *key, uint64_t generation, json_t *json)
+{
+	char *text = json ? json_dumps(json, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+	struct api_body *b = NULL;
+	char k[API_KEY_BUF];
+	size_t len;
+
+	json_decref(json);
+	if (text) {
+		len = strlen(text);
+		text[len] = '\n'; /* as api_reply_json: the NUL becomes the newline */
+		b = api_body_new(text, len + 1);
+		free(text);
+	}
+	if (!b) {
+		api_problem_errno(req, -ENOMEM, "reply");
+		return;
+	}
+	if (req->srv->cache && key[0] && scoped_key(req, key, k, sizeof(k)) == 0)
+		api_cache_put(req->srv->cache, k, generation, b);
+	reply_body(req, b);
+	api_body_unref(b);
 }
 
 void api_req_suspend(struct api_req *req, api_cleanup_cb cleanup, void *userdata)
@@ -1107,8 +1222,10 @@ static void on_closed(uv_handle_t *h)
 {
 	struct api_server *srv = h->data;
 
-	if (--srv->open_handles == 0)
+	if (--srv->open_handles == 0) {
+		api_cache_free(srv->cache);
 		free(srv);
+	}
 }
 
 int api_server_new(uv_loop_t *loop, const struct api_config *cfg, struct api_app *app,
@@ -1129,8 +1246,11 @@ int api_server_new(uv_loop_t *loop, const struct api_config *cfg, struct api_app
 	srv->max_body = cfg->max_body ? cfg->max_body : API_DEFAULT_MAX_BODY;
 	linger_set_init(&srv->lingers, loop);
 	srv->audits_tail = &srv->audits;
+	if (api_cache_new(API_CACHE_DEFAULT_BYTES, &srv->cache) < 0)
+		srv->cache = NULL; /* answers are then computed every time */
 	r = start_daemon(srv, cfg, &sa, err, errlen);
 	if (r < 0) {
+		api_cache_free(srv->cache);
 		free(srv);
 		return r;
 	}

@@ -62,6 +62,13 @@ int store_open_readonly(const char *where, struct store **ret_store, char *err, 
 	return sqlite_open_readonly(where, ret_store, err, errlen);
 }
 
+int store_reader_open(struct store *st, struct store **ret_reader, char *err, size_t errlen)
+{
+	if (!st || !ret_reader)
+		return -EINVAL;
+	return st->ops->reader_open(st, ret_reader, err, errlen);
+}
+
 void store_free(struct store *st)
 {
 	if (st)
@@ -197,6 +204,11 @@ int store_check_file(struct store *st)
 int store_checkpoint(struct store *st)
 {
 	return st->ops->checkpoint(st);
+}
+
+uint64_t store_generation(struct store *st)
+{
+	return st->ops->generation(st);
 }
 
 int store_gates_latest(struct store *st, json_t **ret_items)

@@ -34,6 +34,13 @@ int store_open(const char *where, struct store **ret_store, char *err, size_t er
  * migrations. Not for ":memory:". */
 int store_open_readonly(const char *where, struct store **ret_store, char *err, size_t errlen);
 
+/* A read-only connection to the store st is connected to, for one
+ * worker thread (each worker its own; close it with store_free on that
+ * thread). It sees every write st committed before the call. -ENOTSUP
+ * when the store has no second connection (":memory:"): read on st then.
+ * Main thread or the worker. */
+int store_reader_open(struct store *st, struct store **ret_reader, char *err, size_t errlen);
+
 /* Whether where names a local database file (so its folder may be
  * created): not ":memory:", not a URL. */
 bool store_is_local_file(const char *where);
@@ -154,6 +161,14 @@ int store_check_file(struct store *st);
  * -EBUSY while another connection reads an older snapshot (call again
  * later). Main thread. */
 int store_checkpoint(struct store *st);
+
+/* A number that changes whenever this connection changes anything stored
+ * (any committed write: a run finishing, a waiver, an invalidation, a
+ * rejudgement, a stored spec, retention), never otherwise. What was read
+ * at one generation may be served again while the generation is the
+ * same: the API keeps the bytes of polled answers under it. Main thread
+ * (the only writer). */
+uint64_t store_generation(struct store *st);
 
 /* ---- History ---- */
 

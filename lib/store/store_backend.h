@@ -32,6 +32,8 @@ struct store_ops {
 	const char *(*errcause)(struct store *st);
 	int (*check_file)(struct store *st);
 	int (*checkpoint)(struct store *st);
+	uint64_t (*generation)(struct store *st);
+	int (*reader_open)(struct store *st, struct store **ret_reader, char *err, size_t errlen);
 
 	/* A consistent read of several operations: read_end gets r (0 or
 	 * -errno so far) and returns r or its own error. */

@@ -167,6 +167,16 @@ static int faulty_checkpoint(struct store *st)
 	return inner(st)->ops->checkpoint(inner(st));
 }
 
+static uint64_t faulty_generation(struct store *st)
+{
+	return inner(st)->ops->generation(inner(st));
+}
+
+static int faulty_reader_open(struct store *st, struct store **ret_reader, char *err, size_t errlen)
+{
+	return inner(st)->ops->reader_open(inner(st), ret_reader, err, errlen);
+}
+
 static int faulty_gates_latest(struct store *st, json_t **ret_items)
 {
 	faulty(st)->failed = false;
@@ -391,6 +401,8 @@ static const struct store_ops faulty_ops = {
         .errcause = faulty_errcause,
         .check_file = faulty_check_file,
         .checkpoint = faulty_checkpoint,
+        .generation = faulty_generation,
+        .reader_open = faulty_reader_open,
         .gates_latest = faulty_gates_latest,
         .baseline_find = faulty_baseline_find,
         .waiver_create = faulty_waiver_create,

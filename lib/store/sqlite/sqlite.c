@@ -704,6 +704,25 @@ void sqlite_free(struct store *st)
 	free(sq(st));
 }
 
+/* Every write goes through this one connection (the main thread's), so
+ * its count of changed rows moves exactly when something stored does. */
+static uint64_t sqlite_generation(struct store *st)
+{
+	return (uint64_t)sqlite3_total_changes64(sq(st)->db);
+}
+
+/* sq(st)->path is set once at open and never changed: safe to read from
+ * a worker while the main thread uses st. */
+static int sqlite_reader_open(struct store *st, struct store **ret_reader, char *err, size_t errlen)
+{
+	if (!sq(st)->path) {
+		if (err && errlen > 0)
+			snprintf(err, errlen, "an in-memory database has no second connection");
+		return -ENOTSUP;
+	}
+	return sqlite_open_readonly(sq(st)->path, ret_reader, err, errlen);
+}
+
 struct sqlite_cache *sqlite_gates_cache(struct store *st)
 {
 	return &sq(st)->gates;
@@ -1762,6 +1781,8 @@ static const struct store_ops sqlite_ops = {
         .errcause = sqlite_errcause,
         .check_file = sqlite_check_file,
         .checkpoint = sqlite_checkpoint,
+        .generation = sqlite_generation,
+        .reader_open = sqlite_reader_open,
         .gates_latest = sqlite_gates_latest,
         .baseline_find = sqlite_baseline_find,
         .waiver_create = sqlite_waiver_create,

@@ -1,0 +1,146 @@
+/* offload: reads that may take a while (a trend over a year of hourly
+ * buckets, a long history) run on libuv's worker threads, so the loop
+ * keeps answering everything else meanwhile. Each worker thread opens its
+ * own read-only store connection once (store_reader_open) and keeps it;
+ * the request is parked (api_req_suspend) while the read runs and
+ * answered from the loop when it is done. A client that went away, or a
+ * server that stopped, meanwhile only loses the answer: the read still
+ * completes and its result is freed.
+ *
+ * A store without a second connection (":memory:") is read on the loop.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "lib/util/log.h"
+#include "lib/util/util.h"
+
+#define OFFLOAD_WHAT_MAX 96
+
+struct offload {
+	uv_work_t work;
+	struct api_req *req; /* NULL once the request ended without us */
+	struct store *store; /* the main connection: reader_open reads its location */
+	api_read_fn fn;
+	void *arg;
+	void (*free_arg)(void *arg);
+	uint64_t generation;
+	json_t *result;
+	int r;
+	bool no_reader;
+	char what[OFFLOAD_WHAT_MAX];
+	char err[256];
+	char key[];
+};
+
+/* This worker thread's read-only connection, opened on first use. */
+static _Thread_local struct store *thread_reader;
+
+/* Set once a store turned out to have no second connection. */
+static bool no_readers;
+
+static void offload_work(uv_work_t *w)
+{
+	struct offload *o = rd_container_of(w, struct offload, work);
+	int r;
+
+	if (!thread_reader) {
+		r = store_reader_open(o->store, &thread_reader, o->err, sizeof(o->err));
+		if (r < 0) {
+			thread_reader = NULL;
+			o->no_reader = r == -ENOTSUP;
+			o->r = r;
+			return;
+		}
+	}
+	o->r = o->fn(thread_reader, o->arg, &o->result, o->err, sizeof(o->err));
+}
+
+static void offload_free(struct offload *o)
+{
+	json_decref(o->result);
+	if (o->free_arg)
+		o->free_arg(o->arg);
+	free(o);
+}
+
+/* The answer of a finished read, on the loop. */
+static void answer(struct api_req *req, struct offload *o)
+{
+	if (o->r == -EINVAL) {
+		api_problem(req, 400, NULL, "%s", o->err);
+	} else if (o->r < 0) {
+		api_problem_errno(req, o->r, o->what);
+	} else {
+		api_reply_json_kept(req, o->key, o->generation, o->result);
+		o->result = NULL;
+	}
+}
+
+static void offload_done(uv_work_t *w, int status)
+{
+	struct offload *o = rd_container_of(w, struct offload, work);
+	struct api_req *req = o->req;
+
+	if (req && o->no_reader) {
+		no_readers = true;
+		o->err[0] = '\0';
+		o->r = o->fn(api_req_app(req)->store, o->arg, &o->result, o->err, sizeof(o->err));
+	} else if (status < 0 && req) {
+		o->r = status == UV_ECANCELED ? -ECANCELED : -EIO;
+	}
+	if (req && o->r < 0 && o->r != -EINVAL)
+		rd_log(RD_LOG_DEBUG, NULL, "Failed to %s off the loop: %s", o->what,
+		       o->err[0] ? o->err : strerror(-o->r));
+	if (req)
+		answer(req, o); /* its cleanup clears o->req */
+	offload_free(o);
+}
+
+static void offload_cleanup(struct api_req *req, void *userdata)
+{
+	struct offload *o = userdata;
+
+	(void)req;
+	o->req = NULL;
+}
+
+void api_read_off_loop(struct api_req *req, const char *key, const char *what, api_read_fn fn,
+                       void *arg, void (*free_arg)(void *arg))
+{
+	size_t klen = strlen(key);
+	struct offload *o = calloc(1, sizeof(*o) + klen + 1);
+	int r;
+
+	if (!o) {
+		if (free_arg)
+			free_arg(arg);
+		api_problem_errno(req, -ENOMEM, what);
+		return;
+	}
+	memcpy(o->key, key, klen + 1);
+	snprintf(o->what, sizeof(o->what), "%s", what);
+	o->req = req;
+	o->store = api_req_app(req)->store;
+	o->fn = fn;
+	o->arg = arg;
+	o->free_arg = free_arg;
+	o->generation = api_req_generation(req);
+	if (no_readers) {
+		o->r = fn(o->store, arg, &o->result, o->err, sizeof(o->err));
+		answer(req, o);
+		offload_free(o);
+		return;
+	}
+	r = uv_queue_work(api_req_loop(req), &o->work, offload_work, offload_done);
+	if (r < 0) {
+		o->req = NULL;
+		offload_free(o);
+		api_problem_errno(req, -EAGAIN, what);
+		return;
+	}
+	api_req_suspend(req, offload_cleanup, o);
+}

@@ -1,0 +1,188 @@
+/* respcache: the serialised bodies of polled answers (GET /v1/gates,
+ * /v1/services/{name}/history and /trends), kept per distinct query and
+ * served again, byte for byte and without a copy, while the store's
+ * generation (store_generation) has not moved. Each body carries a strong
+ * ETag, a hash of its bytes, so a client that sends it back in
+ * If-None-Match gets 304 until the answer really changes (a write that
+ * leaves these bytes alike keeps the tag).
+ *
+ * Bounded: least recently used bodies go first once the total passes
+ * the cap. Bodies are reference counted: one reference for the cache, one
+ * per response MHD still sends, freed by the last. Main loop thread only.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "respcache.h"
+
+struct api_body *api_body_new(const char *data, size_t len)
+{
+	struct api_body *b = malloc(sizeof(*b) + len + 1);
+	uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a, 64 bits */
+
+	if (!b)
+		return NULL;
+	b->refs = 1;
+	b->len = len;
+	memcpy(b->data, data, len);
+	b->data[len] = '\0';
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)data[i];
+		h *= 0x100000001b3ULL;
+	}
+	snprintf(b->etag, sizeof(b->etag), "\"%016llx-%zx\"", (unsigned long long)h, len);
+	return b;
+}
+
+struct api_body *api_body_ref(struct api_body *b)
+{
+	b->refs++;
+	return b;
+}
+
+void api_body_unref(struct api_body *b)
+{
+	if (b && --b->refs == 0)
+		free(b);
+}
+
+struct entry {
+	struct entry *prev, *next; /* most recently used first */
+	uint64_t hash;
+	uint64_t generation;
+	struct api_body *body;
+	size_t cost; /* bytes charged: key and body */
+	char key[];
+};
+
+struct api_cache {
+	struct entry *head, *tail;
+	size_t bytes, max_bytes;
+	unsigned n;
+	uint64_t hits, misses;
+};
+
+static uint64_t key_hash(const char *key)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (; *key; key++) {
+		h ^= (unsigned char)*key;
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+int api_cache_new(size_t max_bytes, struct api_cache **ret)
+{
+	struct api_cache *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	c->max_bytes = max_bytes;
+	*ret = c;
+	return 0;
+}
+
+static void unlink_entry(struct api_cache *c, struct entry *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		c->head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		c->tail = e->prev;
+	e->prev = e->next = NULL;
+}
+
+static void push_front(struct api_cache *c, struct entry *e)
+{
+	e->prev = NULL;
+	e->next = c->head;
+	if (c->head)
+		c->head->prev = e;
+	c->head = e;
+	if (!c->tail)
+		c->tail = e;
+}
+
+static void drop(struct api_cache *c, struct entry *e)
+{
+	unlink_entry(c, e);
+	c->bytes -= e->cost;
+	c->n--;
+	api_body_unref(e->body);
+	free(e);
+}
+
+void api_cache_free(struct api_cache *c)
+{
+	if (!c)
+		return;
+	while (c->head)
+		drop(c, c->head);
+	free(c);
+}
+
+static struct entry *find(struct api_cache *c, const char *key)
+{
+	uint64_t h = key_hash(key);
+
+	for (struct entry *e = c->head; e; e = e->next)
+		if (e->hash == h && strcmp(e->key, key) == 0)
+			return e;
+	return NULL;
+}
+
+struct api_body *api_cache_get(struct api_cache *c, const char *key, uint64_t generation)
+{
+	struct entry *e = find(c, key);
+
+	if (!e || e->generation != generation) {
+		c->misses++;
+		return NULL;
+	}
+	c->hits++;
+	if (e != c->head) {
+		unlink_entry(c, e);
+		push_front(c, e);
+	}
+	return e->body;
+}
+
+int api_cache_put(struct api_cache *c, const char *key, uint64_t generation, struct api_body *b)
+{
+	size_t klen = strlen(key), cost = sizeof(struct entry) + klen + 1 + b->len;
+	struct entry *e = find(c, key);
+
+	if (e)
+		drop(c, e);
+	if (cost > c->max_bytes / 4)
+		return -E2BIG; /* one answer must not push out all the others */
+	e = malloc(sizeof(*e) + klen + 1);
+	if (!e)
+		return -ENOMEM;
+	memcpy(e->key, key, klen + 1);
+	e->hash = key_hash(key);
+	e->generation = generation;
+	e->body = api_body_ref(b);
+	e->cost = cost;
+	push_front(c, e);
+	c->bytes += cost;
+	c->n++;
+	while (c->bytes > c->max_bytes && c->tail && c->tail != e)
+		drop(c, c->tail);
+	return 0;
+}
+
+void api_cache_stats(const struct api_cache *c, struct api_cache_stats *ret)
+{
+	ret->entries = c->n;
+	ret->bytes = c->bytes;
+	ret->hits = c->hits;
+	ret->misses = c->misses;
+}
