@@ -146,8 +146,10 @@ class StaticNginx(nginx.Nginx):
     open_file_cache_valid 600s;
     sendfile on;"""
 
-    def __init__(self, files):
+    def __init__(self, files, etag=False):
         self.files = files
+        if etag:  # nginx's own ETag and 304s, for the revalidation case
+            self.http_extra = self.http_extra.replace('etag off;', 'etag on;')
 
     def locations(self, tmp):
         locs = []
@@ -205,8 +207,10 @@ def parse_wrk(out):
     return r
 
 
-def wrk(url, conns, seconds, latency=False, threads=1, timeout_s=None):
+def wrk(url, conns, seconds, latency=False, threads=1, timeout_s=None, headers=()):
     argv = ['wrk', '-t%d' % threads, '-c%d' % conns, '-d%ds' % seconds]
+    for h in headers:
+        argv += ['-H', h]
     if latency:
         argv.append('--latency')
     if timeout_s:
