@@ -228,6 +228,13 @@ bool api_reply_kept(struct api_req *req, const char *key);
 /* Answers 200 with json (stolen) and keeps its bytes under key as read
  * at generation. */
 void api_reply_json_kept(struct api_req *req, const char *key, uint64_t generation, json_t *json);
+/* The same in two steps: api_body_of_json serialises json (stolen) as
+ * api_reply_json would (any thread; NULL on ENOMEM), api_reply_body_kept
+ * answers with the body (its reference taken; NULL answers 500). */
+struct api_body;
+struct api_body *api_body_of_json(json_t *json);
+void api_reply_body_kept(struct api_req *req, const char *key, uint64_t generation,
+                         struct api_body *b);
 
 /* A read that may be slow, off the loop (api/offload.c): fn runs on a
  * libuv worker thread with that thread's read-only store connection

@@ -17,6 +17,7 @@
 #include "api.h"
 #include "lib/util/log.h"
 #include "lib/util/util.h"
+#include "respcache.h"
 
 #define OFFLOAD_WHAT_MAX 96
 
@@ -28,7 +29,7 @@ struct offload {
 	void *arg;
 	void (*free_arg)(void *arg);
 	uint64_t generation;
-	json_t *result;
+	struct api_body *result; /* serialised where it was read */
 	int r;
 	bool no_reader;
 	char what[OFFLOAD_WHAT_MAX];
@@ -41,6 +42,20 @@ static _Thread_local struct store *thread_reader;
 
 /* Set once a store turned out to have no second connection. */
 static bool no_readers;
+
+/* Runs fn on st and serialises its answer there too: a big trend's JSON
+ * text is built off the loop as well. */
+static void read_and_serialise(struct offload *o, struct store *st)
+{
+	json_t *json = NULL;
+
+	o->r = o->fn(st, o->arg, &json, o->err, sizeof(o->err));
+	if (o->r == 0) {
+		o->result = api_body_of_json(json);
+		if (!o->result)
+			o->r = -ENOMEM;
+	}
+}
 
 static void offload_work(uv_work_t *w)
 {
@@ -56,12 +71,12 @@ static void offload_work(uv_work_t *w)
 			return;
 		}
 	}
-	o->r = o->fn(thread_reader, o->arg, &o->result, o->err, sizeof(o->err));
+	read_and_serialise(o, thread_reader);
 }
 
 static void offload_free(struct offload *o)
 {
-	json_decref(o->result);
+	api_body_unref(o->result);
 	if (o->free_arg)
 		o->free_arg(o->arg);
 	free(o);
@@ -75,7 +90,7 @@ static void answer(struct api_req *req, struct offload *o)
 	} else if (o->r < 0) {
 		api_problem_errno(req, o->r, o->what);
 	} else {
-		api_reply_json_kept(req, o->key, o->generation, o->result);
+		api_reply_body_kept(req, o->key, o->generation, o->result);
 		o->result = NULL;
 	}
 }
@@ -88,7 +103,7 @@ static void offload_done(uv_work_t *w, int status)
 	if (req && o->no_reader) {
 		no_readers = true;
 		o->err[0] = '\0';
-		o->r = o->fn(api_req_app(req)->store, o->arg, &o->result, o->err, sizeof(o->err));
+		read_and_serialise(o, api_req_app(req)->store);
 	} else if (status < 0 && req) {
 		o->r = status == UV_ECANCELED ? -ECANCELED : -EIO;
 	}
@@ -130,7 +145,7 @@ void api_read_off_loop(struct api_req *req, const char *key, const char *what, a
 	o->free_arg = free_arg;
 	o->generation = api_req_generation(req);
 	if (no_readers) {
-		o->r = fn(o->store, arg, &o->result, o->err, sizeof(o->err));
+		read_and_serialise(o, o->store);
 		answer(req, o);
 		offload_free(o);
 		return;

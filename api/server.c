@@ -525,11 +525,10 @@ bool api_reply_kept(struct api_req *req, const char *key)
 	return true;
 }
 
-void api_reply_json_kept(struct api_req *req, const char *key, uint64_t generation, json_t *json)
+struct api_body *api_body_of_json(json_t *json)
 {
 	char *text = json ? json_dumps(json, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
 	struct api_body *b = NULL;
-	char k[API_KEY_BUF];
 	size_t len;
 
 	json_decref(json);
@@ -539,6 +538,14 @@ void api_reply_json_kept(struct api_req *req, const char *key, uint64_t generati
 		b = api_body_new(text, len + 1);
 		free(text);
 	}
+	return b;
+}
+
+void api_reply_body_kept(struct api_req *req, const char *key, uint64_t generation,
+                         struct api_body *b)
+{
+	char k[API_KEY_BUF];
+
 	if (!b) {
 		api_problem_errno(req, -ENOMEM, "reply");
 		return;
@@ -547,6 +554,11 @@ void api_reply_json_kept(struct api_req *req, const char *key, uint64_t generati
 		api_cache_put(req->srv->cache, k, generation, b);
 	reply_body(req, b);
 	api_body_unref(b);
+}
+
+void api_reply_json_kept(struct api_req *req, const char *key, uint64_t generation, json_t *json)
+{
+	api_reply_body_kept(req, key, generation, api_body_of_json(json));
 }
 
 void api_req_suspend(struct api_req *req, api_cleanup_cb cleanup, void *userdata)

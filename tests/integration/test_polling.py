@@ -28,7 +28,7 @@ TOKENS = {
     'b-view': ('tok-b-view', 'viewer', ['pb-*']),
 }
 T0 = 1767225600000  # 2026-01-01T00:00:00Z
-SLOW_RUNS = 40000   # one service, one metric: a step=1h trend reads them all
+SLOW_RUNS = 20000   # one service, one metric: a step=1h trend reads them all
 
 
 def config():
@@ -249,19 +249,25 @@ class PollingTest(lib.TestCase):
 
     def test_6_healthz_answers_during_slow_reads(self):
         alone = []
-        for i in range(20):
+        for i in range(5):
             t = time.monotonic()
-            self.get(self.slow(200 + i))
+            self.assertEqual(self.get(self.slow(200 + i)).status, 200)
             alone.append(time.monotonic() - t)
+        # All 20 requests are sent before the first /healthz.
+        socks = []
+        for i in range(20):
+            s = socket.create_connection(('127.0.0.1', self.d.port))
+            s.sendall(('GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok-root\r\n'
+                       'Connection: close\r\n\r\n' % self.slow(300 + i)).encode())
+            socks.append(s)
         results = []
 
-        def one(i):
-            c = http.client.HTTPConnection('127.0.0.1', self.d.port, timeout=60)
-            c.request('GET', self.slow(300 + i), headers=auth('root'))
-            results.append(c.getresponse().status)
-            c.close()
+        def read_all(s):
+            with s, s.makefile('rb') as f:
+                results.append(f.readline().split()[1])
+                f.read()
 
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+        threads = [threading.Thread(target=read_all, args=(s,)) for s in socks]
         for t in threads:
             t.start()
         health = []
@@ -271,13 +277,15 @@ class PollingTest(lib.TestCase):
             health.append(time.monotonic() - t)
         for t in threads:
             t.join()
-        self.assertEqual(results, [200] * 20)
-        # On the loop, each /healthz waited behind the reads queued before
-        # it (~20 of them); off the loop it waits for none. Loosely: the
-        # median /healthz beside 20 reads is well under 20 reads alone.
-        self.assertGreater(len(health), 1)
-        self.assertLess(statistics.median(health), 5 * statistics.median(alone),
-                        (health, alone))
+        self.assertEqual(results, [b'200'] * 20)
+        # On the loop, the first /healthz waited behind the 20 reads sent
+        # before it (~20 reads' time); off the loop it waits for none,
+        # only for CPU the workers share. Loosely: the slowest /healthz
+        # beside 20 reads is under 5 reads alone.
+        self.assertTrue(health)
+        self.assertLess(max(health), 5 * statistics.median(alone),
+                        ([round(x * 1000, 1) for x in health],
+                         [round(x * 1000, 1) for x in alone]))
 
 
 if __name__ == '__main__':
