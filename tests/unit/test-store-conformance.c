@@ -124,6 +124,12 @@ static struct store *conf_open(int i)
 	return st;
 }
 
+/* A write through a reader connection: refused. */
+static int add_run_fails_on_reader(struct store *rd)
+{
+	return store_run_invalidate(rd, 1, "no", T0);
+}
+
 /* ---- Migrations and health ------------------------------------------ */
 
 START_TEST(test_migrations)
@@ -874,6 +880,51 @@ START_TEST(test_waiver_errors)
 }
 END_TEST
 
+/* The generation moves with every write (the API serves kept answers
+ * while it stands still) and never on a read; a reader connection sees
+ * what was written before it opened, and what is written after. */
+START_TEST(test_generation_and_reader)
+{
+	const struct conf_backend *b = conf_backend(_i);
+	struct store *st = conf_open(_i), *rd = NULL;
+	json_t *items = NULL;
+	char err[256] = "";
+	uint64_t g0, g1;
+	int64_t id;
+	int r;
+
+	g0 = store_generation(st);
+	id = add_run(st, "gen", "prod", "1", "passed", 1, T0);
+	g1 = store_generation(st);
+	ck_assert_uint_ne(g1, g0);
+	ck_assert_int_eq(store_gates_latest(st, &items), 0);
+	json_decref(items);
+	ck_assert_uint_eq(store_generation(st), g1);
+	ck_assert_int_eq(store_run_invalidate(st, id, "wrong target", T0), 0);
+	ck_assert_uint_ne(store_generation(st), g1);
+	g1 = store_generation(st);
+	r = store_reader_open(st, &rd, err, sizeof(err));
+	if (!b->persistent) {
+		ck_assert_int_eq(r, -ENOTSUP);
+		ck_assert_ptr_null(rd);
+		store_free(st);
+		return;
+	}
+	ck_assert_msg(r == 0, "store_reader_open = %d: %s", r, err);
+	ck_assert_int_eq(store_gates_latest(rd, &items), 0);
+	ck_assert_int_eq(json_array_size(items), 0); /* the only run is invalidated */
+	json_decref(items);
+	add_run(st, "gen", "prod", "2", "passed", 1, T0 + 1);
+	ck_assert_int_eq(store_gates_latest(rd, &items), 0);
+	ck_assert_int_eq(json_array_size(items), 1);
+	json_decref(items);
+	ck_assert_int_lt(add_run_fails_on_reader(rd), 0);
+	ck_assert_uint_ne(store_generation(st), g1);
+	store_free(rd);
+	store_free(st);
+}
+END_TEST
+
 START_TEST(test_gates_latest)
 {
 	struct store *st = conf_open(_i);
@@ -1551,6 +1602,7 @@ static Suite *conformance_suite(void)
 	tcase_add_loop_test(tc, test_baseline_floor, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_waiver_errors, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_gates_latest, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_generation_and_reader, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_trend_points, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_trend_buckets, 0,
 	                    N_BACKENDS * (int)RD_ARRAY_SIZE(bucket_cases));

@@ -202,8 +202,11 @@ int sqlite_gates_latest(struct store *st, json_t **ret_items)
 
 	/* Dashboards poll this every second while it changes once per run:
 	 * answer from the last result until any row of the database changes
-	 * (all writes go through this one connection). */
-	if (cache->value && cache->changes == changes) {
+	 * (all writes go through this one connection). Not on a read-only
+	 * connection: its own count never moves, others write. */
+	bool cacheable = !sqlite3_db_readonly(sqlite_db(st), "main");
+
+	if (cacheable && cache->value && cache->changes == changes) {
 		items = json_deep_copy(cache->value);
 		if (!items)
 			return -ENOMEM;
@@ -216,9 +219,11 @@ int sqlite_gates_latest(struct store *st, json_t **ret_items)
 	r = rows_json(st, s, cols, RD_ARRAY_SIZE(cols), SIZE_MAX, &items, NULL);
 	if (r < 0)
 		return r;
-	json_decref(cache->value);
-	cache->value = json_deep_copy(items);
-	cache->changes = changes;
+	if (cacheable) {
+		json_decref(cache->value);
+		cache->value = json_deep_copy(items);
+		cache->changes = changes;
+	}
 	*ret_items = items;
 	return 0;
 }
