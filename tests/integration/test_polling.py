@@ -4,8 +4,8 @@ to a matching If-None-Match; a write that changes them (a run finishing,
 an invalidation) changes the ETag and the body, a write that leaves the
 bytes alike (a waiver) keeps the ETag. Kept bytes never cross a token's
 scope, whichever token asked first. Trend and history reads run off the
-loop: a client that hangs up mid-read is harmless, and /healthz keeps
-answering while 20 slow trend reads run at once."""
+loop: a client that hangs up mid-read, or a stop mid-read, is harmless,
+and /healthz keeps answering while 20 slow trend reads run at once."""
 import hashlib
 import http.client
 import json
@@ -286,6 +286,29 @@ class PollingTest(lib.TestCase):
         self.assertLess(max(health), 5 * statistics.median(alone),
                         ([round(x * 1000, 1) for x in health],
                          [round(x * 1000, 1) for x in alone]))
+
+
+    def test_7_stop_mid_read(self):
+        socks = []
+        for i in range(6):
+            s = socket.create_connection(('127.0.0.1', self.d.port))
+            s.sendall(('GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok-root\r\n'
+                       '\r\n' % self.slow(400 + i)).encode())
+            socks.append(s)
+        self.assertEqual(self.get('/healthz').status, 200)  # the reads are in
+        try:
+            # The parked requests are answered 503; the reads still end and
+            # their answers are freed: a clean exit, nothing leaked.
+            self.assertEqual(self.d.stop(), 0)
+            self.d.check_sanitizers()
+            for s in socks:
+                s.settimeout(5)
+                head = s.recv(64)
+                self.assertTrue(head == b'' or b' 503 ' in head, head)
+        finally:
+            for s in socks:
+                s.close()
+            self.d.start()
 
 
 if __name__ == '__main__':
