@@ -43,6 +43,9 @@ struct api_app {
 	/* daemon/: why the database file cannot be trusted any more (deleted,
 	 * renamed away or replaced under readyd), or NULL. */
 	const char *db_problem;
+	/* Notifications delivered to POST /v1/alertmanager/webhook
+	 * (lib/prom/aminbox.h); NULL: the route answers 503. */
+	struct aminbox *inbox;
 };
 
 struct api_config {
@@ -75,9 +78,12 @@ void api_server_free(struct api_server *srv);
 typedef void (*api_handler)(struct api_req *req);
 
 /* Who may call a route, once tokens are configured (docs/security.md):
- * viewer < submitter < admin; API_ROLE_ANYONE needs no token. */
+ * viewer < submitter < admin; API_ROLE_ANYONE needs no token. notifier
+ * stands apart: it may only deliver Alertmanager notifications (routes
+ * that need it), which admin may too and nobody else. */
 enum api_role {
 	API_ROLE_ANYONE = 0,
+	API_ROLE_NOTIFIER,
 	API_ROLE_VIEWER,
 	API_ROLE_SUBMITTER,
 	API_ROLE_ADMIN,
@@ -149,12 +155,13 @@ void api_run_stored(struct api_req *req, const struct api_stored_run *sr, api_su
 
 extern const struct api_route api_routes_health[];
 extern const struct api_route api_routes_runs[];
-extern const struct api_route api_routes_services[]; /* routes_services.c */
-extern const struct api_route api_routes_gates[];    /* routes_gates.c */
-extern const struct api_route api_routes_events[];   /* routes_events.c */
-extern const struct api_route api_routes_metrics[];  /* routes_metrics.c */
-extern const struct api_route api_routes_specs[];    /* routes_specs.c */
-extern const struct api_route api_routes_hooks[];    /* routes_hooks.c */
+extern const struct api_route api_routes_services[];     /* routes_services.c */
+extern const struct api_route api_routes_gates[];        /* routes_gates.c */
+extern const struct api_route api_routes_events[];       /* routes_events.c */
+extern const struct api_route api_routes_metrics[];      /* routes_metrics.c */
+extern const struct api_route api_routes_specs[];        /* routes_specs.c */
+extern const struct api_route api_routes_hooks[];        /* routes_hooks.c */
+extern const struct api_route api_routes_alertmanager[]; /* routes_alertmanager.c */
 
 struct api_app *api_req_app(struct api_req *req);
 uv_loop_t *api_req_loop(struct api_req *req);

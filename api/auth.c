@@ -29,15 +29,14 @@ struct auth {
 };
 
 static const char *const role_names[] = {
-        [API_ROLE_ANYONE] = "anyone",
-        [API_ROLE_VIEWER] = "viewer",
-        [API_ROLE_SUBMITTER] = "submitter",
+        [API_ROLE_ANYONE] = "anyone", [API_ROLE_NOTIFIER] = "notifier",
+        [API_ROLE_VIEWER] = "viewer", [API_ROLE_SUBMITTER] = "submitter",
         [API_ROLE_ADMIN] = "admin",
 };
 
 int auth_role_from_string(const char *s, enum api_role *ret_role)
 {
-	for (int r = API_ROLE_VIEWER; r <= API_ROLE_ADMIN; r++) {
+	for (int r = API_ROLE_NOTIFIER; r <= API_ROLE_ADMIN; r++) {
 		if (strcmp(s, role_names[r]) == 0) {
 			*ret_role = (enum api_role)r;
 			return 0;
@@ -196,6 +195,17 @@ static int take(struct auth *a, struct bucket *b, uint64_t now_ms, int *ret_retr
 	return -EAGAIN;
 }
 
+/* Roles are ordered, except notifier: its token may only deliver
+ * notifications (a token kept in Alertmanager's configuration should not
+ * read runs), and of the others only admin may deliver them (a viewer's
+ * notification could make a drill pass). */
+static bool role_allows(enum api_role have, enum api_role need)
+{
+	if (need == API_ROLE_NOTIFIER)
+		return have == API_ROLE_NOTIFIER || have == API_ROLE_ADMIN;
+	return have != API_ROLE_NOTIFIER && have >= need;
+}
+
 int auth_check(struct auth *a, const char *authorization, enum api_role need, uint64_t now_ms,
                struct auth_who *ret_who, int *ret_retry_s)
 {
@@ -212,7 +222,7 @@ int auth_check(struct auth *a, const char *authorization, enum api_role need, ui
 	i = token ? find_token(a, token, len) : -1;
 	if (i < 0)
 		return -EACCES;
-	if (a->tokens[i].role < need)
+	if (!role_allows(a->tokens[i].role, need))
 		return -EPERM;
 	r = take(a, &a->buckets[i], now_ms, ret_retry_s);
 	if (r < 0)

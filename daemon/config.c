@@ -321,7 +321,7 @@ static int load_token(json_t *o, size_t i, struct auth_token *t, char *err, size
 		return -EINVAL;
 	}
 	if (!role || auth_role_from_string(role, &t->role) < 0) {
-		snprintf(err, errlen, "%srole: must be viewer, submitter or admin", path);
+		snprintf(err, errlen, "%srole: must be notifier, viewer, submitter or admin", path);
 		return -EINVAL;
 	}
 	if (load_token_services(json_object_get(o, "services"), path, t, err, errlen) < 0)

@@ -26,6 +26,7 @@
 #include "lib/util/log.h"
 #include "notify.h"
 #include "lib/policy/policy.h"
+#include "lib/prom/aminbox.h"
 #include "lib/sched/sched.h"
 #include "lib/store/store.h"
 #include "lib/util/util.h"
@@ -719,6 +720,11 @@ static int start(struct daemon *d)
 	http_client_set_files(d->http, on_files_policy, d);
 	d->app.store = d->store;
 	d->app.sched = d->sched;
+	if ((r = aminbox_new(0, &d->app.inbox)) < 0) {
+		log_error("Failed to start the Alertmanager receiver: %s", strerror(-r));
+		return r;
+	}
+	sched_set_inbox(d->sched, d->app.inbox);
 	r = api_server_new(&d->loop, &ac, &d->app, &d->api, err, sizeof(err));
 	if (r < 0) {
 		log_error("Failed to start the API server: %s", err);
@@ -736,6 +742,7 @@ static int start(struct daemon *d)
 static void cleanup(struct daemon *d)
 {
 	sched_free(d->sched);
+	aminbox_free(d->app.inbox);
 	store_free(d->store);
 	auth_free(d->app.auth);
 	policy_unref(d->app.policy);

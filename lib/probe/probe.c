@@ -52,6 +52,13 @@ const struct probe_type_def *probe_type_get(enum probe_type t)
 	return NULL;
 }
 
+bool probe_drives_load(const struct spec_probe *sp)
+{
+	const struct probe_type_def *d = probe_type_get(sp->type);
+
+	return d && (d->load || (d->load_when && d->load_when(sp)));
+}
+
 size_t probe_type_count(void)
 {
 	return _PROBE_TYPE_MAX + n_extra;

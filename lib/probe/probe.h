@@ -35,6 +35,7 @@ enum probe_state {
 const char *probe_state_to_string(enum probe_state s); /* "queued" ... */
 
 struct probe;
+struct aminbox;
 typedef void (*probe_done_cb)(struct probe *p);
 
 /* What a probe knows of the world. Embedded in the scheduler's run. */
@@ -64,6 +65,9 @@ struct probe {
 	int64_t deadline_ms;
 	probe_done_cb done;
 	void *userdata;
+	/* Notifications Alertmanager delivered to readyd (lib/prom/aminbox.h);
+	 * borrowed, NULL when the daemon has none. */
+	struct aminbox *inbox;
 
 	/* Owned by the type's implementation. */
 	const struct probe_ops *ops;
@@ -137,10 +141,16 @@ struct probe_type_def {
 	int64_t deadline_fixed_ms;
 	const char *deadline_doc;
 	bool load; /* drives load: one at a time per server (max_concurrent_load) */
+	/* Or drives load only as some of its probes are written (NULL: as
+	 * `load` says). */
+	bool (*load_when)(const struct spec_probe *sp);
 	const struct probe_metric_def *metrics;
 	size_t n_metrics;
 	struct probe_ops ops;
 };
+
+/* True when probe sp drives load (its type's `load` or `load_when`). */
+bool probe_drives_load(const struct spec_probe *sp);
 
 /* The type, or NULL for a value no type has. */
 const struct probe_type_def *probe_type_get(enum probe_type t);

@@ -22,6 +22,7 @@ struct promapi_call {
 	promapi_cb cb;
 	void *userdata;
 	char *url; /* base + path, for messages (the query string can be long) */
+	bool raw;  /* no envelope: the whole answer is the data (Alertmanager) */
 };
 
 static bool unreserved(unsigned char c)
@@ -137,6 +138,13 @@ static void on_response(void *userdata, const struct http_response *r)
 		snprintf(msg, sizeof(msg),
 		         "GET %s answered HTTP %ld with a body that is not JSON (%s): %s",
 		         call->url, r->status, jerr.text, ex);
+	} else if (call->raw && r->status != 200) {
+		err = -EPROTO;
+		excerpt(r->body, r->body_len, ex, sizeof(ex));
+		snprintf(msg, sizeof(msg), "GET %s answered HTTP %ld: %s", call->url, r->status,
+		         ex);
+	} else if (call->raw) {
+		data = doc;
 	} else if (!(data = promapi_envelope(doc, call->url, r->status, r->body, r->body_len, msg,
 	                                     sizeof(msg)))) {
 		err = -EPROTO;
@@ -147,9 +155,9 @@ static void on_response(void *userdata, const struct http_response *r)
 	free(call);
 }
 
-int promapi_get(struct http_client *c, const struct spec_probe *sp, const char *path,
-                const char *const *params, int64_t timeout_ms, promapi_cb cb, void *userdata,
-                struct promapi_call **ret_call)
+static int start_call(struct http_client *c, const struct spec_probe *sp, const char *base,
+                      const char *path, const char *const *params, int64_t timeout_ms, bool raw,
+                      promapi_cb cb, void *userdata, struct promapi_call **ret_call)
 {
 	struct promapi_call *call = calloc(1, sizeof(*call));
 	struct http_options opt = {
@@ -167,8 +175,9 @@ int promapi_get(struct http_client *c, const struct spec_probe *sp, const char *
 		return -ENOMEM;
 	call->cb = cb;
 	call->userdata = userdata;
-	call->url = build_url(sp->prometheus, path, NULL);
-	full = build_url(sp->prometheus, path, params);
+	call->raw = raw;
+	call->url = build_url(base, path, NULL);
+	full = build_url(base, path, params);
 	if (call->url) {
 		/* For messages only: without credentials (docs/security.md). */
 		char *shown = rd_url_redact_dup(call->url);
@@ -191,6 +200,21 @@ fail:
 	free(call->url);
 	free(call);
 	return r;
+}
+
+int promapi_get(struct http_client *c, const struct spec_probe *sp, const char *path,
+                const char *const *params, int64_t timeout_ms, promapi_cb cb, void *userdata,
+                struct promapi_call **ret_call)
+{
+	return start_call(c, sp, sp->prometheus, path, params, timeout_ms, false, cb, userdata,
+	                  ret_call);
+}
+
+int promapi_get_json(struct http_client *c, const struct spec_probe *sp, const char *base,
+                     const char *path, const char *const *params, int64_t timeout_ms, promapi_cb cb,
+                     void *userdata, struct promapi_call **ret_call)
+{
+	return start_call(c, sp, base, path, params, timeout_ms, true, cb, userdata, ret_call);
 }
 
 void promapi_cancel(struct promapi_call *call)

@@ -38,6 +38,14 @@ int promapi_get(struct http_client *c, const struct spec_probe *sp, const char *
                 const char *const *params, int64_t timeout_ms, promapi_cb cb, void *userdata,
                 struct promapi_call **ret_call);
 
+/* The same against another API of the Prometheus family that answers
+ * plain JSON without the envelope (Alertmanager's /api/v2): GET
+ * {base}{path}?params; the callback's data is the whole decoded answer
+ * of an HTTP 200. */
+int promapi_get_json(struct http_client *c, const struct spec_probe *sp, const char *base,
+                     const char *path, const char *const *params, int64_t timeout_ms, promapi_cb cb,
+                     void *userdata, struct promapi_call **ret_call);
+
 /* Checks a decoded answer's envelope: "status": "error" (whatever the HTTP
  * status), an HTTP status other than 200, or a JSON that is not
  * {"status": "success", "data": ...}. Returns data (borrowed from doc), or

@@ -79,6 +79,7 @@ struct sched {
 	uv_loop_t *loop;
 	struct store *store;
 	struct http_client *http;
+	struct aminbox *inbox; /* borrowed; for alert drills */
 	struct sched_config cfg;
 	struct run *head, *tail;
 	int n_queued, n_running, load_running;
@@ -101,11 +102,9 @@ struct sched {
 
 static void run_advance(struct run *r);
 
-static bool is_load_type(enum probe_type t)
+static bool is_load_type(const struct spec_probe *sp)
 {
-	const struct probe_type_def *d = probe_type_get(t);
-
-	return d && d->load;
+	return probe_drives_load(sp);
 }
 
 static void config_defaults(struct sched_config *c)
@@ -141,6 +140,11 @@ void sched_free(struct sched *s)
 	if (!s || !rd_assert(!s->head))
 		return;
 	free(s);
+}
+
+void sched_set_inbox(struct sched *s, struct aminbox *inbox)
+{
+	s->inbox = inbox;
 }
 
 void sched_set_config(struct sched *s, const struct sched_config *cfg)
@@ -431,7 +435,7 @@ static void set_load_window(struct run *r, size_t i)
 	for (size_t k = 0; k < i; k++) {
 		const struct probe *q = &r->probes[k];
 
-		if (!is_load_type(q->sp->type) || q->started_at <= 0 || q->finished_at <= 0)
+		if (!is_load_type(q->sp) || q->started_at <= 0 || q->finished_at <= 0)
 			continue;
 		if (!p->window_start_ms || q->started_at < p->window_start_ms)
 			p->window_start_ms = q->started_at;
@@ -450,7 +454,7 @@ static bool start_probe(struct run *r)
 	struct probe *p = &r->probes[r->cur];
 	int e;
 
-	if (is_load_type(p->sp->type)) {
+	if (is_load_type(p->sp)) {
 		if (!sched_load_slot_free(r->s)) {
 			if (!r->waiting_load) {
 				r->waiting_load = true;
@@ -490,7 +494,7 @@ static int write_measurements(struct run *r, size_t idx)
 	json_t *v;
 	int e = 0;
 
-	if (!is_load_type(p->sp->type) || !json_is_object(p->details))
+	if (!is_load_type(p->sp) || !json_is_object(p->details))
 		return 0;
 	json_object_foreach (hists, name, v) {
 		uint8_t *buf = NULL;
@@ -967,6 +971,7 @@ static int new_run(struct sched *s, struct spec *spec, struct run **ret_run)
 
 		p->loop = s->loop;
 		p->http = s->http;
+		p->inbox = s->inbox;
 		p->spec = spec;
 		p->sp = &spec->probes[i];
 		p->percent = -1;

@@ -41,6 +41,12 @@ void sched_free(struct sched *s);
 
 void sched_set_config(struct sched *s, const struct sched_config *cfg);
 
+/* The notifications Alertmanager delivered to readyd's webhook
+ * (lib/prom/aminbox.h), for the alert drills of runs submitted from now
+ * on. Borrowed for the scheduler's life; NULL: none. */
+struct aminbox;
+void sched_set_inbox(struct sched *s, struct aminbox *inbox);
+
 /* Stores and queues a new run. Steals spec (also on error). With an
  * idempotency key the spec's service has seen before with the same spec,
  * returns that run's id with *ret_existing set and queues nothing; with

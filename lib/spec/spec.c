@@ -1900,7 +1900,10 @@ static void probe_deinit(struct spec_probe *p)
 	                   p->file,
 	                   p->format,
 	                   p->corpus.file,
-	                   p->token_key};
+	                   p->token_key,
+	                   p->alertmanager,
+	                   p->receiver,
+	                   p->traffic.path};
 
 	for (size_t i = 0; i < RD_ARRAY_SIZE(strings); i++)
 		free(strings[i]);

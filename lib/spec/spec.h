@@ -77,6 +77,14 @@ struct spec_label {
 	char *value;
 };
 
+/* alert-drill `traffic`: rate-mode load against the spec's target for
+ * the drill's duration. Absent: rate 0. */
+struct spec_traffic {
+	double rate;         /* requests per second */
+	int64_t connections; /* default 8 */
+	char *path;          /* replaces the target's path (and query); NULL: the target's */
+};
+
 /* An HTTP request: the spec's target, a trigger/clear/restore hook. */
 struct spec_request {
 	char *method; /* upper case; default "GET" (target: "GET") */
@@ -179,6 +187,11 @@ struct spec_probe {
 	char *alert;
 	struct spec_label *labels; /* alert-drill: which series of the alert */
 	size_t n_labels;
+	char *alertmanager;       /* alert-drill: follow the alert into this Alertmanager */
+	char *receiver;           /* alert-drill: the receiver its route must reach */
+	bool notify;              /* alert-drill: wait for delivery to readyd's webhook */
+	int64_t notify_within_ms; /* alert-drill: firing -> delivered, default 1m */
+	struct spec_traffic traffic;
 
 	/* drills */
 	struct spec_request *trigger; /* alert-drill, rollback-drill */

@@ -477,14 +477,19 @@ class Prometheus(_PromServer):
 
     binary = os.environ.get('PROMETHEUS_BIN', 'prometheus')
 
-    def __init__(self, rules=None, scrape_targets=(), tmpdir=None):
+    def __init__(self, rules=None, scrape_targets=(), tmpdir=None, alertmanagers=()):
         super().__init__('prometheus', tmpdir)
         self.rules = rules
         self.targets = [t.split('://', 1)[-1].rstrip('/') for t in scrape_targets]
+        # Alertmanager URLs Prometheus sends its alerts to.
+        self.alertmanagers = [t.split('://', 1)[-1].rstrip('/') for t in alertmanagers]
 
     def config(self):
         lines = ['global:', '  scrape_interval: 1s', '  scrape_timeout: 1s',
                  '  evaluation_interval: 1s']
+        if self.alertmanagers:
+            lines += ['alerting:', '  alertmanagers:', '    - static_configs:',
+                      '        - targets: %s' % json.dumps(self.alertmanagers)]
         if self.rules is not None:
             self.rules_path = self.write('rules.yml', self.rules)
             lines += ['rule_files:', '  - %s' % json.dumps(self.rules_path)]
@@ -525,17 +530,62 @@ class Prometheus(_PromServer):
 
 
 class Alertmanager(_PromServer):
-    """The Debian `prometheus-alertmanager` on 127.0.0.1, clustering off,
-    one receiver that sends nothing."""
+    """The Debian `prometheus-alertmanager` on 127.0.0.1, clustering off.
+    Without webhook, one receiver that sends nothing. With webhook (a URL,
+    e.g. a readyd's /v1/alertmanager/webhook) every alert goes to the
+    receiver named `receiver`, whose webhook sends the bearer `token`
+    (http_config.authorization), grouped by alertname with tiny waits so
+    a notification follows an alert within about a second.
+
+        with Alertmanager(webhook=d.url + '/v1/alertmanager/webhook',
+                          token='t0k3n') as am:
+            prom = Prometheus(rules=..., alertmanagers=[am.url])
+    """
 
     binary = os.environ.get('ALERTMANAGER_BIN', 'prometheus-alertmanager')
 
-    def __init__(self, tmpdir=None):
+    def __init__(self, tmpdir=None, webhook=None, token=None, receiver='readyd'):
         super().__init__('alertmanager', tmpdir)
+        self.webhook = webhook
+        self.token = token
+        self.receiver = receiver
+
+    def config(self):
+        if not self.webhook:
+            return 'route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n'
+        hook = {'url': self.webhook, 'send_resolved': True, 'max_alerts': 0}
+        if self.token:
+            hook['http_config'] = {'authorization': {'credentials': self.token}}
+        cfg = {
+            'route': {'receiver': self.receiver, 'group_by': ['alertname'],
+                      'group_wait': '100ms', 'group_interval': '1s',
+                      'repeat_interval': '1h'},
+            'receivers': [{'name': self.receiver, 'webhook_configs': [hook]}],
+        }
+        return json.dumps(cfg, indent=1) + '\n'  # JSON is YAML
+
+    def silence(self, matchers, minutes=10, comment='readyd test'):
+        """Creates a silence through the API (matchers: {name: value});
+        returns its id."""
+        now = time.time()
+        body = {'matchers': [{'name': k, 'value': v, 'isRegex': False, 'isEqual': True}
+                             for k, v in matchers.items()],
+                'startsAt': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(now - 1)),
+                'endsAt': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(now + 60 * minutes)),
+                'createdBy': 'readyd-tests', 'comment': comment}
+        r = http('POST', self.url + '/api/v2/silences', json.dumps(body).encode(),
+                 {'Content-Type': 'application/json'}, timeout=10.0)
+        if r.status != 200:
+            raise AssertionError('create silence: %r' % r)
+        return r.json['silenceID']
+
+    def expire(self, silence_id):
+        r = http('DELETE', self.url + '/api/v2/silence/' + silence_id, timeout=10.0)
+        if r.status != 200:
+            raise AssertionError('expire silence: %r' % r)
 
     def argv(self, port):
-        cfg = self.write('alertmanager.yml',
-                         'route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n')
+        cfg = self.write('alertmanager.yml', self.config())
         return [self.binary, '--config.file=' + cfg,
                 '--web.listen-address=127.0.0.1:%d' % port,
                 '--cluster.listen-address=',

@@ -8,9 +8,10 @@
 #include "auth.h"
 #include "lib/policy/scope.h"
 
-/* sha256("viewer-t"), ("submit-t"), ("admin-t") made by auth_hash_hex in
- * the fixture; checked against a known vector first. */
-static struct auth_token tokens[3];
+/* sha256("viewer-t"), ("submit-t"), ("admin-t"), ("notify-t") made by
+ * auth_hash_hex in the fixture; checked against a known vector first. */
+#define N_TOKENS 4
+static struct auth_token tokens[N_TOKENS];
 
 static void setup(void)
 {
@@ -21,10 +22,11 @@ static void setup(void)
 	        {"v", "viewer-t", API_ROLE_VIEWER},
 	        {"s", "submit-t", API_ROLE_SUBMITTER},
 	        {"a", "admin-t", API_ROLE_ADMIN},
+	        {"n", "notify-t", API_ROLE_NOTIFIER},
 	};
 	char hex[65];
 
-	for (size_t i = 0; i < 3; i++) {
+	for (size_t i = 0; i < N_TOKENS; i++) {
 		ck_assert_int_eq(auth_hash_hex(t[i].token, strlen(t[i].token), hex), 0);
 		snprintf(tokens[i].name, sizeof(tokens[i].name), "%s", t[i].name);
 		ck_assert_int_eq(auth_parse_hash(hex, tokens[i].hash), 0);
@@ -66,11 +68,21 @@ static const struct {
         {"Bearer admin-t", API_ROLE_ADMIN, 0, "a"},
         {"Bearer admin-t", API_ROLE_VIEWER, 0, "a"},
         {"Bearer admin-tx", API_ROLE_VIEWER, -EACCES, NULL},
+        /* notifier stands apart: it delivers notifications and nothing
+         * else, and only admin delivers them besides it. */
+        {"Bearer notify-t", API_ROLE_NOTIFIER, 0, "n"},
+        {"Bearer notify-t", API_ROLE_VIEWER, -EPERM, NULL},
+        {"Bearer notify-t", API_ROLE_ADMIN, -EPERM, NULL},
+        {"Bearer notify-t", API_ROLE_ANYONE, 0, NULL},
+        {"Bearer viewer-t", API_ROLE_NOTIFIER, -EPERM, NULL},
+        {"Bearer submit-t", API_ROLE_NOTIFIER, -EPERM, NULL},
+        {"Bearer admin-t", API_ROLE_NOTIFIER, 0, "a"},
+        {NULL, API_ROLE_NOTIFIER, -EACCES, NULL},
 };
 
 START_TEST(test_matrix)
 {
-	struct auth_config cfg = {.tokens = tokens, .n_tokens = 3};
+	struct auth_config cfg = {.tokens = tokens, .n_tokens = N_TOKENS};
 	struct auth *a;
 	struct auth_who who = {"unset", ""};
 	int retry = 0, r;
@@ -105,7 +117,7 @@ END_TEST
 
 START_TEST(test_rate_limit)
 {
-	struct auth_config cfg = {.tokens = tokens, .n_tokens = 3, .rate = 2, .burst = 3};
+	struct auth_config cfg = {.tokens = tokens, .n_tokens = N_TOKENS, .rate = 2, .burst = 3};
 	struct auth *a;
 	struct auth_who who;
 	int retry = 0;
@@ -134,6 +146,8 @@ START_TEST(test_roles)
 
 	ck_assert_int_eq(auth_role_from_string("submitter", &r), 0);
 	ck_assert_int_eq(r, API_ROLE_SUBMITTER);
+	ck_assert_int_eq(auth_role_from_string("notifier", &r), 0);
+	ck_assert_int_eq(r, API_ROLE_NOTIFIER);
 	ck_assert_int_eq(auth_role_from_string("anyone", &r), -EINVAL);
 	ck_assert_int_eq(auth_role_from_string("root", &r), -EINVAL);
 	ck_assert_str_eq(auth_role_to_string(API_ROLE_ADMIN), "admin");

@@ -253,7 +253,7 @@ static const struct {
         {"tokens: [{ name: a, hash: abc, role: admin }]\n",
          "tokens[0].hash: must be the 64 hex digits"},
         {"tokens: [{ name: a, hash: " HASH_ABC ", role: root }]\n",
-         "tokens[0].role: must be viewer, submitter or admin"},
+         "tokens[0].role: must be notifier, viewer, submitter or admin"},
         {"tokens: [{ name: a, hash: " HASH_ABC ", role: admin, services: [] }]\n",
          "tokens[0].services: must be a non-empty list"},
         {"tokens: [{ name: a, hash: " HASH_ABC ", role: admin, services: [\"a\\tb\"] }]\n",

@@ -55,6 +55,9 @@ static const struct {
         {"POST", "/v1/services/svc/runs", "/v1/services/{name}/runs", API_ROLE_SUBMITTER, 0, "svc"},
         {"GET", "/v1/services/svc/gate", "/v1/services/{name}/gate", API_ROLE_SUBMITTER, 0, "svc"},
         {"POST", "/v1/hooks/flagger", "/v1/hooks/flagger", API_ROLE_SUBMITTER, 0, ""},
+        {"POST", "/v1/alertmanager/webhook", "/v1/alertmanager/webhook", API_ROLE_NOTIFIER, 0, ""},
+        {"GET", "/v1/alertmanager/notifications", "/v1/alertmanager/notifications", API_ROLE_ADMIN,
+         0, ""},
 };
 
 START_TEST(test_route_found)

@@ -1,0 +1,301 @@
+"""Integration: the alert drill followed past Prometheus. A real
+Prometheus (Debian) scrapes the demo target, evaluates an alert every
+second and sends it to two real Alertmanagers: one routes it to readyd's
+own webhook receiver (POST /v1/alertmanager/webhook with a notifier
+token), the other to a webhook on a closed port. Drills measure the time
+to firing, to Alertmanager and to delivery, and fail naming the stage
+where the alert stops (not delivered, silenced). Drills carry their own
+traffic. The webhook itself refuses missing and wrong tokens and
+malformed payloads."""
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lib  # noqa: E402
+
+RULES = """groups:
+  - name: drill
+    interval: 1s
+    rules:
+      - alert: HighErrorRate
+        expr: sum(rate(inference_errors_total[5s])) > 0
+        for: 1s
+        labels: { severity: page }
+"""
+
+TOKENS = {'admin': 'adm-token-1', 'viewer': 'view-token-1', 'submitter': 'sub-token-1',
+          'notifier': 'am-token-1'}
+
+
+def config():
+    lines = ['tokens:']
+    for role, tok in TOKENS.items():
+        lines.append('  - { name: %s, role: %s, hash: %s }'
+                     % (role, role, hashlib.sha256(tok.encode()).hexdigest()))
+    return '\n'.join(lines) + '\n'
+
+
+def spec(probes, target):
+    return ('apiVersion: readyd/v1\nservice: alertpipe\nversion: 1.0.0\n'
+            'environment: test\ntimeout: 5m\ntarget: { url: "%s" }\nprobes:\n' % target
+            + probes)
+
+
+def active_alerts(prom, name):
+    body = prom.api('/api/v1/alerts')
+    return [a for a in body.get('data', {}).get('alerts', [])
+            if a['labels'].get('alertname') == name]
+
+
+def predict_count(demo):
+    return lib.http('GET', demo.url + '/admin/delays').json['count']
+
+
+class AlertPipe(lib.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = contextlib.ExitStack()
+        try:
+            cls.demo = cls.stack.enter_context(lib.DemoTarget())
+            cls.daemon = cls.stack.enter_context(lib.Daemon(config=config()))
+            cls.daemon.token = TOKENS['admin']
+            hook = cls.daemon.url + '/v1/alertmanager/webhook'
+            cls.am = cls.stack.enter_context(
+                lib.Alertmanager(webhook=hook, token=TOKENS['notifier'], receiver='readyd'))
+            # The other Alertmanager's receiver is down: nothing listens there.
+            cls.am_down = cls.stack.enter_context(
+                lib.Alertmanager(webhook='http://127.0.0.1:%d/hook' % lib.free_port(),
+                                 token=TOKENS['notifier'], receiver='pager'))
+            cls.prom = cls.stack.enter_context(
+                lib.Prometheus(rules=RULES, scrape_targets=[cls.demo.url],
+                               alertmanagers=[cls.am.url, cls.am_down.url]))
+            cls.prom.wait_for(lambda: cls.prom.query('up') == 1.0, what='demo target up')
+            cls.prom.wait_for(cls.prom.rules_evaluated, what='rules evaluated')
+        except BaseException:
+            cls.stack.close()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stack.close()
+
+    def setUp(self):
+        super().setUp()
+        for p in (self.daemon, self.am, self.am_down, self.prom, self.demo):
+            self.track(p)
+        # A drill refuses an alert still active from an earlier test.
+        self.prom.wait_for(lambda: not active_alerts(self.prom, 'HighErrorRate'),
+                           timeout=60, what='HighErrorRate inactive')
+
+    def drill(self, am, extra='', traffic='    traffic: { rate: 50, connections: 4 }\n'):
+        run = self.daemon.run_spec(spec(f"""  - name: drill
+    type: alert-drill
+    prometheus: {self.prom.url}
+    alertmanager: {am.url}
+    alert: HighErrorRate
+    labels: {{ severity: page }}
+    trigger: {{ method: POST, url: "{self.demo.url}/admin/fault?errors=0.5" }}
+    clear: {{ method: POST, url: "{self.demo.url}/admin/fault?errors=0" }}
+    within: 30s
+    poll_interval: 250ms
+{traffic}{extra}""", self.demo.url + '/v1/predict'), timeout=120)
+        return run, run['probes'][0]
+
+    def test_delivered_to_readyd_under_traffic(self):
+        before = predict_count(self.demo)
+        t0 = time.monotonic()
+        run, p = self.drill(self.am, '    receiver: readyd\n    notify: true\n'
+                                     '    notify_within: 20s\n')
+        wall = time.monotonic() - t0
+        sent = predict_count(self.demo) - before
+        self.assertEqual((run['verdict'], p['state']), ('PASS', 'passed'), run)
+        m = p['metrics']
+        fire, am, notify = (m['seconds_to_fire'], m['seconds_to_alertmanager'],
+                            m['seconds_to_notify'])
+        print('\nseconds_to_fire %.3f seconds_to_alertmanager %.3f seconds_to_notify %.3f'
+              % (fire, am, notify))
+        self.assertGreater(fire, 1.0)  # `for: 1s` has to pass first
+        self.assertLessEqual(fire, am)
+        self.assertLessEqual(am, notify)
+        self.assertLess(notify, 30)
+        d = p['details']
+        self.assertEqual(d['alertmanager']['state'], 'active')
+        self.assertEqual(d['alertmanager']['receivers'], ['readyd'])
+        self.assertEqual(d['notification']['receiver'], 'readyd')
+        self.assertEqual(d['notification']['fingerprint'], d['alertmanager']['fingerprint'])
+        # The notification is there for operators too, with who sent it.
+        items = self.daemon.get('/v1/alertmanager/notifications').json['items']
+        n = [i for i in items if i['id'] == d['notification']['id']]
+        self.assertEqual(len(n), 1, items)
+        self.assertEqual(n[0]['sender'], 'notifier')
+        self.assertEqual(n[0]['payload']['alerts'][0]['labels']['alertname'], 'HighErrorRate')
+        # The traffic ran for the whole drill at its rate, and the demo
+        # target answered it: its own count rose by what readyd sent.
+        secs = d['traffic']['seconds']
+        print('traffic: %d requests (%d errors) in %.2f s, %.1f req/s, p95 %.2f ms; demo '
+              'counted %d; the drill took %.2f s'
+              % (m['traffic_requests'], m['traffic_errors'], secs, m['traffic_requests_rps'],
+                 m['traffic_p95_ms'], sent, wall))
+        self.assertGreater(secs, notify)
+        self.assertLess(secs, wall + 1)
+        self.assertAlmostEqual(m['traffic_requests'], 50 * secs, delta=50 * secs * 0.1 + 10)
+        self.assertAlmostEqual(sent, m['traffic_requests'], delta=m['traffic_requests'] * 0.05 + 10)
+        self.assertGreater(m['traffic_errors'], 0)  # the fault showed in the traffic
+        self.assertLess(m['traffic_errors'], m['traffic_requests'])
+        self.assertGreater(m['traffic_p95_ms'], 0)
+
+    def test_receiver_down_not_delivered(self):
+        t0 = time.monotonic()
+        run, p = self.drill(self.am_down, '    notify: true\n    notify_within: 6s\n')
+        self.assertLess(time.monotonic() - t0, 40)
+        self.assertEqual((run['verdict'], p['state']), ('FAIL', 'failed'), run)
+        self.assertEqual(p['details']['stage'], 'notify')
+        self.assertRegex(p['error'], r'^not delivered: Alertmanager at %s had alert '
+                                     r'HighErrorRate active for receiver pager, but no '
+                                     r'notification of it reached readyd' % self.am_down.url)
+        # The delivery the other Alertmanager made to receiver readyd does not count.
+        self.assertIn('it did arrive for another receiver', p['error'])
+        m = p['metrics']
+        self.assertLessEqual(m['seconds_to_fire'], m['seconds_to_alertmanager'])
+        self.assertNotIn('seconds_to_notify', m)
+        self.assertEqual(p['details']['clear_status'], 200)
+
+    def test_silenced(self):
+        sid = self.am.silence({'alertname': 'HighErrorRate'})
+        try:
+            run, p = self.drill(self.am, '    receiver: readyd\n    notify: true\n'
+                                         '    notify_within: 20s\n')
+        finally:
+            self.am.expire(sid)
+        self.assertEqual((run['verdict'], p['state']), ('FAIL', 'failed'), run)
+        self.assertEqual(p['details']['stage'], 'silenced')
+        self.assertTrue(p['error'].startswith('silenced: Alertmanager at %s suppresses alert '
+                                              'HighErrorRate' % self.am.url), p['error'])
+        self.assertIn('by silence %s' % sid, p['error'])
+        self.assertEqual(p['details']['alertmanager']['silenced_by'], [sid])
+        self.assertIn('seconds_to_fire', p['metrics'])
+        self.assertNotIn('seconds_to_alertmanager', p['metrics'])
+        self.assertNotIn('seconds_to_notify', p['metrics'])
+
+    def test_not_routed_to_receiver(self):
+        run, p = self.drill(self.am, '    receiver: oncall\n')
+        self.assertEqual((run['verdict'], p['state']), ('FAIL', 'failed'), run)
+        self.assertEqual(p['details']['stage'], 'route')
+        self.assertTrue(p['error'].startswith(
+            'not routed to receiver oncall: Alertmanager at %s routes alert HighErrorRate '
+            'to readyd' % self.am.url), p['error'])
+
+
+class Webhook(lib.TestCase):
+    """The receiver endpoint alone: tokens, payloads, bounds."""
+
+    PAYLOAD = {
+        'version': '4', 'groupKey': '{}:{alertname="X"}', 'status': 'firing',
+        'receiver': 'readyd', 'groupLabels': {'alertname': 'X'},
+        'commonLabels': {'alertname': 'X'}, 'commonAnnotations': {},
+        'externalURL': 'http://am.example:9093', 'truncatedAlerts': 0,
+        'alerts': [{'status': 'firing', 'labels': {'alertname': 'X', 'severity': 'page'},
+                    'annotations': {}, 'startsAt': '2026-12-02T03:50:01.123456789Z',
+                    'endsAt': '0001-01-01T00:00:00Z', 'generatorURL': 'http://p/graph',
+                    'fingerprint': 'a1b2c3d4e5f60718'}],
+    }
+
+    @classmethod
+    def setUpClass(cls):
+        cls.daemon = lib.Daemon(config=config()).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.daemon.__exit__(None, None, None)
+
+    def post(self, body, token=TOKENS['notifier']):
+        h = {'Content-Type': 'application/json'}
+        if token:
+            h['Authorization'] = 'Bearer ' + token
+        if not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+        return self.daemon.request('POST', '/v1/alertmanager/webhook', body, h)
+
+    def test_tokens(self):
+        r = self.post(self.PAYLOAD, token=None)
+        self.assertEqual(r.status, 401, r)
+        self.assertEqual(r.headers['Content-Type'], 'application/problem+json')
+        self.assertEqual(self.post(self.PAYLOAD, token='wrong').status, 401)
+        for role in ('viewer', 'submitter'):
+            r = self.post(self.PAYLOAD, token=TOKENS[role])
+            self.assertEqual(r.status, 403, r)
+            self.assertIn('needs the notifier role', r.json['detail'])
+        r = self.post(self.PAYLOAD)
+        self.assertEqual(r.status, 200, r)
+        nid = r.json['id']
+        self.assertEqual(self.post(self.PAYLOAD, token=TOKENS['admin']).status, 200)
+        # The notifier token delivers and nothing else.
+        h = {'Authorization': 'Bearer ' + TOKENS['notifier']}
+        self.assertEqual(self.daemon.request('GET', '/v1/runs', headers=h).status, 403)
+        self.assertEqual(self.daemon.request('GET', '/v1/alertmanager/notifications',
+                                             headers=h).status, 403)
+        h = {'Authorization': 'Bearer ' + TOKENS['viewer']}
+        self.assertEqual(self.daemon.request('GET', '/v1/alertmanager/notifications',
+                                             headers=h).status, 403)
+        r = self.daemon.request('GET', '/v1/alertmanager/notifications?limit=1',
+                                headers={'Authorization': 'Bearer ' + TOKENS['admin']})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(len(r.json['items']), 1)
+        self.assertEqual(r.json['items'][0]['id'], nid + 1)  # newest first
+        self.assertEqual(r.json['items'][0]['sender'], 'admin')
+        self.assertEqual(r.json['items'][0]['payload'], self.PAYLOAD)
+
+    def bad(self, mutate, path):
+        body = json.loads(json.dumps(self.PAYLOAD))
+        mutate(body)
+        r = self.post(body)
+        self.assertEqual(r.status, 422, r)
+        self.assertEqual(r.headers['Content-Type'], 'application/problem+json')
+        self.assertEqual(r.json['errors'][0]['path'], path, r.json)
+        return r.json
+
+    def test_malformed_payloads(self):
+        self.bad(lambda b: b.update(version='3'), 'version')
+        self.bad(lambda b: b.pop('receiver'), 'receiver')
+        self.bad(lambda b: b.update(status='burning'), 'status')
+        self.bad(lambda b: b.pop('alerts'), 'alerts')
+        self.bad(lambda b: b.update(alerts=[]), 'alerts')
+        self.bad(lambda b: b['alerts'][0].update(status=1), 'alerts[0].status')
+        self.bad(lambda b: b['alerts'][0]['labels'].update(severity=3),
+                 'alerts[0].labels.severity')
+        self.bad(lambda b: b['alerts'][0]['labels'].pop('alertname'), 'alerts[0].labels')
+        self.bad(lambda b: b['alerts'][0].update(startsAt='yesterday'), 'alerts[0].startsAt')
+        self.bad(lambda b: b['alerts'].append('x'), 'alerts[1]')
+        self.bad(lambda b: b.update(commonLabels=[]), 'commonLabels')
+        p = self.bad(lambda b: b['alerts'][0].update(fingerprint=7), 'alerts[0].fingerprint')
+        self.assertIn('must be a string', p['detail'])
+        r = self.post('{"version": "4"')
+        self.assertEqual(r.status, 422, r)
+        self.assertEqual(r.json['errors'][0]['path'], '')
+        r = self.post('[1, 2]')
+        self.assertEqual(r.status, 422, r)
+        # Bounded: a payload past 256 KiB is refused whole.
+        big = json.loads(json.dumps(self.PAYLOAD))
+        big['commonAnnotations'] = {'description': 'x' * (300 * 1024)}
+        r = self.post(big)
+        self.assertEqual(r.status, 413, r)
+
+    def test_drill_fields_need_alertmanager(self):
+        r = self.daemon.submit(spec("""  - name: drill
+    type: alert-drill
+    prometheus: http://127.0.0.1:9
+    alert: X
+    trigger: { url: "http://127.0.0.1:9/x" }
+    notify: true
+""", 'http://127.0.0.1:9/'), headers={'Authorization': 'Bearer ' + TOKENS['admin']})
+        self.assertEqual(r.status, 422, r)
+        self.assertEqual(r.json['errors'][0]['path'], 'probes[0].notify')
+
+
+if __name__ == '__main__':
+    lib.main()
