@@ -1034,9 +1034,23 @@ static int over(struct spec_error *err, size_t i, const char *field, const char 
 	return -EPERM;
 }
 
+/* An alert drill's `traffic` is load too, with its own fields. */
+static int check_traffic(const struct policy_limits *l, const struct spec_probe *sp, size_t i,
+                         struct spec_error *err)
+{
+	if (l->max_load_connections && sp->traffic.connections > l->max_load_connections)
+		return over(err, i, "traffic.connections", " per probe",
+		            (double)l->max_load_connections, "connections");
+	if (l->max_load_rate > 0 && sp->traffic.rate > l->max_load_rate)
+		return over(err, i, "traffic.rate", " per probe", l->max_load_rate, "requests/s");
+	return 0;
+}
+
 static int check_load_probe(const struct policy_limits *l, const struct spec_probe *sp, size_t i,
                             struct spec_error *err)
 {
+	if (sp->traffic.rate > 0)
+		return check_traffic(l, sp, i, err);
 	if (!probe_type_get(sp->type)->load)
 		return 0;
 	if (l->max_load_connections && sp->connections > l->max_load_connections)

@@ -182,6 +182,51 @@ class AlertPipe(lib.TestCase):
         self.assertNotIn('seconds_to_alertmanager', p['metrics'])
         self.assertNotIn('seconds_to_notify', p['metrics'])
 
+    def test_traffic_takes_the_load_slot(self):
+        # A load probe submitted while a drill with traffic runs waits for
+        # it: two loads at once would falsify both.
+        r = self.daemon.submit(spec(f"""  - name: drill
+    type: alert-drill
+    prometheus: {self.prom.url}
+    alert: HighErrorRate
+    trigger: {{ method: POST, url: "{self.demo.url}/admin/fault?errors=0.5" }}
+    clear: {{ method: POST, url: "{self.demo.url}/admin/fault?errors=0" }}
+    within: 30s
+    poll_interval: 250ms
+    traffic: {{ rate: 20, path: /v1/predict }}
+""", self.demo.url + '/healthz'))
+        self.assertEqual(r.status, 201, r)
+        drill_id = r.json['id']
+        deadline = time.monotonic() + 20
+        while self.daemon.get('/v1/runs/%d' % drill_id).json['state'] == 'queued':
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        r = self.daemon.submit(spec("""  - name: load
+    type: load
+    mode: rate
+    rate: 10
+    duration: 1s
+""", self.demo.url + '/v1/predict'))
+        self.assertEqual(r.status, 201, r)
+        load_id = r.json['id']
+        waiting = False
+        while not waiting and time.monotonic() < deadline:
+            run = self.daemon.get('/v1/runs/%d' % load_id).json
+            cur = (run.get('progress') or {}).get('current') or {}
+            waiting = cur.get('waiting') == 'waiting for a load slot'
+            if run['state'] in lib.FINAL_STATES:
+                break
+            time.sleep(0.05)
+        drill = self.daemon.wait_run(drill_id, timeout=90)
+        load = self.daemon.wait_run(load_id, timeout=60)
+        self.assertTrue(waiting, load)
+        self.assertEqual(drill['verdict'], 'PASS', drill)
+        self.assertEqual(load['verdict'], 'PASS', load)
+        self.assertGreaterEqual(load['probes'][0]['started_at'],
+                                drill['probes'][0]['finished_at'])
+        # `path` replaced the target's /healthz: the traffic made the errors.
+        self.assertGreater(drill['probes'][0]['metrics']['traffic_errors'], 0)
+
     def test_not_routed_to_receiver(self):
         run, p = self.drill(self.am, '    receiver: oncall\n')
         self.assertEqual((run['verdict'], p['state']), ('FAIL', 'failed'), run)

@@ -220,6 +220,9 @@ static struct spec *spec_with(const char *timeout, const char *target, const cha
 	return parse(buf);
 }
 
+#define DRILL                                                                                      \
+	"  - {name: a, type: alert-drill, prometheus: 'http://127.0.0.1/', alert: A, trigger: "    \
+	"{url: 'http://127.0.0.1/t'}, "
 static const struct {
 	const char *timeout;
 	const char *probes;
@@ -238,7 +241,13 @@ static const struct {
          "probes[0].rate"},
         {"5m", "  - {name: a, type: load, mode: closed, connections: 4, duration: 2m}\n",
          "probes[0].duration"},
+        /* An alert drill's traffic is load under the same caps. */
+        {"5m", DRILL "traffic: {rate: 101}}\n", "probes[0].traffic.rate"},
+        {"5m", DRILL "traffic: {rate: 10, connections: 9}}\n", "probes[0].traffic.connections"},
+        {"5m", DRILL "traffic: {rate: 100, connections: 8}}\n", NULL},
 };
+
+#undef DRILL
 
 START_TEST(test_limits)
 {
