@@ -22,7 +22,7 @@ RULES = """groups:
     interval: 1s
     rules:
       - alert: HighErrorRate
-        expr: sum(rate(inference_errors_total[5s])) > 0
+        expr: sum(rate(inference_errors_total[3s])) > 0
         for: 1s
         labels: { severity: page }
 """
@@ -141,7 +141,9 @@ class AlertPipe(lib.TestCase):
               'counted %d; the drill took %.2f s'
               % (m['traffic_requests'], m['traffic_errors'], secs, m['traffic_requests_rps'],
                  m['traffic_p95_ms'], sent, wall))
-        self.assertGreater(secs, notify)
+        # It ran from before the trigger until after the notification
+        # (its measured window ends at the last request it sent: 20 ms apart).
+        self.assertGreater(secs + 0.1, notify)
         self.assertLess(secs, wall + 1)
         self.assertAlmostEqual(m['traffic_requests'], 50 * secs, delta=50 * secs * 0.1 + 10)
         self.assertAlmostEqual(sent, m['traffic_requests'], delta=m['traffic_requests'] * 0.05 + 10)
@@ -151,7 +153,7 @@ class AlertPipe(lib.TestCase):
 
     def test_receiver_down_not_delivered(self):
         t0 = time.monotonic()
-        run, p = self.drill(self.am_down, '    notify: true\n    notify_within: 6s\n')
+        run, p = self.drill(self.am_down, '    notify: true\n    notify_within: 4s\n')
         self.assertLess(time.monotonic() - t0, 40)
         self.assertEqual((run['verdict'], p['state']), ('FAIL', 'failed'), run)
         self.assertEqual(p['details']['stage'], 'notify')
