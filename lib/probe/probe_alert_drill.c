@@ -688,6 +688,9 @@ static void am_details(struct drill *d, const struct amapi_alert_state *st)
 		json_array_append(recv, json_object_get(r, "name"));
 	if (o && st->fingerprint)
 		json_object_set_new(o, "fingerprint", json_string(st->fingerprint));
+	/* When Prometheus says it fired, on Prometheus' clock. */
+	if (o && json_is_string(json_object_get(st->alert, "startsAt")))
+		json_object_set(o, "starts_at", json_object_get(st->alert, "startsAt"));
 	if (o && st->alert)
 		json_object_set_new(o, "receivers", recv);
 	else

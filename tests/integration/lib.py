@@ -499,10 +499,13 @@ class Prometheus(_PromServer):
 
     def argv(self, port):
         cfg = self.write('prometheus.yml', self.config())
+        # An alert sent before the Alertmanagers are discovered is lost
+        # until its resend (1m by default): resend every second.
+        resend = ['--rules.alert.resend-delay=1s'] if self.alertmanagers else []
         return [self.binary, '--config.file=' + cfg,
                 '--web.listen-address=127.0.0.1:%d' % port,
                 '--storage.tsdb.path=' + os.path.join(self.tmpdir, 'data-%d' % port),
-                '--log.level=warn']
+                '--log.level=warn'] + resend
 
     def query(self, expr):
         """An instant query's single value as a float, or None."""
@@ -544,11 +547,13 @@ class Alertmanager(_PromServer):
 
     binary = os.environ.get('ALERTMANAGER_BIN', 'prometheus-alertmanager')
 
-    def __init__(self, tmpdir=None, webhook=None, token=None, receiver='readyd'):
+    def __init__(self, tmpdir=None, webhook=None, token=None, receiver='readyd',
+                 inhibit_rules=()):
         super().__init__('alertmanager', tmpdir)
         self.webhook = webhook
         self.token = token
         self.receiver = receiver
+        self.inhibit_rules = list(inhibit_rules)  # as in alertmanager.yml
 
     def config(self):
         if not self.webhook:
@@ -562,6 +567,8 @@ class Alertmanager(_PromServer):
                       'repeat_interval': '1h'},
             'receivers': [{'name': self.receiver, 'webhook_configs': [hook]}],
         }
+        if self.inhibit_rules:
+            cfg['inhibit_rules'] = self.inhibit_rules
         return json.dumps(cfg, indent=1) + '\n'  # JSON is YAML
 
     def silence(self, matchers, minutes=10, comment='readyd test'):

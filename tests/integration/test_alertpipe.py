@@ -25,7 +25,16 @@ RULES = """groups:
         expr: sum(rate(inference_errors_total[3s])) > 0
         for: 1s
         labels: { severity: page }
+      # The same condition as a ticket, which Maintenance inhibits.
+      - alert: ErrorsTicket
+        expr: sum(rate(inference_errors_total[3s])) > 0
+        for: 1s
+        labels: { severity: ticket }
+      - alert: Maintenance
+        expr: vector(1)
 """
+INHIBIT = [{'source_matchers': ['alertname="Maintenance"'],
+            'target_matchers': ['severity="ticket"']}]
 
 TOKENS = {'admin': 'adm-token-1', 'viewer': 'view-token-1', 'submitter': 'sub-token-1',
           'notifier': 'am-token-1'}
@@ -66,7 +75,8 @@ class AlertPipe(lib.TestCase):
             cls.daemon.token = TOKENS['admin']
             hook = cls.daemon.url + '/v1/alertmanager/webhook'
             cls.am = cls.stack.enter_context(
-                lib.Alertmanager(webhook=hook, token=TOKENS['notifier'], receiver='readyd'))
+                lib.Alertmanager(webhook=hook, token=TOKENS['notifier'], receiver='readyd',
+                                 inhibit_rules=INHIBIT))
             # The other Alertmanager's receiver is down: nothing listens there.
             cls.am_down = cls.stack.enter_context(
                 lib.Alertmanager(webhook='http://127.0.0.1:%d/hook' % lib.free_port(),
@@ -89,16 +99,18 @@ class AlertPipe(lib.TestCase):
         for p in (self.daemon, self.am, self.am_down, self.prom, self.demo):
             self.track(p)
         # A drill refuses an alert still active from an earlier test.
-        self.prom.wait_for(lambda: not active_alerts(self.prom, 'HighErrorRate'),
-                           timeout=60, what='HighErrorRate inactive')
+        self.prom.wait_for(lambda: not (active_alerts(self.prom, 'HighErrorRate')
+                                        or active_alerts(self.prom, 'ErrorsTicket')),
+                           timeout=60, what='HighErrorRate and ErrorsTicket inactive')
 
-    def drill(self, am, extra='', traffic='    traffic: { rate: 50, connections: 4 }\n'):
+    def drill(self, am, extra='', traffic='    traffic: { rate: 50, connections: 4 }\n',
+              alert='HighErrorRate', severity='page'):
         run = self.daemon.run_spec(spec(f"""  - name: drill
     type: alert-drill
     prometheus: {self.prom.url}
     alertmanager: {am.url}
-    alert: HighErrorRate
-    labels: {{ severity: page }}
+    alert: {alert}
+    labels: {{ severity: {severity} }}
     trigger: {{ method: POST, url: "{self.demo.url}/admin/fault?errors=0.5" }}
     clear: {{ method: POST, url: "{self.demo.url}/admin/fault?errors=0" }}
     within: 30s
@@ -228,6 +240,23 @@ class AlertPipe(lib.TestCase):
                                 drill['probes'][0]['finished_at'])
         # `path` replaced the target's /healthz: the traffic made the errors.
         self.assertGreater(drill['probes'][0]['metrics']['traffic_errors'], 0)
+
+    def test_inhibited(self):
+        # Maintenance fires all the time; the inhibit rule mutes tickets.
+        self.prom.wait_for(lambda: any(a['labels']['alertname'] == 'Maintenance' for a in
+                                       lib.http('GET', self.am.url + '/api/v2/alerts').json),
+                           timeout=30, what='Maintenance in Alertmanager')
+        run, p = self.drill(self.am, '    notify: true\n    notify_within: 20s\n',
+                            alert='ErrorsTicket', severity='ticket')
+        self.assertEqual((run['verdict'], p['state']), ('FAIL', 'failed'), run)
+        self.assertEqual(p['details']['stage'], 'inhibited')
+        maint = [a for a in lib.http('GET', self.am.url + '/api/v2/alerts').json
+                 if a['labels']['alertname'] == 'Maintenance']
+        self.assertEqual(len(maint), 1, maint)
+        self.assertTrue(p['error'].startswith(
+            'inhibited: Alertmanager at %s suppresses alert ErrorsTicket because alert(s) %s '
+            'inhibit it' % (self.am.url, maint[0]['fingerprint'])), p['error'])
+        self.assertEqual(p['details']['alertmanager']['inhibited_by'], [maint[0]['fingerprint']])
 
     def test_not_routed_to_receiver(self):
         run, p = self.drill(self.am, '    receiver: oncall\n')
