@@ -52,7 +52,8 @@ static void post_webhook(struct api_req *req)
 		return;
 	}
 	/* The same monotonic clock as the drills' (milliseconds of uv_hrtime). */
-	id = aminbox_add(ib, payload, api_req_principal(req), uv_hrtime() / 1000000, rd_now_ms());
+	id = aminbox_add(ib, payload, len, api_req_principal(req), uv_hrtime() / 1000000,
+	                 rd_now_ms());
 	if (id < 0) {
 		api_problem_errno(req, (int)id, "notification");
 		return;

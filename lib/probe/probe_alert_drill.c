@@ -871,7 +871,7 @@ static void check_notify(struct drill *d)
 	if (d->p->inbox && aminbox_find(d->p->inbox, &q, &m) == 0) {
 		d->t_notify = m.mono_ms;
 		json_object_set_new(d->p->details, "notification",
-		                    json_pack("{s:I, s:s?, s:s?, s:s?}", "id", (json_int_t)m.id,
+		                    json_pack("{s:I, s:s*, s:s*, s:s*}", "id", (json_int_t)m.id,
 		                              "receiver", m.receiver, "fingerprint", m.fingerprint,
 		                              "group_key", m.group_key));
 		pass(d);

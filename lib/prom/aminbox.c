@@ -19,11 +19,13 @@ struct entry {
 	int64_t wall_ms;
 	char *sender;
 	json_t *payload;
+	size_t bytes;
 };
 
 struct aminbox {
 	struct entry *ring;
 	size_t cap, n, head; /* head: the slot the next entry takes */
+	size_t bytes;        /* of the payloads held */
 	int64_t last_id;
 };
 
@@ -236,8 +238,23 @@ int aminbox_parse(const char *body, size_t len, json_t **ret_payload, struct ami
 
 /* --- the ring --- */
 
-int64_t aminbox_add(struct aminbox *ib, json_t *payload, const char *sender, uint64_t mono_ms,
-                    int64_t wall_ms)
+/* The i-th entry from the oldest (0) held. */
+static struct entry *nth_oldest(const struct aminbox *ib, size_t i)
+{
+	return &ib->ring[(ib->head + ib->cap - ib->n + i) % ib->cap];
+}
+
+static void drop_oldest(struct aminbox *ib)
+{
+	struct entry *e = nth_oldest(ib, 0);
+
+	ib->bytes -= e->bytes;
+	entry_clear(e);
+	ib->n--;
+}
+
+int64_t aminbox_add(struct aminbox *ib, json_t *payload, size_t bytes, const char *sender,
+                    uint64_t mono_ms, int64_t wall_ms)
 {
 	struct entry *e = &ib->ring[ib->head];
 	char *who = sender ? strdup(sender) : NULL;
@@ -246,22 +263,18 @@ int64_t aminbox_add(struct aminbox *ib, json_t *payload, const char *sender, uin
 		json_decref(payload);
 		return -ENOMEM;
 	}
-	entry_clear(e);
+	while (ib->n > 0 && (ib->n == ib->cap || ib->bytes + bytes > AMINBOX_MAX_HELD_BYTES))
+		drop_oldest(ib);
 	e->id = ++ib->last_id;
 	e->mono_ms = mono_ms;
 	e->wall_ms = wall_ms;
 	e->sender = who;
 	e->payload = payload;
+	e->bytes = bytes;
+	ib->bytes += bytes;
 	ib->head = (ib->head + 1) % ib->cap;
-	if (ib->n < ib->cap)
-		ib->n++;
+	ib->n++;
 	return e->id;
-}
-
-/* The i-th entry from the oldest (0) held. */
-static const struct entry *nth_oldest(const struct aminbox *ib, size_t i)
-{
-	return &ib->ring[(ib->head + ib->cap - ib->n + i) % ib->cap];
 }
 
 static bool labels_hold(const json_t *labels, const struct aminbox_query *q)
@@ -357,7 +370,7 @@ static json_t *entry_json(const struct entry *e)
 	char at[RD_TIME_LEN];
 
 	rd_time_format(e->wall_ms, at);
-	return json_pack("{s:I, s:s, s:s?, s:O}", "id", (json_int_t)e->id, "received_at", at,
+	return json_pack("{s:I, s:s, s:s*, s:O}", "id", (json_int_t)e->id, "received_at", at,
 	                 "sender", e->sender, "payload", e->payload);
 }
 

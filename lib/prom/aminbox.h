@@ -19,10 +19,11 @@
 
 #include "lib/spec/spec.h"
 
-#define AMINBOX_DEFAULT_CAPACITY 256          /* notifications kept */
-#define AMINBOX_MAX_BODY         (256 * 1024) /* bytes of one payload */
-#define AMINBOX_MAX_ALERTS       1000         /* alerts in one payload */
-#define AMINBOX_MAX_LABELS       128          /* labels (or annotations) of one alert */
+#define AMINBOX_DEFAULT_CAPACITY 256               /* notifications kept */
+#define AMINBOX_MAX_BODY         (256 * 1024)      /* bytes of one payload */
+#define AMINBOX_MAX_ALERTS       1000              /* alerts in one payload */
+#define AMINBOX_MAX_LABELS       128               /* labels (or annotations) of one alert */
+#define AMINBOX_MAX_HELD_BYTES   (8 * 1024 * 1024) /* payload bytes held at once */
 
 struct aminbox;
 
@@ -46,13 +47,14 @@ struct aminbox_error {
  * AMINBOX_MAX_BODY, -ENOMEM. */
 int aminbox_parse(const char *body, size_t len, json_t **ret_payload, struct aminbox_error *err);
 
-/* Records a payload from aminbox_parse (stolen) that arrived at mono_ms
- * (uv_now or another monotonic clock in ms) and wall_ms (ms since the
- * epoch), sent with the token named sender (NULL: none). The oldest
- * entry makes room. Returns the notification's id (1, 2, ...), or
- * -ENOMEM (the payload is released). */
-int64_t aminbox_add(struct aminbox *ib, json_t *payload, const char *sender, uint64_t mono_ms,
-                    int64_t wall_ms);
+/* Records a payload from aminbox_parse (stolen), bytes long as it
+ * arrived, that arrived at mono_ms (uv_hrtime in ms) and wall_ms (ms since
+ * the epoch), sent with the token named sender (NULL: none). The oldest
+ * entries make room: at most the ring's capacity, and at most
+ * AMINBOX_MAX_HELD_BYTES of payloads. Returns the notification's id (1, 2,
+ * ...), or -ENOMEM (the payload is released). */
+int64_t aminbox_add(struct aminbox *ib, json_t *payload, size_t bytes, const char *sender,
+                    uint64_t mono_ms, int64_t wall_ms);
 
 /* What an alert drill waits for: a firing alert named alertname whose
  * labels hold every matcher, delivered to one of receivers (a JSON list

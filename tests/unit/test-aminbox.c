@@ -162,7 +162,7 @@ static int64_t add(struct aminbox *ib, const char *receiver, const char *severit
 	mutate(doc, "alerts.0.labels.severity", severity);
 	json_object_set_new(json_array_get(json_object_get(doc, "alerts"), 0), "status",
 	                    json_string(status));
-	return aminbox_add(ib, doc, "notifier", mono, 1000);
+	return aminbox_add(ib, doc, 1000, "notifier", mono, 1000);
 }
 
 START_TEST(test_find)
@@ -233,6 +233,15 @@ START_TEST(test_ring)
 	json_decref(list);
 	list = aminbox_list(ib, 10, 4);
 	ck_assert_uint_eq(json_array_size(list), 1);
+	json_decref(list);
+	/* Bytes are bounded too: a large payload pushes out older ones. */
+	ck_assert_int_eq(aminbox_add(ib, json_object(), AMINBOX_MAX_HELD_BYTES - 1500, NULL, 6, 0),
+	                 6);
+	ck_assert_uint_eq(aminbox_held(ib), 2);
+	ck_assert_int_eq(aminbox_add(ib, json_object(), AMINBOX_MAX_HELD_BYTES, NULL, 7, 0), 7);
+	ck_assert_uint_eq(aminbox_held(ib), 1);
+	list = aminbox_list(ib, 10, 0);
+	ck_assert_ptr_null(json_object_get(json_array_get(list, 0), "sender"));
 	json_decref(list);
 	aminbox_free(ib);
 	aminbox_free(NULL);
