@@ -548,12 +548,13 @@ class Alertmanager(_PromServer):
     binary = os.environ.get('ALERTMANAGER_BIN', 'prometheus-alertmanager')
 
     def __init__(self, tmpdir=None, webhook=None, token=None, receiver='readyd',
-                 inhibit_rules=()):
+                 inhibit_rules=(), group_wait='100ms'):
         super().__init__('alertmanager', tmpdir)
         self.webhook = webhook
         self.token = token
         self.receiver = receiver
         self.inhibit_rules = list(inhibit_rules)  # as in alertmanager.yml
+        self.group_wait = group_wait
 
     def config(self):
         if not self.webhook:
@@ -563,7 +564,7 @@ class Alertmanager(_PromServer):
             hook['http_config'] = {'authorization': {'credentials': self.token}}
         cfg = {
             'route': {'receiver': self.receiver, 'group_by': ['alertname'],
-                      'group_wait': '100ms', 'group_interval': '1s',
+                      'group_wait': self.group_wait, 'group_interval': '1s',
                       'repeat_interval': '1h'},
             'receivers': [{'name': self.receiver, 'webhook_configs': [hook]}],
         }

@@ -75,8 +75,11 @@ class AlertPipe(lib.TestCase):
             cls.daemon.token = TOKENS['admin']
             hook = cls.daemon.url + '/v1/alertmanager/webhook'
             cls.am = cls.stack.enter_context(
+                # A group_wait of 1s keeps the notification after the polls
+                # that see the alert firing and in Alertmanager, so the
+                # three stages show apart.
                 lib.Alertmanager(webhook=hook, token=TOKENS['notifier'], receiver='readyd',
-                                 inhibit_rules=INHIBIT))
+                                 inhibit_rules=INHIBIT, group_wait='1s'))
             # The other Alertmanager's receiver is down: nothing listens there.
             cls.am_down = cls.stack.enter_context(
                 lib.Alertmanager(webhook='http://127.0.0.1:%d/hook' % lib.free_port(),
