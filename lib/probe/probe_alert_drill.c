@@ -72,6 +72,7 @@
 enum drill_phase {
 	PH_RULES = 0, /* is the alert loaded and evaluated? */
 	PH_BEFORE,    /* is a matching alert already active? */
+	PH_AM_BEFORE, /* can Alertmanager be asked? */
 	PH_TRIGGER,
 	PH_WAIT_FIRE,
 	PH_WAIT_AM,     /* is it active in Alertmanager, routed to the receiver? */
@@ -332,6 +333,7 @@ static const char *hook_failed(const struct http_response *r, char *buf, size_t 
 
 static void poll_alerts(struct drill *d);
 static void poll_rules(struct drill *d);
+static void send_trigger(struct drill *d);
 static void poll_am(struct drill *d);
 static void check_notify(struct drill *d);
 static void start_resolve_wait(struct drill *d);
@@ -606,10 +608,14 @@ static void refuse_active(struct drill *d, const struct promapi_alert_state *st)
 static void before_trigger(struct drill *d, const struct promapi_alert_state *st)
 {
 	json_object_set_new(d->p->details, "state_before", json_string(st->state));
-	if (st->matching > 0)
+	if (st->matching > 0) {
 		refuse_active(d, st);
-	else
+	} else if (d->p->sp->alertmanager) {
+		d->phase = PH_AM_BEFORE; /* the drill could not follow the alert there */
+		poll_am(d);
+	} else {
 		send_trigger(d);
+	}
 }
 
 /* --- after the trigger --- */
@@ -799,13 +805,19 @@ static void on_am(void *userdata, int err, json_t *data, const char *message)
 	if (err < 0 || amapi_alert_state(data, sp->alert, sp->labels, sp->n_labels,
 	                                 d->trigger_wall_ms - DRILL_CLOCK_SLACK_MS, &st) < 0) {
 		publish_times(d);
-		decide(d, PROBE_STATE_ERRORED,
-		       "%s%s (alert %s fired in Prometheus; readyd could not follow it into "
-		       "Alertmanager)",
+		decide(d, PROBE_STATE_ERRORED, "%s%s (alert %s%s)",
 		       message ? message : sp->alertmanager,
 		       message ? "" : "/api/v2/alerts: the answer is not a list of alerts",
-		       sp->alert);
-		do_clear(d);
+		       sp->alert,
+		       d->triggered ? " fired in Prometheus; readyd could not follow it into "
+		                      "Alertmanager"
+		                    : ": readyd could not follow it into Alertmanager; nothing was "
+		                      "triggered");
+		do_clear(d); /* only finishes before the trigger */
+		return;
+	}
+	if (d->phase == PH_AM_BEFORE) {
+		send_trigger(d);
 		return;
 	}
 	am_details(d, &st);
@@ -1068,6 +1080,7 @@ static void drill_cancel(struct probe *p)
 	switch (d->phase) {
 	case PH_RULES:
 	case PH_BEFORE:
+	case PH_AM_BEFORE:
 		promapi_cancel(d->call);
 		d->call = NULL;
 		finish(d);

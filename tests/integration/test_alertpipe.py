@@ -261,6 +261,16 @@ class AlertPipe(lib.TestCase):
             'inhibit it' % (self.am.url, maint[0]['fingerprint'])), p['error'])
         self.assertEqual(p['details']['alertmanager']['inhibited_by'], [maint[0]['fingerprint']])
 
+    def test_alertmanager_down_errors_before_trigger(self):
+        class Down:
+            url = 'http://127.0.0.1:%d' % lib.free_port()
+        run, p = self.drill(Down, '    notify: true\n', traffic='')
+        self.assertEqual((run['verdict'], p['state']), ('ERROR', 'error'), run)
+        self.assertIn('readyd could not follow it into Alertmanager; nothing was triggered',
+                      p['error'])
+        self.assertIn(Down.url + '/api/v2/alerts', p['error'])
+        self.assertNotIn('trigger_status', p['details'])  # the fault was never sent
+
     def test_not_routed_to_receiver(self):
         run, p = self.drill(self.am, '    receiver: oncall\n')
         self.assertEqual((run['verdict'], p['state']), ('FAIL', 'failed'), run)
