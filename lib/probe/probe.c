@@ -37,6 +37,8 @@ static const struct probe_type_def *const builtin[_PROBE_TYPE_MAX] = {
         [PROBE_TYPE_DASHBOARD] = &probe_type_dashboard,
         [PROBE_TYPE_SCAN_REPORT] = &probe_type_scan_report,
         [PROBE_TYPE_PROM_ALERTS] = &probe_type_prom_alerts,
+        [PROBE_TYPE_COMPARE] = &probe_type_compare,
+        [PROBE_TYPE_INFRASTRUCTURE] = &probe_type_infrastructure,
 };
 
 #define MAX_EXTRA_TYPES 16

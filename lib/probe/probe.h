@@ -191,3 +191,5 @@ extern const struct probe_type_def probe_type_rollback_drill;
 extern const struct probe_type_def probe_type_dashboard;
 extern const struct probe_type_def probe_type_scan_report;
 extern const struct probe_type_def probe_type_prom_alerts;
+extern const struct probe_type_def probe_type_compare;
+extern const struct probe_type_def probe_type_infrastructure;

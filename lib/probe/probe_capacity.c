@@ -115,9 +115,10 @@ static int set_delivered(json_t *m, const struct loadgen_result *r)
 
 static void add_point(struct cap_probe *cp, json_t *m, bool pass, const char *failed)
 {
-	static const char *const keep[] = {
-	        "p50_ms",       "p95_ms",        "p99_ms",          "error_rate", "throughput_rps",
-	        "requests_rps", "delivered_rps", "schedule_lag_ms", "rate_kept",  "requests"};
+	static const char *const keep[] = {"p50_ms",        "p95_ms",          "p99_ms",
+	                                   "error_rate",    "throughput_rps",  "requests_rps",
+	                                   "delivered_rps", "schedule_lag_ms", "rate_kept",
+	                                   "requests",      "errors"};
 	json_t *pt = json_pack("{s:f, s:b, s:s?}", "rate", cp->rate, "pass", pass, "failed_on",
 	                       pass ? NULL : failed);
 
@@ -163,6 +164,36 @@ static void on_timer_closed(uv_handle_t *h)
 		probe_finish(cp->p, cp->state, NULL);
 }
 
+/* The plan on the measured capacity (docs/MEASUREMENT.md "Capacity
+ * plans"): instances_needed, plan_feasible and, with max_instances,
+ * plan_headroom. Without a capacity (0: even min_rate failed) no number
+ * of instances carries the target: instances_needed is not published and
+ * the plan is infeasible. */
+static void publish_plan(struct probe *p, double capacity, json_t *details)
+{
+	const struct spec_plan *pl = &p->sp->plan;
+	double per_instance = capacity * pl->target_utilization, need = NAN;
+	bool feasible;
+
+	if (per_instance > 0) {
+		need = ceil(pl->target_rps / per_instance - 1e-9);
+		if (need < (double)pl->min_instances)
+			need = (double)pl->min_instances;
+	}
+	feasible = !isnan(need) && (pl->max_instances == 0 || need <= (double)pl->max_instances);
+	probe_set_metric(p, "instances_needed", need);
+	probe_set_metric(p, "plan_feasible", feasible);
+	probe_set_metric(p, "capacity_per_instance", per_instance);
+	if (pl->max_instances > 0)
+		probe_set_metric(p, "plan_headroom",
+		                 (double)pl->max_instances * per_instance / pl->target_rps - 1);
+	json_object_set_new(details, "plan",
+	                    json_pack("{s:f, s:f, s:I, s:I}", "target_rps", pl->target_rps,
+	                              "target_utilization", pl->target_utilization, "min_instances",
+	                              (json_int_t)pl->min_instances, "max_instances",
+	                              (json_int_t)pl->max_instances));
+}
+
 static void finish(struct cap_probe *cp, enum probe_state state)
 {
 	struct probe *p = cp->p;
@@ -186,9 +217,12 @@ static void finish(struct cap_probe *cp, enum probe_state state)
 		p->percent = 100;
 	}
 	json_decref(p->details);
-	p->details = json_pack("{s:O, s:s, s:f, s:f, s:f}", "points", cp->points, "slo", sp->slo,
-	                       "min_rate", sp->min_rate, "max_rate", sp->max_rate, "tolerance",
-	                       CAP_TOLERANCE);
+	p->details =
+	        json_pack("{s:O, s:s, s:f, s:f, s:f, s:b}", "points", cp->points, "slo", sp->slo,
+	                  "min_rate", sp->min_rate, "max_rate", sp->max_rate, "tolerance",
+	                  CAP_TOLERANCE, "capacity_is_lower_bound", cp->bad == 0 && cp->good > 0);
+	if (state == PROBE_STATE_PASSED && sp->plan.target_rps > 0 && p->details)
+		publish_plan(p, cp->good_delivered, p->details);
 	uv_close((uv_handle_t *)&cp->progress, on_timer_closed);
 }
 
@@ -397,6 +431,20 @@ static void cap_probe_free(struct probe *p)
 /* One field per line, aligned by hand: read as a schema more than as
  * code. */
 /* clang-format off */
+#define PL(m) offsetof(struct spec_plan, m)
+static const struct spec_field plan_fields[] = {
+	{.key = "target_rps",         .kind = FK_NUMBER, .required = true, .off = PL(target_rps),
+	 .gt_min = true, .dmax = 1e12},
+	{.key = "target_utilization", .kind = FK_NUMBER, .off = PL(target_utilization),
+	 .gt_min = true, .dmax = 1, .ddef = 0.7},
+	{.key = "min_instances",      .kind = FK_INT, .off = PL(min_instances), .min = 1,
+	 .max = 1000000, .def = 1},
+	{.key = "max_instances",      .kind = FK_INT, .off = PL(max_instances), .min = 1,
+	 .max = 1000000},
+};
+static const struct spec_schema plan_schema = {
+	"a capacity plan", plan_fields, RD_ARRAY_SIZE(plan_fields), false};
+
 static const struct spec_field fields[] = {
 	SPEC_F_COMMON,
 	{.key = "slo",           .kind = FK_STRING, .required = true, .off = SPEC_P(slo),
@@ -411,6 +459,7 @@ static const struct spec_field fields[] = {
 	 .max = SPEC_MAXD,	 .def = 10000},
 	{.key = "warmup",        .kind = FK_DURATION, .off = SPEC_P(warmup_ms), .min = 0,
 	 .max = SPEC_MAXD},
+	{.key = "plan",          .kind = FK_OBJECT, .off = SPEC_P(plan), .sub = &plan_schema},
 	SPEC_F_CONNECTIONS(64),
 	SPEC_F_THREADS,
 	SPEC_F_REQUEST,
@@ -426,6 +475,10 @@ static int finish_capacity(struct spec_vctx *v, json_t *obj, const char *path, s
 	if (p->required_rate > p->max_rate)
 		return spec_fail_at(v, obj, path, "required_rate", "must not exceed max_rate (%g)",
 		                    p->max_rate);
+	if (p->plan.max_instances && p->plan.max_instances < p->plan.min_instances)
+		return spec_fail_at(v, obj, path, "plan",
+		                    "max_instances must not be below min_instances (%lld)",
+		                    (long long)p->plan.min_instances);
 	if (p->warmup_ms >= p->step_ms) {
 		char a[32];
 
@@ -448,6 +501,10 @@ static const struct probe_metric_def metrics[] = {
         {"tolerance", "1", PROBE_SAMPLES_NONE},
         {"headroom", "1", PROBE_SAMPLES_NONE},
         {"steps", "steps", PROBE_SAMPLES_NONE},
+        {"instances_needed", "instances", PROBE_SAMPLES_NONE},
+        {"plan_feasible", "1", PROBE_SAMPLES_NONE},
+        {"plan_headroom", "1", PROBE_SAMPLES_NONE},
+        {"capacity_per_instance", "requests/s", PROBE_SAMPLES_NONE},
 };
 
 const struct probe_type_def probe_type_capacity = {

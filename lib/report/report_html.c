@@ -208,6 +208,53 @@ static void timeline_chart(struct svg_buf *b, json_t *p)
 	svg_timeline_chart(b, title, rps, "requests/s", lat, "p99 ms (right axis)", n);
 }
 
+static void capacity_row(struct svg_buf *b, size_t i, json_t *pt)
+{
+	svg_buf_printf(b, "<tr><td>%zu</td><td>", i + 1);
+	num(b, json_object_get(pt, "rate"));
+	svg_buf_puts(b, "</td><td>");
+	num(b, json_object_get(pt, "delivered_rps"));
+	svg_buf_puts(b, "</td><td>");
+	num(b, json_object_get(pt, "p95_ms"));
+	svg_buf_puts(b, "</td><td>");
+	num(b, json_object_get(pt, "errors"));
+	svg_buf_puts(b, json_is_true(json_object_get(pt, "pass"))
+	                        ? "</td><td class=\"o-pass\">pass</td></tr>\n"
+	                        : "</td><td class=\"o-fail\">fail</td></tr>\n");
+}
+
+/* A capacity search: every step as a table row, and delivered rate with
+ * p95 per step as a chart. */
+static void capacity_steps(struct svg_buf *b, json_t *p)
+{
+	json_t *pts = json_object_get(json_object_get(p, "details"), "points"), *pt;
+	size_t i, n = json_array_size(pts);
+	double delivered[TIMELINE_MAX], p95[TIMELINE_MAX];
+	char title[160];
+
+	if (n == 0)
+		return;
+	svg_buf_puts(b, "<table id=\"capacity-steps-");
+	esc(b, json_object_get(p, "name"));
+	svg_buf_puts(b, "\"><tr><th>Step</th><th>Offered req/s</th><th>Delivered req/s</th>"
+	                "<th>p95 ms</th><th>Errors</th><th>SLO</th></tr>\n");
+	json_array_foreach (pts, i, pt) {
+		capacity_row(b, i, pt);
+		if (i < TIMELINE_MAX) {
+			json_t *d = json_object_get(pt, "delivered_rps"),
+			       *q = json_object_get(pt, "p95_ms");
+
+			delivered[i] = json_is_number(d) ? json_number_value(d) : NAN;
+			p95[i] = json_is_number(q) ? json_number_value(q) : NAN;
+		}
+	}
+	svg_buf_puts(b, "</table>\n");
+	snprintf(title, sizeof(title), "Capacity search of %s: delivered req/s and p95 per step",
+	         json_string_value(json_object_get(p, "name")));
+	svg_timeline_chart(b, title, delivered, "delivered req/s", p95, "p95 ms (right axis)",
+	                   n < TIMELINE_MAX ? n : TIMELINE_MAX);
+}
+
 static void load_charts(struct svg_buf *b, json_t *run)
 {
 	size_t i, shown = 0;
@@ -227,8 +274,12 @@ static void load_charts(struct svg_buf *b, json_t *run)
 			esc(b, json_object_get(json_object_get(p, "details"), "warning"));
 			svg_buf_puts(b, "</p>\n");
 		}
-		percentile_chart(b, p);
-		timeline_chart(b, p);
+		if (strcmp(t, "capacity") == 0) {
+			capacity_steps(b, p);
+		} else {
+			percentile_chart(b, p);
+			timeline_chart(b, p);
+		}
 		shown++;
 	}
 	if (!shown)

@@ -150,6 +150,32 @@ static void md_gate(struct svg_buf *b, json_t *g)
 	svg_buf_puts(b, "\n");
 }
 
+/* A capacity search, step by step, as a table under its probe line. */
+static void md_capacity_steps(struct svg_buf *b, json_t *p)
+{
+	json_t *pts = json_object_get(json_object_get(p, "details"), "points"), *pt;
+	const char *t = json_string_value(json_object_get(p, "type"));
+	size_t i;
+
+	if (!t || strcmp(t, "capacity") != 0 || !json_array_size(pts))
+		return;
+	svg_buf_puts(b, "\n  | step | offered req/s | delivered req/s | p95 ms | errors | pass |\n"
+	                "  |---:|---:|---:|---:|---:|---|\n");
+	json_array_foreach (pts, i, pt) {
+		svg_buf_printf(b, "  | %zu | ", i + 1);
+		md_number(b, json_object_get(pt, "rate"));
+		svg_buf_puts(b, " | ");
+		md_number(b, json_object_get(pt, "delivered_rps"));
+		svg_buf_puts(b, " | ");
+		md_number(b, json_object_get(pt, "p95_ms"));
+		svg_buf_puts(b, " | ");
+		md_number(b, json_object_get(pt, "errors"));
+		svg_buf_puts(b, json_is_true(json_object_get(pt, "pass")) ? " | yes |\n"
+		                                                          : " | no |\n");
+	}
+	svg_buf_puts(b, "\n");
+}
+
 static void md_probe(struct svg_buf *b, json_t *p)
 {
 	const char *key;
@@ -181,6 +207,7 @@ static void md_probe(struct svg_buf *b, json_t *p)
 		                   json_object_get(json_object_get(p, "details"), "warning")));
 		svg_buf_puts(b, "\n");
 	}
+	md_capacity_steps(b, p);
 }
 
 static void md_check_item(struct svg_buf *b, json_t *c)

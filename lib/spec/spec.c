@@ -1789,6 +1789,9 @@ static int walk_field(const struct walk *w, const struct spec_field *f, const vo
 	}
 	if (!(f->flags & w->flags))
 		return 0;
+	if ((f->flags & SPEC_FIELD_WORD) && *AT(base, f->off, const char *) &&
+	    !strstr(*AT(base, f->off, const char *), "://"))
+		return 0; /* a word such as `local`, not a place */
 	if (f->kind == FK_STRING && *AT(base, f->off, const char *))
 		return w->cb(w->userdata, path, *AT(base, f->off, const char *));
 	if (f->kind == FK_STRING_LIST) {
@@ -1903,7 +1906,11 @@ static void probe_deinit(struct spec_probe *p)
 	                   p->token_key,
 	                   p->alertmanager,
 	                   p->receiver,
-	                   p->traffic.path};
+	                   p->traffic.path,
+	                   p->baseline,
+	                   p->candidate,
+	                   p->source,
+	                   p->instance};
 
 	for (size_t i = 0; i < RD_ARRAY_SIZE(strings); i++)
 		free(strings[i]);
@@ -1917,6 +1924,7 @@ static void probe_deinit(struct spec_probe *p)
 	free_strv(p->rule_files, p->n_rule_files);
 	free_strv(p->matchers, p->n_matchers);
 	free_strv(p->severities, p->n_severities);
+	free_strv(p->mounts, p->n_mounts);
 	request_free(p->trigger);
 	request_free(p->clear);
 	request_free(p->restore);

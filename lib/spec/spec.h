@@ -51,6 +51,8 @@ enum probe_type {
 	PROBE_TYPE_DASHBOARD,
 	PROBE_TYPE_SCAN_REPORT,
 	PROBE_TYPE_PROM_ALERTS,
+	PROBE_TYPE_COMPARE,
+	PROBE_TYPE_INFRASTRUCTURE,
 	_PROBE_TYPE_MAX,
 };
 
@@ -114,6 +116,15 @@ struct spec_corpus {
  * rest stay zero/NULL. Fields shared by several types (url, require,
  * trigger, within, ...) mean the same thing everywhere. A field set to
  * 0/NULL was absent unless noted. */
+/* capacity `plan`: how many instances carry a target rate. target_rps
+ * 0: no plan. */
+struct spec_plan {
+	double target_rps;
+	double target_utilization; /* default 0.7 */
+	int64_t min_instances;     /* default 1 */
+	int64_t max_instances;     /* 0: no maximum */
+};
+
 struct spec_probe {
 	char *name;
 	enum probe_type type;
@@ -135,6 +146,21 @@ struct spec_probe {
 	struct spec_corpus corpus; /* load, capacity: file or items set, or neither */
 	bool stream;               /* load: measure streamed answers */
 	char *token_key;           /* load: JSON key counting an answer's tokens */
+	struct spec_plan plan; /* capacity */
+
+	/* compare: the same load on two endpoints in alternating segments */
+	char *baseline;     /* URL of the version in production */
+	char *candidate;    /* URL of the version about to ship */
+	int64_t segments;   /* per endpoint, default 10 */
+	int64_t segment_ms; /* each segment's measured time, default 1s */
+	double confidence;  /* of the intervals, default 0.95 */
+	int64_t seed;       /* of the bootstrap, default 1 */
+
+	/* infrastructure: facts of a host */
+	char *source;   /* "local", or a node_exporter /metrics URL */
+	char *instance; /* with prometheus: the node_exporter's instance label */
+	char **mounts;  /* mount points whose free space to report, default "/" */
+	size_t n_mounts;
 
 	/* http-ish: http, prometheus-scrape, tls, auth, rate-limit; load may
 	 * override the target's request with `request`. */

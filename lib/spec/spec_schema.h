@@ -54,6 +54,9 @@ enum spec_field_kind {
 /* A list of request objects (FK_CUSTOM) whose `headers` may carry
  * credentials: redacted as every header map is. */
 #define SPEC_FIELD_REQUESTS 0x8u
+/* With SPEC_FIELD_URL: the value may instead be a plain word (no "://",
+ * as infrastructure's `source: local`), which names no place. */
+#define SPEC_FIELD_WORD 0x10u
 
 struct spec_vctx; /* the validator's state, for finish and custom callbacks */
 struct spec_schema;

@@ -1,14 +1,14 @@
-/* compare_stats: the paired bootstrap behind the `compare` probe's
- * confidence intervals (compare_stats.h says the method; docs/MEASUREMENT.md
+/* cmpstat: the paired bootstrap behind the `compare` probe's
+ * confidence intervals (cmpstat.h says the method; docs/MEASUREMENT.md
  * says why). Pure arithmetic, no I/O; any thread.
  */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 
-#include "lib/probe/compare_stats.h"
+#include "lib/probe/cmpstat.h"
 
-uint64_t compare_rng_next(uint64_t *state)
+uint64_t cmpstat_rng_next(uint64_t *state)
 {
 	uint64_t z = (*state += UINT64_C(0x9e3779b97f4a7c15));
 
@@ -17,23 +17,23 @@ uint64_t compare_rng_next(uint64_t *state)
 	return z ^ (z >> 31);
 }
 
-uint64_t compare_rng_below(uint64_t *state, uint64_t n)
+uint64_t cmpstat_rng_below(uint64_t *state, uint64_t n)
 {
 	/* Draws past the largest multiple of n are thrown away. */
 	uint64_t limit = UINT64_MAX - UINT64_MAX % n, v;
 
 	do
-		v = compare_rng_next(state);
+		v = cmpstat_rng_next(state);
 	while (v >= limit);
 	return v % n;
 }
 
-double compare_normal_cdf(double x)
+double cmpstat_normal_cdf(double x)
 {
 	return 0.5 * erfc(-x / sqrt(2.0));
 }
 
-double compare_normal_quantile(double p)
+double cmpstat_normal_quantile(double p)
 {
 	double lo = -40, hi = 40;
 
@@ -42,7 +42,7 @@ double compare_normal_quantile(double p)
 	for (int i = 0; i < 200; i++) {
 		double mid = (lo + hi) / 2;
 
-		if (compare_normal_cdf(mid) < p)
+		if (cmpstat_normal_cdf(mid) < p)
 			lo = mid;
 		else
 			hi = mid;
@@ -67,7 +67,7 @@ static double t_half_mass(double theta, int df)
 	return c * sum * h / 3;
 }
 
-double compare_t_quantile(double p, int df)
+double cmpstat_t_quantile(double p, int df)
 {
 	double lo = 0, hi = M_PI / 2, target;
 
@@ -87,14 +87,14 @@ double compare_t_quantile(double p, int df)
 	return (p < 0.5 ? -1 : 1) * sqrt((double)df) * tan((lo + hi) / 2);
 }
 
-double compare_expanded_tail(int n, double confidence)
+double cmpstat_expanded_tail(int n, double confidence)
 {
 	double t;
 
 	if (n < 2 || !(confidence > 0 && confidence < 1))
 		return NAN;
-	t = compare_t_quantile(1 - (1 - confidence) / 2, n - 1);
-	return compare_normal_cdf(-sqrt((double)n / (n - 1)) * t);
+	t = cmpstat_t_quantile(1 - (1 - confidence) / 2, n - 1);
+	return cmpstat_normal_cdf(-sqrt((double)n / (n - 1)) * t);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -117,19 +117,19 @@ static int log_ratios(const double *base, const double *cand, size_t n, double *
 	return k;
 }
 
-/* Sorted means of COMPARE_RESAMPLES resamples (with replacement) of d. */
+/* Sorted means of CMPSTAT_RESAMPLES resamples (with replacement) of d. */
 static void bootstrap_means(const double *d, int k, uint64_t seed, double *means)
 {
 	uint64_t rng = seed;
 
-	for (int b = 0; b < COMPARE_RESAMPLES; b++) {
+	for (int b = 0; b < CMPSTAT_RESAMPLES; b++) {
 		double sum = 0;
 
 		for (int j = 0; j < k; j++)
-			sum += d[compare_rng_below(&rng, (uint64_t)k)];
+			sum += d[cmpstat_rng_below(&rng, (uint64_t)k)];
 		means[b] = sum / k;
 	}
-	qsort(means, COMPARE_RESAMPLES, sizeof(*means), cmp_double);
+	qsort(means, CMPSTAT_RESAMPLES, sizeof(*means), cmp_double);
 }
 
 static double sorted_at(const double *v, int n, double q)
@@ -139,8 +139,8 @@ static double sorted_at(const double *v, int n, double q)
 	return v[i < 0 ? 0 : i >= n ? n - 1 : i];
 }
 
-int compare_ci_pairs(const double *base, const double *cand, size_t n, double confidence,
-                     uint64_t seed, struct compare_ci *ret)
+int cmpstat_ci_pairs(const double *base, const double *cand, size_t n, double confidence,
+                     uint64_t seed, struct cmpstat_ci *ret)
 {
 	double *d, *means, sum = 0, tail;
 	int k;
@@ -148,7 +148,7 @@ int compare_ci_pairs(const double *base, const double *cand, size_t n, double co
 	if (!(confidence >= 0.5 && confidence <= 0.999))
 		return -EINVAL;
 	d = malloc((n ? n : 1) * sizeof(*d));
-	means = malloc(COMPARE_RESAMPLES * sizeof(*means));
+	means = malloc(CMPSTAT_RESAMPLES * sizeof(*means));
 	if (!d || !means) {
 		free(d);
 		free(means);
@@ -157,16 +157,16 @@ int compare_ci_pairs(const double *base, const double *cand, size_t n, double co
 	k = log_ratios(base, cand, n, d);
 	for (int i = 0; i < k; i++)
 		sum += d[i];
-	*ret = (struct compare_ci){.ratio = k ? exp(sum / k) : NAN,
+	*ret = (struct cmpstat_ci){.ratio = k ? exp(sum / k) : NAN,
 	                           .low = NAN,
 	                           .high = NAN,
 	                           .n = k,
 	                           .significant = -1};
-	if (k >= COMPARE_MIN_PAIRS) {
+	if (k >= CMPSTAT_MIN_PAIRS) {
 		bootstrap_means(d, k, seed, means);
-		tail = compare_expanded_tail(k, confidence);
-		ret->low = exp(sorted_at(means, COMPARE_RESAMPLES, tail));
-		ret->high = exp(sorted_at(means, COMPARE_RESAMPLES, 1 - tail));
+		tail = cmpstat_expanded_tail(k, confidence);
+		ret->low = exp(sorted_at(means, CMPSTAT_RESAMPLES, tail));
+		ret->high = exp(sorted_at(means, CMPSTAT_RESAMPLES, 1 - tail));
 		ret->significant = ret->low > 1 || ret->high < 1;
 	}
 	free(d);

@@ -1,4 +1,4 @@
-/* Unit tests for lib/probe/compare_stats: the seeded PRNG, the normal and
+/* Unit tests for lib/probe/cmpstat: the seeded PRNG, the normal and
  * Student t quantiles, the expanded percentile tail, and the paired
  * bootstrap interval's behaviour on synthetic segments: its false-alarm
  * rate on identical endpoints and its power against a 20 % slower one.
@@ -11,11 +11,11 @@
 #include <stdlib.h>
 
 #include "lib/loadgen/hist.h"
-#include "lib/probe/compare_stats.h"
+#include "lib/probe/cmpstat.h"
 
 static double uniform01(uint64_t *rng)
 {
-	return ((double)(compare_rng_next(rng) >> 11) + 0.5) / 9007199254740992.0;
+	return ((double)(cmpstat_rng_next(rng) >> 11) + 0.5) / 9007199254740992.0;
 }
 
 static double gauss(uint64_t *rng)
@@ -31,10 +31,10 @@ START_TEST(test_rng)
 	int seen[7] = {0};
 
 	for (int i = 0; i < 100; i++)
-		ck_assert_uint_eq(compare_rng_next(&a), compare_rng_next(&b));
-	ck_assert_uint_ne(compare_rng_next(&a), compare_rng_next(&c));
+		ck_assert_uint_eq(cmpstat_rng_next(&a), cmpstat_rng_next(&b));
+	ck_assert_uint_ne(cmpstat_rng_next(&a), cmpstat_rng_next(&c));
 	for (int i = 0; i < 7000; i++) {
-		uint64_t v = compare_rng_below(&a, 7);
+		uint64_t v = cmpstat_rng_below(&a, 7);
 
 		ck_assert_uint_lt(v, 7);
 		seen[v]++;
@@ -47,37 +47,37 @@ END_TEST
 START_TEST(test_quantiles)
 {
 	/* Reference values from the standard tables. */
-	ck_assert_double_eq_tol(compare_normal_quantile(0.975), 1.959964, 1e-5);
-	ck_assert_double_eq_tol(compare_normal_quantile(0.5), 0, 1e-9);
-	ck_assert_double_eq_tol(compare_t_quantile(0.975, 1), 12.7062, 1e-3);
-	ck_assert_double_eq_tol(compare_t_quantile(0.975, 2), 4.3027, 1e-3);
-	ck_assert_double_eq_tol(compare_t_quantile(0.975, 9), 2.2622, 1e-3);
-	ck_assert_double_eq_tol(compare_t_quantile(0.995, 30), 2.7500, 1e-3);
-	ck_assert_double_eq_tol(compare_t_quantile(0.025, 9), -2.2622, 1e-3);
-	ck_assert(isnan(compare_t_quantile(1.0, 9)));
-	ck_assert(isnan(compare_t_quantile(0.9, 0)));
+	ck_assert_double_eq_tol(cmpstat_normal_quantile(0.975), 1.959964, 1e-5);
+	ck_assert_double_eq_tol(cmpstat_normal_quantile(0.5), 0, 1e-9);
+	ck_assert_double_eq_tol(cmpstat_t_quantile(0.975, 1), 12.7062, 1e-3);
+	ck_assert_double_eq_tol(cmpstat_t_quantile(0.975, 2), 4.3027, 1e-3);
+	ck_assert_double_eq_tol(cmpstat_t_quantile(0.975, 9), 2.2622, 1e-3);
+	ck_assert_double_eq_tol(cmpstat_t_quantile(0.995, 30), 2.7500, 1e-3);
+	ck_assert_double_eq_tol(cmpstat_t_quantile(0.025, 9), -2.2622, 1e-3);
+	ck_assert(isnan(cmpstat_t_quantile(1.0, 9)));
+	ck_assert(isnan(cmpstat_t_quantile(0.9, 0)));
 	/* Ten pairs at 95 %: Phi(-sqrt(10/9) * 2.2622) = 0.00855. */
-	ck_assert_double_eq_tol(compare_expanded_tail(10, 0.95), 0.00855, 1e-4);
-	ck_assert(isnan(compare_expanded_tail(1, 0.95)));
+	ck_assert_double_eq_tol(cmpstat_expanded_tail(10, 0.95), 0.00855, 1e-4);
+	ck_assert(isnan(cmpstat_expanded_tail(1, 0.95)));
 	/* Many pairs: back to the plain percentile interval. */
-	ck_assert_double_eq_tol(compare_expanded_tail(10000, 0.95), 0.025, 1e-3);
+	ck_assert_double_eq_tol(cmpstat_expanded_tail(10000, 0.95), 0.025, 1e-3);
 }
 END_TEST
 
 START_TEST(test_edges)
 {
 	double base[] = {10, NAN, 10, 0, 10}, cand[] = {11, 11, -1, 11, 11};
-	struct compare_ci ci;
+	struct cmpstat_ci ci;
 
-	ck_assert_int_eq(compare_ci_pairs(base, cand, 5, 0.4, 1, &ci), -EINVAL);
-	ck_assert_int_eq(compare_ci_pairs(base, cand, 5, 1.0, 1, &ci), -EINVAL);
+	ck_assert_int_eq(cmpstat_ci_pairs(base, cand, 5, 0.4, 1, &ci), -EINVAL);
+	ck_assert_int_eq(cmpstat_ci_pairs(base, cand, 5, 1.0, 1, &ci), -EINVAL);
 	/* Only pairs 0 and 4 are usable: a ratio, no interval. */
-	ck_assert_int_eq(compare_ci_pairs(base, cand, 5, 0.95, 1, &ci), 0);
+	ck_assert_int_eq(cmpstat_ci_pairs(base, cand, 5, 0.95, 1, &ci), 0);
 	ck_assert_int_eq(ci.n, 2);
 	ck_assert_double_eq_tol(ci.ratio, 1.1, 1e-12);
 	ck_assert(isnan(ci.low) && isnan(ci.high));
 	ck_assert_int_eq(ci.significant, -1);
-	ck_assert_int_eq(compare_ci_pairs(base, cand, 0, 0.95, 1, &ci), 0);
+	ck_assert_int_eq(cmpstat_ci_pairs(base, cand, 0, 0.95, 1, &ci), 0);
 	ck_assert_int_eq(ci.n, 0);
 	ck_assert(isnan(ci.ratio));
 }
@@ -86,10 +86,10 @@ END_TEST
 START_TEST(test_same_seed_same_interval)
 {
 	double base[] = {10, 10.2, 9.9, 10.1, 10, 10.1}, cand[] = {10.1, 10, 10.3, 9.8, 10.2, 10};
-	struct compare_ci a, b;
+	struct cmpstat_ci a, b;
 
-	ck_assert_int_eq(compare_ci_pairs(base, cand, 6, 0.95, 7, &a), 0);
-	ck_assert_int_eq(compare_ci_pairs(base, cand, 6, 0.95, 7, &b), 0);
+	ck_assert_int_eq(cmpstat_ci_pairs(base, cand, 6, 0.95, 7, &a), 0);
+	ck_assert_int_eq(cmpstat_ci_pairs(base, cand, 6, 0.95, 7, &b), 0);
 	ck_assert(a.low == b.low && a.high == b.high);
 	ck_assert(a.low < a.ratio && a.ratio < a.high);
 	ck_assert_int_eq(a.significant, 0);
@@ -106,18 +106,18 @@ START_TEST(test_false_alarm_rate_iid)
 
 	for (int t = 0; t < trials; t++) {
 		double base[20], cand[20];
-		struct compare_ci ci;
+		struct cmpstat_ci ci;
 
 		for (int i = 0; i < n; i++) {
 			base[i] = 10;
 			cand[i] = 10 * exp(0.05 * gauss(&rng));
 		}
-		ck_assert_int_eq(compare_ci_pairs(base, cand, (size_t)n, 0.95, (uint64_t)t, &ci),
+		ck_assert_int_eq(cmpstat_ci_pairs(base, cand, (size_t)n, 0.95, (uint64_t)t, &ci),
 		                 0);
 		alarms += ci.significant == 1;
 	}
-	fprintf(stderr, "compare_stats: %d pairs: %d false alarms in %d trials (95 %%)\n", n,
-	        alarms, trials);
+	fprintf(stderr, "cmpstat: %d pairs: %d false alarms in %d trials (95 %%)\n", n, alarms,
+	        trials);
 	/* 5 % of 1000 is 50 (binomial sd 7). Below 6 pairs no interval is
 	 * given: with 4, every resample lies between the smallest and the
 	 * largest log ratio, and all 4 share a sign 12.5 % of the time. */
@@ -130,7 +130,7 @@ END_TEST
  * a skewed latency (lognormal around base_ms, p99 1.4 times p50), host drift shared by
  * both halves of a pair, the segment's quantile from a real histogram. */
 static void synthetic_compare(uint64_t *rng, double base_ms, double cand_ms, int pairs,
-                              int per_segment, double q, struct compare_ci *ret)
+                              int per_segment, double q, struct cmpstat_ci *ret)
 {
 	double base[32], cand[32];
 
@@ -152,7 +152,7 @@ static void synthetic_compare(uint64_t *rng, double base_ms, double cand_ms, int
 			hist_free(h);
 		}
 	}
-	ck_assert_int_eq(compare_ci_pairs(base, cand, (size_t)pairs, 0.95, 1, ret), 0);
+	ck_assert_int_eq(cmpstat_ci_pairs(base, cand, (size_t)pairs, 0.95, 1, ret), 0);
 }
 
 START_TEST(test_twenty_identical_compares)
@@ -163,15 +163,14 @@ START_TEST(test_twenty_identical_compares)
 
 	for (int run = 0; run < 20; run++) {
 		for (int k = 0; k < 3; k++) {
-			struct compare_ci ci;
+			struct cmpstat_ci ci;
 
 			synthetic_compare(&rng, 10, 10, 8, 200, qs[k], &ci);
 			alarms[k] += ci.significant == 1;
 			ck_assert_double_lt(fabs(ci.ratio - 1), 0.05);
 		}
 	}
-	fprintf(stderr,
-	        "compare_stats: 20 identical compares: false alarms p50 %d, p95 %d, p99 %d\n",
+	fprintf(stderr, "cmpstat: 20 identical compares: false alarms p50 %d, p95 %d, p99 %d\n",
 	        alarms[0], alarms[1], alarms[2]);
 	/* At 5 % each, 4 or more in 20 has probability 1.6 %. */
 	for (int k = 0; k < 3; k++)
@@ -184,7 +183,7 @@ START_TEST(test_twenty_slower_candidates)
 	uint64_t rng = 12;
 
 	for (int run = 0; run < 20; run++) {
-		struct compare_ci ci50, ci95;
+		struct cmpstat_ci ci50, ci95;
 
 		synthetic_compare(&rng, 10, 12, 8, 200, 50, &ci50);
 		synthetic_compare(&rng, 10, 12, 8, 200, 95, &ci95);
@@ -198,7 +197,7 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("compare-stats");
+	Suite *s = suite_create("cmpstat");
 	TCase *tc = tcase_create("core");
 	SRunner *sr;
 	int failed;
