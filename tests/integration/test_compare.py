@@ -30,7 +30,7 @@ timeout: {timeout}
 {gates}"""
 
 
-def compare_probe(base, cand, segments=8, seg='500ms', conns=8):
+def compare_probe(base, cand, segments=6, seg='400ms', conns=8):
     return f"""  - name: cmp
     type: compare
     baseline: {base}/v1/predict
@@ -97,8 +97,8 @@ class CompareTest(lib.TestCase):
             self.assertEqual(run['verdict'], 'PASS', run['gates'])
             # A B A B: segments alternate and each side got its share.
             ends = [row['endpoint'] for row in d['table']]
-            self.assertEqual(ends, ['baseline', 'candidate'] * 8)
-            self.assertEqual(m['pairs'], 8)
+            self.assertEqual(ends, ['baseline', 'candidate'] * 6)
+            self.assertEqual(m['pairs'], 6)
             self.assertEqual(m['confidence'], 0.95)
             self.assertEqual(sum(r['requests'] for r in d['table'] if r['endpoint'] == 'baseline'),
                              m['baseline_requests'])
@@ -144,9 +144,9 @@ class CapacityPlanTest(lib.TestCase):
             probe = f"""  - name: max-sustainable
     type: capacity
     slo: "p95_ms < 100 and error_rate < 0.01"
-    min_rate: 50
-    max_rate: 400
-    step: 1s
+    min_rate: 120
+    max_rate: 300
+    step: 700ms
     connections: 32
     plan:
       target_rps: 1000
@@ -179,24 +179,50 @@ class CapacityPlanTest(lib.TestCase):
             self.assertIn('<svg', html[html.index('id="capacity-steps-max-sustainable"'):])
 
     def test_plan_beyond_max_instances_is_infeasible(self):
+        # max_rate is below what the target serves: two passing steps, and
+        # a capacity that is a lower bound (said so in details).
         with lib.Daemon() as d, lib.DemoTarget(workers=2, latency='20ms') as t:
             self.track(d)
-            probe = f"""  - name: cap
+            probe = """  - name: cap
     type: capacity
     slo: "p95_ms < 100"
     min_rate: 20
-    max_rate: 200
-    step: 1s
-    plan: {{target_rps: 5000, max_instances: 3}}
+    max_rate: 40
+    step: 500ms
+    plan: {target_rps: 5000, max_instances: 3}
 """
             run = d.run_spec(spec(probe, 'gates:\n  - cap.plan_feasible == 1\n',
-                                    target=t.url + '/v1/predict'), timeout=120)
-            m = probe_of(run, 'cap')['metrics']
+                                  target=t.url + '/v1/predict'), timeout=120)
+            p = probe_of(run, 'cap')
+            m = p['metrics']
+            self.assertTrue(p['details']['capacity_is_lower_bound'], p['details'])
+            self.assertEqual(p['details']['plan']['target_utilization'], 0.7)
             self.assertEqual(m['instances_needed'], max(1, math.ceil(5000 / (m['rate'] * 0.7))))
             self.assertGreater(m['instances_needed'], 3)
             self.assertEqual(m['plan_feasible'], 0)
+            self.assertAlmostEqual(m['plan_headroom'], 3 * m['rate'] * 0.7 / 5000 - 1, places=9)
             self.assertLess(m['plan_headroom'], 0)
             self.assertEqual(run['verdict'], 'FAIL')
+
+    def test_bad_plans(self):
+        with lib.Daemon() as d:
+            self.track(d)
+            base = """  - name: cap
+    type: capacity
+    slo: "p95_ms < 100"
+    max_rate: 40
+    plan: %s
+"""
+            for plan, path in (('{max_instances: 3}', 'probes[0].plan.target_rps'),
+                               ('{target_rps: 10, target_utilization: 1.5}',
+                                'probes[0].plan.target_utilization'),
+                               ('{target_rps: 10, min_instances: 5, max_instances: 3}',
+                                'probes[0].plan'),
+                               ('{target_rps: 10, spare: 1}', 'probes[0].plan.spare')):
+                r = d.submit(spec(base % plan, target='http://127.0.0.1:9/'))
+                self.assertEqual(r.status, 422, r)
+                self.assertIn(path, [e.get('path') for e in r.json.get('errors', [])] +
+                              [r.json.get('path')], r.json)
 
 
 def meminfo_bytes(key):
