@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "lib/spec/spec.h"
+#include "lib/spec/spec_schema.h"
 
 /* A complete spec, as a pipeline submits it. */
 static const char product_yaml[] =
@@ -1637,6 +1638,47 @@ static const struct invalid_case invalid_cases[] = {
         {"can_fire not bool", Y,
          ONE("type: prometheus-rules, prometheus: 'http://p/', can_fire: 1"), "probes[0].can_fire",
          "must be true or false"},
+        /* compare */
+        {"compare rate mode without rate", Y,
+         ONE("type: compare, baseline: 'http://a/', candidate: 'http://b/', mode: rate"),
+         "probes[0].rate", "missing"},
+        {"compare too few segments", Y,
+         ONE("type: compare, baseline: 'http://a/', candidate: 'http://b/', mode: closed, "
+             "segments: 5"),
+         "probes[0].segments", ""},
+        {"compare longer than the run", Y,
+         "timeout: 10s\n" ONE("type: compare, baseline: 'http://a/', candidate: 'http://b/', "
+                              "mode: closed, segment_duration: 1s"),
+         "probes[0].segments", "longer than the run's timeout"},
+        {"compare candidate not a URL", Y,
+         ONE("type: compare, baseline: 'http://a/', candidate: b, mode: closed"),
+         "probes[0].candidate", ""},
+        /* capacity plan */
+        {"plan without target_rps", Y,
+         ONE("type: capacity, slo: 'p95_ms < 9', max_rate: 9, plan: {min_instances: 2}"),
+         "probes[0].plan.target_rps", "missing"},
+        {"plan utilization above 1", Y,
+         ONE("type: capacity, slo: 'p95_ms < 9', max_rate: 9, plan: {target_rps: 9, "
+             "target_utilization: 1.2}"),
+         "probes[0].plan.target_utilization", ""},
+        {"plan max below min", Y,
+         ONE("type: capacity, slo: 'p95_ms < 9', max_rate: 9, plan: {target_rps: 9, "
+             "min_instances: 4, max_instances: 2}"),
+         "probes[0].plan", "max_instances must not be below min_instances"},
+        /* infrastructure */
+        {"infrastructure instance without prometheus", Y,
+         ONE("type: infrastructure, instance: 'a:9100'"), "probes[0].instance",
+         "only applies with prometheus"},
+        {"infrastructure prometheus without instance", Y,
+         ONE("type: infrastructure, prometheus: 'http://p/'"), "probes[0].instance", "missing"},
+        {"infrastructure source and prometheus", Y,
+         ONE("type: infrastructure, source: 'http://n/metrics', prometheus: 'http://p/', "
+             "instance: n"),
+         "probes[0].source", "not both"},
+        {"infrastructure source a word", Y, ONE("type: infrastructure, source: remote"),
+         "probes[0].source", "must be `local`"},
+        {"infrastructure relative mount", Y, ONE("type: infrastructure, mounts: [/, var]"),
+         "probes[0].mounts[1]", ""},
 };
 
 /* Checks one case; on a mismatch writes why and returns false. */
@@ -2045,6 +2087,38 @@ START_TEST(test_parse_fill)
 }
 END_TEST
 
+static int count_url(void *userdata, const char *path, const char *value)
+{
+	(void)value;
+	ck_assert_str_eq(path, "source");
+	++*(int *)userdata;
+	return 0;
+}
+
+/* `source: local` names no place; `source: URL` does (for the policy). */
+START_TEST(test_infrastructure_source_walk)
+{
+	static const char *const texts[] = {
+	        HEAD PROBES "  - {name: i, type: infrastructure}\n",
+	        HEAD PROBES "  - {name: i, type: infrastructure, source: local}\n",
+	        HEAD PROBES
+	        "  - {name: i, type: infrastructure, source: 'http://n:9100/metrics'}\n",
+	};
+	for (int i = 0; i < 3; i++) {
+		struct spec *s = NULL;
+		struct spec_error err;
+		int n = 0;
+
+		ck_assert_int_eq(spec_parse(texts[i], strlen(texts[i]), SPEC_FORMAT_YAML, &s, &err),
+		                 0);
+		ck_assert_str_eq(s->probes[0].source, i < 2 ? "local" : "http://n:9100/metrics");
+		spec_probe_walk(&s->probes[0], SPEC_FIELD_URL, count_url, &n);
+		ck_assert_int_eq(n, i < 2 ? 0 : 1);
+		spec_free(s);
+	}
+}
+END_TEST
+
 static Suite *spec_suite(void)
 {
 	Suite *s = suite_create("spec");
@@ -2062,6 +2136,7 @@ static Suite *spec_suite(void)
 	tcase_add_test(tc, test_list_caps);
 	tcase_add_test(tc, test_error_lines);
 	tcase_add_test(tc, test_parse_fill);
+	tcase_add_test(tc, test_infrastructure_source_walk);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("redaction");
