@@ -1063,6 +1063,11 @@ static int check_load_probe(const struct policy_limits *l, const struct spec_pro
 	if (l->max_probe_duration_ms && sp->duration_ms > l->max_probe_duration_ms)
 		return over(err, i, "duration", " per load probe",
 		            (double)l->max_probe_duration_ms / 1000.0, "s");
+	/* compare: all its segments, both endpoints' */
+	if (l->max_probe_duration_ms &&
+	    2 * sp->segments * (sp->segment_ms + sp->warmup_ms) > l->max_probe_duration_ms)
+		return over(err, i, "segments", " per load probe (2 x segments x segment_duration)",
+		            (double)l->max_probe_duration_ms / 1000.0, "s");
 	return 0;
 }
 

@@ -245,6 +245,19 @@ static const struct {
         {"5m", DRILL "traffic: {rate: 101}}\n", "probes[0].traffic.rate"},
         {"5m", DRILL "traffic: {rate: 10, connections: 9}}\n", "probes[0].traffic.connections"},
         {"5m", DRILL "traffic: {rate: 100, connections: 8}}\n", NULL},
+        /* compare: 2 x 10 x 3s = 60s fits, 2 x 11 x 3s does not */
+        {"5m",
+         "  - {name: a, type: compare, baseline: 'http://127.0.0.1/', candidate: "
+         "'http://127.0.0.1/', mode: closed, connections: 4, segments: 10, segment_duration: 3s}\n",
+         NULL},
+        {"5m",
+         "  - {name: a, type: compare, baseline: 'http://127.0.0.1/', candidate: "
+         "'http://127.0.0.1/', mode: closed, connections: 4, segments: 11, segment_duration: 3s}\n",
+         "probes[0].segments"},
+        {"5m",
+         "  - {name: a, type: compare, baseline: 'http://127.0.0.1/', candidate: "
+         "'http://127.0.0.1/', mode: closed, connections: 9}\n",
+         "probes[0].connections"},
 };
 
 #undef DRILL
@@ -313,6 +326,13 @@ static const struct {
          -EPERM, "probes[0].url"},
         {"[\"127.0.0.1\"]", "  - {name: a, type: scan-report, url: 'http://127.0.0.6:9/r'}\n",
          -EPERM, "probes[0].url"},
+        {"[\"127.0.0.1\"]",
+         "  - {name: a, type: compare, baseline: 'http://127.0.0.1:9/', candidate: "
+         "'http://127.0.0.4:9/', mode: closed}\n",
+         -EPERM, "probes[0].candidate"},
+        {"[\"127.0.0.1\"]", "  - {name: a, type: infrastructure, source: 'http://127.0.0.5:9/m'}\n",
+         -EPERM, "probes[0].source"},
+        {"[\"127.0.0.1\"]", "  - {name: a, type: infrastructure}\n", 0, ""},
         {"[\"10.0.0.0/8\"]", "  - {name: a, type: http, url: 'http://localhost:9/'}\n", -EPERM,
          "probes[0].url"},
         {"[\"127.0.0.1\"]",
