@@ -13,6 +13,7 @@ import stat
 import sys
 import tempfile
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
@@ -124,6 +125,26 @@ class CompareTest(lib.TestCase):
         self.assertEqual(p['state'], 'error', p)
         self.assertIn('cannot connect to the candidate', p['error'])
         self.assertEqual(run['verdict'], 'ERROR')
+
+    def test_cancel_mid_compare(self):
+        a, b = self.demo(latency='1ms'), self.demo(latency='1ms')
+        r = self.d.submit(spec(compare_probe(a.url, b.url, segments=10, seg='5s')))
+        self.assertEqual(r.status, 201, r)
+        rid = r.json['id']
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            cur = (self.d.get('/v1/runs/%d' % rid).json.get('progress') or {}).get('current')
+            if ((cur or {}).get('requests') or 0) > 0:
+                break
+            time.sleep(0.1)
+        else:
+            self.fail('no progress seen')
+        t0 = time.monotonic()
+        self.assertIn(self.d.request('POST', '/v1/runs/%d/cancel' % rid).status, (200, 202))
+        run = self.d.wait_run(rid, timeout=20)
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertEqual(run['state'], 'cancelled', run)
+        self.assertEqual(probe_of(run, 'cmp')['state'], 'cancelled')
 
     def test_bad_compare_specs(self):
         a = self.demo(latency='1ms')
