@@ -228,6 +228,7 @@ static void publish(struct cmp_probe *cp)
 	        "expanded percentile interval",
 	        "intervals", intervals, "table", cp->table);
 	cp->p->percent = 100;
+	cp->p->requests = (int64_t)(cp->side[0].requests + cp->side[1].requests);
 }
 
 /* A side without one successful answer has nothing to compare. */

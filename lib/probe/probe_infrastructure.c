@@ -333,9 +333,15 @@ static void on_metrics(void *userdata, const struct http_response *r)
 	enum promtext_format fmt = promtext_format_from_content_type(r->content_type);
 
 	ip->req = NULL;
-	if (r->err != 0 || r->status != 200) {
+	if (r->err != 0) {
 		snprintf(ip->why, sizeof(ip->why), "GET %s: %s", url,
-		         r->err ? (r->error ? r->error : strerror(-r->err)) : "not HTTP 200");
+		         r->error ? r->error : strerror(-r->err));
+		infra_end(ip, PROBE_STATE_ERRORED);
+		return;
+	}
+	if (r->status != 200) {
+		snprintf(ip->why, sizeof(ip->why), "GET %s answered HTTP %ld, not 200", url,
+		         r->status);
 		infra_end(ip, PROBE_STATE_ERRORED);
 		return;
 	}
@@ -501,8 +507,10 @@ static int finish_infra(struct spec_vctx *v, json_t *obj, const char *path, stru
 	if (p->prometheus && json_object_get(obj, "source"))
 		return spec_fail_at(v, obj, path, "source",
 		                    "give source or prometheus + instance, not both");
-	if (p->instance && strchr(p->instance, '"'))
-		return spec_fail_at(v, obj, path, "instance", "must not contain '\"'");
+	/* It goes into a PromQL string literal as it is. */
+	if (p->instance && strpbrk(p->instance, "\"\\\n"))
+		return spec_fail_at(v, obj, path, "instance",
+		                    "must not contain a quote, a backslash or a newline");
 	return 0;
 }
 

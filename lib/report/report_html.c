@@ -15,6 +15,7 @@
 #include "lib/gate/gate.h"
 #include "lib/report/report.h"
 #include "lib/report/svg.h"
+#include "lib/util/util.h"
 
 #define TIMELINE_MAX 600 /* points drawn; longer timelines are averaged down */
 
@@ -255,6 +256,42 @@ static void capacity_steps(struct svg_buf *b, json_t *p)
 	                   n < TIMELINE_MAX ? n : TIMELINE_MAX);
 }
 
+/* A compare probe: each percentile of both sides, the ratio and its
+ * interval. */
+static void compare_table(struct svg_buf *b, json_t *p)
+{
+	static const char *const q[] = {"p50", "p95", "p99"};
+	json_t *m = json_object_get(p, "metrics");
+	char key[48];
+
+	svg_buf_puts(b, "<table id=\"compare-");
+	esc(b, json_object_get(p, "name"));
+	svg_buf_puts(b, "\"><tr><th>Percentile</th><th>Baseline ms</th><th>Candidate ms</th>"
+	                "<th>Ratio</th><th>Interval</th><th>Significant</th></tr>\n");
+	for (size_t i = 0; i < RD_ARRAY_SIZE(q); i++) {
+		svg_buf_printf(b, "<tr><td>%s</td><td>", q[i]);
+		snprintf(key, sizeof(key), "baseline_%s_ms", q[i]);
+		num(b, json_object_get(m, key));
+		svg_buf_puts(b, "</td><td>");
+		snprintf(key, sizeof(key), "candidate_%s_ms", q[i]);
+		num(b, json_object_get(m, key));
+		svg_buf_puts(b, "</td><td>");
+		snprintf(key, sizeof(key), "%s_ratio", q[i]);
+		num(b, json_object_get(m, key));
+		svg_buf_puts(b, "</td><td>");
+		snprintf(key, sizeof(key), "%s_ratio_ci_low", q[i]);
+		num(b, json_object_get(m, key));
+		svg_buf_puts(b, " .. ");
+		snprintf(key, sizeof(key), "%s_ratio_ci_high", q[i]);
+		num(b, json_object_get(m, key));
+		svg_buf_puts(b, "</td><td>");
+		snprintf(key, sizeof(key), "%s_significant", q[i]);
+		num(b, json_object_get(m, key));
+		svg_buf_puts(b, "</td></tr>\n");
+	}
+	svg_buf_puts(b, "</table>\n");
+}
+
 static void load_charts(struct svg_buf *b, json_t *run)
 {
 	size_t i, shown = 0;
@@ -264,7 +301,8 @@ static void load_charts(struct svg_buf *b, json_t *run)
 	json_array_foreach (json_object_get(run, "probes"), i, p) {
 		const char *t = json_string_value(json_object_get(p, "type"));
 
-		if (!t || (strcmp(t, "load") != 0 && strcmp(t, "capacity") != 0))
+		if (!t || (strcmp(t, "load") != 0 && strcmp(t, "capacity") != 0 &&
+		           strcmp(t, "compare") != 0))
 			continue;
 		svg_buf_puts(b, "<h3>");
 		esc(b, json_object_get(p, "name"));
@@ -276,6 +314,8 @@ static void load_charts(struct svg_buf *b, json_t *run)
 		}
 		if (strcmp(t, "capacity") == 0) {
 			capacity_steps(b, p);
+		} else if (strcmp(t, "compare") == 0) {
+			compare_table(b, p);
 		} else {
 			percentile_chart(b, p);
 			timeline_chart(b, p);

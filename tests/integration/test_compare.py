@@ -116,6 +116,9 @@ class CompareTest(lib.TestCase):
             self.assertEqual(run['verdict'], 'FAIL')
             self.assertEqual(gate_of(run, 'cmp.significant == 0')['outcome'], 'fail')
             self.assertEqual(gate_of(run, 'cmp.p50_ratio_ci_low <= 1.05')['outcome'], 'fail')
+            html = self.d.get('/v1/runs/%d/report?format=html' % run['id']).body.decode()
+            table = html[html.index('id="compare-cmp"'):]
+            self.assertIn('<td>p50</td><td>%.6g</td>' % m['baseline_p50_ms'], table)
 
     def test_unreachable_candidate_is_an_error(self):
         a = self.demo(latency='1ms')

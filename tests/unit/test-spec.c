@@ -1675,6 +1675,9 @@ static const struct invalid_case invalid_cases[] = {
          ONE("type: infrastructure, source: 'http://n/metrics', prometheus: 'http://p/', "
              "instance: n"),
          "probes[0].source", "not both"},
+        {"infrastructure instance with a quote", Y,
+         ONE("type: infrastructure, prometheus: 'http://p/', instance: 'a\"} or vector(1)'"),
+         "probes[0].instance", "must not contain a quote"},
         {"infrastructure source a word", Y, ONE("type: infrastructure, source: remote"),
          "probes[0].source", "must be `local`"},
         {"infrastructure relative mount", Y, ONE("type: infrastructure, mounts: [/, var]"),
