@@ -140,12 +140,12 @@ static double sorted_at(const double *v, int n, double q)
 }
 
 int cmpstat_ci_pairs(const double *base, const double *cand, size_t n, double confidence,
-                     uint64_t seed, struct cmpstat_ci *ret)
+                     double min_effect, uint64_t seed, struct cmpstat_ci *ret)
 {
 	double *d, *means, sum = 0, tail;
 	int k;
 
-	if (!(confidence >= 0.5 && confidence <= 0.999))
+	if (!(confidence >= 0.5 && confidence <= 0.999) || !(min_effect >= 0 && min_effect <= 1))
 		return -EINVAL;
 	d = malloc((n ? n : 1) * sizeof(*d));
 	means = malloc(CMPSTAT_RESAMPLES * sizeof(*means));
@@ -167,7 +167,9 @@ int cmpstat_ci_pairs(const double *base, const double *cand, size_t n, double co
 		tail = cmpstat_expanded_tail(k, confidence);
 		ret->low = exp(sorted_at(means, CMPSTAT_RESAMPLES, tail));
 		ret->high = exp(sorted_at(means, CMPSTAT_RESAMPLES, 1 - tail));
-		ret->significant = ret->low > 1 || ret->high < 1;
+		ret->significant =
+		        (ret->low > 1 || ret->high < 1) &&
+		        (ret->ratio >= 1 + min_effect || ret->ratio <= 1 / (1 + min_effect));
 	}
 	free(d);
 	free(means);

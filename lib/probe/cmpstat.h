@@ -53,12 +53,18 @@ struct cmpstat_ci {
 	double ratio;     /* exp(mean of the pairs' log ratios) */
 	double low, high; /* the interval for it; NaN when n < CMPSTAT_MIN_PAIRS */
 	int n;            /* usable pairs: both quantiles finite and > 0 */
-	int significant;  /* 1: the interval excludes 1; 0: it does not; -1: no interval */
+	/* 1: the interval excludes 1 and the ratio differs from 1 by at least
+	 * min_effect (above 1 + min_effect or below 1 / (1 + min_effect));
+	 * 0: not; -1: no interval. */
+	int significant;
 };
 
 /* The interval of the ratio of cand[i] / base[i] over n pairs (a pair
  * with a value that is NaN, infinite or <= 0 on either side is left out),
  * at confidence (0.5..0.999), with CMPSTAT_RESAMPLES resamples drawn from
- * seed. Returns 0, -EINVAL for a bad confidence, -ENOMEM. */
+ * seed; min_effect (0..1) as above: with many precise segments, two
+ * endpoints that differ by a fraction of a percent (two processes, two
+ * caches) are told apart, and such a difference is not a regression.
+ * Returns 0, -EINVAL for a bad confidence or min_effect, -ENOMEM. */
 int cmpstat_ci_pairs(const double *base, const double *cand, size_t n, double confidence,
-                     uint64_t seed, struct cmpstat_ci *ret);
+                     double min_effect, uint64_t seed, struct cmpstat_ci *ret);

@@ -175,7 +175,7 @@ static int publish_ratios(struct cmp_probe *cp, json_t *intervals)
 	for (int k = 0; k < N_Q; k++) {
 		struct cmpstat_ci ci;
 		int r = cmpstat_ci_pairs(b->q[k], c->q[k], (size_t)sp->segments, sp->confidence,
-		                         (uint64_t)sp->seed, &ci);
+		                         sp->min_effect, (uint64_t)sp->seed, &ci);
 
 		if (r < 0)
 			return r;
@@ -202,6 +202,7 @@ static int publish_ratios(struct cmp_probe *cp, json_t *intervals)
 	probe_set_metric(cp->p, "throughput_ratio", rate_of(c) / rate_of(b));
 	probe_set_metric(cp->p, "error_rate_diff", error_rate_of(c) - error_rate_of(b));
 	probe_set_metric(cp->p, "confidence", sp->confidence);
+	probe_set_metric(cp->p, "min_effect", sp->min_effect);
 	return 0;
 }
 
@@ -418,6 +419,8 @@ static const struct spec_field fields[] = {
 	 .max = SPEC_MAXD},
 	{.key = "confidence", .kind = FK_NUMBER, .off = SPEC_P(confidence), .dmin = 0.5,
 	 .dmax = 0.999, .ddef = 0.95},
+	{.key = "min_effect", .kind = FK_NUMBER, .off = SPEC_P(min_effect), .dmin = 0,
+	 .dmax = 1, .ddef = 0.02},
 	{.key = "seed",       .kind = FK_INT, .off = SPEC_P(seed), .min = 0, .max = INT64_MAX,
 	 .def = 1},
 	SPEC_F_METHOD,
@@ -475,6 +478,7 @@ static const struct probe_metric_def metrics[] = {
         {"p99_significant", "1", PROBE_SAMPLES_NONE},
         {"pairs", "segments", PROBE_SAMPLES_NONE},
         {"confidence", "1", PROBE_SAMPLES_NONE},
+        {"min_effect", "1", PROBE_SAMPLES_NONE},
         {"throughput_ratio", "1", PROBE_SAMPLES_NONE},
         {"error_rate_diff", "1", PROBE_SAMPLES_NONE},
         {"baseline_p50_ms", "ms", PROBE_SAMPLES_NONE},

@@ -154,6 +154,7 @@ struct spec_probe {
 	int64_t segments;   /* per endpoint, default 10 */
 	int64_t segment_ms; /* each segment's measured time, default 1s */
 	double confidence;  /* of the intervals, default 0.95 */
+	double min_effect;  /* smallest ratio change called significant, default 0.02 */
 	int64_t seed;       /* of the bootstrap, default 1 */
 
 	/* infrastructure: facts of a host */

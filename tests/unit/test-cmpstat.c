@@ -69,15 +69,15 @@ START_TEST(test_edges)
 	double base[] = {10, NAN, 10, 0, 10}, cand[] = {11, 11, -1, 11, 11};
 	struct cmpstat_ci ci;
 
-	ck_assert_int_eq(cmpstat_ci_pairs(base, cand, 5, 0.4, 1, &ci), -EINVAL);
-	ck_assert_int_eq(cmpstat_ci_pairs(base, cand, 5, 1.0, 1, &ci), -EINVAL);
+	ck_assert_int_eq(cmpstat_ci_pairs(base, cand, 5, 0.4, 0, 1, &ci), -EINVAL);
+	ck_assert_int_eq(cmpstat_ci_pairs(base, cand, 5, 1.0, 0, 1, &ci), -EINVAL);
 	/* Only pairs 0 and 4 are usable: a ratio, no interval. */
-	ck_assert_int_eq(cmpstat_ci_pairs(base, cand, 5, 0.95, 1, &ci), 0);
+	ck_assert_int_eq(cmpstat_ci_pairs(base, cand, 5, 0.95, 0, 1, &ci), 0);
 	ck_assert_int_eq(ci.n, 2);
 	ck_assert_double_eq_tol(ci.ratio, 1.1, 1e-12);
 	ck_assert(isnan(ci.low) && isnan(ci.high));
 	ck_assert_int_eq(ci.significant, -1);
-	ck_assert_int_eq(cmpstat_ci_pairs(base, cand, 0, 0.95, 1, &ci), 0);
+	ck_assert_int_eq(cmpstat_ci_pairs(base, cand, 0, 0.95, 0, 1, &ci), 0);
 	ck_assert_int_eq(ci.n, 0);
 	ck_assert(isnan(ci.ratio));
 }
@@ -88,11 +88,37 @@ START_TEST(test_same_seed_same_interval)
 	double base[] = {10, 10.2, 9.9, 10.1, 10, 10.1}, cand[] = {10.1, 10, 10.3, 9.8, 10.2, 10};
 	struct cmpstat_ci a, b;
 
-	ck_assert_int_eq(cmpstat_ci_pairs(base, cand, 6, 0.95, 7, &a), 0);
-	ck_assert_int_eq(cmpstat_ci_pairs(base, cand, 6, 0.95, 7, &b), 0);
+	ck_assert_int_eq(cmpstat_ci_pairs(base, cand, 6, 0.95, 0, 7, &a), 0);
+	ck_assert_int_eq(cmpstat_ci_pairs(base, cand, 6, 0.95, 0, 7, &b), 0);
 	ck_assert(a.low == b.low && a.high == b.high);
 	ck_assert(a.low < a.ratio && a.ratio < a.high);
 	ck_assert_int_eq(a.significant, 0);
+}
+END_TEST
+
+/* Precise segments tell apart endpoints 0.5 % apart: significant with
+ * min_effect 0, not with the default 0.02; 20 % apart is either way. */
+START_TEST(test_min_effect)
+{
+	double base[8], cand[8], slow[8];
+	struct cmpstat_ci ci;
+
+	for (int i = 0; i < 8; i++) {
+		base[i] = 10 + 0.01 * i;
+		cand[i] = base[i] * (1.005 + 0.0005 * (i % 2));
+		slow[i] = base[i] * 1.2;
+	}
+	ck_assert_int_eq(cmpstat_ci_pairs(base, cand, 8, 0.95, 0, 1, &ci), 0);
+	ck_assert_int_eq(ci.significant, 1);
+	ck_assert_int_eq(cmpstat_ci_pairs(base, cand, 8, 0.95, 0.02, 1, &ci), 0);
+	ck_assert_int_eq(ci.significant, 0);
+	ck_assert_double_gt(ci.low, 1); /* the interval is the same */
+	ck_assert_int_eq(cmpstat_ci_pairs(base, slow, 8, 0.95, 0.02, 1, &ci), 0);
+	ck_assert_int_eq(ci.significant, 1);
+	/* Faster by 20 %: 1 / 1.2 is below 1 / 1.02. */
+	ck_assert_int_eq(cmpstat_ci_pairs(slow, base, 8, 0.95, 0.02, 1, &ci), 0);
+	ck_assert_int_eq(ci.significant, 1);
+	ck_assert_int_eq(cmpstat_ci_pairs(base, slow, 8, 0.95, 1.5, 1, &ci), -EINVAL);
 }
 END_TEST
 
@@ -112,7 +138,7 @@ START_TEST(test_false_alarm_rate_iid)
 			base[i] = 10;
 			cand[i] = 10 * exp(0.05 * gauss(&rng));
 		}
-		ck_assert_int_eq(cmpstat_ci_pairs(base, cand, (size_t)n, 0.95, (uint64_t)t, &ci),
+		ck_assert_int_eq(cmpstat_ci_pairs(base, cand, (size_t)n, 0.95, 0, (uint64_t)t, &ci),
 		                 0);
 		alarms += ci.significant == 1;
 	}
@@ -152,7 +178,7 @@ static void synthetic_compare(uint64_t *rng, double base_ms, double cand_ms, int
 			hist_free(h);
 		}
 	}
-	ck_assert_int_eq(cmpstat_ci_pairs(base, cand, (size_t)pairs, 0.95, 1, ret), 0);
+	ck_assert_int_eq(cmpstat_ci_pairs(base, cand, (size_t)pairs, 0.95, 0, 1, ret), 0);
 }
 
 START_TEST(test_twenty_identical_compares)
@@ -207,6 +233,7 @@ int main(void)
 	tcase_add_test(tc, test_quantiles);
 	tcase_add_test(tc, test_edges);
 	tcase_add_test(tc, test_same_seed_same_interval);
+	tcase_add_test(tc, test_min_effect);
 	tcase_add_loop_test(tc, test_false_alarm_rate_iid, 0, 4);
 	tcase_add_test(tc, test_twenty_identical_compares);
 	tcase_add_test(tc, test_twenty_slower_candidates);
