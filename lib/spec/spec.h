@@ -146,7 +146,7 @@ struct spec_probe {
 	struct spec_corpus corpus; /* load, capacity: file or items set, or neither */
 	bool stream;               /* load: measure streamed answers */
 	char *token_key;           /* load: JSON key counting an answer's tokens */
-	struct spec_plan plan; /* capacity */
+	struct spec_plan plan;     /* capacity */
 
 	/* compare: the same load on two endpoints in alternating segments */
 	char *baseline;     /* URL of the version in production */
