@@ -3,7 +3,7 @@ alternating segments), capacity plans, and the infrastructure probe,
 through the real readyd against the demo target. Expected numbers come
 from the demo target's configuration, from arithmetic on the published
 figures, or from this machine's own /proc, statvfs and sched_getaffinity.
-The 20-run false-alarm statistics live in tests/unit/test-probe-facts.c
+The 20-run false-alarm statistics live in tests/unit/probe/test-probe-facts.c
 (synthetic, exact) and bench/compare (real, long)."""
 import http.server
 import math
