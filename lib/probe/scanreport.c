@@ -289,6 +289,22 @@ static int sarif_result(struct acc *a, json_t *rules, json_t *result, size_t run
 	return add_finding(a, &f);
 }
 
+/* A run whose invocation says it failed is no report of a clean target. */
+static int sarif_run_succeeded(struct acc *a, json_t *run, const char *path)
+{
+	json_t *invocations = json_object_get(run, "invocations"), *inv;
+	size_t i;
+
+	json_array_foreach (invocations, i, inv) {
+		if (json_is_false(json_object_get(inv, "executionSuccessful")))
+			return bad(
+			        a,
+			        "%s.invocations[%zu].executionSuccessful is false: the tool failed",
+			        path, i);
+	}
+	return 0;
+}
+
 static int sarif_run(struct acc *a, json_t *run, size_t k, const char **tool)
 {
 	json_t *driver = json_object_get(json_object_get(run, "tool"), "driver");
@@ -309,8 +325,14 @@ static int sarif_run(struct acc *a, json_t *run, size_t k, const char **tool)
 	if ((r = opt_array(a, driver, "rules", path, &rules)) < 0)
 		return r;
 	snprintf(path, sizeof(path), "runs[%zu]", k);
+	if ((r = sarif_run_succeeded(a, run, path)) < 0)
+		return r;
 	if ((r = opt_array(a, run, "results", path, &results)) < 0)
 		return r;
+	/* SARIF: results absent or null mean the tool did not produce any
+	 * (it failed); [] means it ran and found nothing. */
+	if (!results)
+		return bad(a, "%s.results is missing or null: the tool produced no results", path);
 	json_array_foreach (results, i, res) {
 		r = sarif_result(a, rules, res, k, i);
 		if (r < 0)
@@ -330,6 +352,8 @@ static int parse_sarif(struct acc *a, json_t *doc, const char **tool)
 		return bad(a, "version is not 2.1.0, the SARIF version read");
 	if (!json_is_array(runs))
 		return bad(a, "runs is missing or not an array: not a SARIF log");
+	if (json_array_size(runs) == 0)
+		return bad(a, "runs is empty: the log holds no analysis");
 	json_array_foreach (runs, i, run) {
 		r = sarif_run(a, run, i, tool);
 		if (r < 0)
@@ -488,6 +512,8 @@ static int detect(json_t *doc, enum scanreport_format *fmt)
 {
 	if (*fmt != SCANREPORT_AUTO)
 		return 0;
+	if (json_object_get(doc, "runs") && json_object_get(doc, "Results"))
+		return -EINVAL; /* which one is the report is not for readyd to guess */
 	if (json_object_get(doc, "runs"))
 		*fmt = SCANREPORT_SARIF;
 	else if (json_object_get(doc, "Results") || json_object_get(doc, "SchemaVersion"))
@@ -511,7 +537,8 @@ int scanreport_parse(const char *buf, size_t len, enum scanreport_format fmt, js
 		         SCANREPORT_MAX_BYTES);
 		return -EFBIG;
 	}
-	doc = json_loadb(buf, len, 0, &jerr);
+	/* A repeated key would let a later, empty member hide findings. */
+	doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!doc) {
 		/* The position only: jansson's text quotes the bytes it met, and a
 		 * file's content never appears in a message. */
@@ -521,7 +548,7 @@ int scanreport_parse(const char *buf, size_t len, enum scanreport_format fmt, js
 	r = json_is_object(doc) ? detect(doc, &fmt) : -EINVAL;
 	if (r < 0) {
 		snprintf(why, whylen,
-		         "neither SARIF (no runs) nor a Trivy JSON report (no Results)");
+		         "neither SARIF (runs) nor a Trivy JSON report (Results), or both");
 		goto out;
 	}
 	a.by_rule = json_object();

@@ -159,6 +159,21 @@ static const struct {
          -EINVAL, "Results[0].Vulnerabilities[0].VulnerabilityID is missing"},
         {"{\"Results\": [{\"Secrets\": {}}]}", SCANREPORT_AUTO, -EINVAL,
          "Results[0].Secrets must be an array"},
+        /* No data is never a clean report. */
+        {"{\"runs\": []}", SCANREPORT_AUTO, -EINVAL, "runs is empty"},
+        {"{\"runs\": [{\"tool\": {\"driver\": {}}}]}", SCANREPORT_AUTO, -EINVAL,
+         "runs[0].results is missing or null"},
+        {"{\"runs\": [{\"tool\": {\"driver\": {}}, \"results\": null}]}", SCANREPORT_AUTO, -EINVAL,
+         "runs[0].results is missing or null"},
+        {"{\"runs\": [{\"tool\": {\"driver\": {}}, \"invocations\": [{\"executionSuccessful\": "
+         "false}], \"results\": []}]}",
+         SCANREPORT_AUTO, -EINVAL, "runs[0].invocations[0].executionSuccessful is false"},
+        {"{\"runs\": [{\"tool\": {\"driver\": {}}, \"results\": [{\"level\": \"error\"}]}], "
+         "\"runs\": [{\"tool\": {\"driver\": {}}, \"results\": []}]}",
+         SCANREPORT_AUTO, -EINVAL, "not JSON"},
+        {"{\"runs\": [{\"tool\": {\"driver\": {}}, \"results\": []}], \"Results\": "
+         "[{\"Vulnerabilities\": [{\"VulnerabilityID\": \"X\", \"Severity\": \"CRITICAL\"}]}]}",
+         SCANREPORT_AUTO, -EINVAL, "neither SARIF"},
 };
 
 START_TEST(test_bad_input)
