@@ -186,6 +186,17 @@ static void get_specs(struct api_req *req)
 	               json_pack("{s:s, s:o}", "service", api_req_name(req), "items", items));
 }
 
+/* Whether a probe sends its requests to the target: an override of
+ * target.url that no probe uses would let a run pass on what it did not
+ * measure. */
+static bool target_measured(const struct spec *spec)
+{
+	for (size_t i = 0; i < spec->n_probes; i++)
+		if (spec->probes[i].url && strcmp(spec->probes[i].url, spec->target.url) == 0)
+			return true;
+	return false;
+}
+
 void api_run_stored(struct api_req *req, const struct api_stored_run *sr, api_submitted_cb cb,
                     void *userdata)
 {
@@ -221,6 +232,13 @@ void api_run_stored(struct api_req *req, const struct api_stored_run *sr, api_su
 	}
 	if (r < 0) {
 		api_problem_spec(req, r, &err);
+		return;
+	}
+	if (sr->target_url && !target_measured(spec)) {
+		spec_free(spec);
+		problem_field(req, "target",
+		              "no probe of the stored spec measures the target (each has a url of "
+		              "its own): the override would measure nothing");
 		return;
 	}
 	spec->stored_version = version;

@@ -1,0 +1,102 @@
+"""Integration: a hostile or careless caller of the stored-spec routes and
+the CD hooks gets an honest answer, never a pass on what was not measured:
+a target override that no probe of the stored spec would send to is
+refused (a run judged on another URL would pass for the canary)."""
+import hashlib
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lib  # noqa: E402
+
+TOKEN = 'tok-hostile-hooks'
+YAML = {'Content-Type': 'application/yaml'}
+JSON = {'Content-Type': 'application/json'}
+
+
+def config():
+    return ('tokens:\n  - {name: ci, hash: %s, role: submitter}\n'
+            'allowed_targets: ["127.0.0.1"]\n' % hashlib.sha256(TOKEN.encode()).hexdigest())
+
+
+def auth(**extra):
+    return dict({'Authorization': 'Bearer ' + TOKEN}, **extra)
+
+
+class HostileHooksTest(lib.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.t = lib.DemoTarget(latency='1ms').__enter__()
+        cls.d = lib.Daemon(config=config()).__enter__()
+        cls.d.token = TOKEN
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.__exit__(None, None, None)
+        cls.t.__exit__(None, None, None)
+
+    def setUp(self):
+        super().setUp()
+        self.track(self.d)
+
+    def put(self, service, env, text):
+        r = self.d.request('PUT', '/v1/services/%s/specs/%s' % (service, env), text,
+                           auth(**YAML))
+        self.assertEqual(r.status, 201, r)
+
+    def test_target_override_no_probe_measures_is_refused(self):
+        # Every probe has a url of its own: a target override changes nothing
+        # that is measured, and the run would pass on the stable URL.
+        self.put('own-url', 'prod', f"""apiVersion: readyd/v1
+timeout: 1m
+probes:
+  - name: predict
+    type: http
+    url: {self.t.url}/v1/predict
+    timeout: 10s
+gates:
+  - predict.latency_ms < 10000
+""")
+        canary = 'http://127.0.0.1:1/v1/predict'
+        before = self.d.get('/v1/runs?service=own-url').json['items']
+        r = self.d.request('POST', '/v1/services/own-url/runs',
+                           json.dumps({'version': '1', 'environment': 'prod', 'target': canary}),
+                           auth(**JSON))
+        self.assertEqual(r.status, 422, r)
+        self.assertEqual(r.json['errors'][0]['path'], 'target', r)
+        r = lib.http('POST', self.d.url + '/v1/hooks/flagger?token=' + TOKEN,
+                     json.dumps({'name': 'own-url', 'namespace': 'prod', 'checksum': 'c1',
+                                 'metadata': {'target': canary, 'wait': '30s'}}).encode(), JSON)
+        self.assertEqual(r.status, 422, r)
+        self.assertEqual(r.json['errors'][0]['path'], 'target', r)
+        self.assertEqual(self.d.get('/v1/runs?service=own-url').json['items'], before)
+        # Without the override the stored spec still runs.
+        r = self.d.request('POST', '/v1/services/own-url/runs',
+                           json.dumps({'version': '1', 'environment': 'prod'}), auth(**JSON))
+        self.assertEqual(r.status, 201, r)
+
+    def test_target_override_measured_by_a_target_probe(self):
+        # A probe without a url of its own sends to the override.
+        self.put('uses-target', 'prod', f"""apiVersion: readyd/v1
+timeout: 1m
+target:
+  url: http://127.0.0.1:1/v1/predict
+probes:
+  - name: predict
+    type: load
+    mode: closed
+    requests: 5
+gates:
+  - predict.errors == 0
+""")
+        r = self.d.request('POST', '/v1/services/uses-target/runs',
+                           json.dumps({'version': '1', 'environment': 'prod',
+                                       'target': self.t.url + '/v1/predict'}), auth(**JSON))
+        self.assertEqual(r.status, 201, r)
+        run = self.d.wait_run(r.json['id'], timeout=60)
+        self.assertEqual(run['state'], 'passed', run)
+
+
+if __name__ == '__main__':
+    lib.main()
