@@ -15,6 +15,7 @@
 #include "lib/report/svg.h"
 #include "lib/util/run_state.h"
 #include "lib/util/util.h"
+#include "lib/util/util.h"
 
 /* Upper bounds of readyd_probe_duration_seconds and
  * readyd_run_duration_seconds: probes last from milliseconds (an http
@@ -108,9 +109,23 @@ static struct route_count *route_of(const char *method, const char *route, unsig
 	return rc;
 }
 
+/* The method label: a method readyd serves, else "other", so a client
+ * sending made-up methods cannot fill the table and crowd out the
+ * series of real routes. */
+static const char *method_label(const char *method)
+{
+	static const char *const known[] = {"GET",    "HEAD",    "POST", "PUT",
+	                                    "DELETE", "OPTIONS", "PATCH"};
+
+	for (size_t i = 0; method && i < RD_ARRAY_SIZE(known); i++)
+		if (strcmp(method, known[i]) == 0)
+			return known[i];
+	return "other";
+}
+
 void metrics_http_request(const char *method, const char *route, unsigned code, double seconds)
 {
-	struct route_count *rc = route_of(method ? method : "", route ? route : "unmatched", code);
+	struct route_count *rc = route_of(method_label(method), route ? route : "unmatched", code);
 
 	if (!rc) {
 		reg.dropped_routes++;

@@ -1,10 +1,11 @@
-"""Integration: a hostile or careless caller of the stored-spec routes and
-the CD hooks gets an honest answer, never a pass on what was not measured:
-a target override that no probe of the stored spec would send to is
-refused (a run judged on another URL would pass for the canary)."""
+"""Integration: a hostile or careless API client gets an honest answer.
+A target override that no probe of a stored spec would send to is
+refused (a run judged on another URL would pass for the canary); made-up
+HTTP methods cannot crowd the series of real routes out of /metrics."""
 import hashlib
 import json
 import os
+import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -24,7 +25,7 @@ def auth(**extra):
     return dict({'Authorization': 'Bearer ' + TOKEN}, **extra)
 
 
-class HostileHooksTest(lib.TestCase):
+class HostileApiTest(lib.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.t = lib.DemoTarget(latency='1ms').__enter__()
@@ -96,6 +97,20 @@ gates:
         self.assertEqual(r.status, 201, r)
         run = self.d.wait_run(r.json['id'], timeout=60)
         self.assertEqual(run['state'], 'passed', run)
+
+    def test_made_up_methods_do_not_crowd_out_metrics(self):
+        port = int(self.d.url.rsplit(':', 1)[1])
+        for i in range(300):
+            with socket.create_connection(('127.0.0.1', port)) as s:
+                s.sendall(b'M%05d /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' % i)
+                while s.recv(4096):
+                    pass
+        self.assertEqual(self.d.get('/v1/runs').status, 200)
+        text = self.d.request('GET', '/metrics', None, auth()).body.decode()
+        series = {line.split(' ')[0] for line in text.splitlines() if line.startswith('readyd_http_requests_total')}
+        self.assertIn('readyd_http_requests_total{method="GET",route="/v1/runs",code="200"}', series)
+        self.assertIn('readyd_http_requests_total{method="other",route="unmatched",code="404"}', series)
+        self.assertLess(len(series), 20, sorted(series)[:20])
 
 
 if __name__ == '__main__':
