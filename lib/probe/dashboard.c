@@ -123,27 +123,60 @@ int dashboard_panels(json_t *dash, json_t **ret)
 	return 0;
 }
 
-/* current.value of a templating entry: a string, or an array as a|b. */
-static json_t *current_value(json_t *v)
+#define ALL_VALUE "$__all"
+
+static bool is_all(json_t *it)
 {
-	json_t *cur = json_object_get(json_object_get(v, "current"), "value"), *it;
+	return json_is_string(it) && strcmp(json_string_value(it), ALL_VALUE) == 0;
+}
+
+/* Strings of list (or list[].value when key) joined as a|b, leaving out
+ * "All"; NULL when none or too long. */
+static json_t *joined(json_t *list, const char *key)
+{
+	json_t *it;
 	char buf[4096];
 	size_t i, n = 0;
 
-	if (json_is_string(cur))
-		return json_string(json_string_value(cur));
-	if (!json_is_array(cur) || json_array_size(cur) == 0)
-		return NULL;
 	buf[0] = '\0';
-	json_array_foreach (cur, i, it) {
-		int k = snprintf(buf + n, sizeof(buf) - n, "%s%s", i ? "|" : "",
-		                 json_string_value(it) ? json_string_value(it) : "");
+	json_array_foreach (list, i, it) {
+		json_t *s = key ? json_object_get(it, key) : it;
+		int k;
 
+		if (!json_is_string(s) || is_all(s))
+			continue;
+		k = snprintf(buf + n, sizeof(buf) - n, "%s%s", n ? "|" : "", json_string_value(s));
 		if (k < 0 || (size_t)k >= sizeof(buf) - n)
 			return NULL;
 		n += (size_t)k;
 	}
-	return json_string(buf);
+	return n ? json_string(buf) : NULL;
+}
+
+/* Grafana's "All": the variable's allValue, else its options, else any
+ * value. Sent as the literal $__all it would match nothing. */
+static json_t *all_value(json_t *v)
+{
+	json_t *all = json_object_get(v, "allValue"), *opts;
+
+	if (json_is_string(all) && json_string_length(all) > 0)
+		return json_string(json_string_value(all));
+	opts = joined(json_object_get(v, "options"), "value");
+	return opts ? opts : json_string(".*");
+}
+
+/* current.value of a templating entry: a string, or an array as a|b. */
+static json_t *current_value(json_t *v)
+{
+	json_t *cur = json_object_get(json_object_get(v, "current"), "value");
+
+	if (is_all(cur) || (json_is_array(cur) && is_all(json_array_get(cur, 0))))
+		return all_value(v);
+	if (json_is_string(cur))
+		return json_string(json_string_value(cur));
+	if (!json_is_array(cur) || json_array_size(cur) == 0)
+		return NULL;
+	return joined(cur, NULL);
 }
 
 json_t *dashboard_variables(json_t *dash, const struct spec_label *vars, size_t n_vars)

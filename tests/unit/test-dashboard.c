@@ -101,6 +101,29 @@ START_TEST(test_substitute)
 }
 END_TEST
 
+/* Grafana's "All" ($__all) takes allValue, else the options, else any
+ * value: the literal $__all would match no series. */
+START_TEST(test_substitute_all)
+{
+	json_t *dash =
+	        js("{\"panels\": [], \"templating\": {\"list\": ["
+	           " {\"name\": \"a\", \"allValue\": \".+\", \"current\": {\"value\": \"$__all\"}},"
+	           " {\"name\": \"b\", \"current\": {\"value\": [\"$__all\"]}, \"options\": ["
+	           "  {\"value\": \"$__all\"}, {\"value\": \"x\"}, {\"value\": \"y\"}]},"
+	           " {\"name\": \"c\", \"current\": {\"value\": \"$__all\"}}]}}");
+	json_t *vals = dashboard_variables(dash, NULL, 0);
+	char *out = NULL, why[128] = "";
+
+	ck_assert_int_eq(dashboard_substitute("m{a=~\"$a\",b=~\"$b\",c=~\"$c\"}", vals, &b60, &out,
+	                                      why, sizeof(why)),
+	                 0);
+	ck_assert_str_eq(out, "m{a=~\".+\",b=~\"x|y\",c=~\".*\"}");
+	free(out);
+	json_decref(vals);
+	json_decref(dash);
+}
+END_TEST
+
 START_TEST(test_substitute_unknown)
 {
 	json_t *vals = json_object();
@@ -213,6 +236,7 @@ static Suite *dashboard_suite(void)
 	tcase_add_test(tc, test_panels);
 	tcase_add_loop_test(tc, test_substitute, 0, (int)(sizeof(subs) / sizeof(subs[0])));
 	tcase_add_test(tc, test_substitute_unknown);
+	tcase_add_test(tc, test_substitute_all);
 	tcase_add_test(tc, test_has_data);
 	tcase_add_test(tc, test_gap_ratio);
 	tcase_add_test(tc, test_reconcile_run);
