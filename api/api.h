@@ -153,6 +153,21 @@ struct api_stored_run {
 void api_run_stored(struct api_req *req, const struct api_stored_run *sr, api_submitted_cb cb,
                     void *userdata);
 
+/* The trends a run's HTML report draws (report_html()): one series per
+ * gated metric, same service and environment, up to the run. New
+ * reference. routes_runs.c. */
+json_t *api_report_trends(struct store *st, json_t *run);
+
+/* GET /v1/runs/{id}/events on req (its {id}), for routes that decided
+ * access themselves (the console). routes_events.c. */
+void api_events_serve(struct api_req *req);
+
+/* Acts as token name with scope from here on (api_req_principal,
+ * api_req_sees, api_audit): for the console, whose session stands for a
+ * token. Both borrowed, copied; scope "" for every service. */
+void api_req_set_who(struct api_req *req, const char *name, const char *scope);
+
+extern const struct api_route api_routes_console[]; /* console.c */
 extern const struct api_route api_routes_health[];
 extern const struct api_route api_routes_runs[];
 extern const struct api_route api_routes_services[];     /* routes_services.c */

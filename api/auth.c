@@ -206,6 +206,19 @@ static bool role_allows(enum api_role have, enum api_role need)
 	return have != API_ROLE_NOTIFIER && have >= need;
 }
 
+int auth_lookup_name(const struct auth *a, const char *name, enum api_role *ret_role,
+                     const char **ret_scope)
+{
+	for (size_t i = 0; a && name && i < a->n_tokens; i++) {
+		if (strcmp(a->tokens[i].name, name) != 0)
+			continue;
+		*ret_role = a->tokens[i].role;
+		*ret_scope = a->tokens[i].scope;
+		return 0;
+	}
+	return -ENOENT;
+}
+
 int auth_check(struct auth *a, const char *authorization, enum api_role need, uint64_t now_ms,
                struct auth_who *ret_who, int *ret_retry_s)
 {

@@ -68,6 +68,12 @@ bool auth_public_metrics(const struct auth *a);
 int auth_check(struct auth *a, const char *authorization, enum api_role need, uint64_t now_ms,
                struct auth_who *ret_who, int *ret_retry_s);
 
+/* The current role and scope of the token called name (a console
+ * session names its token, so a token removed or changed by a reload
+ * takes effect at once). 0, or -ENOENT when no token has that name. */
+int auth_lookup_name(const struct auth *a, const char *name, enum api_role *ret_role,
+                     const char **ret_scope);
+
 /* SHA-256 of token as 64 lower-case hex digits plus NUL. 0 or -EIO. */
 int auth_hash_hex(const char *token, size_t len, char ret_hex[2 * AUTH_HASH_LEN + 1]);
 

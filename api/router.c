@@ -12,9 +12,9 @@
 #include "lib/util/util.h"
 
 static const struct api_route *const tables[] = {
-        api_routes_health, api_routes_runs,   api_routes_services,
-        api_routes_gates,  api_routes_events, api_routes_metrics,
-        api_routes_specs,  api_routes_hooks,  api_routes_alertmanager,
+        api_routes_health,       api_routes_runs,    api_routes_services, api_routes_gates,
+        api_routes_events,       api_routes_metrics, api_routes_specs,    api_routes_hooks,
+        api_routes_alertmanager, api_routes_console,
 };
 
 static bool name_char(char c)

@@ -194,7 +194,7 @@ static int follow(struct events *ev, uv_loop_t *loop)
 	return 0;
 }
 
-static void get_events(struct api_req *req)
+void api_events_serve(struct api_req *req)
 {
 	struct api_app *app = api_req_app(req);
 	struct events *ev;
@@ -235,6 +235,6 @@ static void get_events(struct api_req *req)
 }
 
 const struct api_route api_routes_events[] = {
-        {"GET", "/v1/runs/{id}/events", get_events, API_ROLE_VIEWER},
+        {"GET", "/v1/runs/{id}/events", api_events_serve, API_ROLE_VIEWER},
         {NULL, NULL, NULL},
 };

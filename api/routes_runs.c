@@ -671,7 +671,7 @@ static int report_format_by_accept(const char *accept)
  * including this run (a report shows what was true of its own run, also
  * when read later; store_trend leaves undecided runs out). Best effort: a
  * failing query leaves that metric out, never the report. */
-static json_t *report_trends(struct store *st, json_t *run)
+json_t *api_report_trends(struct store *st, json_t *run)
 {
 	json_t *out = json_array(), *g;
 	size_t i;
@@ -726,7 +726,7 @@ static char *render_report(struct api_app *app, enum report_format fmt, json_t *
 	case REPORT_JUNIT:
 		return report_junit(run, spec, ret_len);
 	case REPORT_HTML:
-		trends = report_trends(app->store, run);
+		trends = api_report_trends(app->store, run);
 		text = report_html(run, spec, trends, ret_len);
 		json_decref(trends);
 		return text;

@@ -118,6 +118,12 @@ const char *api_req_name(struct api_req *req)
 	return req->match.name;
 }
 
+void api_req_set_who(struct api_req *req, const char *name, const char *scope)
+{
+	snprintf(req->principal, sizeof(req->principal), "%s", name ? name : "");
+	snprintf(req->scope, sizeof(req->scope), "%s", scope ? scope : "");
+}
+
 const char *api_req_env(struct api_req *req)
 {
 	return req->match.env;

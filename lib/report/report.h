@@ -30,6 +30,13 @@ char *report_markdown(json_t *run, json_t *spec, size_t *ret_len);
  * version, value, at}]} oldest first, as store_report_trends() gives. */
 char *report_html(json_t *run, json_t *spec, json_t *trends, size_t *ret_len);
 
+/* The body of report_html() (banner to waivers, no <html>/<head>) appended
+ * to b, for pages that bring their own head and stylesheet (the web
+ * console); report_html_css() is the stylesheet report_html() inlines. */
+struct svg_buf;
+void report_html_body(struct svg_buf *b, json_t *run, json_t *trends);
+const char *report_html_css(void);
+
 /* JUnit XML: one <testsuite>, one <testcase> per gate and per checklist
  * item; failing and erroring ones carry value vs threshold and reason. */
 char *report_junit(json_t *run, json_t *spec, size_t *ret_len);

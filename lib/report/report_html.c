@@ -500,6 +500,23 @@ static void waivers_list(struct svg_buf *b, json_t *run)
 	json_decref(ws);
 }
 
+const char *report_html_css(void)
+{
+	return css;
+}
+
+void report_html_body(struct svg_buf *b, json_t *run, json_t *trends)
+{
+	banner(b, run);
+	gate_table(b, run);
+	load_charts(b, run);
+	trends_table(b, trends);
+	probe_table(b, run);
+	reconciliation_table(b, run);
+	checklist_table(b, run);
+	waivers_list(b, run);
+}
+
 char *report_html(json_t *run, json_t *spec, json_t *trends, size_t *ret_len)
 {
 	struct svg_buf b;
@@ -514,14 +531,7 @@ char *report_html(json_t *run, json_t *spec, json_t *trends, size_t *ret_len)
 	svg_buf_puts(&b, " ");
 	esc(&b, json_object_get(run, "version"));
 	svg_buf_printf(&b, "</title><style>%s</style></head><body>\n", css);
-	banner(&b, run);
-	gate_table(&b, run);
-	load_charts(&b, run);
-	trends_table(&b, trends);
-	probe_table(&b, run);
-	reconciliation_table(&b, run);
-	checklist_table(&b, run);
-	waivers_list(&b, run);
+	report_html_body(&b, run, trends);
 	svg_buf_puts(&b, "</body></html>\n");
 	return svg_buf_steal(&b, ret_len);
 }

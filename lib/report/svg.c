@@ -385,3 +385,107 @@ void svg_sparkline(struct svg_buf *b, const double *values, size_t n, int width,
 	}
 	svg_buf_puts(b, "</svg>");
 }
+
+/* A labelled horizontal reference line at value v (NaN: none). */
+static void ref_line(struct svg_buf *b, double v, double top, const char *cls, const char *color,
+                     const char *label)
+{
+	int ph = CHART_H - PAD_TOP - PAD_BOT;
+	double y;
+
+	if (!isfinite(v))
+		return;
+	y = PAD_TOP + ph - ph * (v > 0 ? (v < top ? v : top) : 0) / top;
+	svg_buf_printf(b,
+	               "<line class=\"%s\" x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" "
+	               "stroke=\"%s\" stroke-width=\"1.5\" stroke-dasharray=\"6 4\"/>"
+	               "<text class=\"%s-label\" x=\"%d\" y=\"%.1f\" font-family=\"sans-serif\" "
+	               "font-size=\"10\" fill=\"%s\">%s %.4g</text>",
+	               cls, PAD_LEFT, y, CHART_W - PAD_RIGHT, y, color, cls,
+	               CHART_W - PAD_RIGHT + 4, y + 3, color, label, v);
+}
+
+void svg_trend_chart(struct svg_buf *b, const char *title, const struct svg_point *pts, size_t n,
+                     double threshold, double baseline, const char *unit)
+{
+	int pw = CHART_W - PAD_LEFT - PAD_RIGHT, ph = CHART_H - PAD_TOP - PAD_BOT;
+	double top, m = 0;
+
+	if (n > SVG_MAX_POINTS)
+		n = SVG_MAX_POINTS;
+	for (size_t i = 0; i < n; i++)
+		if (isfinite(pts[i].value) && pts[i].value > m)
+			m = pts[i].value;
+	if (isfinite(threshold) && threshold > m)
+		m = threshold;
+	if (isfinite(baseline) && baseline > m)
+		m = baseline;
+	top = nice_top(m > 0 ? m : 1);
+	chart_open(b, title);
+	chart_axes(b, top, 0, unit);
+	ref_line(b, threshold, top, "threshold", "#cf222e", "threshold");
+	ref_line(b, baseline, top, "baseline", "#57606a", "baseline");
+	for (size_t i = 0; i < n; i++) {
+		double x = PAD_LEFT + (n > 1 ? (double)pw * (double)i / (double)(n - 1) : pw / 2.0);
+		double v = isfinite(pts[i].value) && pts[i].value > 0 ? pts[i].value : 0;
+		double y = PAD_TOP + ph - ph * v / top;
+
+		if (i > 0) {
+			double px = PAD_LEFT + (double)pw * (double)(i - 1) / (double)(n - 1);
+			double pv = isfinite(pts[i - 1].value) && pts[i - 1].value > 0
+			                    ? pts[i - 1].value
+			                    : 0;
+
+			svg_buf_printf(b,
+			               "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+			               "stroke=\"#0969da\" stroke-width=\"1.5\"/>",
+			               px, PAD_TOP + ph - ph * pv / top, x, y);
+		}
+		svg_buf_puts(b, "<a class=\"point\" href=\"");
+		svg_buf_esc(b, pts[i].href);
+		svg_buf_printf(b, "\"><circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"%s\"/><title>",
+		               x, y, pts[i].ok ? "#0969da" : "#cf222e");
+		svg_buf_esc(b, pts[i].label);
+		svg_buf_printf(b, ": %.4g", pts[i].value);
+		svg_buf_esc(b, unit);
+		svg_buf_puts(b, "</title></a>");
+	}
+	svg_buf_puts(b, "</svg>");
+}
+
+void svg_lines_chart(struct svg_buf *b, const char *title, const char *const *labels, size_t n,
+                     const double *a, const char *a_label, const double *c, const char *c_label,
+                     const char *unit)
+{
+	int pw = CHART_W - PAD_LEFT - PAD_RIGHT, ph = CHART_H - PAD_TOP - PAD_BOT;
+	double ma = finite_max(a, n), mc = finite_max(c, n);
+	double top = nice_top(ma > mc ? ma : mc);
+
+	if (n > SVG_MAX_POINTS)
+		n = SVG_MAX_POINTS;
+	chart_open(b, title);
+	chart_axes(b, top, 0, unit);
+	polyline(b, a, n, top, PAD_LEFT, PAD_TOP, pw, ph, "series-a", "#0969da");
+	polyline(b, c, n, top, PAD_LEFT, PAD_TOP, pw, ph, "series-b", "#bf3989");
+	for (size_t i = 0; i < n; i++) {
+		svg_buf_printf(
+		        b,
+		        "<text x=\"%.1f\" y=\"%d\" font-family=\"sans-serif\" font-size=\"11\" "
+		        "text-anchor=\"middle\" fill=\"#24292f\">",
+		        PAD_LEFT + (n > 1 ? (double)pw * (double)i / (double)(n - 1) : pw / 2.0),
+		        CHART_H - PAD_BOT + 16);
+		svg_buf_esc(b, labels[i]);
+		svg_buf_puts(b, "</text>");
+	}
+	svg_buf_printf(b,
+	               "<text x=\"%d\" y=\"%d\" font-family=\"sans-serif\" font-size=\"11\" "
+	               "fill=\"#0969da\">&#9473; ",
+	               CHART_W - 250, 20);
+	svg_buf_esc(b, a_label);
+	svg_buf_printf(b,
+	               "</text><text x=\"%d\" y=\"%d\" font-family=\"sans-serif\" font-size=\"11\" "
+	               "fill=\"#bf3989\">&#9476; ",
+	               CHART_W - 120, 20);
+	svg_buf_esc(b, c_label);
+	svg_buf_puts(b, "</text></svg>");
+}

@@ -52,3 +52,21 @@ void svg_timeline_chart(struct svg_buf *b, const char *title, const double *bars
 
 /* A small line with a dot on the last point; NaNs are gaps. */
 void svg_sparkline(struct svg_buf *b, const double *values, size_t n, int width, int height);
+
+/* A trend: one dot per point, each a link (href) titled with its label,
+ * red when !ok; joined by a line; dashed reference lines for the gate's
+ * threshold and the baseline (NaN: not drawn). Borrowed. */
+struct svg_point {
+	double value;
+	const char *label; /* "run 12, v1.2.3" */
+	const char *href;  /* "/runs/12" */
+	bool ok;
+};
+void svg_trend_chart(struct svg_buf *b, const char *title, const struct svg_point *pts, size_t n,
+                     double threshold, double baseline, const char *unit);
+
+/* Two series over the same n categories (labels) overlaid as lines, a
+ * solid and a second one, with a legend. NaN values break a line. */
+void svg_lines_chart(struct svg_buf *b, const char *title, const char *const *labels, size_t n,
+                     const double *a, const char *a_label, const double *c, const char *c_label,
+                     const char *unit);

@@ -1,0 +1,532 @@
+/* console_pages: the web console's run page (live progress over SSE, then
+ * the report body report_html renders), its report downloads and cancel
+ * form, the service page (history, waivers, trend charts with the gate's
+ * threshold and baseline drawn in) and the comparison of two runs. Every
+ * string from a run or spec is escaped by svg_buf_esc().
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "console.h"
+#include "lib/report/report.h"
+#include "lib/report/svg.h"
+#include "lib/util/run_state.h"
+#include "lib/util/util.h"
+
+#define HISTORY_ROWS 30
+#define TREND_POINTS 30
+#define TRENDS_MAX   12
+
+/* Run id, loaded and within the caller's scope; NULL after answering. */
+static json_t *load_run(struct api_req *req, const struct console_who *w, int64_t id)
+{
+	struct store *st = api_req_app(req)->store;
+	json_t *run = NULL;
+	char msg[64];
+	int r = store_run_get(st, id, &run);
+
+	if (r == 0 && api_req_sees(req, json_string_value(json_object_get(run, "service"))))
+		return run;
+	json_decref(run);
+	snprintf(msg, sizeof(msg), "No run %lld.", (long long)id);
+	console_error(req, w, r < 0 && r != -ENOENT ? 503 : 404, msg);
+	return NULL;
+}
+
+static void live_panel(struct svg_buf *b, json_t *run, int64_t id)
+{
+	svg_buf_printf(b,
+	               "<section class=\"live\" id=\"live\" data-run=\"%lld\">"
+	               "<h2>Live progress</h2><p><span class=\"spinner\" aria-hidden=\"true\">"
+	               "&#8635;</span> State <strong id=\"live-state\">",
+	               (long long)id);
+	svg_buf_esc(b, json_string_value(json_object_get(run, "state")));
+	svg_buf_puts(b, "</strong>; probes done <span id=\"live-probes\">&#8211;</span>; "
+	                "probe <strong id=\"live-probe\">&#8211;</strong> "
+	                "<progress id=\"live-bar\" max=\"100\" value=\"0\"></progress> "
+	                "<span id=\"live-percent\">0</span>%, <span id=\"live-requests\">0</span> "
+	                "requests, ETA <span id=\"live-eta\">&#8211;</span> s</p>"
+	                "<p class=\"muted\" id=\"live-note\">Updates as the run goes "
+	                "(needs JavaScript); without it, reload.</p></section>\n");
+}
+
+static void run_actions(struct svg_buf *b, const struct console_who *w, json_t *run, int64_t id)
+{
+	bool active = !run_state_string_is_final(json_string_value(json_object_get(run, "state")));
+
+	svg_buf_printf(b,
+	               "<nav class=\"actions\">Report as <a href=\"/runs/%lld/report?format=json\">"
+	               "JSON</a> <a href=\"/runs/%lld/report?format=markdown\">Markdown</a> "
+	               "<a href=\"/runs/%lld/report?format=junit\">JUnit</a> "
+	               "<a href=\"/services/",
+	               (long long)id, (long long)id, (long long)id);
+	svg_buf_esc(b, json_string_value(json_object_get(run, "service")));
+	svg_buf_puts(b, "\">Service history</a>");
+	if (active && w->role >= API_ROLE_SUBMITTER) {
+		svg_buf_printf(
+		        b,
+		        "<form method=\"post\" action=\"/runs/%lld/cancel\" class=\"inline\">"
+		        "<input type=\"hidden\" name=\"csrf\" value=\"",
+		        (long long)id);
+		svg_buf_esc(b, w->csrf);
+		svg_buf_puts(b, "\"><button type=\"submit\" id=\"cancel\" class=\"danger\">"
+		                "Cancel run</button></form>");
+	}
+	svg_buf_puts(b, "</nav>\n");
+}
+
+void console_get_run(struct api_req *req)
+{
+	struct console_who w;
+	struct svg_buf b;
+	json_t *run, *trends;
+	int64_t id = api_req_id(req);
+	char title[64];
+
+	if (!console_who(req, &w, true) || !(run = load_run(req, &w, id)))
+		return;
+	snprintf(title, sizeof(title), "Run %lld", (long long)id);
+	svg_buf_init(&b);
+	console_page_begin(&b, &w, title);
+	run_actions(&b, &w, run, id);
+	if (!run_state_string_is_final(json_string_value(json_object_get(run, "state"))))
+		live_panel(&b, run, id);
+	svg_buf_puts(&b, "<div class=\"report\" id=\"report\">");
+	trends = api_report_trends(api_req_app(req)->store, run);
+	report_html_body(&b, run, trends);
+	json_decref(trends);
+	svg_buf_puts(&b, "</div>");
+	console_page_end(&b);
+	json_decref(run);
+	console_reply_page(req, 200, &b);
+}
+
+/* The run's SSE stream for the page's script: same events as GET
+ * /v1/runs/{id}/events, under the console's session. */
+void console_get_run_events(struct api_req *req)
+{
+	struct console_who w;
+	json_t *run;
+
+	if (!console_who(req, &w, true) || !(run = load_run(req, &w, api_req_id(req))))
+		return;
+	json_decref(run);
+	api_events_serve(req);
+}
+
+void console_get_run_report(struct api_req *req)
+{
+	const char *f = api_req_query(req, "format");
+	struct console_who w;
+	json_t *run, *spec = NULL, *doc;
+	char *text = NULL;
+	size_t len = 0;
+
+	if (!console_who(req, &w, true) || !(run = load_run(req, &w, api_req_id(req))))
+		return;
+	if (store_run_spec(api_req_app(req)->store, api_req_id(req), &spec) < 0)
+		spec = NULL;
+	if (f && strcmp(f, "markdown") == 0) {
+		text = report_markdown(run, spec, &len);
+		f = "text/markdown; charset=utf-8";
+	} else if (f && strcmp(f, "junit") == 0) {
+		text = report_junit(run, spec, &len);
+		f = "application/xml; charset=utf-8";
+	} else {
+		doc = report_json(run, spec);
+		text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
+		len = text ? strlen(text) : 0;
+		json_decref(doc);
+		f = "application/json";
+	}
+	json_decref(run);
+	json_decref(spec);
+	if (!text) {
+		api_problem_errno(req, -ENOMEM, "report");
+		return;
+	}
+	api_reply_header(req, "X-Content-Type-Options", "nosniff");
+	api_reply_text(req, 200, f, text, len);
+	free(text);
+}
+
+void console_post_cancel(struct api_req *req)
+{
+	struct console_who w;
+	int64_t id = api_req_id(req);
+	json_t *run;
+	char to[48];
+	int r;
+
+	if (!console_who(req, &w, true) || !console_csrf_ok(req, &w))
+		return;
+	if (w.role < API_ROLE_SUBMITTER) {
+		console_error(req, &w, 403, "Cancelling needs the submitter role.");
+		return;
+	}
+	if (!(run = load_run(req, &w, id)))
+		return;
+	json_decref(run);
+	r = sched_cancel(api_req_app(req)->sched, id);
+	if (r < 0) {
+		console_error(req, &w, 409, "The run has already ended; nothing to cancel.");
+		return;
+	}
+	api_audit(req, "cancel", NULL, id, 0, "cancelled from the web console");
+	snprintf(to, sizeof(to), "/runs/%lld", (long long)id);
+	api_reply_header(req, "Location", to);
+	api_reply_header(req, "X-Content-Type-Options", "nosniff");
+	api_reply_text(req, 303, "text/plain; charset=utf-8", "see other\n", 10);
+}
+
+/* ---- service page ---- */
+
+static void history_row(struct svg_buf *b, struct store *st, json_t *h, json_t *older)
+{
+	long long id = (long long)json_integer_value(json_object_get(h, "run_id"));
+	long long prev = (long long)json_integer_value(json_object_get(older, "run_id"));
+	json_t *run = NULL, *used;
+
+	svg_buf_printf(b,
+	               "<tr><td data-label=\"Run\"><a href=\"/runs/%lld\">%lld</a></td>"
+	               "<td data-label=\"Verdict\">",
+	               id, id);
+	console_verdict_badge(b, json_string_value(json_object_get(h, "verdict")));
+	if (json_is_string(json_object_get(h, "invalidated_at")))
+		svg_buf_puts(b, " <span class=\"tag\">&#8856; invalidated</span>");
+	svg_buf_puts(b, "</td><td data-label=\"Version\">");
+	svg_buf_esc(b, json_string_value(json_object_get(h, "version")));
+	svg_buf_puts(b, "</td><td data-label=\"Environment\">");
+	svg_buf_esc(b, json_string_value(json_object_get(h, "environment")));
+	svg_buf_puts(b, "</td><td data-label=\"Submitted by\">");
+	if (store_run_get(st, id, &run) == 0) {
+		const char *by = json_string_value(json_object_get(run, "submitted_by"));
+
+		svg_buf_esc(b, by ? by : "-");
+		used = report_waivers_used(run);
+		if (json_array_size(used) > 0)
+			svg_buf_puts(b, " <span class=\"tag\">waived</span>");
+		json_decref(used);
+	}
+	json_decref(run);
+	svg_buf_puts(b, "</td><td data-label=\"Finished\">");
+	console_age(b, json_string_value(json_object_get(h, "finished_at")));
+	svg_buf_puts(b, "</td><td data-label=\"Compare\">");
+	if (prev > 0)
+		svg_buf_printf(b, "<a href=\"/compare?a=%lld&amp;b=%lld\">with run %lld</a>", prev,
+		               id, prev);
+	svg_buf_puts(b, "</td></tr>\n");
+}
+
+/* Points of a trend as chart points; labels and hrefs in strs (n*2 slots
+ * of 64 bytes). */
+static size_t trend_points(json_t *points, struct svg_point *pts, char (*strs)[64])
+{
+	json_t *p;
+	size_t i, n = 0;
+
+	json_array_foreach (points, i, p) {
+		long long id = (long long)json_integer_value(json_object_get(p, "run_id"));
+
+		if (n >= TREND_POINTS)
+			break;
+		snprintf(strs[2 * n], 64, "run %lld, %.40s", id,
+		         json_string_value(json_object_get(p, "version")) ?: "");
+		snprintf(strs[2 * n + 1], 64, "/runs/%lld", id);
+		pts[n] = (struct svg_point){
+		        json_number_value(json_object_get(p, "value")), strs[2 * n],
+		        strs[2 * n + 1],
+		        !json_is_string(json_object_get(p, "verdict")) ||
+		                strcmp(json_string_value(json_object_get(p, "verdict")), "PASS") ==
+		                        0};
+		n++;
+	}
+	return n;
+}
+
+/* One trend chart for gate g of the newest run. */
+static void trend_chart(struct svg_buf *b, struct store *st, json_t *run, json_t *g)
+{
+	const char *metric = json_string_value(json_object_get(g, "metric"));
+	const char *dot = metric ? strchr(metric, '.') : NULL;
+	static struct svg_point pts[TREND_POINTS];
+	static char strs[2 * TREND_POINTS][64];
+	char probe[128], title[300];
+	json_t *points = NULL, *th = json_object_get(g, "threshold"),
+	       *bl = json_object_get(g, "baseline");
+	bool truncated;
+	struct store_trend_query q = {
+	        .service = json_string_value(json_object_get(run, "service")),
+	        .environment = json_string_value(json_object_get(run, "environment")),
+	        .until_ms = INT64_MAX,
+	        .limit = TREND_POINTS,
+	};
+	size_t n;
+
+	if (!dot || (size_t)(dot - metric) >= sizeof(probe))
+		return;
+	memcpy(probe, metric, (size_t)(dot - metric));
+	probe[dot - metric] = '\0';
+	q.probe = probe;
+	q.metric = dot + 1;
+	if (store_trend(st, &q, &points, &truncated) < 0)
+		return;
+	n = trend_points(points, pts, strs);
+	snprintf(title, sizeof(title), "%s (%s)", metric, q.environment ? q.environment : "");
+	svg_buf_puts(b, "<figure class=\"trend\"><figcaption><code>");
+	svg_buf_esc(b, json_string_value(json_object_get(g, "expr")));
+	svg_buf_puts(b, "</code></figcaption>");
+	svg_trend_chart(b, title, pts, n, json_is_number(th) ? json_number_value(th) : NAN,
+	                json_is_number(bl) ? json_number_value(bl) : NAN, "");
+	svg_buf_puts(b, "</figure>\n");
+	json_decref(points);
+}
+
+static void trend_section(struct svg_buf *b, struct store *st, json_t *history)
+{
+	json_t *run = NULL, *g, *seen = json_object();
+	size_t i, drawn = 0;
+
+	svg_buf_puts(b, "<h2>Trends of the gated metrics</h2>\n");
+	if (json_array_size(history) == 0 ||
+	    store_run_get(st,
+	                  json_integer_value(json_object_get(json_array_get(history, 0), "run_id")),
+	                  &run) < 0) {
+		svg_buf_puts(b, "<p class=\"muted\">No decided run yet.</p>");
+		json_decref(seen);
+		return;
+	}
+	json_array_foreach (json_object_get(run, "gates"), i, g) {
+		const char *m = json_string_value(json_object_get(g, "metric"));
+
+		if (!m || json_object_get(seen, m) || drawn >= TRENDS_MAX)
+			continue;
+		json_object_set_new(seen, m, json_true());
+		trend_chart(b, st, run, g);
+		drawn++;
+	}
+	json_decref(seen);
+	json_decref(run);
+}
+
+static void waivers_section(struct svg_buf *b, struct store *st, const char *svc)
+{
+	json_t *items = NULL, *wv;
+	size_t i;
+
+	if (store_waivers_list(st, svc, rd_now_ms(), &items) < 0 || json_array_size(items) == 0) {
+		json_decref(items);
+		return;
+	}
+	svg_buf_puts(b, "<h2>Waivers</h2><ul class=\"waivers\">");
+	json_array_foreach (items, i, wv) {
+		svg_buf_puts(b, "<li><code>");
+		svg_buf_esc(b, json_string_value(json_object_get(wv, "expr")));
+		svg_buf_puts(b, "</code> ");
+		svg_buf_esc(b, json_string_value(json_object_get(wv, "reason")));
+		svg_buf_puts(b, " (approved by ");
+		svg_buf_esc(b, json_string_value(json_object_get(wv, "approver")));
+		svg_buf_puts(b, json_is_true(json_object_get(wv, "active")) ? "; active)"
+		                                                            : "; inactive)");
+		svg_buf_puts(b, "</li>");
+	}
+	svg_buf_puts(b, "</ul>\n");
+	json_decref(items);
+}
+
+void console_get_service(struct api_req *req)
+{
+	const char *svc = api_req_name(req);
+	struct store *st = api_req_app(req)->store;
+	struct store_history_filter f = {.service = svc, .limit = HISTORY_ROWS};
+	struct console_who w;
+	struct svg_buf b;
+	json_t *history = NULL, *h;
+	char *next = NULL;
+	size_t i;
+
+	if (!console_who(req, &w, true))
+		return;
+	if (!api_req_sees(req, svc) || store_history(st, &f, &history, &next) < 0) {
+		console_error(req, &w, 404, "No such service.");
+		return;
+	}
+	free(next);
+	svg_buf_init(&b);
+	console_page_begin(&b, &w, svc);
+	svg_buf_puts(&b, "<h1>");
+	svg_buf_esc(&b, svc);
+	svg_buf_puts(&b, "</h1>\n");
+	trend_section(&b, st, history);
+	waivers_section(&b, st, svc);
+	svg_buf_puts(&b, "<h2>History</h2><table class=\"history\" id=\"history\"><thead><tr>"
+	                 "<th>Run</th><th>Verdict</th><th>Version</th><th>Environment</th>"
+	                 "<th>Submitted by</th><th>Finished</th><th></th></tr></thead><tbody>\n");
+	json_array_foreach (history, i, h)
+		history_row(&b, st, h, json_array_get(history, i + 1));
+	svg_buf_puts(&b, "</tbody></table>\n");
+	console_page_end(&b);
+	json_decref(history);
+	console_reply_page(req, 200, &b);
+}
+
+/* ---- compare ---- */
+
+static void compare_head(struct svg_buf *b, json_t *run, const char *side)
+{
+	long long id = (long long)json_integer_value(json_object_get(run, "id"));
+
+	svg_buf_printf(b,
+	               "<div class=\"side\" id=\"side-%s\"><h2>%s: <a href=\"/runs/%lld\">run %lld"
+	               "</a></h2><p>",
+	               side, side, id, id);
+	console_verdict_badge(b, json_string_value(json_object_get(run, "verdict")));
+	svg_buf_puts(b, "</p><p>");
+	svg_buf_esc(b, json_string_value(json_object_get(run, "service")));
+	svg_buf_puts(b, " ");
+	svg_buf_esc(b, json_string_value(json_object_get(run, "version")));
+	svg_buf_puts(b, " (");
+	svg_buf_esc(b, json_string_value(json_object_get(run, "environment")));
+	svg_buf_puts(b, ")</p></div>");
+}
+
+static json_t *gate_by_expr(json_t *run, const char *expr)
+{
+	json_t *g;
+	size_t i;
+
+	json_array_foreach (json_object_get(run, "gates"), i, g) {
+		const char *e = json_string_value(json_object_get(g, "expr"));
+
+		if (e && expr && strcmp(e, expr) == 0)
+			return g;
+	}
+	return NULL;
+}
+
+static void gate_cell(struct svg_buf *b, json_t *g)
+{
+	json_t *v = json_object_get(g, "value");
+
+	svg_buf_puts(b, "<td>");
+	if (json_is_number(v))
+		svg_buf_printf(b, "%.6g ", json_number_value(v));
+	svg_buf_esc(b, g ? json_string_value(json_object_get(g, "outcome")) : "-");
+	svg_buf_puts(b, "</td>");
+}
+
+static void compare_gates(struct svg_buf *b, json_t *a, json_t *c)
+{
+	json_t *g;
+	size_t i;
+
+	svg_buf_puts(b, "<h2>Gates</h2><table id=\"compare-gates\"><thead><tr><th>Gate</th>"
+	                "<th>A</th><th>B</th></tr></thead><tbody>");
+	json_array_foreach (json_object_get(a, "gates"), i, g) {
+		const char *e = json_string_value(json_object_get(g, "expr"));
+
+		svg_buf_puts(b, "<tr><td><code>");
+		svg_buf_esc(b, e);
+		svg_buf_puts(b, "</code></td>");
+		gate_cell(b, g);
+		gate_cell(b, gate_by_expr(c, e));
+		svg_buf_puts(b, "</tr>");
+	}
+	json_array_foreach (json_object_get(c, "gates"), i, g) {
+		const char *e = json_string_value(json_object_get(g, "expr"));
+
+		if (gate_by_expr(a, e))
+			continue;
+		svg_buf_puts(b, "<tr><td><code>");
+		svg_buf_esc(b, e);
+		svg_buf_puts(b, "</code></td><td>-</td>");
+		gate_cell(b, g);
+		svg_buf_puts(b, "</tr>");
+	}
+	svg_buf_puts(b, "</tbody></table>\n");
+}
+
+static json_t *probe_by_name(json_t *run, const char *name)
+{
+	json_t *p;
+	size_t i;
+
+	json_array_foreach (json_object_get(run, "probes"), i, p) {
+		const char *n = json_string_value(json_object_get(p, "name"));
+
+		if (n && name && strcmp(n, name) == 0)
+			return p;
+	}
+	return NULL;
+}
+
+/* Percentile curves of the probes both runs have, overlaid. */
+static void compare_curves(struct svg_buf *b, json_t *a, json_t *c)
+{
+	static const char *const keys[] = {"p50_ms", "p75_ms",  "p90_ms", "p95_ms",
+	                                   "p99_ms", "p999_ms", "max_ms"};
+	static const char *const labels[] = {"p50", "p75", "p90", "p95", "p99", "p99.9", "max"};
+	json_t *p;
+	size_t i;
+
+	json_array_foreach (json_object_get(a, "probes"), i, p) {
+		json_t *q = probe_by_name(c, json_string_value(json_object_get(p, "name")));
+		double va[7], vc[7];
+		bool any = false;
+		char title[200];
+
+		for (size_t k = 0; k < 7; k++) {
+			json_t *x = json_object_get(json_object_get(p, "metrics"), keys[k]);
+			json_t *y = json_object_get(json_object_get(q, "metrics"), keys[k]);
+
+			va[k] = json_is_number(x) ? json_number_value(x) : NAN;
+			vc[k] = json_is_number(y) ? json_number_value(y) : NAN;
+			any = any || json_is_number(x) || json_is_number(y);
+		}
+		if (!q || !any)
+			continue;
+		snprintf(title, sizeof(title), "Latency percentiles of %s",
+		         json_string_value(json_object_get(p, "name")));
+		svg_buf_puts(b, "<figure class=\"curves\">");
+		svg_lines_chart(b, title, labels, 7, va, "A", vc, "B", "ms");
+		svg_buf_puts(b, "</figure>\n");
+	}
+}
+
+void console_get_compare(struct api_req *req)
+{
+	const char *qa = api_req_query(req, "a"), *qb = api_req_query(req, "b");
+	int64_t ia = 0, ib = 0;
+	struct console_who w;
+	struct svg_buf b;
+	json_t *a, *c;
+
+	if (!console_who(req, &w, true))
+		return;
+	if (!qa || !qb || rd_parse_int64(qa, 1, INT64_MAX, &ia) < 0 ||
+	    rd_parse_int64(qb, 1, INT64_MAX, &ib) < 0) {
+		console_error(req, &w, 400, "Give two run ids: /compare?a=ID&b=ID.");
+		return;
+	}
+	if (!(a = load_run(req, &w, ia)))
+		return;
+	if (!(c = load_run(req, &w, ib))) {
+		json_decref(a);
+		return;
+	}
+	svg_buf_init(&b);
+	console_page_begin(&b, &w, "Compare");
+	svg_buf_puts(&b, "<h1>Compare</h1><div class=\"sides\">");
+	compare_head(&b, a, "A");
+	compare_head(&b, c, "B");
+	svg_buf_puts(&b, "</div>");
+	compare_gates(&b, a, c);
+	compare_curves(&b, a, c);
+	console_page_end(&b);
+	json_decref(a);
+	json_decref(c);
+	console_reply_page(req, 200, &b);
+}
