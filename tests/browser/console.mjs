@@ -1,0 +1,186 @@
+// console.mjs: the web console (docs/console.md) in a real Chromium through
+// Playwright. test_console.py starts readyd and the demo target, seeds runs
+// and passes their URLs, tokens and run ids in the environment. Every step
+// asserts what a person would see; screenshots of each page at desktop and
+// phone size go to $ARTIFACTS. Exits non-zero on the first failed check.
+import { chromium } from 'playwright-core';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+
+const env = process.env;
+const base = env.READYD_URL;
+const desktop = { width: 1280, height: 800 };
+const phone = { width: 390, height: 844 };
+
+async function api(method, p, body, token) {
+  const r = await fetch(base + p, {
+    method,
+    body,
+    headers: { Authorization: 'Bearer ' + token, 'Content-Type': 'application/yaml' },
+  });
+  return { status: r.status, json: await r.json() };
+}
+
+async function shots(page, name) {
+  for (const [label, size] of [['desktop', desktop], ['phone', phone]]) {
+    await page.setViewportSize(size);
+    await page.screenshot({ path: path.join(env.ARTIFACTS, `${name}-${label}.png`) });
+  }
+  await page.setViewportSize(desktop);
+}
+
+function step(name) {
+  console.log(`console.mjs: ${name}`);
+}
+
+const browser = await chromium.launch({
+  executablePath: env.CHROMIUM_BIN || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-dev-shm-usage'],
+});
+const context = await browser.newContext({ viewport: desktop });
+const page = await context.newPage();
+let dialogs = 0;
+const cspErrors = [];
+page.on('dialog', (d) => {
+  dialogs++;
+  d.dismiss();
+});
+page.on('console', (m) => {
+  if (/Content Security Policy/i.test(m.text())) cspErrors.push(m.text());
+});
+page.setDefaultTimeout(20000);
+
+try {
+  step('signed out: / sends to the sign-in form');
+  await page.goto(base + '/');
+  assert.match(page.url(), /\/login$/);
+  await shots(page, 'login');
+
+  step('a wrong token is refused');
+  await page.fill('#token', 'not-a-token');
+  await page.click('button[type=submit]');
+  await page.getByText('not one readyd knows').waitFor();
+
+  step('sign in with the submitter token');
+  await page.fill('#token', env.SUBMITTER_TOKEN);
+  await page.click('button[type=submit]');
+  await page.waitForURL(base + '/');
+  const cookie = (await context.cookies()).find((c) => c.name === 'readyd_session');
+  assert.ok(cookie, 'session cookie set');
+  assert.equal(cookie.httpOnly, true);
+  assert.equal(cookie.sameSite, 'Strict');
+  assert.match(cookie.value, /^[0-9a-f]{64}$/);
+  assert.match(await page.textContent('#whoami'), /submitter-bot \(submitter\)/);
+
+  step('the board lists every seeded service with verdict text and reasons');
+  const board = page.locator('#board');
+  for (const svc of ['checkout', 'payments', 'search']) await board.getByText(svc, { exact: true }).waitFor();
+  const failRow = board.locator('tr', { hasText: 'payments' });
+  assert.match(await failRow.textContent(), /FAIL/);
+  assert.match(await failRow.textContent(), /health\.status == 418/);
+  assert.match(await board.locator('tr', { hasText: 'checkout' }).textContent(), /PASS/);
+
+  step('a <script> in a version is shown as text, never run');
+  const xssRow = board.locator('tr', { hasText: 'search' });
+  assert.ok((await xssRow.textContent()).includes(env.XSS), 'version shown escaped');
+  assert.equal(await page.locator('#board script').count(), 0);
+  assert.equal(dialogs, 0);
+  await shots(page, 'board');
+
+  step('the filter form narrows the board');
+  await page.fill('input[name=service]', 'pay');
+  await page.click('form.filter button');
+  await page.waitForURL(/service=pay/);
+  assert.equal(await page.locator('#board tbody tr').count(), 1);
+  assert.match(await page.textContent('#board'), /payments/);
+
+  step('the service page draws trends with the threshold line');
+  await page.goto(base + '/');
+  await page.click('#board a[href="/services/checkout"]');
+  await page.waitForURL(base + '/services/checkout');
+  assert.ok((await page.locator('svg line.threshold').count()) >= 1, 'threshold line');
+  assert.ok((await page.locator('svg a.point').count()) >= 2, 'one dot per run');
+  const href = await page.locator('svg a.point').first().getAttribute('href');
+  assert.match(href, /^\/runs\/\d+$/);
+  assert.equal(await page.locator('#history tbody tr').count(), 2);
+  await shots(page, 'service');
+
+  step('compare two runs: gates side by side, percentile curves overlaid');
+  await page.goto(`${base}/compare?a=${env.RUN_PASS1}&b=${env.RUN_PASS2}`);
+  await page.locator('#compare-gates').waitFor();
+  assert.match(await page.textContent('#side-A'), /1\.0\.0/);
+  assert.match(await page.textContent('#side-B'), /1\.1\.0/);
+  assert.ok((await page.locator('svg polyline.series-a').count()) >= 1, 'curve A');
+  assert.ok((await page.locator('svg polyline.series-b').count()) >= 1, 'curve B');
+  await shots(page, 'compare');
+
+  step('a run started through the API updates live on its page, then shows its verdict');
+  const live = await api('POST', '/v1/runs', env.LIVE_SPEC, env.SUBMITTER_TOKEN);
+  assert.equal(live.status, 201);
+  await page.goto(`${base}/runs/${live.json.id}`);
+  await page.locator('#live').waitFor();
+  await page.evaluate(() => { window.notReloaded = true; });
+  await page.waitForFunction(() => document.body.dataset.live === 'progress');
+  assert.match(await page.textContent('#live-probe'), /latency/);
+  await shots(page, 'run-live');
+  await page.waitForFunction(() => document.body.dataset.live === 'ended', null, { timeout: 30000 });
+  assert.equal(await page.evaluate(() => window.notReloaded), true, 'no reload');
+  assert.match(await page.textContent('#verdict'), /PASS/);
+  assert.equal(await page.locator('#live').count(), 0);
+  assert.ok(await page.locator('#gates').count(), 'report body');
+  await shots(page, 'run');
+
+  step('report downloads');
+  const md = await page.request.get(`${base}/runs/${live.json.id}/report?format=markdown`);
+  assert.equal(md.status(), 200);
+  assert.match(await md.text(), /PASS/);
+
+  step('a POST without the CSRF token is refused 403');
+  const long = await api('POST', '/v1/runs', env.LONG_SPEC, env.SUBMITTER_TOKEN);
+  assert.equal(long.status, 201);
+  await page.goto(`${base}/runs/${long.json.id}`);
+  const forged = await page.evaluate(async (id) => {
+    const r = await fetch(`/runs/${id}/cancel`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: 'csrf=' + '0'.repeat(64),
+    });
+    return r.status;
+  }, long.json.id);
+  assert.equal(forged, 403);
+  const still = await api('GET', `/v1/runs/${long.json.id}`, undefined, env.VIEWER_TOKEN);
+  assert.ok(['queued', 'running'].includes(still.json.state), still.json.state);
+
+  step('cancel from the console');
+  await page.click('#cancel');
+  await page.waitForFunction(() => document.body.dataset.live === 'ended' ||
+    /CANCELLED|cancelled/.test(document.querySelector('main').textContent), null, { timeout: 30000 });
+  await page.waitForFunction(() => !document.getElementById('live'), null, { timeout: 30000 });
+  const after = await api('GET', `/v1/runs/${long.json.id}`, undefined, env.VIEWER_TOKEN);
+  assert.equal(after.json.state, 'cancelled');
+  const audit = JSON.stringify(after.json);
+  assert.match(audit, /submitter-bot/);
+
+  step('a viewer signs in and sees no cancel button');
+  await page.click('header form.who button');
+  await page.waitForURL(base + '/login');
+  await page.fill('#token', env.VIEWER_TOKEN);
+  await page.click('button[type=submit]');
+  await page.waitForURL(base + '/');
+  const active = await api('POST', '/v1/runs', env.LONG_SPEC, env.SUBMITTER_TOKEN);
+  await page.goto(`${base}/runs/${active.json.id}`);
+  assert.equal(await page.locator('#cancel').count(), 0);
+  await api('POST', `/v1/runs/${active.json.id}/cancel`, '{}', env.SUBMITTER_TOKEN);
+
+  step('sign out ends the session');
+  await page.click('header form.who button');
+  await page.waitForURL(base + '/login');
+  await page.goto(base + '/services/checkout');
+  assert.match(page.url(), /\/login$/);
+
+  assert.equal(dialogs, 0, 'no dialog fired');
+  assert.deepEqual(cspErrors, [], 'no CSP violation');
+  step('ok');
+} finally {
+  await browser.close();
+}
