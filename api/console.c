@@ -320,7 +320,7 @@ static void post_login(struct api_req *req)
 	}
 	if (r < 0 || !who.name ||
 	    console_session_new(who.name, uv_now(api_req_loop(req)), &s) < 0) {
-		login_page(req, 401, "That token is not one readyd knows.");
+		login_page(req, 422, "That token is not one readyd knows.");
 		return;
 	}
 	snprintf(cookie_hdr, sizeof(cookie_hdr),

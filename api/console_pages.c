@@ -258,6 +258,8 @@ static void trend_chart(struct svg_buf *b, struct store *st, json_t *run, json_t
 	json_t *points = NULL, *th = json_object_get(g, "threshold"),
 	       *bl = json_object_get(g, "baseline");
 	bool truncated;
+	double base;
+	int64_t base_run;
 	struct store_trend_query q = {
 	        .service = json_string_value(json_object_get(run, "service")),
 	        .environment = json_string_value(json_object_get(run, "environment")),
@@ -279,8 +281,13 @@ static void trend_chart(struct svg_buf *b, struct store *st, json_t *run, json_t
 	svg_buf_puts(b, "<figure class=\"trend\"><figcaption><code>");
 	svg_buf_esc(b, json_string_value(json_object_get(g, "expr")));
 	svg_buf_puts(b, "</code></figcaption>");
-	svg_trend_chart(b, title, pts, n, json_is_number(th) ? json_number_value(th) : NAN,
-	                json_is_number(bl) ? json_number_value(bl) : NAN, "");
+	if (json_is_number(bl))
+		base = json_number_value(bl);
+	else if (store_baseline(st, q.service, q.environment, probe, q.metric, 0, &base,
+	                        &base_run) < 0)
+		base = NAN;
+	svg_trend_chart(b, title, pts, n, json_is_number(th) ? json_number_value(th) : NAN, base,
+	                "");
 	svg_buf_puts(b, "</figure>\n");
 	json_decref(points);
 }

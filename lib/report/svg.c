@@ -388,7 +388,7 @@ void svg_sparkline(struct svg_buf *b, const double *values, size_t n, int width,
 
 /* A labelled horizontal reference line at value v (NaN: none). */
 static void ref_line(struct svg_buf *b, double v, double top, const char *cls, const char *color,
-                     const char *label)
+                     const char *label, bool left)
 {
 	int ph = CHART_H - PAD_TOP - PAD_BOT;
 	double y;
@@ -400,9 +400,10 @@ static void ref_line(struct svg_buf *b, double v, double top, const char *cls, c
 	               "<line class=\"%s\" x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" "
 	               "stroke=\"%s\" stroke-width=\"1.5\" stroke-dasharray=\"6 4\"/>"
 	               "<text class=\"%s-label\" x=\"%d\" y=\"%.1f\" font-family=\"sans-serif\" "
-	               "font-size=\"10\" fill=\"%s\">%s %.4g</text>",
+	               "font-size=\"10\" text-anchor=\"%s\" fill=\"%s\">%s %.4g</text>",
 	               cls, PAD_LEFT, y, CHART_W - PAD_RIGHT, y, color, cls,
-	               CHART_W - PAD_RIGHT + 4, y + 3, color, label, v);
+	               left ? PAD_LEFT + 4 : CHART_W - PAD_RIGHT, y - 4, left ? "start" : "end",
+	               color, label, v);
 }
 
 void svg_trend_chart(struct svg_buf *b, const char *title, const struct svg_point *pts, size_t n,
@@ -423,8 +424,8 @@ void svg_trend_chart(struct svg_buf *b, const char *title, const struct svg_poin
 	top = nice_top(m > 0 ? m : 1);
 	chart_open(b, title);
 	chart_axes(b, top, 0, unit);
-	ref_line(b, threshold, top, "threshold", "#cf222e", "threshold");
-	ref_line(b, baseline, top, "baseline", "#57606a", "baseline");
+	ref_line(b, threshold, top, "threshold", "#cf222e", "threshold", false);
+	ref_line(b, baseline, top, "baseline", "#57606a", "baseline", true);
 	for (size_t i = 0; i < n; i++) {
 		double x = PAD_LEFT + (n > 1 ? (double)pw * (double)i / (double)(n - 1) : pw / 2.0);
 		double v = isfinite(pts[i].value) && pts[i].value > 0 ? pts[i].value : 0;

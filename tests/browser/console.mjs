@@ -99,6 +99,8 @@ try {
   await page.click('#board a[href="/services/checkout"]');
   await page.waitForURL(base + '/services/checkout');
   assert.ok((await page.locator('svg line.threshold').count()) >= 1, 'threshold line');
+  assert.ok((await page.locator('svg line.baseline').count()) >= 1, 'baseline line');
+  assert.match(await page.textContent('svg .threshold-label >> nth=1'), /threshold 500/);
   assert.ok((await page.locator('svg a.point').count()) >= 2, 'one dot per run');
   const href = await page.locator('svg a.point').first().getAttribute('href');
   assert.match(href, /^\/runs\/\d+$/);
