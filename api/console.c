@@ -542,6 +542,8 @@ const struct api_route api_routes_console[] = {
         {"GET", "/runs/{id}/events", console_get_run_events, API_ROLE_ANYONE},
         {"GET", "/runs/{id}/report", console_get_run_report, API_ROLE_ANYONE},
         {"POST", "/runs/{id}/cancel", console_post_cancel, API_ROLE_ANYONE},
+        {"POST", "/runs/{id}/invalidate", console_post_invalidate, API_ROLE_ANYONE},
+        {"POST", "/runs/{id}/waive", console_post_waive, API_ROLE_ANYONE},
         {"GET", "/services/{name}", console_get_service, API_ROLE_ANYONE},
         {"GET", "/compare", console_get_compare, API_ROLE_ANYONE},
         {NULL, NULL, NULL},

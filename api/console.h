@@ -95,5 +95,11 @@ void console_get_run(struct api_req *req);
 void console_get_run_events(struct api_req *req);
 void console_get_run_report(struct api_req *req);
 void console_post_cancel(struct api_req *req);
+
+/* Changes to an ended run (console_actions.c): the forms on its page for
+ * the caller's role, and their handlers. */
+void console_run_forms(struct svg_buf *b, const struct console_who *w, json_t *run, int64_t id);
+void console_post_invalidate(struct api_req *req);
+void console_post_waive(struct api_req *req);
 void console_get_service(struct api_req *req);
 void console_get_compare(struct api_req *req);

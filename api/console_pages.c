@@ -94,6 +94,7 @@ void console_get_run(struct api_req *req)
 	run_actions(&b, &w, run, id);
 	if (!run_state_string_is_final(json_string_value(json_object_get(run, "state"))))
 		live_panel(&b, run, id);
+	console_run_forms(&b, &w, run, id);
 	svg_buf_puts(&b, "<div class=\"report\" id=\"report\">");
 	trends = api_report_trends(api_req_app(req)->store, run);
 	report_html_body(&b, run, trends);

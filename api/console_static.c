@@ -46,6 +46,8 @@ const char console_css[] =
         ".banner.ERROR::before{content:'\\26A0  '}"
         ".o-pass{color:#1a7f37}.o-fail{color:#cf222e;font-weight:bold}.o-error{color:#9a6700}"
         ".report{overflow-x:auto}"
+        ".changes{background:#fff;border:1px solid #d0d7de;padding:8px 16px;margin:8px 0}"
+        ".changes form{display:flex;gap:8px;flex-wrap:wrap;align-items:center;margin:8px 0}"
         "@media (min-width:1800px){body{font-size:20px}.board td{font-size:24px}}"
         "@media (max-width:700px){main{padding:8px}"
         ".board thead,.history thead{display:none}"

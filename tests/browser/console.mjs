@@ -137,6 +137,16 @@ try {
   assert.equal(md.status(), 200);
   assert.match(await md.text(), /PASS/);
 
+  step('invalidate a run from its page');
+  await page.goto(`${base}/runs/${env.RUN_PASS1}`);
+  await page.click('details.changes summary');
+  await page.fill('#invalidate input[name=reason]', 'measured during an outage');
+  await page.click('#invalidate button');
+  await page.waitForURL(`${base}/runs/${env.RUN_PASS1}`);
+  const inv = await api('GET', `/v1/runs/${env.RUN_PASS1}`, undefined, env.VIEWER_TOKEN);
+  assert.equal(inv.json.invalidated.reason, 'measured during an outage');
+  assert.equal(await page.locator('#invalidate').count(), 0);
+
   step('a POST without the CSRF token is refused 403');
   const long = await api('POST', '/v1/runs', env.LONG_SPEC, env.SUBMITTER_TOKEN);
   assert.equal(long.status, 201);
