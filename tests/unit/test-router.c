@@ -58,6 +58,22 @@ static const struct {
         {"POST", "/v1/alertmanager/webhook", "/v1/alertmanager/webhook", API_ROLE_NOTIFIER, 0, ""},
         {"GET", "/v1/alertmanager/notifications", "/v1/alertmanager/notifications", API_ROLE_ADMIN,
          0, ""},
+        /* The web console decides access itself (session cookie, CSRF):
+         * api/console.c, docs/security.md. */
+        {"GET", "/", "/", API_ROLE_ANYONE, 0, ""},
+        {"GET", "/board", "/board", API_ROLE_ANYONE, 0, ""},
+        {"GET", "/login", "/login", API_ROLE_ANYONE, 0, ""},
+        {"POST", "/login", "/login", API_ROLE_ANYONE, 0, ""},
+        {"POST", "/logout", "/logout", API_ROLE_ANYONE, 0, ""},
+        {"GET", "/static/console.css", "/static/{name}", API_ROLE_ANYONE, 0, "console.css"},
+        {"GET", "/runs/4", "/runs/{id}", API_ROLE_ANYONE, 4, ""},
+        {"GET", "/runs/4/events", "/runs/{id}/events", API_ROLE_ANYONE, 4, ""},
+        {"GET", "/runs/4/report", "/runs/{id}/report", API_ROLE_ANYONE, 4, ""},
+        {"POST", "/runs/4/cancel", "/runs/{id}/cancel", API_ROLE_ANYONE, 4, ""},
+        {"POST", "/runs/4/invalidate", "/runs/{id}/invalidate", API_ROLE_ANYONE, 4, ""},
+        {"POST", "/runs/4/waive", "/runs/{id}/waive", API_ROLE_ANYONE, 4, ""},
+        {"GET", "/services/svc", "/services/{name}", API_ROLE_ANYONE, 0, "svc"},
+        {"GET", "/compare", "/compare", API_ROLE_ANYONE, 0, ""},
 };
 
 START_TEST(test_route_found)
@@ -111,7 +127,9 @@ END_TEST
 /* A path that matches no pattern is a 404, whatever the method; so is an
  * {id} or {name} segment that is not one. */
 static const char *const not_found[] = {
-        "/",
+        "//",
+        "/runs/abc",
+        "/static/a/b",
         "/v1",
         "/v1/",
         "/v1/runs/",
