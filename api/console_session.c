@@ -11,6 +11,7 @@
 #include <sys/random.h>
 
 #include "console.h"
+#include "lib/util/util.h"
 
 static struct console_session sessions[CONSOLE_SESSIONS_MAX];
 static char open_csrf[CONSOLE_ID_HEX + 1];
@@ -29,12 +30,9 @@ int console_random_hex(char out[CONSOLE_ID_HEX + 1])
 
 bool console_str_eq(const char *a, const char *b)
 {
-	size_t la = strlen(a), lb = strlen(b);
-	unsigned char diff = la != lb;
+	size_t la = strlen(a);
 
-	for (size_t i = 0; i < la && i < lb; i++)
-		diff |= (unsigned char)(a[i] ^ b[i]);
-	return diff == 0;
+	return la == strlen(b) && rd_memeq_ct(a, b, la);
 }
 
 int console_session_new(const char *name, uint64_t now_ms, const struct console_session **ret)
