@@ -77,7 +77,7 @@ static const char *cookie(struct api_req *req, const char *name, char *buf, size
 	return NULL;
 }
 
-bool console_who(struct api_req *req, struct console_who *w, bool page)
+bool console_who(struct api_req *req, struct console_who *w)
 {
 	struct auth *a = api_req_app(req)->auth;
 	char id[CONSOLE_ID_HEX + 2];
@@ -103,10 +103,7 @@ bool console_who(struct api_req *req, struct console_who *w, bool page)
 		api_req_set_who(req, w->session->name, scope);
 		return true;
 	}
-	if (page)
-		redirect(req, "/login");
-	else
-		api_problem(req, 401, NULL, "sign in at /login first");
+	redirect(req, "/login");
 	return false;
 }
 
@@ -334,7 +331,7 @@ static void post_logout(struct api_req *req)
 {
 	struct console_who w;
 
-	if (!console_who(req, &w, true))
+	if (!console_who(req, &w))
 		return;
 	if (!console_csrf_ok(req, &w))
 		return;
@@ -477,7 +474,7 @@ static void get_board(struct api_req *req)
 	struct svg_buf b;
 	int r;
 
-	if (!console_who(req, &w, true))
+	if (!console_who(req, &w))
 		return;
 	svg_buf_init(&b);
 	console_page_begin(&b, &w, "Gates");
@@ -510,7 +507,7 @@ static void get_board_fragment(struct api_req *req)
 	const char *inm = api_req_header(req, "If-None-Match");
 	uint64_t h = 1469598103934665603ULL;
 
-	if (!console_who(req, &w, true))
+	if (!console_who(req, &w))
 		return;
 	svg_buf_init(&b);
 	if (board_table(req, &b) < 0 || b.oom) {

@@ -56,10 +56,11 @@ struct console_who {
 	const char *csrf; /* the token the page's forms carry */
 };
 
-/* Resolves the caller of a console route; false when answered (a page
- * asks for sign-in with a redirect to /login, other routes get 401). On
- * success the request acts as the session's token (api_req_set_who). */
-bool console_who(struct api_req *req, struct console_who *w, bool page);
+/* Resolves the caller of a console route; false when answered (303 to
+ * /login without a live session: the board's script and the event
+ * stream follow it too). On success the request acts as the session's
+ * token (api_req_set_who). */
+bool console_who(struct api_req *req, struct console_who *w);
 
 /* Page frame: <head> with the stylesheet and script, the top bar (who,
  * sign-out form), and <main>. title is escaped. */

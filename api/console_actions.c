@@ -105,7 +105,7 @@ static json_t *action_run(struct api_req *req, struct console_who *w, enum api_r
 	json_t *run = NULL;
 	int r;
 
-	if (!console_who(req, w, true) || !console_csrf_ok(req, w))
+	if (!console_who(req, w) || !console_csrf_ok(req, w))
 		return NULL;
 	if (w->role < need) {
 		console_error(req, w, 403, "Your token's role cannot make this change.");

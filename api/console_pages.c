@@ -86,7 +86,7 @@ void console_get_run(struct api_req *req)
 	int64_t id = api_req_id(req);
 	char title[64];
 
-	if (!console_who(req, &w, true) || !(run = load_run(req, &w, id)))
+	if (!console_who(req, &w) || !(run = load_run(req, &w, id)))
 		return;
 	snprintf(title, sizeof(title), "Run %lld", (long long)id);
 	svg_buf_init(&b);
@@ -112,7 +112,7 @@ void console_get_run_events(struct api_req *req)
 	struct console_who w;
 	json_t *run;
 
-	if (!console_who(req, &w, true) || !(run = load_run(req, &w, api_req_id(req))))
+	if (!console_who(req, &w) || !(run = load_run(req, &w, api_req_id(req))))
 		return;
 	json_decref(run);
 	api_events_serve(req);
@@ -126,7 +126,7 @@ void console_get_run_report(struct api_req *req)
 	char *text = NULL;
 	size_t len = 0;
 
-	if (!console_who(req, &w, true) || !(run = load_run(req, &w, api_req_id(req))))
+	if (!console_who(req, &w) || !(run = load_run(req, &w, api_req_id(req))))
 		return;
 	if (store_run_spec(api_req_app(req)->store, api_req_id(req), &spec) < 0)
 		spec = NULL;
@@ -162,7 +162,7 @@ void console_post_cancel(struct api_req *req)
 	char to[48];
 	int r;
 
-	if (!console_who(req, &w, true) || !console_csrf_ok(req, &w))
+	if (!console_who(req, &w) || !console_csrf_ok(req, &w))
 		return;
 	if (w.role < API_ROLE_SUBMITTER) {
 		console_error(req, &w, 403, "Cancelling needs the submitter role.");
@@ -356,7 +356,7 @@ void console_get_service(struct api_req *req)
 	char *next = NULL;
 	size_t i;
 
-	if (!console_who(req, &w, true))
+	if (!console_who(req, &w))
 		return;
 	if (!api_req_sees(req, svc) || store_history(st, &f, &history, &next) < 0) {
 		console_error(req, &w, 404, "No such service.");
@@ -483,23 +483,26 @@ static void compare_curves(struct svg_buf *b, json_t *a, json_t *c)
 	json_array_foreach (json_object_get(a, "probes"), i, p) {
 		json_t *q = probe_by_name(c, json_string_value(json_object_get(p, "name")));
 		double va[7], vc[7];
-		bool any = false;
+		const char *shown[7];
+		size_t n = 0;
 		char title[200];
 
 		for (size_t k = 0; k < 7; k++) {
 			json_t *x = json_object_get(json_object_get(p, "metrics"), keys[k]);
 			json_t *y = json_object_get(json_object_get(q, "metrics"), keys[k]);
 
-			va[k] = json_is_number(x) ? json_number_value(x) : NAN;
-			vc[k] = json_is_number(y) ? json_number_value(y) : NAN;
-			any = any || json_is_number(x) || json_is_number(y);
+			if (!json_is_number(x) && !json_is_number(y))
+				continue; /* a percentile neither run has */
+			shown[n] = labels[k];
+			va[n] = json_is_number(x) ? json_number_value(x) : NAN;
+			vc[n++] = json_is_number(y) ? json_number_value(y) : NAN;
 		}
-		if (!q || !any)
+		if (!q || n == 0)
 			continue;
 		snprintf(title, sizeof(title), "Latency percentiles of %s",
 		         json_string_value(json_object_get(p, "name")));
 		svg_buf_puts(b, "<figure class=\"curves\">");
-		svg_lines_chart(b, title, labels, 7, va, "A", vc, "B", "ms");
+		svg_lines_chart(b, title, shown, n, va, "A", vc, "B", "ms");
 		svg_buf_puts(b, "</figure>\n");
 	}
 }
@@ -512,7 +515,7 @@ void console_get_compare(struct api_req *req)
 	struct svg_buf b;
 	json_t *a, *c;
 
-	if (!console_who(req, &w, true))
+	if (!console_who(req, &w))
 		return;
 	if (!qa || !qb || rd_parse_int64(qa, 1, INT64_MAX, &ia) < 0 ||
 	    rd_parse_int64(qb, 1, INT64_MAX, &ib) < 0) {
