@@ -48,7 +48,8 @@ static void live_panel(struct svg_buf *b, json_t *run, int64_t id)
 	                "probe <strong id=\"live-probe\">&#8211;</strong> "
 	                "<progress id=\"live-bar\" max=\"100\" value=\"0\"></progress> "
 	                "<span id=\"live-percent\">0</span>%, <span id=\"live-requests\">0</span> "
-	                "requests, ETA <span id=\"live-eta\">&#8211;</span> s</p>"
+	                "requests, p99 <span id=\"live-p99\">&#8211;</span> ms, ETA "
+	                "<span id=\"live-eta\">&#8211;</span> s</p>"
 	                "<p class=\"muted\" id=\"live-note\">Updates as the run goes "
 	                "(needs JavaScript); without it, reload.</p></section>\n");
 }

@@ -98,6 +98,7 @@ const char console_js[] =
         "      text('live-probe', c.probe); text('live-requests', c.requests);\n"
         "      text('live-percent', c.percent == null ? 0 : Math.round(c.percent));\n"
         "      text('live-eta', p.eta_s == null ? null : Math.round(p.eta_s));\n"
+        "      if (c.p99_ms != null) text('live-p99', c.p99_ms.toFixed(2));\n"
         "      var bar = document.getElementById('live-bar');\n"
         "      if (bar && c.percent != null) bar.value = c.percent;\n"
         "      document.body.setAttribute('data-live', 'progress');\n"

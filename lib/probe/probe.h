@@ -52,8 +52,9 @@ struct probe {
 	char *error;                     /* owned; set by probe_finish() for errors */
 
 	/* Live progress, read by the scheduler for GET /v1/runs/{id}. */
-	int percent;      /* -1: unknown */
-	int64_t requests; /* -1: not a request-counting probe */
+	int percent;        /* -1: unknown */
+	int64_t requests;   /* -1: not a request-counting probe */
+	double live_p99_ms; /* p99 of the last seconds of a load probe; NaN: none */
 
 	/* Set by the scheduler. */
 	/* The run's earlier load probes ran in [start, end] (ms since the

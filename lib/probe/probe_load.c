@@ -35,6 +35,8 @@
 #define LOAD_PROGRESS_MS        250
 #define LOAD_ABORT_WINDOW_S     5   /* seconds of the sliding window */
 #define LOAD_ABORT_MIN_REQUESTS 100 /* in the window, before it decides anything */
+#define LOAD_LIVE_P99_S         3   /* seconds behind the live p99 of the progress */
+#define LOAD_LIVE_P99_TICKS     4   /* progress ticks (250 ms) between two readings */
 
 struct load_probe {
 	struct probe *p;
@@ -43,6 +45,7 @@ struct load_probe {
 	bool timer_open;
 	bool cancelled;
 	bool aborted; /* an abort_on_fail gate could no longer be met */
+	unsigned ticks;
 	enum probe_state state;
 	char why[512];
 	struct policy_file *file_read; /* ca_file or corpus.file being read off the loop */
@@ -192,7 +195,12 @@ static void on_progress(uv_timer_t *t)
 {
 	struct load_probe *lp = t->data;
 
+	struct loadgen_window w;
+
 	loadgen_progress(lp->lg, &lp->p->requests, &lp->p->percent);
+	if (lp->ticks++ % LOAD_LIVE_P99_TICKS == 0 &&
+	    loadgen_window(lp->lg, LOAD_LIVE_P99_S, 99, &w) == 0 && w.seconds > 0)
+		lp->p->live_p99_ms = w.pct_ms;
 	check_abort(lp);
 }
 

@@ -17,6 +17,7 @@
  * which is what a restart would find.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -976,6 +977,7 @@ static int new_run(struct sched *s, struct spec *spec, struct run **ret_run)
 		p->sp = &spec->probes[i];
 		p->percent = -1;
 		p->requests = -1;
+		p->live_p99_ms = NAN;
 		p->done = on_probe_done;
 		p->userdata = r;
 	}
@@ -1134,6 +1136,8 @@ int sched_progress(struct sched *s, int64_t id, json_t **ret_progress)
 		                p->percent >= 0 ? json_integer(p->percent) : json_null(),
 		                "requests",
 		                p->requests >= 0 ? json_integer(p->requests) : json_null());
+		if (cur && isfinite(p->live_p99_ms))
+			json_object_set_new(cur, "p99_ms", json_real(p->live_p99_ms));
 	}
 	if (r->waiting_load && p)
 		cur = json_pack("{s:s, s:s}", "probe", p->sp->name, "waiting",

@@ -60,7 +60,8 @@ int sched_submit(struct sched *s, struct spec *spec, const char *submitted_by,
 int sched_cancel(struct sched *s, int64_t id);
 
 /* Live progress of an active run: {probes_done, probes_total, current:
- * {probe, percent, requests} | null, eta_s | null}. -ENOENT if not
+ * {probe, percent, requests, p99_ms?} | null, eta_s | null}; p99_ms: a
+ * load probe's live p99 (probe.live_p99_ms). -ENOENT if not
  * active. New reference. */
 int sched_progress(struct sched *s, int64_t id, json_t **ret_progress);
 

@@ -124,6 +124,7 @@ try {
   await page.evaluate(() => { window.notReloaded = true; });
   await page.waitForFunction(() => document.body.dataset.live === 'progress');
   assert.match(await page.textContent('#live-probe'), /latency/);
+  await page.waitForFunction(() => /^\d+\.\d\d$/.test(document.getElementById('live-p99').textContent));
   await shots(page, 'run-live');
   await page.waitForFunction(() => document.body.dataset.live === 'ended', null, { timeout: 30000 });
   assert.equal(await page.evaluate(() => window.notReloaded), true, 'no reload');
