@@ -124,7 +124,7 @@ try {
   await page.evaluate(() => { window.notReloaded = true; });
   await page.waitForFunction(() => document.body.dataset.live === 'progress');
   assert.match(await page.textContent('#live-probe'), /latency/);
-  // The live p99 shows before the run ends (it is 4 s long; one reading a second).
+  // The live p99 shows before the run ends (it is 6 s long; one reading a second).
   await page.waitForFunction(() => {
     const e = document.getElementById('live-p99');
     return e && /^\d+\.\d\d$/.test(e.textContent);

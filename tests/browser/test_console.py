@@ -136,7 +136,7 @@ class ConsoleBrowserTest(lib.TestCase):
                        CHROMIUM_BIN=CHROMIUM, ARTIFACTS=artifacts, XSS=XSS,
                        RUN_PASS1=str(ids['pass1']), RUN_PASS2=str(ids['pass2']),
                        RUN_FAIL=str(ids['fail']),
-                       LIVE_SPEC=spec(demo.url, 'checkout', '1.2.0', duration='4s'),
+                       LIVE_SPEC=spec(demo.url, 'checkout', '1.2.0', duration='6s'),
                        LONG_SPEC=spec(demo.url, 'checkout', '9.9.9', duration='60s'))
             p = subprocess.run([NODE, os.path.join(HERE, 'console.mjs')], env=env,
                                capture_output=True, text=True, timeout=150)
