@@ -25,6 +25,8 @@ def config(scoped=False):
                    % (r, hashlib.sha256(t.encode()).hexdigest(), r) for r, t in TOKENS.items())
     rows += ('  - {name: team-a, hash: %s, role: admin, services: ["alpha*"]}\n'
              % hashlib.sha256(b'c-team-a').hexdigest())
+    rows += ('  - {name: am, hash: %s, role: notifier}\n'
+             % hashlib.sha256(b'c-notifier').hexdigest())
     return 'tokens:\n' + rows + 'allowed_targets: ["127.0.0.1"]\n'
 
 
@@ -104,9 +106,11 @@ class ConsoleTest(lib.TestCase):
         for path in ('/', '/board', '/services/alpha-api', '/runs/1', '/compare?a=1&b=1'):
             r = self.get(path, {})
             self.assertEqual((r.status, r.headers.get('Location')), (303, '/login'), path)
-        r = page('POST', self.d.url + '/login', form({'token': 'nope'}), FORM)
-        self.assertEqual(r.status, 422)
-        self.assertNotIn('Set-Cookie', r.headers)
+        # An unknown token, and a notifier's (it may only deliver alerts).
+        for tok in ('nope', 'c-notifier'):
+            r = page('POST', self.d.url + '/login', form({'token': tok}), FORM)
+            self.assertEqual(r.status, 422, tok)
+            self.assertNotIn('Set-Cookie', r.headers)
         self.assertEqual(self.get('/', {'Cookie': 'readyd_session=' + 'a' * 64}).status, 303)
 
     def test_headers_and_escaping(self):
