@@ -13,6 +13,10 @@
  * counts: one noisy second on a shared host must not halve the answer, while a real limit fails
  * twice.
  *
+ * Every step sends the same corpus (lib/probe/probe_corpus.h) from the
+ * start of the same sequence; ca_file and corpus.file are read once, off
+ * the loop through allowed_paths, before the first step.
+ *
  * Steps run one after another on the engine's threads; this file stays on
  * the main loop and never touches the store.
  */
@@ -24,6 +28,7 @@
 #include "lib/loadgen/loadgen.h"
 #include "lib/policy/policy.h"
 #include "lib/probe/probe.h"
+#include "lib/probe/probe_corpus.h"
 #include "lib/util/util.h"
 
 #define CAP_MAX_CONDS    8
@@ -49,9 +54,12 @@ struct cap_probe {
 	json_t *points;
 	enum probe_state state;
 	char why[512];
-	struct policy_file *ca_read; /* ca_file being read off the loop */
+	struct policy_file *file_read; /* ca_file or corpus.file being read off the loop */
 	char *ca_pem;
 	size_t ca_pem_len;
+	bool ca_done;                  /* ca_file read (or none) */
+	struct loadgen_corpus *corpus; /* corpus.file or corpus.items, parsed */
+	uint64_t distinct;             /* the most distinct requests a step sent */
 };
 
 static void cap_config(const struct cap_probe *cp, double rate, struct loadgen_config *c)
@@ -77,6 +85,7 @@ static void cap_config(const struct cap_probe *cp, double rate, struct loadgen_c
 	        .ca_pem = cp->ca_pem,
 	        .ca_pem_len = cp->ca_pem_len,
 	};
+	probe_corpus_config(sp, cp->corpus, c);
 	http_client_get_policy(p->http, &c->policy, &c->policy_data); /* allowed_targets */
 }
 
@@ -212,6 +221,7 @@ static void finish(struct cap_probe *cp, enum probe_state state)
 		probe_set_metric(p, "offered_rate", cp->good);
 		probe_set_metric(p, "tolerance", CAP_TOLERANCE);
 		probe_set_metric(p, "steps", cp->steps);
+		probe_set_metric(p, "distinct_requests", (double)cp->distinct);
 		if (sp->required_rate > 0)
 			probe_set_metric(p, "headroom", cp->good_delivered / sp->required_rate);
 		p->percent = 100;
@@ -270,6 +280,8 @@ static void on_step_done(struct loadgen *lg, void *userdata)
 		return;
 	}
 	cp->any_ok = cp->any_ok || r->requests > r->errors;
+	if (r->distinct_requests > cp->distinct)
+		cp->distinct = r->distinct_requests;
 	loadgen_free(lg);
 	cp->steps++;
 	pass = step_passes(cp, m, &failed);
@@ -340,13 +352,15 @@ static void cap_begin(struct cap_probe *cp)
 	uv_timer_start(&cp->progress, on_progress, CAP_PROGRESS_MS, CAP_PROGRESS_MS);
 }
 
+static int cap_prepare(struct cap_probe *cp);
+
 /* ca_file arrives from the threadpool (allowed_paths, lib/policy/policy.h); every
  * step uses the same text. */
 static void on_ca_read(void *userdata, int err, char *buf, size_t len, const char *why)
 {
 	struct cap_probe *cp = userdata;
 
-	cp->ca_read = NULL;
+	cp->file_read = NULL;
 	if (err < 0) {
 		snprintf(cp->why, sizeof(cp->why), "ca_file %.200s %s", cp->p->sp->ca_file, why);
 		finish(cp, PROBE_STATE_ERRORED);
@@ -354,7 +368,59 @@ static void on_ca_read(void *userdata, int err, char *buf, size_t len, const cha
 	}
 	cp->ca_pem = buf;
 	cp->ca_pem_len = len;
-	cap_begin(cp);
+	cp->ca_done = true;
+	cap_prepare(cp);
+}
+
+/* corpus.file arrives from the threadpool, as ca_file does. */
+static void on_corpus_read(void *userdata, int err, char *buf, size_t len, const char *why)
+{
+	struct cap_probe *cp = userdata;
+
+	cp->file_read = NULL;
+	if (err < 0) {
+		snprintf(cp->why, sizeof(cp->why), "corpus.file %.200s %s", cp->p->sp->corpus.file,
+		         why);
+		finish(cp, PROBE_STATE_ERRORED);
+		return;
+	}
+	err = probe_corpus_parse(cp->p->sp, buf, len, &cp->corpus, cp->why, sizeof(cp->why));
+	free(buf);
+	if (err < 0) {
+		finish(cp, PROBE_STATE_ERRORED);
+		return;
+	}
+	cap_prepare(cp);
+}
+
+/* What the steps need, read off the loop one at a time: ca_file, then the
+ * corpus; then the first step. */
+static int cap_prepare(struct cap_probe *cp)
+{
+	const struct spec_probe *sp = cp->p->sp;
+	const char *what = sp->ca_file && !cp->ca_done ? "ca_file" : "corpus.file";
+	int r = 0;
+
+	if (sp->ca_file && !cp->ca_done)
+		r = policy_read_file_async(cp->p->loop, http_client_files(cp->p->http), sp->ca_file,
+		                           POLICY_MAX_FILE_SIZE, on_ca_read, cp, &cp->file_read);
+	else if (sp->corpus.file && !cp->corpus)
+		r = policy_read_file_async(cp->p->loop, http_client_files(cp->p->http),
+		                           sp->corpus.file, POLICY_MAX_FILE_SIZE, on_corpus_read,
+		                           cp, &cp->file_read);
+	else if (sp->corpus.items && !cp->corpus &&
+	         probe_corpus_parse(sp, NULL, 0, &cp->corpus, cp->why, sizeof(cp->why)) < 0) {
+		finish(cp, PROBE_STATE_ERRORED);
+		return 0;
+	} else {
+		cap_begin(cp);
+		return 0;
+	}
+	if (r < 0) {
+		snprintf(cp->why, sizeof(cp->why), "cannot read %s: %s", what, strerror(-r));
+		finish(cp, PROBE_STATE_ERRORED);
+	}
+	return 0;
 }
 
 static int cap_probe_start(struct probe *p)
@@ -380,18 +446,7 @@ static int cap_probe_start(struct probe *p)
 	cp->progress.data = cp;
 	p->percent = 0;
 	p->requests = 0;
-	if (p->sp->ca_file) {
-		int r = policy_read_file_async(p->loop, http_client_files(p->http), p->sp->ca_file,
-		                               POLICY_MAX_FILE_SIZE, on_ca_read, cp, &cp->ca_read);
-
-		if (r < 0) {
-			snprintf(cp->why, sizeof(cp->why), "cannot read ca_file: %s", strerror(-r));
-			finish(cp, PROBE_STATE_ERRORED);
-		}
-		return 0;
-	}
-	cap_begin(cp);
-	return 0;
+	return cap_prepare(cp);
 }
 
 static void cap_probe_cancel(struct probe *p)
@@ -405,9 +460,9 @@ static void cap_probe_cancel(struct probe *p)
 	cp->cancelled = true;
 	if (cp->lg)
 		loadgen_cancel(cp->lg);
-	if (cp->ca_read) {
-		policy_file_cancel(cp->ca_read);
-		cp->ca_read = NULL;
+	if (cp->file_read) {
+		policy_file_cancel(cp->file_read);
+		cp->file_read = NULL;
 		finish(cp, PROBE_STATE_CANCELLED);
 	}
 }
@@ -418,10 +473,11 @@ static void cap_probe_free(struct probe *p)
 
 	if (!cp)
 		return;
-	policy_file_cancel(cp->ca_read);
+	policy_file_cancel(cp->file_read);
 	loadgen_free(cp->lg);
 	json_decref(cp->points);
 	free(cp->ca_pem);
+	loadgen_corpus_free(cp->corpus);
 	free(cp);
 	p->impl = NULL;
 }
@@ -464,6 +520,7 @@ static const struct spec_field fields[] = {
 	SPEC_F_THREADS,
 	SPEC_F_REQUEST,
 	SPEC_F_TLS_CLIENT,
+	PROBE_F_CORPUS,
 };
 /* clang-format on */
 
@@ -485,6 +542,8 @@ static int finish_capacity(struct spec_vctx *v, json_t *obj, const char *path, s
 		rd_format_duration(p->step_ms, a, sizeof(a));
 		return spec_fail_at(v, obj, path, "warmup", "must be shorter than step (%s)", a);
 	}
+	if (probe_corpus_finish(v, obj, path, p) < 0)
+		return -EINVAL;
 	return spec_load_request(v, obj, path, p);
 }
 
@@ -501,6 +560,7 @@ static const struct probe_metric_def metrics[] = {
         {"tolerance", "1", PROBE_SAMPLES_NONE},
         {"headroom", "1", PROBE_SAMPLES_NONE},
         {"steps", "steps", PROBE_SAMPLES_NONE},
+        {"distinct_requests", "requests", PROBE_SAMPLES_NONE},
         {"instances_needed", "instances", PROBE_SAMPLES_NONE},
         {"plan_feasible", "1", PROBE_SAMPLES_NONE},
         {"plan_headroom", "1", PROBE_SAMPLES_NONE},

@@ -10,6 +10,11 @@
  * bootstrap over the same pairs (cmpstat.c, docs/MEASUREMENT.md). Each
  * side's own percentiles are of its merged histograms.
  *
+ * Both sides send the same corpus (lib/probe/probe_corpus.h), each segment
+ * from the start of the same sequence (same order, same seed), so the
+ * comparison is like for like; corpus.file is read once, off the loop
+ * through allowed_paths, before the first segment.
+ *
  * The engine runs on its own threads; this file stays on the main loop,
  * never touches the store, and always ends with probe_finish().
  */
@@ -20,7 +25,9 @@
 
 #include "lib/loadgen/loadgen.h"
 #include "lib/probe/cmpstat.h"
+#include "lib/policy/policy.h"
 #include "lib/probe/probe.h"
+#include "lib/probe/probe_corpus.h"
 #include "lib/util/util.h"
 
 #define CMP_PROGRESS_MS  250
@@ -52,6 +59,9 @@ struct cmp_probe {
 	json_t *table; /* per segment, for details */
 	enum probe_state state;
 	char why[512];
+	struct policy_file *file_read; /* corpus.file being read off the loop */
+	struct loadgen_corpus *corpus; /* corpus.file or corpus.items, parsed */
+	uint64_t distinct;             /* the most distinct requests a segment sent */
 };
 
 static const char *side_url(const struct cmp_probe *cp, int side)
@@ -80,6 +90,7 @@ static void cmp_config(const struct cmp_probe *cp, int side, struct loadgen_conf
 	        .timeout_ms = p->spec->target.timeout_ms,
 	        .insecure = sp->insecure,
 	};
+	probe_corpus_config(sp, cp->corpus, c);
 	http_client_get_policy(p->http, &c->policy, &c->policy_data); /* allowed_targets */
 }
 
@@ -122,6 +133,8 @@ static int record_segment(struct cmp_probe *cp, const struct loadgen_result *r)
 	s->errors += r->errors;
 	s->connect_errors += r->errors_by[LOADGEN_ERR_CONNECT];
 	s->elapsed_s += r->elapsed_s;
+	if (r->distinct_requests > cp->distinct)
+		cp->distinct = r->distinct_requests;
 	if (r->connect_error[0])
 		snprintf(s->connect_error, sizeof(s->connect_error), "%s", r->connect_error);
 	for (int k = 0; k < N_Q; k++)
@@ -203,6 +216,7 @@ static int publish_ratios(struct cmp_probe *cp, json_t *intervals)
 	probe_set_metric(cp->p, "error_rate_diff", error_rate_of(c) - error_rate_of(b));
 	probe_set_metric(cp->p, "confidence", sp->confidence);
 	probe_set_metric(cp->p, "min_effect", sp->min_effect);
+	probe_set_metric(cp->p, "distinct_requests", (double)cp->distinct);
 	return 0;
 }
 
@@ -338,6 +352,62 @@ static void on_progress(uv_timer_t *t)
 	cp->p->percent = (cp->segment * 100 + pct) / cp->total;
 }
 
+/* The first segment, and progress from then on. */
+static void cmp_begin(struct cmp_probe *cp)
+{
+	if (start_segment(cp) < 0) {
+		finish(cp, PROBE_STATE_ERRORED);
+		return;
+	}
+	uv_timer_start(&cp->progress, on_progress, CMP_PROGRESS_MS, CMP_PROGRESS_MS);
+}
+
+/* corpus.file arrives from the threadpool (allowed_paths, lib/policy/policy.h). */
+static void on_corpus_read(void *userdata, int err, char *buf, size_t len, const char *why)
+{
+	struct cmp_probe *cp = userdata;
+
+	cp->file_read = NULL;
+	if (err < 0) {
+		snprintf(cp->why, sizeof(cp->why), "corpus.file %.200s %s", cp->p->sp->corpus.file,
+		         why);
+		finish(cp, PROBE_STATE_ERRORED);
+		return;
+	}
+	err = probe_corpus_parse(cp->p->sp, buf, len, &cp->corpus, cp->why, sizeof(cp->why));
+	free(buf);
+	if (err < 0) {
+		finish(cp, PROBE_STATE_ERRORED);
+		return;
+	}
+	cmp_begin(cp);
+}
+
+/* The corpus, read or parsed before the first segment. */
+static void cmp_prepare(struct cmp_probe *cp)
+{
+	const struct spec_probe *sp = cp->p->sp;
+	int r;
+
+	if (sp->corpus.file) {
+		r = policy_read_file_async(cp->p->loop, http_client_files(cp->p->http),
+		                           sp->corpus.file, POLICY_MAX_FILE_SIZE, on_corpus_read,
+		                           cp, &cp->file_read);
+		if (r < 0) {
+			snprintf(cp->why, sizeof(cp->why), "cannot read corpus.file: %s",
+			         strerror(-r));
+			finish(cp, PROBE_STATE_ERRORED);
+		}
+		return;
+	}
+	if (sp->corpus.items &&
+	    probe_corpus_parse(sp, NULL, 0, &cp->corpus, cp->why, sizeof(cp->why)) < 0) {
+		finish(cp, PROBE_STATE_ERRORED);
+		return;
+	}
+	cmp_begin(cp);
+}
+
 static int cmp_probe_start(struct probe *p)
 {
 	struct cmp_probe *cp = calloc(1, sizeof(*cp));
@@ -360,11 +430,7 @@ static int cmp_probe_start(struct probe *p)
 	cp->progress.data = cp;
 	p->percent = 0;
 	p->requests = 0;
-	if (start_segment(cp) < 0) {
-		finish(cp, PROBE_STATE_ERRORED);
-		return 0;
-	}
-	uv_timer_start(&cp->progress, on_progress, CMP_PROGRESS_MS, CMP_PROGRESS_MS);
+	cmp_prepare(cp);
 	return 0;
 }
 
@@ -379,6 +445,11 @@ static void cmp_probe_cancel(struct probe *p)
 	cp->cancelled = true;
 	if (cp->lg)
 		loadgen_cancel(cp->lg); /* finishing follows from on_segment_done */
+	if (cp->file_read) {
+		policy_file_cancel(cp->file_read);
+		cp->file_read = NULL;
+		finish(cp, PROBE_STATE_CANCELLED);
+	}
 }
 
 static void cmp_probe_free(struct probe *p)
@@ -387,7 +458,9 @@ static void cmp_probe_free(struct probe *p)
 
 	if (!cp)
 		return;
+	policy_file_cancel(cp->file_read);
 	loadgen_free(cp->lg);
+	loadgen_corpus_free(cp->corpus);
 	side_deinit(&cp->side[0]);
 	side_deinit(&cp->side[1]);
 	json_decref(cp->table);
@@ -427,6 +500,7 @@ static const struct spec_field fields[] = {
 	SPEC_F_HEADERS,
 	SPEC_F_BODY,
 	{.key = "insecure",   .kind = FK_BOOL, .off = SPEC_P(insecure)},
+	PROBE_F_CORPUS,
 };
 /* clang-format on */
 
@@ -453,7 +527,7 @@ static int finish_compare(struct spec_vctx *v, json_t *obj, const char *path, st
 		                    "2 x segments x (warmup + segment_duration) is longer than the "
 		                    "run's timeout (%s)",
 		                    a);
-	return 0;
+	return probe_corpus_finish(v, obj, path, p) < 0 ? -EINVAL : 0;
 }
 
 static int64_t compare_deadline(const struct spec *s, const struct spec_probe *sp)
@@ -481,6 +555,7 @@ static const struct probe_metric_def metrics[] = {
         {"min_effect", "1", PROBE_SAMPLES_NONE},
         {"throughput_ratio", "1", PROBE_SAMPLES_NONE},
         {"error_rate_diff", "1", PROBE_SAMPLES_NONE},
+        {"distinct_requests", "requests", PROBE_SAMPLES_NONE},
         {"baseline_p50_ms", "ms", PROBE_SAMPLES_NONE},
         {"baseline_p95_ms", "ms", PROBE_SAMPLES_NONE},
         {"baseline_p99_ms", "ms", PROBE_SAMPLES_NONE},

@@ -205,6 +205,73 @@ class StreamTest(lib.TestCase):
         self.assertTrue(p['error'].startswith('corpus.file:3: method:'), p['error'])
         self.assertEqual(self.served(t)['bodies'], 0)
 
+    def test_capacity_steps_send_the_corpus(self):
+        n = 50
+        path = self.write('capacity.jsonl', [
+            json.dumps({'body': {'prompt': 'capacity %d' % i}}) for i in range(n)])
+        t = self.demo()
+        probe = f"""  - name: cap
+    type: capacity
+    slo: "error_rate < 0.5"
+    min_rate: 100
+    max_rate: 150
+    step: 600ms
+    connections: 8
+    corpus:
+      file: {path}
+"""
+        run = self.d.run_spec(spec(t.url + '/v1/predict', probe), timeout=60)
+        p = probe_of(run, 'cap')
+        self.assertEqual(p['state'], 'passed', p)
+        self.assertGreaterEqual(p['metrics']['steps'], 2)
+        self.assertEqual(p['metrics']['distinct_requests'], n)
+        s = self.served(t)
+        self.assertGreater(s['bodies'], n)
+        self.assertEqual(s['distinct_bodies'], n)
+
+    def test_compare_sides_get_the_same_corpus_sequence(self):
+        items = [{'body': 'compare %d' % i, 'weight': 1 + i % 3} for i in range(200)]
+        a, b = self.demo(), self.demo()
+        probe = f"""  - name: cmp
+    type: compare
+    baseline: {a.url}/v1/predict
+    candidate: {b.url}/v1/predict
+    mode: rate
+    rate: 100
+    connections: 1
+    segments: 6
+    segment_duration: 300ms
+    corpus:
+      order: weighted-random
+      seed: 11
+      items: {json.dumps(items)}
+"""
+        run = self.d.run_spec(spec(a.url, probe), timeout=60)
+        p = probe_of(run, 'cmp')
+        self.assertEqual(p['state'], 'passed', p)
+        sa, sb = self.served(a), self.served(b)
+        self.assertEqual(sa['distinct_bodies'], p['metrics']['distinct_requests'])
+        self.assertEqual(sb['distinct_bodies'], sa['distinct_bodies'])
+        self.assertGreater(sa['distinct_bodies'], 20)
+        # The same bodies in the same order on both sides.
+        self.assertEqual(sa['bodies'], sb['bodies'])
+        self.assertEqual(sa['body_sequence'], sb['body_sequence'])
+
+    def test_corpus_outside_allowed_paths_refused_for_capacity_and_compare(self):
+        t = self.demo()
+        probes = {
+            'capacity': 'slo: "error_rate < 0.5"\n    max_rate: 10',
+            'compare': f'baseline: {t.url}\n    candidate: {t.url}\n    mode: closed',
+        }
+        for kind, extra in probes.items():
+            with self.subTest(type=kind):
+                probe = ('  - name: c\n    type: %s\n    %s\n'
+                         '    corpus:\n      file: /etc/hostname\n' % (kind, extra))
+                r = self.d.submit(spec(t.url, probe))
+                self.assertEqual(r.status, 422, r)
+                self.assertEqual(r.json['errors'][0]['path'], 'probes[0].corpus.file', r)
+                self.assertIn('allowed_paths', r.json['errors'][0]['message'], r)
+
     def test_corpus_refused_at_submit(self):
         t = self.demo()
         cases = [
