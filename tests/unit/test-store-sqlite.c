@@ -99,17 +99,10 @@ static double raw_double(sqlite3 *db, const char *sql)
 START_TEST(test_migrate_empty)
 {
 	static const char *const objects[] = {
-	        "table:runs",
-	        "table:probe_results",
-	        "table:metrics",
-	        "table:gate_results",
-	        "table:checklist_results",
-	        "table:schema_migrations",
-	        "index:metrics_trend",
-	        "index:runs_by_service",
-	        "index:runs_by_state",
-	        "table:idempotency_keys",
-	        "table:stored_specs",
+	        "table:runs",          "table:probe_results",     "table:metrics",
+	        "table:gate_results",  "table:checklist_results", "table:schema_migrations",
+	        "index:metrics_trend", "index:metrics_trend_any", "index:runs_by_service",
+	        "index:runs_by_state", "table:idempotency_keys",  "table:stored_specs",
 	};
 	struct store *st = open_ok(backend(_i));
 	char sql[256];
@@ -512,10 +505,10 @@ static void plan_db_close(sqlite3 *db, const char *path)
 	unlink(side);
 }
 
-/* EXPLAIN QUERY PLAN of sql mentions index and scans no metrics table. */
-static void assert_plan_uses(const char *sql, const char *index)
+/* EXPLAIN QUERY PLAN of sql, its rows joined by " | ", into plan. */
+static void plan_of(const char *sql, char *plan, size_t len)
 {
-	char path[PATH_MAX], eqp[4096], plan[4096] = "";
+	char path[PATH_MAX], eqp[4096];
 	sqlite3 *db = plan_db(path, sizeof(path));
 	sqlite3_stmt *s = NULL;
 	size_t used = 0;
@@ -523,23 +516,44 @@ static void assert_plan_uses(const char *sql, const char *index)
 	ck_assert_uint_lt(strlen(sql) + 20, sizeof(eqp));
 	snprintf(eqp, sizeof(eqp), "EXPLAIN QUERY PLAN %s", sql);
 	ck_assert_int_eq(sqlite3_prepare_v2(db, eqp, -1, &s, NULL), SQLITE_OK);
-	while (sqlite3_step(s) == SQLITE_ROW && used < sizeof(plan))
-		used += (size_t)snprintf(plan + used, sizeof(plan) - used, "%s | ",
+	plan[0] = '\0';
+	while (sqlite3_step(s) == SQLITE_ROW && used < len)
+		used += (size_t)snprintf(plan + used, len - used, "%s | ",
 		                         (const char *)sqlite3_column_text(s, 3));
 	sqlite3_finalize(s);
 	plan_db_close(db, path);
+}
+
+/* EXPLAIN QUERY PLAN of sql mentions index and scans no metrics table. */
+static void assert_plan_uses(const char *sql, const char *index)
+{
+	char plan[4096];
+
+	plan_of(sql, plan, sizeof(plan));
 	ck_assert_msg(strstr(plan, index), "plan does not use %s: %s", index, plan);
 	ck_assert_msg(!strstr(plan, "SCAN m ") && !strstr(plan, "SCAN metrics"),
 	              "plan scans metrics: %s", plan);
 }
 
+/* EXPLAIN QUERY PLAN of sql does not mention what. */
+static void assert_plan_lacks(const char *sql, const char *what)
+{
+	char plan[4096];
+
+	plan_of(sql, plan, sizeof(plan));
+	ck_assert_msg(!strstr(plan, what), "plan has %s: %s", what, plan);
+}
+
 START_TEST(test_trend_plan_uses_index)
 {
-	assert_plan_uses(sqlite_trend_sql(true), "metrics_trend");
-	assert_plan_uses(sqlite_trend_sql(false), "metrics_trend");
+	assert_plan_uses(sqlite_trend_sql(true), "COVERING INDEX metrics_trend (");
+	assert_plan_uses(sqlite_trend_sql(false), "COVERING INDEX metrics_trend_any (");
+	/* Newest points straight off the index: LIMIT stops the walk. */
+	assert_plan_lacks(sqlite_trend_sql(true), "TEMP B-TREE");
+	assert_plan_lacks(sqlite_trend_sql(false), "TEMP B-TREE");
 	assert_plan_uses(sqlite_trend_bucket_sql(true), "metrics_trend");
 	assert_plan_uses(sqlite_trend_bucket_sql(true), "environment=? AND ts>? AND ts<?");
-	assert_plan_uses(sqlite_trend_bucket_sql(false), "metrics_trend");
+	assert_plan_uses(sqlite_trend_bucket_sql(false), "COVERING INDEX metrics_trend_any (");
 }
 END_TEST
 

@@ -766,19 +766,22 @@ int sqlite_history(struct store *st, const struct store_history_filter *f, json_
 #define TREND_RUNS "r.verdict IN ('PASS', 'FAIL') AND r.invalidated_at IS NULL AND m.run_id <= ?9"
 
 /* The trend statement: with an environment the whole WHERE is a range of
- * metrics_trend; without, the range is (service, probe, metric). */
+ * the covering index metrics_trend; without, a range of metrics_trend_any
+ * (service, probe, metric, ts), read newest first so LIMIT stops the walk
+ * (no sort; equal times newest run first). Both indexes hold run_id and value: the only other
+ * lookup is the run, by rowid. Named, so the plan does not depend on statistics. */
 static const char trend_sql_env[] =
         "SELECT m.run_id, m.ts, r.version, m.value, r.verdict, m.environment "
-        "FROM metrics AS m JOIN runs AS r ON r.id = m.run_id "
+        "FROM metrics AS m INDEXED BY metrics_trend JOIN runs AS r ON r.id = m.run_id "
         "WHERE m.service = ?1 AND m.probe = ?2 AND m.metric = ?3 AND m.environment = ?4 "
         "AND m.ts >= ?5 AND m.ts <= ?6 AND " TREND_RUNS " "
-        "ORDER BY m.ts DESC LIMIT ?7";
+        "ORDER BY m.ts DESC, m.run_id DESC LIMIT ?7";
 static const char trend_sql_any[] =
         "SELECT m.run_id, m.ts, r.version, m.value, r.verdict, m.environment "
-        "FROM metrics AS m JOIN runs AS r ON r.id = m.run_id "
+        "FROM metrics AS m INDEXED BY metrics_trend_any JOIN runs AS r ON r.id = m.run_id "
         "WHERE m.service = ?1 AND m.probe = ?2 AND m.metric = ?3 "
         "AND m.ts >= ?5 AND m.ts <= ?6 AND " TREND_RUNS " "
-        "ORDER BY m.ts DESC LIMIT ?7";
+        "ORDER BY m.ts DESC, m.run_id DESC LIMIT ?7";
 
 const char *sqlite_trend_sql(bool with_environment)
 {
@@ -791,17 +794,17 @@ const char *sqlite_trend_sql(bool with_environment)
  * the FILTERed aggregates pick it out. Bare columns beside several
  * MIN/MAX aggregates would come from an arbitrary row, hence the window.
  * Epoch-aligned buckets: a 1d bucket starts at 00:00 UTC. */
-#define TREND_BUCKETS(where)                                                                       \
+#define TREND_BUCKETS(index, where)                                                                \
 	"SELECT b * ?8, COUNT(*), MIN(v), MAX(v), AVG(v), MAX(v) FILTER (WHERE rn = 1), "          \
 	"MAX(run_id) FILTER (WHERE rn = 1), MAX(version) FILTER (WHERE rn = 1) FROM ("             \
 	" SELECT m.ts / ?8 AS b, m.value AS v, m.run_id AS run_id, r.version AS version,"          \
 	" ROW_NUMBER() OVER (PARTITION BY m.ts / ?8 ORDER BY m.ts DESC, m.run_id DESC) AS rn"      \
-	" FROM metrics AS m JOIN runs AS r ON r.id = m.run_id"                                     \
+	" FROM metrics AS m INDEXED BY " index " JOIN runs AS r ON r.id = m.run_id"                \
 	" WHERE m.service = ?1 AND m.probe = ?2 AND m.metric = ?3 " where                          \
 	" AND m.ts >= ?5 AND m.ts <= ?6 AND " TREND_RUNS ") "                                      \
 	"GROUP BY b ORDER BY b DESC LIMIT ?7"
-static const char trend_buckets_env[] = TREND_BUCKETS("AND m.environment = ?4");
-static const char trend_buckets_any[] = TREND_BUCKETS("");
+static const char trend_buckets_env[] = TREND_BUCKETS("metrics_trend", "AND m.environment = ?4");
+static const char trend_buckets_any[] = TREND_BUCKETS("metrics_trend_any", "");
 
 const char *sqlite_trend_bucket_sql(bool with_environment)
 {
