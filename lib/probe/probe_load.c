@@ -297,6 +297,17 @@ static void close_progress(struct load_probe *lp)
 	uv_close((uv_handle_t *)&lp->progress, on_timer_closed);
 }
 
+/* The successful answers the client's percentiles come from. */
+static double successes(const struct probe *p)
+{
+	json_t *r = json_object_get(p->metrics, "requests"),
+	       *e = json_object_get(p->metrics, "errors");
+
+	if (!json_is_number(r) || !json_is_number(e))
+		return NAN;
+	return json_number_value(r) - json_number_value(e);
+}
+
 /* The server side is published beside the client's: server_pNN_ms and
  * gap_ratio when every quantile came back, else the reason in details
  * (and a gate on them has no data). The load's own verdict is unchanged. */
@@ -320,7 +331,8 @@ static void server_publish(struct load_probe *lp, const char *error)
 			snprintf(key, sizeof(key), "server_%s", m);
 			probe_set_metric(p, key, lp->server_ms[i]);
 		}
-		gap = reconcile_gap_ratio(client, lp->server_ms, RECONCILE_QUANTILES, NULL);
+		gap = reconcile_gap_ratio(reconcile_quantiles, client, lp->server_ms,
+		                          RECONCILE_QUANTILES, successes(p), NULL);
 		if (isfinite(gap)) {
 			probe_set_metric(p, "gap_ratio", gap);
 			json_object_set_new(lp->server, "flagged",

@@ -26,7 +26,13 @@ const char *reconcile_client_metric(double q)
 	return NULL;
 }
 
-double reconcile_gap_ratio(const double *client, const double *server, size_t n, size_t *ret_worst)
+bool reconcile_tail_ok(double q, double samples)
+{
+	return isnan(samples) || samples * (1 - q) >= RECONCILE_MIN_TAIL - 1e-9;
+}
+
+double reconcile_gap_ratio(const double *qs, const double *client, const double *server, size_t n,
+                           double samples, size_t *ret_worst)
 {
 	double worst = NAN, worst_dist = -1;
 
@@ -34,7 +40,7 @@ double reconcile_gap_ratio(const double *client, const double *server, size_t n,
 		double r, dist;
 
 		if (!(client[i] > 0) || !(server[i] > 0) || !isfinite(client[i]) ||
-		    !isfinite(server[i]))
+		    !isfinite(server[i]) || !reconcile_tail_ok(qs[i], samples))
 			continue;
 		r = client[i] / server[i];
 		dist = fabs(log(r));
@@ -78,10 +84,10 @@ static json_t *find_probe(json_t *run, const char *name)
 
 /* The side-by-side numbers of an entry, the ratio and the flag. */
 static void fill(json_t *e, const double *qs, const double *client, const double *server, size_t n,
-                 double tolerance)
+                 double samples, double tolerance)
 {
 	size_t worst = 0;
-	double gap = reconcile_gap_ratio(client, server, n, &worst);
+	double gap = reconcile_gap_ratio(qs, client, server, n, samples, &worst);
 	char key[32];
 
 	for (size_t i = 0; i < n; i++) {
@@ -109,6 +115,13 @@ static double tolerance_of(json_t *d)
 	return json_is_number(t) ? json_number_value(t) : RECONCILE_DEFAULT_TOLERANCE;
 }
 
+/* The successful answers a load probe's latency percentiles come from
+ * (NaN when it does not say). */
+static double successes(json_t *probe)
+{
+	return metric(probe, "requests") - metric(probe, "errors");
+}
+
 /* A load probe with server_latency: its own client and server metrics. */
 static json_t *entry_server_latency(json_t *probe, json_t *sl)
 {
@@ -128,7 +141,8 @@ static json_t *entry_server_latency(json_t *probe, json_t *sl)
 	              "source", "server_latency", "metric", json_object_get(sl, "metric"));
 	if (!e)
 		return NULL;
-	fill(e, reconcile_quantiles, client, server, RECONCILE_QUANTILES, tolerance_of(sl));
+	fill(e, reconcile_quantiles, client, server, RECONCILE_QUANTILES, successes(probe),
+	     tolerance_of(sl));
 	if (json_object_get(sl, "error"))
 		json_object_set(e, "error", json_object_get(sl, "error"));
 	return e;
@@ -150,7 +164,7 @@ static json_t *entry_query(json_t *run, json_t *probe, json_t *rc)
 	              json_object_get(probe, "name"), "source", "prometheus-query");
 	if (!e || !m)
 		return e;
-	fill(e, &q, &client, &server, 1, tolerance_of(rc));
+	fill(e, &q, &client, &server, 1, successes(load), tolerance_of(rc));
 	if (!isfinite(server))
 		json_object_set_new(
 		        e, "error",

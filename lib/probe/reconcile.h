@@ -22,11 +22,24 @@ extern const double reconcile_quantiles[RECONCILE_QUANTILES];
  * quantile a load probe does not publish. Static string. */
 const char *reconcile_client_metric(double q);
 
-/* gap_ratio over the quantiles present on both sides (client[i] and
- * server[i] > 0; NaN: absent): client/server at the quantile where they
- * disagree most (the ratio furthest from 1, either way). Returns that
- * ratio and its index in *ret_worst, or NaN when no quantile has both. */
-double reconcile_gap_ratio(const double *client, const double *server, size_t n, size_t *ret_worst);
+/* A quantile is compared only when at least this many of the client's
+ * answers lie beyond it: a p99 of 300 answers rests on 3 of them, and
+ * the server's histogram places those within a bucket that may span
+ * 50-100 ms, so their ratio says nothing about a gap. */
+#define RECONCILE_MIN_TAIL 10
+
+/* Whether samples answers leave RECONCILE_MIN_TAIL beyond quantile q
+ * (true when samples is unknown: NaN). */
+bool reconcile_tail_ok(double q, double samples);
+
+/* gap_ratio over the quantiles qs[i] present on both sides (client[i]
+ * and server[i] > 0; NaN: absent) whose tail holds enough of the
+ * client's `samples` successful answers (reconcile_tail_ok): client /
+ * server at the quantile where they disagree most (the ratio furthest
+ * from 1, either way). Returns that ratio and its index in *ret_worst,
+ * or NaN when no quantile qualifies. */
+double reconcile_gap_ratio(const double *qs, const double *client, const double *server, size_t n,
+                           double samples, size_t *ret_worst);
 
 /* gap_ratio beyond 1 + tolerance, or below 1 / (1 + tolerance). */
 bool reconcile_flagged(double gap_ratio, double tolerance);

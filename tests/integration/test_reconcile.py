@@ -121,6 +121,10 @@ class TestReconcile(lib.TestCase):
         self.assertAlmostEqual(qs['server_p95_ms'], qserver['metrics']['value'] * 1000)
         self.assertEqual(qs['client_p95_ms'], queued['metrics']['p95_ms'])
         # No queue: the two views agree within the 20 % tolerance.
+        # About 330 answers leave 3 beyond p99: shown, never compared (a
+        # server p99 read high inside the 50-100 ms bucket is no gap).
+        self.assertLess(direct['metrics']['requests'], 1000)
+        self.assertNotEqual(d['gap_quantile'], 0.99)
         self.assertIs(d['flagged'], False, d)
         self.assertLess(abs(d['gap_ratio'] - 1), 0.2)
         # The gate holds them together: the queued target fails it.

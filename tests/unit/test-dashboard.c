@@ -175,21 +175,48 @@ END_TEST
 
 START_TEST(test_gap_ratio)
 {
+	const double qs[3] = {0.5, 0.95, 0.99};
 	double client[3] = {20, 60, 70}, server[3] = {20, 20, 65}, agree[3] = {21, 58, 66};
 	size_t worst = 9;
 
-	ck_assert(fabs(reconcile_gap_ratio(client, server, 3, &worst) - 3.0) < 1e-9);
+	ck_assert(fabs(reconcile_gap_ratio(qs, client, server, 3, NAN, &worst) - 3.0) < 1e-9);
 	ck_assert_int_eq(worst, 1);
 	ck_assert(reconcile_flagged(3.0, 0.2));
-	ck_assert(fabs(reconcile_gap_ratio(client, agree, 3, &worst) - 70.0 / 66.0) < 1e-9);
+	ck_assert(fabs(reconcile_gap_ratio(qs, client, agree, 3, NAN, &worst) - 70.0 / 66.0) <
+	          1e-9);
 	ck_assert(!reconcile_flagged(70.0 / 66.0, 0.2));
 	ck_assert(reconcile_flagged(1.0 / 1.3, 0.2)); /* the server slower: also a gap */
 	ck_assert(!reconcile_flagged(1.19, 0.2));
 	ck_assert(reconcile_flagged(1.21, 0.2));
 	ck_assert(!reconcile_flagged(1.21, 0.5));
 	server[0] = server[1] = server[2] = NAN;
-	ck_assert(isnan(reconcile_gap_ratio(client, server, 3, NULL)));
+	ck_assert(isnan(reconcile_gap_ratio(qs, client, server, 3, NAN, NULL)));
 	ck_assert(!reconcile_flagged(NAN, 0.2));
+}
+END_TEST
+
+/* A quantile whose tail holds fewer than RECONCILE_MIN_TAIL answers is
+ * shown but not compared: 300 answers leave 3 beyond p99, 15 beyond
+ * p95. The server's p99 read high inside a wide bucket is no gap. */
+START_TEST(test_gap_ratio_thin_tail)
+{
+	const double qs[3] = {0.5, 0.95, 0.99};
+	double client[3] = {36, 45.9, 66.3}, server[3] = {37.9, 49.6, 89.8};
+	size_t worst = 9;
+	double gap;
+
+	gap = reconcile_gap_ratio(qs, client, server, 3, NAN, &worst);
+	ck_assert_int_eq(worst, 2);
+	ck_assert(reconcile_flagged(gap, 0.2));
+	gap = reconcile_gap_ratio(qs, client, server, 3, 300, &worst);
+	ck_assert_int_eq(worst, 1);
+	ck_assert(fabs(gap - 45.9 / 49.6) < 1e-9);
+	ck_assert(!reconcile_flagged(gap, 0.2));
+	ck_assert(reconcile_tail_ok(0.99, 1000));
+	ck_assert(!reconcile_tail_ok(0.99, 999));
+	ck_assert(reconcile_tail_ok(0.5, 20));
+	ck_assert(!reconcile_tail_ok(0.5, 19));
+	ck_assert(isnan(reconcile_gap_ratio(qs, client, server, 3, 5, NULL)));
 }
 END_TEST
 
@@ -239,6 +266,7 @@ static Suite *dashboard_suite(void)
 	tcase_add_test(tc, test_substitute_all);
 	tcase_add_test(tc, test_has_data);
 	tcase_add_test(tc, test_gap_ratio);
+	tcase_add_test(tc, test_gap_ratio_thin_tail);
 	tcase_add_test(tc, test_reconcile_run);
 	suite_add_tcase(s, tc);
 	return s;
