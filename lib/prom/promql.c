@@ -1,8 +1,9 @@
 /* promql: PromQL text to a tree and back (see promql.h). A recursive
  * descent over the bytes, precedence climbing for binary operators
  * (lowest first: or; and unless; comparisons; + -; * / % atan2; unary
- * sign; ^, right-associative), depth-bounded so hostile input ends in an
- * error, never in a stack overflow.
+ * sign; ^, right-associative), bounded in depth, node count and matchers
+ * per selector so hostile input ends in an error, never in a stack
+ * overflow, a quadratic walk or a large allocation.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -18,6 +19,7 @@ struct parser {
 	const char *s;
 	size_t len, pos;
 	int depth;
+	size_t nodes;
 	int err; /* first error: -EINVAL or -ENOMEM */
 	struct promql_error *e;
 };
@@ -352,8 +354,14 @@ static size_t number_len(struct parser *p)
 
 static struct promql_node *node_new(struct parser *p, enum promql_kind kind, size_t pos)
 {
-	struct promql_node *n = calloc(1, sizeof(*n));
+	struct promql_node *n;
 
+	if (++p->nodes > PROMQL_MAX_NODES) {
+		p->pos = pos; /* the error points at the node's first byte */
+		fail(p, "the expression has more than %d operators and operands", PROMQL_MAX_NODES);
+		return NULL;
+	}
+	n = calloc(1, sizeof(*n));
 	if (!n) {
 		oom(p);
 		return NULL;
@@ -424,8 +432,13 @@ static void matcher(struct parser *p, struct promql_matcher *m)
 
 static void add_matcher(struct parser *p, struct promql_node *n)
 {
-	struct promql_matcher *v = realloc(n->matchers, (n->n_matchers + 1) * sizeof(*v));
+	struct promql_matcher *v;
 
+	if (n->n_matchers >= PROMQL_MAX_MATCHERS) {
+		fail(p, "a selector has more than %d label matchers", PROMQL_MAX_MATCHERS);
+		return;
+	}
+	v = realloc(n->matchers, (n->n_matchers + 1) * sizeof(*v));
 	if (!v) {
 		oom(p);
 		return;

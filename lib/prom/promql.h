@@ -16,8 +16,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define PROMQL_MAX_LEN   (64 * 1024) /* bytes of an expression */
-#define PROMQL_MAX_DEPTH 64          /* nesting of the tree */
+#define PROMQL_MAX_LEN      (64 * 1024) /* bytes of an expression */
+#define PROMQL_MAX_DEPTH    64          /* nesting of the tree */
+#define PROMQL_MAX_NODES    4096        /* operators and operands of an expression */
+#define PROMQL_MAX_MATCHERS 64          /* label matchers of one selector */
 
 enum promql_kind {
 	PQ_NUMBER,    /* text: as written */

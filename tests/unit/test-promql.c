@@ -226,6 +226,58 @@ START_TEST(test_depth)
 }
 END_TEST
 
+/* A chain of n terms "x+x+...+x": 2n - 1 nodes. */
+static char *chain(size_t terms)
+{
+	char *q = malloc(2 * terms);
+
+	ck_assert_ptr_nonnull(q);
+	for (size_t i = 0; i < terms; i++)
+		memcpy(q + 2 * i, i + 1 < terms ? "x+" : "x", 2);
+	return q;
+}
+
+/* n matchers l="v" in one selector. */
+static char *selector(size_t matchers)
+{
+	char *q = malloc(3 + 6 * matchers);
+
+	ck_assert_ptr_nonnull(q);
+	memcpy(q, "x{", 2);
+	for (size_t i = 0; i < matchers; i++)
+		memcpy(q + 2 + 6 * i, i + 1 < matchers ? "l=\"v\"," : "l=\"v\"}", 6);
+	q[2 + 6 * matchers] = '\0';
+	return q;
+}
+
+START_TEST(test_limits)
+{
+	struct promql_node *n = NULL;
+	struct promql_error err;
+	char *q = chain(PROMQL_MAX_NODES / 2);
+
+	ck_assert_int_eq(promql_parse(q, strlen(q), &n, &err), 0);
+	promql_free(n);
+	free(q);
+	q = chain(PROMQL_MAX_NODES / 2 + 1);
+	ck_assert_int_eq(promql_parse(q, strlen(q), &n, &err), -EINVAL);
+	ck_assert_ptr_null(n);
+	ck_assert_str_eq(err.message, "the expression has more than 4096 operators and operands");
+	ck_assert_uint_eq(err.pos, PROMQL_MAX_NODES); /* the 2049th x */
+	free(q);
+	q = selector(PROMQL_MAX_MATCHERS);
+	ck_assert_int_eq(promql_parse(q, strlen(q), &n, &err), 0);
+	ck_assert_uint_eq(n->n_matchers, PROMQL_MAX_MATCHERS);
+	promql_free(n);
+	free(q);
+	q = selector(PROMQL_MAX_MATCHERS + 1);
+	ck_assert_int_eq(promql_parse(q, strlen(q), &n, &err), -EINVAL);
+	ck_assert_str_eq(err.message, "a selector has more than 64 label matchers");
+	ck_assert_uint_eq(err.pos, 2 + 6 * PROMQL_MAX_MATCHERS); /* the 65th matcher */
+	free(q);
+}
+END_TEST
+
 START_TEST(test_matcher)
 {
 	struct promql_matcher m;
@@ -302,6 +354,7 @@ static Suite *promql_suite(void)
 	tcase_add_test(tc, test_vector_matches);
 	tcase_add_loop_test(tc, test_bad, 0, sizeof(bad) / sizeof(bad[0]));
 	tcase_add_test(tc, test_depth);
+	tcase_add_test(tc, test_limits);
 	tcase_add_test(tc, test_matcher);
 	tcase_add_test(tc, test_explain);
 	suite_add_tcase(s, tc);
