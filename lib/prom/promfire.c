@@ -78,12 +78,21 @@ struct planner {
 	size_t first; /* the rule's first check */
 };
 
+/* Each check writes a side of the rule out again: without a bound, a
+ * long chain of operations costs the square of its length. */
+static bool rule_full(const struct planner *pl)
+{
+	return pl->f->n_checks - pl->first >= PROMFIRE_MAX_CHECKS;
+}
+
 static int plan_selector(void *userdata, const struct promql_node *n)
 {
 	struct planner *pl = userdata;
 	struct check c = {.kind = CHECK_SELECTOR, .rule = pl->rule};
 	char *q = NULL;
 
+	if (rule_full(pl))
+		return -E2BIG;
 	c.text = promql_format_selector(n);
 	if (!c.text)
 		return -ENOMEM;
@@ -125,6 +134,8 @@ static int plan_match(void *userdata, const struct promql_node *n)
 	struct planner *pl = userdata;
 	struct check c = {.kind = CHECK_MATCH, .rule = pl->rule, .op = n};
 
+	if (rule_full(pl))
+		return -E2BIG;
 	c.text = promql_format(n, PROMQL_FMT_NO_FILTERS);
 	c.query[0] = promql_format(n->a, PROMQL_FMT_NO_FILTERS);
 	c.query[1] = promql_format(n->b, PROMQL_FMT_NO_FILTERS);
@@ -163,7 +174,15 @@ static int plan_rule(struct promfire *f, size_t i)
 	r = promql_each_selector(f->trees[i], plan_selector, &pl);
 	if (r == 0)
 		r = promql_each_vector_match(f->trees[i], plan_match, &pl);
-	return r;
+	if (r != -E2BIG)
+		return r;
+	while (f->n_checks > pl.first)
+		check_clear(&f->checks[--f->n_checks]);
+	promql_free(f->trees[i]);
+	f->trees[i] = NULL;
+	snprintf(why, sizeof(why), "its expr has more than %d selectors and vector operations",
+	         PROMFIRE_MAX_CHECKS);
+	return not_analysed(f, i, why);
 }
 
 static void next_query(struct promfire *f);

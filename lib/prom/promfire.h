@@ -25,6 +25,7 @@
 
 #define PROMFIRE_LOOKBACK    "1h"
 #define PROMFIRE_MAX_QUERIES 400 /* per analysis; later rules are not analysed */
+#define PROMFIRE_MAX_CHECKS  64  /* selectors and operations of one rule; past it, not analysed */
 
 struct promfire;
 

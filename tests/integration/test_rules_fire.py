@@ -52,7 +52,16 @@ RULES = """groups:
     rules:
       - alert: ServerErrors
         expr: sum(rate(inference_requests_total{code="5xx"}[5m])) > 1
-"""
+  # Valid PromQL past readyd's bounds: analysed by nobody, said so.
+  - name: wide
+    interval: 1s
+    rules:
+      - alert: ManySelectors
+        expr: %s
+      - alert: ManyMatchers
+        expr: 'up{%s}'
+""" % (' or '.join('up{job="j%d"}' % i for i in range(65)),
+       ', '.join('l%d="v"' % i for i in range(65)))
 
 CHECKLIST = ['HighLatency', 'HighErrorRate', 'LowThroughput', 'GPUOutOfMemory']
 
@@ -162,6 +171,17 @@ class TestCannotFire(FireBase):
         self.assertEqual(f['reason'], 'no series matches inference_requests_total{code="5xx"} '
                                       'now or in the last 1h; inference_requests_total has '
                                       'series, but none with these label values')
+
+    def test_rules_past_bounds_not_analysed(self):
+        run, p = self.rules(['ManySelectors', 'ManyMatchers'])
+        self.assertEqual((p['metrics']['analysed'], p['metrics']['not_analysed']), (0, 2), run)
+        reasons = {r['rule']: r['reason'] for r in p['details']['not_analysed']}
+        self.assertEqual(reasons['ManySelectors'],
+                         'its expr has more than 64 selectors and vector operations')
+        # Prometheus serves the expr in its own spelling: the byte varies.
+        self.assertRegex(reasons['ManyMatchers'],
+                         r'^readyd cannot parse its expr at byte [1-9][0-9]*: a selector has '
+                         r'more than 64 label matchers$')
 
     def test_can_fire_off_publishes_nothing(self):
         run, p = self.run_probe(f"""  - name: alerting
