@@ -118,6 +118,12 @@ int api_spec_format(const char *content_type, enum spec_format *ret);
 #define API_KEY_MAX 128
 bool api_idempotency_key_ok(const char *k);
 
+/* A client-sent Idempotency-Key, if any: answers 400 (malformed) or 422
+ * (a prefix the Flagger and Argo hooks key their runs with, so nobody
+ * can create the run a hook will later find) and returns -EINVAL, or
+ * returns 0 having answered nothing. */
+int api_idempotency_key_check(struct api_req *req, const char *key);
+
 /* Answers a spec_parse() failure: 400 (does not parse), 413, or 422 with
  * errors [{path, message, line?}]. */
 void api_problem_spec(struct api_req *req, int r, const struct spec_error *err);

@@ -132,6 +132,33 @@ bool api_idempotency_key_ok(const char *k)
 	return true;
 }
 
+int api_idempotency_key_check(struct api_req *req, const char *key)
+{
+	static const char *const reserved[] = {"flagger:", "argo:"};
+
+	if (!key)
+		return 0;
+	if (!api_idempotency_key_ok(key)) {
+		api_problem(
+		        req, 400, NULL,
+		        "Idempotency-Key must be 1-%d printable ASCII characters without spaces",
+		        IDEMPOTENCY_KEY_MAX);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+		if (strncmp(key, reserved[i], strlen(reserved[i])) == 0) {
+			api_problem(req, 422,
+			            json_pack("{s:[{s:s, s:s}]}", "errors", "path",
+			                      "Idempotency-Key", "message",
+			                      "the prefixes flagger: and argo: are reserved for "
+			                      "the deployment hooks"),
+			            "Idempotency-Key: the prefix %s is reserved for the %.*s hook",
+			            reserved[i], (int)strlen(reserved[i]) - 1, reserved[i]);
+			return -EINVAL;
+		}
+	return 0;
+}
+
 /* Whether the caller's token may see run id (its service in scope). */
 static bool sees_run(struct api_req *req, int64_t id)
 {
@@ -317,13 +344,8 @@ static void post_runs(struct api_req *req)
 		            "send the spec with Content-Type application/yaml or application/json");
 		return;
 	}
-	if (key && !api_idempotency_key_ok(key)) {
-		api_problem(
-		        req, 400, NULL,
-		        "Idempotency-Key must be 1-%d printable ASCII characters without spaces",
-		        IDEMPOTENCY_KEY_MAX);
+	if (api_idempotency_key_check(req, key) < 0)
 		return;
-	}
 	if (app->limits && app->limits->max_spec_bytes &&
 	    (int64_t)len > app->limits->max_spec_bytes) {
 		api_problem(req, 413, NULL,

@@ -309,12 +309,8 @@ static void post_service_runs(struct api_req *req)
 	const char *body = api_req_body(req, &len);
 	json_t *doc = len ? json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
 
-	if (key && !api_idempotency_key_ok(key)) {
+	if (api_idempotency_key_check(req, key) < 0) {
 		json_decref(doc);
-		api_problem(
-		        req, 400, NULL,
-		        "Idempotency-Key must be 1-%d printable ASCII characters without spaces",
-		        API_KEY_MAX);
 		return;
 	}
 	if (read_run_body(req, doc, &sr) == 0) {

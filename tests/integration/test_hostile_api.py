@@ -77,6 +77,40 @@ gates:
                            json.dumps({'version': '1', 'environment': 'prod'}), auth(**JSON))
         self.assertEqual(r.status, 201, r)
 
+    def test_hook_idempotency_prefixes_reserved(self):
+        # The Flagger and Argo hooks key their runs flagger:ENV:CHECKSUM and
+        # argo:ENV:KEY: a client may not create the run a hook will find.
+        spec = f"""apiVersion: readyd/v1
+service: reserved
+environment: prod
+version: '1'
+timeout: 1m
+probes:
+  - name: predict
+    type: http
+    url: {self.t.url}/v1/predict
+gates:
+  - predict.latency_ms < 10000
+"""
+        self.put('reserved', 'prod', spec)
+        stored = json.dumps({'version': '1', 'environment': 'prod'})
+        for key in ('flagger:prod:c1', 'argo:prod:1', 'argo:'):
+            for path, body, headers in (('/v1/runs', spec, YAML),
+                                        ('/v1/services/reserved/runs', stored, JSON)):
+                r = self.d.request('POST', path, body, auth(**headers, **{'Idempotency-Key': key}))
+                self.assertEqual(r.status, 422, (path, key, r))
+                self.assertEqual(r.json['errors'][0]['path'], 'Idempotency-Key', r)
+        self.assertEqual(self.d.get('/v1/runs?service=reserved').json['items'], [])
+        # The hook itself still keys its run so; a key that merely contains
+        # the word is the client's own.
+        r = lib.http('POST', self.d.url + '/v1/hooks/flagger?token=' + TOKEN,
+                     json.dumps({'name': 'reserved', 'namespace': 'prod',
+                                 'checksum': 'c1'}).encode(), JSON)
+        self.assertIn(r.status, (200, 202), r)
+        r = self.d.request('POST', '/v1/services/reserved/runs', stored,
+                           auth(**JSON, **{'Idempotency-Key': 'ci:flagger:prod:c1'}))
+        self.assertEqual(r.status, 201, r)
+
     def test_target_override_measured_by_a_target_probe(self):
         # A probe without a url of its own sends to the override.
         self.put('uses-target', 'prod', f"""apiVersion: readyd/v1
