@@ -149,6 +149,41 @@ class CompareTest(lib.TestCase):
         self.assertEqual(run['state'], 'cancelled', run)
         self.assertEqual(probe_of(run, 'cmp')['state'], 'cancelled')
 
+    def current(self, rid):
+        return (self.d.get('/v1/runs/%d' % rid).json.get('progress') or {}).get('current') or {}
+
+    def until(self, cond, what, timeout=20):
+        deadline = time.monotonic() + timeout
+        while not cond():
+            self.assertLess(time.monotonic(), deadline, what)
+            time.sleep(0.1)
+
+    def test_compare_takes_the_load_slot(self):
+        # A compare drives load at both endpoints: a load probe submitted
+        # meanwhile (max_concurrent_load 1) waits, then runs once it ends.
+        a, b = self.demo(latency='1ms'), self.demo(latency='1ms')
+        r = self.d.submit(spec(compare_probe(a.url, b.url, segments=10, seg='5s')))
+        self.assertEqual(r.status, 201, r)
+        cmp_id = r.json['id']
+        current = self.current
+        self.until(lambda: current(cmp_id).get('requests'), 'compare running')
+        load = spec("""  - name: load
+    type: load
+    mode: closed
+    connections: 1
+    duration: 500ms
+""", target=a.url + '/v1/predict')
+        r = self.d.submit(load)
+        self.assertEqual(r.status, 201, r)
+        load_id = r.json['id']
+        self.until(lambda: current(load_id).get('waiting') == 'waiting for a load slot',
+                   'the load run waiting for the slot')
+        self.assertEqual(self.d.get('/v1/runs/%d' % load_id).json['probes'][0]['state'],
+                         'queued')
+        self.assertIn(self.d.request('POST', '/v1/runs/%d/cancel' % cmp_id).status, (200, 202))
+        run = self.d.wait_run(load_id, timeout=30)
+        self.assertEqual(run['state'], 'passed', run)
+
     def test_bad_compare_specs(self):
         a = self.demo(latency='1ms')
         for body, path in (
