@@ -8,31 +8,52 @@
 
 #include "api.h"
 
+/* The reason phrases of RFC 9110 (and 6585, 4918 for 429, 431, 507):
+ * a problem's title is its status's phrase. */
 static const struct {
 	unsigned status;
 	const char *title;
 } titles[] = {
         {400, "Bad Request"},
         {401, "Unauthorized"},
+        {402, "Payment Required"},
         {403, "Forbidden"},
         {404, "Not Found"},
         {405, "Method Not Allowed"},
+        {406, "Not Acceptable"},
+        {407, "Proxy Authentication Required"},
+        {408, "Request Timeout"},
         {409, "Conflict"},
+        {410, "Gone"},
+        {411, "Length Required"},
+        {412, "Precondition Failed"},
         {413, "Content Too Large"},
+        {414, "URI Too Long"},
         {415, "Unsupported Media Type"},
+        {416, "Range Not Satisfiable"},
+        {417, "Expectation Failed"},
+        {421, "Misdirected Request"},
         {422, "Unprocessable Content"},
+        {426, "Upgrade Required"},
+        {428, "Precondition Required"},
         {429, "Too Many Requests"},
+        {431, "Request Header Fields Too Large"},
         {500, "Internal Server Error"},
+        {501, "Not Implemented"},
+        {502, "Bad Gateway"},
         {503, "Service Unavailable"},
+        {504, "Gateway Timeout"},
+        {505, "HTTP Version Not Supported"},
         {507, "Insufficient Storage"},
 };
 
+/* A status without a phrase of its own takes its class's. */
 static const char *title_of(unsigned status)
 {
 	for (size_t i = 0; i < sizeof(titles) / sizeof(titles[0]); i++)
 		if (titles[i].status == status)
 			return titles[i].title;
-	return "Error";
+	return status >= 500 ? "Server Error" : "Client Error";
 }
 
 json_t *api_problem_body(unsigned status, const char *detail, const char *instance, json_t *extra)

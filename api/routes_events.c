@@ -23,6 +23,7 @@
 
 #include "api.h"
 #include "lib/util/run_state.h"
+#include "lib/util/json_text.h"
 
 #define TICK_MS         1000
 #define HEARTBEAT_TICKS 15
@@ -43,7 +44,7 @@ struct events {
 /* One event; a failed write (client gone or too slow) ends the stream. */
 static void send_event(struct events *ev, const char *name, json_t *data)
 {
-	char *text = data ? json_dumps(data, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+	char *text = data ? rd_json_dumps(data, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
 	char head[96];
 	int n, r;
 

@@ -13,6 +13,7 @@
 #include "lib/spec/spec.h"
 #include "lib/util/run_state.h"
 #include "lib/util/util.h"
+#include "lib/util/json_text.h"
 
 #define LIST_DEFAULT_LIMIT  50
 #define IDEMPOTENCY_KEY_MAX API_KEY_MAX
@@ -755,7 +756,7 @@ static char *render_report(struct api_app *app, enum report_format fmt, json_t *
 	case REPORT_JSON:
 	default:
 		rep = report_json(run, spec);
-		text = rep ? json_dumps(rep, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+		text = rep ? rd_json_dumps(rep, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
 		json_decref(rep);
 		if (text)
 			*ret_len = strlen(text);

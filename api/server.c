@@ -33,6 +33,7 @@
 #include "lib/report/metrics.h"
 #include "lib/policy/scope.h"
 #include "lib/util/util.h"
+#include "lib/util/json_text.h"
 
 #define MAX_EXTRA_HEADERS 8
 
@@ -427,7 +428,7 @@ void api_reply_text(struct api_req *req, unsigned status, const char *content_ty
 void api_reply_json(struct api_req *req, unsigned status, json_t *json)
 {
 	const char *ct = status >= 400 ? "application/problem+json" : "application/json";
-	char *text = json ? json_dumps(json, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL, *out;
+	char *text = json ? rd_json_dumps(json, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL, *out;
 	size_t len;
 
 	json_decref(json);

@@ -78,6 +78,14 @@ struct ctl {
 	bool connected; /* client initialised */
 };
 
+/* errors.c: every error readyctl reports goes through here. With --json
+ * (ctl_json_errors) each is one JSON object on a line of stderr,
+ * {"error": "...", ...}; else `readyctl: message`. fmt ends with \n. */
+extern bool ctl_json_errors;
+void ctl_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints err (stolen) as one JSON line on stderr. */
+void ctl_error_json(json_t *err);
+
 /* readyctl.c */
 void ctl_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Initialises ctl->client from flags/env. Returns 0 or a CTL_EXIT_* code
@@ -127,6 +135,9 @@ bool response_ok(const struct response *r);
 /* Prints why r is not a success: problem+json as `readyctl: title: detail`
  * plus one line per errors[] entry, otherwise status and a body excerpt. */
 void client_print_http_error(const struct client *c, const struct response *r);
+/* The same for the answer to a submitted spec: each errors[] entry once
+ * as `FILE:LINE: path: message` (file is the spec's name). */
+void client_print_spec_error(const struct client *c, const struct response *r, const char *file);
 /* Parses r's body as a JSON object. New reference; NULL after printing why. */
 json_t *response_json(const struct client *c, const struct response *r);
 /* Send + success check + JSON parse in one: returns a new reference to the

@@ -74,7 +74,7 @@ int client_init(struct client *c, const char *url, const char *token, const char
 	return 0;
 nomem:
 	client_deinit(c);
-	fprintf(stderr, "readyctl: out of memory\n");
+	ctl_errorf("out of memory\n");
 	return -ENOMEM;
 }
 

@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "lib/gate/gate.h"
 #include "lib/util/util.h"
+#include "lib/util/json_text.h"
 
 #define NAME_MAX_LEN 128
 #define PATH_LEN     1024
@@ -120,7 +121,7 @@ static json_t *fetch(struct ctl *ctl, const struct request *req, int *code)
 	if (*code != 0)
 		return NULL;
 	if (client_send(&ctl->client, req, &r) < 0) {
-		fprintf(stderr, "readyctl: %s\n", ctl->client.message);
+		ctl_errorf("%s\n", ctl->client.message);
 		*code = CTL_EXIT_USAGE;
 		return NULL;
 	}
@@ -366,7 +367,7 @@ int cmd_trends(struct ctl *ctl, int argc, char **argv)
 /* POSTs body (stolen) to path; returns the response object or NULL. */
 static json_t *post_json(struct ctl *ctl, const char *path, json_t *body, int *code)
 {
-	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	char *text = body ? rd_json_dumps(body, JSON_COMPACT) : NULL;
 	struct request req = {.method = "POST",
 	                      .path = path,
 	                      .body = text,
@@ -376,7 +377,7 @@ static json_t *post_json(struct ctl *ctl, const char *path, json_t *body, int *c
 
 	json_decref(body);
 	if (!text) {
-		fprintf(stderr, "readyctl: out of memory\n");
+		ctl_errorf("out of memory\n");
 		*code = CTL_EXIT_USAGE;
 		return NULL;
 	}

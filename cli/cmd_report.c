@@ -155,7 +155,7 @@ static int emit(const struct report_args *a, const struct response *r)
 	}
 	ret = write_file_atomic(a->output, r->body, r->len);
 	if (ret < 0) {
-		fprintf(stderr, "readyctl: cannot write '%s': %s\n", a->output, strerror(-ret));
+		ctl_errorf("cannot write '%s': %s\n", a->output, strerror(-ret));
 		return CTL_EXIT_USAGE;
 	}
 	return CTL_EXIT_PASS;
@@ -185,7 +185,7 @@ int cmd_report(struct ctl *ctl, int argc, char **argv)
 	}
 	req.path = path;
 	if (client_send(&ctl->client, &req, &r) < 0) {
-		fprintf(stderr, "readyctl: %s\n", ctl->client.message);
+		ctl_errorf("%s\n", ctl->client.message);
 		return CTL_EXIT_USAGE;
 	}
 	if (response_ok(&r))

@@ -44,7 +44,7 @@ static json_t *fetch(struct ctl *ctl, const struct request *req, int *ret_code)
 	if (*ret_code != 0)
 		return NULL;
 	if (client_send(&ctl->client, req, &r) < 0) {
-		fprintf(stderr, "readyctl: %s\n", ctl->client.message);
+		ctl_errorf("%s\n", ctl->client.message);
 		*ret_code = CTL_EXIT_USAGE;
 		return NULL;
 	}
@@ -263,7 +263,7 @@ static int build_runs_path(struct ctl *ctl, const struct runs_args *a, char *pat
 	ret = ret ? ret : add_query(&ctl->client, path, len, "limit", a->limit ? limit : NULL);
 	ret = ret ? ret : add_query(&ctl->client, path, len, "cursor", a->cursor);
 	if (ret < 0)
-		fprintf(stderr, "readyctl: cannot build the query: %s\n", strerror(-ret));
+		ctl_errorf("cannot build the query: %s\n", strerror(-ret));
 	return ret;
 }
 
@@ -289,8 +289,7 @@ int cmd_runs(struct ctl *ctl, int argc, char **argv)
 	if (!list)
 		return code;
 	if (!json_is_array(json_object_get(list, "items"))) {
-		fprintf(stderr, "readyctl: unexpected JSON from %s: no items[]\n",
-		        ctl->client.base_url);
+		ctl_errorf("unexpected JSON from %s: no items[]\n", ctl->client.base_url);
 		json_decref(list);
 		return CTL_EXIT_USAGE;
 	}

@@ -202,7 +202,7 @@ int submit_read_spec(const char *file, char **ret_buf, size_t *ret_len)
 
 	if (!f) {
 		saved = errno;
-		fprintf(stderr, "readyctl: cannot open '%s': %s\n", file, strerror(saved));
+		ctl_errorf("cannot open '%s': %s\n", file, strerror(saved));
 		return -saved;
 	}
 	ret = read_stream(f, ret_buf, ret_len);
@@ -210,14 +210,14 @@ int submit_read_spec(const char *file, char **ret_buf, size_t *ret_len)
 	if (!is_stdin)
 		fclose(f);
 	if (ret == -E2BIG)
-		fprintf(stderr, "readyctl: %s: spec larger than %d KiB, the server's limit\n", name,
-		        SPEC_MAX_BYTES / 1024);
+		ctl_errorf("%s: spec larger than %d KiB, the server's limit\n", name,
+		           SPEC_MAX_BYTES / 1024);
 	else if (ret == -EIO)
-		fprintf(stderr, "readyctl: cannot read %s: %s\n", name, strerror(saved));
+		ctl_errorf("cannot read %s: %s\n", name, strerror(saved));
 	else if (ret < 0)
-		fprintf(stderr, "readyctl: out of memory\n");
+		ctl_errorf("out of memory\n");
 	else if (*ret_len == 0) {
-		fprintf(stderr, "readyctl: %s: the spec is empty\n", name);
+		ctl_errorf("%s: the spec is empty\n", name);
 		free(*ret_buf);
 		ret = -ENODATA;
 	}
@@ -258,7 +258,7 @@ static int save_report(struct ctl *ctl, int64_t id, const char *fmt, const char 
 	snprintf(idbuf, sizeof(idbuf), "%lld", (long long)id);
 	snprintf(fmtbuf, sizeof(fmtbuf), "%s", fmt);
 	if (snprintf(out, sizeof(out), "%s", file) >= (int)sizeof(out)) {
-		fprintf(stderr, "readyctl: '%s': file name too long\n", file);
+		ctl_errorf("'%s': file name too long\n", file);
 		return CTL_EXIT_USAGE;
 	}
 	ctl->json = false; /* --json shapes stdout; the artifact has its own format */
@@ -337,14 +337,15 @@ int cmd_submit(struct ctl *ctl, int argc, char **argv)
 	if (code != 0)
 		goto out;
 	if (client_send(&ctl->client, &req, &r) < 0) {
-		fprintf(stderr, "readyctl: %s\n", ctl->client.message);
+		ctl_errorf("%s\n", ctl->client.message);
 		code = CTL_EXIT_USAGE;
 		goto out;
 	}
 	if (response_ok(&r))
 		code = submit_created(ctl, &a, &r);
 	else {
-		client_print_http_error(&ctl->client, &r);
+		client_print_spec_error(&ctl->client, &r,
+		                        strcmp(a.file, "-") == 0 ? "<stdin>" : a.file);
 		code = CTL_EXIT_USAGE;
 	}
 	response_free(&r);

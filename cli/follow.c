@@ -20,6 +20,7 @@
 #include "cli.h"
 #include "lib/util/run_state.h"
 #include "lib/util/util.h"
+#include "lib/util/json_text.h"
 
 #define CTL_RETRY_WINDOW_MS      60000
 #define CTL_BACKOFF_FIRST_MS     500
@@ -107,7 +108,7 @@ static void show_progress(struct follow *fw, const json_t *run)
 static void notice(struct follow *fw, const char *message)
 {
 	clear_line(fw);
-	fprintf(stderr, "readyctl: %s\n", message);
+	ctl_errorf("%s\n", message);
 }
 
 static int64_t backoff_step(struct follow *fw)
@@ -213,7 +214,7 @@ static int sse_append(char **buf, size_t *len, size_t *cap, const char *s, size_
 static void sse_print_json(const char *event, json_t *data)
 {
 	json_t *line = json_pack("{s:s, s:O}", "event", event, "data", data);
-	char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
+	char *text = line ? rd_json_dumps(line, JSON_COMPACT) : NULL;
 
 	if (text) {
 		fprintf(stderr, "%s\n", text);
@@ -442,9 +443,9 @@ static int finish(struct follow *fw, const json_t *run)
 
 	clear_line(fw);
 	if (fw->ctl->json) {
-		dump = json_dumps(run, JSON_INDENT(2));
+		dump = rd_json_dumps(run, JSON_INDENT(2));
 		if (!dump) {
-			fputs("readyctl: out of memory\n", stderr);
+			ctl_errorf("out of memory\n");
 			return CTL_EXIT_USAGE;
 		}
 		printf("%s\n", dump);

@@ -39,8 +39,18 @@ static const char overview[] =
         "  -h, --help       show help\n"
         "  -V, --version    show the version\n"
         "\n"
+        "Examples:\n"
+        "  readyctl submit --wait spec.yaml          run a spec, exit by its verdict\n"
+        "  readyctl submit --wait --junit out.xml --report out.html spec.yaml\n"
+        "  readyctl status --wait 42                 follow run 42 to its end\n"
+        "  readyctl report --format md -o ready.md 42\n"
+        "  readyctl runs --service checkout --state failed\n"
+        "  readyctl trends checkout load.latency.p99_ms --since 30d\n"
+        "  READYD_URL=https://readyd:7411 READYD_TOKEN=... readyctl gates\n"
+        "\n"
         "Exit status: 0 PASS or success, 1 FAIL, 2 ERROR (also cancelled or\n"
-        "interrupted runs, and --timeout), 3 usage, connection or HTTP error.\n"
+        "interrupted runs, and --timeout), 3 usage, connection or HTTP error,\n"
+        "130 interrupted (Ctrl-C). With --json, errors are JSON lines on stderr.\n"
         "NO_COLOR disables colour.\n";
 
 static const char submit_help[] =
@@ -64,7 +74,16 @@ static const char submit_help[] =
         "                         stderr, the final run as JSON on stdout\n"
         "\n"
         "While waiting, readyctl follows the run's event stream (/events) and falls\n"
-        "back to long-polling; lost connections are retried with backoff for up to 60s.\n";
+        "back to long-polling; lost connections are retried with backoff for up to 60s.\n"
+        "On a terminal, a running load probe shows its requests/s, p99 and errors live.\n"
+        "A spec the server refuses is reported as FILE:LINE: path: message.\n"
+        "\n"
+        "Examples:\n"
+        "  readyctl submit spec.yaml                       print the new run's id\n"
+        "  readyctl submit --wait --timeout 30m spec.yaml  wait for the verdict\n"
+        "  readyctl submit --wait --junit readiness.xml --report readiness.md spec.yaml\n"
+        "  render-spec | readyctl submit --wait --format json -\n"
+        "  readyctl submit --idempotency-key \"$CI_PIPELINE_ID\" spec.yaml\n";
 
 static const char status_help[] =
         "Usage: readyctl status [--wait [--timeout DURATION]] [--json] ID\n"

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "lib/util/suggest.h"
 #include "lib/util/util.h"
 
 struct command {
@@ -29,12 +30,20 @@ static const struct command commands[] = {
 
 void ctl_usage_error(const char *cmd, const char *fmt, ...)
 {
+	char msg[1024], help[64];
 	va_list ap;
 
-	fputs("readyctl: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (ctl_json_errors) {
+		snprintf(help, sizeof(help), "readyctl %s%s", cmd ? "help " : "--help",
+		         cmd ? cmd : "");
+		ctl_error_json(json_pack("{s:s, s:s, s:i}", "error", msg, "help", help, "exit",
+		                         CTL_EXIT_USAGE));
+		return;
+	}
+	fprintf(stderr, "readyctl: %s", msg);
 	if (cmd)
 		fprintf(stderr, "\nTry 'readyctl help %s'.\n", cmd);
 	else
@@ -55,6 +64,7 @@ bool ctl_global_option(struct ctl *ctl, int opt, const char *arg)
 		return true;
 	case CTL_OPT_JSON:
 		ctl->json = true;
+		ctl_json_errors = true;
 		return true;
 	default:
 		return false;
@@ -115,6 +125,21 @@ static bool want_color(void)
 	return isatty(STDOUT_FILENO) && term && strcmp(term, "dumb") != 0;
 }
 
+/* An unknown command, with the closest one when it is a typo
+ * (`sumbit` -> `submit`). */
+static void unknown_command(const char *word)
+{
+	struct rd_suggest sg = {.word = word};
+
+	for (size_t i = 0; i < RD_ARRAY_SIZE(commands); i++)
+		rd_suggest_try(&sg, commands[i].name);
+	rd_suggest_try(&sg, "help");
+	if (sg.best)
+		ctl_usage_error(NULL, "unknown command '%s'; did you mean '%s'?", word, sg.best);
+	else
+		ctl_usage_error(NULL, "unknown command '%s'", word);
+}
+
 static int run_help(int argc, char **argv)
 {
 	if (argc > 2) {
@@ -122,7 +147,7 @@ static int run_help(int argc, char **argv)
 		return CTL_EXIT_USAGE;
 	}
 	if (help_print(stdout, argc == 2 ? argv[1] : NULL) < 0) {
-		ctl_usage_error(NULL, "unknown command '%s'", argv[1]);
+		unknown_command(argv[1]);
 		return CTL_EXIT_USAGE;
 	}
 	return CTL_EXIT_PASS;
@@ -138,7 +163,7 @@ static int dispatch(struct ctl *ctl, int argc, char **argv)
 		optind = 0; /* full re-initialisation of getopt for the command */
 		return commands[i].run(ctl, argc, argv);
 	}
-	ctl_usage_error(NULL, "unknown command '%s'", argv[0]);
+	unknown_command(argv[0]);
 	return CTL_EXIT_USAGE;
 }
 
@@ -181,7 +206,7 @@ static int flush_stdout(int code)
 {
 	if (fflush(stdout) == 0 && !ferror(stdout))
 		return code;
-	fprintf(stderr, "readyctl: cannot write to standard output: %s\n", strerror(errno));
+	ctl_errorf("cannot write to standard output: %s\n", strerror(errno));
 	return code == CTL_EXIT_PASS ? CTL_EXIT_USAGE : code;
 }
 
@@ -196,7 +221,7 @@ int main(int argc, char **argv)
 	if (code >= 0)
 		return flush_stdout(code);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		fputs("readyctl: cannot initialise libcurl\n", stderr);
+		ctl_errorf("cannot initialise libcurl\n");
 		return CTL_EXIT_USAGE;
 	}
 	code = dispatch(&ctl, argc - optind, argv + optind);

@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "lib/gate/gate.h"
 #include "lib/util/run_state.h"
+#include "lib/util/json_text.h"
 
 #define CELL 512
 
@@ -118,7 +119,7 @@ void render_value(const json_t *v, char *buf, size_t len)
 		format_number(json_real_value(v), buf, len);
 	else if (json_is_boolean(v))
 		snprintf(buf, len, "%s", json_is_true(v) ? "true" : "false");
-	else if ((dump = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY))) {
+	else if ((dump = rd_json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY))) {
 		render_clean(dump, buf, len);
 		free(dump);
 	} else
@@ -314,6 +315,21 @@ static void progress_bar(struct sbuf *b, double frac)
 	sb_printf(b, "]");
 }
 
+/* A running load probe's last second: requests/s, p99 and errors so far,
+ * as k6 shows them. */
+static void live_detail(struct sbuf *b, const json_t *cur)
+{
+	const json_t *rps = json_object_get(cur, "rps"), *p99 = json_object_get(cur, "p99_ms");
+	const json_t *errors = json_object_get(cur, "errors");
+
+	if (json_is_number(rps))
+		sb_printf(b, " %.0f req/s", json_number_value(rps));
+	if (json_is_number(p99))
+		sb_printf(b, " p99 %.3g ms", json_number_value(p99));
+	if (json_is_integer(errors))
+		sb_printf(b, " %lld errors", (long long)json_integer_value(errors));
+}
+
 /* What a run is doing now. rich (TTY, status) adds requests and the ETA;
  * plain lines stay stable so a CI log gets one line per real change. */
 static void progress_detail(struct sbuf *b, const json_t *run, bool rich, bool bar)
@@ -337,6 +353,8 @@ static void progress_detail(struct sbuf *b, const json_t *run, bool rich, bool b
 		          done + 1 > total ? total : done + 1, total, name[0] ? name : "?", pct);
 		if (rich && json_is_integer(req))
 			sb_printf(b, " %lld req", (long long)json_integer_value(req));
+		if (rich)
+			live_detail(b, cur);
 	} else if (total > 0) {
 		sb_printf(b, "%s%lld/%lld probes done", rich ? " " : ", ", done, total);
 	}

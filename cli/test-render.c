@@ -127,6 +127,18 @@ static const struct {
          "\"current\":{\"probe\":\"x\\u001b\",\"percent\":250}}}",
          false, "run 7: running, probe 3/3 x? 100%"},
         {"{\"state\":\"running\"}", false, "run -1: running"},
+        /* A running load probe's last second, on a terminal only (a CI log
+         * gets one line per real change, not one per second). */
+        {"{\"id\":9,\"state\":\"running\",\"progress\":{\"probes_done\":0,\"probes_total\":1,"
+         "\"current\":{\"probe\":\"load\",\"percent\":50,\"requests\":800,\"rps\":412,"
+         "\"p99_ms\":12.5,\"errors\":3}}}",
+         true,
+         "run 9 running [##########..........] probe 1/1 load 50% 800 req 412 req/s p99 12.5 ms "
+         "3 errors"},
+        {"{\"id\":9,\"state\":\"running\",\"progress\":{\"probes_done\":0,\"probes_total\":1,"
+         "\"current\":{\"probe\":\"load\",\"percent\":50,\"requests\":800,\"rps\":412,"
+         "\"p99_ms\":null,\"errors\":3}}}",
+         false, "run 9: running, probe 1/1 load 50%"},
 };
 
 START_TEST(test_progress)

@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "lib/spec/spec_yaml.h"
+#include "lib/util/suggest.h"
 #include "lib/util/util.h"
 
 #define CONFIG_MAX_BYTES (256 * 1024)
@@ -132,7 +133,13 @@ static int check_keys(json_t *obj, const char *path, const char *const *allowed,
 		for (const char *const *a = allowed; *a; a++)
 			ok = ok || strcmp(*a, key) == 0;
 		if (!ok) {
-			snprintf(err, errlen, "%s%s: unknown setting", path, key);
+			struct rd_suggest sg = {.word = key};
+			char hint[96];
+
+			for (const char *const *a = allowed; *a; a++)
+				rd_suggest_try(&sg, *a);
+			rd_suggest_text(&sg, hint, sizeof(hint));
+			snprintf(err, errlen, "%s%s: unknown setting%s", path, key, hint);
 			return -EINVAL;
 		}
 	}
@@ -557,6 +564,57 @@ static bool yaml_is_blank(const char *buf, size_t len)
 	return true;
 }
 
+/* One step of an error's path ("tokens[2].name"): a key up to '.', '['
+ * or ':', or an index. Moves *p past it; false at the end of the path. */
+static bool path_step(const char **p, char *key, size_t keylen, long *index)
+{
+	const char *s = *p;
+	size_t n;
+
+	if (*s == '.')
+		s++;
+	if (*s == '[') {
+		char *end;
+
+		*index = strtol(s + 1, &end, 10);
+		if (*end != ']')
+			return false;
+		key[0] = '\0';
+		*p = end + 1;
+		return true;
+	}
+	n = strcspn(s, ".[:");
+	if (n == 0 || n >= keylen)
+		return false;
+	memcpy(key, s, n);
+	key[n] = '\0';
+	*index = -1;
+	*p = s + n;
+	return true;
+}
+
+/* The line of the config an error is about: its message starts with
+ * the path of the bad setting ("api.max_body: must be ..."). The line
+ * of the deepest part of that path the file has; 1 when none. */
+static int error_line(json_t *doc, const struct spec_srcmap *map, const char *msg)
+{
+	const char *p = msg;
+	char key[128];
+	long index;
+	int line = 1, l;
+
+	while (doc && *p != ':' && path_step(&p, key, sizeof(key), &index)) {
+		json_t *next =
+		        index >= 0 ? json_array_get(doc, (size_t)index) : json_object_get(doc, key);
+
+		l = index >= 0 ? spec_srcmap_line(map, next) : spec_srcmap_key_line(map, doc, key);
+		if (l > 0)
+			line = l;
+		doc = next;
+	}
+	return line;
+}
+
 int config_load(struct rd_config *cfg, const char *path, char *err, size_t errlen)
 {
 	struct spec_error se = {0};
@@ -581,7 +639,7 @@ int config_load(struct rd_config *cfg, const char *path, char *err, size_t errle
 	}
 	r = load_doc(cfg, doc, msg, sizeof(msg));
 	if (r < 0)
-		snprintf(err, errlen, "%s: %s", path, msg);
+		snprintf(err, errlen, "%s:%d: %s", path, error_line(doc, map, msg), msg);
 	json_decref(doc);
 	spec_srcmap_free(map);
 	return r;

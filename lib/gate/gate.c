@@ -9,6 +9,7 @@
 #include "lib/gate/gate.h"
 #include "lib/util/run_state.h"
 #include "lib/util/util.h"
+#include "lib/util/json_text.h"
 
 static const char *const op_names[] = {"<", "<=", ">", ">=", "==", "!="};
 static const char *const outcome_names[] = {"pass", "fail", "error", "waived", "no-baseline"};
@@ -297,7 +298,7 @@ int64_t gate_min_samples(const char *metric, int64_t min_samples)
 
 static void fmt_num(double v, char *buf, size_t len)
 {
-	snprintf(buf, len, "%.6g", v);
+	rd_fmt_double(v, buf, len);
 }
 
 struct judgement {

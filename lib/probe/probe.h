@@ -52,9 +52,14 @@ struct probe {
 	char *error;                     /* owned; set by probe_finish() for errors */
 
 	/* Live progress, read by the scheduler for GET /v1/runs/{id}. */
-	int percent;        /* -1: unknown */
-	int64_t requests;   /* -1: not a request-counting probe */
-	double live_p99_ms; /* p99 of the last seconds of a load probe; NaN: none */
+	int percent;      /* -1: unknown */
+	int64_t requests; /* -1: not a request-counting probe */
+	/* A running load probe's live reading, once a second: requests in
+	 * its last complete second (live_rps, -1: none yet), the p99 of its
+	 * last seconds (NaN: none) and errors so far (live_errors, -1: not a
+	 * load probe). */
+	double live_rps, live_p99_ms;
+	int64_t live_errors;
 
 	/* Set by the scheduler. */
 	/* The run's earlier load probes ran in [start, end] (ms since the

@@ -36,7 +36,7 @@
 #define LOAD_ABORT_WINDOW_S     5   /* seconds of the sliding window */
 #define LOAD_ABORT_MIN_REQUESTS 100 /* in the window, before it decides anything */
 #define LOAD_LIVE_P99_S         3   /* seconds behind the live p99 of the progress */
-#define LOAD_LIVE_P99_TICKS     4   /* progress ticks (250 ms) between two readings */
+#define LOAD_LIVE_TICKS         4   /* progress ticks (250 ms) between two live readings */
 
 struct load_probe {
 	struct probe *p;
@@ -191,16 +191,28 @@ static void check_abort(struct load_probe *lp)
 	}
 }
 
+/* A live view of the run, read once a second: requests/s and errors so far
+ * from the last complete second, p99 over the last LOAD_LIVE_P99_S seconds
+ * (steadier than one second's; NaN without a successful answer). */
+static void live_seconds(struct load_probe *lp)
+{
+	struct loadgen_window w;
+
+	if (loadgen_window(lp->lg, 1, 99.0, &w) < 0 || w.seconds < 1)
+		return;
+	lp->p->live_rps = (double)w.requests;
+	lp->p->live_errors = (int64_t)w.errors_total;
+	if (loadgen_window(lp->lg, LOAD_LIVE_P99_S, 99.0, &w) == 0 && w.seconds > 0)
+		lp->p->live_p99_ms = w.pct_ms;
+}
+
 static void on_progress(uv_timer_t *t)
 {
 	struct load_probe *lp = t->data;
 
-	struct loadgen_window w;
-
 	loadgen_progress(lp->lg, &lp->p->requests, &lp->p->percent);
-	if (lp->ticks++ % LOAD_LIVE_P99_TICKS == 0 &&
-	    loadgen_window(lp->lg, LOAD_LIVE_P99_S, 99, &w) == 0 && w.seconds > 0)
-		lp->p->live_p99_ms = w.pct_ms;
+	if (lp->ticks++ % LOAD_LIVE_TICKS == 0)
+		live_seconds(lp);
 	check_abort(lp);
 }
 

@@ -15,7 +15,7 @@
 #include "lib/report/svg.h"
 #include "lib/util/run_state.h"
 #include "lib/util/util.h"
-#include "lib/util/util.h"
+#include "lib/util/json_text.h"
 
 /* Upper bounds of readyd_probe_duration_seconds and
  * readyd_run_duration_seconds: probes last from milliseconds (an http
@@ -190,15 +190,14 @@ static void head(struct svg_buf *b, const char *name, const char *type, const ch
 	svg_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-/* Prometheus wants +Inf/-Inf/NaN spelled so; %.17g keeps every digit. */
+/* Prometheus wants +Inf/-Inf/NaN spelled so (rd_fmt_double does); the
+ * shortest form that reads back keeps every digit that matters. */
 static void value(struct svg_buf *b, double v)
 {
-	if (isnan(v))
-		svg_buf_puts(b, " NaN\n");
-	else if (isinf(v))
-		svg_buf_puts(b, v > 0 ? " +Inf\n" : " -Inf\n");
-	else
-		svg_buf_printf(b, " %.17g\n", v);
+	char buf[RD_DOUBLE_LEN];
+
+	rd_fmt_double(v, buf, sizeof(buf));
+	svg_buf_printf(b, " %s\n", buf);
 }
 
 /* The le label of a bucket bound: %g is exact for the bounds above. */

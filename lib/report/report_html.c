@@ -15,6 +15,7 @@
 #include "lib/gate/gate.h"
 #include "lib/report/report.h"
 #include "lib/report/svg.h"
+#include "lib/util/json_text.h"
 #include "lib/util/util.h"
 
 #define TIMELINE_MAX 600 /* points drawn; longer timelines are averaged down */
@@ -38,10 +39,14 @@ static void esc(struct svg_buf *b, json_t *v)
 
 static void num(struct svg_buf *b, json_t *v)
 {
-	if (json_is_number(v))
-		svg_buf_printf(b, "%.6g", json_number_value(v));
-	else
+	if (json_is_number(v)) {
+		char buf[RD_DOUBLE_LEN];
+
+		rd_fmt_double(json_number_value(v), buf, sizeof(buf));
+		svg_buf_puts(b, buf);
+	} else {
 		svg_buf_puts(b, "n/a");
+	}
 }
 
 static void banner(struct svg_buf *b, json_t *run)

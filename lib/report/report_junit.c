@@ -29,6 +29,7 @@
 #include "lib/report/svg.h"
 #include "lib/util/run_state.h"
 #include "lib/util/util.h"
+#include "lib/util/json_text.h"
 
 struct junit {
 	struct svg_buf cases; /* the testcases, written before the header */
@@ -64,10 +65,14 @@ static const char *str(json_t *o, const char *key)
 
 static void number(struct svg_buf *b, json_t *v)
 {
-	if (json_is_number(v))
-		svg_buf_printf(b, "%.6g", json_number_value(v));
-	else
+	if (json_is_number(v)) {
+		char buf[RD_DOUBLE_LEN];
+
+		rd_fmt_double(json_number_value(v), buf, sizeof(buf));
+		svg_buf_puts(b, buf);
+	} else {
 		svg_buf_puts(b, "n/a");
+	}
 }
 
 /* Seconds between two RFC 3339 fields of o, 0 when either is missing. */

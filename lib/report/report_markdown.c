@@ -16,6 +16,7 @@
 #include "lib/report/report.h"
 #include "lib/report/svg.h"
 #include "lib/util/util.h"
+#include "lib/util/json_text.h"
 
 static const char *const sections[] = {"Performance", "Monitoring", "Incident response", "Rollback",
                                        "Security"};
@@ -107,10 +108,14 @@ static void md_text(struct svg_buf *b, const char *s)
 
 static void md_number(struct svg_buf *b, json_t *v)
 {
-	if (json_is_number(v))
-		svg_buf_printf(b, "%.6g", json_number_value(v));
-	else
+	if (json_is_number(v)) {
+		char buf[RD_DOUBLE_LEN];
+
+		rd_fmt_double(json_number_value(v), buf, sizeof(buf));
+		svg_buf_puts(b, buf);
+	} else {
 		svg_buf_puts(b, "n/a");
+	}
 }
 
 static const char *upper_outcome(const char *o)

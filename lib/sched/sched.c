@@ -32,6 +32,7 @@
 #include "lib/sched/sched.h"
 #include "lib/util/run_state.h"
 #include "lib/util/util.h"
+#include "lib/util/json_text.h"
 
 #define RETRY_FIRST_MS 1000
 #define RETRY_MAX_MS   (30 * 1000)
@@ -977,7 +978,9 @@ static int new_run(struct sched *s, struct spec *spec, struct run **ret_run)
 		p->sp = &spec->probes[i];
 		p->percent = -1;
 		p->requests = -1;
+		p->live_rps = -1;
 		p->live_p99_ms = NAN;
+		p->live_errors = -1;
 		p->done = on_probe_done;
 		p->userdata = r;
 	}
@@ -995,7 +998,7 @@ static int new_run(struct sched *s, struct spec *spec, struct run **ret_run)
 static char *sched_spec_text(const struct spec *spec)
 {
 	json_t *redacted = spec_to_json_redacted(spec);
-	char *text = redacted ? json_dumps(redacted, JSON_COMPACT) : NULL;
+	char *text = redacted ? rd_json_dumps(redacted, JSON_COMPACT) : NULL;
 
 	json_decref(redacted);
 	return text;
@@ -1122,6 +1125,18 @@ int sched_cancel(struct sched *s, int64_t id)
 	return 0;
 }
 
+/* A load probe's live reading, once it has one: rps of its last complete
+ * second, p99_ms of its last seconds (null without a successful answer)
+ * and errors so far. The web console and readyctl both show these. */
+static void live_progress(json_t *cur, const struct probe *p)
+{
+	if (!cur || p->live_errors < 0 || p->live_rps < 0)
+		return;
+	json_object_set_new(cur, "rps", rd_json_number(p->live_rps));
+	json_object_set_new(cur, "p99_ms", rd_json_number(p->live_p99_ms));
+	json_object_set_new(cur, "errors", json_integer(p->live_errors));
+}
+
 int sched_progress(struct sched *s, int64_t id, json_t **ret_progress)
 {
 	struct run *r = find_run(s, id);
@@ -1136,8 +1151,7 @@ int sched_progress(struct sched *s, int64_t id, json_t **ret_progress)
 		                p->percent >= 0 ? json_integer(p->percent) : json_null(),
 		                "requests",
 		                p->requests >= 0 ? json_integer(p->requests) : json_null());
-		if (cur && isfinite(p->live_p99_ms))
-			json_object_set_new(cur, "p99_ms", json_real(p->live_p99_ms));
+		live_progress(cur, p);
 	}
 	if (r->waiting_load && p)
 		cur = json_pack("{s:s, s:s}", "probe", p->sp->name, "waiting",

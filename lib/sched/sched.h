@@ -60,9 +60,9 @@ int sched_submit(struct sched *s, struct spec *spec, const char *submitted_by,
 int sched_cancel(struct sched *s, int64_t id);
 
 /* Live progress of an active run: {probes_done, probes_total, current:
- * {probe, percent, requests, p99_ms?} | null, eta_s | null}; p99_ms: a
- * load probe's live p99 (probe.live_p99_ms). -ENOENT if not
- * active. New reference. */
+ * {probe, percent, requests, rps?, p99_ms?, errors?} | null, eta_s | null};
+ * rps, p99_ms and errors: a load probe's live reading (probe.live_*), once
+ * it has one. -ENOENT if not active. New reference. */
 int sched_progress(struct sched *s, int64_t id, json_t **ret_progress);
 
 /* Number of active runs: queued, running, or ended but not yet stored. */

@@ -28,6 +28,7 @@
 #include "lib/spec/spec_schema.h"
 #include "lib/spec/spec_yaml.h"
 #include "lib/probe/probe.h"
+#include "lib/util/suggest.h"
 #include "lib/util/util.h"
 
 #define NO_STORE         ((size_t)-1)
@@ -114,65 +115,6 @@ int spec_fail(struct spec_vctx *v, const json_t *node, const char *path, const c
 const struct spec *spec_vctx_spec(const struct spec_vctx *v)
 {
 	return v->spec;
-}
-
-/* Optimal-string-alignment distance, case-insensitive: a swap of two
- * neighbours ("rtae") counts as one edit. Long words are not compared. */
-static int edit_distance(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-	int d[SPEC_MAX_NAME + 2][SPEC_MAX_NAME + 2];
-
-	if (la > SPEC_MAX_NAME || lb > SPEC_MAX_NAME)
-		return INT_MAX;
-	for (size_t i = 0; i <= la; i++)
-		d[i][0] = (int)i;
-	for (size_t j = 0; j <= lb; j++)
-		d[0][j] = (int)j;
-	for (size_t i = 1; i <= la; i++) {
-		for (size_t j = 1; j <= lb; j++) {
-			int cost = tolower((unsigned char)a[i - 1]) !=
-			           tolower((unsigned char)b[j - 1]);
-			int best = d[i - 1][j - 1] + cost;
-
-			if (d[i - 1][j] + 1 < best)
-				best = d[i - 1][j] + 1;
-			if (d[i][j - 1] + 1 < best)
-				best = d[i][j - 1] + 1;
-			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-			    d[i - 2][j - 2] + 1 < best)
-				best = d[i - 2][j - 2] + 1;
-			d[i][j] = best;
-		}
-	}
-	return d[la][lb];
-}
-
-/* Collects the closest candidate to a misspelt word. */
-struct suggest {
-	const char *word;
-	const char *best;
-	int best_d;
-};
-
-static void suggest_try(struct suggest *sg, const char *cand)
-{
-	int d = edit_distance(sg->word, cand);
-	int limit = strlen(sg->word) > 4 ? 2 : 1;
-
-	if (d <= limit && (!sg->best || d < sg->best_d)) {
-		sg->best = cand;
-		sg->best_d = d;
-	}
-}
-
-/* " (did you mean 'x'?)" or "". */
-static void suggest_text(const struct suggest *sg, char *buf, size_t len)
-{
-	if (sg->best)
-		snprintf(buf, len, " (did you mean '%s'?)", sg->best);
-	else
-		buf[0] = '\0';
 }
 
 /* --- descriptors --- */
@@ -995,12 +937,12 @@ static bool probe_type_has_key(const char *key)
 static int unknown_key(struct spec_vctx *v, const json_t *val, const char *path,
                        const struct spec_schema *sc, const char *key)
 {
-	struct suggest sg = {.word = key};
+	struct rd_suggest sg = {.word = key};
 	char hint[96];
 
 	for (size_t i = 0; i < sc->n; i++)
-		suggest_try(&sg, sc->fields[i].key);
-	suggest_text(&sg, hint, sizeof(hint));
+		rd_suggest_try(&sg, sc->fields[i].key);
+	rd_suggest_text(&sg, hint, sizeof(hint));
 	if (!sg.best && sc->probe && probe_type_has_key(key))
 		return fail(v, val, path, "not a field of %s probes", sc->what);
 	return fail(v, val, path, "unknown field%s", hint);
@@ -1298,14 +1240,14 @@ static int finish_common(struct spec_vctx *v, json_t *obj, const char *path, str
 
 static int unknown_type(struct spec_vctx *v, const json_t *t, const char *path)
 {
-	struct suggest sg = {.word = json_is_string(t) ? json_string_value(t) : ""};
+	struct rd_suggest sg = {.word = json_is_string(t) ? json_string_value(t) : ""};
 	char hint[200];
 
 	if (!json_is_string(t))
 		return fail(v, t, path, "must be a string");
 	for (size_t i = 0; i < probe_type_count(); i++)
-		suggest_try(&sg, probe_type_get((enum probe_type)i)->name);
-	suggest_text(&sg, hint, sizeof(hint));
+		rd_suggest_try(&sg, probe_type_get((enum probe_type)i)->name);
+	rd_suggest_text(&sg, hint, sizeof(hint));
 	if (!sg.best) {
 		char list[180];
 		size_t used = 0;
@@ -1390,13 +1332,13 @@ static int parse_probes(struct spec_vctx *v, json_t *val, const char *path, void
 static int gate_probe(struct spec_vctx *v, json_t *it, const char *path, struct spec_gate *g)
 {
 	const struct spec_probe *p = spec_find_probe(v->spec, g->ex.probe);
-	struct suggest sg = {.word = g->ex.probe};
+	struct rd_suggest sg = {.word = g->ex.probe};
 	char hint[96];
 
 	if (!p) {
 		for (size_t i = 0; i < v->spec->n_probes; i++)
-			suggest_try(&sg, v->spec->probes[i].name);
-		suggest_text(&sg, hint, sizeof(hint));
+			rd_suggest_try(&sg, v->spec->probes[i].name);
+		rd_suggest_text(&sg, hint, sizeof(hint));
 		return fail(v, it, path, "no probe named '%s'%s", g->ex.probe, hint);
 	}
 	if (g->abort_on_fail && p->type != PROBE_TYPE_LOAD)
@@ -1479,17 +1421,17 @@ static int parse_item(struct spec_vctx *v, const char *name, json_t *it, const c
 static int check_required(struct spec_vctx *v, const char *path, const struct spec_checklist *cl)
 {
 	for (size_t i = 0; i < cl->n_required; i++) {
-		struct suggest sg = {.word = cl->required[i]};
+		struct rd_suggest sg = {.word = cl->required[i]};
 		char ipath[sizeof(v->err->path)], hint[96];
 		bool found = false;
 
 		for (size_t j = 0; j < cl->n_items && !found; j++) {
 			found = !strcmp(cl->items[j].item, cl->required[i]);
-			suggest_try(&sg, cl->items[j].item);
+			rd_suggest_try(&sg, cl->items[j].item);
 		}
 		if (found)
 			continue;
-		suggest_text(&sg, hint, sizeof(hint));
+		rd_suggest_text(&sg, hint, sizeof(hint));
 		spec_path_index(ipath, sizeof(ipath), path, i);
 		return fail(v, NULL, ipath, "no checklist item named '%.64s'%s", cl->required[i],
 		            hint);

@@ -250,6 +250,9 @@ static int conv_fail(struct conv *c, size_t line0, const char *fmt, ...)
 	return -EINVAL;
 }
 
+/* A syntax error is about the text, not a field: it has a line and no
+ * path (the parser's position, "service[0]", would name a field that
+ * may not exist), as a JSON syntax error. */
 static int next_event(struct conv *c, yaml_event_t *ev)
 {
 	const yaml_parser_t *p = &c->parser;
@@ -260,10 +263,13 @@ static int next_event(struct conv *c, yaml_event_t *ev)
 		return -ENOMEM;
 	c->err->syntax = true;
 	if (p->context)
-		return conv_fail(c, p->problem_mark.line, "YAML syntax error: %s %s", p->context,
-		                 p->problem ? p->problem : "");
-	return conv_fail(c, p->problem_mark.line, "YAML syntax error: %s",
-	                 p->problem ? p->problem : "unknown problem");
+		conv_fail(c, p->problem_mark.line, "YAML syntax error: %s %s", p->context,
+		          p->problem ? p->problem : "");
+	else
+		conv_fail(c, p->problem_mark.line, "YAML syntax error: %s",
+		          p->problem ? p->problem : "unknown problem");
+	c->err->path[0] = '\0';
+	return -EINVAL;
 }
 
 /* --- scalars --- */

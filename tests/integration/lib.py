@@ -6,12 +6,14 @@ Binaries come from the environment meson sets (READYD_BIN, DEMO_TARGET_BIN,
 READYCTL_BIN); each process's stderr goes to a log file that is printed
 when a test fails, so a failure says what the daemon said.
 """
+import atexit
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -19,6 +21,8 @@ import unittest
 import urllib.error
 import urllib.parse
 import urllib.request
+
+import openapi_check
 
 READYD_BIN = os.environ.get('READYD_BIN', 'build/daemon/readyd')
 DEMO_TARGET_BIN = os.environ.get('DEMO_TARGET_BIN', 'build/tests/demo-target/demo-target')
@@ -214,14 +218,51 @@ class Response:
         return 'Response(%d, %r)' % (self.status, self.body[:500])
 
 
+# Base URLs of the running daemons the tests started, to the Daemon; every
+# answer one of them gives through http() is checked against
+# docs/openapi.yaml (tests/integration/openapi_check.py).
+DAEMONS = {}
+API_CHECKED = [0]
+
+
+def _check_api(method, url, resp):
+    base = '/'.join(url.split('/', 3)[:3])
+    d = DAEMONS.get(base)
+    if d is None:
+        return
+    problems = openapi_check.check(method, url, resp.status, resp.headers, resp.body)
+    API_CHECKED[0] += 1
+    if problems:
+        d.api_mismatches += problems
+        if threading.current_thread() is threading.main_thread():
+            d.api_reported = len(d.api_mismatches)
+            raise AssertionError('answer does not match docs/openapi.yaml:\n' +
+                                 '\n'.join(problems))
+
+
+def _count_checked():
+    path = os.environ.get('READYD_API_CHECKED')
+    if path and API_CHECKED[0]:
+        with open(path, 'a', encoding='utf-8') as f:
+            f.write('%s %d\n' % (os.path.basename(sys.argv[0]), API_CHECKED[0]))
+
+
+atexit.register(_count_checked)
+
+
 def http(method, url, body=None, headers=None, timeout=60.0):
-    """One HTTP request; any status comes back as a Response (no raising)."""
+    """One HTTP request; any status comes back as a Response (no raising),
+    except that an answer of a test's daemon that docs/openapi.yaml does not
+    describe raises AssertionError (recorded for the Daemon's exit when the
+    request was made on another thread)."""
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
-            return Response(r.status, r.headers, r.read())
+            resp = Response(r.status, r.headers, r.read())
     except urllib.error.HTTPError as e:
-        return Response(e.code, e.headers, e.read())
+        resp = Response(e.code, e.headers, e.read())
+    _check_api(method, url, resp)
+    return resp
 
 
 class Daemon(Process):
@@ -237,6 +278,8 @@ class Daemon(Process):
         self.args = list(args)
         self.url = None
         self.listen = '127.0.0.1:0'  # a restart may set the port it had
+        self.api_mismatches = []  # answers docs/openapi.yaml does not describe
+        self.api_reported = 0  # of which raised already
 
     def start(self):
         port_file = os.path.join(self.tmpdir, 'readyd.port')
@@ -252,10 +295,20 @@ class Daemon(Process):
         self.spawn(argv)
         self.port = int(wait_for_file(port_file, self.proc))
         self.url = 'http://127.0.0.1:%d' % self.port
+        DAEMONS[self.url] = self
         return self
 
     def __enter__(self):
         return self.start()
+
+    def check_api_answers(self):
+        """Raises for answers that did not match docs/openapi.yaml and were
+        not raised where they were received (threads)."""
+        late = self.api_mismatches[self.api_reported:]
+        self.api_reported = len(self.api_mismatches)
+        if late:
+            raise AssertionError('answers do not match docs/openapi.yaml:\n' +
+                                 '\n'.join(late[:20]))
 
     def __exit__(self, *exc):
         try:
@@ -265,6 +318,7 @@ class Daemon(Process):
             try:
                 self.stop()
                 self.check_sanitizers()
+                self.check_api_answers()
             finally:
                 if self.own_tmp:
                     shutil.rmtree(self.tmpdir, ignore_errors=True)

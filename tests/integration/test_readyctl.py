@@ -2,11 +2,16 @@
 code is the pipeline's contract (0 PASS, 1 FAIL, 2 ERROR/cancelled/timeout,
 3 usage, connection or HTTP error), so every test asserts it, along with
 what a human reads on stdout/stderr."""
+import fcntl
 import json
 import os
+import pty
+import re
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import tempfile
 import time
 
@@ -131,16 +136,146 @@ class ReadyctlTest(lib.TestCase):
     def test_bad_spec_exits_3_with_path(self):
         spec = http_spec(self.demo.url + '/healthz', 'health.status == 200').replace(
             'url:', 'rul:')
-        p = self.ctl('submit', '--wait', self.spec_file(spec))
+        path = self.spec_file(spec)
+        p = self.ctl('submit', '--wait', path)
         self.assertExit(p, 3)
-        self.assertRegex(p.stderr, r'^readyctl: [^:\n]+: .+')
-        self.assertRegex(p.stderr, r'\n  probes\[0\]\.rul: ')
+        # Once, where an editor can jump to it: FILE:LINE: path: message.
+        self.assertRegex(p.stderr, r'^%s:9: probes\[0\]\.rul: .+\n$' % re.escape(path))
+        self.assertEqual(p.stderr.count('rul'), 1, p.stderr)
         self.assertEqual(p.stdout, '')
+        p = self.ctl('submit', '-', stdin=spec)
+        self.assertRegex(p.stderr, r'^<stdin>:9: probes\[0\]\.rul: ')
 
     def test_unparsable_spec_exits_3(self):
-        p = self.ctl('submit', self.spec_file('apiVersion: [unclosed\n'))
+        path = self.spec_file('apiVersion: readyd/v1\nservice: [unclosed\nversion: 1\n')
+        p = self.ctl('submit', path)
         self.assertExit(p, 3)
-        self.assertTrue(p.stderr.startswith('readyctl: '), p.stderr)
+        # A syntax error has a line, not a field path ("service[0]").
+        self.assertRegex(p.stderr, r'^%s:3: YAML syntax error: .+\n$' % re.escape(path))
+        self.assertNotIn('[0]', p.stderr)
+
+    def test_json_errors(self):
+        # --json: every error is one JSON object on a line of stderr.
+        spec = http_spec(self.demo.url + '/healthz', 'health.status == 200').replace(
+            'url:', 'rul:')
+        p = self.ctl('--json', 'submit', self.spec_file(spec))
+        self.assertExit(p, 3)
+        err = json.loads(p.stderr)
+        self.assertEqual(err['status'], 422)
+        self.assertEqual(err['problem']['errors'][0]['path'], 'probes[0].rul')
+        self.assertEqual(err['problem']['errors'][0]['line'], 9)
+        p = self.ctl('status', '--json', '999999')
+        self.assertExit(p, 3)
+        self.assertEqual(json.loads(p.stderr)['status'], 404)
+        p = self.ctl('--json', 'sumbit', 'x.yaml')
+        self.assertExit(p, 3)
+        err = json.loads(p.stderr)
+        self.assertIn("did you mean 'submit'", err['error'])
+        p = self.ctl('--json', 'status', url=False, env={'READYD_URL': 'http://127.0.0.1:%d'
+                                                          % free_port()})
+        self.assertExit(p, 3)
+        self.assertIn('error', json.loads(p.stderr.splitlines()[-1]))
+        p = self.ctl('--json', 'status', '1', url=False,
+                     env={'READYD_URL': 'http://127.0.0.1:%d' % free_port()})
+        self.assertExit(p, 3)
+        self.assertIn('error', json.loads(p.stderr.splitlines()[-1]))
+
+    def test_live_load_stats_on_a_terminal(self):
+        # While a load probe runs, `submit --wait` on a terminal shows its
+        # requests/s, p99 and errors, from the run's progress (also on
+        # GET /v1/runs/{id}, checked against docs/openapi.yaml by lib).
+        spec = f"""apiVersion: readyd/v1
+service: ctl-live
+version: 1.0.0
+environment: test
+timeout: 1m
+target:
+  url: {self.demo.url}/healthz
+probes:
+  - name: load
+    type: load
+    mode: closed
+    connections: 2
+    duration: 3s
+gates:
+  - load.error_rate < 0.5
+"""
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 50, 250, 0, 0))
+        env = {k: v for k, v in os.environ.items() if k not in ('READYD_TOKEN', 'NO_COLOR')}
+        proc = subprocess.Popen([READYCTL, '--url', self.d.url, 'submit', '--wait',
+                                 self.spec_file(spec)], env=env, stdout=subprocess.PIPE,
+                                stderr=slave, text=True)
+        os.close(slave)
+        seen, live = b'', None
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+            runs = self.d.get('/v1/runs?service=ctl-live&limit=1').json['items']
+            if live is None and runs:
+                cur = (self.d.get('/v1/runs/%d' % runs[0]['id']).json.get('progress')
+                       or {}).get('current') or {}
+                live = cur if 'rps' in cur else None
+        os.close(master)
+        out, _ = proc.communicate(timeout=60)
+        self.assertEqual(proc.returncode, 0, seen.decode('utf-8', 'replace') + out)
+        text = seen.decode('utf-8', 'replace')
+        self.assertRegex(text, r'\d+ req/s p99 [0-9.e+-]+ ms \d+ errors')
+        if live is not None:  # polled while the probe ran (timing allowing)
+            self.assertGreater(live['rps'], 0)
+            self.assertEqual(live['errors'], 0)
+
+    def test_typo_suggests_a_command(self):
+        p = self.ctl('sumbit', 'spec.yaml', url=False)
+        self.assertExit(p, 3)
+        self.assertIn("unknown command 'sumbit'; did you mean 'submit'?", p.stderr)
+        p = self.ctl('help', 'waviers', url=False)
+        self.assertExit(p, 3)
+        self.assertIn("did you mean 'waivers'?", p.stderr)
+        p = self.ctl('frobnicate', url=False)
+        self.assertExit(p, 3)
+        self.assertNotIn('did you mean', p.stderr)
+
+    def test_man_page_and_completion_cover_every_command(self):
+        root = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..')
+        overview = self.ctl('--help', url=False).stdout
+        block = overview.split('Commands:\n', 1)[1].split('\n\n', 1)[0]
+        commands = [line.split()[0] for line in block.splitlines()]
+        self.assertEqual(len(commands), 14, commands)
+        with open(os.path.join(root, 'docs', 'man', 'readyctl.1'), encoding='utf-8') as f:
+            man = f.read()
+        section = man.split('.SH COMMANDS', 1)[1].split('.SH ', 1)[0]
+        for c in commands:
+            self.assertRegex(section, r'\n\.B[IR]? %s\b' % c, c)
+            self.assertExit(self.ctl('help', c, url=False), 0)
+        exits = man.split('.SH EXIT STATUS', 1)[1].split('.SH ', 1)[0]
+        for code in ('0', '1', '2', '3', '130'):
+            self.assertIn('\n.B %s\n' % code, exits)
+        self.assertIn('Examples:', overview)
+        self.assertIn('Examples:', self.ctl('help', 'submit', url=False).stdout)
+        # bash: the completion function offers the commands and options.
+        script = os.path.join(root, 'cli', 'completion', 'readyctl.bash')
+
+        def complete(*words):
+            line = ('source %s; COMP_WORDS=(readyctl %s); COMP_CWORD=%d; _readyctl; '
+                    'printf "%%s\\n" "${COMPREPLY[@]}"'
+                    % (script, ' '.join("'%s'" % w for w in words), len(words)))
+            return subprocess.run(['bash', '-c', line], capture_output=True, text=True,
+                                  check=True).stdout.split()
+        self.assertEqual(sorted(complete('')), sorted(commands + [
+            '--url', '--token', '--cacert', '--json', '--help', '--version']))
+        self.assertEqual(complete('su'), ['submit'])
+        self.assertIn('--idempotency-key', complete('submit', '--'))
+        self.assertEqual(complete('runs', '--state', 'fa'), ['failed'])
+        with open(os.path.join(root, 'cli', 'completion', '_readyctl'), encoding='utf-8') as f:
+            zsh = f.read()
+        for c in commands:
+            self.assertIn("'%s:" % c, zsh)
 
     # submit variants
 

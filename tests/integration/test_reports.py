@@ -182,6 +182,7 @@ class ReportsTest(lib.TestCase):
         r = self.report(headers={'Accept': 'image/png'})
         self.assertEqual(r.status, 406, r)
         self.assertIn('text/markdown', r.json['detail'])
+        self.assertEqual(r.json['title'], 'Not Acceptable')
         r = self.report('?format=pdf')
         self.assertEqual(r.status, 400, r)
         self.assertIn('junit', r.json['detail'])

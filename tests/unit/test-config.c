@@ -229,6 +229,7 @@ END_TEST
  * be. */
 static const struct {
 	const char *yaml, *want;
+	int line; /* of the error; 0 is 1 */
 } bad[] = {
         {"listen: 5\n", "listen: must be HOST:PORT"},
         {"database: ''\n", "database: must be a file path"},
@@ -258,9 +259,9 @@ static const struct {
          "tokens[0].services: must be a non-empty list"},
         {"tokens: [{ name: a, hash: " HASH_ABC ", role: admin, services: [\"a\\tb\"] }]\n",
          "tokens[0].services: must be a non-empty list"},
-        {"tokens: [{ name: a, hash: " HASH_ABC ", role: admin },\n"
-         "         { name: a, hash: " HASH_ABC ", role: viewer }]\n",
-         "tokens[1].name: 'a' is used twice"},
+        {"tokens:\n  - { name: a, hash: " HASH_ABC ", role: admin }\n"
+         "  - { name: a, hash: " HASH_ABC ", role: viewer }\n",
+         "tokens[1].name: 'a' is used twice", 3},
         {"allow_unauthenticated: 1\n", "allow_unauthenticated: must be true or false"},
         {"public_metrics: yes-please\n", "public_metrics: must be true or false"},
         {"rate_limit: { requests_per_second: 0 }\n",
@@ -289,7 +290,8 @@ START_TEST(test_bad_value)
 	char want[600];
 
 	ck_assert_int_eq(load(bad[_i].yaml), -EINVAL);
-	snprintf(want, sizeof(want), "%s: %s", path, bad[_i].want);
+	snprintf(want, sizeof(want), "%s:%d: %s", path, bad[_i].line ? bad[_i].line : 1,
+	         bad[_i].want);
 	ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "case %d: got '%s', want '%s...'", _i,
 	              err, want);
 }
@@ -298,6 +300,7 @@ END_TEST
 /* Unknown keys are errors at every level, named with their path. */
 static const struct {
 	const char *yaml, *want;
+	int line; /* of the error; 0 is 1 */
 } unknown[] = {
         {"colour: red\n", "colour: unknown setting"},
         {"scheduler: { max_runs: 1 }\n", "scheduler.max_runs: unknown setting"},
@@ -309,6 +312,13 @@ static const struct {
         {"limits: { max_gates: 1 }\n", "limits.max_gates: unknown setting"},
         {"shutdown: { signal: TERM }\n", "shutdown.signal: unknown setting"},
         {"retention: { keep: 1 }\n", "retention.keep: unknown setting"},
+        /* A key one or two edits from a known one is suggested, at its line. */
+        {"listen: 127.0.0.1:1\nscheduler:\n  max_concurent_runs: 2\n",
+         "scheduler.max_concurent_runs: unknown setting (did you mean 'max_concurrent_runs'?)", 3},
+        {"# readyd\n\nlog_levle: debug\n", "log_levle: unknown setting (did you mean 'log_level'?)",
+         3},
+        {"api:\n  max_body: 2048\n  idle_timeuot: 5s\n",
+         "api.idle_timeuot: unknown setting (did you mean 'idle_timeout'?)", 3},
 };
 
 START_TEST(test_unknown_key)
@@ -316,7 +326,8 @@ START_TEST(test_unknown_key)
 	char want[600];
 
 	ck_assert_int_eq(load(unknown[_i].yaml), -EINVAL);
-	snprintf(want, sizeof(want), "%s: %s", path, unknown[_i].want);
+	snprintf(want, sizeof(want), "%s:%d: %s", path, unknown[_i].line ? unknown[_i].line : 1,
+	         unknown[_i].want);
 	ck_assert_msg(strcmp(err, want) == 0, "case %d: got '%s', want '%s'", _i, err, want);
 }
 END_TEST

@@ -306,7 +306,10 @@ static const struct {
         {500, "Internal Server Error"},
         {503, "Service Unavailable"},
         {507, "Insufficient Storage"},
-        {418, "Error"},
+        {406, "Not Acceptable"},
+        {431, "Request Header Fields Too Large"},
+        {418, "Client Error"},
+        {599, "Server Error"},
 };
 
 START_TEST(test_problem_titles)

@@ -1095,7 +1095,7 @@ static const struct invalid_case invalid_cases[] = {
         {"only a comment", Y, "# nothing\n", "", "document is empty"},
         {"not a mapping", Y, "- a\n- b\n", "", "must be a mapping", 1},
         {"JSON array", J, "[1, 2]", "", "must be a mapping"},
-        {"YAML syntax error", Y, HEAD "probes: [a, b\n", "probes[1]", "YAML syntax error", 5},
+        {"YAML syntax error", Y, HEAD "probes: [a, b\n", "", "YAML syntax error", 5},
         {"JSON syntax error", J, "{\n\"service\": \"x\",\n}", "", "JSON syntax error", 3},
         {"NUL byte", Y, HEAD "\0x: 1\n", "", "NUL byte", 4, sizeof(HEAD "\0x: 1\n") - 1},
         {"NUL byte JSON", J, "{\"a\": \"\0\"}", "", "NUL byte", 1, 10},

@@ -1,9 +1,12 @@
 /* Unit tests for lib/util: durations, times, strict number parsing. */
 #include <check.h>
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/util/json_text.h"
+#include "lib/util/suggest.h"
 #include "lib/util/util.h"
 
 static const struct {
@@ -176,6 +179,98 @@ START_TEST(test_url_redact)
 }
 END_TEST
 
+/* Shortest text that reads back as the same double. */
+static const struct {
+	double v;
+	const char *want;
+} shortest[] = {
+        {0.096, "0.096"},
+        {1796161322.032, "1796161322.032"},
+        {0.1 + 0.2, "0.30000000000000004"},
+        {1e-7, "1e-7"},
+        {5e300, "5e300"},
+        {-2.5e-300, "-2.5e-300"},
+        {100.0, "100"},
+        {1.0 / 3.0, "0.3333333333333333"},
+        {123456789012345678.0, "1.2345678901234568e17"},
+        {0.0, "0"},
+        {2.0 / 3.0, "0.6666666666666666"},
+};
+
+START_TEST(test_fmt_double)
+{
+	char buf[RD_DOUBLE_LEN];
+
+	rd_fmt_double(shortest[_i].v, buf, sizeof(buf));
+	ck_assert_str_eq(buf, shortest[_i].want);
+	ck_assert(strtod(buf, NULL) == shortest[_i].v);
+}
+END_TEST
+
+START_TEST(test_fmt_double_special)
+{
+	char buf[RD_DOUBLE_LEN];
+
+	rd_fmt_double(NAN, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "NaN");
+	rd_fmt_double(INFINITY, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "+Inf");
+	rd_fmt_double(-INFINITY, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "-Inf");
+}
+END_TEST
+
+/* Reals in their shortest form, everything else exactly as jansson
+ * writes it, and the text parses back to an equal tree. */
+START_TEST(test_json_dumps)
+{
+	json_t *v = json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:s, s:[b, n, {}, []]}", "a",
+	                      0.096, "b", 1796161322.032, "c", 0.1 + 0.2, "d", 1e-7, "e", 5e300,
+	                      "f", 100.0, "g", (json_int_t)7, "h", "caf\u00e9 \"q\"\n", "i", 1);
+	char *text = rd_json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+	char *pretty, *plain;
+	json_t *back;
+
+	ck_assert_str_eq(text, "{\"a\":0.096,\"b\":1796161322.032,\"c\":0.30000000000000004,"
+	                       "\"d\":1e-7,\"e\":5e300,\"f\":100.0,\"g\":7,"
+	                       "\"h\":\"caf\\u00E9 \\\"q\\\"\\n\",\"i\":[true,null,{},[]]}");
+	back = json_loads(text, 0, NULL);
+	ck_assert(json_equal(back, v));
+	json_decref(back);
+	pretty = rd_json_dumps(v, JSON_INDENT(2) | JSON_SORT_KEYS);
+	plain = json_dumps(v, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+	/* The same layout as jansson's; only the reals differ. */
+	ck_assert_ptr_nonnull(strstr(pretty, "{\n  \"a\": 0.096,\n  \"b\": 1796161322.032,\n"));
+	ck_assert_int_eq(strcmp(strstr(pretty, "\"g\""), strstr(plain, "\"g\"")), 0);
+	free(pretty);
+	free(plain);
+	free(text);
+	text = rd_json_dumps(json_real(0.5), JSON_ENCODE_ANY);
+	ck_assert_str_eq(text, "0.5");
+	free(text);
+	ck_assert_ptr_null(rd_json_dumps(json_integer(1), 0)); /* not without ENCODE_ANY */
+	json_decref(v);
+}
+END_TEST
+
+START_TEST(test_suggest)
+{
+	struct rd_suggest sg = {.word = "sumbit"};
+	static const char *const words[] = {"submit", "status", "runs", "help"};
+	char hint[64];
+
+	for (size_t i = 0; i < 4; i++)
+		rd_suggest_try(&sg, words[i]);
+	ck_assert_str_eq(sg.best, "submit");
+	rd_suggest_text(&sg, hint, sizeof(hint));
+	ck_assert_str_eq(hint, " (did you mean 'submit'?)");
+	sg = (struct rd_suggest){.word = "zzz"};
+	for (size_t i = 0; i < 4; i++)
+		rd_suggest_try(&sg, words[i]);
+	ck_assert_ptr_null(sg.best);
+}
+END_TEST
+
 static Suite *util_suite(void)
 {
 	Suite *s = suite_create("util");
@@ -190,6 +285,10 @@ static Suite *util_suite(void)
 	tcase_add_test(tc, test_double);
 	tcase_add_test(tc, test_memeq_ct);
 	tcase_add_loop_test(tc, test_url_redact, 0, sizeof(redact_cases) / sizeof(redact_cases[0]));
+	tcase_add_loop_test(tc, test_fmt_double, 0, sizeof(shortest) / sizeof(shortest[0]));
+	tcase_add_test(tc, test_fmt_double_special);
+	tcase_add_test(tc, test_json_dumps);
+	tcase_add_test(tc, test_suggest);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -26,6 +26,7 @@
 #include "lib/store/sqlite/sqlite_migrations.h"
 #include "lib/util/run_state.h"
 #include "lib/util/util.h"
+#include "lib/util/json_text.h"
 
 #define STORE_BUSY_TIMEOUT_MS 5000
 /* Once open, the write connection is the loop's: another process holding
@@ -999,7 +1000,7 @@ static int cols_validate(struct store *st, json_t *obj, const struct col *cols, 
 /* Binds v serialized; SQLite frees the text (also on failure). */
 static int bind_json(sqlite3_stmt *s, int idx, json_t *v)
 {
-	char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	char *text = rd_json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
 
 	return text ? sqlite3_bind_text(s, idx, text, -1, free) : SQLITE_NOMEM;
 }
@@ -1308,9 +1309,9 @@ static int probe_row_parse(struct store *st, json_t *probe, struct probe_row *pr
 	if (bad)
 		return invalid(st, "a probe", bad);
 	pr->metrics = json_is_object(metrics) ? metrics : NULL;
-	pr->metrics_text = pr->metrics ? json_dumps(pr->metrics, JSON_COMPACT) : strdup("{}");
+	pr->metrics_text = pr->metrics ? rd_json_dumps(pr->metrics, JSON_COMPACT) : strdup("{}");
 	if (details && !json_is_null(details))
-		pr->details_text = json_dumps(details, JSON_COMPACT | JSON_ENCODE_ANY);
+		pr->details_text = rd_json_dumps(details, JSON_COMPACT | JSON_ENCODE_ANY);
 	if (!pr->metrics_text || (details && !json_is_null(details) && !pr->details_text))
 		return oom(st);
 	return 0;

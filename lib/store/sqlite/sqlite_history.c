@@ -25,6 +25,7 @@
 #include "lib/store/sqlite/sqlite_internal.h"
 #include "lib/util/run_state.h"
 #include "lib/util/util.h"
+#include "lib/util/json_text.h"
 
 #define HIST_LIST_MAX     1000
 #define HIST_SERVICES_MAX 1000
@@ -596,7 +597,7 @@ static int query_id_int(struct store *st, const char *sql, int64_t id, int64_t *
 int sqlite_rejudgement_add(struct store *st, int64_t run_id, json_t *gates, const char *verdict,
                            const char *requested_by, int64_t now_ms, int64_t *ret_seq)
 {
-	char *text = json_is_array(gates) ? json_dumps(gates, JSON_COMPACT) : NULL;
+	char *text = json_is_array(gates) ? rd_json_dumps(gates, JSON_COMPACT) : NULL;
 	bool invalid = false;
 	int64_t seq = 0;
 	int r;
