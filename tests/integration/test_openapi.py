@@ -173,6 +173,27 @@ class OpenAPITest(lib.TestCase):
                 self.assertLessEqual({'413', '431'}, codes, where)
         self.assertEqual(len(ids), len(set(ids)), 'operationIds are unique')
 
+    def test_examples_match_their_schemas(self):
+        # An example in the document is an answer too: it must validate.
+        seen = 0
+        for path, item in self.spec.doc['paths'].items():
+            for method, op in item.items():
+                if method not in openapi_check.METHODS:
+                    continue
+                for status, resp in op['responses'].items():
+                    resp = self.spec.resolve(resp)
+                    for ctype, media in (resp.get('content') or {}).items():
+                        values = [media['example']] if 'example' in media else []
+                        values += [e['value'] for e in media.get('examples', {}).values()]
+                        for v in values:
+                            seen += 1
+                            url = self.d.url + path.replace('{id}', '1').replace(
+                                '{name}', 'x')
+                            self.assertEqual(self.spec.check(
+                                method.upper(), url, int(status), ctype,
+                                json.dumps(v).encode()), [], (method, path, status))
+        self.assertGreaterEqual(seen, 4)
+
     def test_lint(self):
         if not os.path.exists(REDOCLY):
             if os.environ.get('CI') == 'true':
