@@ -104,11 +104,22 @@ static void show_progress(struct follow *fw, const json_t *run)
 	fw->line_on_screen = true;
 }
 
-/* Note: message is the sentence after "readyctl: ". */
+static void sse_print_json(const char *event, json_t *data);
+
+/* Note: message is the sentence after "readyctl: ". With --json, a
+ * `notice` event among the run's events (a retry is not an error). */
 static void notice(struct follow *fw, const char *message)
 {
+	json_t *data;
+
 	clear_line(fw);
-	ctl_errorf("%s\n", message);
+	if (!fw->ctl->json) {
+		fprintf(stderr, "readyctl: %s\n", message);
+		return;
+	}
+	data = json_pack("{s:s}", "message", message);
+	sse_print_json("notice", data);
+	json_decref(data);
 }
 
 static int64_t backoff_step(struct follow *fw)

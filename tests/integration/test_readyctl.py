@@ -306,6 +306,12 @@ gates:
         self.assertExit(p, 2)
         self.assertIn('continues on the server', p.stderr)
         run_id = int(p.stderr.split('readyctl status ')[-1].split()[0])
+        # With --json the same notice is an event among the run's events.
+        p = self.ctl('--json', 'submit', '--wait', '--timeout', '1s', self.spec_file(spec))
+        self.assertExit(p, 2)
+        last = json.loads(p.stderr.splitlines()[-1])
+        self.assertEqual(last['event'], 'notice', p.stderr)
+        self.assertIn('continues on the server', last['data']['message'])
         run = self.d.wait_run(run_id)
         self.assertEqual(run['verdict'], 'PASS', run)
 
