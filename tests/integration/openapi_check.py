@@ -98,15 +98,15 @@ class Spec:
         return obj
 
     def operation(self, method, path):
-        """(template, operation or None, path item or None)."""
+        """(path template or None, operation or None); HEAD is GET's."""
         for _, template, rx in self.paths:
             if rx.match(path):
                 item = self.doc['paths'][template]
                 op = item.get(method.lower())
                 if op is None and method.upper() == 'HEAD':
                     op = item.get('get')
-                return template, op, item
-        return None, None, None
+                return template, op
+        return None, None
 
     def validator(self, schema_ptr, schema):
         v = self.validators.get(schema_ptr)
@@ -120,11 +120,10 @@ class Spec:
 
     def check(self, method, url, status, content_type, body):
         """A list of mismatches (strings); empty when the answer agrees."""
-        path = urllib.parse.urlsplit(url).path
         parts = urllib.parse.urlsplit(url)
-        what = '%s %s%s -> %d' % (method, parts.path, '?' + parts.query if parts.query else '',
-                                  status)
-        template, op, item = self.operation(method, path)
+        path = parts.path
+        what = '%s %s%s -> %d' % (method, path, '?' + parts.query if parts.query else '', status)
+        template, op = self.operation(method, path)
         if op is None:
             want = 404 if template is None else 405
             if status != want:
