@@ -18,6 +18,7 @@
 #include "lib/gate/judge.h"
 #include "lib/spec/spec.h"
 #include "lib/util/run_state.h"
+#include "lib/util/json_text.h"
 #include "lib/util/util.h"
 
 #define REASON_MAX 1024
@@ -118,7 +119,7 @@ static int rejudge_spec(struct api_req *req, json_t *gates, struct spec **ret_sp
 		return r;
 	}
 	json_object_set(doc, "gates", gates);
-	text = json_dumps(doc, JSON_COMPACT);
+	text = rd_json_dumps(doc, JSON_COMPACT);
 	json_decref(doc);
 	if (!text) {
 		api_problem_errno(req, -ENOMEM, "rejudge");

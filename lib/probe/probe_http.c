@@ -13,6 +13,7 @@
 #include "lib/util/ere.h"
 #include "lib/probe/jsonpath.h"
 #include "lib/probe/probe.h"
+#include "lib/util/json_text.h"
 #include "lib/util/util.h"
 
 #define HTTP_PROBE_DEFAULT_TIMEOUT_MS 10000
@@ -60,8 +61,8 @@ static const char *check_json_entry(json_t *doc, const char *path, const json_t 
 	}
 	if (jsonpath_equal(got, want))
 		return NULL;
-	g = json_dumps(got, JSON_COMPACT | JSON_ENCODE_ANY);
-	w = json_dumps(want, JSON_COMPACT | JSON_ENCODE_ANY);
+	g = rd_json_dumps(got, JSON_COMPACT | JSON_ENCODE_ANY);
+	w = rd_json_dumps(want, JSON_COMPACT | JSON_ENCODE_ANY);
 	snprintf(why, len, "%s is %.120s, expected %.120s", path, g ? g : "?", w ? w : "?");
 	free(g);
 	free(w);

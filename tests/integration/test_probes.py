@@ -400,6 +400,11 @@ class ProbesTest(lib.TestCase):
             p = self.probe(run)
             self.assertEqual(p['state'], 'failed', run)
             self.assertIn('$.version is "2.4.0", expected "9.9"', p['error'])
+            # Numbers in the message as written, not jansson's %.17g
+            # (0.93000000000000005).
+            run = self.run_ok(spec(['name: v\ntype: http\nurl: %s/v1/predict\n'
+                                    'expect_json: {"$.score": 0.1}' % t.url]))
+            self.assertIn('$.score is 0.93, expected 0.1', self.probe(run)['error'])
             run = self.run_ok(spec([base + 'expect_json: {"$.build[0]": 1}']))
             self.assertIn("$.build[0]: no key 'build'", self.probe(run)['error'])
             run = self.run_ok(spec(['name: v\ntype: http\nurl: %s/metrics\n'
