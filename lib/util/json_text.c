@@ -136,7 +136,7 @@ static void put_object(struct out *o, const json_t *v, size_t flags, int depth)
 	}
 	json_object_foreach ((json_t *)v, key, val)
 		keys[i++] = key;
-	if (flags & JSON_SORT_KEYS)
+	if ((flags & JSON_SORT_KEYS) && n > 1)
 		qsort(keys, n, sizeof(*keys), cmp_keys);
 	puts_(o, "{");
 	for (i = 0; i < n; i++) {

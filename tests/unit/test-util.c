@@ -245,10 +245,12 @@ START_TEST(test_json_dumps)
 	free(pretty);
 	free(plain);
 	free(text);
-	text = rd_json_dumps(json_real(0.5), JSON_ENCODE_ANY);
+	json_decref(v);
+	v = json_real(0.5);
+	text = rd_json_dumps(v, JSON_ENCODE_ANY);
 	ck_assert_str_eq(text, "0.5");
 	free(text);
-	ck_assert_ptr_null(rd_json_dumps(json_integer(1), 0)); /* not without ENCODE_ANY */
+	ck_assert_ptr_null(rd_json_dumps(v, 0)); /* not without ENCODE_ANY */
 	json_decref(v);
 }
 END_TEST
