@@ -159,7 +159,12 @@ class Spec:
             return ['%s: Content-Type %r is not declared at %s/content (declared: %s)'
                     % (what, content_type, resp_ptr, ', '.join(content))]
         schema = content[chosen].get('schema')
-        if schema is None or method.upper() == 'HEAD':
+        if method.upper() == 'HEAD':
+            return []
+        if 'x-events' in content[chosen]:
+            return self.check_events(what, resp_ptr + '/content/' + chosen.replace('/', '~1')
+                                     + '/x-events', content[chosen]['x-events'], body)
+        if schema is None:
             return []
         ptr = resp_ptr + '/content/' + chosen.replace('~', '~0').replace('/', '~1') + '/schema'
         if isinstance(response, dict) and responses[key] is not response:
@@ -189,6 +194,31 @@ class Spec:
         for part in ref[2:].split('/'):
             node = node[part.replace('~1', '/').replace('~0', '~')]
         return node
+
+    def check_events(self, what, ptr, schemas, body):
+        """A text/event-stream: each event's name is one x-events names and
+        its data (one line of JSON) validates against that schema."""
+        errors = []
+        text = body.decode('utf-8', 'replace') if isinstance(body, bytes) else body
+        n = -1
+        for block in text.split('\n\n'):
+            fields = {}
+            for line in block.split('\n'):
+                if not line or line.startswith(':'):
+                    continue  # a comment (": ping")
+                key, _, value = line.partition(':')
+                fields[key] = value[1:] if value.startswith(' ') else value
+            if not fields:
+                continue
+            n += 1
+            name = fields.get('event', 'message')
+            if name not in schemas or name == 'description':
+                errors.append('%s: event %d %r is not one of %s' % (what, n, name, ptr))
+                continue
+            errors += self.check_body('%s event %d (%s)' % (what, n, name),
+                                      ptr + '/' + name, schemas[name], 'application/json',
+                                      'application/json', fields.get('data', '').encode())
+        return errors
 
     def check_body(self, what, ptr, schema, mt, content_type, body):
         if media_type(content_type) != mt:

@@ -99,6 +99,47 @@ class OpenAPITest(lib.TestCase):
         self.assertRefused(self.check('GET', '/v1/runs/1', 200, bad), '$.created_at',
                            'date-time')
 
+    def test_event_stream(self):
+        # Each event's data is checked against its schema (x-events).
+        path = '/v1/runs/%d/events' % self.run_['id']
+        r = self.d.get(path)  # an ended run: one `end` event, checked by lib
+        self.assertEqual(r.status, 200, r)
+        self.assertIn(b'event: end\n', r.body)
+        ctype = r.headers['Content-Type']
+        self.assertEqual(self.spec.check('GET', self.d.url + path, 200, ctype, r.body), [])
+        bad = r.body.replace(b'"verdict":', b'"verdikt":', 1)
+        self.assertRefused(self.spec.check('GET', self.d.url + path, 200, ctype, bad),
+                           'event 0 (end)', "'verdikt' was unexpected")
+        bad = b'id: 1\nevent: state\ndata: {"id":1,"state":"sleeping"}\n\n: ping\n\n' \
+              b'id: 2\nevent: gossip\ndata: {}\n\n'
+        self.assertRefused(self.spec.check('GET', self.d.url + path, 200, ctype, bad),
+                           "event 0 (state)", "'sleeping' is not one of",
+                           "event 1 'gossip' is not one of")
+
+    def test_live_event_stream(self):
+        # A run followed from the start: state, probe, progress (with a load
+        # probe's live second) and end events, each checked by lib.http().
+        spec = """apiVersion: readyd/v1
+service: oa-live
+version: "1.0"
+environment: test
+timeout: 1m
+target:
+  url: %s/healthz
+probes:
+  - name: load
+    type: load
+    mode: closed
+    connections: 2
+    duration: 2s
+""" % self.demo.url
+        r = self.d.submit(spec)
+        self.assertEqual(r.status, 201, r)
+        body = self.d.get('/v1/runs/%d/events' % r.json['id'], timeout=60).body
+        for name in (b'state', b'probe', b'progress', b'end'):
+            self.assertIn(b'event: ' + name + b'\n', body)
+        self.assertIn(b'"rps":', body)
+
     def test_trends_shapes(self):
         path = '/v1/services/oa-api/trends?metric=predict.latency_ms'
         runs = self.d.get(path).json
@@ -189,9 +230,10 @@ class OpenAPITest(lib.TestCase):
                             seen += 1
                             url = self.d.url + path.replace('{id}', '1').replace(
                                 '{name}', 'x')
+                            body = v.encode() if isinstance(v, str) else json.dumps(v).encode()
                             self.assertEqual(self.spec.check(
-                                method.upper(), url, int(status), ctype,
-                                json.dumps(v).encode()), [], (method, path, status))
+                                method.upper(), url, int(status), ctype, body), [],
+                                (method, path, status))
         self.assertGreaterEqual(seen, 4)
 
     def test_lint(self):
