@@ -18,6 +18,7 @@
 #include "api.h"
 #include "lib/policy/policy.h"
 #include "lib/util/util.h"
+#include "lib/util/json_text.h"
 
 #define VERSION_MAX 128 /* spec.h: a run's version */
 
@@ -50,7 +51,7 @@ static char *stored_doc(const struct spec *spec)
 	if (!doc)
 		return NULL;
 	json_object_del(doc, "version");
-	text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+	text = rd_json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(doc);
 	return text;
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "lib/util/json_text.h"
 #include "lib/util/util.h"
 
 #define NAME_MAX_LEN 128
@@ -48,8 +49,11 @@ static int check_names(const char *cmd, const char *svc, const char *env)
 }
 
 /* Sends req; the parsed answer, or NULL with *code set after printing why
- * (a printed --json answer is NULL with *code 0 when print_json). */
-static json_t *send_json(struct ctl *ctl, const struct request *req, bool print_json, int *code)
+ * (a printed --json answer is NULL with *code 0 when print_json). file:
+ * the spec file sent, whose refusal is told as FILE:LINE: path: message;
+ * NULL for other requests. */
+static json_t *send_json(struct ctl *ctl, const struct request *req, bool print_json,
+                         const char *file, int *code)
 {
 	struct response r;
 	json_t *doc = NULL;
@@ -58,12 +62,15 @@ static json_t *send_json(struct ctl *ctl, const struct request *req, bool print_
 	if (*code != 0)
 		return NULL;
 	if (client_send(&ctl->client, req, &r) < 0) {
-		fprintf(stderr, "readyctl: %s\n", ctl->client.message);
+		ctl_errorf("%s\n", ctl->client.message);
 		*code = CTL_EXIT_USAGE;
 		return NULL;
 	}
 	if (!response_ok(&r)) {
-		client_print_http_error(&ctl->client, &r);
+		if (file)
+			client_print_spec_error(&ctl->client, &r, file);
+		else
+			client_print_http_error(&ctl->client, &r);
 		*code = CTL_EXIT_USAGE;
 	} else if (print_json && ctl->json) {
 		printf("%s%s", r.body, r.len && r.body[r.len - 1] == '\n' ? "" : "\n");
@@ -132,7 +139,8 @@ static int spec_put(struct ctl *ctl, int argc, char **argv)
 	req.path = path;
 	req.body = body;
 	req.content_type = type ? type : submit_content_type(argv[optind + 2]);
-	doc = send_json(ctl, &req, true, &code);
+	doc = send_json(ctl, &req, true,
+	                strcmp(argv[optind + 2], "-") == 0 ? "<stdin>" : argv[optind + 2], &code);
 	if (doc)
 		printf("stored %s %s version %lld\n", argv[optind], argv[optind + 1],
 		       (long long)json_integer_value(json_object_get(doc, "version")));
@@ -154,7 +162,7 @@ static json_t *fetch_spec(struct ctl *ctl, const char *svc, const char *env, int
 	else
 		snprintf(path, sizeof(path), "/v1/services/%s/specs/%s", svc, env);
 	req.path = path;
-	return send_json(ctl, &req, print_json, code);
+	return send_json(ctl, &req, print_json, NULL, code);
 }
 
 static int spec_get(struct ctl *ctl, int argc, char **argv)
@@ -239,7 +247,7 @@ static int spec_diff(struct ctl *ctl, int argc, char **argv)
 	    linediff_print(stdout, names[0], json_string_value(json_object_get(doc[0], "text")),
 	                   names[1], json_string_value(json_object_get(doc[1], "text")),
 	                   &differ) < 0) {
-		fputs("readyctl: out of memory\n", stderr);
+		ctl_errorf("out of memory\n");
 		code = CTL_EXIT_USAGE;
 	}
 	json_decref(doc[0]);
@@ -356,7 +364,7 @@ int cmd_run(struct ctl *ctl, int argc, char **argv)
 		return code;
 	doc = json_pack("{s:s, s:s, s:s*}", "version", argv[optind + 1], "environment", a.env,
 	                "target", a.target);
-	body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+	body = doc ? rd_json_dumps(doc, JSON_COMPACT) : NULL;
 	json_decref(doc);
 	code = body ? ctl_connect(ctl) : CTL_EXIT_USAGE;
 	if (code != 0)
@@ -367,7 +375,7 @@ int cmd_run(struct ctl *ctl, int argc, char **argv)
 	req.body_len = strlen(body);
 	req.idempotency_key = a.sub.key;
 	if (client_send(&ctl->client, &req, &r) < 0) {
-		fprintf(stderr, "readyctl: %s\n", ctl->client.message);
+		ctl_errorf("%s\n", ctl->client.message);
 		code = CTL_EXIT_USAGE;
 		goto out;
 	}

@@ -10,11 +10,11 @@ _readyctl() {
 		words=("${COMP_WORDS[@]}")
 		cword=$COMP_CWORD
 	}
-	local commands="submit status report cancel runs gates history trends rejudge invalidate waive waivers unwaive help"
+	local commands="submit status report cancel runs gates history trends rejudge invalidate waive waivers unwaive spec run help"
 	local global="--url --token --cacert --json --help --version"
 
 	case $prev in
-	--url|--token|--idempotency-key|--reason|--approver|--expires|--environment|--since|--until|--step|--limit|--cursor|--service|--timeout)
+	--url|--token|--idempotency-key|--reason|--approver|--expires|--environment|--since|--until|--step|--limit|--cursor|--service|--timeout|--env|--target|--version)
 		return ;;
 	--cacert|--junit|--report|-o|--output)
 		COMPREPLY=($(compgen -f -- "$cur")); return ;;
@@ -50,11 +50,17 @@ _readyctl() {
 	trends) opts="--environment --since --until --step --limit" ;;
 	invalidate) opts="--reason" ;;
 	waive) opts="--reason --approver --expires --environment" ;;
+	spec)
+		if [ "$i" -eq $((cword - 1)) ]; then
+			COMPREPLY=($(compgen -W "put get diff" -- "$cur")); return
+		fi
+		opts="--version --format" ;;
+	run) opts="--env --target --wait --timeout --idempotency-key --junit --report" ;;
 	help) COMPREPLY=($(compgen -W "$commands" -- "$cur")); return ;;
 	esac
 	if [[ $cur == -* ]]; then
 		COMPREPLY=($(compgen -W "$opts $global" -- "$cur"))
-	elif [ "$cmd" = submit ]; then
+	elif [ "$cmd" = submit ] || [ "$cmd" = spec ]; then
 		COMPREPLY=($(compgen -f -- "$cur"))
 	fi
 }
