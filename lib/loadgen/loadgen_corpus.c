@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "lib/loadgen/loadgen.h"
+#include "lib/util/json_text.h"
 
 #define MAX_PATH    4000 /* fits struct loadgen_url.path */
 #define MAX_METHOD  32
@@ -153,7 +154,7 @@ static int read_body(const json_t *v, struct loadgen_request *q, char *err, size
 		if (s)
 			memcpy(s, json_string_value(v), q->body_len + 1);
 	} else {
-		s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		s = rd_json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
 		q->body_len = s ? strlen(s) : 0;
 	}
 	if (!s)
