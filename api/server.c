@@ -534,7 +534,7 @@ bool api_reply_kept(struct api_req *req, const char *key)
 
 struct api_body *api_body_of_json(json_t *json)
 {
-	char *text = json ? json_dumps(json, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+	char *text = json ? rd_json_dumps(json, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
 	struct api_body *b = NULL;
 	size_t len;
 

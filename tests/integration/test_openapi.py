@@ -194,6 +194,14 @@ probes:
         stored = self.d.get('/v1/runs/%d' % self.run_['id']).body.decode()
         self.assertIn('"threshold":0.096,', stored)
         self.assertNotIn('0000000', stored)
+        # Trends are written off the loop into kept bytes: the same form.
+        for q in ('', '&step=1d'):
+            r = self.d.get('/v1/services/oa-api/trends?metric=predict.latency_ms' + q)
+            values = [v for p in r.json['points'] for k, v in p.items()
+                      if isinstance(v, float) and k != 'runs']
+            self.assertTrue(values, r)
+            for v in values:
+                self.assertIn(':%r' % v, r.body.decode(), q)
         for fmt in ('json', 'markdown', 'junit', 'html'):
             body = self.d.get('/v1/runs/%d/report?format=%s' % (self.run_['id'], fmt)).body
             self.assertNotIn(b'0.096000000000000002', body, fmt)
