@@ -13,6 +13,7 @@
 #include "console.h"
 #include "lib/report/report.h"
 #include "lib/report/svg.h"
+#include "lib/util/json_text.h"
 #include "lib/util/run_state.h"
 #include "lib/util/util.h"
 
@@ -139,7 +140,7 @@ void console_get_run_report(struct api_req *req)
 		f = "application/xml; charset=utf-8";
 	} else {
 		doc = report_json(run, spec);
-		text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
+		text = doc ? rd_json_dumps(doc, JSON_INDENT(2)) : NULL;
 		len = text ? strlen(text) : 0;
 		json_decref(doc);
 		f = "application/json";
@@ -419,10 +420,13 @@ static json_t *gate_by_expr(json_t *run, const char *expr)
 static void gate_cell(struct svg_buf *b, json_t *g)
 {
 	json_t *v = json_object_get(g, "value");
+	char num[RD_DOUBLE_LEN];
 
 	svg_buf_puts(b, "<td>");
-	if (json_is_number(v))
-		svg_buf_printf(b, "%.6g ", json_number_value(v));
+	if (json_is_number(v)) {
+		rd_fmt_double(json_number_value(v), num, sizeof(num));
+		svg_buf_printf(b, "%s ", num);
+	}
 	svg_buf_esc(b, g ? json_string_value(json_object_get(g, "outcome")) : "-");
 	svg_buf_puts(b, "</td>");
 }
