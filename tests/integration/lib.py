@@ -264,8 +264,14 @@ def http(method, url, body=None, headers=None, timeout=60.0):
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             resp = Response(r.status, r.headers, r.read())
+            final = r.geturl()
     except urllib.error.HTTPError as e:
         resp = Response(e.code, e.headers, e.read())
+        final = e.geturl() or url
+    if final != url:
+        # urllib followed a redirect (the console's 303 to /login): the
+        # answer is that of a GET of where it led.
+        method, url = 'GET', final
     _check_api(method, url, resp)
     return resp
 
