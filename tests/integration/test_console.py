@@ -131,6 +131,20 @@ class ConsoleTest(lib.TestCase):
         self.assertIn('health.status == 418', board)
         self.assertIn('&#10006;', board)  # a shape beside the FAIL text
 
+    def test_report_download_numbers_are_shortest(self):
+        # The download is the API's JSON report: every real in the shortest
+        # form that reads back as the same double (not %.17g's
+        # 1.2150000000000001), as GET /v1/runs/{id}/report writes it.
+        c = self.login(TOKENS['viewer'])
+        r = self.get('/runs/%d/report?format=json' % self.runs['alpha-api'], c)
+        self.assertEqual(r.status, 200, r)
+        reals = re.findall(r'[:\[,]\s*(-?[0-9]+\.[0-9]+(?:e[-+]?[0-9]+)?|-?[0-9]+e[-+]?[0-9]+)',
+                           r.body.decode())
+        reals = [t for t in reals if '.' in t or 'e' in t]
+        self.assertTrue(reals, r)
+        for t in reals:
+            self.assertLessEqual(len(t.lstrip('-')), len(repr(float(t)).lstrip('-')) + 2, t)
+
     def test_board_fragment_etag(self):
         c = self.login(TOKENS['viewer'])
         r = self.get('/board', c)
