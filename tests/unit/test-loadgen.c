@@ -66,7 +66,12 @@ static char *build(const char *method, struct spec_header *h, size_t n, const ch
 	*rc = loadgen_build_request(&u, method, h, n, body, body ? strlen(body) : 0, &buf, &len);
 	if (*rc < 0)
 		return NULL;
-	s = strndup(buf, len);
+	/* The request is len bytes with no NUL after them (the buffer may
+	 * be exactly that size): copy, then terminate. */
+	s = malloc(len + 1);
+	ck_assert_ptr_nonnull(s);
+	memcpy(s, buf, len);
+	s[len] = '\0';
 	free(buf);
 	return s;
 }
