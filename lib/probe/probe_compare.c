@@ -368,15 +368,8 @@ static void on_corpus_read(void *userdata, int err, char *buf, size_t len, const
 	struct cmp_probe *cp = userdata;
 
 	cp->file_read = NULL;
-	if (err < 0) {
-		snprintf(cp->why, sizeof(cp->why), "corpus.file %.200s %s", cp->p->sp->corpus.file,
-		         why);
-		finish(cp, PROBE_STATE_ERRORED);
-		return;
-	}
-	err = probe_corpus_parse(cp->p->sp, buf, len, &cp->corpus, cp->why, sizeof(cp->why));
-	free(buf);
-	if (err < 0) {
+	if (probe_corpus_read_done(cp->p->sp, err, buf, len, why, &cp->corpus, cp->why,
+	                           sizeof(cp->why)) < 0) {
 		finish(cp, PROBE_STATE_ERRORED);
 		return;
 	}

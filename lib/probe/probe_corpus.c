@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lib/probe/probe_corpus.h"
@@ -79,6 +80,19 @@ int probe_corpus_parse(const struct spec_probe *sp, const char *buf, size_t len,
 		snprintf(why, whylen, "%s%s", buf ? "corpus.file:" : "corpus.items",
 		         msg[0] ? msg : strerror(-r));
 	return r;
+}
+
+int probe_corpus_read_done(const struct spec_probe *sp, int err, char *buf, size_t len,
+                           const char *read_why, struct loadgen_corpus **ret, char *why,
+                           size_t whylen)
+{
+	if (err < 0) {
+		snprintf(why, whylen, "corpus.file %.200s %s", sp->corpus.file, read_why);
+		return err;
+	}
+	err = probe_corpus_parse(sp, buf, len, ret, why, whylen);
+	free(buf);
+	return err;
 }
 
 void probe_corpus_config(const struct spec_probe *sp, const struct loadgen_corpus *c,

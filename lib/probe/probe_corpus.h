@@ -32,6 +32,15 @@ int probe_corpus_finish(struct spec_vctx *v, json_t *obj, const char *path,
 int probe_corpus_parse(const struct spec_probe *sp, const char *buf, size_t len,
                        struct loadgen_corpus **ret, char *why, size_t whylen);
 
+/* corpus.file's read (policy_read_file_async's callback arguments; buf
+ * is taken and freed) turned into the engine's corpus: 0, or -errno with
+ * the probe's error in why ("corpus.file PATH WHY", or a parse error as
+ * probe_corpus_parse gives it). The one step every engine-driving type
+ * takes between reading the file and its next step. */
+int probe_corpus_read_done(const struct spec_probe *sp, int err, char *buf, size_t len,
+                           const char *read_why, struct loadgen_corpus **ret, char *why,
+                           size_t whylen);
+
 /* Sets cfg's corpus, order and seed (c may be NULL: no corpus). */
 void probe_corpus_config(const struct spec_probe *sp, const struct loadgen_corpus *c,
                          struct loadgen_config *cfg);

@@ -497,14 +497,8 @@ static void on_corpus_read(void *userdata, int err, char *buf, size_t len, const
 	char msg[360] = "";
 
 	lp->file_read = NULL;
-	if (err < 0) {
-		probe_finish(lp->p, PROBE_STATE_ERRORED, "corpus.file %s %s",
-		             lp->p->sp->corpus.file, why);
-		return;
-	}
-	err = probe_corpus_parse(lp->p->sp, buf, len, &lp->corpus, msg, sizeof(msg));
-	free(buf);
-	if (err < 0) {
+	if (probe_corpus_read_done(lp->p->sp, err, buf, len, why, &lp->corpus, msg, sizeof(msg)) <
+	    0) {
 		probe_finish(lp->p, PROBE_STATE_ERRORED, "%s", msg);
 		return;
 	}

@@ -205,6 +205,31 @@ class StreamTest(lib.TestCase):
         self.assertTrue(p['error'].startswith('corpus.file:3: method:'), p['error'])
         self.assertEqual(self.served(t)['bodies'], 0)
 
+    def test_corpus_gone_or_bad_at_run_time_is_an_error_for_every_type(self):
+        # Accepted at submit (inside allowed_paths), then missing or bad
+        # when the probe reads it: ERROR naming the file, nothing sent,
+        # for each type that drives the engine.
+        t = self.demo()
+        bad = self.write('bad-at-run.jsonl', ['{"body": "a", "weight": -1}'])
+        missing = os.path.join(self.files, 'never-written.jsonl')
+        probes = {
+            'load': 'mode: closed\n    requests: 10',
+            'capacity': 'slo: "error_rate < 0.5"\n    max_rate: 10',
+            'compare': f'baseline: {t.url}/v1/predict\n    candidate: {t.url}/v1/predict\n'
+                       '    mode: closed',
+        }
+        for kind, extra in probes.items():
+            for path, start in ((missing, 'corpus.file ' + missing), (bad, 'corpus.file:1:')):
+                with self.subTest(type=kind, path=path):
+                    probe = ('  - name: c\n    type: %s\n    %s\n'
+                             '    corpus:\n      file: %s\n' % (kind, extra, path))
+                    run = self.d.run_spec(spec(t.url + '/v1/predict', probe), timeout=60)
+                    p = probe_of(run, 'c')
+                    self.assertEqual(p['state'], 'error', p)
+                    self.assertEqual(run['verdict'], 'ERROR', run)
+                    self.assertTrue(p['error'].startswith(start), p['error'])
+        self.assertEqual(self.served(t)['bodies'], 0)
+
     def test_capacity_steps_send_the_corpus(self):
         n = 50
         path = self.write('capacity.jsonl', [
