@@ -100,6 +100,12 @@ struct api_route {
 	 * header: for callers that cannot set headers (Flagger's webhooks;
 	 * docs/security.md). readyd never logs query strings. */
 	bool query_token;
+	/* What it does is a write into the store that would be lost while
+	 * the database file is gone or replaced: refused with 503 then
+	 * (server.c). Reads, submits (which answer for themselves), cancels
+	 * (stopping a run must always work) and in-memory work (the
+	 * Alertmanager receiver, console sessions) go ahead. */
+	bool store_change;
 };
 
 /* Why the store cannot take new runs now, for /readyz and submits: 0, or

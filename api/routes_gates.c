@@ -271,7 +271,8 @@ out:
 
 const struct api_route api_routes_gates[] = {
         {"GET", "/v1/gates", get_gates, API_ROLE_VIEWER},
-        {"POST", "/v1/runs/{id}/rejudge", post_rejudge, API_ROLE_SUBMITTER},
-        {"POST", "/v1/runs/{id}/invalidate", post_invalidate, API_ROLE_SUBMITTER},
+        {"POST", "/v1/runs/{id}/rejudge", post_rejudge, API_ROLE_SUBMITTER, .store_change = true},
+        {"POST", "/v1/runs/{id}/invalidate", post_invalidate, API_ROLE_SUBMITTER,
+         .store_change = true},
         {NULL, NULL, NULL},
 };

@@ -359,7 +359,8 @@ static void get_gate(struct api_req *req)
 }
 
 const struct api_route api_routes_hooks[] = {
-        {"POST", "/v1/hooks/flagger", post_flagger, API_ROLE_SUBMITTER, .query_token = true},
+        {"POST", "/v1/hooks/flagger", post_flagger, API_ROLE_SUBMITTER, .query_token = true,
+         .store_change = true},
         {"GET", "/v1/services/{name}/gate", get_gate, API_ROLE_SUBMITTER},
         {NULL, NULL, NULL},
 };

@@ -559,7 +559,8 @@ const struct api_route api_routes_services[] = {
         {"GET", "/v1/services/{name}/history", get_history, API_ROLE_VIEWER},
         {"GET", "/v1/services/{name}/trends", get_trends, API_ROLE_VIEWER},
         {"GET", "/v1/services/{name}/waivers", get_waivers, API_ROLE_VIEWER},
-        {"POST", "/v1/services/{name}/waivers", post_waiver, API_ROLE_ADMIN},
-        {"DELETE", "/v1/services/{name}/waivers/{id}", delete_waiver, API_ROLE_ADMIN},
+        {"POST", "/v1/services/{name}/waivers", post_waiver, API_ROLE_ADMIN, .store_change = true},
+        {"DELETE", "/v1/services/{name}/waivers/{id}", delete_waiver, API_ROLE_ADMIN,
+         .store_change = true},
         {NULL, NULL, NULL},
 };

@@ -322,9 +322,11 @@ static void post_service_runs(struct api_req *req)
 }
 
 const struct api_route api_routes_specs[] = {
-        {"PUT", "/v1/services/{name}/specs/{env}", put_spec, API_ROLE_SUBMITTER},
+        {"PUT", "/v1/services/{name}/specs/{env}", put_spec, API_ROLE_SUBMITTER,
+         .store_change = true},
         {"GET", "/v1/services/{name}/specs/{env}", get_spec, API_ROLE_SUBMITTER},
         {"GET", "/v1/services/{name}/specs", get_specs, API_ROLE_VIEWER},
-        {"POST", "/v1/services/{name}/runs", post_service_runs, API_ROLE_SUBMITTER},
+        {"POST", "/v1/services/{name}/runs", post_service_runs, API_ROLE_SUBMITTER,
+         .store_change = true},
         {NULL, NULL, NULL},
 };

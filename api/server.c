@@ -944,18 +944,15 @@ static bool in_scope(struct api_req *req)
 }
 
 /* While the database file is gone or replaced (app->db_problem), what is
- * written into the open file is lost at the next start: a change
- * (invalidate, rejudge, waivers) is refused like a submit, rather than
- * acknowledged and then forgotten. Submits answer for themselves (a
- * retry of an accepted one is still answered); a cancel goes ahead, as
- * stopping a run must always work. False when answered. */
+ * written into the open file is lost at the next start: a route marked
+ * store_change (invalidate, rejudge, waivers, stored specs, runs started
+ * from them) is refused like a submit, rather than acknowledged and then
+ * forgotten. False when answered. */
 static bool can_keep_change(struct api_req *req)
 {
-	const struct api_route *rt = req->match.route;
 	const char *why = req->srv->app->db_problem;
 
-	if (!why || strcmp(rt->method, "GET") == 0 || strcmp(rt->pattern, "/v1/runs") == 0 ||
-	    strcmp(rt->pattern, "/v1/runs/{id}/cancel") == 0)
+	if (!why || !req->match.route->store_change)
 		return true;
 	api_reply_header(req, "Retry-After", "30");
 	api_problem(req, 503, NULL, "cannot keep this change: store: %s", why);

@@ -424,7 +424,8 @@ class CrashTest(lib.TestCase):
                 ('POST', '/v1/runs/%d/invalidate' % run_id, {'reason': 'gone'}),
                 ('POST', '/v1/runs/%d/rejudge' % run_id, {'gates': ['p0.status == 200']}),
                 ('POST', '/v1/services/svc/waivers', waiver),
-                ('DELETE', '/v1/services/svc/waivers/1', None)):
+                ('DELETE', '/v1/services/svc/waivers/1', None),
+                ('PUT', '/v1/services/svc/specs/prod', {'probes': []})):
             r = d.request(method, path, json.dumps(body) if body else None,
                           {'Content-Type': 'application/json'})
             self.assertEqual(r.status, 503, (method, path, r))
@@ -434,6 +435,20 @@ class CrashTest(lib.TestCase):
         self.assertIsNone(run['invalidated'], run)
         self.assertEqual(run['rejudgements'], [], run)
         self.assertEqual(d.get('/v1/services/svc/waivers').json['items'], [])
+        specs = d.get('/v1/services/svc/specs')
+        self.assertEqual(specs.status, 200, specs)
+        self.assertEqual(specs.json['items'], [], specs.json)
+        # What writes nothing to the store goes ahead: the Alertmanager
+        # receiver keeps notifications in memory, so a drill's page still
+        # arrives while the file is gone.
+        fixture = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'unit',
+                               'fixtures', 'alertmanager-webhook.json')
+        with open(fixture, 'rb') as f:
+            r = d.request('POST', '/v1/alertmanager/webhook', f.read(),
+                          {'Content-Type': 'application/json'})
+        self.assertEqual(r.status, 200, r)
+        got = d.get('/v1/alertmanager/notifications').json
+        self.assertEqual(len(got['items']), 1, got)
 
     def recover_from_proc(self, d, done):
         """The runbook's recovery: the deleted file, copied out of
