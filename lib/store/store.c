@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "lib/gate/judge.h"
+#include "lib/store/pg/pg.h"
 #include "lib/store/sqlite/sqlite.h"
 #include "lib/store/store.h"
 #include "lib/store/store_backend.h"
@@ -27,38 +28,21 @@ bool store_is_local_file(const char *where)
 	return where && *where && strcmp(where, ":memory:") != 0 && !strstr(where, "://");
 }
 
-/* Until a PostgreSQL backend exists, its URLs are refused here rather
- * than taken for a file name. */
-static int backend_refuse(const char *where, char *err, size_t errlen)
-{
-	if (!is_postgresql(where))
-		return 0;
-	if (err && errlen > 0)
-		snprintf(err, errlen, "this readyd has no PostgreSQL backend");
-	return -EPROTONOSUPPORT;
-}
-
 int store_open(const char *where, struct store **ret_store, char *err, size_t errlen)
 {
-	int r;
-
 	if (!where || !ret_store)
 		return -EINVAL;
-	r = backend_refuse(where, err, errlen);
-	if (r < 0)
-		return r;
+	if (is_postgresql(where))
+		return pg_open(where, ret_store, err, errlen);
 	return sqlite_open(where, ret_store, err, errlen);
 }
 
 int store_open_readonly(const char *where, struct store **ret_store, char *err, size_t errlen)
 {
-	int r;
-
 	if (!where || !ret_store)
 		return -EINVAL;
-	r = backend_refuse(where, err, errlen);
-	if (r < 0)
-		return r;
+	if (is_postgresql(where))
+		return pg_open_readonly(where, ret_store, err, errlen);
 	return sqlite_open_readonly(where, ret_store, err, errlen);
 }
 

@@ -173,27 +173,6 @@ START_TEST(test_newer_schema_refused)
 }
 END_TEST
 
-/* A URL of a backend this readyd lacks is refused, never taken for a
- * file name (nothing is created). */
-START_TEST(test_postgresql_refused)
-{
-	static const char *const urls[] = {"postgresql://readyd:secret@127.0.0.1/readyd",
-	                                   "postgres://127.0.0.1/readyd", "POSTGRESQL://h/db"};
-	struct store *st = NULL;
-	char err[256] = "";
-
-	for (size_t i = 0; i < RD_ARRAY_SIZE(urls); i++) {
-		ck_assert_int_eq(store_open(urls[i], &st, err, sizeof(err)), -EPROTONOSUPPORT);
-		ck_assert_ptr_null(st);
-		ck_assert_str_eq(err, "this readyd has no PostgreSQL backend");
-		ck_assert_int_eq(store_open_readonly(urls[i], &st, err, sizeof(err)),
-		                 -EPROTONOSUPPORT);
-		ck_assert_ptr_null(st);
-	}
-	ck_assert_int_eq(access("postgresql:", F_OK), -1);
-}
-END_TEST
-
 /* ---- Runs ---------------------------------------------------------- */
 
 /* The run resource of test_run_roundtrip, before and after its life. */
@@ -1576,7 +1555,6 @@ static Suite *conformance_suite(void)
 	tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
 	tcase_add_loop_test(tc, test_migrations, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_newer_schema_refused, 0, N_BACKENDS);
-	tcase_add_test(tc, test_postgresql_refused);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("runs");

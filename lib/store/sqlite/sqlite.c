@@ -24,6 +24,7 @@
 
 #include "lib/store/sqlite/sqlite_internal.h"
 #include "lib/store/sqlite/sqlite_migrations.h"
+#include "lib/store/store_cols.h"
 #include "lib/util/run_state.h"
 #include "lib/util/util.h"
 #include "lib/util/json_text.h"
@@ -157,23 +158,7 @@ static struct sqlite_store *sq(struct store *st)
 	return rd_container_of(st, struct sqlite_store, base);
 }
 
-/* How a JSON field maps to a column, both ways. */
-enum col_kind {
-	COL_INT = 0,
-	COL_REAL, /* NaN and infinities come back as null */
-	COL_BOOL, /* absent or null is false */
-	COL_TEXT,
-	COL_TIME, /* ms in SQL, RFC 3339 string in JSON */
-	COL_JSON, /* serialized JSON text in SQL */
-};
-
-struct col {
-	const char *key;
-	enum col_kind kind;
-	bool required; /* on input: must be present and not null */
-};
-
-static const struct col run_cols[] = {
+static const struct store_col run_cols[] = {
         {"id", COL_INT, true},
         {"service", COL_TEXT, true},
         {"version", COL_TEXT, true},
@@ -188,14 +173,14 @@ static const struct col run_cols[] = {
         {"spec_version", COL_INT, false}, /* 0006 */
 };
 
-static const struct col probe_cols[] = {
+static const struct store_col probe_cols[] = {
         {"name", COL_TEXT, true},         {"type", COL_TEXT, true},
         {"state", COL_TEXT, true},        {"started_at", COL_TIME, false},
         {"finished_at", COL_TIME, false}, {"metrics", COL_JSON, true},
         {"details", COL_JSON, false},     {"error", COL_TEXT, false},
 };
 
-static const struct col gate_cols[] = {
+static const struct store_col gate_cols[] = {
         {"expr", COL_TEXT, true},      {"metric", COL_TEXT, false},
         {"op", COL_TEXT, false},       {"threshold", COL_REAL, false},
         {"value", COL_REAL, false},    {"samples", COL_INT, false},
@@ -204,7 +189,7 @@ static const struct col gate_cols[] = {
         {"reason", COL_TEXT, true},    {"waiver", COL_JSON, false}, /* 0003 */
 };
 
-static const struct col check_cols[] = {
+static const struct store_col check_cols[] = {
         {"item", COL_TEXT, true},    {"required", COL_BOOL, true}, {"evidence", COL_TEXT, false},
         {"outcome", COL_TEXT, true}, {"reason", COL_TEXT, true},
 };
@@ -794,74 +779,9 @@ int sqlite_checkpoint(struct store *st)
 
 /* ---- Rows to JSON -------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at s (n > 0 bytes left), 0 if the
- * bytes there are not one (overlong forms and surrogates included). */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
-{
-	static const uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
-	size_t len;
-	uint32_t cp;
-
-	if (s[0] < 0x80)
-		return 1;
-	if ((s[0] & 0xe0) == 0xc0)
-		len = 2, cp = s[0] & 0x1f;
-	else if ((s[0] & 0xf0) == 0xe0)
-		len = 3, cp = s[0] & 0x0f;
-	else if ((s[0] & 0xf8) == 0xf0)
-		len = 4, cp = s[0] & 0x07;
-	else
-		return 0;
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if (cp < min_cp[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
-/* A JSON string of n bytes at s. Error texts may quote bytes a target
- * sent; rather than make the whole run unreadable, invalid UTF-8 bytes
- * become '?'. NULL only when out of memory. */
-static json_t *json_string_lossy(const char *s, size_t n)
-{
-	json_t *j = json_stringn(s, n);
-	unsigned char *copy;
-	size_t i = 0, len;
-
-	if (j)
-		return j;
-	copy = malloc(n + 1);
-	if (!copy)
-		return NULL;
-	memcpy(copy, s, n);
-	while (i < n) {
-		len = utf8_seq_len(copy + i, n - i);
-		if (len == 0) {
-			copy[i] = '?';
-			len = 1;
-		}
-		i += len;
-	}
-	j = json_stringn((const char *)copy, n);
-	free(copy);
-	return j;
-}
-
-static json_t *json_time(int64_t ms)
-{
-	char buf[RD_TIME_LEN];
-
-	rd_time_format(ms, buf);
-	return json_string(buf);
-}
-
 /* Column i of the current row as JSON, by kind. */
-static int col_to_json(struct store *st, sqlite3_stmt *s, int i, const struct col *c, json_t **ret)
+static int col_to_json(struct store *st, sqlite3_stmt *s, int i, const struct store_col *c,
+                       json_t **ret)
 {
 	json_error_t jerr;
 	double d;
@@ -883,7 +803,7 @@ static int col_to_json(struct store *st, sqlite3_stmt *s, int i, const struct co
 		v = json_boolean(sqlite3_column_int64(s, i) != 0);
 		break;
 	case COL_TIME:
-		v = json_time(sqlite3_column_int64(s, i));
+		v = store_json_time(sqlite3_column_int64(s, i));
 		break;
 	case COL_JSON:
 		v = json_loadb((const char *)sqlite3_column_text(s, i),
@@ -894,8 +814,8 @@ static int col_to_json(struct store *st, sqlite3_stmt *s, int i, const struct co
 		}
 		break;
 	default:
-		v = json_string_lossy((const char *)sqlite3_column_text(s, i),
-		                      (size_t)sqlite3_column_bytes(s, i));
+		v = store_json_string_lossy((const char *)sqlite3_column_text(s, i),
+		                            (size_t)sqlite3_column_bytes(s, i));
 		break;
 	}
 	if (!v)
@@ -905,7 +825,7 @@ static int col_to_json(struct store *st, sqlite3_stmt *s, int i, const struct co
 }
 
 /* The current row, columns described by cols, as a new object. */
-static int row_to_json(struct store *st, sqlite3_stmt *s, const struct col *cols, size_t n,
+static int row_to_json(struct store *st, sqlite3_stmt *s, const struct store_col *cols, size_t n,
                        json_t **ret)
 {
 	json_t *obj = json_object(), *v;
@@ -929,8 +849,8 @@ static int row_to_json(struct store *st, sqlite3_stmt *s, const struct col *cols
 }
 
 /* Every row of a cached statement taking the run id, as an array. */
-static int rows_to_array(struct store *st, enum stmt_id id, int64_t run_id, const struct col *cols,
-                         size_t n, json_t **ret)
+static int rows_to_array(struct store *st, enum stmt_id id, int64_t run_id,
+                         const struct store_col *cols, size_t n, json_t **ret)
 {
 	json_t *arr, *row;
 	sqlite3_stmt *s = NULL;
@@ -963,27 +883,8 @@ static int rows_to_array(struct store *st, enum stmt_id id, int64_t run_id, cons
 
 /* ---- JSON to rows -------------------------------------------------- */
 
-static bool col_valid(const struct col *c, json_t *v)
-{
-	if (!v || json_is_null(v))
-		return !c->required;
-	switch (c->kind) {
-	case COL_INT:
-	case COL_TIME:
-		return json_is_integer(v);
-	case COL_REAL:
-		return json_is_number(v);
-	case COL_BOOL:
-		return json_is_boolean(v);
-	case COL_TEXT:
-		return json_is_string(v);
-	default:
-		return true;
-	}
-}
-
 /* Checks every field of obj against cols; what names the object. */
-static int cols_validate(struct store *st, json_t *obj, const struct col *cols, size_t n,
+static int cols_validate(struct store *st, json_t *obj, const struct store_col *cols, size_t n,
                          const char *what)
 {
 	if (!json_is_object(obj)) {
@@ -991,7 +892,7 @@ static int cols_validate(struct store *st, json_t *obj, const struct col *cols, 
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (!col_valid(&cols[i], json_object_get(obj, cols[i].key)))
+		if (!store_col_valid(&cols[i], json_object_get(obj, cols[i].key)))
 			return invalid(st, what, cols[i].key);
 	}
 	return 0;
@@ -1006,7 +907,8 @@ static int bind_json(sqlite3_stmt *s, int idx, json_t *v)
 }
 
 /* Binds obj's fields (validated) to parameters first, first + 1, ... */
-static int cols_bind(sqlite3_stmt *s, int first, json_t *obj, const struct col *cols, size_t n)
+static int cols_bind(sqlite3_stmt *s, int first, json_t *obj, const struct store_col *cols,
+                     size_t n)
 {
 	json_t *v;
 	int rc, idx;
@@ -1523,7 +1425,7 @@ static int run_add_children(struct store *st, int64_t id, json_t *run)
 	static const struct {
 		const char *key;
 		enum stmt_id stmt;
-		const struct col *cols;
+		const struct store_col *cols;
 		size_t n;
 	} children[] = {
 	        {"probes", ST_PROBES_GET, probe_cols, RD_ARRAY_SIZE(probe_cols)},
@@ -1573,7 +1475,7 @@ int sqlite_run_spec(struct store *st, int64_t id, json_t **ret_spec)
 		return bind_fail(st, s, rc);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
-		static const struct col spec_col = {"spec", COL_JSON, true};
+		static const struct store_col spec_col = {"spec", COL_JSON, true};
 
 		r = col_to_json(st, s, 0, &spec_col, &spec);
 	} else if (rc == SQLITE_DONE) {

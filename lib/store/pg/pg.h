@@ -1,0 +1,24 @@
+/* pg: the PostgreSQL backend of the store (store.h, store_backend.h),
+ * on libpq. Opened by store.c for a postgresql:// or postgres:// URL.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "lib/store/store.h"
+
+/* Connects to url (borrowed), applies the migrations of
+ * migrations/postgresql/ (one node at a time: an advisory lock) and
+ * returns the store. -EPROTONOSUPPORT for a schema newer than this
+ * readyd; -ENOTCONN when the server cannot be reached. err gets the
+ * reason, without the URL's password. */
+int pg_open(const char *url, struct store **ret_store, char *err, size_t errlen);
+
+/* Connects read-only (every transaction READ ONLY); the schema must be
+ * this readyd's already. */
+int pg_open_readonly(const char *url, struct store **ret_store, char *err, size_t errlen);
+
+/* url with its password (user:PASSWORD@ or password=...) replaced by
+ * "***" into buf; for messages and logs. */
+void pg_url_redact(const char *url, char *buf, size_t len);
