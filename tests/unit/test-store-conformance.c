@@ -1,7 +1,7 @@
 /* The store's conformance suite: what every backend behind store.h must
  * do, through store.h alone. Each test runs once per entry of backends[]
- * (SQLite on ":memory:" and on a temp file today; a PostgreSQL entry is
- * one more line there plus its glue): runs created, read, listed with
+ * (SQLite on ":memory:" and on a temp file, and PostgreSQL when
+ * READYD_TEST_PG_URL names a cluster): runs created, read, listed with
  * cursors and filters, their state transitions and final states; probe
  * results and their metrics; trends (step buckets, decided runs only);
  * gate and checklist results; baselines (newest passed, not
@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,13 +99,94 @@ static int64_t sqlite_count_metric(const char *path, const char *metric, double 
 	return n;
 }
 
+/* ---- PostgreSQL glue ---------------------------------------------------
+ * READYD_TEST_PG_URL names a database of a private cluster (scripts/test
+ * starts one; scripts/pg-cluster). Each test gets a schema of its own,
+ * made on the first where() of the test and selected through the URL's
+ * search_path, so tests start empty without a database each. Without the
+ * variable the PostgreSQL entry is left out (READYD_REQUIRE_PG=1: fail
+ * instead). */
+
+static char pg_url[2048];
+static char pg_url_dir[PATH_MAX]; /* the tmp_dir pg_url was made for */
+
+static PGconn *pg_raw(const char *url)
+{
+	PGconn *c = PQconnectdb(url);
+
+	ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+	return c;
+}
+
+static void pg_run(PGconn *c, const char *sql)
+{
+	PGresult *res = PQexec(c, sql);
+
+	ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK ||
+	                      PQresultStatus(res) == PGRES_TUPLES_OK,
+	              "%s: %s", sql, PQresultErrorMessage(res));
+	PQclear(res);
+}
+
+static const char *pg_where(void)
+{
+	const char *base = getenv("READYD_TEST_PG_URL");
+	char schema[80], sql[128];
+	PGconn *c;
+
+	if (strcmp(pg_url_dir, tmp_dir) == 0)
+		return pg_url;
+	snprintf(schema, sizeof(schema), "conf_%ld_%.40s", (long)getpid(),
+	         strrchr(tmp_dir, '/') ? strrchr(tmp_dir, '/') + 1 : tmp_dir);
+	for (char *p = schema; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')))
+			*p = '_';
+	c = pg_raw(base);
+	snprintf(sql, sizeof(sql), "CREATE SCHEMA %s", schema);
+	pg_run(c, sql);
+	PQfinish(c);
+	snprintf(pg_url, sizeof(pg_url), "%s%coptions=-csearch_path%%3D%s", base,
+	         strchr(base, '?') ? '&' : '?', schema);
+	snprintf(pg_url_dir, sizeof(pg_url_dir), "%s", tmp_dir);
+	return pg_url;
+}
+
+static void pg_make_newer(const char *url)
+{
+	PGconn *c = pg_raw(url);
+
+	pg_run(c, "INSERT INTO schema_migrations VALUES (999, '0999_future.sql', 1)");
+	PQfinish(c);
+}
+
+static int64_t pg_count_metric(const char *url, const char *metric, double value)
+{
+	char v[40];
+	const char *params[] = {metric, v};
+	PGconn *c = pg_raw(url);
+	PGresult *res;
+	int64_t n = -1;
+
+	snprintf(v, sizeof(v), "%.17g", value);
+	res = PQexecParams(c, "SELECT count(*) FROM metrics WHERE metric = $1 AND value = $2", 2,
+	                   NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK)
+		n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	PQfinish(c);
+	return n;
+}
+
 static const struct conf_backend backends[] = {
         {"sqlite :memory:", sqlite_memory, false, "CHECK constraint", NULL, NULL},
         {"sqlite file", sqlite_file, true, "CHECK constraint", sqlite_make_newer,
          sqlite_count_metric},
+        {"postgresql", pg_where, true, "violates check constraint", pg_make_newer, pg_count_metric},
 };
 
-#define N_BACKENDS ((int)RD_ARRAY_SIZE(backends))
+/* Every entry, or all but PostgreSQL when no cluster was given. */
+static int n_backends = (int)RD_ARRAY_SIZE(backends);
+#define N_BACKENDS n_backends
 
 /* Loop tests run _i over cases x backends: the backend is _i % N_BACKENDS,
  * the case _i / N_BACKENDS. */
@@ -1605,7 +1687,17 @@ static Suite *conformance_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(conformance_suite());
+	SRunner *sr;
+
+	if (!getenv("READYD_TEST_PG_URL") || !*getenv("READYD_TEST_PG_URL")) {
+		if (getenv("READYD_REQUIRE_PG") && !strcmp(getenv("READYD_REQUIRE_PG"), "1")) {
+			fprintf(stderr, "READYD_REQUIRE_PG=1 but READYD_TEST_PG_URL is not set\n");
+			return EXIT_FAILURE;
+		}
+		fprintf(stderr, "READYD_TEST_PG_URL not set: PostgreSQL left out\n");
+		n_backends--;
+	}
+	sr = srunner_create(conformance_suite());
 	int failed;
 
 	srunner_run_all(sr, CK_NORMAL);
