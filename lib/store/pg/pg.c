@@ -87,6 +87,14 @@ static int conn_failed(struct store *st, PGconn *c, const char *what)
 	return -ENOTCONN;
 }
 
+/* Notices (an IF NOT EXISTS that skipped) are not errors: lib/ prints
+ * nothing, so libpq's default of writing them to stderr is turned off. */
+static void notice_ignore(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
 /* The session's settings: the server gives up on a query when readyd
  * would, and a reader cannot write. */
 static int session_setup(struct store *st)
@@ -94,6 +102,7 @@ static int session_setup(struct store *st)
 	struct pg_store *pg = pg_of(st);
 	char sql[160];
 
+	PQsetNoticeProcessor(pg->conn, notice_ignore, NULL);
 	snprintf(sql, sizeof(sql),
 	         "SET statement_timeout = %d; SET default_transaction_read_only = %s",
 	         pg->deadline_ms, pg->readonly ? "on" : "off");
