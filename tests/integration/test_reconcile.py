@@ -99,6 +99,10 @@ class TestReconcile(lib.TestCase):
                   q['client_p50_ms'], q['client_p95_ms'], q['client_p99_ms'],
                   q['server_p50_ms'], q['server_p95_ms'], q['server_p99_ms'],
                   q['gap_ratio'], q['gap_quantile'] * 100))
+        # Every side must be there before anything is printed or compared;
+        # when one is missing, say what the run held.
+        for key in ('client_p95_ms', 'server_p95_ms', 'gap_ratio'):
+            self.assertIsNotNone(qs[key], (key, qs, queued['metrics'], qserver))
         print('queued via prometheus-query: client p95 %.1f ms, server p95 %.1f ms, '
               'gap_ratio %.2f' % (qs['client_p95_ms'], qs['server_p95_ms'], qs['gap_ratio']))
         print('direct: client p50/p95/p99 %.1f/%.1f/%.1f ms, server %.1f/%.1f/%.1f ms, '
