@@ -96,6 +96,7 @@ CREATE TABLE gate_results (
 
 CREATE TABLE checklist_results (
     run_id   BIGINT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    idx      INTEGER NOT NULL DEFAULT 0, -- the order saved in (SQLite reads rowid)
     item     TEXT NOT NULL,
     required INTEGER NOT NULL,
     evidence TEXT,

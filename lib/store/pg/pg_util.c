@@ -232,11 +232,20 @@ int pg_exec(struct store *st, const char *sql, int n, const char *const *params,
 	return pg_exec_bin(st, sql, n, params, NULL, NULL, false, ret_res, what);
 }
 
+/* PQcmdTuples also counts the rows a SELECT returned: only the tags of
+ * commands that change rows count, so reads leave the generation alone. */
 int64_t pg_changed_rows(PGresult *res)
 {
-	const char *t = PQcmdTuples(res);
+	static const char *const writes[] = {"INSERT ", "UPDATE ", "DELETE ", "MERGE "};
+	const char *status = PQcmdStatus(res), *t;
 
-	return t && *t ? strtoll(t, NULL, 10) : 0;
+	for (size_t i = 0; status && i < RD_ARRAY_SIZE(writes); i++) {
+		if (strncmp(status, writes[i], strlen(writes[i])) == 0) {
+			t = PQcmdTuples(res);
+			return t && *t ? strtoll(t, NULL, 10) : 0;
+		}
+	}
+	return 0;
 }
 
 int pg_tx_begin(struct store *st, bool write)
