@@ -2,11 +2,12 @@
  * do, through store.h alone. Each test runs once per entry of backends[]
  * (SQLite on ":memory:" and on a temp file, and PostgreSQL when
  * READYD_TEST_PG_URL names a cluster): runs created, read, listed with
- * cursors and filters, their state transitions and final states; probe
+ * cursors, filters and token scopes, their state transitions and final states; probe
  * results and their metrics; trends (step buckets, decided runs only);
  * gate and checklist results; baselines (newest passed, not
  * invalidated, on enough samples); history pages; waivers created,
- * expired and revoked; idempotency keys (per service, same spec); the
+ * expired and revoked; idempotency keys (per service, same spec, one
+ * run when two connections submit one key at once); the
  * audit trail; load measurements; retention; migrations applied,
  * recorded and a newer schema refused; health and file identity.
  * Backend-specific checks (the SQLite schema, WAL, query plans) live in
@@ -17,6 +18,7 @@
 #include <limits.h>
 #include <math.h>
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,7 @@
 #include <unistd.h>
 
 #include "lib/loadgen/hist.h"
+#include "lib/policy/scope.h"
 #include "lib/store/store.h"
 #include "lib/util/util.h"
 #include "tests/unit/store-fixture.h"
@@ -45,6 +48,10 @@ struct conf_backend {
 	/* Rows of the long metrics table with this metric and value; NULL:
 	 * not inspectable. */
 	int64_t (*count_metric)(const char *where, const char *metric, double value);
+	/* Stores a run with the key "held" from another connection and
+	 * commits it only once create, started on st, waits for it; returns
+	 * that run's id. NULL: the wait cannot be seen from outside. */
+	int64_t (*key_held)(const char *where, void *(*create)(void *), void *arg);
 };
 
 /* ---- SQLite glue: the only code here that knows the backend ----------- */
@@ -177,11 +184,51 @@ static int64_t pg_count_metric(const char *url, const char *metric, double value
 	return n;
 }
 
+/* Whether a backend waits on the lock of this connection's transaction. */
+static bool pg_someone_waits(PGconn *c)
+{
+	PGresult *res = PQexec(c, "SELECT count(*) FROM pg_locks AS w JOIN pg_locks AS h "
+	                          "ON h.transactionid = w.transactionid WHERE NOT w.granted "
+	                          "AND w.locktype = 'transactionid' AND h.granted "
+	                          "AND h.pid = pg_backend_pid()");
+	bool waits = PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "0");
+
+	PQclear(res);
+	return waits;
+}
+
+static int64_t pg_key_held(const char *url, void *(*create)(void *), void *arg)
+{
+	PGconn *c = pg_raw(url);
+	PGresult *res;
+	pthread_t t;
+	int64_t id;
+	int tries = 0;
+
+	pg_run(c, "BEGIN");
+	res = PQexec(c, "INSERT INTO runs (service, version, environment, state, spec, "
+	                "created_at) VALUES ('svc', '1', 'prod', 'queued', '{}', 1) RETURNING id");
+	ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+	id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	pg_run(c, "INSERT INTO idempotency_keys (service, key, run_id) "
+	          "SELECT 'svc', 'held', max(id) FROM runs");
+	ck_assert_int_eq(pthread_create(&t, NULL, create, arg), 0);
+	while (!pg_someone_waits(c) && ++tries < 1000)
+		usleep(2000);
+	ck_assert_int_lt(tries, 1000);
+	pg_run(c, "COMMIT");
+	pthread_join(t, NULL);
+	PQfinish(c);
+	return id;
+}
+
 static const struct conf_backend backends[] = {
-        {"sqlite :memory:", sqlite_memory, false, "CHECK constraint", NULL, NULL},
+        {"sqlite :memory:", sqlite_memory, false, "CHECK constraint", NULL, NULL, NULL},
         {"sqlite file", sqlite_file, true, "CHECK constraint", sqlite_make_newer,
-         sqlite_count_metric},
-        {"postgresql", pg_where, true, "violates check constraint", pg_make_newer, pg_count_metric},
+         sqlite_count_metric, NULL},
+        {"postgresql", pg_where, true, "violates check constraint", pg_make_newer, pg_count_metric,
+         pg_key_held},
 };
 
 /* Every entry, or all but PostgreSQL when no cluster was given. */
@@ -604,6 +651,227 @@ START_TEST(test_filters)
 		                  (size_t)__builtin_popcount(filter_cases[c].want));
 		ck_assert_ptr_null(cursor);
 		json_decref(items);
+	}
+	store_free(st);
+}
+END_TEST
+
+/* Services of the scope test, and token scopes (lib/policy/scope.h) to
+ * list them through: whatever a backend does in its query, a page lists
+ * exactly the runs scope_allows() allows, newest first, full pages. */
+static const char *const scoped_services[] = {
+        "team-a-api", "team-a-db", "team-b-api", "billing", "billing-v2", "caf\xc3\xa9-api",
+        "x.y",        "xzy",       "a*b",        "aXb",     "Team-A-api", "]ops",
+};
+
+static const char *const scopes[] = {
+        "team-a-*",
+        "team-a-*\nbilling",
+        "*-api",
+        "team-?-api",
+        "[!t]*",
+        "[a-c]*",
+        "b\\illing",
+        "nomatch",
+        "caf?-api",
+        "caf?"
+        "?-api",
+        "[[:alpha:]]illing",
+        "[]x]*",
+        "[abc",
+        "x.y",
+        "a\\*b",
+        "*",
+        "Team-*",
+        "\nbilling\n",
+        "[z-a]*\nx?y",
+};
+
+/* Every page of f (limit, scope set by the caller): the ids in order. */
+static size_t list_all(struct store *st, struct store_filter *f, int64_t *ids, size_t max)
+{
+	char *cursor = NULL, *next = NULL;
+	size_t n = 0, i;
+	json_t *items, *it;
+
+	do {
+		f->cursor = cursor;
+		ck_assert_msg(store_runs_list(st, f, &items, &next) == 0, "%s", store_errmsg(st));
+		/* Every page but the last is full. */
+		ck_assert(!next || json_array_size(items) == (size_t)f->limit);
+		json_array_foreach (items, i, it) {
+			ck_assert_uint_lt(n, max);
+			ids[n++] = json_integer_value(json_object_get(it, "id"));
+		}
+		json_decref(items);
+		free(cursor);
+		cursor = next;
+	} while (cursor);
+	return n;
+}
+
+/* The runs of svc[] (newest last) scope lets through, newest first, as
+ * every limit pages them. */
+static void check_scope(struct store *st, const char *scope, const char *const *svc,
+                        const int64_t *ids, size_t n)
+{
+	static const int limits[] = {2, 5, 1000};
+	int64_t want[64], got[64];
+	size_t n_want = 0, n_got;
+
+	ck_assert_uint_le(n, RD_ARRAY_SIZE(want));
+	for (size_t i = n; i-- > 0;)
+		if (scope_allows(scope, svc[i]))
+			want[n_want++] = ids[i];
+	for (size_t l = 0; l < RD_ARRAY_SIZE(limits); l++) {
+		struct store_filter f = {.limit = limits[l], .scope = scope};
+
+		n_got = list_all(st, &f, got, n);
+		ck_assert_msg(n_got == n_want, "scope '%s' limit %d: %zu runs, want %zu", scope,
+		              limits[l], n_got, n_want);
+		for (size_t i = 0; i < n_got; i++)
+			ck_assert_int_eq(got[i], want[i]);
+	}
+	/* With a service filter too: only what both allow. */
+	struct store_filter f = {.limit = 2, .scope = scope, .service = "team-a-api"};
+
+	n_got = list_all(st, &f, got, n);
+	ck_assert_uint_eq(n_got, scope_allows(scope, "team-a-api") ? 3 : 0);
+}
+
+START_TEST(test_scope_filter)
+{
+	enum { N = 3 * RD_ARRAY_SIZE(scoped_services) };
+	struct store *st = conf_open(_i);
+	const char *svc[N];
+	int64_t ids[N];
+
+	for (size_t i = 0; i < N; i++) {
+		svc[i] = scoped_services[i % RD_ARRAY_SIZE(scoped_services)];
+		ids[i] = create_run(st, svc[i], "staging", NULL, 0, NULL);
+	}
+	for (size_t k = 0; k < RD_ARRAY_SIZE(scopes); k++)
+		check_scope(st, scopes[k], svc, ids, N);
+	store_free(st);
+}
+END_TEST
+
+/* Two connections create runs with the same key at the same moment:
+ * one run each time, which both answer. */
+struct key_racer {
+	struct store *st;
+	pthread_barrier_t *start;
+	int64_t ids[20];
+	bool existing[20];
+	int errors[20];
+};
+
+static void *key_race(void *arg)
+{
+	static const char *const names[] = {"latency", "tls"}, *const types[] = {"load", "tls"};
+	struct key_racer *kr = arg;
+	char key[32];
+
+	for (int i = 0; i < (int)RD_ARRAY_SIZE(kr->ids); i++) {
+		struct store_run_new rn = {
+		        .service = "svc",
+		        .version = "1",
+		        .environment = "prod",
+		        .idempotency_key = key,
+		        .spec_json = "{}",
+		        .probe_names = names,
+		        .probe_types = types,
+		        .n_probes = 2,
+		        .created_at = T0,
+		};
+		int r, tries = 0;
+
+		snprintf(key, sizeof(key), "race-%d", i);
+		pthread_barrier_wait(kr->start);
+		/* A busy database (SQLite's lock) is worth a retry. */
+		do
+			r = store_run_create(kr->st, &rn, &kr->ids[i], &kr->existing[i]);
+		while ((r == -EBUSY || r == -EAGAIN) && ++tries < 200);
+		kr->errors[i] = r;
+	}
+	return NULL;
+}
+
+START_TEST(test_idempotency_race)
+{
+	struct store *a = conf_open(_i), *b;
+	struct key_racer ka = {.st = a}, kb;
+	struct store_filter f = {.limit = 1000};
+	pthread_barrier_t start;
+	pthread_t ta, tb;
+	char *cursor = NULL;
+	json_t *items, *run;
+
+	if (!conf_backend(_i)->persistent) {
+		store_free(a);
+		return;
+	}
+	b = conf_open(_i);
+	kb = (struct key_racer){.st = b};
+	pthread_barrier_init(&start, NULL, 2);
+	ka.start = kb.start = &start;
+	ck_assert_int_eq(pthread_create(&ta, NULL, key_race, &ka), 0);
+	ck_assert_int_eq(pthread_create(&tb, NULL, key_race, &kb), 0);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	pthread_barrier_destroy(&start);
+	for (size_t i = 0; i < RD_ARRAY_SIZE(ka.ids); i++) {
+		ck_assert_msg(ka.errors[i] == 0 && kb.errors[i] == 0, "key %zu: %d, %d", i,
+		              ka.errors[i], kb.errors[i]);
+		ck_assert_int_eq(ka.ids[i], kb.ids[i]);
+		ck_assert(ka.existing[i] != kb.existing[i]);
+	}
+	ck_assert_int_eq(store_runs_list(a, &f, &items, &cursor), 0);
+	ck_assert_uint_eq(json_array_size(items), RD_ARRAY_SIZE(ka.ids));
+	json_decref(items);
+	run = get_run(b, ka.ids[0]);
+	ck_assert_uint_eq(json_array_size(json_object_get(run, "probes")), 2);
+	json_decref(run);
+	store_free(b);
+	store_free(a);
+}
+END_TEST
+
+struct held_create {
+	struct store *st;
+	int64_t id;
+	bool existing;
+	int r;
+};
+
+static void *held_create(void *arg)
+{
+	struct held_create *hc = arg;
+	struct store_run_new rn = {.service = "svc",
+	                           .version = "1",
+	                           .environment = "prod",
+	                           .idempotency_key = "held",
+	                           .spec_json = "{}",
+	                           .created_at = T0};
+
+	hc->r = store_run_create(hc->st, &rn, &hc->id, &hc->existing);
+	return NULL;
+}
+
+/* A create whose key another connection is storing at that moment waits
+ * for it and answers that run, as a retry would. */
+START_TEST(test_idempotency_key_held)
+{
+	const struct conf_backend *b = conf_backend(_i);
+	struct store *st = conf_open(_i);
+	struct held_create hc = {.st = st};
+	int64_t id;
+
+	if (b->key_held) {
+		id = b->key_held(b->where(), held_create, &hc);
+		ck_assert_msg(hc.r == 0, "%d: %s", hc.r, store_errmsg(st));
+		ck_assert(hc.existing);
+		ck_assert_int_eq(hc.id, id);
 	}
 	store_free(st);
 }
@@ -1648,6 +1916,9 @@ static Suite *conformance_suite(void)
 	tcase_add_loop_test(tc, test_limit_clamp, 0, N_BACKENDS * (int)RD_ARRAY_SIZE(limit_cases));
 	tcase_add_loop_test(tc, test_bad_cursor, 0, N_BACKENDS * (int)RD_ARRAY_SIZE(bad_cursors));
 	tcase_add_loop_test(tc, test_filters, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_scope_filter, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_idempotency_race, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_idempotency_key_held, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_probe_invalid, 0, N_BACKENDS * (int)RD_ARRAY_SIZE(bad_probes));
 	tcase_add_loop_test(tc, test_judgement_replace, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_interrupt_stale, 0, N_BACKENDS);
