@@ -923,6 +923,30 @@ END_TEST
 
 /* ---- Judgement ----------------------------------------------------- */
 
+/* Saves a checklist of the items in the JSON array items_json, expecting
+ * r, then reads the items back: they must be want (space-separated). */
+static void check_order(struct store *st, int64_t id, const char *items_json, int r,
+                        const char *want)
+{
+	json_t *items = load(items_json), *list = json_array(), *run, *it;
+	char got[256] = "";
+	size_t i, len = 0;
+
+	json_array_foreach (items, i, it)
+		json_array_append_new(list,
+		                      json_pack("{s:O, s:b, s:s, s:s}", "item", it, "required", 0,
+		                                "outcome", "pass", "reason", "ok"));
+	ck_assert_int_eq(store_judgement_save(st, id, NULL, list), r);
+	run = get_run(st, id);
+	json_array_foreach (json_object_get(run, "checklist"), i, it)
+		len += (size_t)snprintf(got + len, sizeof(got) - len, "%s%s", i ? " " : "",
+		                        json_string_value(json_object_get(it, "item")));
+	ck_assert_str_eq(got, want);
+	json_decref(run);
+	json_decref(list);
+	json_decref(items);
+}
+
 START_TEST(test_judgement_replace)
 {
 	struct store *st = conf_open(_i);
@@ -948,6 +972,8 @@ START_TEST(test_judgement_replace)
 	ck_assert_ptr_nonnull(strstr(store_errmsg(st), "outcome"));
 	ck_assert_int_eq(store_judgement_save(st, id, NULL, NULL), 0);
 	ck_assert_int_eq(store_judgement_save(st, id + 100, g1, NULL), -ENOENT);
+	/* A missing run is reported before what is wrong with the entries. */
+	ck_assert_int_eq(store_judgement_save(st, id + 100, bad, NULL), -ENOENT);
 
 	run = get_run(st, id);
 	assert_json_eq(json_object_get(run, "gates"),
@@ -960,6 +986,12 @@ START_TEST(test_judgement_replace)
 	               "[{\"item\": \"runbook\", \"required\": true, \"evidence\": "
 	               "\"https://x\", \"outcome\": \"pass\", \"reason\": \"evidence given\"}]");
 	json_decref(run);
+
+	/* Checklist items come back in the order of the last save; an item
+	 * listed twice is refused and changes nothing. */
+	check_order(st, id, "[\"zeta\", \"alpha\", \"runbook\"]", 0, "zeta alpha runbook");
+	check_order(st, id, "[\"runbook\", \"mid\", \"zeta\"]", 0, "runbook mid zeta");
+	check_order(st, id, "[\"a\", \"b\", \"a\"]", -EEXIST, "runbook mid zeta");
 
 	/* An empty array clears. */
 	json_decref(g2);

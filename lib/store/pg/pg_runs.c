@@ -711,12 +711,13 @@ int pg_judgement_save(struct store *st, int64_t run_id, json_t *gates, json_t *c
 
 	if (r < 0) {
 		char saved[PG_ERRMSG_MAX];
+		int found;
 
 		snprintf(saved, sizeof(saved), "%s", pg_errmsg(st));
-		if (run_require(st, run_id) == 0) /* keep the first error */
-			pg_set_errf(st, "%s", saved);
-		else
-			r = -ENOENT;
+		found = run_require(st, run_id);
+		if (found < 0)
+			return found;
+		pg_set_errf(st, "%s", saved);
 		return r;
 	}
 	r = jparams_init(st, &p,
