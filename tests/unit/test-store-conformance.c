@@ -877,6 +877,49 @@ START_TEST(test_idempotency_key_held)
 }
 END_TEST
 
+/* Reads of runs leave the generation alone; every write that changed
+ * something moves it; a write that changed nothing (a retried key) need
+ * not. */
+static void assert_moved(struct store *st, uint64_t *gen, bool want)
+{
+	uint64_t now = store_generation(st);
+
+	ck_assert_msg((now != *gen) == want, "generation %s", want ? "stood" : "moved");
+	*gen = now;
+}
+
+START_TEST(test_generation_runs)
+{
+	struct store *st = conf_open(_i);
+	struct store_filter f = {.limit = 10};
+	uint64_t gen = store_generation(st);
+	int64_t id = create_run(st, "svc", "prod", "gen-key", 1, NULL), found = 0;
+	json_t *items, *spec,
+	        *gates = load(
+	                "[{\"expr\": \"a.x < 1\", \"outcome\": \"pass\", \"reason\": \"ok\"}]");
+	char *cursor = NULL, service[32];
+
+	assert_moved(st, &gen, true);
+	ck_assert_int_eq(store_runs_list(st, &f, &items, &cursor), 0);
+	json_decref(items);
+	ck_assert_int_eq(store_run_spec(st, id, &spec), 0);
+	json_decref(spec);
+	ck_assert_int_eq(store_run_service(st, id, service, sizeof(service)), 0);
+	ck_assert_int_eq(store_run_find_by_key(st, "svc", "gen-key", NULL, &found), 0);
+	assert_moved(st, &gen, false);
+	ck_assert_int_eq(store_run_update(st, id, "running", NULL, T0 + 1, 0, NULL), 0);
+	assert_moved(st, &gen, true);
+	save_probe(st, id, 0, "{\"name\": \"latency\", \"type\": \"load\", \"state\": \"passed\"}");
+	assert_moved(st, &gen, true);
+	ck_assert_int_eq(store_judgement_save(st, id, gates, NULL), 0);
+	assert_moved(st, &gen, true);
+	ck_assert_int_eq(store_runs_interrupt_stale(st, T0 + 2), 1);
+	assert_moved(st, &gen, true);
+	json_decref(gates);
+	store_free(st);
+}
+END_TEST
+
 /* Probe objects store_probe_save must refuse, with the field it names. */
 static const struct {
 	const char *probe;
@@ -1951,6 +1994,7 @@ static Suite *conformance_suite(void)
 	tcase_add_loop_test(tc, test_scope_filter, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_idempotency_race, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_idempotency_key_held, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_generation_runs, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_probe_invalid, 0, N_BACKENDS * (int)RD_ARRAY_SIZE(bad_probes));
 	tcase_add_loop_test(tc, test_judgement_replace, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_interrupt_stale, 0, N_BACKENDS);

@@ -196,3 +196,9 @@ int pg_spec_get(struct store *st, const char *service, const char *environment, 
                 json_t **ret_spec);
 int pg_specs_list(struct store *st, const char *service, json_t **ret_items);
 int pg_prune_raw(struct store *st, int64_t before_ms, int batch);
+
+/* ---- pg_runs.c -------------------------------------------------------- */
+
+/* Moves the generation: for a statement whose main query is a SELECT
+ * (its writes in CTEs), which pg_exec counts as changing nothing. */
+void pg_wrote(struct store *st);

@@ -67,13 +67,6 @@ static const struct store_col check_cols[] = {
         {"outcome", COL_TEXT, true}, {"reason", COL_TEXT, true},
 };
 
-/* A statement whose main query is a SELECT reports no changed rows (its
- * data-modifying CTEs are not counted): the caller says when it wrote. */
-static void wrote(struct store *st)
-{
-	pg_of(st)->generation++;
-}
-
 /* s as valid UTF-8 in *ret: PostgreSQL refuses invalid bytes that SQLite
  * keeps and reads back as '?', so they become '?' on the way in and read
  * back the same. *ret_hold owns the copy (json_decref; NULL for NULL). */
@@ -210,7 +203,7 @@ static int run_create_once(struct store *st, const struct store_run_new *rn, con
 			pg_set_errf(st, "the Idempotency-Key was used with a different spec");
 			r = -EEXIST;
 		} else if (!stored) {
-			wrote(st);
+			pg_wrote(st);
 		}
 	}
 	PQclear(res);
@@ -436,7 +429,7 @@ static int probe_row_write(struct store *st, int64_t run_id, size_t idx, const s
 	r = pg_get_i64(res, 0, 0) > 0 ? 0 : no_such_run(st, run_id);
 	PQclear(res);
 	if (r == 0)
-		wrote(st);
+		pg_wrote(st);
 	return r;
 }
 
@@ -731,7 +724,7 @@ int pg_judgement_save(struct store *st, int64_t run_id, json_t *gates, json_t *c
 	if (r == 0) {
 		r = pg_get_i64(res, 0, 0) > 0 ? 0 : no_such_run(st, run_id);
 		if (r == 0 && (gates || checklist))
-			wrote(st);
+			pg_wrote(st);
 		PQclear(res);
 	}
 	free(sql);
@@ -1147,6 +1140,6 @@ int pg_runs_interrupt_stale(struct store *st, int64_t now_ms)
 	count = pg_get_i64(res, 0, 0);
 	PQclear(res);
 	if (count > 0)
-		wrote(st);
+		pg_wrote(st);
 	return count > INT32_MAX ? INT32_MAX : (int)count;
 }

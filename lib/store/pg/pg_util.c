@@ -463,3 +463,10 @@ int pg_rows_to_array(struct store *st, const PGresult *res, const struct store_c
 	*ret = arr;
 	return 0;
 }
+
+/* ---- pg_runs.c -------------------------------------------------------- */
+
+void pg_wrote(struct store *st)
+{
+	pg_of(st)->generation++;
+}
