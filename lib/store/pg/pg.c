@@ -96,15 +96,17 @@ static void notice_ignore(void *arg, const char *message)
 }
 
 /* The session's settings: the server gives up on a query when readyd
- * would, and a reader cannot write. */
+ * would, a reader cannot write, and doubles come back as text that reads
+ * back to the same bits (whatever the server's default). */
 static int session_setup(struct store *st)
 {
 	struct pg_store *pg = pg_of(st);
-	char sql[160];
+	char sql[200];
 
 	PQsetNoticeProcessor(pg->conn, notice_ignore, NULL);
 	snprintf(sql, sizeof(sql),
-	         "SET statement_timeout = %d; SET default_transaction_read_only = %s",
+	         "SET statement_timeout = %d; SET default_transaction_read_only = %s; "
+	         "SET extra_float_digits = 3",
 	         pg->deadline_ms, pg->readonly ? "on" : "off");
 	return pg_exec(st, sql, 0, NULL, NULL, "configure the session");
 }

@@ -168,7 +168,10 @@ static int result_check(struct store *st, PGresult *res, const char *what)
 
 	if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK)
 		return 0;
-	return fail_with(st, what, PQresultErrorMessage(res),
+	/* The primary message alone: no "ERROR:  " severity prefix. */
+	const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+	return fail_with(st, what, m ? m : PQresultErrorMessage(res),
 	                 errno_from_sqlstate(PQresultErrorField(res, PG_DIAG_SQLSTATE)));
 }
 
