@@ -54,6 +54,7 @@ struct api_config {
 	size_t max_body;             /* request body cap; 0: API_DEFAULT_MAX_BODY */
 	unsigned max_connections;    /* 0: 1024 */
 	size_t connection_memory;    /* per-connection memory; 0: MHD's default */
+	size_t cache_memory;         /* kept answers (respcache.c); 0: API_CACHE_DEFAULT_BYTES */
 	unsigned per_ip_connections; /* connections per client address; 0: API_DEFAULT_PER_IP */
 	unsigned idle_timeout_s;     /* close a connection idle this long; 0: the default */
 	const char *tls_cert_pem;    /* both set: serve HTTPS (PEM text, borrowed) */
@@ -257,6 +258,9 @@ struct api_errno_status api_errno_status(int err);
 #define API_KEY_BUF 1024
 /* The store's generation now: read it before reading what is kept. */
 uint64_t api_req_generation(struct api_req *req);
+/* {entries, bytes, max_bytes, hits, misses} of the kept answers, for
+ * /metrics; NULL without a cache. */
+json_t *api_req_cache_stats(struct api_req *req);
 /* Answers from the bytes kept under key, if current; false otherwise. */
 bool api_reply_kept(struct api_req *req, const char *key);
 /* Answers 200 with json (stolen) and keeps its bytes under key as read

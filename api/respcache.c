@@ -7,7 +7,9 @@
  * leaves these bytes alike keeps the tag).
  *
  * Bounded: least recently used bodies go first once the total passes
- * the cap. Bodies are reference counted: one reference for the cache, one
+ * the cap (api.cache_memory). A key is found through a hash table, so a
+ * cache of many small answers costs no more to ask than one of a few big
+ * ones. Bodies are reference counted: one reference for the cache, one
  * per response MHD still sends, freed by the last. Main loop thread only.
  */
 #include <errno.h>
@@ -50,6 +52,7 @@ void api_body_unref(struct api_body *b)
 
 struct entry {
 	struct entry *prev, *next; /* most recently used first */
+	struct entry *chain;       /* the next entry of its hash slot */
 	uint64_t hash;
 	uint64_t generation;
 	struct api_body *body;
@@ -59,10 +62,14 @@ struct entry {
 
 struct api_cache {
 	struct entry *head, *tail;
+	struct entry **slots; /* nslots (a power of two) chains by hash */
+	size_t nslots;
 	size_t bytes, max_bytes;
 	unsigned n;
 	uint64_t hits, misses;
 };
+
+#define CACHE_MIN_SLOTS 64
 
 static uint64_t key_hash(const char *key)
 {
@@ -81,9 +88,50 @@ int api_cache_new(size_t max_bytes, struct api_cache **ret)
 
 	if (!c)
 		return -ENOMEM;
+	c->slots = calloc(CACHE_MIN_SLOTS, sizeof(*c->slots));
+	if (!c->slots) {
+		free(c);
+		return -ENOMEM;
+	}
+	c->nslots = CACHE_MIN_SLOTS;
 	c->max_bytes = max_bytes;
 	*ret = c;
 	return 0;
+}
+
+static struct entry **slot_of(struct api_cache *c, uint64_t hash)
+{
+	return &c->slots[hash & (c->nslots - 1)];
+}
+
+static void chain_remove(struct api_cache *c, struct entry *e)
+{
+	struct entry **p = slot_of(c, e->hash);
+
+	while (*p != e)
+		p = &(*p)->chain;
+	*p = e->chain;
+}
+
+/* Twice the slots once entries outnumber them; a failed allocation only
+ * leaves the chains longer. */
+static void maybe_grow(struct api_cache *c)
+{
+	size_t n = c->nslots * 2;
+	struct entry **slots;
+
+	if (c->n <= c->nslots || !(slots = calloc(n, sizeof(*slots))))
+		return;
+	for (size_t i = 0; i < c->nslots; i++) {
+		for (struct entry *e = c->slots[i], *next; e; e = next) {
+			next = e->chain;
+			e->chain = slots[e->hash & (n - 1)];
+			slots[e->hash & (n - 1)] = e;
+		}
+	}
+	free(c->slots);
+	c->slots = slots;
+	c->nslots = n;
 }
 
 static void unlink_entry(struct api_cache *c, struct entry *e)
@@ -113,6 +161,7 @@ static void push_front(struct api_cache *c, struct entry *e)
 static void drop(struct api_cache *c, struct entry *e)
 {
 	unlink_entry(c, e);
+	chain_remove(c, e);
 	c->bytes -= e->cost;
 	c->n--;
 	api_body_unref(e->body);
@@ -125,6 +174,7 @@ void api_cache_free(struct api_cache *c)
 		return;
 	while (c->head)
 		drop(c, c->head);
+	free(c->slots);
 	free(c);
 }
 
@@ -132,7 +182,7 @@ static struct entry *find(struct api_cache *c, const char *key)
 {
 	uint64_t h = key_hash(key);
 
-	for (struct entry *e = c->head; e; e = e->next)
+	for (struct entry *e = *slot_of(c, h); e; e = e->chain)
 		if (e->hash == h && strcmp(e->key, key) == 0)
 			return e;
 	return NULL;
@@ -172,8 +222,11 @@ int api_cache_put(struct api_cache *c, const char *key, uint64_t generation, str
 	e->body = api_body_ref(b);
 	e->cost = cost;
 	push_front(c, e);
+	e->chain = *slot_of(c, e->hash);
+	*slot_of(c, e->hash) = e;
 	c->bytes += cost;
 	c->n++;
+	maybe_grow(c);
 	while (c->bytes > c->max_bytes && c->tail && c->tail != e)
 		drop(c, c->tail);
 	return 0;
@@ -183,6 +236,7 @@ void api_cache_stats(const struct api_cache *c, struct api_cache_stats *ret)
 {
 	ret->entries = c->n;
 	ret->bytes = c->bytes;
+	ret->max_bytes = c->max_bytes;
 	ret->hits = c->hits;
 	ret->misses = c->misses;
 }

@@ -5,7 +5,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define API_CACHE_DEFAULT_BYTES (16u * 1024 * 1024)
+/* The default cap (api.cache_memory): about 250 trends of 2000 hourly
+ * buckets (260 KB each), or thousands of smaller answers. */
+#define API_CACHE_DEFAULT_BYTES (64u * 1024 * 1024)
 
 /* An immutable body, reference counted (not thread-safe: loop only). */
 struct api_body {
@@ -35,7 +37,7 @@ int api_cache_put(struct api_cache *c, const char *key, uint64_t generation, str
 
 struct api_cache_stats {
 	unsigned entries;
-	size_t bytes;
+	size_t bytes, max_bytes;
 	uint64_t hits, misses;
 };
 void api_cache_stats(const struct api_cache *c, struct api_cache_stats *ret);

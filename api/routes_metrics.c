@@ -64,6 +64,7 @@ static void get_metrics(struct api_req *req)
 		        snap, "gates",
 		        api_scope_items(req, json_incref(json_object_get(snap, "gates"))));
 	add_process(app, snap);
+	json_object_set_new(snap, "answer_cache", api_req_cache_stats(req));
 	text = metrics_render(snap, READYD_VERSION, &len);
 	json_decref(snap);
 	if (!text) {

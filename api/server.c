@@ -518,6 +518,18 @@ uint64_t api_req_generation(struct api_req *req)
 	return store_generation(req->srv->app->store);
 }
 
+json_t *api_req_cache_stats(struct api_req *req)
+{
+	struct api_cache_stats s;
+
+	if (!req->srv->cache)
+		return NULL;
+	api_cache_stats(req->srv->cache, &s);
+	return json_pack("{s:I, s:I, s:I, s:I, s:I}", "entries", (json_int_t)s.entries, "bytes",
+	                 (json_int_t)s.bytes, "max_bytes", (json_int_t)s.max_bytes, "hits",
+	                 (json_int_t)s.hits, "misses", (json_int_t)s.misses);
+}
+
 bool api_reply_kept(struct api_req *req, const char *key)
 {
 	char k[API_KEY_BUF];
@@ -1262,7 +1274,8 @@ int api_server_new(uv_loop_t *loop, const struct api_config *cfg, struct api_app
 	srv->max_body = cfg->max_body ? cfg->max_body : API_DEFAULT_MAX_BODY;
 	linger_set_init(&srv->lingers, loop);
 	srv->audits_tail = &srv->audits;
-	if (api_cache_new(API_CACHE_DEFAULT_BYTES, &srv->cache) < 0)
+	if (api_cache_new(cfg->cache_memory ? cfg->cache_memory : API_CACHE_DEFAULT_BYTES,
+	                  &srv->cache) < 0)
 		srv->cache = NULL; /* answers are then computed every time */
 	r = start_daemon(srv, cfg, &sa, err, errlen);
 	if (r < 0) {

@@ -24,6 +24,7 @@ void config_init(struct rd_config *cfg)
 	cfg->log_level = RD_LOG_INFO;
 	cfg->max_body = 1024 * 1024;
 	cfg->max_connections = 1024;
+	cfg->cache_memory = 64 * 1024 * 1024;
 	cfg->per_ip_connections = 64;
 	cfg->idle_timeout_s = 10;
 	cfg->sched.max_concurrent_runs = 4;
@@ -189,11 +190,15 @@ static int load_api_clients(struct rd_config *cfg, json_t *o, char *err, size_t 
 
 static int load_api(struct rd_config *cfg, json_t *o, char *err, size_t errlen)
 {
-	static const char *const keys[] = {"max_body",          "max_connections",
-	                                   "connection_memory", "max_connections_per_ip",
-	                                   "idle_timeout",      NULL};
+	static const char *const keys[] = {"max_body",
+	                                   "max_connections",
+	                                   "connection_memory",
+	                                   "max_connections_per_ip",
+	                                   "idle_timeout",
+	                                   "cache_memory",
+	                                   NULL};
 	int64_t body = (int64_t)cfg->max_body, conns = cfg->max_connections,
-	        mem = (int64_t)cfg->connection_memory;
+	        mem = (int64_t)cfg->connection_memory, cache = (int64_t)cfg->cache_memory;
 
 	if (!o)
 		return 0;
@@ -202,9 +207,12 @@ static int load_api(struct rd_config *cfg, json_t *o, char *err, size_t errlen)
 	    get_int(o, "max_connections", "api.", 1, 65536, &conns, err, errlen) < 0 ||
 	    get_int(o, "connection_memory", "api.", 8192, 16 * 1024 * 1024, &mem, err, errlen) <
 	            0 ||
+	    get_int(o, "cache_memory", "api.", 1024 * 1024, 4LL * 1024 * 1024 * 1024, &cache, err,
+	            errlen) < 0 ||
 	    load_api_clients(cfg, o, err, errlen) < 0)
 		return -EINVAL;
 	cfg->connection_memory = (size_t)mem;
+	cfg->cache_memory = (size_t)cache;
 	cfg->max_body = (size_t)body;
 	cfg->max_connections = (unsigned)conns;
 	return 0;

@@ -23,6 +23,7 @@ struct rd_config {
 	size_t max_body;
 	unsigned max_connections;
 	size_t connection_memory;
+	size_t cache_memory;         /* api.cache_memory: kept answers, bytes */
 	unsigned per_ip_connections; /* api.max_connections_per_ip */
 	unsigned idle_timeout_s;     /* api.idle_timeout */
 	struct sched_config sched;

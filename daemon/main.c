@@ -702,6 +702,7 @@ static int start(struct daemon *d)
 	        .max_body = d->cfg.max_body,
 	        .max_connections = d->cfg.max_connections,
 	        .connection_memory = d->cfg.connection_memory,
+	        .cache_memory = d->cfg.cache_memory,
 	        .per_ip_connections = d->cfg.per_ip_connections,
 	        .idle_timeout_s = d->cfg.idle_timeout_s,
 	};

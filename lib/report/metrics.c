@@ -345,6 +345,33 @@ static void render_runs(struct svg_buf *b, json_t *snap)
 	}
 }
 
+/* The kept answers of polled reads (the snapshot's "answer_cache", which
+ * the API adds): how often a poll was answered from them, and their size. */
+static void render_cache(struct svg_buf *b, json_t *snap)
+{
+	static const struct {
+		const char *key, *name, *type, *help;
+	} fams[] = {
+	        {"hits", "readyd_answer_cache_hits_total", "counter",
+	         "Polled answers (gates, history, trends) served from their kept bytes."},
+	        {"misses", "readyd_answer_cache_misses_total", "counter",
+	         "Polled answers read from the store because none was kept for the query."},
+	        {"entries", "readyd_answer_cache_entries", "gauge", "Answers kept."},
+	        {"bytes", "readyd_answer_cache_bytes", "gauge", "Bytes of the answers kept."},
+	        {"max_bytes", "readyd_answer_cache_max_bytes", "gauge",
+	         "The cap on kept answers (api.cache_memory)."},
+	};
+	json_t *c = json_object_get(snap, "answer_cache"), *v;
+
+	for (size_t i = 0; i < sizeof(fams) / sizeof(fams[0]); i++) {
+		v = json_object_get(c, fams[i].key);
+		if (!json_is_integer(v))
+			continue;
+		head(b, fams[i].name, fams[i].type, fams[i].help);
+		svg_buf_printf(b, "%s %lld\n", fams[i].name, (long long)json_integer_value(v));
+	}
+}
+
 /* The process_* families every Prometheus client library exports, from
  * the snapshot's "process" object (the caller read /proc). */
 static void render_process(struct svg_buf *b, json_t *snap)
@@ -482,6 +509,7 @@ char *metrics_render(json_t *snap, const char *version, size_t *ret_len)
 	render_probe_hist(&b);
 	render_runs(&b, snap);
 	render_process(&b, snap);
+	render_cache(&b, snap);
 	render_gates(&b, snap);
 	return svg_buf_steal(&b, ret_len);
 }

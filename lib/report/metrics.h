@@ -45,7 +45,8 @@ void metrics_reset(void);
  * values: {metric: number}}]}, to which the caller may add what the
  * process knows: queued_limit (integer), store_degraded (boolean) and
  * process: {cpu_seconds, resident_bytes, virtual_bytes, open_fds, max_fds,
- * start_time_seconds} (numbers; see procstat.h). version goes into
+ * start_time_seconds} (numbers; see procstat.h) and answer_cache:
+ * {entries, bytes, max_bytes, hits, misses} (integers). version goes into
  * readyd_build_info.
  * Returns a new string (caller frees) or NULL on ENOMEM. */
 char *metrics_render(json_t *store_snap, const char *version, size_t *ret_len);

@@ -310,6 +310,36 @@ class PollingTest(lib.TestCase):
                 s.close()
             self.d.start()
 
+    def cache_counts(self):
+        text = self.get('/metrics').body.decode()
+        out = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(' ')
+            if name.startswith('readyd_answer_cache_'):
+                out[name[len('readyd_answer_cache_'):]] = int(value)
+        return out
+
+    def test_8_big_bucket_answers_are_kept(self):
+        """60 distinct step=1h trends of 3334 buckets (~430 KB each, ~26 MB
+        in all) are each read once, then asked again: every one is
+        answered from its kept bytes, not read again."""
+        paths = [self.slow(500 + i) for i in range(60)]
+        first = self.get(paths[0])
+        self.assertEqual(first.status, 200, first)
+        self.assertEqual(len(json.loads(first.body)['points']), 3334)
+        tag = first.headers['ETag']
+        for p in paths[1:]:  # same points, so the same bytes and tag
+            self.assertEqual(self.get(p, **{'If-None-Match': tag}).status, 304)
+        before = self.cache_counts()
+        self.assertGreater(before['bytes'], 60 * 400_000, before)
+        for p in paths:
+            r = self.get(p, **{'If-None-Match': tag})
+            self.assertEqual((r.status, r.headers['ETag']), (304, tag))
+        after = self.cache_counts()
+        self.assertEqual(after['hits_total'] - before['hits_total'], 60, (before, after))
+        self.assertEqual(after['misses_total'], before['misses_total'], (before, after))
+        self.assertLessEqual(after['bytes'], after['max_bytes'])
+
 
 if __name__ == '__main__':
     lib.main()

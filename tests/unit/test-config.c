@@ -61,6 +61,7 @@ static const char full_yaml[] = "listen: 0.0.0.0:8080\n"
                                 "  max_body: 2048\n"
                                 "  max_connections: 10\n"
                                 "  connection_memory: 65536\n"
+                                "  cache_memory: 8388608\n"
                                 "  max_connections_per_ip: 3\n"
                                 "  idle_timeout: 30s\n"
                                 "tokens:\n"
@@ -96,6 +97,7 @@ static void check_full_top(void)
 	ck_assert_uint_eq(cfg.max_body, 2048);
 	ck_assert_uint_eq(cfg.max_connections, 10);
 	ck_assert_uint_eq(cfg.connection_memory, 65536);
+	ck_assert_uint_eq(cfg.cache_memory, 8388608);
 	ck_assert_uint_eq(cfg.per_ip_connections, 3);
 	ck_assert_uint_eq(cfg.idle_timeout_s, 30);
 	ck_assert_int_eq(cfg.shutdown_timeout_ms, 45000);
@@ -243,6 +245,7 @@ static const struct {
         {"api: { max_body: 10 }\n", "api.max_body: must be an integer from 1024"},
         {"api: { max_connections: 0 }\n", "api.max_connections: must be an integer"},
         {"api: { connection_memory: 100 }\n", "api.connection_memory: must be an integer"},
+        {"api: { cache_memory: 1000 }\n", "api.cache_memory: must be an integer"},
         {"api: { max_connections_per_ip: 0 }\n", "api.max_connections_per_ip: must be an integer"},
         {"api: { idle_timeout: soon }\n", "api.idle_timeout: must be a duration"},
         {"api: { idle_timeout: 1500ms }\n", "api.idle_timeout: must be whole seconds"},

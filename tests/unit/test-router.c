@@ -3,13 +3,16 @@
  * role; {id} and {name} capture only what they promise; a known path with
  * another method is a 405 naming the allowed methods, anything else a 404;
  * -errno from lib/ maps onto the documented statuses; problem+json bodies
- * have the RFC 9457 members and keep the extra ones. */
+ * have the RFC 9457 members and keep the extra ones. The kept answers
+ * (api/respcache.c): found among thousands, least recently used evicted
+ * first, a stale generation missed, counted. */
 #include <check.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
+#include "respcache.h"
 
 static int route(const char *method, const char *path, struct api_match *m, char *allow,
                  size_t allowlen)
@@ -321,12 +324,86 @@ START_TEST(test_problem_titles)
 }
 END_TEST
 
+/* 5000 small answers (more than the hash table starts with): each is
+ * found under its own key and no other; past the cap the least recently
+ * used go first, the one just asked for stays. */
+START_TEST(test_cache_many_keys)
+{
+	struct api_cache *c = NULL;
+	struct api_cache_stats st;
+	char key[32], body[32];
+
+	ck_assert_int_eq(api_cache_new(1024 * 1024, &c), 0);
+	for (int i = 0; i < 5000; i++) {
+		struct api_body *b;
+
+		snprintf(key, sizeof(key), "k%d", i);
+		snprintf(body, sizeof(body), "{\"i\":%d}", i);
+		b = api_body_new(body, strlen(body));
+		ck_assert_ptr_nonnull(b);
+		ck_assert_int_eq(api_cache_put(c, key, 7, b), 0);
+		api_body_unref(b);
+	}
+	api_cache_stats(c, &st);
+	ck_assert_uint_eq(st.entries, 5000);
+	for (int i = 0; i < 5000; i += 7) {
+		struct api_body *b;
+
+		snprintf(key, sizeof(key), "k%d", i);
+		snprintf(body, sizeof(body), "{\"i\":%d}", i);
+		b = api_cache_get(c, key, 7);
+		ck_assert_ptr_nonnull(b);
+		ck_assert_str_eq(b->data, body);
+		ck_assert_ptr_null(api_cache_get(c, key, 8)); /* a newer generation */
+	}
+	ck_assert_ptr_null(api_cache_get(c, "k5000", 7));
+	api_cache_stats(c, &st);
+	ck_assert_uint_eq(st.hits, (5000 + 6) / 7);
+	ck_assert_uint_eq(st.misses, (5000 + 6) / 7 + 1);
+	ck_assert_uint_eq(st.max_bytes, 1024 * 1024);
+	api_cache_free(c);
+}
+END_TEST
+
+START_TEST(test_cache_evicts_least_recent)
+{
+	static char big[100000];
+	struct api_cache *c = NULL;
+	struct api_cache_stats st;
+	char key[32];
+
+	memset(big, 'x', sizeof(big));
+	ck_assert_int_eq(api_cache_new(450000, &c), 0); /* four bodies and their keys */
+	for (int i = 0; i < 6; i++) {
+		struct api_body *b = api_body_new(big, sizeof(big));
+
+		snprintf(key, sizeof(key), "big%d", i);
+		ck_assert_int_eq(api_cache_put(c, key, 1, b), 0);
+		api_body_unref(b);
+		if (i == 2) /* big0 becomes the most recently used */
+			ck_assert_ptr_nonnull(api_cache_get(c, "big0", 1));
+	}
+	api_cache_stats(c, &st);
+	ck_assert_uint_eq(st.entries, 4);
+	ck_assert_uint_le(st.bytes, 450000);
+	ck_assert_ptr_nonnull(api_cache_get(c, "big0", 1));
+	ck_assert_ptr_null(api_cache_get(c, "big1", 1));
+	ck_assert_ptr_null(api_cache_get(c, "big2", 1));
+	for (int i = 3; i < 6; i++) {
+		snprintf(key, sizeof(key), "big%d", i);
+		ck_assert_ptr_nonnull(api_cache_get(c, key, 1));
+	}
+	api_cache_free(c);
+}
+END_TEST
+
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 static Suite *router_suite(void)
 {
 	Suite *s = suite_create("router");
 	TCase *tr = tcase_create("route"), *tp = tcase_create("problem");
+	TCase *tc = tcase_create("respcache");
 
 	tcase_add_loop_test(tr, test_route_found, 0, N(routes));
 	tcase_add_test(tr, test_every_route_listed);
@@ -341,6 +418,9 @@ static Suite *router_suite(void)
 	tcase_add_test(tp, test_problem_body_extra);
 	tcase_add_loop_test(tp, test_problem_titles, 0, N(titles));
 	suite_add_tcase(s, tp);
+	tcase_add_test(tc, test_cache_many_keys);
+	tcase_add_test(tc, test_cache_evicts_least_recent);
+	suite_add_tcase(s, tc);
 	return s;
 }
 
