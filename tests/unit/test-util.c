@@ -1,4 +1,5 @@
-/* Unit tests for lib/util: durations, times, strict number parsing. */
+/* Unit tests for lib/util: durations, times, strict number parsing,
+ * shortest reals and JSON text written piecewise (json_text.c). */
 #include <check.h>
 #include <errno.h>
 #include <math.h>
@@ -255,6 +256,197 @@ START_TEST(test_json_dumps)
 }
 END_TEST
 
+/* The definition rd_fmt_double keeps: the shortest of %.15g, %.16g and
+ * %.17g that reads back, exponent tidied. Its fast path must agree. */
+static void fmt_reference(double v, char *buf, size_t len)
+{
+	char tmp[RD_DOUBLE_LEN], *e, *d;
+
+	for (int prec = 15; prec <= 17; prec++) {
+		snprintf(tmp, sizeof(tmp), "%.*g", prec, v);
+		if (strtod(tmp, NULL) == v || prec == 17)
+			break;
+	}
+	if ((e = strchr(tmp, 'e'))) {
+		d = e + 1 + (e[1] == '-');
+		if (e[1] == '+')
+			memmove(e + 1, e + 2, strlen(e + 2) + 1), d = e + 1;
+		while (d[0] == '0' && d[1])
+			memmove(d, d + 1, strlen(d + 1) + 1);
+	}
+	snprintf(buf, len, "%s", tmp);
+}
+
+static void check_fmt(double v)
+{
+	char got[RD_DOUBLE_LEN], want[RD_DOUBLE_LEN];
+
+	rd_fmt_double(v, got, sizeof(got));
+	fmt_reference(v, want, sizeof(want));
+	ck_assert_msg(strcmp(got, want) == 0, "%.17g: got %s, want %s", v, got, want);
+}
+
+/* Whole numbers, decimals of a few places (what metrics mostly are),
+ * their neighbours one ulp away, the edges of the fast path and random
+ * bit patterns all print as the printf definition prints them. */
+START_TEST(test_fmt_double_fast_path)
+{
+	static const double edges[] = {1e-4,
+	                               nextafter(1e-4, 0),
+	                               nextafter(1e-4, 1),
+	                               1e15,
+	                               nextafter(1e15, 0),
+	                               999999999999999.0,
+	                               99999999999999.9,
+	                               999999999999999.9,
+	                               0.1,
+	                               0.3,
+	                               1.0 / 3.0,
+	                               123456.789012345,
+	                               -0.0,
+	                               -12.5,
+	                               4503599627370496.5,
+	                               9007199254740993.0,
+	                               0.000123456789012345};
+	uint64_t x = 88172645463325252ULL;
+
+	for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++)
+		check_fmt(edges[i]);
+	for (int i = 0; i < 200000; i++) {
+		double v;
+		uint64_t bits;
+
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64 */
+		switch (i % 4) {
+		case 0: /* a decimal of 0..6 places */
+			v = (double)(int64_t)(x % 2000000000) / pow(10, (int)(x >> 40) % 7);
+			break;
+		case 1: /* its neighbour */
+			v = nextafter((double)(x % 100000) / 1000.0, INFINITY);
+			break;
+		case 2: /* any finite double */
+			bits = x;
+			memcpy(&v, &bits, sizeof(v));
+			if (!isfinite(v))
+				v = 1.5;
+			break;
+		default: /* a ratio */
+			v = (double)(x % 1000003) / (double)((x >> 32) % 997 + 1);
+			break;
+		}
+		check_fmt(i % 8 < 4 ? v : -v);
+	}
+}
+END_TEST
+
+/* rd_jtext_strn writes what jansson writes for every string: quotes,
+ * backslashes, control bytes, NUL, slashes, 2/3/4-byte UTF-8 (escaped
+ * with JSON_ENSURE_ASCII, surrogate pairs past U+FFFF), and refuses what
+ * jansson refuses (overlong forms, surrogates, truncated sequences). */
+START_TEST(test_jtext_strings)
+{
+	static const char *const ok[] = {"",
+	                                 "plain",
+	                                 "q\"uote",
+	                                 "back\\slash",
+	                                 "a/b",
+	                                 "\b\f\n\r\t",
+	                                 "\x01\x1f\x7f",
+	                                 "caf\xc3\xa9",
+	                                 "\xe2\x82\xac 1",
+	                                 "\xf0\x9f\x98\x80!",
+	                                 "\xef\xbf\xbf",
+	                                 "\xf4\x8f\xbf\xbf",
+	                                 "1.2.3-rc.1+build/5 <&>"};
+	static const char *const bad[] = {"\xc0\xaf", "\xed\xa0\x80",     "\xe2\x82",
+	                                  "\xff",     "\xf4\x90\x80\x80", "a\x80"};
+	static const size_t flags[] = {0, JSON_ENSURE_ASCII, JSON_ENSURE_ASCII | JSON_ESCAPE_SLASH};
+
+	for (size_t f = 0; f < 3; f++) {
+		for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+			json_t *j = json_string(ok[i]);
+			char *want = json_dumps(j, flags[f] | JSON_ENCODE_ANY);
+			struct rd_jtext t = {0};
+
+			rd_jtext_strn(&t, ok[i], strlen(ok[i]), flags[f]);
+			ck_assert_int_eq(t.err, 0);
+			ck_assert_str_eq(t.buf, want);
+			free(want);
+			free(t.buf);
+			json_decref(j);
+		}
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct rd_jtext t = {0};
+
+		ck_assert_ptr_null(json_string(bad[i]));
+		rd_jtext_strn(&t, bad[i], strlen(bad[i]), JSON_ENSURE_ASCII);
+		ck_assert_int_eq(t.err, -EINVAL);
+		free(t.buf);
+	}
+	{ /* an embedded NUL, as json_stringn keeps it */
+		json_t *j = json_stringn("a\0b", 3);
+		char *want = json_dumps(j, JSON_ENCODE_ANY);
+		struct rd_jtext t = {0};
+
+		rd_jtext_strn(&t, "a\0b", 3, 0);
+		ck_assert_str_eq(t.buf, want);
+		free(want);
+		free(t.buf);
+		json_decref(j);
+	}
+}
+END_TEST
+
+/* Integers, reals and literals written piecewise equal rd_json_dumps of
+ * the same values; a non-finite real is an error, as in a tree. */
+START_TEST(test_jtext_scalars)
+{
+	static const int64_t ints[] = {0, 1, -1, 42, INT64_MAX, INT64_MIN, 1767225600000};
+	static const double reals[] = {0.0,       -0.0,     11.0,      12.5, 0.096,
+	                               1e-7,      5e300,    -2.5e-300, 1e15, 123456789012345678.0,
+	                               0.1 + 0.2, 1.0 / 3.0};
+
+	for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+		json_t *j = json_integer(ints[i]);
+		char *want = rd_json_dumps(j, JSON_ENCODE_ANY);
+		struct rd_jtext t = {0};
+
+		rd_jtext_int(&t, ints[i]);
+		ck_assert_str_eq(t.buf, want);
+		free(want);
+		free(t.buf);
+		json_decref(j);
+	}
+	for (size_t i = 0; i < sizeof(reals) / sizeof(reals[0]); i++) {
+		json_t *j = json_real(reals[i]);
+		char *want = rd_json_dumps(j, JSON_ENCODE_ANY);
+		struct rd_jtext t = {0};
+
+		rd_jtext_real(&t, reals[i]);
+		ck_assert_str_eq(t.buf, want);
+		ck_assert(strtod(t.buf, NULL) == reals[i]);
+		free(want);
+		free(t.buf);
+		json_decref(j);
+	}
+	{
+		struct rd_jtext t = {0};
+
+		rd_jtext_real(&t, NAN);
+		ck_assert_int_eq(t.err, -EINVAL);
+		rd_jtext_raw(&t, "x", 1); /* nothing after a failure */
+		ck_assert_ptr_null(t.buf);
+		t.err = 0;
+		rd_jtext_str(&t, NULL);
+		rd_jtext_lit(&t, ",");
+		rd_jtext_str(&t, "v");
+		ck_assert_str_eq(t.buf, "null,\"v\"");
+		free(t.buf);
+	}
+}
+END_TEST
+
 START_TEST(test_suggest)
 {
 	struct rd_suggest sg = {.word = "sumbit"};
@@ -290,6 +482,9 @@ static Suite *util_suite(void)
 	tcase_add_loop_test(tc, test_fmt_double, 0, sizeof(shortest) / sizeof(shortest[0]));
 	tcase_add_test(tc, test_fmt_double_special);
 	tcase_add_test(tc, test_json_dumps);
+	tcase_add_test(tc, test_fmt_double_fast_path);
+	tcase_add_test(tc, test_jtext_strings);
+	tcase_add_test(tc, test_jtext_scalars);
 	tcase_add_test(tc, test_suggest);
 	suite_add_tcase(s, tc);
 	return s;
