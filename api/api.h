@@ -285,6 +285,14 @@ void api_reply_body_kept(struct api_req *req, const char *key, uint64_t generati
 typedef int (*api_read_fn)(struct store *reader, void *arg, json_t **ret, char *err, size_t errlen);
 void api_read_off_loop(struct api_req *req, const char *key, const char *what, api_read_fn fn,
                        void *arg, void (*free_arg)(void *arg));
+/* The same for a read that writes its answer's JSON text into out
+ * (json_text.h) instead of building a tree; a failed write of out (a
+ * string that is not UTF-8, ENOMEM) answers as api_problem_errno. */
+struct rd_jtext;
+typedef int (*api_read_text_fn)(struct store *reader, void *arg, struct rd_jtext *out, char *err,
+                                size_t errlen);
+void api_read_text_off_loop(struct api_req *req, const char *key, const char *what,
+                            api_read_text_fn fn, void *arg, void (*free_arg)(void *arg));
 
 /* Parks the request until a later api_reply_*; the handler returns. A
  * cleanup callback runs when the request ends in any way (replied, or the

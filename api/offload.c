@@ -7,6 +7,10 @@
  * server that stopped, meanwhile only loses the answer: the read still
  * completes and its result is freed.
  *
+ * A read either answers a JSON tree, serialised on the worker too, or
+ * writes its answer's text itself (a trend of thousands of points: no
+ * tree at all).
+ *
  * A store without a second connection (":memory:") is read on the loop.
  */
 #include <errno.h>
@@ -15,6 +19,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "lib/util/json_text.h"
 #include "lib/util/log.h"
 #include "lib/util/util.h"
 #include "respcache.h"
@@ -23,9 +28,10 @@
 
 struct offload {
 	uv_work_t work;
-	struct api_req *req; /* NULL once the request ended without us */
-	struct store *store; /* the main connection: reader_open reads its location */
-	api_read_fn fn;
+	struct api_req *req;      /* NULL once the request ended without us */
+	struct store *store;      /* the main connection: reader_open reads its location */
+	api_read_fn fn;           /* answers a tree, or */
+	api_read_text_fn text_fn; /* writes the answer's text itself */
 	void *arg;
 	void (*free_arg)(void *arg);
 	uint64_t generation;
@@ -43,12 +49,34 @@ static _Thread_local struct store *thread_reader;
 /* Set once a store turned out to have no second connection. */
 static bool no_readers;
 
+/* Runs text_fn on st: the answer's bytes and the newline api_reply_json
+ * ends with. */
+static void read_text(struct offload *o, struct store *st)
+{
+	struct rd_jtext t = {0};
+
+	o->r = o->text_fn(st, o->arg, &t, o->err, sizeof(o->err));
+	rd_jtext_raw(&t, "\n", 1);
+	if (o->r == 0 && t.err)
+		o->r = t.err == -EINVAL ? -EIO : t.err; /* not the caller's fault */
+	if (o->r == 0) {
+		o->result = api_body_new(t.buf, t.len);
+		if (!o->result)
+			o->r = -ENOMEM;
+	}
+	free(t.buf);
+}
+
 /* Runs fn on st and serialises its answer there too: a big trend's JSON
  * text is built off the loop as well. */
 static void read_and_serialise(struct offload *o, struct store *st)
 {
 	json_t *json = NULL;
 
+	if (o->text_fn) {
+		read_text(o, st);
+		return;
+	}
 	o->r = o->fn(st, o->arg, &json, o->err, sizeof(o->err));
 	if (o->r == 0) {
 		o->result = api_body_of_json(json);
@@ -123,8 +151,8 @@ static void offload_cleanup(struct api_req *req, void *userdata)
 	o->req = NULL;
 }
 
-void api_read_off_loop(struct api_req *req, const char *key, const char *what, api_read_fn fn,
-                       void *arg, void (*free_arg)(void *arg))
+static void start(struct api_req *req, const char *key, const char *what, api_read_fn fn,
+                  api_read_text_fn text_fn, void *arg, void (*free_arg)(void *arg))
 {
 	size_t klen = strlen(key);
 	struct offload *o = calloc(1, sizeof(*o) + klen + 1);
@@ -141,6 +169,7 @@ void api_read_off_loop(struct api_req *req, const char *key, const char *what, a
 	o->req = req;
 	o->store = api_req_app(req)->store;
 	o->fn = fn;
+	o->text_fn = text_fn;
 	o->arg = arg;
 	o->free_arg = free_arg;
 	o->generation = api_req_generation(req);
@@ -158,4 +187,16 @@ void api_read_off_loop(struct api_req *req, const char *key, const char *what, a
 		return;
 	}
 	api_req_suspend(req, offload_cleanup, o);
+}
+
+void api_read_off_loop(struct api_req *req, const char *key, const char *what, api_read_fn fn,
+                       void *arg, void (*free_arg)(void *arg))
+{
+	start(req, key, what, fn, NULL, arg, free_arg);
+}
+
+void api_read_text_off_loop(struct api_req *req, const char *key, const char *what,
+                            api_read_text_fn fn, void *arg, void (*free_arg)(void *arg))
+{
+	start(req, key, what, NULL, fn, arg, free_arg);
 }

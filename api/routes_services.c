@@ -14,6 +14,7 @@
 
 #include "api.h"
 #include "lib/gate/gate.h"
+#include "lib/util/json_text.h"
 #include "lib/util/util.h"
 
 #define HISTORY_DEFAULT_LIMIT 50
@@ -312,22 +313,39 @@ static void trend_job_free(void *arg)
 	free(j);
 }
 
-static int trend_read(struct store *st, void *arg, json_t **ret, char *err, size_t errlen)
+/* The answer's members before the points, in the order of its schema. */
+static void trend_head(struct rd_jtext *out, const struct trend_job *j)
+{
+	rd_jtext_lit(out, "{\"service\":");
+	rd_jtext_str(out, j->q.service);
+	rd_jtext_lit(out, ",\"metric\":");
+	rd_jtext_str(out, j->strs[4]);
+	rd_jtext_lit(out, ",\"probe\":");
+	rd_jtext_str(out, j->q.probe);
+	rd_jtext_lit(out, ",\"environment\":");
+	rd_jtext_str(out, j->q.environment);
+	rd_jtext_lit(out, ",\"step\":");
+	rd_jtext_str(out, j->strs[5]);
+	rd_jtext_lit(out, ",\"points\":");
+}
+
+/* {service, metric, probe, environment, step, points, truncated} written
+ * as text, without a tree: a trend may have 10,000 points. */
+static int trend_read(struct store *st, void *arg, struct rd_jtext *out, char *err, size_t errlen)
 {
 	struct trend_job *j = arg;
-	json_t *points = NULL;
 	bool truncated = false;
-	int r = store_trend(st, &j->q, &points, &truncated);
+	int r;
 
+	trend_head(out, j);
+	r = store_trend_text(st, &j->q, out, &truncated);
 	if (r < 0) {
-		snprintf(err, errlen, "%s", store_errmsg(st));
+		snprintf(err, errlen, "%s", out->err ? "cannot write the trend" : store_errmsg(st));
 		return r == -EINVAL ? -EIO
 		                    : r; /* the query was validated: not the caller's fault */
 	}
-	*ret = json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:o, s:b}", "service", j->q.service, "metric",
-	                 j->strs[4], "probe", j->q.probe, "environment", j->q.environment, "step",
-	                 j->strs[5], "points", points, "truncated", truncated);
-	return *ret ? 0 : -ENOMEM;
+	rd_jtext_lit(out, truncated ? ",\"truncated\":true}" : ",\"truncated\":false}");
+	return out->err;
 }
 
 static struct trend_job *trend_job_new(struct api_req *req, const struct store_trend_query *q)
@@ -388,7 +406,7 @@ static void get_trends(struct api_req *req)
 		api_problem_errno(req, -ENOMEM, "cannot read the trend");
 		return;
 	}
-	api_read_off_loop(req, key, "cannot read the trend", trend_read, j, trend_job_free);
+	api_read_text_off_loop(req, key, "cannot read the trend", trend_read, j, trend_job_free);
 }
 
 /* ---- Waivers -------------------------------------------------------- */

@@ -16,6 +16,7 @@
 #include "lib/store/sqlite/sqlite.h"
 #include "lib/store/store.h"
 #include "lib/store/store_backend.h"
+#include "lib/util/json_text.h"
 
 static bool is_postgresql(const char *where)
 {
@@ -275,6 +276,35 @@ int store_trend(struct store *st, const struct store_trend_query *q, json_t **re
                 bool *ret_truncated)
 {
 	return st->ops->trend(st, q, ret_points, ret_truncated);
+}
+
+int store_trend_points(struct store *st, const struct store_trend_query *q,
+                       struct store_trend_points *ret)
+{
+	return st->ops->trend_points ? st->ops->trend_points(st, q, ret) : -ENOTSUP;
+}
+
+int store_trend_text(struct store *st, const struct store_trend_query *q, struct rd_jtext *out,
+                     bool *ret_truncated)
+{
+	struct store_trend_points p = {0};
+	json_t *points = NULL;
+	int r;
+
+	if (st->ops->trend_points) {
+		r = st->ops->trend_points(st, q, &p);
+		if (r == 0) {
+			store_trend_points_text(&p, out);
+			*ret_truncated = p.truncated;
+		}
+		store_trend_points_free(&p);
+	} else {
+		r = st->ops->trend(st, q, &points, ret_truncated);
+		if (r == 0)
+			rd_jtext_json(out, points, JSON_COMPACT | JSON_ENSURE_ASCII);
+		json_decref(points);
+	}
+	return r < 0 ? r : out->err;
 }
 
 int store_probe_percentile(struct store *st, int64_t run_id, size_t idx, const char *metric,

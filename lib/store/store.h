@@ -306,6 +306,44 @@ struct store_trend_query {
 int store_trend(struct store *st, const struct store_trend_query *q, json_t **ret_points,
                 bool *ret_truncated);
 
+/* The same points as C values (store_trend.c): a run's point, or a bucket
+ * when the query has a step. A null number is NaN (non-finite values are
+ * null in JSON too); a string is an offset into strings, 0 for null. */
+struct store_trend_point {
+	int64_t run_id;  /* bucket: last_run_id */
+	int64_t time_ms; /* bucket: t, its start */
+	int64_t runs;    /* bucket only */
+	double value;    /* bucket: last */
+	double min, max, avg;
+	size_t version; /* bucket: last_version */
+	size_t verdict, environment;
+};
+struct store_trend_points {
+	struct store_trend_point *v; /* oldest first */
+	size_t n, cap;
+	bool buckets, truncated;
+	char *strings; /* NUL-terminated strings; offset 0 is not one */
+	size_t strings_len, strings_cap;
+};
+/* The string at off of p, NULL for 0. */
+const char *store_trend_str(const struct store_trend_points *p, size_t off);
+void store_trend_points_free(struct store_trend_points *p); /* its members */
+/* store_trend's points from p: a new array, NULL on ENOMEM. */
+json_t *store_trend_points_json(const struct store_trend_points *p);
+/* Appends the JSON text of store_trend_points_json(p) to out, byte for
+ * byte as rd_json_dumps(JSON_COMPACT | JSON_ENSURE_ASCII) writes it. */
+struct rd_jtext;
+void store_trend_points_text(const struct store_trend_points *p, struct rd_jtext *out);
+
+/* store_trend into ret (zero it first; free with store_trend_points_free)
+ * where the backend reads trends as C values; -ENOTSUP where it does not. */
+int store_trend_points(struct store *st, const struct store_trend_query *q,
+                       struct store_trend_points *ret);
+/* store_trend's points as JSON text appended to out (as
+ * store_trend_points_text), from whichever form the backend reads. */
+int store_trend_text(struct store *st, const struct store_trend_query *q, struct rd_jtext *out,
+                     bool *ret_truncated);
+
 /* A percentile metric ("p95_ms", "p75_ms", "p999_ms") of probe idx of a
  * run, recomputed from its stored latency histogram (store_probe_blob_*),
  * in ms. -EINVAL for a metric that is not a percentile, -ENOENT without a

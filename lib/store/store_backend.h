@@ -10,7 +10,10 @@
  * own fields and probes, gates and checklist (store.c adds run_history's
  * parts and the audit trail, all inside one read_begin/read_end), and
  * errmsg/errcause describe the last failed operation of this handle.
- * Every operation is mandatory.
+ * Every operation is mandatory except trend_points: a backend that reads
+ * trends as C values sets it, and store_trend_text() then writes the
+ * answer's text without a JSON tree; without it the text is serialised
+ * from trend's tree.
  */
 #pragma once
 
@@ -78,6 +81,8 @@ struct store_ops {
 	               char **ret_next_cursor);
 	int (*trend)(struct store *st, const struct store_trend_query *q, json_t **ret_points,
 	             bool *ret_truncated);
+	int (*trend_points)(struct store *st, const struct store_trend_query *q,
+	                    struct store_trend_points *ret); /* optional */
 	int (*probe_percentile)(struct store *st, int64_t run_id, size_t idx, const char *metric,
 	                        double *ret_ms);
 
@@ -107,6 +112,14 @@ struct store_ops {
 	/* Retention. */
 	int (*prune_raw)(struct store *st, int64_t before_ms, int batch);
 };
+
+/* Filling a struct store_trend_points (store_trend.c), for trend_points:
+ * a new zeroed point at the end (NULL on ENOMEM); a copy of n bytes of s
+ * among the strings, its offset in *ret (0 for s NULL), or -ENOMEM; the
+ * points turned oldest first for a backend that read newest first. */
+struct store_trend_point *store_trend_point_add(struct store_trend_points *p);
+int store_trend_str_add(struct store_trend_points *p, const char *s, size_t n, size_t *ret);
+void store_trend_points_reverse(struct store_trend_points *p);
 
 /* The part of every backend's connection object that store.c sees. */
 struct store {

@@ -1698,6 +1698,7 @@ static const struct store_ops sqlite_ops = {
         .services_list = sqlite_services_list,
         .history = sqlite_history,
         .trend = sqlite_trend,
+        .trend_points = sqlite_trend_points,
         .probe_percentile = sqlite_probe_percentile,
         .metrics_snapshot = sqlite_metrics_snapshot,
         .probe_blob_save = sqlite_probe_blob_save,

@@ -22,6 +22,7 @@
 
 #include "lib/loadgen/hist.h"
 #include "lib/store/store.h"
+#include "lib/store/store_backend.h"
 #include "lib/store/sqlite/sqlite_internal.h"
 #include "lib/util/run_state.h"
 #include "lib/util/util.h"
@@ -789,74 +790,120 @@ const char *sqlite_trend_sql(bool with_environment)
 	return with_environment ? trend_sql_env : trend_sql_any;
 }
 
-/* The bucketed trend (?8 = step in ms): the same range of metrics_trend,
- * grouped by ts / step, newest bucket first. "last" is the bucket's
- * newest run (by ts, then id): ROW_NUMBER over the bucket marks it and
- * the FILTERed aggregates pick it out. Bare columns beside several
- * MIN/MAX aggregates would come from an arbitrary row, hence the window.
- * Epoch-aligned buckets: a 1d bucket starts at 00:00 UTC. */
-#define TREND_BUCKETS(index, where)                                                                \
-	"SELECT b * ?8, COUNT(*), MIN(v), MAX(v), AVG(v), MAX(v) FILTER (WHERE rn = 1), "          \
-	"MAX(run_id) FILTER (WHERE rn = 1), MAX(version) FILTER (WHERE rn = 1) FROM ("             \
-	" SELECT m.ts / ?8 AS b, m.value AS v, m.run_id AS run_id, r.version AS version,"          \
-	" ROW_NUMBER() OVER (PARTITION BY m.ts / ?8 ORDER BY m.ts DESC, m.run_id DESC) AS rn"      \
-	" FROM metrics AS m INDEXED BY " index " JOIN runs AS r ON r.id = m.run_id"                \
-	" WHERE m.service = ?1 AND m.probe = ?2 AND m.metric = ?3 " where                          \
-	" AND m.ts >= ?5 AND m.ts <= ?6 AND " TREND_RUNS ") "                                      \
-	"GROUP BY b ORDER BY b DESC LIMIT ?7"
-static const char trend_buckets_env[] = TREND_BUCKETS("metrics_trend", "AND m.environment = ?4");
-static const char trend_buckets_any[] = TREND_BUCKETS("metrics_trend_any", "");
+/* The bucketed trend: the same range of the same index, every row newest
+ * first (no LIMIT, no sort, no grouping in SQL); trend_fold() cuts it into
+ * epoch-aligned buckets of ts / step (a 1d bucket starts at 00:00 UTC) as
+ * it comes and stops after the newest limit + 1, so one walk of the index
+ * answers. A bucket's first row is its newest run (by ts, then id): its
+ * "last". */
+#define TREND_WALK(index, where)                                                                   \
+	"SELECT m.ts, m.run_id, m.value, r.version "                                               \
+	"FROM metrics AS m INDEXED BY " index " JOIN runs AS r ON r.id = m.run_id "                \
+	"WHERE m.service = ?1 AND m.probe = ?2 AND m.metric = ?3 " where                           \
+	" AND m.ts >= ?5 AND m.ts <= ?6 AND " TREND_RUNS " ORDER BY m.ts DESC, m.run_id DESC"
+static const char trend_buckets_env[] = TREND_WALK("metrics_trend", "AND m.environment = ?4");
+static const char trend_buckets_any[] = TREND_WALK("metrics_trend_any", "");
 
 const char *sqlite_trend_bucket_sql(bool with_environment)
 {
 	return with_environment ? trend_buckets_env : trend_buckets_any;
 }
 
-/* Reverses arr in place (the query reads newest first). */
-static void array_reverse(json_t *arr)
+/* Column i as a trend number: NaN for NULL and non-finite (null in JSON). */
+static double col_number(sqlite3_stmt *s, int i)
 {
-	size_t n = json_array_size(arr);
+	double d;
 
-	for (size_t i = 0; i < n / 2; i++) {
-		json_t *a = json_incref(json_array_get(arr, i));
-		json_t *b = json_incref(json_array_get(arr, n - 1 - i));
-
-		json_array_set_new(arr, i, b);
-		json_array_set_new(arr, n - 1 - i, a);
-	}
+	if (sqlite3_column_type(s, i) == SQLITE_NULL)
+		return NAN;
+	d = sqlite3_column_double(s, i);
+	return isfinite(d) ? d : NAN;
 }
 
-static const struct hcol trend_cols[] = {
-        {"run_id", HK_INT}, {"time", HK_TIME},    {"version", HK_TEXT},
-        {"value", HK_REAL}, {"verdict", HK_TEXT}, {"environment", HK_TEXT},
-};
-
-static const struct hcol bucket_cols[] = {
-        {"t", HK_TIME},   {"runs", HK_INT},  {"min", HK_REAL},        {"max", HK_REAL},
-        {"avg", HK_REAL}, {"last", HK_REAL}, {"last_run_id", HK_INT}, {"last_version", HK_TEXT},
-};
-
-int sqlite_trend(struct store *st, const struct store_trend_query *q, json_t **ret_points,
-                 bool *ret_truncated)
+/* Column i copied among p's strings (NULL stays null). */
+static int col_str(struct store_trend_points *p, sqlite3_stmt *s, int i, size_t *ret)
 {
-	bool env = q->environment != NULL, buckets = q->step_ms > 0;
-	const struct hcol *cols = buckets ? bucket_cols : trend_cols;
-	size_t ncols = buckets ? RD_ARRAY_SIZE(bucket_cols) : RD_ARRAY_SIZE(trend_cols);
-	int limit = q->limit < 1 ? 1 : q->limit > HIST_TREND_MAX ? HIST_TREND_MAX : q->limit;
-	sqlite3_stmt *s = NULL;
-	json_t *points = NULL;
-	bool more = false;
-	int rc, r;
+	const char *t = (const char *)sqlite3_column_text(s, i);
 
-	if (q->step_ms < 0) {
-		sqlite_set_errf(st, "Failed to read a trend: negative step");
-		return -EINVAL;
+	return store_trend_str_add(p, t, t ? (size_t)sqlite3_column_bytes(s, i) : 0, ret);
+}
+
+/* The current row of the point statement as a point of p. */
+static int trend_point_row(struct store_trend_points *p, sqlite3_stmt *s)
+{
+	struct store_trend_point *pt = store_trend_point_add(p);
+
+	if (!pt)
+		return -ENOMEM;
+	pt->run_id = sqlite3_column_int64(s, 0);
+	pt->time_ms = sqlite3_column_int64(s, 1);
+	pt->value = col_number(s, 3);
+	if (col_str(p, s, 2, &pt->version) < 0 || col_str(p, s, 4, &pt->verdict) < 0 ||
+	    col_str(p, s, 5, &pt->environment) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+/* A bucket being summed: AVG's sum and count of the non-null values,
+ * MIN and MAX of them, COUNT(*) of its rows. */
+struct bucket_sum {
+	struct store_trend_point *pt;
+	int64_t b;
+	double sum;
+	int64_t values;
+};
+
+static void bucket_end(struct bucket_sum *a)
+{
+	if (!a->pt)
+		return;
+	a->pt->avg = a->values ? a->sum / (double)a->values : NAN;
+	if (!isfinite(a->pt->avg))
+		a->pt->avg = NAN;
+	a->pt = NULL;
+}
+
+/* Adds the current walk row (ts, run_id, value, version) to its bucket,
+ * ending the bucket before when the row starts a new one. 1 when the row
+ * would start bucket limit + 1 (the walk stops: truncated), 0, -ENOMEM. */
+static int trend_fold(struct store_trend_points *p, struct bucket_sum *a, sqlite3_stmt *s,
+                      int64_t step, int limit)
+{
+	int64_t b = sqlite3_column_int64(s, 0) / step;
+	double v = col_number(s, 2);
+	struct store_trend_point *pt = a->pt;
+
+	if (!pt || b != a->b) {
+		bucket_end(a);
+		if (p->n == (size_t)limit)
+			return 1;
+		if (!(pt = store_trend_point_add(p)))
+			return -ENOMEM;
+		*a = (struct bucket_sum){.pt = pt, .b = b};
+		pt->time_ms = b * step;
+		pt->run_id = sqlite3_column_int64(s, 1);
+		pt->value = v;
+		pt->min = pt->max = NAN;
+		if (col_str(p, s, 3, &pt->version) < 0)
+			return -ENOMEM;
 	}
-	r = prepare(st, buckets ? sqlite_trend_bucket_sql(env) : sqlite_trend_sql(env), &s);
-	if (r < 0)
-		return r;
-	if (buckets && (rc = sqlite3_bind_int64(s, 8, q->step_ms)) != SQLITE_OK)
-		return bind_fail(st, s, rc);
+	pt->runs++;
+	if (sqlite3_column_type(s, 2) != SQLITE_NULL) {
+		double d = sqlite3_column_double(s, 2); /* +-Inf count, as in SQL */
+
+		a->sum += d;
+		a->values++;
+		pt->min = isnan(pt->min) || d < pt->min ? d : pt->min;
+		pt->max = isnan(pt->max) || d > pt->max ? d : pt->max;
+	}
+	return 0;
+}
+
+static int trend_bind(struct store *st, sqlite3_stmt *s, const struct store_trend_query *q,
+                      int limit)
+{
+	int rc;
+
 	if ((rc = sqlite3_bind_text(s, 1, q->service, -1, SQLITE_STATIC)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_text(s, 2, q->probe, -1, SQLITE_STATIC)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_text(s, 3, q->metric, -1, SQLITE_STATIC)) != SQLITE_OK ||
@@ -864,17 +911,81 @@ int sqlite_trend(struct store *st, const struct store_trend_query *q, json_t **r
 	     (rc = sqlite3_bind_text(s, 4, q->environment, -1, SQLITE_STATIC)) != SQLITE_OK) ||
 	    (rc = sqlite3_bind_int64(s, 5, q->since_ms)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_int64(s, 6, q->until_ms)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int(s, 7, limit + 1)) != SQLITE_OK ||
+	    (q->step_ms == 0 && (rc = sqlite3_bind_int(s, 7, limit + 1)) != SQLITE_OK) ||
 	    (rc = sqlite3_bind_int64(s, 9, q->until_run > 0 ? q->until_run : INT64_MAX)) !=
 	            SQLITE_OK)
 		return bind_fail(st, s, rc);
-	r = rows_json(st, s, cols, ncols, (size_t)limit, &points, &more);
+	return 0;
+}
+
+/* Steps s to its end (or the limit) into p, newest first. */
+static int trend_walk(struct store *st, sqlite3_stmt *s, const struct store_trend_query *q,
+                      int limit, struct store_trend_points *p)
+{
+	struct bucket_sum a = {0};
+	int rc = SQLITE_DONE, r = 0;
+
+	while (r == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (q->step_ms > 0) {
+			r = trend_fold(p, &a, s, q->step_ms, limit);
+		} else if (p->n == (size_t)limit) {
+			r = 1; /* the (limit + 1)th point: older ones were left out */
+		} else {
+			r = trend_point_row(p, s);
+		}
+	}
+	bucket_end(&a);
+	p->truncated = r == 1;
+	if (r < 0) {
+		sqlite3_finalize(s);
+		return oom(st);
+	}
+	if (r == 0 && rc != SQLITE_DONE) {
+		r = sqlite_db_fail(st, rc, "read a trend");
+		sqlite3_finalize(s);
+		return r;
+	}
+	sqlite3_finalize(s);
+	return 0;
+}
+
+int sqlite_trend_points(struct store *st, const struct store_trend_query *q,
+                        struct store_trend_points *ret)
+{
+	bool env = q->environment != NULL, buckets = q->step_ms > 0;
+	int limit = q->limit < 1 ? 1 : q->limit > HIST_TREND_MAX ? HIST_TREND_MAX : q->limit;
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if (q->step_ms < 0) {
+		sqlite_set_errf(st, "Failed to read a trend: negative step");
+		return -EINVAL;
+	}
+	r = prepare(st, buckets ? sqlite_trend_bucket_sql(env) : sqlite_trend_sql(env), &s);
+	if (r < 0 || (r = trend_bind(st, s, q, limit)) < 0)
+		return r;
+	ret->buckets = buckets;
+	r = trend_walk(st, s, q, limit, ret);
+	if (r < 0) {
+		store_trend_points_free(ret);
+		return r;
+	}
+	store_trend_points_reverse(ret);
+	return 0;
+}
+
+int sqlite_trend(struct store *st, const struct store_trend_query *q, json_t **ret_points,
+                 bool *ret_truncated)
+{
+	struct store_trend_points p = {0};
+	int r = sqlite_trend_points(st, q, &p);
+
 	if (r < 0)
 		return r;
-	array_reverse(points);
-	*ret_points = points;
-	*ret_truncated = more;
-	return 0;
+	*ret_points = store_trend_points_json(&p);
+	*ret_truncated = p.truncated;
+	store_trend_points_free(&p);
+	return *ret_points ? 0 : oom(st);
 }
 
 /* ---- Percentiles from stored histograms ------------------------------ */

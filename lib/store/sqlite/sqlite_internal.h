@@ -79,6 +79,8 @@ int sqlite_rejudgement_add(struct store *st, int64_t run_id, json_t *gates, cons
 int sqlite_services_list(struct store *st, json_t **ret_items);
 int sqlite_history(struct store *st, const struct store_history_filter *f, json_t **ret_items,
                    char **ret_next_cursor);
+int sqlite_trend_points(struct store *st, const struct store_trend_query *q,
+                        struct store_trend_points *ret);
 int sqlite_trend(struct store *st, const struct store_trend_query *q, json_t **ret_points,
                  bool *ret_truncated);
 int sqlite_probe_percentile(struct store *st, int64_t run_id, size_t idx, const char *metric,
