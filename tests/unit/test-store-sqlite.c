@@ -1,8 +1,9 @@
 /* Unit tests of the SQLite backend of the store (lib/store/sqlite/): the
  * schema every migration builds, migrations recorded once, databases it
  * refuses, WAL and read-only connections, the long metrics table, file
- * identity, SQLite's words in errors and the query plans of the hot
- * history queries. What every backend must do is in
+ * identity, SQLite's words in errors, the query plans of the hot
+ * history queries, and trends against the SQL that defined them (GROUP
+ * BY with a window) on data with every awkward value. What every backend must do is in
  * test-store-conformance.c. Tests that do not need a second connection
  * run twice (tcase loop index 0: ":memory:", 1: a file in a temp
  * directory); the rest use the file. A raw sqlite3 connection checks what
@@ -20,8 +21,10 @@
 #include <unistd.h>
 
 #include "lib/store/store.h"
+#include "lib/store/store_backend.h"
 #include "lib/store/sqlite/sqlite_migrations.h"
 #include "lib/store/sqlite/sqlite.h"
+#include "lib/util/json_text.h"
 #include "lib/util/util.h"
 #include "tests/unit/store-fixture.h"
 
@@ -554,6 +557,9 @@ START_TEST(test_trend_plan_uses_index)
 	assert_plan_uses(sqlite_trend_bucket_sql(true), "metrics_trend");
 	assert_plan_uses(sqlite_trend_bucket_sql(true), "environment=? AND ts>? AND ts<?");
 	assert_plan_uses(sqlite_trend_bucket_sql(false), "COVERING INDEX metrics_trend_any (");
+	/* Buckets from one walk of the index too: no window, no grouping sort. */
+	assert_plan_lacks(sqlite_trend_bucket_sql(true), "TEMP B-TREE");
+	assert_plan_lacks(sqlite_trend_bucket_sql(false), "TEMP B-TREE");
 }
 END_TEST
 
@@ -562,6 +568,311 @@ START_TEST(test_gates_plan_uses_index)
 	assert_plan_uses(sqlite_gates_latest_sql(), "runs_decided");
 	/* The skip scan: a seek to the next environment, not a walk. */
 	assert_plan_uses(sqlite_gates_latest_sql(), "(service=? AND environment>?)");
+}
+END_TEST
+
+/* ---- Trends against their SQL definition ---------------------------- */
+
+/* The bucketed trend as one SQL statement (?7 limit + 1, ?8 step): what
+ * the folding walk replaced, kept here as the definition it must match. */
+#define ORACLE_BUCKETS(index, where)                                                               \
+	"SELECT b * ?8, COUNT(*), MIN(v), MAX(v), AVG(v), MAX(v) FILTER (WHERE rn = 1), "          \
+	"MAX(run_id) FILTER (WHERE rn = 1), MAX(version) FILTER (WHERE rn = 1) FROM ("             \
+	" SELECT m.ts / ?8 AS b, m.value AS v, m.run_id AS run_id, r.version AS version,"          \
+	" ROW_NUMBER() OVER (PARTITION BY m.ts / ?8 ORDER BY m.ts DESC, m.run_id DESC) AS rn"      \
+	" FROM metrics AS m INDEXED BY " index " JOIN runs AS r ON r.id = m.run_id"                \
+	" WHERE m.service = ?1 AND m.probe = ?2 AND m.metric = ?3 " where                          \
+	" AND m.ts >= ?5 AND m.ts <= ?6 AND r.verdict IN ('PASS', 'FAIL') AND "                    \
+	"r.invalidated_at IS NULL AND m.run_id <= ?9) GROUP BY b ORDER BY b DESC LIMIT ?7"
+
+static const char *const oracle_versions[] = {
+        "1.0",
+        "v\"2\"",
+        "back\\slash",
+        "caf\xc3\xa9",
+        "\xf0\x9f\x9a\x80 rocket",
+        "tab\there\n",
+        "\x01ctl",
+        "a/b",
+        "",
+};
+static const char *const oracle_states[][2] = {
+        {"passed", "PASS"}, {"failed", "FAIL"}, {"error", "ERROR"}, {"cancelled", NULL}};
+
+/* 400 runs of one metric over about four days, ts often shared, values
+ * NULL, +-Inf, huge, tiny, whole and not; some invalidated, some not
+ * decided, one other environment and one other metric beside. */
+static void oracle_seed(sqlite3 *db)
+{
+	sqlite3_stmt *r, *m;
+	uint64_t x = 0x9E3779B97F4A7C15ULL;
+
+	ck_assert_int_eq(sqlite3_prepare_v2(db,
+	                                    "INSERT INTO runs (id, service, version, environment, "
+	                                    "state, verdict, spec, created_at, invalidated_at) "
+	                                    "VALUES (?1, 'svc', ?2, ?3, ?4, ?5, '{}', ?6, ?7)",
+	                                    -1, &r, NULL),
+	                 SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db,
+	                                    "INSERT INTO metrics (run_id, service, environment, "
+	                                    "probe, metric, value, ts) VALUES (?1, 'svc', ?2, "
+	                                    "'latency', ?3, ?4, ?5)",
+	                                    -1, &m, NULL),
+	                 SQLITE_OK);
+	raw_exec(db, "BEGIN");
+	for (int id = 1; id <= 400; id++) {
+		static const double odd[] = {INFINITY, -INFINITY, 1e300, -1e300, 5e-324,       1e-7,
+		                             0.1,      1.0 / 3.0, -0.0,  1e15,   123456789.125};
+		const char *env = x % 5 == 0 ? "prod" : "staging";
+		int64_t ts = T0 + (int64_t)(x % 4000) * 90000 + (x % 3 == 0 ? 0 : 1);
+		const char *const *st = oracle_states[(x >> 8) % 4];
+
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		sqlite3_bind_int(r, 1, id);
+		sqlite3_bind_text(r, 2, oracle_versions[x % RD_ARRAY_SIZE(oracle_versions)], -1,
+		                  SQLITE_STATIC);
+		sqlite3_bind_text(r, 3, env, -1, SQLITE_STATIC);
+		sqlite3_bind_text(r, 4, st[0], -1, SQLITE_STATIC);
+		if (st[1])
+			sqlite3_bind_text(r, 5, st[1], -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(r, 5);
+		sqlite3_bind_int64(r, 6, ts);
+		if ((x >> 20) % 13 == 0)
+			sqlite3_bind_int64(r, 7, ts);
+		else
+			sqlite3_bind_null(r, 7);
+		ck_assert_int_eq(sqlite3_step(r), SQLITE_DONE);
+		sqlite3_reset(r);
+		sqlite3_clear_bindings(r);
+		for (int k = 0; k < 2; k++) {
+			sqlite3_bind_int(m, 1, id);
+			sqlite3_bind_text(m, 2, env, -1, SQLITE_STATIC);
+			sqlite3_bind_text(m, 3, k ? "other" : "p95_ms", -1, SQLITE_STATIC);
+			switch ((x >> 30) % 6) {
+			case 0: /* NULL */
+				break;
+			case 1:
+				sqlite3_bind_double(m, 4, odd[(x >> 40) % RD_ARRAY_SIZE(odd)]);
+				break;
+			case 2:
+				sqlite3_bind_double(m, 4, (double)((x >> 34) % 500));
+				break;
+			default:
+				sqlite3_bind_double(m, 4, (double)((x >> 34) % 100000) / 997.0);
+				break;
+			}
+			sqlite3_bind_int64(m, 5, ts);
+			ck_assert_int_eq(sqlite3_step(m), SQLITE_DONE);
+			sqlite3_reset(m);
+			sqlite3_clear_bindings(m);
+		}
+	}
+	raw_exec(db, "COMMIT");
+	sqlite3_finalize(r);
+	sqlite3_finalize(m);
+}
+
+/* The oracle's answer as the tree the old code built: its columns in the
+ * order of the answer's members, non-finite reals null. */
+static json_t *oracle_buckets(sqlite3 *db, const struct store_trend_query *q, int limit,
+                              bool *ret_truncated)
+{
+	static const char *const keys[] = {"t",   "runs", "min",         "max",
+	                                   "avg", "last", "last_run_id", "last_version"};
+	sqlite3_stmt *s;
+	json_t *arr = json_array();
+	const char *sql = q->environment ? ORACLE_BUCKETS("metrics_trend", "AND m.environment = ?4")
+	                                 : ORACLE_BUCKETS("metrics_trend_any", "");
+
+	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+	sqlite3_bind_text(s, 1, q->service, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, q->probe, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, q->metric, -1, SQLITE_STATIC);
+	if (q->environment)
+		sqlite3_bind_text(s, 4, q->environment, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 5, q->since_ms);
+	sqlite3_bind_int64(s, 6, q->until_ms);
+	sqlite3_bind_int(s, 7, limit + 1);
+	sqlite3_bind_int64(s, 8, q->step_ms);
+	sqlite3_bind_int64(s, 9, q->until_run > 0 ? q->until_run : INT64_MAX);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		json_t *o = json_object();
+		char t[RD_TIME_LEN];
+
+		rd_time_format(sqlite3_column_int64(s, 0), t);
+		json_object_set_new(o, keys[0], json_string(t));
+		json_object_set_new(o, keys[1], json_integer(sqlite3_column_int64(s, 1)));
+		for (int i = 2; i <= 5; i++) {
+			double d = sqlite3_column_double(s, i);
+
+			json_object_set_new(o, keys[i],
+			                    sqlite3_column_type(s, i) == SQLITE_NULL || !isfinite(d)
+			                            ? json_null()
+			                            : json_real(d));
+		}
+		json_object_set_new(o, keys[6], json_integer(sqlite3_column_int64(s, 6)));
+		json_object_set_new(o, keys[7],
+		                    json_string((const char *)sqlite3_column_text(s, 7)));
+		json_array_insert_new(arr, 0, o);
+	}
+	sqlite3_finalize(s);
+	*ret_truncated = json_array_size(arr) > (size_t)limit;
+	if (*ret_truncated)
+		json_array_remove(arr, 0);
+	return arr;
+}
+
+/* got equals want member for member; avg within a relative 1e-12 (a sum
+ * in another order may differ in its last bit). */
+static void assert_same_buckets(json_t *got, json_t *want, const char *what)
+{
+	ck_assert_msg(json_array_size(got) == json_array_size(want), "%s: %zu buckets, want %zu",
+	              what, json_array_size(got), json_array_size(want));
+	for (size_t i = 0; i < json_array_size(got); i++) {
+		json_t *g = json_array_get(got, i), *w = json_array_get(want, i);
+		double ga = json_number_value(json_object_get(g, "avg"));
+		double wa = json_number_value(json_object_get(w, "avg"));
+		char *gt, *wt;
+
+		ck_assert_msg(fabs(ga - wa) <= 1e-12 * fabs(wa) ||
+		                      (json_is_null(json_object_get(g, "avg")) &&
+		                       json_is_null(json_object_get(w, "avg"))),
+		              "%s: bucket %zu avg %.17g, want %.17g", what, i, ga, wa);
+		json_object_set(g, "avg", json_object_get(w, "avg"));
+		gt = rd_json_dumps(g, JSON_COMPACT | JSON_ENSURE_ASCII);
+		wt = rd_json_dumps(w, JSON_COMPACT | JSON_ENSURE_ASCII);
+		ck_assert_msg(strcmp(gt, wt) == 0, "%s: bucket %zu\n got %s\nwant %s", what, i, gt,
+		              wt);
+		free(gt);
+		free(wt);
+	}
+}
+
+static const struct oracle_case {
+	const char *env;
+	int64_t step, since_off, until_off;
+	int limit;
+	int64_t until_run;
+} oracle_cases[] = {
+        {NULL, 0, 0, INT64_MAX, 10000, 0},
+        {"staging", 0, 0, INT64_MAX, 37, 0},
+        {"prod", 0, 3600000, 86400000, 10000, 0},
+        {NULL, 0, 0, INT64_MAX, 5, 300},
+        {NULL, 3600000, 0, INT64_MAX, 10000, 0},
+        {"staging", 3600000, 0, INT64_MAX, 10000, 0},
+        {NULL, 86400000, 0, INT64_MAX, 10000, 0},
+        {"staging", 86400000, 0, INT64_MAX, 2, 0},
+        {NULL, 1, 0, INT64_MAX, 10000, 0},
+        {NULL, 1, 0, INT64_MAX, 17, 0},
+        {"prod", 7 * 86400000LL, 0, INT64_MAX, 10000, 0},
+        {NULL, INT64_MAX, 0, INT64_MAX, 10000, 0},
+        {NULL, 900000, 7200000, 2 * 86400000, 10000, 250},
+        {"staging", 1800000, 0, INT64_MAX, 1, 0},
+};
+
+/* Every case: the text store_trend_text writes is byte for byte the tree
+ * store_trend builds, dumped; buckets equal the SQL definition's. */
+START_TEST(test_trend_matches_definition)
+{
+	const struct oracle_case *c = &oracle_cases[_i];
+	struct store *st = open_ok(db_file);
+	sqlite3 *db = raw_open(db_file);
+	struct store_trend_query q = {"svc",
+	                              "latency",
+	                              "p95_ms",
+	                              c->env,
+	                              T0 + c->since_off,
+	                              c->until_off == INT64_MAX ? INT64_MAX : T0 + c->until_off,
+	                              c->limit,
+	                              c->step,
+	                              c->until_run};
+	struct rd_jtext text = {0};
+	json_t *tree = NULL, *want;
+	bool trunc_tree = false, trunc_text = true, trunc_want = false;
+	char *dumped, what[64];
+
+	snprintf(what, sizeof(what), "case %d", _i);
+	oracle_seed(db);
+	ck_assert_int_eq(store_trend(st, &q, &tree, &trunc_tree), 0);
+	ck_assert_int_eq(store_trend_text(st, &q, &text, &trunc_text), 0);
+	dumped = rd_json_dumps(tree, JSON_COMPACT | JSON_ENSURE_ASCII);
+	ck_assert_str_eq(text.buf, dumped);
+	ck_assert(trunc_tree == trunc_text);
+	ck_assert_uint_gt(json_array_size(tree), 0);
+	if (c->step > 0) {
+		want = oracle_buckets(db, &q, c->limit, &trunc_want);
+		assert_same_buckets(tree, want, what);
+		ck_assert(trunc_tree == trunc_want);
+		json_decref(want);
+	}
+	free(dumped);
+	free(text.buf);
+	json_decref(tree);
+	sqlite3_close(db);
+	store_free(st);
+}
+END_TEST
+
+/* Points written as text equal their tree dumped for values a trend may
+ * hold: null and non-finite numbers, the extremes of a double, strings
+ * needing escapes, null strings; an empty series is []. */
+START_TEST(test_trend_text_equals_tree)
+{
+	static const double vals[] = {NAN,    INFINITY,  -INFINITY, 1.7976931348623157e308,
+	                              5e-324, -0.0,      0.0,       1e15,
+	                              1e-5,   0.1 + 0.2, 42.0,      -123.456};
+	struct store_trend_points p = {0};
+	struct rd_jtext t = {0};
+	json_t *tree;
+	char *dumped;
+
+	store_trend_points_text(&p, &t);
+	ck_assert_str_eq(t.buf, "[]");
+	free(t.buf);
+	for (int buckets = 0; buckets < 2; buckets++) {
+		p = (struct store_trend_points){.buckets = buckets};
+		for (size_t i = 0; i < RD_ARRAY_SIZE(vals); i++) {
+			struct store_trend_point *pt = store_trend_point_add(&p);
+			const char *v = oracle_versions[i % RD_ARRAY_SIZE(oracle_versions)];
+
+			ck_assert_ptr_nonnull(pt);
+			*pt = (struct store_trend_point){.run_id = (int64_t)i * 1000003 - 5,
+			                                 .time_ms = T0 - (int64_t)i * 999,
+			                                 .runs = (int64_t)i,
+			                                 .value = vals[i],
+			                                 .min = vals[(i + 3) % 12],
+			                                 .max = vals[(i + 5) % 12],
+			                                 .avg = vals[(i + 7) % 12]};
+			ck_assert_int_eq(store_trend_str_add(&p, i % 4 == 3 ? NULL : v, strlen(v),
+			                                     &pt->version),
+			                 0);
+			ck_assert_int_eq(
+			        store_trend_str_add(&p, i % 2 ? "FAIL" : "PASS", 4, &pt->verdict),
+			        0);
+			ck_assert_int_eq(store_trend_str_add(&p, "st\"g", 4, &pt->environment), 0);
+		}
+		tree = store_trend_points_json(&p);
+		dumped = rd_json_dumps(tree, JSON_COMPACT | JSON_ENSURE_ASCII);
+		t = (struct rd_jtext){0};
+		store_trend_points_text(&p, &t);
+		ck_assert_int_eq(t.err, 0);
+		ck_assert_str_eq(t.buf, dumped);
+		free(t.buf);
+		free(dumped);
+		json_decref(tree);
+		store_trend_points_free(&p);
+	}
+	/* A version that is not UTF-8 fails the text, as it fails the tree. */
+	p = (struct store_trend_points){0};
+	ck_assert_int_eq(store_trend_str_add(&p, "\xff", 1, &store_trend_point_add(&p)->version),
+	                 0);
+	t = (struct rd_jtext){0};
+	store_trend_points_text(&p, &t);
+	ck_assert_int_eq(t.err, -EINVAL);
+	ck_assert_ptr_null(store_trend_points_json(&p));
+	free(t.buf);
+	store_trend_points_free(&p);
 }
 END_TEST
 
@@ -595,6 +906,12 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_readonly);
 	tcase_add_test(tc, test_trend_plan_uses_index);
 	tcase_add_test(tc, test_gates_plan_uses_index);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("trends");
+	tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
+	tcase_add_loop_test(tc, test_trend_matches_definition, 0, (int)RD_ARRAY_SIZE(oracle_cases));
+	tcase_add_test(tc, test_trend_text_equals_tree);
 	suite_add_tcase(s, tc);
 	return s;
 }
