@@ -19,6 +19,45 @@ int64_t rd_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* n as width decimal digits at p. */
+static void put_digits(char *p, unsigned n, int width)
+{
+	for (int i = width - 1; i >= 0; i--, n /= 10)
+		p[i] = (char)('0' + n % 10);
+}
+
+/* Years 0000 to 9999 without gmtime and printf: the days since the epoch
+ * to a civil date (the proleptic Gregorian calendar in 400-year eras, as
+ * gmtime counts), the same text as the general path below. */
+static bool time_format_fast(int64_t ms, char buf[RD_TIME_LEN])
+{
+	int64_t days, rem, z, era, doe, yoe, doy, mp, y;
+	unsigned d, m;
+
+	if (ms < -62167219200000LL || ms > 253402300799999LL)
+		return false;
+	days = ms >= 0 ? ms / 86400000 : -((-ms + 86399999) / 86400000);
+	rem = ms - days * 86400000; /* 0 .. 86399999 */
+	z = days + 719468;
+	era = (z >= 0 ? z : z - 146096) / 146097;
+	doe = z - era * 146097;
+	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	d = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
+	m = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
+	y = yoe + era * 400 + (m <= 2);
+	memcpy(buf, "0000-00-00T00:00:00.000Z", RD_TIME_LEN);
+	put_digits(buf, (unsigned)y, 4);
+	put_digits(buf + 5, m, 2);
+	put_digits(buf + 8, d, 2);
+	put_digits(buf + 11, (unsigned)(rem / 3600000), 2);
+	put_digits(buf + 14, (unsigned)(rem / 60000 % 60), 2);
+	put_digits(buf + 17, (unsigned)(rem / 1000 % 60), 2);
+	put_digits(buf + 20, (unsigned)(rem % 1000), 3);
+	return true;
+}
+
 void rd_time_format(int64_t ms, char buf[RD_TIME_LEN])
 {
 	time_t secs = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
@@ -27,6 +66,8 @@ void rd_time_format(int64_t ms, char buf[RD_TIME_LEN])
 
 	char tmp[64];
 
+	if (time_format_fast(ms, buf))
+		return;
 	gmtime_r(&secs, &tm);
 	/* Through a roomy buffer: the compiler cannot know tm's fields are small. */
 	snprintf(tmp, sizeof(tmp), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lib/util/json_text.h"
 #include "lib/util/suggest.h"
@@ -67,6 +68,56 @@ START_TEST(test_time_roundtrip)
 	ck_assert_str_eq(buf, "2026-11-20T00:00:00.000Z");
 	rd_time_format(0, buf);
 	ck_assert_str_eq(buf, "1970-01-01T00:00:00.000Z");
+}
+END_TEST
+
+/* The text gmtime and printf give: what rd_time_format must write for
+ * every time, by whichever path. */
+static void time_reference(int64_t ms, char *buf, size_t len)
+{
+	time_t secs = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+	struct tm tm;
+
+	gmtime_r(&secs, &tm);
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+	         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms - (int64_t)secs * 1000));
+}
+
+/* Leap days, century rules, the edges of years 0 and 9999, negative times
+ * and random ones print as gmtime says. */
+START_TEST(test_time_format_everywhere)
+{
+	static const int64_t edges[] = {0,
+	                                -1,
+	                                -86400000,
+	                                951782400000LL,   /* 2000-02-29 */
+	                                4107542400000LL,  /* 2100-03-01 */
+	                                -2203891200000LL, /* 1900-02-28 */
+	                                -62167219200000LL,
+	                                -62167219200001LL,
+	                                253402300799999LL,
+	                                253402300800000LL,
+	                                1795700402114LL};
+	uint64_t x = 0x2545F4914F6CDD1DULL;
+	char got[RD_TIME_LEN], want[64];
+
+	for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++) {
+		rd_time_format(edges[i], got);
+		time_reference(edges[i], want, sizeof(want));
+		want[RD_TIME_LEN - 1] = '\0';
+		ck_assert_msg(strcmp(got, want) == 0, "%lld: %s, want %s", (long long)edges[i], got,
+		              want);
+	}
+	for (int i = 0; i < 200000; i++) {
+		int64_t ms;
+
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		ms = (int64_t)(x % 315537897600000ULL) - 62167219200000LL; /* years 0 to 9999 */
+		rd_time_format(ms, got);
+		time_reference(ms, want, sizeof(want));
+		ck_assert_msg(strcmp(got, want) == 0, "%lld: %s, want %s", (long long)ms, got,
+		              want);
+	}
 }
 END_TEST
 
@@ -473,6 +524,7 @@ static Suite *util_suite(void)
 	tcase_add_loop_test(tc, test_duration, 0, sizeof(durations) / sizeof(durations[0]));
 	tcase_add_test(tc, test_format_duration);
 	tcase_add_test(tc, test_time_roundtrip);
+	tcase_add_test(tc, test_time_format_everywhere);
 	tcase_add_loop_test(tc, test_time_invalid, 0, sizeof(bad_times) / sizeof(bad_times[0]));
 	tcase_add_test(tc, test_leap_day);
 	tcase_add_test(tc, test_int64);
