@@ -143,6 +143,7 @@ struct sqlite_store {
 	int version;
 	sqlite3_stmt *stmts[_ST_MAX];
 	sqlite3_stmt *lists[LIST_VARIANTS];
+	sqlite3_stmt *kept[SQLITE_KEPT_MAX]; /* sqlite_kept_stmt() */
 	char errmsg[STORE_ERRMSG_MAX];
 	char cause[STORE_ERRMSG_MAX]; /* SQLite's words alone, or "" */
 	char *path;                   /* NULL for ":memory:" */
@@ -684,6 +685,8 @@ void sqlite_free(struct store *st)
 		sqlite3_finalize(sq(st)->stmts[i]);
 	for (size_t i = 0; i < RD_ARRAY_SIZE(sq(st)->lists); i++)
 		sqlite3_finalize(sq(st)->lists[i]);
+	for (size_t i = 0; i < RD_ARRAY_SIZE(sq(st)->kept); i++)
+		sqlite3_finalize(sq(st)->kept[i]);
 	sqlite3_close_v2(sq(st)->db);
 	json_decref(sq(st)->gates.value);
 	free(sq(st)->path);
@@ -707,6 +710,20 @@ static int sqlite_reader_open(struct store *st, struct store **ret_reader, char 
 		return -ENOTSUP;
 	}
 	return sqlite_open_readonly(sq(st)->path, ret_reader, err, errlen);
+}
+
+int sqlite_kept_stmt(struct store *st, enum sqlite_kept slot, const char *sql, sqlite3_stmt **ret)
+{
+	int rc;
+
+	if (!sq(st)->kept[slot]) {
+		rc = sqlite3_prepare_v3(sq(st)->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+		                        &sq(st)->kept[slot], NULL);
+		if (rc != SQLITE_OK)
+			return db_fail(st, rc, "prepare a query");
+	}
+	*ret = sq(st)->kept[slot];
+	return 0;
 }
 
 struct sqlite_cache *sqlite_gates_cache(struct store *st)

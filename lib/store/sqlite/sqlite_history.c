@@ -7,8 +7,10 @@
  * Statements here are prepared per call and finalized before returning:
  * they are few and cheap to prepare next to the queries they run, and
  * finalizing means no SELECT is ever left pending (which would pin a WAL
- * snapshot). Every query is written so it walks an index; the unit tests
- * check the plans of the hot ones.
+ * snapshot). The trend statements, asked thousands of times by
+ * dashboards, are the exception: kept prepared on their connection
+ * (sqlite_kept_stmt) and reset after every use, which pins nothing either. Every query is written
+ * so it walks an index; the unit tests check the plans of the hot ones.
  *
  * It must not decide policy (what a waiver means for a gate is the
  * judge's business) nor know HTTP.
@@ -902,7 +904,7 @@ static int trend_fold(struct store_trend_points *p, struct bucket_sum *a, sqlite
 static int trend_bind(struct store *st, sqlite3_stmt *s, const struct store_trend_query *q,
                       int limit)
 {
-	int rc;
+	int rc, r = 0;
 
 	if ((rc = sqlite3_bind_text(s, 1, q->service, -1, SQLITE_STATIC)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_text(s, 2, q->probe, -1, SQLITE_STATIC)) != SQLITE_OK ||
@@ -914,8 +916,8 @@ static int trend_bind(struct store *st, sqlite3_stmt *s, const struct store_tren
 	    (q->step_ms == 0 && (rc = sqlite3_bind_int(s, 7, limit + 1)) != SQLITE_OK) ||
 	    (rc = sqlite3_bind_int64(s, 9, q->until_run > 0 ? q->until_run : INT64_MAX)) !=
 	            SQLITE_OK)
-		return bind_fail(st, s, rc);
-	return 0;
+		r = sqlite_db_fail(st, rc, "bind a value");
+	return r;
 }
 
 /* Steps s to its end (or the limit) into p, newest first. */
@@ -936,16 +938,10 @@ static int trend_walk(struct store *st, sqlite3_stmt *s, const struct store_tren
 	}
 	bucket_end(&a);
 	p->truncated = r == 1;
-	if (r < 0) {
-		sqlite3_finalize(s);
+	if (r < 0)
 		return oom(st);
-	}
-	if (r == 0 && rc != SQLITE_DONE) {
-		r = sqlite_db_fail(st, rc, "read a trend");
-		sqlite3_finalize(s);
-		return r;
-	}
-	sqlite3_finalize(s);
+	if (r == 0 && rc != SQLITE_DONE)
+		return sqlite_db_fail(st, rc, "read a trend");
 	return 0;
 }
 
@@ -961,11 +957,18 @@ int sqlite_trend_points(struct store *st, const struct store_trend_query *q,
 		sqlite_set_errf(st, "Failed to read a trend: negative step");
 		return -EINVAL;
 	}
-	r = prepare(st, buckets ? sqlite_trend_bucket_sql(env) : sqlite_trend_sql(env), &s);
-	if (r < 0 || (r = trend_bind(st, s, q, limit)) < 0)
+	r = sqlite_kept_stmt(st,
+	                     buckets ? (env ? SQLITE_KEPT_BUCKETS_ENV : SQLITE_KEPT_BUCKETS_ANY)
+	                             : (env ? SQLITE_KEPT_TREND_ENV : SQLITE_KEPT_TREND_ANY),
+	                     buckets ? sqlite_trend_bucket_sql(env) : sqlite_trend_sql(env), &s);
+	if (r < 0)
 		return r;
 	ret->buckets = buckets;
-	r = trend_walk(st, s, q, limit, ret);
+	r = trend_bind(st, s, q, limit);
+	if (r == 0)
+		r = trend_walk(st, s, q, limit, ret);
+	sqlite3_reset(s); /* kept prepared: ends the read, pins nothing */
+	sqlite3_clear_bindings(s);
 	if (r < 0) {
 		store_trend_points_free(ret);
 		return r;

@@ -27,6 +27,20 @@ struct sqlite_cache {
 };
 struct sqlite_cache *sqlite_gates_cache(struct store *st);
 
+/* Statements of the history file kept prepared on a connection (the
+ * trend statements: prepared once per worker's reader, not per request).
+ * Reset and unbound after every use, so none pins a snapshot; finalized
+ * when the connection closes. */
+enum sqlite_kept {
+	SQLITE_KEPT_TREND_ENV = 0,
+	SQLITE_KEPT_TREND_ANY,
+	SQLITE_KEPT_BUCKETS_ENV,
+	SQLITE_KEPT_BUCKETS_ANY,
+	SQLITE_KEPT_MAX,
+};
+/* The statement of slot, prepared from sql on first use. */
+int sqlite_kept_stmt(struct store *st, enum sqlite_kept slot, const char *sql, sqlite3_stmt **ret);
+
 /* Sets the sentence sqlite_errmsg() returns. */
 void sqlite_set_errf(struct store *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
