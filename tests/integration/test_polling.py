@@ -42,9 +42,17 @@ def config():
     return '\n'.join(lines) + '\nallowed_targets: ["127.0.0.1"]\n'
 
 
+# pa-odd: versions that need escaping and values JSON writes in unusual
+# forms (minutes after T0, version, value; None is a NULL value).
+ODD = [(0, '1.0 "rc"', None), (10, 'back\\slash/\u00e9', 1e-7),
+       (20, 'tab\t\u2603\U0001F680', 1e300), (70, '\x01', 0.1), (80, 'plain', 12.0)]
+ODD_IDS = []
+
+
 def seed(db):
-    """Runs of pa-one and pb-two (3 each, one metric), and SLOW_RUNS runs
-    of pa-slow, straight into the migrated database."""
+    """Runs of pa-one and pb-two (3 each, one metric), SLOW_RUNS runs of
+    pa-slow and the ODD runs of pa-odd, straight into the migrated
+    database."""
     con = sqlite3.connect(db)
     runs, metrics, rid = [], [], 0
     for svc, n in (('pa-one', 3), ('pb-two', 3), ('pa-slow', SLOW_RUNS)):
@@ -54,6 +62,12 @@ def seed(db):
             runs.append((rid, svc, '1.%d' % i, 'prod', 'passed', 'PASS', '{}', ts, ts,
                          ts + 1000))
             metrics.append((rid, svc, 'prod', 'latency', 'p95_ms', 10.0 + i % 50, ts + 1000))
+    for minutes, version, value in ODD:
+        rid += 1
+        ODD_IDS.append(rid)
+        ts = T0 + minutes * 60_000
+        runs.append((rid, 'pa-odd', version, 'prod', 'passed', 'PASS', '{}', ts, ts, ts))
+        metrics.append((rid, 'pa-odd', 'prod', 'latency', 'p95_ms', value, ts))
     with con:
         con.executemany('INSERT INTO runs (id, service, version, environment, state, verdict, '
                         'spec, created_at, started_at, finished_at) '
@@ -339,6 +353,54 @@ class PollingTest(lib.TestCase):
         self.assertEqual(after['hits_total'] - before['hits_total'], 60, (before, after))
         self.assertEqual(after['misses_total'], before['misses_total'], (before, after))
         self.assertLessEqual(after['bytes'], after['max_bytes'])
+
+    def test_9_trend_bytes(self):
+        """The trend answer, byte for byte: escapes as jansson writes them
+        (\\uXXXX upper case, surrogate pairs), reals in their shortest
+        form, null for a NULL value, truncated, an empty series, and
+        buckets; the same bytes again from the kept copy."""
+        i = ODD_IDS
+        head = ('{"service":"pa-odd","metric":"latency.%s","probe":"latency",'
+                '"environment":%s,"step":%s,"points":[')
+        pts = [
+            '{"run_id":%d,"time":"2026-01-01T00:00:00.000Z","version":"1.0 \\"rc\\"",'
+            '"value":null,"verdict":"PASS","environment":"prod"}' % i[0],
+            '{"run_id":%d,"time":"2026-01-01T00:10:00.000Z",'
+            '"version":"back\\\\slash/\\u00E9","value":1e-7,"verdict":"PASS",'
+            '"environment":"prod"}' % i[1],
+            '{"run_id":%d,"time":"2026-01-01T00:20:00.000Z",'
+            '"version":"tab\\t\\u2603\\uD83D\\uDE80","value":1e300,"verdict":"PASS",'
+            '"environment":"prod"}' % i[2],
+            '{"run_id":%d,"time":"2026-01-01T01:10:00.000Z","version":"\\u0001",'
+            '"value":0.1,"verdict":"PASS","environment":"prod"}' % i[3],
+            '{"run_id":%d,"time":"2026-01-01T01:20:00.000Z","version":"plain",'
+            '"value":12.0,"verdict":"PASS","environment":"prod"}' % i[4],
+        ]
+        buckets = [
+            '{"t":"2026-01-01T00:00:00.000Z","runs":3,"min":1e-7,"max":1e300,"avg":5e299,'
+            '"last":1e300,"last_run_id":%d,"last_version":"tab\\t\\u2603\\uD83D\\uDE80"}'
+            % i[2],
+            '{"t":"2026-01-01T01:00:00.000Z","runs":2,"min":0.1,"max":12.0,"avg":6.05,'
+            '"last":12.0,"last_run_id":%d,"last_version":"plain"}' % i[4],
+        ]
+        base = '/v1/services/pa-odd/trends?metric=latency.'
+        cases = [
+            (base + 'p95_ms', head % ('p95_ms', 'null', 'null') + ','.join(pts) +
+             '],"truncated":false}\n'),
+            (base + 'p95_ms&limit=3', head % ('p95_ms', 'null', 'null') + ','.join(pts[2:]) +
+             '],"truncated":true}\n'),
+            (base + 'nope', head % ('nope', 'null', 'null') + '],"truncated":false}\n'),
+            (base + 'p95_ms&environment=prod&step=1h',
+             head % ('p95_ms', '"prod"', '"1h"') + ','.join(buckets) +
+             '],"truncated":false}\n'),
+            (base + 'p95_ms&step=1h&limit=1', head % ('p95_ms', 'null', '"1h"') + buckets[1] +
+             '],"truncated":true}\n'),
+        ]
+        for path, want in cases:
+            for _ in range(2):  # read, then kept
+                r = self.get(path)
+                self.assertEqual(r.status, 200, r)
+                self.assertEqual(r.body.decode('ascii'), want, path)
 
 
 if __name__ == '__main__':
