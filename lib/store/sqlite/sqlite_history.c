@@ -9,8 +9,9 @@
  * finalizing means no SELECT is ever left pending (which would pin a WAL
  * snapshot). The trend statements, asked thousands of times by
  * dashboards, are the exception: kept prepared on their connection
- * (sqlite_kept_stmt) and reset after every use, which pins nothing either. Every query is written
- * so it walks an index; the unit tests check the plans of the hot ones.
+ * (sqlite_kept_stmt) and reset after every use, which pins nothing
+ * either. Every query is written so it walks an index; the unit tests
+ * check the plans of the hot ones.
  *
  * It must not decide policy (what a waiver means for a gate is the
  * judge's business) nor know HTTP.
@@ -846,23 +847,26 @@ static int trend_point_row(struct store_trend_points *p, sqlite3_stmt *s)
 	return 0;
 }
 
-/* A bucket being summed: AVG's sum and count of the non-null values,
- * MIN and MAX of them, COUNT(*) of its rows. */
+/* A bucket being summed (the last point of p while open): AVG's sum and
+ * count of the non-null values; the point holds COUNT(*), MIN and MAX. */
 struct bucket_sum {
-	struct store_trend_point *pt;
+	bool open;
 	int64_t b;
 	double sum;
 	int64_t values;
 };
 
-static void bucket_end(struct bucket_sum *a)
+static void bucket_end(struct store_trend_points *p, struct bucket_sum *a)
 {
-	if (!a->pt)
+	struct store_trend_point *pt;
+
+	if (!a->open)
 		return;
-	a->pt->avg = a->values ? a->sum / (double)a->values : NAN;
-	if (!isfinite(a->pt->avg))
-		a->pt->avg = NAN;
-	a->pt = NULL;
+	pt = &p->v[p->n - 1];
+	pt->avg = a->values ? a->sum / (double)a->values : NAN;
+	if (!isfinite(pt->avg))
+		pt->avg = NAN;
+	a->open = false;
 }
 
 /* Adds the current walk row (ts, run_id, value, version) to its bucket,
@@ -872,23 +876,23 @@ static int trend_fold(struct store_trend_points *p, struct bucket_sum *a, sqlite
                       int64_t step, int limit)
 {
 	int64_t b = sqlite3_column_int64(s, 0) / step;
-	double v = col_number(s, 2);
-	struct store_trend_point *pt = a->pt;
+	struct store_trend_point *pt;
 
-	if (!pt || b != a->b) {
-		bucket_end(a);
+	if (!a->open || b != a->b) {
+		bucket_end(p, a);
 		if (p->n == (size_t)limit)
 			return 1;
 		if (!(pt = store_trend_point_add(p)))
 			return -ENOMEM;
-		*a = (struct bucket_sum){.pt = pt, .b = b};
+		*a = (struct bucket_sum){.open = true, .b = b};
 		pt->time_ms = b * step;
 		pt->run_id = sqlite3_column_int64(s, 1);
-		pt->value = v;
+		pt->value = col_number(s, 2);
 		pt->min = pt->max = NAN;
 		if (col_str(p, s, 3, &pt->version) < 0)
 			return -ENOMEM;
 	}
+	pt = &p->v[p->n - 1];
 	pt->runs++;
 	if (sqlite3_column_type(s, 2) != SQLITE_NULL) {
 		double d = sqlite3_column_double(s, 2); /* +-Inf count, as in SQL */
@@ -936,7 +940,7 @@ static int trend_walk(struct store *st, sqlite3_stmt *s, const struct store_tren
 			r = trend_point_row(p, s);
 		}
 	}
-	bucket_end(&a);
+	bucket_end(p, &a);
 	p->truncated = r == 1;
 	if (r < 0)
 		return oom(st);
