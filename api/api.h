@@ -166,6 +166,19 @@ struct api_stored_run {
 void api_run_stored(struct api_req *req, const struct api_stored_run *sr, api_submitted_cb cb,
                     void *userdata);
 
+/* Judges ended run (borrowed, as store_run_get reads it) again with gates
+ * (borrowed: a list as a spec's gates:) from its stored measurements with
+ * today's baselines and waivers, stores the decision as the caller's and
+ * records it in the audit trail (POST /v1/runs/{id}/rejudge, the console).
+ * 0 and the rejudgement (new reference: {run_id, seq, created_at, verdict,
+ * original_verdict, gates, checklist, recomputed_from_histograms});
+ * -EINVAL with the bad gate's path and message in err; -EINPROGRESS or
+ * -EALREADY while the store holds the run (store_errmsg says why); any
+ * other -errno with what failed in err->message. routes_gates.c. */
+struct spec_error;
+int api_rejudge(struct api_req *req, json_t *run, json_t *gates, json_t **ret,
+                struct spec_error *err);
+
 /* The trends a run's HTML report draws (report_html()): one series per
  * gated metric, same service and environment, up to the run. New
  * reference. routes_runs.c. */
@@ -273,6 +286,12 @@ struct api_body;
 struct api_body *api_body_of_json(json_t *json);
 void api_reply_body_kept(struct api_req *req, const char *key, uint64_t generation,
                          struct api_body *b);
+/* The bytes kept under key (as api_reply_kept finds them) without
+ * answering: a new reference (api_body_unref), NULL when none is current;
+ * and keeping b (its reference not taken; NULL is ignored) under key at
+ * generation, for answers the caller composes (the console). */
+struct api_body *api_kept_get(struct api_req *req, const char *key);
+void api_kept_put(struct api_req *req, const char *key, uint64_t generation, struct api_body *b);
 
 /* A read that may be slow, off the loop (api/offload.c): fn runs on a
  * libuv worker thread with that thread's read-only store connection
@@ -293,6 +312,20 @@ typedef int (*api_read_text_fn)(struct store *reader, void *arg, struct rd_jtext
                                 size_t errlen);
 void api_read_text_off_loop(struct api_req *req, const char *key, const char *what,
                             api_read_text_fn fn, void *arg, void (*free_arg)(void *arg));
+
+/* The same for answers that are not JSON (reports): fn makes the body
+ * itself (api_body_new, any thread; content_type set) and returns 0, or
+ * -errno and a sentence in err. With done NULL it is answered as
+ * api_read_off_loop's (kept under key). Else done answers on the loop
+ * instead, with the generation of the call, r and err as fn left them
+ * and the body (its reference passed to done; NULL after an error);
+ * done is not called when the client went away (the body is freed). */
+typedef int (*api_body_fn)(struct store *reader, void *arg, struct api_body **ret, char *err,
+                           size_t errlen);
+typedef void (*api_body_done_fn)(struct api_req *req, void *arg, uint64_t generation, int r,
+                                 const char *err, struct api_body *b);
+void api_body_off_loop(struct api_req *req, const char *key, const char *what, api_body_fn fn,
+                       api_body_done_fn done, void *arg, void (*free_arg)(void *arg));
 
 /* Parks the request until a later api_reply_*; the handler returns. A
  * cleanup callback runs when the request ends in any way (replied, or the

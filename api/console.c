@@ -542,7 +542,10 @@ const struct api_route api_routes_console[] = {
         {"POST", "/runs/{id}/invalidate", console_post_invalidate, API_ROLE_ANYONE,
          .store_change = true},
         {"POST", "/runs/{id}/waive", console_post_waive, API_ROLE_ANYONE, .store_change = true},
+        {"POST", "/runs/{id}/rejudge", console_post_rejudge, API_ROLE_ANYONE, .store_change = true},
         {"GET", "/services/{name}", console_get_service, API_ROLE_ANYONE},
+        {"POST", "/services/{name}/waivers/{id}/revoke", console_post_waiver_revoke,
+         API_ROLE_ANYONE, .store_change = true},
         {"GET", "/compare", console_get_compare, API_ROLE_ANYONE},
         {NULL, NULL, NULL},
 };

@@ -91,7 +91,11 @@ void console_verdict_badge(struct svg_buf *b, const char *verdict);
  * date-time string; "never" for NULL. */
 void console_age(struct svg_buf *b, const char *rfc3339);
 
-/* Pages (console_pages.c). */
+/* Run id as stored, within the caller's scope: a new reference, or NULL
+ * after answering (404, 503). console_pages.c. */
+json_t *console_load_run(struct api_req *req, const struct console_who *w, int64_t id);
+
+/* The run page, its event stream, downloads and cancel (console_run.c). */
 void console_get_run(struct api_req *req);
 void console_get_run_events(struct api_req *req);
 void console_get_run_report(struct api_req *req);
@@ -102,5 +106,14 @@ void console_post_cancel(struct api_req *req);
 void console_run_forms(struct svg_buf *b, const struct console_who *w, json_t *run, int64_t id);
 void console_post_invalidate(struct api_req *req);
 void console_post_waive(struct api_req *req);
+void console_post_rejudge(struct api_req *req);
+
+/* The service page's form revoking waiver id of service, for the admin
+ * role (console_actions.c), and its handler. */
+void console_waiver_revoke_form(struct svg_buf *b, const struct console_who *w, const char *service,
+                                int64_t id);
+void console_post_waiver_revoke(struct api_req *req);
+
+/* The service page and the comparison (console_pages.c). */
 void console_get_service(struct api_req *req);
 void console_get_compare(struct api_req *req);

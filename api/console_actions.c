@@ -1,21 +1,28 @@
-/* console_actions: the web console's changes to an ended run, as POST
- * forms on its page that carry the session's CSRF token: invalidate (the
- * submitter role, a reason) and waive a failing gate (the admin role,
- * reason, approver and hours; the gate's expression is taken from the
- * run, never from the form). Each is recorded in the audit trail with the
- * token's name, as the API records it.
+/* console_actions: the web console's changes, as POST forms that carry
+ * the session's CSRF token. On an ended run's page: invalidate (the
+ * submitter role, a reason), re-judge (the submitter role, the gates one
+ * a line, as POST /v1/runs/{id}/rejudge takes them) and waive a failing
+ * gate (the admin role, reason, approver and hours; the gate's expression
+ * is taken from the run, never from the form). On a service's page:
+ * revoke an active waiver (the admin role). Each is recorded in the audit
+ * trail with the token's name, as the API records it.
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "console.h"
 #include "lib/report/svg.h"
+#include "lib/spec/spec.h"
+#include "lib/util/json_text.h"
 #include "lib/util/run_state.h"
 #include "lib/util/util.h"
 
 #define TEXT_MAX        1024
 #define WAIVE_HOURS_MAX (366 * 24)
+#define GATES_FORM_MAX  (64 * 1024) /* bytes of the rejudge form's gates */
+#define GATES_ROWS_MAX  16          /* rows the gates box opens with */
 
 static void csrf_field(struct svg_buf *b, const struct console_who *w)
 {
@@ -40,6 +47,46 @@ static void waive_form(struct svg_buf *b, const struct console_who *w, int64_t i
 	svg_buf_puts(b, "<button type=\"submit\">Waive</button></form>");
 }
 
+/* One gate a line: the stored spec's gates as written there (a mapping as
+ * JSON), or else the expressions the run was judged on. */
+static void rejudge_lines(struct svg_buf *b, json_t *run)
+{
+	json_t *gates = json_object_get(run, "spec_gates"), *g;
+	bool from_spec = json_is_array(gates);
+	size_t i;
+	char *text;
+
+	json_array_foreach (from_spec ? gates : json_object_get(run, "gates"), i, g) {
+		if (json_is_string(g)) {
+			svg_buf_esc(b, json_string_value(g));
+		} else if (from_spec) {
+			text = rd_json_dumps(g, JSON_COMPACT);
+			svg_buf_esc(b, text);
+			free(text);
+		} else {
+			svg_buf_esc(b, json_string_value(json_object_get(g, "expr")));
+		}
+		svg_buf_puts(b, "\n");
+	}
+}
+
+static void rejudge_form(struct svg_buf *b, const struct console_who *w, json_t *run, int64_t id)
+{
+	size_t n = json_array_size(json_object_get(run, "gates")) + 1;
+
+	svg_buf_printf(b,
+	               "<form method=\"post\" action=\"/runs/%lld/rejudge\" id=\"rejudge\">"
+	               "<h3>Re-judge</h3><p class=\"muted\">A new decision from the run's stored "
+	               "measurements with today's baselines and waivers; the run keeps its own "
+	               "verdict.</p><label>Gates, one a line: an expression, or a mapping as "
+	               "JSON <textarea name=\"gates\" rows=\"%zu\" required>",
+	               (long long)id, n < GATES_ROWS_MAX ? n : GATES_ROWS_MAX);
+	rejudge_lines(b, run);
+	svg_buf_puts(b, "</textarea></label>");
+	csrf_field(b, w);
+	svg_buf_puts(b, "<button type=\"submit\">Re-judge</button></form>");
+}
+
 void console_run_forms(struct svg_buf *b, const struct console_who *w, json_t *run, int64_t id)
 {
 	json_t *g;
@@ -60,6 +107,7 @@ void console_run_forms(struct svg_buf *b, const struct console_who *w, json_t *r
 		svg_buf_puts(b, "<button type=\"submit\">Invalidate (leave out of baselines, "
 		                "trends and gates)</button></form>");
 	}
+	rejudge_form(b, w, run, id);
 	json_array_foreach (json_object_get(run, "gates"), i, g) {
 		const char *o = json_string_value(json_object_get(g, "outcome"));
 
@@ -186,4 +234,142 @@ void console_post_waive(struct api_req *req)
 		console_error(req, &w, 503, "The waiver could not be saved.");
 	else
 		back_to_run(req, id);
+}
+
+/* The rejudge form's gates, one a line (blank lines skipped): a line
+ * starting with '{' is a mapping in JSON, any other an expression. A new
+ * array, or NULL with why in msg. */
+static json_t *gates_of_text(char *text, char *msg, size_t len)
+{
+	json_t *gates = json_array(), *g;
+	char *line = text, *end;
+
+	while (gates && line && *line) {
+		end = strchr(line, '\n');
+		if (end)
+			*end = '\0';
+		line += strspn(line, " \t\r");
+		for (size_t n = strlen(line); n > 0 && strchr(" \t\r", line[n - 1]); n--)
+			line[n - 1] = '\0';
+		g = line[0] == '{' ? json_loads(line, JSON_REJECT_DUPLICATES, NULL)
+		    : line[0]      ? json_string(line)
+		                   : NULL;
+		if (line[0] && !json_is_object(g) && !json_is_string(g)) {
+			snprintf(msg, len,
+			         "gates[%zu]: a line starting with { must be a JSON mapping",
+			         json_array_size(gates));
+			json_decref(g);
+			json_decref(gates);
+			return NULL;
+		}
+		if (g && json_array_append_new(gates, g) < 0) {
+			json_decref(gates);
+			gates = NULL;
+		}
+		line = end ? end + 1 : NULL;
+	}
+	if (!gates)
+		snprintf(msg, len, "Out of memory.");
+	return gates;
+}
+
+/* Answers a failed api_rejudge. */
+static void rejudge_failed(struct api_req *req, const struct console_who *w, int r,
+                           const struct spec_error *se)
+{
+	char msg[600];
+
+	if (r == -EINVAL) {
+		snprintf(msg, sizeof(msg), "%s: %s", se->path, se->message);
+		console_error(req, w, 422, msg);
+	} else if (r == -EINPROGRESS || r == -EALREADY) {
+		console_error(req, w, 409, store_errmsg(api_req_app(req)->store));
+	} else {
+		snprintf(msg, sizeof(msg), "%s: %s", se->message, strerror(-r));
+		console_error(req, w, 503, msg);
+	}
+}
+
+void console_post_rejudge(struct api_req *req)
+{
+	struct console_who w;
+	int64_t id = api_req_id(req);
+	json_t *run = action_run(req, &w, API_ROLE_SUBMITTER), *gates = NULL, *out = NULL;
+	char *text = NULL, msg[160];
+	struct spec_error se;
+	int r;
+
+	if (!run)
+		return;
+	if (!run_state_string_is_final(json_string_value(json_object_get(run, "state")))) {
+		console_error(req, &w, 409, "The run has not ended yet; re-judge it once it has.");
+		goto out;
+	}
+	text = malloc(GATES_FORM_MAX + 1);
+	if (!text) {
+		api_problem_errno(req, -ENOMEM, "rejudge");
+		goto out;
+	}
+	if (!field(req, &w, "gates", text, GATES_FORM_MAX + 1))
+		goto out;
+	gates = gates_of_text(text, msg, sizeof(msg));
+	if (!gates) {
+		console_error(req, &w, 422, msg);
+		goto out;
+	}
+	r = api_rejudge(req, run, gates, &out, &se);
+	if (r < 0)
+		rejudge_failed(req, &w, r, &se);
+	else
+		back_to_run(req, id);
+out:
+	json_decref(out);
+	json_decref(gates);
+	json_decref(run);
+	free(text);
+}
+
+void console_waiver_revoke_form(struct svg_buf *b, const struct console_who *w, const char *service,
+                                int64_t id)
+{
+	if (w->role < API_ROLE_ADMIN)
+		return;
+	svg_buf_puts(b, " <form method=\"post\" class=\"inline revoke\" action=\"/services/");
+	svg_buf_esc(b, service);
+	svg_buf_printf(b, "/waivers/%lld/revoke\">", (long long)id);
+	csrf_field(b, w);
+	svg_buf_printf(b,
+	               "<button type=\"submit\" class=\"danger\" id=\"revoke-%lld\">Revoke"
+	               "</button></form>",
+	               (long long)id);
+}
+
+void console_post_waiver_revoke(struct api_req *req)
+{
+	struct console_who w;
+	const char *svc = api_req_name(req);
+	int64_t id = api_req_id(req);
+	char to[API_NAME_MAX + 16];
+	int r;
+
+	if (!console_who(req, &w) || !console_csrf_ok(req, &w))
+		return;
+	if (w.role < API_ROLE_ADMIN) {
+		console_error(req, &w, 403, "Revoking a waiver needs the admin role.");
+		return;
+	}
+	r = api_req_sees(req, svc)
+	            ? store_waiver_revoke(api_req_app(req)->store, svc, id, rd_now_ms())
+	            : -ENOENT;
+	if (r < 0) {
+		console_error(req, &w, r == -ENOENT ? 404 : 503,
+		              r == -ENOENT ? "No such waiver."
+		                           : "The waiver could not be revoked.");
+		return;
+	}
+	api_audit(req, "waiver-revoke", svc, 0, id, NULL);
+	snprintf(to, sizeof(to), "/services/%s", svc);
+	api_reply_header(req, "Location", to);
+	api_reply_header(req, "X-Content-Type-Options", "nosniff");
+	api_reply_text(req, 303, "text/plain; charset=utf-8", "see other\n", 10);
 }

@@ -1,8 +1,7 @@
-/* console_pages: the web console's run page (live progress over SSE, then
- * the report body report_html renders), its report downloads and cancel
- * form, the service page (history, waivers, trend charts with the gate's
- * threshold and baseline drawn in) and the comparison of two runs. Every
- * string from a run or spec is escaped by svg_buf_esc().
+/* console_pages: the web console's service page (history, waivers with
+ * their revoke forms, trend charts with the gate's threshold and baseline
+ * drawn in) and the comparison of two runs. Every string from a run or
+ * spec is escaped by svg_buf_esc().
  */
 #include <errno.h>
 #include <math.h>
@@ -21,8 +20,7 @@
 #define TREND_POINTS 30
 #define TRENDS_MAX   12
 
-/* Run id, loaded and within the caller's scope; NULL after answering. */
-static json_t *load_run(struct api_req *req, const struct console_who *w, int64_t id)
+json_t *console_load_run(struct api_req *req, const struct console_who *w, int64_t id)
 {
 	struct store *st = api_req_app(req)->store;
 	json_t *run = NULL;
@@ -35,154 +33,6 @@ static json_t *load_run(struct api_req *req, const struct console_who *w, int64_
 	snprintf(msg, sizeof(msg), "No run %lld.", (long long)id);
 	console_error(req, w, r < 0 && r != -ENOENT ? 503 : 404, msg);
 	return NULL;
-}
-
-static void live_panel(struct svg_buf *b, json_t *run, int64_t id)
-{
-	svg_buf_printf(b,
-	               "<section class=\"live\" id=\"live\" data-run=\"%lld\">"
-	               "<h2>Live progress</h2><p><span class=\"spinner\" aria-hidden=\"true\">"
-	               "&#8635;</span> State <strong id=\"live-state\">",
-	               (long long)id);
-	svg_buf_esc(b, json_string_value(json_object_get(run, "state")));
-	svg_buf_puts(b, "</strong>; probes done <span id=\"live-probes\">&#8211;</span>; "
-	                "probe <strong id=\"live-probe\">&#8211;</strong> "
-	                "<progress id=\"live-bar\" max=\"100\" value=\"0\"></progress> "
-	                "<span id=\"live-percent\">0</span>%, <span id=\"live-requests\">0</span> "
-	                "requests, p99 <span id=\"live-p99\">&#8211;</span> ms, ETA "
-	                "<span id=\"live-eta\">&#8211;</span> s</p>"
-	                "<p class=\"muted\" id=\"live-note\">Updates as the run goes "
-	                "(needs JavaScript); without it, reload.</p></section>\n");
-}
-
-static void run_actions(struct svg_buf *b, const struct console_who *w, json_t *run, int64_t id)
-{
-	bool active = !run_state_string_is_final(json_string_value(json_object_get(run, "state")));
-
-	svg_buf_printf(b,
-	               "<nav class=\"actions\">Report as <a href=\"/runs/%lld/report?format=json\">"
-	               "JSON</a> <a href=\"/runs/%lld/report?format=markdown\">Markdown</a> "
-	               "<a href=\"/runs/%lld/report?format=junit\">JUnit</a> "
-	               "<a href=\"/services/",
-	               (long long)id, (long long)id, (long long)id);
-	svg_buf_esc(b, json_string_value(json_object_get(run, "service")));
-	svg_buf_puts(b, "\">Service history</a>");
-	if (active && w->role >= API_ROLE_SUBMITTER) {
-		svg_buf_printf(
-		        b,
-		        "<form method=\"post\" action=\"/runs/%lld/cancel\" class=\"inline\">"
-		        "<input type=\"hidden\" name=\"csrf\" value=\"",
-		        (long long)id);
-		svg_buf_esc(b, w->csrf);
-		svg_buf_puts(b, "\"><button type=\"submit\" id=\"cancel\" class=\"danger\">"
-		                "Cancel run</button></form>");
-	}
-	svg_buf_puts(b, "</nav>\n");
-}
-
-void console_get_run(struct api_req *req)
-{
-	struct console_who w;
-	struct svg_buf b;
-	json_t *run, *trends;
-	int64_t id = api_req_id(req);
-	char title[64];
-
-	if (!console_who(req, &w) || !(run = load_run(req, &w, id)))
-		return;
-	snprintf(title, sizeof(title), "Run %lld", (long long)id);
-	svg_buf_init(&b);
-	console_page_begin(&b, &w, title);
-	run_actions(&b, &w, run, id);
-	if (!run_state_string_is_final(json_string_value(json_object_get(run, "state"))))
-		live_panel(&b, run, id);
-	console_run_forms(&b, &w, run, id);
-	svg_buf_puts(&b, "<div class=\"report\" id=\"report\">");
-	trends = api_report_trends(api_req_app(req)->store, run);
-	report_html_body(&b, run, trends);
-	json_decref(trends);
-	svg_buf_puts(&b, "</div>");
-	console_page_end(&b);
-	json_decref(run);
-	console_reply_page(req, 200, &b);
-}
-
-/* The run's SSE stream for the page's script: same events as GET
- * /v1/runs/{id}/events, under the console's session. */
-void console_get_run_events(struct api_req *req)
-{
-	struct console_who w;
-	json_t *run;
-
-	if (!console_who(req, &w) || !(run = load_run(req, &w, api_req_id(req))))
-		return;
-	json_decref(run);
-	api_events_serve(req);
-}
-
-void console_get_run_report(struct api_req *req)
-{
-	const char *f = api_req_query(req, "format");
-	struct console_who w;
-	json_t *run, *spec = NULL, *doc;
-	char *text = NULL;
-	size_t len = 0;
-
-	if (!console_who(req, &w) || !(run = load_run(req, &w, api_req_id(req))))
-		return;
-	if (store_run_spec(api_req_app(req)->store, api_req_id(req), &spec) < 0)
-		spec = NULL;
-	if (f && strcmp(f, "markdown") == 0) {
-		text = report_markdown(run, spec, &len);
-		f = "text/markdown; charset=utf-8";
-	} else if (f && strcmp(f, "junit") == 0) {
-		text = report_junit(run, spec, &len);
-		f = "application/xml; charset=utf-8";
-	} else {
-		doc = report_json(run, spec);
-		text = doc ? rd_json_dumps(doc, JSON_INDENT(2)) : NULL;
-		len = text ? strlen(text) : 0;
-		json_decref(doc);
-		f = "application/json";
-	}
-	json_decref(run);
-	json_decref(spec);
-	if (!text) {
-		api_problem_errno(req, -ENOMEM, "report");
-		return;
-	}
-	api_reply_header(req, "X-Content-Type-Options", "nosniff");
-	api_reply_text(req, 200, f, text, len);
-	free(text);
-}
-
-void console_post_cancel(struct api_req *req)
-{
-	struct console_who w;
-	int64_t id = api_req_id(req);
-	json_t *run;
-	char to[48];
-	int r;
-
-	if (!console_who(req, &w) || !console_csrf_ok(req, &w))
-		return;
-	if (w.role < API_ROLE_SUBMITTER) {
-		console_error(req, &w, 403, "Cancelling needs the submitter role.");
-		return;
-	}
-	if (!(run = load_run(req, &w, id)))
-		return;
-	json_decref(run);
-	r = sched_cancel(api_req_app(req)->sched, id);
-	if (r < 0) {
-		console_error(req, &w, 409, "The run has already ended; nothing to cancel.");
-		return;
-	}
-	api_audit(req, "cancel", NULL, id, 0, "cancelled from the web console");
-	snprintf(to, sizeof(to), "/runs/%lld", (long long)id);
-	api_reply_header(req, "Location", to);
-	api_reply_header(req, "X-Content-Type-Options", "nosniff");
-	api_reply_text(req, 303, "text/plain; charset=utf-8", "see other\n", 10);
 }
 
 /* ---- service page ---- */
@@ -322,7 +172,8 @@ static void trend_section(struct svg_buf *b, struct store *st, json_t *history)
 	json_decref(run);
 }
 
-static void waivers_section(struct svg_buf *b, struct store *st, const char *svc)
+static void waivers_section(struct svg_buf *b, const struct console_who *w, struct store *st,
+                            const char *svc)
 {
 	json_t *items = NULL, *wv;
 	size_t i;
@@ -331,16 +182,22 @@ static void waivers_section(struct svg_buf *b, struct store *st, const char *svc
 		json_decref(items);
 		return;
 	}
-	svg_buf_puts(b, "<h2>Waivers</h2><ul class=\"waivers\">");
+	svg_buf_puts(b, "<h2>Waivers</h2><ul class=\"waivers\" id=\"waivers\">");
 	json_array_foreach (items, i, wv) {
-		svg_buf_puts(b, "<li><code>");
+		bool active = json_is_true(json_object_get(wv, "active"));
+		int64_t id = json_integer_value(json_object_get(wv, "id"));
+
+		svg_buf_printf(b, "<li id=\"waiver-%lld\"><code>", (long long)id);
 		svg_buf_esc(b, json_string_value(json_object_get(wv, "expr")));
 		svg_buf_puts(b, "</code> ");
 		svg_buf_esc(b, json_string_value(json_object_get(wv, "reason")));
 		svg_buf_puts(b, " (approved by ");
 		svg_buf_esc(b, json_string_value(json_object_get(wv, "approver")));
-		svg_buf_puts(b, json_is_true(json_object_get(wv, "active")) ? "; active)"
-		                                                            : "; inactive)");
+		svg_buf_puts(b, active                                              ? "; active)"
+		                : json_is_string(json_object_get(wv, "revoked_at")) ? "; revoked)"
+		                                                                    : "; expired)");
+		if (active)
+			console_waiver_revoke_form(b, w, svc, id);
 		svg_buf_puts(b, "</li>");
 	}
 	svg_buf_puts(b, "</ul>\n");
@@ -371,7 +228,7 @@ void console_get_service(struct api_req *req)
 	svg_buf_esc(&b, svc);
 	svg_buf_puts(&b, "</h1>\n");
 	trend_section(&b, st, history);
-	waivers_section(&b, st, svc);
+	waivers_section(&b, &w, st, svc);
 	svg_buf_puts(&b, "<h2>History</h2><table class=\"history\" id=\"history\"><thead><tr>"
 	                 "<th>Run</th><th>Verdict</th><th>Version</th><th>Environment</th>"
 	                 "<th>Submitted by</th><th>Finished</th><th></th></tr></thead><tbody>\n");
@@ -527,9 +384,9 @@ void console_get_compare(struct api_req *req)
 		console_error(req, &w, 400, "Give two run ids: /compare?a=ID&b=ID.");
 		return;
 	}
-	if (!(a = load_run(req, &w, ia)))
+	if (!(a = console_load_run(req, &w, ia)))
 		return;
-	if (!(c = load_run(req, &w, ib))) {
+	if (!(c = console_load_run(req, &w, ib))) {
 		json_decref(a);
 		return;
 	}

@@ -1,15 +1,18 @@
 /* offload: reads that may take a while (a trend over a year of hourly
- * buckets, a long history) run on libuv's worker threads, so the loop
- * keeps answering everything else meanwhile. Each worker thread opens its
- * own read-only store connection once (store_reader_open) and keeps it;
- * the request is parked (api_req_suspend) while the read runs and
- * answered from the loop when it is done. A client that went away, or a
- * server that stopped, meanwhile only loses the answer: the read still
- * completes and its result is freed.
+ * buckets, a long history, the report of a run with long load probes) run
+ * on libuv's worker threads, so the loop keeps answering everything else
+ * meanwhile. Each worker thread opens its own read-only store connection
+ * once (store_reader_open) and keeps it; the request is parked
+ * (api_req_suspend) while the read runs and answered from the loop when
+ * it is done. A client that went away, or a server that stopped,
+ * meanwhile only loses the answer: the read still completes and its
+ * result is freed.
  *
- * A read either answers a JSON tree, serialised on the worker too, or
- * writes its answer's text itself (a trend of thousands of points: no
- * tree at all).
+ * A read does one of three things, whichever function it was given:
+ * answers a JSON tree, serialised on the worker too (fn); writes its
+ * answer's JSON text itself, no tree at all for a trend of thousands of
+ * points (text_fn); or makes a body that is not JSON, a report (body_fn),
+ * which the caller may finish on the loop itself (done).
  *
  * A store without a second connection (":memory:") is read on the loop.
  */
@@ -30,8 +33,10 @@ struct offload {
 	uv_work_t work;
 	struct api_req *req;      /* NULL once the request ended without us */
 	struct store *store;      /* the main connection: reader_open reads its location */
-	api_read_fn fn;           /* answers a tree, or */
-	api_read_text_fn text_fn; /* writes the answer's text itself */
+	api_read_fn fn;           /* a JSON tree, serialised here, or */
+	api_read_text_fn text_fn; /* the answer's JSON text written by the caller, or */
+	api_body_fn body_fn;      /* a body made by the caller (exactly one is set) */
+	api_body_done_fn done;    /* NULL: answered and kept under key */
 	void *arg;
 	void (*free_arg)(void *arg);
 	uint64_t generation;
@@ -67,22 +72,40 @@ static void read_text(struct offload *o, struct store *st)
 	free(t.buf);
 }
 
-/* Runs fn on st and serialises its answer there too: a big trend's JSON
- * text is built off the loop as well. */
-static void read_and_serialise(struct offload *o, struct store *st)
+/* Runs body_fn on st: the body as the caller made it, none after an
+ * error. */
+static void read_body(struct offload *o, struct store *st)
+{
+	o->r = o->body_fn(st, o->arg, &o->result, o->err, sizeof(o->err));
+	if (o->r < 0 && o->result) {
+		api_body_unref(o->result);
+		o->result = NULL;
+	}
+}
+
+/* Runs fn on st and serialises its answer there too: a big history's
+ * JSON text is built off the loop as well. */
+static void read_json(struct offload *o, struct store *st)
 {
 	json_t *json = NULL;
 
-	if (o->text_fn) {
-		read_text(o, st);
-		return;
-	}
 	o->r = o->fn(st, o->arg, &json, o->err, sizeof(o->err));
 	if (o->r == 0) {
 		o->result = api_body_of_json(json);
 		if (!o->result)
 			o->r = -ENOMEM;
 	}
+}
+
+/* The read itself, on st, with whichever function the caller gave. */
+static void read_and_serialise(struct offload *o, struct store *st)
+{
+	if (o->text_fn)
+		read_text(o, st);
+	else if (o->body_fn)
+		read_body(o, st);
+	else
+		read_json(o, st);
 }
 
 static void offload_work(uv_work_t *w)
@@ -113,7 +136,12 @@ static void offload_free(struct offload *o)
 /* The answer of a finished read, on the loop. */
 static void answer(struct api_req *req, struct offload *o)
 {
-	if (o->r == -EINVAL) {
+	if (o->done) {
+		struct api_body *b = o->result;
+
+		o->result = NULL;
+		o->done(req, o->arg, o->generation, o->r, o->err, b);
+	} else if (o->r == -EINVAL) {
 		api_problem(req, 400, NULL, "%s", o->err);
 	} else if (o->r < 0) {
 		api_problem_errno(req, o->r, o->what);
@@ -151,27 +179,12 @@ static void offload_cleanup(struct api_req *req, void *userdata)
 	o->req = NULL;
 }
 
-static void start(struct api_req *req, const char *key, const char *what, api_read_fn fn,
-                  api_read_text_fn text_fn, void *arg, void (*free_arg)(void *arg))
+static void off_loop(struct offload *o, struct api_req *req)
 {
-	size_t klen = strlen(key);
-	struct offload *o = calloc(1, sizeof(*o) + klen + 1);
 	int r;
 
-	if (!o) {
-		if (free_arg)
-			free_arg(arg);
-		api_problem_errno(req, -ENOMEM, what);
-		return;
-	}
-	memcpy(o->key, key, klen + 1);
-	snprintf(o->what, sizeof(o->what), "%s", what);
 	o->req = req;
 	o->store = api_req_app(req)->store;
-	o->fn = fn;
-	o->text_fn = text_fn;
-	o->arg = arg;
-	o->free_arg = free_arg;
 	o->generation = api_req_generation(req);
 	if (no_readers) {
 		read_and_serialise(o, o->store);
@@ -182,21 +195,62 @@ static void start(struct api_req *req, const char *key, const char *what, api_re
 	r = uv_queue_work(api_req_loop(req), &o->work, offload_work, offload_done);
 	if (r < 0) {
 		o->req = NULL;
+		api_problem_errno(req, -EAGAIN, o->what);
 		offload_free(o);
-		api_problem_errno(req, -EAGAIN, what);
 		return;
 	}
 	api_req_suspend(req, offload_cleanup, o);
 }
 
+static struct offload *offload_new(struct api_req *req, const char *key, const char *what,
+                                   void *arg, void (*free_arg)(void *arg))
+{
+	size_t klen = strlen(key);
+	struct offload *o = calloc(1, sizeof(*o) + klen + 1);
+
+	if (!o) {
+		if (free_arg)
+			free_arg(arg);
+		api_problem_errno(req, -ENOMEM, what);
+		return NULL;
+	}
+	memcpy(o->key, key, klen + 1);
+	snprintf(o->what, sizeof(o->what), "%s", what);
+	o->arg = arg;
+	o->free_arg = free_arg;
+	return o;
+}
+
 void api_read_off_loop(struct api_req *req, const char *key, const char *what, api_read_fn fn,
                        void *arg, void (*free_arg)(void *arg))
 {
-	start(req, key, what, fn, NULL, arg, free_arg);
+	struct offload *o = offload_new(req, key, what, arg, free_arg);
+
+	if (!o)
+		return;
+	o->fn = fn;
+	off_loop(o, req);
 }
 
 void api_read_text_off_loop(struct api_req *req, const char *key, const char *what,
                             api_read_text_fn fn, void *arg, void (*free_arg)(void *arg))
 {
-	start(req, key, what, NULL, fn, arg, free_arg);
+	struct offload *o = offload_new(req, key, what, arg, free_arg);
+
+	if (!o)
+		return;
+	o->text_fn = fn;
+	off_loop(o, req);
+}
+
+void api_body_off_loop(struct api_req *req, const char *key, const char *what, api_body_fn fn,
+                       api_body_done_fn done, void *arg, void (*free_arg)(void *arg))
+{
+	struct offload *o = offload_new(req, key, what, arg, free_arg);
+
+	if (!o)
+		return;
+	o->body_fn = fn;
+	o->done = done;
+	off_loop(o, req);
 }

@@ -1,5 +1,5 @@
 /* respcache: the serialised bodies of polled answers (GET /v1/gates,
- * /v1/services/{name}/history and /trends), kept per distinct query and
+ * /v1/services/{name}/history and /trends, reports of ended runs), kept per distinct query and
  * served again, byte for byte and without a copy, while the store's
  * generation (store_generation) has not moved. Each body carries a strong
  * ETag, a hash of its bytes, so a client that sends it back in
@@ -51,6 +51,7 @@ struct api_body *api_body_new(const char *data, size_t len)
 		return NULL;
 	b->refs = 1;
 	b->len = len;
+	b->content_type = NULL;
 	memcpy(b->data, data, len);
 	b->data[len] = '\0';
 	h = body_hash(data, len);

@@ -9,12 +9,14 @@
  * buckets (260 KB each), or thousands of smaller answers. */
 #define API_CACHE_DEFAULT_BYTES (64u * 1024 * 1024)
 
-/* An immutable body, reference counted (not thread-safe: loop only). */
+/* An immutable body, reference counted (not thread-safe: loop only; a
+ * worker thread may make one and hand it over). */
 struct api_body {
 	unsigned refs;
 	size_t len;
-	char etag[48]; /* quoted, strong */
-	char data[];   /* len bytes and a NUL */
+	const char *content_type; /* static; NULL for application/json */
+	char etag[48];            /* quoted, strong */
+	char data[];              /* len bytes and a NUL */
 };
 
 /* A body of a copy of len bytes of data, one reference; NULL on ENOMEM. */

@@ -106,34 +106,30 @@ static void post_invalidate(struct api_req *req)
 }
 
 /* The run's stored spec with its gates replaced by gates, validated like
- * a submission. On error replies (422 with the path) and returns < 0. */
-static int rejudge_spec(struct api_req *req, json_t *gates, struct spec **ret_spec)
+ * a submission: 0, -EINVAL with the path and message in err, or another
+ * -errno with what failed in err->message. */
+static int rejudge_spec(struct store *st, int64_t id, json_t *gates, struct spec **ret_spec,
+                        struct spec_error *err)
 {
-	struct spec_error se;
 	json_t *doc = NULL;
 	char *text;
-	int r = store_run_spec(api_req_app(req)->store, api_req_id(req), &doc);
+	int r = store_run_spec(st, id, &doc);
 
 	if (r < 0) {
-		api_problem_errno(req, r, "cannot read the run's spec");
+		snprintf(err->message, sizeof(err->message), "cannot read the run's spec");
 		return r;
 	}
 	json_object_set(doc, "gates", gates);
 	text = rd_json_dumps(doc, JSON_COMPACT);
 	json_decref(doc);
 	if (!text) {
-		api_problem_errno(req, -ENOMEM, "rejudge");
+		snprintf(err->message, sizeof(err->message), "rejudge");
 		return -ENOMEM;
 	}
-	r = spec_parse(text, strlen(text), SPEC_FORMAT_JSON, ret_spec, &se);
+	r = spec_parse(text, strlen(text), SPEC_FORMAT_JSON, ret_spec, err);
 	free(text);
-	if (r == -EINVAL)
-		api_problem(req, 422,
-		            json_pack("{s:[{s:s, s:s}]}", "errors", "path", se.path, "message",
-		                      se.message),
-		            "%s: %s", se.path, se.message);
-	else if (r < 0)
-		api_problem_errno(req, r, "rejudge");
+	if (r < 0 && r != -EINVAL)
+		snprintf(err->message, sizeof(err->message), "rejudge");
 	return r;
 }
 
@@ -190,18 +186,20 @@ static struct judge_probe *stored_probes(json_t *run, size_t *ret_n)
 	return jp;
 }
 
-/* Judges spec against run's stored probes; stores and replies. */
-static void rejudge(struct api_req *req, json_t *run, const struct spec *spec)
+/* Judges spec against run's stored probes and stores the decision as
+ * the caller's: 0 and the rejudgement (new reference), or -errno. */
+static int rejudge(struct api_req *req, json_t *run, const struct spec *spec, json_t **ret)
 {
 	struct store *st = api_req_app(req)->store;
-	struct store_judge_ctx ctx = {st, spec->service, spec->environment, api_req_id(req),
-	                              rd_now_ms()};
+	struct store_judge_ctx ctx = {st, spec->service, spec->environment,
+	                              json_integer_value(json_object_get(run, "id")), rd_now_ms()};
 	struct judge_lookup lk = {store_judge_baseline, store_judge_waiver, &ctx};
 	json_t *gates = NULL, *checklist = NULL, *recomputed = json_array();
 	struct judge_probe *jp = NULL;
 	enum verdict v;
 	int64_t seq = 0;
 	size_t n = 0;
+	char at[RD_TIME_LEN];
 	int r = recomputed ? recompute_percentiles(st, ctx.run_id, spec, run, recomputed) : -ENOMEM;
 
 	if (r == 0)
@@ -212,33 +210,46 @@ static void rejudge(struct api_req *req, json_t *run, const struct spec *spec)
 	if (r == 0)
 		r = store_rejudgement_add(st, ctx.run_id, gates, gate_verdict_to_string(v),
 		                          api_req_principal(req), ctx.now_ms, &seq);
-	if (r < 0) {
-		problem_run(req, r, "cannot rejudge the run");
-	} else {
-		char at[RD_TIME_LEN];
-
-		api_audit(req, "rejudge", spec->service, ctx.run_id, 0, NULL);
-		rd_time_format(ctx.now_ms, at);
-		api_reply_json(req, 201,
-		               json_pack("{s:I, s:I, s:s, s:s, s:O?, s:o, s:o, s:o}", "run_id",
-		                         (json_int_t)ctx.run_id, "seq", (json_int_t)seq,
-		                         "created_at", at, "verdict", gate_verdict_to_string(v),
-		                         "original_verdict", json_object_get(run, "verdict"),
-		                         "gates", gates, "checklist", checklist,
-		                         "recomputed_from_histograms", recomputed));
-		gates = checklist = recomputed = NULL;
-	}
-	json_decref(recomputed);
-	json_decref(gates);
-	json_decref(checklist);
 	free(jp);
+	if (r < 0) {
+		json_decref(recomputed);
+		json_decref(gates);
+		json_decref(checklist);
+		return r;
+	}
+	api_audit(req, "rejudge", spec->service, ctx.run_id, 0, NULL);
+	rd_time_format(ctx.now_ms, at);
+	*ret = json_pack("{s:I, s:I, s:s, s:s, s:O?, s:o, s:o, s:o}", "run_id",
+	                 (json_int_t)ctx.run_id, "seq", (json_int_t)seq, "created_at", at,
+	                 "verdict", gate_verdict_to_string(v), "original_verdict",
+	                 json_object_get(run, "verdict"), "gates", gates, "checklist", checklist,
+	                 "recomputed_from_histograms", recomputed);
+	return *ret ? 0 : -ENOMEM;
+}
+
+int api_rejudge(struct api_req *req, json_t *run, json_t *gates, json_t **ret,
+                struct spec_error *err)
+{
+	struct spec *spec = NULL;
+	int64_t id = json_integer_value(json_object_get(run, "id"));
+	int r;
+
+	memset(err, 0, sizeof(*err));
+	r = rejudge_spec(api_req_app(req)->store, id, gates, &spec, err);
+	if (r == 0) {
+		r = rejudge(req, run, spec, ret);
+		if (r < 0)
+			snprintf(err->message, sizeof(err->message), "cannot rejudge the run");
+	}
+	spec_free(spec);
+	return r;
 }
 
 static void post_rejudge(struct api_req *req)
 {
-	json_t *body = body_object(req, "{gates: [...]}"), *run = NULL;
+	json_t *body = body_object(req, "{gates: [...]}"), *run = NULL, *out = NULL;
+	struct spec_error se;
 	const char *state;
-	struct spec *spec = NULL;
 	int r;
 
 	if (!body)
@@ -261,10 +272,17 @@ static void post_rejudge(struct api_req *req)
 		            (long long)api_req_id(req), state ? state : "unknown");
 		goto out;
 	}
-	if (rejudge_spec(req, json_object_get(body, "gates"), &spec) == 0)
-		rejudge(req, run, spec);
+	r = api_rejudge(req, run, json_object_get(body, "gates"), &out, &se);
+	if (r == -EINVAL)
+		api_problem(req, 422,
+		            json_pack("{s:[{s:s, s:s}]}", "errors", "path", se.path, "message",
+		                      se.message),
+		            "%s: %s", se.path, se.message);
+	else if (r < 0)
+		problem_run(req, r, se.message);
+	else
+		api_reply_json(req, 201, out);
 out:
-	spec_free(spec);
 	json_decref(run);
 	json_decref(body);
 }

@@ -1,6 +1,7 @@
 /* routes_runs: the run resource: submit, list, read (with long-poll),
  * cancel, report. Reads come from the store (every transition is stored
- * before it is announced), live progress from the scheduler. */
+ * before it is announced), live progress from the scheduler; reports of
+ * ended runs are rendered off the loop and kept (api/offload.c). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include <strings.h>
 
 #include "api.h"
+#include "respcache.h"
 #include "lib/policy/policy.h"
 #include "lib/report/report.h"
 #include "lib/spec/spec.h"
@@ -34,16 +36,14 @@ static json_t *stored_progress(json_t *run)
 	                 (json_int_t)json_array_size(probes), "current", "eta_s");
 }
 
-/* The run resource: stored state + live progress + links. */
-static int load_run(struct api_app *app, int64_t id, json_t **ret_run)
+/* Adds progress (stolen; NULL: derived from the stored probes), links
+ * and the reconciliation to stored run id: the run resource. */
+static void decorate_run(json_t *run, int64_t id, json_t *progress)
 {
-	json_t *run, *progress = NULL, *links, *recon;
+	json_t *links, *recon;
 	char self[48], buf[80];
-	int r = store_run_get(app->store, id, &run);
 
-	if (r < 0)
-		return r;
-	if (sched_progress(app->sched, id, &progress) < 0)
+	if (!progress)
 		progress = stored_progress(run);
 	snprintf(self, sizeof(self), "/v1/runs/%lld", (long long)id);
 	links = json_pack("{s:s}", "self", self);
@@ -55,6 +55,19 @@ static int load_run(struct api_app *app, int64_t id, json_t **ret_run)
 	json_object_set_new(run, "links", links ? links : json_null());
 	recon = report_reconciliation(run);
 	json_object_set_new(run, "reconciliation", recon ? recon : json_array());
+}
+
+/* The run resource: stored state + live progress + links. */
+static int load_run(struct api_app *app, int64_t id, json_t **ret_run)
+{
+	json_t *run, *progress = NULL;
+	int r = store_run_get(app->store, id, &run);
+
+	if (r < 0)
+		return r;
+	if (sched_progress(app->sched, id, &progress) < 0)
+		progress = NULL;
+	decorate_run(run, id, progress);
 	*ret_run = run;
 	return 0;
 }
@@ -737,7 +750,7 @@ json_t *api_report_trends(struct store *st, json_t *run)
 	return out;
 }
 
-static char *render_report(struct api_app *app, enum report_format fmt, json_t *run, json_t *spec,
+static char *render_report(struct store *st, enum report_format fmt, json_t *run, json_t *spec,
                            size_t *ret_len)
 {
 	json_t *trends, *rep;
@@ -749,7 +762,7 @@ static char *render_report(struct api_app *app, enum report_format fmt, json_t *
 	case REPORT_JUNIT:
 		return report_junit(run, spec, ret_len);
 	case REPORT_HTML:
-		trends = api_report_trends(app->store, run);
+		trends = api_report_trends(st, run);
 		text = report_html(run, spec, trends, ret_len);
 		json_decref(trends);
 		return text;
@@ -764,47 +777,127 @@ static char *render_report(struct api_app *app, enum report_format fmt, json_t *
 	}
 }
 
-static void get_report(struct api_req *req)
+/* The report of run (borrowed, decorated) in report_formats[f], read
+ * from st: a new body with its Content-Type, NULL on ENOMEM. */
+static struct api_body *report_body(struct store *st, int64_t id, int f, json_t *run)
 {
-	struct api_app *app = api_req_app(req);
-	const char *format = api_req_query(req, "format");
-	int64_t id = api_req_id(req);
-	json_t *run, *spec = NULL;
+	json_t *spec = NULL;
+	struct api_body *b = NULL;
 	size_t len = 0;
 	char *text;
-	int f, r;
 
-	f = format ? report_format_by_name(format)
-	           : report_format_by_accept(api_req_header(req, "Accept"));
-	if (f < 0 && format) {
+	if (store_run_spec(st, id, &spec) < 0)
+		spec = NULL;
+	text = render_report(st, report_formats[f].fmt, run, spec, &len);
+	json_decref(spec);
+	if (text)
+		b = api_body_new(text, len);
+	free(text);
+	if (b)
+		b->content_type = report_formats[f].content_type;
+	return b;
+}
+
+struct report_job {
+	int64_t id;
+	int format; /* index into report_formats */
+};
+
+/* On a worker, with its reader: the report of a run the scheduler no
+ * longer holds, so everything it shows is stored. */
+static int report_read(struct store *reader, void *arg, struct api_body **ret, char *err,
+                       size_t errlen)
+{
+	struct report_job *j = arg;
+	json_t *run;
+	int r = store_run_get(reader, j->id, &run);
+
+	if (r < 0) {
+		snprintf(err, errlen, "%s", store_errmsg(reader));
+		return r;
+	}
+	decorate_run(run, j->id, NULL);
+	*ret = report_body(reader, j->id, j->format, run);
+	json_decref(run);
+	return *ret ? 0 : -ENOMEM;
+}
+
+/* Which report format the request asks for; -1 after answering. */
+static int report_format_of(struct api_req *req)
+{
+	const char *format = api_req_query(req, "format");
+	int f = format ? report_format_by_name(format)
+	               : report_format_by_accept(api_req_header(req, "Accept"));
+
+	if (f < 0 && format)
 		api_problem(req, 400, NULL,
 		            "format must be one of json, markdown (or md), html, junit");
-		return;
-	}
-	if (f < 0) {
+	else if (f < 0)
 		api_problem(
 		        req, 406, NULL,
 		        "cannot answer with what Accept asks for; reports are application/json, "
 		        "text/markdown, text/html or application/xml (JUnit); or use ?format=");
-		return;
-	}
-	r = load_run(app, id, &run);
+	return f;
+}
+
+/* A run the scheduler still holds (queued, running, or an end waiting
+ * for the store) shows live progress: rendered here, on the loop, and
+ * never kept. */
+static void reply_live_report(struct api_req *req, int64_t id, int f)
+{
+	struct api_app *app = api_req_app(req);
+	struct api_body *b;
+	json_t *run;
+	int r = load_run(app, id, &run);
+
 	if (r < 0) {
 		reply_run(req, 200, id);
 		return;
 	}
-	if (store_run_spec(app->store, id, &spec) < 0)
-		spec = NULL;
-	text = render_report(app, report_formats[f].fmt, run, spec, &len);
+	b = report_body(app->store, id, f, run);
 	json_decref(run);
-	json_decref(spec);
-	if (!text) {
+	if (!b) {
 		api_problem_errno(req, -ENOMEM, "report");
 		return;
 	}
 	api_reply_header(req, "Vary", "Accept");
-	api_reply_text(req, 200, report_formats[f].content_type, text, len);
-	free(text);
+	api_reply_text(req, 200, b->content_type, b->data, b->len);
+	api_body_unref(b);
+}
+
+/* A report of an ended run only changes with what is stored (an
+ * invalidation, a rejudgement, the trends it draws): it is rendered on a
+ * worker with the worker's reader, so a big one (long load timelines)
+ * does not hold up the loop, and its bytes are kept under the store's
+ * generation with an ETag, as the other polled answers. */
+static void get_report(struct api_req *req)
+{
+	struct api_app *app = api_req_app(req);
+	int64_t id = api_req_id(req);
+	struct report_job *j;
+	json_t *progress = NULL;
+	char key[64], what[48];
+	int f = report_format_of(req);
+
+	if (f < 0)
+		return;
+	if (sched_progress(app->sched, id, &progress) == 0) {
+		json_decref(progress);
+		reply_live_report(req, id, f);
+		return;
+	}
+	snprintf(key, sizeof(key), "report\n%lld\n%s", (long long)id, report_formats[f].name);
+	api_reply_header(req, "Vary", "Accept");
+	if (api_reply_kept(req, key))
+		return;
+	j = malloc(sizeof(*j));
+	if (!j) {
+		api_problem_errno(req, -ENOMEM, "report");
+		return;
+	}
+	*j = (struct report_job){id, f};
+	snprintf(what, sizeof(what), "run %lld", (long long)id);
+	api_body_off_loop(req, key, what, report_read, NULL, j, free);
 }
 
 const struct api_route api_routes_runs[] = {

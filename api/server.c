@@ -501,7 +501,10 @@ static void reply_body(struct api_req *req, struct api_body *b)
 	if (!resp)
 		return;
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, b->etag);
-	reply_response(req, same ? MHD_HTTP_NOT_MODIFIED : 200, same ? NULL : "application/json",
+	reply_response(req, same ? MHD_HTTP_NOT_MODIFIED : 200,
+	               same              ? NULL
+	               : b->content_type ? b->content_type
+	                                 : "application/json",
 	               resp, "no-cache");
 }
 
@@ -530,17 +533,33 @@ json_t *api_req_cache_stats(struct api_req *req)
 	                 (json_int_t)s.hits, "misses", (json_int_t)s.misses);
 }
 
-bool api_reply_kept(struct api_req *req, const char *key)
+struct api_body *api_kept_get(struct api_req *req, const char *key)
 {
 	char k[API_KEY_BUF];
 	struct api_body *b;
 
 	if (!req->srv->cache || !key[0] || scoped_key(req, key, k, sizeof(k)) < 0)
-		return false;
+		return NULL;
 	b = api_cache_get(req->srv->cache, k, api_req_generation(req));
+	return b ? api_body_ref(b) : NULL;
+}
+
+void api_kept_put(struct api_req *req, const char *key, uint64_t generation, struct api_body *b)
+{
+	char k[API_KEY_BUF];
+
+	if (b && req->srv->cache && key[0] && scoped_key(req, key, k, sizeof(k)) == 0)
+		api_cache_put(req->srv->cache, k, generation, b);
+}
+
+bool api_reply_kept(struct api_req *req, const char *key)
+{
+	struct api_body *b = api_kept_get(req, key);
+
 	if (!b)
 		return false;
 	reply_body(req, b);
+	api_body_unref(b);
 	return true;
 }
 
@@ -563,14 +582,11 @@ struct api_body *api_body_of_json(json_t *json)
 void api_reply_body_kept(struct api_req *req, const char *key, uint64_t generation,
                          struct api_body *b)
 {
-	char k[API_KEY_BUF];
-
 	if (!b) {
 		api_problem_errno(req, -ENOMEM, "reply");
 		return;
 	}
-	if (req->srv->cache && key[0] && scoped_key(req, key, k, sizeof(k)) == 0)
-		api_cache_put(req->srv->cache, k, generation, b);
+	api_kept_put(req, key, generation, b);
 	reply_body(req, b);
 	api_body_unref(b);
 }
