@@ -75,7 +75,10 @@ static const struct {
         {"POST", "/runs/4/cancel", "/runs/{id}/cancel", API_ROLE_ANYONE, 4, ""},
         {"POST", "/runs/4/invalidate", "/runs/{id}/invalidate", API_ROLE_ANYONE, 4, ""},
         {"POST", "/runs/4/waive", "/runs/{id}/waive", API_ROLE_ANYONE, 4, ""},
+        {"POST", "/runs/4/rejudge", "/runs/{id}/rejudge", API_ROLE_ANYONE, 4, ""},
         {"GET", "/services/svc", "/services/{name}", API_ROLE_ANYONE, 0, "svc"},
+        {"POST", "/services/svc/waivers/6/revoke", "/services/{name}/waivers/{id}/revoke",
+         API_ROLE_ANYONE, 6, "svc"},
         {"GET", "/compare", "/compare", API_ROLE_ANYONE, 0, ""},
 };
 
