@@ -2,13 +2,16 @@
 (docs/console.md, docs/security.md): security headers on every page,
 open mode without sign-in, sign-in cookie flags, CSRF refusals (403) on
 every form, roles and team scopes applied to sessions, escaping of spec
-values, and the board fragment's ETag/304. tests/browser/ drives the same
-pages in Chromium."""
+values, the board fragment's ETag/304, re-judging a run from its page and
+revoking a waiver from its service's page (CSRF, role, audit as the
+session's token, escaping). tests/browser/ drives the same pages in
+Chromium."""
 import hashlib
 import http.client
 import os
 import json
 import re
+import sqlite3
 import sys
 import urllib.parse
 
@@ -191,6 +194,93 @@ class ConsoleTest(lib.TestCase):
         self.assertEqual(r.status, 303)
         self.assertEqual(self.get('/', admin).status, 303)
 
+    def post(self, path, fields, cookie):
+        return page('POST', self.d.url + path, form(fields), dict(FORM, **cookie))
+
+    def audit(self, action):
+        con = sqlite3.connect(self.d.db)
+        try:
+            return con.execute('SELECT actor, run_id, waiver_id FROM audit WHERE action = ? '
+                               'ORDER BY id', (action,)).fetchall()
+        finally:
+            con.close()
+
+    def test_rejudge_from_the_run_page(self):
+        run = self.runs['beta-api']
+        viewer, sub = self.login(TOKENS['viewer']), self.login(TOKENS['submitter'])
+        path = '/runs/%d' % run
+        # The form offers the spec's gates to edit; a viewer has no form.
+        body = self.get(path, sub).body.decode()
+        m = re.search(r'<form method="post" action="/runs/%d/rejudge" id="rejudge">.*?'
+                      r'<textarea name="gates"[^>]*>([^<]*)</textarea>' % run, body, re.S)
+        self.assertTrue(m, body)
+        self.assertEqual(m.group(1), 'health.status == 418\n')
+        self.assertNotIn('id="rejudge"', self.get(path, viewer).body.decode())
+        gates = 'health.status == 200\n{"expr": "health.status < 500", "advisory": true}\n'
+        # Forged (no token, a wrong token) and the viewer's own token: 403.
+        for extra, who in (({}, sub), ({'csrf': '0' * 64}, sub),
+                           ({'csrf': self.csrf('/', viewer)}, viewer)):
+            r = self.post(path + '/rejudge', dict(extra, gates=gates), who)
+            self.assertEqual(r.status, 403, (extra, r))
+        self.assertEqual(self.d.get('/v1/runs/%d' % run).json['rejudgements'], [])
+        tok = self.csrf(path, sub)
+        # A gate that does not validate: 422 naming its path, escaped.
+        r = self.post(path + '/rejudge', {'csrf': tok, 'gates': '<b>x.y < 1'}, sub)
+        self.assertEqual(r.status, 422, r)
+        self.assertIn('gates[0]', r.body.decode())
+        self.assertNotIn('<b>x', r.body.decode())
+        r = self.post(path + '/rejudge', {'csrf': tok, 'gates': '{"expr": 1'}, sub)
+        self.assertEqual(r.status, 422, r)
+        r = self.post(path + '/rejudge', {'csrf': tok, 'gates': gates}, sub)
+        self.assertEqual((r.status, r.headers['Location']), (303, path), r)
+        doc = self.d.get('/v1/runs/%d' % run).json
+        self.assertEqual(doc['verdict'], 'FAIL')  # the run keeps its own verdict
+        j = doc['rejudgements'][-1]
+        self.assertEqual((j['verdict'], j['requested_by']), ('PASS', 'submitter-bot'), j)
+        self.assertEqual([(g['expr'], g['advisory']) for g in j['gates']],
+                         [('health.status == 200', False), ('health.status < 500', True)])
+        self.assertIn(('submitter-bot', run, None), self.audit('rejudge'))
+        page_after = self.get(path, sub).body.decode()
+        self.assertIn('id="rejudgements"', page_after)
+        self.assertRegex(page_after, r'submitter-bot')
+
+    def test_revoke_a_waiver_from_the_service_page(self):
+        admin, sub, viewer = (self.login(TOKENS[r]) for r in ('admin', 'submitter', 'viewer'))
+        r = self.d.request('POST', '/v1/services/alpha-api/waivers', json.dumps({
+            'expr': 'health.status == 200', 'reason': EVIL, 'approver': 'sre',
+            'expires': '1d'}), {'Content-Type': 'application/json'})
+        self.assertEqual(r.status, 201, r)
+        wid = r.json['id']
+        path = '/services/alpha-api'
+        body = self.get(path, admin).body.decode()
+        self.assertIn('action="/services/alpha-api/waivers/%d/revoke"' % wid, body)
+        self.assertIn('id="revoke-%d"' % wid, body)
+        self.assertNotIn(EVIL, body)
+        for who in (sub, viewer):  # listed, but no form below the admin role
+            b = self.get(path, who).body.decode()
+            self.assertIn('id="waiver-%d"' % wid, b)
+            self.assertNotIn('/revoke"', b)
+        action = '%s/waivers/%d/revoke' % (path, wid)
+        for extra, who in (({}, admin), ({'csrf': '0' * 64}, admin),
+                           ({'csrf': self.csrf('/', sub)}, sub),
+                           ({'csrf': self.csrf('/', viewer)}, viewer)):
+            r = self.post(action, extra, who)
+            self.assertEqual(r.status, 403, (extra, r))
+        self.assertTrue(self.d.get('/v1/services/alpha-api/waivers').json['items'][0]['active'])
+        tok = self.csrf(path, admin)
+        r = self.post('/services/alpha-api/waivers/999999/revoke', {'csrf': tok}, admin)
+        self.assertEqual(r.status, 404, r)
+        r = self.post(action, {'csrf': tok}, admin)
+        self.assertEqual((r.status, r.headers['Location']), (303, path), r)
+        w = [x for x in self.d.get('/v1/services/alpha-api/waivers').json['items']
+             if x['id'] == wid][0]
+        self.assertFalse(w['active'])
+        self.assertIsNotNone(w['revoked_at'])
+        self.assertIn(('admin-bot', None, wid), self.audit('waiver-revoke'))
+        b = self.get(path, admin).body.decode()
+        self.assertIn('revoked)', b)
+        self.assertNotIn('id="revoke-%d"' % wid, b)
+
     def test_team_scope(self):
         c = self.login('c-team-a')
         board = self.get('/', c).body.decode()
@@ -199,6 +289,13 @@ class ConsoleTest(lib.TestCase):
         self.assertEqual(self.get('/services/beta-api', c).status, 404)
         self.assertEqual(self.get('/runs/%d' % self.runs['beta-api'], c).status, 404)
         self.assertEqual(self.get('/runs/%d' % self.runs['alpha-api'], c).status, 200)
+        # Nor change another team's run or waiver.
+        tok = self.csrf('/', c)
+        r = self.post('/runs/%d/rejudge' % self.runs['beta-api'],
+                      {'csrf': tok, 'gates': 'health.status == 200'}, c)
+        self.assertEqual(r.status, 404, r)
+        r = self.post('/services/beta-api/waivers/1/revoke', {'csrf': tok}, c)
+        self.assertEqual(r.status, 404, r)
 
 
 class OpenModeTest(lib.TestCase):
