@@ -12,11 +12,11 @@ const base = env.READYD_URL;
 const desktop = { width: 1280, height: 800 };
 const phone = { width: 390, height: 844 };
 
-async function api(method, p, body, token) {
+async function api(method, p, body, token, type = 'application/yaml') {
   const r = await fetch(base + p, {
     method,
     body,
-    headers: { Authorization: 'Bearer ' + token, 'Content-Type': 'application/yaml' },
+    headers: { Authorization: 'Bearer ' + token, 'Content-Type': type },
   });
   return { status: r.status, json: await r.json() };
 }
@@ -152,6 +152,23 @@ try {
   assert.equal(inv.json.invalidated.reason, 'measured during an outage');
   assert.equal(await page.locator('#invalidate').count(), 0);
 
+  step('re-judge a failed run from its page with other gates');
+  await page.goto(`${base}/runs/${env.RUN_FAIL}`);
+  await page.click('details.changes summary');
+  const gatesBox = page.locator('#rejudge textarea[name=gates]');
+  assert.equal(await gatesBox.inputValue(), 'health.status == 418\nlatency.p95_ms < 500\n');
+  await gatesBox.fill('health.status == 200\nlatency.p95_ms < 500');
+  await page.click('#rejudge button');
+  await page.waitForURL(`${base}/runs/${env.RUN_FAIL}`);
+  await page.locator('#rejudgements').waitFor();
+  assert.match(await page.textContent('#rejudgements'), /PASS[\s\S]*submitter-bot/);
+  assert.match(await page.textContent('#verdict'), /FAIL/, 'the run keeps its own verdict');
+  const rj = await api('GET', `/v1/runs/${env.RUN_FAIL}`, undefined, env.VIEWER_TOKEN);
+  const last = rj.json.rejudgements[rj.json.rejudgements.length - 1];
+  assert.equal(last.verdict, 'PASS');
+  assert.equal(last.requested_by, 'submitter-bot');
+  await shots(page, 'rejudged');
+
   step('a POST without the CSRF token is refused 403');
   const long = await api('POST', '/v1/runs', env.LONG_SPEC, env.SUBMITTER_TOKEN);
   assert.equal(long.status, 201);
@@ -178,6 +195,39 @@ try {
   const audit = JSON.stringify(after.json);
   assert.match(audit, /submitter-bot/);
 
+  step('with JavaScript off, an admin revokes a waiver from the service page');
+  const waive = (reason) => api('POST', '/v1/services/payments/waivers', JSON.stringify({
+    expr: 'health.status == 418', reason, approver: 'sre', expires: '1d',
+  }), env.ADMIN_TOKEN, 'application/json');
+  const w1 = await waive('known teapot');
+  const w2 = await waive('still waived');
+  assert.equal(w1.status, 201);
+  assert.equal(w2.status, 201);
+  const noJs = await browser.newContext({ viewport: desktop, javaScriptEnabled: false });
+  const admin = await noJs.newPage();
+  admin.setDefaultTimeout(20000);
+  await admin.goto(base + '/login');
+  await admin.fill('#token', env.ADMIN_TOKEN);
+  await admin.click('button[type=submit]');
+  await admin.waitForURL(base + '/');
+  await admin.goto(base + '/services/payments');
+  await admin.locator(`#revoke-${w1.json.id}`).waitFor();
+  const forgedRevoke = await noJs.request.post(
+    `${base}/services/payments/waivers/${w1.json.id}/revoke`,
+    { form: { csrf: '0'.repeat(64) }, maxRedirects: 0 });
+  assert.equal(forgedRevoke.status(), 403);
+  await admin.click(`#revoke-${w1.json.id}`);
+  await admin.waitForURL(base + '/services/payments');
+  assert.match(await admin.textContent(`#waiver-${w1.json.id}`), /revoked\)/);
+  assert.equal(await admin.locator(`#revoke-${w1.json.id}`).count(), 0);
+  assert.equal(await admin.locator(`#revoke-${w2.json.id}`).count(), 1);
+  const ws = await api('GET', '/v1/services/payments/waivers', undefined, env.VIEWER_TOKEN);
+  const revoked = ws.json.items.find((w) => w.id === w1.json.id);
+  assert.equal(revoked.active, false);
+  assert.ok(revoked.revoked_at, 'revoked_at set');
+  await admin.screenshot({ path: path.join(env.ARTIFACTS, 'service-revoked-nojs-desktop.png') });
+  await noJs.close();
+
   step('a viewer signs in and sees no cancel button');
   await page.click('header form.who button');
   await page.waitForURL(base + '/login');
@@ -188,6 +238,14 @@ try {
   await page.goto(`${base}/runs/${active.json.id}`);
   assert.equal(await page.locator('#cancel').count(), 0);
   await api('POST', `/v1/runs/${active.json.id}/cancel`, '{}', env.SUBMITTER_TOKEN);
+
+  step('nor a re-judge form, nor a revoke button');
+  await page.goto(`${base}/runs/${env.RUN_FAIL}`);
+  await page.locator('#rejudgements').waitFor();
+  assert.equal(await page.locator('#rejudge').count(), 0);
+  await page.goto(base + '/services/payments');
+  await page.locator(`#waiver-${w2.json.id}`).waitFor();
+  assert.equal(await page.locator('form.revoke').count(), 0);
 
   step('sign out ends the session');
   await page.click('header form.who button');

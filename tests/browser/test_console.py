@@ -24,7 +24,8 @@ import lib  # noqa: E402
 CHROMIUM = os.environ.get('CHROMIUM_BIN', '/usr/bin/chromium')
 NODE = shutil.which('node')
 PLAYWRIGHT = os.path.join(HERE, 'node_modules', 'playwright-core')
-TOKENS = {'viewer': 'console-viewer-tok', 'submitter': 'console-submitter-tok'}
+TOKENS = {'viewer': 'console-viewer-tok', 'submitter': 'console-submitter-tok',
+          'admin': 'console-admin-tok'}
 XSS = '<script>alert("pwned")</script>'
 
 
@@ -133,6 +134,7 @@ class ConsoleBrowserTest(lib.TestCase):
             ids = self.seed(d, demo)
             env = dict(os.environ, READYD_URL=d.url, DEMO_URL=demo.url,
                        VIEWER_TOKEN=TOKENS['viewer'], SUBMITTER_TOKEN=TOKENS['submitter'],
+                       ADMIN_TOKEN=TOKENS['admin'],
                        CHROMIUM_BIN=CHROMIUM, ARTIFACTS=artifacts, XSS=XSS,
                        RUN_PASS1=str(ids['pass1']), RUN_PASS2=str(ids['pass2']),
                        RUN_FAIL=str(ids['fail']),
