@@ -14,6 +14,11 @@
  * points (text_fn); or makes a body that is not JSON, a report (body_fn),
  * which the caller may finish on the loop itself (done).
  *
+ * An answer that will be kept is read once per generation: a request for
+ * the same key and token scope at the same generation while the read is
+ * under way waits for it and gets the same bytes, so clients polling one
+ * big report at once cost one render, not one each.
+ *
  * A store without a second connection (":memory:") is read on the loop.
  */
 #include <errno.h>
@@ -29,14 +34,26 @@
 
 #define OFFLOAD_WHAT_MAX 96
 
+struct offload;
+
+/* A request waiting for the same read as another (coalesced). */
+struct waiter {
+	struct waiter *next;
+	struct offload *o; /* NULL once answered or detached */
+	struct api_req *req;
+};
+
 struct offload {
 	uv_work_t work;
-	struct api_req *req;      /* NULL once the request ended without us */
-	struct store *store;      /* the main connection: reader_open reads its location */
-	api_read_fn fn;           /* a JSON tree, serialised here, or */
-	api_read_text_fn text_fn; /* the answer's JSON text written by the caller, or */
-	api_body_fn body_fn;      /* a body made by the caller (exactly one is set) */
-	api_body_done_fn done;    /* NULL: answered and kept under key */
+	struct offload *next_inflight; /* kept reads under way, loop only */
+	struct waiter *waiters;        /* requests coalesced onto this read */
+	char *scope;                   /* the caller's token scope, "" for every service */
+	struct api_req *req;           /* NULL once the request ended without us */
+	struct store *store;           /* the main connection: reader_open reads its location */
+	api_read_fn fn;                /* a JSON tree, serialised here, or */
+	api_read_text_fn text_fn;      /* the answer's JSON text written by the caller, or */
+	api_body_fn body_fn;           /* a body made by the caller (exactly one is set) */
+	api_body_done_fn done;         /* NULL: answered and kept under key */
 	void *arg;
 	void (*free_arg)(void *arg);
 	uint64_t generation;
@@ -53,6 +70,9 @@ static _Thread_local struct store *thread_reader;
 
 /* Set once a store turned out to have no second connection. */
 static bool no_readers;
+
+/* Reads of kept answers under way (with a key and no done callback). */
+static struct offload *inflight;
 
 /* Runs text_fn on st: the answer's bytes and the newline api_reply_json
  * ends with. */
@@ -127,6 +147,7 @@ static void offload_work(uv_work_t *w)
 
 static void offload_free(struct offload *o)
 {
+	free(o->scope);
 	api_body_unref(o->result);
 	if (o->free_arg)
 		o->free_arg(o->arg);
@@ -151,6 +172,36 @@ static void answer(struct api_req *req, struct offload *o)
 	}
 }
 
+static void inflight_remove(struct offload *o)
+{
+	for (struct offload **p = &inflight; *p; p = &(*p)->next_inflight)
+		if (*p == o) {
+			*p = o->next_inflight;
+			return;
+		}
+}
+
+/* Each waiter gets the same answer as the request that started the read
+ * (the bytes shared, and kept again under its scope: the same one). */
+static void answer_waiters(struct offload *o)
+{
+	struct waiter *w;
+	struct api_req *req;
+
+	while ((w = o->waiters)) {
+		o->waiters = w->next;
+		w->o = NULL;
+		req = w->req;
+		if (o->r == -EINVAL)
+			api_problem(req, 400, NULL, "%s", o->err);
+		else if (o->r < 0)
+			api_problem_errno(req, o->r, o->what);
+		else
+			api_reply_body_kept(req, o->key, o->generation, api_body_ref(o->result));
+		/* w was freed by the reply's cleanup (waiter_cleanup) */
+	}
+}
+
 static void offload_done(uv_work_t *w, int status)
 {
 	struct offload *o = rd_container_of(w, struct offload, work);
@@ -166,9 +217,54 @@ static void offload_done(uv_work_t *w, int status)
 	if (req && o->r < 0 && o->r != -EINVAL)
 		rd_log(RD_LOG_DEBUG, NULL, "Failed to %s off the loop: %s", o->what,
 		       o->err[0] ? o->err : strerror(-o->r));
+	inflight_remove(o);
+	answer_waiters(o);
 	if (req)
 		answer(req, o); /* its cleanup clears o->req */
 	offload_free(o);
+}
+
+static void waiter_cleanup(struct api_req *req, void *userdata)
+{
+	struct waiter *w = userdata;
+
+	(void)req;
+	if (w->o) {
+		for (struct waiter **p = &w->o->waiters; *p; p = &(*p)->next)
+			if (*p == w) {
+				*p = w->next;
+				break;
+			}
+	}
+	free(w);
+}
+
+/* The read under way for the same kept answer as req would start, if
+ * any: same key, same token scope, same generation. */
+static struct offload *inflight_find(struct api_req *req, const char *key, uint64_t generation)
+{
+	const char *scope = api_req_scope(req);
+
+	for (struct offload *o = inflight; o; o = o->next_inflight)
+		if (o->generation == generation && strcmp(o->key, key) == 0 &&
+		    strcmp(o->scope, scope ? scope : "") == 0)
+			return o;
+	return NULL;
+}
+
+/* Parks req until the read o is done; false on ENOMEM (read it anew). */
+static bool wait_for(struct api_req *req, struct offload *o)
+{
+	struct waiter *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return false;
+	w->o = o;
+	w->req = req;
+	w->next = o->waiters;
+	o->waiters = w;
+	api_req_suspend(req, waiter_cleanup, w);
+	return true;
 }
 
 static void offload_cleanup(struct api_req *req, void *userdata)
@@ -181,11 +277,19 @@ static void offload_cleanup(struct api_req *req, void *userdata)
 
 static void off_loop(struct offload *o, struct api_req *req)
 {
+	const char *scope = api_req_scope(req);
+	bool kept = o->key[0] && !o->done;
+	struct offload *same;
 	int r;
 
 	o->req = req;
 	o->store = api_req_app(req)->store;
 	o->generation = api_req_generation(req);
+	if (kept && !no_readers && (same = inflight_find(req, o->key, o->generation)) &&
+	    wait_for(req, same)) {
+		offload_free(o);
+		return;
+	}
 	if (no_readers) {
 		read_and_serialise(o, o->store);
 		answer(req, o);
@@ -200,6 +304,10 @@ static void off_loop(struct offload *o, struct api_req *req)
 		return;
 	}
 	api_req_suspend(req, offload_cleanup, o);
+	if (kept && (o->scope = strdup(scope ? scope : ""))) {
+		o->next_inflight = inflight;
+		inflight = o;
+	}
 }
 
 static struct offload *offload_new(struct api_req *req, const char *key, const char *what,

@@ -9,7 +9,9 @@ with its live progress, never kept, and the report after the end shows
 the end. The console's run page and downloads of an ended run are kept
 too and stay per session (CSRF token, role). /healthz keeps answering
 while 16 reports of big runs (three load probes of 600 s timelines each)
-are rendered at once."""
+are rendered at once, and requests for one report at once share one
+render (the JSON report's generated_at, to the millisecond, is the
+same for all), also when some of them hang up or readyd stops meanwhile."""
 import hashlib
 import http.client
 import json
@@ -335,6 +337,69 @@ class KeptReportsTest(lib.TestCase):
         self.assertLess(max(health), 4 * statistics.median(alone),
                         ([round(x * 1000, 1) for x in health],
                          [round(x * 1000, 1) for x in alone]))
+
+    def test_7_one_render_for_requests_at_once(self):
+        r = self.d.request('POST', '/v1/services/kept-api/waivers', json.dumps({
+            'expr': 'load1.p99_ms < 1', 'reason': 'x', 'approver': 'me', 'expires': '1d'}),
+            auth(**{'Content-Type': 'application/json'}))
+        self.assertEqual(r.status, 201, r)
+        path = '/v1/runs/%d/report?format=json' % self.big[1]
+        socks = []
+        for _ in range(8):
+            s = socket.create_connection(('127.0.0.1', self.d.port))
+            s.sendall(('GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok-root\r\n'
+                       'Connection: close\r\n\r\n' % path).encode())
+            socks.append(s)
+        answers = []
+        for s in socks:
+            with s, s.makefile('rb') as f:
+                answers.append(f.read())
+        heads = [a.split(b'\r\n\r\n', 1) for a in answers]
+        self.assertTrue(all(h.startswith(b'HTTP/1.1 200') for h, _ in heads), heads[0][0])
+        tags = {re.search(rb'(?im)^etag: (\S+)', h).group(1) for h, _ in heads}
+        self.assertEqual(len(tags), 1, tags)
+        self.assertEqual(len({b for _, b in heads}), 1)
+
+    def send_same(self, n, fmt='html'):
+        r = self.d.request('POST', '/v1/services/kept-api/waivers', json.dumps({
+            'expr': 'load2.p99_ms < 1', 'reason': 'x', 'approver': 'me', 'expires': '1d'}),
+            auth(**{'Content-Type': 'application/json'}))
+        self.assertEqual(r.status, 201, r)
+        socks = []
+        for _ in range(n):
+            s = socket.create_connection(('127.0.0.1', self.d.port))
+            s.sendall(('GET /v1/runs/%d/report?format=%s HTTP/1.1\r\nHost: x\r\n'
+                       'Authorization: Bearer tok-root\r\nConnection: close\r\n\r\n'
+                       % (self.big[2], fmt)).encode())
+            socks.append(s)
+        return socks
+
+    def test_8_waiters_gone_or_stopped_mid_read(self):
+        socks = self.send_same(6)
+        for s in socks[:3]:
+            s.close()
+        bodies = set()
+        for s in socks[3:]:
+            with s, s.makefile('rb') as f:
+                head, body = f.read().split(b'\r\n\r\n', 1)
+            self.assertTrue(head.startswith(b'HTTP/1.1 200'), head)
+            bodies.add(body)
+        self.assertEqual(len(bodies), 1)
+        socks = self.send_same(6, 'json')
+        self.assertEqual(self.d.get('/healthz').status, 200)  # the requests are in
+        try:
+            # Parked requests are answered 503 or dropped; the read still
+            # ends and its answer is freed: a clean exit, nothing leaked.
+            self.assertEqual(self.d.stop(), 0)
+            self.d.check_sanitizers()
+            for s in socks:
+                s.settimeout(5)
+                head = s.recv(64)
+                self.assertTrue(head == b'' or b' 503 ' in head or b' 200 ' in head, head)
+        finally:
+            for s in socks:
+                s.close()
+            self.d.start()
 
 
 if __name__ == '__main__':
