@@ -255,9 +255,9 @@ static json_t *gates_of_text(char *text, char *msg, size_t len)
 		    : line[0]      ? json_string(line)
 		                   : NULL;
 		if (line[0] && !json_is_object(g) && !json_is_string(g)) {
-			snprintf(msg, len,
-			         "gates[%zu]: a line starting with { must be a JSON mapping",
-			         json_array_size(gates));
+			snprintf(msg, len, "gates[%zu]: %s", json_array_size(gates),
+			         line[0] == '{' ? "a line starting with { must be a JSON mapping"
+			                        : "not valid UTF-8");
 			json_decref(g);
 			json_decref(gates);
 			return NULL;

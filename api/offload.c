@@ -93,13 +93,15 @@ static void read_text(struct offload *o, struct store *st)
 }
 
 /* Runs body_fn on st: the body as the caller made it, none after an
- * error. */
+ * error; 0 without a body is a failed allocation. */
 static void read_body(struct offload *o, struct store *st)
 {
 	o->r = o->body_fn(st, o->arg, &o->result, o->err, sizeof(o->err));
 	if (o->r < 0 && o->result) {
 		api_body_unref(o->result);
 		o->result = NULL;
+	} else if (o->r == 0 && !o->result) {
+		o->r = -ENOMEM;
 	}
 }
 
