@@ -184,11 +184,13 @@ static void inflight_remove(struct offload *o)
 }
 
 /* Each waiter gets the same answer as the request that started the read
- * (the bytes shared, and kept again under its scope: the same one). */
+ * (the bytes shared, and kept again under its scope: the same one),
+ * whatever made them (fn, text_fn or body_fn). */
 static void answer_waiters(struct offload *o)
 {
 	struct waiter *w;
 	struct api_req *req;
+	unsigned n = 0;
 
 	while ((w = o->waiters)) {
 		o->waiters = w->next;
@@ -201,7 +203,11 @@ static void answer_waiters(struct offload *o)
 		else
 			api_reply_body_kept(req, o->key, o->generation, api_body_ref(o->result));
 		/* w was freed by the reply's cleanup (waiter_cleanup) */
+		n++;
 	}
+	if (n)
+		rd_log(RD_LOG_DEBUG, NULL,
+		       "One read answered %u more requests that waited for it: %s", n, o->key);
 }
 
 static void offload_done(uv_work_t *w, int status)

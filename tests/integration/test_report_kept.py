@@ -11,7 +11,8 @@ too and stay per session (CSRF token, role). /healthz keeps answering
 while 16 reports of big runs (three load probes of 600 s timelines each)
 are rendered at once, and requests for one report at once share one
 render (the JSON report's generated_at, to the millisecond, is the
-same for all), also when some of them hang up or readyd stops meanwhile."""
+same for all), also when some of them hang up or readyd stops meanwhile;
+requests for one trend at once share one read as well."""
 import hashlib
 import http.client
 import json
@@ -402,6 +403,38 @@ class KeptReportsTest(lib.TestCase):
             for s in socks:
                 s.close()
             self.d.start()
+
+    def test_9_one_trend_read_for_requests_at_once(self):
+        # Trends write their JSON text themselves (no tree): requests for
+        # one at once share one read too. The trend's bytes are the same
+        # either way, so the daemon's debug log says how many waited.
+        path = '/v1/services/kept-api/trends?metric=load0.p95_ms&environment=prod'
+        joined = None
+        for attempt in range(10):
+            start = len(self.d.log())
+            r = self.d.request('POST', '/v1/services/kept-api/waivers', json.dumps({
+                'expr': 'load0.p95_ms < 1', 'reason': 'x', 'approver': 'me', 'expires': '1d'}),
+                auth(**{'Content-Type': 'application/json'}))
+            self.assertEqual(r.status, 201, r)
+            req = ('GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok-root\r\n'
+                   'Connection: close\r\n\r\n' % path).encode()
+            socks = [socket.create_connection(('127.0.0.1', self.d.port)) for _ in range(8)]
+            for s in socks:
+                s.sendall(req)
+            answers = []
+            for s in socks:
+                with s, s.makefile('rb') as f:
+                    answers.append(f.read().split(b'\r\n\r\n', 1))
+            self.assertTrue(all(h.startswith(b'HTTP/1.1 200') for h, _ in answers),
+                            answers[0][0])
+            self.assertEqual(len({b for _, b in answers}), 1)
+            self.assertEqual(len(json.loads(answers[0][1])['points']), 1, answers[0][1])
+            joined = re.search(r'One read answered (\d+) more requests that waited for it: '
+                               r'\d+:trends\|8:kept-api\|', self.d.log()[start:])
+            if joined:
+                break
+        self.assertIsNotNone(joined, 'no trend request waited for another in 10 bursts')
+        self.assertLessEqual(int(joined.group(1)), 7)
 
 
 if __name__ == '__main__':
