@@ -223,7 +223,7 @@ static void offload_done(uv_work_t *w, int status)
 		o->r = status == UV_ECANCELED ? -ECANCELED : -EIO;
 	}
 	if (req && o->r < 0 && o->r != -EINVAL)
-		rd_log(RD_LOG_DEBUG, NULL, "Failed to %s off the loop: %s", o->what,
+		rd_log(RD_LOG_DEBUG, NULL, "Failed to answer '%s' off the loop: %s", o->what,
 		       o->err[0] ? o->err : strerror(-o->r));
 	inflight_remove(o);
 	answer_waiters(o);
