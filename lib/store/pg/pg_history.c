@@ -1,0 +1,748 @@
+/* pg_history: the PostgreSQL backend's history operations: latest
+ * verdicts per service and environment, baselines, waivers, invalidation,
+ * rejudgements, service lists, history pages, metric trends and
+ * percentiles from stored histograms. The answers are those of
+ * sqlite_history.c to the byte (keys, order, nulls, errors), so the API
+ * cannot tell the backends apart.
+ *
+ * One statement per operation where it can be (the loop's connection
+ * waits on each round trip); each is written to walk an index whatever
+ * the table holds, without statistics: skip scans where SQLite has them,
+ * LIMITs that stop index walks, and lists that people read sorted
+ * byte-wise (COLLATE "C"), as SQLite sorts, whatever the database's
+ * collation.
+ *
+ * It must not decide policy (what a waiver means for a gate is the
+ * judge's business) nor know HTTP.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/loadgen/hist.h"
+#include "lib/store/pg/pg_internal.h"
+#include "lib/util/json_text.h"
+#include "lib/util/run_state.h"
+#include "lib/util/util.h"
+
+#define HIST_LIST_MAX     1000
+#define HIST_SERVICES_MAX 1000
+#define HIST_TREND_MAX    10000
+/* Two writers numbering a run's rejudgements at once: one retries. */
+#define REJUDGE_TRIES 3
+
+/* The states a run never leaves (run_state_is_final), for SQL. */
+#define FINAL_STATES "('passed', 'failed', 'error', 'cancelled', 'interrupted')"
+
+/* Rows of res from first on (at most max of them) as a new array of
+ * objects, in reverse order when backwards. */
+static int rows_array(struct store *st, const PGresult *res, const struct store_col *cols, size_t n,
+                      int max, bool backwards, json_t **ret)
+{
+	int rows = PQntuples(res) < max ? PQntuples(res) : max;
+	json_t *arr = json_array(), *row;
+	int r = arr ? 0 : pg_oom(st);
+
+	for (int i = 0; r == 0 && i < rows; i++) {
+		r = pg_row_to_json(st, res, backwards ? rows - 1 - i : i, 0, cols, n, &row);
+		if (r == 0 && json_array_append_new(arr, row) < 0)
+			r = pg_oom(st);
+	}
+	if (r < 0) {
+		json_decref(arr);
+		return r;
+	}
+	*ret = arr;
+	return 0;
+}
+
+/* Runs a query and returns its rows (up to max) as an array. */
+static int query_rows(struct store *st, const char *sql, int n, const char *const *params,
+                      const struct store_col *cols, size_t ncols, int max, json_t **ret,
+                      const char *what)
+{
+	PGresult *res = NULL;
+	int r = pg_exec(st, sql, n, params, &res, what);
+
+	if (r < 0)
+		return r;
+	r = rows_array(st, res, cols, ncols, max, false, ret);
+	PQclear(res);
+	return r;
+}
+
+/* ---- Latest verdicts (GET /v1/gates) -------------------------------- */
+
+/* A decided run. Must imply the predicate of the partial index
+ * runs_decided, or the planner cannot use it. */
+#define DECIDED "state IN ('passed', 'failed', 'error') AND invalidated_at IS NULL"
+
+/* A skip scan over runs_decided (service, environment, id): the
+ * recursive part hops from one (service, environment) pair to the next
+ * with one index seek (a row comparison is an index condition), then
+ * each pair's newest run is one backward seek. Cost grows with the number
+ * of pairs, not of runs: 0.6 ms for 100 pairs of 100k runs, where
+ * DISTINCT ON reads the whole index (26 ms). */
+static const char gates_sql[] =
+        "WITH RECURSIVE pairs(service, environment) AS ("
+        " (SELECT service, environment FROM runs WHERE " DECIDED
+        "  ORDER BY service, environment LIMIT 1)"
+        " UNION ALL"
+        " SELECT n.service, n.environment FROM pairs AS p CROSS JOIN LATERAL"
+        " (SELECT service, environment FROM runs WHERE " DECIDED
+        "  AND (service, environment) > (p.service, p.environment)"
+        "  ORDER BY service, environment LIMIT 1) AS n) "
+        "SELECT l.service, l.environment, l.verdict, l.id, l.version, l.finished_at "
+        "FROM pairs AS p CROSS JOIN LATERAL"
+        " (SELECT service, environment, verdict, id, version, finished_at FROM runs"
+        "  WHERE " DECIDED " AND service = p.service AND environment = p.environment"
+        "  ORDER BY id DESC LIMIT 1) AS l "
+        "ORDER BY l.service COLLATE \"C\", l.environment COLLATE \"C\"";
+
+int pg_gates_latest(struct store *st, json_t **ret_items)
+{
+	static const struct store_col cols[] = {
+	        {"service", COL_TEXT, false}, {"environment", COL_TEXT, false},
+	        {"verdict", COL_TEXT, false}, {"run_id", COL_INT, false},
+	        {"version", COL_TEXT, false}, {"finished_at", COL_TIME, false},
+	};
+	struct pg_store *pg = pg_of(st);
+	/* Dashboards poll this every second while it changes once per run:
+	 * answer from the last result until this handle writes again. Not
+	 * on a reader: its generation never moves, others write. */
+	bool cacheable = !pg->readonly;
+	json_t *items = NULL;
+	int r;
+
+	if (cacheable && pg->gates.value && pg->gates.generation == pg->generation) {
+		items = json_deep_copy(pg->gates.value);
+		if (!items)
+			return pg_oom(st);
+		*ret_items = items;
+		return 0;
+	}
+	r = query_rows(st, gates_sql, 0, NULL, cols, RD_ARRAY_SIZE(cols), INT32_MAX, &items,
+	               "read the latest verdicts");
+	if (r < 0)
+		return r;
+	if (cacheable) {
+		json_decref(pg->gates.value);
+		pg->gates.value = json_deep_copy(items);
+		pg->gates.generation = pg->generation;
+	}
+	*ret_items = items;
+	return 0;
+}
+
+/* ---- Baselines ------------------------------------------------------ */
+
+/* The passed, valid runs of service $1 in environment $2 (but run $5)
+ * where probe $3 published metric $4, with that probe's requests (rq) and
+ * errors (er). A walk of runs_decided backwards, one primary key seek
+ * into metrics per run. */
+#define BASE_FROM                                                                                  \
+	"FROM runs AS r JOIN metrics AS m ON m.run_id = r.id AND m.probe = $3 AND m.metric = $4 "  \
+	"LEFT JOIN metrics AS rq ON rq.run_id = r.id AND rq.probe = $3 "                           \
+	"AND rq.metric = 'requests' "                                                              \
+	"LEFT JOIN metrics AS er ON er.run_id = r.id AND er.probe = $3 AND er.metric = 'errors' "  \
+	"WHERE r.service = $1 AND r.environment = $2 AND r.state = 'passed' "                      \
+	"AND r.invalidated_at IS NULL AND r.id <> $5 AND m.value IS NOT NULL "
+
+/* Whether a candidate rests on enough samples (floor $6), counted as the
+ * judge counts (lib/gate/judge.c): `requests`, less `errors` when $7
+ * (successful requests), each truncated to an integer; a probe that
+ * published no `requests` is not a sample metric: no floor applies. */
+#define BASE_ENOUGH                                                                                \
+	"($6::bigint <= 0 OR rq.value IS NULL OR trunc(rq.value) - CASE WHEN $7::boolean AND "     \
+	"er.value IS NOT NULL THEN trunc(er.value) ELSE 0 END >= $6::bigint)"
+
+/* The newest candidate on enough samples, then how many newer ones were
+ * passed over and the newest of them (the gate says that newer passes
+ * rested on too few samples). */
+static const char baseline_sql[] =
+        "WITH f AS (SELECT r.id, m.value " BASE_FROM "AND " BASE_ENOUGH
+        " ORDER BY r.id DESC LIMIT 1) "
+        "SELECT (SELECT id FROM f), (SELECT value FROM f), count(*), max(r.id) " BASE_FROM
+        "AND NOT " BASE_ENOUGH " AND r.id > COALESCE((SELECT id FROM f), 0)";
+
+int pg_baseline_find(struct store *st, const struct store_baseline_want *w,
+                     struct store_baseline_got *ret)
+{
+	struct pg_num ex, min;
+	const char *params[] = {w->service,
+	                        w->environment,
+	                        w->probe,
+	                        w->metric,
+	                        pg_i64(&ex, w->exclude_run_id),
+	                        pg_i64(&min, w->min_samples),
+	                        w->successes ? "true" : "false"};
+	struct store_baseline_got got = {0};
+	PGresult *res = NULL;
+	int r = pg_exec(st, baseline_sql, 7, params, &res, "find a baseline");
+
+	if (r < 0)
+		return r;
+	got.skipped = pg_get_i64(res, 0, 2);
+	got.skipped_newest = pg_get_i64(res, 0, 3);
+	if (pg_null(res, 0, 0)) {
+		pg_set_errf(st, "no passed run of %s in %s has %s.%s%s", w->service, w->environment,
+		            w->probe, w->metric, got.skipped ? " on enough samples" : "");
+		r = -ENOENT;
+	} else {
+		got.run_id = pg_get_i64(res, 0, 0);
+		got.value = pg_get_dbl(res, 0, 1);
+	}
+	PQclear(res);
+	*ret = got;
+	return r;
+}
+
+/* ---- Waivers -------------------------------------------------------- */
+
+#define WAIVER_SELECT                                                                              \
+	"SELECT id, service, environment, expr, reason, approver, created_by, created_at, "        \
+	"expires_at, revoked_at, (revoked_at IS NULL AND expires_at > $2) AS active "              \
+	"FROM waivers "
+
+static const struct store_col waiver_cols[] = {
+        {"id", COL_INT, false},           {"service", COL_TEXT, false},
+        {"environment", COL_TEXT, false}, {"expr", COL_TEXT, false},
+        {"reason", COL_TEXT, false},      {"approver", COL_TEXT, false},
+        {"created_by", COL_TEXT, false},  {"created_at", COL_TIME, false},
+        {"expires_at", COL_TIME, false},  {"revoked_at", COL_TIME, false},
+        {"active", COL_BOOL, false},
+};
+
+static int waiver_valid(struct store *st, const struct store_waiver_new *w)
+{
+	const char *bad = !w->service || !*w->service      ? "service"
+	                  : !w->expr || !*w->expr          ? "expr"
+	                  : !w->reason || !*w->reason      ? "reason"
+	                  : !w->approver || !*w->approver  ? "approver"
+	                  : w->expires_at <= w->created_at ? "expires_at"
+	                                                   : NULL;
+
+	if (!bad)
+		return 0;
+	pg_set_errf(st, "Failed to save a waiver: field '%s' is missing or invalid", bad);
+	return -EINVAL;
+}
+
+int pg_waiver_create(struct store *st, const struct store_waiver_new *w, int64_t *ret_id)
+{
+	static const char sql[] = "INSERT INTO waivers (service, environment, expr, reason, "
+	                          "approver, created_by, created_at, expires_at) "
+	                          "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id";
+	struct pg_num created, expires;
+	const char *params[] = {w->service,
+	                        w->environment,
+	                        w->expr,
+	                        w->reason,
+	                        w->approver,
+	                        w->created_by,
+	                        pg_i64(&created, w->created_at),
+	                        pg_i64(&expires, w->expires_at)};
+	PGresult *res = NULL;
+	int r = waiver_valid(st, w);
+
+	if (r == 0)
+		r = pg_exec(st, sql, 8, params, &res, "save a waiver");
+	if (r < 0)
+		return r;
+	*ret_id = pg_get_i64(res, 0, 0);
+	PQclear(res);
+	return 0;
+}
+
+/* Runs a waiver SELECT on $1 service, $2 now_ms and, when id is not 0,
+ * $3 id; each row gets "expired" (neither active nor revoked). */
+static int waivers_query(struct store *st, const char *sql, const char *service, int64_t id,
+                         int64_t now_ms, int max, json_t **ret_items)
+{
+	struct pg_num now, idn;
+	const char *params[] = {service, pg_i64(&now, now_ms), pg_i64(&idn, id)};
+	json_t *items = NULL, *w;
+	size_t i;
+	int r = query_rows(st, sql, id ? 3 : 2, params, waiver_cols, RD_ARRAY_SIZE(waiver_cols),
+	                   max, &items, "read waivers");
+
+	if (r < 0)
+		return r;
+	json_array_foreach (items, i, w) {
+		bool expired = !json_is_true(json_object_get(w, "active")) &&
+		               json_is_null(json_object_get(w, "revoked_at"));
+
+		if (json_object_set_new(w, "expired", json_boolean(expired)) < 0) {
+			json_decref(items);
+			return pg_oom(st);
+		}
+	}
+	*ret_items = items;
+	return 0;
+}
+
+int pg_waivers_list(struct store *st, const char *service, int64_t now_ms, json_t **ret_items)
+{
+	return waivers_query(st, WAIVER_SELECT "WHERE service = $1 ORDER BY id DESC", service, 0,
+	                     now_ms, HIST_LIST_MAX, ret_items);
+}
+
+int pg_waiver_get(struct store *st, const char *service, int64_t id, int64_t now_ms,
+                  json_t **ret_waiver)
+{
+	json_t *items = NULL;
+	int r = waivers_query(st, WAIVER_SELECT "WHERE service = $1 AND id = $3", service, id,
+	                      now_ms, 1, &items);
+
+	if (r < 0)
+		return r;
+	if (json_array_size(items) == 0) {
+		json_decref(items);
+		pg_set_errf(st, "service %s has no waiver %" PRId64, service, id);
+		return -ENOENT;
+	}
+	*ret_waiver = json_incref(json_array_get(items, 0));
+	json_decref(items);
+	return 0;
+}
+
+/* One statement: a waiver revoked before keeps its first time. */
+int pg_waiver_revoke(struct store *st, const char *service, int64_t id, int64_t now_ms)
+{
+	static const char sql[] = "UPDATE waivers SET revoked_at = COALESCE(revoked_at, $3) "
+	                          "WHERE service = $1 AND id = $2 RETURNING id";
+	struct pg_num idn, now;
+	const char *params[] = {service, pg_i64(&idn, id), pg_i64(&now, now_ms)};
+	PGresult *res = NULL;
+	int r = pg_exec(st, sql, 3, params, &res, "revoke a waiver");
+
+	if (r < 0)
+		return r;
+	if (PQntuples(res) == 0) {
+		pg_set_errf(st, "service %s has no waiver %" PRId64, service, id);
+		r = -ENOENT;
+	}
+	PQclear(res);
+	return r;
+}
+
+int pg_waiver_find(struct store *st, const char *service, const char *environment, const char *expr,
+                   int64_t now_ms, json_t **ret_waiver)
+{
+	/* The newest active waiver of this expression for this environment
+	 * or for any; what a gate result records of it. */
+	static const char sql[] =
+	        "SELECT id, reason, approver, expires_at FROM waivers "
+	        "WHERE service = $1 AND expr = $3 AND expires_at > $4 AND revoked_at IS NULL "
+	        "AND (environment IS NULL OR environment = $2) ORDER BY id DESC LIMIT 1";
+	static const struct store_col cols[] = {{"id", COL_INT, false},
+	                                        {"reason", COL_TEXT, false},
+	                                        {"approver", COL_TEXT, false},
+	                                        {"expires_at", COL_TIME, false}};
+	struct pg_num now;
+	const char *params[] = {service, environment, expr, pg_i64(&now, now_ms)};
+	json_t *items = NULL;
+	int r = query_rows(st, sql, 4, params, cols, RD_ARRAY_SIZE(cols), 1, &items,
+	                   "find a waiver");
+
+	if (r < 0)
+		return r;
+	if (json_array_size(items) == 0) {
+		json_decref(items);
+		return -ENOENT;
+	}
+	*ret_waiver = json_incref(json_array_get(items, 0));
+	json_decref(items);
+	return 0;
+}
+
+/* ---- Invalidation and rejudgements ---------------------------------- */
+
+/* Why a run could not be changed: -ENOENT (no such run), -EINPROGRESS
+ * (still running), -EALREADY (already invalidated, when that matters), or
+ * 0. Asked only after the change found no row. */
+static int run_refusal(struct store *st, int64_t id, bool invalid_matters)
+{
+	struct pg_num idn;
+	const char *params[] = {pg_i64(&idn, id)};
+	PGresult *res = NULL;
+	const char *state;
+	int r = pg_exec(st, "SELECT state, invalidated_at IS NOT NULL FROM runs WHERE id = $1", 1,
+	                params, &res, "read a run");
+
+	if (r < 0)
+		return r;
+	state = PQntuples(res) ? pg_get_text(res, 0, 0) : NULL;
+	if (!state) {
+		pg_set_errf(st, "Failed to find run %" PRId64 ": no such run", id);
+		r = -ENOENT;
+	} else if (!run_state_string_is_final(state)) {
+		pg_set_errf(st, "run %" PRId64 " is still %s: wait until it ends", id, state);
+		r = -EINPROGRESS;
+	} else if (invalid_matters && !strcmp(pg_get_text(res, 0, 1), "t")) {
+		pg_set_errf(st, "run %" PRId64 " is already invalidated", id);
+		r = -EALREADY;
+	}
+	PQclear(res);
+	return r;
+}
+
+/* One statement when it succeeds; a second one says why it did not. */
+int pg_run_invalidate(struct store *st, int64_t id, const char *reason, int64_t now_ms)
+{
+	static const char sql[] = "UPDATE runs SET invalidated_at = $2, invalid_reason = $3 "
+	                          "WHERE id = $1 AND invalidated_at IS NULL "
+	                          "AND state IN " FINAL_STATES " RETURNING id";
+	struct pg_num idn, now;
+	const char *params[] = {pg_i64(&idn, id), pg_i64(&now, now_ms), reason};
+	PGresult *res = NULL;
+	int r;
+
+	if (!reason || !*reason) {
+		pg_set_errf(st, "Failed to invalidate run %" PRId64 ": a reason is required", id);
+		return -EINVAL;
+	}
+	r = pg_exec(st, sql, 3, params, &res, "invalidate a run");
+	if (r < 0)
+		return r;
+	if (PQntuples(res) == 0) {
+		r = run_refusal(st, id, true);
+		if (r == 0) { /* it changed between the two statements */
+			pg_set_errf(st, "run %" PRId64 " is already invalidated", id);
+			r = -EALREADY;
+		}
+	}
+	PQclear(res);
+	return r;
+}
+
+/* The next number of the run's rejudgements, taken in the INSERT itself;
+ * no row when the run is missing or not over. */
+static const char rejudge_sql[] =
+        "INSERT INTO judgements (run_id, seq, created_at, requested_by, gates, verdict) "
+        "SELECT r.id, COALESCE((SELECT MAX(j.seq) FROM judgements AS j "
+        "WHERE j.run_id = r.id), 0) + 1, $2, $3, $4, $5 FROM runs AS r "
+        "WHERE r.id = $1 AND r.state IN " FINAL_STATES " RETURNING seq";
+
+int pg_rejudgement_add(struct store *st, int64_t run_id, json_t *gates, const char *verdict,
+                       const char *requested_by, int64_t now_ms, int64_t *ret_seq)
+{
+	char *text = json_is_array(gates) ? rd_json_dumps(gates, JSON_COMPACT) : NULL;
+	struct pg_num idn, now;
+	const char *params[] = {pg_i64(&idn, run_id), pg_i64(&now, now_ms), requested_by, text,
+	                        verdict};
+	PGresult *res = NULL;
+	int r = -EEXIST;
+
+	if (!text) {
+		if (json_is_array(gates))
+			return pg_oom(st);
+		pg_set_errf(st, "Failed to save a rejudgement: 'gates' is not an array");
+		return -EINVAL;
+	}
+	/* A concurrent rejudgement of the same run took the number: the
+	 * next statement sees it and takes the one after. */
+	for (int i = 0; i < REJUDGE_TRIES && r == -EEXIST; i++)
+		r = pg_exec(st, rejudge_sql, 5, params, &res, "save a rejudgement");
+	free(text);
+	if (r < 0)
+		return r;
+	if (PQntuples(res) == 0)
+		r = run_refusal(st, run_id, false);
+	else
+		*ret_seq = pg_get_i64(res, 0, 0);
+	PQclear(res);
+	return r;
+}
+
+/* "invalidated" ({at, reason} or null) and "rejudgements" of run id, in
+ * one query: the run's row joined with its judgements. */
+int pg_run_history(struct store *st, int64_t id, json_t *run)
+{
+	static const struct store_col inv_cols[] = {{"at", COL_TIME, false},
+	                                            {"reason", COL_TEXT, false}};
+	static const struct store_col cols[] = {
+	        {"seq", COL_INT, false},           {"created_at", COL_TIME, false},
+	        {"requested_by", COL_TEXT, false}, {"verdict", COL_TEXT, false},
+	        {"gates", COL_JSON, false},
+	};
+	static const char sql[] =
+	        "SELECT j.seq, j.created_at, j.requested_by, j.verdict, j.gates, "
+	        "r.invalidated_at, r.invalid_reason FROM (SELECT $1::bigint AS id) AS x "
+	        "LEFT JOIN runs AS r ON r.id = x.id AND r.invalidated_at IS NOT NULL "
+	        "LEFT JOIN judgements AS j ON j.run_id = x.id ORDER BY j.seq";
+	struct pg_num idn;
+	const char *params[] = {pg_i64(&idn, id)};
+	PGresult *res = NULL;
+	json_t *inv = NULL, *arr = NULL;
+	int r = pg_exec(st, sql, 1, params, &res, "read a run's rejudgements");
+
+	if (r < 0)
+		return r;
+	if (pg_null(res, 0, 5))
+		inv = json_null();
+	else
+		r = pg_row_to_json(st, res, 0, 5, inv_cols, RD_ARRAY_SIZE(inv_cols), &inv);
+	/* Without judgements the one row is all NULL on their side. */
+	if (r == 0)
+		r = rows_array(st, res, cols, RD_ARRAY_SIZE(cols),
+		               pg_null(res, 0, 0) ? 0 : INT32_MAX, false, &arr);
+	PQclear(res);
+	if (r < 0) {
+		json_decref(inv);
+		return r;
+	}
+	if (json_object_set_new(run, "invalidated", inv) < 0) {
+		json_decref(arr);
+		return pg_oom(st);
+	}
+	return json_object_set_new(run, "rejudgements", arr) < 0 ? pg_oom(st) : 0;
+}
+
+/* ---- Services, history, trends --------------------------------------- */
+
+int pg_services_list(struct store *st, json_t **ret_items)
+{
+	static const struct store_col cols[] = {
+	        {"service", COL_TEXT, false},
+	        {"environments", COL_JSON, false},
+	        {"runs", COL_INT, false},
+	        {"last_run_at", COL_TIME, false},
+	};
+	/* An index-only walk of runs_by_service; byte order, as SQLite's. */
+	static const char sql[] =
+	        "SELECT service, json_agg(DISTINCT environment COLLATE \"C\" "
+	        "ORDER BY environment COLLATE \"C\")::text, count(*), max(created_at) "
+	        "FROM runs GROUP BY service ORDER BY service COLLATE \"C\" LIMIT 1000";
+
+	return query_rows(st, sql, 0, NULL, cols, RD_ARRAY_SIZE(cols), HIST_SERVICES_MAX, ret_items,
+	                  "list services");
+}
+
+static int history_cursor(struct store *st, const char *cursor, int64_t *ret_below)
+{
+	if (!cursor || !*cursor) {
+		*ret_below = INT64_MAX;
+		return 0;
+	}
+	if (rd_parse_int64(cursor, 1, INT64_MAX, ret_below) == 0)
+		return 0;
+	pg_set_errf(st, "cursor '%.64s' is not one this server gave out", cursor);
+	return -EINVAL;
+}
+
+/* Decided runs only (a history of decisions); invalidated ones stay,
+ * flagged. The statement is planned with its parameters' values, so an
+ * absent filter ($2 or $3 NULL) folds away: with an environment it is a
+ * backward walk of runs_by_service from the cursor. */
+static const char history_sql[] =
+        "SELECT id, version, environment, state, verdict, created_at, finished_at, "
+        "invalidated_at, spec_version FROM runs WHERE service = $1 AND verdict IS NOT NULL "
+        "AND ($2::text IS NULL OR environment = $2) AND ($3::text IS NULL OR verdict = $3) "
+        "AND id < $4 ORDER BY id DESC LIMIT $5";
+
+int pg_history(struct store *st, const struct store_history_filter *f, json_t **ret_items,
+               char **ret_next_cursor)
+{
+	static const struct store_col cols[] = {
+	        {"run_id", COL_INT, false},       {"version", COL_TEXT, false},
+	        {"environment", COL_TEXT, false}, {"state", COL_TEXT, false},
+	        {"verdict", COL_TEXT, false},     {"created_at", COL_TIME, false},
+	        {"finished_at", COL_TIME, false}, {"invalidated_at", COL_TIME, false},
+	        {"spec_version", COL_INT, false},
+	};
+	int limit = f->limit < 1 ? 1 : f->limit > HIST_LIST_MAX ? HIST_LIST_MAX : f->limit;
+	struct pg_num below, lim;
+	const char *params[] = {f->service, f->environment, f->verdict, NULL,
+	                        pg_i64(&lim, limit + 1)}; /* one more: is there a next page? */
+	PGresult *res = NULL;
+	json_t *items = NULL;
+	char *cursor = NULL;
+	int64_t b;
+	int r = history_cursor(st, f->cursor, &b);
+
+	if (r < 0)
+		return r;
+	params[3] = pg_i64(&below, b);
+	r = pg_exec(st, history_sql, 5, params, &res, "read the history");
+	if (r == 0)
+		r = rows_array(st, res, cols, RD_ARRAY_SIZE(cols), limit, false, &items);
+	if (r == 0 && PQntuples(res) > limit &&
+	    asprintf(&cursor, "%" PRId64, pg_get_i64(res, limit - 1, 0)) < 0) {
+		json_decref(items);
+		r = pg_oom(st);
+	}
+	PQclear(res);
+	if (r < 0)
+		return r;
+	*ret_items = items;
+	*ret_next_cursor = cursor;
+	return 0;
+}
+
+/* The runs a trend shows: decided by a verdict the measurements stand
+ * behind (PASS or FAIL; not cancelled, interrupted, unfinished or ERROR),
+ * not invalidated, and no newer than run $7 (a report's trend stops at
+ * its own run). Parameters: $1 service, $2 probe, $3 metric, $4 since,
+ * $5 until, $6 limit, $7 the newest run, then $8 step for buckets, and
+ * the environment last when there is one. */
+#define TREND_WHERE(env)                                                                           \
+	"WHERE m.service = $1 AND m.probe = $2 AND m.metric = $3 " env                             \
+	"AND m.ts >= $4 AND m.ts <= $5 AND r.verdict IN ('PASS', 'FAIL') "                         \
+	"AND r.invalidated_at IS NULL AND m.run_id <= $7 "
+
+/* With an environment a range of the covering index metrics_trend,
+ * without one of metrics_trend_any, read newest first so LIMIT stops the
+ * walk (an incremental sort puts equal times newest run first); the only
+ * other lookup is the run, by primary key. */
+#define TREND_POINTS(env)                                                                          \
+	"SELECT m.run_id, m.ts, r.version, m.value, r.verdict, m.environment "                     \
+	"FROM metrics AS m JOIN runs AS r ON r.id = m.run_id " TREND_WHERE(                        \
+	        env) "ORDER BY m.ts DESC, m.run_id DESC LIMIT $6"
+
+/* Bucketed ($8 = step in ms): the same range grouped by ts / step,
+ * newest bucket first. "last" is the bucket's newest run (by ts, then
+ * id): ROW_NUMBER over the bucket marks it and the FILTERed aggregates
+ * pick it out. Epoch-aligned buckets: a 1d bucket starts at 00:00 UTC;
+ * b * step never exceeds a ts, so it cannot overflow. */
+#define TREND_BUCKETS(env)                                                                         \
+	"SELECT b * $8, count(*), min(v), max(v), avg(v), max(v) FILTER (WHERE rn = 1), "          \
+	"max(run_id) FILTER (WHERE rn = 1), max(version) FILTER (WHERE rn = 1) FROM ("             \
+	" SELECT m.ts / $8 AS b, m.value AS v, m.run_id AS run_id, r.version AS version,"          \
+	" row_number() OVER (PARTITION BY m.ts / $8 ORDER BY m.ts DESC, m.run_id DESC) AS rn"      \
+	" FROM metrics AS m JOIN runs AS r ON r.id = m.run_id " TREND_WHERE(                       \
+	        env) ") AS t "                                                                     \
+	             "GROUP BY b ORDER BY b DESC LIMIT $6"
+
+static const char *const trend_sql[2][2] = {
+        /* [buckets][environment] */
+        {TREND_POINTS(""), TREND_POINTS("AND m.environment = $8 ")},
+        {TREND_BUCKETS(""), TREND_BUCKETS("AND m.environment = $9 ")},
+};
+
+static const struct store_col trend_cols[] = {
+        {"run_id", COL_INT, false}, {"time", COL_TIME, false},    {"version", COL_TEXT, false},
+        {"value", COL_REAL, false}, {"verdict", COL_TEXT, false}, {"environment", COL_TEXT, false},
+};
+
+static const struct store_col bucket_cols[] = {
+        {"t", COL_TIME, false},          {"runs", COL_INT, false},
+        {"min", COL_REAL, false},        {"max", COL_REAL, false},
+        {"avg", COL_REAL, false},        {"last", COL_REAL, false},
+        {"last_run_id", COL_INT, false}, {"last_version", COL_TEXT, false},
+};
+
+int pg_trend(struct store *st, const struct store_trend_query *q, json_t **ret_points,
+             bool *ret_truncated)
+{
+	bool env = q->environment != NULL, buckets = q->step_ms > 0;
+	int limit = q->limit < 1 ? 1 : q->limit > HIST_TREND_MAX ? HIST_TREND_MAX : q->limit;
+	struct pg_num since, until, lim, last, step;
+	const char *params[9] = {q->service,
+	                         q->probe,
+	                         q->metric,
+	                         pg_i64(&since, q->since_ms),
+	                         pg_i64(&until, q->until_ms),
+	                         pg_i64(&lim, limit + 1),
+	                         pg_i64(&last, q->until_run > 0 ? q->until_run : INT64_MAX)};
+	int n = 7;
+	PGresult *res = NULL;
+	int r;
+
+	if (q->step_ms < 0) {
+		pg_set_errf(st, "Failed to read a trend: negative step");
+		return -EINVAL;
+	}
+	if (buckets)
+		params[n++] = pg_i64(&step, q->step_ms);
+	if (env)
+		params[n++] = q->environment;
+	r = pg_exec(st, trend_sql[buckets][env], n, params, &res, "read a trend");
+	if (r < 0)
+		return r;
+	/* Read newest first: the array is built backwards, oldest first. */
+	r = rows_array(st, res, buckets ? bucket_cols : trend_cols,
+	               buckets ? RD_ARRAY_SIZE(bucket_cols) : RD_ARRAY_SIZE(trend_cols), limit,
+	               true, ret_points);
+	if (r == 0)
+		*ret_truncated = PQntuples(res) > limit;
+	PQclear(res);
+	return r;
+}
+
+/* ---- Percentiles from stored histograms ------------------------------ */
+
+/* "p95_ms" -> 95, "p999_ms" -> 99.9, "p50_ms" -> 50; -EINVAL otherwise. */
+static int percentile_of(const char *metric, double *ret_p)
+{
+	const char *d = metric + 1;
+	double q = 0;
+	int digits = 0;
+
+	if (metric[0] != 'p')
+		return -EINVAL;
+	for (; *d >= '0' && *d <= '9' && digits < 9; d++, digits++)
+		q = q * 10 + (*d - '0');
+	if (digits < 2 || strcmp(d, "_ms") != 0)
+		return -EINVAL;
+	q /= pow(10, digits);
+	if (q <= 0 || q >= 1)
+		return -EINVAL;
+	*ret_p = q * 100.0;
+	return 0;
+}
+
+/* The probe's latency histogram, read in binary (raw_histograms.data is
+ * bytea) and decoded; -ENOENT when the run kept none. */
+static int latency_hist(struct store *st, int64_t run_id, size_t idx, struct hist **ret)
+{
+	struct pg_num id, ix;
+	const char *params[] = {pg_i64(&id, run_id), pg_i64(&ix, (int64_t)idx)};
+	PGresult *res = NULL;
+	int r;
+
+	if (idx > INT32_MAX)
+		return -ENOENT; /* no probe has such an index */
+	r = pg_exec_bin(st,
+	                "SELECT data FROM raw_histograms WHERE run_id = $1 AND probe_idx = $2 "
+	                "AND name = 'latency'",
+	                2, params, NULL, NULL, true, &res, "read a histogram");
+	if (r < 0)
+		return r;
+	if (PQntuples(res) == 0) {
+		pg_set_errf(st, "run %" PRId64 " kept no latency histogram of probe %zu", run_id,
+		            idx);
+		r = -ENOENT;
+	} else {
+		r = hist_deserialize((const uint8_t *)PQgetvalue(res, 0, 0),
+		                     (size_t)PQgetlength(res, 0, 0), ret);
+	}
+	PQclear(res);
+	return r;
+}
+
+int pg_probe_percentile(struct store *st, int64_t run_id, size_t idx, const char *metric,
+                        double *ret_ms)
+{
+	struct hist *h = NULL;
+	double p, v;
+	int r = percentile_of(metric, &p);
+
+	if (r < 0) {
+		pg_set_errf(st, "'%s' is not a percentile metric", metric);
+		return r;
+	}
+	r = latency_hist(st, run_id, idx, &h);
+	if (r < 0)
+		return r;
+	/* The histogram holds microseconds; metrics are milliseconds. */
+	v = hist_percentile(h, p) / 1000.0;
+	hist_free(h);
+	if (isnan(v))
+		return -ENOENT; /* an empty histogram has no percentiles */
+	*ret_ms = v;
+	return 0;
+}
