@@ -1741,6 +1741,100 @@ START_TEST(test_load_roundtrip)
 }
 END_TEST
 
+/* The whole JSON of the history operations, key order included (what the
+ * API serves is this text): every backend writes the same bytes. */
+static void assert_json_text(json_t *got, const char *want)
+{
+	char *text = json_dumps(got, JSON_COMPACT | JSON_ENCODE_ANY);
+
+	ck_assert_ptr_nonnull(text);
+	ck_assert_str_eq(text, want);
+	free(text);
+}
+
+START_TEST(test_history_json)
+{
+	struct store *st = conf_open(_i);
+	struct store_history_filter f = {"svc", NULL, NULL, NULL, 10};
+	struct store_trend_query q = {"svc", "latency", "p95_ms", NULL, 0, INT64_MAX, 100, 0};
+	struct store_waiver_new w = {"svc", NULL,    "latency.p95_ms < 10", "slow", "alice", NULL,
+	                             T0,    T0 + DAY};
+	json_t *gates = json_pack("[{s:s}]", "outcome", "pass"), *v = NULL;
+	bool truncated = true;
+	char *next = NULL;
+	int64_t seq = 0, wid = 0;
+
+	ck_assert_int_eq(add_run(st, "svc", "staging", "1", "passed", 12.5, T0), 1);
+	ck_assert_int_eq(add_run(st, "svc", "prod", "2", "failed", 7, T0 + 60000), 2);
+	ck_assert_int_eq(add_run(st, "svc", "staging", "3", "passed", 20, T0 + 120000), 3);
+	ck_assert_int_eq(store_run_invalidate(st, 3, "bad", T0 + DAY), 0);
+	ck_assert_int_eq(store_rejudgement_add(st, 1, gates, "FAIL", NULL, T0 + DAY, &seq), 0);
+	ck_assert_int_eq(store_waiver_create(st, &w, &wid), 0);
+
+	ck_assert_int_eq(store_gates_latest(st, &v), 0);
+	assert_json_text(v, "[{\"service\":\"svc\",\"environment\":\"prod\",\"verdict\":\"FAIL\","
+	                    "\"run_id\":2,\"version\":\"2\","
+	                    "\"finished_at\":\"2026-11-26T13:41:03.114Z\"},"
+	                    "{\"service\":\"svc\",\"environment\":\"staging\",\"verdict\":\"PASS\","
+	                    "\"run_id\":1,\"version\":\"1\","
+	                    "\"finished_at\":\"2026-11-26T13:40:03.114Z\"}]");
+	json_decref(v);
+	f.limit = 1;
+	ck_assert_int_eq(store_history(st, &f, &v, &next), 0);
+	assert_json_text(v, "[{\"run_id\":3,\"version\":\"3\",\"environment\":\"staging\","
+	                    "\"state\":\"passed\",\"verdict\":\"PASS\","
+	                    "\"created_at\":\"2026-11-26T13:42:02.114Z\","
+	                    "\"finished_at\":\"2026-11-26T13:42:03.114Z\","
+	                    "\"invalidated_at\":\"2026-11-27T13:40:02.114Z\","
+	                    "\"spec_version\":null}]");
+	ck_assert_str_eq(next, "3");
+	free(next);
+	json_decref(v);
+	ck_assert_int_eq(store_trend(st, &q, &v, &truncated), 0);
+	assert_json_text(v, "[{\"run_id\":1,\"time\":\"2026-11-26T13:40:03.114Z\","
+	                    "\"version\":\"1\",\"value\":12.5,\"verdict\":\"PASS\","
+	                    "\"environment\":\"staging\"},"
+	                    "{\"run_id\":2,\"time\":\"2026-11-26T13:41:03.114Z\","
+	                    "\"version\":\"2\",\"value\":7.0,\"verdict\":\"FAIL\","
+	                    "\"environment\":\"prod\"}]");
+	json_decref(v);
+	q.step_ms = DAY;
+	ck_assert_int_eq(store_trend(st, &q, &v, &truncated), 0);
+	assert_json_text(v, "[{\"t\":\"2026-11-26T00:00:00.000Z\",\"runs\":2,\"min\":7.0,"
+	                    "\"max\":12.5,\"avg\":9.75,\"last\":7.0,\"last_run_id\":2,"
+	                    "\"last_version\":\"2\"}]");
+	json_decref(v);
+	ck_assert_int_eq(store_waivers_list(st, "svc", T0 + 1, &v), 0);
+	assert_json_text(v, "[{\"id\":1,\"service\":\"svc\",\"environment\":null,"
+	                    "\"expr\":\"latency.p95_ms < 10\",\"reason\":\"slow\","
+	                    "\"approver\":\"alice\",\"created_by\":null,"
+	                    "\"created_at\":\"2026-11-26T13:40:02.114Z\","
+	                    "\"expires_at\":\"2026-11-27T13:40:02.114Z\",\"revoked_at\":null,"
+	                    "\"active\":true,\"expired\":false}]");
+	json_decref(v);
+	ck_assert_int_eq(store_waiver_find(st, "svc", "prod", w.expr, T0 + 1, &v), 0);
+	assert_json_text(v, "{\"id\":1,\"reason\":\"slow\",\"approver\":\"alice\","
+	                    "\"expires_at\":\"2026-11-27T13:40:02.114Z\"}");
+	json_decref(v);
+	ck_assert_int_eq(store_services_list(st, &v), 0);
+	assert_json_text(v, "[{\"service\":\"svc\",\"environments\":[\"prod\",\"staging\"],"
+	                    "\"runs\":3,\"last_run_at\":\"2026-11-26T13:42:02.114Z\"}]");
+	json_decref(v);
+	v = get_run(st, 1);
+	assert_json_text(json_object_get(v, "rejudgements"),
+	                 "[{\"seq\":1,\"created_at\":\"2026-11-27T13:40:02.114Z\","
+	                 "\"requested_by\":null,\"verdict\":\"FAIL\","
+	                 "\"gates\":[{\"outcome\":\"pass\"}]}]");
+	json_decref(v);
+	v = get_run(st, 3);
+	assert_json_text(json_object_get(v, "invalidated"),
+	                 "{\"at\":\"2026-11-27T13:40:02.114Z\",\"reason\":\"bad\"}");
+	json_decref(v);
+	json_decref(gates);
+	store_free(st);
+}
+END_TEST
+
 /* ---- Waivers, audit trail, retention -------------------------------- */
 
 START_TEST(test_waiver_lifecycle)
@@ -2018,6 +2112,7 @@ static Suite *conformance_suite(void)
 	tcase_add_loop_test(tc, test_invalidate_and_rejudge, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_percentile_from_histogram, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_waiver_lifecycle, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_history_json, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_audit_trail, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_prune_raw, 0, N_BACKENDS);
 	suite_add_tcase(s, tc);
