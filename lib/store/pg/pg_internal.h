@@ -79,7 +79,10 @@ int pg_exec_bin(struct store *st, const char *sql, int n, const char *const *par
                 const int *lengths, const int *formats, bool result_binary, PGresult **ret_res,
                 const char *what);
 
-/* The number of rows the last INSERT/UPDATE/DELETE result changed. */
+/* The number of rows the last INSERT/UPDATE/DELETE result changed (0
+ * for any other statement: a write inside a WITH of a SELECT is not
+ * counted and does not move the generation; make the write the statement,
+ * with RETURNING, or call pg_wrote()). */
 int64_t pg_changed_rows(PGresult *res);
 
 /* BEGIN (write: READ WRITE; else REPEATABLE READ, READ ONLY) / COMMIT
