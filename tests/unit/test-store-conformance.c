@@ -1835,6 +1835,45 @@ START_TEST(test_history_json)
 }
 END_TEST
 
+/* Names with bytes that are not UTF-8 (a query string's %FF) find
+ * nothing: no backend fails on them. */
+START_TEST(test_lookup_invalid_utf8)
+{
+	struct store *st = conf_open(_i);
+	struct store_history_filter f = {"svc",
+	                                 "st\xff"
+	                                 "aging",
+	                                 NULL, NULL, 10};
+	struct store_trend_query q = {"svc", "latency", "p95_ms", "\xfe", 0, INT64_MAX, 100, 0};
+	struct store_baseline_want w = {"svc", "staging\xc3", "latency", "p95_ms", 0, 0, false};
+	struct store_baseline_got got;
+	json_t *v = NULL;
+	char *next = NULL;
+	bool truncated = true;
+
+	add_run(st, "svc", "staging", "1", "passed", 10, T0);
+	ck_assert_int_eq(store_history(st, &f, &v, &next), 0);
+	ck_assert_uint_eq(json_array_size(v), 0);
+	ck_assert_ptr_null(next);
+	json_decref(v);
+	ck_assert_int_eq(store_trend(st, &q, &v, &truncated), 0);
+	ck_assert_uint_eq(json_array_size(v), 0);
+	json_decref(v);
+	q.step_ms = 1000;
+	q.environment = NULL;
+	q.metric = "p95\xe2\x82";
+	ck_assert_int_eq(store_trend(st, &q, &v, &truncated), 0);
+	ck_assert_uint_eq(json_array_size(v), 0);
+	json_decref(v);
+	ck_assert_int_eq(store_baseline_find(st, &w, &got), -ENOENT);
+	ck_assert_int_eq(store_waiver_find(st, "svc", "staging", "a\xff < 1", T0, &v), -ENOENT);
+	ck_assert_int_eq(store_waivers_list(st, "svc\xff", T0, &v), 0);
+	ck_assert_uint_eq(json_array_size(v), 0);
+	json_decref(v);
+	store_free(st);
+}
+END_TEST
+
 /* ---- Waivers, audit trail, retention -------------------------------- */
 
 START_TEST(test_waiver_lifecycle)
@@ -2113,6 +2152,7 @@ static Suite *conformance_suite(void)
 	tcase_add_loop_test(tc, test_percentile_from_histogram, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_waiver_lifecycle, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_history_json, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_lookup_invalid_utf8, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_audit_trail, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_prune_raw, 0, N_BACKENDS);
 	suite_add_tcase(s, tc);

@@ -37,6 +37,38 @@
 /* The states a run never leaves (run_state_is_final), for SQL. */
 #define FINAL_STATES "('passed', 'failed', 'error', 'cancelled', 'interrupted')"
 
+/* The most parameters a statement here takes. */
+#define PARAMS_MAX 9
+
+/* pg_exec with every parameter made valid UTF-8 first. PostgreSQL refuses
+ * invalid bytes (SQLSTATE 22021) where SQLite takes them: a lookup by a
+ * name with such bytes (a query string's ?environment=%FF) finds nothing
+ * there instead of failing, and text kept reads back with '?' for them,
+ * as the run's own texts are stored (pg_runs.c), so both match here. */
+static int exec_valid(struct store *st, const char *sql, int n, const char *const *params,
+                      PGresult **ret_res, const char *what)
+{
+	json_t *holds[PARAMS_MAX] = {NULL};
+	const char *valid[PARAMS_MAX];
+	int r = n <= PARAMS_MAX ? 0 : -E2BIG;
+
+	for (int i = 0; i < n && r == 0; i++) {
+		valid[i] = params[i];
+		if (!params[i])
+			continue;
+		holds[i] = store_json_string_lossy(params[i], strlen(params[i]));
+		if (holds[i])
+			valid[i] = json_string_value(holds[i]);
+		else
+			r = pg_oom(st);
+	}
+	if (r == 0)
+		r = pg_exec(st, sql, n, valid, ret_res, what);
+	for (int i = 0; i < n; i++)
+		json_decref(holds[i]);
+	return r;
+}
+
 /* Rows of res from first on (at most max of them) as a new array of
  * objects, in reverse order when backwards. */
 static int rows_array(struct store *st, const PGresult *res, const struct store_col *cols, size_t n,
@@ -65,7 +97,7 @@ static int query_rows(struct store *st, const char *sql, int n, const char *cons
                       const char *what)
 {
 	PGresult *res = NULL;
-	int r = pg_exec(st, sql, n, params, &res, what);
+	int r = exec_valid(st, sql, n, params, &res, what);
 
 	if (r < 0)
 		return r;
@@ -173,7 +205,7 @@ static int baseline_batch(struct store *st, const char **params, int64_t batch,
                           struct store_baseline_got *got, bool *ret_found, int64_t *ret_below)
 {
 	PGresult *res = NULL;
-	int n, r = pg_exec(st, baseline_sql, 9, params, &res, "find a baseline");
+	int n, r = exec_valid(st, baseline_sql, 9, params, &res, "find a baseline");
 
 	if (r < 0)
 		return r;
@@ -279,7 +311,7 @@ int pg_waiver_create(struct store *st, const struct store_waiver_new *w, int64_t
 	int r = waiver_valid(st, w);
 
 	if (r == 0)
-		r = pg_exec(st, sql, 8, params, &res, "save a waiver");
+		r = exec_valid(st, sql, 8, params, &res, "save a waiver");
 	if (r < 0)
 		return r;
 	*ret_id = pg_get_i64(res, 0, 0);
@@ -347,7 +379,7 @@ int pg_waiver_revoke(struct store *st, const char *service, int64_t id, int64_t 
 	struct pg_num idn, now;
 	const char *params[] = {service, pg_i64(&idn, id), pg_i64(&now, now_ms)};
 	PGresult *res = NULL;
-	int r = pg_exec(st, sql, 3, params, &res, "revoke a waiver");
+	int r = exec_valid(st, sql, 3, params, &res, "revoke a waiver");
 
 	if (r < 0)
 		return r;
@@ -400,8 +432,8 @@ static int run_refusal(struct store *st, int64_t id, bool invalid_matters)
 	const char *params[] = {pg_i64(&idn, id)};
 	PGresult *res = NULL;
 	const char *state;
-	int r = pg_exec(st, "SELECT state, invalidated_at IS NOT NULL FROM runs WHERE id = $1", 1,
-	                params, &res, "read a run");
+	int r = exec_valid(st, "SELECT state, invalidated_at IS NOT NULL FROM runs WHERE id = $1",
+	                   1, params, &res, "read a run");
 
 	if (r < 0)
 		return r;
@@ -435,7 +467,7 @@ int pg_run_invalidate(struct store *st, int64_t id, const char *reason, int64_t 
 		pg_set_errf(st, "Failed to invalidate run %" PRId64 ": a reason is required", id);
 		return -EINVAL;
 	}
-	r = pg_exec(st, sql, 3, params, &res, "invalidate a run");
+	r = exec_valid(st, sql, 3, params, &res, "invalidate a run");
 	if (r < 0)
 		return r;
 	if (PQntuples(res) == 0) {
@@ -476,7 +508,7 @@ int pg_rejudgement_add(struct store *st, int64_t run_id, json_t *gates, const ch
 	/* A concurrent rejudgement of the same run took the number: the
 	 * next statement sees it and takes the one after. */
 	for (int i = 0; i < REJUDGE_TRIES && r == -EEXIST; i++)
-		r = pg_exec(st, rejudge_sql, 5, params, &res, "save a rejudgement");
+		r = exec_valid(st, rejudge_sql, 5, params, &res, "save a rejudgement");
 	free(text);
 	if (r < 0)
 		return r;
@@ -508,7 +540,7 @@ int pg_run_history(struct store *st, int64_t id, json_t *run)
 	const char *params[] = {pg_i64(&idn, id)};
 	PGresult *res = NULL;
 	json_t *inv = NULL, *arr = NULL;
-	int r = pg_exec(st, sql, 1, params, &res, "read a run's rejudgements");
+	int r = exec_valid(st, sql, 1, params, &res, "read a run's rejudgements");
 
 	if (r < 0)
 		return r;
@@ -616,8 +648,8 @@ int pg_history(struct store *st, const struct store_history_filter *f, json_t **
 	if (r < 0)
 		return r;
 	params[2] = pg_i64(&below, b);
-	r = pg_exec(st, f->environment ? history_env_sql : history_any_sql, f->environment ? 5 : 4,
-	            params, &res, "read the history");
+	r = exec_valid(st, f->environment ? history_env_sql : history_any_sql,
+	               f->environment ? 5 : 4, params, &res, "read the history");
 	if (r == 0)
 		r = rows_array(st, res, cols, RD_ARRAY_SIZE(cols), limit, false, &items);
 	if (r == 0 && PQntuples(res) > limit &&
@@ -712,7 +744,7 @@ int pg_trend(struct store *st, const struct store_trend_query *q, json_t **ret_p
 		params[n++] = pg_i64(&step, q->step_ms);
 	if (env)
 		params[n++] = q->environment;
-	r = pg_exec(st, trend_sql[buckets][env], n, params, &res, "read a trend");
+	r = exec_valid(st, trend_sql[buckets][env], n, params, &res, "read a trend");
 	if (r < 0)
 		return r;
 	/* Read newest first: the array is built backwards, oldest first. */
