@@ -143,13 +143,15 @@ int pg_gates_latest(struct store *st, json_t **ret_items)
 	};
 	struct pg_store *pg = pg_of(st);
 	/* Dashboards poll this every second while it changes once per run:
-	 * answer from the last result until this handle writes again. Not
-	 * on a reader: its generation never moves, others write. */
+	 * answer from the last result until pg_generation() moves (read
+	 * before the query: a change during it is seen by the next call).
+	 * Not on a reader: its generation never moves, others write. */
 	bool cacheable = !pg->readonly;
+	uint64_t gen = pg_generation(st);
 	json_t *items = NULL;
 	int r;
 
-	if (cacheable && pg->gates.value && pg->gates.generation == pg->generation) {
+	if (cacheable && pg->gates.value && pg->gates.generation == gen) {
 		items = json_deep_copy(pg->gates.value);
 		if (!items)
 			return pg_oom(st);
@@ -163,7 +165,7 @@ int pg_gates_latest(struct store *st, json_t **ret_items)
 	if (cacheable) {
 		json_decref(pg->gates.value);
 		pg->gates.value = json_deep_copy(items);
-		pg->gates.generation = pg->generation;
+		pg->gates.generation = gen;
 	}
 	*ret_items = items;
 	return 0;
