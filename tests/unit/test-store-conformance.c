@@ -1357,6 +1357,17 @@ START_TEST(test_gates_latest)
 	ck_assert_str_eq(json_string_value(json_object_get(it, "verdict")), "FAIL");
 	ck_assert(json_is_string(json_object_get(it, "finished_at")));
 	json_decref(items);
+	/* The answer is kept between writes, never across one. */
+	ck_assert_int_eq(store_run_invalidate(st, b2, "wrong target", T0), 0);
+	ck_assert_int_eq(store_gates_latest(st, &items), 0);
+	it = json_array_get(items, 2);
+	ck_assert_str_eq(json_string_value(json_object_get(it, "version")), "1");
+	json_decref(items);
+	b2 = add_run(st, "b", "prod", "4", "error", 1, T0 + 3000);
+	ck_assert_int_eq(store_gates_latest(st, &items), 0);
+	ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(items, 2), "run_id")),
+	                 b2);
+	json_decref(items);
 	store_free(st);
 }
 END_TEST
