@@ -6,11 +6,11 @@
  * cannot tell the backends apart.
  *
  * One statement per operation where it can be (the loop's connection
- * waits on each round trip); each is written to walk an index whatever
- * the table holds, without statistics: skip scans where SQLite has them,
- * LIMITs that stop index walks, and lists that people read sorted
- * byte-wise (COLLATE "C"), as SQLite sorts, whatever the database's
- * collation.
+ * waits on each round trip), written so the plan walks an index and stops
+ * early: skip scans where SQLite has them, LIMITs that stop index walks,
+ * lookups kept out of the planner's reach where a join would read a whole
+ * table. Lists people read are sorted byte-wise (COLLATE "C"), as SQLite
+ * sorts, whatever the database's collation.
  *
  * It must not decide policy (what a waiver means for a gate is the
  * judge's business) nor know HTTP.
@@ -69,8 +69,8 @@ static int exec_valid(struct store *st, const char *sql, int n, const char *cons
 	return r;
 }
 
-/* Rows of res from first on (at most max of them) as a new array of
- * objects, in reverse order when backwards. */
+/* The first max rows of res as a new array of objects, in reverse order
+ * when backwards. */
 static int rows_array(struct store *st, const PGresult *res, const struct store_col *cols, size_t n,
                       int max, bool backwards, json_t **ret)
 {
