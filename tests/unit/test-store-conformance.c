@@ -1596,6 +1596,33 @@ START_TEST(test_trend_bucket_bounds)
 }
 END_TEST
 
+/* Buckets of extreme values: an average whose squares would overflow,
+ * and one whose sum does (null, as any non-finite number). */
+START_TEST(test_trend_bucket_extremes)
+{
+	struct store *st = conf_open(_i);
+	struct store_trend_query q = {"svc", "latency", "p95_ms", "staging",
+	                              0,     INT64_MAX, 100,      HOUR};
+	bool truncated = true;
+	json_t *pts = NULL, *b;
+
+	add_run(st, "svc", "staging", "1", "passed", 1e300, H0);
+	add_run(st, "svc", "staging", "2", "passed", 1e-7, H0 + 60000);
+	add_run(st, "svc", "staging", "3", "passed", 1.5e308, H0 + HOUR);
+	add_run(st, "svc", "staging", "4", "passed", 1.5e308, H0 + HOUR + 60000);
+	ck_assert_int_eq(store_trend(st, &q, &pts, &truncated), 0);
+	ck_assert_uint_eq(json_array_size(pts), 2);
+	b = json_array_get(pts, 0);
+	ck_assert_double_eq(json_number_value(json_object_get(b, "avg")), 5e299);
+	ck_assert_double_eq(json_number_value(json_object_get(b, "min")), 1e-7);
+	b = json_array_get(pts, 1);
+	ck_assert(json_is_null(json_object_get(b, "avg")));
+	ck_assert_double_eq(json_number_value(json_object_get(b, "max")), 1.5e308);
+	json_decref(pts);
+	store_free(st);
+}
+END_TEST
+
 START_TEST(test_history_pages)
 {
 	struct store *st = conf_open(_i);
@@ -2158,6 +2185,7 @@ static Suite *conformance_suite(void)
 	tcase_add_loop_test(tc, test_trend_buckets, 0,
 	                    N_BACKENDS * (int)RD_ARRAY_SIZE(bucket_cases));
 	tcase_add_loop_test(tc, test_trend_bucket_bounds, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_trend_bucket_extremes, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_history_pages, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_invalidate_and_rejudge, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_percentile_from_histogram, 0, N_BACKENDS);

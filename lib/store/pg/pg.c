@@ -456,6 +456,7 @@ static const struct store_ops pg_ops = {
         .services_list = pg_services_list,
         .history = pg_history,
         .trend = pg_trend,
+        .trend_points = pg_trend_points,
         .probe_percentile = pg_probe_percentile,
         .metrics_snapshot = pg_metrics_snapshot,
         .probe_blob_save = pg_probe_blob_save,

@@ -38,7 +38,7 @@
 #define FINAL_STATES "('passed', 'failed', 'error', 'cancelled', 'interrupted')"
 
 /* The most parameters a statement here takes. */
-#define PARAMS_MAX 9
+#define PARAMS_MAX 10
 
 /* pg_exec with every parameter made valid UTF-8 first. PostgreSQL refuses
  * invalid bytes (SQLSTATE 22021) where SQLite takes them: a lookup by a
@@ -669,11 +669,10 @@ int pg_history(struct store *st, const struct store_history_filter *f, json_t **
 
 /* The points of a trend: probe $2's metric $3 of service $1 between $4
  * and $5 (ms), from runs no newer than $7 (a report's trend stops at its
- * own run); then $8 step for buckets, and the environment last when there
- * is one. With an environment a range of the covering index
- * metrics_trend, without one of metrics_trend_any; both are ordered by
- * (ts, run_id), so a walk backwards is newest first and LIMIT stops it
- * without a sort.
+ * own run), $6 rows; the environment last when there is one. With one, a
+ * range of the covering index metrics_trend, without, of
+ * metrics_trend_any; both are ordered by (ts, run_id), so a walk
+ * backwards is newest first and LIMIT stops it without a sort.
  *
  * Each point's run is looked up by primary key: only runs decided by a
  * verdict the measurements stand behind (PASS or FAIL; not cancelled,
@@ -681,82 +680,240 @@ int pg_history(struct store *st, const struct store_history_filter *f, json_t **
  * keeps that lookup a subquery run per point: flattened into a join,
  * the planner may read the whole runs table for a hash join instead
  * (54 ms at 100k runs, against 2 ms for 1000 points). */
-#define TREND_FROM(env, run_cols)                                                                  \
-	"FROM metrics AS m CROSS JOIN LATERAL (SELECT " run_cols " FROM runs "                     \
+#define TREND_FROM(env)                                                                            \
+	"FROM metrics AS m CROSS JOIN LATERAL (SELECT version, verdict FROM runs "                 \
 	"WHERE id = m.run_id AND verdict IN ('PASS', 'FAIL') AND invalidated_at IS NULL "          \
 	"OFFSET 0) AS r WHERE m.service = $1 AND m.probe = $2 AND m.metric = $3 " env              \
 	"AND m.ts >= $4 AND m.ts <= $5 AND m.run_id <= $7 "
 
 #define TREND_POINTS(env)                                                                          \
 	"SELECT m.run_id, m.ts, r.version, m.value, r.verdict, m.environment " TREND_FROM(         \
-	        env, "version, verdict") "ORDER BY m.ts DESC, m.run_id DESC LIMIT $6"
+	        env) "ORDER BY m.ts DESC, m.run_id DESC LIMIT $6"
 
-/* Bucketed ($8 = step in ms): the same range grouped by ts / step,
- * newest bucket first. "last" is the bucket's newest run (by ts, then
- * id): ROW_NUMBER over the bucket marks it and the FILTERed aggregates
- * pick it out. Epoch-aligned buckets: a 1d bucket starts at 00:00 UTC;
- * b * step never exceeds a ts, so it cannot overflow. */
-#define TREND_LAST "row_number() OVER (PARTITION BY m.ts / $8 ORDER BY m.ts DESC, m.run_id DESC)"
-#define TREND_BUCKETS(env)                                                                         \
-	"SELECT b * $8, count(*), min(v), max(v), avg(v), max(v) FILTER (WHERE rn = 1), "          \
-	"max(run_id) FILTER (WHERE rn = 1), max(version) FILTER (WHERE rn = 1) FROM (SELECT "      \
-	"m.ts / $8 AS b, m.value AS v, m.run_id AS run_id, r.version AS version, " TREND_LAST      \
-	" AS rn " TREND_FROM(env, "version") ") AS t GROUP BY b ORDER BY b DESC LIMIT $6"
+/* Buckets are folded here from the same walk, as sqlite_history.c folds
+ * them (the same sums in the same order give the same bits; SQL's avg()
+ * also fails on values whose squares overflow). The walk goes in chunks
+ * of $6 rows below ($8 ts, $9 run_id), a range of the same index, and
+ * stops once the newest limit + 1 buckets are seen. */
+#define TREND_WALK(env)                                                                            \
+	"SELECT m.ts, m.run_id, m.value, r.version " TREND_FROM(                                   \
+	        env) "AND (m.ts, m.run_id) < ($8, $9) ORDER BY m.ts DESC, m.run_id DESC LIMIT $6"
 
 static const char *const trend_sql[2][2] = {
         /* [buckets][environment] */
         {TREND_POINTS(""), TREND_POINTS("AND m.environment = $8 ")},
-        {TREND_BUCKETS(""), TREND_BUCKETS("AND m.environment = $9 ")},
+        {TREND_WALK(""), TREND_WALK("AND m.environment = $10 ")},
 };
 
-static const struct store_col trend_cols[] = {
-        {"run_id", COL_INT, false}, {"time", COL_TIME, false},    {"version", COL_TEXT, false},
-        {"value", COL_REAL, false}, {"verdict", COL_TEXT, false}, {"environment", COL_TEXT, false},
+/* Column col as a trend number: NaN for NULL and non-finite. */
+static double trend_number(const PGresult *res, int row, int col)
+{
+	double d = pg_get_dbl(res, row, col);
+
+	return isfinite(d) ? d : NAN;
+}
+
+/* Column col copied among p's strings (NULL stays null). */
+static int trend_str(struct store_trend_points *p, const PGresult *res, int row, int col,
+                     size_t *ret)
+{
+	const char *t = pg_get_text(res, row, col);
+
+	return store_trend_str_add(p, t, t ? (size_t)PQgetlength(res, row, col) : 0, ret);
+}
+
+/* Row row of the point statement as a point of p. */
+static int trend_point_row(struct store_trend_points *p, const PGresult *res, int row)
+{
+	struct store_trend_point *pt = store_trend_point_add(p);
+
+	if (!pt)
+		return -ENOMEM;
+	pt->run_id = pg_get_i64(res, row, 0);
+	pt->time_ms = pg_get_i64(res, row, 1);
+	pt->value = trend_number(res, row, 3);
+	if (trend_str(p, res, row, 2, &pt->version) < 0 ||
+	    trend_str(p, res, row, 4, &pt->verdict) < 0 ||
+	    trend_str(p, res, row, 5, &pt->environment) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+/* A bucket being summed (the last point of p while open): avg's sum and
+ * count of the non-null values; the point holds the count, min and max. */
+struct bucket_sum {
+	bool open;
+	int64_t b;
+	double sum;
+	int64_t values;
 };
 
-static const struct store_col bucket_cols[] = {
-        {"t", COL_TIME, false},          {"runs", COL_INT, false},
-        {"min", COL_REAL, false},        {"max", COL_REAL, false},
-        {"avg", COL_REAL, false},        {"last", COL_REAL, false},
-        {"last_run_id", COL_INT, false}, {"last_version", COL_TEXT, false},
+static void bucket_end(struct store_trend_points *p, struct bucket_sum *a)
+{
+	struct store_trend_point *pt;
+
+	if (!a->open)
+		return;
+	pt = &p->v[p->n - 1];
+	pt->avg = a->values ? a->sum / (double)a->values : NAN;
+	if (!isfinite(pt->avg))
+		pt->avg = NAN;
+	a->open = false;
+}
+
+/* Adds walk row row (ts, run_id, value, version) to its bucket, ending
+ * the bucket before when the row starts a new one. 1 when the row would
+ * start bucket limit + 1 (the walk stops: truncated), 0, -ENOMEM. */
+static int trend_fold(struct store_trend_points *p, struct bucket_sum *a, const PGresult *res,
+                      int row, int64_t step, int limit)
+{
+	int64_t b = pg_get_i64(res, row, 0) / step;
+	struct store_trend_point *pt;
+
+	if (!a->open || b != a->b) {
+		bucket_end(p, a);
+		if (p->n == (size_t)limit)
+			return 1;
+		if (!(pt = store_trend_point_add(p)))
+			return -ENOMEM;
+		*a = (struct bucket_sum){.open = true, .b = b};
+		pt->time_ms = b * step;
+		pt->run_id = pg_get_i64(res, row, 1);
+		pt->value = trend_number(res, row, 2);
+		pt->min = pt->max = NAN;
+		if (trend_str(p, res, row, 3, &pt->version) < 0)
+			return -ENOMEM;
+	}
+	pt = &p->v[p->n - 1];
+	pt->runs++;
+	if (!pg_null(res, row, 2)) {
+		double d = pg_get_dbl(res, row, 2);
+
+		a->sum += d;
+		a->values++;
+		pt->min = isnan(pt->min) || d < pt->min ? d : pt->min;
+		pt->max = isnan(pt->max) || d > pt->max ? d : pt->max;
+	}
+	return 0;
+}
+
+/* The newest limit + 1 points, newest first, into p. */
+static int trend_read_points(struct store *st, const char **params, int n, bool env, int limit,
+                             struct store_trend_points *p)
+{
+	struct pg_num lim;
+	PGresult *res = NULL;
+	int r;
+
+	params[5] = pg_i64(&lim, limit + 1);
+	r = exec_valid(st, trend_sql[0][env], n, params, &res, "read a trend");
+	for (int i = 0; r == 0 && i < PQntuples(res) && i < limit; i++)
+		r = trend_point_row(p, res, i) < 0 ? pg_oom(st) : 0;
+	if (r == 0)
+		p->truncated = PQntuples(res) > limit;
+	PQclear(res);
+	return r;
+}
+
+/* Where a bucket walk is: the next chunk's size and the row it goes on
+ * below (the texts of $6, $8 and $9). */
+struct trend_cursor {
+	int64_t chunk;
+	struct pg_num lim, ts, id;
 };
 
-int pg_trend(struct store *st, const struct store_trend_query *q, json_t **ret_points,
-             bool *ret_truncated)
+/* One chunk of the bucket walk, folded into p; *ret_more when the chunk
+ * was full and the walk goes on below its last row; 1 when limit + 1
+ * buckets were seen. */
+static int trend_walk_chunk(struct store *st, const char **params, int n, bool env,
+                            struct trend_cursor *c, const struct store_trend_query *q, int limit,
+                            struct bucket_sum *a, struct store_trend_points *p, bool *ret_more)
+{
+	PGresult *res = NULL;
+	int rows, r;
+
+	params[5] = pg_i64(&c->lim, c->chunk);
+	r = exec_valid(st, trend_sql[1][env], n, params, &res, "read a trend");
+	if (r < 0)
+		return r;
+	rows = PQntuples(res);
+	for (int i = 0; r == 0 && i < rows; i++)
+		r = trend_fold(p, a, res, i, q->step_ms, limit);
+	*ret_more = r == 0 && rows == c->chunk;
+	if (*ret_more) {
+		params[7] = pg_i64(&c->ts, pg_get_i64(res, rows - 1, 0));
+		params[8] = pg_i64(&c->id, pg_get_i64(res, rows - 1, 1));
+	}
+	PQclear(res);
+	return r < 0 ? pg_oom(st) : r;
+}
+
+/* The newest limit + 1 buckets, newest first, into p: chunks of 1024 rows
+ * and growing, so a short trend is one round trip and a long one few. */
+static int trend_read_buckets(struct store *st, const char **params, int n, bool env,
+                              const struct store_trend_query *q, int limit,
+                              struct store_trend_points *p)
+{
+	struct trend_cursor c = {.chunk = 1024};
+	struct bucket_sum a = {0};
+	bool more = true;
+	int r = 0;
+
+	params[7] = pg_i64(&c.ts, INT64_MAX);
+	params[8] = pg_i64(&c.id, INT64_MAX);
+	while (r == 0 && more) {
+		r = trend_walk_chunk(st, params, n, env, &c, q, limit, &a, p, &more);
+		c.chunk = c.chunk < 65536 ? c.chunk * 4 : c.chunk;
+	}
+	bucket_end(p, &a);
+	p->truncated = r == 1;
+	return r < 0 ? r : 0;
+}
+
+int pg_trend_points(struct store *st, const struct store_trend_query *q,
+                    struct store_trend_points *ret)
 {
 	bool env = q->environment != NULL, buckets = q->step_ms > 0;
 	int limit = q->limit < 1 ? 1 : q->limit > HIST_TREND_MAX ? HIST_TREND_MAX : q->limit;
-	struct pg_num since, until, lim, last, step;
-	const char *params[9] = {q->service,
-	                         q->probe,
-	                         q->metric,
-	                         pg_i64(&since, q->since_ms),
-	                         pg_i64(&until, q->until_ms),
-	                         pg_i64(&lim, limit + 1),
-	                         pg_i64(&last, q->until_run > 0 ? q->until_run : INT64_MAX)};
-	int n = 7;
-	PGresult *res = NULL;
-	int r;
+	struct pg_num since, until, last;
+	const char *params[10] = {q->service,
+	                          q->probe,
+	                          q->metric,
+	                          pg_i64(&since, q->since_ms),
+	                          pg_i64(&until, q->until_ms),
+	                          NULL,
+	                          pg_i64(&last, q->until_run > 0 ? q->until_run : INT64_MAX)};
+	int n = buckets ? 9 : 7, r;
 
 	if (q->step_ms < 0) {
 		pg_set_errf(st, "Failed to read a trend: negative step");
 		return -EINVAL;
 	}
-	if (buckets)
-		params[n++] = pg_i64(&step, q->step_ms);
 	if (env)
 		params[n++] = q->environment;
-	r = exec_valid(st, trend_sql[buckets][env], n, params, &res, "read a trend");
+	ret->buckets = buckets;
+	r = buckets ? trend_read_buckets(st, params, n, env, q, limit, ret)
+	            : trend_read_points(st, params, n, env, limit, ret);
+	if (r < 0) {
+		store_trend_points_free(ret);
+		return r;
+	}
+	store_trend_points_reverse(ret); /* read newest first: oldest first */
+	return 0;
+}
+
+int pg_trend(struct store *st, const struct store_trend_query *q, json_t **ret_points,
+             bool *ret_truncated)
+{
+	struct store_trend_points p = {0};
+	int r = pg_trend_points(st, q, &p);
+
 	if (r < 0)
 		return r;
-	/* Read newest first: the array is built backwards, oldest first. */
-	r = rows_array(st, res, buckets ? bucket_cols : trend_cols,
-	               buckets ? RD_ARRAY_SIZE(bucket_cols) : RD_ARRAY_SIZE(trend_cols), limit,
-	               true, ret_points);
-	if (r == 0)
-		*ret_truncated = PQntuples(res) > limit;
-	PQclear(res);
-	return r;
+	*ret_points = store_trend_points_json(&p);
+	*ret_truncated = p.truncated;
+	store_trend_points_free(&p);
+	return *ret_points ? 0 : pg_oom(st);
 }
 
 /* ---- Percentiles from stored histograms ------------------------------ */

@@ -181,6 +181,8 @@ int pg_history(struct store *st, const struct store_history_filter *f, json_t **
                char **ret_next_cursor);
 int pg_trend(struct store *st, const struct store_trend_query *q, json_t **ret_points,
              bool *ret_truncated);
+int pg_trend_points(struct store *st, const struct store_trend_query *q,
+                    struct store_trend_points *ret);
 int pg_probe_percentile(struct store *st, int64_t run_id, size_t idx, const char *metric,
                         double *ret_ms);
 
