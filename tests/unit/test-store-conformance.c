@@ -40,6 +40,8 @@ struct conf_backend {
 	const char *(*where)(void);
 	/* Whether reopening where finds what was stored. */
 	bool persistent;
+	/* Whether several readyd processes (nodes) may write it at once. */
+	bool shared;
 	/* What errmsg says when a value breaks one of the schema's checks. */
 	const char *check_words;
 	/* Makes the store at where look written by a newer readyd; NULL
@@ -224,11 +226,11 @@ static int64_t pg_key_held(const char *url, void *(*create)(void *), void *arg)
 }
 
 static const struct conf_backend backends[] = {
-        {"sqlite :memory:", sqlite_memory, false, "CHECK constraint", NULL, NULL, NULL},
-        {"sqlite file", sqlite_file, true, "CHECK constraint", sqlite_make_newer,
+        {"sqlite :memory:", sqlite_memory, false, false, "CHECK constraint", NULL, NULL, NULL},
+        {"sqlite file", sqlite_file, true, false, "CHECK constraint", sqlite_make_newer,
          sqlite_count_metric, NULL},
-        {"postgresql", pg_where, true, "violates check constraint", pg_make_newer, pg_count_metric,
-         pg_key_held},
+        {"postgresql", pg_where, true, true, "violates check constraint", pg_make_newer,
+         pg_count_metric, pg_key_held},
 };
 
 /* Every entry, or all but PostgreSQL when no cluster was given. */
@@ -1912,6 +1914,35 @@ START_TEST(test_lookup_invalid_utf8)
 }
 END_TEST
 
+/* A histogram of a long, wide load test is megabytes: every byte value,
+ * zeros included, comes back as saved, and a second save replaces it. */
+START_TEST(test_load_big_blob)
+{
+	struct store *st = conf_open(_i);
+	int64_t id = create_run(st, "svc", "staging", NULL, 1, NULL);
+	size_t n = 5 * 1024 * 1024, len = 0;
+	uint8_t *bytes = malloc(n);
+	uint32_t x = 2463534242u; /* xorshift32: the same bytes every run */
+	void *data = NULL;
+
+	ck_assert_ptr_nonnull(bytes);
+	for (size_t i = 0; i < n; i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		bytes[i] = i % 4096 < 16 ? (uint8_t)(i % 2 ? 0 : 255) : (uint8_t)x;
+	}
+	ck_assert_int_eq(store_probe_blob_save(st, id, 0, "latency", bytes, n - 1), 0);
+	ck_assert_int_eq(store_probe_blob_save(st, id, 0, "latency", bytes, n), 0);
+	ck_assert_int_eq(store_probe_blob_get(st, id, 0, "latency", &data, &len), 0);
+	ck_assert_uint_eq(len, n);
+	ck_assert(memcmp(data, bytes, n) == 0);
+	free(data);
+	free(bytes);
+	store_free(st);
+}
+END_TEST
+
 /* ---- Waivers, audit trail, retention -------------------------------- */
 
 START_TEST(test_waiver_lifecycle)
@@ -2097,6 +2128,71 @@ START_TEST(test_stored_spec_invalid)
 }
 END_TEST
 
+/* Nodes sharing one store put specs of one service and environment at
+ * once: every put gets a version, and no two the same one. */
+#define RACE_NODES 4
+#define RACE_PUTS  25
+
+struct race_node {
+	struct store *st;
+	pthread_barrier_t *start;
+	int64_t versions[RACE_PUTS];
+	int failed; /* the first error, 0 when none */
+};
+
+static void *race_puts(void *arg)
+{
+	struct race_node *node = arg;
+	struct store_spec_new sn = {"svc", "prod", "json", "{}", "{}", NULL, T0};
+
+	pthread_barrier_wait(node->start);
+	for (int i = 0; i < RACE_PUTS && !node->failed; i++)
+		node->failed = store_spec_put(node->st, &sn, &node->versions[i]);
+	return NULL;
+}
+
+START_TEST(test_stored_spec_race)
+{
+	struct race_node nodes[RACE_NODES] = {{0}};
+	pthread_t threads[RACE_NODES];
+	pthread_barrier_t start;
+	bool seen[RACE_NODES * RACE_PUTS + 1] = {false};
+	json_t *spec = NULL;
+
+	if (!conf_backend(_i)->shared)
+		return;
+	ck_assert_int_eq(pthread_barrier_init(&start, NULL, RACE_NODES), 0);
+	for (int n = 0; n < RACE_NODES; n++) {
+		nodes[n].st = conf_open(_i);
+		nodes[n].start = &start;
+	}
+	for (int n = 0; n < RACE_NODES; n++)
+		ck_assert_int_eq(pthread_create(&threads[n], NULL, race_puts, &nodes[n]), 0);
+	for (int n = 0; n < RACE_NODES; n++)
+		ck_assert_int_eq(pthread_join(threads[n], NULL), 0);
+	for (int n = 0; n < RACE_NODES; n++) {
+		ck_assert_msg(nodes[n].failed == 0, "node %d: store_spec_put = %d: %s", n,
+		              nodes[n].failed, store_errmsg(nodes[n].st));
+		for (int i = 0; i < RACE_PUTS; i++) {
+			int64_t v = nodes[n].versions[i];
+
+			ck_assert_int_ge(v, 1);
+			ck_assert_int_le(v, RACE_NODES * RACE_PUTS);
+			ck_assert_msg(!seen[v], "version %lld given twice", (long long)v);
+			seen[v] = true;
+			ck_assert(i == 0 || v > nodes[n].versions[i - 1]);
+		}
+	}
+	ck_assert_int_eq(store_spec_get(nodes[0].st, "svc", "prod", 0, &spec), 0);
+	ck_assert_int_eq(json_integer_value(json_object_get(spec, "version")),
+	                 RACE_NODES * RACE_PUTS);
+	json_decref(spec);
+	for (int n = 0; n < RACE_NODES; n++)
+		store_free(nodes[n].st);
+	pthread_barrier_destroy(&start);
+}
+END_TEST
+
 /* A run keeps the stored spec version it was started from; the run
  * resource, the runs list and the history show it (null without one). */
 START_TEST(test_run_spec_version)
@@ -2172,6 +2268,7 @@ static Suite *conformance_suite(void)
 	tcase_add_loop_test(tc, test_not_found_and_invalid, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_invalid_utf8_error, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_load_roundtrip, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_load_big_blob, 0, N_BACKENDS);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("history");
@@ -2201,6 +2298,7 @@ static Suite *conformance_suite(void)
 	tcase_add_loop_test(tc, test_stored_spec_versions, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_stored_spec_invalid, 0,
 	                    N_BACKENDS * (int)RD_ARRAY_SIZE(bad_specs));
+	tcase_add_loop_test(tc, test_stored_spec_race, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_run_spec_version, 0, N_BACKENDS);
 	suite_add_tcase(s, tc);
 	return s;
