@@ -333,7 +333,7 @@ static void render_runs(struct svg_buf *b, json_t *snap)
 		        b, "readyd_runs_queued_limit %lld\n",
 		        (long long)json_integer_value(json_object_get(snap, "queued_limit")));
 	}
-	head(b, "readyd_db_size_bytes", "gauge", "Size of the SQLite database.");
+	head(b, "readyd_db_size_bytes", "gauge", "Size of the store's database.");
 	svg_buf_printf(b, "readyd_db_size_bytes %lld\n",
 	               (long long)json_integer_value(json_object_get(snap, "db_size_bytes")));
 	if (json_is_boolean(json_object_get(snap, "store_degraded"))) {

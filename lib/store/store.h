@@ -133,7 +133,8 @@ int store_runs_interrupt_stale(struct store *st, int64_t now_ms);
 
 /* Retention: deletes up to batch rows of raw per-run
  * data (tables named raw_* with a run_id column) of runs that finished
- * before before_ms, then gives free pages back (incremental vacuum).
+ * before before_ms, then, on SQLite, gives free pages back (incremental
+ * vacuum; on PostgreSQL autovacuum makes the space reusable).
  * Returns the number of rows deleted (batch means: call again soon) or
  * -errno. Summaries, metrics and verdicts are kept. Main thread. */
 int store_prune_raw(struct store *st, int64_t before_ms, int batch);
