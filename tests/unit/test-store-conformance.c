@@ -1914,6 +1914,27 @@ START_TEST(test_lookup_invalid_utf8)
 }
 END_TEST
 
+/* Nothing saved, or nothing that could be: none found, not an error. */
+START_TEST(test_load_none)
+{
+	struct store *st = conf_open(_i);
+	int64_t id = create_run(st, "svc", "staging", NULL, 1, NULL);
+	size_t huge = (size_t)INT32_MAX + 1, len = 0;
+	void *data = NULL;
+	json_t *tl = NULL;
+
+	ck_assert_int_eq(store_probe_blob_get(st, id, 1, "latency", &data, &len), -ENOENT);
+	ck_assert_int_eq(store_probe_blob_get(st, id, huge, "latency", &data, &len), -ENOENT);
+	ck_assert_int_eq(store_probe_timeline_get(st, id, 0, &tl), 0);
+	ck_assert_uint_eq(json_array_size(tl), 0);
+	json_decref(tl);
+	ck_assert_int_eq(store_probe_timeline_get(st, id, huge, &tl), 0);
+	ck_assert_uint_eq(json_array_size(tl), 0);
+	json_decref(tl);
+	store_free(st);
+}
+END_TEST
+
 /* A histogram of a long, wide load test is megabytes: every byte value,
  * zeros included, comes back as saved, and a second save replaces it. */
 START_TEST(test_load_big_blob)
@@ -2269,6 +2290,7 @@ static Suite *conformance_suite(void)
 	tcase_add_loop_test(tc, test_invalid_utf8_error, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_load_roundtrip, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_load_big_blob, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_load_none, 0, N_BACKENDS);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("history");

@@ -16,6 +16,7 @@
 
 #include "lib/store/pg/pg_internal.h"
 #include "lib/util/json_text.h"
+#include "lib/util/util.h"
 
 #define STORE_BLOB_MAX (64 * 1024 * 1024)
 
@@ -52,10 +53,8 @@ int pg_probe_blob_get(struct store *st, int64_t run_id, size_t idx, const char *
 	void *copy;
 	int r;
 
-	if (idx > INT32_MAX || !name) {
-		pg_set_errf(st, "Failed to read a histogram: bad arguments");
-		return -EINVAL;
-	}
+	if (idx > INT32_MAX || !name) /* none saved: as SQLite finds none */
+		return -ENOENT;
 	r = pg_exec_bin(st, sql, 3, params, NULL, NULL, true, &res, "read a histogram");
 	if (r < 0)
 		return r;
@@ -170,11 +169,16 @@ int pg_probe_timeline_get(struct store *st, int64_t run_id, size_t idx, json_t *
 	struct pg_num run, pidx;
 	const char *params[] = {pg_i64(&run, run_id), pg_i64(&pidx, (int64_t)idx)};
 	PGresult *res = NULL;
-	int r = pg_exec(st, sql, 2, params, &res, "read a timeline");
+	int r;
 
+	if (idx > INT32_MAX) { /* none saved (probe_idx is an INTEGER) */
+		*ret_timeline = json_array();
+		return *ret_timeline ? 0 : pg_oom(st);
+	}
+	r = pg_exec(st, sql, 2, params, &res, "read a timeline");
 	if (r < 0)
 		return r;
-	r = pg_rows_to_array(st, res, cols, sizeof(cols) / sizeof(cols[0]), ret_timeline);
+	r = pg_rows_to_array(st, res, cols, RD_ARRAY_SIZE(cols), ret_timeline);
 	PQclear(res);
 	return r;
 }
