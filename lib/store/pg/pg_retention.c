@@ -9,8 +9,9 @@
  *
  * There is no counterpart to SQLite's incremental vacuum: autovacuum marks
  * the deleted rows' space free for new rows of the same table, which is
- * what a store that keeps writing needs; the files do not shrink (only
- * VACUUM FULL does that, under a lock no running readyd should wait on).
+ * what a store that keeps writing needs; the files barely shrink (only
+ * VACUUM FULL gives everything back, under a lock no running readyd
+ * should wait on).
  */
 #include <errno.h>
 #include <stdio.h>
