@@ -54,6 +54,10 @@ struct conf_backend {
 	 * commits it only once create, started on st, waits for it; returns
 	 * that run's id. NULL: the wait cannot be seen from outside. */
 	int64_t (*key_held)(const char *where, void *(*create)(void *), void *arg);
+	/* Stores version 1 of svc's spec in prod from another connection and
+	 * commits it only once put, started on a thread, waits for it. NULL:
+	 * the wait cannot be seen from outside. */
+	void (*spec_held)(const char *where, void *(*put)(void *), void *arg);
 };
 
 /* ---- SQLite glue: the only code here that knows the backend ----------- */
@@ -225,12 +229,31 @@ static int64_t pg_key_held(const char *url, void *(*create)(void *), void *arg)
 	return id;
 }
 
+static void pg_spec_held(const char *url, void *(*put)(void *), void *arg)
+{
+	PGconn *c = pg_raw(url);
+	pthread_t t;
+	int tries = 0;
+
+	pg_run(c, "BEGIN");
+	pg_run(c, "INSERT INTO stored_specs (service, environment, version, format, text, doc, "
+	          "created_at) VALUES ('svc', 'prod', 1, 'json', '{}', '{}', 1)");
+	ck_assert_int_eq(pthread_create(&t, NULL, put, arg), 0);
+	while (!pg_someone_waits(c) && ++tries < 1000)
+		usleep(2000);
+	ck_assert_int_lt(tries, 1000);
+	pg_run(c, "COMMIT");
+	pthread_join(t, NULL);
+	PQfinish(c);
+}
+
 static const struct conf_backend backends[] = {
-        {"sqlite :memory:", sqlite_memory, false, false, "CHECK constraint", NULL, NULL, NULL},
+        {"sqlite :memory:", sqlite_memory, false, false, "CHECK constraint", NULL, NULL, NULL,
+         NULL},
         {"sqlite file", sqlite_file, true, false, "CHECK constraint", sqlite_make_newer,
-         sqlite_count_metric, NULL},
+         sqlite_count_metric, NULL, NULL},
         {"postgresql", pg_where, true, true, "violates check constraint", pg_make_newer,
-         pg_count_metric, pg_key_held},
+         pg_count_metric, pg_key_held, pg_spec_held},
 };
 
 /* Every entry, or all but PostgreSQL when no cluster was given. */
@@ -2214,6 +2237,37 @@ START_TEST(test_stored_spec_race)
 }
 END_TEST
 
+/* A put that meets another node's put of the same version, not yet
+ * committed, waits for it and takes the next version. */
+struct held_put {
+	struct store *st;
+	int r;
+	int64_t version;
+};
+
+static void *held_put(void *arg)
+{
+	struct held_put *hp = arg;
+	struct store_spec_new sn = {"svc", "prod", "json", "{}", "{}", NULL, T0};
+
+	hp->r = store_spec_put(hp->st, &sn, &hp->version);
+	return NULL;
+}
+
+START_TEST(test_stored_spec_held)
+{
+	const struct conf_backend *b = conf_backend(_i);
+	struct held_put hp = {conf_open(_i), -1, 0};
+
+	if (b->spec_held) {
+		b->spec_held(b->where(), held_put, &hp);
+		ck_assert_msg(hp.r == 0, "store_spec_put = %d: %s", hp.r, store_errmsg(hp.st));
+		ck_assert_int_eq(hp.version, 2);
+	}
+	store_free(hp.st);
+}
+END_TEST
+
 /* A run keeps the stored spec version it was started from; the run
  * resource, the runs list and the history show it (null without one). */
 START_TEST(test_run_spec_version)
@@ -2321,6 +2375,7 @@ static Suite *conformance_suite(void)
 	tcase_add_loop_test(tc, test_stored_spec_invalid, 0,
 	                    N_BACKENDS * (int)RD_ARRAY_SIZE(bad_specs));
 	tcase_add_loop_test(tc, test_stored_spec_race, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_stored_spec_held, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_run_spec_version, 0, N_BACKENDS);
 	suite_add_tcase(s, tc);
 	return s;
