@@ -14,7 +14,8 @@
 #include "lib/util/suggest.h"
 #include "lib/util/util.h"
 
-#define CONFIG_MAX_BYTES (256 * 1024)
+#define CONFIG_MAX_BYTES   (256 * 1024)
+#define CONFIG_NODE_ID_MAX 128
 
 void config_init(struct rd_config *cfg)
 {
@@ -31,6 +32,7 @@ void config_init(struct rd_config *cfg)
 	cfg->sched.max_concurrent_load = 1;
 	cfg->sched.max_queued = 100;
 	cfg->shutdown_timeout_ms = 10000;
+	cfg->lease_ms = 30 * 1000;
 	cfg->limits = (struct policy_limits){
 	        .max_spec_bytes = 256 * 1024,
 	        .max_probes = 32,
@@ -45,6 +47,7 @@ void config_deinit(struct rd_config *cfg)
 {
 	free(cfg->listen);
 	free(cfg->database);
+	free(cfg->node_id);
 	free(cfg->tls_cert);
 	free(cfg->tls_key);
 	json_decref(cfg->allowed_targets);
@@ -515,6 +518,33 @@ static int load_allowed_paths(struct rd_config *cfg, json_t *doc, char *err, siz
 	return 0;
 }
 
+/* node_id names this readyd among the nodes sharing one database (and
+ * in every run it executes); lease is how long a node that stopped
+ * beating keeps its runs (docs/scale-out.md). */
+static int load_node(struct rd_config *cfg, json_t *doc, char *err, size_t errlen)
+{
+	json_t *v = json_object_get(doc, "node_id");
+	const char *id = json_string_value(v);
+
+	if (v &&
+	    (!id || !*id || strlen(id) > CONFIG_NODE_ID_MAX ||
+	     strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") !=
+	             strlen(id))) {
+		snprintf(err, errlen, "node_id: must be 1-%d of [A-Za-z0-9._:-]",
+		         CONFIG_NODE_ID_MAX);
+		return -EINVAL;
+	}
+	if (id && config_set_string(&cfg->node_id, id) < 0)
+		return -ENOMEM;
+	if (get_duration(doc, "lease", "", 3600 * 1000, &cfg->lease_ms, err, errlen) < 0)
+		return -EINVAL;
+	if (cfg->lease_ms < 1000) {
+		snprintf(err, errlen, "lease: must be a duration from 1s to 3600 s, like 30s");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int load_doc(struct rd_config *cfg, json_t *doc, char *err, size_t errlen)
 {
 	static const char *const keys[] = {"listen",
@@ -533,6 +563,8 @@ static int load_doc(struct rd_config *cfg, json_t *doc, char *err, size_t errlen
 	                                   "limits",
 	                                   "shutdown",
 	                                   "retention",
+	                                   "node_id",
+	                                   "lease",
 	                                   NULL};
 	json_t *v;
 	int64_t ms;
@@ -542,7 +574,8 @@ static int load_doc(struct rd_config *cfg, json_t *doc, char *err, size_t errlen
 	if (check_keys(doc, "", keys, err, errlen) < 0 || load_strings(cfg, doc, err, errlen) < 0 ||
 	    load_scheduler(cfg, json_object_get(doc, "scheduler"), err, errlen) < 0 ||
 	    load_api(cfg, json_object_get(doc, "api"), err, errlen) < 0 ||
-	    load_ops(cfg, doc, err, errlen) < 0 || load_allowed_paths(cfg, doc, err, errlen) < 0)
+	    load_ops(cfg, doc, err, errlen) < 0 || load_allowed_paths(cfg, doc, err, errlen) < 0 ||
+	    load_node(cfg, doc, err, errlen) < 0)
 		return -EINVAL;
 	if ((v = json_object_get(doc, "shutdown_timeout"))) {
 		if (!json_is_string(v) || rd_parse_duration(json_string_value(v), &ms) < 0 ||

@@ -276,6 +276,10 @@ static int open_store(struct daemon *d)
 		          rd_url_redact(d->cfg.database, shown, sizeof(shown)), err);
 		return r;
 	}
+	/* Several nodes share a database: runs left running elsewhere are
+	 * another node's, ended by the lease expiry when that node is gone. */
+	if (store_shared(d->store))
+		return 0;
 	r = store_runs_interrupt_stale(d->store, rd_now_ms());
 	if (r > 0)
 		log_warn("Marked %d run(s) left by a previous readyd as interrupted", r);
@@ -460,6 +464,8 @@ static void reload(struct daemon *d)
 	SWAP_STR(cfg.database, d->cfg.database);
 	SWAP_STR(cfg.tls_cert, d->cfg.tls_cert);
 	SWAP_STR(cfg.tls_key, d->cfg.tls_key);
+	SWAP_STR(cfg.node_id, d->cfg.node_id);
+	cfg.lease_ms = d->cfg.lease_ms;
 	if (d->log_level_flag)
 		cfg.log_level = d->cfg.log_level;
 	SWAP_CFG(cfg, d->cfg); /* the old one is freed below */
@@ -694,6 +700,49 @@ static void announce(struct daemon *d)
 	notify_ready(status);
 }
 
+/* Runs this node held in its previous life (the same node_id) end now
+ * rather than when their lease passes: they are not running anywhere. */
+static void recover_node(struct daemon *d, const char *id)
+{
+	json_t *runs = NULL;
+	int r = store_leases_expire(d->store, rd_now_ms(), id, &runs);
+
+	log_info("cluster mode: node '%s', lease %lld ms; runs are claimed from the shared queue",
+	         id, (long long)d->cfg.lease_ms);
+	if (r < 0)
+		log_warn("Failed to end the runs node '%s' left: %s, ignoring (they end when "
+		         "their lease passes)",
+		         id, store_errmsg(d->store));
+	else if (json_array_size(runs) > 0)
+		log_warn("Marked %zu run(s) node '%s' left running as interrupted (or requeued)",
+		         json_array_size(runs), id);
+	json_decref(runs);
+}
+
+/* The node's name: node_id, or hostname:port (the port bound, so two
+ * nodes on one host differ). */
+static int set_node(struct daemon *d)
+{
+	char host[256] = "", id[320];
+	int r;
+
+	if (d->cfg.node_id) {
+		snprintf(id, sizeof(id), "%s", d->cfg.node_id);
+	} else {
+		if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
+			snprintf(host, sizeof(host), "localhost");
+		snprintf(id, sizeof(id), "%s:%d", host, api_server_port(d->api));
+	}
+	r = sched_set_node(d->sched, id, d->cfg.lease_ms, READYD_VERSION);
+	if (r < 0) {
+		log_error("Failed to name this node '%s': %s", id, strerror(-r));
+		return r;
+	}
+	if (store_shared(d->store))
+		recover_node(d, id);
+	return 0;
+}
+
 static int start(struct daemon *d)
 {
 	struct api_config ac = {
@@ -731,7 +780,7 @@ static int start(struct daemon *d)
 		log_error("Failed to start the API server: %s", err);
 		return r;
 	}
-	if ((r = check_exposure(d, ac.listen_fd)) < 0)
+	if ((r = check_exposure(d, ac.listen_fd)) < 0 || (r = set_node(d)) < 0)
 		return r;
 	announce(d);
 	start_watchdog(d);

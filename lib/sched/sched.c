@@ -30,77 +30,13 @@
 #include "lib/report/metrics.h"
 #include "lib/probe/probe.h"
 #include "lib/sched/sched.h"
+#include "lib/sched/sched_internal.h"
 #include "lib/util/run_state.h"
 #include "lib/util/util.h"
 #include "lib/util/json_text.h"
 
 #define RETRY_FIRST_MS 1000
 #define RETRY_MAX_MS   (30 * 1000)
-
-struct sched_watch {
-	struct run *run;
-	sched_watch_cb cb;
-	void *userdata;
-	struct sched_watch *next, *prev;
-};
-
-struct run {
-	struct sched *s;
-	struct run *next, *prev;
-	int64_t id;
-	struct spec *spec;
-	enum run_state state;
-	struct probe *probes;
-	size_t n_probes;
-	size_t cur;      /* first probe not yet processed */
-	bool holds_load; /* the current probe holds a load slot */
-	bool cancel_requested;
-	bool interrupt; /* cancelled by shutdown: record as interrupted */
-	bool deadline_hit;
-	bool probe_deadline_hit;
-	bool advancing, again;
-	bool finalized;
-	bool waiting_load;   /* the next probe waits for a load slot */
-	bool unsaved;        /* a write failed: the store lags behind (resync_run) */
-	bool broken;         /* an invariant broke (rd_assert): the run is an error */
-	bool decided;        /* sched_finalize() decided the final state: */
-	const char *verdict; /* static, or NULL */
-	char *error;         /* owned, or NULL */
-	int64_t finished_at;
-	json_t *gates, *checklist; /* the judgement, owned */
-	int n_background;          /* background probes still running (probe_ops.stop) */
-	bool background_stop;      /* they were asked to stop */
-	int64_t started_at;
-	uv_timer_t deadline;
-	uv_timer_t probe_timer;
-	int open_handles;
-	struct sched_watch *watches;
-};
-
-struct sched {
-	uv_loop_t *loop;
-	struct store *store;
-	struct http_client *http;
-	struct aminbox *inbox; /* borrowed; for alert drills */
-	struct sched_config cfg;
-	struct run *head, *tail;
-	int n_queued, n_running, load_running;
-	bool pumping, pump_again;
-	void (*shutdown_cb)(void *userdata);
-	void *shutdown_userdata;
-	bool abandon; /* sched_shutdown: stop waiting for the store */
-	/* Writes the store refused (see the top of this file). */
-	int n_unsaved;   /* runs the store lags behind on */
-	int n_unstored;  /* of them, runs that ended */
-	int store_err;   /* the last refusal's -errno */
-	int64_t err_run; /* and its run */
-	char err_cause[256];
-	uv_timer_t retry;
-	bool retry_init, retry_closed;
-	uint64_t backoff_ms;
-	sched_store_cb store_cb;
-	void *store_userdata;
-};
 
 static void run_advance(struct run *r);
 
@@ -141,6 +77,7 @@ void sched_free(struct sched *s)
 	/* Runs still listed point back here: leak rather than use freed memory. */
 	if (!s || !rd_assert(!s->head))
 		return;
+	sched_cluster_free(s);
 	free(s);
 }
 
@@ -181,7 +118,7 @@ int sched_store_status(struct sched *s, char *buf, size_t len)
 }
 
 /* A run that ended is findable until its final state is stored. */
-static struct run *find_run(struct sched *s, int64_t id)
+struct run *sched_find_run(struct sched *s, int64_t id)
 {
 	for (struct run *r = s->head; r; r = r->next)
 		if (r->id == id && (!r->finalized || r->unsaved))
@@ -199,7 +136,7 @@ static void sched_notify(struct run *r, bool final)
 		return;
 	for (; w; w = next) {
 		next = w->next;
-		w->cb(w->userdata, r->id, run_state_to_string(r->state), final);
+		sched_notify_watch(w, r->id, run_state_to_string(r->state), final);
 	}
 	if (!final)
 		return;
@@ -210,12 +147,19 @@ static void sched_notify(struct run *r, bool final)
 	}
 }
 
+void sched_notify_watch(struct sched_watch *w, int64_t id, const char *state, bool final)
+{
+	w->cb(w->userdata, id, state, final);
+}
+
 int sched_watch(struct sched *s, int64_t run_id, sched_watch_cb cb, void *userdata,
                 struct sched_watch **ret_watch)
 {
-	struct run *r = find_run(s, run_id);
+	struct run *r = sched_find_run(s, run_id);
 	struct sched_watch *w;
 
+	if (!r && sched_cluster_on(s))
+		return sched_cluster_watch(s, run_id, cb, userdata, ret_watch);
 	if (!r)
 		return -ENOENT;
 	w = calloc(1, sizeof(*w));
@@ -236,6 +180,10 @@ void sched_unwatch(struct sched_watch *w)
 {
 	if (!w)
 		return;
+	if (w->remote) {
+		sched_cluster_unwatch(w);
+		return;
+	}
 	if (w->prev)
 		w->prev->next = w->next;
 	else
@@ -245,8 +193,7 @@ void sched_unwatch(struct sched_watch *w)
 	free(w);
 }
 
-__attribute__((format(printf, 3, 4))) static void sched_report(struct sched *s, int err,
-                                                               const char *fmt, ...)
+void sched_report(struct sched *s, int err, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -336,9 +283,11 @@ static int write_state(struct run *r)
 	return check_write(r, e);
 }
 
+/* A run whose lease was lost belongs to another node's record now:
+ * nothing of it is written any more. */
 static void sched_save_probe(struct run *r, size_t idx)
 {
-	int e = r->unsaved ? 0 : write_probe(r, idx);
+	int e = r->unsaved || r->lost ? 0 : write_probe(r, idx);
 
 	if (e < 0)
 		sched_store_failed(r, e);
@@ -346,7 +295,7 @@ static void sched_save_probe(struct run *r, size_t idx)
 
 static void sched_save_state(struct run *r)
 {
-	int e = r->unsaved ? 0 : write_state(r);
+	int e = r->unsaved || r->lost ? 0 : write_state(r);
 
 	if (e < 0)
 		sched_store_failed(r, e);
@@ -543,7 +492,7 @@ static void complete_probe(struct run *r)
 		r->s->load_running--;
 	}
 	sched_probe_release(p);
-	if (!r->unsaved && (e = write_measurements(r, r->cur)) < 0)
+	if (!r->unsaved && !r->lost && (e = write_measurements(r, r->cur)) < 0)
 		sched_store_failed(r, e);
 	sched_save_probe(r, r->cur);
 	r->cur++;
@@ -680,6 +629,8 @@ static void sched_decide(struct run *r)
 /* Announces the stored end of a run and lets it go. */
 static void end_run(struct run *r)
 {
+	if (r->claimed)
+		sched_cluster_kick(r->s);
 	sched_notify(r, true);
 	unlink_run(r);
 	uv_close((uv_handle_t *)&r->deadline, sched_on_handle_closed);
@@ -708,7 +659,7 @@ static void sched_finalize(struct run *r)
 	sched_decide(r);
 	if (r->started_at > 0 && r->finished_at >= r->started_at) /* for GET /metrics */
 		metrics_run_observe(r->verdict, (double)(r->finished_at - r->started_at) / 1000.0);
-	if (!r->unsaved && (e = write_judgement(r)) < 0)
+	if (!r->unsaved && !r->lost && (e = write_judgement(r)) < 0)
 		sched_store_failed(r, e);
 	sched_save_state(r);
 	if (r->unsaved) {
@@ -766,8 +717,6 @@ static int sched_flush(struct sched *s)
 	}
 	return s->n_unsaved;
 }
-
-static void sched_pump(struct sched *s);
 
 static void sched_flush_and_pump(uv_timer_t *t)
 {
@@ -927,7 +876,7 @@ static void sched_pump_once(struct sched *s)
 }
 
 /* Guarded like run_advance: finishing runs pump, and pumping finishes runs. */
-static void sched_pump(struct sched *s)
+void sched_pump(struct sched *s)
 {
 	if (s->pumping) {
 		s->pump_again = true;
@@ -950,6 +899,7 @@ static void sched_pump(struct sched *s)
 		if (s->retry_init && !s->retry_closed)
 			uv_close((uv_handle_t *)&s->retry, NULL);
 		s->retry_closed = true;
+		sched_cluster_close(s);
 		cb(s->shutdown_userdata);
 	}
 }
@@ -1004,15 +954,24 @@ static char *sched_spec_text(const struct spec *spec)
 	return text;
 }
 
+/* The spec to execute, credentials included, for the node that claims
+ * the run (cluster mode only: a run this node queues itself executes
+ * from memory). New string, or NULL. */
+static char *sched_exec_text(const struct sched *s, const struct spec *spec)
+{
+	return sched_cluster_on(s) ? rd_json_dumps(spec->doc, JSON_COMPACT) : NULL;
+}
+
 static int sched_store_new_run(struct sched *s, const struct spec *spec, const char *text,
                                const char *submitted_by, const char *idempotency_key,
                                int64_t *ret_id, bool *ret_existing)
 {
 	const char **names = calloc(spec->n_probes + 1, sizeof(*names));
 	const char **types = calloc(spec->n_probes + 1, sizeof(*types));
+	char *exec = sched_exec_text(s, spec);
 	int e = -ENOMEM;
 
-	if (names && types) {
+	if (names && types && (exec || !sched_cluster_on(s))) {
 		struct store_run_new rn = {
 		        .service = spec->service,
 		        .version = spec->version,
@@ -1025,6 +984,8 @@ static int sched_store_new_run(struct sched *s, const struct spec *spec, const c
 		        .n_probes = spec->n_probes,
 		        .created_at = rd_now_ms(),
 		        .spec_version = spec->stored_version,
+		        .node = s->cl.node,
+		        .exec_spec_json = exec,
 		};
 
 		for (size_t i = 0; i < spec->n_probes; i++) {
@@ -1035,59 +996,17 @@ static int sched_store_new_run(struct sched *s, const struct spec *spec, const c
 	}
 	free(names);
 	free(types);
+	free(exec);
 	return e;
 }
 
-int sched_submit(struct sched *s, struct spec *spec, const char *submitted_by,
-                 const char *idempotency_key, int64_t *ret_id, bool *ret_existing)
+int sched_enqueue(struct sched *s, int64_t id, struct spec *spec, struct run **ret_run)
 {
 	struct run *r;
-	bool existing = false;
-	char *text;
-	int64_t id;
-	int e;
+	int e = new_run(s, spec, &r);
 
-	if (s->shutdown_cb) {
-		spec_free(spec);
-		return -ESHUTDOWN;
-	}
-	text = sched_spec_text(spec);
-	if (!text) {
-		spec_free(spec);
-		return -ENOMEM;
-	}
-	/* A retry of a submission that was accepted is answered even when the
-	 * queue is full now: the pipeline's run exists. */
-	e = idempotency_key
-	            ? store_run_find_by_key(s->store, spec->service, idempotency_key, text, &id)
-	            : -ENOENT;
-	if (e == 0) {
-		existing = true;
-	} else if (e == -ENOENT && s->n_unsaved > 0) {
-		e = s->store_err;
-	} else if (e == -ENOENT && s->n_queued >= s->cfg.max_queued) {
-		e = -EAGAIN;
-	} else if (e == -ENOENT) {
-		e = sched_store_new_run(s, spec, text, submitted_by, idempotency_key, &id,
-		                        &existing);
-	}
-	free(text);
-	if (e < 0 || existing) {
-		spec_free(spec);
-		if (e == 0) {
-			*ret_id = id;
-			*ret_existing = true;
-		}
+	if (e < 0)
 		return e;
-	}
-	e = new_run(s, spec, &r);
-	if (e < 0) {
-		spec_free(spec);
-		store_run_update(s->store, id, run_state_to_string(RUN_ERROR),
-		                 gate_verdict_to_string(VERDICT_ERROR), 0, rd_now_ms(),
-		                 "out of memory while queueing the run");
-		return e;
-	}
 	r->id = id;
 	r->state = RUN_QUEUED;
 	r->prev = s->tail;
@@ -1097,6 +1016,71 @@ int sched_submit(struct sched *s, struct spec *spec, const char *submitted_by,
 		s->head = r;
 	s->tail = r;
 	s->n_queued++;
+	*ret_run = r;
+	return 0;
+}
+
+/* Stores the run, or finds it again by its idempotency key. */
+static int sched_store_submit(struct sched *s, const struct spec *spec, const char *submitted_by,
+                              const char *idempotency_key, int64_t *ret_id, bool *ret_existing)
+{
+	char *text = sched_spec_text(spec);
+	int e;
+
+	if (!text)
+		return -ENOMEM;
+	/* A retry of a submission that was accepted is answered even when the
+	 * queue is full now: the pipeline's run exists. */
+	e = idempotency_key
+	            ? store_run_find_by_key(s->store, spec->service, idempotency_key, text, ret_id)
+	            : -ENOENT;
+	if (e == 0) {
+		*ret_existing = true;
+	} else if (e == -ENOENT && s->n_unsaved > 0) {
+		e = s->store_err;
+	} else if (e == -ENOENT && s->n_queued >= s->cfg.max_queued) {
+		e = -EAGAIN;
+	} else if (e == -ENOENT) {
+		e = sched_store_new_run(s, spec, text, submitted_by, idempotency_key, ret_id,
+		                        ret_existing);
+	}
+	free(text);
+	return e;
+}
+
+/* In cluster mode the run waits in the shared queue for whichever node
+ * claims it first (this one at once when it has room). */
+int sched_submit(struct sched *s, struct spec *spec, const char *submitted_by,
+                 const char *idempotency_key, int64_t *ret_id, bool *ret_existing)
+{
+	struct run *r;
+	bool existing = false;
+	int64_t id;
+	int e;
+
+	if (s->shutdown_cb) {
+		spec_free(spec);
+		return -ESHUTDOWN;
+	}
+	e = sched_store_submit(s, spec, submitted_by, idempotency_key, &id, &existing);
+	if (e < 0 || existing || sched_cluster_on(s)) {
+		spec_free(spec);
+		if (e == 0) {
+			*ret_id = id;
+			*ret_existing = existing;
+			if (!existing)
+				sched_cluster_kick(s);
+		}
+		return e;
+	}
+	e = sched_enqueue(s, id, spec, &r);
+	if (e < 0) {
+		spec_free(spec);
+		store_run_update(s->store, id, run_state_to_string(RUN_ERROR),
+		                 gate_verdict_to_string(VERDICT_ERROR), 0, rd_now_ms(),
+		                 "out of memory while queueing the run");
+		return e;
+	}
 	*ret_id = id;
 	*ret_existing = false;
 	sched_pump(s);
@@ -1105,9 +1089,11 @@ int sched_submit(struct sched *s, struct spec *spec, const char *submitted_by,
 
 int sched_cancel(struct sched *s, int64_t id)
 {
-	struct run *r = find_run(s, id);
+	struct run *r = sched_find_run(s, id);
 	struct probe *p;
 
+	if (!r && sched_cluster_on(s))
+		return sched_cluster_cancel(s, id);
 	if (!r)
 		return -ENOENT;
 	if (r->decided)
@@ -1139,7 +1125,7 @@ static void live_progress(json_t *cur, const struct probe *p)
 
 int sched_progress(struct sched *s, int64_t id, json_t **ret_progress)
 {
-	struct run *r = find_run(s, id);
+	struct run *r = sched_find_run(s, id);
 	json_t *o, *cur = json_null();
 	const struct probe *p;
 

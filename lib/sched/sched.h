@@ -47,6 +47,16 @@ void sched_set_config(struct sched *s, const struct sched_config *cfg);
 struct aminbox;
 void sched_set_inbox(struct sched *s, struct aminbox *inbox);
 
+/* Names this node (node, version: borrowed, copied) and sets the lease of
+ * the runs it claims. Every run it stores records node. With a shared
+ * store (store_shared: several nodes on one database, docs/scale-out.md)
+ * it also turns cluster mode on: runs are submitted to the shared queue
+ * and claimed by whichever node has a free slot (this one included),
+ * this node beats every lease/3 to keep its runs, ends the runs of nodes
+ * whose lease passed, and sched_cancel/sched_watch work on runs other
+ * nodes execute. Call once, after sched_new. -ENOMEM, -EINVAL. */
+int sched_set_node(struct sched *s, const char *node, int64_t lease_ms, const char *version);
+
 /* Stores and queues a new run. Steals spec (also on error). With an
  * idempotency key the spec's service has seen before with the same spec,
  * returns that run's id with *ret_existing set and queues nothing; with
@@ -54,7 +64,9 @@ void sched_set_inbox(struct sched *s, struct aminbox *inbox);
 int sched_submit(struct sched *s, struct spec *spec, const char *submitted_by,
                  const char *idempotency_key, int64_t *ret_id, bool *ret_existing);
 
-/* Cancels a queued or running run. -ENOENT: no active run with that id
+/* Cancels a queued or running run. In cluster mode a run another node
+ * executes is cancelled through the store: at once when still queued,
+ * at that node's next beat when running (0 in both cases). -ENOENT: no active run with that id
  * (it may exist finished: callers check the store); -EALREADY: the run
  * has ended and its end waits for the store (nothing to cancel). */
 int sched_cancel(struct sched *s, int64_t id);
@@ -75,7 +87,9 @@ int sched_queue_limit(struct sched *s);
  * sentence has the form "Failed to store 'run N': REASON; ..."), once per
  * spell of refusals, and with err 0 when the pending writes have landed.
  * A write that retrying cannot fix (-EINVAL, -ENOENT, -EEXIST) is also
- * reported (ending ", ignoring") and skipped. lib/ logs at debug only: the
+ * reported (ending ", ignoring") and skipped. In cluster mode, err 0 also
+ * tells of runs ended because their node stopped renewing its lease,
+ * and of claimed runs this node could not execute. lib/ logs at debug only: the
  * daemon decides what to log. */
 typedef void (*sched_store_cb)(void *userdata, int err, const char *sentence);
 void sched_set_store_cb(struct sched *s, sched_store_cb cb, void *userdata);
@@ -90,7 +104,10 @@ int sched_store_status(struct sched *s, char *buf, size_t len);
  * freed right after the callback returns (do not unwatch it then).
  * A watch may unwatch itself from its callback, but no other watch. */
 typedef void (*sched_watch_cb)(void *userdata, int64_t run_id, const char *state, bool final);
-/* -ENOENT if the run is not active (it is unknown or has ended). */
+/* -ENOENT if the run is not active (it is unknown or has ended). In
+ * cluster mode a run another node executes is followed through the
+ * store (read again whenever its generation moved, every 250 ms at
+ * most); its callbacks carry the stored state. */
 int sched_watch(struct sched *s, int64_t run_id, sched_watch_cb cb, void *userdata,
                 struct sched_watch **ret_watch);
 void sched_unwatch(struct sched_watch *w);

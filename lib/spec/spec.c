@@ -1019,6 +1019,8 @@ static int parse_object(struct spec_vctx *v, json_t *obj, const char *path,
  * as a schema more than as code. */
 /* clang-format off */
 static const char *const api_versions[] = {"readyd/v1", NULL};
+/* What becomes of a run whose node stopped (docs/scale-out.md). */
+static const char *const resume_modes[] = {"interrupt", "requeue", NULL};
 
 #define R(m) offsetof(struct spec_request, m)
 #define MAXD SPEC_MAX_DURATION_MS
@@ -1081,6 +1083,7 @@ static const struct spec_field top_fields[] = {
 	 .check = check_service_name},
 	{.key = "timeout",     .kind = FK_DURATION, .off = S(timeout_ms), .min = 1000,
 	 .max = MAXD, .def = 30 * 60 * 1000},
+	{.key = "resume",      .kind = FK_STRING, .off = NO_STORE, .choices = resume_modes},
 	{.key = "target",      .kind = FK_OBJECT, .off = S(target), .sub = &spec_request_schema},
 	{.key = "probes",      .kind = FK_CUSTOM, .custom = parse_probes},
 	{.key = "gates",       .kind = FK_CUSTOM, .custom = parse_gates},

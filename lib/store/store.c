@@ -370,3 +370,37 @@ int store_specs_list(struct store *st, const char *service, json_t **ret_items)
 {
 	return st->ops->specs_list(st, service, ret_items);
 }
+
+/* ---- Several nodes on one database ---------------------------------- */
+
+bool store_shared(struct store *st)
+{
+	return st->ops->shared;
+}
+
+int store_node_beat(struct store *st, const char *node, const char *version, int64_t now_ms,
+                    int64_t lease_ms, json_t **ret_held)
+{
+	return st->ops->node_beat(st, node, version, now_ms, lease_ms, ret_held);
+}
+
+int store_run_claim(struct store *st, const char *node, int64_t lease_until, int max,
+                    json_t **ret_runs)
+{
+	return st->ops->run_claim(st, node, lease_until, max, ret_runs);
+}
+
+int store_leases_expire(struct store *st, int64_t now_ms, const char *node, json_t **ret_runs)
+{
+	return st->ops->leases_expire(st, now_ms, node, ret_runs);
+}
+
+int store_run_cancel_request(struct store *st, int64_t id, int64_t now_ms)
+{
+	return st->ops->run_cancel_request(st, id, now_ms);
+}
+
+bool store_queued_hint(struct store *st)
+{
+	return st->ops->queued_hint(st);
+}

@@ -65,6 +65,14 @@ struct store_run_new {
 	size_t n_probes;
 	int64_t created_at;   /* ms */
 	int64_t spec_version; /* the stored spec it came from; 0: none */
+	/* The node that takes the run: recorded at once by a store only one
+	 * node uses; a shared store (store_shared) records the node that
+	 * claims it instead. NULL: none. */
+	const char *node;
+	/* The spec as submitted, credentials included, serialized: what the
+	 * node that claims the run executes (a shared store keeps it until
+	 * the run ends; others ignore it). NULL: none. */
+	const char *exec_spec_json;
 };
 
 /* Inserts a run in state "queued" with one "queued" probe row per probe.
@@ -434,3 +442,51 @@ int store_spec_get(struct store *st, const char *service, const char *environmen
  * versions: [{version, created_by, created_at}] newest first}] ordered by
  * environment; [] when none. New reference. */
 int store_specs_list(struct store *st, const char *service, json_t **ret_items);
+
+/* ---- Several nodes on one database (docs/scale-out.md) ----
+ *
+ * A shared store (PostgreSQL) lets several readyd nodes use one database:
+ * runs are queued in it and claimed by nodes, a claimed run carries a
+ * lease its node renews, and any node ends the runs of a node whose lease
+ * passed. A store only one process uses (SQLite) answers -ENOTSUP to
+ * every operation of this part. Times are ms; main thread. */
+
+/* Whether several nodes may use this store at once (cluster mode). */
+bool store_shared(struct store *st);
+
+/* The node's heartbeat: records node (borrowed, its readyd version too)
+ * as alive at now_ms and renews until now_ms + lease_ms the lease of
+ * every run it holds. *ret_held (new reference) lists those runs,
+ * [{id, cancel}] with cancel true when another node asked to cancel it
+ * (store_run_cancel_request): a run this node executes that is missing
+ * from the list is no longer its own (its lease passed). */
+int store_node_beat(struct store *st, const char *node, const char *version, int64_t now_ms,
+                    int64_t lease_ms, json_t **ret_held);
+
+/* Claims for node up to max queued runs, oldest first, skipping runs
+ * another node is claiming at the same moment: each becomes running on
+ * node with a lease until lease_until. *ret_runs (new reference) is
+ * [{id, spec_version, exec_spec}] with the spec to execute (serialized,
+ * credentials included; spec_version null unless from a stored spec);
+ * [] when none is queued. */
+int store_run_claim(struct store *st, const char *node, int64_t lease_until, int max,
+                    json_t **ret_runs);
+
+/* Ends the runs whose lease passed before now_ms (their node stopped
+ * beating) and, when node is not NULL, every run node holds (node is
+ * starting: they are its previous life's): each becomes interrupted,
+ * with an error naming the node and its last beat, and its unfinished
+ * probes too; a run whose spec says resume: requeue and that has not
+ * started a probe is queued again for another node instead. *ret_runs
+ * (new reference): [{id, node, state}], state being what the run became. */
+int store_leases_expire(struct store *st, int64_t now_ms, const char *node, json_t **ret_runs);
+
+/* Cancels run id on behalf of a node that does not execute it: a queued
+ * run is cancelled at once (returns 0); a running one is marked for its
+ * node, which cancels it at its next beat (returns 1). -ENOENT: no such
+ * run; -EALREADY: it has ended. */
+int store_run_cancel_request(struct store *st, int64_t id, int64_t now_ms);
+
+/* Whether some node queued a run since the last call (never waits, no
+ * round trip: it reads what the server already sent). False when unsure. */
+bool store_queued_hint(struct store *st);

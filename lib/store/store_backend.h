@@ -111,6 +111,16 @@ struct store_ops {
 
 	/* Retention. */
 	int (*prune_raw)(struct store *st, int64_t before_ms, int batch);
+
+	/* Several nodes on one database: -ENOTSUP when not shared. */
+	bool shared;
+	int (*node_beat)(struct store *st, const char *node, const char *version, int64_t now_ms,
+	                 int64_t lease_ms, json_t **ret_held);
+	int (*run_claim)(struct store *st, const char *node, int64_t lease_until, int max,
+	                 json_t **ret_runs);
+	int (*leases_expire)(struct store *st, int64_t now_ms, const char *node, json_t **ret_runs);
+	int (*run_cancel_request)(struct store *st, int64_t id, int64_t now_ms);
+	bool (*queued_hint)(struct store *st);
 };
 
 /* Filling a struct store_trend_points (store_trend.c), for trend_points:

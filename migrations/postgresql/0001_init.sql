@@ -23,7 +23,14 @@ CREATE TABLE runs (
     invalid_reason  TEXT,
     spec_version    INTEGER,                -- stored spec version, NULL: sent whole
     node            TEXT,                   -- the node that ran it (claimed it)
-    lease_until     BIGINT                  -- claim valid until; renewed by heartbeats
+    lease_until     BIGINT,                 -- claim valid until; renewed by heartbeats
+    -- The spec as submitted, credentials included, for the node that
+    -- claims the run (spec above is redacted); cleared by runs_final
+    -- below once the run has ended (docs/security.md).
+    exec_spec       TEXT,
+    -- A cancel asked on one node for a run another node executes: the
+    -- owner reads it at its next beat.
+    cancel_requested_at BIGINT
 );
 CREATE INDEX runs_by_service ON runs (service, environment, id);
 CREATE INDEX runs_by_state ON runs (state, id);
@@ -186,3 +193,55 @@ CREATE TABLE nodes (
     heartbeat_at BIGINT NOT NULL,
     version      TEXT NOT NULL
 );
+
+-- A run that reaches a final state keeps no credentials and no lease,
+-- whichever statement ended it (the owner, a lease expiry, a cancel).
+CREATE FUNCTION readyd_run_final() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.state NOT IN ('queued', 'running') THEN
+        NEW.exec_spec := NULL;
+        NEW.lease_until := NULL;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER runs_final BEFORE UPDATE ON runs
+    FOR EACH ROW EXECUTE FUNCTION readyd_run_final();
+
+-- Every node keeps answers (GET /v1/gates, history) under a generation
+-- number that must move when any node writes: each write that changes
+-- what the API shows notifies the channel every node LISTENs on
+-- (PostgreSQL folds identical notifications of one transaction into
+-- one). A run becoming queued says so, so idle nodes claim it at once.
+-- Lease renewals alone change nothing shown and notify nobody.
+CREATE FUNCTION readyd_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('readyd_changed', '');
+    RETURN NULL;
+END $$;
+CREATE FUNCTION readyd_run_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('readyd_changed',
+                      CASE WHEN TG_OP <> 'DELETE' AND NEW.state = 'queued'
+                           THEN 'queued' ELSE '' END);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER runs_changed AFTER INSERT OR DELETE ON runs
+    FOR EACH ROW EXECUTE FUNCTION readyd_run_notify();
+CREATE TRIGGER runs_updated AFTER UPDATE ON runs
+    FOR EACH ROW WHEN (OLD.lease_until IS NOT DISTINCT FROM NEW.lease_until
+                       OR OLD.state IS DISTINCT FROM NEW.state)
+    EXECUTE FUNCTION readyd_run_notify();
+CREATE TRIGGER probe_results_changed AFTER INSERT OR UPDATE OR DELETE ON probe_results
+    FOR EACH STATEMENT EXECUTE FUNCTION readyd_notify();
+CREATE TRIGGER gate_results_changed AFTER INSERT OR UPDATE OR DELETE ON gate_results
+    FOR EACH STATEMENT EXECUTE FUNCTION readyd_notify();
+CREATE TRIGGER checklist_results_changed AFTER INSERT OR UPDATE OR DELETE ON checklist_results
+    FOR EACH STATEMENT EXECUTE FUNCTION readyd_notify();
+CREATE TRIGGER judgements_changed AFTER INSERT OR UPDATE OR DELETE ON judgements
+    FOR EACH STATEMENT EXECUTE FUNCTION readyd_notify();
+CREATE TRIGGER waivers_changed AFTER INSERT OR UPDATE OR DELETE ON waivers
+    FOR EACH STATEMENT EXECUTE FUNCTION readyd_notify();
+CREATE TRIGGER audit_changed AFTER INSERT OR UPDATE OR DELETE ON audit
+    FOR EACH STATEMENT EXECUTE FUNCTION readyd_notify();
+CREATE TRIGGER stored_specs_changed AFTER INSERT OR UPDATE OR DELETE ON stored_specs
+    FOR EACH STATEMENT EXECUTE FUNCTION readyd_notify();

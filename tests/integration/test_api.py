@@ -244,8 +244,11 @@ class ApiTest(lib.TestCase):
 
 class RestartTest(lib.TestCase):
     def test_restart_keeps_history_and_marks_interrupted(self):
+        # The same node_id across the restart (the port changes): on a
+        # shared PostgreSQL database a node ends its previous life's runs
+        # at start, others' only when their lease passes.
         with lib.DemoTarget(latency='1ms') as fast, lib.DemoTarget(latency='20s') as slow, \
-                lib.Daemon() as d:
+                lib.Daemon(config='node_id: restart-test\n') as d:
             self.track(d)
             done = d.run_spec(http_spec(fast.url + '/healthz', 'health.status == 200'))
             self.assertEqual(done['verdict'], 'PASS')

@@ -384,6 +384,38 @@ static int faulty_read_end(struct store *st, int r)
 	return inner(st)->ops->read_end(inner(st), r);
 }
 
+static int faulty_node_beat(struct store *st, const char *node, const char *version, int64_t now_ms,
+                            int64_t lease_ms, json_t **ret_held)
+{
+	faulty(st)->failed = false;
+	return inner(st)->ops->node_beat(inner(st), node, version, now_ms, lease_ms, ret_held);
+}
+
+static int faulty_run_claim(struct store *st, const char *node, int64_t lease_until, int max,
+                            json_t **ret_runs)
+{
+	faulty(st)->failed = false;
+	return inner(st)->ops->run_claim(inner(st), node, lease_until, max, ret_runs);
+}
+
+static int faulty_leases_expire(struct store *st, int64_t now_ms, const char *node,
+                                json_t **ret_runs)
+{
+	faulty(st)->failed = false;
+	return inner(st)->ops->leases_expire(inner(st), now_ms, node, ret_runs);
+}
+
+static int faulty_run_cancel_request(struct store *st, int64_t id, int64_t now_ms)
+{
+	faulty(st)->failed = false;
+	return inner(st)->ops->run_cancel_request(inner(st), id, now_ms);
+}
+
+static bool faulty_queued_hint(struct store *st)
+{
+	return inner(st)->ops->queued_hint(inner(st));
+}
+
 static const struct store_ops faulty_ops = {
         .name = "faulty",
         .free = faulty_free,
@@ -432,4 +464,9 @@ static const struct store_ops faulty_ops = {
         .spec_put = faulty_spec_put,
         .spec_get = faulty_spec_get,
         .specs_list = faulty_specs_list,
+        .node_beat = faulty_node_beat,
+        .run_claim = faulty_run_claim,
+        .leases_expire = faulty_leases_expire,
+        .run_cancel_request = faulty_run_cancel_request,
+        .queued_hint = faulty_queued_hint,
 };

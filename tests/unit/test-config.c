@@ -84,7 +84,9 @@ static const char full_yaml[] = "listen: 0.0.0.0:8080\n"
                                 "  max_load_rate: 200\n"
                                 "  max_load_duration: 10m\n"
                                 "shutdown: { runs: finish, timeout: 45s }\n"
-                                "retention: { raw_days: 30 }\n";
+                                "retention: { raw_days: 30 }\n"
+                                "node_id: web-3.example:7411\n"
+                                "lease: 12s\n";
 
 static void check_full_top(void)
 {
@@ -108,6 +110,8 @@ static void check_full_top(void)
 	ck_assert_str_eq(cfg.tls_cert, "/etc/readyd/c.pem");
 	ck_assert_str_eq(cfg.tls_key, "/etc/readyd/k.pem");
 	ck_assert_int_eq(cfg.retention_raw_days, 30);
+	ck_assert_str_eq(cfg.node_id, "web-3.example:7411");
+	ck_assert_int_eq(cfg.lease_ms, 12000);
 }
 
 static void check_full_lists(void)
@@ -179,6 +183,8 @@ static void check_defaults(void)
 	ck_assert_int_eq(cfg.limits.max_spec_bytes, 256 * 1024);
 	ck_assert_int_eq(cfg.limits.max_probes, 32);
 	ck_assert_int_eq(cfg.retention_raw_days, 0);
+	ck_assert_ptr_null(cfg.node_id);
+	ck_assert_int_eq(cfg.lease_ms, 30000);
 }
 
 START_TEST(test_defaults_empty_file)
@@ -285,6 +291,11 @@ static const struct {
         {"shutdown: { runs: later }\n", "shutdown.runs: must be interrupt or finish"},
         {"shutdown: { timeout: 2h }\n", "shutdown.timeout: must be a duration"},
         {"retention: { raw_days: -1 }\n", "retention.raw_days: must be an integer from 0"},
+        {"node_id: ''\n", "node_id: must be 1-128 of [A-Za-z0-9._:-]"},
+        {"node_id: 'a b'\n", "node_id: must be 1-128 of [A-Za-z0-9._:-]"},
+        {"node_id: 7\n", "node_id: must be 1-128 of [A-Za-z0-9._:-]"},
+        {"lease: 500ms\n", "lease: must be a duration from 1s"},
+        {"lease: 2h\n", "lease: must be a duration like 30s, at most 3600 s"},
         {"- a\n- b\n", "config: must be a mapping"},
 };
 

@@ -1045,6 +1045,8 @@ static const struct valid_case valid_cases[] = {
         {"JSON with a byte order mark", SPEC_FORMAT_JSON, "\xef\xbb\xbf" JHEAD JHTTP "}", NULL},
         {"YAML comments, document markers", SPEC_FORMAT_YAML,
          "# readiness\n---\n" HTTP_SPEC "...\n", NULL},
+        {"resume: requeue", SPEC_FORMAT_YAML, HTTP_SPEC "resume: requeue\n", NULL},
+        {"resume: interrupt", SPEC_FORMAT_YAML, HTTP_SPEC "resume: interrupt\n", NULL},
         {"prometheus-alerts and can_fire", SPEC_FORMAT_YAML,
          HEAD PROBES "  - {name: a, type: prometheus-alerts, prometheus: 'http://p/', "
                      "matchers: ['service=\"x\"', \"team=~'shop-.*'\"], severities: [page]}\n"
@@ -1127,6 +1129,8 @@ static const struct invalid_case invalid_cases[] = {
          "duplicate key", 8},
         {"duplicate key JSON", J, "{\"service\": \"a\",\n \"service\": \"b\"}", "",
          "duplicate object key", 2},
+        {"resume unknown", Y, HTTP_SPEC "resume: retry\n", "resume",
+         "must be one of: interrupt, requeue", 8},
         {"top-level unknown key", Y, HTTP_SPEC "servce: x\n", "servce",
          "unknown field (did you mean 'service'?)", 8},
         {"unknown key, no suggestion", Y, HTTP_SPEC "frobnicate: 1\n", "frobnicate",

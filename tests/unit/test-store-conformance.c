@@ -333,6 +333,7 @@ END_TEST
 static const char roundtrip_queued[] =
         "{\"invalidated\": null, \"rejudgements\": [], \"changes\": [], " /* 0003, 0004 */
         "\"spec_version\": null, "                                        /* 0006 */
+        "\"node\": null, "                                                /* 0008 */
         "\"service\": \"sentiment-api\", \"version\": \"2.4.0\", "
         "\"environment\": \"staging\", \"state\": \"queued\", \"verdict\": null, "
         "\"submitted_by\": \"ci-pipeline\", "
@@ -384,6 +385,7 @@ static const char roundtrip_checklist[] =
 static const char roundtrip_final[] =
         "{\"invalidated\": null, \"rejudgements\": [], \"changes\": [], " /* 0003, 0004 */
         "\"spec_version\": null, "                                        /* 0006 */
+        "\"node\": null, "                                                /* 0008 */
         "\"service\": \"sentiment-api\", \"version\": \"2.4.0\", "
         "\"environment\": \"staging\", \"state\": \"failed\", \"verdict\": \"FAIL\", "
         "\"submitted_by\": \"ci-pipeline\", "
@@ -1084,6 +1086,7 @@ END_TEST
 static const char interrupted_run[] =
         "{\"invalidated\": null, \"rejudgements\": [], \"changes\": [], " /* 0003, 0004 */
         "\"spec_version\": null, "                                        /* 0006 */
+        "\"node\": null, "                                                /* 0008 */
         "\"service\": \"svc\", \"version\": \"2.4.0\", \"environment\": "
         "\"staging\", \"state\": \"interrupted\", \"verdict\": null, "
         "\"submitted_by\": \"ci-pipeline\", "

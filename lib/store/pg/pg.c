@@ -106,8 +106,13 @@ static int session_setup(struct store *st)
 	PQsetNoticeProcessor(pg->conn, notice_ignore, NULL);
 	snprintf(sql, sizeof(sql),
 	         "SET statement_timeout = %d; SET default_transaction_read_only = %s; "
-	         "SET extra_float_digits = 3",
-	         pg->deadline_ms, pg->readonly ? "on" : "off");
+	         "SET extra_float_digits = 3%s",
+	         pg->deadline_ms, pg->readonly ? "on" : "off",
+	         pg->readonly ? "" : "; LISTEN readyd_changed");
+	/* What other nodes wrote while this connection was down was not
+	 * heard: kept answers are dropped and queued runs looked for. */
+	pg->generation++;
+	pg->queued_heard = true;
 	return pg_exec(st, sql, 0, NULL, NULL, "configure the session");
 }
 
@@ -394,8 +399,29 @@ int pg_checkpoint(struct store *st)
 	return 0;
 }
 
+/* Other nodes' writes arrive as notifications on the loop's connection
+ * (LISTEN in session_setup; the triggers of migrations/postgresql/):
+ * reading them costs no round trip. A broken connection is left to
+ * pg_check_file. */
+void pg_notifies_drain(struct store *st)
+{
+	struct pg_store *pg = pg_of(st);
+	PGnotify *n;
+
+	if (!pg->conn || pg->readonly || PQstatus(pg->conn) != CONNECTION_OK ||
+	    !PQconsumeInput(pg->conn))
+		return;
+	while ((n = PQnotifies(pg->conn))) {
+		pg->generation++;
+		if (n->extra && strcmp(n->extra, "queued") == 0)
+			pg->queued_heard = true;
+		PQfreemem(n);
+	}
+}
+
 uint64_t pg_generation(struct store *st)
 {
+	pg_notifies_drain(st);
 	return pg_of(st)->generation;
 }
 
@@ -469,4 +495,10 @@ static const struct store_ops pg_ops = {
         .spec_get = pg_spec_get,
         .specs_list = pg_specs_list,
         .prune_raw = pg_prune_raw,
+        .shared = true,
+        .node_beat = pg_node_beat,
+        .run_claim = pg_run_claim,
+        .leases_expire = pg_leases_expire,
+        .run_cancel_request = pg_run_cancel_request,
+        .queued_hint = pg_queued_hint,
 };

@@ -48,6 +48,8 @@ struct pg_store {
 	char errmsg[PG_ERRMSG_MAX];
 	char cause[PG_ERRMSG_MAX];
 	struct pg_cache gates; /* GET /v1/gates */
+	/* pg.c, pg_cluster.c: other nodes' writes, heard through LISTEN. */
+	bool queued_heard; /* a run was queued since store_queued_hint */
 };
 
 struct pg_store *pg_of(struct store *st);
@@ -207,3 +209,14 @@ int pg_prune_raw(struct store *st, int64_t before_ms, int batch);
 /* Moves the generation: for a statement whose main query is a SELECT
  * (its writes in CTEs), which pg_exec counts as changing nothing. */
 void pg_wrote(struct store *st);
+/* pg_cluster.c: several nodes on one database (store.h). */
+int pg_node_beat(struct store *st, const char *node, const char *version, int64_t now_ms,
+                 int64_t lease_ms, json_t **ret_held);
+int pg_run_claim(struct store *st, const char *node, int64_t lease_until, int max,
+                 json_t **ret_runs);
+int pg_leases_expire(struct store *st, int64_t now_ms, const char *node, json_t **ret_runs);
+int pg_run_cancel_request(struct store *st, int64_t id, int64_t now_ms);
+bool pg_queued_hint(struct store *st);
+/* pg.c: reads the notifications the server already sent (never waits):
+ * each moves the generation; a "queued" one sets queued_heard. */
+void pg_notifies_drain(struct store *st);

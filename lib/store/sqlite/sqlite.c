@@ -69,7 +69,7 @@ enum stmt_id {
 
 #define RUN_COLS                                                                                   \
 	"id, service, version, environment, state, verdict, submitted_by, created_at, "            \
-	"started_at, finished_at, error, spec_version"
+	"started_at, finished_at, error, spec_version, node"
 #define GATE_COLS                                                                                  \
 	"expr, metric, op, threshold, value, samples, baseline, baseline_run, advisory, outcome, " \
 	"reason, waiver"
@@ -84,8 +84,8 @@ static const char *const stmt_sql[_ST_MAX] = {
                           "JOIN runs AS r ON r.id = k.run_id WHERE k.service = ?1 AND k.key = ?2",
         [ST_KEY_INSERT] = "INSERT INTO idempotency_keys (service, key, run_id) VALUES (?1, ?2, ?3)",
         [ST_RUN_INSERT] = "INSERT INTO runs (service, version, environment, state, submitted_by, "
-                          "spec, created_at, spec_version) "
-                          "VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7)",
+                          "spec, created_at, spec_version, node) "
+                          "VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8)",
         [ST_PROBE_INSERT] = "INSERT INTO probe_results (run_id, idx, name, type, state) "
                             "VALUES (?1, ?2, ?3, ?4, 'queued')",
         [ST_RUN_UPDATE] = "UPDATE runs SET state = ?2, verdict = COALESCE(?3, verdict), "
@@ -172,6 +172,7 @@ static const struct store_col run_cols[] = {
         {"finished_at", COL_TIME, false},
         {"error", COL_TEXT, false},
         {"spec_version", COL_INT, false}, /* 0006 */
+        {"node", COL_TEXT, false},        /* 0008 */
 };
 
 static const struct store_col probe_cols[] = {
@@ -1014,7 +1015,8 @@ static int run_insert(struct store *st, const struct store_run_new *rn, int64_t 
 	    (rc = sqlite3_bind_text(s, 5, rn->spec_json, -1, SQLITE_STATIC)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_int64(s, 6, rn->created_at)) != SQLITE_OK ||
 	    (rc = rn->spec_version > 0 ? sqlite3_bind_int64(s, 7, rn->spec_version)
-	                               : sqlite3_bind_null(s, 7)) != SQLITE_OK)
+	                               : sqlite3_bind_null(s, 7)) != SQLITE_OK ||
+	    (rc = bind_text_opt(s, 8, rn->node)) != SQLITE_OK)
 		return bind_fail(st, s, rc);
 	r = stmt_run(st, s, "insert a run");
 	if (r == 0)
@@ -1682,6 +1684,47 @@ int sqlite_read_end(struct store *st, int r)
 	return tx_end(st, r);
 }
 
+/* ---- Several nodes: a SQLite file has one user ------------------------ */
+
+static int not_shared(struct store *st)
+{
+	sqlite_set_errf(st, "a SQLite database is used by one readyd only: no cluster");
+	return -ENOTSUP;
+}
+
+static int sqlite_node_beat(struct store *st, const char *node, const char *version, int64_t now_ms,
+                            int64_t lease_ms, json_t **ret_held)
+{
+	(void)node, (void)version, (void)now_ms, (void)lease_ms, (void)ret_held;
+	return not_shared(st);
+}
+
+static int sqlite_run_claim(struct store *st, const char *node, int64_t lease_until, int max,
+                            json_t **ret_runs)
+{
+	(void)node, (void)lease_until, (void)max, (void)ret_runs;
+	return not_shared(st);
+}
+
+static int sqlite_leases_expire(struct store *st, int64_t now_ms, const char *node,
+                                json_t **ret_runs)
+{
+	(void)now_ms, (void)node, (void)ret_runs;
+	return not_shared(st);
+}
+
+static int sqlite_run_cancel_request(struct store *st, int64_t id, int64_t now_ms)
+{
+	(void)id, (void)now_ms;
+	return not_shared(st);
+}
+
+static bool sqlite_queued_hint(struct store *st)
+{
+	(void)st;
+	return false;
+}
+
 static const struct store_ops sqlite_ops = {
         .name = "sqlite",
         .read_begin = sqlite_read_begin,
@@ -1731,4 +1774,10 @@ static const struct store_ops sqlite_ops = {
         .spec_put = sqlite_spec_put,
         .spec_get = sqlite_spec_get,
         .specs_list = sqlite_specs_list,
+        .shared = false,
+        .node_beat = sqlite_node_beat,
+        .run_claim = sqlite_run_claim,
+        .leases_expire = sqlite_leases_expire,
+        .run_cancel_request = sqlite_run_cancel_request,
+        .queued_hint = sqlite_queued_hint,
 };

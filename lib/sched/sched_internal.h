@@ -1,0 +1,127 @@
+/* sched_internal: what sched.c and sched_cluster.c share: the scheduler's
+ * and a run's state. Nothing outside lib/sched/ includes it.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "lib/probe/probe.h"
+#include "lib/sched/sched.h"
+#include "lib/util/run_state.h"
+
+/* A run another node executes, followed for watchers on this one: its
+ * state and probes' states as last read, compared at each tick. */
+struct remote {
+	struct remote *next;
+	int64_t id;
+	char *digest; /* owned */
+	struct sched_watch *watches;
+};
+
+/* Cluster mode (sched_cluster.c): the store is shared by several nodes. */
+struct sched_cluster {
+	bool on;
+	char *node;    /* owned; recorded in every run this node executes */
+	char *version; /* owned; readyd's, for the nodes table */
+	int64_t lease_ms;
+	uv_timer_t tick;
+	bool tick_init, tick_closed;
+	bool claim_soon; /* a slot was freed or a run submitted here */
+	int64_t next_beat, next_expire, next_claim;
+	struct remote *remotes;
+	uint64_t remote_gen; /* the store's generation when remotes were read */
+	int64_t remote_last; /* when they were last read */
+};
+
+struct sched_watch {
+	struct run *run;       /* a run this node executes, or */
+	struct remote *remote; /* one another node executes (cluster mode) */
+	sched_watch_cb cb;
+	void *userdata;
+	struct sched_watch *next, *prev;
+};
+
+struct run {
+	struct sched *s;
+	struct run *next, *prev;
+	int64_t id;
+	struct spec *spec;
+	enum run_state state;
+	struct probe *probes;
+	size_t n_probes;
+	size_t cur;      /* first probe not yet processed */
+	bool holds_load; /* the current probe holds a load slot */
+	bool cancel_requested;
+	bool interrupt; /* cancelled by shutdown: record as interrupted */
+	bool deadline_hit;
+	bool probe_deadline_hit;
+	bool advancing, again;
+	bool finalized;
+	bool waiting_load;   /* the next probe waits for a load slot */
+	bool unsaved;        /* a write failed: the store lags behind (resync_run) */
+	bool broken;         /* an invariant broke (rd_assert): the run is an error */
+	bool claimed;        /* taken from the shared queue (cluster mode) */
+	bool lost;           /* its lease passed: another node ended it; no more writes */
+	bool decided;        /* sched_finalize() decided the final state: */
+	const char *verdict; /* static, or NULL */
+	char *error;         /* owned, or NULL */
+	int64_t finished_at;
+	json_t *gates, *checklist; /* the judgement, owned */
+	int n_background;          /* background probes still running (probe_ops.stop) */
+	bool background_stop;      /* they were asked to stop */
+	int64_t started_at;
+	uv_timer_t deadline;
+	uv_timer_t probe_timer;
+	int open_handles;
+	struct sched_watch *watches;
+};
+
+struct sched {
+	uv_loop_t *loop;
+	struct store *store;
+	struct http_client *http;
+	struct aminbox *inbox; /* borrowed; for alert drills */
+	struct sched_config cfg;
+	struct run *head, *tail;
+	int n_queued, n_running, load_running;
+	bool pumping, pump_again;
+	void (*shutdown_cb)(void *userdata);
+	void *shutdown_userdata;
+	bool abandon; /* sched_shutdown: stop waiting for the store */
+	/* Writes the store refused (see the top of this file). */
+	int n_unsaved;   /* runs the store lags behind on */
+	int n_unstored;  /* of them, runs that ended */
+	int store_err;   /* the last refusal's -errno */
+	int64_t err_run; /* and its run */
+	char err_cause[256];
+	uv_timer_t retry;
+	bool retry_init, retry_closed;
+	uint64_t backoff_ms;
+	sched_store_cb store_cb;
+	void *store_userdata;
+	struct sched_cluster cl;
+};
+
+/* sched.c, for sched_cluster.c. */
+struct run *sched_find_run(struct sched *s, int64_t id);
+void sched_pump(struct sched *s);
+void sched_report(struct sched *s, int err, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+/* A new queued run id of spec (stolen on success) at the tail. */
+int sched_enqueue(struct sched *s, int64_t id, struct spec *spec, struct run **ret_run);
+void sched_notify_watch(struct sched_watch *w, int64_t id, const char *state, bool final);
+
+/* sched_cluster.c, for sched.c. */
+bool sched_cluster_on(const struct sched *s);
+/* Claims at the next tick rather than after a second: a slot was freed. */
+void sched_cluster_kick(struct sched *s);
+/* Closes the cluster's timer (shutdown is complete). */
+void sched_cluster_close(struct sched *s);
+void sched_cluster_free(struct sched *s);
+/* sched_cancel and sched_watch for a run this node does not execute. */
+int sched_cluster_cancel(struct sched *s, int64_t id);
+int sched_cluster_watch(struct sched *s, int64_t run_id, sched_watch_cb cb, void *userdata,
+                        struct sched_watch **ret_watch);
+void sched_cluster_unwatch(struct sched_watch *w);

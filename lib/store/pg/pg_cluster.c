@@ -1,0 +1,210 @@
+/* pg_cluster: what lets several readyd nodes share one PostgreSQL
+ * database (store.h, "Several nodes on one database"): node heartbeats
+ * that renew the leases of the runs a node holds, claims of queued runs
+ * (FOR UPDATE SKIP LOCKED, so nodes claiming at once never take the same
+ * run and never wait for each other), the end of runs whose node stopped
+ * beating, and cancels of runs another node executes.
+ *
+ * Each operation is one statement (one round trip on the loop's
+ * connection) except a cancel, which is rare. It must not decide policy
+ * (how often to beat, how long a lease is: the scheduler's), log above
+ * debug or know HTTP.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lib/store/pg/pg_internal.h"
+#include "lib/util/util.h"
+
+/* One row of a claim or a beat as JSON. */
+static const struct store_col held_cols[] = {
+        {"id", COL_INT, true},
+        {"cancel", COL_BOOL, false},
+};
+static const struct store_col claim_cols[] = {
+        {"id", COL_INT, true},
+        {"spec_version", COL_INT, false},
+        {"exec_spec", COL_TEXT, true},
+};
+static const struct store_col expired_cols[] = {
+        {"id", COL_INT, true},
+        {"node", COL_TEXT, false},
+        {"state", COL_TEXT, true},
+};
+
+/* A node that restarts under the same id after its lease passed starts a
+ * new life: started_at says when. Runs it holds are only those still
+ * running on it (another node may have ended them meanwhile). */
+int pg_node_beat(struct store *st, const char *node, const char *version, int64_t now_ms,
+                 int64_t lease_ms, json_t **ret_held)
+{
+	struct pg_num now, lease;
+	const char *params[] = {node, pg_i64(&now, now_ms), version, pg_i64(&lease, lease_ms)};
+	PGresult *res = NULL;
+	int r;
+
+	if (!node || !version || lease_ms <= 0)
+		return pg_invalid(st, "a heartbeat",
+		                  !node      ? "node"
+		                  : !version ? "version"
+		                             : "lease");
+	r = pg_exec(st,
+	            "WITH beat AS (INSERT INTO nodes (id, started_at, heartbeat_at, version) "
+	            "VALUES ($1, $2::bigint, $2::bigint, $3) ON CONFLICT (id) DO UPDATE SET "
+	            "heartbeat_at = EXCLUDED.heartbeat_at, version = EXCLUDED.version, "
+	            "started_at = CASE WHEN nodes.heartbeat_at < EXCLUDED.heartbeat_at - "
+	            "$4::bigint THEN EXCLUDED.started_at ELSE nodes.started_at END) "
+	            "UPDATE runs SET lease_until = $2::bigint + $4::bigint "
+	            "WHERE node = $1 AND state = 'running' "
+	            "RETURNING id, CASE WHEN cancel_requested_at IS NULL THEN 0 ELSE 1 END",
+	            4, params, &res, "record a heartbeat");
+	if (r == 0)
+		r = pg_rows_to_array(st, res, held_cols, RD_ARRAY_SIZE(held_cols), ret_held);
+	PQclear(res);
+	return r;
+}
+
+/* Runs without an executable spec (none was stored) are never claimed:
+ * there is nothing to execute. */
+int pg_run_claim(struct store *st, const char *node, int64_t lease_until, int max,
+                 json_t **ret_runs)
+{
+	struct pg_num until, n;
+	const char *params[] = {node, pg_i64(&until, lease_until), pg_i64(&n, max)};
+	PGresult *res = NULL;
+	int r;
+
+	if (!node || max <= 0)
+		return pg_invalid(st, "a claim", !node ? "node" : "max");
+	r = pg_exec(st,
+	            "WITH claimed AS (UPDATE runs SET state = 'running', node = $1, "
+	            "lease_until = $2::bigint, cancel_requested_at = NULL WHERE id IN "
+	            "(SELECT id FROM runs WHERE state = 'queued' AND exec_spec IS NOT NULL "
+	            "ORDER BY id LIMIT $3::int FOR UPDATE SKIP LOCKED) "
+	            "RETURNING id, spec_version, exec_spec) "
+	            "SELECT id, spec_version, exec_spec FROM claimed ORDER BY id",
+	            3, params, &res, "claim queued runs");
+	if (r == 0)
+		r = pg_rows_to_array(st, res, claim_cols, RD_ARRAY_SIZE(claim_cols), ret_runs);
+	PQclear(res);
+	return r;
+}
+
+/* RFC 3339 (UTC, seconds) of a ms column, in SQL. */
+#define PG_RFC3339(col)                                                                            \
+	"to_char(to_timestamp(" col " / 1000.0) AT TIME ZONE 'UTC', "                              \
+	"'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
+/* Runs another node is ending at this moment are skipped (SKIP LOCKED):
+ * that node's statement ends them. A node starting ends the runs its
+ * previous life held without waiting for their lease ($2). A run is
+ * queued again only when its spec asks for it and no probe started, so
+ * no measurement is lost or taken twice. */
+/* clang-format off */
+static const char expire_sql[] =
+        "WITH dead AS (SELECT r.id, r.node, n.heartbeat_at, "
+        " COALESCE(r.spec::json ->> 'resume' = 'requeue' AND NOT EXISTS (SELECT 1 FROM "
+        " probe_results p WHERE p.run_id = r.id AND p.state <> 'queued'), false) AS requeue "
+        " FROM runs r LEFT JOIN nodes n ON n.id = r.node "
+        " WHERE r.state = 'running' AND (r.lease_until < $1::bigint OR r.node = $2::text) "
+        " ORDER BY r.id FOR UPDATE OF r SKIP LOCKED), "
+        "probes AS (UPDATE probe_results p SET state = 'interrupted', "
+        " finished_at = CASE WHEN p.state = 'running' THEN COALESCE(p.finished_at, $1::bigint) "
+        " ELSE p.finished_at END, "
+        " error = COALESCE(p.error, 'node ''' || COALESCE(d.node, '?') || "
+        " ''' stopped while the probe was ' || p.state) "
+        " FROM dead d WHERE p.run_id = d.id AND NOT d.requeue "
+        " AND p.state IN ('queued', 'running')), "
+        "ended AS (UPDATE runs r SET "
+        " state = CASE WHEN d.requeue THEN 'queued' ELSE 'interrupted' END, "
+        " node = CASE WHEN d.requeue THEN NULL ELSE r.node END, lease_until = NULL, "
+        " started_at = CASE WHEN d.requeue THEN NULL ELSE r.started_at END, "
+        " finished_at = CASE WHEN d.requeue THEN NULL ELSE $1::bigint END, "
+        " error = CASE WHEN d.requeue THEN NULL ELSE 'node ''' || COALESCE(d.node, '?') || "
+        " CASE WHEN d.node = $2::text "
+        "  THEN ''' stopped while the run was running and started again' "
+        "  ELSE ''' stopped renewing its lease (last heard from at ' || "
+        "   COALESCE(" PG_RFC3339("d.heartbeat_at") ", 'never') || ', lease ended at ' || "
+        "   " PG_RFC3339("r.lease_until") " || ')' END || "
+        " '; results measured so far are kept' END "
+        " FROM dead d WHERE r.id = d.id RETURNING r.id, d.node, r.state) "
+        "SELECT id, node, state FROM ended ORDER BY id";
+/* clang-format on */
+
+int pg_leases_expire(struct store *st, int64_t now_ms, const char *node, json_t **ret_runs)
+{
+	struct pg_num now;
+	const char *params[] = {pg_i64(&now, now_ms), node};
+	PGresult *res = NULL;
+	int r = pg_exec(st, expire_sql, 2, params, &res, "end runs of nodes that stopped");
+
+	if (r == 0)
+		r = pg_rows_to_array(st, res, expired_cols, RD_ARRAY_SIZE(expired_cols), ret_runs);
+	PQclear(res);
+	return r;
+}
+
+/* A queued run nobody claimed yet: cancelled here, with its probes, as
+ * the scheduler cancels a queued run of its own. */
+static int cancel_queued(struct store *st, const char *const *params, bool *ret_done)
+{
+	PGresult *res = NULL;
+	int r = pg_exec(st,
+	                "WITH q AS (UPDATE runs SET state = 'cancelled', finished_at = $2::bigint, "
+	                "error = 'cancelled on request' WHERE id = $1::bigint AND state = "
+	                "'queued' RETURNING id), "
+	                "p AS (UPDATE probe_results SET state = 'cancelled' WHERE run_id IN "
+	                "(SELECT id FROM q) AND state = 'queued') "
+	                "SELECT count(*) FROM q",
+	                2, params, &res, "cancel a queued run");
+
+	if (r == 0)
+		*ret_done = pg_get_i64(res, 0, 0) > 0;
+	PQclear(res);
+	return r;
+}
+
+/* Separate statements on purpose: the second sees a claim that committed
+ * while the first waited for the row, so a run being claimed is marked
+ * for its new node rather than missed. */
+int pg_run_cancel_request(struct store *st, int64_t id, int64_t now_ms)
+{
+	struct pg_num idb, now;
+	const char *params[] = {pg_i64(&idb, id), pg_i64(&now, now_ms)};
+	PGresult *res = NULL;
+	bool done = false;
+	int r = cancel_queued(st, params, &done);
+
+	if (r < 0 || done)
+		return r;
+	r = pg_exec(
+	        st,
+	        "WITH m AS (UPDATE runs SET cancel_requested_at = COALESCE(cancel_requested_at, "
+	        "$2::bigint) WHERE id = $1::bigint AND state = 'running' RETURNING id) "
+	        "SELECT (SELECT count(*) FROM m), (SELECT state FROM runs WHERE id = $1::bigint)",
+	        2, params, &res, "ask for a cancel");
+	if (r == 0 && pg_get_i64(res, 0, 0) > 0)
+		r = 1;
+	else if (r == 0 && pg_null(res, 0, 1)) {
+		pg_set_errf(st, "Failed to cancel run %lld: no such run", (long long)id);
+		r = -ENOENT;
+	} else if (r == 0) {
+		pg_set_errf(st, "Failed to cancel run %lld: it has ended (%s)", (long long)id,
+		            pg_get_text(res, 0, 1));
+		r = -EALREADY;
+	}
+	PQclear(res);
+	return r;
+}
+
+bool pg_queued_hint(struct store *st)
+{
+	struct pg_store *pg = pg_of(st);
+	bool heard;
+
+	pg_notifies_drain(st);
+	heard = pg->queued_heard;
+	pg->queued_heard = false;
+	return heard;
+}
