@@ -85,6 +85,8 @@ int pg_run_claim(struct store *st, const char *node, int64_t lease_until, int ma
 	            "RETURNING id, spec_version, exec_spec) "
 	            "SELECT id, spec_version, exec_spec FROM claimed ORDER BY id",
 	            3, params, &res, "claim queued runs");
+	if (r == 0 && PQntuples(res) > 0)
+		pg_wrote(st); /* the UPDATE is in a CTE: pg_exec did not count it */
 	if (r == 0)
 		r = pg_rows_to_array(st, res, claim_cols, RD_ARRAY_SIZE(claim_cols), ret_runs);
 	PQclear(res);
@@ -139,6 +141,8 @@ int pg_leases_expire(struct store *st, int64_t now_ms, const char *node, json_t 
 	PGresult *res = NULL;
 	int r = pg_exec(st, expire_sql, 2, params, &res, "end runs of nodes that stopped");
 
+	if (r == 0 && PQntuples(res) > 0)
+		pg_wrote(st);
 	if (r == 0)
 		r = pg_rows_to_array(st, res, expired_cols, RD_ARRAY_SIZE(expired_cols), ret_runs);
 	PQclear(res);
@@ -161,6 +165,8 @@ static int cancel_queued(struct store *st, const char *const *params, bool *ret_
 
 	if (r == 0)
 		*ret_done = pg_get_i64(res, 0, 0) > 0;
+	if (r == 0 && *ret_done)
+		pg_wrote(st);
 	PQclear(res);
 	return r;
 }
@@ -184,9 +190,10 @@ int pg_run_cancel_request(struct store *st, int64_t id, int64_t now_ms)
 	        "$2::bigint) WHERE id = $1::bigint AND state = 'running' RETURNING id) "
 	        "SELECT (SELECT count(*) FROM m), (SELECT state FROM runs WHERE id = $1::bigint)",
 	        2, params, &res, "ask for a cancel");
-	if (r == 0 && pg_get_i64(res, 0, 0) > 0)
+	if (r == 0 && pg_get_i64(res, 0, 0) > 0) {
+		pg_wrote(st);
 		r = 1;
-	else if (r == 0 && pg_null(res, 0, 1)) {
+	} else if (r == 0 && pg_null(res, 0, 1)) {
 		pg_set_errf(st, "Failed to cancel run %lld: no such run", (long long)id);
 		r = -ENOENT;
 	} else if (r == 0) {

@@ -23,7 +23,7 @@
 
 #define RUN_COLS                                                                                   \
 	"id, service, version, environment, state, verdict, submitted_by, created_at, "            \
-	"started_at, finished_at, error, spec_version"
+	"started_at, finished_at, error, spec_version, node"
 #define LIST_MAX 1000
 /* Rows read per round trip once a list's first batch fell short of a
  * page (scope patterns the query cannot express, see scope_regex). */
@@ -44,6 +44,7 @@ static const struct store_col run_cols[] = {
         {"finished_at", COL_TIME, false},
         {"error", COL_TEXT, false},
         {"spec_version", COL_INT, false},
+        {"node", COL_TEXT, false}, /* pg_cluster.c: the node that claimed it */
 };
 
 static const struct store_col probe_cols[] = {
@@ -135,9 +136,9 @@ static const char run_create_sql[] =
         " SELECT $1::text, $8::text, id FROM new_id WHERE $8::text IS NOT NULL "
         " ON CONFLICT (service, key) DO NOTHING RETURNING run_id), "
         "new_run AS (INSERT INTO runs (id, service, version, environment, state, submitted_by, "
-        " spec, created_at, spec_version) "
+        " spec, created_at, spec_version, exec_spec) "
         " SELECT id, $1::text, $2::text, $3::text, 'queued', $4::text, $5::text, $6::bigint, "
-        " $7::integer FROM new_id "
+        " $7::integer, $10::text FROM new_id "
         " WHERE $8::text IS NULL OR EXISTS (SELECT 1 FROM new_key) RETURNING id), "
         "new_probes AS (INSERT INTO probe_results (run_id, idx, name, type, state) "
         " SELECT r.id, p.ord - 1, p.v ->> 0, p.v ->> 1, 'queued' FROM new_run AS r, "
@@ -187,10 +188,11 @@ static int run_create_once(struct store *st, const struct store_run_new *rn, con
 	                        pg_i64(&at, rn->created_at),
 	                        rn->spec_version > 0 ? pg_i64(&ver, rn->spec_version) : NULL,
 	                        rn->idempotency_key,
-	                        probes};
+	                        probes,
+	                        rn->exec_spec_json};
 	PGresult *res = NULL;
 	const char *stored;
-	int r = pg_exec(st, run_create_sql, 9, params, &res, "create a run");
+	int r = pg_exec(st, run_create_sql, 10, params, &res, "create a run");
 
 	if (r < 0)
 		return r;
@@ -735,22 +737,22 @@ int pg_judgement_save(struct store *st, int64_t run_id, json_t *gates, json_t *c
 /* ---- Reading runs -------------------------------------------------- */
 
 /* The run and its probes, gates and checklist in one round trip: rows of
- * 14 text columns, part (0 run, 1 probe, 2 gate, 3 checklist) and
+ * 15 text columns, part (0 run, 1 probe, 2 gate, 3 checklist) and
  * position first, then the part's columns as its table describes them
  * (numbers as text read back exactly: PostgreSQL writes the shortest
  * text of a double that reads back as it). */
 static const char run_get_sql[] =
         "SELECT 0 AS part, 0 AS idx, id::text, service, version, environment, state, verdict, "
         " submitted_by, created_at::text, started_at::text, finished_at::text, error, "
-        " spec_version::text FROM runs WHERE id = $1::bigint "
+        " spec_version::text, node FROM runs WHERE id = $1::bigint "
         "UNION ALL SELECT 1, idx, name, type, state, started_at::text, finished_at::text, "
-        " metrics, details, error, NULL, NULL, NULL, NULL FROM probe_results "
+        " metrics, details, error, NULL, NULL, NULL, NULL, NULL FROM probe_results "
         " WHERE run_id = $1::bigint "
         "UNION ALL SELECT 2, idx, expr, metric, op, threshold::text, value::text, "
         " samples::text, baseline::text, baseline_run::text, advisory::text, outcome, reason, "
-        " waiver FROM gate_results WHERE run_id = $1::bigint "
+        " waiver, NULL FROM gate_results WHERE run_id = $1::bigint "
         "UNION ALL SELECT 3, idx, item, required::text, evidence, outcome, reason, NULL, NULL, "
-        " NULL, NULL, NULL, NULL, NULL FROM checklist_results WHERE run_id = $1::bigint "
+        " NULL, NULL, NULL, NULL, NULL, NULL FROM checklist_results WHERE run_id = $1::bigint "
         "ORDER BY part, idx";
 
 static const struct {
