@@ -1164,7 +1164,7 @@ void sched_shutdown(struct sched *s, bool interrupt, void (*cb)(void *userdata),
 	s->abandon = true;
 	for (r = s->head; r; r = next) {
 		next = r->next;
-		r->interrupt = interrupt;
+		r->interrupt = interrupt && !sched_cluster_release(s, r);
 		sched_cancel(s, r->id);
 	}
 	sched_pump(s);
@@ -1180,7 +1180,7 @@ void sched_drain(struct sched *s, void (*cb)(void *userdata), void *userdata)
 		next = r->next;
 		if (r->state != RUN_QUEUED)
 			continue;
-		r->interrupt = true;
+		r->interrupt = !sched_cluster_release(s, r);
 		sched_cancel(s, r->id);
 	}
 	sched_pump(s);

@@ -113,14 +113,17 @@ int sched_watch(struct sched *s, int64_t run_id, sched_watch_cb cb, void *userda
 void sched_unwatch(struct sched_watch *w);
 
 /* Cancels every active run (recording them as cancelled, or as
- * interrupted with interrupt=true) and calls cb once none is active. Runs
+ * interrupted with interrupt=true; in cluster mode a run claimed from
+ * the shared queue that has not started a probe is handed back to it)
+ * and calls cb once none is active. Runs
  * whose end the store still refuses get one last try and are then given
  * up (reported through the store callback): they keep their last stored
  * state. */
 void sched_shutdown(struct sched *s, bool interrupt, void (*cb)(void *userdata), void *userdata);
 
 /* Drains for a graceful stop (shutdown.runs: finish): submits fail with
- * -ESHUTDOWN, queued runs are recorded as interrupted, running runs go
+ * -ESHUTDOWN, queued runs are recorded as interrupted (in cluster mode
+ * handed back to the shared queue), running runs go
  * on; cb is called once none is active. A later sched_shutdown() (the
  * drain timeout) cancels what is still running. */
 void sched_drain(struct sched *s, void (*cb)(void *userdata), void *userdata);

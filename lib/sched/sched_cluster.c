@@ -350,6 +350,24 @@ static void remote_refresh(struct sched *s, int64_t now)
 		s->cl.remote_gen = gen;
 }
 
+/* ---- Stopping ---------------------------------------------------------- */
+
+bool sched_cluster_release(struct sched *s, struct run *r)
+{
+	if (!r->claimed || r->lost || r->decided || r->cur > 0 || r->n_background > 0 ||
+	    r->n_probes == 0 || r->probes[0].state != PROBE_STATE_QUEUED)
+		return false;
+	if (store_run_release(s->store, r->id, s->cl.node) < 0) {
+		rd_log(RD_LOG_DEBUG, NULL, "Failed to hand run %lld back: %s", (long long)r->id,
+		       store_errmsg(s->store));
+		return false;
+	}
+	r->lost = true; /* another node's to execute now: nothing more is written */
+	sched_report(s, 0, "run %lld: handed back to the queue, this node is stopping",
+	             (long long)r->id);
+	return true;
+}
+
 /* ---- Cancels of runs executed elsewhere ------------------------------ */
 
 /* A queued run is cancelled in the store at once; a running one when its

@@ -125,3 +125,7 @@ int sched_cluster_cancel(struct sched *s, int64_t id);
 int sched_cluster_watch(struct sched *s, int64_t run_id, sched_watch_cb cb, void *userdata,
                         struct sched_watch **ret_watch);
 void sched_cluster_unwatch(struct sched_watch *w);
+/* This node is stopping: a run it claimed and has not started measuring
+ * goes back to the queue (true; the caller then drops it here) rather
+ * than ending interrupted. */
+bool sched_cluster_release(struct sched *s, struct run *r);

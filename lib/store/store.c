@@ -400,6 +400,11 @@ int store_run_cancel_request(struct store *st, int64_t id, int64_t now_ms)
 	return st->ops->run_cancel_request(st, id, now_ms);
 }
 
+int store_run_release(struct store *st, int64_t id, const char *node)
+{
+	return st->ops->run_release(st, id, node);
+}
+
 bool store_queued_hint(struct store *st)
 {
 	return st->ops->queued_hint(st);

@@ -487,6 +487,11 @@ int store_leases_expire(struct store *st, int64_t now_ms, const char *node, json
  * run; -EALREADY: it has ended. */
 int store_run_cancel_request(struct store *st, int64_t id, int64_t now_ms);
 
+/* Puts run id, which node claimed but never started (no probe started),
+ * back in the queue for another node: node is stopping. -EBUSY when it
+ * is not node's to give back (another node's, ended, or measuring). */
+int store_run_release(struct store *st, int64_t id, const char *node);
+
 /* Whether some node queued a run since the last call (never waits, no
  * round trip: it reads what the server already sent). False when unsure. */
 bool store_queued_hint(struct store *st);

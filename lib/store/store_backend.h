@@ -120,6 +120,7 @@ struct store_ops {
 	                 json_t **ret_runs);
 	int (*leases_expire)(struct store *st, int64_t now_ms, const char *node, json_t **ret_runs);
 	int (*run_cancel_request)(struct store *st, int64_t id, int64_t now_ms);
+	int (*run_release)(struct store *st, int64_t id, const char *node);
 	bool (*queued_hint)(struct store *st);
 };
 

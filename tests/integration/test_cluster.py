@@ -6,7 +6,8 @@ stream on one node follows a run another executes to its end; a cancel
 sent to one node stops a run running on another; a node killed with
 SIGKILL in the middle of a run has the run interrupted by another node
 within the lease plus one check period, and a `resume: requeue` run it had
-claimed but not started is executed by another node.
+claimed but not started is executed by another node, and so is a run a
+node stopped with SIGTERM had claimed but not started.
 
 Needs READYD_TEST_PG_URL (scripts/test starts a private cluster); skipped
 without it."""
@@ -301,6 +302,32 @@ class ClusterTest(lib.TestCase):
         self.assertEqual(done['state'], 'passed', done)
         self.assertIn(done['node'], ('node-a', 'node-b'))
         self.assertGreaterEqual(done['probes'][0]['metrics']['requests'], 1)
+
+
+    def test_6_stopped_node_hands_back(self):
+        """SIGTERM of a node: the run it claimed but had not started (waiting
+        for its load slot) goes back to the queue and another node
+        executes it; the run it was executing ends interrupted."""
+        victim, other = self.node('node-b'), self.node('node-a')
+        other.send_signal(signal.SIGSTOP)
+        try:
+            long_id = self.submit(victim, load_spec(self.demo.url, 'long', '30s', 5))
+            self.wait_state(victim, long_id, lambda r: r['probes'][0]['state'] == 'running',
+                            what='load probe running')
+            waiting_id = self.submit(victim, load_spec(self.demo.url, 'quick', '1s', 20))
+            self.wait_state(
+                victim, waiting_id,
+                lambda r: r['node'] == 'node-b' and (r['progress']['current'] or {}).get(
+                    'waiting') == 'waiting for a load slot', what='claim waiting for load')
+        finally:
+            other.send_signal(signal.SIGCONT)
+        self.assertEqual(victim.stop(), 0)
+        run = other.wait_run(long_id, timeout=10)
+        self.assertEqual(run['state'], 'interrupted')
+        self.assertIn('shut down', run['error'])
+        done = other.wait_run(waiting_id, timeout=30)
+        self.assertEqual((done['state'], done['node']), ('passed', 'node-a'), done)
+        self.assertIn('handed back to the queue', victim.log())
 
 
 if __name__ == '__main__':

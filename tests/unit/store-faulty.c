@@ -411,6 +411,12 @@ static int faulty_run_cancel_request(struct store *st, int64_t id, int64_t now_m
 	return inner(st)->ops->run_cancel_request(inner(st), id, now_ms);
 }
 
+static int faulty_run_release(struct store *st, int64_t id, const char *node)
+{
+	faulty(st)->failed = false;
+	return inner(st)->ops->run_release(inner(st), id, node);
+}
+
 static bool faulty_queued_hint(struct store *st)
 {
 	return inner(st)->ops->queued_hint(inner(st));
@@ -468,5 +474,6 @@ static const struct store_ops faulty_ops = {
         .run_claim = faulty_run_claim,
         .leases_expire = faulty_leases_expire,
         .run_cancel_request = faulty_run_cancel_request,
+        .run_release = faulty_run_release,
         .queued_hint = faulty_queued_hint,
 };

@@ -500,5 +500,6 @@ static const struct store_ops pg_ops = {
         .run_claim = pg_run_claim,
         .leases_expire = pg_leases_expire,
         .run_cancel_request = pg_run_cancel_request,
+        .run_release = pg_run_release,
         .queued_hint = pg_queued_hint,
 };

@@ -205,6 +205,27 @@ int pg_run_cancel_request(struct store *st, int64_t id, int64_t now_ms)
 	return r;
 }
 
+int pg_run_release(struct store *st, int64_t id, const char *node)
+{
+	struct pg_num idb;
+	const char *params[] = {pg_i64(&idb, id), node};
+	PGresult *res = NULL;
+	int r = pg_exec(st,
+	                "UPDATE runs r SET state = 'queued', node = NULL, lease_until = NULL, "
+	                "started_at = NULL, error = NULL WHERE id = $1::bigint AND node = $2::text "
+	                "AND state = 'running' AND NOT EXISTS (SELECT 1 FROM probe_results p "
+	                "WHERE p.run_id = r.id AND p.state <> 'queued')",
+	                2, params, &res, "hand a run back to the queue");
+
+	if (r == 0 && pg_changed_rows(res) == 0) {
+		pg_set_errf(st, "Failed to hand run %lld back: not a run node '%s' holds unstarted",
+		            (long long)id, node);
+		r = -EBUSY;
+	}
+	PQclear(res);
+	return r;
+}
+
 bool pg_queued_hint(struct store *st)
 {
 	struct pg_store *pg = pg_of(st);

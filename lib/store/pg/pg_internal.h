@@ -216,6 +216,7 @@ int pg_run_claim(struct store *st, const char *node, int64_t lease_until, int ma
                  json_t **ret_runs);
 int pg_leases_expire(struct store *st, int64_t now_ms, const char *node, json_t **ret_runs);
 int pg_run_cancel_request(struct store *st, int64_t id, int64_t now_ms);
+int pg_run_release(struct store *st, int64_t id, const char *node);
 bool pg_queued_hint(struct store *st);
 /* pg.c: reads the notifications the server already sent (never waits):
  * each moves the generation; a "queued" one sets queued_heard. */

@@ -1719,6 +1719,12 @@ static int sqlite_run_cancel_request(struct store *st, int64_t id, int64_t now_m
 	return not_shared(st);
 }
 
+static int sqlite_run_release(struct store *st, int64_t id, const char *node)
+{
+	(void)id, (void)node;
+	return not_shared(st);
+}
+
 static bool sqlite_queued_hint(struct store *st)
 {
 	(void)st;
@@ -1779,5 +1785,6 @@ static const struct store_ops sqlite_ops = {
         .run_claim = sqlite_run_claim,
         .leases_expire = sqlite_leases_expire,
         .run_cancel_request = sqlite_run_cancel_request,
+        .run_release = sqlite_run_release,
         .queued_hint = sqlite_queued_hint,
 };

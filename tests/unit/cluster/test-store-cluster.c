@@ -5,7 +5,8 @@
  * never waiting for a run another connection holds; heartbeats renewing
  * leases and reporting cancels asked elsewhere; passed leases ending runs
  * (interrupted, or queued again with resume: requeue before any probe
- * started) and a starting node ending its previous life's runs; the
+ * started) and a starting node ending its previous life's runs; runs
+ * a stopping node claimed but never started handed back; the
  * executable spec cleared with the run's end; other connections' writes
  * moving the generation through notifications, lease renewals not. On
  * SQLite: not shared, every operation -ENOTSUP, and the node that took a
@@ -346,6 +347,29 @@ START_TEST(test_expire_own_previous_life)
 }
 END_TEST
 
+/* A stopping node hands back what it claimed and has not started: only
+ * its own, only before a probe started. */
+START_TEST(test_release)
+{
+	struct store *a = node_open();
+	int64_t r1 = add_run(a, "{}", "{\"s\":1}"), r2 = add_run(a, "{}", "{\"s\":2}");
+	json_t *got;
+
+	json_decref(claim(a, "node-a", 2));
+	probe_started(a, r2);
+	ck_assert_int_eq(store_run_release(a, r1, "node-b"), -EBUSY);
+	ck_assert_int_eq(store_run_release(a, r2, "node-a"), -EBUSY);
+	ck_assert_int_eq(store_run_release(a, r1, "node-a"), 0);
+	assert_run(a, r1, "queued", NULL);
+	got = claim(a, "node-b", 2);
+	ck_assert_int_eq(json_array_size(got), 1);
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(got, 0), "exec_spec")),
+	                 "{\"s\":1}");
+	json_decref(got);
+	store_free(a);
+}
+END_TEST
+
 /* Waits (bounded by the test's timeout) until b has heard of a's writes. */
 static uint64_t generation_moved(struct store *b, uint64_t from)
 {
@@ -409,6 +433,7 @@ START_TEST(test_sqlite_not_shared)
 	ck_assert_int_eq(store_run_claim(st, "n", T0, 1, &out), -ENOTSUP);
 	ck_assert_int_eq(store_leases_expire(st, T0, NULL, &out), -ENOTSUP);
 	ck_assert_int_eq(store_run_cancel_request(st, 1, T0), -ENOTSUP);
+	ck_assert_int_eq(store_run_release(st, 1, "n"), -ENOTSUP);
 	ck_assert(!store_queued_hint(st));
 	ck_assert_ptr_null(out);
 	ck_assert_int_eq(store_run_create(st, &rn, &id, &existing), 0);
@@ -435,6 +460,7 @@ static Suite *cluster_suite(bool pg)
 	tcase_add_test(tc, test_beat_renews_and_reports_cancels);
 	tcase_add_test(tc, test_expire_interrupts_or_requeues);
 	tcase_add_test(tc, test_expire_own_previous_life);
+	tcase_add_test(tc, test_release);
 	tcase_add_test(tc, test_notifications);
 	suite_add_tcase(s, tc);
 	return s;
