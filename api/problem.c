@@ -86,6 +86,9 @@ static const struct api_errno_status errno_statuses[] = {
         {-EBUSY, 503, "the database is busy; retry", "1"},
         {-ESHUTDOWN, 503, "readyd is shutting down", NULL},
         {-ENOSPC, 507, "the database is full (disk space)", NULL},
+        /* A database server that is down, unreachable or too slow. */
+        {-ENOTCONN, 503, "the database does not answer; retry later", "5"},
+        {-ETIMEDOUT, 503, "the database did not answer in time; retry later", "5"},
 };
 
 struct api_errno_status api_errno_status(int err)

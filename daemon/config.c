@@ -232,7 +232,8 @@ static int load_strings(struct rd_config *cfg, json_t *doc, char *err, size_t er
 	if ((v = json_object_get(doc, "database"))) {
 		if (!json_is_string(v) || !*json_string_value(v) ||
 		    config_set_string(&cfg->database, json_string_value(v)) < 0) {
-			snprintf(err, errlen, "database: must be a file path");
+			snprintf(err, errlen,
+			         "database: must be a file path or a postgresql:// URL");
 			return -EINVAL;
 		}
 	}

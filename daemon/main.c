@@ -67,9 +67,11 @@ struct daemon {
 #define RETENTION_PERIOD_MS (60 * 1000)
 #define RETENTION_AGAIN_MS  50
 
-/* How often the database path is compared with the open file. A stat()
- * is cheap; the interval bounds how long a deleted database goes
- * unnoticed. */
+/* How often the database path is compared with the open file (SQLite),
+ * or the database server pinged and, when lost, reconnected to
+ * (PostgreSQL). A stat() or a ping is cheap; the interval bounds how long
+ * a deleted database or a stopped server goes unnoticed by an idle readyd,
+ * and how soon one that is back is used again. */
 #define DB_CHECK_MS 2000
 
 #define SWAP_STR(a, b)                                                                             \
@@ -90,7 +92,8 @@ static void usage(FILE *f)
 	        "  -c, --config FILE      readyd.yaml (flags below override it)\n"
 	        "  -l, --listen HOST:PORT listen address (default " RD_DEFAULT_LISTEN
 	        "; port 0 = any)\n"
-	        "  -d, --db PATH          SQLite database (default " RD_DEFAULT_DB ")\n"
+	        "  -d, --db PATH|URL      SQLite database file (default " RD_DEFAULT_DB "),\n"
+	        "                         or a postgresql:// URL\n"
 	        "      --log-level LEVEL  error, warn, info or debug\n"
 	        "      --port-file FILE   write the bound port there once listening\n"
 	        "      --list-routes      print the API's routes and roles as JSON and exit\n"
@@ -222,7 +225,7 @@ static void on_assert(const char *expr, const char *file, int line, const char *
 static int configure(struct daemon *d, int argc, char **argv)
 {
 	struct flags f = {0};
-	char err[512];
+	char err[512], shown[1024];
 
 	config_init(&d->cfg);
 	if (!d->cfg.listen || !d->cfg.database || parse_flags(argc, argv, &f) < 0)
@@ -234,6 +237,12 @@ static int configure(struct daemon *d, int argc, char **argv)
 	if ((f.listen && config_set_string(&d->cfg.listen, f.listen) < 0) ||
 	    (f.db && config_set_string(&d->cfg.database, f.db) < 0))
 		return -ENOMEM;
+	/* From the file or --db: a malformed URL fails --check-config too. */
+	if (store_where_check(d->cfg.database, err, sizeof(err)) < 0) {
+		log_error("Failed to use database '%s': %s",
+		          rd_url_redact(d->cfg.database, shown, sizeof(shown)), err);
+		return -EINVAL;
+	}
 	d->config_path = f.config;
 	d->log_level_flag = f.log_level != NULL;
 	if (f.log_level && rd_log_level_parse(f.log_level, &d->cfg.log_level) < 0) {
@@ -345,7 +354,7 @@ static void begin_shutdown(struct daemon *d, int signum)
 	d->app.draining = true;
 	notify_stopping();
 	/* The last chance to say it: past this exit, the open file is gone. */
-	if (d->app.db_problem)
+	if (d->app.db_problem && store_is_local_file(d->cfg.database))
 		log_error("received %s while %s: what readyd stored since then is lost unless "
 		          "the open file was copied out (docs/operations.md)",
 		          strsignal(signum), d->app.db_problem);
@@ -554,34 +563,62 @@ static void on_store_event(void *userdata, int err, const char *sentence)
 		log_info("%s", sentence);
 }
 
-/* A database file deleted or renamed away under readyd keeps taking
- * writes through the open handle, and all of them are gone at the next
- * start. Noticed here: new runs are refused (api_store_problem), reads
- * go on from the open file, and the write-ahead log is checkpointed into
- * it so that the open file alone holds everything (docs/operations.md,
- * "The database file was deleted"). */
+/* The database stopped being one readyd can keep runs in; new runs are
+ * refused meanwhile (api_store_problem). A SQLite file deleted or renamed
+ * away under readyd keeps taking writes through the open handle, and all
+ * of them are gone at the next start: reads go on from the open file, and
+ * the write-ahead log is checkpointed into it so that the open file alone
+ * holds everything (docs/operations.md, "The database file was deleted").
+ * A database server (PostgreSQL) that stopped answering is reconnected by
+ * these checks, a slice at a time; what runs measured meanwhile is kept
+ * in memory by the scheduler and written once it answers again
+ * (docs/operations.md, "PostgreSQL"). */
+static void db_problem_begin(struct daemon *d, bool file, const char *shown)
+{
+	snprintf(d->db_problem, sizeof(d->db_problem),
+	         file ? "%s; new runs are refused until it is back in place or readyd restarts"
+	              : "%s; new runs are refused until it answers again",
+	         store_errmsg(d->store));
+	d->app.db_problem = d->db_problem;
+	if (file)
+		log_error("Failed to keep database '%s': %s; refusing new runs, serving reads "
+		          "from the open file",
+		          shown, store_errmsg(d->store));
+	else
+		log_error("Failed to reach database '%s': %s; refusing new runs and retrying "
+		          "every %d s",
+		          shown, store_errmsg(d->store), DB_CHECK_MS / 1000);
+}
+
+static void db_problem_end(struct daemon *d, bool file, const char *shown)
+{
+	d->app.db_problem = NULL;
+	if (file) {
+		log_info("database '%s' is back in place: taking new runs again", shown);
+		return;
+	}
+	log_info("database '%s' answers again: taking new runs again", shown);
+	sched_store_retry(d->sched);
+}
+
 static void on_db_check(uv_timer_t *t)
 {
 	struct daemon *d = t->data;
+	bool file = store_is_local_file(d->cfg.database);
+	char shown[1024];
 	int r;
 
 	if (d->stopping)
 		return;
 	r = store_check_file(d->store);
-	if (r < 0 && !d->app.db_problem) {
-		snprintf(d->db_problem, sizeof(d->db_problem),
-		         "%s; new runs are refused until it is back in place or readyd restarts",
-		         store_errmsg(d->store));
-		d->app.db_problem = d->db_problem;
-		log_error("Failed to keep database '%s': %s; refusing new runs, serving reads "
-		          "from the open file",
-		          d->cfg.database, store_errmsg(d->store));
-	} else if (r == 0 && d->app.db_problem) {
-		d->app.db_problem = NULL;
-		log_info("database '%s' is back in place: taking new runs again", d->cfg.database);
-	}
-	if (d->app.db_problem && store_checkpoint(d->store) < 0)
-		log_debug("Failed to checkpoint '%s': %s", d->cfg.database, store_errmsg(d->store));
+	/* A database URL may carry a password. */
+	rd_url_redact(d->cfg.database, shown, sizeof(shown));
+	if (r < 0 && !d->app.db_problem)
+		db_problem_begin(d, file, shown);
+	else if (r == 0 && d->app.db_problem)
+		db_problem_end(d, file, shown);
+	if (file && d->app.db_problem && store_checkpoint(d->store) < 0)
+		log_debug("Failed to checkpoint '%s': %s", shown, store_errmsg(d->store));
 }
 
 static void start_db_check(struct daemon *d)

@@ -734,6 +734,15 @@ static void sched_flush_and_pump(uv_timer_t *t)
 	sched_pump(s);
 }
 
+void sched_store_retry(struct sched *s)
+{
+	if (s->n_unsaved == 0 || !s->retry_init || s->retry_closed)
+		return;
+	s->backoff_ms = RETRY_FIRST_MS / 2; /* doubled back to the first step */
+	uv_timer_stop(&s->retry);
+	uv_timer_start(&s->retry, sched_flush_and_pump, 0, 0);
+}
+
 /* Stopping: runs whose end the store still refuses keep their last
  * stored state (a restart marks them interrupted); waiting longer would
  * hold the process up for as long as the disk stays full. */

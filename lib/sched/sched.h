@@ -99,6 +99,11 @@ void sched_set_store_cb(struct sched *s, sched_store_cb cb, void *userdata);
  * write(s) pending". Submits fail with that -errno meanwhile. */
 int sched_store_status(struct sched *s, char *buf, size_t len);
 
+/* The store answers again (a database server that was unreachable): the
+ * pending writes are retried now rather than at the end of their backoff.
+ * Nothing happens while nothing is pending. */
+void sched_store_retry(struct sched *s);
+
 /* Called after every stored transition of run id (state, probe start or
  * end). The last call has final set: the run has ended and the watch is
  * freed right after the callback returns (do not unwatch it then).

@@ -29,6 +29,15 @@ bool store_is_local_file(const char *where)
 	return where && *where && strcmp(where, ":memory:") != 0 && !strstr(where, "://");
 }
 
+int store_where_check(const char *where, char *err, size_t errlen)
+{
+	if (!where || !*where) {
+		snprintf(err, errlen, "no database given");
+		return -EINVAL;
+	}
+	return is_postgresql(where) ? pg_url_check(where, err, errlen) : 0;
+}
+
 int store_open(const char *where, struct store **ret_store, char *err, size_t errlen)
 {
 	if (!where || !ret_store)

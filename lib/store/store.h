@@ -45,6 +45,11 @@ int store_reader_open(struct store *st, struct store **ret_reader, char *err, si
  * created): not ":memory:", not a URL. */
 bool store_is_local_file(const char *where);
 
+/* Whether where can be opened as far as its form goes (a PostgreSQL URL
+ * libpq can parse; nothing is connected to): 0, or -EINVAL with the
+ * reason in err, without the URL's password. */
+int store_where_check(const char *where, char *err, size_t errlen);
+
 /* Closes the store; accepts NULL. */
 void store_free(struct store *st);
 

@@ -5,13 +5,23 @@ speak HTTP to them. Standard library only.
 Binaries come from the environment meson sets (READYD_BIN, DEMO_TARGET_BIN,
 READYCTL_BIN); each process's stderr goes to a log file that is printed
 when a test fails, so a failure says what the daemon said.
+
+The store backend comes from READYD_TEST_BACKEND: sqlite (the default: a
+file in the daemon's temp dir) or postgresql (a database of its own per
+Daemon, created on the cluster READYD_TEST_PG_URL names; scripts/test
+starts one). Without that cluster a postgresql run is skipped, or fails
+when READYD_REQUIRE_PG=1. A test that cannot apply to a backend checks
+lib.BACKEND and says why it skips.
 """
 import atexit
+import csv
+import io
 import json
 import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -29,6 +39,75 @@ DEMO_TARGET_BIN = os.environ.get('DEMO_TARGET_BIN', 'build/tests/demo-target/dem
 READYCTL_BIN = os.environ.get('READYCTL_BIN', 'build/cli/readyctl')
 
 FINAL_STATES = ('passed', 'failed', 'error', 'cancelled', 'interrupted')
+
+BACKEND = os.environ.get('READYD_TEST_BACKEND', 'sqlite')
+PG_URL = os.environ.get('READYD_TEST_PG_URL', '')
+SKIP = 77  # meson's exit status for a skipped test
+
+
+def _check_backend():
+    if BACKEND not in ('sqlite', 'postgresql'):
+        sys.exit('READYD_TEST_BACKEND=%s: use sqlite or postgresql' % BACKEND)
+    if BACKEND == 'postgresql' and not PG_URL:
+        if os.environ.get('READYD_REQUIRE_PG') == '1':
+            sys.exit('READYD_TEST_BACKEND=postgresql needs READYD_TEST_PG_URL '
+                     '(scripts/pg-cluster start DIR prints one)')
+        print('skipped: READYD_TEST_BACKEND=postgresql without READYD_TEST_PG_URL')
+        sys.exit(SKIP)
+
+
+_check_backend()
+
+
+def psql_bin():
+    """psql from PATH, else the newest Debian server install's."""
+    found = shutil.which('psql')
+    if found:
+        return found
+    root = '/usr/lib/postgresql'
+    versions = sorted((v for v in os.listdir(root) if v.isdigit()), key=int) \
+        if os.path.isdir(root) else []
+    return os.path.join(root, versions[-1], 'bin', 'psql') if versions else 'psql'
+
+
+def psql(url, sql, stdin=None, timeout=60.0):
+    """Runs sql (one or more statements) on the database url names; returns
+    psql's output (unaligned, tuples only). Raises on any error."""
+    r = subprocess.run([psql_bin(), '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1',
+                        '-d', url, '-c', sql], input=stdin, capture_output=True, text=True,
+                       timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError('psql %s: %s' % (sql[:80], r.stderr.strip()))
+    return r.stdout
+
+
+def pg_database_url(base, name):
+    """base (a postgresql:// URL) with its database replaced by name."""
+    u = urllib.parse.urlsplit(base)
+    return urllib.parse.urlunsplit((u.scheme, u.netloc, '/' + name, u.query, u.fragment))
+
+
+_pg_databases = [0]
+
+
+def pg_create_database(base=None):
+    """A new, empty database on base's cluster (READYD_TEST_PG_URL's by
+    default); returns its URL."""
+    base = base or PG_URL
+    _pg_databases[0] += 1
+    name = 'readyd_t%d_%d_%d' % (os.getpid(), int(time.time() * 1000) % 1000000,
+                                 _pg_databases[0])
+    psql(base, 'CREATE DATABASE %s TEMPLATE template0' % name)
+    return pg_database_url(base, name)
+
+
+def pg_drop_database(url):
+    name = urllib.parse.urlsplit(url).path.lstrip('/')
+    try:
+        psql(pg_database_url(url, 'postgres'),
+             'DROP DATABASE IF EXISTS %s WITH (FORCE)' % name, timeout=30.0)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired):
+        pass  # a cluster that is gone takes its databases with it
 
 
 def wait_for_file(path, proc, timeout=15.0):
@@ -277,14 +356,19 @@ def http(method, url, body=None, headers=None, timeout=60.0):
 
 
 class Daemon(Process):
-    """The real readyd on 127.0.0.1:0 with a database in a temp dir.
-    restart() keeps the database; kill() is SIGKILL."""
+    """The real readyd on 127.0.0.1:0 with a database of its own: a file in
+    a temp dir, or a new PostgreSQL database (lib.BACKEND; db= names
+    another). restart() keeps the database, and so does leaving the with
+    block of a Daemon given a tmpdir; kill() is SIGKILL."""
 
-    def __init__(self, tmpdir=None, config=None, args=()):
+    def __init__(self, tmpdir=None, config=None, args=(), db=None):
         self.own_tmp = tmpdir is None
         tmpdir = tmpdir or tempfile.mkdtemp(prefix='readyd-test-')
         super().__init__('readyd', tmpdir)
-        self.db = os.path.join(tmpdir, 'readyd.db')
+        self.own_db = db is None and BACKEND == 'postgresql'
+        if db is None and BACKEND == 'sqlite':
+            db = os.path.join(tmpdir, 'readyd.db')
+        self.db = db  # a path or URL; None: a PostgreSQL database made at start
         self.config = config
         self.args = list(args)
         self.url = None
@@ -297,6 +381,8 @@ class Daemon(Process):
         port_file = os.path.join(self.tmpdir, 'readyd.port')
         if os.path.exists(port_file):
             os.unlink(port_file)
+        if self.db is None:
+            self.db = pg_create_database()
         argv = [READYD_BIN, '--listen', self.listen, '--db', self.db,
                 '--port-file', port_file, '--log-level', 'debug'] + self.args
         if self.config is not None:
@@ -338,10 +424,34 @@ class Daemon(Process):
             finally:
                 if self.own_tmp:
                     shutil.rmtree(self.tmpdir, ignore_errors=True)
+                    if self.own_db and self.db:
+                        pg_drop_database(self.db)
 
     def restart(self):
         self.stop()
         return self.start()
+
+    def insert_rows(self, table, columns, rows):
+        """rows (tuples of columns' values) straight into the daemon's
+        migrated database, whichever the backend: seeding what the API
+        would take too long to make. Stop the daemon first on SQLite. An
+        identity column given explicitly (runs.id) moves past the rows."""
+        if not self.db.startswith('postgresql://'):
+            con = sqlite3.connect(self.db)
+            with con:
+                con.executemany('INSERT INTO %s (%s) VALUES (%s)' % (
+                    table, ', '.join(columns), ', '.join('?' * len(columns))), rows)
+            con.close()
+            return
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator='\n').writerows(
+            ['\\N' if v is None else v for v in row] for row in rows)
+        sql = "COPY %s (%s) FROM STDIN WITH (FORMAT csv, NULL '\\N')" % (
+            table, ', '.join(columns))
+        psql(self.db, sql, stdin=buf.getvalue(), timeout=120.0)
+        if 'id' in columns:
+            psql(self.db, "SELECT setval(pg_get_serial_sequence('%s', 'id'), "
+                 "(SELECT max(id) FROM %s))" % (table, table))
 
     def kill(self):
         self.proc.kill()

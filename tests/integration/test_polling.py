@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import socket
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -49,11 +48,10 @@ ODD = [(0, '1.0 "rc"', None), (10, 'back\\slash/\u00e9', 1e-7),
 ODD_IDS = []
 
 
-def seed(db):
+def seed(d):
     """Runs of pa-one and pb-two (3 each, one metric), SLOW_RUNS runs of
-    pa-slow and the ODD runs of pa-odd, straight into the migrated
+    pa-slow and the ODD runs of pa-odd, straight into d's migrated
     database."""
-    con = sqlite3.connect(db)
     runs, metrics, rid = [], [], 0
     for svc, n in (('pa-one', 3), ('pb-two', 3), ('pa-slow', SLOW_RUNS)):
         for i in range(n):
@@ -68,13 +66,10 @@ def seed(db):
         ts = T0 + minutes * 60_000
         runs.append((rid, 'pa-odd', version, 'prod', 'passed', 'PASS', '{}', ts, ts, ts))
         metrics.append((rid, 'pa-odd', 'prod', 'latency', 'p95_ms', value, ts))
-    with con:
-        con.executemany('INSERT INTO runs (id, service, version, environment, state, verdict, '
-                        'spec, created_at, started_at, finished_at) '
-                        'VALUES (?,?,?,?,?,?,?,?,?,?)', runs)
-        con.executemany('INSERT INTO metrics (run_id, service, environment, probe, metric, '
-                        'value, ts) VALUES (?,?,?,?,?,?,?)', metrics)
-    con.close()
+    d.insert_rows('runs', ('id', 'service', 'version', 'environment', 'state', 'verdict',
+                           'spec', 'created_at', 'started_at', 'finished_at'), runs)
+    d.insert_rows('metrics', ('run_id', 'service', 'environment', 'probe', 'metric', 'value',
+                              'ts'), metrics)
 
 
 def spec(url):
@@ -111,7 +106,7 @@ class PollingTest(lib.TestCase):
         cls.d = lib.Daemon(tmpdir=cls.tmp, config=config())
         with cls.d:
             pass  # readyd migrates the new database
-        seed(cls.d.db)
+        seed(cls.d)
         cls.d.start()
 
     @classmethod

@@ -503,3 +503,54 @@ static const struct store_ops pg_ops = {
         .run_release = pg_run_release,
         .queued_hint = pg_queued_hint,
 };
+
+/* ---- pg.c: checking a URL before use (readyd --check-config) ---------- */
+
+/* Replaces every occurrence of secret (n bytes) in buf by "***". */
+static void hide_secret(char *buf, size_t len, const char *secret, size_t n)
+{
+	char tail[PG_ERRMSG_MAX], *p = buf, *at;
+
+	if (n == 0)
+		return;
+	while ((at = memmem(p, strlen(p), secret, n))) {
+		snprintf(tail, sizeof(tail), "%s", at + n);
+		snprintf(at, len - (size_t)(at - buf), "***%s", tail);
+		p = at + 3 < buf + len ? at + 3 : buf + len - 1;
+	}
+}
+
+/* What of url may be secret (user:PASSWORD@, password=VALUE), hidden
+ * from msg. */
+static void hide_url_secrets(const char *url, char *msg, size_t len)
+{
+	const char *s = strstr(url, "://"), *at, *colon, *pw;
+
+	if (s) {
+		s += 3;
+		at = strchr(s, '@');
+		colon = strchr(s, ':');
+		if (at && colon && colon < at && !memchr(s, '/', (size_t)(at - s)))
+			hide_secret(msg, len, colon + 1, (size_t)(at - colon - 1));
+	}
+	for (pw = strstr(url, "password="); pw; pw = strstr(pw + 1, "password="))
+		hide_secret(msg, len, pw + 9, strcspn(pw + 9, "& "));
+}
+
+int pg_url_check(const char *url, char *err, size_t errlen)
+{
+	char *why = NULL;
+	PQconninfoOption *opts = PQconninfoParse(url, &why);
+
+	if (opts) {
+		PQconninfoFree(opts);
+		return 0;
+	}
+	if (err && errlen > 0) {
+		snprintf(err, errlen, "%.*s", why ? (int)strcspn(why, "\n") : 13,
+		         why ? why : "out of memory");
+		hide_url_secrets(url, err, errlen);
+	}
+	PQfreemem(why);
+	return -EINVAL;
+}

@@ -22,3 +22,8 @@ int pg_open_readonly(const char *url, struct store **ret_store, char *err, size_
 /* url with its password (user:PASSWORD@ or password=...) replaced by
  * "***" into buf; for messages and logs. */
 void pg_url_redact(const char *url, char *buf, size_t len);
+
+/* Whether url is a connection URL libpq can use (syntax only: nothing is
+ * connected to). 0, or -EINVAL with libpq's reason in err, the password
+ * never repeated. */
+int pg_url_check(const char *url, char *err, size_t errlen);

@@ -86,17 +86,14 @@ static void conn_drop(struct pg_store *pg)
 	pg->in_tx = false;
 }
 
-/* Asks the server to stop the query, then gives the connection up: after
- * a missed deadline its state is unknown. */
+/* Gives the connection up after a missed deadline: its state is unknown.
+ * The query is not cancelled from here: PQcancel() opens a connection and
+ * waits, without a deadline, for the server to close it, so a server that
+ * hangs (stopped, swapping) would hang the loop with it. The server stops
+ * the query itself: the session's statement_timeout is the same deadline
+ * (session_setup in pg.c). */
 static void conn_abandon(struct pg_store *pg)
 {
-	PGcancel *c = PQgetCancel(pg->conn);
-	char buf[128];
-
-	if (c) {
-		(void)PQcancel(c, buf, sizeof(buf));
-		PQfreeCancel(c);
-	}
 	conn_drop(pg);
 }
 
