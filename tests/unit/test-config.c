@@ -221,6 +221,19 @@ START_TEST(test_shutdown_timeout_top_level)
 }
 END_TEST
 
+/* A database URL is kept as given (password included: only messages
+ * redact it). */
+START_TEST(test_database_url)
+{
+	const char *url = "postgresql://readyd:pw@db.internal:5432/readyd?sslmode=verify-full";
+	char yaml[256];
+
+	snprintf(yaml, sizeof(yaml), "database: %s\n", url);
+	ck_assert_msg(load(yaml) == 0, "%s", err);
+	ck_assert_str_eq(cfg.database, url);
+}
+END_TEST
+
 START_TEST(test_example_file)
 {
 	const char *root = getenv("READYD_SOURCE_ROOT");
@@ -240,7 +253,7 @@ static const struct {
 	int line; /* of the error; 0 is 1 */
 } bad[] = {
         {"listen: 5\n", "listen: must be HOST:PORT"},
-        {"database: ''\n", "database: must be a file path"},
+        {"database: ''\n", "database: must be a file path or a postgresql:// URL"},
         {"log_level: loud\n", "log_level: must be error, warn, info or debug"},
         {"scheduler: 5\n", "scheduler: must be a mapping"},
         {"scheduler: { max_concurrent_runs: 0 }\n",
@@ -390,6 +403,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_defaults_comments_only);
 	tcase_add_test(tc, test_defaults_partial);
 	tcase_add_test(tc, test_shutdown_timeout_top_level);
+	tcase_add_test(tc, test_database_url);
 	tcase_add_test(tc, test_example_file);
 	tcase_add_loop_test(tc, test_bad_value, 0, (int)(sizeof(bad) / sizeof(bad[0])));
 	tcase_add_loop_test(tc, test_unknown_key, 0, (int)(sizeof(unknown) / sizeof(unknown[0])));
