@@ -130,21 +130,34 @@ static void read_and_serialise(struct offload *o, struct store *st)
 		read_json(o, st);
 }
 
+/* A reader whose database server went away (restarted, failed over, or
+ * silent past the deadline) stays unusable: it is closed, and a read that
+ * found the connection gone is tried once more on a new one, so reads
+ * come back with the server rather than with a restart of readyd. */
 static void offload_work(uv_work_t *w)
 {
 	struct offload *o = rd_container_of(w, struct offload, work);
 	int r;
 
-	if (!thread_reader) {
-		r = store_reader_open(o->store, &thread_reader, o->err, sizeof(o->err));
-		if (r < 0) {
-			thread_reader = NULL;
-			o->no_reader = r == -ENOTSUP;
-			o->r = r;
-			return;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (!thread_reader) {
+			r = store_reader_open(o->store, &thread_reader, o->err, sizeof(o->err));
+			if (r < 0) {
+				thread_reader = NULL;
+				o->no_reader = r == -ENOTSUP;
+				o->r = r;
+				return;
+			}
 		}
+		read_and_serialise(o, thread_reader);
+		if (o->r != -ENOTCONN && o->r != -ETIMEDOUT)
+			return;
+		store_free(thread_reader);
+		thread_reader = NULL;
+		if (o->r == -ETIMEDOUT)
+			return; /* a server that hangs would only make it wait again */
+		o->err[0] = '\0';
 	}
-	read_and_serialise(o, thread_reader);
 }
 
 static void offload_free(struct offload *o)

@@ -214,6 +214,12 @@ int pg_exec_bin(struct store *st, const char *sql, int n, const char *const *par
 	if (!res)
 		return lost(st, what, r < 0 ? r : -ENOTCONN);
 	r = result_check(st, res, what);
+	/* The server went away mid-query (a restart, a crash): libpq's own
+	 * error carries no SQLSTATE, but the connection says it. */
+	if (r < 0 && PQstatus(pg->conn) == CONNECTION_BAD) {
+		PQclear(res);
+		return lost(st, what, -ENOTCONN);
+	}
 	if (r < 0 || !ret_res) {
 		if (r == 0 && pg_changed_rows(res) > 0)
 			pg->generation++;
