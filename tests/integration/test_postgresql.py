@@ -43,6 +43,8 @@ PG_CLUSTER = os.environ.get('PG_CLUSTER',
                             os.path.join(HERE, '..', '..', 'scripts', 'pg-cluster'))
 PASSWORD = 'Pw-7rX-s3cret'
 CONFIG = 'allowed_targets: ["127.0.0.1"]\n'
+HISTORY = '/v1/services/pgsvc/history'
+TRENDS = '/v1/services/pgsvc/trends?metric=up.latency_ms'
 
 
 def spec(url, service='pgsvc'):
@@ -237,9 +239,29 @@ class PostgresqlTest(lib.TestCase):
                 log = d.log()
             self.assert_no_password(log)
 
+    def offloaded_reads(self, d, n=6):
+        """n history and trend reads at once (they run on worker threads,
+        each with a reader connection of its own); their statuses."""
+        paths = [HISTORY, TRENDS] * (n // 2)
+        out = [None] * len(paths)
+
+        def one(i):
+            try:
+                out[i] = self.call(d, 'GET', paths[i], timeout=10.0).status
+            except AssertionError as e:
+                out[i] = str(e)
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(paths))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        d.check_api_answers()
+        return out
+
     def outage(self, d, fast, slow):
         stored = d.run_spec(spec(fast))
         self.assertEqual(stored['verdict'], 'PASS', stored)
+        self.assertEqual(self.offloaded_reads(d), [200] * 6)
         r = self.call(d, 'POST', '/v1/runs', spec(slow),
                       headers={'Content-Type': 'application/yaml'})
         self.assertEqual(r.status, 201, r)
@@ -259,6 +281,8 @@ class PostgresqlTest(lib.TestCase):
             r = self.call(d, 'GET', '/v1/runs/%d' % stored['id'], timeout=3.0)
             print('outage: GET of a stored run: %d in %.2f s' % (r.status, r.took))
             self.assert_unavailable(r, 'GET run')
+            r = self.call(d, 'GET', HISTORY, timeout=3.0)
+            self.assert_unavailable(r, 'GET history')
             r = self.call(d, 'GET', '/metrics', timeout=3.0)
             self.assertIn(r.status, (200, 503), r)
             # The slow probe ends 3 s after it went out, during the outage.
@@ -274,6 +298,8 @@ class PostgresqlTest(lib.TestCase):
                             'the run should have ended during the outage')
             again = d.run_spec(spec(fast))
             self.assertEqual(again['verdict'], 'PASS', again)
+            # Readers that lost the server are replaced, not kept broken.
+            self.assertEqual(self.offloaded_reads(d, 12), [200] * 12)
         print('outage: /healthz answered %d times, slowest %.2f s' % (health.count,
                                                                       health.slowest))
         self.assertEqual(health.failures, [])
