@@ -9,10 +9,14 @@ message that names the database without its password.
 test_outage_while_a_run_executes: the cluster stopped at once (pg_ctl stop
 -m immediate) while a run's probe is out: /readyz answers 503 naming
 PostgreSQL, submits 503 problem+json with Retry-After, a stored run's GET
-answers an error within a short client timeout, /healthz answers all
-along; the run ends during the outage and its end is kept in memory. The
-cluster back: /readyz is ready within a few seconds, the run is stored
-with its verdict (also after a restart of readyd) and new runs pass.
+and a history page answer 503 within a short client timeout, /healthz
+answers all along; the run ends during the outage and its end is kept in
+memory, its write retried on a backoff. The cluster back after about 11 s:
+/readyz is ready within a few seconds (the pending write is retried when
+the server answers, not at the end of the backoff), the run is stored with
+its verdict and the time it ended (also after a restart of readyd), new
+runs pass, and reads on worker threads, whose connections the outage
+broke, answer again.
 
 test_hung_database: every PostgreSQL process stopped with SIGSTOP (a
 server that hangs rather than refuses): each query of the loop gives up
