@@ -24,10 +24,11 @@ struct store;
 
 /* Opens (creating if needed) the store named by where and migrates it:
  * a file path (":memory:" works) for the SQLite backend; a
- * "postgresql://" or "postgres://" URL is -EPROTONOSUPPORT ("this readyd
- * has no PostgreSQL backend"). On failure returns -errno
- * (-EPROTONOSUPPORT also for a database newer than this binary, -EIO for
- * the backend's errors) and writes a sentence to err. Main thread. */
+ * "postgresql://" or "postgres://" URL for the PostgreSQL backend (an
+ * existing database; -ENOTCONN when its server cannot be reached). On
+ * failure returns -errno (-EPROTONOSUPPORT for a database newer than this
+ * binary, -EIO for the backend's errors) and writes a sentence to err,
+ * without the URL's password. Main thread. */
 int store_open(const char *where, struct store **ret_store, char *err, size_t errlen);
 
 /* A read-only connection to the same store for a worker thread; no

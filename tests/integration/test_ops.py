@@ -300,16 +300,18 @@ class OpsTest(lib.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn(b'allow_unauthenticated', r.stderr)
 
-    def test_postgresql_url_refused(self):
-        """A PostgreSQL URL as the database: readyd exits 1 saying it has no
-        such backend, creates nothing, and never logs the URL's password."""
+    def test_postgresql_unreachable(self):
+        """A PostgreSQL URL whose server is not there (a free port): readyd
+        exits 1 at once naming the database, creates nothing, and never
+        logs the URL's password."""
         tmp = tempfile.mkdtemp(dir=self.d.tmpdir)
+        port = lib.free_port()
         r = subprocess.run([os.path.abspath(lib.READYD_BIN), '--listen', '127.0.0.1:0', '--db',
-                            'postgresql://readyd:s3cret@127.0.0.1/readyd'],
+                            'postgresql://readyd:s3cret@127.0.0.1:%d/readyd' % port],
                            capture_output=True, timeout=20, cwd=tmp)
         self.assertEqual(r.returncode, 1, r.stderr)
-        self.assertIn(b'this readyd has no PostgreSQL backend', r.stderr)
-        self.assertIn(b'postgresql://readyd:<redacted>@127.0.0.1/readyd', r.stderr)
+        self.assertIn(b"Failed to open database 'postgresql://readyd:<redacted>@127.0.0.1:%d/"
+                      b"readyd': Failed to connect to PostgreSQL" % port, r.stderr)
         self.assertNotIn(b's3cret', r.stderr)
         self.assertEqual(os.listdir(tmp), [])
 
