@@ -247,6 +247,8 @@ static const struct {
         {-EBUSY, 503, "1", "the database is busy; retry"},
         {-ESHUTDOWN, 503, NULL, "readyd is shutting down"},
         {-ENOSPC, 507, NULL, "the database is full (disk space)"},
+        {-ENOTCONN, 503, "5", "the database does not answer; retry later"},
+        {-ETIMEDOUT, 503, "5", "the database did not answer in time; retry later"},
         {-EIO, 500, NULL, "Input/output error"},
         {-ENOMEM, 500, NULL, "Cannot allocate memory"},
 };
