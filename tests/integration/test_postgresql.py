@@ -31,6 +31,7 @@ import datetime
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -97,6 +98,59 @@ class HealthWatch:
     def __exit__(self, *exc):
         self.done.set()
         self.thread.join(timeout=10.0)
+
+
+class DelayProxy:
+    """127.0.0.1:port in front of the cluster; each new connection is held
+    back `delay` seconds before it is passed on (a server far away, or slow
+    to accept), then bytes flow both ways until either side closes."""
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.delay = 0.0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(('127.0.0.1', 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.accept_loop, daemon=True).start()
+
+    def accept_loop(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self.connect, args=(client,), daemon=True).start()
+
+    def connect(self, client):
+        time.sleep(self.delay)
+        try:
+            upstream = socket.create_connection(('127.0.0.1', self.target_port), timeout=5)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self.pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def pump(a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.sock.close()
 
 
 class PostgresqlTest(lib.TestCase):
@@ -355,6 +409,52 @@ class PostgresqlTest(lib.TestCase):
         self.assertEqual(health.failures, [])
         self.assertLess(health.slowest, 3.5)
         self.call(d, 'GET', '/metrics')
+
+    # ---- a server slow to accept ------------------------------------------
+
+    def test_slow_connect_under_traffic(self):
+        with lib.DemoTarget(latency='1ms') as fast:
+            port = urllib.parse.urlsplit(self.base).port
+            proxy = DelayProxy(port)
+            try:
+                db = lib.pg_create_database(self.base).replace(':%d/' % port,
+                                                               ':%d/' % proxy.port)
+                d = self.track(lib.Daemon(config=CONFIG, db=with_password(db)))
+                with d:
+                    self.slow_connect(d, proxy, fast.url)
+                    log = d.log()
+            finally:
+                proxy.close()
+            self.assert_no_password(log)
+
+    def slow_connect(self, d, proxy, fast):
+        """A reconnect takes longer than one of the loop's 100 ms slices
+        while requests keep reading the store: those requests fail, but do
+        not throw away the connection being opened, so readyd gets back."""
+        stored = d.run_spec(spec(fast))
+        proxy.delay = 0.3
+        self.cluster('stop', '--immediate')
+        self.wait_readyz(d, 503, 10.0)
+        done, statuses = threading.Event(), []
+
+        def traffic():
+            while not done.is_set():
+                statuses.append(self.call(d, 'GET', '/v1/runs/%d' % stored['id']).status)
+                done.wait(0.05)
+        t = threading.Thread(target=traffic, daemon=True)
+        t.start()
+        try:
+            self.cluster('start')
+            _, took = self.wait_readyz(d, 200, 20.0)
+        finally:
+            done.set()
+            t.join(timeout=10.0)
+        print('slow connect: /readyz 200 %.1f s after the cluster was back, %d reads '
+              'meanwhile' % (took, len(statuses)))
+        self.assertLess(took, 10.0)
+        self.assertEqual(set(statuses) - {200, 503}, set())
+        self.assertEqual(self.call(d, 'GET', '/v1/runs/%d' % stored['id']).status, 200)
+        self.assertEqual(d.run_spec(spec(fast))['verdict'], 'PASS')
 
 
 if __name__ == '__main__':

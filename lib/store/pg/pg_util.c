@@ -190,6 +190,15 @@ static int lost(struct store *st, const char *what, int e)
 	return fail_with(st, what, msg, -ENOTCONN);
 }
 
+/* pg_check_file() is part way through opening a new connection, a slice
+ * at a time: a query meanwhile fails without dropping it, or a server that
+ * takes longer than a slice to answer a connect would never be reached
+ * again while requests keep coming. */
+static int reconnecting(struct store *st, const char *what)
+{
+	return fail_with(st, what, "reconnecting to PostgreSQL", -ENOTCONN);
+}
+
 int pg_exec_bin(struct store *st, const char *sql, int n, const char *const *params,
                 const int *lengths, const int *formats, bool result_binary, PGresult **ret_res,
                 const char *what)
@@ -199,6 +208,8 @@ int pg_exec_bin(struct store *st, const char *sql, int n, const char *const *par
 	PGresult *res;
 	int r;
 
+	if (pg->conn && PQstatus(pg->conn) != CONNECTION_OK && PQstatus(pg->conn) != CONNECTION_BAD)
+		return reconnecting(st, what);
 	if (!pg->conn || PQstatus(pg->conn) != CONNECTION_OK)
 		return lost(st, what, -ENOTCONN);
 	/* Without parameters, the simple protocol: it takes several
