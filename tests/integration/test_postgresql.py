@@ -23,6 +23,12 @@ server that hangs rather than refuses): each query of the loop gives up
 at its 2 s deadline, so /healthz keeps answering and /readyz turns 503;
 after SIGCONT readyd is ready again and takes runs.
 
+test_slow_connect_under_traffic: a proxy in front of the cluster holds
+each new connection 300 ms, longer than the 100 ms slice the loop gives a
+reconnect at a time; while the cluster comes back, requests keep reading
+the store every 50 ms. They fail (503) without throwing away the
+connection being opened, and readyd is ready again within seconds.
+
 Every test gives readyd a URL with a password (the cluster trusts local
 connections, so any password works) and checks that it appears in no log
 line and no answer (/readyz, /metrics, problems).
