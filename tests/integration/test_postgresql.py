@@ -33,6 +33,7 @@ Every test gives readyd a URL with a password (the cluster trusts local
 connections, so any password works) and checks that it appears in no log
 line and no answer (/readyz, /metrics, problems).
 """
+import atexit
 import datetime
 import os
 import shutil
@@ -173,11 +174,19 @@ class PostgresqlTest(lib.TestCase):
                 raise RuntimeError(msg)
             raise unittest.SkipTest(msg)
         cls.base = r.stdout.strip()
+        # Stopped even when the test is stopped (meson's timeout sends
+        # SIGTERM): a cluster must not outlive its test.
+        atexit.register(cls.remove_cluster)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+
+    @classmethod
+    def remove_cluster(cls):
+        subprocess.run([PG_CLUSTER, 'stop', cls.cluster_dir, '--remove'], timeout=120)
+        shutil.rmtree(cls.tmp, ignore_errors=True)
 
     @classmethod
     def tearDownClass(cls):
-        subprocess.run([PG_CLUSTER, 'stop', cls.cluster_dir, '--remove'], timeout=120)
-        shutil.rmtree(cls.tmp, ignore_errors=True)
+        cls.remove_cluster()
 
     def setUp(self):
         super().setUp()
