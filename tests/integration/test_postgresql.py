@@ -155,6 +155,7 @@ class DelayProxy:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+            s.close()
 
     def close(self):
         self.sock.close()
