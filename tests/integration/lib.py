@@ -431,6 +431,35 @@ class Daemon(Process):
         self.stop()
         return self.start()
 
+    def select(self, sql, params=()):
+        """The rows of a query ('?' placeholders) on the daemon's database,
+        whichever the backend, as sqlite3 gives them: on PostgreSQL, values
+        that are integers come back as ints and NULL as None (other values
+        as text; a value may not hold a newline)."""
+        if not self.db.startswith('postgresql://'):
+            con = sqlite3.connect(self.db)
+            try:
+                return con.execute(sql, params).fetchall()
+            finally:
+                con.close()
+        pieces, args = sql.split('?'), []
+        query = pieces[0]
+        for i, rest in enumerate(pieces[1:]):
+            query += ":'p%d'" % i + rest
+            args += ['-v', 'p%d=%s' % (i, params[i])]
+        r = subprocess.run([psql_bin(), '-X', '-q', '-A', '-t', '-F', '\x1f', '-P', 'null=\\N',
+                            '-v', 'ON_ERROR_STOP=1'] + args + ['-d', self.db],
+                           input=query + ';\n', capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError('psql %s: %s' % (sql[:80], r.stderr.strip()))
+
+        def value(v):
+            if v == '\\N':
+                return None
+            return int(v) if v.lstrip('-').isdigit() else v
+        return [tuple(value(v) for v in line.split('\x1f'))
+                for line in r.stdout.split('\n') if line]
+
     def insert_rows(self, table, columns, rows):
         """rows (tuples of columns' values) straight into the daemon's
         migrated database, whichever the backend: seeding what the API

@@ -11,7 +11,6 @@ import http.client
 import os
 import json
 import re
-import sqlite3
 import sys
 import urllib.parse
 
@@ -198,12 +197,8 @@ class ConsoleTest(lib.TestCase):
         return page('POST', self.d.url + path, form(fields), dict(FORM, **cookie))
 
     def audit(self, action):
-        con = sqlite3.connect(self.d.db)
-        try:
-            return con.execute('SELECT actor, run_id, waiver_id FROM audit WHERE action = ? '
-                               'ORDER BY id', (action,)).fetchall()
-        finally:
-            con.close()
+        return self.d.select('SELECT actor, run_id, waiver_id FROM audit WHERE action = ? '
+                             'ORDER BY id', (action,))
 
     def test_rejudge_from_the_run_page(self):
         run = self.runs['beta-api']
