@@ -201,7 +201,10 @@ class PostgresqlTest(lib.TestCase):
     def tearDown(self):
         # A failed test must not leave the next one a stopped cluster.
         for pid in self.postgres_pids():
-            os.kill(pid, signal.SIGCONT)
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass  # a backend that ended since it was listed
         self.cluster('start')
 
     def postgres_pids(self):
@@ -415,7 +418,10 @@ class PostgresqlTest(lib.TestCase):
                 self.assert_unavailable(r, 'submit')
             finally:
                 for pid in pids:
-                    os.kill(pid, signal.SIGCONT)
+                    try:
+                        os.kill(pid, signal.SIGCONT)
+                    except ProcessLookupError:
+                        pass
             _, took = self.wait_readyz(d, 200, 20.0)
             print('hang: /readyz 200 %.1f s after SIGCONT' % took)
             self.assertLess(took, 12.0)
