@@ -408,7 +408,10 @@ class PostgresqlTest(lib.TestCase):
         with HealthWatch(d) as health:
             try:
                 for pid in pids:
-                    os.kill(pid, signal.SIGSTOP)
+                    try:
+                        os.kill(pid, signal.SIGSTOP)
+                    except ProcessLookupError:
+                        pass
                 problem, took = self.wait_readyz(d, 503, 12.0)
                 print('hang: /readyz 503 %.1f s after SIGSTOP: %s' % (took,
                                                                       problem.json['detail']))
