@@ -369,7 +369,11 @@ static void put_array(struct rd_jtext *o, const json_t *v, size_t flags, int dep
 
 static void put_value(struct rd_jtext *o, const json_t *v, size_t flags, int depth)
 {
-	if (json_is_object(v))
+	/* A key holding a NUL finds no value by its C string: such an
+	 * object cannot be written. */
+	if (!v)
+		o->err = -EINVAL;
+	else if (json_is_object(v))
 		put_object(o, v, flags, depth);
 	else if (json_is_array(v))
 		put_array(o, v, flags, depth);

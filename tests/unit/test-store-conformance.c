@@ -1207,6 +1207,62 @@ START_TEST(test_invalid_utf8_error)
 }
 END_TEST
 
+/* A probe's text carries a target's bytes: an error with invalid UTF-8
+ * or a NUL, details with a NUL. Saving must not fail the probe, and the
+ * run reads back whole; a metric named with a NUL is refused, not a crash. */
+static void save_hostile(struct store *st, int64_t id, size_t idx, const char *what)
+{
+	json_t *p = json_pack("{s:s, s:s, s:s, s:I, s:I}", "name", what, "type", "http", "state",
+	                      "failed", "started_at", (json_int_t)T0, "finished_at",
+	                      (json_int_t)T0 + 1);
+	json_t *m = json_object();
+
+	if (!strcmp(what, "error"))
+		json_object_set_new(p, "error", json_stringn_nocheck("bad \xff\xfe reply", 14));
+	if (!strcmp(what, "nul_error"))
+		json_object_set_new(p, "error", json_stringn("a\0b", 3));
+	if (!strcmp(what, "nul_details"))
+		json_object_set_new(p, "details",
+		                    json_pack("{s:o}", "body", json_stringn("a\0b", 3)));
+	if (!strcmp(what, "nul_metric"))
+		json_object_setn_new(m, "p\0x", 3, json_real(1.5));
+	json_object_set_new(m, "ok", json_integer(1));
+	json_object_set_new(p, "metrics", m);
+	/* No JSON text can name that metric: refused, not a crash. */
+	if (!strcmp(what, "nul_metric"))
+		ck_assert_int_lt(store_probe_save(st, id, idx, p), 0);
+	else
+		ck_assert_msg(store_probe_save(st, id, idx, p) == 0, "%s: %s", what,
+		              store_errmsg(st));
+	json_decref(p);
+}
+
+START_TEST(test_probe_hostile_bytes)
+{
+	static const char *const what[] = {"error", "nul_error", "nul_details", "nul_metric"};
+	struct store *st = conf_open(_i);
+	int64_t id = create_run(st, "svc", "staging", NULL, 0, NULL);
+	json_t *run, *probes, *body;
+
+	for (size_t i = 0; i < sizeof(what) / sizeof(what[0]); i++)
+		save_hostile(st, id, i, what[i]);
+	run = get_run(st, id);
+	probes = json_object_get(run, "probes");
+	ck_assert_uint_eq(json_array_size(probes), 3);
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(probes, 0), "error")),
+	                 "bad ?? reply");
+	/* A NUL ends a C string; in details it is JSON's \u0000 and
+	 * reads back whole. */
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(probes, 1), "error")),
+	                 "a");
+	body = json_object_get(json_object_get(json_array_get(probes, 2), "details"), "body");
+	ck_assert_uint_eq(json_string_length(body), 3);
+	ck_assert_mem_eq(json_string_value(body), "a\0b", 3);
+	json_decref(run);
+	store_free(st);
+}
+END_TEST
+
 /* ---- History, trends, load measurements ---------------------------- */
 
 /* Replaces run's probe metrics with p95_ms measured on requests, errors. */
@@ -2345,6 +2401,7 @@ static Suite *conformance_suite(void)
 	tcase_add_loop_test(tc, test_interrupt_stale, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_not_found_and_invalid, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_invalid_utf8_error, 0, N_BACKENDS);
+	tcase_add_loop_test(tc, test_probe_hostile_bytes, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_load_roundtrip, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_load_big_blob, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_load_none, 0, N_BACKENDS);

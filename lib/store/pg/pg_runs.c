@@ -300,12 +300,14 @@ struct probe_row {
 	json_t *metrics;    /* borrowed; an object (possibly empty) or NULL */
 	char *metrics_text; /* owned */
 	char *details_text; /* owned; NULL for no details */
+	json_t *error_hold; /* owns error made valid UTF-8 */
 };
 
 static void probe_row_free(struct probe_row *pr)
 {
 	free(pr->metrics_text);
 	free(pr->details_text);
+	json_decref(pr->error_hold);
 }
 
 /* A time field: absent, null or 0 is "not set"; else ms >= 0. */
@@ -375,7 +377,8 @@ static int probe_row_parse(struct store *st, json_t *probe, struct probe_row *pr
 		pr->details_text = rd_json_dumps(details, JSON_COMPACT | JSON_ENCODE_ANY);
 	if (!pr->metrics_text || (details && !json_is_null(details) && !pr->details_text))
 		return pg_oom(st);
-	return 0;
+	/* An error quoting a target's bytes: stored as run errors are. */
+	return text_valid(st, pr->error, &pr->error_hold, &pr->error);
 }
 
 /* The probe's row replaced and, once it is final, its rows of the long

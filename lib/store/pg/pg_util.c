@@ -423,7 +423,7 @@ int pg_col_to_json(struct store *st, const PGresult *res, int row, int col,
 		v = store_json_time(strtoll(text, NULL, 10));
 		break;
 	case COL_JSON:
-		v = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
+		v = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
 		if (!v) {
 			pg_set_errf(st, "Failed to read stored '%s': %s", c->key, jerr.text);
 			return -EIO;

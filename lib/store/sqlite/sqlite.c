@@ -825,7 +825,8 @@ static int col_to_json(struct store *st, sqlite3_stmt *s, int i, const struct st
 		break;
 	case COL_JSON:
 		v = json_loadb((const char *)sqlite3_column_text(s, i),
-		               (size_t)sqlite3_column_bytes(s, i), JSON_DECODE_ANY, &jerr);
+		               (size_t)sqlite3_column_bytes(s, i), JSON_DECODE_ANY | JSON_ALLOW_NUL,
+		               &jerr);
 		if (!v) {
 			set_err(st, "Failed to read stored '%s': %s", c->key, jerr.text);
 			return -EIO;
