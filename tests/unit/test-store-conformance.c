@@ -311,6 +311,28 @@ START_TEST(test_migrations)
 }
 END_TEST
 
+/* libpq quotes the part of a URL it cannot parse, which can be the
+ * password: the message says what is wrong without it. No server is
+ * needed: the URL is refused before connecting. */
+START_TEST(test_pg_password_not_echoed)
+{
+	static const char *const urls[] = {
+	        "postgresql://readyd:S3c%zzretPW@127.0.0.1:1/postgres",
+	        "postgresql://readyd@127.0.0.1:1/postgres?password=%zzS3cretPW",
+	};
+	struct store *st = NULL;
+	char err[512];
+
+	for (size_t i = 0; i < RD_ARRAY_SIZE(urls); i++) {
+		err[0] = '\0';
+		ck_assert_int_lt(store_open(urls[i], &st, err, sizeof(err)), 0);
+		ck_assert_ptr_null(st);
+		ck_assert_msg(strstr(err, "percent-encoded") != NULL, "%s", err);
+		ck_assert_msg(strstr(err, "S3c") == NULL, "%s", err);
+	}
+}
+END_TEST
+
 START_TEST(test_newer_schema_refused)
 {
 	const struct conf_backend *b = conf_backend(_i);
@@ -2381,6 +2403,7 @@ static Suite *conformance_suite(void)
 	tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
 	tcase_add_loop_test(tc, test_migrations, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_newer_schema_refused, 0, N_BACKENDS);
+	tcase_add_test(tc, test_pg_password_not_echoed);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("runs");

@@ -76,14 +76,49 @@ static PGconn *connect_start(struct pg_store *pg, bool blocking)
 	return blocking ? PQconnectdbParams(keys, vals, 1) : PQconnectStartParams(keys, vals, 1);
 }
 
+/* Replaces in buf every copy of the len bytes at secret by "***". */
+static void scrub_span(char *buf, size_t cap, const char *secret, size_t len)
+{
+	char *hit;
+
+	if (len == 0)
+		return;
+	for (hit = memmem(buf, strlen(buf), secret, len); hit;
+	     hit = memmem(hit + 3, strlen(hit + 3), secret, len)) {
+		char tail[PG_ERRMSG_MAX];
+
+		snprintf(tail, sizeof(tail), "%s", hit + len);
+		snprintf(hit, cap - (size_t)(hit - buf), "***%s", tail);
+	}
+}
+
+/* libpq's complaint about a URL it cannot parse quotes the bad part
+ * ("invalid percent-encoded token: ..."), which may be the password:
+ * each password of url (user:PASSWORD@, password=...) is taken out of
+ * buf. */
+static void scrub_passwords(const char *url, char *buf, size_t cap)
+{
+	const char *scheme = strstr(url, "://"), *at, *colon, *pw;
+
+	if (scheme) {
+		at = strchr(scheme + 3, '@');
+		colon = strchr(scheme + 3, ':');
+		if (at && colon && colon < at &&
+		    !memchr(scheme + 3, '/', (size_t)(at - scheme - 3)))
+			scrub_span(buf, cap, colon + 1, (size_t)(at - colon - 1));
+	}
+	for (pw = strstr(url, "password="); pw; pw = strstr(pw + 1, "password="))
+		scrub_span(buf, cap, pw + 9, strcspn(pw + 9, "& "));
+}
+
 static int conn_failed(struct store *st, PGconn *c, const char *what)
 {
+	struct pg_store *pg = pg_of(st);
 	const char *m = c ? PQerrorMessage(c) : "out of memory";
-	size_t n = strcspn(m, "\n");
 
-	pg_set_errf(st, "Failed to %s PostgreSQL at '%s': %.*s", what, pg_of(st)->display, (int)n,
-	            m);
-	snprintf(pg_of(st)->cause, sizeof(pg_of(st)->cause), "%.*s", (int)n, m);
+	snprintf(pg->cause, sizeof(pg->cause), "%.*s", (int)strcspn(m, "\n"), m);
+	scrub_passwords(pg->conninfo, pg->cause, sizeof(pg->cause));
+	pg_set_errf(st, "Failed to %s PostgreSQL at '%s': %s", what, pg->display, pg->cause);
 	return -ENOTCONN;
 }
 
