@@ -17,6 +17,9 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -141,6 +144,8 @@ static void pg_run(PGconn *c, const char *sql)
 	PQclear(res);
 }
 
+static unsigned schema_count;
+
 static const char *pg_where(void)
 {
 	const char *base = getenv("READYD_TEST_PG_URL");
@@ -149,7 +154,10 @@ static const char *pg_where(void)
 
 	if (strcmp(pg_url_dir, tmp_dir) == 0)
 		return pg_url;
-	snprintf(schema, sizeof(schema), "conf_%ld_%.40s", (long)getpid(),
+	/* A count too: the directory's suffix differs only in letters that
+	 * may all map to '_' (the same process runs every test with
+	 * CK_FORK=no). */
+	snprintf(schema, sizeof(schema), "conf_%ld_%u_%.40s", (long)getpid(), ++schema_count,
 	         strrchr(tmp_dir, '/') ? strrchr(tmp_dir, '/') + 1 : tmp_dir);
 	for (char *p = schema; *p; p++)
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')))
@@ -1282,6 +1290,137 @@ START_TEST(test_probe_hostile_bytes)
 	ck_assert_mem_eq(json_string_value(body), "a\0b", 3);
 	json_decref(run);
 	store_free(st);
+}
+END_TEST
+
+/* ---- A server that stops answering ---------------------------------- */
+
+/* A TCP relay in front of the cluster that can go silent, as a server
+ * behind a network partition does: it stops relaying and takes no new
+ * connection (its backlog is full, so a connect waits for the kernel's
+ * SYN retries rather than being refused). */
+struct relay {
+	int listen_fd, port, upstream_port;
+	int fill[4];
+	volatile bool silent, stop;
+	pthread_t thread;
+};
+
+static void relay_pump(struct relay *rl, int a, int b)
+{
+	struct pollfd p[2] = {{.fd = a, .events = POLLIN}, {.fd = b, .events = POLLIN}};
+	char buf[8192];
+
+	while (!rl->stop) {
+		if (poll(p, 2, 50) <= 0 || rl->silent)
+			continue;
+		for (int i = 0; i < 2; i++) {
+			ssize_t n = (p[i].revents & (POLLIN | POLLHUP))
+			                    ? read(p[i].fd, buf, sizeof(buf))
+			                    : 0;
+
+			if (n > 0 && write(p[1 - i].fd, buf, (size_t)n) != n)
+				return;
+			if ((p[i].revents & (POLLIN | POLLHUP)) && n <= 0)
+				return;
+		}
+	}
+}
+
+static void *relay_run(void *arg)
+{
+	struct relay *rl = arg;
+	struct sockaddr_in up = {.sin_family = AF_INET,
+	                         .sin_port = htons((uint16_t)rl->upstream_port),
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int c = accept(rl->listen_fd, NULL, NULL), u = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (c >= 0 && u >= 0 && connect(u, (struct sockaddr *)&up, sizeof(up)) == 0)
+		relay_pump(rl, c, u);
+	close(c);
+	close(u);
+	return NULL;
+}
+
+/* The port of "@host:port/..." (at to slash). */
+static int url_port(const char *at, const char *slash)
+{
+	const char *colon = memchr(at, ':', (size_t)(slash - at));
+	long port = colon ? strtol(colon + 1, NULL, 10) : 5432;
+
+	ck_assert_int_gt(port, 0);
+	return (int)port;
+}
+
+static void relay_start(struct relay *rl, int upstream_port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+
+	memset(rl, 0, sizeof(*rl));
+	rl->upstream_port = upstream_port;
+	rl->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(rl->listen_fd, 0);
+	ck_assert_int_eq(bind(rl->listen_fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(listen(rl->listen_fd, 0), 0);
+	ck_assert_int_eq(getsockname(rl->listen_fd, (struct sockaddr *)&a, &len), 0);
+	rl->port = ntohs(a.sin_port);
+	ck_assert_int_eq(pthread_create(&rl->thread, NULL, relay_run, rl), 0);
+}
+
+/* Silent from now on: nothing relayed, the backlog filled. */
+static void relay_silence(struct relay *rl)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET,
+	                        .sin_port = htons((uint16_t)rl->port),
+	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+
+	rl->silent = true;
+	for (size_t i = 0; i < RD_ARRAY_SIZE(rl->fill); i++) {
+		rl->fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		(void)connect(rl->fill[i], (struct sockaddr *)&a, sizeof(a));
+	}
+}
+
+static void relay_stop(struct relay *rl)
+{
+	rl->stop = true;
+	pthread_join(rl->thread, NULL);
+	for (size_t i = 0; i < RD_ARRAY_SIZE(rl->fill); i++)
+		close(rl->fill[i]);
+	close(rl->listen_fd);
+}
+
+/* A query to a server gone silent ends at the deadline with -ETIMEDOUT:
+ * giving the connection up must not wait on that server again (a
+ * cancel request is a new connection to it, which would block until
+ * the kernel gives up on the SYN, minutes later). */
+START_TEST(test_pg_silent_server_deadline)
+{
+	const char *url = getenv("READYD_TEST_PG_URL") ? pg_where() : "", *at = strchr(url, '@'),
+	           *slash;
+	char relayed[2048];
+	struct relay rl;
+	struct store *st = NULL;
+	char err[256] = "";
+	int64_t id;
+	json_t *run = NULL;
+
+	if (!getenv("READYD_TEST_PG_URL"))
+		return;
+	ck_assert_ptr_nonnull(at);
+	slash = strchr(at, '/');
+	ck_assert_ptr_nonnull(slash);
+	relay_start(&rl, url_port(at, slash));
+	snprintf(relayed, sizeof(relayed), "%.*s@127.0.0.1:%d%s", (int)(at - url), url, rl.port,
+	         slash);
+	ck_assert_msg(store_open(relayed, &st, err, sizeof(err)) == 0, "%s", err);
+	id = create_run(st, "svc", "staging", NULL, 0, NULL);
+	relay_silence(&rl);
+	ck_assert_int_eq(store_run_get(st, id, &run), -ETIMEDOUT);
+	ck_assert_ptr_null(run);
+	store_free(st);
+	relay_stop(&rl);
 }
 END_TEST
 
@@ -2425,6 +2564,7 @@ static Suite *conformance_suite(void)
 	tcase_add_loop_test(tc, test_not_found_and_invalid, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_invalid_utf8_error, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_probe_hostile_bytes, 0, N_BACKENDS);
+	tcase_add_test(tc, test_pg_silent_server_deadline);
 	tcase_add_loop_test(tc, test_load_roundtrip, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_load_big_blob, 0, N_BACKENDS);
 	tcase_add_loop_test(tc, test_load_none, 0, N_BACKENDS);
