@@ -1248,7 +1248,7 @@ static void save_hostile(struct store *st, int64_t id, size_t idx, const char *w
 	json_t *m = json_object();
 
 	if (!strcmp(what, "error"))
-		json_object_set_new(p, "error", json_stringn_nocheck("bad \xff\xfe reply", 14));
+		json_object_set_new(p, "error", json_string_nocheck("bad \xff\xfe reply"));
 	if (!strcmp(what, "nul_error"))
 		json_object_set_new(p, "error", json_stringn("a\0b", 3));
 	if (!strcmp(what, "nul_details"))
