@@ -49,8 +49,11 @@ static int exec_valid(struct store *st, const char *sql, int n, const char *cons
                       PGresult **ret_res, const char *what)
 {
 	json_t *holds[PARAMS_MAX] = {NULL};
-	const char *valid[PARAMS_MAX];
-	int r = n <= PARAMS_MAX ? 0 : -E2BIG;
+	const char *valid[PARAMS_MAX] = {NULL};
+	int r = 0;
+
+	if (n < 0 || n > PARAMS_MAX)
+		return -E2BIG;
 
 	for (int i = 0; i < n && r == 0; i++) {
 		valid[i] = params[i];

@@ -388,7 +388,7 @@ static int query_int(struct store *st, const char *sql, int64_t arg, int64_t *re
 /* The highest version recorded, 0 for a database never migrated. */
 static int schema_read_version(struct store *st, int *ret_version)
 {
-	int64_t has_table, v;
+	int64_t has_table = 0, v;
 	int r;
 
 	r = query_int(st,
