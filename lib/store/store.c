@@ -7,11 +7,14 @@
  * language.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "lib/gate/judge.h"
+#include "lib/loadgen/hist.h"
 #include "lib/store/pg/pg.h"
 #include "lib/store/sqlite/sqlite.h"
 #include "lib/store/store.h"
@@ -316,10 +319,51 @@ int store_trend_text(struct store *st, const struct store_trend_query *q, struct
 	return r < 0 ? r : out->err;
 }
 
+/* "p95_ms" -> 95, "p999_ms" -> 99.9, "p50_ms" -> 50; -EINVAL otherwise. */
+static int percentile_of(const char *metric, double *ret_p)
+{
+	const char *d = metric + 1;
+	double q = 0;
+	int digits = 0;
+
+	if (metric[0] != 'p')
+		return -EINVAL;
+	for (; *d >= '0' && *d <= '9' && digits < 9; d++, digits++)
+		q = q * 10 + (*d - '0');
+	if (digits < 2 || strcmp(d, "_ms") != 0)
+		return -EINVAL;
+	q /= pow(10, digits);
+	if (q <= 0 || q >= 1)
+		return -EINVAL;
+	*ret_p = q * 100.0;
+	return 0;
+}
+
+/* Made of the backend's stored histogram (probe_blob_get), the same way
+ * whichever backend holds it. */
 int store_probe_percentile(struct store *st, int64_t run_id, size_t idx, const char *metric,
                            double *ret_ms)
 {
-	return st->ops->probe_percentile(st, run_id, idx, metric, ret_ms);
+	struct hist *h = NULL;
+	void *buf = NULL;
+	size_t len = 0;
+	double p, v;
+	int r = percentile_of(metric, &p);
+
+	if (r == 0)
+		r = st->ops->probe_blob_get(st, run_id, idx, "latency", &buf, &len);
+	if (r == 0)
+		r = hist_deserialize(buf, len, &h);
+	free(buf);
+	if (r < 0)
+		return r;
+	/* The histogram holds microseconds; metrics are milliseconds. */
+	v = hist_percentile(h, p) / 1000.0;
+	hist_free(h);
+	if (isnan(v))
+		return -ENOENT; /* an empty histogram has no percentiles */
+	*ret_ms = v;
+	return 0;
 }
 
 int store_metrics_snapshot(struct store *st, json_t **ret_snap)

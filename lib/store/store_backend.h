@@ -83,8 +83,6 @@ struct store_ops {
 	             bool *ret_truncated);
 	int (*trend_points)(struct store *st, const struct store_trend_query *q,
 	                    struct store_trend_points *ret); /* optional */
-	int (*probe_percentile)(struct store *st, int64_t run_id, size_t idx, const char *metric,
-	                        double *ret_ms);
 
 	/* Reports and /metrics. */
 	int (*metrics_snapshot)(struct store *st, json_t **ret_snap);

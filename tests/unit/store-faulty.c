@@ -267,13 +267,6 @@ static int faulty_trend(struct store *st, const struct store_trend_query *q, jso
 	return inner(st)->ops->trend(inner(st), q, ret_points, ret_truncated);
 }
 
-static int faulty_probe_percentile(struct store *st, int64_t run_id, size_t idx, const char *metric,
-                                   double *ret_ms)
-{
-	faulty(st)->failed = false;
-	return inner(st)->ops->probe_percentile(inner(st), run_id, idx, metric, ret_ms);
-}
-
 static int faulty_metrics_snapshot(struct store *st, json_t **ret_snap)
 {
 	faulty(st)->failed = false;
@@ -453,7 +446,6 @@ static const struct store_ops faulty_ops = {
         .services_list = faulty_services_list,
         .history = faulty_history,
         .trend = faulty_trend,
-        .probe_percentile = faulty_probe_percentile,
         .metrics_snapshot = faulty_metrics_snapshot,
         .probe_blob_save = faulty_probe_blob_save,
         .probe_blob_get = faulty_probe_blob_get,

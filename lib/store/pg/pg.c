@@ -518,7 +518,6 @@ static const struct store_ops pg_ops = {
         .history = pg_history,
         .trend = pg_trend,
         .trend_points = pg_trend_points,
-        .probe_percentile = pg_probe_percentile,
         .metrics_snapshot = pg_metrics_snapshot,
         .probe_blob_save = pg_probe_blob_save,
         .probe_blob_get = pg_probe_blob_get,

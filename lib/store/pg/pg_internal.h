@@ -185,8 +185,6 @@ int pg_trend(struct store *st, const struct store_trend_query *q, json_t **ret_p
              bool *ret_truncated);
 int pg_trend_points(struct store *st, const struct store_trend_query *q,
                     struct store_trend_points *ret);
-int pg_probe_percentile(struct store *st, int64_t run_id, size_t idx, const char *metric,
-                        double *ret_ms);
 
 /* pg_report.c, pg_load.c, pg_audit.c, pg_specs.c, pg_retention.c. */
 int pg_metrics_snapshot(struct store *st, json_t **ret_snap);

@@ -1766,7 +1766,6 @@ static const struct store_ops sqlite_ops = {
         .history = sqlite_history,
         .trend = sqlite_trend,
         .trend_points = sqlite_trend_points,
-        .probe_percentile = sqlite_probe_percentile,
         .metrics_snapshot = sqlite_metrics_snapshot,
         .probe_blob_save = sqlite_probe_blob_save,
         .probe_blob_get = sqlite_probe_blob_get,

@@ -97,8 +97,6 @@ int sqlite_trend_points(struct store *st, const struct store_trend_query *q,
                         struct store_trend_points *ret);
 int sqlite_trend(struct store *st, const struct store_trend_query *q, json_t **ret_points,
                  bool *ret_truncated);
-int sqlite_probe_percentile(struct store *st, int64_t run_id, size_t idx, const char *metric,
-                            double *ret_ms);
 int sqlite_metrics_snapshot(struct store *st, json_t **ret_snap);
 int sqlite_probe_blob_save(struct store *st, int64_t run_id, size_t idx, const char *name,
                            const void *data, size_t len);
