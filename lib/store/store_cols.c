@@ -86,3 +86,42 @@ json_t *store_json_time(int64_t ms)
 	rd_time_format(ms, buf);
 	return json_string(buf);
 }
+
+bool store_run_new_valid(const struct store_run_new *rn)
+{
+	if (!rn || !rn->service || !rn->version || !rn->environment || !rn->spec_json ||
+	    rn->created_at <= 0)
+		return false;
+	if (rn->n_probes > 0 && (!rn->probe_names || !rn->probe_types))
+		return false;
+	for (size_t i = 0; i < rn->n_probes; i++) {
+		if (!rn->probe_names[i] || !rn->probe_types[i])
+			return false;
+	}
+	return true;
+}
+
+/* A time field: absent, null or 0 is "not set"; else ms >= 0. */
+bool store_probe_time(json_t *probe, const char *key, int64_t *ret)
+{
+	json_t *v = json_object_get(probe, key);
+
+	*ret = json_is_integer(v) ? json_integer_value(v) : 0;
+	return (!v || json_is_null(v) || json_is_integer(v)) && *ret >= 0;
+}
+
+/* Metrics are numbers; null stands for a value that was not a finite
+ * number (NaN, infinities), which JSON cannot carry. */
+bool store_probe_metrics_valid(json_t *metrics)
+{
+	const char *key;
+	json_t *v;
+
+	if (!json_is_object(metrics))
+		return false;
+	json_object_foreach (metrics, key, v) {
+		if (!json_is_number(v) && !json_is_null(v))
+			return false;
+	}
+	return true;
+}

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/store/store.h"
+
 enum store_col_kind {
 	COL_INT = 0,
 	COL_REAL, /* NaN and infinities come back as null */
@@ -35,3 +37,11 @@ json_t *store_json_string_lossy(const char *s, size_t n);
 
 /* ms since the epoch as an RFC 3339 string. New reference. */
 json_t *store_json_time(int64_t ms);
+
+/* The checks both backends make of what they are handed: a new run
+ * (every name given, a creation time), a probe's time field (absent, null
+ * or 0 is "not set"; else ms >= 0, into *ret), a probe's metrics (an
+ * object of numbers or nulls). All borrowed. */
+bool store_run_new_valid(const struct store_run_new *rn);
+bool store_probe_time(json_t *probe, const char *key, int64_t *ret);
+bool store_probe_metrics_valid(json_t *metrics);

@@ -145,20 +145,6 @@ static const char run_create_sql[] =
         " json_array_elements($9::json) WITH ORDINALITY AS p (v, ord)) "
         "SELECT id, NULL FROM new_run UNION ALL SELECT run_id, spec FROM prior";
 
-static bool run_new_valid(const struct store_run_new *rn)
-{
-	if (!rn || !rn->service || !rn->version || !rn->environment || !rn->spec_json ||
-	    rn->created_at <= 0)
-		return false;
-	if (rn->n_probes > 0 && (!rn->probe_names || !rn->probe_types))
-		return false;
-	for (size_t i = 0; i < rn->n_probes; i++) {
-		if (!rn->probe_names[i] || !rn->probe_types[i])
-			return false;
-	}
-	return true;
-}
-
 /* The probes as [[name, type], ...]: one parameter for any count. */
 static char *probes_json(const struct store_run_new *rn)
 {
@@ -222,7 +208,7 @@ int pg_run_create(struct store *st, const struct store_run_new *rn, int64_t *ret
 	int64_t id = 0;
 	int r;
 
-	if (!run_new_valid(rn)) {
+	if (!store_run_new_valid(rn)) {
 		pg_set_errf(st, "Failed to create a run: service, version, environment, spec, "
 		                "creation time and every probe's name and type are required");
 		return -EINVAL;
@@ -310,31 +296,6 @@ static void probe_row_free(struct probe_row *pr)
 	json_decref(pr->error_hold);
 }
 
-/* A time field: absent, null or 0 is "not set"; else ms >= 0. */
-static bool probe_time(json_t *probe, const char *key, int64_t *ret)
-{
-	json_t *v = json_object_get(probe, key);
-
-	*ret = json_is_integer(v) ? json_integer_value(v) : 0;
-	return (!v || json_is_null(v) || json_is_integer(v)) && *ret >= 0;
-}
-
-/* Metrics are numbers; null stands for a value that was not a finite
- * number (NaN, infinities), which JSON cannot carry. */
-static bool probe_metrics_valid(json_t *metrics)
-{
-	const char *key;
-	json_t *v;
-
-	if (!json_is_object(metrics))
-		return false;
-	json_object_foreach (metrics, key, v) {
-		if (!json_is_number(v) && !json_is_null(v))
-			return false;
-	}
-	return true;
-}
-
 static const char *probe_bad_field(json_t *probe, struct probe_row *pr)
 {
 	json_t *metrics = json_object_get(probe, "metrics");
@@ -342,11 +303,11 @@ static const char *probe_bad_field(json_t *probe, struct probe_row *pr)
 
 	if (!pr->name || !pr->type || !pr->state)
 		return !pr->name ? "name" : !pr->type ? "type" : "state";
-	if (!probe_time(probe, "started_at", &pr->started_at))
+	if (!store_probe_time(probe, "started_at", &pr->started_at))
 		return "started_at";
-	if (!probe_time(probe, "finished_at", &pr->finished_at))
+	if (!store_probe_time(probe, "finished_at", &pr->finished_at))
 		return "finished_at";
-	if (metrics && !json_is_null(metrics) && !probe_metrics_valid(metrics))
+	if (metrics && !json_is_null(metrics) && !store_probe_metrics_valid(metrics))
 		return "metrics";
 	if (!pr->error && error && !json_is_null(error))
 		return "error";

@@ -1044,20 +1044,6 @@ static int probes_insert(struct store *st, int64_t run_id, const struct store_ru
 	return r;
 }
 
-static bool run_new_valid(const struct store_run_new *rn)
-{
-	if (!rn || !rn->service || !rn->version || !rn->environment || !rn->spec_json ||
-	    rn->created_at <= 0)
-		return false;
-	if (rn->n_probes > 0 && (!rn->probe_names || !rn->probe_types))
-		return false;
-	for (size_t i = 0; i < rn->n_probes; i++) {
-		if (!rn->probe_names[i] || !rn->probe_types[i])
-			return false;
-	}
-	return true;
-}
-
 int sqlite_run_create(struct store *st, const struct store_run_new *rn, int64_t *ret_id,
                       bool *ret_existing)
 {
@@ -1065,7 +1051,7 @@ int sqlite_run_create(struct store *st, const struct store_run_new *rn, int64_t 
 	int64_t id = 0;
 	int r;
 
-	if (!run_new_valid(rn)) {
+	if (!store_run_new_valid(rn)) {
 		set_err(st, "Failed to create a run: service, version, environment, spec, "
 		            "creation time and every probe's name and type are required");
 		return -EINVAL;
@@ -1177,31 +1163,6 @@ static void probe_row_free(struct probe_row *pr)
 	free(pr->details_text);
 }
 
-/* A time field: absent, null or 0 is "not set"; else ms >= 0. */
-static bool probe_time(json_t *probe, const char *key, int64_t *ret)
-{
-	json_t *v = json_object_get(probe, key);
-
-	*ret = json_is_integer(v) ? json_integer_value(v) : 0;
-	return (!v || json_is_null(v) || json_is_integer(v)) && *ret >= 0;
-}
-
-/* Metrics are numbers; null stands for a value that was not a finite
- * number (NaN, infinities), which JSON cannot carry. */
-static bool probe_metrics_valid(json_t *metrics)
-{
-	const char *key;
-	json_t *v;
-
-	if (!json_is_object(metrics))
-		return false;
-	json_object_foreach (metrics, key, v) {
-		if (!json_is_number(v) && !json_is_null(v))
-			return false;
-	}
-	return true;
-}
-
 static int probe_row_parse(struct store *st, json_t *probe, struct probe_row *pr)
 {
 	json_t *details, *metrics;
@@ -1219,11 +1180,11 @@ static int probe_row_parse(struct store *st, json_t *probe, struct probe_row *pr
 	details = json_object_get(probe, "details");
 	if (!pr->name || !pr->type || !pr->state)
 		bad = !pr->name ? "name" : !pr->type ? "type" : "state";
-	else if (!probe_time(probe, "started_at", &pr->started_at))
+	else if (!store_probe_time(probe, "started_at", &pr->started_at))
 		bad = "started_at";
-	else if (!probe_time(probe, "finished_at", &pr->finished_at))
+	else if (!store_probe_time(probe, "finished_at", &pr->finished_at))
 		bad = "finished_at";
-	else if (metrics && !json_is_null(metrics) && !probe_metrics_valid(metrics))
+	else if (metrics && !json_is_null(metrics) && !store_probe_metrics_valid(metrics))
 		bad = "metrics";
 	else if (!pr->error && json_object_get(probe, "error") &&
 	         !json_is_null(json_object_get(probe, "error")))
