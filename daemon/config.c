@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "lib/loadgen/loadgen.h"
 #include "lib/spec/spec_yaml.h"
 #include "lib/util/suggest.h"
 #include "lib/util/util.h"
@@ -30,6 +31,7 @@ void config_init(struct rd_config *cfg)
 	cfg->idle_timeout_s = 10;
 	cfg->sched.max_concurrent_runs = 4;
 	cfg->sched.max_concurrent_load = 1;
+	cfg->load_nice = LOADGEN_NICE_DEFAULT;
 	cfg->sched.max_queued = 100;
 	cfg->shutdown_timeout_ms = 10000;
 	cfg->lease_ms = 30 * 1000;
@@ -153,17 +155,19 @@ static int check_keys(json_t *obj, const char *path, const char *const *allowed,
 static int load_scheduler(struct rd_config *cfg, json_t *o, char *err, size_t errlen)
 {
 	static const char *const keys[] = {"max_concurrent_runs", "max_concurrent_load",
-	                                   "max_queued", NULL};
+	                                   "max_queued", "load_nice", NULL};
 	int64_t runs = cfg->sched.max_concurrent_runs, load = cfg->sched.max_concurrent_load,
-	        queued = cfg->sched.max_queued;
+	        queued = cfg->sched.max_queued, nice = cfg->load_nice;
 
 	if (!o)
 		return 0;
 	if (check_keys(o, "scheduler.", keys, err, errlen) < 0 ||
 	    get_int(o, "max_concurrent_runs", "scheduler.", 1, 64, &runs, err, errlen) < 0 ||
 	    get_int(o, "max_concurrent_load", "scheduler.", 1, 16, &load, err, errlen) < 0 ||
-	    get_int(o, "max_queued", "scheduler.", 1, 100000, &queued, err, errlen) < 0)
+	    get_int(o, "max_queued", "scheduler.", 1, 100000, &queued, err, errlen) < 0 ||
+	    get_int(o, "load_nice", "scheduler.", 0, 19, &nice, err, errlen) < 0)
 		return -EINVAL;
+	cfg->load_nice = (int)nice;
 	cfg->sched.max_concurrent_runs = (int)runs;
 	cfg->sched.max_concurrent_load = (int)load;
 	cfg->sched.max_queued = (int)queued;

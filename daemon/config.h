@@ -27,6 +27,7 @@ struct rd_config {
 	unsigned per_ip_connections; /* api.max_connections_per_ip */
 	unsigned idle_timeout_s;     /* api.idle_timeout */
 	struct sched_config sched;
+	int load_nice;    /* scheduler.load_nice: the load engine's threads */
 	char *node_id;    /* NULL: hostname:port, known once listening */
 	int64_t lease_ms; /* cluster leases (docs/scale-out.md) */
 	int64_t shutdown_timeout_ms;

@@ -21,6 +21,7 @@
 #include "api.h"
 #include "auth.h"
 #include "config.h"
+#include "lib/loadgen/loadgen.h"
 #include "lib/net/http.h"
 #include "lib/util/assert.h"
 #include "lib/util/log.h"
@@ -480,6 +481,7 @@ static void reload(struct daemon *d)
 	SWAP_CFG(cfg, d->cfg); /* the old one is freed below */
 	rd_log_set_level(d->cfg.log_level);
 	sched_set_config(d->sched, &d->cfg.sched);
+	loadgen_set_nice(d->cfg.load_nice);
 	log_info("reloaded %s: %zu token(s), %zu allowed target(s), %zu allowed path(s)",
 	         d->config_path, d->cfg.n_tokens, json_array_size(d->cfg.allowed_targets),
 	         json_array_size(d->cfg.allowed_paths));
@@ -803,6 +805,7 @@ static int start(struct daemon *d)
 		return r;
 	}
 	http_client_set_policy(d->http, on_http_policy, d);
+	loadgen_set_nice(d->cfg.load_nice);
 	sched_set_store_cb(d->sched, on_store_event, d);
 	http_client_set_files(d->http, on_files_policy, d);
 	d->app.store = d->store;

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,13 @@
 
 #include "lib/loadgen/loadgen_int.h"
 #include "lib/util/util.h"
+
+static atomic_int thread_nice = LOADGEN_NICE_DEFAULT;
+
+void loadgen_set_nice(int nice)
+{
+	atomic_store(&thread_nice, nice < 0 ? 0 : nice > 19 ? 19 : nice);
+}
 
 static const char *const error_names[_LOADGEN_ERR_MAX] = {
         [LOADGEN_ERR_CONNECT] = "connect", [LOADGEN_ERR_TIMEOUT] = "timeout",
@@ -318,6 +326,7 @@ int loadgen_new(const struct loadgen_config *cfg, uv_loop_t *main_loop, loadgen_
 		return r;
 	}
 	lg->main_loop = main_loop;
+	lg->nice = atomic_load(&thread_nice);
 	lg->done = done;
 	lg->userdata = userdata;
 	lg->n_threads = cfg->threads;

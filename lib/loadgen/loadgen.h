@@ -172,6 +172,13 @@ typedef void (*loadgen_done_cb)(struct loadgen *lg, void *userdata);
 int loadgen_new(const struct loadgen_config *cfg, uv_loop_t *main_loop, loadgen_done_cb done,
                 void *userdata, struct loadgen **ret_lg, char *err, size_t errlen);
 
+/* The nice value (0..19) the engine's threads set for themselves when
+ * they start, process-wide: above 0, a load probe yields the CPU to the
+ * daemon's loop and its API (docs/operations.md, scheduler.load_nice).
+ * Main thread; threads already running keep theirs. */
+#define LOADGEN_NICE_DEFAULT 0
+void loadgen_set_nice(int nice);
+
 /* Starts the threads. done runs once on main_loop when every thread has
  * ended (after the run, or after loadgen_cancel()). Returns 0 or -errno
  * (then done never runs). */

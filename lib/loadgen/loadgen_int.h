@@ -113,6 +113,7 @@ struct loadgen {
 	const http_parser_settings *settings; /* lg_parser_settings or the stream ones */
 	SSL_CTX *ssl_ctx;
 	uint64_t timeout_ns;
+	int nice; /* the threads' nice value, from loadgen_set_nice() */
 
 	uv_loop_t *main_loop;
 	uv_async_t done_async;

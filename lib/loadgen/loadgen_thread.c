@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -472,6 +474,10 @@ void *lg_thread_main(void *arg)
 
 	t->sec_cur = -1;
 	t->tfd = -1;
+	/* Below the loop, so the API answers first when both want a core;
+	 * a failure (a policy forbidding it) leaves the thread as it was. */
+	if (lg->nice > 0)
+		(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), lg->nice);
 	t->loop_close_rc = thread_setup(t);
 	if (t->loop_close_rc == 0) {
 		if (atomic_load(&lg->cancelled))

@@ -207,6 +207,48 @@ class LoadTest(lib.TestCase):
         self.assertEqual(probe_of(run, 'long')['state'], 'cancelled')
         self.assertEqual(self.d.get('/healthz').status, 200)
 
+    def test_engine_threads_yield_to_the_loop(self):
+        """scheduler.load_nice: the engine's threads, and only they, run
+        at the configured nice value while a load probe runs; the loop
+        and the daemon's other threads keep 0."""
+        t = self.demo(latency='1ms')
+        d = lib.Daemon(config='scheduler: { load_nice: 9 }\n').__enter__()
+        self.addCleanup(d.__exit__, None, None, None)
+        self.track(d)
+        probe = """  - name: niced
+    type: load
+    mode: closed
+    connections: 4
+    threads: 2
+    duration: 20s
+"""
+        r = d.submit(spec(t.url, probe))
+        self.assertEqual(r.status, 201, r)
+        rid = r.json['id']
+
+        def nices():
+            out = {}
+            for tid in os.listdir('/proc/%d/task' % d.proc.pid):
+                try:
+                    with open('/proc/%d/task/%s/stat' % (d.proc.pid, tid)) as f:
+                        fields = f.read().rsplit(')', 1)[1].split()
+                except FileNotFoundError:
+                    continue
+                out[int(tid)] = int(fields[16])  # field 19 of stat: nice
+            return out
+
+        niced = {}
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(niced) < 2:
+            cur = (d.get('/v1/runs/%d' % rid).json.get('progress') or {}).get('current') or {}
+            if (cur.get('requests') or 0) > 0:
+                niced = {tid: n for tid, n in nices().items() if n != 0}
+            time.sleep(0.1)
+        self.assertEqual(sorted(niced.values()), [9, 9], niced)
+        self.assertEqual(nices()[d.proc.pid], 0)  # the loop
+        self.assertIn(d.request('POST', '/v1/runs/%d/cancel' % rid).status, (200, 202))
+        self.assertEqual(d.wait_run(rid, timeout=20)['state'], 'cancelled')
+
     def test_readyd_load_cli_and_valgrind(self):
         t = self.demo(latency='1ms')
         argv = [READYD_LOAD_BIN, '--json', '-c', '4', '-n', '200', t.url + '/v1/predict']

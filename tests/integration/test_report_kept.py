@@ -436,6 +436,49 @@ class KeptReportsTest(lib.TestCase):
         self.assertIsNotNone(joined, 'no trend request waited for another in 10 bursts')
         self.assertLessEqual(int(joined.group(1)), 7)
 
+    def test_10_run_resource_kept_once_ended(self):
+        # GET /v1/runs/{id} of a run the scheduler no longer holds is read
+        # on a worker and kept: strong ETag, 304, the same bytes as the
+        # JSON report's run; a stored change moves both; a running run is
+        # read on the loop with its live progress and never kept.
+        rid = self.the_run['id']
+        first = self.d.get('/v1/runs/%d' % rid, headers=auth())
+        self.assertEqual(first.status, 200, first)
+        tag = first.headers['ETag']
+        self.assertRegex(tag, r'^"[0-9a-f]+-[0-9a-f]+"$')
+        self.assertEqual(json.loads(self.report(rid, 'json').body)['run'], first.json)
+        same = self.d.get('/v1/runs/%d' % rid, headers=auth(**{'If-None-Match': tag}))
+        self.assertEqual((same.status, same.body, same.headers['ETag']), (304, b'', tag))
+        self.assertEqual(self.d.get('/v1/runs/999999', headers=auth()).status, 404)
+        r = self.d.submit(spec(self.demo.url, duration='3s', service='live-res'), headers=auth())
+        self.assertEqual(r.status, 201, r)
+        live = r.json['id']
+        seen = set()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            g = self.d.get('/v1/runs/%d' % live, headers=auth())
+            if g.json['state'] in lib.FINAL_STATES:
+                break
+            self.assertNotIn('ETag', g.headers)
+            cur = g.json['progress']['current']
+            if g.json['state'] == 'running' and cur and cur.get('requests'):
+                seen.add((cur['probe'], cur['requests']))
+            time.sleep(0.2)
+        self.assertGreaterEqual(len(seen), 2, seen)
+        end = self.d.wait_run(live)
+        g = self.d.get('/v1/runs/%d' % live, headers=auth())
+        self.assertIn('ETag', g.headers)
+        self.assertEqual((g.json['state'], g.json['progress']['probes_done']), (end['state'], 3))
+        r = self.d.request('POST', '/v1/runs/%d/invalidate' % live,
+                           json.dumps({'reason': 'kept resource'}),
+                           auth(**{'Content-Type': 'application/json'}))
+        self.assertEqual(r.status, 200, r)
+        now = self.d.get('/v1/runs/%d' % live, headers=auth(**{'If-None-Match':
+                                                                g.headers['ETag']}))
+        self.assertEqual(now.status, 200, now)
+        self.assertNotEqual(now.headers['ETag'], g.headers['ETag'])
+        self.assertIn(b'kept resource', now.body)
+
 
 if __name__ == '__main__':
     lib.main()

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "lib/loadgen/loadgen.h"
 #include "lib/policy/scope.h"
 
 /* sha256("abc"), a valid token hash. */
@@ -57,6 +58,7 @@ static const char full_yaml[] = "listen: 0.0.0.0:8080\n"
                                 "  max_concurrent_runs: 8\n"
                                 "  max_concurrent_load: 2\n"
                                 "  max_queued: 500\n"
+                                "  load_nice: 7\n"
                                 "api:\n"
                                 "  max_body: 2048\n"
                                 "  max_connections: 10\n"
@@ -96,6 +98,7 @@ static void check_full_top(void)
 	ck_assert_int_eq(cfg.sched.max_concurrent_runs, 8);
 	ck_assert_int_eq(cfg.sched.max_concurrent_load, 2);
 	ck_assert_int_eq(cfg.sched.max_queued, 500);
+	ck_assert_int_eq(cfg.load_nice, 7);
 	ck_assert_uint_eq(cfg.max_body, 2048);
 	ck_assert_uint_eq(cfg.max_connections, 10);
 	ck_assert_uint_eq(cfg.connection_memory, 65536);
@@ -172,6 +175,7 @@ static void check_defaults(void)
 	ck_assert_int_eq(cfg.sched.max_concurrent_runs, 4);
 	ck_assert_int_eq(cfg.sched.max_concurrent_load, 1);
 	ck_assert_int_eq(cfg.sched.max_queued, 100);
+	ck_assert_int_eq(cfg.load_nice, LOADGEN_NICE_DEFAULT);
 	ck_assert_int_eq(cfg.shutdown_timeout_ms, 10000);
 	ck_assert(!cfg.shutdown_finish);
 	ck_assert_uint_eq(cfg.n_tokens, 0);
@@ -261,6 +265,7 @@ static const struct {
         {"scheduler: { max_concurrent_load: 17 }\n",
          "scheduler.max_concurrent_load: must be an integer from 1 to 16"},
         {"scheduler: { max_queued: x }\n", "scheduler.max_queued: must be an integer"},
+        {"scheduler: { load_nice: 20 }\n", "scheduler.load_nice: must be an integer from 0 to 19"},
         {"api: { max_body: 10 }\n", "api.max_body: must be an integer from 1024"},
         {"api: { max_connections: 0 }\n", "api.max_connections: must be an integer"},
         {"api: { connection_memory: 100 }\n", "api.connection_memory: must be an integer"},
