@@ -94,7 +94,7 @@ static void usage(FILE *f)
 	        "  -l, --listen HOST:PORT listen address (default " RD_DEFAULT_LISTEN
 	        "; port 0 = any)\n"
 	        "  -d, --db PATH|URL      SQLite database file (default " RD_DEFAULT_DB "),\n"
-	        "                         or a postgresql:// URL\n"
+	        "                         or a postgresql:// URL or libpq key=value string\n"
 	        "      --log-level LEVEL  error, warn, info or debug\n"
 	        "      --port-file FILE   write the bound port there once listening\n"
 	        "      --list-routes      print the API's routes and roles as JSON and exit\n"

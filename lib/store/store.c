@@ -24,12 +24,13 @@
 static bool is_postgresql(const char *where)
 {
 	return strncasecmp(where, "postgresql://", 13) == 0 ||
-	       strncasecmp(where, "postgres://", 11) == 0;
+	       strncasecmp(where, "postgres://", 11) == 0 || pg_is_conninfo(where);
 }
 
 bool store_is_local_file(const char *where)
 {
-	return where && *where && strcmp(where, ":memory:") != 0 && !strstr(where, "://");
+	return where && *where && strcmp(where, ":memory:") != 0 && !strstr(where, "://") &&
+	       !pg_is_conninfo(where);
 }
 
 int store_where_check(const char *where, char *err, size_t errlen)

@@ -291,6 +291,27 @@ class PostgresqlTest(lib.TestCase):
                          'a file or ./var was made for a database URL')
         p.check_sanitizers()
 
+        # libpq's key=value form selects PostgreSQL too (no SQLite file of
+        # that name), its password as hidden as a URL's.
+        fresh = lib.pg_create_database(self.base)
+        u = urllib.parse.urlsplit(with_password(fresh))
+        kv = 'host=%s port=%d dbname=%s user=%s password=%s' % (
+            u.hostname, u.port, u.path.lstrip('/'), u.username, u.password)
+        os.unlink(port_file)
+        p = self.track(lib.Process('readyd-kv', self.tmp))
+        p.spawn([os.path.abspath(lib.READYD_BIN), '--db', kv, '--listen', '127.0.0.1:0',
+                 '--port-file', port_file])
+        try:
+            port = int(lib.wait_for_file(port_file, p.proc))
+            r = lib.http('GET', 'http://127.0.0.1:%d/readyz' % port, timeout=5.0)
+            self.assertEqual(r.status, 200, r)
+            self.assertGreaterEqual(r.json['schema_version'], 1)
+            self.assertNotIn(PASSWORD, r.body.decode())
+        finally:
+            self.assertEqual(p.stop(), 0)
+        self.assertNotIn(PASSWORD, p.log())
+        self.assertEqual(lib.psql(fresh, 'SELECT count(*) FROM runs').strip(), '0')
+
         # Malformed: refused by --check-config, password not repeated.
         bad = url + '?no_such_setting=1'
         r = self.readyd(work, '--db', bad, '--check-config')

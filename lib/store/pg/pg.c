@@ -571,6 +571,19 @@ static void hide_url_secrets(const char *url, char *msg, size_t len)
 		hide_secret(msg, len, pw + 9, strcspn(pw + 9, "& "));
 }
 
+bool pg_is_conninfo(const char *s)
+{
+	PQconninfoOption *opts;
+
+	if (!s || strstr(s, "://") || !strchr(s, '=') || s[0] == '/' || s[0] == '.')
+		return false;
+	opts = PQconninfoParse(s, NULL);
+	if (!opts)
+		return false;
+	PQconninfoFree(opts);
+	return true;
+}
+
 int pg_url_check(const char *url, char *err, size_t errlen)
 {
 	char *why = NULL;

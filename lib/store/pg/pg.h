@@ -23,6 +23,11 @@ int pg_open_readonly(const char *url, struct store **ret_store, char *err, size_
  * "***" into buf; for messages and logs. */
 void pg_url_redact(const char *url, char *buf, size_t len);
 
+/* Whether s is a libpq key=value connection string ("host=db1
+ * dbname=readyd user=readyd"): every key one libpq knows. A file name
+ * (even one with '=') is not. */
+bool pg_is_conninfo(const char *s);
+
 /* Whether url is a connection URL libpq can use (syntax only: nothing is
  * connected to). 0, or -EINVAL with libpq's reason in err, the password
  * never repeated. */

@@ -70,7 +70,7 @@ int pg_invalid(struct store *st, const char *what, const char *key);
  * PQclear()s. Errors: -ENOTCONN (no connection), -ETIMEDOUT (no answer
  * within the deadline; the connection is dropped), -EEXIST (unique),
  * -EINVAL (check, not null, foreign key, bad value), -ENOSPC (disk
- * full), -EROFS (a write through a reader), -EAGAIN (serialization,
+ * full), -EROFS (a write through a reader), -EBUSY (serialization,
  * deadlock), -EIO otherwise. */
 int pg_exec(struct store *st, const char *sql, int n, const char *const *params, PGresult **ret_res,
             const char *what);

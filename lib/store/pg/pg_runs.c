@@ -226,7 +226,7 @@ int pg_run_create(struct store *st, const struct store_run_new *rn, int64_t *ret
 		if (r == -ENOENT) {
 			pg_set_errf(st, "Failed to create a run: its Idempotency-Key was taken and "
 			                "released meanwhile; retry");
-			r = -EAGAIN;
+			r = -EBUSY;
 		}
 	}
 	json_decref(hold);

@@ -82,7 +82,7 @@ int pg_spec_put(struct store *st, const struct store_spec_new *s, int64_t *ret_v
 	if (version == 0) {
 		pg_set_errf(st, "Failed to store a spec: %d other puts to %s in %s came first",
 		            SPEC_PUT_TRIES, s->service, s->environment);
-		return -EAGAIN;
+		return -EBUSY;
 	}
 	*ret_version = version;
 	return 0;

@@ -57,8 +57,10 @@ static int errno_from_sqlstate(const char *state)
 		return -ENOMEM;
 	if (!strcmp(state, "25006"))
 		return -EROFS;
+	/* Serialization failure, deadlock, lock not available: the database
+	 * is busy, as SQLite's SQLITE_BUSY (a retry succeeds). */
 	if (!strcmp(state, "40001") || !strcmp(state, "40P01") || !strcmp(state, "55P03"))
-		return -EAGAIN;
+		return -EBUSY;
 	if (!strcmp(state, "57014"))
 		return -ETIMEDOUT;
 	if (!strncmp(state, "08", 2) || !strcmp(state, "57P01") || !strcmp(state, "57P02") ||
