@@ -134,9 +134,11 @@ class Process:
         self.log_path = os.path.join(tmpdir, name + '.log')
         self.proc = None
 
-    def spawn(self, argv):
+    def spawn(self, argv, env=None):
+        """env: variables added to this process's environment."""
         log = open(self.log_path, 'ab')
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                     env=dict(os.environ, **env) if env else None)
         log.close()
 
     def log(self):
@@ -361,7 +363,7 @@ class Daemon(Process):
     another). restart() keeps the database, and so does leaving the with
     block of a Daemon given a tmpdir; kill() is SIGKILL."""
 
-    def __init__(self, tmpdir=None, config=None, args=(), db=None):
+    def __init__(self, tmpdir=None, config=None, args=(), db=None, env=None):
         self.own_tmp = tmpdir is None
         tmpdir = tmpdir or tempfile.mkdtemp(prefix='readyd-test-')
         super().__init__('readyd', tmpdir)
@@ -371,6 +373,7 @@ class Daemon(Process):
         self.db = db  # a path or URL; None: a PostgreSQL database made at start
         self.config = config
         self.args = list(args)
+        self.env = env
         self.url = None
         self.listen = '127.0.0.1:0'  # a restart may set the port it had
         self.api_mismatches = []  # answers docs/openapi.yaml does not describe
@@ -390,7 +393,7 @@ class Daemon(Process):
             with open(cfg, 'w', encoding='utf-8') as f:
                 f.write(self.config)
             argv += ['--config', cfg]
-        self.spawn(argv)
+        self.spawn(argv, self.env)
         self.port = int(wait_for_file(port_file, self.proc))
         self.url = 'http://127.0.0.1:%d' % self.port
         DAEMONS[self.url] = self

@@ -412,6 +412,45 @@ class PostgresqlTest(lib.TestCase):
         run = self.call(d, 'GET', '/v1/runs/%d' % rid).json
         self.assertEqual((run['state'], run['verdict']), ('passed', 'PASS'), run)
 
+    def test_reconnect_never_waits_for_the_resolver(self):
+        # The database is named by a host name that resolves in 4 s once
+        # the cluster has gone (tests/integration/slowdns.c, preloaded).
+        # libpq would look it up inside the connect call on the loop; the
+        # lookup runs on a thread of its own instead, so /healthz answers
+        # throughout, and readyd is back once the name resolves.
+        lib_path = os.environ.get('SLOWDNS_LIB')
+        if not lib_path:
+            self.skipTest('SLOWDNS_LIB not set (run through meson)')
+        name = 'db.readyd.test'
+        delay = os.path.join(self.tmp, 'dns-delay')
+        u = urllib.parse.urlsplit(with_password(lib.pg_create_database(self.base)))
+        url = urllib.parse.urlunsplit((u.scheme, '%s:%s@%s:%d' % (u.username, u.password, name,
+                                                                  u.port), u.path, '', ''))
+        env = {'LD_PRELOAD': lib_path, 'SLOWDNS_NAME': name, 'SLOWDNS_DELAY': delay,
+               'ASAN_OPTIONS': os.environ.get('ASAN_OPTIONS', '') +
+               ':verify_asan_link_order=0'}
+        with lib.DemoTarget(latency='1ms') as fast:
+            d = self.track(lib.Daemon(config=CONFIG, db=url, env=env))
+            with d:
+                self.assertEqual(d.run_spec(spec(fast.url))['verdict'], 'PASS')
+                with open(delay, 'w') as f:
+                    f.write('4\n')
+                with HealthWatch(d) as health:
+                    self.cluster('stop', '--immediate')
+                    self.wait_readyz(d, 503, 10.0)
+                    self.cluster('start')
+                    _, took = self.wait_readyz(d, 200, 30.0)
+                print('slow resolver: /readyz 200 %.1f s after the cluster was back; '
+                      '/healthz answered %d times, slowest %.2f s'
+                      % (took, health.count, health.slowest))
+                self.assertGreaterEqual(took, 3.0, 'the lookup took 4 s')
+                self.assertEqual(health.failures, [])
+                self.assertLess(health.slowest, 1.0)
+                os.unlink(delay)
+                self.assertEqual(d.run_spec(spec(fast.url))['verdict'], 'PASS')
+                log = d.log()
+            self.assert_no_password(log)
+
     # ---- the cluster hung ----------------------------------------------
 
     def test_hung_database(self):

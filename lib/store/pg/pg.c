@@ -17,6 +17,7 @@
 #include "lib/store/pg/pg.h"
 #include "lib/store/pg/pg_internal.h"
 #include "lib/store/pg/pg_migrations.h"
+#include "lib/store/pg/pg_dns.h"
 #include "lib/util/util.h"
 
 /* The loop's connection waits at most this long for one answer; a
@@ -63,17 +64,43 @@ void pg_url_redact(const char *url, char *buf, size_t len)
 
 /* ---- Connecting --------------------------------------------------------- */
 
-/* Keywords before "dbname" are defaults the URL may override. */
-static PGconn *connect_start(struct pg_store *pg, bool blocking)
+/* Keywords before "dbname" are defaults the URL may override; hostaddr
+ * (an address pg_dns found for the URL's host name) comes after it, as
+ * the URL never sets one when it is used. */
+static PGconn *connect_start(struct pg_store *pg, bool blocking, const char *hostaddr)
 {
 	char timeout[16];
-	const char *keys[] = {
-	        "connect_timeout",     "application_name", "keepalives", "keepalives_idle",
-	        "keepalives_interval", "keepalives_count", "dbname",     NULL};
-	const char *vals[] = {timeout, "readyd", "1", "10", "5", "3", pg->conninfo, NULL};
+	const char *keys[] = {"connect_timeout", "application_name",           "keepalives",
+	                      "keepalives_idle", "keepalives_interval",        "keepalives_count",
+	                      "dbname",          hostaddr ? "hostaddr" : NULL, NULL};
+	const char *vals[] = {timeout, "readyd", "1", "10", "5", "3", pg->conninfo, hostaddr, NULL};
 
 	snprintf(timeout, sizeof(timeout), "%d", PG_CONNECT_TIMEOUT_S);
 	return blocking ? PQconnectdbParams(keys, vals, 1) : PQconnectStartParams(keys, vals, 1);
+}
+
+/* The connection string's host when it is a name to look up before a
+ * reconnect (one host, no hostaddr of its own); false otherwise. */
+static bool host_to_look_up(const char *conninfo, char *host, size_t len)
+{
+	PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+	const char *name = NULL;
+	bool addr = false;
+
+	if (!opts)
+		return false;
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		if (!strcmp(o->keyword, "host"))
+			name = o->val;
+		else if (!strcmp(o->keyword, "hostaddr") && o->val && *o->val)
+			addr = true;
+	}
+	if (!addr && pg_dns_needed(name) && strlen(name) < len)
+		snprintf(host, len, "%s", name);
+	else
+		addr = true;
+	PQconninfoFree(opts);
+	return !addr;
 }
 
 /* Replaces in buf every copy of the len bytes at secret by "***". */
@@ -155,7 +182,7 @@ static int connect_now(struct store *st)
 {
 	struct pg_store *pg = pg_of(st);
 
-	pg->conn = connect_start(pg, true);
+	pg->conn = connect_start(pg, true, NULL);
 	if (!pg->conn || PQstatus(pg->conn) != CONNECTION_OK) {
 		int r = conn_failed(st, pg->conn, "connect to");
 
@@ -352,6 +379,7 @@ void pg_free(struct store *st)
 		return;
 	pg = pg_of(st);
 	PQfinish(pg->conn);
+	pg_dns_drop(pg->dns);
 	json_decref(pg->gates.value);
 	free(pg->conninfo);
 	free(pg->display);
@@ -367,6 +395,43 @@ int pg_reader_open(struct store *st, struct store **ret_reader, char *err, size_
 
 /* ---- Health ------------------------------------------------------------ */
 
+/* The first part of a reconnect: the host's name looked up on a thread
+ * (pg_dns.c), never here. 0 with pg->hostaddr set (or left empty when
+ * libpq needs no lookup), -EINPROGRESS while it runs, -ENOTCONN when it
+ * failed or outlived the reconnect's time. */
+static int reconnect_lookup(struct store *st)
+{
+	struct pg_store *pg = pg_of(st);
+	char host[PG_DNS_HOST_MAX], why[320];
+	int r;
+
+	if (!pg->dns) {
+		pg->hostaddr[0] = '\0';
+		if (!host_to_look_up(pg->conninfo, host, sizeof(host)))
+			return 0;
+		r = pg_dns_start(host, &pg->dns);
+		if (r < 0) {
+			pg_set_errf(st, "Failed to look up the host of '%s': %s", pg->display,
+			            strerror(-r));
+			return -ENOTCONN;
+		}
+		pg->reconnect_at = rd_now_ms() + PG_CONNECT_TIMEOUT_S * 1000;
+	}
+	r = pg_dns_result(pg->dns, pg->hostaddr, sizeof(pg->hostaddr), why, sizeof(why));
+	if (r == -EINPROGRESS && rd_now_ms() < pg->reconnect_at)
+		return r;
+	pg_dns_drop(pg->dns);
+	pg->dns = NULL;
+	if (r == 0)
+		return 0;
+	pg->hostaddr[0] = '\0';
+	if (r == -EINPROGRESS)
+		snprintf(why, sizeof(why), "the name was not resolved within %d s",
+		         PG_CONNECT_TIMEOUT_S);
+	pg_set_errf(st, "Failed to reconnect to PostgreSQL at '%s': %s", pg->display, why);
+	return -ENOTCONN;
+}
+
 /* Drives a non-blocking connect for at most one slice. -EINPROGRESS: not
  * yet; the next call goes on. */
 static int reconnect_step(struct store *st)
@@ -374,9 +439,13 @@ static int reconnect_step(struct store *st)
 	struct pg_store *pg = pg_of(st);
 	int64_t deadline = rd_now_ms() + PG_RECONNECT_SLICE_MS;
 	PostgresPollingStatusType ps = PGRES_POLLING_WRITING;
+	int r;
 
 	if (!pg->conn) {
-		pg->conn = connect_start(pg, false);
+		r = reconnect_lookup(st);
+		if (r < 0)
+			return r;
+		pg->conn = connect_start(pg, false, pg->hostaddr[0] ? pg->hostaddr : NULL);
 		pg->reconnect_at = rd_now_ms() + PG_CONNECT_TIMEOUT_S * 1000;
 		if (!pg->conn || PQstatus(pg->conn) == CONNECTION_BAD)
 			goto failed;

@@ -45,6 +45,8 @@ struct pg_store {
 	int version;          /* schema version found at open */
 	uint64_t generation;  /* moves with every change this handle made */
 	int64_t reconnect_at; /* ms: next reconnect attempt (pg_check_file) */
+	struct pg_dns *dns;   /* a reconnect's lookup of the host name, running */
+	char hostaddr[48];    /* what it found; "" when libpq needs no lookup */
 	char errmsg[PG_ERRMSG_MAX];
 	char cause[PG_ERRMSG_MAX];
 	struct pg_cache gates; /* GET /v1/gates */
