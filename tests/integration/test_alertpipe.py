@@ -6,11 +6,14 @@ token), the other to a webhook on a closed port. Drills measure the time
 to firing, to Alertmanager and to delivery, and fail naming the stage
 where the alert stops (not delivered, silenced). Drills carry their own
 traffic. The webhook itself refuses missing and wrong tokens and
-malformed payloads."""
+malformed payloads. The alertmanager.yml docs/operations.md gives
+operators, run by a real Alertmanager, sends a paging alert to readyd
+and to the humans' receiver both."""
 import contextlib
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 
@@ -35,6 +38,9 @@ RULES = """groups:
 """
 INHIBIT = [{'source_matchers': ['alertname="Maintenance"'],
             'target_matchers': ['severity="ticket"']}]
+
+OPERATIONS_MD = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), 'docs', 'operations.md')
 
 TOKENS = {'admin': 'adm-token-1', 'viewer': 'view-token-1', 'submitter': 'sub-token-1',
           'notifier': 'am-token-1'}
@@ -280,6 +286,27 @@ class AlertPipe(lib.TestCase):
             'to readyd' % self.am.url), p['error'])
 
 
+class DocumentedAlertmanager(lib.Alertmanager):
+    """An Alertmanager running the alertmanager.yml docs/operations.md
+    gives operators, pointed at a readyd: only its URL and token file
+    differ."""
+
+    def __init__(self, readyd_url, token):
+        super().__init__()
+        with open(OPERATIONS_MD, encoding='utf-8') as f:
+            m = re.search(r'```yaml\n# alertmanager.yml\n(.*?)```', f.read(), re.S)
+        assert m, 'no alertmanager.yml in docs/operations.md'
+        self.text = m.group(1)
+        for doc, here in (('https://readyd.example:7411', readyd_url),
+                          ('/etc/alertmanager/readyd-token',
+                           self.write('readyd-token', token))):
+            assert doc in self.text, doc
+            self.text = self.text.replace(doc, here)
+
+    def config(self):
+        return self.text
+
+
 class Webhook(lib.TestCase):
     """The receiver endpoint alone: tokens, payloads, bounds."""
 
@@ -384,6 +411,42 @@ class Webhook(lib.TestCase):
 """, 'http://127.0.0.1:9/'), headers={'Authorization': 'Bearer ' + TOKENS['admin']})
         self.assertEqual(r.status, 422, r)
         self.assertEqual(r.json['errors'][0]['path'], 'probes[0].notify')
+
+    def test_documented_alertmanager_config(self):
+        # A paging alert reaches readyd and still the humans' receiver;
+        # another alert only the humans'. readyd receives the delivery
+        # with the token read from credentials_file.
+        with DocumentedAlertmanager(self.daemon.url, TOKENS['notifier']) as am:
+            self.track(am)
+            now = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
+            alerts = [{'labels': {'alertname': 'DocPage', 'severity': 'page'}, 'startsAt': now},
+                      {'labels': {'alertname': 'DocTicket', 'severity': 'ticket'},
+                       'startsAt': now}]
+            r = lib.http('POST', am.url + '/api/v2/alerts', json.dumps(alerts).encode(),
+                         {'Content-Type': 'application/json'}, timeout=10.0)
+            self.assertEqual(r.status, 200, r)
+            routed = {}
+            deadline = time.monotonic() + 20
+            while len(routed) < 2 and time.monotonic() < deadline:
+                routed = {a['labels']['alertname']: sorted(x['name'] for x in a['receivers'])
+                          for a in lib.http('GET', am.url + '/api/v2/alerts').json}
+                time.sleep(0.1)
+            print('\nthe documented route: DocPage to %s, DocTicket to %s'
+                  % (routed.get('DocPage'), routed.get('DocTicket')))
+            self.assertEqual(routed, {'DocPage': ['oncall', 'readyd'], 'DocTicket': ['oncall']})
+            # The documented group_wait is 10s.
+            admin = {'Authorization': 'Bearer ' + TOKENS['admin']}
+            got = []
+            deadline = time.monotonic() + 30
+            while not got and time.monotonic() < deadline:
+                items = self.daemon.request('GET', '/v1/alertmanager/notifications',
+                                            headers=admin).json['items']
+                got = [(i['sender'], i['payload']['receiver'],
+                        sorted(a['labels']['alertname'] for a in i['payload']['alerts']))
+                       for i in items
+                       if i['payload']['alerts'][0]['labels']['alertname'].startswith('Doc')]
+                time.sleep(0.25)
+            self.assertEqual(got, [('notifier', 'readyd', ['DocPage'])])
 
 
 if __name__ == '__main__':
