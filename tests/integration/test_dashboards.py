@@ -2,11 +2,12 @@
 package) scraping the demo target. After a short load, the example
 dashboard (examples/model-serving-dashboard.json: latency p95,
 requests/s, error rate, GPU utilization) names "GPU Utilization" as its
-one panel without data (the demo target has no GPU metric), a gate on
-panels_without_data fails, template variables are substituted (the
-dashboard's own defaults point elsewhere and leave the panels empty), and
-the dashboard can come from Grafana's HTTP API with a bearer token that
-is never shown back."""
+one panel without data (the demo target has no GPU metric) over the
+load's own window, a gate on panels_without_data fails, template
+variables are substituted (the dashboard's own defaults point elsewhere
+and leave the panels empty), and the dashboard can come from Grafana's
+HTTP API with a bearer token that is never shown back."""
+import calendar
 import contextlib
 import http.server
 import json
@@ -15,6 +16,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
@@ -27,6 +29,13 @@ TOKEN = 'grafana-secret-token-7f3a'
 def load_example():
     with open(EXAMPLE, encoding='utf-8') as f:
         return json.load(f)
+
+
+def ms(rfc3339):
+    """An RFC 3339 time of the API as ms since the epoch."""
+    base, _, frac = rfc3339.rstrip('Z').partition('.')
+    t = calendar.timegm(time.strptime(base, '%Y-%m-%dT%H:%M:%S'))
+    return t * 1000 + int((frac or '0')[:3].ljust(3, '0'))
 
 
 def spec(probes, gates=()):
@@ -149,6 +158,14 @@ class TestDashboard(lib.TestCase):
         # Over the whole window (range queries) the same panel is empty.
         self.assertEqual(ranged['details']['empty_panels'], ['GPU Utilization'], ranged)
         self.assertEqual(ranged['details']['window']['query_type'], 'range')
+        # The queries look at the load's time, not the last `range` (5m).
+        load_window = (ms(load['started_at']), ms(load['finished_at']))
+        for p in (dash, defaults, ranged):
+            w = p['details']['window']
+            self.assertEqual((w['start_ms'], w['end_ms']), load_window, p['name'])
+        print('\nload window %.3f s; panels %d, with data %d, without data %d: %s'
+              % ((load_window[1] - load_window[0]) / 1000, m['panels'], m['panels_with_data'],
+                 m['panels_without_data'], dash['details']['empty_panels']))
         md = self.daemon.get('/v1/runs/%d/report?format=markdown' % run['id']).body.decode()
         self.assertIn('panels\\_without\\_data 1', md)
 
