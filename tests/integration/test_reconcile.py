@@ -5,8 +5,9 @@ its histogram misses that wait (docs/demo-target.md, --workers): the
 client's p95 is about three times the server's and the pair is flagged.
 The other has no queue and the two agree within 20 %. Both ways to name
 the server side are used (a load probe's server_latency, a
-prometheus-query probe's reconcile), a gate on gap_ratio decides, and
-every report format shows the pairs side by side."""
+prometheus-query probe's reconcile, in seconds and in milliseconds with
+a tolerance of its own), a gate on gap_ratio decides, and every report
+format shows the pairs side by side."""
 import contextlib
 import json
 import os
@@ -63,14 +64,14 @@ class TestReconcile(lib.TestCase):
       selector: "{sel}"
 """
 
-    def query(self, name, demo, with_):
-        q = ('histogram_quantile(0.95, sum by (le) (rate(%s_bucket{instance="127.0.0.1:%d"}'
-             '[{{window}}])))' % (HIST, demo.port))
+    def query(self, name, demo, with_, scale='', extra=''):
+        q = ('%shistogram_quantile(0.95, sum by (le) (rate(%s_bucket{instance="127.0.0.1:%d"}'
+             '[{{window}}])))' % (scale, HIST, demo.port))
         return f"""  - name: {name}
     type: prometheus-query
     prometheus: {self.prom.url}
     query: {json.dumps(q)}
-    reconcile: {{with: {with_}, quantile: 0.95}}
+    reconcile: {{with: {with_}, quantile: 0.95{extra}}}
 """
 
     def head(self):
@@ -81,17 +82,20 @@ class TestReconcile(lib.TestCase):
         text = self.head() + 'probes:\n'
         text += self.load('queued', self.queued) + self.query('queued-server', self.queued,
                                                               'queued')
+        # The same in milliseconds, with a tolerance that allows the queue (10x).
+        text += self.query('queued-server-ms', self.queued, 'queued', scale='1000 * ',
+                           extra=', unit: ms, tolerance: 9')
         text += self.load('direct', self.direct)
         text += 'gates:\n  - queued.gap_ratio < 1.2\n  - direct.gap_ratio < 1.2\n'
         return text
 
     def test_queueing_flagged_agreement_not(self):
         run = self.daemon.run_spec(self.spec(), timeout=120)
-        queued, qserver, direct = run['probes']
+        queued, qserver, qserver_ms, direct = run['probes']
         for p in run['probes']:
             self.assertEqual(p['state'], 'passed', run)
         rec = {(e['client_probe'], e['server_query']): e for e in run['reconciliation']}
-        self.assertEqual(len(rec), 3, run['reconciliation'])
+        self.assertEqual(len(rec), 4, run['reconciliation'])
         q, qs, d = rec[('queued', 'queued')], rec[('queued', 'queued-server')], \
             rec[('direct', 'direct')]
         print('\nqueued: client p50/p95/p99 %.1f/%.1f/%.1f ms, server %.1f/%.1f/%.1f ms, '
@@ -128,6 +132,15 @@ class TestReconcile(lib.TestCase):
         self.assertIs(qs['flagged'], True)
         self.assertAlmostEqual(qs['server_p95_ms'], qserver['metrics']['value'] * 1000)
         self.assertEqual(qs['client_p95_ms'], queued['metrics']['p95_ms'])
+        # A query in ms is taken as ms, and a configured tolerance of 9
+        # (a gap up to 10x) allows the same pair.
+        qms = rec[('queued', 'queued-server-ms')]
+        print('queued via prometheus-query in ms, tolerance 9: server p95 %.1f ms, gap_ratio '
+              '%.2f, flagged %s' % (qms['server_p95_ms'], qms['gap_ratio'], qms['flagged']))
+        self.assertAlmostEqual(qms['server_p95_ms'], qs['server_p95_ms'], delta=0.01)
+        self.assertAlmostEqual(qms['gap_ratio'], qs['gap_ratio'], delta=0.01)
+        self.assertEqual(qms['tolerance'], 9)
+        self.assertIs(qms['flagged'], False)
         # No queue: the two views agree within the 20 % tolerance.
         # About 500 answers leave 5 beyond p99: shown, never compared (a
         # server p99 read high inside the 50-100 ms bucket is no gap).
@@ -151,7 +164,8 @@ class TestReconcile(lib.TestCase):
             return r.body.decode()
 
         rep = json.loads(report('json'))
-        self.assertEqual([e['flagged'] for e in rep['reconciliation']], [True, True, False])
+        self.assertEqual([e['flagged'] for e in rep['reconciliation']],
+                         [True, True, False, False])
         self.assertEqual(rep['run']['reconciliation'], rep['reconciliation'])
         md = report('markdown')
         self.assertIn('## Client and server latency', md)
@@ -165,6 +179,7 @@ class TestReconcile(lib.TestCase):
         self.assertIn('FLAGGED', props['reconciliation.queued.queued'])
         self.assertIn('p95 ', props['reconciliation.queued.queued'])
         self.assertIn('agree', props['reconciliation.direct.direct'])
+        self.assertIn('agree', props['reconciliation.queued.queued-server-ms'])
 
     def test_no_server_data_is_no_gap(self):
         # A histogram the target does not have: no server side, and a
