@@ -2,13 +2,14 @@
 Prometheus (Debian) scrapes the demo target, evaluates an alert every
 second and sends it to two real Alertmanagers: one routes it to readyd's
 own webhook receiver (POST /v1/alertmanager/webhook with a notifier
-token), the other to a webhook on a closed port. Drills measure the time
-to firing, to Alertmanager and to delivery, and fail naming the stage
-where the alert stops (not delivered, silenced). Drills carry their own
-traffic. The webhook itself refuses missing and wrong tokens and
-malformed payloads. The alertmanager.yml docs/operations.md gives
-operators, run by a real Alertmanager, sends a paging alert to readyd
-and to the humans' receiver both."""
+token), the other to a webhook on a closed port; a third Alertmanager
+gets nothing. Drills measure the time to firing, to Alertmanager and to
+delivery, and fail naming the stage where the alert stops (not in
+Alertmanager, not routed, silenced, inhibited, not delivered). Drills
+carry their own traffic. The webhook itself refuses missing and wrong
+tokens and malformed payloads. The alertmanager.yml docs/operations.md
+gives operators, run by a real Alertmanager, sends a paging alert to
+readyd and to the humans' receiver both."""
 import contextlib
 import hashlib
 import json
@@ -90,6 +91,8 @@ class AlertPipe(lib.TestCase):
             cls.am_down = cls.stack.enter_context(
                 lib.Alertmanager(webhook='http://127.0.0.1:%d/hook' % lib.free_port(),
                                  token=TOKENS['notifier'], receiver='pager'))
+            # A third one Prometheus does not send to.
+            cls.am_unused = cls.stack.enter_context(lib.Alertmanager())
             cls.prom = cls.stack.enter_context(
                 lib.Prometheus(rules=RULES, scrape_targets=[cls.demo.url],
                                alertmanagers=[cls.am.url, cls.am_down.url]))
@@ -105,7 +108,7 @@ class AlertPipe(lib.TestCase):
 
     def setUp(self):
         super().setUp()
-        for p in (self.daemon, self.am, self.am_down, self.prom, self.demo):
+        for p in (self.daemon, self.am, self.am_down, self.am_unused, self.prom, self.demo):
             self.track(p)
         # A drill refuses an alert still active from an earlier test.
         self.prom.wait_for(lambda: not (active_alerts(self.prom, 'HighErrorRate')
@@ -177,6 +180,7 @@ class AlertPipe(lib.TestCase):
         run, p = self.drill(self.am_down, '    notify: true\n    notify_within: 4s\n')
         self.assertLess(time.monotonic() - t0, 40)
         self.assertEqual((run['verdict'], p['state']), ('FAIL', 'failed'), run)
+        print('\n%s: %s' % (run['verdict'], p['error']))
         self.assertEqual(p['details']['stage'], 'notify')
         self.assertRegex(p['error'], r'^not delivered: Alertmanager at %s had alert '
                                      r'HighErrorRate active for receiver pager, but no '
@@ -196,6 +200,7 @@ class AlertPipe(lib.TestCase):
         finally:
             self.am.expire(sid)
         self.assertEqual((run['verdict'], p['state']), ('FAIL', 'failed'), run)
+        print('\n%s: %s' % (run['verdict'], p['error']))
         self.assertEqual(p['details']['stage'], 'silenced')
         self.assertTrue(p['error'].startswith('silenced: Alertmanager at %s suppresses alert '
                                               'HighErrorRate' % self.am.url), p['error'])
@@ -204,6 +209,20 @@ class AlertPipe(lib.TestCase):
         self.assertIn('seconds_to_fire', p['metrics'])
         self.assertNotIn('seconds_to_alertmanager', p['metrics'])
         self.assertNotIn('seconds_to_notify', p['metrics'])
+
+    def test_not_in_alertmanager(self):
+        # Prometheus fires the alert but sends it elsewhere.
+        run, p = self.drill(self.am_unused, '    notify: true\n    notify_within: 3s\n')
+        self.assertEqual((run['verdict'], p['state']), ('FAIL', 'failed'), run)
+        print('\n%s: %s' % (run['verdict'], p['error']))
+        self.assertEqual(p['details']['stage'], 'alertmanager')
+        self.assertEqual(p['error'], 'not in Alertmanager: alert HighErrorRate fired in '
+                                     'Prometheus but did not reach Alertmanager at %s within 3s '
+                                     "(is Prometheus' alerting.alertmanagers pointing at it?)"
+                         % self.am_unused.url)
+        self.assertIn('seconds_to_fire', p['metrics'])
+        self.assertNotIn('seconds_to_alertmanager', p['metrics'])
+        self.assertEqual(p['details']['clear_status'], 200)
 
     def test_traffic_takes_the_load_slot(self):
         # A load probe submitted while a drill with traffic runs waits for

@@ -137,6 +137,12 @@ class TestCannotFire(FireBase):
         by_rule = {}
         for f in p['details']['cannot_fire']:
             by_rule.setdefault(f['rule'], []).append(f)
+        print('\ncannot_fire %d of %d analysed' % (p['metrics']['cannot_fire'],
+                                                  p['metrics']['analysed']))
+        for rule in CHECKLIST:
+            for f in by_rule.get(rule, [{'reason': 'can fire'}]):
+                where = f.get('selector') or f.get('expression')
+                print('  %s: %s%s' % (rule, f['reason'], ' [%s]' % where if where else ''))
         self.assertEqual(sorted(by_rule), ['GPUOutOfMemory', 'HighErrorRate'])
         [err] = by_rule['HighErrorRate']
         self.assertEqual(err['expression'],
@@ -158,6 +164,8 @@ class TestCannotFire(FireBase):
         run, p = self.rules(['HighLatency', 'HighErrorRateFixed', 'LowThroughput',
                              'CodeRatio', 'GPUExporterDown'])
         self.assertEqual((run['verdict'], p['state']), ('PASS', 'passed'), run)
+        print('\nwith sum() on both sides: cannot_fire %d of %d analysed'
+              % (p['metrics']['cannot_fire'], p['metrics']['analysed']))
         self.assertEqual(p['metrics']['cannot_fire'], 0)
         self.assertEqual(p['metrics']['analysed'], 5)
         self.assertEqual(run['gates'][0]['outcome'], 'pass')
