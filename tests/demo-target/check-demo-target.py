@@ -750,6 +750,17 @@ def check_stream():
         t.post_json("/admin/reset")
         s = t.get_json("/admin/served")
         expect(s["bodies"] == 0 and s["streams"] == 0, "reset %r" % s)
+        # format=text: the same tokens as plain chunks, no SSE framing.
+        r = t.req("GET", "/v1/completions?format=text&tokens=3")
+        expect(r.status == 200, "format=text: %d" % r.status)
+        expect(r.header("content-type") == "text/plain; charset=utf-8", "text content type")
+        expect(r.header("transfer-encoding") == "chunked", "text not chunked")
+        expect(r.body == b"tok0 tok1 tok2 ", "text body %r" % r.body)
+        expect(t.req("GET", "/v1/completions?format=sse&tokens=1").body.count(b"data: ") == 2,
+               "format=sse")
+        expect(t.req("GET", "/v1/completions?format=json").status == 400, "format=json accepted")
+        s = t.get_json("/admin/served")
+        expect(s["streams"] == 2 and s["tokens"] == 3 + 1, "served after text %r" % s)
 
 
 CHECKS = [check_cli_errors, check_listen_busy, check_endpoints, check_keepalive_and_body,

@@ -32,10 +32,12 @@
 #define DT_MAX_DISTINCT    (4 * 1024 * 1024)    /* distinct request bodies counted */
 
 /* A streamed completion (/v1/completions): the first token this long
- * after the headers, then one every gap, tokens of them. */
+ * after the headers, then one every gap, tokens of them; as SSE events,
+ * or with text as plain chunks (one per token, no event framing). */
 struct stream_params {
 	int64_t first_ns, gap_ns;
 	int64_t tokens;
+	bool text;
 };
 
 /* Monotonic clock in nanoseconds. */
@@ -289,12 +291,13 @@ enum admin_route {
 
 /* ---- stream: /v1/completions, a streamed model answer (stream.c) ---- */
 
-/* Reads first_ms, gap_ms and tokens from the query over the defaults in
- * *p. Returns 0, or -EINVAL with a message in err. */
+/* Reads first_ms, gap_ms, tokens and format from the query over the
+ * defaults in *p. Returns 0, or -EINVAL with a message in err. */
 int stream_params_from_query(struct MHD_Connection *c, struct stream_params *p, char *err,
                              size_t errlen);
 /* Queues the streamed answer: headers at once, then an SSE event per
- * token, the last with usage, then [DONE]; chunked. */
+ * token, the last with usage, then [DONE]; or with p->text one plain
+ * chunk per token. Chunked either way. */
 enum MHD_Result stream_serve(struct state *st, struct MHD_Connection *c,
                              const struct stream_params *p);
 

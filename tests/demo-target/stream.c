@@ -5,6 +5,8 @@
  * Each token is one event `data: {"choices":[{"text":"tokN","index":0}]}`,
  * the last also carries `"usage":{"completion_tokens":N}`, and `data:
  * [DONE]` ends the stream. MHD sends it chunked (the size is unknown).
+ * With format=text the same tokens go out as plain text/plain chunks
+ * ("tokN "), one per token, as a server that streams without SSE does.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -43,6 +45,7 @@ int stream_params_from_query(struct MHD_Connection *c, struct stream_params *p, 
 	const char *first = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "first_ms");
 	const char *gap = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "gap_ms");
 	const char *tokens = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "tokens");
+	const char *format = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "format");
 
 	if (first && parse_ms(first, &p->first_ns) < 0) {
 		snprintf(err, errlen, "invalid first_ms: expected milliseconds 0..3600000");
@@ -56,6 +59,12 @@ int stream_params_from_query(struct MHD_Connection *c, struct stream_params *p, 
 		snprintf(err, errlen, "invalid tokens: expected an integer from 0 to 100000");
 		return -EINVAL;
 	}
+	if (format && strcmp(format, "sse") != 0 && strcmp(format, "text") != 0) {
+		snprintf(err, errlen, "invalid format: expected sse or text");
+		return -EINVAL;
+	}
+	if (format)
+		p->text = strcmp(format, "text") == 0;
 	return 0;
 }
 
@@ -72,11 +81,15 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 	if (k == x->p.tokens) {
 		x->ended = true;
 		state_streamed(x->st, x->p.tokens);
+		if (x->p.text)
+			return MHD_CONTENT_READER_END_OF_STREAM;
 		return snprintf(buf, max, "data: [DONE]\n\n");
 	}
 	if (state_sleep_until(x->st, x->start_ns + x->p.first_ns + k * x->p.gap_ns) < 0)
 		return MHD_CONTENT_READER_END_WITH_ERROR;
-	if (k + 1 < x->p.tokens)
+	if (x->p.text)
+		n = snprintf(buf, max, "tok%lld ", (long long)k);
+	else if (k + 1 < x->p.tokens)
 		n = snprintf(buf, max,
 		             "data: {\"choices\":[{\"text\":\"tok%lld\",\"index\":0}]}\n\n",
 		             (long long)k);
@@ -106,7 +119,8 @@ enum MHD_Result stream_serve(struct state *st, struct MHD_Connection *c,
 		free(x);
 		return MHD_NO;
 	}
-	if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream") !=
+	if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+	                            p->text ? "text/plain; charset=utf-8" : "text/event-stream") !=
 	            MHD_YES ||
 	    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache") != MHD_YES) {
 		MHD_destroy_response(resp);
