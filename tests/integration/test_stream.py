@@ -34,6 +34,11 @@ def probe_of(run, name):
     return next(p for p in run['probes'] if p['name'] == name)
 
 
+def show(what, m, keys):
+    """Prints the measured figures, for the record of a run."""
+    print('%s: %s' % (what, ', '.join('%s %s' % (k, m.get(k)) for k in keys)), file=sys.stderr)
+
+
 def within(test, value, expect, frac, what):
     test.assertLess(abs(value - expect), frac * expect,
                     '%s %.3f, expected %.3f within %d %%' % (what, value, expect, frac * 100))
@@ -90,6 +95,9 @@ class StreamTest(lib.TestCase):
         run = self.d.run_spec(spec(url, probe, gates), timeout=60)
         self.assertEqual(run['state'], 'passed', run)
         m = probe_of(run, 'chat')['metrics']
+        show('sse 50/10/20', m, ('requests', 'ttfb_p50_ms', 'ttft_p50_ms', 'ttft_p95_ms',
+                                 'itl_p50_ms', 'itl_p95_ms', 'p50_ms', 'events_mean',
+                                 'output_tokens_per_s'))
         self.assertEqual(m['errors'], 0)
         self.assertGreater(m['requests'], 30)
         within(self, m['ttft_p50_ms'], first, 0.05, 'ttft p50')
@@ -106,6 +114,41 @@ class StreamTest(lib.TestCase):
         s = self.served(t)
         self.assertEqual(s['streams'], m['requests'] + m['warmup_requests'])
         self.assertEqual(s['tokens'], tokens * s['streams'])
+
+    def test_plain_chunked_stream(self):
+        # Not SSE: every read that brings body bytes is one event, and
+        # without a token count one event is one token.
+        first, gap, tokens = 50.0, 10.0, 20
+        t = self.demo()
+        url = t.url + '/v1/completions?format=text&first_ms=%g&gap_ms=%g&tokens=%d' % (
+            first, gap, tokens)
+        probe = """  - name: chat
+    type: load
+    mode: closed
+    connections: 4
+    duration: 3s
+    stream: true
+"""
+        run = self.d.run_spec(spec(url, probe, 'gates:\n  - chat.itl_p50_ms < 20\n'),
+                              timeout=60)
+        self.assertEqual(run['state'], 'passed', run)
+        m = probe_of(run, 'chat')['metrics']
+        show('plain chunks 50/10/20', m, ('requests', 'ttfb_p50_ms', 'ttft_p50_ms',
+                                          'itl_p50_ms', 'p50_ms', 'events_mean',
+                                          'output_tokens', 'output_tokens_per_s'))
+        self.assertEqual(m['errors'], 0)
+        self.assertGreater(m['requests'], 30)
+        self.assertLess(m['ttfb_p50_ms'], 5)
+        within(self, m['ttft_p50_ms'], first, 0.05, 'ttft p50')
+        within(self, m['itl_p50_ms'], gap, 0.10, 'itl p50')
+        within(self, m['p50_ms'], first + (tokens - 1) * gap + 2, 0.05, 'total latency p50')
+        # One event per read: two chunks that reach the engine in one read
+        # (a stalled client) are one event, never more than were sent.
+        self.assertLessEqual(m['events_mean'], tokens)
+        self.assertGreater(m['events_mean'], tokens - 2)
+        self.assertEqual(m['output_tokens'], round(m['events_mean'] * m['requests']))
+        s = self.served(t)
+        self.assertEqual(s['streams'], m['requests'] + m['warmup_requests'])
 
     def test_stream_rate_stall_corrected_ttft(self):
         # One connection at 50/s, answers of ~8 ms; a 500 ms stall holds
@@ -125,6 +168,9 @@ class StreamTest(lib.TestCase):
         run = self.d.run_spec(spec(url, probe), timeout=60)
         self.assertEqual(run['state'], 'passed', run)
         m = probe_of(run, 'chat')['metrics']
+        show('rate stall', m, ('requests', 'ttft_p50_ms', 'ttft_p99_ms', 'ttft_max_ms',
+                               'ttft_p50_ms_uncorrected', 'ttft_p99_ms_uncorrected',
+                               'ttft_max_ms_uncorrected'))
         self.assertEqual(m['requests'], 200)
         self.assertEqual(m['errors'], 0)
         self.assertGreater(m['ttft_p99_ms'], 300)
@@ -157,6 +203,12 @@ class StreamTest(lib.TestCase):
         s = self.served(t)
         self.assertEqual(s['bodies'], n)
         self.assertEqual(s['distinct_bodies'], n)
+        # The reports say how many distinct requests were sent.
+        rid = run['id']
+        md = self.d.get('/v1/runs/%d/report?format=markdown' % rid).body.decode()
+        self.assertIn('distinct\\_requests %d' % n, md)
+        html = self.d.get('/v1/runs/%d/report?format=html' % rid).body.decode()
+        self.assertIn('distinct_requests=%d' % n, html)
 
     def weighted_run(self, t, seed):
         items = [{'body': 'prompt %d' % i, 'weight': 1 + i % 5} for i in range(50)]
