@@ -51,6 +51,11 @@ def report(what, m):
         for q in (50, 95, 99)), file=sys.stderr)
 
 
+def shortest(v):
+    """A number as the reports print it: the shortest text that reads back."""
+    return '%d' % v if float(v).is_integer() else repr(float(v))
+
+
 def probe_of(run, name):
     return next(p for p in run['probes'] if p['name'] == name)
 
@@ -119,6 +124,61 @@ class CompareTest(lib.TestCase):
             html = self.d.get('/v1/runs/%d/report?format=html' % run['id']).body.decode()
             table = html[html.index('id="compare-cmp"'):]
             self.assertIn('<td>p50</td><td>%.6g</td>' % m['baseline_p50_ms'], table)
+
+    def test_error_rate_diff_and_throughput_ratio(self):
+        # Same latency, a candidate that answers 500 to 20 % of requests, at
+        # a fixed offered rate: each side's error rate is what its demo
+        # target counted, and the candidate serves 0.8 of the baseline's
+        # successful answers per second.
+        a = self.demo(latency='2ms')
+        b = self.demo(latency='2ms', errors='0.2')
+        probe = f"""  - name: cmp
+    type: compare
+    baseline: {a.url}/v1/predict
+    candidate: {b.url}/v1/predict
+    mode: rate
+    rate: 200
+    connections: 4
+    segments: 8
+    segment_duration: 500ms
+"""
+        gates = 'gates:\n  - cmp.error_rate_diff <= 0.001\n  - cmp.throughput_ratio >= 0.95\n'
+        run = self.d.run_spec(spec(probe, gates), timeout=90)
+        p = probe_of(run, 'cmp')
+        self.assertEqual(p['state'], 'passed', p)
+        m, table = p['metrics'], p['details']['table']
+        print('errors: error_rate_diff %.4f, throughput_ratio %.4f (%.1f / %.1f req/s)'
+              % (m['error_rate_diff'], m['throughput_ratio'], m['candidate_throughput_rps'],
+                 m['baseline_throughput_rps']), file=sys.stderr)
+        served = {}
+        for side, t in (('baseline', a), ('candidate', b)):
+            d = lib.http('GET', t.url + '/admin/delays').json
+            rows = [r for r in table if r['endpoint'] == side]
+            self.assertEqual(sum(r['requests'] for r in rows), m[side + '_requests'])
+            self.assertEqual(sum(r['errors'] for r in rows) / m[side + '_requests'],
+                             m[side + '_error_rate'])
+            # Every answer the engine counted, the target served (it may
+            # have served a few the engine stopped waiting for).
+            self.assertLessEqual(m[side + '_requests'], d['count'])
+            self.assertLess(abs(m[side + '_error_rate'] - d['errors'] / d['count']), 0.01)
+            served[side] = d
+        self.assertEqual(served['baseline']['errors'], 0)
+        self.assertEqual(m['baseline_error_rate'], 0)
+        self.assertAlmostEqual(m['error_rate_diff'],
+                               m['candidate_error_rate'] - m['baseline_error_rate'], places=12)
+        # 800 requests a side: the binomial spread of 20 % is 1.4 points.
+        self.assertLess(abs(m['error_rate_diff'] - 0.2), 0.06, m)
+        self.assertAlmostEqual(m['throughput_ratio'],
+                               m['candidate_throughput_rps'] / m['baseline_throughput_rps'],
+                               places=12)
+        # Successful answers, not all answers (1), nor inverted (1.25); host
+        # stalls move each side's rate by a few percent.
+        self.assertLess(abs(m['throughput_ratio'] / (1 - m['candidate_error_rate']) - 1), 0.1,
+                        m)
+        self.assertLess(abs(m['throughput_ratio'] - 0.8), 0.1, m)
+        self.assertEqual(gate_of(run, 'cmp.error_rate_diff <= 0.001')['outcome'], 'fail')
+        self.assertEqual(gate_of(run, 'cmp.throughput_ratio >= 0.95')['outcome'], 'fail')
+        self.assertEqual(run['verdict'], 'FAIL')
 
     def test_unreachable_candidate_is_an_error(self):
         a = self.demo(latency='1ms')
@@ -235,7 +295,16 @@ class CapacityPlanTest(lib.TestCase):
             self.assertIn('| offered req/s | delivered req/s |', md)
             html = d.get('/v1/runs/%d/report?format=html' % run['id']).body.decode()
             self.assertIn('id="capacity-steps-max-sustainable"', html)
-            self.assertIn('<svg', html[html.index('id="capacity-steps-max-sustainable"'):])
+            steps = html[html.index('id="capacity-steps-max-sustainable"'):]
+            self.assertIn('<svg', steps)
+            # Every step of the search is a row: offered, delivered, p95, errors.
+            steps = steps[:steps.index('</table>')]
+            points = p['details']['points']
+            self.assertEqual(steps.count('<tr><td>'), len(points))
+            for i, pt in enumerate(points):
+                self.assertIn('<tr><td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>'
+                              % (i + 1, shortest(pt['rate']), shortest(pt['delivered_rps']),
+                                 shortest(pt['p95_ms']), shortest(pt['errors'])), steps)
 
     def test_plan_beyond_max_instances_is_infeasible(self):
         # max_rate is below what the target serves: two passing steps, and
