@@ -463,3 +463,18 @@ bool store_queued_hint(struct store *st)
 {
 	return st->ops->queued_hint(st);
 }
+
+int store_fence(struct store *st, const char *node)
+{
+	return st->ops->fence ? st->ops->fence(st, node) : -ENOTSUP;
+}
+
+int store_load_slot_take(struct store *st, const char *host, int slot)
+{
+	return st->ops->load_slot_take ? st->ops->load_slot_take(st, host, slot) : -ENOTSUP;
+}
+
+int store_load_slot_release(struct store *st, const char *host, int slot)
+{
+	return st->ops->load_slot_release ? st->ops->load_slot_release(st, host, slot) : -ENOTSUP;
+}

@@ -498,6 +498,24 @@ int store_run_cancel_request(struct store *st, int64_t id, int64_t now_ms);
  * is not node's to give back (another node's, ended, or measuring). */
 int store_run_release(struct store *st, int64_t id, const char *node);
 
+/* Fences this handle's writes of runs for node (borrowed, copied), the
+ * node that executes them: from then on store_run_update,
+ * store_probe_save, store_judgement_save, store_probe_blob_save and
+ * store_probe_timeline_save of a run write only while the run is running
+ * on node, checked in the writing statement itself; otherwise they write
+ * nothing and return -ESTALE (another node ended the run after this
+ * node's lease on it passed). NULL lifts the fence. */
+int store_fence(struct store *st, const char *node);
+
+/* Load slots shared by every node: slot (0..) of target host host
+ * (borrowed), taken on this handle's database session until released or
+ * until the session ends (a node that dies or loses its connection frees
+ * its slots). Never waits: 1 when taken, 0 when another session holds
+ * it. A session may take a slot it already holds again: the caller keeps
+ * track of its own. */
+int store_load_slot_take(struct store *st, const char *host, int slot);
+int store_load_slot_release(struct store *st, const char *host, int slot);
+
 /* Whether some node queued a run since the last call (never waits, no
  * round trip: it reads what the server already sent). False when unsure. */
 bool store_queued_hint(struct store *st);

@@ -10,7 +10,8 @@
  * own fields and probes, gates and checklist (store.c adds run_history's
  * parts and the audit trail, all inside one read_begin/read_end), and
  * errmsg/errcause describe the last failed operation of this handle.
- * Every operation is mandatory except trend_points: a backend that reads
+ * Every operation is mandatory except trend_points and the cluster's
+ * fence and load slots (NULL: -ENOTSUP): a backend that reads
  * trends as C values sets it, and store_trend_text() then writes the
  * answer's text without a JSON tree; without it the text is serialised
  * from trend's tree.
@@ -120,6 +121,9 @@ struct store_ops {
 	int (*run_cancel_request)(struct store *st, int64_t id, int64_t now_ms);
 	int (*run_release)(struct store *st, int64_t id, const char *node);
 	bool (*queued_hint)(struct store *st);
+	int (*fence)(struct store *st, const char *node);                       /* optional */
+	int (*load_slot_take)(struct store *st, const char *host, int slot);    /* optional */
+	int (*load_slot_release)(struct store *st, const char *host, int slot); /* optional */
 };
 
 /* Filling a struct store_trend_points (store_trend.c), for trend_points:

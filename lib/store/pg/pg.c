@@ -381,6 +381,7 @@ void pg_free(struct store *st)
 	PQfinish(pg->conn);
 	pg_dns_drop(pg->dns);
 	json_decref(pg->gates.value);
+	free(pg->fence_node);
 	free(pg->conninfo);
 	free(pg->display);
 	free(pg);
@@ -605,6 +606,9 @@ static const struct store_ops pg_ops = {
         .run_cancel_request = pg_run_cancel_request,
         .run_release = pg_run_release,
         .queued_hint = pg_queued_hint,
+        .fence = pg_fence,
+        .load_slot_take = pg_load_slot_take,
+        .load_slot_release = pg_load_slot_release,
 };
 
 /* ---- pg.c: checking a URL before use (readyd --check-config) ---------- */

@@ -236,3 +236,93 @@ bool pg_queued_hint(struct store *st)
 	pg->queued_heard = false;
 	return heard;
 }
+
+/* ---- Fencing ---------------------------------------------------------- */
+
+int pg_fence(struct store *st, const char *node)
+{
+	struct pg_store *pg = pg_of(st);
+	char *copy = node ? strdup(node) : NULL;
+
+	if (node && !copy)
+		return pg_oom(st);
+	free(pg->fence_node);
+	pg->fence_node = copy;
+	return 0;
+}
+
+const char *pg_fence_param(struct store *st)
+{
+	return pg_of(st)->fence_node;
+}
+
+/* Only after a fenced statement changed nothing: one more read says why,
+ * so the common path stays one round trip. */
+int pg_fence_refused(struct store *st, int64_t run_id, const char *what)
+{
+	struct pg_num idb;
+	const char *params[] = {pg_i64(&idb, run_id)};
+	const char *fence = pg_fence_param(st);
+	PGresult *res = NULL;
+	int r = pg_exec(st, "SELECT state, node FROM runs WHERE id = $1::bigint", 1, params, &res,
+	                "find a run");
+
+	if (r < 0)
+		return r;
+	if (PQntuples(res) == 0) {
+		pg_set_errf(st, "Failed to save %s of run %lld: no such run", what,
+		            (long long)run_id);
+		r = -ENOENT;
+	} else {
+		pg_set_errf(st,
+		            "Failed to save %s of run %lld: node '%s' no longer holds it (it is "
+		            "%s, node '%s')",
+		            what, (long long)run_id, fence ? fence : "?", pg_get_text(res, 0, 0),
+		            pg_null(res, 0, 1) ? "none" : pg_get_text(res, 0, 1));
+		r = -ESTALE;
+	}
+	PQclear(res);
+	return r;
+}
+
+/* ---- Load slots --------------------------------------------------------- */
+
+/* Session advisory locks keyed on (a hash of the host, the slot): the
+ * two-key form, apart from the one-key lock of the migrations. Two hosts
+ * whose names hash alike share their slots, which errs on the side of
+ * less load. A session keeps its locks until it ends, so a node that dies
+ * or loses the server frees them with it. */
+#define LOAD_SLOT_KEY "hashtext('readyd load slot ' || lower($1::text)), $2::integer"
+
+static int load_slot_exec(struct store *st, const char *sql, const char *host, int slot,
+                          const char *what)
+{
+	struct pg_num n;
+	const char *params[] = {host, pg_i64(&n, slot)};
+	PGresult *res = NULL;
+	int r;
+
+	if (!host || slot < 0)
+		return pg_invalid(st, "a load slot", !host ? "host" : "slot");
+	r = pg_exec(st, sql, 2, params, &res, what);
+	if (r == 0)
+		r = strcmp(pg_get_text(res, 0, 0) ? pg_get_text(res, 0, 0) : "f", "t") == 0 ? 1 : 0;
+	PQclear(res);
+	return r;
+}
+
+int pg_load_slot_take(struct store *st, const char *host, int slot)
+{
+	return load_slot_exec(st, "SELECT pg_try_advisory_lock(" LOAD_SLOT_KEY ")", host, slot,
+	                      "take a load slot");
+}
+
+/* 0 (not an error) when the session no longer held it: a reconnect
+ * ended the old session and its locks with it. */
+int pg_load_slot_release(struct store *st, const char *host, int slot)
+{
+	int r = load_slot_exec(st, "SELECT pg_advisory_unlock(" LOAD_SLOT_KEY ")", host, slot,
+	                       "release a load slot");
+
+	return r < 0 ? r : 0;
+}

@@ -52,6 +52,8 @@ struct pg_store {
 	struct pg_cache gates; /* GET /v1/gates */
 	/* pg.c, pg_cluster.c: other nodes' writes, heard through LISTEN. */
 	bool queued_heard; /* a run was queued since store_queued_hint */
+	/* pg_cluster.c: the node whose runs' writes are fenced, or NULL. */
+	char *fence_node;
 };
 
 struct pg_store *pg_of(struct store *st);
@@ -218,6 +220,22 @@ int pg_leases_expire(struct store *st, int64_t now_ms, const char *node, json_t 
 int pg_run_cancel_request(struct store *st, int64_t id, int64_t now_ms);
 int pg_run_release(struct store *st, int64_t id, const char *node);
 bool pg_queued_hint(struct store *st);
+int pg_fence(struct store *st, const char *node);
+int pg_load_slot_take(struct store *st, const char *host, int slot);
+int pg_load_slot_release(struct store *st, const char *host, int slot);
+/* The fenced node as a parameter (NULL: none, which every fenced
+ * statement reads as "no fence"), and the error of a fenced write of
+ * run_id that changed nothing: -ESTALE when the run is another node's
+ * or has ended, -ENOENT when there is no such run. */
+const char *pg_fence_param(struct store *st);
+/* The fence as an SQL condition on run id and node n (parameter texts
+ * such as "$1"): true without a fence, else while the run is running on
+ * n, whose row it locks (FOR SHARE) so no other node ends the run before
+ * the statement commits. */
+#define PG_FENCE_OK(id, n)                                                                         \
+	"(" n "::text IS NULL OR EXISTS (SELECT 1 FROM runs f WHERE f.id = " id "::bigint "        \
+	"AND f.node = " n "::text AND f.state = 'running' FOR SHARE))"
+int pg_fence_refused(struct store *st, int64_t run_id, const char *what);
 /* pg.c: reads the notifications the server already sent (never waits):
  * each moves the generation; a "queued" one sets queued_heard. */
 void pg_notifies_drain(struct store *st);

@@ -7,7 +7,7 @@
  * Histograms travel as bytea in binary both ways (pg_exec_bin): no hex
  * text to double their size. It neither parses nor checks them: bytes in,
  * the same bytes out. Each save is one statement, so one round trip and
- * its own transaction.
+ * its own transaction, fenced as the run's other writes (store_fence).
  */
 #include <errno.h>
 #include <math.h>
@@ -23,12 +23,17 @@
 int pg_probe_blob_save(struct store *st, int64_t run_id, size_t idx, const char *name,
                        const void *data, size_t len)
 {
-	static const char sql[] = "INSERT INTO raw_histograms (run_id, probe_idx, name, data) "
-	                          "VALUES ($1, $2, $3, $4) ON CONFLICT (run_id, probe_idx, name) "
-	                          "DO UPDATE SET data = EXCLUDED.data";
+	static const char sql[] =
+	        "INSERT INTO raw_histograms (run_id, probe_idx, name, data) "
+	        "SELECT $1::bigint, $2::integer, $3::text, $4::bytea "
+	        "WHERE " PG_FENCE_OK("$1", "$5") " "
+	                                         "ON CONFLICT (run_id, probe_idx, name) "
+	                                         "DO UPDATE SET data = EXCLUDED.data";
 	struct pg_num run, pidx;
-	const char *params[4];
-	int lengths[4] = {0, 0, 0, (int)len}, formats[4] = {0, 0, 0, 1};
+	const char *params[5];
+	int lengths[5] = {0, 0, 0, (int)len, 0}, formats[5] = {0, 0, 0, 1, 0};
+	PGresult *res = NULL;
+	int r;
 
 	if (idx > INT32_MAX || len > STORE_BLOB_MAX || !name || !data) {
 		pg_set_errf(st, "Failed to save a histogram: bad arguments");
@@ -38,7 +43,12 @@ int pg_probe_blob_save(struct store *st, int64_t run_id, size_t idx, const char 
 	params[1] = pg_i64(&pidx, (int64_t)idx);
 	params[2] = name;
 	params[3] = data;
-	return pg_exec_bin(st, sql, 4, params, lengths, formats, false, NULL, "save a histogram");
+	params[4] = pg_fence_param(st);
+	r = pg_exec_bin(st, sql, 5, params, lengths, formats, false, &res, "save a histogram");
+	if (r == 0 && params[4] && pg_changed_rows(res) == 0)
+		r = pg_fence_refused(st, run_id, "a histogram");
+	PQclear(res);
+	return r;
 }
 
 int pg_probe_blob_get(struct store *st, int64_t run_id, size_t idx, const char *name,
@@ -126,12 +136,15 @@ int pg_probe_timeline_save(struct store *st, int64_t run_id, size_t idx, json_t 
 	        "(e->>1)::bigint AS requests, (e->>2)::bigint AS errors, "
 	        "(e->>3)::double precision AS p50_ms, (e->>4)::double precision AS p99_ms, n "
 	        "FROM json_array_elements($3::json) WITH ORDINALITY AS t(e, n)) x "
-	        "ORDER BY second, n DESC "
-	        "ON CONFLICT (run_id, probe_idx, second) DO UPDATE SET requests = "
-	        "EXCLUDED.requests, errors = EXCLUDED.errors, p50_ms = EXCLUDED.p50_ms, "
-	        "p99_ms = EXCLUDED.p99_ms";
+	        "WHERE " PG_FENCE_OK(
+	                "$1",
+	                "$4") " ORDER BY second, n DESC "
+	                      "ON CONFLICT (run_id, probe_idx, second) DO UPDATE SET requests = "
+	                      "EXCLUDED.requests, errors = EXCLUDED.errors, p50_ms = EXCLUDED.p50_ms, "
+	                      "p99_ms = EXCLUDED.p99_ms";
 	struct pg_num run, pidx;
-	const char *params[3];
+	const char *params[4];
+	PGresult *res = NULL;
 	json_t *rows = NULL;
 	char *text;
 	int r;
@@ -152,8 +165,12 @@ int pg_probe_timeline_save(struct store *st, int64_t run_id, size_t idx, json_t 
 	params[0] = pg_i64(&run, run_id);
 	params[1] = pg_i64(&pidx, (int64_t)idx);
 	params[2] = text;
-	r = pg_exec(st, sql, 3, params, NULL, "save a timeline");
+	params[3] = pg_fence_param(st);
+	r = pg_exec(st, sql, 4, params, &res, "save a timeline");
 	free(text);
+	if (r == 0 && params[3] && pg_changed_rows(res) == 0)
+		r = pg_fence_refused(st, run_id, "a timeline");
+	PQclear(res);
 	return r;
 }
 

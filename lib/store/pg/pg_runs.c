@@ -243,7 +243,7 @@ int pg_run_update(struct store *st, int64_t id, const char *state, const char *v
                   int64_t started_at, int64_t finished_at, const char *error)
 {
 	struct pg_num n_id, n_start, n_end;
-	const char *params[6];
+	const char *params[7];
 	PGresult *res = NULL;
 	json_t *hold = NULL;
 	int r;
@@ -260,16 +260,20 @@ int pg_run_update(struct store *st, int64_t id, const char *state, const char *v
 	params[2] = verdict;
 	params[3] = pg_time_opt(&n_start, started_at);
 	params[4] = pg_time_opt(&n_end, finished_at);
+	params[6] = pg_fence_param(st);
 	r = pg_exec(st,
 	            "UPDATE runs SET state = $2::text, verdict = COALESCE($3::text, verdict), "
 	            "started_at = COALESCE($4::bigint, started_at), "
 	            "finished_at = COALESCE($5::bigint, finished_at), error = $6::text "
-	            "WHERE id = $1::bigint",
-	            6, params, &res, "update a run");
+	            "WHERE id = $1::bigint AND ($7::text IS NULL OR (node = $7::text AND "
+	            "state = 'running'))",
+	            7, params, &res, "update a run");
 	json_decref(hold);
 	if (r < 0)
 		return r;
-	if (pg_changed_rows(res) == 0) {
+	if (pg_changed_rows(res) == 0 && params[6]) {
+		r = pg_fence_refused(st, id, "the state");
+	} else if (pg_changed_rows(res) == 0) {
 		pg_set_errf(st, "Failed to update run %" PRId64 ": no such run", id);
 		r = -ENOENT;
 	}
@@ -349,7 +353,8 @@ static int probe_row_parse(struct store *st, json_t *probe, struct probe_row *pr
  * of the same key cannot share one statement). No row of the run: no
  * row answered. */
 static const char probe_save_sql[] =
-        "WITH run AS (SELECT id, service, environment FROM runs WHERE id = $1::bigint), "
+        "WITH run AS (SELECT id, service, environment FROM runs WHERE id = $1::bigint "
+        " AND ($13::text IS NULL OR (node = $13::text AND state = 'running')) FOR SHARE), "
         "probe AS (INSERT INTO probe_results (run_id, idx, name, type, state, started_at, "
         " finished_at, metrics, details, error) "
         " SELECT id, $2::integer, $3::text, $4::text, $5::text, $6::bigint, $7::bigint, "
@@ -386,13 +391,16 @@ static int probe_row_write(struct store *st, int64_t run_id, size_t idx, const s
 	        pr->error,
 	        run_state_string_is_final(pr->state) ? "true" : "false",
 	        pg_i64(&n_ts, pr->finished_at ? pr->finished_at : rd_now_ms()),
+	        pg_fence_param(st),
 	};
 	PGresult *res = NULL;
-	int r = pg_exec(st, probe_save_sql, 12, params, &res, "save a probe");
+	int r = pg_exec(st, probe_save_sql, 13, params, &res, "save a probe");
 
 	if (r < 0)
 		return r;
-	r = pg_get_i64(res, 0, 0) > 0 ? 0 : no_such_run(st, run_id);
+	r = pg_get_i64(res, 0, 0) > 0 ? 0
+	    : params[12]              ? pg_fence_refused(st, run_id, "a probe")
+	                              : no_such_run(st, run_id);
 	PQclear(res);
 	if (r == 0)
 		pg_wrote(st);
@@ -477,7 +485,8 @@ static int checklist_unique(struct store *st, json_t *arr)
 	return 0;
 }
 
-/* Parameters of a judgement statement: $1 is the run; the rest are kept
+/* Parameters of a judgement statement: $1 is the run, $2 the fenced node
+ * (store_fence; NULL: none); the rest are kept
  * here as the statement's text is written. */
 struct jparams {
 	const char **v;
@@ -565,8 +574,10 @@ static int jtable(struct store *st, FILE *sql, struct jparams *p, json_t *arr, b
 	int first = p->n + 1;
 	int r = 0;
 
-	fprintf(sql, ", %c_gone AS (DELETE FROM %s WHERE run_id = $1::bigint AND ", table[0],
-	        table);
+	fprintf(sql,
+	        ", %c_gone AS (DELETE FROM %s WHERE run_id = $1::bigint AND "
+	        "EXISTS (SELECT 1 FROM run) AND ",
+	        table[0], table);
 	if (gates)
 		fprintf(sql, "idx >= %zu)", json_array_size(arr));
 	else
@@ -607,7 +618,11 @@ static int judgement_sql(struct store *st, int64_t run_id, json_t *gates, json_t
 	if (r == 0) {
 		p->v[p->n] = pg_i64(&p->nums[p->n], run_id);
 		p->n++;
-		fputs("WITH run AS (SELECT id FROM runs WHERE id = $1::bigint FOR UPDATE)", sql);
+		p->v[p->n] = pg_fence_param(st);
+		p->n++;
+		fputs("WITH run AS (SELECT id FROM runs WHERE id = $1::bigint AND ($2::text IS NULL "
+		      "OR (node = $2::text AND state = 'running')) FOR UPDATE)",
+		      sql);
 	}
 	if (r == 0 && gates)
 		r = jtable(st, sql, p, gates, true);
@@ -628,7 +643,7 @@ static int judgement_sql(struct store *st, int64_t run_id, json_t *gates, json_t
 
 static int judgement_check(struct store *st, json_t *gates, json_t *checklist)
 {
-	size_t n_params = 1 + json_array_size(gates) * RD_ARRAY_SIZE(gate_cols) +
+	size_t n_params = 2 + json_array_size(gates) * RD_ARRAY_SIZE(gate_cols) +
 	                  json_array_size(checklist) * RD_ARRAY_SIZE(check_cols);
 	int r = array_validate(st, gates, gate_cols, RD_ARRAY_SIZE(gate_cols), "a gate result");
 
@@ -680,7 +695,7 @@ int pg_judgement_save(struct store *st, int64_t run_id, json_t *gates, json_t *c
 		return r;
 	}
 	r = jparams_init(st, &p,
-	                 1 + (int)(json_array_size(gates) * RD_ARRAY_SIZE(gate_cols) +
+	                 2 + (int)(json_array_size(gates) * RD_ARRAY_SIZE(gate_cols) +
 	                           json_array_size(checklist) * RD_ARRAY_SIZE(check_cols)));
 	if (r < 0)
 		return r;
@@ -688,7 +703,9 @@ int pg_judgement_save(struct store *st, int64_t run_id, json_t *gates, json_t *c
 	if (r == 0)
 		r = pg_exec(st, sql, p.n, p.v, &res, "save a judgement");
 	if (r == 0) {
-		r = pg_get_i64(res, 0, 0) > 0 ? 0 : no_such_run(st, run_id);
+		r = pg_get_i64(res, 0, 0) > 0 ? 0
+		    : pg_fence_param(st)      ? pg_fence_refused(st, run_id, "the judgement")
+		                              : no_such_run(st, run_id);
 		if (r == 0 && (gates || checklist))
 			pg_wrote(st);
 		PQclear(res);
