@@ -247,11 +247,29 @@ static void sched_store_failed(struct run *r, int e)
 	arm_retry(s);
 }
 
+/* A shared store refused a write of r because the run is no longer this
+ * node's (store_fence): its lease passed and another node ended it. The
+ * run stops here (sched_pump cancels it, not this deep in the state
+ * machine) and nothing more of it is written, not even again. */
+static void fence_refused(struct run *r)
+{
+	if (r->lost)
+		return;
+	r->lost = true;
+	sched_report(r->s, -ESTALE,
+	             "Failed to store 'run %lld': %s; stopping it here without storing",
+	             (long long)r->id, store_errmsg(r->s->store));
+}
+
 /* What a retry cannot fix (a write the store refuses as invalid, a run
  * row that is gone) is reported and skipped, so one bad row cannot keep
  * the scheduler degraded forever. Returns e if it is worth retrying. */
 static int check_write(struct run *r, int e)
 {
+	if (e == -ESTALE) {
+		fence_refused(r);
+		return 0;
+	}
 	if (e == 0 || (e != -EINVAL && e != -ENOENT && e != -EEXIST))
 		return e;
 	sched_report(r->s, e, "Failed to store 'run %lld': %s, ignoring", (long long)r->id,
@@ -261,8 +279,13 @@ static int check_write(struct run *r, int e)
 
 static int write_probe(struct run *r, size_t idx)
 {
-	json_t *pj = probe_to_json(&r->probes[idx]);
-	int e = pj ? store_probe_save(r->s->store, r->id, idx, pj) : -ENOMEM;
+	json_t *pj;
+	int e;
+
+	if (r->lost)
+		return 0;
+	pj = probe_to_json(&r->probes[idx]);
+	e = pj ? store_probe_save(r->s->store, r->id, idx, pj) : -ENOMEM;
 
 	if (e < 0)
 		rd_log(RD_LOG_DEBUG, NULL, "Failed to save probe %zu of run %lld: %s", idx,
@@ -274,9 +297,12 @@ static int write_probe(struct run *r, size_t idx)
 /* The run's row: its final state once decided, else where it is now. */
 static int write_state(struct run *r)
 {
-	int e = store_run_update(r->s->store, r->id, run_state_to_string(r->state), r->verdict,
-	                         r->started_at, r->decided ? r->finished_at : 0, r->error);
+	int e;
 
+	if (r->lost)
+		return 0;
+	e = store_run_update(r->s->store, r->id, run_state_to_string(r->state), r->verdict,
+	                     r->started_at, r->decided ? r->finished_at : 0, r->error);
 	if (e < 0)
 		rd_log(RD_LOG_DEBUG, NULL, "Failed to save state of run %lld: %s", (long long)r->id,
 		       store_errmsg(r->s->store));
@@ -406,7 +432,11 @@ static bool start_probe(struct run *r)
 	int e;
 
 	if (is_load_type(p->sp)) {
-		if (!sched_load_slot_free(r->s)) {
+		bool here = sched_load_slot_free(r->s);
+
+		if (!here)
+			r->load_retry_at = 0; /* waits for a slot of this node first */
+		if (!here || !sched_cluster_load_take(r->s, r)) {
 			if (!r->waiting_load) {
 				r->waiting_load = true;
 				sched_notify(r, false);
@@ -421,6 +451,13 @@ static bool start_probe(struct run *r)
 	p->started_at = rd_now_ms();
 	r->probe_deadline_hit = false;
 	sched_save_probe(r, r->cur);
+	if (r->lost) {
+		/* Refused by the fence: the run is another node's now. */
+		p->state = PROBE_STATE_CANCELLED;
+		p->finished_at = p->started_at;
+		r->cancel_requested = true;
+		return true;
+	}
 	sched_notify(r, false);
 	p->ops = &probe_type_get(p->sp->type)->ops;
 	p->deadline_ms = sched_probe_deadline_ms(r, p->sp);
@@ -445,7 +482,7 @@ static int write_measurements(struct run *r, size_t idx)
 	json_t *v;
 	int e = 0;
 
-	if (!is_load_type(p->sp) || !json_is_object(p->details))
+	if (r->lost || !is_load_type(p->sp) || !json_is_object(p->details))
 		return 0;
 	json_object_foreach (hists, name, v) {
 		uint8_t *buf = NULL;
@@ -490,6 +527,7 @@ static void complete_probe(struct run *r)
 	if (r->holds_load) {
 		r->holds_load = false;
 		r->s->load_running--;
+		sched_cluster_load_release(r->s, r);
 	}
 	sched_probe_release(p);
 	if (!r->unsaved && !r->lost && (e = write_measurements(r, r->cur)) < 0)
@@ -568,7 +606,7 @@ static int write_judgement(struct run *r)
 {
 	int e;
 
-	if (!r->gates && !r->checklist)
+	if (r->lost || (!r->gates && !r->checklist))
 		return 0;
 	e = store_judgement_save(r->s->store, r->id, r->gates, r->checklist);
 	if (e < 0)
@@ -867,6 +905,10 @@ static void sched_pump_once(struct sched *s)
 		next = r->next;
 		if (r->finalized || r->advancing)
 			continue;
+		if (r->lost && !r->decided && !r->cancel_requested) {
+			sched_cancel(s, r->id); /* a write was fenced off: fence_refused */
+			continue;
+		}
 		if (r->state == RUN_QUEUED) {
 			/* No new run while the store refuses writes. */
 			if (s->n_running >= s->cfg.max_concurrent_runs || s->shutdown_cb ||
@@ -877,7 +919,8 @@ static void sched_pump_once(struct sched *s)
 		} else if (r->cur < r->n_probes && r->probes[r->cur].state == PROBE_STATE_QUEUED) {
 			/* A cancelled run is advanced by sched_cancel and by its
 			 * background probes' done callbacks, not from here. */
-			if (r->cancel_requested || (r->waiting_load && !sched_load_slot_free(s)))
+			if (r->cancel_requested || (r->waiting_load && !sched_load_slot_free(s)) ||
+			    (r->waiting_load && r->load_retry_at > rd_now_ms()))
 				continue;
 			run_advance(r);
 		}
@@ -927,6 +970,7 @@ static int new_run(struct sched *s, struct spec *spec, struct run **ret_run)
 	r->s = s;
 	r->spec = spec;
 	r->n_probes = spec->n_probes;
+	r->load_slot = -1;
 	for (size_t i = 0; i < r->n_probes; i++) {
 		struct probe *p = &r->probes[i];
 
@@ -1148,7 +1192,11 @@ int sched_progress(struct sched *s, int64_t id, json_t **ret_progress)
 		                p->requests >= 0 ? json_integer(p->requests) : json_null());
 		live_progress(cur, p);
 	}
-	if (r->waiting_load && p)
+	if (r->waiting_load && p && r->load_retry_at > 0)
+		cur = json_pack("{s:s, s:s+}", "probe", p->sp->name, "waiting",
+		                "waiting for a load slot: other nodes hold every slot of ",
+		                r->load_host[0] ? r->load_host : "its target");
+	else if (r->waiting_load && p)
 		cur = json_pack("{s:s, s:s}", "probe", p->sp->name, "waiting",
 		                "waiting for a load slot");
 	if (r->decided) {

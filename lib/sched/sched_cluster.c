@@ -6,7 +6,10 @@
  * lease/3), ends the runs of nodes that stopped beating, picks up cancels
  * asked on other nodes, and follows runs other nodes execute for this
  * node's watchers (long-polls, event streams), re-reading them only when
- * the store's generation moved.
+ * the store's generation moved. Load probes take their target host's
+ * load slots, shared by every node, here; and every write of a run this
+ * node executes is fenced (store_fence): it lands only while the run is
+ * still this node's.
  *
  * Every step is one bounded store call on the loop (the store's deadline);
  * nothing here waits. A store error skips a step until the next tick. With
@@ -37,6 +40,8 @@
  * notification was missed (a reconnect). */
 #define REMOTE_MIN_MS 250
 #define REMOTE_MAX_MS 2000
+/* How often a load probe tries again for a slot other nodes hold all of. */
+#define LOAD_RETRY_MS 200
 
 bool sched_cluster_on(const struct sched *s)
 {
@@ -368,6 +373,101 @@ bool sched_cluster_release(struct sched *s, struct run *r)
 	return true;
 }
 
+/* ---- Load slots shared by every node --------------------------------- */
+
+/* The host a load probe drives: its own url's, else the spec's target's,
+ * lower case and without user, port or path ("" when there is none). */
+static void load_host(const struct probe *p, char *buf, size_t len)
+{
+	const char *url = p->sp->url ? p->sp->url : p->spec->target.url;
+	const char *h = url ? strstr(url, "://") : NULL, *at;
+	size_t n = 0, end;
+
+	buf[0] = '\0';
+	if (!h)
+		return;
+	h += 3;
+	end = strcspn(h, "/?#");
+	at = memchr(h, '@', end);
+	if (at) {
+		end -= (size_t)(at + 1 - h);
+		h = at + 1;
+	}
+	if (h[0] == '[') {
+		const char *close = memchr(h, ']', end);
+
+		end = close ? (size_t)(close + 1 - h) : end;
+	} else {
+		end = strcspn(h, ":/?#") < end ? strcspn(h, ":/?#") : end;
+	}
+	for (; n < end && n + 1 < len; n++)
+		buf[n] = (char)(h[n] >= 'A' && h[n] <= 'Z' ? h[n] - 'A' + 'a' : h[n]);
+	buf[n] = '\0';
+}
+
+/* A session takes a lock it holds again: a slot another run of this node
+ * holds must not be taken twice. */
+static bool slot_held_here(const struct sched *s, const char *host, int slot)
+{
+	for (const struct run *r = s->head; r; r = r->next)
+		if (r->load_slot == slot && strcmp(r->load_host, host) == 0)
+			return true;
+	return false;
+}
+
+bool sched_cluster_load_take(struct sched *s, struct run *r)
+{
+	char host[SCHED_LOAD_HOST_MAX];
+	int e = 0;
+
+	if (!s->cl.on)
+		return true;
+	load_host(&r->probes[r->cur], host, sizeof(host));
+	for (int slot = 0; slot < s->cfg.max_concurrent_load; slot++) {
+		if (slot_held_here(s, host, slot))
+			continue;
+		e = store_load_slot_take(s->store, host, slot);
+		if (e == 1) {
+			r->load_slot = slot;
+			memcpy(r->load_host, host, sizeof(host));
+			r->load_retry_at = 0;
+			return true;
+		}
+		if (e < 0) {
+			rd_log(RD_LOG_DEBUG, NULL, "Failed to take a load slot of '%s': %s", host,
+			       store_errmsg(s->store));
+			break;
+		}
+	}
+	/* A free slot is not announced: look again soon. A store that failed
+	 * is looked at again just as well: the probe waits rather than
+	 * driving load unaccounted for. */
+	memcpy(r->load_host, host, sizeof(host));
+	r->load_retry_at = rd_now_ms() + LOAD_RETRY_MS;
+	return false;
+}
+
+void sched_cluster_load_release(struct sched *s, struct run *r)
+{
+	if (r->load_slot < 0)
+		return;
+	/* A failure means the session is gone, and its locks with it. */
+	if (store_load_slot_release(s->store, r->load_host, r->load_slot) < 0)
+		rd_log(RD_LOG_DEBUG, NULL, "Failed to release load slot %d of '%s': %s, ignoring",
+		       r->load_slot, r->load_host, store_errmsg(s->store));
+	r->load_slot = -1;
+}
+
+/* Runs whose load probe waits for another node's slot try again. */
+static void load_retry(struct sched *s, int64_t now)
+{
+	for (struct run *r = s->head; r; r = r->next)
+		if (r->waiting_load && r->load_retry_at > 0 && now >= r->load_retry_at) {
+			sched_pump(s);
+			return;
+		}
+}
+
 /* ---- Cancels of runs executed elsewhere ------------------------------ */
 
 /* A queued run is cancelled in the store at once; a running one when its
@@ -404,11 +504,13 @@ static void on_tick(uv_timer_t *t)
 		claim(s, now);
 	}
 	remote_refresh(s, now);
+	load_retry(s, now);
 }
 
 int sched_set_node(struct sched *s, const char *node, int64_t lease_ms, const char *version)
 {
 	char *n = strdup(node), *v = strdup(version);
+	int e;
 
 	if (!n || !v || lease_ms <= 0) {
 		free(n);
@@ -420,8 +522,11 @@ int sched_set_node(struct sched *s, const char *node, int64_t lease_ms, const ch
 	s->cl.node = n;
 	s->cl.version = v;
 	s->cl.lease_ms = lease_ms;
-	if (!store_shared(s->store) || s->cl.on)
+	if (!store_shared(s->store))
 		return 0;
+	e = store_fence(s->store, node);
+	if (e < 0 || s->cl.on)
+		return e;
 	s->cl.on = true;
 	uv_timer_init(s->loop, &s->cl.tick);
 	s->cl.tick.data = s;

@@ -35,6 +35,9 @@ struct sched_cluster {
 	int64_t remote_last; /* when they were last read */
 };
 
+/* The longest target host name a load slot is keyed on. */
+#define SCHED_LOAD_HOST_MAX 256
+
 struct sched_watch {
 	struct run *run;       /* a run this node executes, or */
 	struct remote *remote; /* one another node executes (cluster mode) */
@@ -59,7 +62,13 @@ struct run {
 	bool probe_deadline_hit;
 	bool advancing, again;
 	bool finalized;
-	bool waiting_load;   /* the next probe waits for a load slot */
+	bool waiting_load; /* the next probe waits for a load slot */
+	/* Cluster mode: the load slot the current probe holds on its target
+	 * host (-1: none), and when a probe that found every slot of its
+	 * host taken by other nodes tries again (0: it waits for one here). */
+	int load_slot;
+	char load_host[SCHED_LOAD_HOST_MAX];
+	int64_t load_retry_at;
 	bool unsaved;        /* a write failed: the store lags behind (resync_run) */
 	bool broken;         /* an invariant broke (rd_assert): the run is an error */
 	bool claimed;        /* taken from the shared queue (cluster mode) */
@@ -129,3 +138,10 @@ void sched_cluster_unwatch(struct sched_watch *w);
  * goes back to the queue (true; the caller then drops it here) rather
  * than ending interrupted. */
 bool sched_cluster_release(struct sched *s, struct run *r);
+/* The current probe of r, a load probe with a slot of this node, takes
+ * one of its target host's max_concurrent_load slots shared by every
+ * node: true when it has one (or the store is not shared), false when
+ * other nodes hold them all (r retries at r->load_retry_at). Never waits. */
+bool sched_cluster_load_take(struct sched *s, struct run *r);
+/* Gives back the slot r holds, if any. */
+void sched_cluster_load_release(struct sched *s, struct run *r);

@@ -15,8 +15,10 @@ import calendar
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 
@@ -76,6 +78,77 @@ def psql(url, sql):
 def database_url(name):
     u = urllib.parse.urlsplit(PG_URL)
     return urllib.parse.urlunsplit((u.scheme, u.netloc, '/' + name, u.query, u.fragment))
+
+
+class CutProxy:
+    """127.0.0.1:port in front of PostgreSQL for one node: cut() closes its
+    connections and refuses new ones (the node is cut off from the database
+    while the others are not), heal() lets them through again."""
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.is_cut = False
+        self.lock = threading.Lock()
+        self.socks = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(('127.0.0.1', 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.accept_loop, daemon=True).start()
+
+    def accept_loop(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return  # closed
+            if self.is_cut:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(('127.0.0.1', self.target_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self.lock:
+                self.socks += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self.pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def pump(a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        self.is_cut = True
+        with self.lock:
+            socks, self.socks = self.socks, []
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def heal(self):
+        self.is_cut = False
+
+    def close(self):
+        self.cut()
+        self.sock.close()
 
 
 def create_database():
@@ -257,6 +330,126 @@ class ClusterTest(lib.TestCase):
         self.assertEqual(run['probes'][0]['state'], 'cancelled')
         self.assertEqual(run['changes'][0]['action'], 'cancel')
         self.assertLess(took, CHECK_S + 2)
+
+    def claimed_by(self, victim, spec):
+        """A run submitted to victim and claimed by it: every other node is
+        stopped until it is."""
+        paused = self.others(self.name_of(victim))
+        for d in paused:
+            d.send_signal(signal.SIGSTOP)
+        try:
+            run_id = self.submit(victim, spec)
+            self.wait_state(victim, run_id, lambda r: r['node'] == self.name_of(victim),
+                            what='claim by %s' % self.name_of(victim))
+        finally:
+            for d in paused:
+                d.send_signal(signal.SIGCONT)
+        return run_id
+
+    def name_of(self, d):
+        return [n for n, x in self.nodes.items() if x is d][0]
+
+    def test_4b_load_slots_cluster_wide(self):
+        """max_concurrent_load 1 on every node: three runs with a load probe
+        at the same target host, each claimed by another node at once, drive
+        load one after the other (no two load windows overlap), the ones
+        waiting say so in their progress, and all three finish."""
+        spec = lambda i: load_spec(self.demo.url, 'slot', '2s', 10).replace(
+            'version: 1.0.0', 'version: 2.0.%d' % i)
+        order = ['node-a', 'node-b', 'node-c']
+        ids = {n: self.claimed_by(self.node(n), spec(i)) for i, n in enumerate(order)}
+        waiting = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(waiting) < 2:
+            for n, run_id in ids.items():
+                cur = self.node(n).get('/v1/runs/%d' % run_id).json['progress']['current']
+                w = (cur or {}).get('waiting', '')
+                if w.startswith('waiting for a load slot: other nodes hold every slot of '):
+                    waiting[n] = w
+            if all(self.node(n).get('/v1/runs/%d' % i).json['state'] != 'running'
+                   for n, i in ids.items()):
+                break
+            time.sleep(0.05)
+        runs = [self.node('node-a').wait_run(i, timeout=60) for i in ids.values()]
+        self.assertEqual([r['state'] for r in runs], ['passed'] * 3, runs)
+        self.assertEqual(sorted(r['node'] for r in runs), order)
+        windows = sorted((ms(r['probes'][0]['started_at']), ms(r['probes'][0]['finished_at']),
+                          r['node']) for r in runs)
+        print('load windows (ms after the first): %s; waiting seen on %s' % (
+            [(s - windows[0][0], e - windows[0][0], n) for s, e, n in windows],
+            sorted(waiting)))
+        for before, after in zip(windows, windows[1:]):
+            self.assertGreaterEqual(after[0], before[1], windows)
+        self.assertGreaterEqual(len(waiting), 1, 'no run said it waits for a slot')
+        self.assertIn('127.0.0.1', list(waiting.values())[0])
+
+    def test_4c_stalled_node_writes_nothing(self):
+        """A node stopped (SIGSTOP) past its lease has its run interrupted by
+        another node; woken (SIGCONT) after its probe's answer came, it
+        stores nothing of the run: the run stays interrupted, naming it."""
+        victim = self.node('node-a')
+        run_id = self.claimed_by(victim, http_spec(self.slow_url(4000), service='cluster-stall'))
+        self.wait_state(victim, run_id, lambda r: r['probes'][0]['state'] == 'running',
+                        what='probe running')
+        victim.send_signal(signal.SIGSTOP)
+        try:
+            b = self.node('node-b')
+            run = self.wait_state(b, run_id, lambda r: r['state'] != 'running',
+                                  timeout=LEASE_S + CHECK_S + 5, what='interruption')
+            self.assertEqual(run['state'], 'interrupted', run)
+            time.sleep(max(0.0, 4.5 - LEASE_S - CHECK_S))  # the answer has come meanwhile
+        finally:
+            victim.send_signal(signal.SIGCONT)
+        time.sleep(2.0)  # the probe's end and the run's, had they been stored
+        run = self.node('node-b').get('/v1/runs/%d' % run_id).json
+        self.assertEqual((run['state'], run['node']), ('interrupted', 'node-a'), run)
+        self.assertIn("node 'node-a' stopped renewing its lease", run['error'])
+        self.assertEqual(run['probes'][0]['state'], 'interrupted', run)
+        self.assertIsNone(run['verdict'], run)
+        self.assertEqual(victim.get('/healthz').status, 200)
+
+    def test_4d_cut_off_node_fenced(self):
+        """A node cut off from PostgreSQL past its lease has its run
+        interrupted by another node; its probe ends meanwhile and the write
+        is kept for later. When the node reaches the database again, that
+        write is refused (the run is no longer its own) and logged: the run
+        stays interrupted, naming the node."""
+        port = urllib.parse.urlsplit(self.db).port
+        proxy = CutProxy(port)
+        u = urllib.parse.urlsplit(self.db)
+        via = urllib.parse.urlunsplit((u.scheme, u.netloc.replace(':%d' % port,
+                                                                   ':%d' % proxy.port),
+                                       u.path, u.query, u.fragment))
+        victim = node_daemon('node-d', via).__enter__()
+        self.nodes['node-d'] = victim
+        try:
+            self.cut_off(victim, proxy)
+        finally:
+            proxy.heal()
+            del self.nodes['node-d']
+            victim.__exit__(None, None, None)
+            proxy.close()
+
+    def cut_off(self, victim, proxy):
+        run_id = self.claimed_by(victim, http_spec(self.slow_url(5000), service='cluster-cut'))
+        self.wait_state(victim, run_id, lambda r: r['probes'][0]['state'] == 'running',
+                        what='probe running')
+        proxy.cut()
+        b = self.node('node-b')
+        run = self.wait_state(b, run_id, lambda r: r['state'] != 'running',
+                              timeout=LEASE_S + CHECK_S + 5, what='interruption')
+        self.assertEqual(run['state'], 'interrupted', run)
+        time.sleep(2.0)  # the probe's answer (5 s) has come; its write waits
+        proxy.heal()
+        deadline = time.monotonic() + 15
+        while 'no longer holds it' not in victim.log() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        run = b.get('/v1/runs/%d' % run_id).json
+        self.assertEqual((run['state'], run['node']), ('interrupted', 'node-d'), run)
+        self.assertIn("node 'node-d' stopped renewing its lease", run['error'])
+        self.assertEqual(run['probes'][0]['state'], 'interrupted', run)
+        self.assertIn("node 'node-d' no longer holds it", victim.log())
 
     def test_5_killed_node(self):
         """SIGKILL of the node executing a long run: another node interrupts
