@@ -7,7 +7,10 @@ sent to one node stops a run running on another; a node killed with
 SIGKILL in the middle of a run has the run interrupted by another node
 within the lease plus one check period, and a `resume: requeue` run it had
 claimed but not started is executed by another node, and so is a run a
-node stopped with SIGTERM had claimed but not started.
+node stopped with SIGTERM had claimed but not started. max_concurrent_load
+holds per target host across the nodes; a node stalled (SIGSTOP) or cut off
+from the database past its lease stores nothing over the interruption
+another node recorded (the fence).
 
 Needs READYD_TEST_PG_URL (scripts/test starts a private cluster); skipped
 without it."""

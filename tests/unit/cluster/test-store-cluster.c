@@ -8,7 +8,9 @@
  * started) and a starting node ending its previous life's runs; runs
  * a stopping node claimed but never started handed back; the
  * executable spec cleared with the run's end; other connections' writes
- * moving the generation through notifications, lease renewals not. On
+ * moving the generation through notifications, lease renewals not; a
+ * fenced node's writes refused once its run is another node's; load
+ * slots held by one session at a time and freed with it. On
  * SQLite: not shared, every operation -ENOTSUP, and the node that took a
  * run recorded at once.
  */
@@ -410,6 +412,90 @@ START_TEST(test_notifications)
 }
 END_TEST
 
+/* Every write of a claimed run through a fenced handle, with the code
+ * it returns. */
+static void fenced_writes(struct store *st, int64_t id, const char *state, int want)
+{
+	json_t *probe = json_pack("{s:s, s:s, s:s, s:I, s:I, s:{s:f}, s:n, s:n}", "name", "health",
+	                          "type", "http", "state", state, "started_at",
+	                          (json_int_t)(T0 + 10), "finished_at", (json_int_t)(T0 + 20),
+	                          "metrics", "ok", 1.0, "details", "error");
+	json_t *gates = json_pack("[{s:s, s:s, s:s}]", "expr", "health.ok == 1", "outcome", "pass",
+	                          "reason", "1 == 1");
+	json_t *tl = json_pack("[{s:i, s:i, s:i, s:f, s:f}]", "second", 0, "requests", 5, "errors",
+	                       0, "p50_ms", 1.0, "p99_ms", 2.0);
+	static const unsigned char blob[] = {1, 2, 3};
+
+	ck_assert_int_eq(store_probe_save(st, id, 0, probe), want);
+	ck_assert_int_eq(store_judgement_save(st, id, gates, NULL), want);
+	ck_assert_int_eq(store_probe_blob_save(st, id, 0, "latency", blob, sizeof(blob)), want);
+	ck_assert_int_eq(store_probe_timeline_save(st, id, 0, tl), want);
+	ck_assert_int_eq(store_run_update(st, id, "running", NULL, T0 + 1, 0, NULL), want);
+	json_decref(probe);
+	json_decref(gates);
+	json_decref(tl);
+}
+
+/* A fenced node writes a run only while it holds it: once another node
+ * ended the run (its lease passed), every write is refused, -ESTALE, and
+ * changes nothing. */
+START_TEST(test_fence)
+{
+	struct store *a = node_open(), *b = node_open();
+	int64_t id = add_run(a, "{}", "{\"s\":1}");
+	json_t *ended = NULL;
+	char sql[200];
+
+	ck_assert_int_eq(store_fence(a, "node-a"), 0);
+	json_decref(claim(a, "node-a", 1));
+	fenced_writes(a, id, "running", 0);
+	ck_assert_int_eq(store_leases_expire(b, T0 + LEASE + 1, NULL, &ended), 0);
+	ck_assert_int_eq(json_array_size(ended), 1);
+	json_decref(ended);
+	snprintf(sql, sizeof(sql),
+	         "SELECT (SELECT count(*) FROM gate_results) || ',' || (SELECT state FROM "
+	         "probe_results WHERE idx = 0) || ',' || (SELECT count(*) FROM raw_timelines)");
+	ck_assert_str_eq(pg_value(sql), "1,interrupted,1");
+	fenced_writes(a, id, "passed", -ESTALE);
+	ck_assert_ptr_nonnull(strstr(store_errmsg(a), "node 'node-a' no longer holds it"));
+	ck_assert_str_eq(pg_value(sql), "1,interrupted,1");
+	ck_assert_int_eq(store_run_update(a, id, "passed", "PASS", T0 + 1, T0 + 900, NULL),
+	                 -ESTALE);
+	assert_run(b, id, "interrupted", "node-a");
+	ck_assert_int_eq(store_run_update(a, id + 100, "passed", "PASS", T0, T0, NULL), -ENOENT);
+	/* Without the fence, as a single node writes. */
+	ck_assert_int_eq(store_fence(a, NULL), 0);
+	ck_assert_int_eq(store_run_update(a, id, "passed", "PASS", T0 + 1, T0 + 900, NULL), 0);
+	store_free(a);
+	store_free(b);
+}
+END_TEST
+
+/* Load slots are per host (any case) and slot, held by one session at a
+ * time, and freed with the session that held them. */
+START_TEST(test_load_slots)
+{
+	struct store *a = node_open(), *b = node_open();
+
+	ck_assert_int_eq(store_load_slot_take(a, "Demo.Example", 0), 1);
+	ck_assert_int_eq(store_load_slot_take(b, "demo.example", 0), 0);
+	ck_assert_int_eq(store_load_slot_take(b, "other.example", 0), 1);
+	ck_assert_int_eq(store_load_slot_take(b, "demo.example", 1), 1);
+	ck_assert_int_eq(store_load_slot_take(a, "demo.example", 1), 0);
+	ck_assert_int_eq(store_load_slot_release(a, "demo.example", 0), 0);
+	ck_assert_int_eq(store_load_slot_take(b, "demo.example", 0), 1);
+	ck_assert_int_eq(store_load_slot_release(a, "demo.example", 0), 0); /* not held */
+	store_free(b);
+	/* The server ends the session a moment after the client left. */
+	for (int i = 0; i < 100 && store_load_slot_take(a, "demo.example", 0) == 0; i++)
+		usleep(50 * 1000);
+	ck_assert_int_eq(store_load_slot_take(a, "demo.example", 0), 1);
+	ck_assert_int_eq(store_load_slot_take(a, "demo.example", 1), 1);
+	ck_assert_int_eq(store_load_slot_take(a, NULL, 0), -EINVAL);
+	store_free(a);
+}
+END_TEST
+
 START_TEST(test_sqlite_not_shared)
 {
 	struct store *st = NULL;
@@ -435,6 +521,9 @@ START_TEST(test_sqlite_not_shared)
 	ck_assert_int_eq(store_run_cancel_request(st, 1, T0), -ENOTSUP);
 	ck_assert_int_eq(store_run_release(st, 1, "n"), -ENOTSUP);
 	ck_assert(!store_queued_hint(st));
+	ck_assert_int_eq(store_fence(st, "n"), -ENOTSUP);
+	ck_assert_int_eq(store_load_slot_take(st, "h", 0), -ENOTSUP);
+	ck_assert_int_eq(store_load_slot_release(st, "h", 0), -ENOTSUP);
 	ck_assert_ptr_null(out);
 	ck_assert_int_eq(store_run_create(st, &rn, &id, &existing), 0);
 	out = run_of(st, id);
@@ -462,6 +551,8 @@ static Suite *cluster_suite(bool pg)
 	tcase_add_test(tc, test_expire_own_previous_life);
 	tcase_add_test(tc, test_release);
 	tcase_add_test(tc, test_notifications);
+	tcase_add_test(tc, test_fence);
+	tcase_add_test(tc, test_load_slots);
 	suite_add_tcase(s, tc);
 	return s;
 }
