@@ -4,10 +4,11 @@ read back, listed, refused like POST /v1/runs when invalid; a run is
 started from it by service, environment and version, and history shows
 which stored version judged it. Then the payloads Flagger's webhooks and
 Argo Rollouts' web metric provider send are replayed against stored specs
-that pass, fail, and pass slowly: Flagger gets 2xx on PASS only, non-2xx
-while the run is in progress and 2xx once it passed, with one run per
-checksum; Argo's successCondition and failureCondition are evaluated on
-the answers as Argo evaluates them."""
+that pass, fail, end in ERROR and pass slowly: Flagger gets 2xx on PASS
+only (412 on FAIL, 502 on ERROR), non-2xx while the run is in progress
+and 2xx once it passed, with one run per checksum; Argo's
+successCondition and failureCondition are evaluated on the answers as
+Argo evaluates them."""
 import concurrent.futures
 import hashlib
 import json
@@ -86,10 +87,12 @@ class StoredSpecsTest(lib.TestCase):
         cls.slow = lib.DemoTarget(latency='2s').__enter__()
         cls.d = lib.Daemon(config=config()).__enter__()
         cls.d.token = TOKENS['ci'][0]
-        # shop-api: passes in prod, fails in failing, passes slowly in slow.
+        # shop-api: passes in prod, fails in failing, passes slowly in slow,
+        # ends in ERROR in broken (its target is a closed port).
         for env, url, gate in (('prod', cls.fast.url, 'predict.latency_ms < 1000'),
                                ('failing', cls.fast.url, 'predict.latency_ms < 0.0001'),
-                               ('slow', cls.slow.url, 'predict.latency_ms < 9000')):
+                               ('slow', cls.slow.url, 'predict.latency_ms < 9000'),
+                               ('broken', 'http://127.0.0.1:1', 'predict.latency_ms < 1000')):
             r = cls.d.request('PUT', '/v1/services/shop-api/specs/' + env,
                               stored(url, gate), dict(h(), **YAML))
             assert r.status == 201, r
@@ -248,6 +251,13 @@ class StoredSpecsTest(lib.TestCase):
         self.assertEqual((again.status, again.json['run_id']), (412, r.json['run_id']))
         self.assertEqual(len(self.runs_of('shop-api')), before + 2)
 
+    def test_5b_flagger_error(self):
+        # A run that ends in ERROR is not a PASS: 502, never 2xx.
+        r = self.flagger('err1', 'broken', wait='30s')
+        self.assertEqual((r.status, r.json['verdict'], r.json['state']), (502, 'ERROR', 'error'), r)
+        again = self.flagger('err1', 'broken', wait='30s')
+        self.assertEqual((again.status, again.json['run_id']), (502, r.json['run_id']))
+
     def test_6_flagger_in_progress_then_pass(self):
         before = len(self.runs_of('shop-api'))
         r = self.flagger('slow1', 'slow', wait='0s')
@@ -319,11 +329,13 @@ class StoredSpecsTest(lib.TestCase):
         self.assertEqual(argo_measure(r.body), 'Successful', seen)
         r = self.argo('failing', '4.0.0', wait='30s')
         self.assertEqual((r.status, r.json['verdict'], argo_measure(r.body)), (200, 'FAIL', 'Failed'))
-        self.assertEqual(len(self.runs_of('shop-api')), before + 2)
+        r = self.argo('broken', '4.0.0', wait='30s')
+        self.assertEqual((r.status, r.json['verdict'], argo_measure(r.body)), (200, 'ERROR', 'Failed'))
+        self.assertEqual(len(self.runs_of('shop-api')), before + 3)
         # start=false never starts one.
         r = self.argo('prod', '9.9.9', start='false')
         self.assertEqual(r.status, 404, r)
-        self.assertEqual(len(self.runs_of('shop-api')), before + 2)
+        self.assertEqual(len(self.runs_of('shop-api')), before + 3)
         r = lib.http('GET', self.d.url + '/v1/services/shop-api/gate?environment=prod',
                      headers=h('hook'))
         self.assertEqual((r.status, r.json['errors'][0]['path']), (400, 'version'))
