@@ -38,11 +38,13 @@ except ImportError as e:  # reported by available()
 PHRASES = {
     400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found',
     405: 'Method Not Allowed', 406: 'Not Acceptable', 408: 'Request Timeout', 409: 'Conflict',
-    411: 'Length Required', 413: 'Content Too Large', 414: 'URI Too Long',
-    415: 'Unsupported Media Type', 422: 'Unprocessable Content', 429: 'Too Many Requests',
+    410: 'Gone', 411: 'Length Required', 412: 'Precondition Failed', 413: 'Content Too Large',
+    414: 'URI Too Long', 415: 'Unsupported Media Type', 416: 'Range Not Satisfiable',
+    417: 'Expectation Failed', 421: 'Misdirected Request', 422: 'Unprocessable Content',
+    426: 'Upgrade Required', 428: 'Precondition Required', 429: 'Too Many Requests',
     431: 'Request Header Fields Too Large', 500: 'Internal Server Error',
-    501: 'Not Implemented', 503: 'Service Unavailable', 505: 'HTTP Version Not Supported',
-    507: 'Insufficient Storage',
+    501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable',
+    504: 'Gateway Timeout', 505: 'HTTP Version Not Supported', 507: 'Insufficient Storage',
 }
 METHODS = ('get', 'put', 'post', 'delete', 'patch', 'head', 'options')
 DATE_TIME = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$')
