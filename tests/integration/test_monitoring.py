@@ -4,7 +4,8 @@ job "readyd" and loads contrib/prometheus/readyd-rules.yml; after a few
 runs, every query of contrib/grafana/readyd.json (its template variables
 resolved the way Grafana resolves them) must return a finite value, every
 rule must evaluate without error, and the store-degraded alert's condition
-must hold while the database file is gone. /metrics must pass
+must hold while the database file is gone, and readyd's own dashboard
+probe must find data in every panel of that dashboard. /metrics must pass
 `promtool check metrics`, the rule file `promtool check rules` and its
 unit tests (`promtool test rules`, readyd-rules.test.yml)."""
 import hashlib
@@ -52,6 +53,25 @@ probes:
 gates:
   - health.status == 200
   - {gate}
+"""
+
+
+# $__rate_interval is max($__interval + scrape_interval, 4 x scrape_interval):
+# 75s makes it the 5m of RATE_INTERVAL, the test's whole length.
+DASH_SPEC = """apiVersion: readyd/v1
+service: checkout
+version: 1.0.0
+environment: dashboard
+probes:
+  - name: dash
+    type: dashboard
+    prometheus: {prom}
+    scrape_interval: 75s
+    dashboard: {dash}
+    variables: {{job: readyd, instance: "{instance}", service: "checkout|search",
+                 environment: test}}
+gates:
+  - dash.panels_without_data == 0
 """
 
 
@@ -129,6 +149,12 @@ class MonitoringTest(lib.TestCase):
             lambda: cls.prom.query('sum(readyd_runs_total{job="readyd"})') == 2.0,
             timeout=30, what='runs %d and %d scraped' % (n, n + 1))
         time.sleep(2)  # two more scrapes: rates over both runs' ends
+        # readyd's own dashboard probe on its own dashboard, in another
+        # environment of checkout (the runs above stay the latest of theirs).
+        with open(DASHBOARD, encoding='utf-8') as f:
+            dash = f.read()
+        cls.dash_run = cls.d.run_spec(DASH_SPEC.format(
+            prom=cls.prom.url, dash=json.dumps(dash), instance=cls.prom.target))
 
     @classmethod
     def tearDownClass(cls):
@@ -152,7 +178,7 @@ class MonitoringTest(lib.TestCase):
         self.assertIn('readyd_gate_metric_value{service="checkout",environment="test",'
                       'probe="health",metric="latency_seconds"}', text)
         self.assertIn('readyd_http_request_duration_seconds_bucket{method="POST",'
-                      'route="/v1/runs",code="201",le="+Inf"} 2\n', text)
+                      'route="/v1/runs",code="201",le="+Inf"} 3\n', text)
         self.assertIn('readyd_run_duration_seconds_count{verdict="FAIL"} 1\n', text)
         p = subprocess.run([PROMTOOL, 'check', 'metrics'], input=r.body, capture_output=True,
                            timeout=60)
@@ -218,6 +244,23 @@ class MonitoringTest(lib.TestCase):
         verdicts = {r['metric']['service']: r['metric']['verdict'] for r in self.prom.instant(
             substitute('readyd_gate_verdict{service=~"$service"} == 1', values))}
         self.assertEqual(verdicts, {'checkout': 'PASS', 'search': 'FAIL'})
+
+    def test_own_dashboard_probe(self):
+        # The dashboard probe, not the test, substitutes the variables and
+        # runs every panel's queries: each panel has data.
+        run = self.dash_run
+        p = run['probes'][0]
+        m = p['metrics']
+        print('dashboard probe on contrib/grafana/readyd.json: panels %d, with data %d, '
+              'queries %d, failed %d' % (m['panels'], m['panels_with_data'], m['queries'],
+                                         m['queries_failed']))
+        self.assertEqual((p['state'], p['details']['empty_panels']), ('passed', []), p)
+        with open(DASHBOARD, encoding='utf-8') as f:
+            panels = [x for x in json.load(f)['panels'] if x.get('targets')]  # rows left out
+        self.assertEqual((m['panels'], m['panels_with_data'], m['queries'], m['queries_failed']),
+                         (len(panels), len(panels),
+                          sum(len(x['targets']) for x in panels), 0), p)
+        self.assertEqual(run['verdict'], 'PASS', run)
 
     def test_store_degraded_alert_condition(self):
         """ReadydStoreDegraded's expression holds while the database file
