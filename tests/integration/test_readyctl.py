@@ -7,6 +7,7 @@ import json
 import os
 import pty
 import re
+import shutil
 import socket
 import struct
 import subprocess
@@ -273,10 +274,30 @@ gates:
         self.assertIn('--idempotency-key', complete('submit', '--'))
         self.assertEqual(complete('runs', '--state', 'fa'), ['failed'])
         self.assertEqual(complete('spec', ''), ['put', 'get', 'diff'])
-        with open(os.path.join(root, 'cli', 'completion', '_readyctl'), encoding='utf-8') as f:
+        zsh_script = os.path.join(root, 'cli', 'completion', '_readyctl')
+        with open(zsh_script, encoding='utf-8') as f:
             zsh = f.read()
         for c in commands:
             self.assertIn("'%s:" % c, zsh)
+        if not shutil.which('zsh'):
+            return
+        # zsh: the function run by zsh itself, with _describe and
+        # _arguments (compsys's, which need a completion widget) replaced
+        # by functions that print what they were given.
+
+        def zcomplete(*words):
+            line = ('_describe() { print -l -- "${(@P)${@[-1]}}" }; '
+                    '_arguments() { print -l -- "$@" }; '
+                    'words=(readyctl %s); CURRENT=%d; source %s'
+                    % (' '.join("'%s'" % w for w in words), len(words) + 1, zsh_script))
+            return subprocess.run(['zsh', '-f', '-c', line], capture_output=True, text=True,
+                                  check=True).stdout.splitlines()
+        offered = [ln.split(':', 1)[0] for ln in zcomplete('') if not ln.startswith(('-', '('))]
+        self.assertEqual(sorted(offered), sorted(commands))
+        self.assertEqual([ln.split(':', 1)[0] for ln in zcomplete('spec', '')],
+                         ['put', 'get', 'diff'])
+        self.assertIn('--state[state]:state:(queued running passed failed error cancelled '
+                      'interrupted)', zcomplete('runs', '--state', ''))
 
     # submit variants
 
