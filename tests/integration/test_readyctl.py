@@ -226,7 +226,10 @@ gates:
         out, _ = proc.communicate(timeout=60)
         self.assertEqual(proc.returncode, 0, seen.decode('utf-8', 'replace') + out)
         text = seen.decode('utf-8', 'replace')
-        self.assertRegex(text, r'\d+ req/s p99 [0-9.e+-]+ ms \d+ errors')
+        lines = re.findall(r'[^\r\n]*\d+ req/s p99 [0-9.e+-]+ ms \d+ errors', text)
+        self.assertTrue(lines, text)
+        print('live load line: %r (of %d)' % (re.sub(r'\x1b\[[0-9;]*[A-Za-z]', '', lines[-1]),
+                                              len(lines)))
         if live is not None:  # polled while the probe ran (timing allowing)
             self.assertGreater(live['rps'], 0)
             self.assertEqual(live['errors'], 0)
