@@ -31,6 +31,8 @@ CONF = '/etc/readyd/readyd.yaml'
 STATE = '/var/lib/readyd'
 POLICY_RC_D = '/usr/sbin/policy-rc.d'
 EDIT = '# edited by the operator: kept across upgrades\n'
+BASH_COMPLETION = '/usr/share/bash-completion/completions/readyctl'
+ZSH_COMPLETION = '/usr/share/zsh/vendor-completions/_readyctl'
 
 
 def privileged():
@@ -174,6 +176,8 @@ class DebianPackage(unittest.TestCase):
         deb = p.stdout.strip().splitlines()[-1]
         self.assertTrue(os.path.exists(deb), p.stdout)
         lint = [ln for ln in p.stdout.splitlines() if ln[:2] in ('E:', 'W:')]
+        print('lintian (--info --display-info --pedantic), %d lines:\n%s'
+              % (len(p.stdout.splitlines()) - 1, '\n'.join(p.stdout.splitlines()[:-1])))
         self.assertEqual(lint, [])
         return deb
 
@@ -188,8 +192,17 @@ class DebianPackage(unittest.TestCase):
                      '/usr/lib/sysusers.d/readyd.conf', '/usr/lib/tmpfiles.d/readyd.conf',
                      '/usr/share/man/man8/readyd.8.gz', '/usr/share/man/man1/readyctl.1.gz',
                      '/usr/share/man/man1/readyd-load.1.gz',
-                     '/usr/share/man/man5/readyd.yaml.5.gz'):
+                     '/usr/share/man/man5/readyd.yaml.5.gz',
+                     BASH_COMPLETION, ZSH_COMPLETION):
             self.assertTrue(os.path.exists(path), path)
+        # The zsh completion is where Debian's zsh looks (its default
+        # fpath, without a user's .zshrc); the bash one completes.
+        if shutil.which('zsh'):
+            fpath = run(['zsh', '-fc', 'print -l $fpath']).stdout.split()
+            self.assertIn(os.path.dirname(ZSH_COMPLETION), fpath)
+        out = run(['bash', '-c', 'source %s; COMP_WORDS=(readyctl su); COMP_CWORD=1; '
+                   '_readyctl; printf "%%s\\n" "${COMPREPLY[@]}"' % BASH_COMPLETION]).stdout
+        self.assertEqual(out.split(), ['submit'])
         conffiles = run(['dpkg-query', '--control-show', 'readyd', 'conffiles']).stdout
         self.assertEqual(conffiles.split(), [CONF])
         st = os.stat(STATE)
