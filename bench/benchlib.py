@@ -108,15 +108,18 @@ class Readyd:
 class DemoTarget:
     """tests/demo-target on 127.0.0.1:0 with the given flags."""
 
-    def __init__(self, binary, tmp, *flags):
+    def __init__(self, binary, tmp, *flags, nice=0):
         self.argv = [binary, '--listen', '127.0.0.1:0'] + list(flags)
         self.tmp = tmp
+        self.nice = nice  # > 0: a stand-in for a service on another host
 
     def __enter__(self):
         port_file = os.path.join(self.tmp, 'demo.port')
         log = open(os.path.join(self.tmp, 'demo.log'), 'ab')
         self.proc = subprocess.Popen(self.argv + ['--port-file', port_file],
-                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                     preexec_fn=(lambda: os.nice(self.nice)) if self.nice
+                                     else None)
         log.close()
         self.port = wait_port_file(port_file, self.proc)
         self.url = 'http://127.0.0.1:%d' % self.port
