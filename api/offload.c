@@ -60,6 +60,7 @@ struct offload {
 	struct api_body *result; /* serialised where it was read */
 	int r;
 	bool no_reader;
+	bool reader_failed; /* none could be opened, for a reason of this moment */
 	char what[OFFLOAD_WHAT_MAX];
 	char err[256];
 	char key[];
@@ -145,6 +146,8 @@ static void offload_work(uv_work_t *w)
 			if (r < 0) {
 				thread_reader = NULL;
 				o->no_reader = r == -ENOTSUP;
+				o->reader_failed =
+				        r != -ENOTSUP && r != -ENOTCONN && r != -ETIMEDOUT;
 				o->r = r;
 				return;
 			}
@@ -230,6 +233,14 @@ static void offload_done(uv_work_t *w, int status)
 
 	if (req && o->no_reader) {
 		no_readers = true;
+		o->err[0] = '\0';
+		read_and_serialise(o, api_req_app(req)->store);
+	} else if (req && o->reader_failed) {
+		/* A database file deleted or renamed under readyd: a new
+		 * connection cannot open it, the loop's own still reads it
+		 * (until an operator puts it back or restarts). Not for a
+		 * server that does not answer: that would only wait here. */
+		o->r = 0;
 		o->err[0] = '\0';
 		read_and_serialise(o, api_req_app(req)->store);
 	} else if (status < 0 && req) {
