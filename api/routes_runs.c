@@ -385,6 +385,27 @@ static void post_runs(struct api_req *req)
 	api_submit_spec(req, spec, key, NULL, NULL);
 }
 
+/* A load from several nodes needs several nodes on one database: a
+ * store only this process uses (SQLite) cannot run it, and says so at
+ * submit rather than when the probe starts. */
+static int check_nodes(struct api_app *app, const struct spec *spec, struct spec_error *err)
+{
+	if (store_shared(app->store))
+		return 0;
+	for (size_t i = 0; i < spec->n_probes; i++) {
+		if (spec->probes[i].nodes <= 1)
+			continue;
+		snprintf(err->path, sizeof(err->path), "probes[%zu].nodes", i);
+		snprintf(err->message, sizeof(err->message),
+		         "%lld nodes need several readyd nodes on one PostgreSQL database "
+		         "(docs/scale-out.md); this readyd's database is SQLite, one node: give "
+		         "nodes: 1 or leave it out",
+		         (long long)spec->probes[i].nodes);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 void api_submit_spec(struct api_req *req, struct spec *spec, const char *key, api_submitted_cb cb,
                      void *userdata)
 {
@@ -392,7 +413,8 @@ void api_submit_spec(struct api_req *req, struct spec *spec, const char *key, ap
 	struct submit_then then = {cb, userdata};
 	struct spec_error err = {0};
 
-	if (app->limits && policy_check_limits(app->limits, spec, &err) < 0) {
+	if ((app->limits && policy_check_limits(app->limits, spec, &err) < 0) ||
+	    check_nodes(app, spec, &err) < 0) {
 		spec_free(spec);
 		api_problem_spec(req, -EINVAL, &err);
 		return;

@@ -320,3 +320,30 @@ json_t *loadgen_hist_base64(const struct hist *h);
 /* Decodes base64 (as loadgen_hist_base64 writes it). *ret_buf is a new
  * malloc'd buffer. Returns 0, -EINVAL for text that is not base64, -ENOMEM. */
 int loadgen_base64_decode(const char *b64, uint8_t **ret_buf, size_t *ret_len);
+
+/* ---- results of several engines (loadgen_merge.c) ---- */
+
+/* A result as JSON, to travel to another node: its counters, errors_by,
+ * every histogram serialized in base64, its timeline as [requests,
+ * errors, p50_ms, p99_ms] per second. *ret_json is a new object. Returns
+ * 0 or -ENOMEM. */
+int loadgen_result_to_json(const struct loadgen_result *r, json_t **ret_json);
+
+/* Rebuilds a result from loadgen_result_to_json()'s JSON (borrowed,
+ * untrusted: anything else is -EINVAL). *ret_result owns histograms and
+ * timeline: loadgen_result_deinit() it. Returns 0, -EINVAL, -ENOMEM. */
+int loadgen_result_from_json(const json_t *j, struct loadgen_result *ret_result);
+
+/* Adds src (borrowed) to dst, as one engine that had done both: every
+ * histogram merged exactly (hist_merge: the percentiles of the merge are
+ * those of one histogram fed all samples), counters summed, timelines
+ * added second by second (second i of each is the same second since a
+ * common start; the larger per-second p50/p99 is kept), elapsed_s the
+ * longer, rate_kept and clean only if both. dst starts zeroed and owns
+ * what it gets: loadgen_result_deinit() it. Returns 0, -EINVAL
+ * (histograms of different configs), -ENOMEM; on error dst is partly
+ * merged and only fit to be deinit'ed. */
+int loadgen_result_merge(struct loadgen_result *dst, const struct loadgen_result *src);
+
+/* Frees what a merged or rebuilt result owns; r itself is the caller's. */
+void loadgen_result_deinit(struct loadgen_result *r);

@@ -38,6 +38,55 @@ struct probe;
 struct aminbox;
 typedef void (*probe_done_cb)(struct probe *p);
 
+/* ---- A load probe from several nodes (`nodes:`, docs/scale-out.md) ----
+ *
+ * The scheduler of a cluster (lib/sched/sched_shard.c) lends a load probe
+ * these operations; the probe splits its load into shards (shard 0 runs
+ * here) and merges what the other nodes measured. Main loop thread. */
+struct probe_fanout_job;
+/* Every shard is claimed and the start agreed: nodes in all (1: this
+ * one only), start_ms on this node's clock. */
+typedef void (*probe_fanout_go_cb)(void *userdata, int nodes, int64_t start_ms);
+/* The fan-out cannot go on (a shard was not claimed in time, failed, or
+ * its node went silent): why names the node. At most once; the job has
+ * asked the other shards to end. */
+typedef void (*probe_fanout_fail_cb)(void *userdata, const char *why);
+/* Every other shard has ended or been given up: shards (borrowed, for
+ * the call) is [{shard, node, offset_ms, skew_ms, requests, result (the
+ * node's loadgen_result_to_json, or null), error}] with shard 0 (this
+ * node, no result) first; error (NULL: none) says what failed. */
+typedef void (*probe_fanout_done_cb)(void *userdata, json_t *shards, const char *error);
+
+struct probe_fanout_ops {
+	/* Queues the shards of p (p->sp->nodes nodes, this one included) for
+	 * other nodes. go runs once, or fail. *ret_job is freed with end().
+	 * 0 or -errno (then neither runs). */
+	int (*begin)(struct probe *p, probe_fanout_go_cb go, probe_fanout_fail_cb fail,
+	             void *userdata, struct probe_fanout_job **ret_job);
+	/* This node's shard ended (it started at started_ms, this node's
+	 * clock): done runs once the others have. After go only. */
+	void (*collect)(struct probe_fanout_job *job, int64_t started_ms,
+	                probe_fanout_done_cb done);
+	/* Asks shards still running to end and frees job; NULL is fine. No
+	 * callback runs after it. */
+	void (*end)(struct probe_fanout_job *job);
+};
+
+struct probe_fanout {
+	const struct probe_fanout_ops *ops; /* NULL: no cluster, this node only */
+	void *ctx;                          /* the scheduler's */
+	int64_t run_id;
+	size_t idx; /* the probe's index in its run */
+};
+
+/* Shard i of n of load probe sp: its share of connections, threads,
+ * rate and requests (the remainders go to the first shards). */
+struct probe_load_share {
+	int64_t connections, threads, requests;
+	double rate;
+};
+void probe_load_share(const struct spec_probe *sp, int i, int n, struct probe_load_share *ret);
+
 /* What a probe knows of the world. Embedded in the scheduler's run. */
 struct probe {
 	uv_loop_t *loop;
@@ -74,6 +123,15 @@ struct probe {
 	/* Notifications Alertmanager delivered to readyd (lib/prom/aminbox.h);
 	 * borrowed, NULL when the daemon has none. */
 	struct aminbox *inbox;
+
+	/* Set by the scheduler: how a load probe with `nodes` fans out. */
+	struct probe_fanout fanout;
+	/* A shard of another node's load probe (lib/sched/sched_shard.c):
+	 * shard (1..shards-1) of shards, to start at shard_start_ms (this
+	 * node's clock); the result goes to details.shard_result, for the
+	 * probe's node to merge. shards 0: an ordinary probe. */
+	int shard, shards;
+	int64_t shard_start_ms;
 
 	/* Owned by the type's implementation. */
 	const struct probe_ops *ops;

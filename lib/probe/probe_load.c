@@ -59,6 +59,13 @@ struct load_probe {
 	json_t *server; /* details.server_latency being built; owned until published */
 	bool ca_done;   /* ca_file read (or none) */
 	struct loadgen_corpus *corpus; /* corpus.file or corpus.items, parsed */
+	/* `nodes`: this node's share is shard shard_i of nodes (1: all of
+	 * it); job is the fan-out's while other nodes run theirs. */
+	int nodes, shard_i;
+	struct probe_fanout_job *job;
+	bool started;    /* the engine was started (at started_ms) */
+	bool collecting; /* this node's share ended; waiting for the others' */
+	int64_t started_ms;
 };
 
 /* The engine's config for a load-type probe; shared with probe_capacity
@@ -89,6 +96,34 @@ static void load_config(const struct probe *p, struct loadgen_config *c)
 	if (c->duration_ms == 0 && c->requests == 0)
 		c->duration_ms = 30000;
 	http_client_get_policy(p->http, &c->policy, &c->policy_data); /* allowed_targets */
+}
+
+void probe_load_share(const struct spec_probe *sp, int i, int n, struct probe_load_share *ret)
+{
+	int64_t c = sp->connections > 0 ? sp->connections : 16;
+	int64_t t = sp->threads > 0 ? sp->threads : 1;
+
+	ret->connections = c / n + (i < c % n ? 1 : 0);
+	/* Threads are each node's own cores: as many as asked, within its
+	 * connections. */
+	ret->threads = t < ret->connections ? t : ret->connections;
+	ret->requests = sp->requests / n + (i < sp->requests % n ? 1 : 0);
+	ret->rate = sp->rate / n;
+}
+
+/* This node's share of a load spread over lp->nodes nodes. */
+static void load_config_share(const struct load_probe *lp, struct loadgen_config *c)
+{
+	struct probe_load_share sh;
+
+	if (lp->nodes <= 1)
+		return;
+	probe_load_share(lp->p->sp, lp->shard_i, lp->nodes, &sh);
+	c->connections = (int)sh.connections;
+	c->threads = (int)sh.threads;
+	c->rate = sh.rate;
+	if (c->requests > 0)
+		c->requests = sh.requests;
 }
 
 /* ---- abort_on_fail ---- */
@@ -422,11 +457,125 @@ static void server_start(struct load_probe *lp)
 	server_send(lp);
 }
 
+/* ---- nodes: a share of another node's probe, or the merge of all ---- */
+
+/* A shard hands its whole result back (lib/sched/sched_shard.c stores it
+ * for the probe's node); that node judges the merge. */
+static void shard_publish(struct load_probe *lp, const struct loadgen_result *r)
+{
+	struct probe *p = lp->p;
+	json_t *res = NULL;
+
+	lp->state = PROBE_STATE_PASSED;
+	if (loadgen_result_to_json(r, &res) < 0) {
+		lp->state = PROBE_STATE_ERRORED;
+		snprintf(lp->why, sizeof(lp->why), "out of memory while publishing the result");
+		return;
+	}
+	json_decref(p->details);
+	p->details = json_pack("{s:o}", "shard_result", res);
+	p->requests = (int64_t)r->requests;
+	p->percent = 100;
+}
+
+/* One node's line of details.nodes: what it measured (r, or without a
+ * result the count it last reported), its clock's offset and how late
+ * it started. */
+static json_t *node_entry(json_t *s, const struct loadgen_result *r)
+{
+	json_t *e = json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?}", "node", json_object_get(s, "node"),
+	                      "shard", json_object_get(s, "shard"), "offset_ms",
+	                      json_object_get(s, "offset_ms"), "start_skew_ms",
+	                      json_object_get(s, "skew_ms"), "error", json_object_get(s, "error"));
+
+	if (!e || !r) {
+		if (e)
+			json_object_set(e, "requests", json_object_get(s, "requests"));
+		return e;
+	}
+	json_object_set_new(e, "requests", json_integer((json_int_t)r->requests));
+	json_object_set_new(
+	        e, "rps",
+	        rd_json_number(r->elapsed_s > 0 ? (double)r->requests / r->elapsed_s : NAN));
+	json_object_set_new(e, "p99_ms", rd_json_number(hist_percentile(r->latency, 99) / 1000.0));
+	return e;
+}
+
+/* Adds shard s's result to m and its line to nodes. */
+static int merge_shard(struct loadgen_result *m, json_t *s, const struct loadgen_result *own,
+                       json_t *nodes)
+{
+	json_t *res = json_object_get(s, "result");
+	struct loadgen_result r = {0};
+	const struct loadgen_result *use = NULL;
+	int e = 0;
+
+	if (json_integer_value(json_object_get(s, "shard")) == 0) {
+		use = own;
+	} else if (json_is_object(res)) {
+		e = loadgen_result_from_json(res, &r);
+		use = e == 0 ? &r : NULL;
+	}
+	if (e == 0 && use)
+		e = loadgen_result_merge(m, use);
+	if (e == 0 && json_array_append_new(nodes, node_entry(s, use)) < 0)
+		e = -ENOMEM;
+	loadgen_result_deinit(&r);
+	return e;
+}
+
+static void on_fan_done(void *userdata, json_t *shards, const char *error)
+{
+	struct load_probe *lp = userdata;
+	const struct loadgen_result *own = loadgen_result(lp->lg);
+	struct loadgen_result m = {0};
+	json_t *nodes = json_array(), *s;
+	size_t i;
+	int e = nodes ? 0 : -ENOMEM;
+
+	lp->collecting = false;
+	json_array_foreach (shards, i, s)
+		if (e == 0)
+			e = merge_shard(&m, s, own, nodes);
+	if (e < 0) {
+		lp->state = PROBE_STATE_ERRORED;
+		snprintf(lp->why, sizeof(lp->why), "cannot merge what the nodes measured: %s",
+		         strerror(-e));
+	} else {
+		judge_result(lp, &m);
+		publish(lp, &m);
+		if (probe_set_metric(lp->p, "nodes", lp->nodes) == 0 && lp->p->details)
+			json_object_set(lp->p->details, "nodes", nodes);
+		if (error && lp->state != PROBE_STATE_CANCELLED) {
+			lp->state = PROBE_STATE_ERRORED;
+			snprintf(lp->why, sizeof(lp->why), "%s", error);
+		}
+	}
+	json_decref(nodes);
+	loadgen_result_deinit(&m);
+	if (lp->p->sp->server_metric &&
+	    (lp->state == PROBE_STATE_PASSED || lp->state == PROBE_STATE_FAILED))
+		server_start(lp);
+	else
+		close_progress(lp);
+}
+
 static void on_engine_done(struct loadgen *lg, void *userdata)
 {
 	struct load_probe *lp = userdata;
 	const struct loadgen_result *r = loadgen_result(lg);
 
+	if (lp->p->shards > 0) {
+		shard_publish(lp, r);
+		close_progress(lp);
+		return;
+	}
+	if (lp->job) {
+		uv_timer_stop(&lp->progress);
+		lp->collecting = true;
+		lp->p->fanout.ops->collect(lp->job, lp->started_ms, on_fan_done);
+		return;
+	}
 	judge_result(lp, r);
 	publish(lp, r);
 	if (lp->p->sp->server_metric &&
@@ -436,8 +585,39 @@ static void on_engine_done(struct loadgen *lg, void *userdata)
 		close_progress(lp);
 }
 
-/* Starts the engine; on failure lp stays p->impl (freed by free()). */
-static int load_engine_start(struct load_probe *lp)
+/* Starts the engine created by load_engine_start; its progress timer is
+ * open, so a failure finishes through it. */
+static void load_engine_go(struct load_probe *lp)
+{
+	struct probe *p = lp->p;
+	int r = loadgen_start(lp->lg);
+
+	if (r < 0) {
+		lp->state = PROBE_STATE_ERRORED;
+		snprintf(lp->why, sizeof(lp->why), "cannot start the load engine: %s",
+		         strerror(-r));
+		close_progress(lp);
+		return;
+	}
+	lp->started = true;
+	lp->started_ms = rd_now_ms();
+	if (p->shards > 0)
+		p->started_at = lp->started_ms; /* its start skew is read from it */
+	p->percent = 0;
+	p->requests = 0;
+	lp->measure_start_ms = lp->started_ms + p->sp->warmup_ms;
+	uv_timer_start(&lp->progress, on_progress, LOAD_PROGRESS_MS, LOAD_PROGRESS_MS);
+}
+
+static void on_start_due(uv_timer_t *t)
+{
+	load_engine_go(t->data);
+}
+
+/* Creates the engine (resolving, building requests) now and starts it
+ * delay_ms later: the time the nodes agreed on. On failure lp stays
+ * p->impl (freed by free()). */
+static int load_engine_start(struct load_probe *lp, int64_t delay_ms)
 {
 	struct probe *p = lp->p;
 	struct loadgen_config cfg;
@@ -445,14 +625,12 @@ static int load_engine_start(struct load_probe *lp)
 	int r;
 
 	load_config(p, &cfg);
+	load_config_share(lp, &cfg);
 	cfg.ca_pem = lp->ca_pem;
 	cfg.ca_pem_len = lp->ca_pem_len;
 	probe_corpus_config(p->sp, lp->corpus, &cfg);
 	r = loadgen_new(&cfg, p->loop, on_engine_done, lp, &lp->lg, err, sizeof(err));
-	if (r == 0)
-		r = loadgen_start(lp->lg);
 	if (r < 0) {
-		loadgen_free(lp->lg);
 		lp->lg = NULL;
 		/* A config error deserves its words. */
 		if (err[0])
@@ -462,13 +640,68 @@ static int load_engine_start(struct load_probe *lp)
 			             strerror(-r));
 		return 0;
 	}
-	p->percent = 0;
-	p->requests = 0;
-	lp->measure_start_ms = rd_now_ms() + p->sp->warmup_ms;
 	uv_timer_init(p->loop, &lp->progress);
 	lp->progress.data = lp;
 	lp->timer_open = true;
-	uv_timer_start(&lp->progress, on_progress, LOAD_PROGRESS_MS, LOAD_PROGRESS_MS);
+	if (delay_ms > 0)
+		uv_timer_start(&lp->progress, on_start_due, (uint64_t)delay_ms, 0);
+	else
+		load_engine_go(lp);
+	return 0;
+}
+
+static void on_fan_go(void *userdata, int nodes, int64_t start_ms)
+{
+	struct load_probe *lp = userdata;
+
+	lp->nodes = nodes;
+	load_engine_start(lp, start_ms - rd_now_ms());
+}
+
+/* Before the start: nothing was measured, the probe is an error. During
+ * the load: this node's share ends now and what every node measured is
+ * merged and kept, under the error. */
+static void on_fan_fail(void *userdata, const char *why)
+{
+	struct load_probe *lp = userdata;
+
+	if (!lp->lg) {
+		probe_finish(lp->p, PROBE_STATE_ERRORED, "%s", why);
+	} else if (!lp->started) {
+		lp->state = PROBE_STATE_ERRORED;
+		snprintf(lp->why, sizeof(lp->why), "%s", why);
+		uv_timer_stop(&lp->progress);
+		close_progress(lp);
+	} else {
+		loadgen_end_early(lp->lg);
+	}
+}
+
+/* The load as `nodes` says: this node's share of it, or all of it. */
+static int load_begin(struct load_probe *lp)
+{
+	struct probe *p = lp->p;
+	int64_t want = p->sp->nodes;
+	int r;
+
+	lp->nodes = 1;
+	if (p->shards > 0) {
+		lp->nodes = p->shards;
+		lp->shard_i = p->shard;
+		return load_engine_start(lp, p->shard_start_ms - rd_now_ms());
+	}
+	if (want == 0 || want == 1 || (want == SPEC_NODES_ALL && !p->fanout.ops))
+		return load_engine_start(lp, 0);
+	if (!p->fanout.ops) {
+		probe_finish(p, PROBE_STATE_ERRORED,
+		             "nodes: %lld needs several readyd nodes on one PostgreSQL database",
+		             (long long)want);
+		return 0;
+	}
+	r = p->fanout.ops->begin(p, on_fan_go, on_fan_fail, lp, &lp->job);
+	if (r < 0)
+		probe_finish(p, PROBE_STATE_ERRORED, "cannot spread the load over nodes: %s",
+		             strerror(-r));
 	return 0;
 }
 
@@ -525,7 +758,7 @@ static int load_prepare(struct load_probe *lp)
 		probe_finish(p, PROBE_STATE_ERRORED, "%s", msg);
 		return 0;
 	}
-	return load_engine_start(lp);
+	return load_begin(lp);
 }
 
 static int load_probe_start(struct probe *p)
@@ -548,6 +781,16 @@ static void load_probe_cancel(struct probe *p)
 		return;
 	}
 	lp->cancelled = true;
+	if (lp->collecting || (lp->lg && !lp->started)) { /* waiting for other nodes */
+		if (lp->job)
+			p->fanout.ops->end(lp->job);
+		lp->job = NULL;
+		lp->collecting = false;
+		lp->state = PROBE_STATE_CANCELLED;
+		uv_timer_stop(&lp->progress);
+		close_progress(lp);
+		return;
+	}
 	if (lp->call || lp->server) { /* the engine is done; asking Prometheus */
 		promapi_cancel(lp->call);
 		lp->call = NULL;
@@ -558,6 +801,9 @@ static void load_probe_cancel(struct probe *p)
 		return;
 	}
 	if (!lp->lg) { /* still reading a file, or the engine never started */
+		if (lp->job)
+			p->fanout.ops->end(lp->job);
+		lp->job = NULL;
 		policy_file_cancel(lp->file_read);
 		lp->file_read = NULL;
 		probe_finish(p, PROBE_STATE_CANCELLED, NULL);
@@ -573,6 +819,8 @@ static void load_probe_free(struct probe *p)
 
 	if (!lp)
 		return;
+	if (lp->job)
+		p->fanout.ops->end(lp->job);
 	policy_file_cancel(lp->file_read);
 	promapi_cancel(lp->call);
 	json_decref(lp->server);
@@ -626,6 +874,24 @@ static int check_token_key(char *s, char *msg, size_t len)
 	return 0;
 }
 
+/* `nodes`: a count, or `all` (every node alive when the probe starts). */
+static int read_nodes(struct spec_vctx *v, json_t *val, const char *path, void *base)
+{
+	struct spec_probe *p = base;
+	const char *s = json_string_value(val);
+
+	if (s && strcmp(s, "all") == 0) {
+		p->nodes = SPEC_NODES_ALL;
+		return 0;
+	}
+	if (!json_is_integer(val) || json_integer_value(val) < 1 ||
+	    json_integer_value(val) > SPEC_MAX_NODES)
+		return spec_fail(v, val, path, "must be an integer from 1 to %d, or all",
+		                 SPEC_MAX_NODES);
+	p->nodes = json_integer_value(val);
+	return 0;
+}
+
 /* One field per line, aligned by hand: read as a schema more than as
  * code. */
 
@@ -667,6 +933,7 @@ static const struct spec_field fields[] = {
 	{.key = "stream",   .kind = FK_BOOL, .off = SPEC_P(stream)},
 	{.key = "token_key", .kind = FK_STRING, .off = SPEC_P(token_key), .max = 64,
 	 .check = check_token_key},
+	{.key = "nodes",    .kind = FK_CUSTOM, .custom = read_nodes},
 };
 /* clang-format on */
 
@@ -691,6 +958,13 @@ static int finish_load(struct spec_vctx *v, json_t *obj, const char *path, struc
 		                    a);
 	if (probe_corpus_finish(v, obj, path, p) < 0)
 		return -EINVAL;
+	if (p->nodes > p->connections)
+		return spec_fail_at(v, obj, path, "nodes",
+		                    "must not exceed connections (%lld): each node needs one",
+		                    (long long)p->connections);
+	if (p->nodes > 0 && p->requests > 0 && p->nodes > p->requests)
+		return spec_fail_at(v, obj, path, "nodes", "must not exceed requests (%lld)",
+		                    (long long)p->requests);
 	if (p->token_key && !p->stream)
 		return spec_fail_at(v, obj, path, "token_key", "only applies with stream: true");
 	rd_format_duration(spec_vctx_spec(v)->timeout_ms, b, sizeof(b));
@@ -757,6 +1031,7 @@ static const struct probe_metric_def metrics[] = {
         {"server_p99_ms", "ms", PROBE_SAMPLES_NONE},
         {"gap_ratio", "1", PROBE_SAMPLES_SUCCESSES},
         {"distinct_requests", "requests", PROBE_SAMPLES_REQUESTS},
+        {"nodes", "nodes", PROBE_SAMPLES_NONE},
         STREAM_LATENCY("ttfb_", ""),
         STREAM_LATENCY("ttft_", ""),
         STREAM_LATENCY("ttft_", "_uncorrected"),

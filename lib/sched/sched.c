@@ -463,6 +463,7 @@ static bool start_probe(struct run *r)
 	p->deadline_ms = sched_probe_deadline_ms(r, p->sp);
 	uv_timer_start(&r->probe_timer, on_probe_deadline, (uint64_t)p->deadline_ms, 0);
 	set_load_window(r, r->cur);
+	sched_shard_attach(r->s, p, r->id, r->cur);
 	e = p->ops->start(p);
 	if (e < 0)
 		probe_finish(p, PROBE_STATE_ERRORED, "cannot start probe: %s", strerror(-e));

@@ -505,6 +505,7 @@ static void on_tick(uv_timer_t *t)
 	}
 	remote_refresh(s, now);
 	load_retry(s, now);
+	sched_shard_tick(s, now);
 }
 
 int sched_set_node(struct sched *s, const char *node, int64_t lease_ms, const char *version)
@@ -537,6 +538,7 @@ int sched_set_node(struct sched *s, const char *node, int64_t lease_ms, const ch
 
 void sched_cluster_close(struct sched *s)
 {
+	sched_shard_close(s);
 	if (s->cl.tick_init && !s->cl.tick_closed)
 		uv_close((uv_handle_t *)&s->cl.tick, NULL);
 	s->cl.tick_closed = true;
@@ -550,6 +552,7 @@ void sched_cluster_free(struct sched *s)
 		s->cl.remotes = rem->next;
 		remote_free(rem);
 	}
+	sched_shard_free(s);
 	free(s->cl.node);
 	free(s->cl.version);
 }

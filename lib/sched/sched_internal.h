@@ -31,8 +31,9 @@ struct sched_cluster {
 	bool claim_soon; /* a slot was freed or a run submitted here */
 	int64_t next_beat, next_expire, next_claim;
 	struct remote *remotes;
-	uint64_t remote_gen; /* the store's generation when remotes were read */
-	int64_t remote_last; /* when they were last read */
+	uint64_t remote_gen;         /* the store's generation when remotes were read */
+	int64_t remote_last;         /* when they were last read */
+	struct sched_shards *shards; /* sched_shard.c: shards run for other nodes */
 };
 
 /* The longest target host name a load slot is keyed on. */
@@ -145,3 +146,12 @@ bool sched_cluster_release(struct sched *s, struct run *r);
 bool sched_cluster_load_take(struct sched *s, struct run *r);
 /* Gives back the slot r holds, if any. */
 void sched_cluster_load_release(struct sched *s, struct run *r);
+
+/* sched_shard.c: load probes spread over several nodes (`nodes:`). */
+/* Lends probe idx of run run_id the fan-out (cluster mode, load probes). */
+void sched_shard_attach(struct sched *s, struct probe *p, int64_t run_id, size_t idx);
+/* Claims a shard of another node's probe now and then (the cluster tick). */
+void sched_shard_tick(struct sched *s, int64_t now);
+/* Shutdown: shards running here end; then their memory goes. */
+void sched_shard_close(struct sched *s);
+void sched_shard_free(struct sched *s);

@@ -125,6 +125,9 @@ struct spec_plan {
 	int64_t max_instances;     /* 0: no maximum */
 };
 
+#define SPEC_NODES_ALL (-1)
+#define SPEC_MAX_NODES 64
+
 struct spec_probe {
 	char *name;
 	enum probe_type type;
@@ -147,6 +150,10 @@ struct spec_probe {
 	bool stream;               /* load: measure streamed answers */
 	char *token_key;           /* load: JSON key counting an answer's tokens */
 	struct spec_plan plan;     /* capacity */
+	/* load: the readyd nodes the load comes from (docs/scale-out.md):
+	 * 0 when not given (this node), SPEC_NODES_ALL for `all`, else 1..
+	 * SPEC_MAX_NODES. */
+	int64_t nodes;
 
 	/* compare: the same load on two endpoints in alternating segments */
 	char *baseline;     /* URL of the version in production */

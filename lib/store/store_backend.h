@@ -25,6 +25,8 @@
 
 #include "lib/store/store.h"
 
+struct store_shard_ops;
+
 struct store_ops {
 	const char *name; /* "sqlite": for messages */
 	void (*free)(struct store *st);
@@ -124,6 +126,25 @@ struct store_ops {
 	int (*fence)(struct store *st, const char *node);                       /* optional */
 	int (*load_slot_take)(struct store *st, const char *host, int slot);    /* optional */
 	int (*load_slot_release)(struct store *st, const char *host, int slot); /* optional */
+	/* Shards of a fanned-out load probe (store_shard.h); NULL: -ENOTSUP. */
+	const struct store_shard_ops *shard;
+};
+
+/* The operations of store_shard.h, with their contracts. */
+struct store_shard_ops {
+	int (*db_clock)(struct store *st, int64_t *ret_ms);
+	int (*alive)(struct store *st, int64_t now_ms, int64_t within_ms, json_t **ret_ids);
+	int (*create)(struct store *st, int64_t run_id, size_t idx, const char *coordinator,
+	              json_t *params);
+	int (*list)(struct store *st, int64_t run_id, size_t idx, json_t **ret_shards);
+	int (*start)(struct store *st, int64_t run_id, size_t idx, int64_t lead_ms,
+	             int64_t *ret_start_at);
+	int (*stop)(struct store *st, int64_t run_id, size_t idx);
+	int (*claim)(struct store *st, const char *node, json_t **ret_shard);
+	int (*beat)(struct store *st, int64_t run_id, size_t idx, int shard, const char *node,
+	            int64_t requests, int64_t started_at_ms, double offset_ms, json_t **ret);
+	int (*finish)(struct store *st, int64_t run_id, size_t idx, int shard, const char *node,
+	              const char *state, json_t *result, const char *error);
 };
 
 /* Filling a struct store_trend_points (store_trend.c), for trend_points:

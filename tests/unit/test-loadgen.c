@@ -681,6 +681,143 @@ START_TEST(test_bad_config)
 }
 END_TEST
 
+/* ---- results of several engines merged (loadgen_merge.c) ---- */
+
+static uint64_t xorshift(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+/* A result as a node's engine would have it: n answers of latencies
+ * drawn around base_us (every shard differs), some failures, a timeline. */
+static void shard_result(struct loadgen_result *r, struct hist *all, uint64_t seed, int n,
+                         int64_t base_us, size_t seconds)
+{
+	uint64_t x = seed;
+
+	*r = (struct loadgen_result){
+	        .clean = true, .rate_kept = seed != 3, .elapsed_s = 1.5 * seed};
+	ck_assert_int_eq(hist_new(HIST_HIGHEST_DEFAULT, HIST_DIGITS_DEFAULT, &r->latency), 0);
+	ck_assert_int_eq(hist_new(HIST_HIGHEST_DEFAULT, HIST_DIGITS_DEFAULT, &r->failed), 0);
+	for (int i = 0; i < n; i++) {
+		int64_t v = base_us + (int64_t)(xorshift(&x) % (uint64_t)(base_us * 3));
+
+		if (i % 97 == 0) { /* a tail */
+			v *= 40;
+		}
+		ck_assert_int_eq(hist_record(r->latency, v), 0);
+		ck_assert_int_eq(hist_record(all, v), 0);
+	}
+	ck_assert_int_eq(hist_record_n(r->failed, 5000, seed), 0);
+	r->requests = (uint64_t)n + seed;
+	r->errors = seed;
+	r->errors_by[LOADGEN_ERR_5XX] = seed;
+	r->schedule_lag_mean_ms = NAN;
+	r->schedule_lag_max_ms = NAN;
+	r->n_seconds = seconds;
+	r->timeline = calloc(seconds, sizeof(*r->timeline));
+	for (size_t i = 0; i < seconds; i++)
+		r->timeline[i] =
+		        (struct loadgen_second){10 * seed + i, i % 2, 1.0 * (double)seed, NAN};
+}
+
+START_TEST(test_merge_exact)
+{
+	static const double pcts[] = {0, 1, 10, 25, 50, 75, 90, 95, 99, 99.9, 99.99, 100};
+	struct loadgen_result shards[3], merged = {0};
+	struct hist *all;
+	uint8_t *a = NULL, *b = NULL;
+	size_t alen = 0, blen = 0;
+	double naive_p99 = 0;
+
+	ck_assert_int_eq(hist_new(HIST_HIGHEST_DEFAULT, HIST_DIGITS_DEFAULT, &all), 0);
+	shard_result(&shards[0], all, 1, 5000, 800, 3);
+	shard_result(&shards[1], all, 2, 3000, 20000, 5);
+	shard_result(&shards[2], all, 3, 1234, 150, 4);
+	for (int i = 0; i < 3; i++) {
+		struct loadgen_result back;
+		json_t *j = NULL;
+
+		/* Every shard travels as JSON, as between nodes. */
+		ck_assert_int_eq(loadgen_result_to_json(&shards[i], &j), 0);
+		ck_assert_int_eq(loadgen_result_from_json(j, &back), 0);
+		ck_assert_int_eq(loadgen_result_merge(&merged, &back), 0);
+		naive_p99 += hist_percentile(back.latency, 99) / 3;
+		loadgen_result_deinit(&back);
+		json_decref(j);
+	}
+	/* The merge is the histogram fed every sample: the same bytes, so
+	 * the same percentiles, mean, min and max. */
+	ck_assert_int_eq(hist_serialize(merged.latency, &a, &alen), 0);
+	ck_assert_int_eq(hist_serialize(all, &b, &blen), 0);
+	ck_assert_uint_eq(alen, blen);
+	ck_assert_int_eq(memcmp(a, b, alen), 0);
+	for (size_t i = 0; i < sizeof(pcts) / sizeof(pcts[0]); i++)
+		ck_assert(hist_percentile(merged.latency, pcts[i]) ==
+		          hist_percentile(all, pcts[i]));
+	ck_assert(hist_mean(merged.latency) == hist_mean(all));
+	/* What averaging the nodes' own p99s would have said is not it. */
+	ck_assert(naive_p99 != hist_percentile(all, 99));
+	ck_assert_uint_eq(hist_count(merged.failed), 1 + 2 + 3);
+	ck_assert_uint_eq(merged.requests, 5000 + 3000 + 1234 + 6);
+	ck_assert_uint_eq(merged.errors, 6);
+	ck_assert_uint_eq(merged.errors_by[LOADGEN_ERR_5XX], 6);
+	ck_assert(merged.elapsed_s == 4.5);
+	ck_assert(!merged.rate_kept);
+	ck_assert(merged.clean);
+	/* Second i of every node added up; the longest timeline decides. */
+	ck_assert_uint_eq(merged.n_seconds, 5);
+	ck_assert_uint_eq(merged.timeline[0].requests, 10 + 20 + 30);
+	ck_assert_uint_eq(merged.timeline[4].requests, 20 + 4);
+	ck_assert_uint_eq(merged.timeline[3].errors, 2); /* shards 2 and 3 reach it */
+	ck_assert(merged.timeline[0].p50_ms == 3.0);
+	ck_assert(isnan(merged.timeline[0].p99_ms));
+	free(a);
+	free(b);
+	hist_free(all);
+	loadgen_result_deinit(&merged);
+	for (int i = 0; i < 3; i++)
+		loadgen_result_deinit(&shards[i]);
+}
+END_TEST
+
+/* What another node hands back is untrusted: anything but a result is
+ * refused, never merged. */
+START_TEST(test_merge_bad_json)
+{
+	static const char *const bad[] = {
+	        "[]",
+	        "{}",
+	        "{\"requests\": -1}",
+	};
+	struct loadgen_result r, ok;
+	json_t *j = NULL, *h;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		json_t *v = json_loads(bad[i], 0, NULL);
+
+		ck_assert_int_eq(loadgen_result_from_json(v, &r), -EINVAL);
+		json_decref(v);
+	}
+	ck_assert_int_eq(hist_new(HIST_HIGHEST_DEFAULT, HIST_DIGITS_DEFAULT, &ok.latency), 0);
+	ok = (struct loadgen_result){.latency = ok.latency};
+	ck_assert_int_eq(hist_new(HIST_HIGHEST_DEFAULT, HIST_DIGITS_DEFAULT, &ok.failed), 0);
+	ck_assert_int_eq(loadgen_result_to_json(&ok, &j), 0);
+	ck_assert_int_eq(loadgen_result_from_json(j, &r), 0);
+	loadgen_result_deinit(&r);
+	h = json_object_get(j, "histograms");
+	json_object_set_new(h, "latency", json_string("UkRIRw==")); /* a cut histogram */
+	ck_assert_int_eq(loadgen_result_from_json(j, &r), -EINVAL);
+	json_object_set_new(json_object_get(j, "histograms"), "latency", json_null());
+	ck_assert_int_eq(loadgen_result_from_json(j, &r), -EINVAL); /* none */
+	json_decref(j);
+	loadgen_result_deinit(&ok);
+}
+END_TEST
+
 static Suite *loadgen_suite(void)
 {
 	Suite *s = suite_create("loadgen");
@@ -694,6 +831,8 @@ static Suite *loadgen_suite(void)
 	tcase_add_test(tc, test_thread_split);
 	tcase_add_loop_test(tc, test_parse, 0, sizeof(parse_cases) / sizeof(parse_cases[0]));
 	tcase_add_loop_test(tc, test_bad_config, 0, sizeof(bad_configs) / sizeof(bad_configs[0]));
+	tcase_add_test(tc, test_merge_exact);
+	tcase_add_test(tc, test_merge_bad_json);
 	suite_add_tcase(s, tc);
 	tcase_set_timeout(te, 60);
 	tcase_add_loop_test(te, test_run, 0, sizeof(run_cases) / sizeof(run_cases[0]));

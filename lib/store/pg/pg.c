@@ -609,6 +609,7 @@ static const struct store_ops pg_ops = {
         .fence = pg_fence,
         .load_slot_take = pg_load_slot_take,
         .load_slot_release = pg_load_slot_release,
+        .shard = &pg_shard_ops,
 };
 
 /* ---- pg.c: checking a URL before use (readyd --check-config) ---------- */

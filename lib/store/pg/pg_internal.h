@@ -236,6 +236,8 @@ const char *pg_fence_param(struct store *st);
 	"(" n "::text IS NULL OR EXISTS (SELECT 1 FROM runs f WHERE f.id = " id "::bigint "        \
 	"AND f.node = " n "::text AND f.state = 'running' FOR SHARE))"
 int pg_fence_refused(struct store *st, int64_t run_id, const char *what);
+/* pg_shard.c: shards of a load fanned out over several nodes (store_shard.h). */
+extern const struct store_shard_ops pg_shard_ops;
 /* pg.c: reads the notifications the server already sent (never waits):
  * each moves the generation; a "queued" one sets queued_heard. */
 void pg_notifies_drain(struct store *st);
