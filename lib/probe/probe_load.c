@@ -537,6 +537,9 @@ static void on_fan_done(void *userdata, json_t *shards, const char *error)
 	json_array_foreach (shards, i, s)
 		if (e == 0)
 			e = merge_shard(&m, s, own, nodes);
+	/* A shard asked to end early reports itself cancelled; the probe is
+	 * cancelled only when it was. */
+	m.cancelled = lp->cancelled || own->cancelled;
 	if (e < 0) {
 		lp->state = PROBE_STATE_ERRORED;
 		snprintf(lp->why, sizeof(lp->why), "cannot merge what the nodes measured: %s",
@@ -615,10 +618,11 @@ static void on_start_due(uv_timer_t *t)
 }
 
 /* Creates the engine (resolving, building requests) now and starts it
- * delay_ms later: the time the nodes agreed on. On failure lp stays
- * p->impl (freed by free()). */
-static int load_engine_start(struct load_probe *lp, int64_t delay_ms)
+ * at start_ms (this node's clock; 0: at once): the time the nodes agreed
+ * on. On failure lp stays p->impl (freed by free()). */
+static int load_engine_start(struct load_probe *lp, int64_t start_ms)
 {
+	int64_t delay_ms;
 	struct probe *p = lp->p;
 	struct loadgen_config cfg;
 	char err[256] = "";
@@ -643,6 +647,10 @@ static int load_engine_start(struct load_probe *lp, int64_t delay_ms)
 	uv_timer_init(p->loop, &lp->progress);
 	lp->progress.data = lp;
 	lp->timer_open = true;
+	/* The loop's idea of now may be behind by what this turn took
+	 * (creating the engine included): a timer counts from it. */
+	uv_update_time(p->loop);
+	delay_ms = start_ms > 0 ? start_ms - rd_now_ms() : 0;
 	if (delay_ms > 0)
 		uv_timer_start(&lp->progress, on_start_due, (uint64_t)delay_ms, 0);
 	else
@@ -655,7 +663,7 @@ static void on_fan_go(void *userdata, int nodes, int64_t start_ms)
 	struct load_probe *lp = userdata;
 
 	lp->nodes = nodes;
-	load_engine_start(lp, start_ms - rd_now_ms());
+	load_engine_start(lp, start_ms);
 }
 
 /* Before the start: nothing was measured, the probe is an error. During
@@ -688,7 +696,7 @@ static int load_begin(struct load_probe *lp)
 	if (p->shards > 0) {
 		lp->nodes = p->shards;
 		lp->shard_i = p->shard;
-		return load_engine_start(lp, p->shard_start_ms - rd_now_ms());
+		return load_engine_start(lp, p->shard_start_ms);
 	}
 	if (want == 0 || want == 1 || (want == SPEC_NODES_ALL && !p->fanout.ops))
 		return load_engine_start(lp, 0);

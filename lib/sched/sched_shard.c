@@ -51,19 +51,29 @@ static double wall_ms(void)
 	return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
-/* This node's clock minus the database's, from one round trip: the
- * database read its clock about half way (the midpoint estimate; its
- * error is at most half the round trip). */
+/* This node's clock minus the database's. The database read its clock
+ * somewhere within a round trip; taking the midpoint errs by at most half
+ * of it, so of OFFSET_SAMPLES round trips the shortest is kept (as NTP
+ * does). */
+#define OFFSET_SAMPLES 3
 static int clock_offset(struct store *st, double *ret_offset)
 {
-	double t0 = wall_ms(), t1;
-	int64_t db;
-	int e = store_db_clock(st, &db);
+	double best_rtt = INFINITY, best = 0;
 
-	t1 = wall_ms();
-	if (e < 0)
-		return e;
-	*ret_offset = (t0 + t1) / 2.0 - (double)db;
+	for (int i = 0; i < OFFSET_SAMPLES; i++) {
+		double t0 = wall_ms(), t1;
+		int64_t db;
+		int e = store_db_clock(st, &db);
+
+		t1 = wall_ms();
+		if (e < 0)
+			return e;
+		if (t1 - t0 < best_rtt) {
+			best_rtt = t1 - t0;
+			best = (t0 + t1) / 2.0 - (double)db;
+		}
+	}
+	*ret_offset = best;
 	return 0;
 }
 
@@ -554,9 +564,7 @@ static void on_work_tick(uv_timer_t *t)
 		}
 	} else if (e == 0 && !w->started && json_is_integer(json_object_get(got, "start_at"))) {
 		start_at = json_integer_value(json_object_get(got, "start_at"));
-		json_decref(got);
 		work_start(w, start_at);
-		return;
 	}
 	json_decref(got);
 	if (!w->closing && !w->finished)

@@ -177,6 +177,39 @@ class LoadTest(lib.TestCase):
         self.assertTrue(any(not p['pass'] and p['rate'] >= saturation for p in cap['details']['points']),
                         cap['details'])
 
+    def test_nodes_on_sqlite(self):
+        """nodes above 1 needs several nodes on one PostgreSQL database: a
+        SQLite readyd refuses it at submit, naming the field; a value that
+        is no count is refused on any database; nodes: all is this node."""
+        t = self.demo()
+        cases = (('2', 'PostgreSQL'), ('0', '1 to 64'), ('some', 'or all'),
+                 ('17', 'connections'))
+        for value, words in cases:
+            probe = """  - name: spread
+    type: load
+    mode: closed
+    connections: 16
+    requests: 50
+    nodes: %s
+""" % value
+            r = self.d.submit(spec(t.url, probe))
+            self.assertEqual(r.status, 422, (value, r))
+            err = r.json['errors'][0]
+            self.assertEqual(err['path'], 'probes[0].nodes', r.json)
+            self.assertIn(words, err['message'])
+        probe = """  - name: spread
+    type: load
+    mode: closed
+    connections: 2
+    requests: 50
+    nodes: all
+"""
+        run = self.d.run_spec(spec(t.url, probe), timeout=60)
+        self.assertEqual(run['state'], 'passed', run)
+        m = probe_of(run, 'spread')['metrics']
+        self.assertEqual(m['requests'], 50)
+        self.assertEqual(lib.http('GET', t.url + '/admin/delays').json['count'], 50)
+
     def test_cancel_mid_probe_stops_engine(self):
         t = self.demo(latency='1ms')
         probe = """  - name: long

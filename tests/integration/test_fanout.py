@@ -1,0 +1,182 @@
+"""Integration: a load probe spread over three readyd nodes on one
+PostgreSQL database (`nodes: 3`, docs/scale-out.md "Load from several
+nodes"). The demo target's own count of the requests it answered equals
+the sum of the nodes' counts and the probe's `requests`; the merged
+percentiles agree with the demo target's record of the delays it applied
+as closely as a one-node probe's do; a node killed with SIGKILL in the
+middle of the probe makes it an error naming that node, with what the
+other nodes measured kept.
+
+Every expected number comes from the demo target's record or the
+arithmetic of the spec, never from timings of this machine. Needs
+READYD_TEST_PG_URL (scripts/test starts a private cluster); skipped
+without it."""
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lib  # noqa: E402
+from test_cluster import (LEASE_S, PG_URL, create_database, drop_database,  # noqa: E402
+                          node_daemon)
+from test_load import READYD_LOAD_BIN, nearest_rank  # noqa: E402
+
+NAMES = ('node-a', 'node-b', 'node-c')
+
+
+def load_spec(demo, nodes, duration, connections=6, service='fanout'):
+    nodes_line = '    nodes: %s\n' % nodes if nodes is not None else ''
+    return f"""apiVersion: readyd/v1
+service: {service}
+version: 1.0.0
+environment: test
+target:
+  url: {demo}/v1/predict
+  timeout: 5s
+probes:
+  - name: spread
+    type: load
+    mode: closed
+    connections: {connections}
+    duration: {duration}
+{nodes_line}gates:
+  - spread.requests >= 1
+"""
+
+
+class FanoutTest(lib.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not PG_URL:
+            print('skipped: no READYD_TEST_PG_URL')
+            sys.exit(77)  # meson's skip
+        cls.db = create_database()
+        cls.demo = lib.DemoTarget(latency='10ms:90,40ms:8,150ms:2').__enter__()
+        cls.nodes = {}
+        for name in NAMES:
+            cls.nodes[name] = node_daemon(name, cls.db).__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            failures = []
+            for d in cls.nodes.values():
+                try:
+                    d.__exit__(None, None, None)
+                except AssertionError as e:  # every node stops, then the first says why
+                    failures.append(e)
+            if failures:
+                raise failures[0]
+        finally:
+            cls.demo.__exit__(None, None, None)
+            drop_database(cls.db)
+
+    def transport_floor_ms(self, connections):
+        """p50 of answers with no applied delay (as test_load measures it):
+        what loopback and the demo target's stack add, which the server's
+        own record of delays cannot include."""
+        z = lib.DemoTarget().__enter__()
+        try:
+            out = subprocess.run([READYD_LOAD_BIN, '--json', '-c', str(connections), '-n',
+                                  '2000', z.url + '/v1/predict'], capture_output=True,
+                                 text=True, timeout=60)
+        finally:
+            z.__exit__(None, None, None)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return __import__('json').loads(out.stdout)['p50_ms']
+
+    def measured(self, nodes):
+        """Runs the probe through node A against a fresh demo record: the
+        probe and the demo target's sorted delays."""
+        a = self.nodes['node-a']
+        self.assertEqual(self.demo.post('/admin/reset').status, 200)
+        r = a.submit(load_spec(self.demo.url, nodes, '4s'))
+        self.assertEqual(r.status, 201, r)
+        run = a.wait_run(r.json['id'], timeout=90)
+        self.assertEqual(run['state'], 'passed', run)
+        rec = lib.http('GET', self.demo.url + '/admin/delays').json
+        self.assertFalse(rec['truncated'])
+        return run['probes'][0], sorted(rec['delays_us'])
+
+    def deviations(self, m, delays):
+        return {name: m[name] - nearest_rank(delays, p) / 1000.0
+                for name, p in (('p50_ms', 50), ('p95_ms', 95), ('p99_ms', 99))}
+
+    def test_1_three_nodes_add_up_and_merge_exactly(self):
+        floor = self.transport_floor_ms(2)
+        probe, delays = self.measured(3)
+        m, d = probe['metrics'], probe['details']
+        # Every request the demo target answered was measured by one of
+        # the three nodes, and no other.
+        self.assertEqual(m['errors'], 0)
+        self.assertEqual(m['requests'], len(delays))
+        self.assertEqual(m['nodes'], 3)
+        per_node = {n['node']: n['requests'] for n in d['nodes']}
+        self.assertEqual(sorted(per_node), sorted(NAMES), d['nodes'])
+        self.assertTrue(all(v > 0 for v in per_node.values()), per_node)
+        self.assertEqual(sum(per_node.values()), m['requests'])
+        self.assertEqual(sum(s['requests'] for s in d['timeline']), m['requests'])
+        for n in d['nodes']:
+            self.assertIsInstance(n['offset_ms'], (int, float))
+            self.assertIsInstance(n['start_skew_ms'], int)
+            self.assertGreater(n['rps'], 0)
+        print('nodes: %s' % ', '.join('%s %d requests, offset %.2f ms, start skew %d ms'
+                                       % (n['node'], n['requests'], n['offset_ms'],
+                                          n['start_skew_ms']) for n in d['nodes']))
+        spread = self.deviations(m, delays)
+        one, one_delays = self.measured(None)
+        self.assertEqual(one['metrics']['requests'], len(one_delays))
+        alone = self.deviations(one['metrics'], one_delays)
+        print('readyd minus the demo target\'s record, ms: 3 nodes %s; 1 node %s; floor %.3f'
+              % ({k: round(v, 3) for k, v in spread.items()},
+                 {k: round(v, 3) for k, v in alone.items()}, floor))
+        # The same tolerance as test_load's one-node probe against the
+        # same record: the merge adds no error of its own.
+        for name, p in (('p50_ms', 50), ('p95_ms', 95), ('p99_ms', 99)):
+            for dev, recs in ((spread[name], delays), (alone[name], one_delays)):
+                want = nearest_rank(recs, p) / 1000.0
+                self.assertLess(abs(dev), max(0.03 * want, 0.3) + floor, (name, dev, want))
+
+    def test_2_killed_shard_node_is_an_error_naming_it(self):
+        a = self.nodes['node-a']
+        self.assertEqual(self.demo.post('/admin/reset').status, 200)
+        r = a.submit(load_spec(self.demo.url, 3, '30s', service='fanout-kill'))
+        self.assertEqual(r.status, 201, r)
+        run_id = r.json['id']
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            run = a.get('/v1/runs/%d' % run_id).json
+            count = lib.http('GET', self.demo.url + '/admin/delays').json['count']
+            if run['probes'][0]['state'] == 'running' and count > 300:
+                break
+            time.sleep(0.1)
+        else:
+            self.fail('the load never got going: %r' % run)
+        coordinator = run['node']
+        victim = next(n for n in NAMES if n != coordinator)
+        self.nodes[victim].kill()
+        killed = time.monotonic()
+        run = a.wait_run(run_id, timeout=60)
+        took = time.monotonic() - killed
+        probe = run['probes'][0]
+        print('probe after SIGKILL of %s (coordinator %s): %s in %.2f s: %s'
+              % (victim, coordinator, probe['state'], took, probe['error']))
+        self.assertEqual(probe['state'], 'error', probe)
+        self.assertEqual(run['state'], 'error')
+        self.assertIn("node '%s'" % victim, probe['error'])
+        self.assertLess(took, LEASE_S + 10)
+        # What the nodes measured is kept: the two alive ones' results and
+        # the last count the killed one reported.
+        by_node = {n['node']: n for n in probe['details']['nodes']}
+        self.assertEqual(sorted(by_node), sorted(NAMES))
+        alive = [n for n in NAMES if n != victim]
+        self.assertTrue(all(by_node[n]['requests'] > 0 for n in alive), by_node)
+        self.assertGreater(by_node[victim]['requests'] or 0, 0, by_node)
+        self.assertEqual(probe['metrics']['requests'],
+                         sum(by_node[n]['requests'] for n in alive))
+        self.assertLess(took, 30)  # the load was ended, not run to its end
+
+
+if __name__ == '__main__':
+    lib.main()
