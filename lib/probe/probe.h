@@ -67,6 +67,9 @@ struct probe_fanout_ops {
 	 * clock): done runs once the others have. After go only. */
 	void (*collect)(struct probe_fanout_job *job, int64_t started_ms,
 	                probe_fanout_done_cb done);
+	/* Asks the other shards to end now (this node's ended early: an
+	 * abort_on_fail gate); what they measured still comes to collect. */
+	void (*stop)(struct probe_fanout_job *job);
 	/* Asks shards still running to end and frees job; NULL is fine. No
 	 * callback runs after it. */
 	void (*end)(struct probe_fanout_job *job);

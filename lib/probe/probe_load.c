@@ -222,6 +222,8 @@ static void check_abort(struct load_probe *lp)
 			continue;
 		lp->aborted = true;
 		loadgen_end_early(lp->lg);
+		if (lp->job)
+			lp->p->fanout.ops->stop(lp->job);
 		return;
 	}
 }
@@ -817,6 +819,10 @@ static void load_probe_cancel(struct probe *p)
 		probe_finish(p, PROBE_STATE_CANCELLED, NULL);
 		return;
 	}
+	/* Every node's share stops; this node's merges nothing more. */
+	if (lp->job)
+		p->fanout.ops->end(lp->job);
+	lp->job = NULL;
 	/* The engine stops its threads and reports; finishing follows from there. */
 	loadgen_cancel(lp->lg);
 }

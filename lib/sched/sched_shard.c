@@ -283,10 +283,13 @@ static void job_running(struct probe_fanout_job *j)
 static json_t *job_result(struct probe_fanout_job *j, json_t *shards)
 {
 	json_t *all = json_array();
-	json_t *own = json_pack(
-	        "{s:i, s:s, s:f, s:I}", "shard", 0, "node", j->s->cl.node, "offset_ms",
-	        j->offset_ms, "skew_ms",
-	        (json_int_t)(j->own_started_ms - (int64_t)llround(j->offset_ms) - j->start_at));
+	json_t *own = json_pack("{s:i, s:s, s:f}", "shard", 0, "node", j->s->cl.node, "offset_ms",
+	                        j->offset_ms);
+
+	if (own && j->start_at > 0) /* agreed with other nodes */
+		json_object_set_new(own, "skew_ms",
+		                    json_integer(j->own_started_ms -
+		                                 (int64_t)llround(j->offset_ms) - j->start_at));
 
 	if (!all || json_array_append_new(all, own) < 0 || json_array_extend(all, shards) < 0) {
 		json_decref(all);
@@ -401,6 +404,13 @@ static void job_collect(struct probe_fanout_job *j, int64_t started_ms, probe_fa
 	uv_timer_start(&j->timer, on_job_tick, 0, POLL_END_MS);
 }
 
+static void job_stop(struct probe_fanout_job *j)
+{
+	if (j->has_shards && store_shards_stop(j->s->store, j->run_id, j->idx) < 0)
+		rd_log(RD_LOG_DEBUG, NULL, "Failed to stop the shards of run %lld: %s",
+		       (long long)j->run_id, store_errmsg(j->s->store));
+}
+
 static void job_end(struct probe_fanout_job *j)
 {
 	if (!j)
@@ -415,6 +425,7 @@ static void job_end(struct probe_fanout_job *j)
 static const struct probe_fanout_ops fanout_ops = {
         .begin = job_begin,
         .collect = job_collect,
+        .stop = job_stop,
         .end = job_end,
 };
 
@@ -440,6 +451,7 @@ struct shard_work {
 	bool finished; /* the probe finished: its result is to be handed back */
 	bool reported; /* it was (or nothing more is to be written) */
 	bool stopping; /* asked to end */
+	bool shutdown; /* by its own node stopping: a failure, not a smaller load */
 	bool closing;
 	uv_timer_t timer;
 };
@@ -510,7 +522,10 @@ static void work_finish(struct shard_work *w)
 {
 	json_t *res = json_object_get(w->p.details, "shard_result");
 
-	if (!w->reported && json_is_object(res))
+	if (!w->reported && w->shutdown)
+		work_report(w, "failed", json_is_object(res) ? res : NULL,
+		            "it was stopped during the load");
+	else if (!w->reported && json_is_object(res))
 		work_report(w, "done", res, NULL);
 	else if (!w->reported)
 		work_report(w, "failed", NULL, w->p.error ? w->p.error : "no result");
@@ -678,6 +693,7 @@ void sched_shard_close(struct sched *s)
 		next = w->next;
 		if (w->started && !w->finished && !w->stopping) {
 			w->stopping = true;
+			w->shutdown = true;
 			w->p.ops->cancel(&w->p);
 		} else if (!w->started || w->finished) {
 			if (!w->reported)

@@ -5,7 +5,7 @@ the sum of the nodes' counts and the probe's `requests`; the merged
 percentiles agree with the demo target's record of the delays it applied
 as closely as a one-node probe's do; a node killed with SIGKILL in the
 middle of the probe makes it an error naming that node, with what the
-other nodes measured kept.
+other nodes measured kept; a cancel sent to any node stops all three.
 
 Every expected number comes from the demo target's record or the
 arithmetic of the spec, never from timings of this machine. Needs
@@ -138,21 +138,44 @@ class FanoutTest(lib.TestCase):
                 want = nearest_rank(recs, p) / 1000.0
                 self.assertLess(abs(dev), max(0.03 * want, 0.3) + floor, (name, dev, want))
 
-    def test_2_killed_shard_node_is_an_error_naming_it(self):
+    def wait_going(self, d, run_id, count):
+        """Until the probe runs and the demo target answered count requests."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            run = d.get('/v1/runs/%d' % run_id).json
+            seen = lib.http('GET', self.demo.url + '/admin/delays').json['count']
+            if run['probes'][0]['state'] == 'running' and seen > count:
+                return run
+            time.sleep(0.1)
+        self.fail('the load never got going: %r' % run)
+
+    def test_2_cancel_stops_every_node(self):
+        """A cancel of the run, sent to any node, stops the load of all
+        three: the demo target stops being asked."""
+        a, b = self.nodes['node-a'], self.nodes['node-b']
+        self.assertEqual(self.demo.post('/admin/reset').status, 200)
+        r = a.submit(load_spec(self.demo.url, 3, '30s', service='fanout-cancel'))
+        self.assertEqual(r.status, 201, r)
+        run_id = r.json['id']
+        self.wait_going(a, run_id, 300)
+        r = b.request('POST', '/v1/runs/%d/cancel' % run_id, '{"reason": "fanout test"}',
+                      {'Content-Type': 'application/json'})
+        self.assertEqual(r.status, 202, r)
+        run = a.wait_run(run_id, timeout=20)
+        self.assertEqual((run['state'], run['probes'][0]['state']), ('cancelled', 'cancelled'))
+        time.sleep(1.5)  # a shard's node learns of a stop within its 0.5 s beat
+        before = lib.http('GET', self.demo.url + '/admin/delays').json['count']
+        time.sleep(1.0)
+        after = lib.http('GET', self.demo.url + '/admin/delays').json['count']
+        self.assertEqual(before, after, 'some node still sends load after the cancel')
+
+    def test_3_killed_shard_node_is_an_error_naming_it(self):
         a = self.nodes['node-a']
         self.assertEqual(self.demo.post('/admin/reset').status, 200)
         r = a.submit(load_spec(self.demo.url, 3, '30s', service='fanout-kill'))
         self.assertEqual(r.status, 201, r)
         run_id = r.json['id']
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            run = a.get('/v1/runs/%d' % run_id).json
-            count = lib.http('GET', self.demo.url + '/admin/delays').json['count']
-            if run['probes'][0]['state'] == 'running' and count > 300:
-                break
-            time.sleep(0.1)
-        else:
-            self.fail('the load never got going: %r' % run)
+        run = self.wait_going(a, run_id, 300)
         coordinator = run['node']
         victim = next(n for n in NAMES if n != coordinator)
         self.nodes[victim].kill()
