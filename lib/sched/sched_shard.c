@@ -341,7 +341,9 @@ static void job_collecting(struct probe_fanout_job *j, int64_t now)
 		j->failed = true;
 		snprintf(j->why, sizeof(j->why), "out of memory while merging the nodes' results");
 	}
-	j->done(j->userdata, all ? all : json_array(), j->failed ? j->why : NULL);
+	if (!all)
+		all = json_array(); /* empty: the probe keeps only its own */
+	j->done(j->userdata, all, j->failed ? j->why : NULL);
 	json_decref(all);
 }
 
