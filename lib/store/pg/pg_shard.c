@@ -1,5 +1,5 @@
 /* pg_shard: the shards of a load probe fanned out over several nodes
- * (store_shard.h, migrations/postgresql/0003_load_shards.sql). Claims
+ * (store_shard.h, migrations/postgresql/0003_raw_load_shards.sql). Claims
  * skip shards another node is claiming at the same moment (SKIP LOCKED);
  * every time is the database's clock (clock_timestamp()), so nodes never
  * compare their own clocks. Each operation is one statement. It must not
@@ -90,7 +90,7 @@ static int pg_shards_create(struct store *st, int64_t run_id, size_t idx, const 
 	}
 	r = pg_exec(
 	        st,
-	        "INSERT INTO load_shards (run_id, probe_idx, shard, shards, coordinator, state, "
+	        "INSERT INTO raw_load_shards (run_id, probe_idx, shard, shards, coordinator, state, "
 	        "params) SELECT $1::bigint, $2::int, e.i::int, $5::int, $3, 'queued', e.v::text "
 	        "FROM json_array_elements($4::json) WITH ORDINALITY AS e(v, i)",
 	        5, p, NULL, "queue the shards of a load");
@@ -106,7 +106,7 @@ static int pg_shards_list(struct store *st, int64_t run_id, size_t idx, json_t *
 	int r = pg_exec(
 	        st,
 	        "SELECT shard, node, state, start_at, offset_ms, started_at - start_at, " NOW_MS
-	        " - heartbeat_at, requests, stop, result, error FROM load_shards "
+	        " - heartbeat_at, requests, stop, result, error FROM raw_load_shards "
 	        "WHERE run_id = $1::bigint AND probe_idx = $2::int ORDER BY shard",
 	        2, p, &res, "read the shards of a load");
 
@@ -126,7 +126,7 @@ static int pg_shards_start(struct store *st, int64_t run_id, size_t idx, int64_t
 	PGresult *res = NULL;
 	int r = pg_exec(
 	        st,
-	        "UPDATE load_shards SET start_at = (extract(epoch FROM statement_timestamp()) "
+	        "UPDATE raw_load_shards SET start_at = (extract(epoch FROM statement_timestamp()) "
 	        "* 1000)::bigint + $3::bigint WHERE run_id = $1::bigint AND probe_idx = "
 	        "$2::int RETURNING start_at",
 	        3, p, &res, "agree on the start of a load");
@@ -147,20 +147,20 @@ static int pg_shards_stop(struct store *st, int64_t run_id, size_t idx)
 	const char *p[] = {pg_i64(&run, run_id), pg_i64(&pidx, (int64_t)idx)};
 
 	return pg_exec(st,
-	               "UPDATE load_shards SET stop = true WHERE run_id = $1::bigint AND "
+	               "UPDATE raw_load_shards SET stop = true WHERE run_id = $1::bigint AND "
 	               "probe_idx = $2::int AND NOT stop",
 	               2, p, NULL, "stop the shards of a load");
 }
 
 /* clang-format off */
 static const char claim_sql[] =
-        "WITH c AS (SELECT s.run_id, s.probe_idx, s.shard FROM load_shards s "
+        "WITH c AS (SELECT s.run_id, s.probe_idx, s.shard FROM raw_load_shards s "
         " JOIN runs r ON r.id = s.run_id "
         " WHERE s.state = 'queued' AND NOT s.stop AND s.coordinator <> $1 "
-        " AND r.state = 'running' AND NOT EXISTS (SELECT 1 FROM load_shards o "
+        " AND r.state = 'running' AND NOT EXISTS (SELECT 1 FROM raw_load_shards o "
         "  WHERE o.run_id = s.run_id AND o.probe_idx = s.probe_idx AND o.node = $1) "
         " ORDER BY s.run_id, s.probe_idx, s.shard LIMIT 1 FOR UPDATE OF s SKIP LOCKED) "
-        "UPDATE load_shards s SET state = 'claimed', node = $1, heartbeat_at = " NOW_MS " "
+        "UPDATE raw_load_shards s SET state = 'claimed', node = $1, heartbeat_at = " NOW_MS " "
         "FROM c, runs r WHERE s.run_id = c.run_id AND s.probe_idx = c.probe_idx "
         "AND s.shard = c.shard AND r.id = s.run_id "
         "RETURNING s.run_id, s.probe_idx, s.shard, s.shards, s.params, r.exec_spec";
@@ -194,7 +194,7 @@ static int pg_shard_beat(struct store *st, int64_t run_id, size_t idx, int shard
 	                   pg_dbl(&off, offset_ms)};
 	PGresult *res = NULL;
 	int r = pg_exec(st,
-	                "UPDATE load_shards s SET heartbeat_at = " NOW_MS
+	                "UPDATE raw_load_shards s SET heartbeat_at = " NOW_MS
 	                ", requests = $5::bigint, "
 	                "started_at = COALESCE(s.started_at, $6::bigint), offset_ms = "
 	                "$7::double precision, state = CASE WHEN $6::bigint IS NULL THEN s.state "
@@ -235,7 +235,7 @@ static int pg_shard_finish(struct store *st, int64_t run_id, size_t idx, int sha
 		return pg_oom(st);
 	r = pg_exec(
 	        st,
-	        "UPDATE load_shards SET state = $5, result = $6, error = $7, heartbeat_at = " NOW_MS
+	        "UPDATE raw_load_shards SET state = $5, result = $6, error = $7, heartbeat_at = " NOW_MS
 	        ", requests = COALESCE($8::bigint, requests) WHERE run_id = $1::bigint AND "
 	        "probe_idx = $2::int AND shard = $3::int AND node = $4 AND state IN "
 	        "('claimed', 'running')",

@@ -1,4 +1,4 @@
--- 0003_load_shards (PostgreSQL): a load probe fanned out over several
+-- 0003_raw_load_shards (PostgreSQL): a load probe fanned out over several
 -- nodes (spec `nodes:`, docs/scale-out.md). The node executing the run
 -- (the coordinator) runs shard 0 itself and queues one row here for each
 -- other shard; another alive node claims each (one shard of a probe per
@@ -7,8 +7,11 @@
 -- timeline) for the coordinator to merge. Times written by the database
 -- are on its clock (clock_timestamp()), so no two nodes' clocks are ever
 -- compared.
+-- Once the run has ended the rows are raw measurements like
+-- raw_histograms' (the merge is stored there): the raw_ prefix puts them
+-- under retention.raw_days.
 
-CREATE TABLE load_shards (
+CREATE TABLE raw_load_shards (
     run_id       BIGINT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     probe_idx    INTEGER NOT NULL,
     shard        INTEGER NOT NULL CHECK (shard >= 1),
@@ -28,10 +31,10 @@ CREATE TABLE load_shards (
     error        TEXT,
     PRIMARY KEY (run_id, probe_idx, shard)
 );
-CREATE INDEX load_shards_queued ON load_shards (run_id) WHERE state = 'queued';
+CREATE INDEX raw_load_shards_queued ON raw_load_shards (run_id) WHERE state = 'queued';
 
 -- A queued shard moves every node's generation, so idle nodes look for
 -- it at once; heartbeats and results notify nobody (only the coordinator
 -- reads them).
-CREATE TRIGGER load_shards_queued AFTER INSERT ON load_shards
+CREATE TRIGGER raw_load_shards_notify AFTER INSERT ON raw_load_shards
     FOR EACH STATEMENT EXECUTE FUNCTION readyd_notify();
