@@ -7,6 +7,7 @@
  * check. Nothing outside this file knows the type "fake". */
 #include <check.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -417,6 +418,37 @@ START_TEST(test_register_refuses_duplicates)
 }
 END_TEST
 
+/* The shares of a load spread over n nodes add up to the spec's load:
+ * every connection and request is some node's, every node has at least
+ * one connection, and the rate is split evenly. */
+START_TEST(test_load_shares_add_up)
+{
+	for (int64_t c = 1; c <= 40; c++)
+		for (int n = 1; n <= c && n <= SPEC_MAX_NODES; n++) {
+			struct spec_probe sp = {
+			        .connections = c, .threads = 4, .requests = 1000 + c, .rate = 300};
+			int64_t conns = 0, reqs = 0;
+			double rate = 0;
+
+			for (int i = 0; i < n; i++) {
+				struct probe_load_share sh;
+
+				probe_load_share(&sp, i, n, &sh);
+				ck_assert_int_ge(sh.connections, 1);
+				ck_assert_int_ge(sh.threads, 1);
+				ck_assert_int_le(sh.threads, sh.connections);
+				ck_assert_int_le(sh.connections, c / n + 1);
+				conns += sh.connections;
+				reqs += sh.requests;
+				rate += sh.rate;
+			}
+			ck_assert_int_eq(conns, c);
+			ck_assert_int_eq(reqs, 1000 + c);
+			ck_assert(fabs(rate - 300) < 1e-9);
+		}
+}
+END_TEST
+
 static Suite *registry_suite(void)
 {
 	Suite *s = suite_create("probe-registry");
@@ -431,6 +463,7 @@ static Suite *registry_suite(void)
 	tcase_add_test(tc, test_fake_scheduled_and_reported);
 	tcase_add_test(tc, test_fake_docs_checked);
 	tcase_add_test(tc, test_register_refuses_duplicates);
+	tcase_add_test(tc, test_load_shares_add_up);
 	suite_add_tcase(s, tc);
 	return s;
 }
