@@ -70,6 +70,8 @@ struct probe_fanout_ops {
 	/* Asks the other shards to end now (this node's ended early: an
 	 * abort_on_fail gate); what they measured still comes to collect. */
 	void (*stop)(struct probe_fanout_job *job);
+	/* What the other nodes last reported measuring, for live progress. */
+	int64_t (*others_requests)(const struct probe_fanout_job *job);
 	/* Asks shards still running to end and frees job; NULL is fine. No
 	 * callback runs after it. */
 	void (*end)(struct probe_fanout_job *job);

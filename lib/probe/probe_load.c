@@ -248,6 +248,8 @@ static void on_progress(uv_timer_t *t)
 	struct load_probe *lp = t->data;
 
 	loadgen_progress(lp->lg, &lp->p->requests, &lp->p->percent);
+	if (lp->job)
+		lp->p->requests += lp->p->fanout.ops->others_requests(lp->job);
 	if (lp->ticks++ % LOAD_LIVE_TICKS == 0)
 		live_seconds(lp);
 	check_abort(lp);

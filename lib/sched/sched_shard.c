@@ -94,6 +94,7 @@ struct probe_fanout_job {
 	double offset_ms;
 	int64_t start_at; /* the database's clock */
 	int64_t own_started_ms;
+	int64_t others;   /* requests the other shards last reported */
 	int64_t deadline; /* of the phase, this node's clock */
 	probe_fanout_go_cb go;
 	probe_fanout_fail_cb fail;
@@ -271,6 +272,9 @@ static void job_running(struct probe_fanout_job *j)
 
 	if (j->failed || store_shards_list(j->s->store, j->run_id, j->idx, &shards) < 0)
 		return;
+	j->others = 0;
+	json_array_foreach (shards, i, sh)
+		j->others += json_integer_value(json_object_get(sh, "requests"));
 	json_array_foreach (shards, i, sh)
 		if (shard_lost(j, sh, why, sizeof(why))) {
 			job_fail(j, "%s", why);
@@ -413,6 +417,11 @@ static void job_stop(struct probe_fanout_job *j)
 		       (long long)j->run_id, store_errmsg(j->s->store));
 }
 
+static int64_t job_others_requests(const struct probe_fanout_job *j)
+{
+	return j->others;
+}
+
 static void job_end(struct probe_fanout_job *j)
 {
 	if (!j)
@@ -428,6 +437,7 @@ static const struct probe_fanout_ops fanout_ops = {
         .begin = job_begin,
         .collect = job_collect,
         .stop = job_stop,
+        .others_requests = job_others_requests,
         .end = job_end,
 };
 
