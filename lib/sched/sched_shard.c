@@ -89,6 +89,7 @@ struct probe_fanout_job {
 	enum job_phase phase;
 	int nodes;
 	bool has_shards; /* rows were queued (to stop at the end) */
+	bool ended;      /* job_end ran (perhaps from a callback of this job) */
 	bool failed;     /* why says what; the other shards were asked to end */
 	char why[512];
 	double offset_ms;
@@ -185,6 +186,8 @@ static void job_init(struct probe_fanout_job *j, int64_t now)
 	int e = clock_offset(j->s->store, &j->offset_ms);
 
 	e = e ?: job_count(j, now);
+	if (e < 0 && !j->failed && now < j->deadline)
+		return; /* the store refused: again at the next tick */
 	if (e < 0 || j->failed) {
 		if (!j->failed)
 			job_fail(j, "cannot spread the load over nodes: %s",
@@ -270,7 +273,8 @@ static void job_running(struct probe_fanout_job *j)
 	size_t i;
 	char why[512];
 
-	if (j->failed || store_shards_list(j->s->store, j->run_id, j->idx, &shards) < 0)
+	if (j->failed || !j->has_shards ||
+	    store_shards_list(j->s->store, j->run_id, j->idx, &shards) < 0)
 		return;
 	j->others = 0;
 	json_array_foreach (shards, i, sh)
@@ -372,11 +376,13 @@ static void on_job_tick(uv_timer_t *t)
 	case JOB_DONE:
 		break;
 	}
+	if (j->ended) /* the probe ended it from a callback: its timer is closing */
+		return;
 	if (j->phase == JOB_DONE)
 		uv_timer_stop(&j->timer);
-	else if (j->phase != JOB_INIT)
+	else if (j->phase != JOB_RUNNING || j->has_shards)
 		uv_timer_start(&j->timer, on_job_tick,
-		               j->phase == JOB_CLAIMING ? POLL_CLAIM_MS : POLL_RUN_MS, 0);
+		               j->phase == JOB_RUNNING ? POLL_RUN_MS : POLL_CLAIM_MS, 0);
 }
 
 static int job_begin(struct probe *p, probe_fanout_go_cb go, probe_fanout_fail_cb fail,
@@ -387,7 +393,8 @@ static int job_begin(struct probe *p, probe_fanout_go_cb go, probe_fanout_fail_c
 
 	if (!j)
 		return -ENOMEM;
-	*j = (struct probe_fanout_job){.s = s,
+	*j = (struct probe_fanout_job){.deadline = rd_now_ms() + CLAIM_WAIT_MS,
+	                               .s = s,
 	                               .p = p,
 	                               .run_id = p->fanout.run_id,
 	                               .idx = p->fanout.idx,
@@ -426,6 +433,7 @@ static void job_end(struct probe_fanout_job *j)
 {
 	if (!j)
 		return;
+	j->ended = true;
 	if (j->has_shards && j->phase != JOB_DONE &&
 	    store_shards_stop(j->s->store, j->run_id, j->idx) < 0)
 		rd_log(RD_LOG_DEBUG, NULL, "Failed to stop the shards of run %lld: %s",
