@@ -230,10 +230,11 @@ static void job_claiming(struct probe_fanout_job *j, int64_t now)
 			first = (int)json_integer_value(json_object_get(sh, "shard"));
 	json_decref(shards);
 	if (queued > 0 && now >= j->deadline) {
-		job_fail(j,
-		         "shard %d of %d was not claimed by another node within %d s (%d shards "
-		         "unclaimed): fewer nodes are free than nodes: asks",
-		         first, j->nodes, CLAIM_WAIT_MS / 1000, queued);
+		job_fail(
+		        j,
+		        "shard %d of %d was not claimed by another node within %d s (%d unclaimed): "
+		        "fewer nodes took a share than nodes: asks for",
+		        first, j->nodes, CLAIM_WAIT_MS / 1000, queued);
 		return;
 	}
 	if (queued > 0 || clock_offset(j->s->store, &j->offset_ms) < 0 ||

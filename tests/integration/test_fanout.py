@@ -5,7 +5,8 @@ the sum of the nodes' counts and the probe's `requests`; the merged
 percentiles agree with the demo target's record of the delays it applied
 as closely as a one-node probe's do; a node killed with SIGKILL in the
 middle of the probe makes it an error naming that node, with what the
-other nodes measured kept; a cancel sent to any node stops all three.
+other nodes measured kept; a cancel sent to any node stops all three; a
+shard no node claims makes the probe an error before any load.
 
 Every expected number comes from the demo target's record or the
 arithmetic of the spec, never from timings of this machine. Needs
@@ -13,6 +14,7 @@ READYD_TEST_PG_URL (scripts/test starts a private cluster); skipped
 without it."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -204,6 +206,27 @@ class FanoutTest(lib.TestCase):
         self.assertEqual(probe['metrics']['requests'],
                          sum(by_node[n]['requests'] for n in alive))
         self.assertLess(took, 30)  # the load was ended, not run to its end
+
+
+    def test_4_unclaimed_shard_is_an_error_before_any_load(self):
+        """A node alive by its heartbeat that does not claim its shard (its
+        process is stopped): the probe is an error within the claim bound,
+        and the target never saw a request: no smaller load."""
+        a, c = self.nodes['node-a'], self.nodes['node-c']  # node-b died in test_3
+        self.assertEqual(self.demo.post('/admin/reset').status, 200)
+        c.send_signal(signal.SIGSTOP)
+        try:
+            r = a.submit(load_spec(self.demo.url, 2, '5s', service='fanout-unclaimed'))
+            self.assertEqual(r.status, 201, r)
+            run = a.wait_run(r.json['id'], timeout=40)
+        finally:
+            c.send_signal(signal.SIGCONT)
+        probe = run['probes'][0]
+        print('nodes: 2 with node-c stopped: %s: %s' % (probe['state'], probe['error']))
+        self.assertEqual((run['state'], probe['state']), ('error', 'error'), run)
+        self.assertTrue('not claimed by another node within 10 s' in probe['error'] or
+                        'more nodes than are alive' in probe['error'], probe['error'])
+        self.assertEqual(lib.http('GET', self.demo.url + '/admin/delays').json['count'], 0)
 
 
 if __name__ == '__main__':
