@@ -85,10 +85,14 @@ struct probe_fanout {
 };
 
 /* Shard i of n of load probe sp: its share of connections, threads,
- * rate and requests (the remainders go to the first shards). */
+ * rate and requests (the remainders go to the first shards), and in rate
+ * mode how long after the agreed start it begins (stagger_ms: i / rate,
+ * so the nodes' schedules interleave into the spec's rate instead of
+ * sending in bursts of n). */
 struct probe_load_share {
 	int64_t connections, threads, requests;
 	double rate;
+	int64_t stagger_ms;
 };
 void probe_load_share(const struct spec_probe *sp, int i, int n, struct probe_load_share *ret);
 

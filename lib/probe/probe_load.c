@@ -109,6 +109,9 @@ void probe_load_share(const struct spec_probe *sp, int i, int n, struct probe_lo
 	ret->threads = t < ret->connections ? t : ret->connections;
 	ret->requests = sp->requests / n + (i < sp->requests % n ? 1 : 0);
 	ret->rate = sp->rate / n;
+	ret->stagger_ms = sp->mode == LOAD_MODE_RATE && sp->rate > 0
+	                          ? (int64_t)llround((double)i * 1000.0 / sp->rate)
+	                          : 0;
 }
 
 /* This node's share of a load spread over lp->nodes nodes. */
@@ -694,13 +697,15 @@ static int load_begin(struct load_probe *lp)
 {
 	struct probe *p = lp->p;
 	int64_t want = p->sp->nodes;
+	struct probe_load_share sh;
 	int r;
 
 	lp->nodes = 1;
 	if (p->shards > 0) {
 		lp->nodes = p->shards;
 		lp->shard_i = p->shard;
-		return load_engine_start(lp, p->shard_start_ms);
+		probe_load_share(p->sp, p->shard, p->shards, &sh);
+		return load_engine_start(lp, p->shard_start_ms + sh.stagger_ms);
 	}
 	if (want == 0 || want == 1 || (want == SPEC_NODES_ALL && !p->fanout.ops))
 		return load_engine_start(lp, 0);

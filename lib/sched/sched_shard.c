@@ -581,8 +581,12 @@ static void on_work_tick(uv_timer_t *t)
 		work_finish(w);
 		return;
 	}
-	if (w->started && p->requests >= 0) /* the engine started, at p->started_at */
-		started_db = p->started_at - (int64_t)llround(w->offset_ms);
+	if (w->started && p->requests >= 0) { /* the engine started, at p->started_at */
+		struct probe_load_share sh;
+
+		probe_load_share(p->sp, w->shard, w->shards, &sh); /* late on purpose */
+		started_db = p->started_at - (int64_t)llround(w->offset_ms) - sh.stagger_ms;
+	}
 	e = store_shard_beat(w->s->store, w->run_id, w->idx, w->shard, w->s->cl.node,
 	                     p->requests > 0 ? p->requests : 0, started_db, w->offset_ms, &got);
 	if (e == -ENOENT ||

@@ -145,6 +145,29 @@ class FanoutTest(lib.TestCase):
                 want = nearest_rank(recs, p) / 1000.0
                 self.assertLess(abs(dev), max(0.03 * want, 0.3) + fl, (name, dev, want, fl))
 
+    def test_1b_rate_mode_splits_the_rate(self):
+        """Rate mode: each node sends rate / 3 on its own schedule; together
+        they send the spec's rate, and the target saw every request the
+        probe counts."""
+        a = self.nodes['node-a']
+        self.assertEqual(self.demo.post('/admin/reset').status, 200)
+        spec = load_spec(self.demo.url, 3, '2s', service='fanout-rate').replace(
+            'mode: closed', 'mode: rate\n    rate: 150')
+        r = a.submit(spec)
+        self.assertEqual(r.status, 201, r)
+        run = a.wait_run(r.json['id'], timeout=60)
+        self.assertEqual(run['state'], 'passed', run)
+        m, d = run['probes'][0]['metrics'], run['probes'][0]['details']
+        seen = lib.http('GET', self.demo.url + '/admin/delays').json['count']
+        print('rate 150 over 3 nodes for 2 s: %d requests (%s), rate_kept %s, unsent %s'
+              % (m['requests'], ', '.join('%s %d' % (n['node'], n['requests'])
+                                          for n in d['nodes']), m['rate_kept'], m['unsent']))
+        self.assertEqual(m['requests'], seen)
+        self.assertEqual(m['rate_kept'], 1)
+        # 2 s at 50/s on each node: 100 sends each, 300 in all.
+        self.assertTrue(all(95 <= n['requests'] <= 101 for n in d['nodes']), d['nodes'])
+        self.assertLessEqual(abs(m['requests'] - 300), 6)
+
     def wait_going(self, d, run_id, count):
         """Until the probe runs and the demo target answered count requests."""
         deadline = time.monotonic() + 30
