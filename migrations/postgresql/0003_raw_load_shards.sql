@@ -37,4 +37,5 @@ CREATE INDEX raw_load_shards_queued ON raw_load_shards (run_id) WHERE state = 'q
 -- it at once; heartbeats and results notify nobody (only the coordinator
 -- reads them).
 CREATE TRIGGER raw_load_shards_notify AFTER INSERT ON raw_load_shards
-    FOR EACH STATEMENT EXECUTE FUNCTION readyd_notify();
+    REFERENCING NEW TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION readyd_notify_rows();
