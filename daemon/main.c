@@ -48,7 +48,8 @@ struct daemon {
 	bool log_level_flag;     /* --log-level wins over the config, also on reload */
 	char *tls_cert_pem, *tls_key_pem;
 	bool stopping;
-	bool check_config; /* --check-config: load the config, say so, exit */
+	bool check_config;      /* --check-config: load the config, say so, exit */
+	bool partition_metrics; /* --partition-metrics: convert, say so, exit */
 	int exit_code;
 };
 
@@ -99,6 +100,9 @@ static void usage(FILE *f)
 	        "      --port-file FILE   write the bound port there once listening\n"
 	        "      --list-routes      print the API's routes and roles as JSON and exit\n"
 	        "      --check-config     load the config (and flags), report, exit 0 or 2\n"
+	        "      --partition-metrics\n"
+	        "                         PostgreSQL: partition the metrics table by run id\n"
+	        "                         (once, with every node stopped) and exit\n"
 	        "  -V, --version          print the version and exit\n"
 	        "  -h, --help             this text\n"
 	        "\n"
@@ -156,7 +160,7 @@ static int hash_token(void)
 /* Flags are applied after the config file, so they win. */
 struct flags {
 	const char *config, *listen, *db, *log_level, *port_file;
-	bool check_config;
+	bool check_config, partition_metrics;
 };
 
 static int parse_flags(int argc, char **argv, struct flags *f)
@@ -169,6 +173,7 @@ static int parse_flags(int argc, char **argv, struct flags *f)
 	        {"port-file", required_argument, NULL, 'p'},
 	        {"list-routes", no_argument, NULL, 'R'},
 	        {"check-config", no_argument, NULL, 'C'},
+	        {"partition-metrics", no_argument, NULL, 'P'},
 	        {"version", no_argument, NULL, 'V'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
@@ -194,6 +199,9 @@ static int parse_flags(int argc, char **argv, struct flags *f)
 			break;
 		case 'C':
 			f->check_config = true;
+			break;
+		case 'P':
+			f->partition_metrics = true;
 			break;
 		case 'V':
 			printf("readyd %s\n", READYD_VERSION);
@@ -253,6 +261,7 @@ static int configure(struct daemon *d, int argc, char **argv)
 	}
 	d->port_file = f.port_file;
 	d->check_config = f.check_config;
+	d->partition_metrics = f.partition_metrics;
 	rd_log_set_level(d->cfg.log_level);
 	rd_assert_set_hook(on_assert);
 	return 0;
@@ -841,6 +850,40 @@ static void cleanup(struct daemon *d)
 	config_deinit(&d->cfg);
 }
 
+/* `readyd --partition-metrics`: the operator's one-off conversion
+ * (store_partition_metrics), outside the loop; migrates the database
+ * first, as a start would. 0 converted or already partitioned, 1 failed,
+ * 2 not a PostgreSQL database. */
+static int partition_metrics(struct daemon *d)
+{
+	struct store *st = NULL;
+	char err[512], shown[1024];
+	int64_t upto = 0;
+	int r;
+
+	rd_url_redact(d->cfg.database, shown, sizeof(shown));
+	r = store_open(d->cfg.database, &st, err, sizeof(err));
+	if (r < 0) {
+		log_error("Failed to open database '%s': %s", shown, err);
+		return 1;
+	}
+	r = store_partition_metrics(st, &upto);
+	if (r == -ENOTSUP)
+		log_error("Failed to partition metrics in '%s': only a PostgreSQL database "
+		          "partitions its metrics table",
+		          shown);
+	else if (r < 0)
+		log_error("Failed to partition metrics in '%s': %s", shown, store_errmsg(st));
+	else if (r == 1)
+		printf("readyd: the metrics table of '%s' is already partitioned\n", shown);
+	else
+		printf("readyd: the metrics table of '%s' is partitioned: runs below %lld "
+		       "in metrics_before_%lld, newer ones in ranges of %d run ids\n",
+		       shown, (long long)upto, (long long)upto, STORE_PARTITION_RUNS);
+	store_free(st);
+	return r == -ENOTSUP ? 2 : r < 0 ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct daemon d = {0};
@@ -860,6 +903,11 @@ int main(int argc, char **argv)
 		       d.config_path ? d.config_path : "(built-in defaults)");
 		config_deinit(&d.cfg);
 		return 0;
+	}
+	if (d.partition_metrics) {
+		r = partition_metrics(&d);
+		config_deinit(&d.cfg);
+		return r;
 	}
 	uv_loop_init(&d.loop);
 	start_signals(&d);

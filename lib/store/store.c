@@ -478,3 +478,8 @@ int store_load_slot_release(struct store *st, const char *host, int slot)
 {
 	return st->ops->load_slot_release ? st->ops->load_slot_release(st, host, slot) : -ENOTSUP;
 }
+
+int store_partition_metrics(struct store *st, int64_t *ret_upto)
+{
+	return st->ops->partition_metrics ? st->ops->partition_metrics(st, ret_upto) : -ENOTSUP;
+}

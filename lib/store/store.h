@@ -516,6 +516,18 @@ int store_fence(struct store *st, const char *node);
 int store_load_slot_take(struct store *st, const char *host, int slot);
 int store_load_slot_release(struct store *st, const char *host, int slot);
 
+/* The operator's one-off conversion of the metrics table (what trends
+ * read) into a table partitioned by ranges of run ids, in one
+ * transaction (docs/scale-out.md): the rows so far become one partition
+ * (run ids below *ret_upto), new runs land in new partitions, which
+ * every node then keeps one range ahead of the newest run. 0 when
+ * converted, 1 when it already was, -ENOTSUP for a backend that does not
+ * partition (SQLite), else -errno. Reads the whole table once under an
+ * exclusive lock: stop the nodes first. */
+int store_partition_metrics(struct store *st, int64_t *ret_upto);
+/* The run ids of one partition after the conversion. */
+#define STORE_PARTITION_RUNS 1000000
+
 /* Whether some node queued a run since the last call (never waits, no
  * round trip: it reads what the server already sent). False when unsure. */
 bool store_queued_hint(struct store *st);

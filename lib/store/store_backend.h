@@ -126,6 +126,7 @@ struct store_ops {
 	int (*fence)(struct store *st, const char *node);                       /* optional */
 	int (*load_slot_take)(struct store *st, const char *host, int slot);    /* optional */
 	int (*load_slot_release)(struct store *st, const char *host, int slot); /* optional */
+	int (*partition_metrics)(struct store *st, int64_t *ret_upto);          /* optional */
 	/* Shards of a fanned-out load probe (store_shard.h); NULL: -ENOTSUP. */
 	const struct store_shard_ops *shard;
 };

@@ -351,6 +351,8 @@ static int open_common(const char *url, bool readonly, struct store **ret_store,
 	r = connect_now(&pg->base);
 	if (r == 0)
 		r = readonly ? readonly_check_version(&pg->base) : schema_migrate(&pg->base);
+	if (r == 0 && !readonly)
+		r = pg_metrics_partitioned(&pg->base, &pg->metrics_partitioned);
 	if (r < 0) {
 		if (err && errlen > 0)
 			snprintf(err, errlen, "%s", pg->errmsg);
@@ -479,8 +481,12 @@ int pg_check_file(struct store *st)
 	struct pg_store *pg = pg_of(st);
 	int r;
 
-	if (pg->conn && PQstatus(pg->conn) == CONNECTION_OK && !pg->in_tx)
-		return pg_exec(st, "SELECT 1", 0, NULL, NULL, "reach PostgreSQL");
+	if (pg->conn && PQstatus(pg->conn) == CONNECTION_OK && !pg->in_tx) {
+		r = pg_exec(st, "SELECT 1", 0, NULL, NULL, "reach PostgreSQL");
+		if (r == 0)
+			pg_partitions_ahead(st);
+		return r;
+	}
 	if (pg->conn && PQstatus(pg->conn) == CONNECTION_BAD) {
 		PQfinish(pg->conn);
 		pg->conn = NULL;
@@ -610,6 +616,7 @@ static const struct store_ops pg_ops = {
         .load_slot_take = pg_load_slot_take,
         .load_slot_release = pg_load_slot_release,
         .shard = &pg_shard_ops,
+        .partition_metrics = pg_partition_metrics,
 };
 
 /* ---- pg.c: checking a URL before use (readyd --check-config) ---------- */

@@ -54,6 +54,10 @@ struct pg_store {
 	bool queued_heard; /* a run was queued since store_queued_hint */
 	/* pg_cluster.c: the node whose runs' writes are fenced, or NULL. */
 	char *fence_node;
+	/* pg_partition.c: metrics is partitioned (read at open), and the
+	 * lowest run id of the newest partition this handle made. */
+	bool metrics_partitioned;
+	int64_t partitions_upto;
 };
 
 struct pg_store *pg_of(struct store *st);
@@ -238,6 +242,15 @@ const char *pg_fence_param(struct store *st);
 int pg_fence_refused(struct store *st, int64_t run_id, const char *what);
 /* pg_shard.c: shards of a load fanned out over several nodes (store_shard.h). */
 extern const struct store_shard_ops pg_shard_ops;
+/* pg_partition.c: metrics partitioned by ranges of this many run ids. */
+#define PG_PARTITION_RUNS STORE_PARTITION_RUNS
+/* Whether metrics is a partitioned table. */
+int pg_metrics_partitioned(struct store *st, bool *ret);
+/* store_partition_metrics (store.h). */
+int pg_partition_metrics(struct store *st, int64_t *ret_upto);
+/* From pg_check_file: the partition after the newest run's range made
+ * when it is missing; never waits long for a lock, errors ignored. */
+void pg_partitions_ahead(struct store *st);
 /* pg.c: reads the notifications the server already sent (never waits):
  * each moves the generation; a "queued" one sets queued_heard. */
 void pg_notifies_drain(struct store *st);
