@@ -229,8 +229,20 @@ def need_wrk():
         sys.exit('wrk not found (apt-get install wrk)')
 
 
-def fd_count(pid):
-    return len(os.listdir('/proc/%d/fd' % pid))
+def fd_count(pid, skip_prefix=None):
+    """Open fds of pid; with skip_prefix, not those of files whose path
+    starts with it (the database and its -wal/-shm: each worker thread's
+    reader keeps its own, by design)."""
+    n = 0
+    for fd in os.listdir('/proc/%d/fd' % pid):
+        if skip_prefix:
+            try:
+                if os.readlink('/proc/%d/fd/%s' % (pid, fd)).startswith(skip_prefix):
+                    continue
+            except OSError:
+                continue  # closed meanwhile
+        n += 1
+    return n
 
 
 def status_kb(pid, field):
