@@ -357,6 +357,86 @@ def http(method, url, body=None, headers=None, timeout=60.0):
     return resp
 
 
+class TcpProxy:
+    """127.0.0.1:port in front of another loopback port (a database server):
+    each new connection is held back `delay` seconds before it is passed on
+    (a server far away, or slow to accept), then bytes flow both ways until
+    either side closes. cut() closes every connection and refuses new ones
+    (this client is cut off while others are not); heal() lets them through
+    again."""
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.delay = 0.0
+        self.is_cut = False
+        self.lock = threading.Lock()
+        self.socks = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(('127.0.0.1', 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.accept_loop, daemon=True).start()
+
+    def accept_loop(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self.connect, args=(client,), daemon=True).start()
+
+    def connect(self, client):
+        time.sleep(self.delay)
+        if self.is_cut:
+            client.close()
+            return
+        try:
+            upstream = socket.create_connection(('127.0.0.1', self.target_port), timeout=5)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+        with self.lock:
+            self.socks += [client, upstream]
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self.pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def pump(a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def cut(self):
+        self.is_cut = True
+        with self.lock:
+            socks, self.socks = self.socks, []
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def heal(self):
+        self.is_cut = False
+
+    def close(self):
+        self.cut()
+        self.sock.close()
+
+
 class Daemon(Process):
     """The real readyd on 127.0.0.1:0 with a database of its own: a file in
     a temp dir, or a new PostgreSQL database (lib.BACKEND; db= names

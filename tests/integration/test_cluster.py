@@ -18,10 +18,8 @@ import calendar
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 
@@ -81,77 +79,6 @@ def psql(url, sql):
 def database_url(name):
     u = urllib.parse.urlsplit(PG_URL)
     return urllib.parse.urlunsplit((u.scheme, u.netloc, '/' + name, u.query, u.fragment))
-
-
-class CutProxy:
-    """127.0.0.1:port in front of PostgreSQL for one node: cut() closes its
-    connections and refuses new ones (the node is cut off from the database
-    while the others are not), heal() lets them through again."""
-
-    def __init__(self, target_port):
-        self.target_port = target_port
-        self.is_cut = False
-        self.lock = threading.Lock()
-        self.socks = []
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(('127.0.0.1', 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self.accept_loop, daemon=True).start()
-
-    def accept_loop(self):
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return  # closed
-            if self.is_cut:
-                client.close()
-                continue
-            try:
-                upstream = socket.create_connection(('127.0.0.1', self.target_port), timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            with self.lock:
-                self.socks += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self.pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def pump(a, b):
-        try:
-            while True:
-                data = a.recv(65536)
-                if not data:
-                    break
-                b.sendall(data)
-        except OSError:
-            pass
-        for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cut(self):
-        self.is_cut = True
-        with self.lock:
-            socks, self.socks = self.socks, []
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-
-    def heal(self):
-        self.is_cut = False
-
-    def close(self):
-        self.cut()
-        self.sock.close()
 
 
 def create_database():
@@ -418,7 +345,7 @@ class ClusterTest(lib.TestCase):
         write is refused (the run is no longer its own) and logged: the run
         stays interrupted, naming the node."""
         port = urllib.parse.urlsplit(self.db).port
-        proxy = CutProxy(port)
+        proxy = lib.TcpProxy(port)
         u = urllib.parse.urlsplit(self.db)
         via = urllib.parse.urlunsplit((u.scheme, u.netloc.replace(':%d' % port,
                                                                    ':%d' % proxy.port),

@@ -38,7 +38,6 @@ import datetime
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -105,60 +104,6 @@ class HealthWatch:
     def __exit__(self, *exc):
         self.done.set()
         self.thread.join(timeout=10.0)
-
-
-class DelayProxy:
-    """127.0.0.1:port in front of the cluster; each new connection is held
-    back `delay` seconds before it is passed on (a server far away, or slow
-    to accept), then bytes flow both ways until either side closes."""
-
-    def __init__(self, target_port):
-        self.target_port = target_port
-        self.delay = 0.0
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(('127.0.0.1', 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self.accept_loop, daemon=True).start()
-
-    def accept_loop(self):
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return  # closed
-            threading.Thread(target=self.connect, args=(client,), daemon=True).start()
-
-    def connect(self, client):
-        time.sleep(self.delay)
-        try:
-            upstream = socket.create_connection(('127.0.0.1', self.target_port), timeout=5)
-        except OSError:
-            client.close()
-            return
-        upstream.settimeout(None)
-        for a, b in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self.pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def pump(a, b):
-        try:
-            while True:
-                data = a.recv(65536)
-                if not data:
-                    break
-                b.sendall(data)
-        except OSError:
-            pass
-        for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-
-    def close(self):
-        self.sock.close()
 
 
 class PostgresqlTest(lib.TestCase):
@@ -500,7 +445,7 @@ class PostgresqlTest(lib.TestCase):
     def test_slow_connect_under_traffic(self):
         with lib.DemoTarget(latency='1ms') as fast:
             port = urllib.parse.urlsplit(self.base).port
-            proxy = DelayProxy(port)
+            proxy = lib.TcpProxy(port)
             try:
                 db = lib.pg_create_database(self.base).replace(':%d/' % port,
                                                                ':%d/' % proxy.port)
