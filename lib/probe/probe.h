@@ -38,11 +38,12 @@ struct probe;
 struct aminbox;
 typedef void (*probe_done_cb)(struct probe *p);
 
-/* ---- A load probe from several nodes (`nodes:`, docs/scale-out.md) ----
+/* ---- Load from several nodes (`nodes:`, docs/scale-out.md) ----
  *
- * The scheduler of a cluster (lib/sched/sched_shard.c) lends a load probe
- * these operations; the probe splits its load into shards (shard 0 runs
- * here) and merges what the other nodes measured. Main loop thread. */
+ * The scheduler of a cluster (lib/sched/sched_shard.c) lends a load,
+ * capacity or compare probe these operations; the probe splits its load
+ * into shards (shard 0 runs here) and merges what the other nodes
+ * measured. Main loop thread. */
 struct probe_fanout_job;
 /* Every shard is claimed and the start agreed: nodes in all (1: this
  * one only), start_ms on this node's clock. */
@@ -59,10 +60,13 @@ typedef void (*probe_fanout_done_cb)(void *userdata, json_t *shards, const char 
 
 struct probe_fanout_ops {
 	/* Queues the shards of p (p->sp->nodes nodes, this one included) for
-	 * other nodes. go runs once, or fail. *ret_job is freed with end().
-	 * 0 or -errno (then neither runs). */
-	int (*begin)(struct probe *p, probe_fanout_go_cb go, probe_fanout_fail_cb fail,
-	             void *userdata, struct probe_fanout_job **ret_job);
+	 * other nodes: of the whole probe (a load probe: round NULL), or of
+	 * one round of it (lib/probe/fanload.h: a capacity step, a compare
+	 * segment; borrowed for the call), replacing an earlier round's. go
+	 * runs once, or fail. *ret_job is freed with end(). 0 or -errno (then
+	 * neither runs). */
+	int (*begin)(struct probe *p, json_t *round, probe_fanout_go_cb go,
+	             probe_fanout_fail_cb fail, void *userdata, struct probe_fanout_job **ret_job);
 	/* This node's shard ended (it started at started_ms, this node's
 	 * clock): done runs once the others have. After go only. */
 	void (*collect)(struct probe_fanout_job *job, int64_t started_ms,

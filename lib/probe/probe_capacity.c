@@ -27,6 +27,7 @@
 
 #include "lib/loadgen/loadgen.h"
 #include "lib/policy/policy.h"
+#include "lib/probe/fanload.h"
 #include "lib/probe/probe.h"
 #include "lib/probe/probe_corpus.h"
 #include "lib/util/util.h"
@@ -42,15 +43,17 @@ struct cap_probe {
 	struct probe *p;
 	struct gate_expr slo[CAP_MAX_CONDS];
 	int n_slo;
-	struct loadgen *lg;
+	struct fanload *fl; /* the step running: from this node, or spread (`nodes`) */
 	uv_timer_t progress;
 	bool cancelled;
 	bool confirming; /* the step running repeats a failure */
 	int steps;
+	int rounds;            /* steps started, confirmations included */
 	double rate;           /* of the step running */
 	double good, bad;      /* highest pass (0: none), lowest failure (0: none) */
 	double good_delivered; /* the delivered rate of the step at good */
 	bool any_ok;           /* some step got a successful answer */
+	int nodes;             /* the most nodes a step ran on (1: this one) */
 	json_t *points;
 	enum probe_state state;
 	char why[512];
@@ -122,7 +125,7 @@ static int set_delivered(json_t *m, const struct loadgen_result *r)
 	return json_object_set_new(m, "delivered_rps", json_real(v));
 }
 
-static void add_point(struct cap_probe *cp, json_t *m, bool pass, const char *failed)
+static void add_point(struct cap_probe *cp, json_t *m, bool pass, const char *failed, json_t *nodes)
 {
 	static const char *const keep[] = {"p50_ms",        "p95_ms",          "p99_ms",
 	                                   "error_rate",    "throughput_rps",  "requests_rps",
@@ -137,6 +140,8 @@ static void add_point(struct cap_probe *cp, json_t *m, bool pass, const char *fa
 		if (v)
 			json_object_set(pt, keep[i], v);
 	}
+	if (pt && nodes)
+		json_object_set(pt, "nodes", nodes);
 	if (pt)
 		json_array_append_new(cp->points, pt);
 }
@@ -222,6 +227,7 @@ static void finish(struct cap_probe *cp, enum probe_state state)
 		probe_set_metric(p, "tolerance", CAP_TOLERANCE);
 		probe_set_metric(p, "steps", cp->steps);
 		probe_set_metric(p, "distinct_requests", (double)cp->distinct);
+		probe_set_metric(p, "nodes", cp->nodes);
 		if (sp->required_rate > 0)
 			probe_set_metric(p, "headroom", cp->good_delivered / sp->required_rate);
 		p->percent = 100;
@@ -258,36 +264,63 @@ static bool step_unusable(struct cap_probe *cp, const struct loadgen_result *r, 
 	return false;
 }
 
-static void on_step_done(struct loadgen *lg, void *userdata)
+/* A round that a node could not finish (error): what was measured is
+ * kept as the step's point, and the probe is an error, never a capacity
+ * found with less load than the step offered. */
+static void step_lost(struct cap_probe *cp, const struct loadgen_result *r, json_t *nodes,
+                      const char *error)
+{
+	json_t *m = NULL;
+
+	if (r && loadgen_result_metrics(r, &m) == 0 && set_delivered(m, r) == 0)
+		add_point(cp, m, false, "nodes", nodes);
+	json_decref(m);
+	snprintf(cp->why, sizeof(cp->why), "the step at %g req/s: %s", cp->rate, error);
+}
+
+static void on_step_done(void *userdata, const struct loadgen_result *r, json_t *nodes,
+                         const char *error)
 {
 	struct cap_probe *cp = userdata;
-	const struct loadgen_result *r = loadgen_result(lg);
+	struct fanload *fl = cp->fl;
 	const char *failed = "rate_kept";
 	json_t *m = NULL;
 	bool pass;
 	double next, delivered;
+	int n = nodes ? (int)json_array_size(nodes) : 1;
 
-	cp->lg = NULL;
-	if (r->cancelled || cp->cancelled || loadgen_result_metrics(r, &m) < 0) {
-		loadgen_free(lg);
+	cp->fl = NULL;
+	if (cp->cancelled || (r && r->cancelled && !error)) {
+		fanload_free(fl);
 		finish(cp, PROBE_STATE_CANCELLED);
+		return;
+	}
+	if (error || !r || loadgen_result_metrics(r, &m) < 0) {
+		if (error)
+			step_lost(cp, r, nodes, error);
+		else
+			snprintf(cp->why, sizeof(cp->why), "out of memory while judging a step");
+		fanload_free(fl);
+		finish(cp, PROBE_STATE_ERRORED);
 		return;
 	}
 	if (step_unusable(cp, r, m)) {
 		json_decref(m);
-		loadgen_free(lg);
+		fanload_free(fl);
 		finish(cp, PROBE_STATE_ERRORED);
 		return;
 	}
 	cp->any_ok = cp->any_ok || r->requests > r->errors;
 	if (r->distinct_requests > cp->distinct)
 		cp->distinct = r->distinct_requests;
-	loadgen_free(lg);
+	if (n > cp->nodes)
+		cp->nodes = n;
 	cp->steps++;
 	pass = step_passes(cp, m, &failed);
 	delivered = json_number_value(json_object_get(m, "delivered_rps"));
-	add_point(cp, m, pass, failed);
+	add_point(cp, m, pass, failed, nodes);
 	json_decref(m);
+	fanload_free(fl);
 	if (!pass && !cp->confirming && cp->steps < CAP_MAX_STEPS) {
 		cp->confirming = true;
 		if (start_step(cp, cp->rate) < 0)
@@ -309,23 +342,20 @@ static void on_step_done(struct loadgen *lg, void *userdata)
 		finish(cp, PROBE_STATE_ERRORED);
 }
 
+/* One step: a round of rate-mode load at rate, spread as `nodes` says. */
 static int start_step(struct cap_probe *cp, double rate)
 {
 	struct loadgen_config cfg;
-	int r;
+	struct fanload_round rd;
 
 	cp->rate = rate;
 	cap_config(cp, rate, &cfg);
-	r = loadgen_new(&cfg, cp->p->loop, on_step_done, cp, &cp->lg, cp->why, sizeof(cp->why));
-	if (r == 0)
-		r = loadgen_start(cp->lg);
-	if (r < 0) {
-		loadgen_free(cp->lg);
-		cp->lg = NULL;
-		if (!cp->why[0])
-			snprintf(cp->why, sizeof(cp->why), "cannot start a step: %s", strerror(-r));
-	}
-	return r;
+	rd = (struct fanload_round){.index = cp->rounds++,
+	                            .mode = LOAD_MODE_RATE,
+	                            .rate = rate,
+	                            .duration_ms = cfg.duration_ms,
+	                            .warmup_ms = cfg.warmup_ms};
+	return fanload_start(cp->p, &cfg, &rd, on_step_done, cp, &cp->fl, cp->why, sizeof(cp->why));
 }
 
 static void on_progress(uv_timer_t *t)
@@ -334,8 +364,7 @@ static void on_progress(uv_timer_t *t)
 	int64_t n = 0;
 	int pct = 0;
 
-	if (cp->lg)
-		loadgen_progress(cp->lg, &n, &pct);
+	fanload_progress(cp->fl, &n, &pct);
 	cp->p->requests = n;
 	cp->p->percent = (cp->steps * 100 + pct) / CAP_MAX_STEPS;
 }
@@ -451,8 +480,7 @@ static void cap_probe_cancel(struct probe *p)
 		return;
 	}
 	cp->cancelled = true;
-	if (cp->lg)
-		loadgen_cancel(cp->lg);
+	fanload_cancel(cp->fl); /* its end finishes the probe */
 	if (cp->file_read) {
 		policy_file_cancel(cp->file_read);
 		cp->file_read = NULL;
@@ -467,7 +495,7 @@ static void cap_probe_free(struct probe *p)
 	if (!cp)
 		return;
 	policy_file_cancel(cp->file_read);
-	loadgen_free(cp->lg);
+	fanload_free(cp->fl);
 	json_decref(cp->points);
 	free(cp->ca_pem);
 	loadgen_corpus_free(cp->corpus);
@@ -514,6 +542,7 @@ static const struct spec_field fields[] = {
 	SPEC_F_REQUEST,
 	SPEC_F_TLS_CLIENT,
 	PROBE_F_CORPUS,
+	PROBE_F_NODES,
 };
 /* clang-format on */
 
@@ -535,7 +564,7 @@ static int finish_capacity(struct spec_vctx *v, json_t *obj, const char *path, s
 		rd_format_duration(p->step_ms, a, sizeof(a));
 		return spec_fail_at(v, obj, path, "warmup", "must be shorter than step (%s)", a);
 	}
-	if (probe_corpus_finish(v, obj, path, p) < 0)
+	if (probe_corpus_finish(v, obj, path, p) < 0 || fanload_check_nodes(v, obj, path, p) < 0)
 		return -EINVAL;
 	return spec_load_request(v, obj, path, p);
 }
@@ -558,6 +587,7 @@ static const struct probe_metric_def metrics[] = {
         {"plan_feasible", "1", PROBE_SAMPLES_NONE},
         {"plan_headroom", "1", PROBE_SAMPLES_NONE},
         {"capacity_per_instance", "requests/s", PROBE_SAMPLES_NONE},
+        {"nodes", "nodes", PROBE_SAMPLES_NONE},
 };
 
 const struct probe_type_def probe_type_capacity = {

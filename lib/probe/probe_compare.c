@@ -26,6 +26,7 @@
 #include "lib/loadgen/loadgen.h"
 #include "lib/probe/cmpstat.h"
 #include "lib/policy/policy.h"
+#include "lib/probe/fanload.h"
 #include "lib/probe/probe.h"
 #include "lib/probe/probe_corpus.h"
 #include "lib/util/util.h"
@@ -50,7 +51,7 @@ struct cmp_side {
 
 struct cmp_probe {
 	struct probe *p;
-	struct loadgen *lg;
+	struct fanload *fl; /* the segment running: from this node, or spread (`nodes`) */
 	uv_timer_t progress;
 	bool cancelled;
 	int segment; /* running: 0 .. 2 * segments - 1; even baseline, odd candidate */
@@ -62,6 +63,7 @@ struct cmp_probe {
 	struct policy_file *file_read; /* corpus.file being read off the loop */
 	struct loadgen_corpus *corpus; /* corpus.file or corpus.items, parsed */
 	uint64_t distinct;             /* the most distinct requests a segment sent */
+	int nodes;                     /* the most nodes a segment ran on (1: this one) */
 };
 
 static const char *side_url(const struct cmp_probe *cp, int side)
@@ -123,7 +125,7 @@ static double ms_of(const struct hist *h, double q)
 }
 
 /* Adds one segment's result to its side and to the details table. */
-static int record_segment(struct cmp_probe *cp, const struct loadgen_result *r)
+static int record_segment(struct cmp_probe *cp, const struct loadgen_result *r, json_t *nodes)
 {
 	int sd = cp->segment % 2, i = cp->segment / 2;
 	struct cmp_side *s = &cp->side[sd];
@@ -145,6 +147,8 @@ static int record_segment(struct cmp_probe *cp, const struct loadgen_result *r)
 	                "endpoint", side_names[sd], "pair", i, "requests", (json_int_t)r->requests,
 	                "errors", (json_int_t)r->errors, "p50_ms", rd_json_number(s->q[0][i]),
 	                "p95_ms", rd_json_number(s->q[1][i]), "p99_ms", rd_json_number(s->q[2][i]));
+	if (row && nodes)
+		json_object_set(row, "nodes", nodes);
 	return row ? json_array_append_new(cp->table, row) : -ENOMEM;
 }
 
@@ -217,6 +221,7 @@ static int publish_ratios(struct cmp_probe *cp, json_t *intervals)
 	probe_set_metric(cp->p, "confidence", sp->confidence);
 	probe_set_metric(cp->p, "min_effect", sp->min_effect);
 	probe_set_metric(cp->p, "distinct_requests", (double)cp->distinct);
+	probe_set_metric(cp->p, "nodes", cp->nodes);
 	return 0;
 }
 
@@ -287,32 +292,47 @@ static void finish(struct cmp_probe *cp, enum probe_state state)
 		judge(cp);
 		if (cp->state == PROBE_STATE_PASSED)
 			publish(cp);
+	} else if (state == PROBE_STATE_ERRORED && json_array_size(cp->table) > 0) {
+		/* what the segments before the error measured is kept */
+		json_decref(cp->p->details);
+		cp->p->details = json_pack("{s:O}", "table", cp->table);
 	}
 	uv_close((uv_handle_t *)&cp->progress, on_timer_closed);
 }
 
 static int start_segment(struct cmp_probe *cp);
 
-static void on_segment_done(struct loadgen *lg, void *userdata)
+static void on_segment_done(void *userdata, const struct loadgen_result *r, json_t *nodes,
+                            const char *error)
 {
 	struct cmp_probe *cp = userdata;
-	const struct loadgen_result *r = loadgen_result(lg);
-	int err;
+	struct fanload *fl = cp->fl;
+	int err = 0, n = nodes ? (int)json_array_size(nodes) : 1;
 
-	cp->lg = NULL;
-	if (r->cancelled || cp->cancelled) {
-		loadgen_free(lg);
+	cp->fl = NULL;
+	if (cp->cancelled || (r && r->cancelled && !error)) {
+		fanload_free(fl);
 		finish(cp, PROBE_STATE_CANCELLED);
 		return;
 	}
-	err = record_segment(cp, r);
-	loadgen_free(lg);
-	if (err < 0) {
-		snprintf(cp->why, sizeof(cp->why), "cannot record segment %d: %s", cp->segment,
-		         strerror(-err));
+	/* A node lost: its segment is kept in the table, the probe is an
+	 * error (never a comparison of unequal loads). */
+	if (r)
+		err = record_segment(cp, r, nodes);
+	if (error || !r || err < 0) {
+		if (error)
+			snprintf(cp->why, sizeof(cp->why), "segment %d (%s): %s", cp->segment,
+			         side_names[cp->segment % 2], error);
+		else
+			snprintf(cp->why, sizeof(cp->why), "cannot record segment %d: %s",
+			         cp->segment, strerror(r ? -err : ENOMEM));
+		fanload_free(fl);
 		finish(cp, PROBE_STATE_ERRORED);
 		return;
 	}
+	fanload_free(fl);
+	if (n > cp->nodes)
+		cp->nodes = n;
 	if (++cp->segment == cp->total) {
 		finish(cp, PROBE_STATE_PASSED);
 		return;
@@ -321,23 +341,22 @@ static void on_segment_done(struct loadgen *lg, void *userdata)
 		finish(cp, PROBE_STATE_ERRORED);
 }
 
+/* One segment: a round against one side, spread as `nodes` says. */
 static int start_segment(struct cmp_probe *cp)
 {
 	struct loadgen_config cfg;
-	int r;
+	struct fanload_round rd;
+	int sd = cp->segment % 2;
 
-	cmp_config(cp, cp->segment % 2, &cfg);
-	r = loadgen_new(&cfg, cp->p->loop, on_segment_done, cp, &cp->lg, cp->why, sizeof(cp->why));
-	if (r == 0)
-		r = loadgen_start(cp->lg);
-	if (r < 0) {
-		loadgen_free(cp->lg);
-		cp->lg = NULL;
-		if (!cp->why[0])
-			snprintf(cp->why, sizeof(cp->why), "cannot start the %s's segment: %s",
-			         side_names[cp->segment % 2], strerror(-r));
-	}
-	return r;
+	cmp_config(cp, sd, &cfg);
+	rd = (struct fanload_round){.index = cp->segment,
+	                            .mode = cp->p->sp->mode,
+	                            .rate = cp->p->sp->rate,
+	                            .duration_ms = cfg.duration_ms,
+	                            .warmup_ms = cfg.warmup_ms,
+	                            .side = side_names[sd]};
+	return fanload_start(cp->p, &cfg, &rd, on_segment_done, cp, &cp->fl, cp->why,
+	                     sizeof(cp->why));
 }
 
 static void on_progress(uv_timer_t *t)
@@ -346,8 +365,7 @@ static void on_progress(uv_timer_t *t)
 	int64_t n = 0;
 	int pct = 0;
 
-	if (cp->lg)
-		loadgen_progress(cp->lg, &n, &pct);
+	fanload_progress(cp->fl, &n, &pct);
 	cp->p->requests = (int64_t)(cp->side[0].requests + cp->side[1].requests) + n;
 	cp->p->percent = (cp->segment * 100 + pct) / cp->total;
 }
@@ -436,8 +454,7 @@ static void cmp_probe_cancel(struct probe *p)
 		return;
 	}
 	cp->cancelled = true;
-	if (cp->lg)
-		loadgen_cancel(cp->lg); /* finishing follows from on_segment_done */
+	fanload_cancel(cp->fl); /* finishing follows from on_segment_done */
 	if (cp->file_read) {
 		policy_file_cancel(cp->file_read);
 		cp->file_read = NULL;
@@ -452,7 +469,7 @@ static void cmp_probe_free(struct probe *p)
 	if (!cp)
 		return;
 	policy_file_cancel(cp->file_read);
-	loadgen_free(cp->lg);
+	fanload_free(cp->fl);
 	loadgen_corpus_free(cp->corpus);
 	side_deinit(&cp->side[0]);
 	side_deinit(&cp->side[1]);
@@ -494,8 +511,18 @@ static const struct spec_field fields[] = {
 	SPEC_F_BODY,
 	{.key = "insecure",   .kind = FK_BOOL, .off = SPEC_P(insecure)},
 	PROBE_F_CORPUS,
+	PROBE_F_NODES,
 };
 /* clang-format on */
+
+/* Every segment's time; spread over nodes, each is agreed with them
+ * first (fanload.h). */
+static int64_t segments_ms(const struct spec_probe *p)
+{
+	int64_t each = p->segment_ms + p->warmup_ms + (fanload_spread(p) ? FANLOAD_ROUND_MS : 0);
+
+	return 2 * p->segments * each;
+}
 
 static int finish_compare(struct spec_vctx *v, json_t *obj, const char *path, struct spec_probe *p)
 {
@@ -515,18 +542,21 @@ static int finish_compare(struct spec_vctx *v, json_t *obj, const char *path, st
 		return spec_fail_at(v, obj, path, "warmup",
 		                    "must be shorter than segment_duration (%s)", a);
 	rd_format_duration(spec_vctx_spec(v)->timeout_ms, a, sizeof(a));
-	if (2 * p->segments * (p->segment_ms + p->warmup_ms) > spec_vctx_spec(v)->timeout_ms)
-		return spec_fail_at(v, obj, path, "segments",
-		                    "2 x segments x (warmup + segment_duration) is longer than the "
-		                    "run's timeout (%s)",
-		                    a);
+	if (segments_ms(p) > spec_vctx_spec(v)->timeout_ms)
+		return spec_fail_at(
+		        v, obj, path, "segments",
+		        "2 x segments x (warmup + segment_duration%s) is longer than the "
+		        "run's timeout (%s)",
+		        fanload_spread(p) ? " + 4s to agree each with the other nodes" : "", a);
+	if (fanload_check_nodes(v, obj, path, p) < 0)
+		return -EINVAL;
 	return probe_corpus_finish(v, obj, path, p) < 0 ? -EINVAL : 0;
 }
 
 static int64_t compare_deadline(const struct spec *s, const struct spec_probe *sp)
 {
 	(void)s;
-	return 2 * sp->segments * (sp->segment_ms + sp->warmup_ms) + PROBE_DEADLINE_MARGIN_MS;
+	return segments_ms(sp) + PROBE_DEADLINE_MARGIN_MS;
 }
 
 static const struct probe_metric_def metrics[] = {
@@ -549,6 +579,7 @@ static const struct probe_metric_def metrics[] = {
         {"throughput_ratio", "1", PROBE_SAMPLES_NONE},
         {"error_rate_diff", "1", PROBE_SAMPLES_NONE},
         {"distinct_requests", "requests", PROBE_SAMPLES_NONE},
+        {"nodes", "nodes", PROBE_SAMPLES_NONE},
         {"baseline_p50_ms", "ms", PROBE_SAMPLES_NONE},
         {"baseline_p95_ms", "ms", PROBE_SAMPLES_NONE},
         {"baseline_p99_ms", "ms", PROBE_SAMPLES_NONE},
@@ -570,7 +601,8 @@ const struct probe_type_def probe_type_compare = {
         .n_fields = RD_ARRAY_SIZE(fields),
         .finish = finish_compare,
         .deadline_ms = compare_deadline,
-        .deadline_doc = "`2 x segments x (warmup + segment_duration) + 60s`",
+        .deadline_doc = "`2 x segments x (warmup + segment_duration) + 60s` (with `nodes`, "
+                        "4s more per segment)",
         .load = true,
         .metrics = metrics,
         .n_metrics = RD_ARRAY_SIZE(metrics),

@@ -26,6 +26,7 @@
 
 #include "lib/loadgen/loadgen.h"
 #include "lib/policy/policy.h"
+#include "lib/probe/fanload.h"
 #include "lib/probe/probe.h"
 #include "lib/probe/reconcile.h"
 #include "lib/prom/promapi.h"
@@ -485,65 +486,16 @@ static void shard_publish(struct load_probe *lp, const struct loadgen_result *r)
 	p->percent = 100;
 }
 
-/* One node's line of details.nodes: what it measured (r, or without a
- * result the count it last reported), its clock's offset and how late
- * it started. */
-static json_t *node_entry(json_t *s, const struct loadgen_result *r)
-{
-	json_t *e = json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?}", "node", json_object_get(s, "node"),
-	                      "shard", json_object_get(s, "shard"), "offset_ms",
-	                      json_object_get(s, "offset_ms"), "start_skew_ms",
-	                      json_object_get(s, "skew_ms"), "error", json_object_get(s, "error"));
-
-	if (!e || !r) {
-		if (e)
-			json_object_set(e, "requests", json_object_get(s, "requests"));
-		return e;
-	}
-	json_object_set_new(e, "requests", json_integer((json_int_t)r->requests));
-	json_object_set_new(
-	        e, "rps",
-	        rd_json_number(r->elapsed_s > 0 ? (double)r->requests / r->elapsed_s : NAN));
-	json_object_set_new(e, "p99_ms", rd_json_number(hist_percentile(r->latency, 99) / 1000.0));
-	return e;
-}
-
-/* Adds shard s's result to m and its line to nodes. */
-static int merge_shard(struct loadgen_result *m, json_t *s, const struct loadgen_result *own,
-                       json_t *nodes)
-{
-	json_t *res = json_object_get(s, "result");
-	struct loadgen_result r = {0};
-	const struct loadgen_result *use = NULL;
-	int e = 0;
-
-	if (json_integer_value(json_object_get(s, "shard")) == 0) {
-		use = own;
-	} else if (json_is_object(res)) {
-		e = loadgen_result_from_json(res, &r);
-		use = e == 0 ? &r : NULL;
-	}
-	if (e == 0 && use)
-		e = loadgen_result_merge(m, use);
-	if (e == 0 && json_array_append_new(nodes, node_entry(s, use)) < 0)
-		e = -ENOMEM;
-	loadgen_result_deinit(&r);
-	return e;
-}
-
 static void on_fan_done(void *userdata, json_t *shards, const char *error)
 {
 	struct load_probe *lp = userdata;
 	const struct loadgen_result *own = loadgen_result(lp->lg);
 	struct loadgen_result m = {0};
-	json_t *nodes = json_array(), *s;
-	size_t i;
-	int e = nodes ? 0 : -ENOMEM;
+	json_t *nodes = json_array();
+	int e;
 
 	lp->collecting = false;
-	json_array_foreach (shards, i, s)
-		if (e == 0)
-			e = merge_shard(&m, s, own, nodes);
+	e = fanload_merge(shards, own, &m, nodes);
 	/* A shard asked to end early reports itself cancelled; the probe is
 	 * cancelled only when it was. */
 	m.cancelled = lp->cancelled || own->cancelled;
@@ -715,7 +667,7 @@ static int load_begin(struct load_probe *lp)
 		             (long long)want);
 		return 0;
 	}
-	r = p->fanout.ops->begin(p, on_fan_go, on_fan_fail, lp, &lp->job);
+	r = p->fanout.ops->begin(p, NULL, on_fan_go, on_fan_fail, lp, &lp->job);
 	if (r < 0)
 		probe_finish(p, PROBE_STATE_ERRORED, "cannot spread the load over nodes: %s",
 		             strerror(-r));
@@ -895,24 +847,6 @@ static int check_token_key(char *s, char *msg, size_t len)
 	return 0;
 }
 
-/* `nodes`: a count, or `all` (every node alive when the probe starts). */
-static int read_nodes(struct spec_vctx *v, json_t *val, const char *path, void *base)
-{
-	struct spec_probe *p = base;
-	const char *s = json_string_value(val);
-
-	if (s && strcmp(s, "all") == 0) {
-		p->nodes = SPEC_NODES_ALL;
-		return 0;
-	}
-	if (!json_is_integer(val) || json_integer_value(val) < 1 ||
-	    json_integer_value(val) > SPEC_MAX_NODES)
-		return spec_fail(v, val, path, "must be an integer from 1 to %d, or all",
-		                 SPEC_MAX_NODES);
-	p->nodes = json_integer_value(val);
-	return 0;
-}
-
 /* One field per line, aligned by hand: read as a schema more than as
  * code. */
 
@@ -954,7 +888,7 @@ static const struct spec_field fields[] = {
 	{.key = "stream",   .kind = FK_BOOL, .off = SPEC_P(stream)},
 	{.key = "token_key", .kind = FK_STRING, .off = SPEC_P(token_key), .max = 64,
 	 .check = check_token_key},
-	{.key = "nodes",    .kind = FK_CUSTOM, .custom = read_nodes},
+	PROBE_F_NODES,
 };
 /* clang-format on */
 
@@ -979,10 +913,8 @@ static int finish_load(struct spec_vctx *v, json_t *obj, const char *path, struc
 		                    a);
 	if (probe_corpus_finish(v, obj, path, p) < 0)
 		return -EINVAL;
-	if (p->nodes > p->connections)
-		return spec_fail_at(v, obj, path, "nodes",
-		                    "must not exceed connections (%lld): each node needs one",
-		                    (long long)p->connections);
+	if (fanload_check_nodes(v, obj, path, p) < 0)
+		return -EINVAL;
 	if (p->nodes > 0 && p->requests > 0 && p->nodes > p->requests)
 		return spec_fail_at(v, obj, path, "nodes", "must not exceed requests (%lld)",
 		                    (long long)p->requests);

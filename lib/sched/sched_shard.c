@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/probe/fanload.h"
 #include "lib/sched/sched_internal.h"
 #include "lib/store/store_shard.h"
 #include "lib/util/log.h"
@@ -97,6 +98,7 @@ struct probe_fanout_job {
 	int64_t own_started_ms;
 	int64_t others;   /* requests the other shards last reported */
 	int64_t deadline; /* of the phase, this node's clock */
+	json_t *round;    /* of a probe that runs several (fanload.h); NULL: the whole probe */
 	probe_fanout_go_cb go;
 	probe_fanout_fail_cb fail;
 	probe_fanout_done_cb done;
@@ -106,7 +108,10 @@ struct probe_fanout_job {
 
 static void job_closed(uv_handle_t *h)
 {
-	free(h->data);
+	struct probe_fanout_job *j = h->data;
+
+	json_decref(j->round);
+	free(j);
 }
 
 static void job_fail(struct probe_fanout_job *j, const char *fmt, ...)
@@ -131,21 +136,28 @@ static void job_fail(struct probe_fanout_job *j, const char *fmt, ...)
 	}
 }
 
-/* Each other shard's share, as its row's params: for the record (its
- * node computes the same from the spec). */
-static json_t *shard_params(const struct probe *p, int n)
+/* Each other shard's params: the round it runs a share of (NULL: the
+ * whole probe), and its share for the record (its node computes the
+ * same from the spec and the round). */
+static json_t *shard_params(const struct probe *p, int n, json_t *round)
 {
 	json_t *a = json_array();
+	struct fanload_round rd = {0};
 
+	if (round && fanload_round_from_json(round, &rd) < 0)
+		return NULL;
 	for (int i = 1; a && i < n; i++) {
 		struct probe_load_share sh;
 
-		probe_load_share(p->sp, i, n, &sh);
-		if (json_array_append_new(a, json_pack("{s:I, s:I, s:I, s:f}", "connections",
+		if (round)
+			fanload_round_share(p->sp, &rd, i, n, &sh);
+		else
+			probe_load_share(p->sp, i, n, &sh);
+		if (json_array_append_new(a, json_pack("{s:I, s:I, s:I, s:f, s:O?}", "connections",
 		                                       (json_int_t)sh.connections, "threads",
 		                                       (json_int_t)sh.threads, "requests",
-		                                       (json_int_t)sh.requests, "rate", sh.rate)) <
-		    0) {
+		                                       (json_int_t)sh.requests, "rate", sh.rate,
+		                                       "round", round)) < 0) {
 			json_decref(a);
 			return NULL;
 		}
@@ -199,9 +211,13 @@ static void job_init(struct probe_fanout_job *j, int64_t now)
 		j->go(j->userdata, 1, now);
 		return;
 	}
-	params = shard_params(j->p, j->nodes);
-	e = params ? store_shards_create(j->s->store, j->run_id, j->idx, j->s->cl.node, params)
-	           : -ENOMEM;
+	params = shard_params(j->p, j->nodes, j->round);
+	/* An earlier round's shards, all ended and merged, make way. */
+	e = params ? 0 : -ENOMEM;
+	if (e == 0 && j->round)
+		e = store_shards_clear(j->s->store, j->run_id, j->idx);
+	if (e == 0)
+		e = store_shards_create(j->s->store, j->run_id, j->idx, j->s->cl.node, params);
 	json_decref(params);
 	if (e < 0) {
 		job_fail(j, "cannot queue the shards of the load: %s", store_errmsg(j->s->store));
@@ -386,8 +402,8 @@ static void on_job_tick(uv_timer_t *t)
 		               j->phase == JOB_RUNNING ? POLL_RUN_MS : POLL_CLAIM_MS, 0);
 }
 
-static int job_begin(struct probe *p, probe_fanout_go_cb go, probe_fanout_fail_cb fail,
-                     void *userdata, struct probe_fanout_job **ret_job)
+static int job_begin(struct probe *p, json_t *round, probe_fanout_go_cb go,
+                     probe_fanout_fail_cb fail, void *userdata, struct probe_fanout_job **ret_job)
 {
 	struct sched *s = p->fanout.ctx;
 	struct probe_fanout_job *j = calloc(1, sizeof(*j));
@@ -399,6 +415,7 @@ static int job_begin(struct probe *p, probe_fanout_go_cb go, probe_fanout_fail_c
 	                               .p = p,
 	                               .run_id = p->fanout.run_id,
 	                               .idx = p->fanout.idx,
+	                               .round = json_incref(round),
 	                               .go = go,
 	                               .fail = fail,
 	                               .userdata = userdata};
@@ -452,7 +469,9 @@ static const struct probe_fanout_ops fanout_ops = {
 
 void sched_shard_attach(struct sched *s, struct probe *p, int64_t run_id, size_t idx)
 {
-	if (!sched_cluster_on(s) || p->sp->type != PROBE_TYPE_LOAD)
+	if (!sched_cluster_on(s) ||
+	    (p->sp->type != PROBE_TYPE_LOAD && p->sp->type != PROBE_TYPE_CAPACITY &&
+	     p->sp->type != PROBE_TYPE_COMPARE))
 		return;
 	p->fanout = (struct probe_fanout){&fanout_ops, s, run_id, idx};
 }
@@ -617,6 +636,7 @@ static void on_work_tick(uv_timer_t *t)
 static int work_spec(struct shard_work *w, json_t *claim, char *why, size_t len)
 {
 	const char *text = json_string_value(json_object_get(claim, "exec_spec"));
+	json_t *round = json_object_get(json_object_get(claim, "params"), "round");
 	struct spec_error se = {0};
 	int e = text ? spec_parse(text, strlen(text), SPEC_FORMAT_JSON, &w->spec, &se) : -EINVAL;
 
@@ -625,7 +645,14 @@ static int work_spec(struct shard_work *w, json_t *claim, char *why, size_t len)
 		         se.path[0] ? ": " : "", se.message[0] ? se.message : strerror(-e));
 		return e;
 	}
-	if (w->idx >= w->spec->n_probes || w->spec->probes[w->idx].type != PROBE_TYPE_LOAD) {
+	if (w->idx >= w->spec->n_probes) {
+		snprintf(why, len, "its run has no probe %zu", w->idx);
+		return -EINVAL;
+	}
+	/* A round of a probe that runs several is a load probe of its own. */
+	if (json_is_object(round))
+		return fanload_round_spec(&w->spec->probes[w->idx], round, why, len);
+	if (w->spec->probes[w->idx].type != PROBE_TYPE_LOAD) {
 		snprintf(why, len, "probe %zu of its run is not a load probe", w->idx);
 		return -EINVAL;
 	}

@@ -150,7 +150,7 @@ struct spec_probe {
 	bool stream;               /* load: measure streamed answers */
 	char *token_key;           /* load: JSON key counting an answer's tokens */
 	struct spec_plan plan;     /* capacity */
-	/* load: the readyd nodes the load comes from (docs/scale-out.md):
+	/* load, capacity, compare: the readyd nodes the load comes from (docs/scale-out.md):
 	 * 0 when not given (this node), SPEC_NODES_ALL for `all`, else 1..
 	 * SPEC_MAX_NODES. */
 	int64_t nodes;

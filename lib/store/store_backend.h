@@ -137,6 +137,7 @@ struct store_shard_ops {
 	int (*alive)(struct store *st, int64_t now_ms, int64_t within_ms, json_t **ret_ids);
 	int (*create)(struct store *st, int64_t run_id, size_t idx, const char *coordinator,
 	              json_t *params);
+	int (*clear)(struct store *st, int64_t run_id, size_t idx);
 	int (*list)(struct store *st, int64_t run_id, size_t idx, json_t **ret_shards);
 	int (*start)(struct store *st, int64_t run_id, size_t idx, int64_t lead_ms,
 	             int64_t *ret_start_at);

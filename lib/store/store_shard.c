@@ -27,6 +27,11 @@ int store_shards_create(struct store *st, int64_t run_id, size_t idx, const char
 	return ops_of(st) ? ops_of(st)->create(st, run_id, idx, coordinator, params) : -ENOTSUP;
 }
 
+int store_shards_clear(struct store *st, int64_t run_id, size_t idx)
+{
+	return ops_of(st) ? ops_of(st)->clear(st, run_id, idx) : -ENOTSUP;
+}
+
 int store_shards_list(struct store *st, int64_t run_id, size_t idx, json_t **ret_shards)
 {
 	return ops_of(st) ? ops_of(st)->list(st, run_id, idx, ret_shards) : -ENOTSUP;

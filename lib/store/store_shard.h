@@ -31,6 +31,10 @@ int store_nodes_alive(struct store *st, int64_t now_ms, int64_t within_ms, json_
 int store_shards_create(struct store *st, int64_t run_id, size_t idx, const char *coordinator,
                         json_t *params);
 
+/* Deletes every shard of the probe: an earlier round's, ended and
+ * merged, before the next round's are queued. */
+int store_shards_clear(struct store *st, int64_t run_id, size_t idx);
+
 /* Every shard of the probe, by shard: [{shard, node, state ("queued",
  * "claimed", "running", "done", "failed"), start_at, offset_ms, skew_ms
  * (started_at - start_at), silent_ms (database now - last heartbeat),

@@ -197,6 +197,31 @@ class LoadTest(lib.TestCase):
             err = r.json['errors'][0]
             self.assertEqual(err['path'], 'probes[0].nodes', r.json)
             self.assertIn(words, err['message'])
+        # capacity and compare take nodes by the same rules.
+        others = ("""  - name: spread
+    type: capacity
+    slo: "p95_ms < 100"
+    max_rate: 50
+    step: 200ms
+    connections: 16
+    nodes: %s
+""", """  - name: spread
+    type: compare
+    baseline: %s/v1/predict
+    candidate: %s/v1/predict
+    mode: closed
+    connections: 16
+    segments: 6
+    segment_duration: 100ms
+    nodes: %%s
+""" % (t.url, t.url))
+        for body in others:
+            for value, words in cases:
+                r = self.d.submit(spec(t.url, body % value))
+                self.assertEqual(r.status, 422, (value, body, r))
+                err = r.json['errors'][0]
+                self.assertEqual(err['path'], 'probes[0].nodes', r.json)
+                self.assertIn(words, err['message'])
         probe = """  - name: spread
     type: load
     mode: closed

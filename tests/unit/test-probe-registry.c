@@ -17,6 +17,7 @@
 #include "lib/loadgen/loadgen.h"
 #include "lib/net/http.h"
 #include "lib/policy/policy.h"
+#include "lib/probe/fanload.h"
 #include "lib/probe/probe.h"
 #include "lib/report/report.h"
 #include "lib/sched/sched.h"
@@ -449,6 +450,88 @@ START_TEST(test_load_shares_add_up)
 }
 END_TEST
 
+/* A round of a capacity or compare probe, as another node reads it back:
+ * the same round, the load probe it turns the node's copy of the spec
+ * into (the side's URL, the round's numbers), and the same shares as the
+ * coordinator computes from its own spec; a round the probe could not
+ * have sent is refused. */
+START_TEST(test_round_read_back_and_shared_alike)
+{
+	struct spec_probe cmp = {.name = "cmp",
+	                         .type = PROBE_TYPE_COMPARE,
+	                         .connections = 10,
+	                         .threads = 2,
+	                         .segments = 6,
+	                         .baseline = "http://127.0.0.1:1/a",
+	                         .candidate = "http://127.0.0.1:2/b"};
+	struct fanload_round rd = {.index = 3,
+	                           .mode = LOAD_MODE_RATE,
+	                           .rate = 250,
+	                           .duration_ms = 1500,
+	                           .warmup_ms = 200,
+	                           .side = "candidate"},
+	                     back;
+	struct spec_probe node = cmp;
+	json_t *j = fanload_round_to_json(&rd);
+	char why[256];
+
+	ck_assert_ptr_nonnull(j);
+	ck_assert_int_eq(fanload_round_from_json(j, &back), 0);
+	ck_assert_int_eq(back.index, 3);
+	ck_assert_int_eq(back.mode, LOAD_MODE_RATE);
+	ck_assert(back.rate == 250);
+	ck_assert_int_eq(back.duration_ms, 1500);
+	ck_assert_int_eq(back.warmup_ms, 200);
+	ck_assert_str_eq(back.side, "candidate");
+
+	node.url = NULL;
+	node.method = NULL;
+	ck_assert_int_eq(fanload_round_spec(&node, j, why, sizeof(why)), 0);
+	ck_assert_int_eq(node.type, PROBE_TYPE_LOAD);
+	ck_assert_str_eq(node.url, cmp.candidate);
+	ck_assert_str_eq(node.method, "GET");
+	ck_assert_int_eq(node.mode, LOAD_MODE_RATE);
+	ck_assert(node.rate == 250);
+	ck_assert_int_eq(node.duration_ms, 1500);
+	ck_assert_int_eq(node.requests, 0);
+	for (int n = 2; n <= 4; n++)
+		for (int i = 0; i < n; i++) {
+			struct probe_load_share there, here;
+
+			probe_load_share(&node, i, n, &there);
+			fanload_round_share(&cmp, &rd, i, n, &here);
+			ck_assert_int_eq(there.connections, here.connections);
+			ck_assert_int_eq(there.threads, here.threads);
+			ck_assert(there.rate == here.rate);
+			ck_assert_int_eq(there.stagger_ms, here.stagger_ms);
+		}
+	free(node.url);
+	free(node.method);
+	json_decref(j);
+
+	static const char *const bad[] = {
+	        "{\"mode\": \"rate\", \"rate\": 0, \"duration_ms\": 1000, \"warmup_ms\": 0}",
+	        "{\"mode\": \"burst\", \"rate\": 5, \"duration_ms\": 1000, \"warmup_ms\": 0}",
+	        "{\"mode\": \"closed\", \"duration_ms\": 0, \"warmup_ms\": 0}",
+	        "{\"mode\": \"closed\", \"duration_ms\": 1000, \"warmup_ms\": 0, "
+	        "\"side\": \"elsewhere\"}",
+	        "{\"mode\": \"closed\", \"duration_ms\": 1000, \"warmup_ms\": 0, \"side\": 7}",
+	        "[]",
+	};
+	for (size_t i = 0; i < RD_ARRAY_SIZE(bad); i++) {
+		json_t *b = json_loads(bad[i], 0, NULL);
+
+		node = cmp;
+		node.url = NULL;
+		ck_assert_ptr_nonnull(b);
+		ck_assert_int_eq(fanload_round_spec(&node, b, why, sizeof(why)), -EINVAL);
+		ck_assert_ptr_null(node.url);
+		ck_assert_int_eq(node.type, PROBE_TYPE_COMPARE);
+		json_decref(b);
+	}
+}
+END_TEST
+
 static Suite *registry_suite(void)
 {
 	Suite *s = suite_create("probe-registry");
@@ -464,6 +547,7 @@ static Suite *registry_suite(void)
 	tcase_add_test(tc, test_fake_docs_checked);
 	tcase_add_test(tc, test_register_refuses_duplicates);
 	tcase_add_test(tc, test_load_shares_add_up);
+	tcase_add_test(tc, test_round_read_back_and_shared_alike);
 	suite_add_tcase(s, tc);
 	return s;
 }

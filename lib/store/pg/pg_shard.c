@@ -98,6 +98,16 @@ static int pg_shards_create(struct store *st, int64_t run_id, size_t idx, const 
 	return r;
 }
 
+static int pg_shards_clear(struct store *st, int64_t run_id, size_t idx)
+{
+	struct pg_num run, pidx;
+	const char *p[] = {pg_i64(&run, run_id), pg_i64(&pidx, (int64_t)idx)};
+
+	return pg_exec(
+	        st, "DELETE FROM raw_load_shards WHERE run_id = $1::bigint AND probe_idx = $2::int",
+	        2, p, NULL, "clear the shards of a load");
+}
+
 static int pg_shards_list(struct store *st, int64_t run_id, size_t idx, json_t **ret_shards)
 {
 	struct pg_num run, pidx;
@@ -254,6 +264,7 @@ const struct store_shard_ops pg_shard_ops = {
         .db_clock = pg_db_clock,
         .alive = pg_nodes_alive,
         .create = pg_shards_create,
+        .clear = pg_shards_clear,
         .list = pg_shards_list,
         .start = pg_shards_start,
         .stop = pg_shards_stop,
