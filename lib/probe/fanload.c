@@ -163,11 +163,15 @@ static int merge_shard(struct loadgen_result *m, json_t *s, const struct loadgen
 	const struct loadgen_result *use = NULL;
 	int e = 0;
 
+	const char *state = json_string_value(json_object_get(s, "state"));
+
 	if (json_integer_value(json_object_get(s, "shard")) == 0) {
 		use = own;
 	} else if (json_is_object(res)) {
 		e = loadgen_result_from_json(res, &r);
 		use = e == 0 ? &r : NULL;
+	} else if (state && !strcmp(state, "done")) {
+		e = -EPROTO; /* a share said done without what it measured */
 	}
 	if (e == 0 && use)
 		e = loadgen_result_merge(m, use);

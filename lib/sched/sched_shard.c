@@ -144,8 +144,10 @@ static json_t *shard_params(const struct probe *p, int n, json_t *round)
 	json_t *a = json_array();
 	struct fanload_round rd = {0};
 
-	if (round && fanload_round_from_json(round, &rd) < 0)
+	if (round && fanload_round_from_json(round, &rd) < 0) {
+		json_decref(a);
 		return NULL;
+	}
 	for (int i = 1; a && i < n; i++) {
 		struct probe_load_share sh;
 
@@ -206,18 +208,22 @@ static void job_init(struct probe_fanout_job *j, int64_t now)
 			         store_errmsg(j->s->store));
 		return;
 	}
+	/* An earlier round's shards, all ended and merged, make way (also
+	 * for a round this node runs alone: none of theirs is this round's). */
+	if (j->round && store_shards_clear(j->s->store, j->run_id, j->idx) < 0) {
+		if (now >= j->deadline)
+			job_fail(j, "cannot clear the last round's shards: %s",
+			         store_errmsg(j->s->store));
+		return;
+	}
 	if (j->nodes <= 1) { /* this node alone: it starts now */
 		j->phase = JOB_RUNNING;
 		j->go(j->userdata, 1, now);
 		return;
 	}
 	params = shard_params(j->p, j->nodes, j->round);
-	/* An earlier round's shards, all ended and merged, make way. */
-	e = params ? 0 : -ENOMEM;
-	if (e == 0 && j->round)
-		e = store_shards_clear(j->s->store, j->run_id, j->idx);
-	if (e == 0)
-		e = store_shards_create(j->s->store, j->run_id, j->idx, j->s->cl.node, params);
+	e = params ? store_shards_create(j->s->store, j->run_id, j->idx, j->s->cl.node, params)
+	           : -ENOMEM;
 	json_decref(params);
 	if (e < 0) {
 		job_fail(j, "cannot queue the shards of the load: %s", store_errmsg(j->s->store));
@@ -253,9 +259,15 @@ static void job_claiming(struct probe_fanout_job *j, int64_t now)
 		        first, j->nodes, CLAIM_WAIT_MS / 1000, queued);
 		return;
 	}
-	if (queued > 0 || clock_offset(j->s->store, &j->offset_ms) < 0 ||
-	    store_shards_start(j->s->store, j->run_id, j->idx, START_LEAD_MS, &j->start_at) < 0)
+	if (queued > 0)
 		return;
+	if (clock_offset(j->s->store, &j->offset_ms) < 0 ||
+	    store_shards_start(j->s->store, j->run_id, j->idx, START_LEAD_MS, &j->start_at) < 0) {
+		if (now >= j->deadline + CLAIM_WAIT_MS)
+			job_fail(j, "cannot agree on the start of the load: %s",
+			         store_errmsg(j->s->store));
+		return;
+	}
 	j->phase = JOB_RUNNING;
 	j->go(j->userdata, j->nodes, j->start_at + (int64_t)llround(j->offset_ms));
 }
@@ -331,10 +343,18 @@ static void job_collecting(struct probe_fanout_job *j, int64_t now)
 	char why[512];
 	const char *pending_node = NULL;
 
-	if (store_shards_list(j->s->store, j->run_id, j->idx, &shards) < 0) {
+	if (!j->has_shards) {
+		shards = json_array(); /* this node alone */
+	} else if (store_shards_list(j->s->store, j->run_id, j->idx, &shards) < 0) {
 		if (now < j->deadline)
 			return;
 		shards = json_array();
+		if (!j->failed) { /* never a smaller load passed off as the whole */
+			j->failed = true;
+			snprintf(j->why, sizeof(j->why),
+			         "cannot read the other nodes' results within %d s of the end: %s",
+			         END_GRACE_MS / 1000, store_errmsg(j->s->store));
+		}
 	}
 	json_array_foreach (shards, i, sh) {
 		const char *state = json_string_value(json_object_get(sh, "state"));
@@ -426,12 +446,28 @@ static int job_begin(struct probe *p, json_t *round, probe_fanout_go_cb go,
 	return 0;
 }
 
+/* How long after the agreed start the last shard begins (rate mode). */
+static int64_t last_stagger_ms(const struct probe_fanout_job *j)
+{
+	struct fanload_round rd;
+	struct probe_load_share sh = {0};
+
+	if (j->nodes <= 1)
+		return 0;
+	if (j->round && fanload_round_from_json(j->round, &rd) == 0)
+		fanload_round_share(j->p->sp, &rd, j->nodes - 1, j->nodes, &sh);
+	else if (!j->round)
+		probe_load_share(j->p->sp, j->nodes - 1, j->nodes, &sh);
+	return sh.stagger_ms;
+}
+
 static void job_collect(struct probe_fanout_job *j, int64_t started_ms, probe_fanout_done_cb done)
 {
 	j->own_started_ms = started_ms;
 	j->done = done;
 	j->phase = JOB_COLLECTING;
-	j->deadline = rd_now_ms() + END_GRACE_MS;
+	/* The last shard starts, so ends, its stagger after this one. */
+	j->deadline = rd_now_ms() + END_GRACE_MS + last_stagger_ms(j);
 	uv_timer_start(&j->timer, on_job_tick, 0, POLL_END_MS);
 }
 
