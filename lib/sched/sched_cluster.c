@@ -175,6 +175,30 @@ static void beat(struct sched *s, int64_t now)
 	json_decref(held);
 }
 
+/* A node silent past its lease whose database session lives on (stopped,
+ * cut off, its host gone without a word) would hold its load slots until
+ * the server gave up on the session: that session is ended. If the node
+ * comes back it reconnects, and the fence keeps it from writing to the
+ * runs it lost. */
+static void evict(struct sched *s, int64_t now)
+{
+	json_t *gone = NULL, *item;
+	size_t i;
+
+	if (store_nodes_evict(s->store, now, s->cl.lease_ms, s->cl.node, &gone) < 0) {
+		rd_log(RD_LOG_DEBUG, NULL, "Failed to end the sessions of stopped nodes: %s",
+		       store_errmsg(s->store));
+		return;
+	}
+	json_array_foreach (gone, i, item)
+		sched_report(s, 0,
+		             "node '%s' stopped renewing its lease: its database session (pid "
+		             "%lld) was ended, freeing the load slots it held",
+		             json_string_value(json_object_get(item, "node")),
+		             (long long)json_integer_value(json_object_get(item, "pid")));
+	json_decref(gone);
+}
+
 static void expire(struct sched *s, int64_t now)
 {
 	json_t *runs = NULL, *item;
@@ -192,6 +216,7 @@ static void expire(struct sched *s, int64_t now)
 		             json_string_value(json_object_get(item, "node")),
 		             json_string_value(json_object_get(item, "state")));
 	json_decref(runs);
+	evict(s, now);
 }
 
 /* ---- Runs other nodes execute, for watchers here ------------------------ */

@@ -381,6 +381,44 @@ class ClusterTest(lib.TestCase):
         self.assertEqual(run['probes'][0]['state'], 'interrupted', run)
         self.assertIn("node 'node-d' no longer holds it", victim.log())
 
+    def test_4e_stalled_node_frees_its_load_slot(self):
+        """A node stopped (SIGSTOP) while it drives load keeps its host's
+        load slot in its database session, which the server keeps open:
+        once its lease has passed another node ends that session, and a run
+        waiting for the slot on a third node goes on and passes (without
+        it, the waiting run would wait until its own timeout). Woken, the
+        stopped node reconnects by itself."""
+        victim, b = self.node('node-a'), self.node('node-b')
+        held = self.claimed_by(victim, load_spec(self.demo.url, 'hold', '30s', 10).replace(
+            'version: 1.0.0', 'version: 3.0.1'))
+        self.wait_state(victim, held, lambda r: r['probes'][0]['state'] == 'running',
+                        what='load running')
+        waiting = self.claimed_by(b, load_spec(self.demo.url, 'next', '1s', 10).replace(
+            'version: 1.0.0', 'version: 3.0.2'))
+        self.wait_state(b, waiting, lambda r: ((r['progress'] or {}).get('current') or {}).get(
+            'waiting', '').startswith('waiting for a load slot'), what='wait for the slot')
+        victim.send_signal(signal.SIGSTOP)
+        stopped = time.monotonic()
+        try:
+            run = self.wait_state(b, waiting, lambda r: r['state'] != 'running',
+                                  timeout=LEASE_S + CHECK_S + 8, what='end of the waiting run')
+            took = time.monotonic() - stopped
+        finally:
+            victim.send_signal(signal.SIGCONT)
+        print('run waiting for the slot of a stopped node: %s %.2f s after SIGSTOP (lease %.0f s)'
+              % (run['state'], took, LEASE_S))
+        self.assertEqual(run['state'], 'passed', run)
+        self.assertIn("node 'node-a' stopped renewing its lease: its database session",
+                      ''.join(d.log() for d in self.others('node-a')))
+        run = self.wait_state(b, held, lambda r: r['state'] != 'running', timeout=10,
+                              what='interruption')
+        print('held run %s %.2f s after SIGSTOP' % (run['state'], time.monotonic() - stopped))
+        self.assertEqual((run['state'], run['node']), ('interrupted', 'node-a'), run)
+        deadline = time.monotonic() + 20
+        while victim.get('/readyz').status != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertEqual(victim.get('/readyz').status, 200, victim.log()[-2000:])
+
     def test_5_killed_node(self):
         """SIGKILL of the node executing a long run: another node interrupts
         it within the lease plus one check period, never leaving it

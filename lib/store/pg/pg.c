@@ -609,6 +609,7 @@ static const struct store_ops pg_ops = {
         .node_beat = pg_node_beat,
         .run_claim = pg_run_claim,
         .leases_expire = pg_leases_expire,
+        .nodes_evict = pg_nodes_evict,
         .run_cancel_request = pg_run_cancel_request,
         .run_release = pg_run_release,
         .queued_hint = pg_queued_hint,

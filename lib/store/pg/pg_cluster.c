@@ -50,9 +50,13 @@ int pg_node_beat(struct store *st, const char *node, const char *version, int64_
 		                  : !version ? "version"
 		                             : "lease");
 	r = pg_exec(st,
-	            "WITH beat AS (INSERT INTO nodes (id, started_at, heartbeat_at, version) "
-	            "VALUES ($1, $2::bigint, $2::bigint, $3) ON CONFLICT (id) DO UPDATE SET "
+	            "WITH beat AS (INSERT INTO nodes (id, started_at, heartbeat_at, version, "
+	            "backend_pid, backend_started) VALUES ($1, $2::bigint, $2::bigint, $3, "
+	            "pg_backend_pid(), (SELECT backend_start FROM pg_stat_activity WHERE pid = "
+	            "pg_backend_pid())) ON CONFLICT (id) DO UPDATE SET "
 	            "heartbeat_at = EXCLUDED.heartbeat_at, version = EXCLUDED.version, "
+	            "backend_pid = EXCLUDED.backend_pid, backend_started = "
+	            "EXCLUDED.backend_started, "
 	            "started_at = CASE WHEN nodes.heartbeat_at < EXCLUDED.heartbeat_at - "
 	            "$4::bigint THEN EXCLUDED.started_at ELSE nodes.started_at END) "
 	            "UPDATE runs SET lease_until = $2::bigint + $4::bigint "
@@ -145,6 +149,38 @@ int pg_leases_expire(struct store *st, int64_t now_ms, const char *node, json_t 
 		pg_wrote(st);
 	if (r == 0)
 		r = pg_rows_to_array(st, res, expired_cols, RD_ARRAY_SIZE(expired_cols), ret_runs);
+	PQclear(res);
+	return r;
+}
+
+/* The sessions of nodes silent for longer than the lease, as their last
+ * beat recorded them, ended: their session locks (load slots) are freed.
+ * Never this session. */
+static const struct store_col evicted_cols[] = {
+        {"node", COL_TEXT, true},
+        {"pid", COL_INT, true},
+};
+
+int pg_nodes_evict(struct store *st, int64_t now_ms, int64_t lease_ms, const char *self,
+                   json_t **ret_evicted)
+{
+	struct pg_num now, lease;
+	const char *params[] = {pg_i64(&now, now_ms), pg_i64(&lease, lease_ms), self};
+	PGresult *res = NULL;
+	int r;
+
+	if (!self || lease_ms <= 0)
+		return pg_invalid(st, "an eviction", !self ? "node" : "lease");
+	r = pg_exec(st,
+	            "WITH c AS MATERIALIZED (SELECT n.id, a.pid FROM nodes n JOIN "
+	            "pg_stat_activity a ON a.pid = n.backend_pid AND a.backend_start = "
+	            "n.backend_started WHERE n.heartbeat_at < $1::bigint - $2::bigint AND "
+	            "n.id <> $3 AND a.pid <> pg_backend_pid()) "
+	            "SELECT id, pid FROM c WHERE pg_terminate_backend(pid) ORDER BY id",
+	            3, params, &res, "end the sessions of nodes that stopped");
+	if (r == 0)
+		r = pg_rows_to_array(st, res, evicted_cols, RD_ARRAY_SIZE(evicted_cols),
+		                     ret_evicted);
 	PQclear(res);
 	return r;
 }

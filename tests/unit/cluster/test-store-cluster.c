@@ -514,6 +514,48 @@ START_TEST(test_load_slots)
 }
 END_TEST
 
+/* A node silent past its lease whose session lives on keeps its load
+ * slots until another node ends that session: then they are free. Only
+ * a session recorded by a node's beat, never the caller's own, and not
+ * while the lease holds. */
+START_TEST(test_evict_frees_load_slots)
+{
+	struct store *a = node_open(), *b = node_open();
+	json_t *held = NULL, *gone = NULL;
+	int i;
+
+	ck_assert_int_eq(store_node_beat(a, "node-a", "v", T0, LEASE, &held), 0);
+	json_decref(held);
+	ck_assert_int_eq(store_node_beat(b, "node-b", "v", T0 + LEASE, LEASE, &held), 0);
+	json_decref(held);
+	ck_assert_int_eq(store_load_slot_take(a, "demo.example", 0), 1);
+	ck_assert_int_eq(store_load_slot_take(b, "demo.example", 0), 0);
+
+	ck_assert_int_eq(store_nodes_evict(b, T0 + LEASE, LEASE, "node-b", &gone), 0);
+	ck_assert_int_eq(json_array_size(gone), 0); /* a's lease still holds */
+	json_decref(gone);
+	ck_assert_int_eq(store_load_slot_take(b, "demo.example", 0), 0);
+
+	ck_assert_int_eq(store_nodes_evict(b, T0 + 3 * LEASE, LEASE, "node-b", &gone), 0);
+	ck_assert_int_eq(json_array_size(gone), 1); /* a's, never b's own */
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(gone, 0), "node")),
+	                 "node-a");
+	ck_assert_int_gt(json_integer_value(json_object_get(json_array_get(gone, 0), "pid")), 0);
+	json_decref(gone);
+	/* The server frees the session's locks as it ends it. */
+	for (i = 0; i < 100 && store_load_slot_take(b, "demo.example", 0) == 0; i++)
+		usleep(50 * 1000);
+	ck_assert_int_eq(store_load_slot_take(b, "demo.example", 0), 1);
+	/* The session recorded is gone: nothing more to end. */
+	ck_assert_int_eq(store_nodes_evict(b, T0 + 3 * LEASE, LEASE, "node-b", &gone), 0);
+	ck_assert_int_eq(json_array_size(gone), 0);
+	json_decref(gone);
+	ck_assert_int_eq(store_nodes_evict(b, T0, LEASE, NULL, &gone), -EINVAL);
+	store_free(a);
+	store_free(b);
+}
+END_TEST
+
 START_TEST(test_sqlite_not_shared)
 {
 	struct store *st = NULL;
@@ -542,6 +584,7 @@ START_TEST(test_sqlite_not_shared)
 	ck_assert_int_eq(store_fence(st, "n"), -ENOTSUP);
 	ck_assert_int_eq(store_load_slot_take(st, "h", 0), -ENOTSUP);
 	ck_assert_int_eq(store_load_slot_release(st, "h", 0), -ENOTSUP);
+	ck_assert_int_eq(store_nodes_evict(st, 0, 1000, "n", NULL), -ENOTSUP);
 	ck_assert_ptr_null(out);
 	ck_assert_int_eq(store_run_create(st, &rn, &id, &existing), 0);
 	out = run_of(st, id);
@@ -571,6 +614,7 @@ static Suite *cluster_suite(bool pg)
 	tcase_add_test(tc, test_notifications);
 	tcase_add_test(tc, test_fence);
 	tcase_add_test(tc, test_load_slots);
+	tcase_add_test(tc, test_evict_frees_load_slots);
 	suite_add_tcase(s, tc);
 	return s;
 }
