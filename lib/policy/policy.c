@@ -661,7 +661,7 @@ static void file_work(uv_work_t *w)
 {
 	struct policy_check *c = rd_container_of(w, struct policy_check, work);
 	const struct target *t = &c->files[c->next_file];
-	int fd;
+	int fd = -1;
 
 	c->file_err = open_confined(c->p, t->url, POLICY_MAX_FILE_SIZE, &fd, c->file_why,
 	                            sizeof(c->file_why));
@@ -921,7 +921,7 @@ int policy_read_file(const struct policy *p, const char *path, size_t max, char 
 {
 	size_t len = 0;
 	char *buf;
-	int fd, r;
+	int fd = -1, r;
 
 	if (max > POLICY_MAX_FILE_SIZE)
 		max = POLICY_MAX_FILE_SIZE;
