@@ -5,7 +5,9 @@ every node takes a share of: the demo targets' own counts equal the sum
 of what the nodes measured, step by step and side by side; the capacity
 found is the demo target's known saturation and the compare's ratio the
 known slowdown, as from one node; a node killed with SIGKILL during a
-capacity step makes the probe an error naming it, the steps before kept.
+capacity step makes the probe an error naming it, the steps before kept;
+a cancel through another node, or the death of the node executing the
+run, leaves no node sending load.
 
 Every expected number comes from the demo targets' configuration or
 record (workers x 1000 / latency; 12 ms / 10 ms), never from timings of
@@ -216,6 +218,45 @@ class FanoutRoundsTest(lib.TestCase):
         self.assertLessEqual(abs(points[0]['requests'] - 800), 3, points[0])
         self.assertEqual(points[-1]['failed_on'], 'nodes', points)
         self.assertNotIn('rate', p['metrics'])
+
+    def test_4_killed_coordinator_leaves_no_load_behind(self):
+        """The node executing a spread compare killed mid-segment: another
+        node interrupts the run at its lease, and the surviving node's
+        share stops with it: no load is left running for nobody."""
+        alive = [self.nodes[n] for n in NAMES if self.nodes[n].proc.poll() is None]
+        self.assertEqual(len(alive), 2)
+        base, cand = self.demo(latency='2ms'), self.demo(latency='2ms')
+        probe = f"""  - name: cmp
+    type: compare
+    baseline: {base.url}/v1/predict
+    candidate: {cand.url}/v1/predict
+    mode: closed
+    connections: 4
+    segments: 10
+    segment_duration: 3s
+    nodes: 2
+"""
+        r = alive[0].submit(spec('rounds-orphan', probe))
+        self.assertEqual(r.status, 201, r)
+        run_id = r.json['id']
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and count(cand) < 200:
+            time.sleep(0.1)
+        self.assertGreaterEqual(count(cand), 200, 'the candidate was never loaded')
+        coordinator = alive[0].get('/v1/runs/%d' % run_id).json['node']
+        other = next(d for d in alive if self.nodes[coordinator] is not d)
+        self.nodes[coordinator].kill()
+        killed = time.monotonic()
+        run = other.wait_run(run_id, timeout=LEASE_S + 15)
+        took = time.monotonic() - killed
+        self.assertEqual(run['state'], 'interrupted', run)
+        time.sleep(2.0)  # the survivor's share learns within its 0.5 s beat
+        before = (count(base), count(cand))
+        time.sleep(1.5)
+        after = (count(base), count(cand))
+        print('coordinator %s killed: run %s %.2f s later; requests after that %s -> %s'
+              % (coordinator, run['state'], took, before, after))
+        self.assertEqual(before, after, 'a node still sends load for a run nobody executes')
 
 
 if __name__ == '__main__':
