@@ -376,6 +376,9 @@ static void slot_finalize(struct loadgen *lg, struct lg_slot *s)
 		e->errors += s->errors;
 		e->p50_ms = hist_percentile(s->h, 50) / 1000.0;
 		e->p99_ms = hist_percentile(s->h, 99) / 1000.0;
+		if (lg->cfg.keep_seconds && !e->hist &&
+		    hist_serialize(s->h, &e->hist, &e->hist_len) < 0)
+			e->hist = NULL; /* that second's merge falls back to the larger */
 	}
 	hist_reset(s->h);
 	s->sec = -1;
@@ -760,6 +763,8 @@ void loadgen_free(struct loadgen *lg)
 	hist_free(lg->result.latency);
 	hist_free(lg->result.latency_uncorrected);
 	hist_free(lg->result.failed);
+	for (size_t i = 0; i < lg->n_seconds; i++)
+		free(lg->timeline[i].hist);
 	free(lg->timeline);
 	for (size_t i = 0; lg->reqs && i < lg->n_reqs; i++)
 		free(lg->reqs[i].buf);

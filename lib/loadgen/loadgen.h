@@ -114,14 +114,22 @@ struct loadgen_config {
 	 * event, one token per event). */
 	bool stream;
 	const char *token_key;
+	/* Keep each second's latency histogram in the result's timeline (a
+	 * share of a load spread over nodes: the merge of timelines is then
+	 * exact, loadgen_result_merge). */
+	bool keep_seconds;
 };
 
 /* One second of the measured window. p50/p99 are NaN for a second without
- * successful answers. */
+ * successful answers. hist is that second's latency histogram serialized
+ * (hist_serialize, at the timeline's 2 digits; owned), kept only with
+ * keep_seconds, or after an exact merge; NULL otherwise. */
 struct loadgen_second {
 	uint64_t requests;
 	uint64_t errors;
 	double p50_ms, p99_ms;
+	uint8_t *hist;
+	size_t hist_len;
 };
 
 /* What a finished run measured. Histograms are in microseconds. */
@@ -316,6 +324,8 @@ int loadgen_result_details(const struct loadgen_result *r, json_t **ret_details)
 
 /* base64 of a serialized histogram; new object or NULL on -ENOMEM. */
 json_t *loadgen_hist_base64(const struct hist *h);
+/* len bytes of buf as a base64 JSON string; NULL (ENOMEM). */
+json_t *loadgen_base64(const uint8_t *buf, size_t len);
 
 /* Decodes base64 (as loadgen_hist_base64 writes it). *ret_buf is a new
  * malloc'd buffer. Returns 0, -EINVAL for text that is not base64, -ENOMEM. */

@@ -65,11 +65,15 @@ static int timeline_to_json(const struct loadgen_result *r, json_t *o)
 		return -ENOMEM;
 	for (size_t i = 0; i < r->n_seconds; i++) {
 		const struct loadgen_second *s = &r->timeline[i];
+		json_t *e =
+		        json_pack("[I, I, o, o]", (json_int_t)s->requests, (json_int_t)s->errors,
+		                  number_or_null(s->p50_ms), number_or_null(s->p99_ms));
 
-		if (json_array_append_new(tl, json_pack("[I, I, o, o]", (json_int_t)s->requests,
-		                                        (json_int_t)s->errors,
-		                                        number_or_null(s->p50_ms),
-		                                        number_or_null(s->p99_ms))) < 0)
+		/* The second's histogram, when kept: its percentiles merge exactly. */
+		if (e && s->hist &&
+		    json_array_append_new(e, loadgen_base64(s->hist, s->hist_len)) < 0)
+			json_decref(e), e = NULL;
+		if (json_array_append_new(tl, e) < 0)
 			return -ENOMEM;
 	}
 	return 0;
@@ -155,11 +159,26 @@ static int timeline_from_json(const json_t *tl, struct loadgen_result *r)
 		json_int_t req = json_integer_value(json_array_get(s, 0));
 		json_int_t err = json_integer_value(json_array_get(s, 1));
 
-		if (json_array_size(s) != 4 || req < 0 || err < 0 || err > req)
+		const char *b64 = json_string_value(json_array_get(s, 4));
+		struct loadgen_second *sec = &r->timeline[i];
+		struct hist *check = NULL;
+		int e;
+
+		if (json_array_size(s) < 4 || json_array_size(s) > 5 || req < 0 || err < 0 ||
+		    err > req || (json_array_size(s) == 5 && !b64))
 			return -EINVAL;
-		r->timeline[i] = (struct loadgen_second){(uint64_t)req, (uint64_t)err,
-		                                         number_of(json_array_get(s, 2)),
-		                                         number_of(json_array_get(s, 3))};
+		*sec = (struct loadgen_second){(uint64_t)req, (uint64_t)err,
+		                               number_of(json_array_get(s, 2)),
+		                               number_of(json_array_get(s, 3))};
+		if (!b64)
+			continue;
+		/* A histogram that does not read back is refused here, not
+		 * found broken in the middle of a merge. */
+		e = loadgen_base64_decode(b64, &sec->hist, &sec->hist_len);
+		e = e ?: hist_deserialize(sec->hist, sec->hist_len, &check);
+		hist_free(check);
+		if (e < 0)
+			return e;
 	}
 	return 0;
 }
@@ -226,9 +245,61 @@ static int hist_merge_into(struct hist **dst, const struct hist *src)
 	return hist_merge(*dst, src);
 }
 
+/* d's histogram (its second's, serialized) gets s's: the merged second's
+ * percentiles are then those of one histogram fed both nodes' samples. */
+static int second_merge_exact(struct loadgen_second *d, const struct loadgen_second *s)
+{
+	struct hist *a = NULL, *b = NULL;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int e = hist_deserialize(d->hist, d->hist_len, &a);
+
+	e = e ?: hist_deserialize(s->hist, s->hist_len, &b);
+	e = e ?: hist_merge(a, b);
+	e = e ?: hist_serialize(a, &buf, &len);
+	if (e == 0) {
+		free(d->hist);
+		d->hist = buf;
+		d->hist_len = len;
+		d->p50_ms = hist_count(a) ? hist_percentile(a, 50) / 1000.0 : NAN;
+		d->p99_ms = hist_count(a) ? hist_percentile(a, 99) / 1000.0 : NAN;
+	}
+	hist_free(a);
+	hist_free(b);
+	return e;
+}
+
 /* Second i of every node is the same second since the agreed start: the
- * counts add up; the per-second percentiles cannot be merged from two
- * numbers, so the larger is kept (an upper bound; docs/MEASUREMENT.md). */
+ * counts add up. The percentiles are merged exactly from the seconds'
+ * histograms when every node kept them (keep_seconds); a second some node
+ * sent without one (a node of an older version) keeps the larger of the
+ * two numbers instead, an upper bound (docs/MEASUREMENT.md). */
+static int second_merge(struct loadgen_second *d, const struct loadgen_second *s)
+{
+	bool empty = d->requests == 0 && !d->hist;
+
+	d->requests += s->requests;
+	d->errors += s->errors;
+	if (empty && s->hist) { /* the first to reach this second */
+		d->hist = malloc(s->hist_len);
+		if (!d->hist)
+			return -ENOMEM;
+		memcpy(d->hist, s->hist, s->hist_len);
+		d->hist_len = s->hist_len;
+		d->p50_ms = s->p50_ms;
+		d->p99_ms = s->p99_ms;
+		return 0;
+	}
+	if (d->hist && s->hist)
+		return second_merge_exact(d, s);
+	free(d->hist); /* no longer exact */
+	d->hist = NULL;
+	d->hist_len = 0;
+	d->p50_ms = isnan(d->p50_ms) || s->p50_ms > d->p50_ms ? s->p50_ms : d->p50_ms;
+	d->p99_ms = isnan(d->p99_ms) || s->p99_ms > d->p99_ms ? s->p99_ms : d->p99_ms;
+	return 0;
+}
+
 static int timeline_merge(struct loadgen_result *dst, const struct loadgen_result *src)
 {
 	struct loadgen_second *tl;
@@ -244,13 +315,10 @@ static int timeline_merge(struct loadgen_result *dst, const struct loadgen_resul
 		dst->n_seconds = n;
 	}
 	for (size_t i = 0; i < src->n_seconds; i++) {
-		struct loadgen_second *d = &dst->timeline[i];
-		const struct loadgen_second *s = &src->timeline[i];
+		int e = second_merge(&dst->timeline[i], &src->timeline[i]);
 
-		d->requests += s->requests;
-		d->errors += s->errors;
-		d->p50_ms = isnan(d->p50_ms) || s->p50_ms > d->p50_ms ? s->p50_ms : d->p50_ms;
-		d->p99_ms = isnan(d->p99_ms) || s->p99_ms > d->p99_ms ? s->p99_ms : d->p99_ms;
+		if (e < 0)
+			return e;
 	}
 	return 0;
 }
@@ -321,6 +389,8 @@ void loadgen_result_deinit(struct loadgen_result *r)
 		hist_free(*hist_slot(r, i));
 		*hist_slot(r, i) = NULL;
 	}
+	for (size_t i = 0; r->timeline && i < r->n_seconds; i++)
+		free(r->timeline[i].hist);
 	free(r->timeline);
 	r->timeline = NULL;
 	r->n_seconds = 0;

@@ -140,23 +140,28 @@ int loadgen_result_metrics(const struct loadgen_result *r, json_t **ret_metrics)
 	return 0;
 }
 
+json_t *loadgen_base64(const uint8_t *buf, size_t len)
+{
+	char *b64 = malloc(4 * ((len + 2) / 3) + 1);
+	json_t *j;
+
+	if (!b64)
+		return NULL;
+	EVP_EncodeBlock((unsigned char *)b64, buf, (int)len);
+	j = json_string(b64);
+	free(b64);
+	return j;
+}
+
 json_t *loadgen_hist_base64(const struct hist *h)
 {
 	uint8_t *buf = NULL;
 	size_t len = 0;
-	char *b64;
 	json_t *j;
 
 	if (hist_serialize(h, &buf, &len) < 0)
 		return NULL;
-	b64 = malloc(4 * ((len + 2) / 3) + 1);
-	if (!b64) {
-		free(buf);
-		return NULL;
-	}
-	EVP_EncodeBlock((unsigned char *)b64, buf, (int)len);
-	j = json_string(b64);
-	free(b64);
+	j = loadgen_base64(buf, len);
 	free(buf);
 	return j;
 }

@@ -294,6 +294,7 @@ static int engine_start(struct fanload *fl, int nodes, int64_t start_ms)
 		cfg.connections = (int)sh.connections;
 		cfg.threads = (int)sh.threads;
 		cfg.rate = sh.rate;
+		cfg.keep_seconds = true; /* the timelines merge exactly */
 	}
 	r = loadgen_new(&cfg, fl->p->loop, on_engine_done, fl, &fl->lg, fl->why, sizeof(fl->why));
 	if (r < 0) {

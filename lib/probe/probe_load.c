@@ -589,6 +589,7 @@ static int load_engine_start(struct load_probe *lp, int64_t start_ms)
 
 	load_config(p, &cfg);
 	load_config_share(lp, &cfg);
+	cfg.keep_seconds = lp->nodes > 1; /* the timelines merge exactly */
 	cfg.ca_pem = lp->ca_pem;
 	cfg.ca_pem_len = lp->ca_pem_len;
 	probe_corpus_config(p->sp, lp->corpus, &cfg);

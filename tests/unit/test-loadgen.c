@@ -784,6 +784,89 @@ START_TEST(test_merge_exact)
 }
 END_TEST
 
+/* Per-second timelines whose seconds carry their histograms (the engine's
+ * keep_seconds) merge exactly: each merged second's p50 and p99 are those
+ * of one histogram fed every node's samples of that second. A node whose
+ * seconds carry none (an older version) makes those seconds the larger of
+ * the numbers, and drops their histogram. */
+static void second_samples(struct loadgen_second *sec, struct hist *all, uint64_t *x, int64_t base,
+                           int n)
+{
+	struct hist *h;
+
+	ck_assert_int_eq(hist_new(HIST_HIGHEST_DEFAULT, 2, &h), 0);
+	for (int i = 0; i < n; i++) {
+		int64_t v = base + (int64_t)(xorshift(x) % (uint64_t)(base * 4));
+
+		ck_assert_int_eq(hist_record(h, v), 0);
+		ck_assert_int_eq(hist_record(all, v), 0);
+	}
+	*sec = (struct loadgen_second){(uint64_t)n, 0, hist_percentile(h, 50) / 1000.0,
+	                               hist_percentile(h, 99) / 1000.0};
+	ck_assert_int_eq(hist_serialize(h, &sec->hist, &sec->hist_len), 0);
+	hist_free(h);
+}
+
+START_TEST(test_merge_seconds_exact)
+{
+	static const int64_t base[3] = {900, 15000, 4000}; /* us: nodes that differ */
+	struct loadgen_result shards[3], merged = {0}, old = {0};
+	struct hist *all[4];
+	uint64_t x = 12345;
+
+	for (int t = 0; t < 4; t++)
+		ck_assert_int_eq(hist_new(HIST_HIGHEST_DEFAULT, 2, &all[t]), 0);
+	for (int i = 0; i < 3; i++) {
+		shards[i] =
+		        (struct loadgen_result){.clean = true, .rate_kept = true, .elapsed_s = 4};
+		ck_assert_int_eq(
+		        hist_new(HIST_HIGHEST_DEFAULT, HIST_DIGITS_DEFAULT, &shards[i].latency), 0);
+		ck_assert_int_eq(
+		        hist_new(HIST_HIGHEST_DEFAULT, HIST_DIGITS_DEFAULT, &shards[i].failed), 0);
+		shards[i].n_seconds = 4;
+		shards[i].timeline = calloc(4, sizeof(struct loadgen_second));
+		for (int t = 0; t < 4; t++)
+			second_samples(&shards[i].timeline[t], all[t], &x, base[i], 200 + 50 * i);
+	}
+	for (int i = 0; i < 3; i++) {
+		struct loadgen_result back;
+		json_t *j = NULL;
+
+		ck_assert_int_eq(loadgen_result_to_json(&shards[i], &j), 0);
+		ck_assert_int_eq(loadgen_result_from_json(j, &back), 0);
+		ck_assert_ptr_nonnull(back.timeline[0].hist);
+		ck_assert_int_eq(loadgen_result_merge(&merged, &back), 0);
+		loadgen_result_deinit(&back);
+		json_decref(j);
+	}
+	for (int t = 0; t < 4; t++) {
+		ck_assert_uint_eq(merged.timeline[t].requests, 200 + 250 + 300);
+		ck_assert_ptr_nonnull(merged.timeline[t].hist);
+		ck_assert(merged.timeline[t].p50_ms == hist_percentile(all[t], 50) / 1000.0);
+		ck_assert(merged.timeline[t].p99_ms == hist_percentile(all[t], 99) / 1000.0);
+		/* the largest node's p99 (the fallback) is not it */
+		ck_assert(merged.timeline[t].p99_ms != shards[1].timeline[t].p99_ms);
+	}
+	/* A node without the seconds' histograms: those seconds are the larger. */
+	old = (struct loadgen_result){.clean = true, .elapsed_s = 1};
+	ck_assert_int_eq(hist_new(HIST_HIGHEST_DEFAULT, HIST_DIGITS_DEFAULT, &old.latency), 0);
+	ck_assert_int_eq(hist_new(HIST_HIGHEST_DEFAULT, HIST_DIGITS_DEFAULT, &old.failed), 0);
+	old.n_seconds = 1;
+	old.timeline = calloc(1, sizeof(struct loadgen_second));
+	old.timeline[0] = (struct loadgen_second){10, 0, 1000.0, 2000.0};
+	ck_assert_int_eq(loadgen_result_merge(&merged, &old), 0);
+	ck_assert_ptr_null(merged.timeline[0].hist);
+	ck_assert(merged.timeline[0].p99_ms == 2000.0);
+	ck_assert_ptr_nonnull(merged.timeline[1].hist);
+	for (int t = 0; t < 4; t++)
+		hist_free(all[t]);
+	loadgen_result_deinit(&old);
+	loadgen_result_deinit(&merged);
+	for (int i = 0; i < 3; i++)
+		loadgen_result_deinit(&shards[i]);
+}
+END_TEST
+
 /* What another node hands back is untrusted: anything but a result is
  * refused, never merged. */
 START_TEST(test_merge_bad_json)
@@ -813,6 +896,17 @@ START_TEST(test_merge_bad_json)
 	ck_assert_int_eq(loadgen_result_from_json(j, &r), -EINVAL);
 	json_object_set_new(json_object_get(j, "histograms"), "latency", json_null());
 	ck_assert_int_eq(loadgen_result_from_json(j, &r), -EINVAL); /* none */
+	/* A second whose histogram is no histogram, or not text. */
+	json_object_set_new(json_object_get(j, "histograms"), "latency",
+	                    loadgen_hist_base64(ok.latency));
+	json_object_set_new(j, "timeline",
+	                    json_pack("[[i, i, f, f, s]]", 1, 0, 1.0, 1.0, "UkRIRw=="));
+	ck_assert_int_eq(loadgen_result_from_json(j, &r), -EINVAL);
+	json_object_set_new(j, "timeline", json_pack("[[i, i, f, f, i]]", 1, 0, 1.0, 1.0, 7));
+	ck_assert_int_eq(loadgen_result_from_json(j, &r), -EINVAL);
+	json_object_set_new(j, "timeline", json_pack("[[i, i, f, f]]", 1, 0, 1.0, 1.0));
+	ck_assert_int_eq(loadgen_result_from_json(j, &r), 0);
+	loadgen_result_deinit(&r);
 	json_decref(j);
 	loadgen_result_deinit(&ok);
 }
@@ -832,6 +926,7 @@ static Suite *loadgen_suite(void)
 	tcase_add_loop_test(tc, test_parse, 0, sizeof(parse_cases) / sizeof(parse_cases[0]));
 	tcase_add_loop_test(tc, test_bad_config, 0, sizeof(bad_configs) / sizeof(bad_configs[0]));
 	tcase_add_test(tc, test_merge_exact);
+	tcase_add_test(tc, test_merge_seconds_exact);
 	tcase_add_test(tc, test_merge_bad_json);
 	suite_add_tcase(s, tc);
 	tcase_set_timeout(te, 60);
