@@ -376,7 +376,9 @@ static void slot_finalize(struct loadgen *lg, struct lg_slot *s)
 		e->errors += s->errors;
 		e->p50_ms = hist_percentile(s->h, 50) / 1000.0;
 		e->p99_ms = hist_percentile(s->h, 99) / 1000.0;
-		if (lg->cfg.keep_seconds && !e->hist &&
+		/* The first hour, as reports show it (LOADGEN_DETAILS_TIMELINE):
+		 * a few hundred bytes a second, handed back between nodes. */
+		if (lg->cfg.keep_seconds && !e->hist && s->sec < LOADGEN_DETAILS_TIMELINE &&
 		    hist_serialize(s->h, &e->hist, &e->hist_len) < 0)
 			e->hist = NULL; /* that second's merge falls back to the larger */
 	}
