@@ -57,6 +57,31 @@ static double number_of(const json_t *v)
 	return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
+/* The seconds' histograms, when kept (their percentiles then merge
+ * exactly), beside the timeline under a key of their own, which readers
+ * that do not know it pass over: [base64 or null, ...]. */
+static int timeline_hists_to_json(const struct loadgen_result *r, json_t *o)
+{
+	json_t *a;
+	size_t i;
+
+	for (i = 0; i < r->n_seconds && !r->timeline[i].hist; i++)
+		;
+	if (i == r->n_seconds)
+		return 0;
+	a = json_array();
+	if (!a || json_object_set_new(o, "timeline_hists", a) < 0)
+		return -ENOMEM;
+	for (i = 0; i < r->n_seconds; i++) {
+		const struct loadgen_second *s = &r->timeline[i];
+
+		if (json_array_append_new(a, s->hist ? loadgen_base64(s->hist, s->hist_len)
+		                                     : json_null()) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 static int timeline_to_json(const struct loadgen_result *r, json_t *o)
 {
 	json_t *tl = json_array();
@@ -65,18 +90,14 @@ static int timeline_to_json(const struct loadgen_result *r, json_t *o)
 		return -ENOMEM;
 	for (size_t i = 0; i < r->n_seconds; i++) {
 		const struct loadgen_second *s = &r->timeline[i];
-		json_t *e =
-		        json_pack("[I, I, o, o]", (json_int_t)s->requests, (json_int_t)s->errors,
-		                  number_or_null(s->p50_ms), number_or_null(s->p99_ms));
 
-		/* The second's histogram, when kept: its percentiles merge exactly. */
-		if (e && s->hist &&
-		    json_array_append_new(e, loadgen_base64(s->hist, s->hist_len)) < 0)
-			json_decref(e), e = NULL;
-		if (json_array_append_new(tl, e) < 0)
+		if (json_array_append_new(tl, json_pack("[I, I, o, o]", (json_int_t)s->requests,
+		                                        (json_int_t)s->errors,
+		                                        number_or_null(s->p50_ms),
+		                                        number_or_null(s->p99_ms))) < 0)
 			return -ENOMEM;
 	}
-	return 0;
+	return timeline_hists_to_json(r, o);
 }
 
 int loadgen_result_to_json(const struct loadgen_result *r, json_t **ret_json)
@@ -159,22 +180,35 @@ static int timeline_from_json(const json_t *tl, struct loadgen_result *r)
 		json_int_t req = json_integer_value(json_array_get(s, 0));
 		json_int_t err = json_integer_value(json_array_get(s, 1));
 
-		const char *b64 = json_string_value(json_array_get(s, 4));
+		if (json_array_size(s) != 4 || req < 0 || err < 0 || err > req)
+			return -EINVAL;
+		r->timeline[i] = (struct loadgen_second){(uint64_t)req, (uint64_t)err,
+		                                         number_of(json_array_get(s, 2)),
+		                                         number_of(json_array_get(s, 3))};
+	}
+	return 0;
+}
+
+/* timeline_hists_to_json's array read back into r's seconds. A histogram
+ * that does not read back is refused here, not found broken in the
+ * middle of a merge. */
+static int timeline_hists_from_json(const json_t *a, struct loadgen_result *r)
+{
+	if (!a)
+		return 0;
+	if (!json_is_array(a) || json_array_size(a) != r->n_seconds)
+		return -EINVAL;
+	for (size_t i = 0; i < r->n_seconds; i++) {
+		const json_t *v = json_array_get(a, i);
 		struct loadgen_second *sec = &r->timeline[i];
 		struct hist *check = NULL;
 		int e;
 
-		if (json_array_size(s) < 4 || json_array_size(s) > 5 || req < 0 || err < 0 ||
-		    err > req || (json_array_size(s) == 5 && !b64))
-			return -EINVAL;
-		*sec = (struct loadgen_second){(uint64_t)req, (uint64_t)err,
-		                               number_of(json_array_get(s, 2)),
-		                               number_of(json_array_get(s, 3))};
-		if (!b64)
+		if (json_is_null(v))
 			continue;
-		/* A histogram that does not read back is refused here, not
-		 * found broken in the middle of a merge. */
-		e = loadgen_base64_decode(b64, &sec->hist, &sec->hist_len);
+		if (!json_is_string(v))
+			return -EINVAL;
+		e = loadgen_base64_decode(json_string_value(v), &sec->hist, &sec->hist_len);
 		e = e ?: hist_deserialize(sec->hist, sec->hist_len, &check);
 		hist_free(check);
 		if (e < 0)
@@ -221,6 +255,7 @@ int loadgen_result_from_json(const json_t *j, struct loadgen_result *ret_result)
 	e = scalars_from_json(j, &r);
 	e = e ?: hists_from_json(json_object_get(j, "histograms"), &r);
 	e = e ?: timeline_from_json(json_object_get(j, "timeline"), &r);
+	e = e ?: timeline_hists_from_json(json_object_get(j, "timeline_hists"), &r);
 	if (e < 0) {
 		loadgen_result_deinit(&r);
 		return e;
@@ -280,6 +315,8 @@ static int second_merge(struct loadgen_second *d, const struct loadgen_second *s
 
 	d->requests += s->requests;
 	d->errors += s->errors;
+	if (s->requests == 0 && !s->hist)
+		return 0;       /* nothing of that node in this second */
 	if (empty && s->hist) { /* the first to reach this second */
 		d->hist = malloc(s->hist_len);
 		if (!d->hist)
@@ -290,8 +327,9 @@ static int second_merge(struct loadgen_second *d, const struct loadgen_second *s
 		d->p99_ms = s->p99_ms;
 		return 0;
 	}
-	if (d->hist && s->hist)
-		return second_merge_exact(d, s);
+	/* Histograms that do not merge (another node's settings) fall back. */
+	if (d->hist && s->hist && second_merge_exact(d, s) == 0)
+		return 0;
 	free(d->hist); /* no longer exact */
 	d->hist = NULL;
 	d->hist_len = 0;

@@ -180,12 +180,12 @@ static void beat(struct sched *s, int64_t now)
  * the server gave up on the session: that session is ended. If the node
  * comes back it reconnects, and the fence keeps it from writing to the
  * runs it lost. */
-static void evict(struct sched *s, int64_t now)
+static void evict(struct sched *s)
 {
 	json_t *gone = NULL, *item;
 	size_t i;
 
-	if (store_nodes_evict(s->store, now, s->cl.lease_ms, s->cl.node, &gone) < 0) {
+	if (store_nodes_evict(s->store, s->cl.node, &gone) < 0) {
 		rd_log(RD_LOG_DEBUG, NULL, "Failed to end the sessions of stopped nodes: %s",
 		       store_errmsg(s->store));
 		return;
@@ -216,7 +216,7 @@ static void expire(struct sched *s, int64_t now)
 		             json_string_value(json_object_get(item, "node")),
 		             json_string_value(json_object_get(item, "state")));
 	json_decref(runs);
-	evict(s, now);
+	evict(s);
 }
 
 /* ---- Runs other nodes execute, for watchers here ------------------------ */

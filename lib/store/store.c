@@ -464,11 +464,9 @@ bool store_queued_hint(struct store *st)
 	return st->ops->queued_hint(st);
 }
 
-int store_nodes_evict(struct store *st, int64_t now_ms, int64_t lease_ms, const char *self,
-                      json_t **ret_evicted)
+int store_nodes_evict(struct store *st, const char *self, json_t **ret_evicted)
 {
-	return st->ops->nodes_evict ? st->ops->nodes_evict(st, now_ms, lease_ms, self, ret_evicted)
-	                            : -ENOTSUP;
+	return st->ops->nodes_evict ? st->ops->nodes_evict(st, self, ret_evicted) : -ENOTSUP;
 }
 
 int store_fence(struct store *st, const char *node)

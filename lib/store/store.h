@@ -487,14 +487,15 @@ int store_run_claim(struct store *st, const char *node, int64_t lease_until, int
  * (new reference): [{id, node, state}], state being what the run became. */
 int store_leases_expire(struct store *st, int64_t now_ms, const char *node, json_t **ret_runs);
 
-/* Ends the database sessions of nodes whose last heartbeat is more than
- * lease_ms before now_ms (their clocks, as store_leases_expire), other
- * than self: a node that stopped without its session ending would keep
- * its load slots (session locks) until the server gave up on it.
+/* Ends the database sessions of nodes other than self whose last
+ * heartbeat's lease (their own lease, from the database's clock when the
+ * beat was written) has passed on the database's clock: a node that
+ * stopped without its session ending would keep its load slots (session
+ * locks) until the server gave up on it. A heartbeat (store_node_beat)
+ * likewise ends its own node's previous session, left by a reconnect.
  * *ret_evicted (new reference) is [{node, pid}], one per session ended.
  * -ENOTSUP on a store only this process uses. */
-int store_nodes_evict(struct store *st, int64_t now_ms, int64_t lease_ms, const char *self,
-                      json_t **ret_evicted);
+int store_nodes_evict(struct store *st, const char *self, json_t **ret_evicted);
 
 /* Cancels run id on behalf of a node that does not execute it: a queued
  * run is cancelled at once (returns 0); a running one is marked for its

@@ -123,12 +123,11 @@ struct store_ops {
 	int (*run_cancel_request)(struct store *st, int64_t id, int64_t now_ms);
 	int (*run_release)(struct store *st, int64_t id, const char *node);
 	bool (*queued_hint)(struct store *st);
-	int (*fence)(struct store *st, const char *node); /* optional */
-	int (*nodes_evict)(struct store *st, int64_t now_ms, int64_t lease_ms, const char *self,
-	                   json_t **ret_evicted);                               /* optional */
-	int (*load_slot_take)(struct store *st, const char *host, int slot);    /* optional */
-	int (*load_slot_release)(struct store *st, const char *host, int slot); /* optional */
-	int (*partition_metrics)(struct store *st, int64_t *ret_upto);          /* optional */
+	int (*fence)(struct store *st, const char *node);                             /* optional */
+	int (*nodes_evict)(struct store *st, const char *self, json_t **ret_evicted); /* optional */
+	int (*load_slot_take)(struct store *st, const char *host, int slot);          /* optional */
+	int (*load_slot_release)(struct store *st, const char *host, int slot);       /* optional */
+	int (*partition_metrics)(struct store *st, int64_t *ret_upto);                /* optional */
 	/* Shards of a fanned-out load probe (store_shard.h); NULL: -ENOTSUP. */
 	const struct store_shard_ops *shard;
 };

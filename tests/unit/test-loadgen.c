@@ -847,6 +847,26 @@ START_TEST(test_merge_seconds_exact)
 		/* the largest node's p99 (the fallback) is not it */
 		ck_assert(merged.timeline[t].p99_ms != shards[1].timeline[t].p99_ms);
 	}
+	/* A node that had nothing in a second leaves it exact. */
+	{
+		struct loadgen_result quiet = {.clean = true, .elapsed_s = 1};
+
+		ck_assert_int_eq(
+		        hist_new(HIST_HIGHEST_DEFAULT, HIST_DIGITS_DEFAULT, &quiet.latency), 0);
+		ck_assert_int_eq(hist_new(HIST_HIGHEST_DEFAULT, HIST_DIGITS_DEFAULT, &quiet.failed),
+		                 0);
+		quiet.n_seconds = 4;
+		quiet.timeline = calloc(4, sizeof(struct loadgen_second));
+		for (int t = 0; t < 4; t++)
+			quiet.timeline[t] = (struct loadgen_second){0, 0, NAN, NAN};
+		ck_assert_int_eq(loadgen_result_merge(&merged, &quiet), 0);
+		for (int t = 0; t < 4; t++) {
+			ck_assert_ptr_nonnull(merged.timeline[t].hist);
+			ck_assert(merged.timeline[t].p99_ms ==
+			          hist_percentile(all[t], 99) / 1000.0);
+		}
+		loadgen_result_deinit(&quiet);
+	}
 	/* A node without the seconds' histograms: those seconds are the larger. */
 	old = (struct loadgen_result){.clean = true, .elapsed_s = 1};
 	ck_assert_int_eq(hist_new(HIST_HIGHEST_DEFAULT, HIST_DIGITS_DEFAULT, &old.latency), 0);
@@ -896,15 +916,18 @@ START_TEST(test_merge_bad_json)
 	ck_assert_int_eq(loadgen_result_from_json(j, &r), -EINVAL);
 	json_object_set_new(json_object_get(j, "histograms"), "latency", json_null());
 	ck_assert_int_eq(loadgen_result_from_json(j, &r), -EINVAL); /* none */
-	/* A second whose histogram is no histogram, or not text. */
+	/* A second whose histogram is no histogram, or not text, or seconds
+	 * that do not match the timeline's. */
 	json_object_set_new(json_object_get(j, "histograms"), "latency",
 	                    loadgen_hist_base64(ok.latency));
-	json_object_set_new(j, "timeline",
-	                    json_pack("[[i, i, f, f, s]]", 1, 0, 1.0, 1.0, "UkRIRw=="));
-	ck_assert_int_eq(loadgen_result_from_json(j, &r), -EINVAL);
-	json_object_set_new(j, "timeline", json_pack("[[i, i, f, f, i]]", 1, 0, 1.0, 1.0, 7));
-	ck_assert_int_eq(loadgen_result_from_json(j, &r), -EINVAL);
 	json_object_set_new(j, "timeline", json_pack("[[i, i, f, f]]", 1, 0, 1.0, 1.0));
+	json_object_set_new(j, "timeline_hists", json_pack("[s]", "UkRIRw=="));
+	ck_assert_int_eq(loadgen_result_from_json(j, &r), -EINVAL);
+	json_object_set_new(j, "timeline_hists", json_pack("[i]", 7));
+	ck_assert_int_eq(loadgen_result_from_json(j, &r), -EINVAL);
+	json_object_set_new(j, "timeline_hists", json_pack("[n, n]"));
+	ck_assert_int_eq(loadgen_result_from_json(j, &r), -EINVAL);
+	json_object_set_new(j, "timeline_hists", json_pack("[n]"));
 	ck_assert_int_eq(loadgen_result_from_json(j, &r), 0);
 	loadgen_result_deinit(&r);
 	json_decref(j);

@@ -36,6 +36,31 @@ static const struct store_col expired_cols[] = {
 /* A node that restarts under the same id after its lease passed starts a
  * new life: started_at says when. Runs it holds are only those still
  * running on it (another node may have ended them meanwhile). */
+/* The database's clock in ms; clock_timestamp() moves during a
+ * statement, so a beat says when it was written. */
+#define DB_NOW_MS "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+
+/* Ends session sql's CTE c selects (columns id, pid), as the one
+ * statement: MATERIALIZED, so pg_terminate_backend runs on c's rows only. */
+#define END_SESSIONS(select)                                                                       \
+	"WITH c AS MATERIALIZED (" select ") SELECT id, pid FROM c WHERE "                         \
+	"pg_terminate_backend(pid) ORDER BY id"
+
+/* The session node's last beat recorded, if it is still there and not
+ * this one: a session this node left when it reconnected (a network
+ * blip), which would hold its load slots until the server gave up on it. */
+static int end_previous_session(struct store *st, const char *node)
+{
+	const char *params[] = {node};
+
+	return pg_exec(st,
+	               END_SESSIONS("SELECT n.id, a.pid FROM nodes n JOIN pg_stat_activity a ON "
+	                            "a.pid = n.backend_pid AND a.backend_start = "
+	                            "n.backend_started WHERE n.id = $1 AND a.pid <> "
+	                            "pg_backend_pid()"),
+	               1, params, NULL, "end this node's previous session");
+}
+
 int pg_node_beat(struct store *st, const char *node, const char *version, int64_t now_ms,
                  int64_t lease_ms, json_t **ret_held)
 {
@@ -49,14 +74,18 @@ int pg_node_beat(struct store *st, const char *node, const char *version, int64_
 		                  !node      ? "node"
 		                  : !version ? "version"
 		                             : "lease");
+	r = end_previous_session(st, node);
+	if (r < 0)
+		return r;
 	r = pg_exec(st,
 	            "WITH beat AS (INSERT INTO nodes (id, started_at, heartbeat_at, version, "
-	            "backend_pid, backend_started) VALUES ($1, $2::bigint, $2::bigint, $3, "
-	            "pg_backend_pid(), (SELECT backend_start FROM pg_stat_activity WHERE pid = "
-	            "pg_backend_pid())) ON CONFLICT (id) DO UPDATE SET "
+	            "backend_pid, backend_started, session_until) VALUES ($1, $2::bigint, "
+	            "$2::bigint, $3, pg_backend_pid(), (SELECT backend_start FROM "
+	            "pg_stat_activity WHERE pid = pg_backend_pid()), " DB_NOW_MS " + $4::bigint) "
+	            "ON CONFLICT (id) DO UPDATE SET "
 	            "heartbeat_at = EXCLUDED.heartbeat_at, version = EXCLUDED.version, "
 	            "backend_pid = EXCLUDED.backend_pid, backend_started = "
-	            "EXCLUDED.backend_started, "
+	            "EXCLUDED.backend_started, session_until = EXCLUDED.session_until, "
 	            "started_at = CASE WHEN nodes.heartbeat_at < EXCLUDED.heartbeat_at - "
 	            "$4::bigint THEN EXCLUDED.started_at ELSE nodes.started_at END) "
 	            "UPDATE runs SET lease_until = $2::bigint + $4::bigint "
@@ -153,31 +182,29 @@ int pg_leases_expire(struct store *st, int64_t now_ms, const char *node, json_t 
 	return r;
 }
 
-/* The sessions of nodes silent for longer than the lease, as their last
- * beat recorded them, ended: their session locks (load slots) are freed.
- * Never this session. */
+/* The sessions of nodes whose last beat vouched for them until a time now
+ * past on the database's clock (each node's own lease: nodes with other
+ * settings or clocks are judged alike), as that beat recorded them,
+ * ended: their session locks (load slots) are freed. Never self's. */
 static const struct store_col evicted_cols[] = {
         {"node", COL_TEXT, true},
         {"pid", COL_INT, true},
 };
 
-int pg_nodes_evict(struct store *st, int64_t now_ms, int64_t lease_ms, const char *self,
-                   json_t **ret_evicted)
+int pg_nodes_evict(struct store *st, const char *self, json_t **ret_evicted)
 {
-	struct pg_num now, lease;
-	const char *params[] = {pg_i64(&now, now_ms), pg_i64(&lease, lease_ms), self};
+	const char *params[] = {self};
 	PGresult *res = NULL;
 	int r;
 
-	if (!self || lease_ms <= 0)
-		return pg_invalid(st, "an eviction", !self ? "node" : "lease");
+	if (!self)
+		return pg_invalid(st, "an eviction", "node");
 	r = pg_exec(st,
-	            "WITH c AS MATERIALIZED (SELECT n.id, a.pid FROM nodes n JOIN "
-	            "pg_stat_activity a ON a.pid = n.backend_pid AND a.backend_start = "
-	            "n.backend_started WHERE n.heartbeat_at < $1::bigint - $2::bigint AND "
-	            "n.id <> $3 AND a.pid <> pg_backend_pid()) "
-	            "SELECT id, pid FROM c WHERE pg_terminate_backend(pid) ORDER BY id",
-	            3, params, &res, "end the sessions of nodes that stopped");
+	            END_SESSIONS("SELECT n.id, a.pid FROM nodes n JOIN pg_stat_activity a ON "
+	                         "a.pid = n.backend_pid AND a.backend_start = n.backend_started "
+	                         "WHERE n.session_until < " DB_NOW_MS " AND n.id <> $1 AND "
+	                         "a.pid <> pg_backend_pid()"),
+	            1, params, &res, "end the sessions of nodes that stopped");
 	if (r == 0)
 		r = pg_rows_to_array(st, res, evicted_cols, RD_ARRAY_SIZE(evicted_cols),
 		                     ret_evicted);

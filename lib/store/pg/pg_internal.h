@@ -221,8 +221,7 @@ int pg_node_beat(struct store *st, const char *node, const char *version, int64_
 int pg_run_claim(struct store *st, const char *node, int64_t lease_until, int max,
                  json_t **ret_runs);
 int pg_leases_expire(struct store *st, int64_t now_ms, const char *node, json_t **ret_runs);
-int pg_nodes_evict(struct store *st, int64_t now_ms, int64_t lease_ms, const char *self,
-                   json_t **ret_evicted);
+int pg_nodes_evict(struct store *st, const char *self, json_t **ret_evicted);
 int pg_run_cancel_request(struct store *st, int64_t id, int64_t now_ms);
 int pg_run_release(struct store *st, int64_t id, const char *node);
 bool pg_queued_hint(struct store *st);
