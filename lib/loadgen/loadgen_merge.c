@@ -4,7 +4,9 @@
  * histograms serialized, its counters and its per-second timeline) and
  * the coordinating node merges them: histograms exactly (hist_merge, so
  * every percentile is the one of a histogram fed all samples), counters
- * summed, timelines added second by second.
+ * summed, timelines added second by second (each second's percentiles
+ * from the merge of its histograms, which engines keep with
+ * keep_seconds).
  *
  * Pure: no I/O, no clocks, no logging; any thread, one result at a time.
  */
