@@ -412,22 +412,22 @@ class TcpProxy:
         except OSError:
             pass
         for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
+            TcpProxy.shut(s)
 
     def cut(self):
         self.is_cut = True
         with self.lock:
             socks, self.socks = self.socks, []
         for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
+            TcpProxy.shut(s)
+
+    @staticmethod
+    def shut(s):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        s.close()
 
     def heal(self):
         self.is_cut = False

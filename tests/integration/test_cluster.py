@@ -104,6 +104,35 @@ def node_daemon(name, db):
     return d
 
 
+def start_nodes(names):
+    """A fresh database and a readyd node on it for each name, or meson's
+    skip without READYD_TEST_PG_URL: (db, {name: node})."""
+    if not PG_URL:
+        print('skipped: no READYD_TEST_PG_URL')
+        sys.exit(77)
+    db = create_database()
+    return db, {name: node_daemon(name, db).__enter__() for name in names}
+
+
+def stop_nodes(nodes, db):
+    """Every node stopped (woken first if a test left it stopped), then db
+    dropped; the first node that did not stop cleanly says why."""
+    try:
+        for d in nodes.values():
+            if d.proc and d.proc.poll() is None:
+                d.send_signal(signal.SIGCONT)
+        failures = []
+        for d in nodes.values():
+            try:
+                d.__exit__(None, None, None)
+            except AssertionError as e:
+                failures.append(e)
+        if failures:
+            raise failures[0]
+    finally:
+        drop_database(db)
+
+
 def ms(rfc3339):
     """An RFC 3339 time of the API as ms since the epoch."""
     base, _, frac = rfc3339.rstrip('Z').partition('.')
@@ -114,32 +143,15 @@ def ms(rfc3339):
 class ClusterTest(lib.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not PG_URL:
-            print('skipped: no READYD_TEST_PG_URL')
-            sys.exit(77)  # meson's skip
-        cls.db = create_database()
+        cls.db, cls.nodes = start_nodes(('node-a', 'node-b', 'node-c'))
         cls.demo = lib.DemoTarget().__enter__()
-        cls.nodes = {}
-        for name in ('node-a', 'node-b', 'node-c'):
-            cls.nodes[name] = node_daemon(name, cls.db).__enter__()
 
     @classmethod
     def tearDownClass(cls):
         try:
-            for d in cls.nodes.values():
-                if d.proc and d.proc.poll() is None:
-                    d.send_signal(signal.SIGCONT)
-            failures = []
-            for d in cls.nodes.values():
-                try:
-                    d.__exit__(None, None, None)
-                except AssertionError as e:  # every node stops, then the first says why
-                    failures.append(e)
-            if failures:
-                raise failures[0]
+            stop_nodes(cls.nodes, cls.db)
         finally:
             cls.demo.__exit__(None, None, None)
-            drop_database(cls.db)
 
     def node(self, name):
         return self.nodes[name]

@@ -21,8 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
-from test_cluster import (LEASE_S, PG_URL, create_database, drop_database,  # noqa: E402
-                          node_daemon)
+from test_cluster import LEASE_S, start_nodes, stop_nodes  # noqa: E402
 from test_load import READYD_LOAD_BIN, nearest_rank  # noqa: E402
 
 NAMES = ('node-a', 'node-b', 'node-c')
@@ -51,29 +50,15 @@ probes:
 class FanoutTest(lib.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not PG_URL:
-            print('skipped: no READYD_TEST_PG_URL')
-            sys.exit(77)  # meson's skip
-        cls.db = create_database()
+        cls.db, cls.nodes = start_nodes(NAMES)
         cls.demo = lib.DemoTarget(latency='10ms:90,40ms:8,150ms:2').__enter__()
-        cls.nodes = {}
-        for name in NAMES:
-            cls.nodes[name] = node_daemon(name, cls.db).__enter__()
 
     @classmethod
     def tearDownClass(cls):
         try:
-            failures = []
-            for d in cls.nodes.values():
-                try:
-                    d.__exit__(None, None, None)
-                except AssertionError as e:  # every node stops, then the first says why
-                    failures.append(e)
-            if failures:
-                raise failures[0]
+            stop_nodes(cls.nodes, cls.db)
         finally:
             cls.demo.__exit__(None, None, None)
-            drop_database(cls.db)
 
     def transport_floor_ms(self, connections):
         """p50 of answers with no applied delay (as test_load measures it):

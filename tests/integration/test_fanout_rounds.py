@@ -19,8 +19,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
-from test_cluster import (LEASE_S, PG_URL, create_database, drop_database, ms,  # noqa: E402
-                          node_daemon)
+from test_cluster import LEASE_S, ms, start_nodes, stop_nodes  # noqa: E402
 
 NAMES = ('node-a', 'node-b', 'node-c')
 
@@ -48,34 +47,39 @@ def capacity_probe(nodes, step='1500ms', max_rate=300):
 """
 
 
+def compare_probe(base, cand, connections, segments, segment_duration, nodes):
+    return f"""  - name: cmp
+    type: compare
+    baseline: {base.url}/v1/predict
+    candidate: {cand.url}/v1/predict
+    mode: closed
+    connections: {connections}
+    segments: {segments}
+    segment_duration: {segment_duration}
+    nodes: {nodes}
+"""
+
+
 def count(demo):
     return lib.http('GET', demo.url + '/admin/delays').json['count']
+
+
+def wait_count(test, demo, n, what):
+    """Until demo answered at least n requests (60 s at most)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and count(demo) < n:
+        time.sleep(0.1)
+    test.assertGreaterEqual(count(demo), n, what)
 
 
 class FanoutRoundsTest(lib.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not PG_URL:
-            print('skipped: no READYD_TEST_PG_URL')
-            sys.exit(77)  # meson's skip
-        cls.db = create_database()
-        cls.nodes = {}
-        for name in NAMES:
-            cls.nodes[name] = node_daemon(name, cls.db).__enter__()
+        cls.db, cls.nodes = start_nodes(NAMES)
 
     @classmethod
     def tearDownClass(cls):
-        try:
-            failures = []
-            for d in cls.nodes.values():
-                try:
-                    d.__exit__(None, None, None)
-                except AssertionError as e:  # every node stops, then the first says why
-                    failures.append(e)
-            if failures:
-                raise failures[0]
-        finally:
-            drop_database(cls.db)
+        stop_nodes(cls.nodes, cls.db)
 
     def demo(self, **flags):
         t = lib.DemoTarget(**flags).__enter__()
@@ -123,16 +127,7 @@ class FanoutRoundsTest(lib.TestCase):
         nodes segment by segment: each side's requests are exactly what its
         target answered, A B A B holds, and the ratio is the known one."""
         base, cand = self.demo(latency='10ms'), self.demo(latency='12ms')
-        probe = f"""  - name: cmp
-    type: compare
-    baseline: {base.url}/v1/predict
-    candidate: {cand.url}/v1/predict
-    mode: closed
-    connections: 9
-    segments: 6
-    segment_duration: 500ms
-    nodes: 3
-"""
+        probe = compare_probe(base, cand, 9, 6, '500ms', 3)
         a = self.nodes['node-b']
         r = a.submit(spec('rounds-compare', probe))
         self.assertEqual(r.status, 201, r)
@@ -157,24 +152,12 @@ class FanoutRoundsTest(lib.TestCase):
         """A cancel sent to another node in the middle of a spread compare:
         the probe is cancelled and no node sends to either side after it."""
         base, cand = self.demo(latency='2ms'), self.demo(latency='2ms')
-        probe = f"""  - name: cmp
-    type: compare
-    baseline: {base.url}/v1/predict
-    candidate: {cand.url}/v1/predict
-    mode: closed
-    connections: 6
-    segments: 20
-    segment_duration: 2s
-    nodes: 3
-"""
+        probe = compare_probe(base, cand, 6, 20, '2s', 3)
         a, c = self.nodes['node-a'], self.nodes['node-c']
         r = a.submit(spec('rounds-cancel', probe))
         self.assertEqual(r.status, 201, r)
         run_id = r.json['id']
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and count(cand) < 200:
-            time.sleep(0.1)
-        self.assertGreaterEqual(count(cand), 200, 'the candidate was never loaded')
+        wait_count(self, cand, 200, 'the candidate was never loaded')
         r = c.request('POST', '/v1/runs/%d/cancel' % run_id, '{"reason": "rounds test"}',
                       {'Content-Type': 'application/json'})
         self.assertEqual(r.status, 202, r)
@@ -196,10 +179,7 @@ class FanoutRoundsTest(lib.TestCase):
         self.assertEqual(r.status, 201, r)
         run_id = r.json['id']
         # Past the first step (100 req/s for 8 s: 800 requests), into the second.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and count(t) < 1000:
-            time.sleep(0.1)
-        self.assertGreaterEqual(count(t), 1000, 'the second step never began')
+        wait_count(self, t, 1000, 'the second step never began')
         run = a.get('/v1/runs/%d' % run_id).json
         coordinator = run['node']
         victim = next(n for n in NAMES if n != coordinator)
@@ -226,23 +206,11 @@ class FanoutRoundsTest(lib.TestCase):
         alive = [self.nodes[n] for n in NAMES if self.nodes[n].proc.poll() is None]
         self.assertEqual(len(alive), 2)
         base, cand = self.demo(latency='2ms'), self.demo(latency='2ms')
-        probe = f"""  - name: cmp
-    type: compare
-    baseline: {base.url}/v1/predict
-    candidate: {cand.url}/v1/predict
-    mode: closed
-    connections: 4
-    segments: 10
-    segment_duration: 3s
-    nodes: 2
-"""
+        probe = compare_probe(base, cand, 4, 10, '3s', 2)
         r = alive[0].submit(spec('rounds-orphan', probe))
         self.assertEqual(r.status, 201, r)
         run_id = r.json['id']
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and count(cand) < 200:
-            time.sleep(0.1)
-        self.assertGreaterEqual(count(cand), 200, 'the candidate was never loaded')
+        wait_count(self, cand, 200, 'the candidate was never loaded')
         coordinator = alive[0].get('/v1/runs/%d' % run_id).json['node']
         other = next(d for d in alive if self.nodes[coordinator] is not d)
         self.nodes[coordinator].kill()
